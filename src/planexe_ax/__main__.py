@@ -1,0 +1,3 @@
+from planexe_ax.cli import main
+
+raise SystemExit(main())

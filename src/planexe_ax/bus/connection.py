@@ -1,0 +1,131 @@
+"""The connection to NATS and the publish helpers every service uses."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from dataclasses import dataclass, field
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import PubAck
+from nats.js.kv import KeyValue
+
+from planexe_ax.bus.messages import CommandBase, DeadLetter, EventBase, TaskOffer, WireModel
+from planexe_ax.bus.subjects import Subjects
+from planexe_ax.bus.topology import ensure_topology
+from planexe_ax.bus.tracing import ensure_tracer_provider, publish_span
+from planexe_ax.config import Settings
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = "application/json"
+MSG_ID = "Nats-Msg-Id"
+
+
+@dataclass
+class Bus:
+    """A connected client with the names of its namespace. Close it with :meth:`close`."""
+
+    nc: NATS
+    js: JetStreamContext
+    subjects: Subjects
+    settings: Settings
+    _kv: KeyValue | None = field(default=None, repr=False)
+
+    async def publish(self, subject: str, message: WireModel, msg_id: str | None = None) -> PubAck:
+        """Publish ``message`` to a stream subject and wait for the stream's ack.
+
+        Args:
+            subject: A subject built by :class:`Subjects`.
+            message: The model to send as JSON.
+            msg_id: De-duplication id (``Nats-Msg-Id``); the same id within the window is stored once.
+        """
+        headers = {"Content-Type": CONTENT_TYPE, "Ax-Type": str(getattr(message, "type", type(message).__name__))}
+        if msg_id:
+            headers[MSG_ID] = msg_id
+        with publish_span(subject, msg_id, headers):
+            return await self.js.publish(subject, message.model_dump_json().encode(), headers=headers)
+
+    async def publish_event(self, event: EventBase) -> PubAck:
+        """Publish an event on ``ax.evt.<execution_id>.<type>``, de-duplicated by its ``event_id``."""
+        kind = str(getattr(event, "type"))  # noqa: B009 - every concrete event has a Literal type
+        return await self.publish(self.subjects.event(event.execution_id, kind), event, msg_id=event.event_id)
+
+    async def publish_offer(self, offer: TaskOffer, agent_id: str | None = None) -> PubAck:
+        """Offer one subtask attempt to every agent of its action, or to one agent when pinned."""
+        subject = self.subjects.direct(agent_id) if agent_id else self.subjects.task(offer.action)
+        return await self.publish(subject, offer, msg_id=offer.msg_id)
+
+    async def send_command(self, command: CommandBase) -> PubAck:
+        """Send a control command; commands are durable and de-duplicated by ``command_id``."""
+        return await self.publish(self.subjects.command(command.execution_id), command, msg_id=command.command_id)
+
+    async def dead_letter(self, source: str, msg: Msg, reason: str) -> None:
+        """Move ``msg`` to ``ax.dlq.<source>`` with ``reason`` and stop its redelivery."""
+        seq = msg.metadata.sequence.stream if msg.reply else None
+        letter = DeadLetter(
+            source=source,
+            subject=msg.subject,
+            reason=reason,
+            data_b64=base64.b64encode(msg.data).decode(),
+            headers=dict(msg.headers or {}),
+            stream_seq=seq,
+        )
+        await self.publish(self.subjects.dlq(source), letter)
+        log.warning("message dead-lettered", extra={"source": source, "subject": msg.subject, "reason": reason})
+        if msg.reply:
+            await msg.term()
+
+    async def agents_kv(self) -> KeyValue:
+        """The ``ax-agents`` bucket (agent cards with a TTL)."""
+        if self._kv is None:
+            self._kv = await self.js.key_value(self.subjects.agents_bucket)
+        return self._kv
+
+    async def close(self) -> None:
+        """Drain and close; safe to call twice."""
+        if not self.nc.is_closed:
+            try:
+                await self.nc.drain()
+            except Exception:  # a connection that is already gone has nothing left to drain
+                log.debug("drain failed; closing", exc_info=True)
+                await self.nc.close()
+
+
+async def connect(settings: Settings, url: str, name: str, provision: bool = True) -> Bus:
+    """Connect to NATS at ``url`` and (by default) provision the topology.
+
+    Args:
+        settings: Namespace, windows and timeouts.
+        url: One or more server URLs, comma separated.
+        name: The client name shown by the server (the service).
+        provision: Create or update streams, shared consumers and the agents bucket.
+    """
+    ensure_tracer_provider()
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats error", extra={"client": name, "error": repr(exc)})
+
+    async def on_disconnect() -> None:
+        log.warning("nats disconnected", extra={"client": name})
+
+    async def on_reconnect() -> None:
+        log.info("nats reconnected", extra={"client": name})
+
+    nc = await nats.connect(
+        servers=[u.strip() for u in url.split(",")],
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        error_cb=on_error,
+        disconnected_cb=on_disconnect,
+        reconnected_cb=on_reconnect,
+    )
+    js = nc.jetstream()
+    subjects = Subjects(settings.namespace)
+    if provision:
+        await ensure_topology(js, subjects, settings)
+    return Bus(nc=nc, js=js, subjects=subjects, settings=settings)

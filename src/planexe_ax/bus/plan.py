@@ -1,0 +1,128 @@
+"""The plan format: what PlanExe-AX executes (the structured plan of the seed documents).
+
+These models are part of the wire contract: the ``execution_created`` event carries the whole plan,
+so the projector and the coordinator read the same shape. Structural checks that need the whole plan
+(unknown ids, cycles) live in ``planexe_ax.coordinator.validation``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from planexe_ax.bus.subjects import check_id, check_token
+
+
+class DependencyType(StrEnum):
+    """How a task waits on another (``to`` waits on ``from``)."""
+
+    FINISH_TO_START = "finish_to_start"
+    START_TO_START = "start_to_start"
+    FINISH_TO_FINISH = "finish_to_finish"
+    START_TO_FINISH = "start_to_finish"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+
+class RetryPolicy(_Model):
+    """How often a subtask is tried before its task fails."""
+
+    max_attempts: int | None = Field(default=None, ge=1, description="Attempts in all; unset: the default setting.")
+    backoff: str = Field(default="exponential", description="exponential | fixed | none")
+    initial_delay_s: float = Field(default=1.0, ge=0)
+
+
+class Subtask(_Model):
+    """One executable step: an ``action`` (the capability it needs) with ``params``."""
+
+    subtask_id: str
+    action: str = Field(description="The capability an agent must offer to do this step.")
+    description: str = ""
+    params: dict[str, Any] = Field(default_factory=dict)
+    dependencies: list[str] | None = Field(
+        default=None,
+        description="Subtask ids of the same task this one waits for. Unset: the previous subtask of the task.",
+    )
+    timeout_hours: float | None = Field(default=None, gt=0)
+    retry_policy: RetryPolicy | None = None
+    human_required: bool = False
+
+    _check_id = field_validator("subtask_id")(lambda v: check_id(v, "subtask id"))
+    _check_action = field_validator("action")(lambda v: check_token(v, "action"))
+
+
+class Task(_Model):
+    """A unit of the plan, done when all its subtasks are done."""
+
+    task_id: str
+    title: str
+    description: str = ""
+    assignee_role: str | None = None
+    prerequisites: list[str] = Field(default_factory=list, description="Task ids that must finish first.")
+    estimated_hours: float | None = Field(default=None, ge=0)
+    human_required: bool = False
+    approval_required: bool = False
+    subtasks: list[Subtask] = Field(default_factory=list)
+
+    _check_id = field_validator("task_id")(lambda v: check_id(v, "task id"))
+
+
+class Phase(_Model):
+    """A group of tasks, shown together; phases impose no order of their own."""
+
+    phase_id: str
+    name: str
+    description: str = ""
+    duration_weeks: float | None = Field(default=None, ge=0)
+    tasks: list[Task] = Field(default_factory=list)
+
+
+class Dependency(_Model):
+    """``to`` waits on ``from`` as ``type`` says, plus ``lag_hours``."""
+
+    from_: str = Field(alias="from")
+    to: str
+    type: DependencyType = DependencyType.FINISH_TO_START
+    lag_hours: float = Field(default=0.0, ge=0)
+
+
+class Risk(_Model):
+    """A risk named by the plan, shown beside the blockers."""
+
+    risk_id: str
+    description: str
+    mitigation: str = ""
+    severity: str | None = None
+    likelihood: str | None = None
+
+
+class Plan(_Model):
+    """A whole plan: phases of tasks of subtasks, dependencies between tasks, roles and risks."""
+
+    plan_id: str
+    goal: str
+    title: str = ""
+    phases: list[Phase]
+    dependencies: list[Dependency] = Field(default_factory=list)
+    roles_required: list[str] = Field(default_factory=list)
+    risks: list[Risk] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Where the plan came from, import report.")
+
+    _check_id = field_validator("plan_id")(lambda v: check_id(v, "plan id"))
+
+    def tasks(self) -> list[Task]:
+        """Every task, in phase order."""
+        return [task for phase in self.phases for task in phase.tasks]
+
+    def all_dependencies(self) -> list[Dependency]:
+        """The explicit dependencies plus each task's prerequisites (finish to start)."""
+        implied = [
+            Dependency.model_validate({"from": pre, "to": task.task_id})
+            for task in self.tasks()
+            for pre in task.prerequisites
+        ]
+        return [*self.dependencies, *implied]

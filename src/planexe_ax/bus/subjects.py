@@ -1,0 +1,135 @@
+"""The only module that builds subject strings, stream names, consumer names and KV bucket names.
+
+Every name takes the optional namespace of :class:`Subjects` (empty in production) so that tests can
+share one nats-server without seeing each other's messages.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+SAFE_TOKEN = re.compile(r"^[a-z0-9_-]{1,64}$")
+
+# Templates, as documented in subjects.md; the builders below fill them.
+TASK = "ax.task.{capability}"
+DIRECT = "ax.direct.{agent_id}"
+EVENT = "ax.evt.{execution_id}.{kind}"
+COMMAND = "ax.cmd.{execution_id}"
+DLQ = "ax.dlq.{source}"
+
+
+def check_id(value: str, what: str = "id") -> str:
+    """Return ``value`` when it can stand as one subject token.
+
+    Raises:
+        ValueError: naming ``what`` when the value has dots, spaces, wildcards or is too long.
+    """
+    if not SAFE_ID.match(value):
+        raise ValueError(f"{what} {value!r} must be 1-128 characters of letters, digits, '_' or '-'")
+    return value
+
+
+def check_token(value: str, what: str = "token") -> str:
+    """Return ``value`` when it is a lower-case subject token (capabilities, event kinds, DLQ sources)."""
+    if not SAFE_TOKEN.match(value):
+        raise ValueError(f"{what} {value!r} must be 1-64 characters of lower-case letters, digits, '_' or '-'")
+    return value
+
+
+@dataclass(frozen=True)
+class Subjects:
+    """Subject, stream, consumer and bucket names for one namespace.
+
+    Args:
+        namespace: A lower-case token put before every subject and stream name; "" in production.
+    """
+
+    namespace: str = ""
+
+    def _s(self, subject: str) -> str:
+        return f"{self.namespace}.{subject}" if self.namespace else subject
+
+    def _name(self, name: str) -> str:
+        return f"{self.namespace.upper().replace('-', '_')}_{name}" if self.namespace else name
+
+    # -- subjects ---------------------------------------------------------------------------------------
+    def task(self, capability: str) -> str:
+        """Work offers for every agent with ``capability``."""
+        return self._s(TASK.format(capability=check_token(capability, "capability")))
+
+    def direct(self, agent_id: str) -> str:
+        """Work pinned to one agent."""
+        return self._s(DIRECT.format(agent_id=check_id(agent_id, "agent id")))
+
+    def event(self, execution_id: str, kind: str) -> str:
+        """An immutable fact about one execution."""
+        return self._s(EVENT.format(execution_id=check_id(execution_id, "execution id"), kind=check_token(kind)))
+
+    def events_of(self, execution_id: str) -> str:
+        """Filter that follows one execution."""
+        return self._s(f"ax.evt.{check_id(execution_id, 'execution id')}.>")
+
+    def command(self, execution_id: str) -> str:
+        """Control commands of one execution."""
+        return self._s(COMMAND.format(execution_id=check_id(execution_id, "execution id")))
+
+    def dlq(self, source: str) -> str:
+        """Messages a consumer of ``source`` rejected, with the reason."""
+        return self._s(DLQ.format(source=check_token(source, "dlq source")))
+
+    @property
+    def all_tasks(self) -> str:
+        return self._s("ax.task.>")
+
+    @property
+    def all_direct(self) -> str:
+        return self._s("ax.direct.>")
+
+    @property
+    def all_events(self) -> str:
+        return self._s("ax.evt.>")
+
+    @property
+    def all_commands(self) -> str:
+        return self._s("ax.cmd.>")
+
+    @property
+    def all_dlq(self) -> str:
+        return self._s("ax.dlq.>")
+
+    # -- streams, consumers, buckets -------------------------------------------------------------------
+    @property
+    def tasks_stream(self) -> str:
+        return self._name("AX_TASKS")
+
+    @property
+    def events_stream(self) -> str:
+        return self._name("AX_EVENTS")
+
+    @property
+    def commands_stream(self) -> str:
+        return self._name("AX_COMMANDS")
+
+    @property
+    def dlq_stream(self) -> str:
+        return self._name("AX_DLQ")
+
+    @property
+    def agents_bucket(self) -> str:
+        return f"{self.namespace}-ax-agents" if self.namespace else "ax-agents"
+
+    @staticmethod
+    def capability_consumer(capability: str) -> str:
+        """Durable pull consumer shared by every agent of one capability."""
+        return f"agents-{check_token(capability, 'capability')}"
+
+    @staticmethod
+    def direct_consumer(agent_id: str) -> str:
+        """Durable pull consumer of work pinned to one agent."""
+        return f"agent-{check_id(agent_id, 'agent id')}"
+
+    COORDINATOR_EVENTS = "coordinator-events"
+    COORDINATOR_COMMANDS = "coordinator-commands"
+    PROJECTOR_EVENTS = "projector-events"

@@ -1,0 +1,149 @@
+"""Streams, consumers and the KV bucket, declared as data and applied idempotently."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError, NotFoundError
+
+from planexe_ax.bus.subjects import Subjects
+from planexe_ax.config import Settings
+
+log = logging.getLogger(__name__)
+
+COMMANDS_MAX_AGE_S = 30 * 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Every stream, durable consumer and bucket PlanExe-AX provisions, for one namespace."""
+
+    streams: tuple[StreamConfig, ...]
+    consumers: tuple[tuple[str, ConsumerConfig], ...]
+    agents_bucket: KeyValueConfig
+
+
+def topology(subjects: Subjects, settings: Settings) -> Topology:
+    """Build the declared topology from names and settings."""
+    window = settings.duplicate_window_s
+    streams = (
+        StreamConfig(
+            name=subjects.tasks_stream,
+            description="Work offers: one message per subtask attempt, removed when an agent acks it.",
+            subjects=[subjects.all_tasks, subjects.all_direct],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            duplicate_window=window,
+        ),
+        StreamConfig(
+            name=subjects.events_stream,
+            description="Immutable facts of every execution: agent reports and coordinator decisions.",
+            subjects=[subjects.all_events],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=settings.events_max_age_s,
+            duplicate_window=window,
+        ),
+        StreamConfig(
+            name=subjects.commands_stream,
+            description="Control commands: start, pause, resume, cancel.",
+            subjects=[subjects.all_commands],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=COMMANDS_MAX_AGE_S,
+            duplicate_window=window,
+        ),
+        StreamConfig(
+            name=subjects.dlq_stream,
+            description="Messages a consumer rejected, with the reason and the original bytes.",
+            subjects=[subjects.all_dlq],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=COMMANDS_MAX_AGE_S,
+        ),
+    )
+    consumers = (
+        (subjects.events_stream, _durable(Subjects.COORDINATOR_EVENTS, subjects.all_events, settings)),
+        (subjects.commands_stream, _durable(Subjects.COORDINATOR_COMMANDS, subjects.all_commands, settings)),
+        (subjects.events_stream, _durable(Subjects.PROJECTOR_EVENTS, subjects.all_events, settings)),
+    )
+    bucket = KeyValueConfig(
+        bucket=subjects.agents_bucket,
+        description="Agent cards; an entry expires when its agent stops heartbeating.",
+        history=1,
+        ttl=settings.agent_ttl_s,
+        storage=StorageType.FILE,
+    )
+    return Topology(streams=streams, consumers=consumers, agents_bucket=bucket)
+
+
+def _durable(name: str, filter_subject: str, settings: Settings, max_deliver: int = -1) -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=name,
+        filter_subject=filter_subject,
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_wait=settings.ack_wait_s,
+        max_deliver=max_deliver,
+        max_ack_pending=1000,
+    )
+
+
+def capability_consumer(subjects: Subjects, capability: str, settings: Settings) -> ConsumerConfig:
+    """The durable pull consumer that every agent of ``capability`` shares."""
+    return _durable(Subjects.capability_consumer(capability), subjects.task(capability), settings, settings.max_deliver)
+
+
+def direct_consumer(subjects: Subjects, agent_id: str, settings: Settings) -> ConsumerConfig:
+    """The durable pull consumer of work pinned to one agent."""
+    return _durable(Subjects.direct_consumer(agent_id), subjects.direct(agent_id), settings, settings.max_deliver)
+
+
+async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    """Create ``config``'s stream, or bring an existing one in line with it (logged, never skipped)."""
+    try:
+        info = await js.stream_info(config.name or "")
+    except NotFoundError:
+        await js.add_stream(config=config)
+        log.info("stream created", extra={"stream": config.name})
+        return
+    current = info.config
+    wanted = (config.subjects, config.max_age or 0, config.duplicate_window or current.duplicate_window)
+    have = (current.subjects, current.max_age or 0, current.duplicate_window)
+    if wanted != have:
+        log.warning("stream config differs, updating", extra={"stream": config.name, "have": str(have)})
+        try:
+            await js.update_stream(config=config)
+        except BadRequestError as exc:
+            log.error("stream update refused", extra={"stream": config.name, "error": str(exc)})
+            raise
+
+
+async def ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerConfig) -> None:
+    """Create a durable consumer, or update it when its settings changed."""
+    await js.add_consumer(stream, config=config)
+
+
+async def ensure_topology(js: JetStreamContext, subjects: Subjects, settings: Settings) -> Topology:
+    """Provision every stream, shared consumer and the agents bucket. Safe to run from every process."""
+    topo = topology(subjects, settings)
+    for stream in topo.streams:
+        await ensure_stream(js, stream)
+    for stream_name, consumer in topo.consumers:
+        await ensure_consumer(js, stream_name, consumer)
+    try:
+        await js.key_value(topo.agents_bucket.bucket)
+    except (NotFoundError, BadRequestError):
+        await js.create_key_value(config=topo.agents_bucket)
+    return topo

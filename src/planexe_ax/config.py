@@ -1,0 +1,66 @@
+"""Settings, read from the environment with the prefix ``PLANEXE_``.
+
+Build a :class:`Settings` in ``main()`` or a factory, never at import time.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_NAMESPACE = re.compile(r"^[a-z0-9_-]*$")
+
+
+class Settings(BaseSettings):
+    """Every setting of PlanExe-AX. Field ``x_y`` is read from ``PLANEXE_X_Y``."""
+
+    model_config = SettingsConfigDict(env_prefix="PLANEXE_", extra="ignore")
+
+    nats_url: str | None = Field(
+        default=None, description="NATS server URL(s), comma separated. Unset: start an embedded nats-server."
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy async URL of the read model (postgresql+asyncpg://... or sqlite+aiosqlite:///...). "
+        "Unset: a SQLite file in the data folder.",
+    )
+    data_dir: Path = Field(default=Path(".planexe-ax"), description="Embedded NATS store, SQLite file, outputs.")
+    namespace: str = Field(default="", description="Leading subject token and stream prefix; empty in production.")
+    ack_wait_s: float = Field(default=30.0, gt=0, description="Lease of a task offer before it is redelivered.")
+    max_deliver: int = Field(default=20, ge=1, description="Deliveries of one offer before it goes to the DLQ.")
+    heartbeat_s: float = Field(default=5.0, gt=0, description="Agent heartbeat period.")
+    agent_ttl_s: float = Field(default=15.0, gt=0, description="An agent silent this long is offline.")
+    events_max_age_s: float = Field(default=90 * 24 * 3600, gt=0, description="How long AX_EVENTS keeps events.")
+    duplicate_window_s: float = Field(default=600.0, gt=0, description="JetStream de-duplication window.")
+    default_max_attempts: int = Field(default=3, ge=1, description="Attempts of a subtask unless the plan says.")
+    lag_scale_s: float = Field(
+        default=3600.0, ge=0, description="Wall-clock seconds per plan hour of dependency lag (0 ignores lag)."
+    )
+    http_host: str = Field(default="127.0.0.1", description="Address the HTTP gateway listens on.")
+    http_port: int = Field(default=8000, ge=0, le=65535, description="Port the HTTP gateway listens on.")
+    log_level: str = Field(default="INFO", description="Log level of the planexe_ax loggers.")
+    smtp_url: str | None = Field(
+        default=None, description="smtp://host:port for send_email; unset: emails are written to the outbox folder."
+    )
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace_is_a_token(cls, value: str) -> str:
+        if not _NAMESPACE.match(value):
+            raise ValueError(f"namespace {value!r} must be lower-case letters, digits, '_' or '-'")
+        return value
+
+    @property
+    def effective_database_url(self) -> str:
+        """The read-model URL: the configured one, else a SQLite file in the data folder."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'readmodel.sqlite3').resolve()}"
+
+    @property
+    def outputs_dir(self) -> Path:
+        """Where agents write what they produce, one folder per execution."""
+        return self.data_dir / "outputs"

@@ -1,0 +1,32 @@
+"""Errors shared by every PlanExe-AX package. Messages say what to do next."""
+
+from __future__ import annotations
+
+
+class PlanExeAXError(Exception):
+    """Base class of every error PlanExe-AX raises on purpose."""
+
+
+class ConfigError(PlanExeAXError):
+    """A setting is missing or wrong."""
+
+
+class PlanValidationError(PlanExeAXError):
+    """A plan cannot be executed as written.
+
+    Args:
+        message: One line naming the problem and the ids involved.
+        ids: The task or subtask ids involved, for callers that want them.
+    """
+
+    def __init__(self, message: str, ids: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.ids = ids or []
+
+
+class RetryableError(PlanExeAXError):
+    """A failure that may go away when the work is tried again."""
+
+
+class PermanentError(PlanExeAXError):
+    """A failure that will happen again however often the work is tried."""

@@ -1,0 +1,76 @@
+"""Fixtures: a real nats-server per session, a unique namespace per test, SQLite and PostgreSQL read models."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from planexe_ax.bus import Bus, EmbeddedNats, connect
+from planexe_ax.config import Settings
+from tests.helpers.postgres import create_database, drop_database, postgres_server
+
+
+@pytest.fixture(scope="session")
+def nats_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("nats")
+
+
+@pytest.fixture(scope="session")
+def nats_url(nats_store: Path) -> Iterator[str]:
+    """One nats-server for the session; tests keep apart by namespace."""
+    server = EmbeddedNats(nats_store)
+    server.start_sync()
+    yield server.url
+    server.stop_sync()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings with a namespace of this test's own, so tests never see each other's messages."""
+    return Settings(
+        namespace=f"t{uuid.uuid4().hex[:10]}",
+        data_dir=tmp_path / "data",
+        ack_wait_s=5.0,
+        heartbeat_s=0.5,
+        agent_ttl_s=3.0,
+        lag_scale_s=0.0,
+    )
+
+
+@pytest.fixture
+async def bus(nats_url: str, settings: Settings) -> AsyncIterator[Bus]:
+    connected = await connect(settings, nats_url, "test")
+    yield connected
+    await connected.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> Iterator[str | None]:
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture
+async def postgres_url(postgres_admin_url: str | None) -> AsyncIterator[str]:
+    if postgres_admin_url is None:
+        pytest.skip("no PostgreSQL: set PLANEXE_TEST_DATABASE_URL or install initdb/pg_ctl")
+    url = await create_database(postgres_admin_url)
+    yield url
+    await drop_database(postgres_admin_url, url)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'readmodel.sqlite3'}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test that takes this runs once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'readmodel.sqlite3'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url

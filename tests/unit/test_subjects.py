@@ -129,7 +129,7 @@ def test_settings_reject_a_namespace_that_is_not_one_token(namespace: str) -> No
 @pytest.mark.parametrize("bad", UNSAFE)
 def test_builders_reject_unsafe_ids(bad: str) -> None:
     s = Subjects("")
-    builders = [
+    builders: list[Callable[[], str]] = [
         lambda: s.direct(bad),
         lambda: s.event(bad, "kind"),
         lambda: s.events_of(bad),
@@ -144,12 +144,13 @@ def test_builders_reject_unsafe_ids(bad: str) -> None:
 @pytest.mark.parametrize("bad", [*UNSAFE, "Upper", "x" * 65])
 def test_builders_reject_unsafe_tokens(bad: str) -> None:
     s = Subjects("")
-    for build in (
+    builders: list[Callable[[], str]] = [
         lambda: s.task(bad),
         lambda: s.event("e1", bad),
         lambda: s.dlq(bad),
         lambda: Subjects.capability_consumer(bad),
-    ):
+    ]
+    for build in builders:
         with pytest.raises(ValueError, match="must be"):
             build()
 

@@ -1,0 +1,105 @@
+"""Mirror the ``ax-agents`` KV bucket into the ``agents`` table: cards are upserted, gone agents go offline."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from planexe_ax.bus import AgentCard, Bus, utcnow
+from planexe_ax.projector.models import Agent
+
+log = logging.getLogger(__name__)
+
+ONLINE = "online"
+OFFLINE = "offline"
+REMOVED = frozenset({"DEL", "PURGE"})
+
+
+async def upsert_card(session: AsyncSession, card: AgentCard) -> None:
+    """Insert or refresh an agent's row from its card and mark it online.
+
+    Args:
+        session: An open session; the caller commits.
+        card: The card read from the bucket.
+    """
+    row = await session.get(Agent, card.agent_id)
+    if row is None:
+        row = Agent(agent_id=card.agent_id)
+        session.add(row)
+    row.name, row.role, row.status = card.name, card.role, ONLINE
+    row.capabilities = [cap.model_dump(mode="json") for cap in card.capabilities]
+    row.started_at, row.last_heartbeat = card.started_at, card.heartbeat_at
+
+
+async def mark_offline(session: AsyncSession, agent_id: str) -> None:
+    """Mark one agent offline (its key was deleted or purged)."""
+    await session.execute(update(Agent).where(Agent.agent_id == agent_id).values(status=OFFLINE))
+
+
+async def sweep_expired(session: AsyncSession, ttl_s: float) -> None:
+    """Mark offline every online agent whose last heartbeat is older than ``ttl_s`` seconds.
+
+    The bucket's TTL removes entries without telling watchers, so expiry is found by age.
+    """
+    cutoff = utcnow() - timedelta(seconds=ttl_s)
+    await session.execute(
+        update(Agent).where(Agent.status == ONLINE, Agent.last_heartbeat < cutoff).values(status=OFFLINE)
+    )
+
+
+class AgentWatcher:
+    """Watch every key of the agents bucket until ``stop`` is set.
+
+    Args:
+        bus: The connection.
+        sessions: Session factory of the read model.
+        poll_s: How long one wait for an update lasts; bounds how fast ``stop`` is noticed.
+    """
+
+    def __init__(self, bus: Bus, sessions: async_sessionmaker[AsyncSession], poll_s: float = 0.5) -> None:
+        self.bus = bus
+        self.sessions = sessions
+        self.poll_s = poll_s
+        self.applied = 0
+        self.changed = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Apply every update of the bucket, and sweep expired agents when it is quiet."""
+        kv = await self.bus.agents_kv()
+        watcher = await kv.watchall()
+        try:
+            while not stop.is_set():
+                try:
+                    entry = await watcher.updates(timeout=self.poll_s)  # type: ignore[no-untyped-call]  # nats-py is untyped here
+                except TimeoutError:  # nats' TimeoutError subclasses it: nothing new in poll_s
+                    await self._guarded(self._sweep)
+                    continue
+                if entry is not None:
+                    await self._guarded(self._apply, entry)
+        finally:
+            await watcher.stop()  # type: ignore[no-untyped-call]  # nats-py is untyped here
+
+    async def _guarded(self, step: Any, *args: Any) -> None:
+        try:
+            await step(*args)
+        except Exception:  # one bad card or a DB hiccup must not end the watch
+            log.exception("agent card not applied", extra={"bucket": self.bus.subjects.agents_bucket})
+
+    async def _apply(self, entry: Any) -> None:
+        async with self.sessions.begin() as session:
+            if entry.operation in REMOVED:
+                await mark_offline(session, entry.key)
+            else:
+                await upsert_card(session, AgentCard.model_validate_json(entry.value))
+        self.applied += 1
+        self.changed.set()
+        log.debug("agent card applied", extra={"agent_id": entry.key, "operation": entry.operation})
+
+    async def _sweep(self) -> None:
+        async with self.sessions.begin() as session:
+            await sweep_expired(session, self.bus.settings.agent_ttl_s)

@@ -1,0 +1,61 @@
+"""Engines and sessions of the read model: SQLite (aiosqlite) for the embedded default, PostgreSQL (asyncpg)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def make_engine(url: str) -> AsyncEngine:
+    """Create the async engine of the read model.
+
+    On SQLite, every connection gets foreign keys on, the WAL journal and a busy timeout, and SQLAlchemy
+    (not the sqlite3 module) issues ``BEGIN``, so transactions and savepoints behave as on PostgreSQL.
+    On PostgreSQL, pooled connections are checked before use (``pool_pre_ping``).
+
+    Args:
+        url: A SQLAlchemy async URL, ``sqlite+aiosqlite:///path`` or ``postgresql+asyncpg://...``.
+
+    Returns:
+        The engine; dispose of it with ``await engine.dispose()``.
+    """
+    if make_url(url).get_backend_name() != "sqlite":
+        return create_async_engine(url, pool_pre_ping=True)
+    engine = create_async_engine(url)
+    _configure_sqlite(engine)
+    return engine
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy own BEGIN/COMMIT: the sqlite3 module's implicit transactions break SAVEPOINT.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+
+def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """A session factory whose objects stay usable after commit.
+
+    Args:
+        engine: From :func:`make_engine`.
+
+    Returns:
+        ``async_sessionmaker(engine, expire_on_commit=False)``; open one session per batch or request.
+    """
+    return async_sessionmaker(engine, expire_on_commit=False)

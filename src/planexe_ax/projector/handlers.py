@@ -1,0 +1,274 @@
+"""Turn one event into read-model rows: one small function per event type.
+
+Every function runs inside the caller's transaction and never commits. An event whose ``event_id`` is
+already stored is skipped entirely, so applying a stream twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy import exists, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from planexe_ax.bus import (
+    TERMINAL_EXECUTION,
+    TERMINAL_TASK,
+    Event,
+    ExecutionCreated,
+    ExecutionState,
+    ExecutionStatus,
+    Plan,
+    SubtaskProgress,
+    SubtaskState,
+    TaskState,
+    TaskStatus,
+)
+from planexe_ax.projector.models import (
+    Execution,
+    ExecutionEvent,
+    ExecutionSubtask,
+    ExecutionTask,
+    PlanRow,
+    PlanSubtask,
+    PlanTask,
+)
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[AsyncSession, Any], Awaitable[None]]
+
+
+async def apply_event(session: AsyncSession, event: Event, stream_seq: int) -> None:
+    """Store ``event`` and apply it to the read model, unless its ``event_id`` is already stored.
+
+    Args:
+        session: An open session; the caller owns the transaction.
+        event: A decoded event.
+        stream_seq: Its sequence in AX_EVENTS.
+    """
+    if await session.scalar(select(exists().where(ExecutionEvent.event_id == event.event_id))):
+        log.debug("event already projected", extra={"event_id": event.event_id, "stream_seq": stream_seq})
+        return
+    session.add(
+        ExecutionEvent(
+            stream_seq=stream_seq,
+            event_id=event.event_id,
+            execution_id=event.execution_id,
+            type=event.type,
+            task_id=event.task_id,
+            subtask_id=event.subtask_id,
+            agent_id=event.agent_id,
+            attempt=event.attempt,
+            ts=event.ts,
+            data=event.model_dump(mode="json", by_alias=True),
+        )
+    )
+    handler = HANDLERS.get(event.type)
+    if handler is None:
+        return
+    if event.type != "execution_created" and await session.get(Execution, event.execution_id) is None:
+        log.warning(
+            "event for an unknown execution stored, not applied",
+            extra={"event_id": event.event_id, "execution_id": event.execution_id, "type": event.type},
+        )
+        return
+    await handler(session, event)
+
+
+async def on_execution_created(session: AsyncSession, event: ExecutionCreated) -> None:
+    """Record the plan (once per plan id) and a new execution with every task and subtask pending."""
+    if await session.get(Execution, event.execution_id) is not None:
+        log.warning("execution already created", extra={"execution_id": event.execution_id})
+        return
+    plan = event.plan
+    await _upsert_plan(session, plan, event)
+    session.add(
+        Execution(
+            execution_id=event.execution_id,
+            plan_id=plan.plan_id,
+            status=ExecutionStatus.CREATED.value,
+            reason="",
+            created_at=event.ts,
+            started_at=None,
+            finished_at=None,
+            updated_at=event.ts,
+        )
+    )
+    await session.flush()
+    for task in plan.tasks():
+        session.add(
+            ExecutionTask(
+                execution_id=event.execution_id,
+                task_id=task.task_id,
+                status=TaskStatus.PENDING.value,
+                attempts=0,
+                reason="",
+                started_at=None,
+                finished_at=None,
+            )
+        )
+    await session.flush()
+    session.add_all(
+        ExecutionSubtask(
+            execution_id=event.execution_id,
+            task_id=task.task_id,
+            subtask_id=sub.subtask_id,
+            action=sub.action,
+            status=TaskStatus.PENDING.value,
+            attempt=0,
+            agent_id=None,
+            progress=0.0,
+            output=None,
+            error=None,
+            started_at=None,
+            finished_at=None,
+            updated_at=event.ts,
+        )
+        for task in plan.tasks()
+        for sub in task.subtasks
+    )
+
+
+async def _upsert_plan(session: AsyncSession, plan: Plan, event: ExecutionCreated) -> None:
+    row = await session.get(PlanRow, plan.plan_id)
+    document = plan.model_dump(mode="json", by_alias=True)
+    if row is None:
+        row = PlanRow(plan_id=plan.plan_id, created_at=event.ts, title="", goal="", plan={})
+        session.add(row)
+    row.title, row.goal, row.plan = plan.title, plan.goal, document
+    await session.flush()
+    if await session.scalar(select(exists().where(PlanTask.plan_id == plan.plan_id))):
+        return
+    position = 0
+    for phase in plan.phases:
+        for task in phase.tasks:
+            session.add(
+                PlanTask(
+                    plan_id=plan.plan_id,
+                    task_id=task.task_id,
+                    phase_id=phase.phase_id,
+                    phase_name=phase.name,
+                    title=task.title,
+                    description=task.description,
+                    assignee_role=task.assignee_role,
+                    estimated_hours=task.estimated_hours,
+                    position=position,
+                )
+            )
+            position += 1
+    await session.flush()
+    session.add_all(
+        PlanSubtask(
+            plan_id=plan.plan_id,
+            task_id=task.task_id,
+            subtask_id=sub.subtask_id,
+            action=sub.action,
+            description=sub.description,
+            params=sub.params,
+            position=index,
+        )
+        for task in plan.tasks()
+        for index, sub in enumerate(task.subtasks)
+    )
+
+
+async def on_execution_state(session: AsyncSession, event: ExecutionState) -> None:
+    """Set the execution's status and reason; RUNNING marks the start, a terminal status the end."""
+    row = await session.get(Execution, event.execution_id)
+    if row is None:
+        return
+    row.status, row.reason, row.updated_at = event.status.value, event.reason, event.ts
+    if event.status == ExecutionStatus.RUNNING and row.started_at is None:
+        row.started_at = event.ts
+    if event.status in TERMINAL_EXECUTION:
+        row.finished_at = event.ts
+
+
+async def on_task_state(session: AsyncSession, event: TaskState) -> None:
+    """Set a task's status and reason; RUNNING marks the start, a terminal status the end."""
+    row = await session.get(ExecutionTask, (event.execution_id, event.task_id))
+    if row is None:
+        _log_unknown(event)
+        return
+    row.status, row.reason = event.status.value, event.reason
+    if event.status == TaskStatus.RUNNING and row.started_at is None:
+        row.started_at = event.ts
+    if event.status in TERMINAL_TASK:
+        row.finished_at = event.ts
+
+
+async def on_subtask_state(session: AsyncSession, event: SubtaskState) -> None:
+    """Set a subtask's status, attempt, agent, output and error, and raise its task's attempt count."""
+    row = await _subtask(session, event.execution_id, event.task_id, event.subtask_id)
+    if row is None:
+        _log_unknown(event)
+        return
+    row.status, row.updated_at = event.status.value, event.ts
+    if event.attempt is not None:
+        row.attempt = event.attempt
+    if event.agent_id is not None:
+        row.agent_id = event.agent_id
+    if event.output is not None:
+        row.output = event.output
+    if event.status == TaskStatus.RUNNING:
+        # A new attempt: what the previous attempt ended with no longer describes the subtask.
+        row.started_at, row.finished_at, row.error = event.ts, None, None
+    if event.status == TaskStatus.FAILED:
+        row.error = event.reason
+    if event.status in TERMINAL_TASK:
+        row.finished_at = event.ts
+    if event.status == TaskStatus.COMPLETED:
+        row.progress = 100.0
+    task = await session.get(ExecutionTask, (row.execution_id, row.task_id))
+    if task is not None and event.attempt is not None:
+        task.attempts = max(task.attempts, event.attempt)
+
+
+async def on_subtask_progress(session: AsyncSession, event: SubtaskProgress) -> None:
+    """Set a subtask's progress, unless it has already finished."""
+    row = await _subtask(session, event.execution_id, event.task_id, event.subtask_id)
+    if row is None:
+        _log_unknown(event)
+        return
+    if row.status in TERMINAL_TASK:
+        return
+    row.progress, row.updated_at = event.percent, event.ts
+
+
+async def _subtask(
+    session: AsyncSession, execution_id: str, task_id: str | None, subtask_id: str | None
+) -> ExecutionSubtask | None:
+    if subtask_id is None:
+        return None
+    if task_id is not None:
+        return await session.get(ExecutionSubtask, (execution_id, task_id, subtask_id))
+    query = select(ExecutionSubtask).where(
+        ExecutionSubtask.execution_id == execution_id, ExecutionSubtask.subtask_id == subtask_id
+    )
+    return (await session.scalars(query.limit(1))).first()
+
+
+def _log_unknown(event: Event) -> None:
+    log.warning(
+        "event for an unknown task or subtask stored, not applied",
+        extra={
+            "event_id": event.event_id,
+            "execution_id": event.execution_id,
+            "task_id": event.task_id,
+            "subtask_id": event.subtask_id,
+            "type": event.type,
+        },
+    )
+
+
+# subtask_started, subtask_result and command_rejected are kept as events only.
+HANDLERS: dict[str, Handler] = {
+    "execution_created": on_execution_created,
+    "execution_state": on_execution_state,
+    "task_state": on_task_state,
+    "subtask_state": on_subtask_state,
+    "subtask_progress": on_subtask_progress,
+}

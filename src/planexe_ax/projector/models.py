@@ -1,0 +1,208 @@
+"""The read model: typed tables written only by the projector from events and agent cards.
+
+No column has a server-side default: every value comes from an event (or a KV entry), so projecting
+the same stream into an empty database gives identical rows.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+ID = String(128)
+STATUS = String(32)
+# none_as_null: a Python None is SQL NULL, not the JSON value null.
+JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend.
+
+    SQLite has no time zone type: values are stored as naive UTC and read back as aware UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column; pass a timezone-aware datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the read-model tables."""
+
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSONType,
+        list[Any]: JSONType,
+    }
+
+
+class Agent(Base):
+    __tablename__ = "agents"
+
+    agent_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(200))
+    capabilities: Mapped[list[Any]]
+    started_at: Mapped[datetime]
+    last_heartbeat: Mapped[datetime]
+    status: Mapped[str] = mapped_column(STATUS)
+
+
+class PlanRow(Base):
+    __tablename__ = "plans"
+
+    plan_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    title: Mapped[str] = mapped_column(Text)
+    goal: Mapped[str] = mapped_column(Text)
+    plan: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+
+
+class PlanTask(Base):
+    __tablename__ = "plan_tasks"
+
+    plan_id: Mapped[str] = mapped_column(ID, ForeignKey("plans.plan_id", ondelete="CASCADE"), primary_key=True)
+    task_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    phase_id: Mapped[str] = mapped_column(ID)
+    phase_name: Mapped[str] = mapped_column(Text)
+    title: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text)
+    assignee_role: Mapped[str | None] = mapped_column(String(200))
+    estimated_hours: Mapped[float | None] = mapped_column(Float)
+    position: Mapped[int] = mapped_column(Integer)
+
+
+class PlanSubtask(Base):
+    __tablename__ = "plan_subtasks"
+    __table_args__ = (
+        ForeignKeyConstraint(["plan_id", "task_id"], ["plan_tasks.plan_id", "plan_tasks.task_id"], ondelete="CASCADE"),
+    )
+
+    plan_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    task_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    subtask_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    action: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(Text)
+    params: Mapped[dict[str, Any]]
+    position: Mapped[int] = mapped_column(Integer)
+
+
+class Execution(Base):
+    __tablename__ = "executions"
+
+    execution_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    plan_id: Mapped[str] = mapped_column(ID, ForeignKey("plans.plan_id"), index=True)
+    status: Mapped[str] = mapped_column(STATUS)
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+
+class ExecutionTask(Base):
+    __tablename__ = "execution_tasks"
+
+    execution_id: Mapped[str] = mapped_column(
+        ID, ForeignKey("executions.execution_id", ondelete="CASCADE"), primary_key=True
+    )
+    task_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    status: Mapped[str] = mapped_column(STATUS)
+    attempts: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class ExecutionSubtask(Base):
+    __tablename__ = "execution_subtasks"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["execution_id", "task_id"],
+            ["execution_tasks.execution_id", "execution_tasks.task_id"],
+            ondelete="CASCADE",
+        ),
+        Index("ix_execution_subtasks_execution_subtask", "execution_id", "subtask_id"),
+    )
+
+    execution_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    task_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    subtask_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    action: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(STATUS)
+    attempt: Mapped[int] = mapped_column(Integer)
+    agent_id: Mapped[str | None] = mapped_column(ID)
+    progress: Mapped[float] = mapped_column(Float)
+    output: Mapped[dict[str, Any] | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+
+class ExecutionEvent(Base):
+    """Every event as it was received; rows are never updated."""
+
+    __tablename__ = "execution_events"
+    __table_args__ = (Index("ix_execution_events_execution_seq", "execution_id", "stream_seq"),)
+
+    stream_seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    event_id: Mapped[str] = mapped_column(ID, unique=True)
+    execution_id: Mapped[str] = mapped_column(ID)
+    type: Mapped[str] = mapped_column(String(64))
+    task_id: Mapped[str | None] = mapped_column(ID)
+    subtask_id: Mapped[str | None] = mapped_column(ID)
+    agent_id: Mapped[str | None] = mapped_column(ID)
+    attempt: Mapped[int | None] = mapped_column(Integer)
+    ts: Mapped[datetime]
+    data: Mapped[dict[str, Any]]
+
+
+class ProjectorCheckpoint(Base):
+    """The last stream sequence a consumer projected, written in the same transaction as the rows."""
+
+    __tablename__ = "projector_checkpoints"
+
+    consumer: Mapped[str] = mapped_column(String(128), primary_key=True)
+    stream_seq: Mapped[int] = mapped_column(BigInteger)
+
+
+READ_MODEL_TABLES = (
+    Agent,
+    PlanRow,
+    PlanTask,
+    PlanSubtask,
+    Execution,
+    ExecutionTask,
+    ExecutionSubtask,
+    ExecutionEvent,
+)

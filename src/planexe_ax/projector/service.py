@@ -1,0 +1,213 @@
+"""The projector process: consume AX_EVENTS into the read model, one transaction per batch, ack after commit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
+
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy  # bus has no builder for extra event consumers
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from planexe_ax.bus import Bus, Event, PullLoop, Subjects, decode_event, ensure_consumer
+from planexe_ax.projector.agent_cards import AgentWatcher
+from planexe_ax.projector.db import make_engine, make_session_factory
+from planexe_ax.projector.handlers import apply_event
+from planexe_ax.projector.migrate import upgrade
+from planexe_ax.projector.models import ProjectorCheckpoint
+
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
+
+log = logging.getLogger(__name__)
+
+DLQ_SOURCE = "projector"
+BATCH = 500
+
+
+@dataclass
+class _Item:
+    msg: Msg
+    seq: int
+    event: Event | None = None
+    error: str = ""
+
+
+@dataclass
+class _Outcome:
+    top: int = 0
+    settled: set[int] = field(default_factory=set)  # seqs already termed (dead-lettered): never ack them
+
+
+class Projector:
+    """Keep the read model in step with AX_EVENTS, idempotently.
+
+    Each batch is projected in one transaction that also writes the checkpoint ``(durable, stream_seq)``;
+    messages are acked only after that commit, and sequences at or below the checkpoint are skipped, so
+    redelivery and restarts never apply an event twice.
+
+    Args:
+        bus: A connected bus.
+        database_url: Async SQLAlchemy URL of the read model.
+        durable: Durable consumer on AX_EVENTS; a name other than the default is created on :meth:`start`
+            (a fresh one replays the whole stream, e.g. into an empty database).
+        batch: Largest number of events per transaction.
+    """
+
+    def __init__(
+        self, bus: Bus, database_url: str, durable: str = Subjects.PROJECTOR_EVENTS, *, batch: int = BATCH
+    ) -> None:
+        self.bus = bus
+        self.database_url = database_url
+        self.durable = durable
+        self.engine = make_engine(database_url)
+        self.sessions = make_session_factory(self.engine)
+        self.last_seq = 0
+        self.projected = 0
+        self.dead_lettered = 0
+        self.agents = AgentWatcher(bus, self.sessions)
+        self._caught_up = asyncio.Condition()
+        self._loop = PullLoop(bus, bus.subjects.events_stream, durable, self._handle_batch, batch=batch)
+        self._started = False
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Migrate the read model to head, make sure the durable consumer exists, and load the checkpoint."""
+        await upgrade(self.database_url)
+        if self.durable != Subjects.PROJECTOR_EVENTS:
+            await ensure_consumer(self.bus.js, self.bus.subjects.events_stream, self._consumer_config())
+        async with self.sessions() as session:
+            checkpoint = await session.get(ProjectorCheckpoint, self.durable)
+        self.last_seq = checkpoint.stream_seq if checkpoint else 0
+        self._started = True
+        log.info("projector started", extra={"durable": self.durable, "checkpoint": self.last_seq})
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Project events and mirror agent cards until ``stop`` is set."""
+        if not self._started:
+            await self.start()
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._loop.run(stop))
+            tasks.create_task(self.agents.run(stop))
+
+    async def run_until_idle(self) -> None:
+        """Project every event available now, then return (burst mode, for tests and catch-up)."""
+        if not self._started:
+            await self.start()
+        await self._loop.run(asyncio.Event(), until_idle=True)
+
+    async def wait_for_seq(self, seq: int, timeout: float) -> None:  # noqa: ASYNC109 - callers pass one number, not a context
+        """Wait until every event up to stream sequence ``seq`` is projected and committed.
+
+        Args:
+            seq: A stream sequence, e.g. ``(await bus.publish_event(e)).seq``.
+            timeout: Seconds to wait at most.
+
+        Raises:
+            TimeoutError: The projection did not reach ``seq`` in time.
+        """
+        async with self._caught_up:
+            await asyncio.wait_for(self._caught_up.wait_for(lambda: self.last_seq >= seq), timeout)
+
+    async def close(self) -> None:
+        """Release the database connections; safe to call twice."""
+        await self.engine.dispose()
+
+    def _consumer_config(self) -> ConsumerConfig:
+        settings = self.bus.settings
+        return ConsumerConfig(
+            durable_name=self.durable,
+            filter_subject=self.bus.subjects.all_events,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=settings.ack_wait_s,
+            max_deliver=-1,
+            max_ack_pending=1000,
+        )
+
+    async def _handle_batch(self, msgs: list[Msg]) -> None:
+        items = [self._decode(msg) for msg in msgs]
+        outcome = _Outcome()
+        for item in items:
+            if item.event is None and item.seq > self.last_seq:
+                await self._dead_letter(item, outcome)
+        try:
+            await self._project(items, outcome, isolate=False)
+        except Exception as exc:
+            if _is_transient(exc):
+                raise  # the loop backs off; the unacked messages come back after ack_wait
+            log.warning("batch failed; projecting event by event", extra={"durable": self.durable, "error": repr(exc)})
+            await self._project(items, outcome, isolate=True)
+        for item in items:
+            if item.seq not in outcome.settled:
+                await item.msg.ack()
+        async with self._caught_up:
+            self.last_seq = max(self.last_seq, outcome.top)
+            self._caught_up.notify_all()
+
+    def _decode(self, msg: Msg) -> _Item:
+        item = _Item(msg=msg, seq=msg.metadata.sequence.stream)
+        try:
+            item.event = decode_event(msg.data)
+        except ValueError as exc:  # pydantic's ValidationError and json's JSONDecodeError are ValueErrors
+            item.error = str(exc)
+        return item
+
+    async def _dead_letter(self, item: _Item, outcome: _Outcome) -> None:
+        await self.bus.dead_letter(DLQ_SOURCE, item.msg, item.error)
+        outcome.settled.add(item.seq)
+        self.dead_lettered += 1
+
+    async def _project(self, items: list[_Item], outcome: _Outcome, *, isolate: bool) -> None:
+        async with self.sessions.begin() as session:
+            checkpoint = await session.get(ProjectorCheckpoint, self.durable)
+            done = checkpoint.stream_seq if checkpoint else 0
+            applied = 0
+            for item in items:
+                if item.seq <= done or item.event is None:
+                    continue
+                if isolate:
+                    applied += await self._apply_isolated(session, item, outcome)
+                else:
+                    await apply_event(session, item.event, item.seq)
+                    applied += 1
+            outcome.top = max(done, *(item.seq for item in items))
+            if checkpoint is None:
+                session.add(ProjectorCheckpoint(consumer=self.durable, stream_seq=outcome.top))
+            else:
+                checkpoint.stream_seq = outcome.top
+        self.projected += applied
+        log.debug("batch projected", extra={"durable": self.durable, "events": applied, "stream_seq": outcome.top})
+
+    async def _apply_isolated(self, session: AsyncSession, item: _Item, outcome: _Outcome) -> int:
+        assert item.event is not None
+        try:
+            async with session.begin_nested():
+                await apply_event(session, item.event, item.seq)
+        except Exception as exc:
+            if _is_transient(exc):
+                raise
+            item.error = f"projection failed: {exc!r}"
+            log.exception("event not projected", extra={"durable": self.durable, "stream_seq": item.seq})
+            if item.seq not in outcome.settled:
+                await self._dead_letter(item, outcome)
+            return 0
+        return 1
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """A lost connection or an unavailable database: worth retrying the same batch later."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OperationalError | InterfaceError | OSError)

@@ -1,0 +1,127 @@
+"""Turn one attempt of a capability into the agent's reports: started, progress, result.
+
+Event ids are derived from the offer's de-duplication id, so an agent that redoes a redelivered
+attempt publishes the same ids and JetStream stores each report once within its duplicate window.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import to_jsonable_python
+
+from planexe_ax.agents.sdk import Capability, CapabilityOutput, TaskContext
+from planexe_ax.bus import Bus, SubtaskProgress, SubtaskResult, SubtaskStarted, TaskOffer
+from planexe_ax.errors import PermanentError
+
+log = logging.getLogger(__name__)
+
+
+def brief_validation_error(exc: ValidationError, limit: int = 5) -> str:
+    """One line naming the fields that failed validation and why."""
+    parts = [f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()[:limit]]
+    more = exc.error_count() - limit
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+class Reporter:
+    """Publishes the reports of one offer, with deterministic event ids.
+
+    Args:
+        bus: The connection.
+        offer: The offer being worked on.
+        agent_id: The agent doing the work.
+    """
+
+    def __init__(self, bus: Bus, offer: TaskOffer, agent_id: str) -> None:
+        self.bus = bus
+        self.offer = offer
+        self.agent_id = agent_id
+        self._progress_n = 0
+
+    def _ids(self) -> dict[str, Any]:
+        o = self.offer
+        return {
+            "execution_id": o.execution_id,
+            "task_id": o.task_id,
+            "subtask_id": o.subtask_id,
+            "attempt": o.attempt,
+            "agent_id": self.agent_id,
+            "causation_id": o.msg_id,
+        }
+
+    async def started(self) -> None:
+        """Publish ``subtask_started`` (event id ``<msg_id>:started``)."""
+        await self.bus.publish_event(SubtaskStarted(event_id=f"{self.offer.msg_id}:started", **self._ids()))
+
+    async def progress(self, percent: float, message: str) -> None:
+        """Publish the next ``subtask_progress`` (event id ``<msg_id>:progress:<n>``, n from 1)."""
+        self._progress_n += 1
+        event_id = f"{self.offer.msg_id}:progress:{self._progress_n}"
+        await self.bus.publish_event(
+            SubtaskProgress(event_id=event_id, percent=percent, message=message, **self._ids())
+        )
+
+    def result(
+        self,
+        *,
+        ok: bool,
+        output: dict[str, Any] | None = None,
+        error: str | None = None,
+        retryable: bool = True,
+        confidence: float | None = None,
+    ) -> SubtaskResult:
+        """Build the ``subtask_result`` (event id ``<msg_id>:result``); publish it with :meth:`publish`."""
+        if confidence is not None:
+            confidence = min(1.0, max(0.0, confidence))
+        return SubtaskResult(
+            event_id=f"{self.offer.msg_id}:result",
+            ok=ok,
+            output=output or {},
+            error=error,
+            retryable=retryable if not ok else True,
+            confidence=confidence,
+            **self._ids(),
+        )
+
+    async def publish(self, result: SubtaskResult) -> None:
+        """Publish ``result`` and wait for the stream's ack."""
+        await self.bus.publish_event(result)
+
+
+def validate_params(cap: Capability, offer: TaskOffer) -> BaseModel | str:
+    """The offer's params as the capability's model, or the error text when they do not validate."""
+    try:
+        return cap.params_model.model_validate(offer.params)
+    except ValidationError as exc:
+        return f"invalid params for {offer.action}: {brief_validation_error(exc)}"
+
+
+async def execute(cap: Capability, params: BaseModel, ctx: TaskContext, reporter: Reporter) -> SubtaskResult:
+    """Run ``cap`` and turn its return value or exception into a result.
+
+    ``PermanentError`` gives a non-retryable failure, any other exception a retryable one, and an
+    output that is not a JSON object a non-retryable one. Cancellation propagates.
+    """
+    try:
+        returned = await cap(params, ctx)
+    except PermanentError as exc:
+        ctx.logger.warning("capability failed permanently", extra={"action": cap.action, "error": str(exc)})
+        return reporter.result(ok=False, error=f"{type(exc).__name__}: {exc}", retryable=False)
+    except Exception as exc:  # any failure of user code is reported, never lost
+        ctx.logger.warning("capability failed", extra={"action": cap.action, "error": repr(exc)}, exc_info=True)
+        return reporter.result(ok=False, error=f"{type(exc).__name__}: {exc}", retryable=True)
+    output, confidence = (
+        (returned.output, returned.confidence) if isinstance(returned, CapabilityOutput) else (returned, None)
+    )
+    if not isinstance(output, dict):
+        return reporter.result(
+            ok=False, error=f"{cap.action} returned {type(output).__name__}, not a dict", retryable=False
+        )
+    try:
+        jsonable = to_jsonable_python(output)
+    except Exception as exc:  # pydantic_core raises its own serialization error type
+        return reporter.result(ok=False, error=f"{cap.action} returned output that is not JSON: {exc}", retryable=False)
+    return reporter.result(ok=True, output=jsonable, confidence=confidence)

@@ -1,0 +1,273 @@
+"""The agent runtime: pull offers, run capabilities, report, heartbeat the agent card.
+
+One pull loop per consumer (one per capability, shared by every agent of that capability, plus the
+agent's own direct consumer). The loops share a semaphore of ``concurrency`` permits and take a
+permit *before* they fetch, so an agent never holds an offer it has no capacity to start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+
+from nats.aio.msg import Msg
+from nats.errors import ConnectionClosedError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.errors import FetchTimeoutError
+from pydantic import ValidationError
+
+from planexe_ax.agents.reporting import Reporter, brief_validation_error, execute, validate_params
+from planexe_ax.agents.sdk import Agent, TaskContext
+from planexe_ax.bus import Bus, Subjects, TaskOffer, capability_consumer, direct_consumer, ensure_consumer, utcnow
+from planexe_ax.bus.tracing import consume_span
+
+log = logging.getLogger(__name__)
+
+_TIMEOUTS = (TimeoutError, NatsTimeoutError, FetchTimeoutError)
+DLQ_SOURCE = "agents"
+
+
+class AgentRuntime:
+    """Runs one :class:`Agent` against the bus.
+
+    Args:
+        bus: A connected bus (topology provisioned).
+        agent: The agent to run.
+        concurrency: Offers worked on at the same time, across all of the agent's consumers.
+        grace_s: On stop, how long in-flight work may take to finish before it is cancelled (and nak'ed).
+        fetch_timeout_s: How long one fetch waits; bounds how fast a stop is noticed.
+        idle_timeout_s: In :meth:`run_until_idle`, a fetch that waits this long with nothing in flight ends the run.
+    """
+
+    def __init__(
+        self,
+        bus: Bus,
+        agent: Agent,
+        *,
+        concurrency: int = 4,
+        grace_s: float = 10.0,
+        fetch_timeout_s: float = 1.0,
+        idle_timeout_s: float = 0.5,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.bus = bus
+        self.agent = agent
+        self.concurrency = concurrency
+        self.grace_s = grace_s
+        self.fetch_timeout_s = fetch_timeout_s
+        self.idle_timeout_s = idle_timeout_s
+        self.handled = 0
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+        self._sem = asyncio.Semaphore(concurrency)
+        self._inflight: dict[asyncio.Task[None], Msg] = {}
+        self._current: set[str] = set()
+        self._errors_seen: set[str] = set()
+        self._started_at = utcnow()
+
+    @property
+    def current(self) -> list[str]:
+        """Subtask ids in progress."""
+        return sorted(self._current)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until ``stop`` is set, then finish in-flight work (up to ``grace_s``) and return.
+
+        Raises:
+            ConnectionClosedError: When the connection is closed under a running agent.
+        """
+        await self._run(stop, until_idle=False)
+
+    async def run_until_idle(self) -> None:
+        """Work until no offer arrives within ``idle_timeout_s`` and nothing is in flight (burst mode)."""
+        await self._run(asyncio.Event(), until_idle=True)
+
+    # -- lifecycle ----------------------------------------------------------------------------------------
+    async def _run(self, stop: asyncio.Event, *, until_idle: bool) -> None:
+        self._started_at = utcnow()
+        durables = await self._ensure_consumers()
+        await self._put_card()
+        heartbeat = asyncio.create_task(self._heartbeat(), name=f"heartbeat {self.agent.agent_id}")
+        log.info("agent started", extra={"agent_id": self.agent.agent_id, "actions": self.agent.actions})
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for durable in durables:
+                    tg.create_task(self._pull_loop(durable, stop, until_idle), name=f"pull {durable}")
+            await self._drain()
+        finally:
+            await self._cancel_inflight()
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            await self._delete_card()
+            log.info("agent stopped", extra={"agent_id": self.agent.agent_id, "handled": self.handled})
+
+    async def _ensure_consumers(self) -> list[str]:
+        subjects, settings, stream = self.bus.subjects, self.bus.settings, self.bus.subjects.tasks_stream
+        durables = []
+        for action in self.agent.actions:
+            await ensure_consumer(self.bus.js, stream, capability_consumer(subjects, action, settings))
+            durables.append(Subjects.capability_consumer(action))
+        await ensure_consumer(self.bus.js, stream, direct_consumer(subjects, self.agent.agent_id, settings))
+        durables.append(Subjects.direct_consumer(self.agent.agent_id))
+        return durables
+
+    async def _drain(self) -> None:
+        if self._inflight:
+            log.info("waiting for in-flight work", extra={"agent_id": self.agent.agent_id, "n": len(self._inflight)})
+            await asyncio.wait(list(self._inflight), timeout=self.grace_s)
+
+    async def _cancel_inflight(self) -> None:
+        tasks = list(self._inflight)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            log.warning("cancelled in-flight work", extra={"agent_id": self.agent.agent_id, "n": len(tasks)})
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- card ---------------------------------------------------------------------------------------------
+    async def _put_card(self) -> None:
+        card = self.agent.card(started_at=self._started_at, current=self._current, host=self.host, pid=self.pid)
+        kv = await self.bus.agents_kv()
+        await kv.put(self.agent.agent_id, card.model_dump_json().encode())
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.bus.settings.heartbeat_s)
+            try:
+                await self._put_card()
+            except Exception as exc:  # a missed heartbeat is retried at the next period
+                self._log_once("heartbeat failed", exc)
+
+    async def _delete_card(self) -> None:
+        try:
+            kv = await self.bus.agents_kv()
+            await kv.delete(self.agent.agent_id)
+        except Exception as exc:  # the TTL removes the card anyway
+            self._log_once("card delete failed", exc)
+
+    # -- pulling ------------------------------------------------------------------------------------------
+    async def _pull_loop(self, durable: str, stop: asyncio.Event, until_idle: bool) -> None:
+        backoff, sub = 0.1, None
+        timeout = self.idle_timeout_s if until_idle else self.fetch_timeout_s
+        try:
+            while not stop.is_set():
+                await self._sem.acquire()
+                handed_off = False
+                try:
+                    if stop.is_set():
+                        return
+                    if sub is None:
+                        sub = await self.bus.js.pull_subscribe_bind(durable, self.bus.subjects.tasks_stream)
+                    msg = await self._fetch_one(sub, timeout)
+                    if msg is not None:
+                        self._spawn(msg)
+                        handed_off, backoff = True, 0.1
+                    elif until_idle and not self._inflight:
+                        return
+                except ConnectionClosedError:
+                    if stop.is_set():
+                        return
+                    raise
+                except Exception as exc:  # supervise: log each distinct error once, back off, go on
+                    self._log_once("pull loop error", exc, durable=durable)
+                    sub = None
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), backoff)
+                    backoff = min(backoff * 2, 5.0)
+                finally:
+                    if not handed_off:
+                        self._sem.release()
+        finally:
+            if sub is not None:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+
+    @staticmethod
+    async def _fetch_one(sub: object, wait_s: float) -> Msg | None:
+        fetch = sub.fetch  # type: ignore[attr-defined]  # nats-py's PullSubscription, untyped here
+        try:
+            msgs: list[Msg] = await fetch(1, timeout=wait_s)
+        except _TIMEOUTS:
+            return None
+        return msgs[0] if msgs else None
+
+    def _spawn(self, msg: Msg) -> None:
+        task = asyncio.create_task(self._handle_safely(msg), name=f"offer {msg.subject}")
+        self._inflight[task] = msg
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.pop(task, None)
+        self._sem.release()
+
+    # -- one offer ----------------------------------------------------------------------------------------
+    async def _handle_safely(self, msg: Msg) -> None:
+        try:
+            with consume_span(msg.subject, msg.headers):
+                await self._handle(msg)
+            self.handled += 1
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await msg.nak()
+            raise
+        except Exception as exc:  # not acked: the offer is redelivered when its lease runs out
+            self._log_once("offer handling failed", exc, subject=msg.subject)
+
+    async def _handle(self, msg: Msg) -> None:
+        try:
+            offer = TaskOffer.model_validate_json(msg.data)
+        except ValidationError as exc:
+            await self.bus.dead_letter(DLQ_SOURCE, msg, f"not a TaskOffer: {brief_validation_error(exc)}")
+            return
+        self._current.add(offer.subtask_id)
+        lease = asyncio.create_task(self._extend_lease(msg))
+        try:
+            await self._work(offer, msg)
+        finally:
+            lease.cancel()
+            self._current.discard(offer.subtask_id)
+        await msg.ack_sync()
+
+    async def _work(self, offer: TaskOffer, msg: Msg) -> None:
+        reporter = Reporter(self.bus, offer, self.agent.agent_id)
+        cap = self.agent.capability(offer.action)
+        if cap is None:
+            error = f"agent {self.agent.agent_id} does not offer {offer.action}"
+            await reporter.publish(reporter.result(ok=False, error=error, retryable=False))
+            return
+        params = validate_params(cap, offer)
+        if isinstance(params, str):
+            await reporter.publish(reporter.result(ok=False, error=params, retryable=False))
+            return
+        ctx = TaskContext(
+            execution_id=offer.execution_id,
+            task_id=offer.task_id,
+            subtask_id=offer.subtask_id,
+            attempt=offer.attempt,
+            agent_id=self.agent.agent_id,
+            settings=self.bus.settings,
+            delivered=msg.metadata.num_delivered or 1,
+            _progress=reporter.progress,
+        )
+        await reporter.started()
+        await reporter.publish(await execute(cap, params, ctx, reporter))
+
+    async def _extend_lease(self, msg: Msg) -> None:
+        period = self.bus.settings.ack_wait_s / 2
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await msg.in_progress()
+            except Exception as exc:  # the next period tries again; losing the lease means a redelivery
+                self._log_once("lease extension failed", exc)
+
+    def _log_once(self, what: str, exc: BaseException, **extra: str) -> None:
+        key = f"{what}: {type(exc).__name__}: {exc}"
+        if key not in self._errors_seen:
+            self._errors_seen.add(key)
+            log.error(what, extra={"agent_id": self.agent.agent_id, "error": repr(exc), **extra}, exc_info=exc)

@@ -1,0 +1,238 @@
+"""The agent SDK: capabilities, the context they run in, and the agent that offers them.
+
+A capability is an async function with one pydantic params model and a :class:`TaskContext`::
+
+    class EchoParams(BaseModel):
+        text: str
+
+    @capability("echo", "Repeat the text.")
+    async def echo(params: EchoParams, ctx: TaskContext) -> dict[str, Any]:
+        await ctx.progress(50, "echoing")
+        return {"text": params.text}
+
+    agent = Agent("echo-1", "Echo", role="demo", capabilities=[echo])
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from pydantic import BaseModel
+
+from planexe_ax.bus import AgentCard, CapabilityCard, check_id, check_token, utcnow
+from planexe_ax.config import Settings
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[float, str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class CapabilityOutput:
+    """What a capability returns when it wants to state its confidence.
+
+    Args:
+        output: Small JSON-able result (paths relative to the output folder, counts, scores).
+        confidence: 0..1, how sure the capability is of the result; None when it cannot say.
+    """
+
+    output: dict[str, Any]
+    confidence: float | None = None
+
+
+CapabilityFn = Callable[[Any, "TaskContext"], Awaitable[dict[str, Any] | CapabilityOutput]]
+
+
+class _ContextLogger(logging.LoggerAdapter[logging.Logger]):
+    """Adds the task ids to every record, merged with the caller's own ``extra``."""
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+        kwargs["extra"] = {**(self.extra or {}), **kwargs.get("extra", {})}
+        return msg, kwargs
+
+
+@dataclass
+class TaskContext:
+    """Everything a capability may know about the attempt it runs.
+
+    Args:
+        execution_id: The execution the work belongs to.
+        task_id: The plan task.
+        subtask_id: The subtask this attempt runs.
+        attempt: 1 for the first attempt, counted by the coordinator.
+        agent_id: The agent running it.
+        settings: The process settings (output folder, SMTP URL, ...).
+        delivered: How often the bus has delivered this offer (greater than 1 on a redelivery).
+    """
+
+    execution_id: str
+    task_id: str
+    subtask_id: str
+    attempt: int
+    agent_id: str
+    settings: Settings
+    delivered: int = 1
+    _progress: ProgressFn | None = field(default=None, repr=False)
+    logger: logging.LoggerAdapter[logging.Logger] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        ids = {
+            "execution_id": self.execution_id,
+            "task_id": self.task_id,
+            "subtask_id": self.subtask_id,
+            "attempt": self.attempt,
+            "agent_id": self.agent_id,
+        }
+        self.logger = _ContextLogger(logging.getLogger("planexe_ax.agents.task"), ids)
+
+    @property
+    def output_dir(self) -> Path:
+        """The execution's output folder, ``settings.outputs_dir / execution_id``; created on first use."""
+        path = self.settings.outputs_dir / check_id(self.execution_id, "execution id")
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    async def progress(self, percent: float, message: str = "") -> None:
+        """Report progress; it is published as a ``subtask_progress`` event.
+
+        Args:
+            percent: 0..100; values outside are clamped.
+            message: One line for the dashboard.
+        """
+        if self._progress is not None:
+            await self._progress(min(100.0, max(0.0, float(percent))), message)
+
+
+@dataclass(frozen=True)
+class Capability:
+    """One action an agent can do: its name, params model and implementation."""
+
+    action: str
+    description: str
+    params_model: type[BaseModel]
+    fn: CapabilityFn
+
+    async def __call__(self, params: BaseModel, ctx: TaskContext) -> dict[str, Any] | CapabilityOutput:
+        """Run the capability with validated ``params``."""
+        return await self.fn(params, ctx)
+
+    def card(self) -> CapabilityCard:
+        """The capability as published in the agent card, with the JSON schema of its params."""
+        return CapabilityCard(
+            action=self.action, description=self.description, params_schema=self.params_model.model_json_schema()
+        )
+
+
+def _params_model(fn: Callable[..., Any]) -> type[BaseModel]:
+    params = list(inspect.signature(fn).parameters.values())
+    if len(params) != 2:
+        raise TypeError(f"capability {fn.__qualname__} must take (params, ctx), it takes {len(params)} arguments")
+    model: Any = params[0].annotation
+    if isinstance(model, str):
+        try:
+            model = get_type_hints(fn).get(params[0].name)
+        except NameError as exc:
+            raise TypeError(
+                f"cannot resolve the params annotation of capability {fn.__qualname__}: {exc}; "
+                "define the params model at module level"
+            ) from exc
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        raise TypeError(f"the first parameter of capability {fn.__qualname__} must be annotated with a pydantic model")
+    return model
+
+
+def capability(action: str, description: str = "") -> Callable[[CapabilityFn], Capability]:
+    """Turn an async function ``(params: Model, ctx: TaskContext) -> dict`` into a :class:`Capability`.
+
+    Args:
+        action: The action name, a lower-case subject token (``ax.task.<action>``).
+        description: One line for the agent card; default: the first line of the function's docstring.
+
+    Returns:
+        A decorator that returns the capability.
+
+    Raises:
+        ValueError: When ``action`` is not a safe token.
+        TypeError: When the function is not async or its first parameter is not annotated with a pydantic model.
+    """
+    check_token(action, "action")
+
+    def wrap(fn: CapabilityFn) -> Capability:
+        if not inspect.iscoroutinefunction(fn):
+            raise TypeError(f"capability {action} must be an async function")
+        doc = (inspect.getdoc(fn) or "").strip().splitlines()
+        return Capability(action, description or (doc[0] if doc else ""), _params_model(fn), fn)
+
+    return wrap
+
+
+class Agent:
+    """An agent: an id, a name, a role and the capabilities it offers.
+
+    Args:
+        agent_id: Unique id, a safe subject token (letters, digits, ``_``, ``-``).
+        name: Human-readable name.
+        role: What the agent is for, shown on the dashboard.
+        capabilities: The actions it offers; action names must be unique.
+
+    Raises:
+        ValueError: On an unsafe id or a duplicate action.
+    """
+
+    def __init__(self, agent_id: str, name: str, *, role: str = "", capabilities: Iterable[Capability]) -> None:
+        self.agent_id = check_id(agent_id, "agent id")
+        self.name = name
+        self.role = role
+        self.capabilities = list(capabilities)
+        self._by_action: Mapping[str, Capability] = {c.action: c for c in self.capabilities}
+        if len(self._by_action) != len(self.capabilities):
+            raise ValueError(f"agent {agent_id} lists an action twice")
+
+    @property
+    def actions(self) -> list[str]:
+        """The action names, in declaration order."""
+        return [c.action for c in self.capabilities]
+
+    def capability(self, action: str) -> Capability | None:
+        """The capability for ``action``, or None when the agent does not offer it."""
+        return self._by_action.get(action)
+
+    def card(
+        self,
+        *,
+        started_at: datetime | None = None,
+        heartbeat_at: datetime | None = None,
+        current: Iterable[str] = (),
+        host: str = "",
+        pid: int = 0,
+    ) -> AgentCard:
+        """Build the card kept in KV ``ax-agents``.
+
+        Args:
+            started_at: When the runtime started; default now.
+            heartbeat_at: Time of this heartbeat; default now.
+            current: Subtask ids in progress.
+            host: Host name of the process.
+            pid: Process id.
+        """
+        now = utcnow()
+        return AgentCard(
+            agent_id=self.agent_id,
+            name=self.name,
+            role=self.role,
+            capabilities=[c.card() for c in self.capabilities],
+            started_at=started_at or now,
+            heartbeat_at=heartbeat_at or now,
+            current=sorted(current),
+            host=host,
+            pid=pid,
+        )
+
+    def __repr__(self) -> str:
+        return f"Agent({self.agent_id!r}, actions={self.actions!r})"

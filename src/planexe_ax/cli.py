@@ -1,0 +1,149 @@
+"""The ``planexe-ax`` command. Exit codes: 0 success, 1 execution FAILED/CANCELLED, 2 bad input, 3 timeout."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from planexe_ax.bus import Plan, connect
+from planexe_ax.config import Settings
+from planexe_ax.errors import ConfigError, PlanValidationError
+from planexe_ax.logs import setup_logging
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 3
+
+
+def example_plan_path() -> Path:
+    """The prospecting plan of the seed documents, shipped with the package."""
+    return Path(str(resources.files("planexe_ax") / "examples" / "prospecting.json"))
+
+
+def load_plan(path: Path, strict: bool = False, siblings: str = "parallel") -> Plan:
+    """Load a plan from a JSON file, a PlanExe run folder or its zip.
+
+    Raises:
+        PlanValidationError: naming the problem.
+    """
+    if path.is_dir() or path.suffix.lower() == ".zip":
+        from planexe_ax.coordinator.importers import load_plan_source
+
+        return load_plan_source(path, strict=strict, siblings=siblings).plan  # type: ignore[arg-type]
+    from planexe_ax.coordinator import load_plan_file
+
+    return load_plan_file(path)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="planexe-ax", description="Execute PlanExe plans with agents and people.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    plan = sub.add_parser("plan", help="check and inspect plans").add_subparsers(dest="plan_command", required=True)
+    validate = plan.add_parser("validate", help="exit 0 when the plan is valid, 2 with the problem otherwise")
+    validate.add_argument("plan", type=Path)
+    plan.add_parser("schema", help="print the JSON Schema of the plan format")
+
+    run = sub.add_parser("run", help="import, validate and run a plan to the end with the built-in agents")
+    run.add_argument("plan", type=Path)
+    run.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    run.add_argument("--timeout", type=float, default=None, help="give up after this many seconds (exit 3)")
+
+    sub.add_parser("demo", help="run the prospecting example with a live progress bar")
+    sub.add_parser("up", help="run every service (embedded NATS when PLANEXE_NATS_URL is unset) until Ctrl-C")
+    serve = sub.add_parser("serve", help="run one service in the foreground; SIGTERM drains and exits 0")
+    serve.add_argument("service", choices=["coordinator", "projector", "agents"])
+
+    exe = sub.add_parser("exec", help="talk to running services").add_subparsers(dest="exec_command", required=True)
+    start = exe.add_parser("start", help="start an execution of PLAN and print its id")
+    start.add_argument("plan", type=Path)
+    status = exe.add_parser("status", help="print the execution as the read model has it")
+    status.add_argument("execution_id")
+    status.add_argument("--json", action="store_true")
+    wait = exe.add_parser("wait", help="wait for the end: exit 0 COMPLETED, 1 FAILED/CANCELLED, 3 timeout")
+    wait.add_argument("execution_id")
+    wait.add_argument("--timeout", type=float, default=None)
+    for action in ("pause", "resume", "cancel"):
+        control = exe.add_parser(action, help=f"{action} an execution")
+        control.add_argument("execution_id")
+        control.add_argument("--reason", default="")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``planexe-ax``."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except ValueError as exc:
+        sys.stderr.write(f"planexe-ax: bad setting: {str(exc).splitlines()[0]}\n")
+        return EXIT_USAGE
+    quiet = args.command in ("run", "demo", "plan", "exec")
+    setup_logging("WARNING" if quiet else settings.log_level)
+    try:
+        return asyncio.run(_dispatch(args, settings))
+    except (PlanValidationError, ConfigError) as exc:
+        sys.stderr.write(f"planexe-ax: {exc}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    from planexe_ax import commands
+
+    if args.command == "plan":
+        if args.plan_command == "schema":
+            _out(Plan.model_json_schema(by_alias=True))
+            return EXIT_OK
+        plan = load_plan(args.plan)
+        sys.stderr.write(f"valid: {plan.plan_id}: {len(plan.tasks())} tasks\n")
+        return EXIT_OK
+    if args.command == "run":
+        return await commands.run_plan(settings, load_plan(args.plan), as_json=args.json, timeout_s=args.timeout)
+    if args.command == "demo":
+        return await commands.run_plan(settings, load_plan(example_plan_path()), as_json=False, timeout_s=None)
+    if args.command in ("up", "serve"):
+        names = ("coordinator", "projector", "agents") if args.command == "up" else (args.service,)
+        return await commands.serve(settings, names, _stop_on_signals())
+    return await _exec(args, settings)
+
+
+async def _exec(args: argparse.Namespace, settings: Settings) -> int:
+    from planexe_ax import commands
+    from planexe_ax.runtime import resolve_nats_url
+
+    if args.exec_command == "status":
+        report = await commands.read_report(settings, args.execution_id)
+        if report is None:
+            sys.stderr.write(f"planexe-ax: no execution {args.execution_id} in the read model\n")
+            return EXIT_USAGE
+        _out(report) if args.json else commands.print_summary(report)
+        return EXIT_OK
+    plan = load_plan(args.plan) if args.exec_command == "start" else None
+    bus = await connect(settings, resolve_nats_url(settings), "planexe-ax-cli")
+    try:
+        return await commands.exec_command(bus, args, plan)
+    finally:
+        await bus.close()
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def _out(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

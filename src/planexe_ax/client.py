@@ -1,0 +1,79 @@
+"""What a user-facing command does against the bus: start an execution, follow it, control it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from planexe_ax.bus import (
+    TERMINAL_EXECUTION,
+    Bus,
+    CancelExecution,
+    CommandRejected,
+    Event,
+    ExecutionState,
+    ExecutionStatus,
+    PauseExecution,
+    Plan,
+    ResumeExecution,
+    StartExecution,
+    decode_event,
+    new_id,
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a followed execution ended: its final status (None when its start was rejected)."""
+
+    status: ExecutionStatus | None
+    stream_seq: int
+    reason: str
+
+
+async def start_execution(bus: Bus, plan: Plan, pins: dict[str, str] | None = None) -> str:
+    """Send the start command for ``plan`` and return the new execution id."""
+    execution_id = new_id()
+    await bus.send_command(StartExecution(execution_id=execution_id, plan=plan, pins=pins or {}))
+    return execution_id
+
+
+async def control(bus: Bus, execution_id: str, action: str, reason: str = "") -> None:
+    """Send pause, resume or cancel for an execution."""
+    kinds = {"pause": PauseExecution, "resume": ResumeExecution, "cancel": CancelExecution}
+    await bus.send_command(kinds[action](execution_id=execution_id, reason=reason))
+
+
+async def follow(
+    bus: Bus,
+    execution_id: str,
+    on_event: Callable[[Event], None] | None = None,
+    timeout_s: float | None = None,
+) -> Outcome:
+    """Read the execution's events from its first until it ends.
+
+    Args:
+        bus: The connection.
+        execution_id: The execution to follow.
+        on_event: Called with every event in stream order.
+        timeout_s: Give up after this long.
+
+    Raises:
+        TimeoutError: when the execution has not ended within ``timeout_s``.
+    """
+    sub = await bus.js.subscribe(bus.subjects.events_of(execution_id), ordered_consumer=True)
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                msg = await sub.next_msg(timeout=None)
+                event = decode_event(msg.data)
+                if on_event:
+                    on_event(event)
+                seq = msg.metadata.sequence.stream
+                if isinstance(event, ExecutionState) and event.status in TERMINAL_EXECUTION:
+                    return Outcome(event.status, seq, event.reason)
+                if isinstance(event, CommandRejected) and event.command == "start":
+                    return Outcome(None, seq, event.reason)
+    finally:
+        await sub.unsubscribe()

@@ -1,0 +1,147 @@
+"""The work behind each ``planexe-ax`` command (argument parsing stays in cli.py)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from planexe_ax.bus import Bus, Event, ExecutionStatus, Plan, SubtaskState, TaskState, TaskStatus, connect
+from planexe_ax.client import control, follow, start_execution
+from planexe_ax.config import Settings
+from planexe_ax.projector import execution_report, make_engine, make_session_factory
+from planexe_ax.runtime import nats_server, start_services
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 3
+
+
+class LiveProgress:
+    """A rich progress bar of completed subtasks, with the task being worked on."""
+
+    def __init__(self, plan: Plan, console: Console) -> None:
+        self.titles = {task.task_id: task.title for task in plan.tasks()}
+        total = sum(len(task.subtasks) for task in plan.tasks()) or 1
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
+        self.bar = self.progress.add_task("starting", total=total)
+
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, SubtaskState) and event.status == TaskStatus.COMPLETED:
+            self.progress.advance(self.bar)
+        elif isinstance(event, TaskState) and event.status == TaskStatus.RUNNING and event.task_id:
+            self.progress.update(self.bar, description=self.titles.get(event.task_id, event.task_id)[:60])
+
+
+async def run_plan(settings: Settings, plan: Plan, as_json: bool, timeout_s: float | None) -> int:
+    """Run ``plan`` to the end with every service in this process; print the result from the read model."""
+    console = Console(stderr=True)
+    async with nats_server(settings) as url:
+        services = await start_services(settings, url)
+        stop = asyncio.Event()
+        runner = asyncio.create_task(services.run(stop))
+        bus = await connect(settings, url, "planexe-ax-run", provision=False)
+        try:
+            execution_id = await start_execution(bus, plan)
+            live = None if as_json else LiveProgress(plan, console)
+            with live.progress if live else contextlib.nullcontext():
+                try:
+                    outcome = await follow(bus, execution_id, live.on_event if live else None, timeout_s)
+                except TimeoutError:
+                    console.print(f"execution {execution_id} did not end within {timeout_s} s")
+                    return EXIT_TIMEOUT
+            if outcome.status is None:
+                console.print(f"planexe-ax: plan rejected: {outcome.reason}")
+                return EXIT_USAGE
+            assert services.projector is not None
+            await services.projector.wait_for_seq(outcome.stream_seq, timeout=30)
+            report = await execution_report(services.projector.session_factory, execution_id)
+        finally:
+            await bus.close()
+            stop.set()
+            await runner
+    assert report is not None
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    else:
+        print_summary(report, settings)
+    return EXIT_OK if outcome.status == ExecutionStatus.COMPLETED else EXIT_FAILED
+
+
+async def serve(settings: Settings, names: tuple[str, ...], stop: asyncio.Event) -> int:
+    """Run services until ``stop`` (SIGTERM/SIGINT); drain and return 0."""
+    async with nats_server(settings) as url:
+        services = await start_services(settings, url, names)
+        Console(stderr=True).print(f"planexe-ax: {', '.join(names)} running on {url}; Ctrl-C to stop")
+        await services.run(stop)
+    return EXIT_OK
+
+
+async def read_report(settings: Settings, execution_id: str) -> dict[str, Any] | None:
+    """The execution as the read model has it (the JSON of ``run --json``)."""
+    engine = make_engine(settings.effective_database_url)
+    try:
+        return await execution_report(make_session_factory(engine), execution_id)
+    finally:
+        await engine.dispose()
+
+
+async def exec_command(bus: Bus, args: argparse.Namespace, plan: Plan | None) -> int:
+    """``exec start|wait|pause|resume|cancel`` against running services."""
+    if args.exec_command == "start":
+        assert plan is not None
+        sys.stdout.write(await start_execution(bus, plan) + "\n")
+        return EXIT_OK
+    if args.exec_command == "wait":
+        try:
+            outcome = await follow(bus, args.execution_id, None, args.timeout)
+        except TimeoutError:
+            return EXIT_TIMEOUT
+        await _wait_read_model(bus.settings, args.execution_id, outcome.status)
+        return EXIT_OK if outcome.status == ExecutionStatus.COMPLETED else EXIT_FAILED
+    await control(bus, args.execution_id, args.exec_command, args.reason)
+    return EXIT_OK
+
+
+async def _wait_read_model(settings: Settings, execution_id: str, status: ExecutionStatus | None) -> None:
+    """Give the projector a moment to show the final status, so `exec status` after `exec wait` agrees."""
+    if status is None:
+        return
+    for _ in range(100):
+        report = await read_report(settings, execution_id)
+        if report and report["status"] == status.value:
+            return
+        await asyncio.sleep(0.1)
+
+
+def print_summary(report: dict[str, Any], settings: Settings | None = None) -> None:
+    """A table of tasks with status, attempts, agents and times."""
+    console = Console()
+    table = Table(title=f"execution {report['execution_id']} — {report['status']}")
+    for column in ("task", "status", "attempts", "agents", "started", "finished"):
+        table.add_column(column)
+    for task in report["tasks"]:
+        agents = sorted({s["agent_id"] for s in task["subtasks"] if s["agent_id"]})
+        table.add_row(
+            task["task_id"],
+            task["status"],
+            str(task["attempts"]),
+            ", ".join(agents),
+            (task["started_at"] or "")[11:19],
+            (task["finished_at"] or "")[11:19],
+        )
+    console.print(table)
+    if settings is not None:
+        console.print(f"outputs: {settings.outputs_dir / report['execution_id']}")

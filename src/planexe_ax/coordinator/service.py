@@ -1,0 +1,140 @@
+"""The coordinator process: rebuild from AX_EVENTS, then turn events and commands into effects on the bus."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from pydantic import ValidationError
+
+from planexe_ax.bus import Bus, ExecutionCreated, PullLoop, Subjects, decode_command, decode_event
+from planexe_ax.coordinator.engine import Engine
+from planexe_ax.coordinator.state import CoreConfig, Effect, Emit, Offer, WakeAt
+
+log = logging.getLogger(__name__)
+_REBUILD_BATCH = 256
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Coordinator:
+    """The only writer of execution state.
+
+    Args:
+        bus: A connected bus (topology provisioned).
+        config: Retry and lag policy; by default from the bus settings.
+    """
+
+    def __init__(self, bus: Bus, config: CoreConfig | None = None) -> None:
+        self.bus = bus
+        settings = bus.settings
+        self.engine = Engine(
+            config or CoreConfig(lag_scale_s=settings.lag_scale_s, default_max_attempts=settings.default_max_attempts)
+        )
+        self._lock = asyncio.Lock()
+        self._timers: dict[str, tuple[datetime, asyncio.Task[None]]] = {}
+        self.rebuilt_events = 0
+        self.dead_lettered = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Rebuild state from the events this coordinator already acknowledged, then reconcile."""
+        subjects = self.bus.subjects
+        info = await self.bus.js.consumer_info(subjects.events_stream, Subjects.COORDINATOR_EVENTS)
+        floor = info.ack_floor.stream_seq if info.ack_floor else 0
+        if floor:
+            await self._rebuild(floor)
+        async with self._lock:
+            await self._carry_out(self.engine.tick_all(_now()))
+        log.info("coordinator ready", extra={"rebuilt_events": self.rebuilt_events, "executions": len(self.engine.runs)})
+
+    async def _rebuild(self, floor: int) -> None:
+        subjects = self.bus.subjects
+        config = ConsumerConfig(
+            ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL, inactive_threshold=60.0, mem_storage=True
+        )
+        sub = await self.bus.js.pull_subscribe(subjects.all_events, stream=subjects.events_stream, config=config)
+        try:
+            seq = 0
+            while seq < floor:
+                for msg in await sub.fetch(min(_REBUILD_BATCH, floor - seq), timeout=10):
+                    seq = msg.metadata.sequence.stream
+                    if seq > floor:
+                        break
+                    with contextlib.suppress(ValidationError, ValueError):
+                        self.engine.fold(decode_event(msg.data))
+                        self.rebuilt_events += 1
+        finally:
+            await sub.unsubscribe()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume events and commands until ``stop`` is set."""
+        subjects = self.bus.subjects
+        events = PullLoop(self.bus, subjects.events_stream, Subjects.COORDINATOR_EVENTS, self._on_events, batch=64)
+        commands = PullLoop(self.bus, subjects.commands_stream, Subjects.COORDINATOR_COMMANDS, self._on_commands)
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(events.run(stop))
+                group.create_task(commands.run(stop))
+        finally:
+            for _, timer in self._timers.values():
+                timer.cancel()
+
+    # -- handlers ----------------------------------------------------------------------------------
+    async def _on_events(self, msgs: list[Msg]) -> None:
+        for msg in msgs:
+            try:
+                event = decode_event(msg.data)
+            except (ValidationError, ValueError) as exc:
+                self.dead_lettered += 1
+                await self.bus.dead_letter("coordinator", msg, f"invalid event: {exc}")
+                continue
+            if not isinstance(event, ExecutionCreated) and event.execution_id not in self.engine.runs:
+                self.dead_lettered += 1
+                await self.bus.dead_letter("coordinator", msg, f"event for unknown execution {event.execution_id}")
+                continue
+            async with self._lock:
+                await self._carry_out(self.engine.on_event(event, _now()))
+            await msg.ack()
+
+    async def _on_commands(self, msgs: list[Msg]) -> None:
+        for msg in msgs:
+            try:
+                command = decode_command(msg.data)
+            except (ValidationError, ValueError) as exc:
+                self.dead_lettered += 1
+                await self.bus.dead_letter("coordinator", msg, f"invalid command: {exc}")
+                continue
+            async with self._lock:
+                await self._carry_out(self.engine.on_command(command, _now()))
+            await msg.ack()
+
+    async def _carry_out(self, effects: list[Effect]) -> None:
+        """Publish offers and decision events in order, and arm timers. Offers go before their event."""
+        for effect in effects:
+            if isinstance(effect, Offer):
+                await self.bus.publish_offer(effect.offer, effect.agent_id)
+            elif isinstance(effect, Emit):
+                await self.bus.publish_event(effect.event)
+            elif isinstance(effect, WakeAt):
+                self._arm(effect)
+
+    def _arm(self, wake: WakeAt) -> None:
+        current = self._timers.get(wake.execution_id)
+        if current and current[0] <= wake.at and not current[1].done():
+            return
+        if current:
+            current[1].cancel()
+        self._timers[wake.execution_id] = (wake.at, asyncio.create_task(self._fire(wake)))
+
+    async def _fire(self, wake: WakeAt) -> None:
+        await asyncio.sleep(max(0.0, (wake.at - _now()).total_seconds()))
+        async with self._lock:
+            self._timers.pop(wake.execution_id, None)
+            await self._carry_out(self.engine.tick(wake.execution_id, _now()))

@@ -1,0 +1,131 @@
+"""The composition root: start NATS (embedded when no URL is set) and any set of services in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from planexe_ax.agents import AgentRuntime, builtin_agents
+from planexe_ax.bus import Bus, EmbeddedNats, connect
+from planexe_ax.config import Settings
+from planexe_ax.coordinator import Coordinator
+from planexe_ax.errors import ConfigError
+from planexe_ax.projector import Projector
+
+log = logging.getLogger(__name__)
+SERVICES = ("coordinator", "projector", "agents")
+
+
+def _url_file(settings: Settings) -> Path:
+    return settings.data_dir / "nats.url"
+
+
+def running_embedded_url(settings: Settings) -> str | None:
+    """The URL of an embedded nats-server that `planexe-ax up` runs on this data folder, if it is alive."""
+    path = _url_file(settings)
+    try:
+        url, pid = path.read_text().split()
+        os.kill(int(pid), 0)
+    except (OSError, ValueError):
+        return None
+    return url
+
+
+def resolve_nats_url(settings: Settings) -> str:
+    """The NATS URL for commands that talk to running services.
+
+    Raises:
+        ConfigError: when neither PLANEXE_NATS_URL nor a running `planexe-ax up` gives one.
+    """
+    url = settings.nats_url or running_embedded_url(settings)
+    if not url:
+        raise ConfigError("no NATS to talk to: set PLANEXE_NATS_URL or start `planexe-ax up` in this folder")
+    return url
+
+
+@contextlib.asynccontextmanager
+async def nats_server(settings: Settings) -> AsyncIterator[str]:
+    """Yield the configured NATS URL, or start an embedded nats-server for the data folder and yield its URL."""
+    if settings.nats_url:
+        yield settings.nats_url
+        return
+    if other := running_embedded_url(settings):
+        raise ConfigError(
+            f"an embedded nats-server already serves {settings.data_dir} at {other} (`planexe-ax up`?): "
+            "use `planexe-ax exec start`, or set PLANEXE_DATA_DIR to another folder"
+        )
+    server = EmbeddedNats(settings.data_dir / "nats")
+    url = await server.start()
+    marker = _url_file(settings)
+    marker.write_text(f"{url} {os.getpid()}\n")
+    try:
+        yield url
+    finally:
+        marker.unlink(missing_ok=True)
+        await server.stop()
+
+
+@dataclass
+class Services:
+    """Services started in this process; ``run`` them with a stop event."""
+
+    buses: list[Bus] = field(default_factory=list)
+    coordinator: Coordinator | None = None
+    projector: Projector | None = None
+    agents: list[AgentRuntime] = field(default_factory=list)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run every service until ``stop`` is set, then close the connections (drain)."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                if self.coordinator:
+                    group.create_task(self.coordinator.run(stop))
+                if self.projector:
+                    group.create_task(self.projector.run(stop))
+                for runtime in self.agents:
+                    group.create_task(runtime.run(stop))
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        for bus in self.buses:
+            await bus.close()
+
+
+def agent_suffix() -> str:
+    """A suffix that keeps agent ids of side-by-side processes apart."""
+    return f"{socket.gethostname()[:12]}-{os.getpid()}".lower().replace(".", "-")
+
+
+async def start_services(settings: Settings, url: str, names: tuple[str, ...] = SERVICES) -> Services:
+    """Connect and start the named services (coordinator rebuilds, projector migrates, agents register)."""
+    unknown = set(names) - set(SERVICES)
+    if unknown:
+        raise ConfigError(f"unknown service(s) {', '.join(sorted(unknown))}; expected {', '.join(SERVICES)}")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    services = Services()
+    try:
+        if "projector" in names:
+            bus = await connect(settings, url, "planexe-ax-projector")
+            services.buses.append(bus)
+            services.projector = Projector(bus, settings.effective_database_url)
+            await services.projector.start()
+        if "coordinator" in names:
+            bus = await connect(settings, url, "planexe-ax-coordinator")
+            services.buses.append(bus)
+            services.coordinator = Coordinator(bus)
+            await services.coordinator.start()
+        if "agents" in names:
+            bus = await connect(settings, url, "planexe-ax-agents")
+            services.buses.append(bus)
+            services.agents = [AgentRuntime(bus, agent) for agent in builtin_agents(settings, agent_suffix())]
+    except BaseException:
+        await services.close()
+        raise
+    return services

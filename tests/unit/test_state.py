@@ -1,0 +1,214 @@
+from planexe_ax.bus import (
+    CancelExecution,
+    ExecutionStatus,
+    PauseExecution,
+    ResumeExecution,
+    StartExecution,
+    TaskState,
+    TaskStatus,
+)
+from planexe_ax.coordinator.engine import Engine
+from planexe_ax.coordinator.state import CoreConfig, Emit, Offer, WakeAt
+from tests.helpers.factories import at, emitted, make_plan, offers, result, started
+
+X = "x1"
+
+
+def start(plan_tasks, deps=None, config=None, **extra):
+    engine = Engine(config or CoreConfig(lag_scale_s=0))
+    effects = engine.on_command(StartExecution(execution_id=X, plan=make_plan(plan_tasks, deps, **extra)), at(0))
+    return engine, effects
+
+
+def test_start_creates_queues_and_offers_the_first_subtask_only() -> None:
+    engine, effects = start({"a": 2})
+    assert emitted(effects)[:2] == [("execution_created", None, ""), ("execution_state", None, "QUEUED")]
+    assert offers(effects) == ["a_s0"]
+    assert engine.runs[X].status == ExecutionStatus.RUNNING
+
+
+def test_offer_is_published_before_its_dispatched_event() -> None:
+    _, effects = start({"a": 1})
+    kinds = [type(e).__name__ if isinstance(e, Offer) else e.event.type for e in effects if not isinstance(e, WakeAt)]
+    assert kinds.index("Offer") < kinds.index("subtask_state")
+
+
+def test_subtasks_run_in_order_then_task_and_execution_complete() -> None:
+    engine, _ = start({"a": 2})
+    assert offers(engine.on_event(result(X, "a_s0"), at(1))) == ["a_s1"]
+    effects = engine.on_event(result(X, "a_s1"), at(2))
+    assert ("task_state", "a", "COMPLETED") in emitted(effects)
+    assert emitted(effects)[-1] == ("execution_state", None, "COMPLETED")
+
+
+def test_declared_empty_dependencies_run_subtasks_in_parallel() -> None:
+    plan = make_plan({"a": 2})
+    raw = plan.model_dump(by_alias=True)
+    for sub in raw["phases"][0]["tasks"][0]["subtasks"]:
+        sub["dependencies"] = []
+    engine = Engine(CoreConfig(lag_scale_s=0))
+    effects = engine.on_command(StartExecution(execution_id=X, plan=type(plan).model_validate(raw)), at(0))
+    assert offers(effects) == ["a_s0", "a_s1"]
+
+
+def test_finish_to_start_waits_for_the_finish() -> None:
+    engine, effects = start(["a", "b"], [("a", "b", "finish_to_start", 0)])
+    assert offers(effects) == ["a_s0"]
+    assert offers(engine.on_event(result(X, "a_s0"), at(1))) == ["b_s0"]
+
+
+def test_start_to_start_waits_for_the_start_only() -> None:
+    engine, effects = start(["a", "b"], [("a", "b", "start_to_start", 0)])
+    assert offers(effects) == ["a_s0", "b_s0"]  # a started in the same decision
+    run = engine.runs[X]
+    assert run.tasks["b"].started_at >= run.tasks["a"].started_at
+
+
+def test_finish_to_finish_holds_the_successor_open() -> None:
+    engine, effects = start(["a", "b"], [("a", "b", "finish_to_finish", 0)])
+    assert offers(effects) == ["a_s0", "b_s0"]
+    held = engine.on_event(result(X, "b_s0"), at(1))
+    assert ("task_state", "b", "COMPLETED") not in emitted(held)
+    released = engine.on_event(result(X, "a_s0"), at(2))
+    assert emitted(released)[-2:] == [("task_state", "b", "COMPLETED"), ("execution_state", None, "COMPLETED")]
+
+
+def test_start_to_finish_needs_the_predecessor_started() -> None:
+    engine, _ = start(["a", "b", "c"], [("a", "b", "finish_to_start", 0), ("b", "c", "start_to_finish", 0)])
+    run = engine.runs[X]
+    assert run.tasks["c"].status == TaskStatus.RUNNING
+    held = engine.on_event(result(X, "c_s0"), at(1))
+    assert ("task_state", "c", "COMPLETED") not in emitted(held)
+    released = engine.on_event(result(X, "a_s0"), at(2))  # b starts now, so c may finish
+    assert ("task_state", "c", "COMPLETED") in emitted(released)
+    assert run.tasks["c"].finished_at >= run.tasks["b"].started_at
+
+
+def test_lag_arms_a_wake_up_and_dispatches_when_it_runs_out() -> None:
+    engine, _ = start(["a", "b"], [("a", "b", "finish_to_start", 1.0)], config=CoreConfig(lag_scale_s=10))
+    effects = engine.on_event(result(X, "a_s0"), at(5))
+    assert offers(effects) == []
+    assert [e.at for e in effects if isinstance(e, WakeAt)] == [at(15)]
+    assert offers(engine.tick(X, at(14.9))) == []
+    assert offers(engine.tick(X, at(15))) == ["b_s0"]
+
+
+def test_retryable_failure_is_offered_again_with_the_next_attempt() -> None:
+    engine, _ = start({"a": 1})
+    effects = engine.on_event(result(X, "a_s0", ok=False, error="flaky"), at(1))
+    assert ("subtask_state", "a_s0", "RETRY_WAIT") in emitted(effects)
+    assert [e.offer.attempt for e in effects if isinstance(e, Offer)] == [2]
+
+
+def test_attempts_run_out_and_fail_the_execution_cancelling_the_rest() -> None:
+    engine, _ = start({"a": 1, "b": 2}, config=CoreConfig(lag_scale_s=0, default_max_attempts=2))
+    engine.on_event(result(X, "a_s0", ok=False, error="e1"), at(1))
+    effects = engine.on_event(result(X, "a_s0", attempt=2, ok=False, error="e2"), at(2))
+    got = emitted(effects)
+    assert ("subtask_state", "a_s0", "FAILED") in got
+    assert ("task_state", "a", "FAILED") in got
+    assert ("subtask_state", "b_s1", "CANCELLED") in got
+    assert got[-1] == ("execution_state", None, "FAILED")
+    assert "a_s0 failed after 2 attempt(s): e2" in effects[-1].event.reason
+
+
+def test_permanent_failure_is_not_retried() -> None:
+    engine, _ = start({"a": 1})
+    effects = engine.on_event(result(X, "a_s0", ok=False, retryable=False, error="bad params"), at(1))
+    assert offers(effects) == []
+    assert engine.runs[X].status == ExecutionStatus.FAILED
+
+
+def test_zombie_result_of_an_earlier_attempt_is_ignored() -> None:
+    engine, _ = start({"a": 1})
+    engine.on_event(result(X, "a_s0", ok=False), at(1))  # attempt 2 dispatched
+    assert engine.on_event(result(X, "a_s0", attempt=1, ok=True), at(2)) == []
+    assert engine.runs[X].subtasks["a_s0"].status == TaskStatus.DISPATCHED
+
+
+def test_duplicate_result_changes_nothing() -> None:
+    engine, _ = start({"a": 2})
+    engine.on_event(result(X, "a_s0"), at(1))
+    assert engine.on_event(result(X, "a_s0"), at(2)) == []
+
+
+def test_started_report_moves_the_subtask_to_running_once() -> None:
+    engine, _ = start({"a": 1})
+    assert emitted(engine.on_event(started(X, "a_s0"), at(1))) == [("subtask_state", "a_s0", "RUNNING")]
+    assert engine.on_event(started(X, "a_s0"), at(2)) == []
+
+
+def test_pause_stops_dispatch_but_takes_results_and_resume_goes_on() -> None:
+    engine, _ = start({"a": 2})
+    assert emitted(engine.on_command(PauseExecution(execution_id=X), at(1))) == [("execution_state", None, "PAUSED")]
+    effects = engine.on_event(result(X, "a_s0"), at(2))
+    assert ("subtask_state", "a_s0", "COMPLETED") in emitted(effects)
+    assert offers(effects) == []
+    resumed = engine.on_command(ResumeExecution(execution_id=X), at(3))
+    assert emitted(resumed)[0] == ("execution_state", None, "RUNNING")
+    assert offers(resumed) == ["a_s1"]
+
+
+def test_cancel_ends_everything_and_later_results_are_ignored() -> None:
+    engine, _ = start({"a": 2, "b": 1})
+    effects = engine.on_command(CancelExecution(execution_id=X, reason="stop"), at(1))
+    assert emitted(effects)[-1] == ("execution_state", None, "CANCELLED")
+    run = engine.runs[X]
+    assert all(t.status == TaskStatus.CANCELLED for t in run.tasks.values())
+    assert engine.on_event(result(X, "a_s0"), at(2)) == []
+
+
+def test_impossible_commands_are_rejected_with_the_reason() -> None:
+    engine, _ = start({"a": 1})
+    (rejected,) = engine.on_command(ResumeExecution(execution_id=X), at(1))
+    assert isinstance(rejected, Emit)
+    assert rejected.event.type == "command_rejected"
+    assert "cannot resume a RUNNING execution" in rejected.event.reason
+    (unknown,) = engine.on_command(PauseExecution(execution_id="nope"), at(1))
+    assert "unknown execution nope" in unknown.event.reason
+
+
+def test_start_is_idempotent_and_an_invalid_plan_is_rejected() -> None:
+    engine, _ = start({"a": 1})
+    assert engine.on_command(StartExecution(execution_id=X, plan=make_plan({"a": 1})), at(1)) == []
+    bad = make_plan(["a", "b"], [("a", "b", "finish_to_start", 0), ("b", "a", "finish_to_start", 0)])
+    (rejected,) = engine.on_command(StartExecution(execution_id="x2", plan=bad), at(1))
+    assert "dependency cycle" in rejected.event.reason
+    assert "x2" not in engine.runs
+
+
+def test_terminal_task_states_are_final() -> None:
+    engine, _ = start({"a": 1, "b": 1})
+    engine.on_event(result(X, "a_s0"), at(1))
+    run = engine.runs[X]
+    assert run.tasks["a"].status == TaskStatus.COMPLETED
+    engine.fold(TaskState(execution_id=X, task_id="a", status=TaskStatus.RUNNING))
+    assert run.tasks["a"].status == TaskStatus.COMPLETED
+
+
+def test_task_without_subtasks_is_a_milestone() -> None:
+    engine, effects = start({"m": 0, "b": 1}, [("m", "b", "finish_to_start", 0)])
+    assert ("task_state", "m", "COMPLETED") in emitted(effects)
+    assert offers(effects) == ["b_s0"]
+
+
+def test_pinned_work_goes_to_the_named_agent() -> None:
+    engine = Engine(CoreConfig(lag_scale_s=0))
+    effects = engine.on_command(
+        StartExecution(execution_id=X, plan=make_plan({"a": 1}), pins={"echo": "agent-7"}), at(0)
+    )
+    (offer,) = [e for e in effects if isinstance(e, Offer)]
+    assert offer.agent_id == "agent-7"
+
+
+def test_rebuilding_from_the_events_gives_the_same_state() -> None:
+    engine, log = start({"a": 2, "b": 1}, [("a", "b", "finish_to_start", 0)])
+    reports = [result(X, "a_s0"), started(X, "a_s1"), result(X, "a_s1"), result(X, "b_s0")]
+    for i, report in enumerate(reports):
+        log += [Emit(report), *engine.on_event(report, at(i + 1))]
+    rebuilt = Engine(CoreConfig(lag_scale_s=0))
+    for effect in log:
+        if isinstance(effect, Emit):
+            rebuilt.fold(effect.event)
+    assert rebuilt.runs[X].snapshot() == engine.runs[X].snapshot()
+    assert rebuilt.tick_all(at(10)) == []  # nothing left to decide

@@ -1,0 +1,193 @@
+"""Rule A8: docker-compose.yml and the Dockerfile, checked without Docker (there is none on dev or CI machines)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+
+# The planexe-ax subcommands a compose service may run. Keep in step with planexe_ax/cli.py.
+PLANEXE_COMMANDS = ("serve coordinator", "serve projector", "serve agents", "serve gateway")
+# Services that run once and exit (migrations, seeding): they need no healthcheck.
+ONE_SHOTS: frozenset[str] = frozenset()
+OUR_SERVICES = ("coordinator", "projector", "agents", "gateway")
+VARIABLE = re.compile(r"\$\{([^}]*)\}")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = compose["services"]
+    return found
+
+
+def command_of(service: dict[str, Any]) -> str:
+    command = service.get("command", "")
+    return " ".join(command) if isinstance(command, list) else " ".join(shlex.split(command))
+
+
+def build_context(service: dict[str, Any]) -> tuple[Path, str] | None:
+    build = service.get("build")
+    if build is None:
+        return None
+    if isinstance(build, str):
+        return ROOT / build, "Dockerfile"
+    return ROOT / build.get("context", "."), build.get("dockerfile", "Dockerfile")
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    text = DOCKERFILE.read_text(encoding="utf-8").replace("\\\n", " ")
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else "") for line in lines]
+
+
+# ---------------------------------------------------------------------------------------------- compose
+def test_our_services_are_all_there(services: dict[str, dict[str, Any]]) -> None:
+    assert {"nats", "postgres", *OUR_SERVICES} <= set(services)
+
+
+def test_every_service_has_a_healthcheck_or_is_a_one_shot(services: dict[str, dict[str, Any]]) -> None:
+    missing = []
+    for name, service in services.items():
+        if name in ONE_SHOTS:
+            assert service.get("restart", "no") == "no", f"one-shot {name} must not be restarted"
+            continue
+        test = (service.get("healthcheck") or {}).get("test")
+        if not test or service["healthcheck"].get("disable"):
+            missing.append(name)
+    assert missing == [], f"services without a healthcheck: {missing}"
+
+
+def test_every_build_context_has_a_dockerfile(services: dict[str, dict[str, Any]]) -> None:
+    built = {name: build_context(s) for name, s in services.items() if build_context(s) is not None}
+    assert set(OUR_SERVICES) <= set(built), "our services are built from this repository"
+    for name, ctx in built.items():
+        assert ctx is not None
+        context, dockerfile = ctx
+        assert (context / dockerfile).is_file(), f"{name}: no {dockerfile} in {context}"
+
+
+def test_commands_are_real_planexe_ax_subcommands(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        if build_context(service) is not None:
+            assert command_of(service) in PLANEXE_COMMANDS, f"{name} runs {command_of(service)!r}"
+    assert {command_of(services[name]) for name in OUR_SERVICES} == set(PLANEXE_COMMANDS)
+
+
+def test_nats_runs_jetstream_with_a_store_and_monitoring(services: dict[str, dict[str, Any]]) -> None:
+    args = command_of(services["nats"]).split()
+    assert "-js" in args
+    assert args[args.index("-sd") + 1] == "/data"
+    assert "-m" in args
+    monitor_port = args[args.index("-m") + 1]
+    assert f":{monitor_port}/healthz" in " ".join(services["nats"]["healthcheck"]["test"])
+    # The scratch-based nats image has no shell or wget; the healthcheck needs the alpine variant.
+    assert services["nats"]["image"].startswith("nats:2.10")
+    assert "alpine" in services["nats"]["image"]
+
+
+def test_required_variables_fail_loudly_when_unset() -> None:
+    text = COMPOSE.read_text(encoding="utf-8")
+    variables = VARIABLE.findall(text)
+    assert variables, "compose must take the database password from the environment"
+    for expression in variables:
+        assert re.fullmatch(r"[A-Z][A-Z0-9_]*:\?.+", expression), f"${{{expression}}} must be ${{VAR:?message}}"
+    assert "POSTGRES_PASSWORD:?Variable not set" in variables
+
+
+def test_no_secret_is_written_in_the_file(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        for key, value in (service.get("environment") or {}).items():
+            if "PASSWORD" in key or "DATABASE_URL" in key:
+                assert "${" in str(value), f"{name}.{key} must come from the environment"
+
+
+def test_our_services_wait_for_healthy_dependencies(services: dict[str, dict[str, Any]]) -> None:
+    for name in OUR_SERVICES:
+        depends = services[name]["depends_on"]
+        assert isinstance(depends, dict), f"{name}: depends_on needs conditions, not a list"
+        assert set(depends) == {"nats", "postgres"}
+        for dependency, spec in depends.items():
+            assert spec == {"condition": "service_healthy"}, f"{name} -> {dependency}"
+            assert "healthcheck" in services[dependency]
+
+
+def test_our_services_talk_to_the_compose_nats_and_postgres(services: dict[str, dict[str, Any]]) -> None:
+    for name in OUR_SERVICES:
+        env = services[name]["environment"]
+        assert env["PLANEXE_NATS_URL"] == "nats://nats:4222"
+        assert env["PLANEXE_DATABASE_URL"].startswith("postgresql+asyncpg://postgres:${POSTGRES_PASSWORD:?")
+        assert env["PLANEXE_DATABASE_URL"].endswith("@postgres:5432/planexe")
+    assert services["postgres"]["environment"]["POSTGRES_DB"] == "planexe"
+
+
+def test_gateway_is_published_and_probed_on_healthz(services: dict[str, dict[str, Any]]) -> None:
+    gateway = services["gateway"]
+    assert "8000:8000" in gateway["ports"]
+    assert gateway["environment"]["PLANEXE_HTTP_HOST"] == "0.0.0.0"
+    probe = " ".join(gateway["healthcheck"]["test"])
+    assert "urllib" in probe
+    assert ":8000/healthz" in probe
+
+
+def test_postgres_healthcheck_uses_pg_isready(services: dict[str, dict[str, Any]]) -> None:
+    assert services["postgres"]["image"] == "postgres:15"
+    assert "pg_isready" in services["postgres"]["healthcheck"]["test"]
+
+
+# ---------------------------------------------------------------------------------------------- Dockerfile
+def test_dockerfile_installs_the_package_and_runs_as_a_user() -> None:
+    instructions = dockerfile_instructions()
+    kinds = [kind for kind, _ in instructions]
+    assert instructions[0] == ("FROM", "python:3.11-slim")
+    assert any(kind == "RUN" and "pip install ." in arg for kind, arg in instructions)
+    users = [arg for kind, arg in instructions if kind == "USER"]
+    assert users, "the image must not run as root"
+    assert users[-1] not in ("root", "0")
+    assert kinds.index("USER") < kinds.index("ENTRYPOINT")
+
+
+def test_dockerfile_entrypoint_is_the_project_script() -> None:
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
+    entrypoints = [arg for kind, arg in dockerfile_instructions() if kind == "ENTRYPOINT"]
+    assert entrypoints == ['["planexe-ax"]']
+    assert "planexe-ax" in scripts
+
+
+def test_dockerfile_copies_only_what_exists_and_dockerignore_keeps_the_context_small() -> None:
+    # pyproject.toml names the README, so `pip install .` needs it even before it is written.
+    readme = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["readme"]
+    copied = set()
+    for kind, arg in dockerfile_instructions():
+        if kind == "COPY":
+            *sources, _ = arg.split()
+            copied.update(sources)
+            for source in sources:
+                assert (ROOT / source).exists() or source == readme, f"COPY {source}: no such path"
+    assert {"pyproject.toml", readme, "src"} <= copied
+    ignored = (ROOT / ".dockerignore").read_text(encoding="utf-8").split()
+    assert {".git", ".venv*", "tests"} <= set(ignored)
+
+
+def test_helpers_see_through_the_formats() -> None:
+    """The parsing helpers above must not make every check pass vacuously."""
+    assert command_of({"command": "serve  'coordinator'"}) == "serve coordinator"
+    assert command_of({"command": ["serve", "agents"]}) == "serve agents"
+    assert build_context({"build": {"context": "sub", "dockerfile": "X"}}) == (ROOT / "sub", "X")
+    assert build_context({"image": "nats"}) is None
+    assert not re.fullmatch(r"[A-Z][A-Z0-9_]*:\?.+", "POSTGRES_PASSWORD:-postgres")

@@ -67,7 +67,7 @@ async def run_plan(settings: Settings, plan: Plan, as_json: bool, timeout_s: flo
                 return EXIT_USAGE
             assert services.projector is not None
             await services.projector.wait_for_seq(outcome.stream_seq, timeout=30)
-            report = await execution_report(services.projector.session_factory, execution_id)
+            report = await execution_report(services.projector.sessions, execution_id)
         finally:
             await bus.close()
             stop.set()

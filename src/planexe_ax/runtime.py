@@ -94,6 +94,9 @@ class Services:
             await self.close()
 
     async def close(self) -> None:
+        """Close the read model and every connection; safe to call twice."""
+        if self.projector:
+            await self.projector.close()
         for bus in self.buses:
             await bus.close()
 

@@ -86,13 +86,18 @@ class Bus:
         return self._kv
 
     async def close(self) -> None:
-        """Drain and close; safe to call twice."""
-        if not self.nc.is_closed:
-            try:
-                await self.nc.drain()
-            except Exception:  # a connection that is already gone has nothing left to drain
-                log.debug("drain failed; closing", exc_info=True)
-                await self.nc.close()
+        """Flush what was published and close; safe to call twice.
+
+        Consume loops stop before this is called, so there is nothing left to drain from subscriptions;
+        flushing sends every buffered publish before the socket closes.
+        """
+        if self.nc.is_closed:
+            return
+        try:
+            await self.nc.flush(timeout=5)
+        except Exception:  # a connection that is already gone has nothing left to flush
+            log.debug("flush before close failed", exc_info=True)
+        await self.nc.close()
 
 
 async def connect(settings: Settings, url: str, name: str, provision: bool = True) -> Bus:

@@ -84,10 +84,13 @@ def test_maps_simulator_is_deterministic_and_depends_on_params() -> None:
 
 async def test_maps_search_writes_and_merges_raw_results(run: Run) -> None:
     out = await run(search_google_maps, {"query": "dog breeder", "location": "Hampton, CT", "max_results": 8})
-    assert out["simulator"] is True and "simulator" in out["source"]
-    assert out["file"] == "raw_search_results.json" and out["new"] == out["found"] == out["total"]
+    assert out["simulator"] is True
+    assert "simulator" in out["source"]
+    assert out["file"] == "raw_search_results.json"
+    assert out["new"] == out["found"] == out["total"]
     again = await run(search_google_maps, {"query": "dog breeder", "location": "Hampton, CT", "max_results": 8})
-    assert again["new"] == 0 and again["total"] == out["total"]
+    assert again["new"] == 0
+    assert again["total"] == out["total"]
     more = await run(search_google_maps, {"query": "yorkie breeder", "location": "Mystic, CT", "max_results": 8})
     stored = json.loads((run.out / "raw_search_results.json").read_text())
     assert stored["simulator"] is True
@@ -96,8 +99,11 @@ async def test_maps_search_writes_and_merges_raw_results(run: Run) -> None:
 
 
 def test_phone_simulator_is_deterministic_and_depends_on_params() -> None:
-    outcomes = {simulate_call(MakePhoneCallParams(phone=f"860-555-01{i:02d}", script="hi"))["outcome"] for i in range(30)}
-    assert outcomes <= {"answered", "voicemail", "no_answer"} and len(outcomes) > 1
+    outcomes = {
+        simulate_call(MakePhoneCallParams(phone=f"860-555-01{i:02d}", script="hi"))["outcome"] for i in range(30)
+    }
+    assert outcomes <= {"answered", "voicemail", "no_answer"}
+    assert len(outcomes) > 1
     one = MakePhoneCallParams(phone="860-555-0142", script="pitch")
     assert simulate_call(one) == simulate_call(one)
     results = [simulate_call(MakePhoneCallParams(phone="860-555-0142", script=f"pitch {i}")) for i in range(10)]
@@ -108,7 +114,8 @@ async def test_phone_call_writes_a_labelled_transcript(run: Run) -> None:
     out = await run(make_phone_call, {"phone": "860-555-0142", "script": "Hi, this is Larry", "contact_name": "Carol"})
     assert out["simulator"] is True
     text = (run.out / out["transcript"]).read_text()
-    assert text.startswith("# SIMULATED call to Carol") and "no call was placed" in text
+    assert text.startswith("# SIMULATED call to Carol")
+    assert "no call was placed" in text
     silent = await run(make_phone_call, {"phone": "860-555-0142", "record": False})
     assert "transcript" not in silent
     with pytest.raises(ValidationError):
@@ -119,16 +126,19 @@ async def test_phone_call_writes_a_labelled_transcript(run: Run) -> None:
 async def test_manage_csv_builds_prospects_from_search_results_and_filters(run: Run) -> None:
     found = await run(search_google_maps, {"query": "dog breeder", "location": "Hampton, CT", "max_results": 12})
     built = await run(manage_csv, {"operation": "import_json"})
-    assert built["file"] == "PROSPECTS.csv" and built["rows"] == found["total"]
+    assert built["file"] == "PROSPECTS.csv"
+    assert built["rows"] == found["total"]
     again = await run(manage_csv, {"operation": "import_json"})
-    assert again["changed"] == 0 and again["rows"] == found["total"]
+    assert again["changed"] == 0
+    assert again["rows"] == found["total"]
     with (run.out / "PROSPECTS.csv").open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert {"business_name", "contact_name", "phone", "email", "town", "website_url"} <= set(rows[0])
     filtered = await run(manage_csv, {"operation": "filter", "where": {"town": "Hampton"}, "output_path": "h.csv"})
     assert filtered["rows"] == len(rows)
     none = await run(manage_csv, {"operation": "filter", "where": {"town": "Nowhere"}})
-    assert none["rows"] == 0 and none["file"] == "PROSPECTS_filtered.csv"
+    assert none["rows"] == 0
+    assert none["file"] == "PROSPECTS_filtered.csv"
 
 
 async def test_manage_csv_write_append_and_numeric_filter(run: Run) -> None:
@@ -136,7 +146,8 @@ async def test_manage_csv_write_append_and_numeric_filter(run: Run) -> None:
     appended = await run(
         manage_csv, {"operation": "append", "file_path": "n.csv", "data": [{"name": "b", "score": 5, "note": "x"}]}
     )
-    assert appended["columns"] == ["name", "score", "note"] and appended["rows"] == 2
+    assert appended["columns"] == ["name", "score", "note"]
+    assert appended["rows"] == 2
     kept = await run(manage_csv, {"operation": "filter", "file_path": "n.csv", "min_values": {"score": 4}})
     with (run.out / kept["file"]).open(newline="") as fh:
         assert [r["name"] for r in csv.DictReader(fh)] == ["b"]
@@ -156,9 +167,12 @@ async def test_analyze_website_scores_csv_rows_deterministically(run: Run) -> No
     ]
     await run(manage_csv, {"operation": "write", "data": rows})
     result = await analyze_website(analyze_website.params_model(), run.ctx())
-    assert isinstance(result, CapabilityOutput) and result.confidence is not None
+    assert isinstance(result, CapabilityOutput)
+    assert result.confidence is not None
     out = result.output
-    assert out["analyzed"] == 5 and out["qualified"] == 3 and out["file"] == "PROSPECTS_QUALIFIED.csv"
+    assert out["analyzed"] == 5
+    assert out["qualified"] == 3
+    assert out["file"] == "PROSPECTS_QUALIFIED.csv"
     assert out["by_kind"] == {"none": 1, "social": 1, "listing": 1, "own": 2}
     with (run.out / "PROSPECTS_QUALIFIED.csv").open(newline="") as fh:
         scored = {r["business_name"]: r["priority"] for r in csv.DictReader(fh)}
@@ -183,16 +197,25 @@ async def test_calendar_invite_is_valid_icalendar_in_utc(run: Run) -> None:
         "agenda": "Discovery call; breeding records, waiting list, puppy milestones\nSecond line, with comma",
     }
     out = await run(schedule_calendar_event, params)
-    assert out["start_utc"] == "2026-02-13T19:00:00+00:00" and out["end_utc"] == "2026-02-13T19:45:00+00:00"
+    assert out["start_utc"] == "2026-02-13T19:00:00+00:00"
+    assert out["end_utc"] == "2026-02-13T19:45:00+00:00"
     raw = (run.out / out["file"]).read_bytes().decode()
     assert all(len(line.encode()) <= 75 for line in raw.split("\r\n"))
     lines = _unfold(raw)
-    assert lines[0] == "BEGIN:VCALENDAR" and lines[-1] == "END:VCALENDAR"
+    assert lines[0] == "BEGIN:VCALENDAR"
+    assert lines[-1] == "END:VCALENDAR"
     props = dict(line.split(":", 1) for line in lines if not line.startswith("ATTENDEE"))
-    assert props["VERSION"] == "2.0" and props["DTSTART"] == "20260213T190000Z" and props["DTEND"] == "20260213T194500Z"
-    assert props["UID"] == out["uid"] and props["DTSTAMP"].endswith("Z")
-    assert props["DESCRIPTION"].startswith("Discovery call\\; breeding records\\,") and "\\n" in props["DESCRIPTION"]
-    assert any(line.startswith('ATTENDEE;CN="Carol Campion"') and line.endswith(":mailto:carol@bittersweet.example") for line in lines)
+    assert props["VERSION"] == "2.0"
+    assert props["DTSTART"] == "20260213T190000Z"
+    assert props["DTEND"] == "20260213T194500Z"
+    assert props["UID"] == out["uid"]
+    assert props["DTSTAMP"].endswith("Z")
+    assert props["DESCRIPTION"].startswith("Discovery call\\; breeding records\\,")
+    assert "\\n" in props["DESCRIPTION"]
+    assert any(
+        line.startswith('ATTENDEE;CN="Carol Campion"') and line.endswith(":mailto:carol@bittersweet.example")
+        for line in lines
+    )
     assert lines.count("BEGIN:VEVENT") == lines.count("END:VEVENT") == 1
     with pytest.raises(ValidationError):
         ScheduleCalendarEventParams.model_validate({**params, "timezone": "Mars/Olympus"})
@@ -210,9 +233,11 @@ async def test_draft_document_fills_a_builtin_template(run: Run) -> None:
     variables = {"client": "Carol Campion", "requirements": ["Breeding records", "Customer database"]}
     out = await run(draft_document, {"template": "proposal", "variables": variables})
     text = (run.out / out["file"]).read_text()
-    assert out["file"].endswith(".md") and text.startswith("# Proposal for Carol Campion")
+    assert out["file"].endswith(".md")
+    assert text.startswith("# Proposal for Carol Campion")
     assert "- Breeding records\n- Customer database" in text
-    assert "timeline" in out["missing_variables"] and "client" not in out["missing_variables"]
+    assert "timeline" in out["missing_variables"]
+    assert "client" not in out["missing_variables"]
 
 
 async def test_draft_document_html_and_custom_text(run: Run) -> None:
@@ -221,7 +246,8 @@ async def test_draft_document_html_and_custom_text(run: Run) -> None:
         {"template": "# Hi {name}\n\n- **one** & two", "variables": {"name": "<Marie>"}, "output_format": "html"},
     )
     page = (run.out / out["file"]).read_text()
-    assert "<h1>Hi &lt;Marie&gt;</h1>" in page and "<li><strong>one</strong> &amp; two</li>" in page
+    assert "<h1>Hi &lt;Marie&gt;</h1>" in page
+    assert "<li><strong>one</strong> &amp; two</li>" in page
     assert out["missing_variables"] == []
     with pytest.raises(PermanentError, match="unknown template"):
         await run(draft_document, {"template": "no_such_template"})
@@ -229,7 +255,8 @@ async def test_draft_document_html_and_custom_text(run: Run) -> None:
 
 async def test_wireframes_are_valid_svg(run: Run) -> None:
     out = await run(create_wireframes, {"description": "Breeder manager <CT> & co", "format": "html"})
-    assert out["pages"] == 5 and len(out["files"]) == 6
+    assert out["pages"] == 5
+    assert len(out["files"]) == 6
     for name in out["files"][:5]:
         root = ET.parse(run.out / name).getroot()
         assert root.tag == "{http://www.w3.org/2000/svg}svg"
@@ -254,9 +281,12 @@ async def test_build_quote_totals_and_in_kind_payment(run: Run) -> None:
     }
     out = await run(build_quote, params)
     # (8 + 12.5) h x 80 = 1640; -10 % = 1476; + 3 x 100 support = 1776
-    assert out["total"] == 1776.0 and out["hours"] == 20.5 and out["in_kind"] == {"puppy": 1}
+    assert out["total"] == 1776.0
+    assert out["hours"] == 20.5
+    assert out["in_kind"] == {"puppy": 1}
     text = (run.out / out["file"]).read_text()
-    assert "**Total: 1776.00 USD**" in text and "1 x puppy" in text
+    assert "**Total: 1776.00 USD**" in text
+    assert "1 x puppy" in text
     as_csv = await run(build_quote, {**params, "output_format": "csv"})
     with (run.out / as_csv["file"]).open(newline="") as fh:
         assert list(csv.DictReader(fh))[-1] == {"feature": "TOTAL", "hours": "20.5", "amount": "1776.00"}
@@ -267,4 +297,5 @@ async def test_build_quote_totals_and_in_kind_payment(run: Run) -> None:
 def test_params_models_have_json_schemas() -> None:
     for model in (DraftDocumentParams, SearchGoogleMapsParams, ScheduleCalendarEventParams):
         assert model.model_json_schema()["type"] == "object"
-    assert dt.date(2026, 2, 13) == ScheduleCalendarEventParams(contact="x", date="2026-02-13", time="09:00").date  # type: ignore[arg-type]
+    parsed = ScheduleCalendarEventParams.model_validate({"contact": "x", "date": "2026-02-13", "time": "09:00"})
+    assert parsed.date == dt.date(2026, 2, 13)

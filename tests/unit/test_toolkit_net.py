@@ -52,7 +52,7 @@ class _Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def site() -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
@@ -77,12 +77,16 @@ def settings(tmp_path: Path) -> Settings:
 # ------------------------------------------------------------------------------------------ web
 async def test_web_scrape_extracts_selector_matches_and_contacts(site: str, settings: Settings) -> None:
     out = await _run(web_scrape, {"url": f"{site}/good", "css_selector": "div.puppy, .brand"}, settings)
-    assert out["status"] == 200 and out["title"] == "Marie's Yorkies"
-    assert out["matches"] == 3 and out["first_matches"][0] == "Marie's Yorkies"
+    assert out["status"] == 200
+    assert out["title"] == "Marie's Yorkies"
+    assert out["matches"] == 3
+    assert out["first_matches"][0] == "Marie's Yorkies"
     assert "Bella $2,500" in out["first_matches"]
-    assert out["emails"] == ["marie@yorkies.example"] and out["phones"] == ["860-555-0142"]
+    assert out["emails"] == ["marie@yorkies.example"]
+    assert out["phones"] == ["860-555-0142"]
     saved = (settings.outputs_dir / "exec1" / out["file"]).read_text()
-    assert "not text" not in saved and "Yorkshire Terriers in CT" in saved
+    assert "not text" not in saved
+    assert "Yorkshire Terriers in CT" in saved
 
 
 async def test_web_scrape_errors_say_whether_to_retry(site: str, settings: Settings) -> None:
@@ -99,14 +103,20 @@ async def test_web_scrape_errors_say_whether_to_retry(site: str, settings: Setti
 async def test_analyze_website_scores_a_fetched_page(site: str, settings: Settings) -> None:
     good = await analyze_website(analyze_website.params_model(url=f"{site}/good"), _ctx(settings))
     poor = await _run(analyze_website, {"url": f"{site}/poor"}, settings)
-    assert isinstance(good, CapabilityOutput) and good.confidence == 0.8
+    assert isinstance(good, CapabilityOutput)
+    assert good.confidence == 0.8
     signals = good.output["signals"]
-    assert signals["mobile_viewport"] and signals["meta_description"] and signals["contact_form"]
+    assert signals["mobile_viewport"]
+    assert signals["meta_description"]
+    assert signals["contact_form"]
     assert not signals["https"]
-    assert not poor["signals"]["no_site_builder"] and not poor["signals"]["contact_form"]
-    assert good.output["quality"] > poor["quality"] and good.output["priority"] < poor["priority"]
+    assert not poor["signals"]["no_site_builder"]
+    assert not poor["signals"]["contact_form"]
+    assert good.output["quality"] > poor["quality"]
+    assert good.output["priority"] < poor["priority"]
     custom = await _run(analyze_website, {"url": f"{site}/good", "scoring_rubric": {"https": 1.0}}, settings)
-    assert custom["quality"] == 1 and custom["priority"] == 5
+    assert custom["quality"] == 1
+    assert custom["priority"] == 5
     with pytest.raises(PermanentError, match="positive weight"):
         await _run(analyze_website, {"url": f"{site}/good", "scoring_rubric": {"https": 0}}, settings)
 
@@ -129,17 +139,23 @@ async def test_send_email_writes_an_rfc5322_file_to_the_outbox(settings: Setting
         "attachments": ["quote.md"],
     }
     out = await _run(send_email, params, settings)
-    assert out["delivered_via"] == "outbox" and out["file"].startswith("outbox/") and out["file"].endswith(".eml")
+    assert out["delivered_via"] == "outbox"
+    assert out["file"].startswith("outbox/")
+    assert out["file"].endswith(".eml")
     raw = (folder / out["file"]).read_bytes()
-    assert b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b"")
+    assert b"\r\n" in raw
+    assert b"\n" not in raw.replace(b"\r\n", b"")
     message = _parse(folder / out["file"])
     assert message["Subject"] == params["subject"]
     assert [a.addr_spec for a in message["To"].addresses] == ["carol@bittersweet.example", "marie@yorkies.example"]
-    assert message["Message-ID"] == "<exec1.s1@planexe-ax.localhost>" and message["Date"].datetime is not None
+    assert message["Message-ID"] == "<exec1.s1@planexe-ax.localhost>"
+    assert message["Date"].datetime is not None
     body = message.get_body(preferencelist=("plain",))
-    assert body is not None and "quote is attached" in body.get_content()
+    assert body is not None
+    assert "quote is attached" in body.get_content()
     [attachment] = list(message.iter_attachments())
-    assert attachment.get_filename() == "quote.md" and attachment.get_content() == "# Quote\n"
+    assert attachment.get_filename() == "quote.md"
+    assert attachment.get_content() == "# Quote\n"
 
 
 async def test_send_email_refuses_bad_addresses_and_missing_attachments(settings: Settings) -> None:
@@ -173,11 +189,13 @@ async def test_send_email_over_smtp(settings: Settings) -> None:
         out = await _run(send_email, {"to": "carol@bittersweet.example", "subject": "Hello", "body": "Hi"}, smtp)
     finally:
         controller.stop()
-    assert out["delivered_via"] == "smtp" and out["file"].startswith("sent/")
+    assert out["delivered_via"] == "smtp"
+    assert out["file"].startswith("sent/")
     [envelope] = received
     assert envelope.rcpt_tos == ["carol@bittersweet.example"]
     message = email.message_from_bytes(envelope.content, policy=policy.default)
-    assert message["Subject"] == "Hello" and message["Message-ID"] == out["message_id"]
+    assert message["Subject"] == "Hello"
+    assert message["Message-ID"] == out["message_id"]
 
 
 async def test_send_email_smtp_down_is_retryable(settings: Settings) -> None:

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import socket
+from collections.abc import Awaitable, Callable
 
 from nats.aio.msg import Msg
 from nats.errors import ConnectionClosedError
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 _TIMEOUTS = (TimeoutError, NatsTimeoutError, FetchTimeoutError)
 DLQ_SOURCE = "agents"
+CANCEL_WAIT_S = 5.0
 
 
 class AgentRuntime:
@@ -91,7 +93,11 @@ class AgentRuntime:
         self._started_at = utcnow()
         durables = await self._ensure_consumers()
         await self._put_card()
-        heartbeat = asyncio.create_task(self._heartbeat(), name=f"heartbeat {self.agent.agent_id}")
+        stopped = asyncio.Event()
+        heartbeat = asyncio.create_task(
+            self._every(self.bus.settings.heartbeat_s, self._put_card, stopped, "heartbeat failed"),
+            name=f"heartbeat {self.agent.agent_id}",
+        )
         log.info("agent started", extra={"agent_id": self.agent.agent_id, "actions": self.agent.actions})
         try:
             async with asyncio.TaskGroup() as tg:
@@ -100,9 +106,8 @@ class AgentRuntime:
             await self._drain()
         finally:
             await self._cancel_inflight()
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            stopped.set()
+            await heartbeat
             await self._delete_card()
             log.info("agent stopped", extra={"agent_id": self.agent.agent_id, "handled": self.handled})
 
@@ -127,7 +132,7 @@ class AgentRuntime:
             task.cancel()
         if tasks:
             log.warning("cancelled in-flight work", extra={"agent_id": self.agent.agent_id, "n": len(tasks)})
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.wait(tasks, timeout=CANCEL_WAIT_S)
 
     # -- card ---------------------------------------------------------------------------------------------
     async def _put_card(self) -> None:
@@ -135,13 +140,19 @@ class AgentRuntime:
         kv = await self.bus.agents_kv()
         await kv.put(self.agent.agent_id, card.model_dump_json().encode())
 
-    async def _heartbeat(self) -> None:
+    async def _every(
+        self, period_s: float, action: Callable[[], Awaitable[None]], done: asyncio.Event, what: str
+    ) -> None:
+        # Ended by ``done``, never by cancel: on Python 3.11 a cancel that lands while nats-py's request
+        # (asyncio.wait_for) completes is swallowed, and a cancelled loop would go on forever.
         while True:
-            await asyncio.sleep(self.bus.settings.heartbeat_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), period_s)
+                return
             try:
-                await self._put_card()
-            except Exception as exc:  # a missed heartbeat is retried at the next period
-                self._log_once("heartbeat failed", exc)
+                await action()
+            except Exception as exc:  # the next period tries again
+                self._log_once(what, exc)
 
     async def _delete_card(self) -> None:
         try:
@@ -225,11 +236,15 @@ class AgentRuntime:
             await self.bus.dead_letter(DLQ_SOURCE, msg, f"not a TaskOffer: {brief_validation_error(exc)}")
             return
         self._current.add(offer.subtask_id)
-        lease = asyncio.create_task(self._extend_lease(msg))
+        finished = asyncio.Event()
+        lease = asyncio.create_task(
+            self._every(self.bus.settings.ack_wait_s / 2, msg.in_progress, finished, "lease extension failed")
+        )
         try:
             await self._work(offer, msg)
         finally:
-            lease.cancel()
+            finished.set()
+            await lease
             self._current.discard(offer.subtask_id)
         await msg.ack_sync()
 
@@ -256,15 +271,6 @@ class AgentRuntime:
         )
         await reporter.started()
         await reporter.publish(await execute(cap, params, ctx, reporter))
-
-    async def _extend_lease(self, msg: Msg) -> None:
-        period = self.bus.settings.ack_wait_s / 2
-        while True:
-            await asyncio.sleep(period)
-            try:
-                await msg.in_progress()
-            except Exception as exc:  # the next period tries again; losing the lease means a redelivery
-                self._log_once("lease extension failed", exc)
 
     def _log_once(self, what: str, exc: BaseException, **extra: str) -> None:
         key = f"{what}: {type(exc).__name__}: {exc}"

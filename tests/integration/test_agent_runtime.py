@@ -1,0 +1,276 @@
+"""The agent runtime against a real nats-server: offers in, reports out, acks, leases, the agent card."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from typing import Any
+
+import pytest
+from nats.js.errors import KeyNotFoundError
+from pydantic import BaseModel
+
+from planexe_ax.agents import Agent, AgentRuntime, CapabilityOutput, TaskContext, builtin_agents, capability
+from planexe_ax.bus import AgentCard, Bus, DeadLetter, Event, SubtaskResult, TaskOffer, decode_event
+from planexe_ax.errors import PermanentError
+from tests.helpers.eventually import eventually
+
+pytestmark = pytest.mark.nats
+
+
+class EchoParams(BaseModel):
+    text: str
+    times: int = 1
+
+
+class WaitParams(BaseModel):
+    seconds: float = 0.0
+
+
+@capability("echo")
+async def echo(params: EchoParams, ctx: TaskContext) -> CapabilityOutput:
+    """Repeat the text."""
+    await ctx.progress(50, "half way")
+    return CapabilityOutput({"text": params.text * params.times, "delivered": ctx.delivered}, confidence=0.9)
+
+
+@capability("fail_permanently")
+async def fail_permanently(params: WaitParams, ctx: TaskContext) -> dict[str, Any]:
+    """Always fails for good."""
+    raise PermanentError("the prospect asked not to be contacted")
+
+
+@capability("fail_transiently")
+async def fail_transiently(params: WaitParams, ctx: TaskContext) -> dict[str, Any]:
+    """Always fails in a way that may pass."""
+    raise ConnectionError("calendar API unreachable")
+
+
+def offer(action: str, params: dict[str, Any] | None = None, n: int = 1, attempt: int = 1) -> TaskOffer:
+    return TaskOffer(
+        execution_id="e1",
+        plan_id="p1",
+        task_id="t1",
+        subtask_id=f"s{n}",
+        attempt=attempt,
+        action=action,
+        params=params or {},
+    )
+
+
+async def events(bus: Bus) -> list[Event]:
+    state = (await bus.js.stream_info(bus.subjects.events_stream)).state
+    if state.messages == 0:
+        return []
+    return [
+        decode_event((await bus.js.get_msg(bus.subjects.events_stream, seq)).data or b"")
+        for seq in range(state.first_seq, state.last_seq + 1)
+    ]
+
+
+async def pending_offers(bus: Bus) -> int:
+    return (await bus.js.stream_info(bus.subjects.tasks_stream)).state.messages
+
+
+async def results(bus: Bus) -> list[SubtaskResult]:
+    return [e for e in await events(bus) if isinstance(e, SubtaskResult)]
+
+
+async def card(bus: Bus, agent_id: str) -> AgentCard | None:
+    try:
+        entry = await (await bus.agents_kv()).get(agent_id)
+    except KeyNotFoundError:
+        return None
+    return AgentCard.model_validate_json(entry.value or b"")
+
+
+def agent(*caps: Any, agent_id: str = "tester-1") -> Agent:
+    return Agent(agent_id, "Tester", role="tests", capabilities=caps or [echo])
+
+
+# ------------------------------------------------------------------------------------------ reporting
+async def test_offer_is_worked_reported_and_acked(bus: Bus) -> None:
+    work = offer("echo", {"text": "ab", "times": 2})
+    await bus.publish_offer(work)
+    runtime = AgentRuntime(bus, agent())
+    await runtime.run_until_idle()
+    got = await events(bus)
+    assert [e.type for e in got] == ["subtask_started", "subtask_progress", "subtask_result"]
+    assert [e.event_id for e in got] == [f"{work.msg_id}:started", f"{work.msg_id}:progress:1", f"{work.msg_id}:result"]
+    assert all(
+        (e.execution_id, e.task_id, e.subtask_id, e.attempt, e.agent_id) == ("e1", "t1", "s1", 1, "tester-1")
+        for e in got
+    )
+    result = got[-1]
+    assert isinstance(result, SubtaskResult)
+    assert result.ok
+    assert result.output == {"text": "abab", "delivered": 1}
+    assert result.confidence == 0.9
+    assert await pending_offers(bus) == 0
+    assert runtime.handled == 1
+
+
+async def test_a_redone_attempt_reports_once(bus: Bus) -> None:
+    work = offer("echo", {"text": "x"})
+    await bus.publish_offer(work)
+    # the same attempt stored a second time stands in for a redelivery after a lost ack
+    await bus.publish(bus.subjects.task("echo"), work, msg_id="replayed")
+    runtime = AgentRuntime(bus, agent())
+    await runtime.run_until_idle()
+    assert runtime.handled == 2
+    assert await pending_offers(bus) == 0
+    assert [e.type for e in await events(bus)] == ["subtask_started", "subtask_progress", "subtask_result"]
+
+
+async def test_failures_are_reported_with_their_retryability(bus: Bus) -> None:
+    await bus.publish_offer(offer("fail_permanently", n=1))
+    await bus.publish_offer(offer("fail_transiently", n=2))
+    await AgentRuntime(bus, agent(fail_permanently, fail_transiently)).run_until_idle()
+    by_subtask = {r.subtask_id: r for r in await results(bus)}
+    assert not by_subtask["s1"].ok
+    assert not by_subtask["s1"].retryable
+    assert by_subtask["s1"].error == "PermanentError: the prospect asked not to be contacted"
+    assert not by_subtask["s2"].ok
+    assert by_subtask["s2"].retryable
+    assert by_subtask["s2"].error == "ConnectionError: calendar API unreachable"
+    assert await pending_offers(bus) == 0
+
+
+async def test_invalid_params_give_a_final_failure(bus: Bus) -> None:
+    await bus.publish_offer(offer("echo", {"times": "many"}))
+    await AgentRuntime(bus, agent()).run_until_idle()
+    got = await events(bus)
+    assert [e.type for e in got] == ["subtask_result"]
+    [result] = await results(bus)
+    assert not result.ok
+    assert not result.retryable
+    assert result.error is not None
+    assert result.error.startswith("invalid params for echo: ")
+    assert "text" in result.error
+    assert "times" in result.error
+    assert await pending_offers(bus) == 0
+
+
+async def test_garbage_offer_is_dead_lettered(bus: Bus) -> None:
+    await bus.js.publish(bus.subjects.task("echo"), b"{not json")
+    await AgentRuntime(bus, agent()).run_until_idle()
+    assert await pending_offers(bus) == 0
+    assert await events(bus) == []
+    dlq = await bus.js.stream_info(bus.subjects.dlq_stream)
+    assert dlq.state.messages == 1
+    letter = DeadLetter.model_validate_json(
+        (await bus.js.get_msg(bus.subjects.dlq_stream, dlq.state.last_seq)).data or b""
+    )
+    assert letter.source == "agents"
+    assert letter.reason.startswith("not a TaskOffer")
+    assert base64.b64decode(letter.data_b64) == b"{not json"
+
+
+async def test_direct_offer_reaches_its_agent(bus: Bus) -> None:
+    await bus.publish_offer(offer("echo", {"text": "pinned"}), agent_id="tester-1")
+    await bus.publish_offer(offer("fail_permanently", n=2), agent_id="tester-1")
+    await AgentRuntime(bus, agent()).run_until_idle()
+    by_subtask = {r.subtask_id: r for r in await results(bus)}
+    assert by_subtask["s1"].ok
+    assert by_subtask["s1"].output["text"] == "pinned"
+    assert by_subtask["s2"].error == "agent tester-1 does not offer fail_permanently"
+    assert not by_subtask["s2"].retryable
+    assert await pending_offers(bus) == 0
+
+
+# ------------------------------------------------------------------------------------------ leases and sharing
+async def test_lease_is_extended_while_a_capability_runs_longer_than_ack_wait(bus: Bus) -> None:
+    short = Bus(
+        nc=bus.nc, js=bus.js, subjects=bus.subjects, settings=bus.settings.model_copy(update={"ack_wait_s": 1.0})
+    )
+    deliveries: list[int] = []
+
+    @capability("slow")
+    async def slow(params: WaitParams, ctx: TaskContext) -> dict[str, Any]:
+        deliveries.append(ctx.delivered)
+        await asyncio.sleep(params.seconds)  # the work under test: longer than the 1 s lease
+        return {"slept": params.seconds}
+
+    await short.publish_offer(offer("slow", {"seconds": 2.5}))
+    await AgentRuntime(short, agent(slow), concurrency=4).run_until_idle()
+    assert deliveries == [1]
+    [result] = await results(bus)
+    assert result.ok
+    assert result.output == {"slept": 2.5}
+    assert await pending_offers(bus) == 0
+
+
+async def test_two_runtimes_share_one_capability(bus: Bus) -> None:
+    seen: dict[str, list[str]] = {}
+    both_busy = asyncio.Event()
+
+    @capability("share")
+    async def share(params: WaitParams, ctx: TaskContext) -> dict[str, Any]:
+        seen.setdefault(ctx.agent_id, []).append(ctx.subtask_id)
+        if len(seen) == 2:
+            both_busy.set()
+        await asyncio.wait_for(both_busy.wait(), 10)
+        return {}
+
+    for n in range(10):
+        await bus.publish_offer(offer("share", n=n))
+    first = AgentRuntime(bus, agent(share, agent_id="sharer-a"), concurrency=1)
+    second = AgentRuntime(bus, agent(share, agent_id="sharer-b"), concurrency=1)
+    await asyncio.gather(first.run_until_idle(), second.run_until_idle())
+    handled = [s for subtasks in seen.values() for s in subtasks]
+    assert sorted(handled) == sorted(f"s{n}" for n in range(10)), "each offer handled exactly once"
+    assert set(seen) == {"sharer-a", "sharer-b"}
+    assert len(await results(bus)) == 10
+    assert await pending_offers(bus) == 0
+
+
+# ------------------------------------------------------------------------------------------ card and shutdown
+async def test_card_heartbeat_and_graceful_stop(bus: Bus) -> None:
+    gate = asyncio.Event()
+
+    @capability("gated")
+    async def gated(params: WaitParams, ctx: TaskContext) -> dict[str, Any]:
+        await asyncio.wait_for(gate.wait(), 10)
+        return {"done": True}
+
+    stop = asyncio.Event()
+    runtime = AgentRuntime(bus, agent(echo, gated), grace_s=10)
+    running = asyncio.create_task(runtime.run(stop))
+    first = await eventually(lambda: card(bus, "tester-1"))
+    assert [c.action for c in first.capabilities] == ["echo", "gated"]
+    assert first.capabilities[0].params_schema["required"] == ["text"]
+    await bus.publish_offer(offer("gated", n=7))
+
+    async def busy_card() -> AgentCard | None:
+        now = await card(bus, "tester-1")
+        return now if now and now.current == ["s7"] and now.heartbeat_at > first.heartbeat_at else None
+
+    await eventually(busy_card)
+    stop.set()
+    gate.set()
+    await asyncio.wait_for(running, 15)
+    [result] = await results(bus)
+    assert result.ok
+    assert result.output == {"done": True}
+    assert await pending_offers(bus) == 0
+    assert await card(bus, "tester-1") is None
+
+
+async def test_builtin_researcher_builds_prospects(bus: Bus) -> None:
+    researcher = builtin_agents(bus.settings, suffix="it")[0]
+    steps = [
+        ("search_google_maps", {"query": "dog breeder", "location": "Hampton, CT"}),
+        ("manage_csv", {"operation": "import_json"}),
+        ("analyze_website", {}),
+    ]
+    for n, (action, params) in enumerate(steps, start=1):  # one after the other, as the coordinator would
+        await bus.publish_offer(offer(action, params, n=n))
+        await AgentRuntime(bus, researcher).run_until_idle()
+    by_subtask = {r.subtask_id: r for r in await results(bus)}
+    assert by_subtask["s1"].ok
+    assert by_subtask["s1"].output["simulator"] is True
+    assert by_subtask["s2"].ok
+    assert by_subtask["s2"].output["rows"] == by_subtask["s1"].output["found"]
+    assert by_subtask["s3"].ok
+    assert by_subtask["s3"].output["analyzed"] == by_subtask["s2"].output["rows"]
+    assert (bus.settings.outputs_dir / "e1" / "PROSPECTS_QUALIFIED.csv").exists()

@@ -162,11 +162,6 @@ def test_error_names_what_was_wrong() -> None:
         Subjects("").task("Web")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bus/subjects.py matches with '^...$', and '$' also matches before a trailing newline; "
-    "use SAFE_ID.fullmatch / SAFE_TOKEN.fullmatch (then delete this marker)",
-)
 @pytest.mark.parametrize("check", [check_id, check_token])
 def test_trailing_newline_is_rejected(check: Callable[[str], str]) -> None:
     with pytest.raises(ValueError, match="must be"):

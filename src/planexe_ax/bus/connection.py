@@ -47,7 +47,7 @@ class Bus:
         if msg_id:
             headers[MSG_ID] = msg_id
         with publish_span(subject, msg_id, headers):
-            return await self.js.publish(subject, message.model_dump_json().encode(), headers=headers)
+            return await self.js.publish(subject, message.model_dump_json(by_alias=True).encode(), headers=headers)
 
     async def publish_event(self, event: EventBase) -> PubAck:
         """Publish an event on ``ax.evt.<execution_id>.<type>``, de-duplicated by its ``event_id``."""

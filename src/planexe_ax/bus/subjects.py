@@ -26,14 +26,14 @@ def check_id(value: str, what: str = "id") -> str:
     Raises:
         ValueError: naming ``what`` when the value has dots, spaces, wildcards or is too long.
     """
-    if not SAFE_ID.match(value):
+    if not SAFE_ID.fullmatch(value):
         raise ValueError(f"{what} {value!r} must be 1-128 characters of letters, digits, '_' or '-'")
     return value
 
 
 def check_token(value: str, what: str = "token") -> str:
     """Return ``value`` when it is a lower-case subject token (capabilities, event kinds, DLQ sources)."""
-    if not SAFE_TOKEN.match(value):
+    if not SAFE_TOKEN.fullmatch(value):
         raise ValueError(f"{what} {value!r} must be 1-64 characters of lower-case letters, digits, '_' or '-'")
     return value
 
@@ -47,6 +47,10 @@ class Subjects:
     """
 
     namespace: str = ""
+
+    def __post_init__(self) -> None:
+        if self.namespace:
+            check_token(self.namespace, "namespace")
 
     def _s(self, subject: str) -> str:
         return f"{self.namespace}.{subject}" if self.namespace else subject

@@ -7,6 +7,7 @@ so the projector and the coordinator read the same shape. Structural checks that
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -50,6 +51,10 @@ class Subtask(_Model):
     timeout_hours: float | None = Field(default=None, gt=0)
     retry_policy: RetryPolicy | None = None
     human_required: bool = False
+    decomposition_confidence: float | None = Field(
+        default=None, ge=0, le=1, description="How sure the decomposer is that this step fits the work (0..1)."
+    )
+    decomposition_reason: str = Field(default="", description="Why the decomposer chose this action.")
 
     _check_id = field_validator("subtask_id")(lambda v: check_id(v, "subtask id"))
     _check_action = field_validator("action")(lambda v: check_token(v, "action"))
@@ -67,6 +72,11 @@ class Task(_Model):
     human_required: bool = False
     approval_required: bool = False
     subtasks: list[Subtask] = Field(default_factory=list)
+    parent_id: str | None = Field(default=None, description="The summary task this task belongs to (WBS parent).")
+    days_min: float | None = Field(default=None, ge=0, description="Optimistic duration in working days.")
+    days_realistic: float | None = Field(default=None, ge=0, description="Realistic duration in working days.")
+    days_max: float | None = Field(default=None, ge=0, description="Pessimistic duration in working days.")
+    resources_needed: list[str] = Field(default_factory=list, description="Roles the plan names for this task.")
 
     _check_id = field_validator("task_id")(lambda v: check_id(v, "task id"))
 
@@ -111,6 +121,7 @@ class Plan(_Model):
     roles_required: list[str] = Field(default_factory=list)
     risks: list[Risk] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict, description="Where the plan came from, import report.")
+    start_time: datetime | None = Field(default=None, description="Planned project start (UTC), if the plan has one.")
 
     _check_id = field_validator("plan_id")(lambda v: check_id(v, "plan id"))
 

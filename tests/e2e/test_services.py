@@ -1,0 +1,77 @@
+"""One process per service, as docker-compose runs them, driven by the `exec` commands."""
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from planexe_ax.cli import example_plan_path
+from tests.helpers.checks import assert_completed
+from tests.helpers.processes import Service, cli
+
+pytestmark = [pytest.mark.slow, pytest.mark.nats]
+READY = "running on nats://"
+
+
+@pytest.fixture
+def env(nats_url: str, settings, postgres_url: str) -> dict[str, str]:
+    return {
+        "PLANEXE_NATS_URL": nats_url,
+        "PLANEXE_NAMESPACE": settings.namespace,
+        "PLANEXE_DATA_DIR": str(settings.data_dir),
+        "PLANEXE_DATABASE_URL": postgres_url,
+        "PLANEXE_ACK_WAIT_S": "5",
+    }
+
+
+@pytest.fixture
+def services(env: dict[str, str], tmp_path: Path) -> Iterator[list[Service]]:
+    names = ["projector", "coordinator", "agents", "agents"]
+    started = [Service(["serve", name], env, tmp_path / f"{i}-{name}.log") for i, name in enumerate(names)]
+    try:
+        for service in started:
+            service.wait_for(READY)
+        yield started
+    finally:
+        for service in started:
+            if service.proc.poll() is None:
+                service.kill()
+
+
+def test_exec_start_wait_status_against_separate_processes(env: dict[str, str], services: list[Service]) -> None:
+    started = cli(["exec", "start", str(example_plan_path())], env)
+    assert started.returncode == 0, started.stderr
+    execution_id = started.stdout.strip()
+    assert len(execution_id) == 32
+
+    waited = cli(["exec", "wait", execution_id, "--timeout", "90"], env)
+    assert waited.returncode == 0, waited.stderr
+
+    status = cli(["exec", "status", execution_id, "--json"], env)
+    assert status.returncode == 0, status.stderr
+    report = json.loads(status.stdout)
+    assert report["execution_id"] == execution_id
+    assert_completed(report)
+    agents = {s["agent_id"] for t in report["tasks"] for s in t["subtasks"]}
+    assert {agent.split("-")[0] for agent in agents} == {"researcher", "outreach", "writer"}
+
+    for service in services:
+        assert service.terminate() == 0, service.log.read_text()[-2000:]
+
+
+def test_exec_wait_times_out_with_exit_3(env: dict[str, str]) -> None:
+    waited = cli(["exec", "wait", "no_such_execution", "--timeout", "0.5"], env)
+    assert waited.returncode == 3
+
+
+def test_exec_status_of_an_unknown_execution_exits_2(env: dict[str, str], services: list[Service]) -> None:
+    status = cli(["exec", "status", "nope"], env)
+    assert status.returncode == 2
+    assert "no execution nope" in status.stderr
+
+
+def test_exec_without_nats_says_how_to_get_one(tmp_path: Path) -> None:
+    result = cli(["exec", "start", str(example_plan_path())], {"PLANEXE_DATA_DIR": str(tmp_path)})
+    assert result.returncode == 2
+    assert "set PLANEXE_NATS_URL or start `planexe-ax up`" in result.stderr

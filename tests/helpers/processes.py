@@ -1,0 +1,55 @@
+"""Run `planexe-ax` as real processes, and wait for what they print."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+class Service:
+    """A `planexe-ax serve ...` child process whose stderr goes to a file."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self.sink = log.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "planexe_ax", *args], env={**os.environ, **env}, stderr=self.sink
+        )
+
+    def wait_for(self, text: str, timeout: float = 30.0) -> None:
+        """Block until ``text`` appears in the process's stderr; fail if the process exits first."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log.read_text(errors="replace"):
+            if self.proc.poll() is not None:
+                raise AssertionError(f"exited {self.proc.returncode}: {self.log.read_text()[-2000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not seen in {timeout} s: {self.log.read_text()[-2000:]}")
+            time.sleep(0.02)
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        """SIGTERM and return the exit code."""
+        self.proc.terminate()
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self.sink.close()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        self.proc.kill()
+        self.proc.wait()
+        self.sink.close()
+
+
+def cli(args: list[str], env: dict[str, str], timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    """Run one `planexe-ax` command to the end."""
+    return subprocess.run(
+        [sys.executable, "-m", "planexe_ax", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

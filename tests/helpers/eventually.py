@@ -9,7 +9,11 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-async def eventually(check: Callable[[], Awaitable[T | None]], timeout: float = 10.0, every: float = 0.02) -> T:
+async def eventually(
+    check: Callable[[], Awaitable[T | None]],
+    timeout: float = 10.0,  # noqa: ASYNC109 - one number reads better at call sites than a context manager
+    every: float = 0.02,
+) -> T:
     """Poll ``check`` until it returns a truthy value; fail with the last value after ``timeout`` seconds."""
     deadline = asyncio.get_running_loop().time() + timeout
     last: T | None = None

@@ -40,9 +40,7 @@ def make_plan(
                     ],
                 }
             ],
-            "dependencies": [
-                {"from": a, "to": b, "type": kind, "lag_hours": lag} for a, b, kind, lag in (deps or [])
-            ],
+            "dependencies": [{"from": a, "to": b, "type": kind, "lag_hours": lag} for a, b, kind, lag in (deps or [])],
             **extra,
         }
     )

@@ -10,7 +10,8 @@ async def test_topology_is_idempotent_and_events_carry_traceparent(bus: Bus) -> 
     event = ExecutionState(execution_id="e1", status=ExecutionStatus.RUNNING)
     first = await bus.publish_event(event)
     again = await bus.publish_event(event)
-    assert again.duplicate and again.seq == first.seq
+    assert again.duplicate
+    assert again.seq == first.seq
     stored = await bus.js.get_msg(bus.subjects.events_stream, first.seq)
     assert stored.headers is not None
     assert stored.headers["traceparent"].startswith("00-")

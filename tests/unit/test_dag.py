@@ -1,3 +1,6 @@
+import itertools
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -20,12 +23,8 @@ def test_self_loop_is_a_cycle() -> None:
 
 def test_topological_order_is_stable_and_rejects_cycles() -> None:
     assert topological_order("cba", [("c", "a")]) == ["c", "b", "a"]
-    try:
+    with pytest.raises(ValueError, match="cycle"):
         topological_order("ab", [("a", "b"), ("b", "a")])
-    except ValueError as exc:
-        assert "cycle" in str(exc)
-    else:
-        raise AssertionError("cycle not rejected")
 
 
 def test_edges_know_which_moment_counts() -> None:
@@ -55,7 +54,7 @@ def test_cycle_detection_agrees_with_topological_sort(pairs: list[tuple[int, int
     except ValueError:
         assert cycle is not None
         assert cycle[0] == cycle[-1]
-        assert all((x, y) in edges for x, y in zip(cycle, cycle[1:], strict=False))
+        assert all((x, y) in edges for x, y in itertools.pairwise(cycle))
     else:
         assert cycle is None
         position = {node: i for i, node in enumerate(order)}

@@ -187,7 +187,7 @@ def test_terminal_task_states_are_final() -> None:
 
 
 def test_task_without_subtasks_is_a_milestone() -> None:
-    engine, effects = start({"m": 0, "b": 1}, [("m", "b", "finish_to_start", 0)])
+    _engine, effects = start({"m": 0, "b": 1}, [("m", "b", "finish_to_start", 0)])
     assert ("task_state", "m", "COMPLETED") in emitted(effects)
     assert offers(effects) == ["b_s0"]
 

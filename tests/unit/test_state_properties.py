@@ -16,10 +16,11 @@ def plans(draw: st.DrawFn):
     n = draw(st.integers(1, 7))
     names = [f"t{i}" for i in range(n)]
     counts = {name: draw(st.integers(0, 3)) for name in names}
-    deps = []
-    for j in range(1, n):
-        for i in draw(st.lists(st.integers(0, j - 1), unique=True, max_size=3)):
-            deps.append((names[i], names[j], draw(st.sampled_from(TYPES)), draw(st.sampled_from([0.0, 0.0, 1.0]))))
+    deps = [
+        (names[i], names[j], draw(st.sampled_from(TYPES)), draw(st.sampled_from([0.0, 0.0, 1.0])))
+        for j in range(1, n)
+        for i in draw(st.lists(st.integers(0, j - 1), unique=True, max_size=3))
+    ]
     return make_plan(counts, deps)
 
 
@@ -69,13 +70,17 @@ def test_no_task_starts_or_finishes_before_its_dependencies_allow(plan, data, fa
             pred = run.tasks[dep.from_]
             lag = dep.lag_hours * 2.0
             if dep.type == DependencyType.FINISH_TO_START and task.started_at:
-                assert pred.finished_at and (task.started_at - pred.finished_at).total_seconds() >= lag
+                assert pred.finished_at
+                assert (task.started_at - pred.finished_at).total_seconds() >= lag
             if dep.type == DependencyType.START_TO_START and task.started_at:
-                assert pred.started_at and (task.started_at - pred.started_at).total_seconds() >= lag
+                assert pred.started_at
+                assert (task.started_at - pred.started_at).total_seconds() >= lag
             if dep.type == DependencyType.FINISH_TO_FINISH and task.status == TaskStatus.COMPLETED:
-                assert pred.finished_at and (task.finished_at - pred.finished_at).total_seconds() >= lag
+                assert pred.finished_at
+                assert (task.finished_at - pred.finished_at).total_seconds() >= lag
             if dep.type == DependencyType.START_TO_FINISH and task.status == TaskStatus.COMPLETED:
-                assert pred.started_at and (task.finished_at - pred.started_at).total_seconds() >= lag
+                assert pred.started_at
+                assert (task.finished_at - pred.started_at).total_seconds() >= lag
     if fail_every > 1000:
         assert run.status == ExecutionStatus.COMPLETED
 

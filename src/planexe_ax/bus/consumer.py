@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -77,10 +78,8 @@ class PullLoop:
             except Exception as exc:  # supervise: log each distinct error once, back off, go on
                 self._log_once(exc)
                 sub = None
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), backoff)
-                except TimeoutError:
-                    pass
                 backoff = min(backoff * 2, 5.0)
 
     async def _fetch(self, sub: object) -> list[Msg]:
@@ -90,10 +89,8 @@ class PullLoop:
         except _TIMEOUTS:
             return []
         if self.batch > 1:
-            try:
+            with contextlib.suppress(*_TIMEOUTS):
                 first.extend(await fetch(self.batch - 1, timeout=0.002))
-            except _TIMEOUTS:
-                pass
         return first
 
     async def _handle(self, msgs: list[Msg]) -> None:

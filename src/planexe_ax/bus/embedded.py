@@ -87,7 +87,7 @@ class EmbeddedNats:
         offset = self._spawn()
         try:
             async with asyncio.timeout(self.startup_timeout_s):
-                while not self._ready(offset):
+                while not self._ready(offset):  # noqa: ASYNC110 - the child process only tells us through its log
                     await asyncio.sleep(0.01)
         except TimeoutError as exc:
             self.stop_sync()

@@ -3,7 +3,17 @@
 from planexe_ax.coordinator.dag import PlanGraph, find_cycle, topological_order
 from planexe_ax.coordinator.engine import Engine
 from planexe_ax.coordinator.service import Coordinator
-from planexe_ax.coordinator.state import CoreConfig, Effect, Emit, ExecutionRun, Offer, WakeAt, apply, decide, transition
+from planexe_ax.coordinator.state import (
+    CoreConfig,
+    Effect,
+    Emit,
+    ExecutionRun,
+    Offer,
+    WakeAt,
+    apply,
+    decide,
+    transition,
+)
 from planexe_ax.coordinator.validation import load_plan_file, parse_plan_text, validate_plan
 
 __all__ = [

@@ -52,7 +52,8 @@ class Coordinator:
             await self._rebuild(floor)
         async with self._lock:
             await self._carry_out(self.engine.tick_all(_now()))
-        log.info("coordinator ready", extra={"rebuilt_events": self.rebuilt_events, "executions": len(self.engine.runs)})
+        extra = {"rebuilt_events": self.rebuilt_events, "executions": len(self.engine.runs)}
+        log.info("coordinator ready", extra=extra)
 
     async def _rebuild(self, floor: int) -> None:
         subjects = self.bus.subjects

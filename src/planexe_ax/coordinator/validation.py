@@ -99,11 +99,10 @@ def _check_subtasks(task_id: str, subtasks: list[Any], source: str) -> None:
     for sub in subtasks:
         for dep in sub.dependencies or []:
             if dep not in ids:
-                raise PlanValidationError(
-                    f"{source}: subtask '{sub.subtask_id}' depends on unknown subtask '{dep}' (not in task '{task_id}')",
-                    [dep],
-                )
+                where = f"subtask '{sub.subtask_id}' depends on unknown subtask '{dep}'"
+                raise PlanValidationError(f"{source}: {where} (not in task '{task_id}')", [dep])
             edges.append((dep, sub.subtask_id))
     cycle = find_cycle(ids, edges)
     if cycle:
-        raise PlanValidationError(f"{source}: subtask dependency cycle in task '{task_id}': {' -> '.join(cycle)}", cycle)
+        loop = " -> ".join(cycle)
+        raise PlanValidationError(f"{source}: subtask dependency cycle in task '{task_id}': {loop}", cycle)

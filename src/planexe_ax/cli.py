@@ -12,10 +12,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from planexe_ax.bus import Plan, connect
+from planexe_ax.bus import connect
 from planexe_ax.config import Settings
 from planexe_ax.errors import ConfigError, PlanValidationError
 from planexe_ax.logs import setup_logging
+from planexe_ax.plan_cli import add_plan_parsers, load_plan, run_plan_command
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 3
 
@@ -25,29 +26,11 @@ def example_plan_path() -> Path:
     return Path(str(resources.files("planexe_ax") / "examples" / "prospecting.json"))
 
 
-def load_plan(path: Path, strict: bool = False, siblings: str = "parallel") -> Plan:
-    """Load a plan from a JSON file, a PlanExe run folder or its zip.
-
-    Raises:
-        PlanValidationError: naming the problem.
-    """
-    if path.is_dir() or path.suffix.lower() == ".zip":
-        from planexe_ax.coordinator.importers import load_plan_source
-
-        return load_plan_source(path, strict=strict, siblings=siblings).plan  # type: ignore[arg-type]
-    from planexe_ax.coordinator import load_plan_file
-
-    return load_plan_file(path)
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="planexe-ax", description="Execute PlanExe plans with agents and people.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    plan = sub.add_parser("plan", help="check and inspect plans").add_subparsers(dest="plan_command", required=True)
-    validate = plan.add_parser("validate", help="exit 0 when the plan is valid, 2 with the problem otherwise")
-    validate.add_argument("plan", type=Path)
-    plan.add_parser("schema", help="print the JSON Schema of the plan format")
+    add_plan_parsers(sub)
 
     run = sub.add_parser("run", help="import, validate and run a plan to the end with the built-in agents")
     run.add_argument("plan", type=Path)
@@ -98,12 +81,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     from planexe_ax import commands
 
     if args.command == "plan":
-        if args.plan_command == "schema":
-            _out(Plan.model_json_schema(by_alias=True))
-            return EXIT_OK
-        plan = load_plan(args.plan)
-        sys.stderr.write(f"valid: {plan.plan_id}: {len(plan.tasks())} tasks\n")
-        return EXIT_OK
+        return await run_plan_command(args)
     if args.command == "run":
         return await commands.run_plan(settings, load_plan(args.plan), as_json=args.json, timeout_s=args.timeout)
     if args.command == "demo":

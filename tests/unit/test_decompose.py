@@ -34,7 +34,7 @@ def test_desk_work_goes_to_agents() -> None:
     t = task("t1", "Draft the marketing strategy document", roles=("Marketing Specialist",))
     subs = RuleBasedDecomposer().decompose_task(t, plan_of(t))
     assert subs[0].action == "draft_document"
-    assert subs[0].params["title"] == t.title
+    assert subs[0].params["variables"]["title"] == t.title
     assert all(not s.human_required for s in subs)
     assert all(0.5 <= (s.decomposition_confidence or 0) <= 1 for s in subs)
     assert "draft_document matched" in subs[0].decomposition_reason

@@ -16,151 +16,46 @@ Summary tasks (tasks that other tasks name as ``parent_id``) are not executable 
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from planexe_ax.bus.plan import Plan, Subtask, Task
-
-HUMAN_ACTION = "human_task"
-DEFAULT_THRESHOLD = 0.5
-DEFAULT_CAPABILITIES: frozenset[str] = frozenset(
-    {
-        "search_google_maps",
-        "web_scrape",
-        "send_email",
-        "make_phone_call",
-        "schedule_calendar_event",
-        "analyze_website",
-        "draft_document",
-        "create_wireframes",
-        "build_quote",
-        "manage_csv",
-    }
+from planexe_ax.coordinator.capabilities import needs, params_for
+from planexe_ax.coordinator.decompose_rules import (
+    DEFAULT_CAPABILITIES,
+    DEFAULT_THRESHOLD,
+    DESK_ROLE_BONUS,
+    DESK_ROLES,
+    EXTRA_MATCH_BONUS,
+    HANDS_ON,
+    HANDS_ON_PENALTY,
+    HANDS_ON_ROLE_PENALTY,
+    HANDS_ON_ROLES,
+    HUMAN_ACTION,
+    MAX_AGENT_STEPS,
+    ROLE_BONUS,
+    ROLE_ONLY_PENALTY,
+    TEMPLATES,
+    TITLE_BONUS,
+    Template,
 )
 
-
-@dataclass(frozen=True)
-class Template:
-    """Wording that suggests an action, with the base confidence of that guess."""
-
-    action: str
-    pattern: re.Pattern[str]
-    confidence: float
-    step: str
-
-
-def _rx(words: str) -> re.Pattern[str]:
-    return re.compile(rf"\b(?:{words})\b", re.IGNORECASE)
-
-
-TEMPLATES: tuple[Template, ...] = (
-    Template(
-        "create_wireframes",
-        _rx(r"wireframes?|mock-?ups?|ui|ux|user interface|dashboards?|mobile app|web design|screens?"),
-        0.65,
-        "Sketch the screens",
-    ),
-    Template(
-        "analyze_website",
-        _rx(r"websites?|online presence|seo|social media|landing page|e-?commerce|online"),
-        0.6,
-        "Review the relevant websites",
-    ),
-    Template(
-        "search_google_maps",
-        _rx(
-            r"local|nearby|venues?|sites?|locations?|premises|suppliers?|vendors?|"
-            r"contractors?|facilit(?:y|ies)|space|landlords?|partners?"
-        ),
-        0.55,
-        "Find candidates on the map",
-    ),
-    Template(
-        "web_scrape",
-        _rx(
-            r"research\w*|identify\w*|investigat\w*|survey\w*|benchmark\w*|markets?|literature|"
-            r"evaluat\w*|assess\w*|analy[sz]\w*|stud(?:y|ies)|explor\w*|options|compar\w*|"
-            r"regulations?|requirements?|best practices?"
-        ),
-        0.6,
-        "Collect the facts from the web",
-    ),
-    Template(
-        "build_quote",
-        _rx(
-            r"quotes?|quotations?|budget\w*|costs?|pricing|prices?|financ\w*|funding|bids?|"
-            r"tenders?|invoices?|fees?"
-        ),
-        0.55,
-        "Price it",
-    ),
-    Template(
-        "manage_csv",
-        _rx(
-            r"lists?|database|inventory|spreadsheets?|csv|registers?|tracking|track|datasets?|"
-            r"data|logs?|catalog\w*|records?|schedules?|metrics|kpis?"
-        ),
-        0.5,
-        "Keep the data in a table",
-    ),
-    Template(
-        "draft_document",
-        _rx(
-            r"documents?|documentation|draft\w*|write|writing|reports?|plans?|polic(?:y|ies)|"
-            r"proposals?|charter|specifications?|procedures?|manuals?|guidelines?|strateg\w*|"
-            r"protocols?|framework|criteria|agreements?|contracts?|applications?|briefs?|"
-            r"define|defin\w*|outline|checklists?|materials?|curriculum|content|sops?"
-        ),
-        0.6,
-        "Draft the document",
-    ),
-    Template(
-        "schedule_calendar_event",
-        _rx(
-            r"meetings?|workshops?|kick-?off|sessions?|appointments?|events?|"
-            r"webinars?|interviews?|consultations?|hearings?"
-        ),
-        0.55,
-        "Put the meeting in the calendar",
-    ),
-    Template(
-        "send_email",
-        _rx(
-            r"emails?|e-mail|outreach|notify|invit\w*|announc\w*|communicat\w*|newsletters?|"
-            r"contact\w*|inform|engage\w*|stakeholders?|correspond\w*"
-        ),
-        0.55,
-        "Write to the people concerned",
-    ),
-    Template("make_phone_call", _rx(r"phone|telephone|calls?|follow[- ]up"), 0.5, "Call the people concerned"),
-)
-
-HANDS_ON = _rx(
-    r"install\w*|construct\w*|renovat\w*|refurbish\w*|build(?:ing)? out|assembl\w*|hire|hiring|recruit\w*|"
-    r"train(?:ing)?|procure\w*|purchas\w*|buy|acquir\w*|negotiat\w*|sign\w*|inspect\w*|commission\w*|calibrat\w*|"
-    r"manufactur\w*|fabricat\w*|transport\w*|obtain\w*|permits?|approv\w*|secur\w*|"
-    r"operat\w*|maintain\w*|maintenance|pilot\w*|deploy\w*|wiring|electrical|plumbing|clinical|patients?|"
-    r"participants?|enrol\w*|treat\w*|exam\w*|fire|kiln|clay|equipment|machines?|hardware|physical|"
-    r"execut\w*|repair\w*|replac\w*|payments?|pay|transfer\w*|test\w*|retest\w*|debug\w*|coding|"
-    r"programm\w*|implement\w*|verif\w*|ship\w*"
-)
-DESK_ROLES = _rx(
-    r"analyst|researcher|marketing|communications?|writer|coordinator|manager|developer|designer|"
-    r"consultant|administrator|specialist|strategist|officer"
-)
-HANDS_ON_ROLES = _rx(
-    r"technician|electrician|contractor|construction|installer|operator|potter|nurse|physician|"
-    r"clinician|doctor|inspector|architect|mechanic|builder|plumber|instructor|legal|lawyer|"
-    r"mechanical engineer|electrical engineer|facilit\w* manager"
-)
-TITLE_BONUS = 0.1
-EXTRA_MATCH_BONUS = 0.05
-DESK_ROLE_BONUS = 0.05
-HANDS_ON_PENALTY = 0.2
-HANDS_ON_ROLE_PENALTY = 0.1
-MAX_AGENT_STEPS = 2
+__all__ = [
+    "DEFAULT_CAPABILITIES",
+    "DEFAULT_THRESHOLD",
+    "HUMAN_ACTION",
+    "TEMPLATES",
+    "AsyncTaskDecomposer",
+    "RuleBasedDecomposer",
+    "TaskDecomposer",
+    "Template",
+    "apply_threshold",
+    "decompose_plan",
+    "decomposition_summary",
+    "executable_tasks",
+    "score_templates",
+]
 
 
 class TaskDecomposer(Protocol):
@@ -194,7 +89,10 @@ def _clamp(value: float) -> float:
 
 
 def score_templates(task: Task, capabilities: Collection[str]) -> list[_Match]:
-    """Score every template (offered by ``capabilities``) that the task's wording matches, best first.
+    """Score every template (offered by ``capabilities``) that the task's wording or roles match, best first.
+
+    Wording in the title counts more than in the description; a role that fits the action adds a
+    little; a role alone (no wording) proposes the action at a lower confidence.
 
     Args:
         task: The task.
@@ -203,32 +101,37 @@ def score_templates(task: Task, capabilities: Collection[str]) -> list[_Match]:
     Returns:
         One match per template, with the score and the reason for it.
     """
-    title, body = task.title, task.description
     roles = " ".join([*task.resources_needed, task.assignee_role or ""])
-    hands_on = bool(HANDS_ON.search(title))
-    matches: list[_Match] = []
-    for tpl in TEMPLATES:
-        if tpl.action not in capabilities:
-            continue
-        hit = tpl.pattern.search(title) or tpl.pattern.search(body)
-        if hit is None:
-            continue
-        in_title = tpl.pattern.search(title) is not None
-        score = tpl.confidence + (TITLE_BONUS if in_title else 0.0)
-        why = [f"'{hit.group(0)}' in the {'title' if in_title else 'description'}"]
-        if DESK_ROLES.search(roles):
-            score += DESK_ROLE_BONUS
-            why.append("desk role")
-        if HANDS_ON_ROLES.search(roles):
-            score -= HANDS_ON_ROLE_PENALTY
-            why.append("hands-on role")
-        if hands_on:
-            score -= HANDS_ON_PENALTY
-            why.append("hands-on work")
-        matches.append(_Match(tpl, score, ", ".join(why)))
+    matches = [m for tpl in TEMPLATES if tpl.action in capabilities and (m := _score(tpl, task, roles)) is not None]
     bonus = min(EXTRA_MATCH_BONUS * (len(matches) - 1), 2 * EXTRA_MATCH_BONUS) if matches else 0.0
     ranked = [_Match(m.template, _clamp(m.score + bonus), m.reason) for m in matches]
     return sorted(ranked, key=lambda m: (-m.score, TEMPLATES.index(m.template)))
+
+
+def _score(tpl: Template, task: Task, roles: str) -> _Match | None:
+    in_title = tpl.pattern.search(task.title)
+    hit = in_title or tpl.pattern.search(task.description)
+    role = tpl.roles.search(roles) if tpl.roles and roles.strip() else None
+    if hit is None and role is None:
+        return None
+    if hit is not None:
+        score = tpl.confidence + (TITLE_BONUS if in_title else 0.0)
+        why = [f"'{hit.group(0)}' in the {'title' if in_title else 'description'}"]
+    else:
+        score, why = tpl.confidence - ROLE_ONLY_PENALTY, []
+    if role is not None:
+        score += ROLE_BONUS
+        why.append(f"role fits ('{role.group(0)}')")
+    if DESK_ROLES.search(roles):
+        score += DESK_ROLE_BONUS
+        why.append("desk role")
+    if HANDS_ON_ROLES.search(roles):
+        score -= HANDS_ON_ROLE_PENALTY
+        why.append("hands-on role")
+    if HANDS_ON.search(task.title):
+        score -= HANDS_ON_PENALTY
+        why.append("hands-on work")
+    return _Match(tpl, score, ", ".join(why))
 
 
 @dataclass(frozen=True)
@@ -236,7 +139,8 @@ class RuleBasedDecomposer:
     """Deterministic decomposer from wording and role templates.
 
     Args:
-        capabilities: The actions agents offer; templates for other actions are skipped.
+        capabilities: The actions agents offer (for example :func:`capabilities_from_cards` of the
+            registered agents); templates for other actions are skipped.
         threshold: Below this confidence, a step becomes human work.
     """
 
@@ -246,6 +150,9 @@ class RuleBasedDecomposer:
     def decompose_task(self, task: Task, plan: Plan) -> list[Subtask]:
         """Return agent steps for what the wording supports, and a human step for the rest.
 
+        A matching action whose inputs the task does not give (an address, a phone number, a
+        website, a date) is not proposed; the reason says so when the work falls to people.
+
         Args:
             task: An executable task.
             plan: The plan it belongs to (for context in params).
@@ -254,30 +161,41 @@ class RuleBasedDecomposer:
             One or more subtasks, ids ``<task_id>-<n>``.
         """
         matches = score_templates(task, self.capabilities)
-        chosen = [m for m in matches if m.score >= self.threshold][:MAX_AGENT_STEPS]
+        chosen: list[tuple[_Match, dict[str, Any]]] = []
+        lacking: list[str] = []
+        for m in matches:
+            params = params_for(m.template.action, task, plan) if m.score >= self.threshold else None
+            if params is None and m.score >= self.threshold:
+                lacking.append(f"{m.template.action} needs {needs(m.template.action)}")
+            elif params is not None and len(chosen) < MAX_AGENT_STEPS:
+                chosen.append((m, params))
         subtasks = [
             _subtask(
                 task,
                 i,
                 m.template.action,
                 f"{m.template.step}: {task.title}",
-                _params(m.template.action, task, plan),
+                params,
                 m.score,
                 f"{m.template.action} matched ({m.reason}); confidence {m.score}",
             )
-            for i, m in enumerate(chosen, start=1)
+            for i, (m, params) in enumerate(chosen, start=1)
         ]
         if not chosen:
-            best = matches[0] if matches else None
-            why = (
-                f"best match {best.template.action} at {best.score} is below the threshold {self.threshold}"
-                if best
-                else "no capability matches the wording"
-            )
-            subtasks.append(_human(task, 1, 1.0 - (best.score if best else 0.0), f"human work: {why}"))
+            subtasks.append(_human(task, 1, *_human_why(matches, lacking, self.threshold)))
         elif HANDS_ON.search(task.title):
             subtasks.append(_human(task, len(subtasks) + 1, 0.8, "hands-on work an agent cannot do; agents prepare it"))
         return subtasks
+
+
+def _human_why(matches: list[_Match], lacking: list[str], threshold: float) -> tuple[float, str]:
+    if lacking:
+        return 0.8, "human work: " + "; ".join(lacking)
+    best = matches[0] if matches else None
+    if best is None:
+        return 1.0, "human work: no capability matches the wording or roles"
+    why = f"best match {best.template.action} at {best.score} is below the threshold {threshold}"
+    return 1.0 - best.score, f"human work: {why}"
 
 
 def _subtask(
@@ -301,33 +219,6 @@ def _human(task: Task, n: int, confidence: float, reason: str) -> Subtask:
         "resources_needed": list(task.resources_needed),
     }
     return _subtask(task, n, HUMAN_ACTION, f"Do: {task.title}", params, confidence, reason)
-
-
-_PARAMS: dict[str, Callable[[Task, Plan], dict[str, Any]]] = {
-    "search_google_maps": lambda t, p: {"query": t.title, "near": None},
-    "web_scrape": lambda t, p: {"query": f"{t.title} {p.title}".strip(), "purpose": t.description or t.title},
-    "send_email": lambda t, p: {"to_role": t.assignee_role, "subject": t.title, "brief": t.description or t.title},
-    "make_phone_call": lambda t, p: {"to_role": t.assignee_role, "purpose": t.description or t.title},
-    "schedule_calendar_event": lambda t, p: {
-        "title": t.title,
-        "attendee_roles": list(t.resources_needed),
-        "duration_minutes": 60,
-    },
-    "analyze_website": lambda t, p: {"url": None, "focus": t.title},
-    "draft_document": lambda t, p: {
-        "title": t.title,
-        "brief": t.description or t.title,
-        "project": p.title,
-        "audience_roles": list(t.resources_needed),
-    },
-    "create_wireframes": lambda t, p: {"product": p.title, "requirements": t.description or t.title},
-    "build_quote": lambda t, p: {"items_brief": t.description or t.title, "currency": None},
-    "manage_csv": lambda t, p: {"operation": "create", "dataset": t.title, "columns_hint": []},
-}
-
-
-def _params(action: str, task: Task, plan: Plan) -> dict[str, Any]:
-    return _PARAMS[action](task, plan) if action in _PARAMS else {"task": task.title}
 
 
 def apply_threshold(

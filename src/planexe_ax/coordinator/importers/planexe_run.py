@@ -80,7 +80,8 @@ def import_planexe_run(
         path: The run folder, or a ``.zip`` of one (the files may sit in a folder inside it).
         strict: Raise instead of repairing.
         siblings: How level-3 siblings relate: ``parallel`` (default) or ``sequential``.
-        decompose: Give every executable task subtasks with the rule-based decomposer.
+        decompose: Give every executable task subtasks with the rule-based decomposer (after the
+            baseline, so that meetings get their planned dates).
 
     Returns:
         The plan, the repairs and the import report.
@@ -109,9 +110,12 @@ def import_planexe_run(
         plan = _assemble(files, wbs, tasks_by_phase, graph, roles, raw_durations)
     except ValidationError as exc:
         raise PlanImportError(f"{path}: the run does not map onto a plan: {exc.errors()[0]['msg']}") from exc
-    if decompose:
-        plan = decompose_plan(plan)
     schedule = baseline(plan, durations_days)
+    if decompose:
+        planned = {**plan.metadata, "baseline": _baseline_dict(plan, schedule)}
+        plan = decompose_plan(plan.model_copy(update={"metadata": planned})).model_copy(
+            update={"metadata": plan.metadata}
+        )
     plan, phase_repairs = _phase_durations(plan, schedule, raw_durations)
     repairs += phase_repairs
     if strict and repairs:

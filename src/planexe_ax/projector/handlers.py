@@ -41,17 +41,20 @@ log = logging.getLogger(__name__)
 Handler = Callable[[AsyncSession, Any], Awaitable[None]]
 
 
-async def apply_event(session: AsyncSession, event: Event, stream_seq: int) -> None:
+async def apply_event(session: AsyncSession, event: Event, stream_seq: int) -> bool:
     """Store ``event`` and apply it to the read model, unless its ``event_id`` is already stored.
 
     Args:
         session: An open session; the caller owns the transaction.
         event: A decoded event.
         stream_seq: Its sequence in AX_EVENTS.
+
+    Returns:
+        False when the event was already stored (nothing changed), else True.
     """
     if await session.scalar(select(exists().where(ExecutionEvent.event_id == event.event_id))):
         log.debug("event already projected", extra={"event_id": event.event_id, "stream_seq": stream_seq})
-        return
+        return False
     session.add(
         ExecutionEvent(
             stream_seq=stream_seq,
@@ -68,14 +71,15 @@ async def apply_event(session: AsyncSession, event: Event, stream_seq: int) -> N
     )
     handler = HANDLERS.get(event.type)
     if handler is None:
-        return
+        return True
     if event.type != "execution_created" and await session.get(Execution, event.execution_id) is None:
         log.warning(
             "event for an unknown execution stored, not applied",
             extra={"event_id": event.event_id, "execution_id": event.execution_id, "type": event.type},
         )
-        return
+        return True
     await handler(session, event)
+    return True
 
 
 async def on_execution_created(session: AsyncSession, event: ExecutionCreated) -> None:

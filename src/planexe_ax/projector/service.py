@@ -179,8 +179,7 @@ class Projector:
                     continue
                 if isolate:
                     applied += await self._apply_isolated(session, item, outcome)
-                else:
-                    await apply_event(session, item.event, item.seq)
+                elif await apply_event(session, item.event, item.seq):
                     applied += 1
             outcome.top = max(done, *(item.seq for item in items))
             if checkpoint is None:
@@ -194,7 +193,7 @@ class Projector:
         assert item.event is not None
         try:
             async with session.begin_nested():
-                await apply_event(session, item.event, item.seq)
+                applied = await apply_event(session, item.event, item.seq)
         except Exception as exc:
             if _is_transient(exc):
                 raise
@@ -203,7 +202,7 @@ class Projector:
             if item.seq not in outcome.settled:
                 await self._dead_letter(item, outcome)
             return 0
-        return 1
+        return int(applied)
 
 
 def _is_transient(exc: BaseException) -> bool:

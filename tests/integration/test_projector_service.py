@@ -1,0 +1,387 @@
+"""The projector against a real nats-server and real databases (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from planexe_ax.bus import (
+    AgentCard,
+    Bus,
+    CapabilityCard,
+    DeadLetter,
+    ExecutionCreated,
+    ExecutionState,
+    ExecutionStatus,
+    Phase,
+    Plan,
+    Subjects,
+    Subtask,
+    SubtaskProgress,
+    SubtaskResult,
+    SubtaskStarted,
+    SubtaskState,
+    Task,
+    TaskState,
+    TaskStatus,
+    ensure_consumer,
+    topology,
+)
+from planexe_ax.bus.messages import EventBase
+from planexe_ax.projector import Projector, execution_report, execution_status, table_dump
+from planexe_ax.projector.models import Agent, ExecutionEvent, ProjectorCheckpoint
+from tests.helpers.eventually import eventually
+
+pytestmark = [pytest.mark.nats, pytest.mark.postgres]
+
+T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+EXECUTION = "e1"
+WAIT_S = 30.0
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def sample_plan(plan_id: str = "p1") -> Plan:
+    return Plan(
+        plan_id=plan_id,
+        goal="Find ten leads",
+        title="Leads",
+        phases=[
+            Phase(
+                phase_id="ph1",
+                name="Research",
+                tasks=[
+                    Task(
+                        task_id="t1",
+                        title="Search",
+                        assignee_role="researcher",
+                        estimated_hours=2.5,
+                        subtasks=[
+                            Subtask(subtask_id="s1", action="web_search", params={"q": "x"}),
+                            Subtask(subtask_id="s2", action="summarise"),
+                        ],
+                    )
+                ],
+            ),
+            Phase(
+                phase_id="ph2",
+                name="Outreach",
+                tasks=[Task(task_id="t2", title="Email", subtasks=[Subtask(subtask_id="s3", action="send_email")])],
+            ),
+        ],
+    )
+
+
+def scenario(execution_id: str = EXECUTION) -> list[EventBase]:
+    """A whole run: created, running, both tasks done (s1 needs two attempts), completed."""
+    e = execution_id
+
+    def sub(kind: type[EventBase], t: float, task: str, subtask: str, **kw: Any) -> EventBase:
+        return kind(execution_id=e, ts=at(t), task_id=task, subtask_id=subtask, **kw)
+
+    return [
+        ExecutionCreated(execution_id=e, ts=at(0), plan=sample_plan()),
+        ExecutionState(execution_id=e, ts=at(1), status=ExecutionStatus.RUNNING),
+        TaskState(execution_id=e, ts=at(2), task_id="t1", status=TaskStatus.RUNNING),
+        sub(SubtaskState, 3, "t1", "s1", status=TaskStatus.RUNNING, attempt=1, agent_id="a1"),
+        sub(SubtaskStarted, 3.5, "t1", "s1", attempt=1, agent_id="a1"),
+        sub(SubtaskState, 4, "t1", "s1", status=TaskStatus.FAILED, attempt=1, reason="timeout"),
+        sub(SubtaskState, 5, "t1", "s1", status=TaskStatus.RUNNING, attempt=2, agent_id="a2"),
+        sub(SubtaskProgress, 6, "t1", "s1", percent=40.0, agent_id="a2"),
+        sub(SubtaskResult, 6.5, "t1", "s1", ok=True, output={"n": 10}, attempt=2, agent_id="a2"),
+        sub(SubtaskState, 7, "t1", "s1", status=TaskStatus.COMPLETED, attempt=2, output={"n": 10}),
+        sub(SubtaskProgress, 7.5, "t1", "s1", percent=50.0),  # late: the subtask already finished
+        sub(SubtaskState, 8, "t1", "s2", status=TaskStatus.RUNNING, attempt=1, agent_id="a1"),
+        sub(SubtaskState, 9, "t1", "s2", status=TaskStatus.COMPLETED, attempt=1, output={"text": "ok"}),
+        TaskState(execution_id=e, ts=at(10), task_id="t1", status=TaskStatus.COMPLETED),
+        TaskState(execution_id=e, ts=at(11), task_id="t2", status=TaskStatus.RUNNING),
+        sub(SubtaskState, 12, "t2", "s3", status=TaskStatus.RUNNING, attempt=1, agent_id="a3"),
+        sub(SubtaskState, 13, "t2", "s3", status=TaskStatus.COMPLETED, attempt=1, output={"sent": True}),
+        TaskState(execution_id=e, ts=at(14), task_id="t2", status=TaskStatus.COMPLETED),
+        ExecutionState(execution_id=e, ts=at(15), status=ExecutionStatus.COMPLETED, reason="all done"),
+    ]
+
+
+def done(subtask_id: str, action: str, agent_id: str, output: dict[str, Any]) -> dict[str, Any]:
+    return {"subtask_id": subtask_id, "action": action, "status": "COMPLETED", "agent_id": agent_id, "output": output}
+
+
+EXPECTED_REPORT = {
+    "execution_id": EXECUTION,
+    "plan_id": "p1",
+    "status": "COMPLETED",
+    "started_at": "2025-03-01T09:00:01Z",
+    "finished_at": "2025-03-01T09:00:15Z",
+    "tasks": [
+        {
+            "task_id": "t1",
+            "status": "COMPLETED",
+            "started_at": "2025-03-01T09:00:02Z",
+            "finished_at": "2025-03-01T09:00:10Z",
+            "attempts": 2,
+            "subtasks": [
+                done("s1", "web_search", "a2", {"n": 10}),
+                done("s2", "summarise", "a1", {"text": "ok"}),
+            ],
+        },
+        {
+            "task_id": "t2",
+            "status": "COMPLETED",
+            "started_at": "2025-03-01T09:00:11Z",
+            "finished_at": "2025-03-01T09:00:14Z",
+            "attempts": 1,
+            "subtasks": [
+                done("s3", "send_email", "a3", {"sent": True}),
+            ],
+        },
+    ],
+}
+
+
+async def publish_all(bus: Bus, events: list[EventBase]) -> int:
+    """Publish in order; return the stream sequence of the last one."""
+    seq = 0
+    for event in events:
+        seq = (await asyncio.wait_for(bus.publish_event(event), WAIT_S)).seq
+    return seq
+
+
+async def drain(projector: Projector) -> None:
+    await asyncio.wait_for(projector.run_until_idle(), WAIT_S)
+
+
+async def count_events(projector: Projector) -> int:
+    async with projector.sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(ExecutionEvent)) or 0)
+
+
+async def checkpoint(projector: Projector) -> int | None:
+    async with projector.sessions() as session:
+        row = await session.get(ProjectorCheckpoint, projector.durable)
+        return row.stream_seq if row else None
+
+
+async def test_projects_a_whole_run(bus: Bus, database_url: str) -> None:
+    events = scenario()
+    last = await publish_all(bus, events)
+    async with Projector(bus, database_url) as projector:
+        await drain(projector)
+        assert projector.last_seq == last
+        assert await checkpoint(projector) == last
+        assert await execution_report(projector.sessions, EXECUTION) == EXPECTED_REPORT
+        assert await execution_status(projector.sessions, EXECUTION) == "COMPLETED"
+        assert await execution_status(projector.sessions, "nope") is None
+        assert await execution_report(projector.sessions, "nope") is None
+        dump = await table_dump(projector.sessions)
+
+    assert [e["event_id"] for e in dump["execution_events"]] == [e.event_id for e in events]
+    stored = dump["execution_events"][3]
+    assert stored["stream_seq"] == 4
+    assert (stored["type"], stored["task_id"], stored["subtask_id"], stored["agent_id"]) == (
+        "subtask_state",
+        "t1",
+        "s1",
+        "a1",
+    )
+    assert stored["attempt"] == 1
+    assert stored["ts"] == at(3)
+    assert stored["ts"].tzinfo is not None
+    assert json.loads(events[3].model_dump_json()) == stored["data"]
+
+    [execution] = dump["executions"]
+    assert execution == {
+        "execution_id": EXECUTION, "plan_id": "p1", "status": "COMPLETED", "reason": "all done",
+        "created_at": at(0), "started_at": at(1), "finished_at": at(15), "updated_at": at(15),
+    }  # fmt: skip
+    s1 = next(row for row in dump["execution_subtasks"] if row["subtask_id"] == "s1")
+    assert s1 == {
+        "execution_id": EXECUTION, "task_id": "t1", "subtask_id": "s1", "action": "web_search",
+        "status": "COMPLETED", "attempt": 2, "agent_id": "a2", "progress": 100.0, "output": {"n": 10},
+        "error": None, "started_at": at(5), "finished_at": at(7), "updated_at": at(7),
+    }  # fmt: skip
+    assert [(r["task_id"], r["phase_id"], r["phase_name"], r["position"]) for r in dump["plan_tasks"]] == [
+        ("t1", "ph1", "Research", 0),
+        ("t2", "ph2", "Outreach", 1),
+    ]
+    assert dump["plan_tasks"][0]["assignee_role"] == "researcher"
+    assert dump["plan_tasks"][0]["estimated_hours"] == 2.5
+    assert [(r["subtask_id"], r["position"], r["params"]) for r in dump["plan_subtasks"]] == [
+        ("s1", 0, {"q": "x"}),
+        ("s2", 1, {}),
+        ("s3", 0, {}),
+    ]
+    [plan] = dump["plans"]
+    assert (plan["title"], plan["goal"], plan["created_at"]) == ("Leads", "Find ten leads", at(0))
+    assert Plan.model_validate(plan["plan"]) == sample_plan()
+
+
+async def test_wait_for_seq_follows_a_running_projector(bus: Bus, sqlite_url: str) -> None:
+    stop = asyncio.Event()
+    async with Projector(bus, sqlite_url) as projector:
+        runner = asyncio.create_task(projector.run(stop))
+        try:
+            events = scenario()
+            seq = await publish_all(bus, events[:2])
+            await projector.wait_for_seq(seq, WAIT_S)
+            assert await execution_status(projector.sessions, EXECUTION) == "RUNNING"
+            seq = await publish_all(bus, events[2:])
+            await projector.wait_for_seq(seq, WAIT_S)
+            assert await execution_report(projector.sessions, EXECUTION) == EXPECTED_REPORT
+            with pytest.raises(TimeoutError):
+                await projector.wait_for_seq(seq + 1, 0.05)
+        finally:
+            stop.set()
+            await asyncio.wait_for(runner, WAIT_S)
+
+
+async def test_duplicate_event_ids_change_nothing(bus: Bus, database_url: str) -> None:
+    events = scenario()
+    await publish_all(bus, events)
+    async with Projector(bus, database_url) as projector:
+        await drain(projector)
+        before = await table_dump(projector.sessions)
+
+    # Past JetStream's de-duplication: the same event ids again, published without Nats-Msg-Id.
+    for event in events:
+        subject = bus.subjects.event(event.execution_id, str(getattr(event, "type")))  # noqa: B009
+        await asyncio.wait_for(bus.js.publish(subject, event.model_dump_json().encode()), WAIT_S)
+    # A consumer reset: a new durable with no checkpoint reads the whole stream, twice over, into the same DB.
+    async with Projector(bus, database_url, durable="projector-reset") as again:
+        await drain(again)
+        assert again.last_seq == 2 * len(events)
+        assert again.projected == 0
+        assert await table_dump(again.sessions) == before
+
+
+async def test_replay_into_an_empty_database_gives_the_same_tables(bus: Bus, database_url: str, tmp_path: Any) -> None:
+    await publish_all(bus, scenario("e1"))
+    await publish_all(bus, scenario("e2")[:8])  # a second execution of the same plan, still running
+    await publish_all(bus, [SubtaskProgress(execution_id="ghost", task_id="t", subtask_id="s", percent=5.0)])
+    async with Projector(bus, database_url) as first:
+        await drain(first)
+        dump1 = await table_dump(first.sessions)
+    replay_url = f"sqlite+aiosqlite:///{tmp_path / 'replay.sqlite3'}"
+    async with Projector(bus, replay_url, durable="projector-replay") as second:
+        await drain(second)
+        dump2 = await table_dump(second.sessions)
+    assert dump1 == dump2
+    assert len(dump1["executions"]) == 2
+    assert len(dump1["plans"]) == 1
+    assert dump1["execution_events"][-1]["execution_id"] == "ghost"
+
+
+async def test_malformed_events_go_to_the_dlq_and_projection_goes_on(bus: Bus, sqlite_url: str) -> None:
+    events = scenario()
+    await publish_all(bus, events[:1])
+    await asyncio.wait_for(bus.js.publish(bus.subjects.event("e1", "bogus"), b"not json at all"), WAIT_S)
+    bad = {"type": "execution_state", "execution_id": "e1", "status": "DANCING"}
+    await asyncio.wait_for(bus.js.publish(bus.subjects.event("e1", "bogus"), json.dumps(bad).encode()), WAIT_S)
+    last = await publish_all(bus, events[1:2])
+    async with Projector(bus, sqlite_url) as projector:
+        await drain(projector)
+        assert projector.dead_lettered == 2
+        assert projector.last_seq == last
+        assert await execution_status(projector.sessions, EXECUTION) == "RUNNING"
+        assert await count_events(projector) == 2
+
+    info = await bus.js.stream_info(bus.subjects.dlq_stream)
+    assert info.state.messages == 2
+    letters = [
+        DeadLetter.model_validate_json((await bus.js.get_msg(bus.subjects.dlq_stream, seq)).data or b"")
+        for seq in (1, 2)
+    ]
+    assert [letter.stream_seq for letter in letters] == [2, 3]
+    assert all(letter.source == "projector" for letter in letters)
+    assert "JSON" in letters[0].reason or "Expecting value" in letters[0].reason
+    assert "validation error" in letters[1].reason
+    assert "DANCING" in letters[1].reason
+
+
+async def test_a_restarted_projector_does_not_reapply(bus: Bus, database_url: str) -> None:
+    events = scenario()
+    first_part = await publish_all(bus, events[:-1])
+    async with Projector(bus, database_url) as projector:
+        await drain(projector)
+        before = await table_dump(projector.sessions)
+    # Forget every ack: the recreated durable delivers the whole stream again.
+    await bus.js.delete_consumer(bus.subjects.events_stream, Subjects.PROJECTOR_EVENTS)
+    config = next(
+        c for s, c in topology(bus.subjects, bus.settings).consumers if c.durable_name == Subjects.PROJECTOR_EVENTS
+    )
+    await ensure_consumer(bus.js, bus.subjects.events_stream, config)
+    last = await publish_all(bus, events[-1:])
+
+    async with Projector(bus, database_url) as restarted:
+        assert restarted.last_seq == first_part
+        await drain(restarted)
+        assert restarted.projected == 1
+        assert restarted.last_seq == last
+        assert await checkpoint(restarted) == last
+        after = await table_dump(restarted.sessions)
+    assert after["execution_events"][:-1] == before["execution_events"]
+    assert after["execution_tasks"] == before["execution_tasks"]
+    assert after["execution_subtasks"] == before["execution_subtasks"]
+    assert before["executions"][0]["status"] == "RUNNING"
+    assert after["executions"][0]["status"] == "COMPLETED"
+
+
+async def test_agent_cards_are_mirrored_and_go_offline(bus: Bus, sqlite_url: str) -> None:
+    card = AgentCard(
+        agent_id="a1",
+        name="searcher",
+        role="researcher",
+        capabilities=[CapabilityCard(action="web_search")],
+        started_at=at(0),
+        heartbeat_at=datetime.now(UTC),
+    )
+    kv = await bus.agents_kv()
+    await kv.put("a1", card.model_dump_json().encode())
+    stop = asyncio.Event()
+    async with Projector(bus, sqlite_url) as projector:
+        runner = asyncio.create_task(projector.run(stop))
+
+        async def agent() -> Agent | None:
+            async with projector.sessions() as session:
+                return await session.get(Agent, "a1")
+
+        async def status_is(wanted: str) -> Agent | None:
+            row = await agent()
+            return row if row is not None and row.status == wanted else None
+
+        try:
+            row = await eventually(lambda: status_is("online"), timeout=WAIT_S)
+            assert (row.name, row.role, row.started_at) == ("searcher", "researcher", at(0))
+            assert row.capabilities == [{"action": "web_search", "description": "", "params_schema": {}}]
+            await kv.delete("a1")
+            await eventually(lambda: status_is("offline"), timeout=WAIT_S)
+        finally:
+            stop.set()
+            await asyncio.wait_for(runner, WAIT_S)
+
+
+async def test_an_event_that_cannot_be_projected_is_dead_lettered_alone(bus: Bus, database_url: str) -> None:
+    task = Task(task_id="t1", title="twice", subtasks=[Subtask(subtask_id="s1", action="a")])
+    broken = Plan(plan_id="p9", goal="g", phases=[Phase(phase_id="x", name="x", tasks=[task, task])])
+    poison = ExecutionCreated(execution_id="bad", ts=at(0), plan=broken)  # a duplicate task id breaks the keys
+    events = scenario()
+    await publish_all(bus, events[:1])
+    poison_seq = await publish_all(bus, [poison])
+    last = await publish_all(bus, events[1:])
+    async with Projector(bus, database_url) as projector:
+        await drain(projector)
+        assert projector.dead_lettered == 1
+        assert projector.last_seq == last
+        assert await execution_report(projector.sessions, EXECUTION) == EXPECTED_REPORT
+        assert await execution_status(projector.sessions, "bad") is None
+        assert await count_events(projector) == len(events)
+    raw = await bus.js.get_last_msg(bus.subjects.dlq_stream, bus.subjects.dlq("projector"))
+    letter = DeadLetter.model_validate_json(raw.data or b"")
+    assert letter.stream_seq == poison_seq
+    assert "projection failed" in letter.reason

@@ -1,0 +1,166 @@
+"""Event handlers applied directly to a SQLite read model (no NATS): edge cases of the semantics."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from planexe_ax.bus import (
+    CommandRejected,
+    ExecutionCreated,
+    ExecutionState,
+    ExecutionStatus,
+    SubtaskProgress,
+    SubtaskState,
+    TaskState,
+    TaskStatus,
+)
+from planexe_ax.bus.messages import EventBase
+from planexe_ax.projector import make_engine, make_session_factory, table_dump, upgrade
+from planexe_ax.projector.handlers import apply_event
+from planexe_ax.projector.models import Execution, ExecutionSubtask, ExecutionTask
+from tests.integration.test_projector_service import at, sample_plan
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+@pytest.fixture
+async def sessions(sqlite_url: str) -> AsyncIterator[Sessions]:
+    await upgrade(sqlite_url)
+    engine = make_engine(sqlite_url)
+    yield make_session_factory(engine)
+    await engine.dispose()
+
+
+class Feed:
+    def __init__(self, sessions: Sessions) -> None:
+        self.sessions = sessions
+        self.seq = 0
+
+    async def __call__(self, *events: EventBase) -> list[bool]:
+        applied = []
+        async with self.sessions.begin() as session:
+            for event in events:
+                self.seq += 1
+                applied.append(await apply_event(session, event, self.seq))  # type: ignore[arg-type]
+        return applied
+
+
+def created(execution_id: str = "e1") -> ExecutionCreated:
+    return ExecutionCreated(execution_id=execution_id, ts=at(0), plan=sample_plan())
+
+
+async def test_events_of_an_unknown_execution_are_stored_only(sessions: Sessions) -> None:
+    feed = Feed(sessions)
+    await feed(
+        ExecutionState(execution_id="ghost", ts=at(1), status=ExecutionStatus.RUNNING),
+        SubtaskState(execution_id="ghost", ts=at(2), task_id="t1", subtask_id="s1", status=TaskStatus.RUNNING),
+    )
+    dump = await table_dump(sessions)
+    assert [row["execution_id"] for row in dump["execution_events"]] == ["ghost", "ghost"]
+    assert dump["executions"] == []
+    assert dump["execution_subtasks"] == []
+
+
+async def test_unknown_tasks_and_subtasks_are_stored_only(sessions: Sessions) -> None:
+    feed = Feed(sessions)
+    await feed(created())
+    before = await table_dump(sessions)
+    await feed(
+        TaskState(execution_id="e1", ts=at(1), task_id="nope", status=TaskStatus.RUNNING),
+        SubtaskState(execution_id="e1", ts=at(1), task_id="t1", subtask_id="nope", status=TaskStatus.RUNNING),
+        SubtaskProgress(execution_id="e1", ts=at(1), percent=5.0),
+    )
+    after = await table_dump(sessions)
+    assert len(after["execution_events"]) == 4
+    assert {k: v for k, v in after.items() if k != "execution_events"} == {
+        k: v for k, v in before.items() if k != "execution_events"
+    }
+
+
+async def test_the_same_event_id_is_applied_once(sessions: Sessions) -> None:
+    feed = Feed(sessions)
+    running = SubtaskState(
+        execution_id="e1", ts=at(2), task_id="t1", subtask_id="s1", status=TaskStatus.RUNNING, attempt=1
+    )
+    create = created()
+    assert await feed(create, running) == [True, True]
+    assert await feed(create, running) == [False, False]
+    assert await feed(created()) == [True]  # another event creating the same execution: stored, not applied
+    dump = await table_dump(sessions)
+    assert [row["stream_seq"] for row in dump["execution_events"]] == [1, 2, 5]
+    assert len(dump["executions"]) == 1
+
+
+async def test_a_second_execution_of_a_plan_reuses_its_rows(sessions: Sessions) -> None:
+    feed = Feed(sessions)
+    await feed(created("e1"), created("e2"))
+    dump = await table_dump(sessions)
+    assert len(dump["plans"]) == 1
+    assert len(dump["plan_tasks"]) == 2
+    assert len(dump["plan_subtasks"]) == 3
+    assert len(dump["execution_subtasks"]) == 6
+    assert dump["plans"][0]["created_at"] == at(0)
+
+
+async def test_subtask_state_semantics(sessions: Sessions) -> None:
+    feed = Feed(sessions)
+
+    def state(t: float, status: TaskStatus, **kw: object) -> SubtaskState:
+        return SubtaskState(execution_id="e1", ts=at(t), task_id="t1", subtask_id="s1", status=status, **kw)  # type: ignore[arg-type]
+
+    await feed(created(), state(1, TaskStatus.RUNNING, attempt=3, agent_id="a1"))
+    await feed(SubtaskProgress(execution_id="e1", ts=at(2), task_id="t1", subtask_id="s1", percent=30.0))
+    await feed(state(3, TaskStatus.FAILED, attempt=3, reason="boom"))
+    await feed(SubtaskProgress(execution_id="e1", ts=at(4), task_id="t1", subtask_id="s1", percent=90.0))
+    async with sessions() as session:
+        row = await session.get(ExecutionSubtask, ("e1", "t1", "s1"))
+        task = await session.get(ExecutionTask, ("e1", "t1"))
+    assert row is not None
+    assert task is not None
+    assert (row.status, row.attempt, row.agent_id, row.error, row.progress) == ("FAILED", 3, "a1", "boom", 30.0)
+    assert (row.started_at, row.finished_at, row.updated_at) == (at(1), at(3), at(3))
+    assert task.attempts == 3
+
+    await feed(state(5, TaskStatus.RUNNING, attempt=2))  # an older attempt number never lowers the task's count
+    async with sessions() as session:
+        row = await session.get(ExecutionSubtask, ("e1", "t1", "s1"))
+        task = await session.get(ExecutionTask, ("e1", "t1"))
+    assert row is not None
+    assert task is not None
+    assert (row.status, row.error, row.started_at, row.finished_at) == ("RUNNING", None, at(5), None)
+    assert task.attempts == 3
+
+
+async def test_subtask_events_without_task_id_find_their_subtask(sessions: Sessions) -> None:
+    feed = Feed(sessions)
+    await feed(created(), SubtaskState(execution_id="e1", ts=at(1), subtask_id="s3", status=TaskStatus.COMPLETED))
+    async with sessions() as session:
+        row = await session.get(ExecutionSubtask, ("e1", "t2", "s3"))
+    assert row is not None
+    assert (row.status, row.progress, row.finished_at) == ("COMPLETED", 100.0, at(1))
+
+
+async def test_execution_and_task_times(sessions: Sessions) -> None:
+    feed = Feed(sessions)
+    await feed(
+        created(),
+        ExecutionState(execution_id="e1", ts=at(1), status=ExecutionStatus.RUNNING),
+        ExecutionState(execution_id="e1", ts=at(2), status=ExecutionStatus.PAUSED, reason="by hand"),
+        ExecutionState(execution_id="e1", ts=at(3), status=ExecutionStatus.RUNNING),
+        TaskState(execution_id="e1", ts=at(4), task_id="t1", status=TaskStatus.RUNNING),
+        TaskState(execution_id="e1", ts=at(5), task_id="t1", status=TaskStatus.RUNNING),
+        TaskState(execution_id="e1", ts=at(6), task_id="t1", status=TaskStatus.CANCELLED, reason="stop"),
+        ExecutionState(execution_id="e1", ts=at(7), status=ExecutionStatus.CANCELLED, reason="stop"),
+        CommandRejected(execution_id="e1", ts=at(8), command="resume", reason="already cancelled"),
+    )
+    async with sessions() as session:
+        execution = await session.get(Execution, "e1")
+        task = await session.get(ExecutionTask, ("e1", "t1"))
+    assert execution is not None
+    assert task is not None
+    assert (execution.status, execution.reason) == ("CANCELLED", "stop")
+    assert (execution.started_at, execution.finished_at, execution.updated_at) == (at(1), at(7), at(7))
+    assert (task.status, task.reason, task.started_at, task.finished_at) == ("CANCELLED", "stop", at(4), at(6))

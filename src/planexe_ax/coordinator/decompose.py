@@ -16,6 +16,7 @@ Summary tasks (tasks that other tasks name as ``parent_id``) are not executable 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -52,9 +53,12 @@ __all__ = [
     "Template",
     "apply_threshold",
     "decompose_plan",
+    "decompose_plan_async",
     "decomposition_summary",
     "executable_tasks",
+    "human_step",
     "score_templates",
+    "with_subtasks",
 ]
 
 
@@ -182,9 +186,11 @@ class RuleBasedDecomposer:
             for i, (m, params) in enumerate(chosen, start=1)
         ]
         if not chosen:
-            subtasks.append(_human(task, 1, *_human_why(matches, lacking, self.threshold)))
+            subtasks.append(human_step(task, 1, *_human_why(matches, lacking, self.threshold)))
         elif HANDS_ON.search(task.title):
-            subtasks.append(_human(task, len(subtasks) + 1, 0.8, "hands-on work an agent cannot do; agents prepare it"))
+            subtasks.append(
+                human_step(task, len(subtasks) + 1, 0.8, "hands-on work an agent cannot do; agents prepare it")
+            )
         return subtasks
 
 
@@ -212,7 +218,8 @@ def _subtask(
     )
 
 
-def _human(task: Task, n: int, confidence: float, reason: str) -> Subtask:
+def human_step(task: Task, n: int, confidence: float, reason: str) -> Subtask:
+    """One ``human_task`` step ``<task_id>-<n>`` with the task's instructions, role and resources."""
     params = {
         "instructions": task.description or task.title,
         "role": task.assignee_role,
@@ -253,7 +260,7 @@ def apply_threshold(
             reason += f"; {sub.decomposition_reason}"
         update = {"action": HUMAN_ACTION, "human_required": True, "decomposition_reason": reason}
         out.append(sub.model_copy(update=update))
-    return out or [_human(task, 1, 1.0, "human work: the decomposer proposed no step")]
+    return out or [human_step(task, 1, 1.0, "human work: the decomposer proposed no step")]
 
 
 def executable_tasks(plan: Plan) -> list[Task]:
@@ -282,15 +289,65 @@ def decompose_plan(
         gets ``human_required=True``.
     """
     chosen = decomposer or RuleBasedDecomposer(frozenset(capabilities), threshold)
-    todo = {t.task_id for t in executable_tasks(plan) if not t.subtasks}
+    proposed = {t.task_id: chosen.decompose_task(t, plan) for t in executable_tasks(plan) if not t.subtasks}
+    return with_subtasks(plan, proposed, capabilities=capabilities, threshold=threshold)
+
+
+async def decompose_plan_async(
+    plan: Plan,
+    decomposer: AsyncTaskDecomposer,
+    *,
+    capabilities: Collection[str] = DEFAULT_CAPABILITIES,
+    threshold: float = DEFAULT_THRESHOLD,
+    concurrency: int = 4,
+) -> Plan:
+    """:func:`decompose_plan` with an async decomposer (a model), ``concurrency`` tasks at a time.
+
+    Args:
+        plan: The plan.
+        decomposer: The async decomposer.
+        capabilities: The actions agents offer.
+        threshold: The least confidence an agent step needs.
+        concurrency: How many tasks are decomposed at once.
+
+    Returns:
+        A new plan, as :func:`decompose_plan` returns it.
+    """
+    gate = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(task: Task) -> tuple[str, list[Subtask]]:
+        async with gate:
+            return task.task_id, await decomposer.decompose_task(task, plan)
+
+    todo = [t for t in executable_tasks(plan) if not t.subtasks]
+    proposed = dict(await asyncio.gather(*(one(t) for t in todo)))
+    return with_subtasks(plan, proposed, capabilities=capabilities, threshold=threshold)
+
+
+def with_subtasks(
+    plan: Plan,
+    proposed: dict[str, list[Subtask]],
+    *,
+    capabilities: Collection[str] = DEFAULT_CAPABILITIES,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> Plan:
+    """Put the proposed steps (through :func:`apply_threshold`) into their tasks.
+
+    Args:
+        plan: The plan.
+        proposed: Task id -> proposed steps; other tasks are left as they are.
+        capabilities: The actions agents offer.
+        threshold: The least confidence an agent step needs.
+
+    Returns:
+        A new plan; a task whose steps are all human work gets ``human_required=True``.
+    """
     phases = []
     for phase in plan.phases:
         tasks = []
         for task in phase.tasks:
-            if task.task_id in todo:
-                subs = apply_threshold(
-                    task, chosen.decompose_task(task, plan), capabilities=capabilities, threshold=threshold
-                )
+            if task.task_id in proposed:
+                subs = apply_threshold(task, proposed[task.task_id], capabilities=capabilities, threshold=threshold)
                 human = all(s.human_required for s in subs)
                 task = task.model_copy(update={"subtasks": subs, "human_required": task.human_required or human})
             tasks.append(task)

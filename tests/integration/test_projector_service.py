@@ -385,3 +385,23 @@ async def test_an_event_that_cannot_be_projected_is_dead_lettered_alone(bus: Bus
     letter = DeadLetter.model_validate_json(raw.data or b"")
     assert letter.stream_seq == poison_seq
     assert "projection failed" in letter.reason
+
+
+async def test_an_agent_silent_for_longer_than_the_ttl_goes_offline(bus: Bus, sqlite_url: str) -> None:
+    stale = datetime.now(UTC) - timedelta(seconds=bus.settings.agent_ttl_s * 10)
+    card = AgentCard(agent_id="a9", name="old", capabilities=[], started_at=stale, heartbeat_at=stale)
+    await (await bus.agents_kv()).put("a9", card.model_dump_json().encode())
+    stop = asyncio.Event()
+    async with Projector(bus, sqlite_url) as projector:
+        runner = asyncio.create_task(projector.run(stop))
+
+        async def offline() -> bool:
+            async with projector.sessions() as session:
+                row = await session.get(Agent, "a9")
+            return row is not None and row.status == "offline" and row.last_heartbeat == stale
+
+        try:
+            await eventually(offline, timeout=WAIT_S)
+        finally:
+            stop.set()
+            await asyncio.wait_for(runner, WAIT_S)

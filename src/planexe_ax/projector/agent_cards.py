@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import timedelta
 from typing import Any
@@ -53,7 +54,7 @@ async def sweep_expired(session: AsyncSession, ttl_s: float) -> None:
 
 
 class AgentWatcher:
-    """Watch every key of the agents bucket until ``stop`` is set.
+    """Watch every key of the agents bucket until ``stop`` is set; sweep for expired agents every ``ttl / 2``.
 
     Args:
         bus: The connection.
@@ -69,18 +70,33 @@ class AgentWatcher:
         self.changed = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Apply every update of the bucket, and sweep expired agents when it is quiet."""
+        """Apply every update of the bucket and sweep expired agents until ``stop``; restart on errors."""
+        backoff = 0.1
+        while not stop.is_set():
+            try:
+                await self._watch(stop)
+            except Exception as exc:  # supervise: a lost bucket or connection must not end the projector
+                log.error("agent watch failed; restarting", extra={"error": repr(exc)}, exc_info=exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _watch(self, stop: asyncio.Event) -> None:
         kv = await self.bus.agents_kv()
         watcher = await kv.watchall()
+        loop = asyncio.get_running_loop()
+        next_sweep = loop.time()
         try:
             while not stop.is_set():
                 try:
                     entry = await watcher.updates(timeout=self.poll_s)  # type: ignore[no-untyped-call]  # nats-py is untyped here
                 except TimeoutError:  # nats' TimeoutError subclasses it: nothing new in poll_s
-                    await self._guarded(self._sweep)
-                    continue
+                    entry = None
                 if entry is not None:
                     await self._guarded(self._apply, entry)
+                if loop.time() >= next_sweep:
+                    await self._guarded(self._sweep)
+                    next_sweep = loop.time() + self.bus.settings.agent_ttl_s / 2
         finally:
             await watcher.stop()  # type: ignore[no-untyped-call]  # nats-py is untyped here
 

@@ -36,6 +36,17 @@ class Settings(BaseSettings):
     events_max_age_s: float = Field(default=90 * 24 * 3600, gt=0, description="How long AX_EVENTS keeps events.")
     duplicate_window_s: float = Field(default=600.0, gt=0, description="JetStream de-duplication window.")
     default_max_attempts: int = Field(default=3, ge=1, description="Attempts of a subtask unless the plan says.")
+    backoff_initial_s: float = Field(default=1.0, ge=0, description="Delay before the 2nd attempt of a subtask.")
+    backoff_max_s: float = Field(default=60.0, ge=0, description="Longest delay between attempts (with jitter).")
+    schedule_to_start_s: float = Field(default=600.0, gt=0, description="An offer no agent started is timed out.")
+    start_to_close_s: float = Field(default=3600.0, gt=0, description="Longest run of one attempt (or timeout_hours).")
+    no_agent_grace_s: float = Field(default=30.0, ge=0, description="Work no online agent can do goes to a person.")
+    blocked_max_wait_s: float = Field(default=86400.0, gt=0, description="BLOCKED longer than this: ask a person.")
+    review_threshold: float = Field(default=0.7, ge=0, le=1, description="Results below this confidence are reviewed.")
+    approval_actions: list[str] = Field(
+        default_factory=lambda: ["allocate_budget", "sign_contract", "file_regulatory", "send_money"],
+        description="Actions whose tasks wait for a person's approval before they run.",
+    )
     lag_scale_s: float = Field(
         default=3600.0, ge=0, description="Wall-clock seconds per plan hour of dependency lag (0 ignores lag)."
     )

@@ -47,7 +47,9 @@ def postgres_server() -> Iterator[str | None]:
     data, port = folder / "data", _free_port()
     subprocess.run([*run_as, initdb, "-D", str(data), "-A", "trust", "-U", "postgres"], check=True, capture_output=True)
     opts = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run([*run_as, pg_ctl, "-D", str(data), "-o", opts, "-w", "start"], check=True, capture_output=True)
+    # -l: the server must not inherit our pipes, or waiting for pg_ctl waits for the server too.
+    start = [*run_as, pg_ctl, "-D", str(data), "-o", opts, "-l", str(folder / "pg.log"), "-w", "start"]
+    subprocess.run(start, check=True, capture_output=True)
     try:
         yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres"
     finally:

@@ -74,10 +74,13 @@ class Bus:
             headers=dict(msg.headers or {}),
             stream_seq=seq,
         )
-        await self.publish(self.subjects.dlq(source), letter)
+        await self.publish(self.subjects.dlq(source), letter, msg_id=f"{source}:{msg.subject}:{seq}" if seq else None)
         log.warning("message dead-lettered", extra={"source": source, "subject": msg.subject, "reason": reason})
         if msg.reply:
-            await msg.term()
+            try:
+                await msg.term()
+            except Exception:  # already acked or terminated: the letter is kept all the same
+                log.debug("term after dead-letter failed", exc_info=True)
 
     async def agents_kv(self) -> KeyValue:
         """The ``ax-agents`` bucket (agent cards with a TTL)."""

@@ -60,27 +60,32 @@ class PullLoop:
         """Fetch and handle until ``stop`` is set (or, with ``until_idle``, until a fetch finds nothing)."""
         backoff = 0.1
         sub = None
-        while not stop.is_set():
-            try:
-                if sub is None:
-                    sub = await self.bus.js.pull_subscribe_bind(self.durable, self.stream)
-                msgs = await self._fetch(sub)
-                if not msgs:
-                    if until_idle:
+        try:
+            while not stop.is_set():
+                try:
+                    if sub is None:
+                        sub = await self.bus.js.pull_subscribe_bind(self.durable, self.stream)
+                    msgs = await self._fetch(sub)
+                    if not msgs:
+                        if until_idle:
+                            return
+                        continue
+                    await self._handle(msgs)
+                    backoff = 0.1
+                except ConnectionClosedError:
+                    if stop.is_set():
                         return
-                    continue
-                await self._handle(msgs)
-                backoff = 0.1
-            except ConnectionClosedError:
-                if stop.is_set():
-                    return
-                raise
-            except Exception as exc:  # supervise: log each distinct error once, back off, go on
-                self._log_once(exc)
-                sub = None
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), backoff)
-                backoff = min(backoff * 2, 5.0)
+                    raise
+                except Exception as exc:  # supervise: log each distinct error once, back off, go on
+                    self._log_once(exc)
+                    sub = None
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), backoff)
+                    backoff = min(backoff * 2, 5.0)
+        finally:
+            if sub is not None:
+                with contextlib.suppress(Exception):  # the connection may already be closed
+                    await sub.unsubscribe()
 
     async def _fetch(self, sub: object) -> list[Msg]:
         fetch = sub.fetch  # type: ignore[attr-defined]  # nats-py's PullSubscription

@@ -102,6 +102,54 @@ class SubtaskState(EventBase):
     action: str = ""
     reason: str = ""
     output: dict[str, Any] | None = None
+    not_before: AwareDatetime | None = Field(default=None, description="RETRY_WAIT: the next attempt is due then")
+    deadline: AwareDatetime | None = Field(default=None, description="BLOCKED: escalate to a person after this")
+    confidence: float | None = Field(default=None, ge=0, le=1)
+
+
+class TaskPaused(EventBase):
+    """An operator paused (``paused``) or resumed one task: nothing of it is dispatched while paused."""
+
+    type: Literal["task_paused"] = "task_paused"
+    paused: bool
+    by: str = ""
+
+
+class TaskReassigned(EventBase):
+    """From now on the task's work goes to ``agent_id`` only (``ax.direct.<agent_id>``)."""
+
+    type: Literal["task_reassigned"] = "task_reassigned"
+    by: str = ""
+
+
+InboxKind = Literal["human_task", "approval", "review", "escalation"]
+InboxAction = Literal["approve", "reject", "complete", "accept", "edit"]
+
+
+class InboxOpened(EventBase):
+    """Work for a person: do a task, approve one, review a low-confidence result, or take an escalation."""
+
+    type: Literal["inbox_opened"] = "inbox_opened"
+    item_id: str
+    kind: InboxKind
+    title: str = ""
+    reason: str = ""
+    action: str = ""
+    params: dict[str, Any] = Field(default_factory=dict)
+    output: dict[str, Any] | None = Field(default=None, description="review: the result awaiting review")
+    confidence: float | None = None
+    actions: list[InboxAction] = Field(default_factory=list, description="what a person may answer")
+
+
+class InboxClosed(EventBase):
+    """How an inbox item was answered (or that it no longer needs an answer), by whom and when (``ts``)."""
+
+    type: Literal["inbox_closed"] = "inbox_closed"
+    item_id: str
+    resolution: str
+    by: str = ""
+    comment: str = ""
+    output: dict[str, Any] | None = None
 
 
 class CommandRejected(EventBase):
@@ -120,6 +168,25 @@ class SubtaskProgress(EventBase):
     message: str = ""
 
 
+RejectReason = Literal["missing_tool", "missing_data", "over_budget", "not_allowed", "other"]
+
+
+class SubtaskRejected(EventBase):
+    """The agent will not do this offer; the coordinator re-routes it to another capable agent or a person."""
+
+    type: Literal["subtask_rejected"] = "subtask_rejected"
+    reason_code: RejectReason
+    reason: str = ""
+
+
+class SubtaskBlocked(EventBase):
+    """The agent waits on something outside (an email reply); past ``max_wait_s`` a person is asked."""
+
+    type: Literal["subtask_blocked"] = "subtask_blocked"
+    reason: str
+    max_wait_s: float | None = Field(default=None, gt=0)
+
+
 class SubtaskResult(EventBase):
     type: Literal["subtask_result"] = "subtask_result"
     ok: bool
@@ -135,13 +202,21 @@ Event = Annotated[
     | TaskState
     | SubtaskState
     | CommandRejected
+    | TaskPaused
+    | TaskReassigned
+    | InboxOpened
+    | InboxClosed
     | SubtaskStarted
     | SubtaskProgress
+    | SubtaskRejected
+    | SubtaskBlocked
     | SubtaskResult,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
-AGENT_REPORTS = frozenset({"subtask_started", "subtask_progress", "subtask_result"})
+AGENT_REPORTS = frozenset(
+    {"subtask_started", "subtask_progress", "subtask_rejected", "subtask_blocked", "subtask_result"}
+)
 
 
 # ---------------------------------------------------------------------------------------------- offers
@@ -193,7 +268,57 @@ class CancelExecution(CommandBase):
     type: Literal["cancel"] = "cancel"
 
 
-Command = Annotated[StartExecution | PauseExecution | ResumeExecution | CancelExecution, Field(discriminator="type")]
+class PauseTask(CommandBase):
+    type: Literal["pause_task"] = "pause_task"
+    task_id: str
+
+
+class ResumeTask(CommandBase):
+    type: Literal["resume_task"] = "resume_task"
+    task_id: str
+
+
+class CancelTask(CommandBase):
+    """Skip one task: its open work is cancelled and its dependents go on as if it had finished."""
+
+    type: Literal["cancel_task"] = "cancel_task"
+    task_id: str
+
+
+class Reassign(CommandBase):
+    """Move a task's open and future work to one named agent."""
+
+    type: Literal["reassign"] = "reassign"
+    task_id: str
+    agent_id: str
+
+
+class ResolveInbox(CommandBase):
+    """A person's answer to an inbox item.
+
+    approve/reject an approval; complete a human task or escalation (with ``output``); accept, edit
+    (with ``output``) or reject a result under review; reject an escalation to fail its task.
+    """
+
+    type: Literal["resolve"] = "resolve"
+    item_id: str
+    action: InboxAction
+    output: dict[str, Any] | None = None
+    comment: str = ""
+
+
+Command = Annotated[
+    StartExecution
+    | PauseExecution
+    | ResumeExecution
+    | CancelExecution
+    | PauseTask
+    | ResumeTask
+    | CancelTask
+    | Reassign
+    | ResolveInbox,
+    Field(discriminator="type"),
+]
 COMMAND_ADAPTER: TypeAdapter[Command] = TypeAdapter(Command)
 
 

@@ -122,6 +122,9 @@ class Plan(_Model):
     risks: list[Risk] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict, description="Where the plan came from, import report.")
     start_time: datetime | None = Field(default=None, description="Planned project start (UTC), if the plan has one.")
+    review_threshold: float | None = Field(
+        default=None, ge=0, le=1, description="Results below this confidence wait for a person's review."
+    )
 
     _check_id = field_validator("plan_id")(lambda v: check_id(v, "plan id"))
 

@@ -1,4 +1,4 @@
-"""Every execution the coordinator knows, and how events and commands reach them. Pure, like state.py."""
+"""Every execution the coordinator knows, and how events, commands and agent changes reach them. Pure."""
 
 from __future__ import annotations
 
@@ -6,42 +6,51 @@ from datetime import datetime
 
 from planexe_ax.bus.messages import (
     TERMINAL_EXECUTION,
+    TERMINAL_TASK,
     CancelExecution,
+    CancelTask,
     Command,
     CommandRejected,
     Event,
     ExecutionCreated,
     ExecutionStatus,
     PauseExecution,
+    PauseTask,
+    Reassign,
+    ResolveInbox,
     ResumeExecution,
+    ResumeTask,
     StartExecution,
+    TaskPaused,
+    TaskReassigned,
+    TaskStatus,
 )
-from planexe_ax.coordinator.state import (
-    CoreConfig,
-    Effect,
-    Emit,
-    ExecutionRun,
-    apply,
-    decide,
-    end_execution,
-    set_status,
-)
+from planexe_ax.coordinator.decide import Decider, decide, dispatch, end, fail_attempt
+from planexe_ax.coordinator.state import Agents, CoreConfig, Effect, Emit, ExecutionRun, apply
 from planexe_ax.coordinator.validation import validate_plan
 from planexe_ax.errors import PlanValidationError
 
 PAUSABLE = frozenset({ExecutionStatus.QUEUED, ExecutionStatus.RUNNING, ExecutionStatus.BLOCKED})
+REOPENABLE = frozenset(
+    {TaskStatus.DISPATCHED, TaskStatus.RUNNING, TaskStatus.RETRY_WAIT, TaskStatus.BLOCKED, TaskStatus.AWAITING_HUMAN}
+)
+
+
+class Rejected(Exception):
+    """A command that cannot be carried out; its message is the reason given back."""
 
 
 class Engine:
-    """Routes events and commands to executions and returns the effects to carry out.
+    """Routes events, commands and agent changes to executions and returns the effects to carry out.
 
     Args:
-        config: Retry and lag policy.
+        config: Retry, timeout, lag and approval policy.
     """
 
     def __init__(self, config: CoreConfig | None = None) -> None:
         self.config = config or CoreConfig()
         self.runs: dict[str, ExecutionRun] = {}
+        self.agents: Agents | None = None
 
     def fold(self, event: Event) -> None:
         """Apply an event without deciding anything (rebuilding from the stream)."""
@@ -53,45 +62,104 @@ class Engine:
         if run is not None:
             apply(run, event)
 
+    def knows(self, event: Event) -> bool:
+        """Whether ``event`` names an execution (and task and subtask) this engine has."""
+        if isinstance(event, ExecutionCreated):
+            return True
+        run = self.runs.get(event.execution_id)
+        if run is None:
+            return False
+        return (event.task_id is None or event.task_id in run.tasks) and (
+            event.subtask_id is None or event.subtask_id in run.subtasks
+        )
+
     def on_event(self, event: Event, now: datetime) -> list[Effect]:
         """Apply ``event`` and decide what follows for its execution."""
         self.fold(event)
-        run = self.runs.get(event.execution_id)
-        return decide(run, now, self.config) if run is not None else []
+        return self.tick(event.execution_id, now)
 
     def tick(self, execution_id: str, now: datetime) -> list[Effect]:
-        """Re-decide an execution (a lag ran out, or the coordinator just rebuilt its state)."""
+        """Re-decide an execution (a timer ran out, the agents changed, or the coordinator just rebuilt)."""
         run = self.runs.get(execution_id)
-        return decide(run, now, self.config) if run is not None else []
+        return decide(run, now, self.config, self.agents) if run is not None else []
 
     def tick_all(self, now: datetime) -> list[Effect]:
         """Re-decide every open execution."""
-        effects: list[Effect] = []
-        for execution_id, run in self.runs.items():
-            if run.status not in TERMINAL_EXECUTION:
-                effects += self.tick(execution_id, now)
-        return effects
+        return [
+            e for xid, run in self.runs.items() if run.status not in TERMINAL_EXECUTION for e in self.tick(xid, now)
+        ]
+
+    def set_agents(self, agents: Agents, now: datetime) -> list[Effect]:
+        """The online agents changed: re-route, time out or escalate where that matters."""
+        self.agents = dict(agents)
+        return self.tick_all(now)
 
     def on_command(self, command: Command, now: datetime) -> list[Effect]:
         """Carry out a control command; an impossible one yields a ``command_rejected`` event."""
-        if isinstance(command, StartExecution):
-            return self._start(command, now)
-        run = self.runs.get(command.execution_id)
-        if run is None:
-            return [self._reject(command, now, f"unknown execution {command.execution_id}")]
+        try:
+            if isinstance(command, StartExecution):
+                return self._start(command, now)
+            run = self.runs.get(command.execution_id)
+            if run is None:
+                raise Rejected(f"unknown execution {command.execution_id}")
+            if isinstance(command, PauseExecution | ResumeExecution | CancelExecution):
+                effects = self._control_execution(run, command, now)
+            else:
+                if run.status in TERMINAL_EXECUTION:
+                    raise Rejected(f"the execution is {run.status.value}")
+                effects = self._control_task(run, command, now)
+            return effects + decide(run, now, self.config, self.agents)
+        except Rejected as exc:
+            return [self._reject(command, now, str(exc))]
+
+    def _control_execution(
+        self, run: ExecutionRun, command: PauseExecution | ResumeExecution | CancelExecution, now: datetime
+    ) -> list[Effect]:
+        d = Decider(run, now, self.config, self.agents)
         if isinstance(command, PauseExecution):
             if run.status not in PAUSABLE:
-                return [self._reject(command, now, f"cannot pause a {run.status.value} execution")]
-            return set_status(run, ExecutionStatus.PAUSED, command.reason, now)
-        if isinstance(command, ResumeExecution):
+                raise Rejected(f"cannot pause a {run.status.value} execution")
+            d.set_execution(ExecutionStatus.PAUSED, command.reason)
+        elif isinstance(command, ResumeExecution):
             if run.status != ExecutionStatus.PAUSED:
-                return [self._reject(command, now, f"cannot resume a {run.status.value} execution")]
-            return set_status(run, ExecutionStatus.RUNNING, command.reason, now) + decide(run, now, self.config)
-        if isinstance(command, CancelExecution):
+                raise Rejected(f"cannot resume a {run.status.value} execution")
+            d.set_execution(ExecutionStatus.RUNNING, command.reason)
+        else:
             if run.status in TERMINAL_EXECUTION:
-                return [self._reject(command, now, f"cannot cancel a {run.status.value} execution")]
-            return end_execution(run, ExecutionStatus.CANCELLED, command.reason or "cancelled", now)
-        raise AssertionError(f"unhandled command {command!r}")  # the Command union is exhaustive
+                raise Rejected(f"cannot cancel a {run.status.value} execution")
+            end(d, ExecutionStatus.CANCELLED, command.reason or f"cancelled by {command.issued_by}")
+        return d.effects
+
+    def _control_task(
+        self, run: ExecutionRun, command: PauseTask | ResumeTask | CancelTask | Reassign | ResolveInbox, now: datetime
+    ) -> list[Effect]:
+        if isinstance(command, ResolveInbox):
+            from planexe_ax.coordinator.inbox import resolve
+
+            return resolve(Decider(run, now, self.config, self.agents), command)
+        task = run.tasks.get(command.task_id)
+        if task is None:
+            raise Rejected(f"unknown task {command.task_id}")
+        if task.status in TERMINAL_TASK:
+            raise Rejected(f"task {command.task_id} is {task.status.value}")
+        d = Decider(run, now, self.config, self.agents)
+        ids = {"execution_id": run.execution_id, "task_id": task.task_id, "ts": now, "causation_id": command.command_id}
+        if isinstance(command, PauseTask | ResumeTask):
+            paused = isinstance(command, PauseTask)
+            if task.paused == paused:
+                raise Rejected(f"task {task.task_id} is already {'paused' if paused else 'running'}")
+            d.emit(TaskPaused(event_id=f"{run.execution_id}:tp:{command.command_id}", paused=paused,
+                              by=command.issued_by, **ids))  # fmt: skip
+        elif isinstance(command, Reassign):
+            d.emit(TaskReassigned(event_id=f"{run.execution_id}:tr:{command.command_id}", agent_id=command.agent_id,
+                                  by=command.issued_by, **ids))  # fmt: skip
+            for sub in (s for s in run.subtasks.values() if s.task_id == task.task_id and s.status in REOPENABLE):
+                if sub.inbox:
+                    d.close_inbox(sub.inbox, "reassigned", by=command.issued_by)
+                dispatch(d, sub, command.agent_id, reason=f"reassigned to {command.agent_id} by {command.issued_by}")
+        else:
+            _cancel_task(d, task.task_id, command)
+        return d.effects
 
     def _start(self, command: StartExecution, now: datetime) -> list[Effect]:
         if command.execution_id in self.runs:
@@ -99,27 +167,31 @@ class Engine:
         try:
             validate_plan(command.plan)
         except PlanValidationError as exc:
-            return [self._reject(command, now, str(exc))]
-        created = ExecutionCreated(
-            event_id=f"{command.execution_id}:created",
-            execution_id=command.execution_id,
-            ts=now,
-            plan=command.plan,
-            pins=command.pins,
-            causation_id=command.command_id,
-        )
+            raise Rejected(str(exc)) from exc
+        created = ExecutionCreated(event_id=f"{command.execution_id}:created", execution_id=command.execution_id,
+                                   ts=now, plan=command.plan, pins=command.pins,
+                                   causation_id=command.command_id)  # fmt: skip
         self.fold(created)
-        return [Emit(created), *decide(self.runs[command.execution_id], now, self.config)]
+        return [Emit(created), *decide(self.runs[command.execution_id], now, self.config, self.agents)]
 
     @staticmethod
     def _reject(command: Command, now: datetime, reason: str) -> Emit:
-        return Emit(
-            CommandRejected(
-                event_id=f"{command.execution_id}:rejected:{command.command_id}",
-                execution_id=command.execution_id,
-                ts=now,
-                command=command.type,
-                reason=reason,
-                causation_id=command.command_id,
-            )
-        )
+        return Emit(CommandRejected(event_id=f"{command.execution_id}:rejected:{command.command_id}",
+                                    execution_id=command.execution_id, ts=now, command=command.type, reason=reason,
+                                    causation_id=command.command_id))  # fmt: skip
+
+
+def _cancel_task(d: Decider, task_id: str, command: CancelTask) -> None:
+    reason = command.reason or f"task cancelled by {command.issued_by}"
+    run = d.run
+    for sub in (s for s in run.subtasks.values() if s.task_id == task_id and s.status not in TERMINAL_TASK):
+        if sub.inbox:
+            d.close_inbox(sub.inbox, "cancelled", by=command.issued_by)
+        d.set_subtask(sub, TaskStatus.CANCELLED, reason=reason)
+    task = run.tasks[task_id]
+    if task.inbox:
+        d.close_inbox(task.inbox, "cancelled", by=command.issued_by)
+    d.set_task(task, TaskStatus.CANCELLED, reason)
+
+
+__all__ = ["Engine", "Rejected", "fail_attempt"]

@@ -11,7 +11,9 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 
-from planexe_ax.bus import Bus, ExecutionCreated, PullLoop, Subjects, decode_command, decode_event
+from planexe_ax.bus import Bus, PullLoop, Subjects, decode_command, decode_event
+from planexe_ax.config import Settings
+from planexe_ax.coordinator.directory import AgentDirectory
 from planexe_ax.coordinator.engine import Engine
 from planexe_ax.coordinator.state import CoreConfig, Effect, Emit, Offer, WakeAt
 
@@ -21,6 +23,22 @@ _REBUILD_BATCH = 256
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def core_config(settings: Settings) -> CoreConfig:
+    """The core's policy from the settings."""
+    return CoreConfig(
+        lag_scale_s=settings.lag_scale_s,
+        default_max_attempts=settings.default_max_attempts,
+        backoff_initial_s=settings.backoff_initial_s,
+        backoff_max_s=settings.backoff_max_s,
+        schedule_to_start_s=settings.schedule_to_start_s,
+        start_to_close_s=settings.start_to_close_s,
+        no_agent_grace_s=settings.no_agent_grace_s,
+        blocked_max_wait_s=settings.blocked_max_wait_s,
+        review_threshold=settings.review_threshold,
+        approval_actions=frozenset(settings.approval_actions),
+    )
 
 
 class Coordinator:
@@ -33,10 +51,8 @@ class Coordinator:
 
     def __init__(self, bus: Bus, config: CoreConfig | None = None) -> None:
         self.bus = bus
-        settings = bus.settings
-        self.engine = Engine(
-            config or CoreConfig(lag_scale_s=settings.lag_scale_s, default_max_attempts=settings.default_max_attempts)
-        )
+        self.engine = Engine(config or core_config(bus.settings))
+        self.directory = AgentDirectory(bus, self._on_agents)
         self._lock = asyncio.Lock()
         self._timers: dict[str, tuple[datetime, asyncio.Task[None]]] = {}
         self.rebuilt_events = 0
@@ -83,6 +99,7 @@ class Coordinator:
             async with asyncio.TaskGroup() as group:
                 group.create_task(events.run(stop))
                 group.create_task(commands.run(stop))
+                group.create_task(self.directory.run(stop))
         finally:
             for _, timer in self._timers.values():
                 timer.cancel()
@@ -96,9 +113,12 @@ class Coordinator:
                 self.dead_lettered += 1
                 await self.bus.dead_letter("coordinator", msg, f"invalid event: {exc}")
                 continue
-            if not isinstance(event, ExecutionCreated) and event.execution_id not in self.engine.runs:
+            if not self.engine.knows(event):
                 self.dead_lettered += 1
-                await self.bus.dead_letter("coordinator", msg, f"event for unknown execution {event.execution_id}")
+                what = f"{event.execution_id}/{event.task_id or '-'}/{event.subtask_id or '-'}"
+                await self.bus.dead_letter(
+                    "coordinator", msg, f"event for an unknown execution, task or subtask: {what}"
+                )
                 continue
             async with self._lock:
                 await self._carry_out(self.engine.on_event(event, _now()))
@@ -115,6 +135,10 @@ class Coordinator:
             async with self._lock:
                 await self._carry_out(self.engine.on_command(command, _now()))
             await msg.ack()
+
+    async def _on_agents(self, online: dict[str, frozenset[str]]) -> None:
+        async with self._lock:
+            await self._carry_out(self.engine.set_agents(online, _now()))
 
     async def _carry_out(self, effects: list[Effect]) -> None:
         """Publish offers and decision events in order, and arm timers. Offers go before their event."""

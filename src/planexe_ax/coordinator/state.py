@@ -1,16 +1,16 @@
-"""The execution state machine. Pure: no I/O, no clock, no randomness.
+"""What the coordinator knows of an execution, and how one event changes it. Pure: no I/O, no clock.
 
-``apply`` folds one event into an :class:`ExecutionRun` (replaying the stream is a fold of ``apply``);
-``decide`` returns what must happen next given the state and ``now`` — decision events (applied to
-the state at once), task offers and wake-up times. ``transition`` is both. Decision event ids are
+``apply`` folds one event into an :class:`ExecutionRun`; replaying the stream is a fold of ``apply``.
+Decisions (``decide.py``) are events too, applied the moment they are taken; their ids are
 deterministic (execution, entity, version), so a decision taken again after a restart is
-de-duplicated by the stream and ignored by ``apply``.
+de-duplicated by the stream and ignored here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from planexe_ax.bus.messages import (
@@ -19,25 +19,42 @@ from planexe_ax.bus.messages import (
     Event,
     ExecutionState,
     ExecutionStatus,
+    InboxClosed,
+    InboxOpened,
+    SubtaskBlocked,
+    SubtaskProgress,
+    SubtaskRejected,
     SubtaskResult,
     SubtaskStarted,
     SubtaskState,
     TaskOffer,
+    TaskPaused,
+    TaskReassigned,
     TaskState,
     TaskStatus,
 )
 from planexe_ax.bus.plan import Plan
-from planexe_ax.coordinator.dag import Edge, PlanGraph
+from planexe_ax.coordinator.dag import PlanGraph
 
-DISPATCHING = frozenset({ExecutionStatus.QUEUED, ExecutionStatus.RUNNING})
+DECISIONS = (ExecutionState, TaskState, SubtaskState, TaskPaused, TaskReassigned, InboxOpened, InboxClosed)
+LIVE = frozenset({TaskStatus.DISPATCHED, TaskStatus.RUNNING, TaskStatus.BLOCKED})
+"""Subtask states in which an agent holds the current attempt and its reports count."""
 
 
 @dataclass(frozen=True)
 class CoreConfig:
-    """Policy of the core. ``lag_scale_s``: wall-clock seconds per plan hour of dependency lag."""
+    """Policy of the core (times in seconds; ``lag_scale_s`` is wall-clock seconds per plan hour of lag)."""
 
     lag_scale_s: float = 3600.0
     default_max_attempts: int = 3
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 60.0
+    schedule_to_start_s: float = 600.0
+    start_to_close_s: float = 3600.0
+    no_agent_grace_s: float = 30.0
+    blocked_max_wait_s: float = 86400.0
+    review_threshold: float = 0.7
+    approval_actions: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -57,13 +74,15 @@ class Offer:
 
 @dataclass(frozen=True)
 class WakeAt:
-    """Call ``tick`` for this execution at ``at`` (a dependency lag runs out then)."""
+    """Call ``tick`` for this execution at ``at`` (a lag, a backoff or a timeout runs out then)."""
 
     execution_id: str
     at: datetime
 
 
 Effect = Emit | Offer | WakeAt
+Agents = Mapping[str, frozenset[str]]
+"""Online agents and their capabilities, as the coordinator last saw them in KV ``ax-agents``."""
 
 
 @dataclass
@@ -71,12 +90,22 @@ class SubtaskRun:
     subtask_id: str
     task_id: str
     action: str
+    human: bool = False
     status: TaskStatus = TaskStatus.PENDING
     attempt: int = 0
     agent_id: str | None = None
     version: int = 0
+    failures: int = 0
+    dispatched_at: datetime | None = None
+    started_at: datetime | None = None
+    not_before: datetime | None = None
+    deadline: datetime | None = None
+    inbox: str | None = None
+    rejected_by: set[str] = field(default_factory=set)
     reported_running: bool = False
     result: SubtaskResult | None = None
+    rejection: SubtaskRejected | None = None
+    blocked: SubtaskBlocked | None = None
 
 
 @dataclass
@@ -86,6 +115,10 @@ class TaskRun:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     version: int = 0
+    paused: bool = False
+    pin: str | None = None
+    inbox: str | None = None
+    approved: bool = False
 
 
 @dataclass
@@ -100,6 +133,7 @@ class ExecutionRun:
     version: int = 0
     tasks: dict[str, TaskRun] = field(default_factory=dict)
     subtasks: dict[str, SubtaskRun] = field(default_factory=dict)
+    inbox: dict[str, InboxOpened] = field(default_factory=dict)
     applied: set[str] = field(default_factory=set)
 
     @classmethod
@@ -107,24 +141,25 @@ class ExecutionRun:
         graph = PlanGraph.from_plan(plan)
         run = cls(execution_id=execution_id, plan=plan, graph=graph, pins=dict(pins or {}))
         run.tasks = {task_id: TaskRun(task_id) for task_id in graph.tasks}
-        run.subtasks = {
-            sid: SubtaskRun(sid, graph.subtask_task[sid], sub.action) for sid, sub in graph.subtasks.items()
-        }
+        for sid, sub in graph.subtasks.items():
+            task = graph.tasks[graph.subtask_task[sid]]
+            human = sub.human_required or task.human_required
+            run.subtasks[sid] = SubtaskRun(sid, task.task_id, sub.action, human=human)
         return run
 
     def snapshot(self) -> dict[str, Any]:
         """A plain-data view for comparisons (replay tests)."""
         return {
             "status": self.status.value,
-            "tasks": {k: (v.status.value, v.started_at, v.finished_at) for k, v in self.tasks.items()},
-            "subtasks": {k: (v.status.value, v.attempt, v.agent_id) for k, v in self.subtasks.items()},
+            "tasks": {k: (v.status.value, v.started_at, v.finished_at, v.paused, v.pin) for k, v in self.tasks.items()},
+            "subtasks": {k: (v.status.value, v.attempt, v.agent_id, v.failures) for k, v in self.subtasks.items()},
+            "inbox": sorted(self.inbox),
         }
 
 
-# ------------------------------------------------------------------------------------------------ apply
 def apply(run: ExecutionRun, event: Event) -> bool:
     """Fold ``event`` into ``run``; return False when it changed nothing (duplicate, stale or unknown)."""
-    if isinstance(event, ExecutionState | TaskState | SubtaskState):
+    if isinstance(event, DECISIONS):
         if event.event_id in run.applied:
             return False
         run.applied.add(event.event_id)
@@ -137,7 +172,11 @@ def apply(run: ExecutionRun, event: Event) -> bool:
         return _apply_task_state(run, event)
     if isinstance(event, SubtaskState):
         return _apply_subtask_state(run, event)
-    if isinstance(event, SubtaskStarted | SubtaskResult):
+    if isinstance(event, TaskPaused | TaskReassigned):
+        return _apply_task_control(run, event)
+    if isinstance(event, InboxOpened | InboxClosed):
+        return _apply_inbox(run, event)
+    if isinstance(event, SubtaskStarted | SubtaskProgress | SubtaskResult | SubtaskRejected | SubtaskBlocked):
         return _apply_report(run, event)
     return False
 
@@ -160,210 +199,81 @@ def _apply_subtask_state(run: ExecutionRun, event: SubtaskState) -> bool:
         return False
     sub.status, sub.version = event.status, sub.version + 1
     sub.attempt = event.attempt or sub.attempt
-    sub.agent_id = event.agent_id or sub.agent_id
     if event.status == TaskStatus.DISPATCHED:
-        sub.result, sub.reported_running = None, False
+        sub.agent_id = event.agent_id
+        sub.dispatched_at, sub.started_at, sub.deadline = event.ts, None, None
+        sub.result = sub.rejection = sub.blocked = None
+        sub.reported_running = False
+    elif event.status == TaskStatus.RUNNING:
+        sub.agent_id = event.agent_id or sub.agent_id
+        sub.started_at = sub.started_at or event.ts
+        sub.reported_running = False
+    elif event.status == TaskStatus.RETRY_WAIT:
+        sub.failures += 1
+        sub.not_before = event.not_before
+        sub.result = sub.rejection = sub.blocked = None
+    elif event.status == TaskStatus.BLOCKED:
+        sub.deadline, sub.blocked = event.deadline, None
+    elif event.status == TaskStatus.AWAITING_HUMAN:
+        sub.result = sub.rejection = sub.blocked = None
+    if event.status != TaskStatus.DISPATCHED:
+        sub.agent_id = event.agent_id or sub.agent_id
     return True
 
 
-def _apply_report(run: ExecutionRun, event: SubtaskStarted | SubtaskResult) -> bool:
+def _apply_task_control(run: ExecutionRun, event: TaskPaused | TaskReassigned) -> bool:
+    task = run.tasks.get(event.task_id or "")
+    if task is None:
+        return False
+    if isinstance(event, TaskPaused):
+        task.paused = event.paused
+    else:
+        task.pin = event.agent_id
+    return True
+
+
+def _apply_inbox(run: ExecutionRun, event: InboxOpened | InboxClosed) -> bool:
+    if isinstance(event, InboxOpened):
+        run.inbox[event.item_id] = event
+        holder: SubtaskRun | TaskRun | None = run.subtasks.get(event.subtask_id or "") or run.tasks.get(
+            event.task_id or ""
+        )
+        if holder is not None:
+            holder.inbox = event.item_id
+        return True
+    opened = run.inbox.pop(event.item_id, None)
+    if opened is None:
+        return False
+    holder = run.subtasks.get(opened.subtask_id or "") or run.tasks.get(opened.task_id or "")
+    if holder is not None:
+        holder.inbox = None
+        if isinstance(holder, TaskRun) and opened.kind == "approval" and event.resolution == "approved":
+            holder.approved = True
+    return True
+
+
+def _apply_report(
+    run: ExecutionRun, event: SubtaskStarted | SubtaskProgress | SubtaskResult | SubtaskRejected | SubtaskBlocked
+) -> bool:
     sub = run.subtasks.get(event.subtask_id or "")
-    if sub is None or event.attempt != sub.attempt or sub.status not in (TaskStatus.DISPATCHED, TaskStatus.RUNNING):
+    if sub is None or event.attempt != sub.attempt or sub.status not in LIVE:
         return False  # unknown, or a late report of an earlier attempt (a zombie): recorded, never applied
-    if isinstance(event, SubtaskStarted):
-        if sub.reported_running:
+    if isinstance(event, SubtaskStarted | SubtaskProgress):
+        wakes = sub.status == TaskStatus.DISPATCHED or (
+            sub.status == TaskStatus.BLOCKED and isinstance(event, SubtaskProgress)
+        )
+        if not wakes or sub.reported_running:
             return False
         sub.reported_running, sub.agent_id = True, event.agent_id or sub.agent_id
         return True
-    if sub.result is not None:
+    if sub.result or sub.rejection:
         return False
-    sub.result = event
+    if isinstance(event, SubtaskResult):
+        sub.result = event
+    elif isinstance(event, SubtaskRejected):
+        sub.rejection = event
+        if event.agent_id:
+            sub.rejected_by.add(event.agent_id)
+    else:
+        sub.blocked = event
     return True
-
-
-# ------------------------------------------------------------------------------------------------ decide
-class _Decider:
-    """One call of :func:`decide`: collects effects, applying each decision as it is taken."""
-
-    def __init__(self, run: ExecutionRun, now: datetime, config: CoreConfig) -> None:
-        self.run, self.now, self.config = run, now, config
-        self.effects: list[Effect] = []
-        self.wake: datetime | None = None
-
-    def emit(self, event: ExecutionState | TaskState | SubtaskState) -> None:
-        apply(self.run, event)
-        self.effects.append(Emit(event))
-
-    def set_execution(self, status: ExecutionStatus, reason: str = "") -> None:
-        run = self.run
-        event_id = f"{run.execution_id}:x:{run.version}"
-        self.emit(ExecutionState(event_id=event_id, execution_id=run.execution_id, ts=self.now, status=status,
-                                 reason=reason))  # fmt: skip
-
-    def set_task(self, task: TaskRun, status: TaskStatus, reason: str = "") -> None:
-        event_id = f"{self.run.execution_id}:t:{task.task_id}:{task.version}"
-        self.emit(TaskState(event_id=event_id, execution_id=self.run.execution_id, ts=self.now,
-                            task_id=task.task_id, status=status, reason=reason))  # fmt: skip
-
-    def set_subtask(self, sub: SubtaskRun, status: TaskStatus, attempt: int, **extra: Any) -> None:
-        event_id = f"{self.run.execution_id}:s:{sub.subtask_id}:{sub.version}"
-        self.emit(SubtaskState(event_id=event_id, execution_id=self.run.execution_id, ts=self.now,
-                               task_id=sub.task_id, subtask_id=sub.subtask_id, attempt=attempt,
-                               action=sub.action, status=status, **extra))  # fmt: skip
-
-    # -- dependency checks -------------------------------------------------------------------------
-    def _moment(self, edge: Edge) -> datetime | None:
-        pred = self.run.tasks[edge.pred]
-        if edge.pred_event == "finish":
-            return pred.finished_at if pred.status == TaskStatus.COMPLETED else None
-        return pred.started_at
-
-    def allows(self, task_id: str, gates_start: bool) -> bool:
-        """Whether every edge into ``task_id`` of the given kind lets it start (or finish) now."""
-        ok = True
-        for edge in self.run.graph.incoming[task_id]:
-            if edge.gates_start != gates_start:
-                continue
-            moment = self._moment(edge)
-            if moment is None:
-                ok = False
-                continue
-            due = moment + timedelta(seconds=edge.lag_hours * self.config.lag_scale_s)
-            if due > self.now:
-                ok = False
-                self.wake = due if self.wake is None else min(self.wake, due)
-        return ok
-
-
-def decide(run: ExecutionRun, now: datetime, config: CoreConfig) -> list[Effect]:
-    """Everything that must happen now; each decision is already applied to ``run``."""
-    d = _Decider(run, now, config)
-    if run.status in TERMINAL_EXECUTION:
-        return d.effects
-    if run.status == ExecutionStatus.CREATED:
-        d.set_execution(ExecutionStatus.QUEUED)
-    _take_reports(d)
-    if run.status in TERMINAL_EXECUTION:
-        return d.effects
-    while _advance(d):
-        pass
-    if all(task.status == TaskStatus.COMPLETED for task in run.tasks.values()):
-        d.set_execution(ExecutionStatus.COMPLETED)
-    elif d.wake is not None:
-        d.effects.append(WakeAt(run.execution_id, d.wake))
-    return d.effects
-
-
-def _take_reports(d: _Decider) -> None:
-    for sub in d.run.subtasks.values():
-        if sub.reported_running and sub.status == TaskStatus.DISPATCHED:
-            d.set_subtask(sub, TaskStatus.RUNNING, sub.attempt, agent_id=sub.agent_id)
-        result = sub.result
-        if result is None or sub.status in TERMINAL_TASK:
-            continue
-        if result.ok:
-            d.set_subtask(sub, TaskStatus.COMPLETED, sub.attempt, agent_id=result.agent_id, output=result.output)
-            continue
-        spec = d.run.graph.subtasks[sub.subtask_id].retry_policy
-        limit = (spec.max_attempts if spec else None) or d.config.default_max_attempts
-        reason = result.error or "failed"
-        if result.retryable and sub.attempt < limit:
-            d.set_subtask(sub, TaskStatus.RETRY_WAIT, sub.attempt, agent_id=result.agent_id, reason=reason)
-            continue
-        d.set_subtask(sub, TaskStatus.FAILED, sub.attempt, agent_id=result.agent_id, reason=reason)
-        _end(d, ExecutionStatus.FAILED, f"subtask {sub.subtask_id} failed after {sub.attempt} attempt(s): {reason}")
-        return
-
-
-def _advance(d: _Decider) -> bool:
-    """One pass over the open tasks; True when anything changed (so another pass may do more)."""
-    run, changed = d.run, False
-    dispatching = run.status in DISPATCHING
-    for task_id, task in run.tasks.items():
-        if task.status in TERMINAL_TASK:
-            continue
-        if task.status == TaskStatus.PENDING and d.allows(task_id, gates_start=True):
-            d.set_task(task, TaskStatus.READY)
-            changed = True
-        if task.status == TaskStatus.READY and dispatching:
-            if run.status == ExecutionStatus.QUEUED:
-                d.set_execution(ExecutionStatus.RUNNING)
-            d.set_task(task, TaskStatus.RUNNING)
-            changed = True
-        if task.status == TaskStatus.RUNNING:
-            changed |= _run_task(d, task_id, dispatching)
-    return changed
-
-
-def _run_task(d: _Decider, task_id: str, dispatching: bool) -> bool:
-    run = d.run
-    spec = run.graph.tasks[task_id]
-    done = True
-    for sub_spec in spec.subtasks:
-        sub = run.subtasks[sub_spec.subtask_id]
-        if sub.status != TaskStatus.COMPLETED:
-            done = False
-        if dispatching and sub.status in (TaskStatus.PENDING, TaskStatus.RETRY_WAIT):
-            preds = run.graph.subtask_preds[sub.subtask_id]
-            if all(run.subtasks[p].status == TaskStatus.COMPLETED for p in preds):
-                _dispatch(d, sub)
-    if done and d.allows(task_id, gates_start=False):
-        d.set_task(run.tasks[task_id], TaskStatus.COMPLETED)
-        return True
-    return False
-
-
-def _dispatch(d: _Decider, sub: SubtaskRun) -> None:
-    run = d.run
-    spec = run.graph.subtasks[sub.subtask_id]
-    task = run.graph.tasks[sub.task_id]
-    attempt = sub.attempt + 1
-    offer = TaskOffer(
-        execution_id=run.execution_id,
-        plan_id=run.plan.plan_id,
-        task_id=sub.task_id,
-        subtask_id=sub.subtask_id,
-        attempt=attempt,
-        action=sub.action,
-        params=spec.params,
-        task_title=task.title,
-        description=spec.description,
-        issued_at=d.now,
-    )
-    pinned = run.pins.get(sub.task_id) or run.pins.get(sub.action)
-    d.effects.append(Offer(offer, pinned))
-    d.set_subtask(sub, TaskStatus.DISPATCHED, attempt, agent_id=pinned)
-
-
-def _end(d: _Decider, status: ExecutionStatus, reason: str) -> None:
-    """Close every open subtask and task, then the execution (so readers see the execution last)."""
-    for sub in d.run.subtasks.values():
-        if sub.status not in TERMINAL_TASK:
-            d.set_subtask(sub, TaskStatus.CANCELLED, sub.attempt, reason=reason)
-    for task in d.run.tasks.values():
-        if task.status not in TERMINAL_TASK:
-            failed = status == ExecutionStatus.FAILED and any(
-                s.status == TaskStatus.FAILED for s in d.run.subtasks.values() if s.task_id == task.task_id
-            )
-            d.set_task(task, TaskStatus.FAILED if failed else TaskStatus.CANCELLED, reason)
-    d.set_execution(status, reason)
-
-
-def end_execution(run: ExecutionRun, status: ExecutionStatus, reason: str, now: datetime) -> list[Effect]:
-    """Cancel or fail ``run`` at once (the cancel command)."""
-    d = _Decider(run, now, CoreConfig())
-    _end(d, status, reason)
-    return d.effects
-
-
-def set_status(run: ExecutionRun, status: ExecutionStatus, reason: str, now: datetime) -> list[Effect]:
-    """Pause or resume ``run`` (the decision only; call :func:`decide` after a resume)."""
-    d = _Decider(run, now, CoreConfig())
-    d.set_execution(status, reason)
-    return d.effects
-
-
-def transition(run: ExecutionRun, event: Event, now: datetime, config: CoreConfig) -> tuple[ExecutionRun, list[Effect]]:
-    """Apply ``event`` and decide what follows: ``(state, effects)``."""
-    apply(run, event)
-    return run, decide(run, now, config)

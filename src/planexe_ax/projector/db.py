@@ -15,7 +15,7 @@ def make_engine(url: str) -> AsyncEngine:
     """Create the async engine of the read model.
 
     On SQLite, every connection gets foreign keys on, the WAL journal and a busy timeout, and SQLAlchemy
-    (not the sqlite3 module) issues ``BEGIN``, so transactions and savepoints behave as on PostgreSQL.
+    (not the sqlite3 module) issues ``BEGIN IMMEDIATE``, so transactions and savepoints behave as on PostgreSQL.
     On PostgreSQL, pooled connections are checked before use (``pool_pre_ping``).
 
     Args:
@@ -46,7 +46,9 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        # IMMEDIATE takes the write lock up front: a deferred transaction that reads and then writes
+        # fails at once with "database is locked" when another connection writes, busy timeout or not.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

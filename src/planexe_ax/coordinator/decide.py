@@ -1,0 +1,368 @@
+"""What must happen next in an execution, given its state, the online agents and ``now``. Pure.
+
+Every decision is an event applied to the state as it is taken, so one call sees its own decisions.
+The order of one call: take the agents' reports, time out what ran out of time, then move tasks and
+subtasks forward until nothing more can move, then settle the execution's own status.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta
+from typing import Any
+
+from planexe_ax.bus.messages import (
+    TERMINAL_EXECUTION,
+    TERMINAL_TASK,
+    ExecutionState,
+    ExecutionStatus,
+    InboxAction,
+    InboxClosed,
+    InboxKind,
+    InboxOpened,
+    SubtaskState,
+    TaskOffer,
+    TaskState,
+    TaskStatus,
+)
+from planexe_ax.coordinator.dag import Edge
+from planexe_ax.coordinator.state import (
+    Agents,
+    CoreConfig,
+    Effect,
+    Emit,
+    ExecutionRun,
+    Offer,
+    SubtaskRun,
+    TaskRun,
+    WakeAt,
+)
+from planexe_ax.coordinator.state import apply as apply_event
+
+DISPATCHING = frozenset({ExecutionStatus.QUEUED, ExecutionStatus.RUNNING, ExecutionStatus.BLOCKED})
+DONE = frozenset({TaskStatus.COMPLETED, TaskStatus.CANCELLED})
+"""Task states that count as finished for dependencies and for completing the execution."""
+WAITING = frozenset({TaskStatus.BLOCKED, TaskStatus.AWAITING_HUMAN, TaskStatus.AWAITING_APPROVAL})
+ACTIONS: dict[str, list[InboxAction]] = {
+    "human_task": ["complete", "reject"],
+    "approval": ["approve", "reject"],
+    "review": ["accept", "edit", "reject"],
+    "escalation": ["complete", "reject"],
+}
+
+
+class Decider:
+    """One round of decisions: collects effects, applying each decision as it is taken."""
+
+    def __init__(self, run: ExecutionRun, now: datetime, config: CoreConfig, agents: Agents | None) -> None:
+        self.run, self.now, self.config, self.agents = run, now, config, agents
+        self.effects: list[Effect] = []
+        self.wake: datetime | None = None
+
+    # -- emitting decisions --------------------------------------------------------------------------
+    def emit(self, event: Any) -> None:
+        apply_event(self.run, event)
+        self.effects.append(Emit(event))
+
+    def wake_at(self, when: datetime) -> None:
+        self.wake = when if self.wake is None else min(self.wake, when)
+
+    def set_execution(self, status: ExecutionStatus, reason: str = "") -> None:
+        run = self.run
+        self.emit(ExecutionState(event_id=f"{run.execution_id}:x:{run.version}", execution_id=run.execution_id,
+                                 ts=self.now, status=status, reason=reason))  # fmt: skip
+
+    def set_task(self, task: TaskRun, status: TaskStatus, reason: str = "") -> None:
+        self.emit(TaskState(event_id=f"{self.run.execution_id}:t:{task.task_id}:{task.version}",
+                            execution_id=self.run.execution_id, ts=self.now, task_id=task.task_id,
+                            status=status, reason=reason))  # fmt: skip
+
+    def set_subtask(self, sub: SubtaskRun, status: TaskStatus, **extra: Any) -> None:
+        extra.setdefault("attempt", sub.attempt)
+        self.emit(SubtaskState(event_id=f"{self.run.execution_id}:s:{sub.subtask_id}:{sub.version}",
+                               execution_id=self.run.execution_id, ts=self.now, task_id=sub.task_id,
+                               subtask_id=sub.subtask_id, action=sub.action, status=status, **extra))  # fmt: skip
+
+    def open_inbox(self, holder: SubtaskRun | TaskRun, kind: InboxKind, reason: str, **extra: Any) -> None:
+        sub = holder if isinstance(holder, SubtaskRun) else None
+        entity = sub.subtask_id if sub else holder.task_id
+        spec = self.run.graph.subtasks[sub.subtask_id] if sub else None
+        task_spec = self.run.graph.tasks[holder.task_id]
+        self.emit(InboxOpened(event_id=f"{self.run.execution_id}:i:{entity}:{holder.version}",
+                              item_id=f"{self.run.execution_id}-{entity}-{holder.version}",
+                              execution_id=self.run.execution_id, ts=self.now, task_id=holder.task_id,
+                              subtask_id=sub.subtask_id if sub else None, attempt=sub.attempt if sub else None,
+                              kind=kind, title=spec.description or task_spec.title if spec else task_spec.title,
+                              reason=reason, action=sub.action if sub else "", params=spec.params if spec else {},
+                              actions=ACTIONS[kind], **extra))  # fmt: skip
+
+    def close_inbox(self, item_id: str, resolution: str, by: str = "", comment: str = "", **extra: Any) -> None:
+        self.emit(InboxClosed(event_id=f"{self.run.execution_id}:ic:{item_id}", item_id=item_id,
+                              execution_id=self.run.execution_id, ts=self.now, resolution=resolution, by=by,
+                              comment=comment, **extra))  # fmt: skip
+
+    # -- agents ------------------------------------------------------------------------------------
+    def capable(self, action: str) -> list[str] | None:
+        """Online agents offering ``action`` (sorted), or None while the agents are not known yet."""
+        if self.agents is None:
+            return None
+        return sorted(agent for agent, caps in self.agents.items() if action in caps)
+
+    def offline(self, agent_id: str | None) -> bool:
+        return self.agents is not None and agent_id is not None and agent_id not in self.agents
+
+    # -- dependency checks -------------------------------------------------------------------------
+    def _moment(self, edge: Edge) -> datetime | None:
+        pred = self.run.tasks[edge.pred]
+        if edge.pred_event == "finish":
+            return pred.finished_at if pred.status in DONE else None
+        return pred.started_at or (pred.finished_at if pred.status == TaskStatus.CANCELLED else None)
+
+    def allows(self, task_id: str, gates_start: bool) -> bool:
+        """Whether every edge into ``task_id`` of the given kind lets it start (or finish) now."""
+        ok = True
+        for edge in self.run.graph.incoming[task_id]:
+            if edge.gates_start != gates_start:
+                continue
+            moment = self._moment(edge)
+            if moment is None:
+                ok = False
+                continue
+            due = moment + timedelta(seconds=edge.lag_hours * self.config.lag_scale_s)
+            if due > self.now:
+                ok = False
+                self.wake_at(due)
+        return ok
+
+
+# ------------------------------------------------------------------------------------------------ failures
+def backoff_s(run: ExecutionRun, sub: SubtaskRun, failures: int, config: CoreConfig) -> float:
+    """Exponential backoff with deterministic jitter (50-100 % of the step), capped at ``backoff_max_s``."""
+    policy = run.graph.subtasks[sub.subtask_id].retry_policy
+    initial = policy.initial_delay_s if policy else config.backoff_initial_s
+    kind = policy.backoff if policy else "exponential"
+    if kind == "none":
+        return 0.0
+    step = initial if kind == "fixed" else initial * 2 ** (failures - 1)
+    digest = hashlib.sha256(f"{run.execution_id}:{sub.subtask_id}:{failures}".encode()).digest()
+    jitter = 0.5 + 0.5 * int.from_bytes(digest[:4], "big") / 2**32
+    return float(min(config.backoff_max_s, step) * jitter)
+
+
+def max_attempts(run: ExecutionRun, sub: SubtaskRun, config: CoreConfig) -> int:
+    policy = run.graph.subtasks[sub.subtask_id].retry_policy
+    return (policy.max_attempts if policy else None) or config.default_max_attempts
+
+
+def fail_attempt(d: Decider, sub: SubtaskRun, reason: str, retryable: bool = True) -> None:
+    """An attempt failed or timed out: wait and try again, or fail the subtask, its task and the execution."""
+    failures = sub.failures + 1
+    if retryable and failures < max_attempts(d.run, sub, d.config):
+        due = d.now + timedelta(seconds=backoff_s(d.run, sub, failures, d.config))
+        d.set_subtask(sub, TaskStatus.RETRY_WAIT, agent_id=sub.agent_id, reason=reason, not_before=due)
+        return
+    d.set_subtask(sub, TaskStatus.FAILED, agent_id=sub.agent_id, reason=reason)
+    end(d, ExecutionStatus.FAILED, f"subtask {sub.subtask_id} failed after {failures} attempt(s): {reason}")
+
+
+def escalate(d: Decider, sub: SubtaskRun, reason: str) -> None:
+    """Hand the subtask to a person."""
+    d.set_subtask(sub, TaskStatus.AWAITING_HUMAN, reason=reason)
+    d.open_inbox(sub, "escalation", reason)
+
+
+def end(d: Decider, status: ExecutionStatus, reason: str) -> None:
+    """Close every open item, subtask and task, then the execution (so readers see the execution last)."""
+    for item_id in list(d.run.inbox):
+        d.close_inbox(item_id, "cancelled", comment=reason)
+    failed_tasks = {s.task_id for s in d.run.subtasks.values() if s.status == TaskStatus.FAILED}
+    for sub in d.run.subtasks.values():
+        if sub.status not in TERMINAL_TASK:
+            d.set_subtask(sub, TaskStatus.CANCELLED, reason=reason)
+    for task in d.run.tasks.values():
+        if task.status not in TERMINAL_TASK:
+            failed = status == ExecutionStatus.FAILED and task.task_id in failed_tasks
+            d.set_task(task, TaskStatus.FAILED if failed else TaskStatus.CANCELLED, reason)
+    d.set_execution(status, reason)
+
+
+# ------------------------------------------------------------------------------------------------ dispatch
+def dispatch(d: Decider, sub: SubtaskRun, agent_id: str | None = None, reason: str = "") -> None:
+    """Offer the next attempt of ``sub``; the offer is published before its DISPATCHED event."""
+    run = d.run
+    spec = run.graph.subtasks[sub.subtask_id]
+    pinned = agent_id or run.tasks[sub.task_id].pin or run.pins.get(sub.task_id) or run.pins.get(sub.action)
+    offer = TaskOffer(execution_id=run.execution_id, plan_id=run.plan.plan_id, task_id=sub.task_id,
+                      subtask_id=sub.subtask_id, attempt=sub.attempt + 1, action=sub.action, params=spec.params,
+                      task_title=run.graph.tasks[sub.task_id].title, description=spec.description,
+                      issued_at=d.now)  # fmt: skip
+    d.effects.append(Offer(offer, pinned))
+    d.set_subtask(sub, TaskStatus.DISPATCHED, attempt=offer.attempt, agent_id=pinned, reason=reason)
+
+
+# ------------------------------------------------------------------------------------------------ rounds
+def decide(run: ExecutionRun, now: datetime, config: CoreConfig, agents: Agents | None = None) -> list[Effect]:
+    """Everything that must happen now; each decision is already applied to ``run``."""
+    d = Decider(run, now, config, agents)
+    if run.status in TERMINAL_EXECUTION:
+        return d.effects
+    if run.status == ExecutionStatus.CREATED:
+        d.set_execution(ExecutionStatus.QUEUED)
+    for sub in run.subtasks.values():
+        if run.status in TERMINAL_EXECUTION:
+            return d.effects
+        _take_reports(d, sub)
+        if sub.status not in TERMINAL_TASK and run.status not in TERMINAL_EXECUTION:
+            _check_time(d, sub)
+    if run.status in TERMINAL_EXECUTION:
+        return d.effects
+    while _advance(d):
+        pass
+    for sub in run.subtasks.values():  # arm the timers of what was just dispatched
+        if sub.status in (TaskStatus.DISPATCHED, TaskStatus.RUNNING, TaskStatus.BLOCKED):
+            _check_time(d, sub)
+    _settle(d)
+    return d.effects
+
+
+def _take_reports(d: Decider, sub: SubtaskRun) -> None:
+    if sub.reported_running and sub.status in (TaskStatus.DISPATCHED, TaskStatus.BLOCKED):
+        d.set_subtask(sub, TaskStatus.RUNNING, agent_id=sub.agent_id)
+    if sub.rejection is not None:
+        rejection, by = sub.rejection, sub.rejection.agent_id or "an agent"
+        why = f"rejected by {by} ({rejection.reason_code}{': ' + rejection.reason if rejection.reason else ''})"
+        others = [a for a in d.capable(sub.action) or [] if a not in sub.rejected_by]
+        if others:
+            dispatch(d, sub, others[0], reason=f"{why}; re-routed to {others[0]}")
+        else:
+            escalate(d, sub, f"{why}; no other agent offers {sub.action}")
+    elif sub.blocked is not None:
+        wait = sub.blocked.max_wait_s or d.config.blocked_max_wait_s
+        deadline = d.now + timedelta(seconds=wait)
+        d.set_subtask(sub, TaskStatus.BLOCKED, agent_id=sub.agent_id, reason=sub.blocked.reason, deadline=deadline)
+    if sub.result is None or sub.status in TERMINAL_TASK:
+        return
+    result = sub.result
+    if not result.ok:
+        fail_attempt(d, sub, result.error or "failed", result.retryable)
+        return
+    threshold = d.run.plan.review_threshold
+    threshold = d.config.review_threshold if threshold is None else threshold
+    if result.confidence is not None and result.confidence < threshold:
+        reason = f"confidence {result.confidence:.2f} is below {threshold:.2f}"
+        d.set_subtask(sub, TaskStatus.AWAITING_HUMAN, agent_id=result.agent_id, reason=reason,
+                      output=result.output, confidence=result.confidence)  # fmt: skip
+        d.open_inbox(sub, "review", reason, output=result.output, confidence=result.confidence)
+        return
+    d.set_subtask(sub, TaskStatus.COMPLETED, agent_id=result.agent_id, output=result.output,
+                  confidence=result.confidence)  # fmt: skip
+
+
+def _check_time(d: Decider, sub: SubtaskRun) -> None:
+    """Timeouts: nobody able to take it, nobody took it, an agent gone quiet, a run too long, a wait too long."""
+    config, now = d.config, d.now
+    if sub.status == TaskStatus.DISPATCHED and sub.dispatched_at is not None:
+        capable = d.capable(sub.action)
+        if capable is not None and not capable and not sub.agent_id:
+            due = sub.dispatched_at + timedelta(seconds=config.no_agent_grace_s)
+            if now >= due:
+                escalate(d, sub, f"no agent has capability {sub.action}")
+                return
+            d.wake_at(due)
+        due = sub.dispatched_at + timedelta(seconds=config.schedule_to_start_s)
+        if now >= due:
+            fail_attempt(
+                d, sub, f"schedule-to-start timeout: no agent started it within {config.schedule_to_start_s:g} s"
+            )
+            return
+        d.wake_at(due)
+    if sub.status in (TaskStatus.DISPATCHED, TaskStatus.RUNNING) and d.offline(sub.agent_id):
+        fail_attempt(d, sub, f"heartbeat timeout: agent {sub.agent_id} went offline")
+        return
+    if sub.status == TaskStatus.RUNNING and sub.started_at is not None:
+        hours = d.run.graph.subtasks[sub.subtask_id].timeout_hours
+        limit = hours * 3600 if hours else config.start_to_close_s
+        due = sub.started_at + timedelta(seconds=limit)
+        if now >= due:
+            fail_attempt(d, sub, f"start-to-close timeout: still running after {limit:g} s")
+            return
+        d.wake_at(due)
+    if sub.status == TaskStatus.BLOCKED and sub.deadline is not None:
+        if now >= sub.deadline:
+            escalate(d, sub, "blocked longer than allowed")
+        else:
+            d.wake_at(sub.deadline)
+
+
+def _advance(d: Decider) -> bool:
+    """One pass over the open tasks; True when anything changed (so another pass may do more)."""
+    run, changed = d.run, False
+    dispatching = run.status in DISPATCHING
+    for task_id, task in run.tasks.items():
+        if task.status in TERMINAL_TASK:
+            continue
+        if task.status == TaskStatus.PENDING and d.allows(task_id, gates_start=True):
+            d.set_task(task, TaskStatus.READY)
+            changed = True
+        if task.status == TaskStatus.READY and dispatching and not task.paused:
+            changed |= _start_task(d, task)
+        if task.status == TaskStatus.RUNNING:
+            changed |= _run_task(d, task, dispatching and not task.paused)
+    return changed
+
+
+def _start_task(d: Decider, task: TaskRun) -> bool:
+    spec = d.run.graph.tasks[task.task_id]
+    gated = spec.approval_required or any(s.action in d.config.approval_actions for s in spec.subtasks)
+    if gated and not task.approved:
+        reason = "approval required" if spec.approval_required else "high-impact action needs approval"
+        d.set_task(task, TaskStatus.AWAITING_APPROVAL, reason)
+        d.open_inbox(task, "approval", reason)
+        return True
+    if d.run.status == ExecutionStatus.QUEUED:
+        d.set_execution(ExecutionStatus.RUNNING)
+    d.set_task(task, TaskStatus.RUNNING)
+    return True
+
+
+def _run_task(d: Decider, task: TaskRun, dispatching: bool) -> bool:
+    run = d.run
+    done = True
+    for sub_spec in run.graph.tasks[task.task_id].subtasks:
+        sub = run.subtasks[sub_spec.subtask_id]
+        if sub.status not in DONE:
+            done = False
+        if not dispatching or sub.status not in (TaskStatus.PENDING, TaskStatus.RETRY_WAIT):
+            continue
+        if not all(run.subtasks[p].status in DONE for p in run.graph.subtask_preds[sub.subtask_id]):
+            continue
+        if sub.status == TaskStatus.RETRY_WAIT and sub.not_before and sub.not_before > d.now:
+            d.wake_at(sub.not_before)
+        elif sub.human:
+            d.set_subtask(sub, TaskStatus.AWAITING_HUMAN, reason="a person does this")
+            d.open_inbox(sub, "human_task", "a person does this")
+        else:
+            dispatch(d, sub)
+    if done and d.allows(task.task_id, gates_start=False):
+        d.set_task(task, TaskStatus.COMPLETED)
+        return True
+    return False
+
+
+def _settle(d: Decider) -> None:
+    """Complete the execution, or move it between RUNNING and BLOCKED; ask to be woken when time matters."""
+    run = d.run
+    if all(task.status in DONE for task in run.tasks.values()):
+        d.set_execution(ExecutionStatus.COMPLETED)
+        return
+    moving = any(s.status in (TaskStatus.DISPATCHED, TaskStatus.RUNNING, TaskStatus.RETRY_WAIT)
+                 for s in run.subtasks.values())  # fmt: skip
+    waiting = sum(1 for s in run.subtasks.values() if s.status in WAITING) + sum(
+        1 for t in run.tasks.values() if t.status == TaskStatus.AWAITING_APPROVAL
+    )
+    if run.status == ExecutionStatus.RUNNING and waiting and not moving:
+        d.set_execution(ExecutionStatus.BLOCKED, f"waiting on {waiting} item(s) outside the agents")
+    elif run.status == ExecutionStatus.BLOCKED and moving:
+        d.set_execution(ExecutionStatus.RUNNING)
+    if d.wake is not None:
+        d.effects.append(WakeAt(run.execution_id, d.wake))

@@ -1,0 +1,77 @@
+"""Which agents are online and what they offer, as the coordinator sees them in KV ``ax-agents``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from planexe_ax.bus import AgentCard, Bus, utcnow
+
+log = logging.getLogger(__name__)
+REMOVED = frozenset({"DEL", "PURGE"})
+OnChange = Callable[[dict[str, frozenset[str]]], Awaitable[None]]
+
+
+class AgentDirectory:
+    """Watch the agents bucket and report the online set whenever it changes.
+
+    The bucket's TTL drops silent agents without telling watchers, so an agent is online while its
+    card's ``heartbeat_at`` is younger than ``agent_ttl_s``; the set is re-checked every ``poll_s``.
+
+    Args:
+        bus: The connection.
+        on_change: Called with ``{agent_id: capabilities}`` after the first full read and on every change.
+        poll_s: How often the ages are checked; also bounds how fast ``stop`` is noticed.
+    """
+
+    def __init__(self, bus: Bus, on_change: OnChange, poll_s: float = 0.5) -> None:
+        self.bus, self.on_change, self.poll_s = bus, on_change, poll_s
+        self.cards: dict[str, AgentCard] = {}
+        self.online: dict[str, frozenset[str]] | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Follow the bucket until ``stop`` is set."""
+        kv = await self.bus.agents_kv()
+        watcher = await kv.watchall()
+        initial_done = False
+        try:
+            while not stop.is_set():
+                try:
+                    entry = await watcher.updates(timeout=self.poll_s)  # type: ignore[no-untyped-call]  # untyped in nats-py
+                except TimeoutError:
+                    entry, initial_done = None, True
+                if entry is None:
+                    initial_done = True  # nats-py marks the end of the initial values with None
+                else:
+                    self._take(entry)
+                if initial_done:
+                    await self._publish_if_changed()
+        finally:
+            await watcher.stop()  # type: ignore[no-untyped-call]  # untyped in nats-py
+
+    def _take(self, entry: Any) -> None:
+        if entry.operation in REMOVED:
+            self.cards.pop(entry.key, None)
+            return
+        try:
+            self.cards[entry.key] = AgentCard.model_validate_json(entry.value)
+        except ValidationError as exc:
+            log.warning("agent card ignored", extra={"agent_id": entry.key, "error": str(exc).splitlines()[0]})
+
+    async def _publish_if_changed(self) -> None:
+        cutoff = utcnow() - timedelta(seconds=self.bus.settings.agent_ttl_s)
+        online = {
+            agent_id: frozenset(cap.action for cap in card.capabilities)
+            for agent_id, card in self.cards.items()
+            if card.heartbeat_at >= cutoff
+        }
+        if online != self.online:
+            gone = set(self.online or {}) - set(online)
+            log.info("agents changed", extra={"online": sorted(online), "offline": sorted(gone)})
+            self.online = online
+            await self.on_change(online)

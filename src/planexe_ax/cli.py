@@ -36,6 +36,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("plan", type=Path)
     run.add_argument("--json", action="store_true", help="print the result as one JSON object")
     run.add_argument("--timeout", type=float, default=None, help="give up after this many seconds (exit 3)")
+    run.add_argument(
+        "--people",
+        choices=["inbox", "auto"],
+        default="inbox",
+        help="inbox: people's work waits in the inbox (default); auto: answer it automatically (demos, tests)",
+    )
 
     sub.add_parser("demo", help="run the prospecting example with a live progress bar")
     sub.add_parser("up", help="run every service (embedded NATS when PLANEXE_NATS_URL is unset) until Ctrl-C")
@@ -55,7 +61,40 @@ def _parser() -> argparse.ArgumentParser:
         control = exe.add_parser(action, help=f"{action} an execution")
         control.add_argument("execution_id")
         control.add_argument("--reason", default="")
+    for action in ("pause-task", "resume-task", "cancel-task"):
+        control = exe.add_parser(action, help=f"{action.replace('-task', '')} one task of an execution")
+        control.add_argument("execution_id")
+        control.add_argument("task_id")
+        control.add_argument("--reason", default="")
+    reassign = exe.add_parser("reassign", help="move a task's open and future work to one agent")
+    reassign.add_argument("execution_id")
+    reassign.add_argument("task_id")
+    reassign.add_argument("agent_id")
+    _add_inbox_parsers(sub)
     return parser
+
+
+def _add_inbox_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    inbox = sub.add_parser("inbox", help="people's work: list it and answer it").add_subparsers(
+        dest="inbox_command", required=True
+    )
+    listing = inbox.add_parser("list", help="open items (oldest first)")
+    listing.add_argument("--execution", default=None, help="only this execution")
+    listing.add_argument("--all", action="store_true", help="closed items too")
+    listing.add_argument("--json", action="store_true")
+    answers = {
+        "approve": "approve an approval gate",
+        "reject": "reject an approval, a reviewed result (retry) or a task (fails it)",
+        "complete": "say a human task or escalation is done (--output JSON)",
+        "accept": "accept a result under review as it is",
+        "edit": "accept a result under review with a corrected --output JSON",
+    }
+    for action, text in answers.items():
+        answer = inbox.add_parser(action, help=text)
+        answer.add_argument("item_id")
+        answer.add_argument("--comment", default="")
+        answer.add_argument("--output", default=None, help="a JSON object")
+        answer.add_argument("--by", default=None, help="who answers (default: the login name)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -83,9 +122,15 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "plan":
         return await run_plan_command(args)
     if args.command == "run":
-        return await commands.run_plan(settings, load_plan(args.plan), as_json=args.json, timeout_s=args.timeout)
+        plan = load_plan(args.plan)
+        return await commands.run_plan(settings, plan, as_json=args.json, timeout_s=args.timeout, people=args.people)
     if args.command == "demo":
-        return await commands.run_plan(settings, load_plan(example_plan_path()), as_json=False, timeout_s=None)
+        plan = load_plan(example_plan_path())
+        return await commands.run_plan(settings, plan, as_json=False, timeout_s=None, people="auto")
+    if args.command == "inbox":
+        from planexe_ax import inbox_cli
+
+        return await inbox_cli.run_inbox_command(settings, args)
     if args.command in ("up", "serve"):
         names = ("coordinator", "projector", "agents") if args.command == "up" else (args.service,)
         return await commands.serve(settings, names, _stop_on_signals())

@@ -5,18 +5,23 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from planexe_ax.bus import (
     TERMINAL_EXECUTION,
     Bus,
     CancelExecution,
+    CancelTask,
     CommandRejected,
     Event,
     ExecutionState,
     ExecutionStatus,
     PauseExecution,
+    PauseTask,
     Plan,
+    Reassign,
     ResumeExecution,
+    ResumeTask,
     StartExecution,
     decode_event,
     new_id,
@@ -43,6 +48,16 @@ async def control(bus: Bus, execution_id: str, action: str, reason: str = "") ->
     """Send pause, resume or cancel for an execution."""
     kinds = {"pause": PauseExecution, "resume": ResumeExecution, "cancel": CancelExecution}
     await bus.send_command(kinds[action](execution_id=execution_id, reason=reason))
+
+
+async def control_task(bus: Bus, args: Any) -> None:
+    """Send pause-task, resume-task, cancel-task or reassign (``args`` from the command line)."""
+    common = {"execution_id": args.execution_id, "task_id": args.task_id}
+    if args.exec_command == "reassign":
+        await bus.send_command(Reassign(agent_id=args.agent_id, **common))
+        return
+    kinds = {"pause-task": PauseTask, "resume-task": ResumeTask, "cancel-task": CancelTask}
+    await bus.send_command(kinds[args.exec_command](reason=args.reason, **common))
 
 
 async def follow(

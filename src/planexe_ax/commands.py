@@ -14,8 +14,9 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from planexe_ax.bus import Bus, Event, ExecutionStatus, Plan, SubtaskState, TaskState, TaskStatus, connect
-from planexe_ax.client import control, follow, start_execution
+from planexe_ax.client import control, control_task, follow, start_execution
 from planexe_ax.config import Settings
+from planexe_ax.people import AutoPeople
 from planexe_ax.projector import execution_report, make_engine, make_session_factory
 from planexe_ax.runtime import nats_server, start_services
 
@@ -45,7 +46,9 @@ class LiveProgress:
             self.progress.update(self.bar, description=self.titles.get(event.task_id, event.task_id)[:60])
 
 
-async def run_plan(settings: Settings, plan: Plan, as_json: bool, timeout_s: float | None) -> int:
+async def run_plan(
+    settings: Settings, plan: Plan, as_json: bool, timeout_s: float | None, people: str = "inbox"
+) -> int:
     """Run ``plan`` to the end with every service in this process; print the result from the read model."""
     console = Console(stderr=True)
     async with nats_server(settings) as url:
@@ -53,12 +56,20 @@ async def run_plan(settings: Settings, plan: Plan, as_json: bool, timeout_s: flo
         stop = asyncio.Event()
         runner = asyncio.create_task(services.run(stop))
         bus = await connect(settings, url, "planexe-ax-run", provision=False)
+        auto = AutoPeople(bus) if people == "auto" else None
+        answering = asyncio.create_task(auto.run()) if auto else None
         try:
             execution_id = await start_execution(bus, plan)
             live = None if as_json else LiveProgress(plan, console)
+            listeners = [f for f in (live.on_event if live else None, auto.on_event if auto else None) if f]
+
+            def on_event(event: Event) -> None:
+                for listener in listeners:
+                    listener(event)
+
             with live.progress if live else contextlib.nullcontext():
                 try:
-                    outcome = await follow(bus, execution_id, live.on_event if live else None, timeout_s)
+                    outcome = await follow(bus, execution_id, on_event, timeout_s)
                 except TimeoutError:
                     console.print(f"execution {execution_id} did not end within {timeout_s} s")
                     return EXIT_TIMEOUT
@@ -69,9 +80,14 @@ async def run_plan(settings: Settings, plan: Plan, as_json: bool, timeout_s: flo
             await services.projector.wait_for_seq(outcome.stream_seq, timeout=30)
             report = await execution_report(services.projector.sessions, execution_id)
         finally:
+            if answering:
+                answering.cancel()
+                await asyncio.gather(answering, return_exceptions=True)
             await bus.close()
             stop.set()
             await runner
+    if auto and auto.summary():
+        console.print(auto.summary())
     assert report is not None
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
@@ -111,6 +127,9 @@ async def exec_command(bus: Bus, args: argparse.Namespace, plan: Plan | None) ->
             return EXIT_TIMEOUT
         await _wait_read_model(bus.settings, args.execution_id, outcome.status)
         return EXIT_OK if outcome.status == ExecutionStatus.COMPLETED else EXIT_FAILED
+    if args.exec_command in ("pause-task", "resume-task", "cancel-task", "reassign"):
+        await control_task(bus, args)
+        return EXIT_OK
     await control(bus, args.execution_id, args.exec_command, args.reason)
     return EXIT_OK
 

@@ -18,7 +18,6 @@ import re
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta
 from typing import Any
-from urllib.parse import quote_plus
 
 from planexe_ax.bus import AgentCard
 from planexe_ax.bus.plan import Plan, Task
@@ -42,6 +41,7 @@ _NEEDS = {
     "send_email": "an email address in the task",
     "make_phone_call": "a phone number in the task",
     "analyze_website": "a website address (http...) in the task",
+    "web_scrape": "a website address (http...) in the task",
     "schedule_calendar_event": "a planned date (the plan has no start time)",
 }
 
@@ -107,12 +107,11 @@ def _search(task: Task, plan: Plan) -> dict[str, Any]:
     return {"query": _name(task)[:200], "max_results": 20}
 
 
-def _scrape(task: Task, plan: Plan) -> dict[str, Any]:
+def _scrape(task: Task, plan: Plan) -> dict[str, Any] | None:
+    # Only a page the task names: a search engine guessed from the title would be a page nobody asked for,
+    # and it needs the internet, which an agent may not have.
     found = _URL.search(_text(task))
-    if found:
-        return {"url": found.group(0), "css_selector": "", "max_matches": 50}
-    query = quote_plus(" ".join(_name(task).split()[:12]))
-    return {"url": SEARCH_URL.format(query=query), "css_selector": SEARCH_SELECTOR, "max_matches": 20}
+    return {"url": found.group(0), "css_selector": "", "max_matches": 50} if found else None
 
 
 def _analyze(task: Task, plan: Plan) -> dict[str, Any] | None:

@@ -276,7 +276,7 @@ def _check_time(d: Decider, sub: SubtaskRun) -> None:
             )
             return
         d.wake_at(due)
-    if sub.status in (TaskStatus.DISPATCHED, TaskStatus.RUNNING) and d.offline(sub.agent_id):
+    if sub.status == TaskStatus.RUNNING and d.offline(sub.agent_id):
         fail_attempt(d, sub, f"heartbeat timeout: agent {sub.agent_id} went offline")
         return
     if sub.status == TaskStatus.RUNNING and sub.started_at is not None:

@@ -52,15 +52,15 @@ class Engine:
         self.runs: dict[str, ExecutionRun] = {}
         self.agents: Agents | None = None
 
-    def fold(self, event: Event) -> None:
-        """Apply an event without deciding anything (rebuilding from the stream)."""
+    def fold(self, event: Event) -> bool:
+        """Apply an event without deciding anything (rebuilding from the stream); False when it changed nothing."""
         if isinstance(event, ExecutionCreated):
-            if event.execution_id not in self.runs:
-                self.runs[event.execution_id] = ExecutionRun.create(event.execution_id, event.plan, event.pins)
-            return
+            if event.execution_id in self.runs:
+                return False
+            self.runs[event.execution_id] = ExecutionRun.create(event.execution_id, event.plan, event.pins)
+            return True
         run = self.runs.get(event.execution_id)
-        if run is not None:
-            apply(run, event)
+        return run is not None and apply(run, event)
 
     def knows(self, event: Event) -> bool:
         """Whether ``event`` names an execution (and task and subtask) this engine has."""
@@ -74,8 +74,13 @@ class Engine:
         )
 
     def on_event(self, event: Event, now: datetime) -> list[Effect]:
-        """Apply ``event`` and decide what follows for its execution."""
-        self.fold(event)
+        """Apply ``event`` and decide what follows for its execution.
+
+        An event that changes nothing (the coordinator's own decision read back from the stream, a
+        duplicate, a zombie report) decides nothing either: time-driven decisions come from ``tick``.
+        """
+        if not self.fold(event):
+            return []
         return self.tick(event.execution_id, now)
 
     def tick(self, execution_id: str, now: datetime) -> list[Effect]:

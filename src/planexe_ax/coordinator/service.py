@@ -141,14 +141,21 @@ class Coordinator:
             await self._carry_out(self.engine.set_agents(online, _now()))
 
     async def _carry_out(self, effects: list[Effect]) -> None:
-        """Publish offers and decision events in order, and arm timers. Offers go before their event."""
+        """Publish offers and decision events, and arm timers.
+
+        The publishes are sent in order on one connection (an offer before its DISPATCHED event) and
+        their acks awaited together: one round trip instead of one per effect.
+        """
+        sends = []
         for effect in effects:
             if isinstance(effect, Offer):
-                await self.bus.publish_offer(effect.offer, effect.agent_id)
+                sends.append(self.bus.publish_offer(effect.offer, effect.agent_id))
             elif isinstance(effect, Emit):
-                await self.bus.publish_event(effect.event)
+                sends.append(self.bus.publish_event(effect.event))
             elif isinstance(effect, WakeAt):
                 self._arm(effect)
+        if sends:
+            await asyncio.gather(*sends)
 
     def _arm(self, wake: WakeAt) -> None:
         current = self._timers.get(wake.execution_id)

@@ -1,0 +1,93 @@
+"""``planexe-ax inbox list|approve|reject|complete|accept|edit``: people's work, from the read model and the bus."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from planexe_ax.bus import ResolveInbox, connect
+from planexe_ax.config import Settings
+from planexe_ax.errors import PlanExeAXError
+from planexe_ax.people import current_user, resolve_item
+from planexe_ax.projector import inbox_item, inbox_items, make_engine, make_session_factory
+from planexe_ax.runtime import resolve_nats_url
+
+EXIT_OK, EXIT_USAGE = 0, 2
+
+
+class InboxError(PlanExeAXError):
+    """An inbox command that cannot be carried out (exit 2)."""
+
+
+async def _read(settings: Settings, item_id: str | None, execution_id: str | None, everything: bool) -> Any:
+    engine = make_engine(settings.effective_database_url)
+    try:
+        sessions = make_session_factory(engine)
+        if item_id is not None:
+            return await inbox_item(sessions, item_id)
+        return await inbox_items(sessions, execution_id=execution_id, include_closed=everything)
+    finally:
+        await engine.dispose()
+
+
+def _print_items(items: list[dict[str, Any]]) -> None:
+    table = Table(title=f"inbox: {len(items)} item(s)")
+    for column in ("item", "kind", "status", "title", "reason", "answers"):
+        table.add_column(column, overflow="fold")
+    for item in items:
+        answers = ", ".join(item.get("actions") or [])
+        table.add_row(item["item_id"], item["kind"], item["status"], item["title"] or "", item["reason"] or "", answers)
+    Console().print(table)
+
+
+def _output(raw: str | None) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InboxError(f"--output is not JSON: {exc.msg} at column {exc.colno}") from exc
+    if not isinstance(value, dict):
+        raise InboxError("--output must be a JSON object")
+    return value
+
+
+async def run_inbox_command(settings: Settings, args: argparse.Namespace) -> int:
+    """List the inbox, or answer one item and report the coordinator's verdict."""
+    if args.inbox_command == "list":
+        items = await _read(settings, None, args.execution, args.all)
+        if args.json:
+            sys.stdout.write(json.dumps(items, indent=2) + "\n")
+        else:
+            _print_items(items)
+        return EXIT_OK
+    try:
+        output = _output(args.output)
+        item = await _read(settings, args.item_id, None, True)
+        if item is None:
+            raise InboxError(f"no inbox item {args.item_id} in the read model")
+        if item["status"] != "open":
+            raise InboxError(f"inbox item {args.item_id} is already closed ({item['resolution']})")
+    except InboxError as exc:
+        sys.stderr.write(f"planexe-ax: {exc}\n")
+        return EXIT_USAGE
+    command = ResolveInbox(execution_id=item["execution_id"], item_id=args.item_id, action=args.inbox_command,
+                           output=output, comment=args.comment, issued_by=args.by or current_user())  # fmt: skip
+    bus = await connect(settings, resolve_nats_url(settings), "planexe-ax-inbox", provision=False)
+    try:
+        refused = await resolve_item(bus, item, command)
+    except TimeoutError:
+        sys.stderr.write("planexe-ax: no answer from the coordinator in 15 s; is it running?\n")
+        return 3
+    finally:
+        await bus.close()
+    if refused:
+        sys.stderr.write(f"planexe-ax: refused: {refused}\n")
+        return EXIT_USAGE
+    sys.stdout.write(f"{args.item_id}: {args.inbox_command} done\n")
+    return EXIT_OK

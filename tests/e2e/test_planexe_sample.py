@@ -1,0 +1,45 @@
+"""A real PlanExe run folder executes to COMPLETED with the built-in agents; people's work answered automatically."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from planexe_ax.cli import main
+from tests.helpers.checks import assert_completed
+
+pytestmark = [pytest.mark.slow, pytest.mark.nats]
+SAMPLES = Path(__file__).resolve().parents[2] / ".." / "shared" / "planexe-samples"
+SAMPLE = SAMPLES / "20251110_4DWW_India"
+
+
+@pytest.mark.skipif(not SAMPLE.is_dir(), reason=f"PlanExe samples not found at {SAMPLES}")
+def test_an_imported_planexe_run_executes_to_completed(
+    monkeypatch: pytest.MonkeyPatch, nats_url: str, settings, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for key, value in {
+        "PLANEXE_NATS_URL": nats_url,
+        "PLANEXE_NAMESPACE": settings.namespace,
+        "PLANEXE_DATA_DIR": str(settings.data_dir),
+        "PLANEXE_DATABASE_URL": sqlite_url,
+    }.items():
+        monkeypatch.setenv(key, value)
+    code = main(["run", str(SAMPLE), "--people", "auto", "--json", "--timeout", "240"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err[-2000:]
+    report = json.loads(captured.out)
+    assert report["status"] == "COMPLETED"
+    assert len(report["tasks"]) == 163
+    subtasks = [s for t in report["tasks"] for s in t["subtasks"]]
+    people = [s for s in subtasks if s["agent_id"].startswith("person-")]
+    agents = [s for s in subtasks if not s["agent_id"].startswith("person-")]
+    assert people, "the plan has people's work"
+    assert all(s["action"] == "human_task" for s in people)
+    assert agents, "the plan has agents' work"
+    assert "answered automatically (--people auto)" in captured.err
+    summaries = [t for t in report["tasks"] if not t["subtasks"]]
+    assert summaries, "level-2 summary tasks complete as milestones"
+    for task in report["tasks"]:
+        assert task["status"] == "COMPLETED"
+    # a summary task finishes only after all its level-3 children
+    assert_completed({**report, "tasks": [t for t in report["tasks"] if t["subtasks"]]})

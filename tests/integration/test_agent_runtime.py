@@ -11,7 +11,7 @@ from nats.js.errors import KeyNotFoundError
 from pydantic import BaseModel
 
 from planexe_ax.agents import Agent, AgentRuntime, CapabilityOutput, TaskContext, builtin_agents, capability
-from planexe_ax.bus import AgentCard, Bus, DeadLetter, Event, SubtaskResult, TaskOffer, decode_event
+from planexe_ax.bus import AgentCard, Bus, DeadLetter, Event, SubtaskRejected, SubtaskResult, TaskOffer, decode_event
 from planexe_ax.errors import PermanentError
 from tests.helpers.eventually import eventually
 
@@ -166,15 +166,18 @@ async def test_garbage_offer_is_dead_lettered(bus: Bus) -> None:
     assert base64.b64decode(letter.data_b64) == b"{not json"
 
 
-async def test_direct_offer_reaches_its_agent(bus: Bus) -> None:
+async def test_direct_offer_reaches_its_agent_and_one_it_cannot_do_is_rejected(bus: Bus) -> None:
     await bus.publish_offer(offer("echo", {"text": "pinned"}), agent_id="tester-1")
     await bus.publish_offer(offer("fail_permanently", n=2), agent_id="tester-1")
     await AgentRuntime(bus, agent()).run_until_idle()
-    by_subtask = {r.subtask_id: r for r in await results(bus)}
-    assert by_subtask["s1"].ok
-    assert by_subtask["s1"].output["text"] == "pinned"
-    assert by_subtask["s2"].error == "agent tester-1 does not offer fail_permanently"
-    assert not by_subtask["s2"].retryable
+    [result] = await results(bus)
+    assert result.subtask_id == "s1"
+    assert result.ok
+    assert result.output["text"] == "pinned"
+    [rejected] = [e for e in await events(bus) if isinstance(e, SubtaskRejected)]
+    assert rejected.subtask_id == "s2"
+    assert rejected.reason_code == "missing_tool"
+    assert rejected.reason == "agent tester-1 does not offer fail_permanently"
     assert await pending_offers(bus) == 0
 
 
@@ -274,3 +277,36 @@ async def test_builtin_researcher_builds_prospects(bus: Bus) -> None:
     assert by_subtask["s3"].ok
     assert by_subtask["s3"].output["analyzed"] == by_subtask["s2"].output["rows"]
     assert (bus.settings.outputs_dir / "e1" / "PROSPECTS_QUALIFIED.csv").exists()
+
+
+async def test_stop_hands_back_work_that_outlives_the_grace_period(bus: Bus) -> None:
+    gate = asyncio.Event()
+    deliveries: list[int] = []
+
+    @capability("stuck")
+    async def stuck(params: WaitParams, ctx: TaskContext) -> dict[str, Any]:
+        deliveries.append(ctx.delivered)
+        await asyncio.wait_for(gate.wait(), 30)
+        return {"delivered": ctx.delivered}
+
+    await bus.publish_offer(offer("stuck"))
+    stop = asyncio.Event()
+    running = asyncio.create_task(AgentRuntime(bus, agent(stuck), concurrency=1, grace_s=0.2).run(stop))
+
+    async def busy() -> bool:
+        now = await card(bus, "tester-1")
+        return now is not None and now.current == ["s1"]
+
+    await eventually(busy)
+    stop.set()
+    await asyncio.wait_for(running, 10)
+    assert await results(bus) == []
+    assert await pending_offers(bus) == 1
+    assert await card(bus, "tester-1") is None
+    # the cancelled attempt was nak'ed: a new runtime gets it at once, not after ack_wait (5 s)
+    gate.set()
+    await AgentRuntime(bus, agent(stuck)).run_until_idle()
+    assert deliveries == [1, 2]
+    [result] = await results(bus)
+    assert result.ok
+    assert result.output == {"delivered": 2}

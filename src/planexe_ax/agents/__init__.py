@@ -6,6 +6,24 @@ Write a capability with :func:`capability`, group capabilities in an :class:`Age
 
 from planexe_ax.agents.builtin import builtin_agents
 from planexe_ax.agents.runtime import AgentRuntime
-from planexe_ax.agents.sdk import Agent, Capability, CapabilityOutput, TaskContext, capability
+from planexe_ax.agents.sdk import (
+    Agent,
+    Capability,
+    CapabilityOutput,
+    RejectOffer,
+    TaskContext,
+    WorkCancelled,
+    capability,
+)
 
-__all__ = ["Agent", "AgentRuntime", "Capability", "CapabilityOutput", "TaskContext", "builtin_agents", "capability"]
+__all__ = [
+    "Agent",
+    "AgentRuntime",
+    "Capability",
+    "CapabilityOutput",
+    "RejectOffer",
+    "TaskContext",
+    "WorkCancelled",
+    "builtin_agents",
+    "capability",
+]

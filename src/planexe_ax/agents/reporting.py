@@ -1,4 +1,4 @@
-"""Turn one attempt of a capability into the agent's reports: started, progress, result.
+"""Turn one attempt of a capability into the agent's reports: started, progress, blocked, rejected, result.
 
 Event ids are derived from the offer's de-duplication id, so an agent that redoes a redelivered
 attempt publishes the same ids and JetStream stores each report once within its duplicate window.
@@ -12,8 +12,16 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
 
-from planexe_ax.agents.sdk import Capability, CapabilityOutput, TaskContext
-from planexe_ax.bus import Bus, SubtaskProgress, SubtaskResult, SubtaskStarted, TaskOffer
+from planexe_ax.agents.sdk import Capability, CapabilityOutput, RejectOffer, TaskContext, WorkCancelled
+from planexe_ax.bus import (
+    Bus,
+    SubtaskBlocked,
+    SubtaskProgress,
+    SubtaskRejected,
+    SubtaskResult,
+    SubtaskStarted,
+    TaskOffer,
+)
 from planexe_ax.errors import PermanentError
 
 log = logging.getLogger(__name__)
@@ -40,6 +48,7 @@ class Reporter:
         self.offer = offer
         self.agent_id = agent_id
         self._progress_n = 0
+        self._blocked_n = 0
 
     def _ids(self) -> dict[str, Any]:
         o = self.offer
@@ -64,6 +73,23 @@ class Reporter:
             SubtaskProgress(event_id=event_id, percent=percent, message=message, **self._ids())
         )
 
+    async def blocked(self, reason: str, max_wait_s: float | None) -> None:
+        """Publish the next ``subtask_blocked`` (event id ``<msg_id>:blocked:<n>``, n from 1)."""
+        self._blocked_n += 1
+        event_id = f"{self.offer.msg_id}:blocked:{self._blocked_n}"
+        await self.bus.publish_event(
+            SubtaskBlocked(event_id=event_id, reason=reason, max_wait_s=max_wait_s, **self._ids())
+        )
+
+    def rejected(self, rejection: RejectOffer) -> SubtaskRejected:
+        """Build the ``subtask_rejected`` (event id ``<msg_id>:rejected``); publish it with :meth:`publish`."""
+        return SubtaskRejected(
+            event_id=f"{self.offer.msg_id}:rejected",
+            reason_code=rejection.reason_code,
+            reason=rejection.reason,
+            **self._ids(),
+        )
+
     def result(
         self,
         *,
@@ -81,14 +107,14 @@ class Reporter:
             ok=ok,
             output=output or {},
             error=error,
-            retryable=retryable if not ok else True,
+            retryable=retryable,
             confidence=confidence,
             **self._ids(),
         )
 
-    async def publish(self, result: SubtaskResult) -> None:
-        """Publish ``result`` and wait for the stream's ack."""
-        await self.bus.publish_event(result)
+    async def publish(self, outcome: SubtaskResult | SubtaskRejected) -> None:
+        """Publish the attempt's outcome and wait for the stream's ack."""
+        await self.bus.publish_event(outcome)
 
 
 def validate_params(cap: Capability, offer: TaskOffer) -> BaseModel | str:
@@ -99,14 +125,23 @@ def validate_params(cap: Capability, offer: TaskOffer) -> BaseModel | str:
         return f"invalid params for {offer.action}: {brief_validation_error(exc)}"
 
 
-async def execute(cap: Capability, params: BaseModel, ctx: TaskContext, reporter: Reporter) -> SubtaskResult:
-    """Run ``cap`` and turn its return value or exception into a result.
+async def execute(
+    cap: Capability, params: BaseModel, ctx: TaskContext, reporter: Reporter
+) -> SubtaskResult | SubtaskRejected:
+    """Run ``cap`` and turn its return value or exception into its outcome.
 
-    ``PermanentError`` gives a non-retryable failure, any other exception a retryable one, and an
-    output that is not a JSON object a non-retryable one. Cancellation propagates.
+    ``RejectOffer`` gives a rejection, ``PermanentError`` a non-retryable failure, any other exception a
+    retryable one, and an output that is not a JSON object a non-retryable one. Cancellation propagates.
+    A ``WorkCancelled`` gives a retryable failure, which the runtime drops when it cancelled the work.
     """
     try:
         returned = await cap(params, ctx)
+    except RejectOffer as exc:
+        ctx.logger.info("capability rejected the offer", extra={"action": cap.action, "reason_code": exc.reason_code})
+        return reporter.rejected(exc)
+    except WorkCancelled as exc:
+        ctx.logger.info("capability stopped", extra={"action": cap.action, "reason": str(exc)})
+        return reporter.result(ok=False, error=f"{type(exc).__name__}: {exc}", retryable=True)
     except PermanentError as exc:
         ctx.logger.warning("capability failed permanently", extra={"action": cap.action, "error": str(exc)})
         return reporter.result(ok=False, error=f"{type(exc).__name__}: {exc}", retryable=False)

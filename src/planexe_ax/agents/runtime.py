@@ -3,6 +3,11 @@
 One pull loop per consumer (one per capability, shared by every agent of that capability, plus the
 agent's own direct consumer). The loops share a semaphore of ``concurrency`` permits and take a
 permit *before* they fetch, so an agent never holds an offer it has no capacity to start.
+
+While it works on an execution the runtime follows that execution's decisions (see
+:mod:`planexe_ax.agents.control`): a pause or resume reaches the capability through its context, and
+when the coordinator cancels the attempt or takes it away the capability is told at once, hard-stopped
+after ``cancel_grace_s``, the offer acked and no result published.
 """
 
 from __future__ import annotations
@@ -12,17 +17,28 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from nats.aio.msg import Msg
 from nats.errors import ConnectionClosedError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import FetchTimeoutError
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
+from planexe_ax.agents.control import ExecutionWatch
 from planexe_ax.agents.reporting import Reporter, brief_validation_error, execute, validate_params
-from planexe_ax.agents.sdk import Agent, TaskContext
-from planexe_ax.bus import Bus, Subjects, TaskOffer, capability_consumer, direct_consumer, ensure_consumer, utcnow
+from planexe_ax.agents.sdk import Agent, Capability, RejectOffer, TaskContext
+from planexe_ax.bus import (
+    Bus,
+    Subjects,
+    SubtaskRejected,
+    SubtaskResult,
+    TaskOffer,
+    capability_consumer,
+    direct_consumer,
+    ensure_consumer,
+    utcnow,
+)
 from planexe_ax.bus.tracing import consume_span
 
 log = logging.getLogger(__name__)
@@ -30,6 +46,7 @@ log = logging.getLogger(__name__)
 _TIMEOUTS = (TimeoutError, NatsTimeoutError, FetchTimeoutError)
 DLQ_SOURCE = "agents"
 CANCEL_WAIT_S = 5.0
+CANCEL_GRACE_S = 0.5
 
 
 class AgentRuntime:
@@ -42,6 +59,8 @@ class AgentRuntime:
         grace_s: On stop, how long in-flight work may take to finish before it is cancelled (and nak'ed).
         fetch_timeout_s: How long one fetch waits; bounds how fast a stop is noticed.
         idle_timeout_s: In :meth:`run_until_idle`, a fetch that waits this long with nothing in flight ends the run.
+        cancel_grace_s: When the coordinator cancels an attempt, how long the capability may take to return
+            on its own (at a :meth:`TaskContext.checkpoint`) before its asyncio task is cancelled.
     """
 
     def __init__(
@@ -53,6 +72,7 @@ class AgentRuntime:
         grace_s: float = 10.0,
         fetch_timeout_s: float = 1.0,
         idle_timeout_s: float = 0.5,
+        cancel_grace_s: float = CANCEL_GRACE_S,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -62,6 +82,7 @@ class AgentRuntime:
         self.grace_s = grace_s
         self.fetch_timeout_s = fetch_timeout_s
         self.idle_timeout_s = idle_timeout_s
+        self.cancel_grace_s = cancel_grace_s
         self.handled = 0
         self.host = socket.gethostname()
         self.pid = os.getpid()
@@ -70,11 +91,18 @@ class AgentRuntime:
         self._current: set[str] = set()
         self._errors_seen: set[str] = set()
         self._started_at = utcnow()
+        self._watches: dict[str, ExecutionWatch] = {}
+        self._watch_lock = asyncio.Lock()
 
     @property
     def current(self) -> list[str]:
         """Subtask ids in progress."""
         return sorted(self._current)
+
+    @property
+    def watching(self) -> list[str]:
+        """Ids of the executions whose decisions the runtime follows now (it has work in them)."""
+        return sorted(self._watches)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set, then finish in-flight work (up to ``grace_s``) and return.
@@ -166,12 +194,9 @@ class AgentRuntime:
         backoff, sub = 0.1, None
         timeout = self.idle_timeout_s if until_idle else self.fetch_timeout_s
         try:
-            while not stop.is_set():
-                await self._sem.acquire()
+            while await self._acquire(stop):
                 handed_off = False
                 try:
-                    if stop.is_set():
-                        return
                     if sub is None:
                         sub = await self.bus.js.pull_subscribe_bind(durable, self.bus.subjects.tasks_stream)
                     msg = await self._fetch_one(sub, timeout)
@@ -197,6 +222,23 @@ class AgentRuntime:
             if sub is not None:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
+
+    async def _acquire(self, stop: asyncio.Event) -> bool:
+        """Take a permit, or return False once ``stop`` is set (so a stop is not held up by busy permits)."""
+        if stop.is_set():
+            return False
+        acquire = asyncio.ensure_future(self._sem.acquire())
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({acquire, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if acquire.cancel():
+            with contextlib.suppress(asyncio.CancelledError):
+                await acquire
+            return False
+        if stop.is_set():
+            self._sem.release()
+            return False
+        return True
 
     @staticmethod
     async def _fetch_one(sub: object, wait_s: float) -> Msg | None:
@@ -251,13 +293,22 @@ class AgentRuntime:
     async def _work(self, offer: TaskOffer, msg: Msg) -> None:
         reporter = Reporter(self.bus, offer, self.agent.agent_id)
         cap = self.agent.capability(offer.action)
-        if cap is None:
-            error = f"agent {self.agent.agent_id} does not offer {offer.action}"
-            await reporter.publish(reporter.result(ok=False, error=error, retryable=False))
+        if cap is None:  # e.g. reassigned here by mistake: another agent of the action may take it
+            why = f"agent {self.agent.agent_id} does not offer {offer.action}"
+            await reporter.publish(reporter.rejected(RejectOffer("missing_tool", why)))
             return
         params = validate_params(cap, offer)
         if isinstance(params, str):
             await reporter.publish(reporter.result(ok=False, error=params, retryable=False))
+            return
+        try:
+            rejection = await self.agent.can_accept(offer)
+        except Exception as exc:  # a failing hook is a failure of user code: reported, never lost
+            self._log_once("accept hook failed", exc, action=offer.action)
+            await reporter.publish(reporter.result(ok=False, error=f"accept hook: {type(exc).__name__}: {exc}"))
+            return
+        if rejection is not None:
+            await reporter.publish(reporter.rejected(rejection))
             return
         ctx = TaskContext(
             execution_id=offer.execution_id,
@@ -268,12 +319,72 @@ class AgentRuntime:
             settings=self.bus.settings,
             delivered=msg.metadata.num_delivered or 1,
             _progress=reporter.progress,
+            _blocked=reporter.blocked,
         )
-        await reporter.started()
-        await reporter.publish(await execute(cap, params, ctx, reporter))
+        async with self._watching(ctx):
+            if ctx.cancelled:
+                ctx.logger.info("offer no longer wanted; not started", extra={"reason": ctx.stop_reason})
+                return
+            await reporter.started()
+            outcome = await self._run_capability(cap, params, ctx, reporter)
+            if outcome is not None:
+                await reporter.publish(outcome)
+
+    async def _run_capability(
+        self, cap: Capability, params: BaseModel, ctx: TaskContext, reporter: Reporter
+    ) -> SubtaskResult | SubtaskRejected | None:
+        """The capability's outcome, or None when the attempt was cancelled (the coordinator has decided)."""
+        work = asyncio.create_task(execute(cap, params, ctx, reporter), name=f"{cap.action} {ctx.subtask_id}")
+        work.add_done_callback(_retrieve)
+        told = asyncio.create_task(ctx.wait_cancelled(), name=f"cancel watch {ctx.subtask_id}")
+        try:
+            await asyncio.wait({work, told}, return_when=asyncio.FIRST_COMPLETED)
+            if not work.done():
+                await asyncio.wait({work}, timeout=self.cancel_grace_s)
+            if not work.done():
+                ctx.logger.warning("capability did not stop in time; cancelling it", extra={"action": cap.action})
+                work.cancel()
+                await asyncio.wait({work}, timeout=CANCEL_WAIT_S)
+                if not work.done():
+                    ctx.logger.error("capability ignores cancellation; abandoned", extra={"action": cap.action})
+        finally:
+            told.cancel()
+            work.cancel()  # a no-op when it is done; when this runtime is stopped, the work stops with it
+        if ctx.cancelled:
+            ctx.logger.info("attempt cancelled; no result published", extra={"reason": ctx.stop_reason})
+            return None
+        return work.result()
+
+    @contextlib.asynccontextmanager
+    async def _watching(self, ctx: TaskContext) -> AsyncIterator[None]:
+        """Follow the decisions about ``ctx``'s execution while the block runs."""
+        async with self._watch_lock:
+            watch = self._watches.get(ctx.execution_id)
+            if watch is None:
+                watch = ExecutionWatch(self.bus, ctx.execution_id, self._log_once)
+                try:
+                    await watch.start()
+                except Exception as exc:  # the work can still be done, only pause and cancel would not reach it
+                    self._log_once("cannot follow the execution", exc, execution_id=ctx.execution_id)
+                self._watches[ctx.execution_id] = watch
+            watch.add(ctx)
+        try:
+            yield
+        finally:
+            async with self._watch_lock:
+                watch.remove(ctx)
+                if not watch.contexts:
+                    del self._watches[ctx.execution_id]
+                    await watch.stop()
 
     def _log_once(self, what: str, exc: BaseException, **extra: str) -> None:
         key = f"{what}: {type(exc).__name__}: {exc}"
         if key not in self._errors_seen:
             self._errors_seen.add(key)
             log.error(what, extra={"agent_id": self.agent.agent_id, "error": repr(exc), **extra}, exc_info=exc)
+
+
+def _retrieve(task: asyncio.Task[object]) -> None:
+    """Mark a finished task's exception as seen; the outcome is read elsewhere or deliberately dropped."""
+    if not task.cancelled():
+        task.exception()

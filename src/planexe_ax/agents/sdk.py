@@ -11,26 +11,66 @@ A capability is an async function with one pydantic params model and a :class:`T
         return {"text": params.text}
 
     agent = Agent("echo-1", "Echo", role="demo", capabilities=[echo])
+
+A capability may turn an offer down by raising :class:`RejectOffer`, report that it waits on something
+outside with :meth:`TaskContext.blocked`, and should call :meth:`TaskContext.checkpoint` between steps of
+long work so that a pause waits there and a cancel stops it (:class:`WorkCancelled`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, get_args, get_type_hints
 
 from pydantic import BaseModel
 
-from planexe_ax.bus import AgentCard, CapabilityCard, check_id, check_token, utcnow
+from planexe_ax.bus import AgentCard, CapabilityCard, TaskOffer, check_id, check_token, utcnow
+from planexe_ax.bus.messages import RejectReason
 from planexe_ax.config import Settings
+from planexe_ax.errors import PlanExeAXError
 
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[float, str], Awaitable[None]]
+BlockedFn = Callable[[str, float | None], Awaitable[None]]
+REJECT_REASONS: frozenset[str] = frozenset(get_args(RejectReason))
+
+
+class RejectOffer(PlanExeAXError):
+    """Raised by a capability (or returned by an agent's ``accept`` hook) to turn an offer down.
+
+    The runtime publishes ``subtask_rejected`` and acks the offer; the coordinator re-routes the work to
+    another agent of the capability, or to a person when none is left.
+
+    Args:
+        reason_code: One of ``missing_tool``, ``missing_data``, ``over_budget``, ``not_allowed``, ``other``.
+        reason: One line for the person who may get the work instead.
+
+    Raises:
+        ValueError: On an unknown ``reason_code``.
+    """
+
+    def __init__(self, reason_code: RejectReason, reason: str = "") -> None:
+        if reason_code not in REJECT_REASONS:
+            raise ValueError(f"reason_code {reason_code!r} must be one of {', '.join(sorted(REJECT_REASONS))}")
+        super().__init__(f"{reason_code}: {reason}" if reason else reason_code)
+        self.reason_code: RejectReason = reason_code
+        self.reason = reason
+
+
+class WorkCancelled(PlanExeAXError):
+    """Raised by :meth:`TaskContext.checkpoint` once the attempt is cancelled or taken away.
+
+    A capability may let it propagate, or catch it to clean up and return; either way the runtime
+    publishes no result for the attempt (the coordinator has already decided) and acks the offer.
+    It is a plain exception, not an ``asyncio.CancelledError``.
+    """
 
 
 @dataclass(frozen=True)
@@ -47,6 +87,7 @@ class CapabilityOutput:
 
 
 CapabilityFn = Callable[[Any, "TaskContext"], Awaitable[dict[str, Any] | CapabilityOutput]]
+AcceptFn = Callable[[TaskOffer], RejectOffer | Awaitable[RejectOffer | None] | None]
 
 
 class _ContextLogger(logging.LoggerAdapter[logging.Logger]):
@@ -69,6 +110,9 @@ class TaskContext:
         agent_id: The agent running it.
         settings: The process settings (output folder, SMTP URL, ...).
         delivered: How often the bus has delivered this offer (greater than 1 on a redelivery).
+
+    The runtime keeps :attr:`paused` and :attr:`cancelled` up to date from the coordinator's decisions
+    while the capability runs; :meth:`checkpoint` is where a capability honours them.
     """
 
     execution_id: str
@@ -79,7 +123,12 @@ class TaskContext:
     settings: Settings
     delivered: int = 1
     _progress: ProgressFn | None = field(default=None, repr=False)
+    _blocked: BlockedFn | None = field(default=None, repr=False)
     logger: logging.LoggerAdapter[logging.Logger] = field(init=False, repr=False)
+    _paused: bool = field(default=False, init=False, repr=False)
+    _resumed: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
+    _cancelled: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
+    _stop_reason: str = field(default="", init=False, repr=False)
 
     def __post_init__(self) -> None:
         ids = {
@@ -90,6 +139,7 @@ class TaskContext:
             "agent_id": self.agent_id,
         }
         self.logger = _ContextLogger(logging.getLogger("planexe_ax.agents.task"), ids)
+        self._resumed.set()
 
     @property
     def output_dir(self) -> Path:
@@ -107,6 +157,75 @@ class TaskContext:
         """
         if self._progress is not None:
             await self._progress(min(100.0, max(0.0, float(percent))), message)
+
+    async def blocked(self, reason: str, max_wait_s: float | None = None) -> None:
+        """Report that the work waits on something outside (an email reply); a ``subtask_blocked`` event.
+
+        The offer's lease keeps being extended while the capability waits. Call :meth:`progress` when the
+        work goes on: that tells the coordinator the subtask runs again.
+
+        Args:
+            reason: What the work waits for, one line for the dashboard and the inbox.
+            max_wait_s: How long it may wait before a person is asked; None for the coordinator's default.
+
+        Raises:
+            ValueError: When ``max_wait_s`` is not positive.
+        """
+        if max_wait_s is not None and not max_wait_s > 0:
+            raise ValueError(f"max_wait_s must be positive, not {max_wait_s!r}")
+        if self._blocked is not None:
+            await self._blocked(reason, max_wait_s)
+
+    # -- pause and cancel ---------------------------------------------------------------------------------
+    @property
+    def paused(self) -> bool:
+        """True while the execution (or this task) is paused; :meth:`checkpoint` waits until it is resumed."""
+        return self._paused
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the attempt is cancelled or taken away; its result would be ignored."""
+        return self._cancelled.is_set()
+
+    @property
+    def stop_reason(self) -> str:
+        """Why the attempt was paused or cancelled, as the coordinator said; "" when it was not."""
+        return self._stop_reason
+
+    async def checkpoint(self) -> None:
+        """A safe point of the work: return at once when running, wait while paused.
+
+        Raises:
+            WorkCancelled: When the attempt is cancelled, also while waiting in a pause.
+        """
+        while True:
+            if self._cancelled.is_set():
+                raise WorkCancelled(self._stop_reason or "the work was cancelled")
+            if not self._paused:
+                return
+            await self._resumed.wait()
+
+    async def wait_cancelled(self) -> None:
+        """Return once the attempt is cancelled; to race against an outside wait with ``asyncio.wait``."""
+        await self._cancelled.wait()
+
+    def set_paused(self, paused: bool, reason: str = "") -> None:
+        """Pause or resume; called by the runtime when the coordinator pauses or resumes the work."""
+        if self._cancelled.is_set():
+            return
+        self._paused, self._stop_reason = paused, reason if paused else ""
+        if paused:
+            self._resumed.clear()
+        else:
+            self._resumed.set()
+
+    def cancel(self, reason: str) -> None:
+        """Cancel the attempt; called by the runtime when the coordinator ends it. Only the first call counts."""
+        if self._cancelled.is_set():
+            return
+        self._stop_reason = reason
+        self._cancelled.set()
+        self._resumed.set()  # wake a checkpoint that waits in a pause, so that it raises
 
 
 @dataclass(frozen=True)
@@ -180,16 +299,28 @@ class Agent:
         name: Human-readable name.
         role: What the agent is for, shown on the dashboard.
         capabilities: The actions it offers; action names must be unique.
+        accept: Optional hook called with each offer before any work starts; it returns (or raises) a
+            :class:`RejectOffer` to turn the offer down (over budget, not allowed, ...), None to take it.
+            It may be sync or async.
 
     Raises:
         ValueError: On an unsafe id or a duplicate action.
     """
 
-    def __init__(self, agent_id: str, name: str, *, role: str = "", capabilities: Iterable[Capability]) -> None:
+    def __init__(
+        self,
+        agent_id: str,
+        name: str,
+        *,
+        role: str = "",
+        capabilities: Iterable[Capability],
+        accept: AcceptFn | None = None,
+    ) -> None:
         self.agent_id = check_id(agent_id, "agent id")
         self.name = name
         self.role = role
         self.capabilities = list(capabilities)
+        self._accept = accept
         self._by_action: Mapping[str, Capability] = {c.action: c for c in self.capabilities}
         if len(self._by_action) != len(self.capabilities):
             raise ValueError(f"agent {agent_id} lists an action twice")
@@ -202,6 +333,21 @@ class Agent:
     def capability(self, action: str) -> Capability | None:
         """The capability for ``action``, or None when the agent does not offer it."""
         return self._by_action.get(action)
+
+    async def can_accept(self, offer: TaskOffer) -> RejectOffer | None:
+        """None when the agent takes ``offer``, else why not; asks the ``accept`` hook, if any.
+
+        Subclasses may override it instead of passing a hook.
+        """
+        if self._accept is None:
+            return None
+        try:
+            verdict = self._accept(offer)
+            if inspect.isawaitable(verdict):
+                verdict = await verdict
+        except RejectOffer as exc:
+            return exc
+        return verdict
 
     def card(
         self,

@@ -1,0 +1,180 @@
+"""Follow the coordinator's decisions about one execution and pass pause and cancel on to running work.
+
+While an agent works on subtasks of an execution, an :class:`ExecutionWatch` holds core NATS
+subscriptions on that execution's ``execution_state``, ``subtask_state`` and ``task_paused`` events
+and updates the :class:`~planexe_ax.agents.sdk.TaskContext` of each attempt it runs:
+
+* ``execution_state`` PAUSED pauses every attempt of the execution, RUNNING resumes them, and a final
+  state (CANCELLED, FAILED, COMPLETED) cancels them;
+* ``task_paused`` pauses or resumes the attempts of one task;
+* ``subtask_state`` cancels an attempt when the coordinator has taken it away: a later attempt of the
+  same subtask was decided (re-dispatched, reassigned), or the attempt's subtask left the states in
+  which an agent holds it (cancelled, failed, timed out into RETRY_WAIT, handed to a person).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js.errors import NotFoundError
+
+from planexe_ax.agents.sdk import TaskContext
+from planexe_ax.bus import (
+    TERMINAL_EXECUTION,
+    TERMINAL_TASK,
+    Bus,
+    Event,
+    ExecutionState,
+    ExecutionStatus,
+    SubtaskState,
+    TaskPaused,
+    TaskStatus,
+    decode_event,
+)
+
+log = logging.getLogger(__name__)
+
+HELD = frozenset({TaskStatus.DISPATCHED, TaskStatus.RUNNING, TaskStatus.BLOCKED})
+"""Subtask states in which the agent that took the attempt still holds it."""
+KINDS = ("execution_state", "task_paused", "subtask_state")
+
+ErrorFn = Callable[[str, BaseException], None]
+
+
+def takes_attempt_away(event: SubtaskState, attempt: int) -> bool:
+    """True when ``event`` (about the subtask of ``attempt``) means the attempt's work is over.
+
+    A later attempt, whatever its state, supersedes this one; for this attempt, any state other than
+    DISPATCHED, RUNNING or BLOCKED ends it. Earlier attempts' news is ignored; an event without an
+    attempt number ends the work only when the subtask is final.
+    """
+    if event.attempt is None:
+        return event.status in TERMINAL_TASK
+    if event.attempt != attempt:
+        return event.attempt > attempt
+    return event.status not in HELD
+
+
+class ExecutionWatch:
+    """The decision events of one execution, applied to the agent's attempts in it.
+
+    Args:
+        bus: The connection.
+        execution_id: The execution to follow.
+        on_error: Called with a description and the exception when an event cannot be read.
+    """
+
+    def __init__(self, bus: Bus, execution_id: str, on_error: ErrorFn) -> None:
+        self.bus = bus
+        self.execution_id = execution_id
+        self.on_error = on_error
+        self.contexts: list[TaskContext] = []
+        self.cancelled = ""
+        self._execution_paused: str | None = None
+        self._paused_tasks: dict[str, str] = {}
+        self._seen_execution_state = False
+        self._subs: list[Subscription] = []
+
+    # -- lifecycle ----------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Subscribe, make sure the server has the interest, then read the execution's latest state.
+
+        The latest ``execution_state`` is read after subscribing, so an execution paused or ended before
+        the offer was picked up is seen and no later change falls between the two.
+        """
+        subjects = self.bus.subjects
+        try:
+            for kind in KINDS:
+                subject = subjects.event(self.execution_id, kind)
+                self._subs.append(await self.bus.nc.subscribe(subject, cb=self._on_msg))
+            await self.bus.nc.flush()
+            await self._catch_up()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        """Drop the subscriptions."""
+        subs, self._subs = self._subs, []
+        for sub in subs:
+            try:
+                await sub.unsubscribe()
+            except Exception as exc:  # a closed connection has dropped them anyway
+                self.on_error("unsubscribe failed", exc)
+
+    async def _catch_up(self) -> None:
+        subject = self.bus.subjects.event(self.execution_id, "execution_state")
+        try:
+            raw = await self.bus.js.get_last_msg(self.bus.subjects.events_stream, subject)
+        except NotFoundError:
+            return
+        if self._seen_execution_state:
+            return  # a live event came in meanwhile; it is at least as new
+        try:
+            event = decode_event(raw.data or b"")
+        except ValueError as exc:
+            self.on_error("unreadable execution state", exc)
+            return
+        self.apply(event)
+
+    # -- attempts -----------------------------------------------------------------------------------------
+    def add(self, ctx: TaskContext) -> None:
+        """Follow ``ctx``; it is paused or cancelled at once when the execution already is."""
+        self.contexts.append(ctx)
+        self._update(ctx)
+
+    def remove(self, ctx: TaskContext) -> None:
+        """Stop following ``ctx``."""
+        self.contexts = [c for c in self.contexts if c is not ctx]
+
+    # -- events -------------------------------------------------------------------------------------------
+    async def _on_msg(self, msg: Msg) -> None:
+        try:
+            event = decode_event(msg.data)
+        except ValueError as exc:  # the coordinator and the projector dead-letter it; here it is skipped
+            self.on_error(f"unreadable event on {msg.subject}", exc)
+            return
+        self.apply(event)
+
+    def apply(self, event: Event) -> None:
+        """Apply one decision event of the execution to the attempts followed."""
+        if event.execution_id != self.execution_id:
+            return
+        if isinstance(event, ExecutionState):
+            self._seen_execution_state = True
+            if event.status in TERMINAL_EXECUTION:
+                self.cancelled = f"execution {event.status.value.lower()}" + (
+                    f": {event.reason}" if event.reason else ""
+                )
+            elif event.status == ExecutionStatus.PAUSED:
+                self._execution_paused = event.reason or "execution paused"
+            elif event.status == ExecutionStatus.RUNNING:
+                self._execution_paused = None
+            for ctx in self.contexts:
+                self._update(ctx)
+        elif isinstance(event, TaskPaused) and event.task_id:
+            if event.paused:
+                self._paused_tasks[event.task_id] = "task paused" + (f" by {event.by}" if event.by else "")
+            else:
+                self._paused_tasks.pop(event.task_id, None)
+            for ctx in self.contexts:
+                if ctx.task_id == event.task_id:
+                    self._update(ctx)
+        elif isinstance(event, SubtaskState):
+            for ctx in self.contexts:
+                if ctx.subtask_id == event.subtask_id and takes_attempt_away(event, ctx.attempt):
+                    why = f"subtask {event.status.value.lower()} (attempt {event.attempt})"
+                    ctx.cancel(why + (f": {event.reason}" if event.reason else ""))
+
+    def _update(self, ctx: TaskContext) -> None:
+        if self.cancelled:
+            ctx.cancel(self.cancelled)
+            return
+        reason = self._execution_paused or self._paused_tasks.get(ctx.task_id)
+        if reason is not None:
+            ctx.set_paused(True, reason)
+        elif ctx.paused:
+            ctx.set_paused(False)

@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from planexe_ax.bus import (
     CommandRejected,
-    ExecutionCreated,
     ExecutionState,
     ExecutionStatus,
     SubtaskProgress,
@@ -17,13 +15,9 @@ from planexe_ax.bus import (
     TaskState,
     TaskStatus,
 )
-from planexe_ax.bus.messages import EventBase
 from planexe_ax.projector import make_engine, make_session_factory, table_dump, upgrade
-from planexe_ax.projector.handlers import apply_event
 from planexe_ax.projector.models import Execution, ExecutionSubtask, ExecutionTask
-from tests.integration.test_projector_service import at, sample_plan
-
-Sessions = async_sessionmaker[AsyncSession]
+from tests.helpers.projector_factories import Feed, Sessions, at, created
 
 
 @pytest.fixture
@@ -32,24 +26,6 @@ async def sessions(sqlite_url: str) -> AsyncIterator[Sessions]:
     engine = make_engine(sqlite_url)
     yield make_session_factory(engine)
     await engine.dispose()
-
-
-class Feed:
-    def __init__(self, sessions: Sessions) -> None:
-        self.sessions = sessions
-        self.seq = 0
-
-    async def __call__(self, *events: EventBase) -> list[bool]:
-        applied = []
-        async with self.sessions.begin() as session:
-            for event in events:
-                self.seq += 1
-                applied.append(await apply_event(session, event, self.seq))  # type: ignore[arg-type]
-        return applied
-
-
-def created(execution_id: str = "e1") -> ExecutionCreated:
-    return ExecutionCreated(execution_id=execution_id, ts=at(0), plan=sample_plan())
 
 
 async def test_events_of_an_unknown_execution_are_stored_only(sessions: Sessions) -> None:
@@ -109,7 +85,7 @@ async def test_subtask_state_semantics(sessions: Sessions) -> None:
     feed = Feed(sessions)
 
     def state(t: float, status: TaskStatus, **kw: object) -> SubtaskState:
-        return SubtaskState(execution_id="e1", ts=at(t), task_id="t1", subtask_id="s1", status=status, **kw)  # type: ignore[arg-type]
+        return SubtaskState(execution_id="e1", ts=at(t), task_id="t1", subtask_id="s1", status=status, **kw)
 
     await feed(created(), state(1, TaskStatus.RUNNING, attempt=3, agent_id="a1"))
     await feed(SubtaskProgress(execution_id="e1", ts=at(2), task_id="t1", subtask_id="s1", percent=30.0))

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
 from planexe_ax.projector import downgrade, make_engine, upgrade
@@ -27,6 +27,8 @@ TABLES = {
     "execution_events",
     "projector_checkpoints",
 }
+TABLES_0002 = {*TABLES, "inbox_items"}
+SUBTASK_COLUMNS_0002 = {"reason", "confidence", "not_before", "deadline"}
 WAIT_S = 60.0
 
 
@@ -49,7 +51,7 @@ def schema_diff(conn: Connection) -> list[Any]:
 
 async def test_upgrade_downgrade_upgrade(database_url: str) -> None:
     await asyncio.wait_for(upgrade(database_url), WAIT_S)
-    assert await inspect_db(database_url, table_names) == {*TABLES, "alembic_version"}
+    assert await inspect_db(database_url, table_names) == {*TABLES_0002, "alembic_version"}
     await asyncio.wait_for(upgrade(database_url), WAIT_S)  # at head already: nothing to do
 
     await asyncio.wait_for(downgrade(database_url), WAIT_S)
@@ -57,6 +59,79 @@ async def test_upgrade_downgrade_upgrade(database_url: str) -> None:
 
     await asyncio.wait_for(upgrade(database_url, "0001"), WAIT_S)
     assert await inspect_db(database_url, table_names) == {*TABLES, "alembic_version"}
+
+
+def subtask_columns(conn: Connection) -> set[str]:
+    return {column["name"] for column in inspect(conn).get_columns("execution_subtasks")}
+
+
+def inbox_indexes(conn: Connection) -> list[tuple[str | None, list[str | None]]]:
+    return [(index["name"], list(index["column_names"])) for index in inspect(conn).get_indexes("inbox_items")]
+
+
+def subtask_indexes(conn: Connection) -> list[str]:
+    return sorted(str(index["name"]) for index in inspect(conn).get_indexes("execution_subtasks"))
+
+
+def version(conn: Connection) -> str | None:
+    return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+TS = "'2025-03-01 09:00:00'"
+ROWS_0001 = [
+    f"INSERT INTO plans (plan_id, title, goal, plan, created_at) VALUES ('p1', 't', 'g', '{{}}', {TS})",
+    "INSERT INTO executions (execution_id, plan_id, status, reason, created_at, updated_at)"
+    f" VALUES ('e1', 'p1', 'RUNNING', '', {TS}, {TS})",
+    "INSERT INTO execution_tasks (execution_id, task_id, status, attempts, reason)"
+    " VALUES ('e1', 't1', 'RUNNING', 1, '')",
+    "INSERT INTO execution_subtasks (execution_id, task_id, subtask_id, action, status, attempt, progress, updated_at)"
+    f" VALUES ('e1', 't1', 's1', 'echo', 'FAILED', 1, 50.0, {TS})",
+]
+
+
+async def run_sql(url: str, statements: list[str]) -> None:
+    engine = make_engine(url)
+    try:
+        async with engine.begin() as conn:
+            for statement in statements:
+                await conn.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
+def subtask_rows(conn: Connection) -> list[dict[str, Any]]:
+    result = conn.execute(text("SELECT * FROM execution_subtasks"))
+    return [{k: v for k, v in row.items() if k in {"subtask_id", "status", "progress", *SUBTASK_COLUMNS_0002}}
+            for row in result.mappings()]  # fmt: skip
+
+
+async def test_0002_up_and_down_keeps_the_rows_of_0001(database_url: str) -> None:
+    await asyncio.wait_for(upgrade(database_url, "0001"), WAIT_S)
+    assert not SUBTASK_COLUMNS_0002 & await inspect_db(database_url, subtask_columns)
+    await run_sql(database_url, ROWS_0001)
+
+    await asyncio.wait_for(upgrade(database_url, "0002"), WAIT_S)
+    assert await inspect_db(database_url, version) == "0002"
+    assert await inspect_db(database_url, table_names) == {*TABLES_0002, "alembic_version"}
+    assert await inspect_db(database_url, subtask_columns) >= SUBTASK_COLUMNS_0002
+    assert await inspect_db(database_url, subtask_rows) == [
+        {"subtask_id": "s1", "status": "FAILED", "progress": 50.0, "reason": "", "confidence": None,
+         "not_before": None, "deadline": None}
+    ]  # fmt: skip
+    assert await inspect_db(database_url, inbox_indexes) == [("ix_inbox_items_execution_id", ["execution_id"])]
+    assert await inspect_db(database_url, subtask_indexes) == ["ix_execution_subtasks_execution_subtask"]
+    assert await inspect_db(database_url, schema_diff) == []
+
+    await asyncio.wait_for(downgrade(database_url, "0001"), WAIT_S)
+    assert await inspect_db(database_url, version) == "0001"
+    assert await inspect_db(database_url, table_names) == {*TABLES, "alembic_version"}
+    assert not SUBTASK_COLUMNS_0002 & await inspect_db(database_url, subtask_columns)
+    assert await inspect_db(database_url, subtask_rows) == [{"subtask_id": "s1", "status": "FAILED", "progress": 50.0}]
+    assert await inspect_db(database_url, subtask_indexes) == ["ix_execution_subtasks_execution_subtask"]
+
+    await asyncio.wait_for(upgrade(database_url), WAIT_S)
+    assert await inspect_db(database_url, version) == "0002"
+    assert await inspect_db(database_url, schema_diff) == []
 
 
 async def test_the_migration_matches_the_models(database_url: str) -> None:

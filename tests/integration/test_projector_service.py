@@ -33,50 +33,15 @@ from planexe_ax.bus import (
     topology,
 )
 from planexe_ax.bus.messages import EventBase
-from planexe_ax.projector import Projector, execution_report, execution_status, table_dump
+from planexe_ax.projector import Projector, execution_report, execution_status, inbox_items, table_dump
 from planexe_ax.projector.models import Agent, ExecutionEvent, ProjectorCheckpoint
 from tests.helpers.eventually import eventually
+from tests.helpers.projector_factories import at, people_scenario, sample_plan
 
 pytestmark = [pytest.mark.nats, pytest.mark.postgres]
 
-T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 EXECUTION = "e1"
 WAIT_S = 30.0
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
-
-
-def sample_plan(plan_id: str = "p1") -> Plan:
-    return Plan(
-        plan_id=plan_id,
-        goal="Find ten leads",
-        title="Leads",
-        phases=[
-            Phase(
-                phase_id="ph1",
-                name="Research",
-                tasks=[
-                    Task(
-                        task_id="t1",
-                        title="Search",
-                        assignee_role="researcher",
-                        estimated_hours=2.5,
-                        subtasks=[
-                            Subtask(subtask_id="s1", action="web_search", params={"q": "x"}),
-                            Subtask(subtask_id="s2", action="summarise"),
-                        ],
-                    )
-                ],
-            ),
-            Phase(
-                phase_id="ph2",
-                name="Outreach",
-                tasks=[Task(task_id="t2", title="Email", subtasks=[Subtask(subtask_id="s3", action="send_email")])],
-            ),
-        ],
-    )
 
 
 def scenario(execution_id: str = EXECUTION) -> list[EventBase]:
@@ -204,7 +169,8 @@ async def test_projects_a_whole_run(bus: Bus, database_url: str) -> None:
     assert s1 == {
         "execution_id": EXECUTION, "task_id": "t1", "subtask_id": "s1", "action": "web_search",
         "status": "COMPLETED", "attempt": 2, "agent_id": "a2", "progress": 100.0, "output": {"n": 10},
-        "error": None, "started_at": at(5), "finished_at": at(7), "updated_at": at(7),
+        "confidence": None, "error": None, "reason": "", "not_before": None, "deadline": None,
+        "started_at": at(5), "finished_at": at(7), "updated_at": at(7),
     }  # fmt: skip
     assert [(r["task_id"], r["phase_id"], r["phase_name"], r["position"]) for r in dump["plan_tasks"]] == [
         ("t1", "ph1", "Research", 0),
@@ -275,6 +241,32 @@ async def test_replay_into_an_empty_database_gives_the_same_tables(bus: Bus, dat
     assert len(dump1["executions"]) == 2
     assert len(dump1["plans"]) == 1
     assert dump1["execution_events"][-1]["execution_id"] == "ghost"
+
+
+async def test_replay_with_people_in_the_loop_gives_the_same_tables(bus: Bus, database_url: str, tmp_path: Any) -> None:
+    await publish_all(bus, people_scenario("e1"))
+    await publish_all(bus, people_scenario("e2")[:12])
+    async with Projector(bus, database_url) as first:
+        await drain(first)
+        dump1 = await table_dump(first.sessions)
+        inbox1 = await inbox_items(first.sessions, include_closed=True)
+    replay_url = f"sqlite+aiosqlite:///{tmp_path / 'replay.sqlite3'}"
+    async with Projector(bus, replay_url, durable="projector-replay") as second:
+        await drain(second)
+        assert second.dead_lettered == 0
+        dump2 = await table_dump(second.sessions)
+        inbox2 = await inbox_items(second.sessions, include_closed=True)
+    assert dump1 == dump2
+    assert inbox1 == inbox2
+    assert [(row["item_id"], row["status"]) for row in dump1["inbox_items"]] == [
+        ("e1-s1-5", "closed"),
+        ("e1-s2-4", "open"),
+        ("e1-s3-2", "closed"),
+        ("e1-t1-1", "closed"),
+        ("e2-t1-1", "closed"),
+    ]
+    types = {row["type"] for row in dump1["execution_events"]}
+    assert {"task_paused", "task_reassigned", "subtask_rejected", "subtask_blocked", "inbox_opened"} <= types
 
 
 async def test_malformed_events_go_to_the_dlq_and_projection_goes_on(bus: Bus, sqlite_url: str) -> None:

@@ -2,7 +2,7 @@
 
 from planexe_ax.projector.db import make_engine, make_session_factory
 from planexe_ax.projector.migrate import downgrade, upgrade
-from planexe_ax.projector.queries import execution_report, execution_status, table_dump
+from planexe_ax.projector.queries import execution_report, execution_status, inbox_item, inbox_items, table_dump
 from planexe_ax.projector.service import Projector
 
 __all__ = [
@@ -10,6 +10,8 @@ __all__ = [
     "downgrade",
     "execution_report",
     "execution_status",
+    "inbox_item",
+    "inbox_items",
     "make_engine",
     "make_session_factory",
     "table_dump",

@@ -20,6 +20,8 @@ from planexe_ax.bus import (
     ExecutionCreated,
     ExecutionState,
     ExecutionStatus,
+    InboxClosed,
+    InboxOpened,
     Plan,
     SubtaskProgress,
     SubtaskState,
@@ -27,10 +29,13 @@ from planexe_ax.bus import (
     TaskStatus,
 )
 from planexe_ax.projector.models import (
+    INBOX_CLOSED,
+    INBOX_OPEN,
     Execution,
     ExecutionEvent,
     ExecutionSubtask,
     ExecutionTask,
+    InboxItem,
     PlanRow,
     PlanSubtask,
     PlanTask,
@@ -126,7 +131,11 @@ async def on_execution_created(session: AsyncSession, event: ExecutionCreated) -
             agent_id=None,
             progress=0.0,
             output=None,
+            confidence=None,
             error=None,
+            reason="",
+            not_before=None,
+            deadline=None,
             started_at=None,
             finished_at=None,
             updated_at=event.ts,
@@ -205,18 +214,25 @@ async def on_task_state(session: AsyncSession, event: TaskState) -> None:
 
 
 async def on_subtask_state(session: AsyncSession, event: SubtaskState) -> None:
-    """Set a subtask's status, attempt, agent, output and error, and raise its task's attempt count."""
+    """Set a subtask's status, reason, attempt, agent, output and error, and raise its task's attempt count.
+
+    ``not_before`` (RETRY_WAIT) and ``deadline`` (BLOCKED) describe the state they come with, so every state
+    sets them, to None when absent. The agent is stored as given: ``person-...`` when a person did the work.
+    """
     row = await _subtask(session, event.execution_id, event.task_id, event.subtask_id)
     if row is None:
         _log_unknown(event)
         return
-    row.status, row.updated_at = event.status.value, event.ts
+    row.status, row.reason, row.updated_at = event.status.value, event.reason, event.ts
+    row.not_before, row.deadline = event.not_before, event.deadline
     if event.attempt is not None:
         row.attempt = event.attempt
     if event.agent_id is not None:
         row.agent_id = event.agent_id
     if event.output is not None:
         row.output = event.output
+    if event.confidence is not None:
+        row.confidence = event.confidence
     if event.status == TaskStatus.RUNNING:
         # A new attempt: what the previous attempt ended with no longer describes the subtask.
         row.started_at, row.finished_at, row.error = event.ts, None, None
@@ -255,6 +271,53 @@ async def _subtask(
     return (await session.scalars(query.limit(1))).first()
 
 
+async def on_inbox_opened(session: AsyncSession, event: InboxOpened) -> None:
+    """Add an open inbox item; an item id already known keeps its first opening."""
+    if await session.get(InboxItem, event.item_id) is not None:
+        log.warning("inbox item already opened", extra={"event_id": event.event_id, "item_id": event.item_id})
+        return
+    session.add(
+        InboxItem(
+            item_id=event.item_id,
+            execution_id=event.execution_id,
+            task_id=event.task_id,
+            subtask_id=event.subtask_id,
+            attempt=event.attempt,
+            kind=event.kind,
+            title=event.title,
+            reason=event.reason,
+            action=event.action,
+            params=event.params,
+            output=event.output,
+            confidence=event.confidence,
+            actions=list(event.actions),
+            status=INBOX_OPEN,
+            resolution=None,
+            resolved_by=None,
+            comment=None,
+            resolution_output=None,
+            opened_at=event.ts,
+            closed_at=None,
+        )
+    )
+
+
+async def on_inbox_closed(session: AsyncSession, event: InboxClosed) -> None:
+    """Close an open inbox item with its resolution, who answered, the comment and any output."""
+    row = await session.get(InboxItem, event.item_id)
+    if row is None or row.execution_id != event.execution_id:
+        log.warning(
+            "event for an unknown inbox item stored, not applied",
+            extra={"event_id": event.event_id, "execution_id": event.execution_id, "item_id": event.item_id},
+        )
+        return
+    if row.status == INBOX_CLOSED:
+        log.warning("inbox item already closed", extra={"event_id": event.event_id, "item_id": event.item_id})
+        return
+    row.status, row.resolution, row.resolved_by = INBOX_CLOSED, event.resolution, event.by
+    row.comment, row.resolution_output, row.closed_at = event.comment, event.output, event.ts
+
+
 def _log_unknown(event: Event) -> None:
     log.warning(
         "event for an unknown task or subtask stored, not applied",
@@ -268,11 +331,24 @@ def _log_unknown(event: Event) -> None:
     )
 
 
-# subtask_started, subtask_result and command_rejected are kept as events only.
 HANDLERS: dict[str, Handler] = {
     "execution_created": on_execution_created,
     "execution_state": on_execution_state,
     "task_state": on_task_state,
     "subtask_state": on_subtask_state,
     "subtask_progress": on_subtask_progress,
+    "inbox_opened": on_inbox_opened,
+    "inbox_closed": on_inbox_closed,
 }
+EVENT_ONLY = frozenset(
+    {
+        "command_rejected",
+        "task_paused",
+        "task_reassigned",
+        "subtask_started",
+        "subtask_rejected",
+        "subtask_blocked",
+        "subtask_result",
+    }
+)
+"""Event types kept in ``execution_events`` only: their effect on the read model comes as decision events."""

@@ -27,7 +27,9 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 ID = String(128)
+ITEM_ID = String(255)  # built by the coordinator from the execution id, a task or subtask id and a version
 STATUS = String(32)
+INBOX_OPEN, INBOX_CLOSED = "open", "closed"
 # none_as_null: a Python None is SQL NULL, not the JSON value null.
 JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
@@ -163,10 +165,41 @@ class ExecutionSubtask(Base):
     agent_id: Mapped[str | None] = mapped_column(ID)
     progress: Mapped[float] = mapped_column(Float)
     output: Mapped[dict[str, Any] | None]
+    confidence: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    not_before: Mapped[datetime | None]
+    deadline: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     updated_at: Mapped[datetime]
+
+
+class InboxItem(Base):
+    """Work for a person (a human task, an approval, a review or an escalation) and how it was answered."""
+
+    __tablename__ = "inbox_items"
+
+    item_id: Mapped[str] = mapped_column(ITEM_ID, primary_key=True)
+    execution_id: Mapped[str] = mapped_column(ID, ForeignKey("executions.execution_id", ondelete="CASCADE"), index=True)
+    task_id: Mapped[str | None] = mapped_column(ID)
+    subtask_id: Mapped[str | None] = mapped_column(ID)
+    attempt: Mapped[int | None] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(STATUS)
+    title: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(String(64))
+    params: Mapped[dict[str, Any]]
+    output: Mapped[dict[str, Any] | None]
+    confidence: Mapped[float | None] = mapped_column(Float)
+    actions: Mapped[list[Any]]
+    status: Mapped[str] = mapped_column(STATUS)
+    resolution: Mapped[str | None] = mapped_column(Text)
+    resolved_by: Mapped[str | None] = mapped_column(Text)
+    comment: Mapped[str | None] = mapped_column(Text)
+    resolution_output: Mapped[dict[str, Any] | None]
+    opened_at: Mapped[datetime]
+    closed_at: Mapped[datetime | None]
 
 
 class ExecutionEvent(Base):
@@ -204,5 +237,6 @@ READ_MODEL_TABLES = (
     Execution,
     ExecutionTask,
     ExecutionSubtask,
+    InboxItem,
     ExecutionEvent,
 )

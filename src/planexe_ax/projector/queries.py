@@ -9,11 +9,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from planexe_ax.projector.models import (
+    INBOX_OPEN,
     READ_MODEL_TABLES,
     Base,
     Execution,
     ExecutionSubtask,
     ExecutionTask,
+    InboxItem,
     PlanSubtask,
     PlanTask,
 )
@@ -114,6 +116,54 @@ async def _subtasks(session: AsyncSession, execution: Execution) -> list[Executi
         .order_by(ExecutionSubtask.task_id, PlanSubtask.position, ExecutionSubtask.subtask_id)
     )
     return list(await session.scalars(query))
+
+
+async def inbox_items(
+    session_factory: Sessions, *, execution_id: str | None = None, include_closed: bool = False
+) -> list[dict[str, Any]]:
+    """Inbox items, oldest first.
+
+    Args:
+        session_factory: Sessions of the read model.
+        execution_id: Only the items of this execution; None for every execution.
+        include_closed: Closed items too; by default only the open ones.
+
+    Returns:
+        One dict per item as :func:`inbox_item` gives it.
+    """
+    query = select(InboxItem).order_by(InboxItem.opened_at, InboxItem.item_id)
+    if execution_id is not None:
+        query = query.where(InboxItem.execution_id == execution_id)
+    if not include_closed:
+        query = query.where(InboxItem.status == INBOX_OPEN)
+    async with session_factory() as session:
+        return [_inbox_dict(row) for row in await session.scalars(query)]
+
+
+async def inbox_item(session_factory: Sessions, item_id: str) -> dict[str, Any] | None:
+    """One inbox item, open or closed.
+
+    Args:
+        session_factory: Sessions of the read model.
+        item_id: The item.
+
+    Returns:
+        Every column of ``inbox_items`` (``item_id``, ``execution_id``, ``task_id``, ``subtask_id``, ``attempt``,
+        ``kind``, ``title``, ``reason``, ``action``, ``params``, ``output``, ``confidence``, ``actions``,
+        ``status`` (``open`` or ``closed``), ``resolution``, ``resolved_by``, ``comment``, ``resolution_output``,
+        ``opened_at``, ``closed_at``) with times as ISO 8601 UTC text or None; None when the item is unknown.
+    """
+    async with session_factory() as session:
+        row = await session.get(InboxItem, item_id)
+        return None if row is None else _inbox_dict(row)
+
+
+def _inbox_dict(row: InboxItem) -> dict[str, Any]:
+    item: dict[str, Any] = {}
+    for column in InboxItem.__table__.columns:
+        value = getattr(row, column.key)
+        item[column.key] = iso(value) if isinstance(value, datetime) else value
+    return item
 
 
 async def table_dump(session_factory: Sessions) -> dict[str, list[dict[str, Any]]]:

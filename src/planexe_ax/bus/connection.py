@@ -34,6 +34,7 @@ class Bus:
     subjects: Subjects
     settings: Settings
     _kv: KeyValue | None = field(default=None, repr=False)
+    closing: bool = False
 
     async def publish(self, subject: str, message: WireModel, msg_id: str | None = None) -> PubAck:
         """Publish ``message`` to a stream subject and wait for the stream's ack.
@@ -96,6 +97,7 @@ class Bus:
         """
         if self.nc.is_closed:
             return
+        self.closing = True
         try:
             await self.nc.flush(timeout=5)
         except Exception:  # a connection that is already gone has nothing left to flush
@@ -113,12 +115,16 @@ async def connect(settings: Settings, url: str, name: str, provision: bool = Tru
         provision: Create or update streams, shared consumers and the agents bucket.
     """
     ensure_tracer_provider()
+    made: list[Bus] = []  # lets the callbacks tell a close we asked for from a lost connection
 
     async def on_error(exc: Exception) -> None:
         log.warning("nats error", extra={"client": name, "error": repr(exc)})
 
     async def on_disconnect() -> None:
-        log.warning("nats disconnected", extra={"client": name})
+        if made and made[0].closing:
+            log.debug("nats connection closed", extra={"client": name})
+        else:
+            log.warning("nats disconnected", extra={"client": name})
 
     async def on_reconnect() -> None:
         log.info("nats reconnected", extra={"client": name})
@@ -136,4 +142,5 @@ async def connect(settings: Settings, url: str, name: str, provision: bool = Tru
     subjects = Subjects(settings.namespace)
     if provision:
         await ensure_topology(js, subjects, settings)
-    return Bus(nc=nc, js=js, subjects=subjects, settings=settings)
+    made.append(Bus(nc=nc, js=js, subjects=subjects, settings=settings))
+    return made[0]

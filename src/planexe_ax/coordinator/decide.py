@@ -97,7 +97,7 @@ class Decider:
                               actions=ACTIONS[kind], **extra))  # fmt: skip
 
     def close_inbox(self, item_id: str, resolution: str, by: str = "", comment: str = "", **extra: Any) -> None:
-        self.emit(InboxClosed(event_id=f"{self.run.execution_id}:ic:{item_id}", item_id=item_id,
+        self.emit(InboxClosed(event_id=f"{item_id}:closed", item_id=item_id,
                               execution_id=self.run.execution_id, ts=self.now, resolution=resolution, by=by,
                               comment=comment, **extra))  # fmt: skip
 

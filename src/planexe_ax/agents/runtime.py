@@ -195,14 +195,18 @@ class AgentRuntime:
         timeout = self.idle_timeout_s if until_idle else self.fetch_timeout_s
         try:
             while await self._acquire(stop):
-                handed_off = False
+                # There is room. Fetch without holding the permit: a loop idling in a fetch on one consumer
+                # must not keep the permit that another consumer's offer needs now. Loops that race for the
+                # last permit wait for it below, holding at most one offer each.
+                self._sem.release()
                 try:
                     if sub is None:
                         sub = await self.bus.js.pull_subscribe_bind(durable, self.bus.subjects.tasks_stream)
                     msg = await self._fetch_one(sub, timeout)
                     if msg is not None:
+                        await self._sem.acquire()
                         self._spawn(msg)
-                        handed_off, backoff = True, 0.1
+                        backoff = 0.1
                     elif until_idle and not self._inflight:
                         return
                 except ConnectionClosedError:
@@ -215,9 +219,6 @@ class AgentRuntime:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), backoff)
                     backoff = min(backoff * 2, 5.0)
-                finally:
-                    if not handed_off:
-                        self._sem.release()
         finally:
             if sub is not None:
                 with contextlib.suppress(Exception):

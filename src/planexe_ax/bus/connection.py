@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import nats
 from nats.aio.client import Client as NATS
@@ -13,7 +14,7 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from nats.js.kv import KeyValue
 
-from planexe_ax.bus.messages import CommandBase, DeadLetter, EventBase, TaskOffer, WireModel
+from planexe_ax.bus.messages import CommandBase, DeadLetter, EventBase, TaskOffer, WireModel, utcnow
 from planexe_ax.bus.subjects import Subjects
 from planexe_ax.bus.topology import ensure_topology
 from planexe_ax.bus.tracing import ensure_tracer_provider, publish_span
@@ -35,6 +36,7 @@ class Bus:
     settings: Settings
     _kv: KeyValue | None = field(default=None, repr=False)
     closing: bool = False
+    reconnected_at: datetime | None = None
 
     async def publish(self, subject: str, message: WireModel, msg_id: str | None = None) -> PubAck:
         """Publish ``message`` to a stream subject and wait for the stream's ack.
@@ -127,6 +129,8 @@ async def connect(settings: Settings, url: str, name: str, provision: bool = Tru
             log.warning("nats disconnected", extra={"client": name})
 
     async def on_reconnect() -> None:
+        if made:
+            made[0].reconnected_at = utcnow()
         log.info("nats reconnected", extra={"client": name})
 
     nc = await nats.connect(

@@ -64,12 +64,19 @@ class AgentDirectory:
             log.warning("agent card ignored", extra={"agent_id": entry.key, "error": str(exc).splitlines()[0]})
 
     async def _publish_if_changed(self) -> None:
-        cutoff = utcnow() - timedelta(seconds=self.bus.settings.agent_ttl_s)
+        ttl = timedelta(seconds=self.bus.settings.agent_ttl_s)
+        now = utcnow()
+        cutoff = now - ttl
         online = {
             agent_id: frozenset(cap.action for cap in card.capabilities)
             for agent_id, card in self.cards.items()
             if card.heartbeat_at >= cutoff
         }
+        reconnected = self.bus.reconnected_at
+        if reconnected is not None and now - reconnected < ttl and self.online is not None:
+            # Our own connection was just lost: agents could not heartbeat either. Until they have had a
+            # full TTL to do so, nobody known to be online is taken for gone.
+            online = {**{a: c for a, c in self.online.items() if a in self.cards}, **online}
         if online != self.online:
             gone = set(self.online or {}) - set(online)
             log.info("agents changed", extra={"online": sorted(online), "offline": sorted(gone)})

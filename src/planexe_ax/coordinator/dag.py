@@ -44,6 +44,9 @@ class PlanGraph:
     subtasks: Mapping[str, Subtask]
     subtask_task: Mapping[str, str]
     subtask_preds: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    outgoing: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    position: Mapping[str, int] = field(default_factory=dict)
+    """Plan order of every task and subtask id, to keep decisions in a stable order."""
 
     @classmethod
     def from_plan(cls, plan: Plan) -> PlanGraph:
@@ -65,12 +68,18 @@ class PlanGraph:
                 else:
                     subtask_preds[sub.subtask_id] = tuple(sub.dependencies)
                 previous = sub.subtask_id
+        outgoing: dict[str, list[str]] = {task_id: [] for task_id in tasks}
+        for edges in incoming.values():
+            for edge in edges:
+                outgoing[edge.pred].append(edge.succ)
         return cls(
             tasks=tasks,
             incoming={k: tuple(v) for k, v in incoming.items()},
             subtasks=subtasks,
             subtask_task=subtask_task,
             subtask_preds=subtask_preds,
+            outgoing={k: tuple(dict.fromkeys(v)) for k, v in outgoing.items()},
+            position={key: i for i, key in enumerate([*tasks, *subtasks])},
         )
 
 

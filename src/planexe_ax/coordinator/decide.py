@@ -58,6 +58,10 @@ class Decider:
         self.run, self.now, self.config, self.agents = run, now, config, agents
         self.effects: list[Effect] = []
         self.wake: datetime | None = None
+        self.dirty: set[str] = set()
+        """Tasks whose state may move: their subtasks or predecessors changed in this round."""
+        self.changed: set[str] = set()
+        """Subtasks changed in this round (their timers need arming)."""
 
     # -- emitting decisions --------------------------------------------------------------------------
     def emit(self, event: Any) -> None:
@@ -73,11 +77,15 @@ class Decider:
                                  ts=self.now, status=status, reason=reason))  # fmt: skip
 
     def set_task(self, task: TaskRun, status: TaskStatus, reason: str = "") -> None:
+        self.dirty.add(task.task_id)
+        self.dirty.update(self.run.graph.outgoing[task.task_id])
         self.emit(TaskState(event_id=f"{self.run.execution_id}:t:{task.task_id}:{task.version}",
                             execution_id=self.run.execution_id, ts=self.now, task_id=task.task_id,
                             status=status, reason=reason))  # fmt: skip
 
     def set_subtask(self, sub: SubtaskRun, status: TaskStatus, **extra: Any) -> None:
+        self.dirty.add(sub.task_id)
+        self.changed.add(sub.subtask_id)
         extra.setdefault("attempt", sub.attempt)
         self.emit(SubtaskState(event_id=f"{self.run.execution_id}:s:{sub.subtask_id}:{sub.version}",
                                execution_id=self.run.execution_id, ts=self.now, task_id=sub.task_id,
@@ -201,26 +209,42 @@ def dispatch(d: Decider, sub: SubtaskRun, agent_id: str | None = None, reason: s
 
 
 # ------------------------------------------------------------------------------------------------ rounds
-def decide(run: ExecutionRun, now: datetime, config: CoreConfig, agents: Agents | None = None) -> list[Effect]:
-    """Everything that must happen now; each decision is already applied to ``run``."""
+def decide(
+    run: ExecutionRun, now: datetime, config: CoreConfig, agents: Agents | None = None, full: bool = True
+) -> list[Effect]:
+    """Everything that must happen now; each decision is already applied to ``run``.
+
+    Args:
+        run: The execution.
+        now: The time of the decision.
+        config: Policy.
+        agents: Online agents, None while unknown.
+        full: Look at every task and timer. False after an agent report: only what the reports touch
+            (and what their decisions touch) is looked at, so a report costs little however wide the plan.
+    """
     d = Decider(run, now, config, agents)
     if run.status in TERMINAL_EXECUTION:
+        run.reported.clear()
         return d.effects
     if run.status == ExecutionStatus.CREATED:
         d.set_execution(ExecutionStatus.QUEUED)
-    for sub in run.subtasks.values():
+    reported = sorted(run.reported, key=run.graph.position.__getitem__)
+    run.reported.clear()
+    for sid in reported:
+        _take_reports(d, run.subtasks[sid])
         if run.status in TERMINAL_EXECUTION:
             return d.effects
-        _take_reports(d, sub)
-        if sub.status not in TERMINAL_TASK and run.status not in TERMINAL_EXECUTION:
-            _check_time(d, sub)
+    if full:
+        for sub in run.subtasks.values():
+            if sub.status not in TERMINAL_TASK and run.status not in TERMINAL_EXECUTION:
+                _check_time(d, sub)
+        d.dirty.update(t for t, task in run.tasks.items() if task.status not in TERMINAL_TASK)
     if run.status in TERMINAL_EXECUTION:
         return d.effects
-    while _advance(d):
-        pass
-    for sub in run.subtasks.values():  # arm the timers of what was just dispatched
-        if sub.status in (TaskStatus.DISPATCHED, TaskStatus.RUNNING, TaskStatus.BLOCKED):
-            _check_time(d, sub)
+    _advance(d)
+    for sid in sorted(d.changed, key=run.graph.position.__getitem__):  # arm the timers of what just moved
+        if run.subtasks[sid].status in (TaskStatus.DISPATCHED, TaskStatus.RUNNING, TaskStatus.BLOCKED):
+            _check_time(d, run.subtasks[sid])
     _settle(d)
     return d.effects
 
@@ -294,38 +318,39 @@ def _check_time(d: Decider, sub: SubtaskRun) -> None:
             d.wake_at(sub.deadline)
 
 
-def _advance(d: Decider) -> bool:
-    """One pass over the open tasks; True when anything changed (so another pass may do more)."""
-    run, changed = d.run, False
+def _advance(d: Decider) -> None:
+    """Move the dirty tasks, in plan order, until no decision makes another task dirty."""
+    run = d.run
     dispatching = run.status in DISPATCHING
-    for task_id, task in run.tasks.items():
-        if task.status in TERMINAL_TASK:
-            continue
-        if task.status == TaskStatus.PENDING and d.allows(task_id, gates_start=True):
-            d.set_task(task, TaskStatus.READY)
-            changed = True
-        if task.status == TaskStatus.READY and dispatching and not task.paused:
-            changed |= _start_task(d, task)
-        if task.status == TaskStatus.RUNNING:
-            changed |= _run_task(d, task, dispatching and not task.paused)
-    return changed
+    while d.dirty:
+        batch = sorted(d.dirty, key=run.graph.position.__getitem__)
+        d.dirty = set()
+        for task_id in batch:
+            task = run.tasks[task_id]
+            if task.status in TERMINAL_TASK:
+                continue
+            if task.status == TaskStatus.PENDING and d.allows(task_id, gates_start=True):
+                d.set_task(task, TaskStatus.READY)
+            if task.status == TaskStatus.READY and dispatching and not task.paused:
+                _start_task(d, task)
+            if task.status == TaskStatus.RUNNING:
+                _run_task(d, task, dispatching and not task.paused)
 
 
-def _start_task(d: Decider, task: TaskRun) -> bool:
+def _start_task(d: Decider, task: TaskRun) -> None:
     spec = d.run.graph.tasks[task.task_id]
     gated = spec.approval_required or any(s.action in d.config.approval_actions for s in spec.subtasks)
     if gated and not task.approved:
         reason = "approval required" if spec.approval_required else "high-impact action needs approval"
         d.set_task(task, TaskStatus.AWAITING_APPROVAL, reason)
         d.open_inbox(task, "approval", reason)
-        return True
+        return
     if d.run.status == ExecutionStatus.QUEUED:
         d.set_execution(ExecutionStatus.RUNNING)
     d.set_task(task, TaskStatus.RUNNING)
-    return True
 
 
-def _run_task(d: Decider, task: TaskRun, dispatching: bool) -> bool:
+def _run_task(d: Decider, task: TaskRun, dispatching: bool) -> None:
     run = d.run
     done = True
     for sub_spec in run.graph.tasks[task.task_id].subtasks:
@@ -345,8 +370,6 @@ def _run_task(d: Decider, task: TaskRun, dispatching: bool) -> bool:
             dispatch(d, sub)
     if done and d.allows(task.task_id, gates_start=False):
         d.set_task(task, TaskStatus.COMPLETED)
-        return True
-    return False
 
 
 def _settle(d: Decider) -> None:

@@ -13,7 +13,10 @@ from planexe_ax.bus.messages import (
     CommandRejected,
     Event,
     ExecutionCreated,
+    ExecutionState,
     ExecutionStatus,
+    InboxClosed,
+    InboxOpened,
     PauseExecution,
     PauseTask,
     Reassign,
@@ -21,8 +24,10 @@ from planexe_ax.bus.messages import (
     ResumeExecution,
     ResumeTask,
     StartExecution,
+    SubtaskState,
     TaskPaused,
     TaskReassigned,
+    TaskState,
     TaskStatus,
 )
 from planexe_ax.coordinator.decide import Decider, decide, dispatch, end, fail_attempt
@@ -30,6 +35,8 @@ from planexe_ax.coordinator.state import Agents, CoreConfig, Effect, Emit, Execu
 from planexe_ax.coordinator.validation import validate_plan
 from planexe_ax.errors import PlanValidationError
 
+DecisionEvents = ExecutionState | TaskState | SubtaskState | TaskPaused | TaskReassigned | InboxOpened | InboxClosed
+"""Decisions read from the stream that were not ours (another coordinator's, or from before a restart)."""
 PAUSABLE = frozenset({ExecutionStatus.QUEUED, ExecutionStatus.RUNNING, ExecutionStatus.BLOCKED})
 REOPENABLE = frozenset(
     {TaskStatus.DISPATCHED, TaskStatus.RUNNING, TaskStatus.RETRY_WAIT, TaskStatus.BLOCKED, TaskStatus.AWAITING_HUMAN}
@@ -81,7 +88,10 @@ class Engine:
         """
         if not self.fold(event):
             return []
-        return self.tick(event.execution_id, now)
+        run = self.runs.get(event.execution_id)
+        if run is None:
+            return []
+        return decide(run, now, self.config, self.agents, full=isinstance(event, ExecutionCreated | DecisionEvents))
 
     def tick(self, execution_id: str, now: datetime) -> list[Effect]:
         """Re-decide an execution (a timer ran out, the agents changed, or the coordinator just rebuilt)."""

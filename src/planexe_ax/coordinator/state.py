@@ -135,6 +135,8 @@ class ExecutionRun:
     subtasks: dict[str, SubtaskRun] = field(default_factory=dict)
     inbox: dict[str, InboxOpened] = field(default_factory=dict)
     applied: set[str] = field(default_factory=set)
+    reported: set[str] = field(default_factory=set)
+    """Subtasks with an agent report not yet decided on."""
 
     @classmethod
     def create(cls, execution_id: str, plan: Plan, pins: dict[str, str] | None = None) -> ExecutionRun:
@@ -253,6 +255,15 @@ def _apply_inbox(run: ExecutionRun, event: InboxOpened | InboxClosed) -> bool:
 
 
 def _apply_report(
+    run: ExecutionRun, event: SubtaskStarted | SubtaskProgress | SubtaskResult | SubtaskRejected | SubtaskBlocked
+) -> bool:
+    if _record_report(run, event):
+        run.reported.add(event.subtask_id or "")
+        return True
+    return False
+
+
+def _record_report(
     run: ExecutionRun, event: SubtaskStarted | SubtaskProgress | SubtaskResult | SubtaskRejected | SubtaskBlocked
 ) -> bool:
     sub = run.subtasks.get(event.subtask_id or "")

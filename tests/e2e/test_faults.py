@@ -1,0 +1,84 @@
+"""Fault tests of issue 4: real processes, a real nats-server of each test's own, a real PostgreSQL read model.
+
+Each test runs a generated plan of 200 subtasks (50 tasks of 4; task i waits on task i-5; one subtask per
+task is a 0.3 s ``slow_step`` served by two `python -m tests.helpers.slow_agent` processes, the others run
+on two `planexe-ax serve agents` processes) and, after 60 subtasks completed, injects one fault:
+
+1. kill -9 a slow agent while a slow step of it is in flight: its lease runs out and another agent does it;
+2. kill -9 the coordinator and start it again: it rebuilds from AX_EVENTS;
+3. kill the nats-server and start it again on the same port and store: every process reconnects;
+4. kill -9 the projector and start it again: it resumes from its checkpoint.
+
+Every test then asserts (``tests.helpers.faults.check_invariants``): `exec wait` exits 0; `exec status
+--json` lists every subtask once, all COMPLETED; the stream holds exactly one ``subtask_state`` COMPLETED per
+subtask and no event id twice; the projected ``execution_events`` of the execution are exactly the stream's
+(same sequences and ids); and the read model equals a fresh replay of the whole stream into an empty
+database, table by table, except ``agents`` (the live mirror of the ``ax-agents`` KV bucket, not of events).
+Recovery times are printed (``-s``) and recorded as test properties.
+"""
+
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.faults import Measurement, run_scenario
+from tests.helpers.postgres import create_database, drop_database
+
+pytestmark = [pytest.mark.slow, pytest.mark.nats, pytest.mark.postgres, pytest.mark.timeout(170)]
+
+
+@pytest.fixture
+async def replay_url(postgres_admin_url: str | None) -> AsyncIterator[str]:
+    """A second empty database for the fresh replay."""
+    if postgres_admin_url is None:
+        pytest.skip("no PostgreSQL: set PLANEXE_TEST_DATABASE_URL or install initdb/pg_ctl")
+    url = await create_database(postgres_admin_url)
+    yield url
+    await drop_database(postgres_admin_url, url)
+
+
+def _report(measured: Measurement, record_property) -> None:
+    sys.stdout.write(f"\nrecovery: {measured.line()} recovery_s={measured.recovery_s()}\n")
+    for key, value in measured.properties().items():
+        record_property(key, value)
+    record_property("recovery_s", measured.recovery_s())
+
+
+async def test_agent_killed_mid_task_its_work_is_redelivered(
+    tmp_path: Path, postgres_url: str, replay_url: str, record_property
+) -> None:
+    measured = await run_scenario("agent", tmp_path, postgres_url, replay_url)
+    _report(measured, record_property)
+    assert measured.lost_subtasks, "the kill landed between tasks"
+
+
+async def test_coordinator_killed_and_restarted_rebuilds_and_completes(
+    tmp_path: Path, postgres_url: str, replay_url: str, record_property
+) -> None:
+    measured = await run_scenario("coordinator", tmp_path, postgres_url, replay_url)
+    _report(measured, record_property)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="after a nats-server restart the coordinator's AgentDirectory (coordinator/directory.py, which "
+    "follows ax-agents with kv.watchall()) no longer sees heartbeats of agents that reconnected within 0.6 s "
+    "and keep running: once the reconnect grace (agent_ttl_s) is over it logs 'agents changed' with every "
+    "agent offline at once, in-flight attempts fail with 'heartbeat timeout: agent X went offline' until "
+    "max attempts, and the execution ends FAILED",
+)
+async def test_nats_server_killed_and_restarted_everything_reconnects(
+    tmp_path: Path, postgres_url: str, replay_url: str, record_property
+) -> None:
+    measured = await run_scenario("nats", tmp_path, postgres_url, replay_url)
+    _report(measured, record_property)
+
+
+async def test_projector_killed_and_restarted_read_model_equals_a_fresh_replay(
+    tmp_path: Path, postgres_url: str, replay_url: str, record_property
+) -> None:
+    measured = await run_scenario("projector", tmp_path, postgres_url, replay_url)
+    _report(measured, record_property)
+    assert "execution_events" in measured.tables_compared

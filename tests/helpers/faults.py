@@ -1,0 +1,562 @@
+"""Fault scenarios over real processes: a nats-server, the services as `planexe-ax serve ...` children, PostgreSQL.
+
+One scenario runs a generated plan of 200 subtasks on a cluster of its own (its own nats-server on a free
+port and a store in a temp folder, so the server can be killed and started again on the same port and
+store), injects one fault once the run is well under way, checks every invariant of issue 4 and measures
+how long the recovery took. ``tests/e2e/test_faults.py`` and ``bench/recovery.py`` both run it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from nats.js.api import AckPolicy, ConsumerConfig
+from sqlalchemy import text
+
+from planexe_ax.bus import (
+    TERMINAL_EXECUTION,
+    Bus,
+    EmbeddedNats,
+    Event,
+    ExecutionCreated,
+    ExecutionState,
+    ExecutionStatus,
+    SubtaskResult,
+    SubtaskStarted,
+    SubtaskState,
+    TaskStatus,
+    connect,
+    decode_event,
+)
+from planexe_ax.client import follow
+from planexe_ax.config import Settings
+from planexe_ax.projector import Projector, make_engine, make_session_factory, table_dump
+from tests.helpers.processes import Service, cli
+from tests.helpers.slow_agent import ACTION as SLOW_ACTION
+from tests.helpers.slow_agent import BEGIN, END
+
+REPO = Path(__file__).resolve().parents[2]
+READY = "running on nats://"
+SLOW_READY = '"agent started"'
+FAULTS = ("agent", "coordinator", "nats", "projector")
+LIVE_TABLES = frozenset({"agents"})  # mirrors the ax-agents KV bucket (heartbeats), not the event stream
+PROJECTOR_DURABLE = "projector-events"
+
+
+# -- the plan ---------------------------------------------------------------------------------------------
+def fault_plan(tasks: int = 50, width: int = 5, slow_s: float = 0.3) -> dict[str, Any]:
+    """``tasks`` x 4 subtasks (document, slow step, CSV, document); task i waits on task i - ``width``."""
+
+    def subtasks(i: int) -> list[dict[str, Any]]:
+        return [
+            {
+                "subtask_id": f"t{i}_s0",
+                "action": "draft_document",
+                "params": {"template": "# Part {n}\n", "variables": {"n": i}, "file_name": f"a{i}.md"},
+            },
+            {"subtask_id": f"t{i}_s1", "action": SLOW_ACTION, "params": {"seconds": slow_s, "label": f"t{i}"}},
+            {
+                "subtask_id": f"t{i}_s2",
+                "action": "manage_csv",
+                "params": {"operation": "write", "file_path": f"t{i}.csv", "data": [{"a": i}]},
+            },
+            {
+                "subtask_id": f"t{i}_s3",
+                "action": "draft_document",
+                "params": {"template": "# Part {n}\n", "variables": {"n": i}, "file_name": f"b{i}.md"},
+            },
+        ]
+
+    return {
+        "plan_id": "faults",
+        "goal": "survive faults",
+        "phases": [
+            {
+                "phase_id": "p1",
+                "name": "Work",
+                "tasks": [
+                    {
+                        "task_id": f"t{i}",
+                        "title": f"Task {i}",
+                        "prerequisites": [f"t{i - width}"] if i >= width else [],
+                        "subtasks": subtasks(i),
+                    }
+                    for i in range(tasks)
+                ],
+            }
+        ],
+    }
+
+
+def subtask_ids(plan: dict[str, Any]) -> set[str]:
+    return {s["subtask_id"] for phase in plan["phases"] for t in phase["tasks"] for s in t["subtasks"]}
+
+
+# -- processes --------------------------------------------------------------------------------------------
+class SlowAgent(Service):
+    """``python -m tests.helpers.slow_agent``: an SDK agent offering ``slow_step``."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self.sink = log.open("wb")
+        pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.helpers.slow_agent"],
+            env={**os.environ, **env, "PYTHONPATH": pythonpath},
+            stderr=self.sink,
+            cwd=REPO,
+        )
+
+    def in_flight(self) -> set[str]:
+        """Subtask ids whose slow step has begun and not ended, from the log."""
+        begun: set[str] = set()
+        for line in self.log.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("msg") == BEGIN:
+                begun.add(record["subtask_id"])
+            elif record.get("msg") == END:
+                begun.discard(record["subtask_id"])
+        return begun
+
+    @property
+    def agent_id(self) -> str:
+        return f"slow-{self.proc.pid}"
+
+
+def _ready_text(service: Service) -> str:
+    return SLOW_READY if isinstance(service, SlowAgent) else READY
+
+
+async def _ready(*services: Service) -> None:
+    await asyncio.gather(*(asyncio.to_thread(s.wait_for, _ready_text(s), 60.0) for s in services))
+
+
+@dataclass
+class Cluster:
+    """A nats-server of its own and one process per service, sharing a data folder and a read model."""
+
+    folder: Path
+    database_url: str
+    agents: int = 2
+    slow_agents: int = 2
+    nats: EmbeddedNats = field(init=False)
+    env: dict[str, str] = field(init=False)
+    services: dict[str, list[Service]] = field(init=False, default_factory=dict)
+    _spawned: int = field(init=False, default=0)
+
+    async def start(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.nats = EmbeddedNats(self.folder / "nats")
+        await self.nats.start()
+        self.env = {
+            "PLANEXE_NATS_URL": self.nats.url,
+            "PLANEXE_DATA_DIR": str(self.folder / "data"),
+            "PLANEXE_DATABASE_URL": self.database_url,
+            "PLANEXE_ACK_WAIT_S": "2",
+            "PLANEXE_HEARTBEAT_S": "0.5",
+            "PLANEXE_AGENT_TTL_S": "3",
+            "PLANEXE_LAG_SCALE_S": "0",
+            "PLANEXE_LOG_LEVEL": "INFO",
+        }
+        # the projector and the coordinator first: both provision the topology and the projector migrates
+        for name in ("projector", "coordinator"):
+            self.services[name] = [self._spawn(name)]
+        await _ready(self.services["projector"][0], self.services["coordinator"][0])
+        self.services["agents"] = [self._spawn("agents") for _ in range(self.agents)]
+        self.services["slow"] = [self._spawn("slow") for _ in range(self.slow_agents)]
+        await _ready(*self.services["agents"], *self.services["slow"])
+
+    def _spawn(self, name: str) -> Service:
+        self._spawned += 1
+        log = self.folder / f"{self._spawned:02d}-{name}.log"
+        if name == "slow":
+            return SlowAgent(self.env, log)
+        return Service(["serve", name], self.env, log)
+
+    async def restart(self, name: str, index: int = 0) -> float:
+        """Start service ``name`` again (after a kill); return seconds until it said it is ready."""
+        began = time.monotonic()
+        service = self._spawn(name)
+        self.services[name][index] = service
+        await _ready(service)
+        return time.monotonic() - began
+
+    def settings(self) -> Settings:
+        return Settings(nats_url=self.nats.url, data_dir=self.folder / "data", ack_wait_s=2.0)
+
+    async def bus(self, name: str = "fault-test") -> Bus:
+        return await connect(self.settings(), self.nats.url, name)
+
+    def cli(self, *args: str, timeout: float = 240.0) -> Awaitable[Any]:
+        return asyncio.to_thread(cli, list(args), self.env, timeout)
+
+    def logs(self) -> str:
+        """The tail of every process log, for failure messages."""
+        tails = [f"--- {p.name}\n{p.read_text(errors='replace')[-1500:]}" for p in sorted(self.folder.glob("*.log"))]
+        return "\n".join(tails)
+
+    async def close(self) -> None:
+        alive = [s for group in self.services.values() for s in group if s.proc.poll() is None]
+        for service in alive:
+            service.proc.terminate()
+        for service in alive:
+            try:
+                await asyncio.to_thread(service.proc.wait, 15)
+            except Exception:
+                service.proc.kill()
+                service.proc.wait()
+        for group in self.services.values():
+            for service in group:
+                service.sink.close()
+        await self.nats.stop()
+
+
+# -- reading the truth ------------------------------------------------------------------------------------
+async def stream_events(bus: Bus, execution_id: str) -> list[tuple[int, Event]]:
+    """Every event of ``execution_id`` in AX_EVENTS, with its stream sequence, in order."""
+    sub = await bus.js.pull_subscribe(
+        bus.subjects.events_of(execution_id),
+        stream=bus.subjects.events_stream,
+        config=ConsumerConfig(ack_policy=AckPolicy.NONE),  # a reader: nothing to ack, no max_ack_pending cap
+    )
+    out: list[tuple[int, Event]] = []
+    try:
+        total = (await sub.consumer_info()).num_pending
+        while len(out) < total:
+            msgs = await sub.fetch(min(256, total - len(out)), timeout=5)
+            out.extend((m.metadata.sequence.stream, decode_event(m.data)) for m in msgs)
+        return out
+    finally:
+        await sub.unsubscribe()
+
+
+async def wait_projected(database_url: str, seq: int, timeout: float = 60.0) -> float:  # noqa: ASYNC109
+    """Poll the live projector's checkpoint until it reaches ``seq``; return the seconds it took."""
+    engine = make_engine(database_url)
+    began = time.monotonic()
+    try:
+        while True:
+            async with engine.connect() as conn:
+                got = await conn.scalar(
+                    text("SELECT stream_seq FROM projector_checkpoints WHERE consumer = :c"), {"c": PROJECTOR_DURABLE}
+                )
+            if got is not None and got >= seq:
+                return time.monotonic() - began
+            if time.monotonic() - began > timeout:
+                raise AssertionError(f"projector checkpoint {got} has not reached stream seq {seq} in {timeout} s")
+            await asyncio.sleep(0.05)
+    finally:
+        await engine.dispose()
+
+
+async def projected_events(database_url: str, execution_id: str) -> list[tuple[int, str]]:
+    engine = make_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                text("SELECT stream_seq, event_id FROM execution_events WHERE execution_id = :e ORDER BY stream_seq"),
+                {"e": execution_id},
+            )
+            return [(int(seq), str(event_id)) for seq, event_id in rows]
+    finally:
+        await engine.dispose()
+
+
+async def replay_equals_live(bus: Bus, live_url: str, replay_url: str) -> list[str]:
+    """Project the whole stream into the empty ``replay_url``; return the tables compared (all but live ones)."""
+    fresh = Projector(bus, replay_url, durable="replay-check")
+    engine = make_engine(live_url)
+    try:
+        await fresh.start()
+        await fresh.run_until_idle()
+        replayed = await table_dump(fresh.sessions)
+        live = await table_dump(make_session_factory(engine))
+    finally:
+        await fresh.close()
+        await engine.dispose()
+    compared = sorted(set(live) - LIVE_TABLES)
+    assert set(replayed) == set(live)
+    for name in compared:
+        assert replayed[name] == live[name], f"table {name}: live read model differs from a fresh replay " + _diff(
+            live[name], replayed[name]
+        )
+    return compared
+
+
+def history(events: list[tuple[int, Event]], subtask_id: str) -> list[str]:
+    """One line per event of ``subtask_id``: seq, time, type, status or ok, attempt, agent."""
+    out = []
+    for seq, e in events:
+        if e.subtask_id != subtask_id:
+            continue
+        what = getattr(e, "status", None) or (f"ok={e.ok}" if isinstance(e, SubtaskResult) else "")
+        out.append(f"#{seq} {e.ts:%H:%M:%S.%f} {e.type} {what} attempt={e.attempt} agent={e.agent_id}")
+    return out
+
+
+def _diff(live: list[dict[str, Any]], replayed: list[dict[str, Any]]) -> str:
+    only_live = [r for r in live if r not in replayed][:3]
+    only_replay = [r for r in replayed if r not in live][:3]
+    return f"({len(live)} vs {len(replayed)} rows; only live: {only_live}; only replay: {only_replay})"
+
+
+# -- one scenario -----------------------------------------------------------------------------------------
+@dataclass
+class Measurement:
+    """What one run measured; times in seconds."""
+
+    fault: str
+    execution_id: str = ""
+    total_s: float = 0.0  # execution_created -> execution COMPLETED (stream timestamps)
+    fault_at_s: float = 0.0  # execution_created -> the fault
+    first_completion_s: float | None = None  # fault -> first subtask COMPLETED after it
+    end_s: float | None = None  # fault -> execution COMPLETED
+    restart_s: float | None = None  # the restarted process (or server) ready, after the fault
+    lost_work_s: float | None = None  # agent: fault -> the killed agent's in-flight subtasks COMPLETED
+    catch_up_s: float | None = None  # projector: restarted -> read model at the stream's head
+    lost_subtasks: list[str] = field(default_factory=list)
+    events: int = 0
+    completed_before_fault: int = 0
+    tables_compared: list[str] = field(default_factory=list)
+    phases: dict[str, float] = field(default_factory=dict)  # wall seconds of each step of the scenario
+
+    def recovery_s(self) -> float | None:
+        """The headline recovery time of this fault."""
+        if self.fault == "agent":
+            return self.lost_work_s
+        if self.fault == "projector":
+            return None if self.catch_up_s is None or self.restart_s is None else self.restart_s + self.catch_up_s
+        return self.first_completion_s
+
+    def line(self) -> str:
+        parts = [f"fault={self.fault}", f"total={self.total_s:.2f}s"]
+        for name in ("fault_at_s", "restart_s", "first_completion_s", "lost_work_s", "catch_up_s", "end_s"):
+            value = getattr(self, name)
+            if value is not None:
+                parts.append(f"{name}={value:.2f}")
+        parts.append(f"events={self.events}")
+        parts.append(f"phases={self.phases}")
+        return " ".join(parts)
+
+    def properties(self) -> dict[str, Any]:
+        return {
+            k: (round(v, 3) if isinstance(v, float) else v)
+            for k, v in self.__dict__.items()
+            if k not in ("tables_compared", "phases")
+        }
+
+
+def _after(ts: datetime, moment: datetime) -> float:
+    return (ts - moment).total_seconds()
+
+
+async def _until_completed(bus: Bus, execution_id: str, count: int, timeout: float) -> None:  # noqa: ASYNC109
+    reached = asyncio.Event()
+    seen = 0
+
+    def on_event(event: Event) -> None:
+        nonlocal seen
+        if isinstance(event, SubtaskState) and event.status == TaskStatus.COMPLETED:
+            seen += 1
+            if seen >= count:
+                reached.set()
+        if isinstance(event, ExecutionState) and event.status in TERMINAL_EXECUTION:
+            reached.set()
+
+    follower = asyncio.create_task(follow(bus, execution_id, on_event, timeout_s=timeout))
+    try:
+        await asyncio.wait_for(reached.wait(), timeout)
+    finally:
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)
+    assert seen >= count, f"the execution ended after {seen} completed subtasks, before the fault could land"
+
+
+async def _kill_agent_mid_task(cluster: Cluster, timeout: float = 20.0) -> tuple[SlowAgent, set[str]]:  # noqa: ASYNC109
+    """Kill -9 a slow agent while a slow step of it is in flight; return it and what it was doing."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for service in cluster.services["slow"]:
+            assert isinstance(service, SlowAgent)
+            if service.in_flight():
+                service.kill()
+                return service, service.in_flight()
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"no slow step in flight within {timeout} s")
+
+
+Fault = Callable[[Cluster, Measurement], Awaitable[datetime]]
+
+
+async def run_scenario(
+    fault: str,
+    folder: Path,
+    database_url: str,
+    replay_url: str | None = None,
+    *,
+    fault_after: int = 60,
+    plan: dict[str, Any] | None = None,
+) -> Measurement:
+    """Run the plan on a fresh cluster, inject ``fault`` (one of FAULTS, or "none") after ``fault_after``
+    subtasks completed, and check every invariant. Raises AssertionError with the process logs on a breach."""
+    assert fault in (*FAULTS, "none"), fault
+    plan = plan or fault_plan()
+    plan_file = folder / "plan.json"
+    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+    await asyncio.to_thread(plan_file.write_text, json.dumps(plan))
+    cluster = Cluster(folder / "cluster", database_url)
+    measured = Measurement(fault)
+    clock = time.monotonic()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.monotonic()
+        measured.phases[name] = round(now - clock, 2)
+        clock = now
+
+    try:
+        await cluster.start()
+        lap("cluster_start")
+        started = await cluster.cli("exec", "start", str(plan_file), timeout=60)
+        assert started.returncode == 0, started.stderr
+        execution_id = measured.execution_id = started.stdout.strip()
+
+        bus = await cluster.bus()
+        fault_at: datetime | None = None
+        killed: SlowAgent | None = None
+        try:
+            await _until_completed(bus, execution_id, fault_after, timeout=90)
+            lap("until_fault")
+            if fault == "agent":
+                fault_at = datetime.now(UTC)
+                killed, _ = await _kill_agent_mid_task(cluster)
+            elif fault in ("coordinator", "projector"):
+                fault_at = datetime.now(UTC)
+                cluster.services[fault][0].kill()
+                measured.restart_s = await cluster.restart(fault)
+                if fault == "projector":
+                    head = (await bus.js.stream_info(bus.subjects.events_stream)).state.last_seq
+                    measured.catch_up_s = await wait_projected(database_url, head)
+            elif fault == "nats":
+                await bus.close()
+                fault_at = datetime.now(UTC)
+                cluster.nats.kill()
+                began = time.monotonic()
+                await cluster.nats.start()  # same port (kept by EmbeddedNats) and same store
+                measured.restart_s = time.monotonic() - began
+                bus = await cluster.bus()
+
+            lap("fault")
+            waited = await cluster.cli("exec", "wait", execution_id, "--timeout", "180")
+            if waited.returncode != 0:
+                states = [
+                    f"{e.status.value}: {e.reason}"
+                    for _, e in await stream_events(bus, execution_id)
+                    if isinstance(e, ExecutionState)
+                ]
+                raise AssertionError(f"exec wait exited {waited.returncode}; execution states {states}")
+            lap("exec_wait")
+            await check_invariants(cluster, bus, execution_id, plan, measured, replay_url)
+            lap("checks")
+            events = [e for _, e in await stream_events(bus, execution_id)]
+        finally:
+            await bus.close()
+
+        _measure(measured, events, fault_at, killed)
+        return measured
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n\nprocess logs:\n{cluster.logs()}") from exc
+    finally:
+        await cluster.close()
+
+
+async def check_invariants(
+    cluster: Cluster,
+    bus: Bus,
+    execution_id: str,
+    plan: dict[str, Any],
+    measured: Measurement,
+    replay_url: str | None,
+) -> None:
+    """Completed; each subtask completed exactly once (read model and stream); no event lost or doubled."""
+    expected = subtask_ids(plan)
+
+    # the read model, through the CLI
+    status = await cluster.cli("exec", "status", execution_id, "--json", timeout=60)
+    assert status.returncode == 0, status.stderr
+    report = json.loads(status.stdout)
+    assert report["status"] == "COMPLETED", report["status"]
+    rows = [s for t in report["tasks"] for s in t["subtasks"]]
+    ids = Counter(s["subtask_id"] for s in rows)
+    assert set(ids) == expected, f"read model subtasks differ from the plan: {sorted(set(ids) ^ expected)[:10]}"
+    assert set(ids.values()) == {1}, f"a subtask appears twice in the read model: {ids.most_common(3)}"
+    events = await stream_events(bus, execution_id)
+    not_done = [(s["subtask_id"], s["status"]) for s in rows if s["status"] != "COMPLETED"]
+    assert not not_done, f"subtasks not COMPLETED in the read model: {not_done[:10]}; " + "; ".join(
+        f"stream history of {sid}: {history(events, sid)}" for sid, _ in not_done[:3]
+    )
+    assert all(t["status"] == "COMPLETED" for t in report["tasks"])
+
+    # the stream: exactly one COMPLETED decision per subtask, no event id twice
+    measured.events = len(events)
+    done = Counter(e.subtask_id for _, e in events if isinstance(e, SubtaskState) and e.status == TaskStatus.COMPLETED)
+    assert set(done) == expected, f"subtasks without a COMPLETED event: {sorted(expected - set(done))[:10]}"
+    twice = {k: v for k, v in done.items() if v != 1}
+    assert not twice, f"subtasks COMPLETED more than once in the stream: {twice}"
+    ends = [e for _, e in events if isinstance(e, ExecutionState) and e.status == ExecutionStatus.COMPLETED]
+    assert len(ends) == 1, f"{len(ends)} execution COMPLETED events"
+    event_ids = Counter(e.event_id for _, e in events)
+    assert max(event_ids.values()) == 1, f"an event id stored twice: {event_ids.most_common(2)}"
+
+    # the projected events equal the stream's events of the execution
+    head = (await bus.js.stream_info(bus.subjects.events_stream)).state.last_seq
+    await wait_projected(cluster.database_url, head)
+    projected = await projected_events(cluster.database_url, execution_id)
+    in_stream = [(seq, e.event_id) for seq, e in events]
+    assert len(projected) == len(in_stream), f"{len(projected)} events projected, {len(in_stream)} in the stream"
+    assert projected == in_stream, f"projected events differ: {sorted(set(projected) ^ set(in_stream))[:5]}"
+
+    if replay_url is not None:
+        measured.tables_compared = await replay_equals_live(bus, cluster.database_url, replay_url)
+
+
+def _measure(measured: Measurement, events: list[Event], fault_at: datetime | None, killed: SlowAgent | None) -> None:
+    created = next(e for e in events if isinstance(e, ExecutionCreated))
+    end = next(e for e in events if isinstance(e, ExecutionState) and e.status == ExecutionStatus.COMPLETED)
+    measured.total_s = _after(end.ts, created.ts)
+    if fault_at is None:
+        return
+    completions = [e for e in events if isinstance(e, SubtaskState) and e.status == TaskStatus.COMPLETED]
+    measured.fault_at_s = _after(fault_at, created.ts)
+    measured.completed_before_fault = sum(1 for e in completions if e.ts <= fault_at)
+    after = [e.ts for e in completions if e.ts > fault_at]
+    assert after, "the fault landed after the last subtask completed"
+    measured.first_completion_s = _after(min(after), fault_at)
+    measured.end_s = _after(end.ts, fault_at)
+    if killed is not None:
+        # what the killed agent started and never reported a result for: its lost work
+        started = {e.subtask_id for e in events if isinstance(e, SubtaskStarted) and e.agent_id == killed.agent_id}
+        reported = {e.subtask_id for e in events if isinstance(e, SubtaskResult) and e.agent_id == killed.agent_id}
+        lost = sorted(s for s in started - reported if s is not None)
+        assert lost, f"agent {killed.agent_id} was killed with no subtask in flight"
+        measured.lost_subtasks = lost
+        finals = {e.subtask_id: e for e in completions}
+        redone = {
+            e.subtask_id for e in events if isinstance(e, SubtaskResult) and e.ok and e.agent_id != killed.agent_id
+        }
+        assert set(lost) <= redone, f"lost work not redone by another agent: {sorted(set(lost) - redone)}"
+        measured.lost_work_s = max(_after(finals[s].ts, fault_at) for s in lost)

@@ -61,14 +61,6 @@ async def test_coordinator_killed_and_restarted_rebuilds_and_completes(
     _report(measured, record_property)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after a nats-server restart the coordinator's AgentDirectory (coordinator/directory.py, which "
-    "follows ax-agents with kv.watchall()) no longer sees heartbeats of agents that reconnected within 0.6 s "
-    "and keep running: once the reconnect grace (agent_ttl_s) is over it logs 'agents changed' with every "
-    "agent offline at once, in-flight attempts fail with 'heartbeat timeout: agent X went offline' until "
-    "max attempts, and the execution ends FAILED",
-)
 async def test_nats_server_killed_and_restarted_everything_reconnects(
     tmp_path: Path, postgres_url: str, replay_url: str, record_property
 ) -> None:

@@ -37,10 +37,14 @@ class AgentDirectory:
     async def run(self, stop: asyncio.Event) -> None:
         """Follow the bucket until ``stop`` is set."""
         kv = await self.bus.agents_kv()
-        watcher = await kv.watchall()
+        watcher, since = await kv.watchall(), self.bus.reconnected_at
         initial_done = False
         try:
             while not stop.is_set():
+                if self.bus.reconnected_at != since:
+                    # A watch does not survive a server restart: read the bucket afresh.
+                    await watcher.stop()  # type: ignore[no-untyped-call]  # untyped in nats-py
+                    watcher, since = await kv.watchall(), self.bus.reconnected_at
                 try:
                     entry = await watcher.updates(timeout=self.poll_s)  # type: ignore[no-untyped-call]  # untyped in nats-py
                 except TimeoutError:

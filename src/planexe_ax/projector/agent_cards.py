@@ -83,11 +83,15 @@ class AgentWatcher:
 
     async def _watch(self, stop: asyncio.Event) -> None:
         kv = await self.bus.agents_kv()
-        watcher = await kv.watchall()
+        watcher, since = await kv.watchall(), self.bus.reconnected_at
         loop = asyncio.get_running_loop()
         next_sweep = loop.time()
         try:
             while not stop.is_set():
+                if self.bus.reconnected_at != since:
+                    # A watch does not survive a server restart: read the bucket afresh.
+                    await watcher.stop()  # type: ignore[no-untyped-call]  # nats-py is untyped here
+                    watcher, since = await kv.watchall(), self.bus.reconnected_at
                 try:
                     entry = await watcher.updates(timeout=self.poll_s)  # type: ignore[no-untyped-call]  # nats-py is untyped here
                 except TimeoutError:  # nats' TimeoutError subclasses it: nothing new in poll_s

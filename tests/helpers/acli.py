@@ -15,7 +15,7 @@ class Result:
     stderr: str
 
 
-async def acli(args: list[str], env: dict[str, str], timeout: float = 60.0) -> Result:
+async def acli(args: list[str], env: dict[str, str], limit_s: float = 60.0) -> Result:
     """Run one command to the end and return what it printed."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -26,6 +26,6 @@ async def acli(args: list[str], env: dict[str, str], timeout: float = 60.0) -> R
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    out, err = await asyncio.wait_for(proc.communicate(), limit_s)
     assert proc.returncode is not None
     return Result(proc.returncode, out.decode(), err.decode())

@@ -1,0 +1,138 @@
+"""Throughput and hop latency of executing a plan, against raw JetStream round trips measured in the same run.
+
+    python bench/throughput.py [--subtasks 1000] [--agents 2] [--chain 50]
+
+Starts its own nats-server (temporary store), a coordinator and N agent runtimes offering a no-op action
+in this process, then:
+
+- wide: one task per subtask, no dependencies: how many subtasks per second the whole loop completes
+  (offer -> agent -> result -> coordinator -> read by the bus), and how that compares with the raw
+  rate of sequential JetStream publish+ack on the same server (the floor of one hop);
+- chain: tasks in a finish-to-start chain: the time per hop (one subtask's dispatch to the next's),
+  against one raw publish+ack round trip.
+
+Prints one line per figure and the ratios. The projector is not in the loop (it is measured by
+tests/e2e and keeps up in batches); the numbers are the coordinator's and the agents'.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from planexe_ax.agents import Agent, AgentRuntime, TaskContext, capability
+from planexe_ax.bus import EmbeddedNats, ExecutionStatus, Plan, connect
+from planexe_ax.client import follow, start_execution
+from planexe_ax.config import Settings
+from planexe_ax.coordinator import Coordinator
+
+
+class NoParams(BaseModel):
+    pass
+
+
+@capability("noop", "Does nothing, at once.")
+async def noop(params: NoParams, ctx: TaskContext) -> dict[str, Any]:
+    return {}
+
+
+def plan(n: int, chain: bool) -> Plan:
+    tasks = [
+        {
+            "task_id": f"t{i}",
+            "title": f"T{i}",
+            "prerequisites": [f"t{i - 1}"] if chain and i else [],
+            "subtasks": [{"subtask_id": f"s{i}", "action": "noop"}],
+        }
+        for i in range(n)
+    ]
+    phases = [{"phase_id": "p", "name": "P", "tasks": tasks}]
+    return Plan.model_validate({"plan_id": "bench", "goal": "bench", "phases": phases})
+
+
+async def raw_round_trips(url: str, settings: Settings, n: int = 2000) -> float:
+    """Seconds per sequential publish+ack on the events stream of this server."""
+    bus = await connect(settings, url, "bench-raw")
+    subject = bus.subjects.dlq("bench")  # a stream nobody consumes: the probes must not reach a service
+    started = time.perf_counter()
+    for i in range(n):
+        await bus.js.publish(subject, b"{}", headers={"Nats-Msg-Id": f"raw-{i}"})
+    elapsed = time.perf_counter() - started
+    await bus.close()
+    return elapsed / n
+
+
+async def execute(url: str, settings: Settings, the_plan: Plan) -> tuple[float, list[float]]:
+    bus = await connect(settings, url, "bench-client")
+    started = time.perf_counter()
+    execution_id = await start_execution(bus, the_plan)
+    dispatched: dict[str, float] = {}
+    hops: list[float] = []
+
+    def on_event(event: Any) -> None:
+        if getattr(event, "type", "") == "subtask_state" and event.status.value == "DISPATCHED":
+            dispatched[event.subtask_id] = event.ts.timestamp()
+            prev = f"s{int(event.subtask_id[1:]) - 1}"
+            if prev in dispatched:
+                hops.append(dispatched[event.subtask_id] - dispatched[prev])
+
+    outcome = await follow(bus, execution_id, on_event, timeout_s=600)
+    elapsed = time.perf_counter() - started
+    await bus.close()
+    assert outcome.status == ExecutionStatus.COMPLETED, outcome
+    return elapsed, hops
+
+
+async def main(subtasks: int, agents: int, chain: int) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        server = EmbeddedNats(Path(folder) / "nats")
+        url = await server.start()
+        settings = Settings(namespace="bench", data_dir=Path(folder) / "data", lag_scale_s=0)
+        try:
+            coordinator_bus = await connect(settings, url, "bench-coordinator")
+            coordinator = Coordinator(coordinator_bus)
+            await coordinator.start()
+            stop = asyncio.Event()
+            agent_bus = await connect(settings, url, "bench-agents")
+            runtimes = [
+                AgentRuntime(agent_bus, Agent(f"noop-{i}", "No-op", capabilities=[noop]), concurrency=32)
+                for i in range(agents)
+            ]
+            tasks = [asyncio.create_task(coordinator.run(stop))] + [asyncio.create_task(r.run(stop)) for r in runtimes]
+            per_hop_raw = await raw_round_trips(url, settings)
+            wide_s, _ = await execute(url, settings, plan(subtasks, chain=False))
+            _, hops = await execute(url, settings, plan(chain, chain=True))
+            stop.set()
+            await asyncio.gather(*tasks)
+            await coordinator_bus.close()
+            await agent_bus.close()
+        finally:
+            await server.stop()
+    rate = subtasks / wide_s
+    raw_rate = 1 / per_hop_raw
+    hop = statistics.median(hops)
+    print(f"raw JetStream publish+ack (sequential): {raw_rate:,.0f} msg/s, {per_hop_raw * 1000:.2f} ms each")  # noqa: T201
+    print(f"wide plan: {subtasks} subtasks in {wide_s:.2f} s = {rate:,.0f} subtasks/s ({agents} agents)")  # noqa: T201
+    print(f"  ratio to raw sequential publish+ack: {rate / raw_rate:.3f}")  # noqa: T201
+    print(f"chain: median hop (dispatch to next dispatch) {hop * 1000:.1f} ms, p90 "  # noqa: T201
+          f"{sorted(hops)[int(len(hops) * 0.9)] * 1000:.1f} ms over {len(hops)} hops")  # fmt: skip
+    print(f"  ratio to one raw publish+ack: {hop / per_hop_raw:.1f}x")  # noqa: T201
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--subtasks", type=int, default=1000)
+    parser.add_argument("--agents", type=int, default=2)
+    parser.add_argument("--chain", type=int, default=50)
+    args = parser.parse_args()
+    asyncio.run(main(args.subtasks, args.agents, args.chain))

@@ -71,29 +71,40 @@ async def main() -> int:
         parser.error(f"unknown fault(s): {', '.join(sorted(unknown))}")
 
     results: dict[str, list[Measurement]] = {}
+    failures: dict[str, str] = {}
     with postgres_server() as admin_url, tempfile.TemporaryDirectory(prefix="ax-bench-") as tmp:
         _say(f"read model: {'PostgreSQL' if admin_url else 'SQLite'}; runs per scenario: {args.repeat}")
         for fault in ["none", *faults]:
             for i in range(args.repeat):
-                measured = await _one(fault, Path(tmp) / f"{fault}-{i}", admin_url)
+                try:
+                    measured = await _one(fault, Path(tmp) / f"{fault}-{i}", admin_url)
+                except AssertionError as exc:
+                    failures[fault] = str(exc).splitlines()[0][:300]
+                    _say(f"  fault={fault} INVARIANT BROKEN: {failures[fault]}")
+                    continue
                 results.setdefault(fault, []).append(measured)
                 _say(f"  {measured.line()}")
                 if args.json:
                     _say(json.dumps(measured.properties()))
 
-    baseline = _median([m.total_s for m in results["none"]])
-    assert baseline is not None
+    baseline = _median([m.total_s for m in results.get("none", [])])
+    if baseline is None:
+        _say(f"the baseline run failed: {failures.get('none')}")
+        return 1
     _say()
     _say(f"{'fault':<12} {'recovery s':>10} {'fault->end s':>12} {'total s':>8} {'baseline s':>10} {'ratio':>6}")
     _say(f"{'none':<12} {'-':>10} {'-':>12} {baseline:8.2f} {baseline:10.2f} {1.0:6.2f}")
     for fault in faults:
-        runs = results[fault]
+        runs = results.get(fault, [])
+        if not runs:
+            _say(f"{fault:<12} invariant broken, no time: {failures.get(fault, '')[:80]}")
+            continue
         total = _median([m.total_s for m in runs])
         assert total is not None
         recovery = _median([m.recovery_s() for m in runs])
         end = _median([m.end_s for m in runs])
         _say(f"{fault:<12} {_fmt(recovery):>10} {_fmt(end):>12} {total:8.2f} {baseline:10.2f} {total / baseline:6.2f}")
-    return 0
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

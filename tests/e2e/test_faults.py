@@ -7,7 +7,9 @@ on two `planexe-ax serve agents` processes) and, after 60 subtasks completed, in
 1. kill -9 a slow agent while a slow step of it is in flight: its lease runs out and another agent does it;
 2. kill -9 the coordinator and start it again: it rebuilds from AX_EVENTS;
 3. kill the nats-server and start it again on the same port and store: every process reconnects;
-4. kill -9 the projector and start it again: it resumes from its checkpoint.
+4. kill -9 the projector while it holds unacked events (frozen with SIGSTOP to check, then killed) and start it
+   again: it resumes from its checkpoint. This scenario runs with a 10 s lease instead of 2 s, so the events
+   the dead projector held come back after newer ones, as they do in production (default 30 s).
 
 Every test then asserts (``tests.helpers.faults.check_invariants``): `exec wait` exits 0; `exec status
 --json` lists every subtask once, all COMPLETED; the stream holds exactly one ``subtask_state`` COMPLETED per
@@ -68,6 +70,14 @@ async def test_nats_server_killed_and_restarted_everything_reconnects(
     _report(measured, record_property)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="projector loses events after a kill -9 mid-batch: projector/service.py _project skips every event "
+    "with stream_seq <= its checkpoint (a high-water mark), but the events the dead projector held unacked come "
+    "back only after ack_wait, after newer events were projected and the checkpoint moved past them; e.g. "
+    "restarted at checkpoint 64, it projected 202..1354 first, then skipped the redelivered 65..201 (137 events "
+    "never projected; subtasks stay RUNNING/PENDING in the read model of a COMPLETED execution)",
+)
 async def test_projector_killed_and_restarted_read_model_equals_a_fresh_replay(
     tmp_path: Path, postgres_url: str, replay_url: str, record_property
 ) -> None:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from planexe_ax.bus import (
     TERMINAL_EXECUTION,
@@ -77,18 +81,33 @@ async def follow(
     Raises:
         TimeoutError: when the execution has not ended within ``timeout_s``.
     """
-    sub = await bus.js.subscribe(bus.subjects.events_of(execution_id), ordered_consumer=True)
-    try:
-        async with asyncio.timeout(timeout_s):
-            while True:
-                msg = await sub.next_msg(timeout=None)
-                event = decode_event(msg.data)
-                if on_event:
-                    on_event(event)
-                seq = msg.metadata.sequence.stream
-                if isinstance(event, ExecutionState) and event.status in TERMINAL_EXECUTION:
-                    return Outcome(event.status, seq, event.reason)
-                if isinstance(event, CommandRejected) and event.command == "start":
-                    return Outcome(None, seq, event.reason)
-    finally:
-        await sub.unsubscribe()
+    last_seq = 0
+    async with asyncio.timeout(timeout_s):
+        while True:
+            sub, since = await _subscribe_from(bus, execution_id, last_seq + 1), bus.reconnected_at
+            try:
+                while bus.reconnected_at == since:  # a server restart loses the consumer: start again after it
+                    try:
+                        msg = await sub.next_msg(timeout=1.0)
+                    except NatsTimeoutError:
+                        continue
+                    seq = msg.metadata.sequence.stream
+                    if seq <= last_seq:
+                        continue
+                    last_seq = seq
+                    event = decode_event(msg.data)
+                    if on_event:
+                        on_event(event)
+                    if isinstance(event, ExecutionState) and event.status in TERMINAL_EXECUTION:
+                        return Outcome(event.status, seq, event.reason)
+                    if isinstance(event, CommandRejected) and event.command == "start":
+                        return Outcome(None, seq, event.reason)
+            finally:
+                with contextlib.suppress(Exception):  # the subscription may have died with the server
+                    await sub.unsubscribe()
+
+
+async def _subscribe_from(bus: Bus, execution_id: str, seq: int) -> Any:
+    """An ordered consumer of the execution's events from stream sequence ``seq`` on."""
+    config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=seq)
+    return await bus.js.subscribe(bus.subjects.events_of(execution_id), ordered_consumer=True, config=config)

@@ -1,0 +1,48 @@
+"""Following an execution survives a nats-server restart: no event missed, none seen twice."""
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from planexe_ax.bus import EmbeddedNats, ExecutionState, ExecutionStatus, TaskState, TaskStatus, connect
+from planexe_ax.client import follow
+from planexe_ax.config import Settings
+from tests.helpers.eventually import eventually
+
+pytestmark = pytest.mark.nats
+
+
+async def test_follow_goes_on_after_the_server_restarts(tmp_path: Path) -> None:
+    server = EmbeddedNats(tmp_path / "nats")
+    await server.start()
+    settings = Settings(namespace="follow", data_dir=tmp_path / "data")
+    bus = await connect(settings, server.url, "follow-test")
+    try:
+        seen: list[str] = []
+        first = asyncio.Event()
+
+        def on_event(event) -> None:
+            seen.append(event.event_id)
+            first.set()
+
+        await bus.publish_event(TaskState(execution_id="x1", task_id="a", status=TaskStatus.RUNNING, event_id="e1"))
+        following = asyncio.create_task(follow(bus, "x1", on_event, timeout_s=60))
+        await asyncio.wait_for(first.wait(), 10)
+
+        server.kill()
+        restarted = EmbeddedNats(tmp_path / "nats", port=server.port)
+        await restarted.start()
+
+        async def reconnected() -> bool:
+            return bus.reconnected_at is not None
+
+        await eventually(reconnected, timeout=20)
+        await bus.publish_event(TaskState(execution_id="x1", task_id="a", status=TaskStatus.COMPLETED, event_id="e2"))
+        await bus.publish_event(ExecutionState(execution_id="x1", status=ExecutionStatus.COMPLETED, event_id="e3"))
+        outcome = await asyncio.wait_for(following, 30)
+        assert outcome.status == ExecutionStatus.COMPLETED
+        assert seen == ["e1", "e2", "e3"]
+    finally:
+        await bus.close()
+        await restarted.stop()

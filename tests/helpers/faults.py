@@ -26,7 +26,6 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from sqlalchemy import text
 
 from planexe_ax.bus import (
-    TERMINAL_EXECUTION,
     Bus,
     EmbeddedNats,
     Event,
@@ -299,6 +298,27 @@ async def replay_equals_live(bus: Bus, live_url: str, replay_url: str) -> list[s
     return compared
 
 
+async def stall_report(bus: Bus, execution_id: str) -> str:
+    """Where an execution that did not complete stands: its states, progress, last events and the consumers."""
+    events = await stream_events(bus, execution_id)
+    states = [f"{e.status.value}: {e.reason}" for _, e in events if isinstance(e, ExecutionState)]
+    done = {e.subtask_id for _, e in events if isinstance(e, SubtaskState) and e.status == TaskStatus.COMPLETED}
+    last = [f"#{seq} {e.ts:%H:%M:%S.%f} {e.type} {e.subtask_id} {getattr(e, 'status', '')}" for seq, e in events[-6:]]
+    consumers = []
+    for stream in (bus.subjects.events_stream, bus.subjects.tasks_stream, bus.subjects.commands_stream):
+        consumers.extend(
+            f"{stream}/{info.name}: pending={info.num_pending} ack_pending={info.num_ack_pending} "
+            f"redelivered={info.num_redelivered} delivered={info.delivered.stream_seq} "
+            f"ack_floor={info.ack_floor.stream_seq}"
+            for info in await bus.js.consumers_info(stream)
+        )
+    tasks = (await bus.js.stream_info(bus.subjects.tasks_stream)).state.messages
+    return (
+        f"execution states {states}; {len(done)} subtasks COMPLETED; last events {last}; "
+        f"AX_TASKS holds {tasks} offers; consumers {consumers}"
+    )
+
+
 def _ranges(seqs: list[int]) -> str:
     out: list[str] = []
     for seq in seqs:
@@ -379,8 +399,11 @@ def _after(ts: datetime, moment: datetime) -> float:
     return (ts - moment).total_seconds()
 
 
+class _Reached(Exception):
+    """Raised from the follow callback to end the follow once enough subtasks completed."""
+
+
 async def _until_completed(bus: Bus, execution_id: str, count: int, timeout: float) -> None:  # noqa: ASYNC109
-    reached = asyncio.Event()
     seen = 0
 
     def on_event(event: Event) -> None:
@@ -388,17 +411,16 @@ async def _until_completed(bus: Bus, execution_id: str, count: int, timeout: flo
         if isinstance(event, SubtaskState) and event.status == TaskStatus.COMPLETED:
             seen += 1
             if seen >= count:
-                reached.set()
-        if isinstance(event, ExecutionState) and event.status in TERMINAL_EXECUTION:
-            reached.set()
+                raise _Reached
+        # an end before ``count`` returns from follow and fails the assertion below
 
-    follower = asyncio.create_task(follow(bus, execution_id, on_event, timeout_s=timeout))
+    # Ended by an exception from the callback, not by cancelling the task: a cancel that lands inside
+    # nats-py's next_msg can be swallowed on Python 3.11, and the follow would run on to the end.
     try:
-        await asyncio.wait_for(reached.wait(), timeout)
-    finally:
-        follower.cancel()
-        await asyncio.gather(follower, return_exceptions=True)
-    assert seen >= count, f"the execution ended after {seen} completed subtasks, before the fault could land"
+        await follow(bus, execution_id, on_event, timeout_s=timeout)
+    except _Reached:
+        return
+    raise AssertionError(f"the execution ended after {seen} completed subtasks, before the fault could land")
 
 
 async def _kill_agent_mid_task(cluster: Cluster, timeout: float = 20.0) -> tuple[SlowAgent, set[str]]:  # noqa: ASYNC109
@@ -502,14 +524,9 @@ async def run_scenario(
                 bus = await cluster.bus()
 
             lap("fault")
-            waited = await cluster.cli("exec", "wait", execution_id, "--timeout", "180")
+            waited = await cluster.cli("exec", "wait", execution_id, "--timeout", "100")
             if waited.returncode != 0:
-                states = [
-                    f"{e.status.value}: {e.reason}"
-                    for _, e in await stream_events(bus, execution_id)
-                    if isinstance(e, ExecutionState)
-                ]
-                raise AssertionError(f"exec wait exited {waited.returncode}; execution states {states}")
+                raise AssertionError(f"exec wait exited {waited.returncode}; {await stall_report(bus, execution_id)}")
             lap("exec_wait")
             await check_invariants(cluster, bus, execution_id, plan, measured, replay_url)
             lap("checks")

@@ -70,14 +70,6 @@ async def test_nats_server_killed_and_restarted_everything_reconnects(
     _report(measured, record_property)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="projector loses events after a kill -9 mid-batch: projector/service.py _project skips every event "
-    "with stream_seq <= its checkpoint (a high-water mark), but the events the dead projector held unacked come "
-    "back only after ack_wait, after newer events were projected and the checkpoint moved past them; e.g. "
-    "restarted at checkpoint 64, it projected 202..1354 first, then skipped the redelivered 65..201 (137 events "
-    "never projected; subtasks stay RUNNING/PENDING in the read model of a COMPLETED execution)",
-)
 async def test_projector_killed_and_restarted_read_model_equals_a_fresh_replay(
     tmp_path: Path, postgres_url: str, replay_url: str, record_property
 ) -> None:

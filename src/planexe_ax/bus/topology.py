@@ -141,7 +141,12 @@ async def ensure_topology(js: JetStreamContext, subjects: Subjects, settings: Se
     for stream in topo.streams:
         await ensure_stream(js, stream)
     for stream_name, consumer in topo.consumers:
-        await ensure_consumer(js, stream_name, consumer)
+        try:
+            await js.consumer_info(stream_name, consumer.durable_name or "")
+        except NotFoundError:
+            await ensure_consumer(js, stream_name, consumer)
+        # An existing durable is left as it is: its owner may have positioned it (the projector starts
+        # it right after its checkpoint), and a consumer's delivery policy cannot be changed in place.
     try:
         await js.key_value(topo.agents_bucket.bucket)
     except (NotFoundError, BadRequestError):

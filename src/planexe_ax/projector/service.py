@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy  # bus has no builder for extra event consumers
+from nats.js.errors import NotFoundError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -83,13 +85,12 @@ class Projector:
         await self.close()
 
     async def start(self) -> None:
-        """Migrate the read model to head, make sure the durable consumer exists, and load the checkpoint."""
+        """Migrate the read model to head, load the checkpoint, and put the durable consumer right after it."""
         await upgrade(self.database_url)
-        if self.durable != Subjects.PROJECTOR_EVENTS:
-            await ensure_consumer(self.bus.js, self.bus.subjects.events_stream, self._consumer_config())
         async with self.sessions() as session:
             checkpoint = await session.get(ProjectorCheckpoint, self.durable)
         self.last_seq = checkpoint.stream_seq if checkpoint else 0
+        await self._position()
         self._started = True
         log.info("projector started", extra={"durable": self.durable, "checkpoint": self.last_seq})
 
@@ -124,16 +125,27 @@ class Projector:
         """Release the database connections; safe to call twice."""
         await self.engine.dispose()
 
+    async def _position(self) -> None:
+        """Recreate the durable consumer to deliver from the event after the checkpoint, in order.
+
+        The checkpoint in the database is the projector's only position: events a dead projector held
+        unacked would otherwise come back after ack_wait, behind newer ones, and be skipped as old.
+        """
+        with contextlib.suppress(NotFoundError):
+            await self.bus.js.delete_consumer(self.bus.subjects.events_stream, self.durable)
+        await ensure_consumer(self.bus.js, self.bus.subjects.events_stream, self._consumer_config())
+
     def _consumer_config(self) -> ConsumerConfig:
         settings = self.bus.settings
+        start = {"deliver_policy": DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": self.last_seq + 1}
         return ConsumerConfig(
             durable_name=self.durable,
             filter_subject=self.bus.subjects.all_events,
             ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.ALL,
             ack_wait=settings.ack_wait_s,
             max_deliver=-1,
             max_ack_pending=1000,
+            **(start if self.last_seq else {"deliver_policy": DeliverPolicy.ALL}),
         )
 
     async def _handle_batch(self, msgs: list[Msg]) -> None:
@@ -146,7 +158,10 @@ class Projector:
             await self._project(items, outcome, isolate=False)
         except Exception as exc:
             if _is_transient(exc):
-                raise  # the loop backs off; the unacked messages come back after ack_wait
+                # Go back to the checkpoint before the loop fetches again: newer events must not pass these.
+                with contextlib.suppress(Exception):
+                    await self._position()
+                raise
             log.warning("batch failed; projecting event by event", extra={"durable": self.durable, "error": repr(exc)})
             await self._project(items, outcome, isolate=True)
         for item in items:

@@ -63,14 +63,6 @@ async def test_coordinator_killed_and_restarted_rebuilds_and_completes(
     _report(measured, record_property)
 
 
-@pytest.mark.xfail(
-    strict=False,  # intermittent: the run passes when no coordinator publish is in flight at the kill
-    reason="coordinator loses decisions whose publish fails across a nats-server restart: _on_events applies "
-    "the event to the engine and decides, then _carry_out's publish_event times out (nats: timeout, 5 s after "
-    "the reconnect); the event is redelivered but the engine already holds the decision, so the offers are "
-    "never published: e.g. 171/200 subtasks COMPLETED, AX_TASKS empty, coordinator-events acked to the stream "
-    "head, execution RUNNING until exec wait times out",
-)
 async def test_nats_server_killed_and_restarted_everything_reconnects(
     tmp_path: Path, postgres_url: str, replay_url: str, record_property
 ) -> None:

@@ -55,6 +55,7 @@ class Coordinator:
         self.directory = AgentDirectory(bus, self._on_agents)
         self._lock = asyncio.Lock()
         self._timers: dict[str, tuple[datetime, asyncio.Task[None]]] = {}
+        self._stop = asyncio.Event()
         self.rebuilt_events = 0
         self.dead_lettered = 0
 
@@ -92,6 +93,7 @@ class Coordinator:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume events and commands until ``stop`` is set."""
+        self._stop = stop
         subjects = self.bus.subjects
         events = PullLoop(self.bus, subjects.events_stream, Subjects.COORDINATOR_EVENTS, self._on_events, batch=64)
         commands = PullLoop(self.bus, subjects.commands_stream, Subjects.COORDINATOR_COMMANDS, self._on_commands)
@@ -160,18 +162,35 @@ class Coordinator:
         """Publish offers and decision events, and arm timers.
 
         The publishes are sent in order on one connection (an offer before its DISPATCHED event) and
-        their acks awaited together: one round trip instead of one per effect.
+        their acks awaited together: one round trip instead of one per effect. The engine holds these
+        decisions already, so they must reach the stream: a publish that fails (the server is restarting)
+        is sent again, all of them, until the stream has them; its de-duplication drops the copies.
+        Nothing else is decided meanwhile (the caller holds the lock), which keeps the order.
         """
-        sends = []
         for effect in effects:
-            if isinstance(effect, Offer):
-                sends.append(self.bus.publish_offer(effect.offer, effect.agent_id))
-            elif isinstance(effect, Emit):
-                sends.append(self.bus.publish_event(effect.event))
-            elif isinstance(effect, WakeAt):
+            if isinstance(effect, WakeAt):
                 self._arm(effect)
-        if sends:
-            await asyncio.gather(*sends)
+        publishes = [e for e in effects if isinstance(e, Offer | Emit)]
+        backoff = 0.1
+        while publishes:
+            try:
+                await asyncio.gather(*(self._publish(effect) for effect in publishes))
+                return
+            except Exception as exc:  # a lost connection or a timeout: the same ids are safe to send again
+                if self._stop.is_set():
+                    raise  # unacked, the batch comes back after a restart and is decided again
+                log.warning(
+                    "publishing decisions failed; trying again", extra={"n": len(publishes), "error": repr(exc)}
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), backoff)
+                backoff = min(backoff * 2, 2.0)
+
+    async def _publish(self, effect: Offer | Emit) -> None:
+        if isinstance(effect, Offer):
+            await self.bus.publish_offer(effect.offer, effect.agent_id)
+        else:
+            await self.bus.publish_event(effect.event)
 
     def _arm(self, wake: WakeAt) -> None:
         current = self._timers.get(wake.execution_id)

@@ -212,3 +212,29 @@ def test_rebuilding_from_the_events_gives_the_same_state() -> None:
             rebuilt.fold(effect.event)
     assert rebuilt.runs[X].snapshot() == engine.runs[X].snapshot()
     assert emitted(rebuilt.tick_all(at(10))) == []  # nothing left to decide
+
+
+def decisions(effects) -> dict[str, tuple]:
+    return {
+        e.event.event_id: (e.event.type, e.event.subtask_id or e.event.task_id, str(getattr(e.event, "status", "")))
+        for e in effects
+        if isinstance(e, Emit)
+    }
+
+
+def test_a_decision_id_never_names_two_different_decisions_whatever_the_report_order() -> None:
+    # Regression: after a restart the result can arrive before the started report (redelivery order).
+    # With ids numbered by version, the COMPLETED decision then took the id of the earlier RUNNING one,
+    # the stream dropped it as a duplicate, and the read model kept the subtask RUNNING forever.
+    in_order, log_a = start({"a": 1})
+    log_a = [*log_a, *in_order.on_event(started(X, "a_s0"), at(1)), *in_order.on_event(result(X, "a_s0"), at(2))]
+    reordered = Engine(CoreConfig(lag_scale_s=0))
+    for effect in log_a[:3]:  # created, queued, ... up to before any report
+        if isinstance(effect, Emit):
+            reordered.fold(effect.event)
+    reordered.tick(X, at(0))
+    log_b = [*reordered.on_event(result(X, "a_s0"), at(1)), *reordered.on_event(started(X, "a_s0"), at(2))]
+    seen_a, seen_b = decisions(log_a), decisions(log_b)
+    for event_id in seen_a.keys() & seen_b.keys():
+        assert seen_a[event_id] == seen_b[event_id], f"{event_id} names {seen_a[event_id]} and {seen_b[event_id]}"
+    assert ("subtask_state", "a_s0", "COMPLETED") in seen_b.values()

@@ -73,13 +73,15 @@ class Decider:
 
     def set_execution(self, status: ExecutionStatus, reason: str = "") -> None:
         run = self.run
-        self.emit(ExecutionState(event_id=f"{run.execution_id}:x:{run.version}", execution_id=run.execution_id,
+        seen = run.seen[status]
+        self.emit(ExecutionState(event_id=f"{run.execution_id}:x:{status.value}:{seen}", execution_id=run.execution_id,
                                  ts=self.now, status=status, reason=reason))  # fmt: skip
 
     def set_task(self, task: TaskRun, status: TaskStatus, reason: str = "") -> None:
         self.dirty.add(task.task_id)
         self.dirty.update(self.run.graph.outgoing[task.task_id])
-        self.emit(TaskState(event_id=f"{self.run.execution_id}:t:{task.task_id}:{task.version}",
+        seen = task.seen[status]
+        self.emit(TaskState(event_id=f"{self.run.execution_id}:t:{task.task_id}:{status.value}:{seen}",
                             execution_id=self.run.execution_id, ts=self.now, task_id=task.task_id,
                             status=status, reason=reason))  # fmt: skip
 
@@ -87,7 +89,9 @@ class Decider:
         self.dirty.add(sub.task_id)
         self.changed.add(sub.subtask_id)
         extra.setdefault("attempt", sub.attempt)
-        self.emit(SubtaskState(event_id=f"{self.run.execution_id}:s:{sub.subtask_id}:{sub.version}",
+        attempt = extra["attempt"]
+        seen = sub.seen[(attempt, status)]
+        self.emit(SubtaskState(event_id=f"{self.run.execution_id}:s:{sub.subtask_id}:{attempt}:{status.value}:{seen}",
                                execution_id=self.run.execution_id, ts=self.now, task_id=sub.task_id,
                                subtask_id=sub.subtask_id, action=sub.action, status=status, **extra))  # fmt: skip
 
@@ -96,8 +100,8 @@ class Decider:
         entity = sub.subtask_id if sub else holder.task_id
         spec = self.run.graph.subtasks[sub.subtask_id] if sub else None
         task_spec = self.run.graph.tasks[holder.task_id]
-        self.emit(InboxOpened(event_id=f"{self.run.execution_id}:i:{entity}:{holder.version}",
-                              item_id=f"{self.run.execution_id}-{entity}-{holder.version}",
+        item_id = f"{self.run.execution_id}-{entity}-{kind}-{holder.opened}"
+        self.emit(InboxOpened(event_id=f"{item_id}:opened", item_id=item_id,
                               execution_id=self.run.execution_id, ts=self.now, task_id=holder.task_id,
                               subtask_id=sub.subtask_id if sub else None, attempt=sub.attempt if sub else None,
                               kind=kind, title=spec.description or task_spec.title if spec else task_spec.title,

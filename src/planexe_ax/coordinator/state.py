@@ -1,13 +1,16 @@
 """What the coordinator knows of an execution, and how one event changes it. Pure: no I/O, no clock.
 
 ``apply`` folds one event into an :class:`ExecutionRun`; replaying the stream is a fold of ``apply``.
-Decisions (``decide.py``) are events too, applied the moment they are taken; their ids are
-deterministic (execution, entity, version), so a decision taken again after a restart is
-de-duplicated by the stream and ignored here.
+Decisions (``decide.py``) are events too, applied the moment they are taken. Their ids say what they
+decide — entity, attempt, new state, and how many times that entity entered that state before — so
+a decision taken again after a restart has the id of the same decision, is de-duplicated by the
+stream and ignored here; and two different decisions never share an id, whatever order the reports
+arrive in after a restart.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -102,6 +105,8 @@ class SubtaskRun:
     deadline: datetime | None = None
     inbox: str | None = None
     rejected_by: set[str] = field(default_factory=set)
+    seen: Counter[tuple[int, TaskStatus]] = field(default_factory=Counter)
+    opened: int = 0
     reported_running: bool = False
     result: SubtaskResult | None = None
     rejection: SubtaskRejected | None = None
@@ -119,6 +124,8 @@ class TaskRun:
     pin: str | None = None
     inbox: str | None = None
     approved: bool = False
+    seen: Counter[TaskStatus] = field(default_factory=Counter)
+    opened: int = 0
 
 
 @dataclass
@@ -135,6 +142,7 @@ class ExecutionRun:
     subtasks: dict[str, SubtaskRun] = field(default_factory=dict)
     inbox: dict[str, InboxOpened] = field(default_factory=dict)
     applied: set[str] = field(default_factory=set)
+    seen: Counter[ExecutionStatus] = field(default_factory=Counter)
     reported: set[str] = field(default_factory=set)
     """Subtasks with an agent report not yet decided on."""
 
@@ -169,6 +177,7 @@ def apply(run: ExecutionRun, event: Event) -> bool:
         if run.status in TERMINAL_EXECUTION:
             return False
         run.status, run.version = event.status, run.version + 1
+        run.seen[event.status] += 1
         return True
     if isinstance(event, TaskState):
         return _apply_task_state(run, event)
@@ -188,6 +197,7 @@ def _apply_task_state(run: ExecutionRun, event: TaskState) -> bool:
     if task is None or task.status in TERMINAL_TASK:
         return False
     task.status, task.version = event.status, task.version + 1
+    task.seen[event.status] += 1
     if event.status == TaskStatus.RUNNING and task.started_at is None:
         task.started_at = event.ts
     if event.status in TERMINAL_TASK:
@@ -201,6 +211,7 @@ def _apply_subtask_state(run: ExecutionRun, event: SubtaskState) -> bool:
         return False
     sub.status, sub.version = event.status, sub.version + 1
     sub.attempt = event.attempt or sub.attempt
+    sub.seen[(sub.attempt, event.status)] += 1
     if event.status == TaskStatus.DISPATCHED:
         sub.agent_id = event.agent_id
         sub.dispatched_at, sub.started_at, sub.deadline = event.ts, None, None
@@ -242,6 +253,7 @@ def _apply_inbox(run: ExecutionRun, event: InboxOpened | InboxClosed) -> bool:
         )
         if holder is not None:
             holder.inbox = event.item_id
+            holder.opened += 1
         return True
     opened = run.inbox.pop(event.item_id, None)
     if opened is None:

@@ -15,10 +15,9 @@ from typing import Any
 from planexe_ax.bus import connect
 from planexe_ax.config import Settings
 from planexe_ax.errors import ConfigError, PlanValidationError
+from planexe_ax.exit_codes import EXIT_OK, EXIT_USAGE
 from planexe_ax.logs import setup_logging
 from planexe_ax.plan_cli import add_plan_parsers, load_plan, run_plan_command
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 3
 
 
 def example_plan_path() -> Path:

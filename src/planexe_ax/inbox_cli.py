@@ -13,11 +13,10 @@ from rich.table import Table
 from planexe_ax.bus import ResolveInbox, connect
 from planexe_ax.config import Settings
 from planexe_ax.errors import PlanExeAXError
+from planexe_ax.exit_codes import EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
 from planexe_ax.people import current_user, resolve_item
 from planexe_ax.projector import inbox_item, inbox_items, make_engine, make_session_factory
 from planexe_ax.runtime import resolve_nats_url
-
-EXIT_OK, EXIT_USAGE = 0, 2
 
 
 class InboxError(PlanExeAXError):
@@ -83,7 +82,7 @@ async def run_inbox_command(settings: Settings, args: argparse.Namespace) -> int
         refused = await resolve_item(bus, item, command)
     except TimeoutError:
         sys.stderr.write("planexe-ax: no answer from the coordinator in 15 s; is it running?\n")
-        return 3
+        return EXIT_TIMEOUT
     finally:
         await bus.close()
     if refused:

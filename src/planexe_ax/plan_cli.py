@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 from planexe_ax.bus import Plan
 from planexe_ax.errors import PlanValidationError
+from planexe_ax.exit_codes import EXIT_OK
 
-EXIT_OK = 0
 Siblings = Literal["parallel", "sequential"]
 
 

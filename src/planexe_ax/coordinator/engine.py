@@ -30,7 +30,7 @@ from planexe_ax.bus.messages import (
     TaskState,
     TaskStatus,
 )
-from planexe_ax.coordinator.decide import Decider, decide, dispatch, end, fail_attempt
+from planexe_ax.coordinator.decide import Decider, decide, dispatch, end
 from planexe_ax.coordinator.state import Agents, CoreConfig, Effect, Emit, ExecutionRun, apply
 from planexe_ax.coordinator.validation import validate_plan
 from planexe_ax.errors import PlanValidationError
@@ -209,4 +209,4 @@ def _cancel_task(d: Decider, task_id: str, command: CancelTask) -> None:
     d.set_task(task, TaskStatus.CANCELLED, reason)
 
 
-__all__ = ["Engine", "Rejected", "fail_attempt"]
+__all__ = ["Engine", "Rejected"]

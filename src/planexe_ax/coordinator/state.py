@@ -97,7 +97,6 @@ class SubtaskRun:
     status: TaskStatus = TaskStatus.PENDING
     attempt: int = 0
     agent_id: str | None = None
-    version: int = 0
     failures: int = 0
     dispatched_at: datetime | None = None
     started_at: datetime | None = None
@@ -119,7 +118,6 @@ class TaskRun:
     status: TaskStatus = TaskStatus.PENDING
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    version: int = 0
     paused: bool = False
     pin: str | None = None
     inbox: str | None = None
@@ -137,7 +135,6 @@ class ExecutionRun:
     graph: PlanGraph
     pins: dict[str, str] = field(default_factory=dict)
     status: ExecutionStatus = ExecutionStatus.CREATED
-    version: int = 0
     tasks: dict[str, TaskRun] = field(default_factory=dict)
     subtasks: dict[str, SubtaskRun] = field(default_factory=dict)
     inbox: dict[str, InboxOpened] = field(default_factory=dict)
@@ -176,7 +173,7 @@ def apply(run: ExecutionRun, event: Event) -> bool:
     if isinstance(event, ExecutionState):
         if run.status in TERMINAL_EXECUTION:
             return False
-        run.status, run.version = event.status, run.version + 1
+        run.status = event.status
         run.seen[event.status] += 1
         return True
     if isinstance(event, TaskState):
@@ -196,7 +193,7 @@ def _apply_task_state(run: ExecutionRun, event: TaskState) -> bool:
     task = run.tasks.get(event.task_id or "")
     if task is None or task.status in TERMINAL_TASK:
         return False
-    task.status, task.version = event.status, task.version + 1
+    task.status = event.status
     task.seen[event.status] += 1
     if event.status == TaskStatus.RUNNING and task.started_at is None:
         task.started_at = event.ts
@@ -209,7 +206,7 @@ def _apply_subtask_state(run: ExecutionRun, event: SubtaskState) -> bool:
     sub = run.subtasks.get(event.subtask_id or "")
     if sub is None or sub.status in TERMINAL_TASK:
         return False
-    sub.status, sub.version = event.status, sub.version + 1
+    sub.status = event.status
     sub.attempt = event.attempt or sub.attempt
     sub.seen[(sub.attempt, event.status)] += 1
     if event.status == TaskStatus.DISPATCHED:

@@ -45,7 +45,15 @@ from planexe_ax.bus.messages import (
 )
 from planexe_ax.bus.plan import Dependency, DependencyType, Phase, Plan, RetryPolicy, Risk, Subtask, Task
 from planexe_ax.bus.subjects import Subjects, check_id, check_token
-from planexe_ax.bus.topology import capability_consumer, direct_consumer, ensure_consumer, ensure_topology, topology
+from planexe_ax.bus.topology import (
+    capability_consumer,
+    direct_consumer,
+    ensure_consumer,
+    ensure_topology,
+    events_consumer,
+    position_consumer,
+    topology,
+)
 
 __all__ = [
     "AGENT_REPORTS",
@@ -104,8 +112,10 @@ __all__ = [
     "direct_consumer",
     "ensure_consumer",
     "ensure_topology",
+    "events_consumer",
     "nats_server_binary",
     "new_id",
+    "position_consumer",
     "topology",
     "utcnow",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -74,9 +76,9 @@ def topology(subjects: Subjects, settings: Settings) -> Topology:
         ),
     )
     consumers = (
-        (subjects.events_stream, _durable(Subjects.COORDINATOR_EVENTS, subjects.all_events, settings)),
+        (subjects.events_stream, events_consumer(subjects, Subjects.COORDINATOR_EVENTS, settings)),
         (subjects.commands_stream, _durable(Subjects.COORDINATOR_COMMANDS, subjects.all_commands, settings)),
-        (subjects.events_stream, _durable(Subjects.PROJECTOR_EVENTS, subjects.all_events, settings)),
+        (subjects.events_stream, events_consumer(subjects, Subjects.PROJECTOR_EVENTS, settings)),
     )
     bucket = KeyValueConfig(
         bucket=subjects.agents_bucket,
@@ -98,6 +100,27 @@ def _durable(name: str, filter_subject: str, settings: Settings, max_deliver: in
         max_deliver=max_deliver,
         max_ack_pending=1000,
     )
+
+
+def events_consumer(subjects: Subjects, durable: str, settings: Settings) -> ConsumerConfig:
+    """A durable pull consumer of every event (the coordinator's, the projector's, a replay's)."""
+    return _durable(durable, subjects.all_events, settings)
+
+
+async def position_consumer(js: JetStreamContext, stream: str, config: ConsumerConfig, after_seq: int) -> None:
+    """Recreate a durable consumer so that it delivers from stream sequence ``after_seq + 1`` on, in order.
+
+    For an owner that keeps its own position (a checkpoint, an ack floor it rebuilt from): messages a
+    dead predecessor held unacked would otherwise come back after ack_wait, behind newer ones.
+    """
+    start = (
+        {"deliver_policy": DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": after_seq + 1}
+        if after_seq
+        else {"deliver_policy": DeliverPolicy.ALL, "opt_start_seq": None}
+    )
+    with contextlib.suppress(NotFoundError):
+        await js.delete_consumer(stream, config.durable_name or "")
+    await ensure_consumer(js, stream, dataclasses.replace(config, **start))
 
 
 def capability_consumer(subjects: Subjects, capability: str, settings: Settings) -> ConsumerConfig:

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 from datetime import UTC, datetime
 
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
-from planexe_ax.bus import Bus, Event, PullLoop, Subjects, decode_command, decode_event, ensure_consumer, topology
+from planexe_ax.bus import (
+    Bus,
+    Event,
+    PullLoop,
+    Subjects,
+    decode_command,
+    decode_event,
+    events_consumer,
+    position_consumer,
+)
 from planexe_ax.config import Settings
 from planexe_ax.coordinator.directory import AgentDirectory
 from planexe_ax.coordinator.engine import Engine
@@ -69,30 +76,14 @@ class Coordinator:
         floor = info.ack_floor.stream_seq if info.ack_floor else 0
         if floor:
             await self._rebuild(floor)
-            await self._position(floor)
+            # Deliver from the event after the floor on, in order: what the previous coordinator held
+            # unacked would otherwise come back after ack_wait, behind newer events.
+            consumer = events_consumer(subjects, Subjects.COORDINATOR_EVENTS, self.bus.settings)
+            await position_consumer(self.bus.js, subjects.events_stream, consumer, floor)
         async with self._lock:
             await self._carry_out(self.engine.tick_all(_now()))
         extra = {"rebuilt_events": self.rebuilt_events, "executions": len(self.engine.runs)}
         log.info("coordinator ready", extra=extra)
-
-    async def _position(self, floor: int) -> None:
-        """Deliver from the event after ``floor`` on, in stream order.
-
-        Events the previous coordinator held unacked would otherwise come back after ack_wait, behind
-        newer ones: correct (decisions are idempotent) but later than need be, and out of order.
-        """
-        subjects = self.bus.subjects
-        (config,) = [
-            c
-            for s, c in topology(subjects, self.bus.settings).consumers
-            if c.durable_name == Subjects.COORDINATOR_EVENTS
-        ]
-        positioned = dataclasses.replace(
-            config, deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=floor + 1
-        )
-        with contextlib.suppress(NotFoundError):
-            await self.bus.js.delete_consumer(subjects.events_stream, Subjects.COORDINATOR_EVENTS)
-        await ensure_consumer(self.bus.js, subjects.events_stream, positioned)
 
     async def _rebuild(self, floor: int) -> None:
         subjects = self.bus.subjects

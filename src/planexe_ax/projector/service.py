@@ -9,12 +9,10 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy  # bus has no builder for extra event consumers
-from nats.js.errors import NotFoundError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from planexe_ax.bus import Bus, Event, PullLoop, Subjects, decode_event, ensure_consumer
+from planexe_ax.bus import Bus, Event, PullLoop, Subjects, decode_event, events_consumer, position_consumer
 from planexe_ax.projector.agent_cards import AgentWatcher
 from planexe_ax.projector.db import make_engine, make_session_factory
 from planexe_ax.projector.handlers import apply_event
@@ -126,27 +124,13 @@ class Projector:
         await self.engine.dispose()
 
     async def _position(self) -> None:
-        """Recreate the durable consumer to deliver from the event after the checkpoint, in order.
+        """Deliver from the event after the checkpoint on: the checkpoint in the database is the only position.
 
-        The checkpoint in the database is the projector's only position: events a dead projector held
-        unacked would otherwise come back after ack_wait, behind newer ones, and be skipped as old.
+        Events a dead projector held unacked would otherwise come back after ack_wait, behind newer
+        ones, and be skipped as old.
         """
-        with contextlib.suppress(NotFoundError):
-            await self.bus.js.delete_consumer(self.bus.subjects.events_stream, self.durable)
-        await ensure_consumer(self.bus.js, self.bus.subjects.events_stream, self._consumer_config())
-
-    def _consumer_config(self) -> ConsumerConfig:
-        settings = self.bus.settings
-        start = {"deliver_policy": DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": self.last_seq + 1}
-        return ConsumerConfig(
-            durable_name=self.durable,
-            filter_subject=self.bus.subjects.all_events,
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=settings.ack_wait_s,
-            max_deliver=-1,
-            max_ack_pending=1000,
-            **(start if self.last_seq else {"deliver_policy": DeliverPolicy.ALL}),
-        )
+        config = events_consumer(self.bus.subjects, self.durable, self.bus.settings)
+        await position_consumer(self.bus.js, self.bus.subjects.events_stream, config, self.last_seq)
 
     async def _handle_batch(self, msgs: list[Msg]) -> None:
         items = [self._decode(msg) for msg in msgs]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import nats
 from nats.aio.client import Client as NATS
@@ -90,6 +93,27 @@ class Bus:
         if self._kv is None:
             self._kv = await self.js.key_value(self.subjects.agents_bucket)
         return self._kv
+
+    async def agent_updates(self, stop: asyncio.Event, poll_s: float) -> AsyncIterator[Any | None]:
+        """Entries of the ``ax-agents`` bucket as they change, until ``stop`` is set.
+
+        Yields each entry (``.key``, ``.value``, ``.operation``), and None when the initial values are
+        done or nothing changed within ``poll_s`` (a tick for time-based checks). A watch does not
+        survive a server restart, so after a reconnect the bucket is read afresh.
+        """
+        kv = await self.agents_kv()
+        watcher, since = await kv.watchall(), self.reconnected_at
+        try:
+            while not stop.is_set():
+                if self.reconnected_at != since:
+                    await watcher.stop()  # type: ignore[no-untyped-call]  # untyped in nats-py
+                    watcher, since = await kv.watchall(), self.reconnected_at
+                try:
+                    yield await watcher.updates(timeout=poll_s)  # type: ignore[no-untyped-call]  # untyped in nats-py
+                except TimeoutError:  # nats' TimeoutError subclasses it: nothing new in poll_s
+                    yield None
+        finally:
+            await watcher.stop()  # type: ignore[no-untyped-call]  # untyped in nats-py
 
     async def close(self) -> None:
         """Flush what was published and close; safe to call twice.

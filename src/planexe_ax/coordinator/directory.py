@@ -36,27 +36,14 @@ class AgentDirectory:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Follow the bucket until ``stop`` is set."""
-        kv = await self.bus.agents_kv()
-        watcher, since = await kv.watchall(), self.bus.reconnected_at
         initial_done = False
-        try:
-            while not stop.is_set():
-                if self.bus.reconnected_at != since:
-                    # A watch does not survive a server restart: read the bucket afresh.
-                    await watcher.stop()  # type: ignore[no-untyped-call]  # untyped in nats-py
-                    watcher, since = await kv.watchall(), self.bus.reconnected_at
-                try:
-                    entry = await watcher.updates(timeout=self.poll_s)  # type: ignore[no-untyped-call]  # untyped in nats-py
-                except TimeoutError:
-                    entry, initial_done = None, True
-                if entry is None:
-                    initial_done = True  # nats-py marks the end of the initial values with None
-                else:
-                    self._take(entry)
-                if initial_done:
-                    await self._publish_if_changed()
-        finally:
-            await watcher.stop()  # type: ignore[no-untyped-call]  # untyped in nats-py
+        async for entry in self.bus.agent_updates(stop, self.poll_s):
+            if entry is None:
+                initial_done = True  # the initial values are in (or the bucket is quiet)
+            else:
+                self._take(entry)
+            if initial_done:
+                await self._publish_if_changed()
 
     def _take(self, entry: Any) -> None:
         if entry.operation in REMOVED:

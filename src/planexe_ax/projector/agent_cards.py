@@ -82,27 +82,14 @@ class AgentWatcher:
                 backoff = min(backoff * 2, 5.0)
 
     async def _watch(self, stop: asyncio.Event) -> None:
-        kv = await self.bus.agents_kv()
-        watcher, since = await kv.watchall(), self.bus.reconnected_at
         loop = asyncio.get_running_loop()
         next_sweep = loop.time()
-        try:
-            while not stop.is_set():
-                if self.bus.reconnected_at != since:
-                    # A watch does not survive a server restart: read the bucket afresh.
-                    await watcher.stop()  # type: ignore[no-untyped-call]  # nats-py is untyped here
-                    watcher, since = await kv.watchall(), self.bus.reconnected_at
-                try:
-                    entry = await watcher.updates(timeout=self.poll_s)  # type: ignore[no-untyped-call]  # nats-py is untyped here
-                except TimeoutError:  # nats' TimeoutError subclasses it: nothing new in poll_s
-                    entry = None
-                if entry is not None:
-                    await self._guarded(self._apply, entry)
-                if loop.time() >= next_sweep:
-                    await self._guarded(self._sweep)
-                    next_sweep = loop.time() + self.bus.settings.agent_ttl_s / 2
-        finally:
-            await watcher.stop()  # type: ignore[no-untyped-call]  # nats-py is untyped here
+        async for entry in self.bus.agent_updates(stop, self.poll_s):
+            if entry is not None:
+                await self._guarded(self._apply, entry)
+            if loop.time() >= next_sweep:
+                await self._guarded(self._sweep)
+                next_sweep = loop.time() + self.bus.settings.agent_ttl_s / 2
 
     async def _guarded(self, step: Any, *args: Any) -> None:
         try:

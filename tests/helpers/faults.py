@@ -42,6 +42,7 @@ from planexe_ax.bus import (
 from planexe_ax.client import follow
 from planexe_ax.config import Settings
 from planexe_ax.projector import Projector, make_engine, make_session_factory, table_dump
+from tests.helpers.eventually import eventually
 from tests.helpers.processes import Service, cli
 from tests.helpers.slow_agent import ACTION as SLOW_ACTION
 from tests.helpers.slow_agent import BEGIN, END
@@ -246,22 +247,22 @@ async def stream_events(bus: Bus, execution_id: str) -> list[tuple[int, Event]]:
 
 
 async def wait_projected(database_url: str, seq: int, timeout: float = 60.0) -> float:  # noqa: ASYNC109
-    """Poll the live projector's checkpoint until it reaches ``seq``; return the seconds it took."""
+    """Wait until the live projector's checkpoint reaches ``seq``; return the seconds it took."""
     engine = make_engine(database_url)
     began = time.monotonic()
+
+    async def reached() -> bool:
+        async with engine.connect() as conn:
+            got = await conn.scalar(
+                text("SELECT stream_seq FROM projector_checkpoints WHERE consumer = :c"), {"c": PROJECTOR_DURABLE}
+            )
+        return got is not None and got >= seq
+
     try:
-        while True:
-            async with engine.connect() as conn:
-                got = await conn.scalar(
-                    text("SELECT stream_seq FROM projector_checkpoints WHERE consumer = :c"), {"c": PROJECTOR_DURABLE}
-                )
-            if got is not None and got >= seq:
-                return time.monotonic() - began
-            if time.monotonic() - began > timeout:
-                raise AssertionError(f"projector checkpoint {got} has not reached stream seq {seq} in {timeout} s")
-            await asyncio.sleep(0.05)
+        await eventually(reached, timeout=timeout, every=0.05)
     finally:
         await engine.dispose()
+    return time.monotonic() - began
 
 
 async def projected_events(database_url: str, execution_id: str) -> list[tuple[int, str]]:

@@ -31,8 +31,8 @@ from planexe_ax.bus import (
     TaskPaused,
     TaskStatus,
 )
+from tests.helpers.agents import events, offer, pending_offers, results, short_lease
 from tests.helpers.eventually import eventually
-from tests.integration.test_agent_runtime import events, offer, pending_offers, results
 
 pytestmark = pytest.mark.nats
 log = logging.getLogger(__name__)
@@ -141,9 +141,7 @@ async def test_accept_hook_rejects_before_any_work(bus: Bus) -> None:
 
 # ------------------------------------------------------------------------------------------ blocked
 async def test_blocked_is_reported_then_progress_says_it_runs_again(bus: Bus) -> None:
-    short = Bus(
-        nc=bus.nc, js=bus.js, subjects=bus.subjects, settings=bus.settings.model_copy(update={"ack_wait_s": 1.0})
-    )
+    short = short_lease(bus)
     deliveries: list[int] = []
 
     @capability("await_reply")

@@ -7,88 +7,27 @@ import base64
 from typing import Any
 
 import pytest
-from nats.js.errors import KeyNotFoundError
-from pydantic import BaseModel
 
-from planexe_ax.agents import Agent, AgentRuntime, CapabilityOutput, TaskContext, builtin_agents, capability
-from planexe_ax.bus import AgentCard, Bus, DeadLetter, Event, SubtaskRejected, SubtaskResult, TaskOffer, decode_event
-from planexe_ax.errors import PermanentError
+from planexe_ax.agents import AgentRuntime, TaskContext, builtin_agents, capability
+from planexe_ax.bus import AgentCard, Bus, DeadLetter, SubtaskRejected, SubtaskResult
+from tests.helpers.agents import (
+    WaitParams,
+    agent,
+    card,
+    echo,
+    events,
+    fail_permanently,
+    fail_transiently,
+    offer,
+    pending_offers,
+    results,
+    short_lease,
+)
 from tests.helpers.eventually import eventually
 
 pytestmark = pytest.mark.nats
 
 
-class EchoParams(BaseModel):
-    text: str
-    times: int = 1
-
-
-class WaitParams(BaseModel):
-    seconds: float = 0.0
-
-
-@capability("echo")
-async def echo(params: EchoParams, ctx: TaskContext) -> CapabilityOutput:
-    """Repeat the text."""
-    await ctx.progress(50, "half way")
-    return CapabilityOutput({"text": params.text * params.times, "delivered": ctx.delivered}, confidence=0.9)
-
-
-@capability("fail_permanently")
-async def fail_permanently(params: WaitParams, ctx: TaskContext) -> dict[str, Any]:
-    """Always fails for good."""
-    raise PermanentError("the prospect asked not to be contacted")
-
-
-@capability("fail_transiently")
-async def fail_transiently(params: WaitParams, ctx: TaskContext) -> dict[str, Any]:
-    """Always fails in a way that may pass."""
-    raise ConnectionError("calendar API unreachable")
-
-
-def offer(action: str, params: dict[str, Any] | None = None, n: int = 1, attempt: int = 1) -> TaskOffer:
-    return TaskOffer(
-        execution_id="e1",
-        plan_id="p1",
-        task_id="t1",
-        subtask_id=f"s{n}",
-        attempt=attempt,
-        action=action,
-        params=params or {},
-    )
-
-
-async def events(bus: Bus) -> list[Event]:
-    state = (await bus.js.stream_info(bus.subjects.events_stream)).state
-    if state.messages == 0:
-        return []
-    return [
-        decode_event((await bus.js.get_msg(bus.subjects.events_stream, seq)).data or b"")
-        for seq in range(state.first_seq, state.last_seq + 1)
-    ]
-
-
-async def pending_offers(bus: Bus) -> int:
-    return (await bus.js.stream_info(bus.subjects.tasks_stream)).state.messages
-
-
-async def results(bus: Bus) -> list[SubtaskResult]:
-    return [e for e in await events(bus) if isinstance(e, SubtaskResult)]
-
-
-async def card(bus: Bus, agent_id: str) -> AgentCard | None:
-    try:
-        entry = await (await bus.agents_kv()).get(agent_id)
-    except KeyNotFoundError:
-        return None
-    return AgentCard.model_validate_json(entry.value or b"")
-
-
-def agent(*caps: Any, agent_id: str = "tester-1") -> Agent:
-    return Agent(agent_id, "Tester", role="tests", capabilities=caps or [echo])
-
-
-# ------------------------------------------------------------------------------------------ reporting
 async def test_offer_is_worked_reported_and_acked(bus: Bus) -> None:
     work = offer("echo", {"text": "ab", "times": 2})
     await bus.publish_offer(work)
@@ -183,9 +122,7 @@ async def test_direct_offer_reaches_its_agent_and_one_it_cannot_do_is_rejected(b
 
 # ------------------------------------------------------------------------------------------ leases and sharing
 async def test_lease_is_extended_while_a_capability_runs_longer_than_ack_wait(bus: Bus) -> None:
-    short = Bus(
-        nc=bus.nc, js=bus.js, subjects=bus.subjects, settings=bus.settings.model_copy(update={"ack_wait_s": 1.0})
-    )
+    short = short_lease(bus)
     deliveries: list[int] = []
 
     @capability("slow")

@@ -12,7 +12,7 @@ from planexe_ax.agents import Agent, RejectOffer, TaskContext, WorkCancelled
 from planexe_ax.agents.control import ExecutionWatch, takes_attempt_away
 from planexe_ax.bus import Bus, ExecutionState, ExecutionStatus, SubtaskState, TaskOffer, TaskPaused, TaskStatus
 from planexe_ax.config import Settings
-from tests.unit.test_agent_sdk import echo
+from tests.helpers.agents import echo
 
 
 def context(tmp_path: Path, task_id: str = "t1", subtask_id: str = "s1", attempt: int = 2) -> TaskContext:

@@ -1,7 +1,7 @@
 """The bus: the only package that knows NATS. Every other package imports from here."""
 
 from planexe_ax.bus.codec import decode_command, decode_event
-from planexe_ax.bus.connection import Bus, connect
+from planexe_ax.bus.connection import MSG_ID, Bus, connect
 from planexe_ax.bus.consumer import PullLoop
 from planexe_ax.bus.embedded import EmbeddedNats, nats_server_binary
 from planexe_ax.bus.messages import (
@@ -58,6 +58,7 @@ from planexe_ax.bus.topology import (
 __all__ = [
     "AGENT_REPORTS",
     "EVENT_ADAPTER",
+    "MSG_ID",
     "TERMINAL_EXECUTION",
     "TERMINAL_TASK",
     "AgentCard",

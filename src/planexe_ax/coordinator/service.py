@@ -12,6 +12,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 
 from planexe_ax.bus import (
+    MSG_ID,
     Bus,
     Event,
     PullLoop,
@@ -65,6 +66,8 @@ class Coordinator:
         self._lock = asyncio.Lock()
         self._timers: dict[str, tuple[datetime, asyncio.Task[None]]] = {}
         self._stop = asyncio.Event()
+        self._own: dict[str, bool] = {}
+        """Ids of decisions this process published and has not read back yet: reading them is no work."""
         self.rebuilt_events = 0
         self.dead_lettered = 0
 
@@ -132,6 +135,9 @@ class Coordinator:
         taken: list[Msg] = []
         async with self._lock:
             for msg in msgs:
+                if self._own.pop((msg.headers or {}).get(MSG_ID, ""), None):
+                    taken.append(msg)  # a decision of ours coming back: applied when it was taken
+                    continue
                 event = await self._decode_known(msg)
                 if event is not None:
                     effects += self.engine.on_event(event, _now())
@@ -204,6 +210,7 @@ class Coordinator:
             await self.bus.publish_offer(effect.offer, effect.agent_id)
         else:
             await self.bus.publish_event(effect.event)
+            self._own[effect.event.event_id] = True
 
     def _arm(self, wake: WakeAt) -> None:
         current = self._timers.get(wake.execution_id)

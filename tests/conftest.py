@@ -10,6 +10,7 @@ import pytest
 
 from planexe_ax.bus import Bus, EmbeddedNats, connect
 from planexe_ax.config import Settings
+from tests.helpers.gateway import Stack, running_stack
 from tests.helpers.postgres import create_database, drop_database, postgres_server
 
 
@@ -74,3 +75,10 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite+aiosqlite:///{tmp_path / 'readmodel.sqlite3'}"
     url: str = request.getfixturevalue("postgres_url")
     return url
+
+
+@pytest.fixture
+async def stack(nats_url: str, settings: Settings, postgres_url: str) -> AsyncIterator[Stack]:
+    """Coordinator, projector, built-in agents and the gateway on a free port, on PostgreSQL."""
+    async with running_stack(settings, nats_url, postgres_url) as started:
+        yield started

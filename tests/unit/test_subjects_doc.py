@@ -223,19 +223,35 @@ def render_consumers(topo: Topology, settings: Settings) -> list[str]:
     return ["### Durable consumers (pull)", "", *table(header, rows)]
 
 
+BUCKET_ROLES: dict[str, tuple[str, str]] = {
+    "ax-agents": (
+        "agents (SDK): their `AgentCard`, rewritten every heartbeat; ws_gateway for HTTP agents",
+        "coordinator (online agents), projector (the agents view)",
+    ),
+    "ax-plans": (
+        "ws_gateway: `POST /api/plans`, `POST /api/plans/import`, `DELETE /api/plans/{id}` (a delete marker)",
+        "projector (the plan catalog; checkpoint `plans-kv` is the last revision applied)",
+    ),
+}
+
+
 def render_bucket(topo: Topology) -> list[str]:
-    b = topo.agents_bucket
-    row = [
-        f"`{b.bucket}`",
-        str(b.history),
-        duration(b.ttl),
-        enum_value(b.storage),
-        "agents (SDK): their `AgentCard`, rewritten every heartbeat",
-        "projector (watches it for the agents view)",
-        b.description or "",
-    ]
+    rows = []
+    for b in topo.buckets:
+        written, read = BUCKET_ROLES[b.bucket]
+        rows.append(
+            [
+                f"`{b.bucket}`",
+                str(b.history),
+                duration(b.ttl) if b.ttl else "none",
+                enum_value(b.storage),
+                written,
+                read,
+                b.description or "",
+            ]
+        )
     header = ["Bucket", "History", "TTL", "Storage", "Written by", "Read by", "Holds"]
-    return ["### KV buckets", "", *table(header, [row])]
+    return ["### KV buckets", "", *table(header, rows)]
 
 
 def render_events() -> list[str]:

@@ -38,6 +38,7 @@ class Bus:
     subjects: Subjects
     settings: Settings
     _kv: KeyValue | None = field(default=None, repr=False)
+    _plans: KeyValue | None = field(default=None, repr=False)
     closing: bool = False
     reconnected_at: datetime | None = None
 
@@ -94,14 +95,43 @@ class Bus:
             self._kv = await self.js.key_value(self.subjects.agents_bucket)
         return self._kv
 
-    async def agent_updates(self, stop: asyncio.Event, poll_s: float) -> AsyncIterator[Any | None]:
-        """Entries of the ``ax-agents`` bucket as they change, until ``stop`` is set.
+    async def plans_kv(self) -> KeyValue:
+        """The ``ax-plans`` bucket (uploaded plans by plan id)."""
+        if self._plans is None:
+            self._plans = await self.js.key_value(self.subjects.plans_bucket)
+        return self._plans
 
-        Yields each entry (``.key``, ``.value``, ``.operation``), and None when the initial values are
-        done or nothing changed within ``poll_s`` (a tick for time-based checks). A watch does not
-        survive a server restart, so after a reconnect the bucket is read afresh.
+    async def put_plan(self, plan_id: str, document: bytes) -> int:
+        """Store an uploaded plan (its JSON) under its id; returns the entry's revision."""
+        return int(await (await self.plans_kv()).put(plan_id, document))
+
+    async def delete_plan(self, plan_id: str) -> int:
+        """Leave a delete marker for an uploaded plan; returns the marker's revision.
+
+        The marker is published directly (rather than with ``KeyValue.delete``) to learn its revision,
+        which is what a reader waits for to see the delete.
         """
-        kv = await self.agents_kv()
+        subject = f"$KV.{self.subjects.plans_bucket}.{plan_id}"
+        ack = await self.js.publish(subject, b"", headers={"KV-Operation": "DEL"})
+        return int(ack.seq)
+
+    async def agent_updates(self, stop: asyncio.Event, poll_s: float) -> AsyncIterator[Any | None]:
+        """Entries of the ``ax-agents`` bucket as they change, until ``stop`` is set (see :meth:`kv_updates`)."""
+        async for entry in self.kv_updates(await self.agents_kv(), stop, poll_s):
+            yield entry
+
+    async def plan_updates(self, stop: asyncio.Event, poll_s: float) -> AsyncIterator[Any | None]:
+        """Entries of the ``ax-plans`` bucket as they change, until ``stop`` is set (see :meth:`kv_updates`)."""
+        async for entry in self.kv_updates(await self.plans_kv(), stop, poll_s):
+            yield entry
+
+    async def kv_updates(self, kv: KeyValue, stop: asyncio.Event, poll_s: float) -> AsyncIterator[Any | None]:
+        """Entries of a bucket as they change, until ``stop`` is set.
+
+        Yields each entry (``.key``, ``.value``, ``.operation``, ``.revision``), and None when the initial
+        values are done or nothing changed within ``poll_s`` (a tick for time-based checks). A watch does
+        not survive a server restart, so after a reconnect the bucket is read afresh.
+        """
         watcher, since = await kv.watchall(), self.reconnected_at
         try:
             while not stop.is_set():

@@ -124,6 +124,10 @@ class Subjects:
     def agents_bucket(self) -> str:
         return f"{self.namespace}-ax-agents" if self.namespace else "ax-agents"
 
+    @property
+    def plans_bucket(self) -> str:
+        return f"{self.namespace}-ax-plans" if self.namespace else "ax-plans"
+
     @staticmethod
     def capability_consumer(capability: str) -> str:
         """Durable pull consumer shared by every agent of one capability."""

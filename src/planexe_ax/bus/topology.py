@@ -34,6 +34,11 @@ class Topology:
     streams: tuple[StreamConfig, ...]
     consumers: tuple[tuple[str, ConsumerConfig], ...]
     agents_bucket: KeyValueConfig
+    plans_bucket: KeyValueConfig
+
+    @property
+    def buckets(self) -> tuple[KeyValueConfig, ...]:
+        return (self.agents_bucket, self.plans_bucket)
 
 
 def topology(subjects: Subjects, settings: Settings) -> Topology:
@@ -87,7 +92,13 @@ def topology(subjects: Subjects, settings: Settings) -> Topology:
         ttl=settings.agent_ttl_s,
         storage=StorageType.FILE,
     )
-    return Topology(streams=streams, consumers=consumers, agents_bucket=bucket)
+    plans = KeyValueConfig(
+        bucket=subjects.plans_bucket,
+        description="Uploaded plans by plan id; a deleted plan leaves a delete marker.",
+        history=1,
+        storage=StorageType.FILE,
+    )
+    return Topology(streams=streams, consumers=consumers, agents_bucket=bucket, plans_bucket=plans)
 
 
 def _durable(name: str, filter_subject: str, settings: Settings, max_deliver: int = -1) -> ConsumerConfig:
@@ -159,7 +170,7 @@ async def ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerCon
 
 
 async def ensure_topology(js: JetStreamContext, subjects: Subjects, settings: Settings) -> Topology:
-    """Provision every stream, shared consumer and the agents bucket. Safe to run from every process."""
+    """Provision every stream, shared consumer and bucket. Safe to run from every process."""
     topo = topology(subjects, settings)
     for stream in topo.streams:
         await ensure_stream(js, stream)
@@ -170,8 +181,9 @@ async def ensure_topology(js: JetStreamContext, subjects: Subjects, settings: Se
             await ensure_consumer(js, stream_name, consumer)
         # An existing durable is left as it is: its owner may have positioned it (the projector starts
         # it right after its checkpoint), and a consumer's delivery policy cannot be changed in place.
-    try:
-        await js.key_value(topo.agents_bucket.bucket)
-    except (NotFoundError, BadRequestError):
-        await js.create_key_value(config=topo.agents_bucket)
+    for bucket in topo.buckets:
+        try:
+            await js.key_value(bucket.bucket)
+        except (NotFoundError, BadRequestError):
+            await js.create_key_value(config=bucket)
     return topo

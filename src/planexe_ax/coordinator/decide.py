@@ -71,11 +71,11 @@ class Decider:
     def wake_at(self, when: datetime) -> None:
         self.wake = when if self.wake is None else min(self.wake, when)
 
-    def set_execution(self, status: ExecutionStatus, reason: str = "") -> None:
+    def set_execution(self, status: ExecutionStatus, reason: str = "", causation_id: str | None = None) -> None:
         run = self.run
         seen = run.seen[status]
         self.emit(ExecutionState(event_id=f"{run.execution_id}:x:{status.value}:{seen}", execution_id=run.execution_id,
-                                 ts=self.now, status=status, reason=reason))  # fmt: skip
+                                 ts=self.now, status=status, reason=reason, causation_id=causation_id))  # fmt: skip
 
     def set_task(self, task: TaskRun, status: TaskStatus, reason: str = "") -> None:
         self.dirty.add(task.task_id)
@@ -183,7 +183,7 @@ def escalate(d: Decider, sub: SubtaskRun, reason: str) -> None:
     d.open_inbox(sub, "escalation", reason)
 
 
-def end(d: Decider, status: ExecutionStatus, reason: str) -> None:
+def end(d: Decider, status: ExecutionStatus, reason: str, causation_id: str | None = None) -> None:
     """Close every open item, subtask and task, then the execution (so readers see the execution last)."""
     for item_id in list(d.run.inbox):
         d.close_inbox(item_id, "cancelled", comment=reason)
@@ -195,7 +195,7 @@ def end(d: Decider, status: ExecutionStatus, reason: str) -> None:
         if task.status not in TERMINAL_TASK:
             failed = status == ExecutionStatus.FAILED and task.task_id in failed_tasks
             d.set_task(task, TaskStatus.FAILED if failed else TaskStatus.CANCELLED, reason)
-    d.set_execution(status, reason)
+    d.set_execution(status, reason, causation_id)
 
 
 # ------------------------------------------------------------------------------------------------ dispatch

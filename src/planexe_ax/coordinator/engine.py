@@ -134,15 +134,15 @@ class Engine:
         if isinstance(command, PauseExecution):
             if run.status not in PAUSABLE:
                 raise Rejected(f"cannot pause a {run.status.value} execution")
-            d.set_execution(ExecutionStatus.PAUSED, command.reason)
+            d.set_execution(ExecutionStatus.PAUSED, command.reason, command.command_id)
         elif isinstance(command, ResumeExecution):
             if run.status != ExecutionStatus.PAUSED:
                 raise Rejected(f"cannot resume a {run.status.value} execution")
-            d.set_execution(ExecutionStatus.RUNNING, command.reason)
+            d.set_execution(ExecutionStatus.RUNNING, command.reason, command.command_id)
         else:
             if run.status in TERMINAL_EXECUTION:
                 raise Rejected(f"cannot cancel a {run.status.value} execution")
-            end(d, ExecutionStatus.CANCELLED, command.reason or f"cancelled by {command.issued_by}")
+            end(d, ExecutionStatus.CANCELLED, command.reason or f"cancelled by {command.issued_by}", command.command_id)
         return d.effects
 
     def _control_task(

@@ -35,6 +35,7 @@ async def upsert_card(session: AsyncSession, card: AgentCard) -> None:
     row.name, row.role, row.status = card.name, card.role, ONLINE
     row.capabilities = [cap.model_dump(mode="json") for cap in card.capabilities]
     row.started_at, row.last_heartbeat = card.started_at, card.heartbeat_at
+    row.current = list(card.current)
 
 
 async def mark_offline(session: AsyncSession, agent_id: str) -> None:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, select
+from sqlalchemy import delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from planexe_ax.bus import (
@@ -93,7 +94,7 @@ async def on_execution_created(session: AsyncSession, event: ExecutionCreated) -
         log.warning("execution already created", extra={"execution_id": event.execution_id})
         return
     plan = event.plan
-    await _upsert_plan(session, plan, event)
+    await upsert_plan(session, plan, event.ts)
     session.add(
         Execution(
             execution_id=event.execution_id,
@@ -145,13 +146,20 @@ async def on_execution_created(session: AsyncSession, event: ExecutionCreated) -
     )
 
 
-async def _upsert_plan(session: AsyncSession, plan: Plan, event: ExecutionCreated) -> None:
+async def upsert_plan(session: AsyncSession, plan: Plan, ts: datetime) -> None:
+    """Record ``plan`` (first seen at ``ts``) with its tasks and subtasks; a changed plan replaces its rows.
+
+    A plan that was deleted from the catalog is listed again: it was uploaded or run anew.
+    """
     row = await session.get(PlanRow, plan.plan_id)
     document = plan.model_dump(mode="json", by_alias=True)
     if row is None:
-        row = PlanRow(plan_id=plan.plan_id, created_at=event.ts, title="", goal="", plan={})
+        row = PlanRow(plan_id=plan.plan_id, created_at=ts, title="", goal="", plan={})
         session.add(row)
-    row.title, row.goal, row.plan = plan.title, plan.goal, document
+    elif row.plan != document:
+        await session.execute(delete(PlanSubtask).where(PlanSubtask.plan_id == plan.plan_id))
+        await session.execute(delete(PlanTask).where(PlanTask.plan_id == plan.plan_id))
+    row.title, row.goal, row.plan, row.deleted_at = plan.title, plan.goal, document, None
     await session.flush()
     if await session.scalar(select(exists().where(PlanTask.plan_id == plan.plan_id))):
         return

@@ -77,6 +77,7 @@ class Agent(Base):
     started_at: Mapped[datetime]
     last_heartbeat: Mapped[datetime]
     status: Mapped[str] = mapped_column(STATUS)
+    current: Mapped[list[Any] | None] = mapped_column(default=None)
 
 
 class PlanRow(Base):
@@ -87,6 +88,7 @@ class PlanRow(Base):
     goal: Mapped[str] = mapped_column(Text)
     plan: Mapped[dict[str, Any]]
     created_at: Mapped[datetime]
+    deleted_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class PlanTask(Base):
@@ -120,6 +122,7 @@ class PlanSubtask(Base):
 
 class Execution(Base):
     __tablename__ = "executions"
+    __table_args__ = (Index("ix_executions_created", "created_at", "execution_id"),)
 
     execution_id: Mapped[str] = mapped_column(ID, primary_key=True)
     plan_id: Mapped[str] = mapped_column(ID, ForeignKey("plans.plan_id"), index=True)

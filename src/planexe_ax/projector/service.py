@@ -18,6 +18,7 @@ from planexe_ax.projector.db import make_engine, make_session_factory
 from planexe_ax.projector.handlers import apply_event
 from planexe_ax.projector.migrate import upgrade
 from planexe_ax.projector.models import ProjectorCheckpoint
+from planexe_ax.projector.plan_catalog import PlanWatcher
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
@@ -69,6 +70,7 @@ class Projector:
         self.projected = 0
         self.dead_lettered = 0
         self.agents = AgentWatcher(bus, self.sessions)
+        self.plans = PlanWatcher(bus, self.sessions)
         self._caught_up = asyncio.Condition()
         self._loop = PullLoop(bus, bus.subjects.events_stream, durable, self._handle_batch, batch=batch)
         self._started = False
@@ -93,12 +95,13 @@ class Projector:
         log.info("projector started", extra={"durable": self.durable, "checkpoint": self.last_seq})
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Project events and mirror agent cards until ``stop`` is set."""
+        """Project events and mirror agent cards and uploaded plans until ``stop`` is set."""
         if not self._started:
             await self.start()
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._loop.run(stop))
             tasks.create_task(self.agents.run(stop))
+            tasks.create_task(self.plans.run(stop))
 
     async def run_until_idle(self) -> None:
         """Project every event available now, then return (burst mode, for tests and catch-up)."""

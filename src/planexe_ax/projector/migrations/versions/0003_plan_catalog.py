@@ -1,0 +1,34 @@
+"""The plan catalog: uploaded plans can be deleted (kept for their executions), and what an agent works on.
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2025-03-01
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    json = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
+    with op.batch_alter_table("plans") as batch:
+        batch.add_column(sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True))
+    with op.batch_alter_table("agents") as batch:
+        batch.add_column(sa.Column("current", json, nullable=True))
+    op.create_index("ix_executions_created", "executions", ["created_at", "execution_id"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_executions_created", table_name="executions")
+    with op.batch_alter_table("agents") as batch:
+        batch.drop_column("current")
+    with op.batch_alter_table("plans") as batch:
+        batch.drop_column("deleted_at")

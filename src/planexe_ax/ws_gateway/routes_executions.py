@@ -1,0 +1,201 @@
+"""Executions: start one from a catalog plan, list and read them, steer them, read their events; the inbox."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, status
+from pydantic import BaseModel, Field
+
+from planexe_ax.bus import (
+    CancelExecution,
+    CommandRejected,
+    ExecutionStatus,
+    PauseExecution,
+    Plan,
+    ResolveInbox,
+    ResumeExecution,
+    StartExecution,
+    new_id,
+)
+from planexe_ax.bus.messages import InboxAction
+from planexe_ax.projector.queries import inbox_item, inbox_items
+from planexe_ax.ws_gateway import views
+from planexe_ax.ws_gateway.context import Gateway, NotProjected, NoVerdict, gateway, unavailable
+
+router = APIRouter(tags=["executions"])
+GW = Annotated[Gateway, Depends(gateway)]
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Unknown execution."}}
+
+
+class NewExecution(BaseModel):
+    """What to run: a catalog plan, optionally pinned to agents."""
+
+    plan_id: str = Field(examples=["hello"])
+    agent_id: str | None = Field(default=None, description="Pin every task of the plan to this agent.")
+    pins: dict[str, str] = Field(
+        default_factory=dict, description="task_id or action -> agent_id: work that goes to one agent only."
+    )
+    issued_by: str = Field(default="api", description="Who asked (shown in events).")
+
+
+class Steer(StrEnum):
+    PAUSED = "PAUSED"
+    RUNNING = "RUNNING"
+    CANCELLED = "CANCELLED"
+
+
+class ExecutionPatch(BaseModel):
+    """The status an execution should move to."""
+
+    status: Steer = Field(description="PAUSED pauses, RUNNING resumes a paused execution, CANCELLED cancels.")
+    reason: str = ""
+    issued_by: str = "api"
+
+
+class Answer(BaseModel):
+    """A person's answer to an inbox item."""
+
+    action: InboxAction = Field(description="approve, reject, complete, accept or edit (as the item offers)")
+    by: str = Field(default="api", description="Who answers.")
+    comment: str = ""
+    output: dict[str, Any] | None = Field(default=None, description="complete/edit: the result to record")
+
+
+@router.post(
+    "/api/executions",
+    status_code=status.HTTP_201_CREATED,
+    summary="Start an execution of a catalog plan",
+    responses={404: {"description": "Unknown plan."}, 422: {"description": "The coordinator refused the plan."}},
+)
+async def create_execution(gw: GW, body: NewExecution) -> dict[str, Any]:
+    row = await views.plan_row(gw.sessions, body.plan_id)
+    if row is None:
+        raise HTTPException(status_code=404, detail=f"unknown plan {body.plan_id}")
+    plan = Plan.model_validate(row.plan)
+    pins = {task.task_id: body.agent_id for task in plan.tasks()} if body.agent_id else {}
+    pins.update(body.pins)
+    command = StartExecution(execution_id=new_id(), plan=plan, pins=pins, issued_by=body.issued_by)
+    event = await _send(gw, command)
+    if isinstance(event, CommandRejected):
+        raise HTTPException(status_code=422, detail=event.reason)
+    return await _detail(gw, command.execution_id)
+
+
+@router.get("/api/executions", summary="List executions, newest first")
+async def list_executions(
+    gw: GW,
+    plan_id: str | None = None,
+    status: ExecutionStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> dict[str, Any]:
+    return await views.list_executions(
+        gw.sessions, plan_id=plan_id, status=status.value if status else None, limit=limit, cursor=cursor
+    )
+
+
+@router.get(
+    "/api/executions/{execution_id}",
+    summary="Status, progress, counts, current tasks and blockers",
+    responses=NOT_FOUND,
+)
+async def get_execution(gw: GW, execution_id: str) -> dict[str, Any]:
+    return await _detail(gw, execution_id)
+
+
+@router.get(
+    "/api/executions/{execution_id}/tasks",
+    summary="Plan overview and phases → tasks → subtasks with live states and planned times",
+    responses=NOT_FOUND,
+)
+async def get_execution_tasks(gw: GW, execution_id: str) -> dict[str, Any]:
+    tree = await views.execution_tree(gw.sessions, execution_id)
+    if tree is None:
+        raise HTTPException(status_code=404, detail=f"unknown execution {execution_id}")
+    return tree
+
+
+@router.patch(
+    "/api/executions/{execution_id}",
+    summary="Pause, resume or cancel",
+    responses={**NOT_FOUND, 409: {"description": "Not possible in the execution's status; `detail` says why."}},
+)
+async def patch_execution(gw: GW, execution_id: str, body: ExecutionPatch) -> dict[str, Any]:
+    await _detail(gw, execution_id)
+    kinds = {Steer.PAUSED: PauseExecution, Steer.RUNNING: ResumeExecution, Steer.CANCELLED: CancelExecution}
+    event = await _send(gw, kinds[body.status](execution_id=execution_id, reason=body.reason, issued_by=body.issued_by))
+    if isinstance(event, CommandRejected):
+        raise HTTPException(status_code=409, detail=event.reason)
+    return await _detail(gw, execution_id)
+
+
+@router.get(
+    "/api/executions/{execution_id}/events",
+    summary="The execution's events, newest first (keyset-paginated)",
+    responses=NOT_FOUND,
+)
+async def list_events(
+    gw: GW,
+    execution_id: str,
+    type: Annotated[str | None, Query(description="only events of this type, e.g. subtask_state")] = None,
+    task_id: str | None = None,
+    agent_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> dict[str, Any]:
+    await _detail(gw, execution_id)
+    return await views.events_page(
+        gw.sessions, execution_id, type_=type, task_id=task_id, agent_id=agent_id, limit=limit, cursor=cursor
+    )
+
+
+@router.get("/api/inbox", summary="Work waiting for people (open items, or every item)")
+async def list_inbox(gw: GW, execution_id: str | None = None, include_closed: bool = False) -> dict[str, Any]:
+    return {"items": await inbox_items(gw.sessions, execution_id=execution_id, include_closed=include_closed)}
+
+
+@router.post(
+    "/api/inbox/{item_id}",
+    summary="Answer an inbox item",
+    responses={
+        404: {"description": "Unknown item."},
+        409: {"description": "Closed already, or not an answer it takes."},
+    },
+)
+async def answer_inbox(gw: GW, item_id: str, body: Answer) -> dict[str, Any]:
+    item = await inbox_item(gw.sessions, item_id)
+    if item is None:
+        raise HTTPException(status_code=404, detail=f"unknown inbox item {item_id}")
+    if item["status"] != "open":
+        raise HTTPException(status_code=409, detail=f"inbox item {item_id} is closed ({item['resolution']})")
+    command = ResolveInbox(
+        execution_id=item["execution_id"],
+        item_id=item_id,
+        action=body.action,
+        output=body.output,
+        comment=body.comment,
+        issued_by=body.by,
+    )
+    event = await _send(gw, command)
+    if isinstance(event, CommandRejected):
+        raise HTTPException(status_code=409, detail=event.reason)
+    answered = await inbox_item(gw.sessions, item_id)
+    assert answered is not None
+    return answered
+
+
+async def _send(gw: Gateway, command: Any) -> Any:
+    try:
+        event, _ = await gw.command(command)
+    except (NoVerdict, NotProjected) as exc:
+        raise unavailable(exc) from exc
+    return event
+
+
+async def _detail(gw: Gateway, execution_id: str) -> dict[str, Any]:
+    detail = await views.execution_detail(gw.sessions, execution_id)
+    if detail is None:
+        raise HTTPException(status_code=404, detail=f"unknown execution {execution_id}")
+    return detail

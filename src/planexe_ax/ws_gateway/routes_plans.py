@@ -1,0 +1,171 @@
+"""Plans: the catalog of uploaded (and run) plans, kept in the ``ax-plans`` bucket and mirrored by the projector."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response, status
+
+from planexe_ax.bus import Plan
+from planexe_ax.coordinator.validation import parse_plan_text, validate_plan
+from planexe_ax.errors import PlanValidationError
+from planexe_ax.projector.plan_catalog import PLANS_CHECKPOINT
+from planexe_ax.ws_gateway import views
+from planexe_ax.ws_gateway.context import Gateway, NotProjected, gateway, unavailable
+
+router = APIRouter(prefix="/api/plans", tags=["plans"])
+GW = Annotated[Gateway, Depends(gateway)]
+MAX_UPLOAD = 32 * 1024 * 1024
+
+PLAN_EXAMPLE = {
+    "plan_id": "hello",
+    "goal": "Say hello",
+    "phases": [
+        {
+            "phase_id": "p1",
+            "name": "Greet",
+            "tasks": [
+                {
+                    "task_id": "t1",
+                    "title": "Write the greeting",
+                    "subtasks": [{"subtask_id": "s1", "action": "draft_document", "params": {"template": "# Hello\n"}}],
+                }
+            ],
+        }
+    ],
+}
+
+
+@router.get("", summary="List plans, newest first")
+async def list_plans(
+    gw: GW,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> dict[str, Any]:
+    return await views.list_plans(gw.sessions, limit, cursor)
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Upload a plan (PlanExe-AX JSON)",
+    responses={
+        200: {"description": "A plan with this id was replaced."},
+        422: {"description": "The plan is invalid; `detail` is the message of `planexe-ax plan validate`."},
+    },
+)
+async def upload_plan(
+    gw: GW,
+    request: Request,
+    response: Response,
+    plan: Annotated[dict[str, Any], Body(openapi_examples={"hello": {"value": PLAN_EXAMPLE}})],
+) -> dict[str, Any]:
+    text = (await request.body()).decode("utf-8", errors="replace")
+    try:
+        parsed = parse_plan_text(text, "plan")
+    except PlanValidationError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from exc
+    replaced = await views.plan_row(gw.sessions, parsed.plan_id) is not None
+    row = await _store(gw, parsed)
+    if replaced:
+        response.status_code = status.HTTP_200_OK
+    return row
+
+
+@router.post(
+    "/import",
+    status_code=status.HTTP_201_CREATED,
+    summary="Import a PlanExe run (the zip of its output folder)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+    responses={422: {"description": "Not a PlanExe run, or its plan is invalid (strict mode)."}},
+)
+async def import_run(
+    gw: GW,
+    request: Request,
+    strict: Annotated[bool, Query(description="refuse instead of repairing")] = False,
+    siblings: Annotated[Literal["parallel", "sequential"], Query()] = "parallel",
+    decompose: Annotated[bool, Query(description="give executable tasks subtasks")] = True,
+) -> dict[str, Any]:
+    from planexe_ax.coordinator.importers import import_planexe_run
+
+    body = await request.body()
+    if not body:
+        raise HTTPException(status_code=422, detail="send the zip of a PlanExe run folder as the request body")
+    if len(body) > MAX_UPLOAD:
+        raise HTTPException(status_code=413, detail=f"the upload is larger than {MAX_UPLOAD // (1024 * 1024)} MiB")
+
+    def run_import() -> tuple[Plan, dict[str, Any]]:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "run.zip"
+            path.write_bytes(body)
+            result = import_planexe_run(path, strict=strict, siblings=siblings, decompose=decompose)
+        validate_plan(result.plan, "import")
+        plan = result.plan.model_copy(update={"metadata": {**result.plan.metadata, "import_report": result.report}})
+        return plan, result.report
+
+    try:
+        plan, report = await asyncio.to_thread(run_import)
+    except PlanValidationError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from exc
+    return {**await _store(gw, plan), "import_report": report}
+
+
+@router.get("/{plan_id}", summary="One plan with its whole document", responses={404: {"description": "Unknown."}})
+async def get_plan(gw: GW, plan_id: str) -> dict[str, Any]:
+    return views.plan_detail(await _known(gw, plan_id))
+
+
+@router.get("/{plan_id}/tasks", summary="The plan's tasks in order, with phase and subtasks")
+async def get_plan_tasks(gw: GW, plan_id: str) -> dict[str, Any]:
+    row = await _known(gw, plan_id)
+    return {"plan_id": plan_id, "items": views.plan_tasks(row.plan)}
+
+
+@router.delete(
+    "/{plan_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a plan (its past executions stay)",
+    responses={404: {"description": "Unknown."}, 409: {"description": "An execution of it is running."}},
+)
+async def delete_plan(gw: GW, plan_id: str) -> Response:
+    await _known(gw, plan_id)
+    running = await views.open_executions_of(gw.sessions, plan_id)
+    if running:
+        raise HTTPException(
+            status_code=409,
+            detail=f"plan {plan_id} has {len(running)} execution(s) that have not ended "
+            f"({', '.join(running[:3])}); cancel them first",
+        )
+    revision = await gw.bus.delete_plan(plan_id)
+    try:
+        await gw.wait_projected(revision, PLANS_CHECKPOINT)
+    except NotProjected as exc:
+        raise unavailable(exc) from exc
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+async def _known(gw: Gateway, plan_id: str) -> Any:
+    row = await views.plan_row(gw.sessions, plan_id)
+    if row is None:
+        raise HTTPException(status_code=404, detail=f"unknown plan {plan_id}")
+    return row
+
+
+async def _store(gw: Gateway, plan: Plan) -> dict[str, Any]:
+    revision = await gw.bus.put_plan(plan.plan_id, plan.model_dump_json(by_alias=True).encode())
+    try:
+        await gw.wait_projected(revision, PLANS_CHECKPOINT)
+    except NotProjected as exc:
+        raise unavailable(exc) from exc
+    row = await views.plan_row(gw.sessions, plan.plan_id)
+    if row is None:  # deleted again between the two reads
+        raise HTTPException(status_code=409, detail=f"plan {plan.plan_id} was deleted meanwhile")
+    return views.plan_detail(row)

@@ -1,0 +1,7 @@
+"""The live WebSocket stream of one execution (filled in by the stream work)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["executions"])

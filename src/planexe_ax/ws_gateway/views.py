@@ -1,0 +1,502 @@
+"""What the gateway reads from the read model, shaped as the JSON of the REST API and the WebSocket snapshot.
+
+Lists are keyset-paginated: a cursor names the last row of the previous page, so a page never skips or
+repeats rows when new ones arrive (no OFFSET scans).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from planexe_ax.bus import TERMINAL_EXECUTION, ExecutionStatus, Plan, Subjects, TaskStatus
+from planexe_ax.coordinator.schedule import baseline
+from planexe_ax.errors import PlanValidationError
+from planexe_ax.projector.models import (
+    Agent,
+    Execution,
+    ExecutionEvent,
+    ExecutionSubtask,
+    ExecutionTask,
+    InboxItem,
+    PlanRow,
+    ProjectorCheckpoint,
+)
+from planexe_ax.projector.queries import Sessions, iso
+
+OPEN_EXECUTION = tuple(s.value for s in ExecutionStatus if s not in TERMINAL_EXECUTION)
+MOVING = (TaskStatus.DISPATCHED.value, TaskStatus.RUNNING.value)
+WAITING_ON_PEOPLE = (TaskStatus.AWAITING_APPROVAL.value, TaskStatus.AWAITING_HUMAN.value)
+BLOCKING = (TaskStatus.BLOCKED.value, TaskStatus.FAILED.value, TaskStatus.RETRY_WAIT.value, *WAITING_ON_PEOPLE)
+
+
+class BadCursor(ValueError):
+    """A cursor that this API did not hand out."""
+
+
+def encode_cursor(*parts: Any) -> str:
+    """An opaque cursor naming the last row of a page."""
+    return base64.urlsafe_b64encode(json.dumps(parts).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, arity: int) -> list[Any]:
+    """The parts of a cursor made by :func:`encode_cursor`.
+
+    Raises:
+        BadCursor: when the text is not such a cursor.
+    """
+    try:
+        parts = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, binascii.Error) as exc:
+        raise BadCursor(f"cursor {cursor!r} is not one this API handed out") from exc
+    if not isinstance(parts, list) or len(parts) != arity:
+        raise BadCursor(f"cursor {cursor!r} is not one this API handed out")
+    return parts
+
+
+def _time(text: Any) -> datetime:
+    if not isinstance(text, str):
+        raise BadCursor("cursor time is not text")
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise BadCursor(f"cursor time {text!r} is not ISO 8601") from exc
+
+
+# -- checkpoints -------------------------------------------------------------------------------------------
+async def checkpoint(session: AsyncSession, consumer: str = Subjects.PROJECTOR_EVENTS) -> int:
+    """The last stream sequence (or bucket revision) the projector committed for ``consumer``."""
+    value = await session.scalar(select(ProjectorCheckpoint.stream_seq).where(ProjectorCheckpoint.consumer == consumer))
+    return int(value or 0)
+
+
+# -- plans -------------------------------------------------------------------------------------------------
+def plan_summary(row: PlanRow) -> dict[str, Any]:
+    """The catalog entry of a plan."""
+    document = row.plan
+    phases = document.get("phases", [])
+    return {
+        "plan_id": row.plan_id,
+        "title": row.title,
+        "goal": row.goal,
+        "created_at": iso(row.created_at),
+        "phases": len(phases),
+        "tasks": sum(len(phase.get("tasks", [])) for phase in phases),
+        "subtasks": sum(len(task.get("subtasks", [])) for phase in phases for task in phase.get("tasks", [])),
+        "risks": len(document.get("risks", [])),
+    }
+
+
+async def list_plans(sessions: Sessions, limit: int, cursor: str | None) -> dict[str, Any]:
+    """Plans in the catalog, newest first."""
+    query = select(PlanRow).where(PlanRow.deleted_at.is_(None))
+    if cursor:
+        created, plan_id = decode_cursor(cursor, 2)
+        query = query.where(tuple_(PlanRow.created_at, PlanRow.plan_id) < tuple_(_time(created), str(plan_id)))
+    query = query.order_by(PlanRow.created_at.desc(), PlanRow.plan_id.desc()).limit(limit + 1)
+    async with sessions() as session:
+        rows = list(await session.scalars(query))
+    page, more = rows[:limit], len(rows) > limit
+    last = page[-1] if page else None
+    return {
+        "items": [plan_summary(row) for row in page],
+        "next_cursor": encode_cursor(iso(last.created_at), last.plan_id) if more and last else None,
+    }
+
+
+async def plan_row(sessions: Sessions, plan_id: str) -> PlanRow | None:
+    """A plan of the catalog (None when unknown or deleted)."""
+    async with sessions() as session:
+        row = await session.get(PlanRow, plan_id)
+    return None if row is None or row.deleted_at is not None else row
+
+
+def plan_detail(row: PlanRow) -> dict[str, Any]:
+    """A catalog entry with the whole plan document."""
+    return {**plan_summary(row), "plan": row.plan}
+
+
+def plan_tasks(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every task of a plan document, in plan order, with its phase and subtasks."""
+    return [
+        {"phase_id": phase["phase_id"], "phase_name": phase.get("name", ""), **task}
+        for phase in document.get("phases", [])
+        for task in phase.get("tasks", [])
+    ]
+
+
+async def open_executions_of(sessions: Sessions, plan_id: str) -> list[str]:
+    """Ids of the executions of ``plan_id`` that have not ended."""
+    query = select(Execution.execution_id).where(Execution.plan_id == plan_id, Execution.status.in_(OPEN_EXECUTION))
+    async with sessions() as session:
+        return list(await session.scalars(query))
+
+
+# -- executions --------------------------------------------------------------------------------------------
+def execution_summary(row: Execution, title: str = "") -> dict[str, Any]:
+    """The list entry of an execution."""
+    return {
+        "execution_id": row.execution_id,
+        "plan_id": row.plan_id,
+        "title": title,
+        "status": row.status,
+        "reason": row.reason,
+        "created_at": iso(row.created_at),
+        "started_at": iso(row.started_at),
+        "finished_at": iso(row.finished_at),
+        "updated_at": iso(row.updated_at),
+    }
+
+
+async def list_executions(
+    sessions: Sessions, *, plan_id: str | None, status: str | None, limit: int, cursor: str | None
+) -> dict[str, Any]:
+    """Executions, newest first, with their progress."""
+    query = select(Execution, PlanRow.title).join(PlanRow, PlanRow.plan_id == Execution.plan_id)
+    if plan_id:
+        query = query.where(Execution.plan_id == plan_id)
+    if status:
+        query = query.where(Execution.status == status)
+    if cursor:
+        created, execution_id = decode_cursor(cursor, 2)
+        query = query.where(
+            tuple_(Execution.created_at, Execution.execution_id) < tuple_(_time(created), str(execution_id))
+        )
+    query = query.order_by(Execution.created_at.desc(), Execution.execution_id.desc()).limit(limit + 1)
+    async with sessions() as session:
+        rows = list((await session.execute(query)).all())
+        page, more = rows[:limit], len(rows) > limit
+        ids = [row.execution_id for row, _ in page]
+        done = await _subtask_counts(session, ids)
+    items = []
+    for row, title in page:
+        counts = done.get(row.execution_id, Counter())
+        items.append({**execution_summary(row, title), "progress": progress(row.status, counts)})
+    last = page[-1][0] if page else None
+    return {
+        "items": items,
+        "next_cursor": encode_cursor(iso(last.created_at), last.execution_id) if more and last else None,
+    }
+
+
+async def _subtask_counts(session: AsyncSession, execution_ids: list[str]) -> dict[str, Counter[str]]:
+    if not execution_ids:
+        return {}
+    query = (
+        select(ExecutionSubtask.execution_id, ExecutionSubtask.status, func.count())
+        .where(ExecutionSubtask.execution_id.in_(execution_ids))
+        .group_by(ExecutionSubtask.execution_id, ExecutionSubtask.status)
+    )
+    counts: dict[str, Counter[str]] = {}
+    for execution_id, status, n in await session.execute(query):
+        counts.setdefault(execution_id, Counter())[status] = n
+    return counts
+
+
+def progress(status: str, subtasks: Counter[str]) -> float:
+    """Percent of subtasks completed (100 once the execution completed), one decimal."""
+    if status == ExecutionStatus.COMPLETED.value:
+        return 100.0
+    total = sum(subtasks.values())
+    if not total:
+        return 0.0
+    return round(100.0 * subtasks[TaskStatus.COMPLETED.value] / total, 1)
+
+
+async def execution_detail(sessions: Sessions, execution_id: str) -> dict[str, Any] | None:
+    """Status, progress, counts, current tasks and blockers of one execution (None when unknown)."""
+    async with sessions() as session:
+        return await _detail(session, execution_id)
+
+
+async def _detail(session: AsyncSession, execution_id: str) -> dict[str, Any] | None:
+    row = await session.get(Execution, execution_id)
+    if row is None:
+        return None
+    plan = await session.get(PlanRow, row.plan_id)
+    titles = {t["task_id"]: t.get("title", "") for t in plan_tasks(plan.plan if plan else {})}
+    tasks = list(await session.scalars(select(ExecutionTask).where(ExecutionTask.execution_id == execution_id)))
+    subtasks = list(
+        await session.scalars(select(ExecutionSubtask).where(ExecutionSubtask.execution_id == execution_id))
+    )
+    open_items = await session.scalar(
+        select(func.count()).where(InboxItem.execution_id == execution_id, InboxItem.status == "open")
+    )
+    sub_counts = Counter(sub.status for sub in subtasks)
+    agents_of: dict[str, set[str]] = {}
+    for sub in subtasks:
+        if sub.agent_id and sub.status in MOVING:
+            agents_of.setdefault(sub.task_id, set()).add(sub.agent_id)
+    current = [
+        {
+            "task_id": task.task_id,
+            "title": titles.get(task.task_id, ""),
+            "status": task.status,
+            "agent_ids": sorted(agents_of.get(task.task_id, ())),
+            "started_at": iso(task.started_at),
+        }
+        for task in tasks
+        if task.status in MOVING
+    ]
+    blockers = [
+        {
+            "task_id": sub.task_id,
+            "subtask_id": sub.subtask_id,
+            "title": titles.get(sub.task_id, ""),
+            "status": sub.status,
+            "reason": sub.error or sub.reason,
+            "agent_id": sub.agent_id,
+            "since": iso(sub.updated_at),
+            "deadline": iso(sub.deadline),
+            "not_before": iso(sub.not_before),
+        }
+        for sub in subtasks
+        if sub.status in BLOCKING
+    ]
+    return {
+        **execution_summary(row, plan.title if plan else ""),
+        "goal": plan.goal if plan else "",
+        "progress": progress(row.status, sub_counts),
+        "counts": {
+            "tasks": dict(Counter(task.status for task in tasks)),
+            "subtasks": dict(sub_counts),
+            "tasks_total": len(tasks),
+            "subtasks_total": len(subtasks),
+            "inbox_open": int(open_items or 0),
+        },
+        "current_tasks": current,
+        "blockers": blockers,
+    }
+
+
+async def execution_tree(sessions: Sessions, execution_id: str) -> dict[str, Any] | None:
+    """The plan overview and phases → tasks → subtasks with live states (None when the execution is unknown)."""
+    async with sessions() as session:
+        return await _tree(session, execution_id)
+
+
+async def _tree(session: AsyncSession, execution_id: str) -> dict[str, Any] | None:
+    row = await session.get(Execution, execution_id)
+    if row is None:
+        return None
+    plan_row_ = await session.get(PlanRow, row.plan_id)
+    document: dict[str, Any] = plan_row_.plan if plan_row_ else {"plan_id": row.plan_id, "goal": "", "phases": []}
+    tasks = {
+        t.task_id: t
+        for t in await session.scalars(select(ExecutionTask).where(ExecutionTask.execution_id == execution_id))
+    }
+    subtasks = {
+        (s.task_id, s.subtask_id): s
+        for s in await session.scalars(select(ExecutionSubtask).where(ExecutionSubtask.execution_id == execution_id))
+    }
+    planned = planned_schedule(document)
+    phases = []
+    for phase in document.get("phases", []):
+        phase_tasks = []
+        for task in phase.get("tasks", []):
+            live = tasks.get(task["task_id"])
+            phase_tasks.append(
+                {
+                    "task_id": task["task_id"],
+                    "title": task.get("title", ""),
+                    "description": task.get("description", ""),
+                    "assignee_role": task.get("assignee_role"),
+                    "prerequisites": task.get("prerequisites", []),
+                    "human_required": task.get("human_required", False),
+                    "approval_required": task.get("approval_required", False),
+                    "estimated_hours": task.get("estimated_hours"),
+                    "planned": planned.get(task["task_id"]),
+                    "status": live.status if live else TaskStatus.PENDING.value,
+                    "attempts": live.attempts if live else 0,
+                    "reason": live.reason if live else "",
+                    "started_at": iso(live.started_at) if live else None,
+                    "finished_at": iso(live.finished_at) if live else None,
+                    "subtasks": [
+                        _subtask_json(sub, subtasks.get((task["task_id"], sub["subtask_id"])))
+                        for sub in task.get("subtasks", [])
+                    ],
+                }
+            )
+        phases.append(
+            {
+                "phase_id": phase["phase_id"],
+                "name": phase.get("name", ""),
+                "description": phase.get("description", ""),
+                "tasks": phase_tasks,
+            }
+        )
+    return {
+        "plan": {
+            "plan_id": document.get("plan_id", row.plan_id),
+            "title": document.get("title", ""),
+            "goal": document.get("goal", ""),
+            "risks": document.get("risks", []),
+            "dependencies": document.get("dependencies", []),
+            "start_time": document.get("start_time"),
+        },
+        "phases": phases,
+    }
+
+
+def _subtask_json(spec: dict[str, Any], live: ExecutionSubtask | None) -> dict[str, Any]:
+    return {
+        "subtask_id": spec["subtask_id"],
+        "action": spec.get("action", ""),
+        "description": spec.get("description", ""),
+        "human_required": spec.get("human_required", False),
+        "status": live.status if live else TaskStatus.PENDING.value,
+        "attempt": live.attempt if live else 0,
+        "agent_id": live.agent_id if live else None,
+        "progress": live.progress if live else 0.0,
+        "output": live.output if live else None,
+        "confidence": live.confidence if live else None,
+        "error": live.error if live else None,
+        "reason": live.reason if live else "",
+        "started_at": iso(live.started_at) if live else None,
+        "finished_at": iso(live.finished_at) if live else None,
+        "updated_at": iso(live.updated_at) if live else None,
+    }
+
+
+def planned_schedule(document: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Per task, its planned start and finish in working days from the project start.
+
+    Durations come from the plan's realistic days, else its estimated hours (8 per day), else an hour.
+    A plan the scheduler cannot read gives no planned bars rather than an error.
+    """
+    try:
+        plan = Plan.model_validate(document)
+        days = {t.task_id: t.days_realistic or (t.estimated_hours or 1.0) / 8.0 for t in plan.tasks()}
+        schedule = baseline(plan, days)
+    except (ValueError, PlanValidationError):
+        return {}
+    return {
+        task_id: {"start_days": round(t.earliest_start, 4), "finish_days": round(t.earliest_finish, 4)}
+        for task_id, t in schedule.times.items()
+    }
+
+
+async def snapshot(sessions: Sessions, execution_id: str) -> dict[str, Any] | None:
+    """What a WebSocket client starts from: the execution, its task tree and the last event sequence in it.
+
+    The checkpoint is read before the rows, so the rows are at least as new as ``last_seq``: events after
+    it may already show in the rows, and applying them again sets the same states.
+    """
+    async with sessions() as session:
+        last_seq = await checkpoint(session)
+        detail = await _detail(session, execution_id)
+        if detail is None:
+            return None
+        tree = await _tree(session, execution_id)
+    return {"last_seq": last_seq, "execution": detail, "tree": tree}
+
+
+# -- events ------------------------------------------------------------------------------------------------
+def event_item(seq: int, event: dict[str, Any]) -> dict[str, Any]:
+    """One event as the API and the WebSocket show it: its stream sequence, the indexed fields and the whole event."""
+    return {
+        "seq": seq,
+        "event_id": event.get("event_id"),
+        "type": event.get("type"),
+        "task_id": event.get("task_id"),
+        "subtask_id": event.get("subtask_id"),
+        "agent_id": event.get("agent_id"),
+        "attempt": event.get("attempt"),
+        "ts": event.get("ts"),
+        "data": event,
+    }
+
+
+async def events_page(
+    sessions: Sessions,
+    execution_id: str,
+    *,
+    type_: str | None,
+    task_id: str | None,
+    agent_id: str | None,
+    limit: int,
+    cursor: str | None,
+) -> dict[str, Any]:
+    """An execution's events, newest first, keyset-paginated by stream sequence."""
+    query = select(ExecutionEvent).where(ExecutionEvent.execution_id == execution_id)
+    if type_:
+        query = query.where(ExecutionEvent.type == type_)
+    if task_id:
+        query = query.where(ExecutionEvent.task_id == task_id)
+    if agent_id:
+        query = query.where(ExecutionEvent.agent_id == agent_id)
+    if cursor:
+        (before,) = decode_cursor(cursor, 1)
+        if not isinstance(before, int):
+            raise BadCursor(f"cursor {cursor!r} is not one this API handed out")
+        query = query.where(ExecutionEvent.stream_seq < before)
+    query = query.order_by(ExecutionEvent.stream_seq.desc()).limit(limit + 1)
+    async with sessions() as session:
+        rows = list(await session.scalars(query))
+    page, more = rows[:limit], len(rows) > limit
+    return {
+        "items": [event_item(row.stream_seq, row.data) for row in page],
+        "next_cursor": encode_cursor(page[-1].stream_seq) if more and page else None,
+    }
+
+
+# -- agents ------------------------------------------------------------------------------------------------
+def agent_json(row: Agent) -> dict[str, Any]:
+    """An agent with its liveness."""
+    return {
+        "agent_id": row.agent_id,
+        "name": row.name,
+        "role": row.role,
+        "status": row.status,
+        "online": row.status == "online",
+        "capabilities": row.capabilities,
+        "current": row.current or [],
+        "started_at": iso(row.started_at),
+        "last_heartbeat": iso(row.last_heartbeat),
+    }
+
+
+async def list_agents(sessions: Sessions) -> list[dict[str, Any]]:
+    """Every agent the read model knows, online ones first."""
+    async with sessions() as session:
+        rows = list(await session.scalars(select(Agent).order_by(Agent.status.desc(), Agent.agent_id)))
+    return [agent_json(row) for row in rows]
+
+
+async def get_agent(sessions: Sessions, agent_id: str) -> dict[str, Any] | None:
+    """One agent (None when unknown)."""
+    async with sessions() as session:
+        row = await session.get(Agent, agent_id)
+    return None if row is None else agent_json(row)
+
+
+# -- metrics -----------------------------------------------------------------------------------------------
+async def metrics(sessions: Sessions) -> dict[str, Any]:
+    """Counts for /metrics: executions, tasks and subtasks by status, attempts, the projector checkpoint."""
+    async with sessions() as session:
+
+        async def by_status(column: Any) -> dict[str, int]:
+            rows = await session.execute(select(column, func.count()).group_by(column))
+            return {str(status): int(count) for status, count in rows}
+
+        executions = await by_status(Execution.status)
+        tasks = await by_status(ExecutionTask.status)
+        subtasks = await by_status(ExecutionSubtask.status)
+        agents = await by_status(Agent.status)
+        dispatched = await session.scalar(select(func.coalesce(func.sum(ExecutionSubtask.attempt), 0)))
+        projected = await checkpoint(session)
+    return {
+        "executions": executions,
+        "tasks": tasks,
+        "subtasks": subtasks,
+        "subtask_attempts_dispatched": int(dispatched or 0),
+        "agents": agents,
+        "projector_checkpoint": projected,
+    }

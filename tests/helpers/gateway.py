@@ -1,0 +1,55 @@
+"""A whole stack in this process for gateway tests: coordinator, projector, built-in agents and the gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+
+from planexe_ax.config import Settings
+from planexe_ax.runtime import SERVICES, Services, start_services
+from planexe_ax.ws_gateway.context import Gateway
+from planexe_ax.ws_gateway.server import GatewayServer
+
+
+@dataclass
+class Stack:
+    """Running services and the gateway; ``url`` is its base URL, ``client`` an httpx client on it."""
+
+    settings: Settings
+    services: Services
+    server: GatewayServer
+    url: str
+    client: httpx.AsyncClient
+
+    @property
+    def gateway(self) -> Gateway:
+        gw: Gateway = self.server.app.state.gateway
+        return gw
+
+    @property
+    def ws_url(self) -> str:
+        return "ws" + self.url.removeprefix("http")
+
+
+@contextlib.asynccontextmanager
+async def running_stack(
+    settings: Settings, nats_url: str, database_url: str, services: tuple[str, ...] = SERVICES
+) -> AsyncIterator[Stack]:
+    """Start ``services`` and the gateway on a free port; stop everything on exit."""
+    configured = settings.model_copy(update={"nats_url": nats_url, "database_url": database_url})
+    started = await start_services(configured, nats_url, services)
+    stop = asyncio.Event()
+    runner = asyncio.create_task(started.run(stop))
+    server = GatewayServer(configured, nats_url, host="127.0.0.1", port=0)
+    try:
+        url = await server.start()
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            yield Stack(configured, started, server, url, client)
+    finally:
+        await server.stop()
+        stop.set()
+        await asyncio.wait_for(runner, 30)

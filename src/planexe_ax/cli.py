@@ -18,6 +18,7 @@ from planexe_ax.errors import ConfigError, PlanValidationError
 from planexe_ax.exit_codes import EXIT_OK, EXIT_USAGE
 from planexe_ax.logs import setup_logging
 from planexe_ax.plan_cli import add_plan_parsers, load_plan, run_plan_command
+from planexe_ax.runtime import SERVICES
 
 
 def example_plan_path() -> Path:
@@ -42,10 +43,19 @@ def _parser() -> argparse.ArgumentParser:
         help="inbox: people's work waits in the inbox (default); auto: answer it automatically (demos, tests)",
     )
 
-    sub.add_parser("demo", help="run the prospecting example with a live progress bar")
-    sub.add_parser("up", help="run every service (embedded NATS when PLANEXE_NATS_URL is unset) until Ctrl-C")
+    demo = sub.add_parser("demo", help="run the prospecting example with a live progress bar and its dashboard")
+    demo.add_argument(
+        "--linger",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep the dashboard up after the run until Ctrl-C (default: when run in a terminal)",
+    )
+    _http_args(demo)
+    up = sub.add_parser("up", help="run every service and the dashboard (embedded NATS without PLANEXE_NATS_URL)")
+    _http_args(up)
     serve = sub.add_parser("serve", help="run one service in the foreground; SIGTERM drains and exits 0")
-    serve.add_argument("service", choices=["coordinator", "projector", "agents"])
+    serve.add_argument("service", choices=list(SERVICES))
+    _http_args(serve)
 
     exe = sub.add_parser("exec", help="talk to running services").add_subparsers(dest="exec_command", required=True)
     start = exe.add_parser("start", help="start an execution of PLAN and print its id")
@@ -71,6 +81,11 @@ def _parser() -> argparse.ArgumentParser:
     reassign.add_argument("agent_id")
     _add_inbox_parsers(sub)
     return parser
+
+
+def _http_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default=None, help="HTTP listen address (PLANEXE_HTTP_HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help="HTTP port (PLANEXE_HTTP_PORT, default 8000)")
 
 
 def _add_inbox_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -99,10 +114,11 @@ def _add_inbox_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser])
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``planexe-ax``."""
     args = _parser().parse_args(argv)
+    flags = {"http_host": getattr(args, "host", None), "http_port": getattr(args, "port", None)}
     try:
-        settings = Settings()
+        settings = Settings(**{name: value for name, value in flags.items() if value is not None})
     except ValueError as exc:
-        sys.stderr.write(f"planexe-ax: bad setting: {str(exc).splitlines()[0]}\n")
+        sys.stderr.write(f"planexe-ax: bad setting: {_first_line(exc)}\n")
         return EXIT_USAGE
     quiet = args.command in ("run", "demo", "plan", "exec")
     setup_logging("WARNING" if quiet else settings.log_level)
@@ -125,13 +141,22 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return await commands.run_plan(settings, plan, as_json=args.json, timeout_s=args.timeout, people=args.people)
     if args.command == "demo":
         plan = load_plan(example_plan_path())
-        return await commands.run_plan(settings, plan, as_json=False, timeout_s=None, people="auto")
+        linger = sys.stdin.isatty() and sys.stdout.isatty() if args.linger is None else args.linger
+        return await commands.run_plan(
+            settings,
+            plan,
+            as_json=False,
+            timeout_s=None,
+            people="auto",
+            dashboard=True,
+            linger=_stop_on_signals() if linger else None,
+        )
     if args.command == "inbox":
         from planexe_ax import inbox_cli
 
         return await inbox_cli.run_inbox_command(settings, args)
     if args.command in ("up", "serve"):
-        names = ("coordinator", "projector", "agents") if args.command == "up" else (args.service,)
+        names = SERVICES if args.command == "up" else (args.service,)
         return await commands.serve(settings, names, _stop_on_signals())
     return await _exec(args, settings)
 
@@ -161,6 +186,11 @@ def _stop_on_signals() -> asyncio.Event:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     return stop
+
+
+def _first_line(exc: ValueError) -> str:
+    lines = str(exc).splitlines()
+    return " ".join(line.strip() for line in lines[:3]) if len(lines) > 1 else lines[0]
 
 
 def _out(data: Any) -> None:

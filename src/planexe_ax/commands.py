@@ -19,7 +19,7 @@ from planexe_ax.config import Settings
 from planexe_ax.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
 from planexe_ax.people import AutoPeople
 from planexe_ax.projector import execution_report, make_engine, make_session_factory
-from planexe_ax.runtime import nats_server, start_services
+from planexe_ax.runtime import BACKGROUND, SERVICES, nats_server, start_services
 
 
 class LiveProgress:
@@ -46,12 +46,25 @@ class LiveProgress:
 
 
 async def run_plan(
-    settings: Settings, plan: Plan, as_json: bool, timeout_s: float | None, people: str = "inbox"
+    settings: Settings,
+    plan: Plan,
+    as_json: bool,
+    timeout_s: float | None,
+    people: str = "inbox",
+    *,
+    dashboard: bool = False,
+    linger: asyncio.Event | None = None,
 ) -> int:
-    """Run ``plan`` to the end with every service in this process; print the result from the read model."""
+    """Run ``plan`` to the end with every service in this process; print the result from the read model.
+
+    Args:
+        dashboard: Serve the gateway too and print the dashboard link of the execution.
+        linger: With ``dashboard``: after the run, keep serving until this event is set (Ctrl-C).
+    """
     console = Console(stderr=True)
     async with nats_server(settings) as url:
-        services = await start_services(settings, url)
+        names = SERVICES if dashboard else BACKGROUND
+        services = await start_services(settings, url, names, any_port=True)
         stop = asyncio.Event()
         runner = asyncio.create_task(services.run(stop))
         bus = await connect(settings, url, "planexe-ax-run", provision=False)
@@ -59,6 +72,9 @@ async def run_plan(
         answering = asyncio.create_task(auto.run()) if auto else None
         try:
             execution_id = await start_execution(bus, plan)
+            if services.gateway:
+                sys.stdout.write(f"dashboard: {services.gateway.url}/#/executions/{execution_id}\n")
+                sys.stdout.flush()
             live = None if as_json else LiveProgress(plan, console)
             listeners = [f for f in (live.on_event if live else None, auto.on_event if auto else None) if f]
 
@@ -78,6 +94,12 @@ async def run_plan(
             assert services.projector is not None
             await services.projector.wait_for_seq(outcome.stream_seq, timeout=30)
             report = await execution_report(services.projector.sessions, execution_id)
+            if services.gateway and linger is not None:
+                assert report is not None
+                _print_report(report, settings, as_json)
+                console.print(f"the dashboard stays up at {services.gateway.url}; Ctrl-C to stop")
+                await linger.wait()
+                report = None  # printed already
         finally:
             if answering:
                 answering.cancel()
@@ -87,12 +109,16 @@ async def run_plan(
             await runner
     if auto and auto.summary():
         console.print(auto.summary())
-    assert report is not None
+    if report is not None:
+        _print_report(report, settings, as_json)
+    return EXIT_OK if outcome.status == ExecutionStatus.COMPLETED else EXIT_FAILED
+
+
+def _print_report(report: dict[str, Any], settings: Settings, as_json: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:
         print_summary(report, settings)
-    return EXIT_OK if outcome.status == ExecutionStatus.COMPLETED else EXIT_FAILED
 
 
 async def serve(settings: Settings, names: tuple[str, ...], stop: asyncio.Event) -> int:
@@ -100,6 +126,9 @@ async def serve(settings: Settings, names: tuple[str, ...], stop: asyncio.Event)
     async with nats_server(settings) as url:
         services = await start_services(settings, url, names)
         Console(stderr=True).print(f"planexe-ax: {', '.join(names)} running on {url}; Ctrl-C to stop")
+        if services.gateway:
+            sys.stdout.write(f"dashboard and API: {services.gateway.url}  (API docs: {services.gateway.url}/docs)\n")
+            sys.stdout.flush()
         await services.run(stop)
     return EXIT_OK
 

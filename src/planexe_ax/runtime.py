@@ -10,6 +10,7 @@ import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from planexe_ax.agents import AgentRuntime, builtin_agents
 from planexe_ax.bus import Bus, EmbeddedNats, connect
@@ -18,8 +19,13 @@ from planexe_ax.coordinator import Coordinator
 from planexe_ax.errors import ConfigError
 from planexe_ax.projector import Projector
 
+if TYPE_CHECKING:
+    from planexe_ax.ws_gateway.server import GatewayServer
+
 log = logging.getLogger(__name__)
-SERVICES = ("coordinator", "projector", "agents")
+SERVICES = ("coordinator", "projector", "agents", "gateway")
+BACKGROUND = ("coordinator", "projector", "agents")
+"""What `run` and `exec` need: everything but the HTTP gateway."""
 
 
 def _url_file(settings: Settings) -> Path:
@@ -79,6 +85,7 @@ class Services:
     coordinator: Coordinator | None = None
     projector: Projector | None = None
     agents: list[AgentRuntime] = field(default_factory=list)
+    gateway: GatewayServer | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run every service until ``stop`` is set, then close the connections (drain)."""
@@ -90,11 +97,15 @@ class Services:
                     group.create_task(self.projector.run(stop))
                 for runtime in self.agents:
                     group.create_task(runtime.run(stop))
+                if self.gateway:
+                    group.create_task(self.gateway.run(stop))
         finally:
             await self.close()
 
     async def close(self) -> None:
-        """Close the read model and every connection; safe to call twice."""
+        """Stop the gateway, close the read model and every connection; safe to call twice."""
+        if self.gateway:
+            await self.gateway.stop()
         if self.projector:
             await self.projector.close()
         for bus in self.buses:
@@ -106,8 +117,17 @@ def agent_suffix() -> str:
     return f"{socket.gethostname()[:12]}-{os.getpid()}".lower().replace(".", "-")
 
 
-async def start_services(settings: Settings, url: str, names: tuple[str, ...] = SERVICES) -> Services:
-    """Connect and start the named services (coordinator rebuilds, projector migrates, agents register)."""
+async def start_services(
+    settings: Settings, url: str, names: tuple[str, ...] = BACKGROUND, *, any_port: bool = False
+) -> Services:
+    """Connect and start the named services (coordinator rebuilds, projector migrates, agents register).
+
+    The gateway starts last, once the read model is migrated; ``any_port`` lets it take a free port when
+    the configured one is taken (``demo``), instead of failing.
+
+    Raises:
+        ConfigError: on an unknown service name, or when the gateway cannot listen on its address.
+    """
     unknown = set(names) - set(SERVICES)
     if unknown:
         raise ConfigError(f"unknown service(s) {', '.join(sorted(unknown))}; expected {', '.join(SERVICES)}")
@@ -128,7 +148,36 @@ async def start_services(settings: Settings, url: str, names: tuple[str, ...] = 
             bus = await connect(settings, url, "planexe-ax-agents")
             services.buses.append(bus)
             services.agents = [AgentRuntime(bus, agent) for agent in builtin_agents(settings, agent_suffix())]
+        if "gateway" in names:
+            services.gateway = await _start_gateway(settings, url, any_port)
     except BaseException:
         await services.close()
         raise
     return services
+
+
+async def _start_gateway(settings: Settings, url: str, any_port: bool) -> GatewayServer:
+    from planexe_ax.ws_gateway.server import GatewayServer
+
+    if any_port and not _port_free(settings.http_host, settings.http_port):
+        log.warning("http port taken; the gateway takes a free one", extra={"port": settings.http_port})
+        server = GatewayServer(settings, url, port=0)
+    else:
+        server = GatewayServer(settings, url)
+    try:
+        await server.start()
+    except (RuntimeError, OSError) as exc:
+        raise ConfigError(
+            f"the gateway cannot listen on {settings.http_host}:{settings.http_port} ({exc}); "
+            "set --port / PLANEXE_HTTP_PORT"
+        ) from exc
+    return server
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True

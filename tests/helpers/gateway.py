@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import httpx
 
 from planexe_ax.config import Settings
-from planexe_ax.runtime import SERVICES, Services, start_services
+from planexe_ax.runtime import BACKGROUND, Services, start_services
 from planexe_ax.ws_gateway.context import Gateway
 from planexe_ax.ws_gateway.server import GatewayServer
 
@@ -37,7 +37,7 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def running_stack(
-    settings: Settings, nats_url: str, database_url: str, services: tuple[str, ...] = SERVICES
+    settings: Settings, nats_url: str, database_url: str, services: tuple[str, ...] = BACKGROUND
 ) -> AsyncIterator[Stack]:
     """Start ``services`` and the gateway on a free port; stop everything on exit."""
     configured = settings.model_copy(update={"nats_url": nats_url, "database_url": database_url})

@@ -21,7 +21,7 @@ DOCKERFILE = ROOT / "Dockerfile"
 PLANEXE_COMMANDS = tuple(f"serve {name}" for name in SERVICES)
 # Services that run once and exit (migrations, seeding): they need no healthcheck.
 ONE_SHOTS: frozenset[str] = frozenset()
-OUR_SERVICES = ("coordinator", "projector", "agents")
+OUR_SERVICES = SERVICES
 VARIABLE = re.compile(r"\$\{([^}]*)\}")
 
 
@@ -184,3 +184,13 @@ def test_helpers_see_through_the_formats() -> None:
     assert build_context({"build": {"context": "sub", "dockerfile": "X"}}) == (ROOT / "sub", "X")
     assert build_context({"image": "nats"}) is None
     assert not re.fullmatch(r"[A-Z][A-Z0-9_]*:\?.+", "POSTGRES_PASSWORD:-postgres")
+
+
+def test_the_gateway_is_published_and_probed_on_its_health_endpoint(services: dict[str, dict[str, Any]]) -> None:
+    gateway = services["gateway"]
+    env = gateway["environment"]
+    port = str(env["PLANEXE_HTTP_PORT"])
+    assert env["PLANEXE_HTTP_HOST"] == "0.0.0.0", "inside a container the gateway must listen on every interface"
+    assert f"{port}:{port}" in gateway["ports"]
+    probe = " ".join(gateway["healthcheck"]["test"])
+    assert f"127.0.0.1:{port}/healthz" in probe

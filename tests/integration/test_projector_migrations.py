@@ -29,6 +29,7 @@ TABLES = {
 }
 TABLES_0002 = {*TABLES, "inbox_items"}
 SUBTASK_COLUMNS_0002 = {"reason", "confidence", "not_before", "deadline"}
+HEAD = "0003"
 WAIT_S = 60.0
 
 
@@ -120,7 +121,6 @@ async def test_0002_up_and_down_keeps_the_rows_of_0001(database_url: str) -> Non
     ]  # fmt: skip
     assert await inspect_db(database_url, inbox_indexes) == [("ix_inbox_items_execution_id", ["execution_id"])]
     assert await inspect_db(database_url, subtask_indexes) == ["ix_execution_subtasks_execution_subtask"]
-    assert await inspect_db(database_url, schema_diff) == []
 
     await asyncio.wait_for(downgrade(database_url, "0001"), WAIT_S)
     assert await inspect_db(database_url, version) == "0001"
@@ -130,8 +130,41 @@ async def test_0002_up_and_down_keeps_the_rows_of_0001(database_url: str) -> Non
     assert await inspect_db(database_url, subtask_indexes) == ["ix_execution_subtasks_execution_subtask"]
 
     await asyncio.wait_for(upgrade(database_url), WAIT_S)
-    assert await inspect_db(database_url, version) == "0002"
+    assert await inspect_db(database_url, version) == HEAD
     assert await inspect_db(database_url, schema_diff) == []
+
+
+def plan_and_agent_columns(conn: Connection) -> tuple[set[str], set[str]]:
+    found = inspect(conn)
+    return {c["name"] for c in found.get_columns("plans")}, {c["name"] for c in found.get_columns("agents")}
+
+
+def execution_indexes(conn: Connection) -> list[str]:
+    return sorted(str(index["name"]) for index in inspect(conn).get_indexes("executions"))
+
+
+def plan_rows(conn: Connection) -> list[tuple[Any, ...]]:
+    return [tuple(row) for row in conn.execute(text("SELECT plan_id, title FROM plans"))]
+
+
+async def test_0003_up_and_down_keeps_plans_and_executions(database_url: str) -> None:
+    await asyncio.wait_for(upgrade(database_url, "0002"), WAIT_S)
+    await run_sql(database_url, ROWS_0001[:2])  # a plan and its execution
+
+    await asyncio.wait_for(upgrade(database_url, "0003"), WAIT_S)
+    plans, agents = await inspect_db(database_url, plan_and_agent_columns)
+    assert "deleted_at" in plans
+    assert "current" in agents
+    assert "ix_executions_created" in await inspect_db(database_url, execution_indexes)
+    assert await inspect_db(database_url, plan_rows) == [("p1", "t")]
+    assert await inspect_db(database_url, schema_diff) == []
+
+    await asyncio.wait_for(downgrade(database_url, "0002"), WAIT_S)
+    plans, agents = await inspect_db(database_url, plan_and_agent_columns)
+    assert "deleted_at" not in plans
+    assert "current" not in agents
+    assert "ix_executions_created" not in await inspect_db(database_url, execution_indexes)
+    assert await inspect_db(database_url, plan_rows) == [("p1", "t")]
 
 
 async def test_the_migration_matches_the_models(database_url: str) -> None:

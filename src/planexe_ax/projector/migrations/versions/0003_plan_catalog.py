@@ -19,16 +19,14 @@ depends_on = None
 
 def upgrade() -> None:
     json = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
-    with op.batch_alter_table("plans") as batch:
-        batch.add_column(sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True))
-    with op.batch_alter_table("agents") as batch:
-        batch.add_column(sa.Column("current", json, nullable=True))
+    # Plain ALTER TABLE on every backend (SQLite 3.35+ drops columns itself): a batch copy of `plans` would
+    # drop the table that executions reference.
+    op.add_column("plans", sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True))
+    op.add_column("agents", sa.Column("current", json, nullable=True))
     op.create_index("ix_executions_created", "executions", ["created_at", "execution_id"])
 
 
 def downgrade() -> None:
     op.drop_index("ix_executions_created", table_name="executions")
-    with op.batch_alter_table("agents") as batch:
-        batch.drop_column("current")
-    with op.batch_alter_table("plans") as batch:
-        batch.drop_column("deleted_at")
+    op.drop_column("agents", "current")
+    op.drop_column("plans", "deleted_at")

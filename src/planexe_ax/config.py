@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     )
     http_host: str = Field(default="127.0.0.1", description="Address the HTTP gateway listens on.")
     http_port: int = Field(default=8000, ge=0, le=65535, description="Port the HTTP gateway listens on.")
+    http_agent_ttl_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="An HTTP agent not heard from (register, work poll, event post) this long goes offline; "
+        "the offers it holds are given back.",
+    )
     log_level: str = Field(default="INFO", description="Log level of the planexe_ax loggers.")
     smtp_url: str | None = Field(
         default=None, description="smtp://host:port for send_email; unset: emails are written to the outbox folder."

@@ -1,7 +1,390 @@
-"""Agents and the HTTP agent protocol (filled in by the agents work)."""
+"""Agents and the HTTP agent protocol: register, list and read agents; lease work and report on it over HTTP.
+
+An agent that cannot speak NATS registers once (``POST /api/agents/register``), polls
+``GET /api/agents/{id}/work`` for an offer and reports on it with ``POST /api/executions/{id}/events``.
+:mod:`planexe_ax.ws_gateway.agent_bridge` turns this into what a bus agent does.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+import contextlib
+import math
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Response, status
+from fastapi.responses import JSONResponse
+from nats.errors import Error as NatsError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from pydantic import BaseModel, Field, field_validator, model_validator
+from sqlalchemy import select
+
+from planexe_ax.bus import (
+    AgentCard,
+    CapabilityCard,
+    SubtaskBlocked,
+    SubtaskProgress,
+    SubtaskRejected,
+    SubtaskResult,
+    SubtaskStarted,
+    SubtaskState,
+    check_id,
+    check_token,
+    decode_event,
+    utcnow,
+)
+from planexe_ax.bus.messages import EventBase, RejectReason
+from planexe_ax.projector.models import Agent, Execution, ExecutionSubtask
+from planexe_ax.projector.queries import iso
+from planexe_ax.ws_gateway import views
+from planexe_ax.ws_gateway.agent_bridge import (
+    AgentBridge,
+    BusAgentId,
+    HttpAgent,
+    Lease,
+    LeaseLost,
+    UnknownAgent,
+    taken_away,
+)
+from planexe_ax.ws_gateway.context import POLL_S, Gateway, NotProjected, gateway, unavailable
 
 router = APIRouter(tags=["agents"])
+GW = Annotated[Gateway, Depends(gateway)]
+BRIDGE = "agent_bridge"
+UNKNOWN_AGENT: dict[int | str, dict[str, Any]] = {404: {"description": "Unknown agent."}}
+
+
+def bridge(gw: GW) -> AgentBridge:
+    """FastAPI dependency: the gateway's :class:`AgentBridge`."""
+    found: AgentBridge = gw.extras[BRIDGE]
+    return found
+
+
+Bridge = Annotated[AgentBridge, Depends(bridge)]
+
+
+async def startup(gw: Gateway) -> None:
+    """Start the bridge (card and lease refreshes)."""
+    agents = AgentBridge(gw.bus, gw.sessions, window_s=gw.settings.http_agent_ttl_s)
+    agents.start()
+    gw.extras[BRIDGE] = agents
+    gw.gauges["http_agents_live"] = lambda: float(len(agents.agents))
+    gw.gauges["http_leases_held"] = lambda: float(len(agents.leases))
+
+
+async def shutdown(gw: Gateway) -> None:
+    """Give held offers back to the bus so that other agents get them at once."""
+    await gw.extras[BRIDGE].stop()
+
+
+# -- bodies ------------------------------------------------------------------------------------------------
+class CapabilityIn(BaseModel):
+    """One action the agent can do."""
+
+    action: str = Field(examples=["http_only_work"], description="Lower-case token, as in the plan's subtasks.")
+    description: str = ""
+    params_schema: dict[str, Any] = Field(default_factory=dict, description="JSON Schema of the offer's params.")
+
+    @field_validator("action")
+    @classmethod
+    def _token(cls, value: str) -> str:
+        return check_token(value, "action")
+
+
+class Registration(BaseModel):
+    """An agent and what it offers."""
+
+    agent_id: str = Field(examples=["agent_larry_001"])
+    name: str = Field(min_length=1, max_length=200, examples=["Larry"])
+    role: str = Field(default="", max_length=200)
+    capabilities: list[CapabilityIn] = Field(default_factory=list)
+
+    @field_validator("agent_id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        return check_id(value, "agent_id")
+
+    @field_validator("capabilities")
+    @classmethod
+    def _distinct(cls, value: list[CapabilityIn]) -> list[CapabilityIn]:
+        actions = [cap.action for cap in value]
+        twice = sorted({a for a in actions if actions.count(a) > 1})
+        if twice:
+            raise ValueError(f"action(s) listed more than once: {', '.join(twice)}")
+        return value
+
+
+EventType = Literal["started", "progress", "task_complete", "task_error", "blocked", "rejected", "heartbeat"]
+
+
+class AgentReport(BaseModel):
+    """A report of an HTTP agent on the attempt it leased; fields it does not know are ignored."""
+
+    agent_id: str = Field(examples=["agent_larry_001"])
+    event_type: EventType
+    task_id: str | None = Field(default=None, description="Checked against the offer when given.")
+    subtask_id: str | None = Field(default=None, description="Required, except for a heartbeat of the agent.")
+    attempt: int | None = Field(default=None, ge=1, description="The offer's attempt (its lease.attempt).")
+    percent: float | None = Field(default=None, ge=0, le=100, description="progress: required.")
+    message: str = ""
+    output: dict[str, Any] | None = Field(default=None, description="task_complete: the result.")
+    error: str | None = Field(default=None, description="task_error: what went wrong.")
+    retryable: bool = Field(default=True, description="task_error: whether another attempt may succeed.")
+    confidence: float | None = Field(default=None, ge=0, le=1, description="task_complete: below the review "
+                                     "threshold a person reviews the result.")  # fmt: skip
+    reason: str = Field(default="", description="blocked: required; rejected: why.")
+    reason_code: RejectReason = "other"
+    max_wait_s: float | None = Field(default=None, gt=0, description="blocked: ask a person after this long.")
+
+    @model_validator(mode="after")
+    def _complete(self) -> AgentReport:
+        whole = self.event_type != "heartbeat" or self.subtask_id is not None or self.attempt is not None
+        missing = [name for name in ("subtask_id", "attempt") if getattr(self, name) is None]
+        if whole and missing:
+            raise ValueError(f"{' and '.join(missing)} required for event_type {self.event_type}")
+        if self.event_type == "progress" and self.percent is None:
+            raise ValueError("percent required for event_type progress")
+        if self.event_type == "blocked" and not self.reason:
+            raise ValueError("reason required for event_type blocked")
+        return self
+
+
+# -- agents ------------------------------------------------------------------------------------------------
+@router.post(
+    "/api/agents/register",
+    status_code=status.HTTP_201_CREATED,
+    summary="Register an HTTP agent (again: update its card)",
+    responses={
+        200: {"description": "The agent was known; its card was replaced."},
+        409: {"description": "The id belongs to an agent running on the bus."},
+    },
+)
+async def register(gw: GW, agents: Bridge, body: Registration, response: Response) -> dict[str, Any]:
+    known = await views.get_agent(gw.sessions, body.agent_id) is not None
+    caps = [CapabilityCard(**cap.model_dump()) for cap in body.capabilities]
+    try:
+        card = await agents.register(body.agent_id, body.name, body.role, caps)
+    except BusAgentId as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    except NatsError as exc:
+        raise unavailable(exc) from exc
+    if not await _mirrored(gw, card):
+        raise unavailable(NotProjected(f"the read model does not show agent {card.agent_id} yet"))
+    if known:
+        response.status_code = status.HTTP_200_OK
+    return await _agent(gw, body.agent_id)
+
+
+@router.get("/api/agents", summary="Every agent, online ones first, with liveness")
+async def list_agents(gw: GW) -> dict[str, Any]:
+    ttl = gw.settings.agent_ttl_s
+    return {"items": [_liveness(item, ttl) for item in await views.list_agents(gw.sessions)]}
+
+
+@router.get("/api/agents/{agent_id}", summary="One agent: capabilities, work in progress, liveness",
+            responses=UNKNOWN_AGENT)  # fmt: skip
+async def get_agent(gw: GW, agent_id: str) -> dict[str, Any]:
+    return await _agent(gw, agent_id)
+
+
+@router.get("/api/agents/{agent_id}/capabilities", summary="What one agent offers", responses=UNKNOWN_AGENT)
+async def get_capabilities(gw: GW, agent_id: str) -> dict[str, Any]:
+    agent = await _agent(gw, agent_id)
+    return {"agent_id": agent_id, "online": agent["online"], "capabilities": agent["capabilities"]}
+
+
+async def _agent(gw: Gateway, agent_id: str) -> dict[str, Any]:
+    item = await views.get_agent(gw.sessions, agent_id)
+    if item is None:
+        raise HTTPException(status_code=404, detail=f"unknown agent {agent_id}")
+    return _liveness(item, gw.settings.agent_ttl_s)
+
+
+def _liveness(item: dict[str, Any], ttl_s: float) -> dict[str, Any]:
+    """Offline as soon as the last heartbeat is older than the TTL, even before the projector's sweep says so."""
+    beat = item.get("last_heartbeat")
+    if not item["online"] or not beat:
+        return item
+    if datetime.fromisoformat(beat.replace("Z", "+00:00")) >= utcnow() - timedelta(seconds=ttl_s):
+        return item
+    return {**item, "status": "offline", "online": False}
+
+
+# -- the HTTP agent protocol -------------------------------------------------------------------------------
+@router.get(
+    "/api/agents/{agent_id}/work",
+    summary="Lease the next offer for the agent's capabilities (or work pinned to it)",
+    response_model=None,
+    responses={
+        200: {"description": "An offer and its lease; report on it before lease.expires_at to keep it."},
+        204: {"description": "No work now; poll again after Retry-After seconds."},
+        **UNKNOWN_AGENT,
+        409: {"description": "The id belongs to an agent running on the bus."},
+    },
+)
+async def get_work(gw: GW, agents: Bridge, agent_id: str) -> Response:
+    agent = await _http_agent(agents, agent_id)
+    try:
+        lease = await agents.next_offer(agent)
+    except NatsError as exc:
+        raise unavailable(exc) from exc
+    if lease is None:
+        retry_after = max(1, math.ceil(gw.settings.heartbeat_s))
+        return Response(status_code=status.HTTP_204_NO_CONTENT, headers={"Retry-After": str(retry_after)})
+    return JSONResponse({**lease.offer.model_dump(mode="json"), "lease": _lease_json(agents, agent, lease)})
+
+
+@router.post(
+    "/api/executions/{execution_id}/events",
+    summary="Report on a leased offer: started, progress, blocked, rejected, task_complete, task_error, heartbeat",
+    responses={
+        **UNKNOWN_AGENT,
+        409: {"description": "The agent does not hold that attempt (never leased, expired, taken away, another's)."},
+        422: {"description": "Not a valid report; `detail` names the field."},
+    },
+)
+async def post_event(gw: GW, agents: Bridge, execution_id: str, body: AgentReport) -> dict[str, Any]:
+    agent = await _http_agent(agents, body.agent_id)
+    if body.subtask_id is None or body.attempt is None:  # a heartbeat of the agent, about no attempt
+        return await _answer(gw, execution_id, None, None)
+    key = (execution_id, body.subtask_id, body.attempt)
+    ended = agents.ended.get(key)
+    if ended and ended.agent_id == body.agent_id and ended.event_type == body.event_type:
+        return await _answer(gw, execution_id, body.subtask_id, None, ended.event_id, ended.seq, duplicate=True)
+    try:
+        lease = agents.lease(key, body.agent_id)
+        if body.task_id is not None and body.task_id != lease.offer.task_id:
+            raise HTTPException(status_code=422, detail=f"task_id: subtask {body.subtask_id} belongs to task "
+                                f"{lease.offer.task_id}, not {body.task_id}")  # fmt: skip
+        await agents.check_current(lease)
+    except LeaseLost as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    if body.event_type == "heartbeat":
+        return await _answer(gw, execution_id, body.subtask_id, _lease_json(agents, agent, lease))
+    event = _event(lease, body)
+    try:
+        ack = await agents.report(lease, event, body.event_type)
+        seq, duplicate = int(ack.seq), bool(ack.duplicate)
+        if isinstance(event, SubtaskResult | SubtaskRejected):
+            verdict = await _verdict(gw, lease, seq)
+            seq = verdict[1] if verdict else seq
+        await gw.wait_projected(seq)
+    except (NatsError, NotProjected) as exc:
+        raise unavailable(exc) from exc
+    held = lease.key in agents.leases
+    return await _answer(gw, execution_id, body.subtask_id, _lease_json(agents, agent, lease) if held else None,
+                         event.event_id, int(ack.seq), duplicate=duplicate)  # fmt: skip
+
+
+async def _http_agent(agents: AgentBridge, agent_id: str) -> HttpAgent:
+    try:
+        return await agents.agent(agent_id)
+    except UnknownAgent as exc:
+        raise HTTPException(
+            status_code=404, detail=f"unknown agent {agent_id}; register it with POST /api/agents/register"
+        ) from exc
+    except BusAgentId as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    except NatsError as exc:
+        raise unavailable(exc) from exc
+
+
+def _lease_json(agents: AgentBridge, agent: HttpAgent, lease: Lease) -> dict[str, Any]:
+    return {
+        "lease_id": lease.offer.msg_id,
+        "expires_at": iso(agents.expires_at(agent)),
+        "attempt": lease.offer.attempt,
+        "delivered": lease.msg.metadata.num_delivered or 1,
+    }
+
+
+async def _answer(
+    gw: Gateway,
+    execution_id: str,
+    subtask_id: str | None,
+    lease: dict[str, Any] | None,
+    event_id: str | None = None,
+    seq: int | None = None,
+    duplicate: bool = False,
+) -> dict[str, Any]:
+    """What happened, with the statuses the read model shows now (an agent stops when the execution ends)."""
+    async with gw.sessions() as session:
+        execution_status = await session.scalar(select(Execution.status).where(Execution.execution_id == execution_id))
+        subtask_status = None
+        if subtask_id is not None:
+            where = (ExecutionSubtask.execution_id == execution_id, ExecutionSubtask.subtask_id == subtask_id)
+            subtask_status = await session.scalar(select(ExecutionSubtask.status).where(*where))
+    return {
+        "accepted": True,
+        "duplicate": duplicate,
+        "event_id": event_id,
+        "seq": seq,
+        "subtask_status": subtask_status,
+        "execution_status": execution_status,
+        "lease": lease,
+    }
+
+
+def _event(lease: Lease, body: AgentReport) -> EventBase:
+    """The bus event of a report, with the event id the SDK's reporter gives it."""
+    ids = lease.ids()
+    kind = body.event_type
+    if kind == "started":
+        return SubtaskStarted(event_id=lease.event_id("started"), **ids)
+    if kind == "progress":
+        return SubtaskProgress(event_id=lease.event_id("progress", numbered=True), percent=body.percent or 0.0,
+                               message=body.message, **ids)  # fmt: skip
+    if kind == "blocked":
+        return SubtaskBlocked(event_id=lease.event_id("blocked", numbered=True), reason=body.reason,
+                              max_wait_s=body.max_wait_s, **ids)  # fmt: skip
+    if kind == "rejected":
+        return SubtaskRejected(event_id=lease.event_id("rejected"), reason_code=body.reason_code, reason=body.reason,
+                               **ids)  # fmt: skip
+    ok = kind == "task_complete"
+    error = None if ok else body.error or body.message or "task_error reported without a message"
+    return SubtaskResult(event_id=lease.event_id("result"), ok=ok, output=body.output or {}, error=error,
+                         retryable=body.retryable, confidence=body.confidence, **ids)  # fmt: skip
+
+
+# -- read-your-writes --------------------------------------------------------------------------------------
+async def _mirrored(gw: Gateway, card: AgentCard) -> bool:
+    """Wait until the read model's agents table shows ``card`` (or a later heartbeat of it)."""
+    loop = asyncio.get_running_loop()
+    deadline, attempt = loop.time() + gw.write_timeout_s, 0
+    while True:
+        async with gw.sessions() as session:
+            row = await session.get(Agent, card.agent_id)
+            if row is not None and row.status == "online" and row.last_heartbeat >= card.heartbeat_at:
+                return True
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(POLL_S[min(attempt, len(POLL_S) - 1)])
+        attempt += 1
+
+
+async def _verdict(gw: Gateway, lease: Lease, after_seq: int) -> tuple[SubtaskState, int] | None:
+    """The coordinator's decision on an attempt's outcome (published after ``after_seq``), or None in time."""
+    o = lease.offer
+    config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after_seq + 1)
+    sub = await gw.bus.js.subscribe(gw.bus.subjects.events_of(o.execution_id), ordered_consumer=True, config=config)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + gw.write_timeout_s
+    try:
+        while (left := deadline - loop.time()) > 0:
+            try:
+                msg = await sub.next_msg(timeout=left)
+            except NatsTimeoutError:
+                return None
+            event = decode_event(msg.data)
+            if (
+                isinstance(event, SubtaskState)
+                and event.subtask_id == o.subtask_id
+                and taken_away(event.status.value, event.attempt or 0, o.attempt) is not None
+            ):
+                return event, int(msg.metadata.sequence.stream)
+        return None
+    finally:
+        with contextlib.suppress(Exception):  # the subscription may have died with the connection
+            await sub.unsubscribe()

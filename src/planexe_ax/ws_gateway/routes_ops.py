@@ -96,6 +96,10 @@ class _Figures:
             ("planexe_projector_checkpoint", "Last AX_EVENTS sequence the read model committed.",
              f["projector_checkpoint"]),
             ("planexe_websockets_open", "WebSocket clients connected to this gateway.", f.get("websockets_open", 0)),
+            ("planexe_http_agents_live", "HTTP agents heard from within PLANEXE_HTTP_AGENT_TTL_S.",
+             f.get("http_agents_live", 0)),
+            ("planexe_http_leases_held", "Offers leased to HTTP agents and not yet answered.",
+             f.get("http_leases_held", 0)),
             ("planexe_gateway_uptime_seconds", "Seconds since this gateway started.", f["uptime_s"]),
         )  # fmt: skip
         for name, doc, value in singles:

@@ -1,0 +1,418 @@
+"""The HTTP agent protocol on the bus: what the SDK's runtime does for a bus agent, done for an HTTP agent.
+
+* The agent's card in KV ``ax-agents`` is refreshed every heartbeat period for as long as the agent was heard
+  from (registered, polled, posted) within ``window_s``; then the card expires, the agent is offline, and the
+  coordinator re-routes its work.
+* Offers come from the SDK's durable consumers (the direct ``agent-<id>``, then one per capability); each
+  offer's message stays un-acked while the agent works on it, its lease extended while the agent is live.
+* Reports get the event ids of :class:`planexe_ax.agents.reporting.Reporter` (a retried one is stored once);
+  the message is acked once the attempt's outcome is published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter, OrderedDict
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import PubAck
+from nats.js.errors import FetchTimeoutError, KeyNotFoundError
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from planexe_ax.bus import (
+    AgentCard,
+    Bus,
+    CapabilityCard,
+    Subjects,
+    SubtaskBlocked,
+    SubtaskProgress,
+    SubtaskRejected,
+    SubtaskResult,
+    TaskOffer,
+    TaskStatus,
+    capability_consumer,
+    check_id,
+    direct_consumer,
+    ensure_consumer,
+    utcnow,
+)
+from planexe_ax.bus.messages import EventBase
+from planexe_ax.projector.models import Agent, ExecutionSubtask
+from planexe_ax.projector.queries import Sessions
+
+log = logging.getLogger(__name__)
+
+HTTP_AGENT_TTL_S = 300.0
+"""An HTTP agent not heard from for this long goes offline (the default of ``PLANEXE_HTTP_AGENT_TTL_S``)."""
+HTTP_HOST = "http"
+"""``AgentCard.host`` of the agents registered over HTTP, which tells them from bus agents."""
+FETCH_TIMEOUT_S = 0.1
+"""How long one fetch waits on one consumer: a poll answers at once, with work or without."""
+ENDED_KEPT = 10_000
+"""Finished leases remembered, so that a retried result is answered as a duplicate instead of 409."""
+HELD = frozenset({TaskStatus.DISPATCHED.value, TaskStatus.RUNNING.value, TaskStatus.BLOCKED.value})
+"""Subtask states in which the agent that took an attempt still holds it."""
+_TIMEOUTS = (TimeoutError, NatsTimeoutError, FetchTimeoutError)
+
+Key = tuple[str, str, int]
+"""(execution_id, subtask_id, attempt): one lease."""
+
+
+class UnknownAgent(LookupError):
+    """No agent with this id was ever registered."""
+
+
+class BusAgentId(ValueError):
+    """The id belongs to an agent that runs on the bus, not over HTTP."""
+
+
+class LeaseLost(Exception):
+    """The agent does not hold the lease it reports on (never leased, taken away, or another agent's)."""
+
+
+@dataclass
+class HttpAgent:
+    """An agent registered over HTTP and when it was last heard from."""
+
+    card: AgentCard
+    seen: float
+    """Event-loop time of the last request."""
+    seen_at: datetime
+
+
+@dataclass
+class Lease:
+    """One offer held for one agent: the NATS message stays un-acked until the attempt's outcome."""
+
+    offer: TaskOffer
+    agent_id: str
+    msg: Msg
+    reports: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def key(self) -> Key:
+        return (self.offer.execution_id, self.offer.subtask_id, self.offer.attempt)
+
+    def event_id(self, kind: str, numbered: bool = False) -> str:
+        """``<msg_id>:<kind>``, or ``<msg_id>:<kind>:<n>`` (n from 1) for reports sent more than once."""
+        if not numbered:
+            return f"{self.offer.msg_id}:{kind}"
+        self.reports[kind] += 1
+        return f"{self.offer.msg_id}:{kind}:{self.reports[kind]}"
+
+    def ids(self) -> dict[str, Any]:
+        """The fields every report of this attempt carries."""
+        o = self.offer
+        return {
+            "execution_id": o.execution_id,
+            "task_id": o.task_id,
+            "subtask_id": o.subtask_id,
+            "attempt": o.attempt,
+            "agent_id": self.agent_id,
+            "causation_id": o.msg_id,
+        }
+
+
+@dataclass(frozen=True)
+class Ended:
+    """How a lease ended: the outcome the agent reported."""
+
+    agent_id: str
+    event_type: str
+    event_id: str
+    seq: int
+
+
+def taken_away(status: str, attempt: int, leased: int) -> str | None:
+    """Why the read model's ``status`` / ``attempt`` of a subtask means attempt ``leased`` is over (None: it is not).
+
+    A read model that lags shows an older attempt: that never counts against the lease.
+    """
+    if attempt > leased:
+        return f"attempt {attempt} of the subtask has been dispatched since"
+    if attempt == leased and status not in HELD:
+        return f"the coordinator has moved the attempt to {status}"
+    return None
+
+
+class AgentBridge:
+    """Leases offers to HTTP agents and publishes their reports.
+
+    Args:
+        bus: The gateway's connection.
+        sessions: The read model (agents mirror, subtask states).
+        window_s: How long an agent stays online after it was last heard from.
+    """
+
+    def __init__(self, bus: Bus, sessions: Sessions, window_s: float = HTTP_AGENT_TTL_S) -> None:
+        self.bus, self.sessions, self.window_s = bus, sessions, window_s
+        self.agents: dict[str, HttpAgent] = {}
+        self.leases: dict[Key, Lease] = {}
+        self.ended: OrderedDict[Key, Ended] = OrderedDict()
+        self._subs: dict[str, tuple[JetStreamContext.PullSubscription, asyncio.Lock]] = {}
+        self._ensured: set[str] = set()
+        self._stopped = asyncio.Event()
+        self._refresher: asyncio.Task[None] | None = None
+        self._errors_seen: set[str] = set()
+
+    # -- lifecycle ----------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start refreshing cards and leases."""
+        settings = self.bus.settings
+        period = min(settings.heartbeat_s, settings.ack_wait_s / 2)
+        self._refresher = asyncio.create_task(self._every(period), name="http agents refresh")
+
+    async def stop(self) -> None:
+        """Stop refreshing; give held offers back (nak) so that other agents get them at once."""
+        self._stopped.set()
+        if self._refresher is not None:
+            await self._refresher
+        for lease in list(self.leases.values()):
+            await self._give_back(lease)
+        for sub, _ in self._subs.values():
+            with contextlib.suppress(Exception):  # the connection may be gone already
+                await sub.unsubscribe()
+        self._subs.clear()
+
+    async def _every(self, period_s: float) -> None:
+        # Ended by the event, never by cancel (a cancel landing in a nats-py request can be swallowed).
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), period_s)
+                return
+            await self._tick()
+
+    async def _tick(self) -> None:
+        now = asyncio.get_running_loop().time()
+        for agent in list(self.agents.values()):
+            if now - agent.seen > self.window_s:
+                await self._expire(agent)
+            else:
+                await self._guard("card refresh failed", self._put(agent))
+        for lease in list(self.leases.values()):
+            await self._guard("lease extension failed", lease.msg.in_progress())
+
+    async def _expire(self, agent: HttpAgent) -> None:
+        agent_id = agent.card.agent_id
+        del self.agents[agent_id]
+        for lease in [lease for lease in self.leases.values() if lease.agent_id == agent_id]:
+            await self._give_back(lease)
+        log.info("http agent went quiet; no longer kept online", extra={"agent_id": agent_id})
+
+    async def _give_back(self, lease: Lease) -> None:
+        self.leases.pop(lease.key, None)
+        await self._guard("nak failed", lease.msg.nak())
+
+    async def _guard(self, what: str, step: Awaitable[Any]) -> None:
+        try:
+            await step
+        except Exception as exc:  # the next period tries again; each distinct error is logged once
+            key = f"{what}: {type(exc).__name__}: {exc}"
+            if key not in self._errors_seen:
+                self._errors_seen.add(key)
+                log.warning(what, extra={"error": repr(exc)})
+
+    # -- agents -------------------------------------------------------------------------------------------
+    async def register(self, agent_id: str, name: str, role: str, capabilities: list[CapabilityCard]) -> AgentCard:
+        """Put (or replace) the card of an HTTP agent and create its consumers.
+
+        Raises:
+            BusAgentId: when a bus agent with this id is online.
+        """
+        known = self.agents.get(agent_id)
+        stored = known.card if known else await self._stored_card(agent_id)
+        now = utcnow()
+        card = AgentCard(
+            agent_id=agent_id,
+            name=name,
+            role=role,
+            capabilities=capabilities,
+            started_at=stored.started_at if stored else now,
+            heartbeat_at=now,
+            host=HTTP_HOST,
+        )
+        await self._ensure_consumers(card)
+        agent = self._remember(card)
+        await self._put(agent)
+        log.info("http agent registered", extra={"agent_id": agent_id, "actions": [c.action for c in capabilities]})
+        return agent.card
+
+    async def agent(self, agent_id: str) -> HttpAgent:
+        """The registered HTTP agent ``agent_id``, marked as heard from now.
+
+        After a gateway restart, or once its window has passed, the agent is taken back from its card in the
+        bucket or its row in the read model.
+
+        Raises:
+            UnknownAgent: when no agent of that id was registered.
+            BusAgentId: when the id is a bus agent's.
+        """
+        agent = self.agents.get(agent_id)
+        if agent is None:
+            try:
+                check_id(agent_id, "agent_id")
+            except ValueError as exc:
+                raise UnknownAgent(agent_id) from exc
+            card = await self._stored_card(agent_id) or await self._row_card(agent_id)
+            if card is None:
+                raise UnknownAgent(agent_id)
+            await self._ensure_consumers(card)
+            agent = self._remember(card)
+            await self._put(agent)
+        agent.seen, agent.seen_at = asyncio.get_running_loop().time(), utcnow()
+        return agent
+
+    def expires_at(self, agent: HttpAgent) -> datetime:
+        """When the agent goes offline and loses its leases unless it is heard from again."""
+        return agent.seen_at + timedelta(seconds=self.window_s)
+
+    def _remember(self, card: AgentCard) -> HttpAgent:
+        loop_now = asyncio.get_running_loop().time()
+        agent = self.agents[card.agent_id] = HttpAgent(card, loop_now, utcnow())
+        return agent
+
+    async def _put(self, agent: HttpAgent) -> None:
+        agent_id = agent.card.agent_id
+        current = sorted(lease.offer.subtask_id for lease in self.leases.values() if lease.agent_id == agent_id)
+        agent.card = agent.card.model_copy(update={"heartbeat_at": utcnow(), "current": current})
+        kv = await self.bus.agents_kv()
+        await kv.put(agent.card.agent_id, agent.card.model_dump_json().encode())
+
+    async def _stored_card(self, agent_id: str) -> AgentCard | None:
+        """The card in the bucket when it is an HTTP agent's; None when there is none."""
+        try:
+            entry = await (await self.bus.agents_kv()).get(agent_id)
+        except KeyNotFoundError:
+            return None
+        try:
+            card = AgentCard.model_validate_json(entry.value or b"")
+        except ValidationError:
+            return None
+        if card.host != HTTP_HOST:
+            raise BusAgentId(f"agent {agent_id} is a bus agent ({card.host}); it cannot be driven over HTTP")
+        return card
+
+    async def _row_card(self, agent_id: str) -> AgentCard | None:
+        async with self.sessions() as session:
+            row = await session.get(Agent, agent_id)
+        if row is None:
+            return None
+        caps = [CapabilityCard.model_validate(cap) for cap in row.capabilities]
+        return AgentCard(agent_id=agent_id, name=row.name, role=row.role, capabilities=caps,
+                         started_at=row.started_at, heartbeat_at=utcnow(), host=HTTP_HOST)  # fmt: skip
+
+    async def _ensure_consumers(self, card: AgentCard) -> None:
+        subjects, settings, stream = self.bus.subjects, self.bus.settings, self.bus.subjects.tasks_stream
+        configs = [direct_consumer(subjects, card.agent_id, settings)]
+        configs += [capability_consumer(subjects, cap.action, settings) for cap in card.capabilities]
+        for config in configs:
+            if config.durable_name not in self._ensured:
+                await ensure_consumer(self.bus.js, stream, config)
+                self._ensured.add(config.durable_name or "")
+
+    # -- leasing ------------------------------------------------------------------------------------------
+    async def next_offer(self, agent: HttpAgent) -> Lease | None:
+        """Lease the next offer for ``agent``: work pinned to it first, then its capabilities'; None when none."""
+        durables = [Subjects.capability_consumer(cap.action) for cap in agent.card.capabilities]
+        for durable in [Subjects.direct_consumer(agent.card.agent_id), *durables]:
+            while (msg := await self._fetch(durable)) is not None:
+                lease = await self._take(agent, msg)
+                if lease is not None:
+                    return lease
+        return None
+
+    async def _fetch(self, durable: str) -> Msg | None:
+        if durable not in self._subs:
+            sub = await self.bus.js.pull_subscribe_bind(durable, self.bus.subjects.tasks_stream)
+            self._subs[durable] = (sub, asyncio.Lock())
+        sub, lock = self._subs[durable]
+        async with lock:  # one fetch at a time per subscription: a fetch must not take another's message
+            try:
+                msgs = await sub.fetch(1, timeout=FETCH_TIMEOUT_S)
+            except _TIMEOUTS:
+                return None
+            except Exception:
+                self._subs.pop(durable, None)  # bind again next time (e.g. the consumer was recreated)
+                raise
+        return msgs[0] if msgs else None
+
+    async def _take(self, agent: HttpAgent, msg: Msg) -> Lease | None:
+        try:
+            offer = TaskOffer.model_validate_json(msg.data)
+        except ValidationError as exc:
+            await self.bus.dead_letter("agents", msg, f"not a TaskOffer: {exc.errors()[0]['msg']}")
+            return None
+        why = await self._taken_away(offer.execution_id, offer.subtask_id, offer.attempt)
+        if why is not None:  # the coordinator has moved on: nobody should do this attempt
+            await msg.ack_sync()
+            log.info("stale offer dropped", extra={"msg_id": offer.msg_id, "reason": why})
+            return None
+        lease = Lease(offer, agent.card.agent_id, msg)
+        previous = self.leases.get(lease.key)
+        if previous is not None:  # redelivered: the lease moved (the first holder had let it lapse)
+            log.warning("lease moved", extra={"msg_id": offer.msg_id, "from": previous.agent_id, "to": lease.agent_id})
+        self.leases[lease.key] = lease
+        log.info("offer leased", extra={"msg_id": offer.msg_id, "agent_id": lease.agent_id})
+        return lease
+
+    def lease(self, key: Key, agent_id: str) -> Lease:
+        """The lease ``agent_id`` holds on ``key``.
+
+        Raises:
+            LeaseLost: when it holds none (never leased, taken away, ended, or another agent's).
+        """
+        lease = self.leases.get(key)
+        if lease is not None and lease.agent_id == agent_id:
+            return lease
+        execution_id, subtask_id, attempt = key
+        what = f"attempt {attempt} of subtask {subtask_id} of execution {execution_id}"
+        ended = self.ended.get(key)
+        if ended is not None:
+            raise LeaseLost(f"the lease on {what} ended with {ended.event_type} from {ended.agent_id}")
+        if lease is not None:
+            raise LeaseLost(f"agent {agent_id} does not hold {what}: another agent does")
+        raise LeaseLost(f"agent {agent_id} holds no lease on {what} (never leased, expired, or given back)")
+
+    async def check_current(self, lease: Lease) -> None:
+        """Make sure, from the read model, that the coordinator still wants the attempt.
+
+        Raises:
+            LeaseLost: when it took the attempt away (the offer is then acked and the lease dropped).
+        """
+        o = lease.offer
+        why = await self._taken_away(o.execution_id, o.subtask_id, o.attempt)
+        if why is not None:
+            self.leases.pop(lease.key, None)
+            await self._guard("ack failed", lease.msg.ack_sync())
+            raise LeaseLost(f"attempt {o.attempt} of subtask {o.subtask_id} was taken away: {why}")
+
+    async def _taken_away(self, execution_id: str, subtask_id: str, attempt: int) -> str | None:
+        query = select(ExecutionSubtask.status, ExecutionSubtask.attempt).where(
+            ExecutionSubtask.execution_id == execution_id, ExecutionSubtask.subtask_id == subtask_id
+        )
+        async with self.sessions() as session:
+            row = (await session.execute(query)).first()
+        return None if row is None else taken_away(row.status, row.attempt, attempt)
+
+    # -- reports ------------------------------------------------------------------------------------------
+    async def report(self, lease: Lease, event: EventBase, event_type: str) -> PubAck:
+        """Publish one report; progress extends the lease, an outcome (result, rejection) ends it."""
+        ack = await self.bus.publish_event(event)
+        if isinstance(event, SubtaskResult | SubtaskRejected):
+            await self._guard("ack failed", lease.msg.ack_sync())
+            self.leases.pop(lease.key, None)
+            self.ended[lease.key] = Ended(lease.agent_id, event_type, event.event_id, int(ack.seq))
+            while len(self.ended) > ENDED_KEPT:
+                self.ended.popitem(last=False)
+        elif isinstance(event, SubtaskProgress | SubtaskBlocked):
+            await self._guard("lease extension failed", lease.msg.in_progress())
+        return ack

@@ -1,7 +1,425 @@
-"""The live WebSocket stream of one execution (filled in by the stream work)."""
+"""The live stream of one execution over a WebSocket: ``/api/executions/{execution_id}/stream``.
+
+Protocol (OpenAPI does not list WebSocket routes; this is their reference). Every frame is JSON text.
+
+Server to client:
+
+``{"kind": "snapshot", "last_seq": C, "execution": {...}, "tree": {...}}``
+    Sent on connect (unless ``after_seq`` is given) and after a ``resync``: the execution as
+    ``GET /api/executions/{id}`` shows it, its tree as ``GET /api/executions/{id}/tasks``, and ``last_seq``,
+    the event stream sequence the read model had reached. Replace the client's state with it. Its rows may
+    already show some events after ``last_seq``; applying those again sets the same states.
+``{"kind": "event", "seq": S, "event_id": ..., "type": ..., "task_id": ..., "subtask_id": ..., "agent_id": ...,
+"attempt": ..., "ts": ..., "data": {...}}``
+    Every event of the execution after the client's position (the snapshot's ``last_seq``, or ``after_seq``),
+    in stream order, each ``seq`` once (until a resync): the shape of the items of
+    ``GET /api/executions/{id}/events``.
+``{"kind": "resync", "reason": "..."}``
+    The client fell too far behind (its queue in the gateway overflowed) and the events it missed are
+    dropped. A snapshot follows; events go on after that snapshot's ``last_seq``.
+``{"kind": "error", "status": 404 | 400 | 503, "detail": "..."}``
+    Then the socket closes: 4404 unknown execution, 4400 bad ``after_seq``, 1013 NATS or the read model
+    unavailable (reconnect later with ``after_seq``).
+``{"kind": "pong"}``
+    The answer to ``{"kind": "ping"}``. Anything else a client sends is ignored.
+
+Reconnecting: keep the ``seq`` of the last event applied and reconnect with ``?after_seq=<seq>``: no snapshot,
+exactly the events after it (no gap, no duplicate), then the live tail. A gateway shutting down closes with
+1001 or 1012.
+
+Inside: one :class:`StreamHub` per gateway keeps one :class:`Feed` per watched execution, a shared ordered
+consumer whose events are decoded and serialised once, then put (never awaited) on each client's bounded
+queue. A client that lets its queue fill is marked for resync; the others are not slowed.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi.encoders import jsonable_encoder
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from sqlalchemy.exc import SQLAlchemyError
+
+from planexe_ax.bus import Bus, decode_event
+from planexe_ax.projector.queries import execution_status
+from planexe_ax.ws_gateway import views
+from planexe_ax.ws_gateway.context import Gateway, ws_gateway
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["executions"])
+
+DEFAULT_QUEUE_SIZE = 1000
+RECONNECT_CHECK_S = 1.0
+BACKFILL_WAIT_S = 5.0
+"""Longest wait for the next stored event while catching up (they are all stored: only a lost server waits)."""
+
+Frame = tuple[int, str]
+"""(stream sequence, JSON text) of one event; negative sequences are markers."""
+RESYNC: Frame = (-1, "")
+CLOSING: Frame = (-2, "")
+PONG = json.dumps({"kind": "pong"})
+UNAVAILABLE = (SQLAlchemyError, NatsError, TimeoutError, ConnectionError)
+
+
+class UnknownExecution(Exception):
+    """The read model does not know the execution."""
+
+
+def event_frame(seq: int, data: bytes) -> str | None:
+    """The ``event`` frame of a stored event (None, logged, for an event that cannot be decoded)."""
+    try:
+        event = decode_event(data)
+    except ValueError:
+        log.warning("undecodable event not streamed", extra={"stream_seq": seq})
+        return None
+    item = views.event_item(seq, event.model_dump(mode="json", by_alias=True))
+    return json.dumps({"kind": "event", **item})
+
+
+@dataclass(eq=False)
+class Listener:
+    """One WebSocket's seat on a feed: a bounded queue of frames; ``live`` while the feed fills it."""
+
+    feed: Feed
+    queue: asyncio.Queue[Frame]
+    live: bool = False
+
+    def offer(self, frame: Frame) -> bool:
+        """Queue ``frame`` without waiting; on overflow drop the queue, leave a resync marker, return False."""
+        try:
+            self.queue.put_nowait(frame)
+            return True
+        except asyncio.QueueFull:
+            self.live = False
+            self.interrupt(RESYNC)
+            return False
+
+    def interrupt(self, marker: Frame) -> None:
+        """Replace whatever is queued by ``marker``."""
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(marker)
+
+
+class Feed:
+    """One ordered consumer of an execution's events, shared by every client watching it.
+
+    ``last_seq`` is the last sequence handed to the listeners; before the first event, the stream's last
+    sequence when the consumer was created (it starts right after it).
+
+    Args:
+        bus: The gateway's connection.
+        execution_id: The execution followed.
+        on_overflow: Called when a listener's queue overflows.
+    """
+
+    def __init__(self, bus: Bus, execution_id: str, on_overflow: Callable[[], None]) -> None:
+        self.bus = bus
+        self.execution_id = execution_id
+        self.on_overflow = on_overflow
+        self.listeners: set[Listener] = set()
+        self.last_seq = 0
+        self.since: datetime | None = None
+        self._sub: Any = None
+        self.ready = asyncio.create_task(self._start())
+
+    @property
+    def failed(self) -> bool:
+        """The start ended in an error."""
+        return self.ready.done() and not self.ready.cancelled() and self.ready.exception() is not None
+
+    async def _start(self) -> None:
+        info = await self.bus.js.stream_info(self.bus.subjects.events_stream)
+        self.last_seq = int(info.state.last_seq)
+        await self.subscribe()
+
+    async def subscribe(self) -> None:
+        """(Re)subscribe from ``last_seq + 1``: after a reconnect the ordered consumer may be gone."""
+        since = self.bus.reconnected_at
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self.last_seq + 1)
+        subject = self.bus.subjects.events_of(self.execution_id)
+        sub = await self.bus.js.subscribe(subject, cb=self._on_msg, ordered_consumer=True, config=config)
+        old, self._sub, self.since = self._sub, sub, since
+        if old is not None:
+            await _unsubscribe(old)
+
+    async def stop(self) -> None:
+        """Unsubscribe (or abandon a start still under way)."""
+        self.ready.cancel()
+        await asyncio.wait([self.ready])
+        if self._sub is not None:
+            await _unsubscribe(self._sub)
+
+    async def _on_msg(self, msg: Msg) -> None:
+        seq = int(msg.metadata.sequence.stream)
+        if seq <= self.last_seq:  # delivered again by a new consumer after a reconnect
+            return
+        self.last_seq = seq
+        text = event_frame(seq, msg.data)
+        if text is None:
+            return
+        for listener in self.listeners:
+            if listener.live and not listener.offer((seq, text)):
+                self.on_overflow()
+                log.info("websocket client fell behind", extra={"execution_id": self.execution_id, "seq": seq})
+
+    async def catch_up(self, listener: Listener, position: int, send: Callable[[str], Awaitable[None]]) -> int:
+        """Make ``listener`` live and send it the stored events after ``position``; return the last seq covered.
+
+        Why nothing is lost or repeated: making the listener live and reading ``until = last_seq`` happen
+        with no ``await`` between them, so no delivery falls in between: every event after ``until`` goes to
+        the queue, and every event up to ``until`` was handed out before, so it is already in the stream. The
+        backfill reads ``(position, until]`` with a consumer of its own and stops at ``until``, or once it has
+        read every matching event stored when it began (``until`` may be the stream's end rather than an
+        event of this execution). The caller then sends queued events above the returned sequence, which
+        also skips what a client already has when its position is ahead of the feed.
+        """
+        listener.live = True
+        until = self.last_seq
+        if position < until:
+            await self._backfill(position, until, send)
+        return max(position, until)
+
+    async def _backfill(self, after: int, until: int, send: Callable[[str], Awaitable[None]]) -> None:
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1)
+        subject = self.bus.subjects.events_of(self.execution_id)
+        sub = await self.bus.js.subscribe(subject, ordered_consumer=True, config=config)
+        try:
+            info = await sub.consumer_info()
+            left = (info.num_pending or 0) + (info.delivered.consumer_seq if info.delivered else 0)
+            last = after
+            while left > 0 and last < until:
+                msg = await sub.next_msg(timeout=BACKFILL_WAIT_S)
+                seq = int(msg.metadata.sequence.stream)
+                if seq <= last:  # the ordered consumer was recreated and replays
+                    continue
+                left, last = left - 1, seq
+                if seq <= until and (text := event_frame(seq, msg.data)) is not None:
+                    await send(text)
+        finally:
+            await _unsubscribe(sub)
+
+
+class StreamHub:
+    """Every feed of this gateway, started on a client's arrival and dropped when its last client leaves.
+
+    Args:
+        bus: The gateway's connection.
+        queue_size: Events a client may fall behind before it is told to resync.
+        reconnect_check_s: How often feeds look for a NATS reconnect.
+    """
+
+    def __init__(
+        self, bus: Bus, queue_size: int = DEFAULT_QUEUE_SIZE, reconnect_check_s: float = RECONNECT_CHECK_S
+    ) -> None:
+        self.bus = bus
+        self.queue_size = queue_size
+        self.reconnect_check_s = reconnect_check_s
+        self.feeds: dict[str, Feed] = {}
+        self.resyncs = 0
+        """Clients told to resync since start."""
+        self._watcher: asyncio.Task[None] | None = None
+
+    @property
+    def open_clients(self) -> int:
+        """WebSocket clients on a feed now."""
+        return sum(len(feed.listeners) for feed in self.feeds.values())
+
+    def clients_of(self) -> dict[str, int]:
+        """Clients per execution that has a feed (one subscription each)."""
+        return {execution_id: len(feed.listeners) for execution_id, feed in self.feeds.items()}
+
+    def start(self) -> None:
+        """Start watching for NATS reconnects."""
+        self._watcher = asyncio.create_task(self._watch_reconnects())
+
+    async def close(self) -> None:
+        """Tell every client the gateway is closing and drop every feed."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.wait([self._watcher])
+        feeds, self.feeds = list(self.feeds.values()), {}
+        for feed in feeds:
+            for listener in feed.listeners:
+                listener.live = False
+                listener.interrupt(CLOSING)
+            await feed.stop()
+
+    @contextlib.asynccontextmanager
+    async def listen(self, execution_id: str) -> AsyncIterator[Listener]:
+        """A seat on the execution's feed (started if it is the first), given up on exit."""
+        feed = self.feeds.get(execution_id)
+        if feed is None:
+            feed = self.feeds[execution_id] = Feed(self.bus, execution_id, self._overflowed)
+        listener = Listener(feed, asyncio.Queue(self.queue_size))
+        feed.listeners.add(listener)
+        try:
+            await asyncio.shield(feed.ready)
+            yield listener
+        finally:
+            feed.listeners.discard(listener)
+            if (not feed.listeners or feed.failed) and self.feeds.get(execution_id) is feed:
+                del self.feeds[execution_id]
+                await feed.stop()
+
+    def _overflowed(self) -> None:
+        self.resyncs += 1
+
+    async def _watch_reconnects(self) -> None:
+        while True:
+            await asyncio.sleep(self.reconnect_check_s)
+            for feed in list(self.feeds.values()):
+                if feed.ready.done() and not feed.failed and feed.since != self.bus.reconnected_at:
+                    try:
+                        await feed.subscribe()
+                        log.info("stream feed subscribed again", extra={"execution_id": feed.execution_id})
+                    except Exception as exc:  # NATS not back yet: the next check tries again
+                        extra = {"execution_id": feed.execution_id, "error": repr(exc)}
+                        log.warning("stream feed not subscribed", extra=extra)
+
+
+async def _unsubscribe(sub: Any) -> None:
+    with contextlib.suppress(Exception):  # the subscription may have died with the connection
+        await sub.unsubscribe()
+
+
+async def startup(gw: Gateway) -> None:
+    """Create the hub (``gw.extras["hub"]``) and its gauge ``websockets_open``."""
+    hub = StreamHub(gw.bus)
+    hub.start()
+    gw.extras["hub"] = hub
+    gw.gauges["websockets_open"] = lambda: gw.extras["hub"].open_clients
+    gw.gauges["websocket_feeds"] = lambda: len(gw.extras["hub"].feeds)
+    gw.gauges["websocket_resyncs"] = lambda: gw.extras["hub"].resyncs
+
+
+async def shutdown(gw: Gateway) -> None:
+    """Close the hub (sockets still open end with 1001)."""
+    await gw.extras["hub"].close()
+
+
+# -- the route ---------------------------------------------------------------------------------------------
+@router.websocket("/api/executions/{execution_id}/stream")
+async def stream(websocket: WebSocket, execution_id: str) -> None:
+    """Snapshot, then the execution's events as they happen (see the module docstring for the protocol)."""
+    gw = ws_gateway(websocket)
+    hub: StreamHub = gw.extras["hub"]
+    await websocket.accept()
+    try:
+        after = _after_seq(websocket.query_params.get("after_seq"))
+    except ValueError as exc:
+        await _refuse(websocket, 400, str(exc), 4400)
+        return
+    try:
+        snapshot = await _snapshot(gw, execution_id) if after is None else None
+        if snapshot is None:
+            await _known(gw, execution_id)
+        async with hub.listen(execution_id) as listener:
+            closing = await _serve(websocket, gw, listener, after, snapshot)
+        if closing:
+            await _close(websocket, 1001, "the gateway is shutting down")
+    except WebSocketDisconnect:
+        return
+    except UnknownExecution:
+        await _refuse(websocket, 404, f"unknown execution {execution_id}", 4404)
+    except UNAVAILABLE as exc:
+        log.warning("websocket stream unavailable", extra={"execution_id": execution_id, "error": repr(exc)})
+        await _refuse(websocket, 503, f"unavailable, reconnect later: {type(exc).__name__}", 1013)
+
+
+def _after_seq(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"after_seq must be an integer, not {text!r}") from None
+    if value < 0:
+        raise ValueError(f"after_seq must be 0 or more, not {value}")
+    return value
+
+
+async def _snapshot(gw: Gateway, execution_id: str) -> dict[str, Any]:
+    snapshot = await views.snapshot(gw.sessions, execution_id)
+    if snapshot is None:
+        raise UnknownExecution(execution_id)
+    return snapshot
+
+
+async def _known(gw: Gateway, execution_id: str) -> None:
+    if await execution_status(gw.sessions, execution_id) is None:
+        raise UnknownExecution(execution_id)
+
+
+async def _serve(
+    websocket: WebSocket, gw: Gateway, listener: Listener, after: int | None, snapshot: dict[str, Any] | None
+) -> bool:
+    """Write frames and read the client's messages until either ends; True when the gateway is closing."""
+    reader = asyncio.create_task(_read(websocket))
+    writer = asyncio.create_task(_write(websocket, gw, listener, after, snapshot))
+    try:
+        done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (reader, writer):
+            task.cancel()
+        await asyncio.gather(reader, writer, return_exceptions=True)
+    if writer not in done:
+        return False  # the client left
+    writer.result()  # raises what stopped it, if anything did
+    return True
+
+
+async def _read(websocket: WebSocket) -> None:
+    """Answer pings and notice the close; nothing else a client says matters."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            if json.loads(message.get("text") or "null").get("kind") == "ping":
+                await websocket.send_text(PONG)
+
+
+async def _write(
+    websocket: WebSocket, gw: Gateway, listener: Listener, after: int | None, snapshot: dict[str, Any] | None
+) -> None:
+    """Snapshot (unless resuming), the backlog, then the live queue; resync on overflow; return on closing."""
+    send, feed = websocket.send_text, listener.feed
+    if snapshot is not None:
+        await send(json.dumps({"kind": "snapshot", **jsonable_encoder(snapshot)}))
+    sent = await feed.catch_up(listener, snapshot["last_seq"] if snapshot else after or 0, send)
+    while True:
+        seq, text = await listener.queue.get()
+        if seq > sent:
+            await send(text)
+            sent = seq
+        elif (seq, text) == RESYNC:
+            reason = f"more than {listener.queue.maxsize} events behind; reload from the snapshot that follows"
+            await send(json.dumps({"kind": "resync", "reason": reason}))
+            snapshot = await _snapshot(gw, feed.execution_id)
+            await send(json.dumps({"kind": "snapshot", **jsonable_encoder(snapshot)}))
+            sent = await feed.catch_up(listener, snapshot["last_seq"], send)
+        elif (seq, text) == CLOSING:
+            return
+
+
+async def _refuse(websocket: WebSocket, status: int, detail: str, code: int) -> None:
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):  # the client may be gone already
+        await websocket.send_text(json.dumps({"kind": "error", "status": status, "detail": detail}))
+    await _close(websocket, code, detail)
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):  # closed already, or the client left
+        await websocket.close(code=code, reason=reason[:120])

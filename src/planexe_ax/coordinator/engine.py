@@ -30,6 +30,7 @@ from planexe_ax.bus.messages import (
     TaskState,
     TaskStatus,
 )
+from planexe_ax.bus.subjects import check_id
 from planexe_ax.coordinator.decide import Decider, decide, dispatch, end
 from planexe_ax.coordinator.state import Agents, CoreConfig, Effect, Emit, ExecutionRun, apply
 from planexe_ax.coordinator.validation import validate_plan
@@ -181,7 +182,9 @@ class Engine:
             return []  # the same start delivered again
         try:
             validate_plan(command.plan)
-        except PlanValidationError as exc:
+            for agent_id in command.pins.values():
+                check_id(agent_id, "pinned agent id")  # a pin becomes a subject token: refuse it here, not at publish
+        except (PlanValidationError, ValueError) as exc:
             raise Rejected(str(exc)) from exc
         created = ExecutionCreated(event_id=f"{command.execution_id}:created", execution_id=command.execution_id,
                                    ts=now, plan=command.plan, pins=command.pins,

@@ -6,7 +6,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from planexe_ax.bus import (
     CancelExecution,
@@ -17,6 +17,7 @@ from planexe_ax.bus import (
     ResolveInbox,
     ResumeExecution,
     StartExecution,
+    check_id,
     new_id,
 )
 from planexe_ax.bus.messages import InboxAction
@@ -38,6 +39,18 @@ class NewExecution(BaseModel):
         default_factory=dict, description="task_id or action -> agent_id: work that goes to one agent only."
     )
     issued_by: str = Field(default="api", description="Who asked (shown in events).")
+
+    @field_validator("agent_id")
+    @classmethod
+    def _agent_is_an_id(cls, value: str | None) -> str | None:
+        return None if value is None else check_id(value, "agent id")
+
+    @field_validator("pins")
+    @classmethod
+    def _pins_name_agents(cls, value: dict[str, str]) -> dict[str, str]:
+        for agent_id in value.values():
+            check_id(agent_id, "agent id")
+        return value
 
 
 class Steer(StrEnum):

@@ -50,6 +50,7 @@ async def collect(gw: Gateway) -> dict[str, Any]:
         last_seq = -1
     figures["events_last_seq"] = last_seq
     figures["projector_lag_events"] = max(last_seq - figures["projector_checkpoint"], 0) if last_seq >= 0 else -1
+    figures["websockets_open"] = 0
     for name, read in gw.gauges.items():
         figures[name] = read()
     figures["uptime_s"] = round((utcnow() - gw.started_at).total_seconds(), 3)
@@ -96,6 +97,10 @@ class _Figures:
             ("planexe_projector_checkpoint", "Last AX_EVENTS sequence the read model committed.",
              f["projector_checkpoint"]),
             ("planexe_websockets_open", "WebSocket clients connected to this gateway.", f.get("websockets_open", 0)),
+            ("planexe_websocket_feeds", "Executions with WebSocket clients (one bus subscription each).",
+             f.get("websocket_feeds", 0)),
+            ("planexe_websocket_resyncs", "Resyncs sent to WebSocket clients that fell behind.",
+             f.get("websocket_resyncs", 0)),
             ("planexe_http_agents_live", "HTTP agents heard from within PLANEXE_HTTP_AGENT_TTL_S.",
              f.get("http_agents_live", 0)),
             ("planexe_http_leases_held", "Offers leased to HTTP agents and not yet answered.",

@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 
 from planexe_ax.bus import Plan
 from planexe_ax.coordinator.validation import parse_plan_text, validate_plan
@@ -56,13 +56,17 @@ async def list_plans(
         200: {"description": "A plan with this id was replaced."},
         422: {"description": "The plan is invalid; `detail` is the message of `planexe-ax plan validate`."},
     },
+    # The body is read as text so that malformed JSON gets the message of `plan validate` (line, column).
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"type": "object"}, "examples": {"hello": {"value": PLAN_EXAMPLE}}}
+            },
+        }
+    },
 )
-async def upload_plan(
-    gw: GW,
-    request: Request,
-    response: Response,
-    plan: Annotated[dict[str, Any], Body(openapi_examples={"hello": {"value": PLAN_EXAMPLE}})],
-) -> dict[str, Any]:
+async def upload_plan(gw: GW, request: Request, response: Response) -> dict[str, Any]:
     text = (await request.body()).decode("utf-8", errors="replace")
     try:
         parsed = parse_plan_text(text, "plan")
@@ -106,10 +110,14 @@ async def import_run(
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "run.zip"
             path.write_bytes(body)
-            result = import_planexe_run(path, strict=strict, siblings=siblings, decompose=decompose)
-        validate_plan(result.plan, "import")
-        plan = result.plan.model_copy(update={"metadata": {**result.plan.metadata, "import_report": result.report}})
-        return plan, result.report
+            try:
+                result = import_planexe_run(path, strict=strict, siblings=siblings, decompose=decompose)
+            except PlanValidationError as exc:  # name the upload, not the server's temporary file
+                raise PlanValidationError(str(exc).replace(str(path), "upload")) from exc
+        validate_plan(result.plan, "upload")
+        report = {**result.report, "source": "upload"}
+        plan = result.plan.model_copy(update={"metadata": {**result.plan.metadata, "import_report": report}})
+        return plan, report
 
     try:
         plan, report = await asyncio.to_thread(run_import)

@@ -260,6 +260,22 @@ async def _detail(session: AsyncSession, execution_id: str) -> dict[str, Any] | 
         for sub in subtasks
         if sub.status in BLOCKING
     ]
+    held = {b["task_id"] for b in blockers}
+    blockers += [  # a task waiting for approval before any of its subtasks runs
+        {
+            "task_id": task.task_id,
+            "subtask_id": None,
+            "title": titles.get(task.task_id, ""),
+            "status": task.status,
+            "reason": task.reason,
+            "agent_id": None,
+            "since": iso(task.started_at),
+            "deadline": None,
+            "not_before": None,
+        }
+        for task in tasks
+        if task.status in BLOCKING and task.task_id not in held
+    ]
     return {
         **execution_summary(row, plan.title if plan else ""),
         "goal": plan.goal if plan else "",
@@ -434,7 +450,7 @@ async def events_page(
         query = query.where(ExecutionEvent.agent_id == agent_id)
     if cursor:
         (before,) = decode_cursor(cursor, 1)
-        if not isinstance(before, int):
+        if type(before) is not int or not 0 < before < 2**63:
             raise BadCursor(f"cursor {cursor!r} is not one this API handed out")
         query = query.where(ExecutionEvent.stream_seq < before)
     query = query.order_by(ExecutionEvent.stream_seq.desc()).limit(limit + 1)

@@ -22,7 +22,7 @@ from planexe_ax.config import Settings
 from planexe_ax.projector import make_engine, make_session_factory
 from planexe_ax.ws_gateway import dashboard, routes_agents, routes_executions, routes_ops, routes_plans, stream
 from planexe_ax.ws_gateway.context import Gateway
-from planexe_ax.ws_gateway.views import BadCursor
+from planexe_ax.ws_gateway.paging import BadCursor
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ from planexe_ax.bus import (
 from planexe_ax.bus.messages import EventBase, RejectReason
 from planexe_ax.projector.models import Agent, Execution, ExecutionSubtask
 from planexe_ax.projector.queries import iso
-from planexe_ax.ws_gateway import views
+from planexe_ax.ws_gateway import catalog
 from planexe_ax.ws_gateway.agent_bridge import (
     AgentBridge,
     BusAgentId,
@@ -162,7 +162,7 @@ class AgentReport(BaseModel):
     },
 )
 async def register(gw: GW, agents: Bridge, body: Registration, response: Response) -> dict[str, Any]:
-    known = await views.get_agent(gw.sessions, body.agent_id) is not None
+    known = await catalog.get_agent(gw.sessions, body.agent_id) is not None
     caps = [CapabilityCard(**cap.model_dump()) for cap in body.capabilities]
     try:
         card = await agents.register(body.agent_id, body.name, body.role, caps)
@@ -180,7 +180,7 @@ async def register(gw: GW, agents: Bridge, body: Registration, response: Respons
 @router.get("/api/agents", summary="Every agent, online ones first, with liveness")
 async def list_agents(gw: GW) -> dict[str, Any]:
     ttl = gw.settings.agent_ttl_s
-    return {"items": [_liveness(item, ttl) for item in await views.list_agents(gw.sessions)]}
+    return {"items": [_liveness(item, ttl) for item in await catalog.list_agents(gw.sessions)]}
 
 
 @router.get("/api/agents/{agent_id}", summary="One agent: capabilities, work in progress, liveness",
@@ -196,7 +196,7 @@ async def get_capabilities(gw: GW, agent_id: str) -> dict[str, Any]:
 
 
 async def _agent(gw: Gateway, agent_id: str) -> dict[str, Any]:
-    item = await views.get_agent(gw.sessions, agent_id)
+    item = await catalog.get_agent(gw.sessions, agent_id)
     if item is None:
         raise HTTPException(status_code=404, detail=f"unknown agent {agent_id}")
     return _liveness(item, gw.settings.agent_ttl_s)

@@ -22,7 +22,7 @@ from planexe_ax.bus import (
 )
 from planexe_ax.bus.messages import InboxAction
 from planexe_ax.projector.queries import inbox_item, inbox_items
-from planexe_ax.ws_gateway import views
+from planexe_ax.ws_gateway import catalog, views
 from planexe_ax.ws_gateway.context import Gateway, NotProjected, NoVerdict, gateway, unavailable
 
 router = APIRouter(tags=["executions"])
@@ -83,7 +83,7 @@ class Answer(BaseModel):
     responses={404: {"description": "Unknown plan."}, 422: {"description": "The coordinator refused the plan."}},
 )
 async def create_execution(gw: GW, body: NewExecution) -> dict[str, Any]:
-    row = await views.plan_row(gw.sessions, body.plan_id)
+    row = await catalog.plan_row(gw.sessions, body.plan_id)
     if row is None:
         raise HTTPException(status_code=404, detail=f"unknown plan {body.plan_id}")
     plan = Plan.model_validate(row.plan)

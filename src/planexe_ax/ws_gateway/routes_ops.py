@@ -10,9 +10,11 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
 from planexe_ax.bus import utcnow
+from planexe_ax.projector.models import Agent, Execution, ExecutionSubtask, ExecutionTask
+from planexe_ax.projector.queries import Sessions
 from planexe_ax.ws_gateway import views
 from planexe_ax.ws_gateway.context import Gateway, gateway
 
@@ -42,7 +44,7 @@ async def readyz(gw: GW) -> JSONResponse:
 
 async def collect(gw: Gateway) -> dict[str, Any]:
     """Every figure of /metrics, read now."""
-    figures = await views.metrics(gw.sessions)
+    figures = await read_figures(gw.sessions)
     try:
         info = await gw.bus.js.stream_info(gw.bus.subjects.events_stream)
         last_seq = int(info.state.last_seq)
@@ -55,6 +57,30 @@ async def collect(gw: Gateway) -> dict[str, Any]:
         figures[name] = read()
     figures["uptime_s"] = round((utcnow() - gw.started_at).total_seconds(), 3)
     return figures
+
+
+async def read_figures(sessions: Sessions) -> dict[str, Any]:
+    """Counts for /metrics: executions, tasks and subtasks by status, attempts, the projector checkpoint."""
+    async with sessions() as session:
+
+        async def by_status(column: Any) -> dict[str, int]:
+            rows = await session.execute(select(column, func.count()).group_by(column))
+            return {str(status): int(count) for status, count in rows}
+
+        executions = await by_status(Execution.status)
+        tasks = await by_status(ExecutionTask.status)
+        subtasks = await by_status(ExecutionSubtask.status)
+        agents = await by_status(Agent.status)
+        dispatched = await session.scalar(select(func.coalesce(func.sum(ExecutionSubtask.attempt), 0)))
+        projected = await views.checkpoint(session)
+    return {
+        "executions": executions,
+        "tasks": tasks,
+        "subtasks": subtasks,
+        "subtask_attempts_dispatched": int(dispatched or 0),
+        "agents": agents,
+        "projector_checkpoint": projected,
+    }
 
 
 @router.get("/api/admin/metrics", summary="The figures of /metrics as JSON")

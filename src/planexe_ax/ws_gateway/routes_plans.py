@@ -13,7 +13,7 @@ from planexe_ax.bus import Plan
 from planexe_ax.coordinator.validation import parse_plan_text, validate_plan
 from planexe_ax.errors import PlanValidationError
 from planexe_ax.projector.plan_catalog import PLANS_CHECKPOINT
-from planexe_ax.ws_gateway import views
+from planexe_ax.ws_gateway import catalog
 from planexe_ax.ws_gateway.context import Gateway, NotProjected, gateway, unavailable
 
 router = APIRouter(prefix="/api/plans", tags=["plans"])
@@ -45,7 +45,7 @@ async def list_plans(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> dict[str, Any]:
-    return await views.list_plans(gw.sessions, limit, cursor)
+    return await catalog.list_plans(gw.sessions, limit, cursor)
 
 
 @router.post(
@@ -72,7 +72,7 @@ async def upload_plan(gw: GW, request: Request, response: Response) -> dict[str,
         parsed = parse_plan_text(text, "plan")
     except PlanValidationError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from exc
-    replaced = await views.plan_row(gw.sessions, parsed.plan_id) is not None
+    replaced = await catalog.plan_row(gw.sessions, parsed.plan_id) is not None
     row = await _store(gw, parsed)
     if replaced:
         response.status_code = status.HTTP_200_OK
@@ -128,13 +128,13 @@ async def import_run(
 
 @router.get("/{plan_id}", summary="One plan with its whole document", responses={404: {"description": "Unknown."}})
 async def get_plan(gw: GW, plan_id: str) -> dict[str, Any]:
-    return views.plan_detail(await _known(gw, plan_id))
+    return catalog.plan_detail(await _known(gw, plan_id))
 
 
 @router.get("/{plan_id}/tasks", summary="The plan's tasks in order, with phase and subtasks")
 async def get_plan_tasks(gw: GW, plan_id: str) -> dict[str, Any]:
     row = await _known(gw, plan_id)
-    return {"plan_id": plan_id, "items": views.plan_tasks(row.plan)}
+    return {"plan_id": plan_id, "items": catalog.plan_tasks(row.plan)}
 
 
 @router.delete(
@@ -145,7 +145,7 @@ async def get_plan_tasks(gw: GW, plan_id: str) -> dict[str, Any]:
 )
 async def delete_plan(gw: GW, plan_id: str) -> Response:
     await _known(gw, plan_id)
-    running = await views.open_executions_of(gw.sessions, plan_id)
+    running = await catalog.open_executions_of(gw.sessions, plan_id)
     if running:
         raise HTTPException(
             status_code=409,
@@ -161,7 +161,7 @@ async def delete_plan(gw: GW, plan_id: str) -> Response:
 
 
 async def _known(gw: Gateway, plan_id: str) -> Any:
-    row = await views.plan_row(gw.sessions, plan_id)
+    row = await catalog.plan_row(gw.sessions, plan_id)
     if row is None:
         raise HTTPException(status_code=404, detail=f"unknown plan {plan_id}")
     return row
@@ -173,7 +173,7 @@ async def _store(gw: Gateway, plan: Plan) -> dict[str, Any]:
         await gw.wait_projected(revision, PLANS_CHECKPOINT)
     except NotProjected as exc:
         raise unavailable(exc) from exc
-    row = await views.plan_row(gw.sessions, plan.plan_id)
+    row = await catalog.plan_row(gw.sessions, plan.plan_id)
     if row is None:  # deleted again between the two reads
         raise HTTPException(status_code=409, detail=f"plan {plan.plan_id} was deleted meanwhile")
-    return views.plan_detail(row)
+    return catalog.plan_detail(row)

@@ -1,26 +1,18 @@
-"""What the gateway reads from the read model, shaped as the JSON of the REST API and the WebSocket snapshot.
-
-Lists are keyset-paginated: a cursor names the last row of the previous page, so a page never skips or
-repeats rows when new ones arrive (no OFFSET scans).
-"""
+"""Executions and their events, read from the read model and shaped as the JSON of the REST API and the
+WebSocket snapshot. Lists are keyset-paginated (:mod:`planexe_ax.ws_gateway.paging`)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections import Counter
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from planexe_ax.bus import TERMINAL_EXECUTION, ExecutionStatus, Plan, Subjects, TaskStatus
+from planexe_ax.bus import ExecutionStatus, Plan, Subjects, TaskStatus
 from planexe_ax.coordinator.schedule import baseline
 from planexe_ax.errors import PlanValidationError
 from planexe_ax.projector.models import (
-    Agent,
     Execution,
     ExecutionEvent,
     ExecutionSubtask,
@@ -30,44 +22,12 @@ from planexe_ax.projector.models import (
     ProjectorCheckpoint,
 )
 from planexe_ax.projector.queries import Sessions, iso
+from planexe_ax.ws_gateway.catalog import plan_tasks
+from planexe_ax.ws_gateway.paging import BadCursor, decode_cursor, encode_cursor, parse_time
 
-OPEN_EXECUTION = tuple(s.value for s in ExecutionStatus if s not in TERMINAL_EXECUTION)
 MOVING = (TaskStatus.DISPATCHED.value, TaskStatus.RUNNING.value)
 WAITING_ON_PEOPLE = (TaskStatus.AWAITING_APPROVAL.value, TaskStatus.AWAITING_HUMAN.value)
 BLOCKING = (TaskStatus.BLOCKED.value, TaskStatus.FAILED.value, TaskStatus.RETRY_WAIT.value, *WAITING_ON_PEOPLE)
-
-
-class BadCursor(ValueError):
-    """A cursor that this API did not hand out."""
-
-
-def encode_cursor(*parts: Any) -> str:
-    """An opaque cursor naming the last row of a page."""
-    return base64.urlsafe_b64encode(json.dumps(parts).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, arity: int) -> list[Any]:
-    """The parts of a cursor made by :func:`encode_cursor`.
-
-    Raises:
-        BadCursor: when the text is not such a cursor.
-    """
-    try:
-        parts = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, binascii.Error) as exc:
-        raise BadCursor(f"cursor {cursor!r} is not one this API handed out") from exc
-    if not isinstance(parts, list) or len(parts) != arity:
-        raise BadCursor(f"cursor {cursor!r} is not one this API handed out")
-    return parts
-
-
-def _time(text: Any) -> datetime:
-    if not isinstance(text, str):
-        raise BadCursor("cursor time is not text")
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise BadCursor(f"cursor time {text!r} is not ISO 8601") from exc
 
 
 # -- checkpoints -------------------------------------------------------------------------------------------
@@ -75,68 +35,6 @@ async def checkpoint(session: AsyncSession, consumer: str = Subjects.PROJECTOR_E
     """The last stream sequence (or bucket revision) the projector committed for ``consumer``."""
     value = await session.scalar(select(ProjectorCheckpoint.stream_seq).where(ProjectorCheckpoint.consumer == consumer))
     return int(value or 0)
-
-
-# -- plans -------------------------------------------------------------------------------------------------
-def plan_summary(row: PlanRow) -> dict[str, Any]:
-    """The catalog entry of a plan."""
-    document = row.plan
-    phases = document.get("phases", [])
-    return {
-        "plan_id": row.plan_id,
-        "title": row.title,
-        "goal": row.goal,
-        "created_at": iso(row.created_at),
-        "phases": len(phases),
-        "tasks": sum(len(phase.get("tasks", [])) for phase in phases),
-        "subtasks": sum(len(task.get("subtasks", [])) for phase in phases for task in phase.get("tasks", [])),
-        "risks": len(document.get("risks", [])),
-    }
-
-
-async def list_plans(sessions: Sessions, limit: int, cursor: str | None) -> dict[str, Any]:
-    """Plans in the catalog, newest first."""
-    query = select(PlanRow).where(PlanRow.deleted_at.is_(None))
-    if cursor:
-        created, plan_id = decode_cursor(cursor, 2)
-        query = query.where(tuple_(PlanRow.created_at, PlanRow.plan_id) < tuple_(_time(created), str(plan_id)))
-    query = query.order_by(PlanRow.created_at.desc(), PlanRow.plan_id.desc()).limit(limit + 1)
-    async with sessions() as session:
-        rows = list(await session.scalars(query))
-    page, more = rows[:limit], len(rows) > limit
-    last = page[-1] if page else None
-    return {
-        "items": [plan_summary(row) for row in page],
-        "next_cursor": encode_cursor(iso(last.created_at), last.plan_id) if more and last else None,
-    }
-
-
-async def plan_row(sessions: Sessions, plan_id: str) -> PlanRow | None:
-    """A plan of the catalog (None when unknown or deleted)."""
-    async with sessions() as session:
-        row = await session.get(PlanRow, plan_id)
-    return None if row is None or row.deleted_at is not None else row
-
-
-def plan_detail(row: PlanRow) -> dict[str, Any]:
-    """A catalog entry with the whole plan document."""
-    return {**plan_summary(row), "plan": row.plan}
-
-
-def plan_tasks(document: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every task of a plan document, in plan order, with its phase and subtasks."""
-    return [
-        {"phase_id": phase["phase_id"], "phase_name": phase.get("name", ""), **task}
-        for phase in document.get("phases", [])
-        for task in phase.get("tasks", [])
-    ]
-
-
-async def open_executions_of(sessions: Sessions, plan_id: str) -> list[str]:
-    """Ids of the executions of ``plan_id`` that have not ended."""
-    query = select(Execution.execution_id).where(Execution.plan_id == plan_id, Execution.status.in_(OPEN_EXECUTION))
-    async with sessions() as session:
-        return list(await session.scalars(query))
 
 
 # -- executions --------------------------------------------------------------------------------------------
@@ -167,7 +65,7 @@ async def list_executions(
     if cursor:
         created, execution_id = decode_cursor(cursor, 2)
         query = query.where(
-            tuple_(Execution.created_at, Execution.execution_id) < tuple_(_time(created), str(execution_id))
+            tuple_(Execution.created_at, Execution.execution_id) < tuple_(parse_time(created), str(execution_id))
         )
     query = query.order_by(Execution.created_at.desc(), Execution.execution_id.desc()).limit(limit + 1)
     async with sessions() as session:
@@ -460,59 +358,4 @@ async def events_page(
     return {
         "items": [event_item(row.stream_seq, row.data) for row in page],
         "next_cursor": encode_cursor(page[-1].stream_seq) if more and page else None,
-    }
-
-
-# -- agents ------------------------------------------------------------------------------------------------
-def agent_json(row: Agent) -> dict[str, Any]:
-    """An agent with its liveness."""
-    return {
-        "agent_id": row.agent_id,
-        "name": row.name,
-        "role": row.role,
-        "status": row.status,
-        "online": row.status == "online",
-        "capabilities": row.capabilities,
-        "current": row.current or [],
-        "started_at": iso(row.started_at),
-        "last_heartbeat": iso(row.last_heartbeat),
-    }
-
-
-async def list_agents(sessions: Sessions) -> list[dict[str, Any]]:
-    """Every agent the read model knows, online ones first."""
-    async with sessions() as session:
-        rows = list(await session.scalars(select(Agent).order_by(Agent.status.desc(), Agent.agent_id)))
-    return [agent_json(row) for row in rows]
-
-
-async def get_agent(sessions: Sessions, agent_id: str) -> dict[str, Any] | None:
-    """One agent (None when unknown)."""
-    async with sessions() as session:
-        row = await session.get(Agent, agent_id)
-    return None if row is None else agent_json(row)
-
-
-# -- metrics -----------------------------------------------------------------------------------------------
-async def metrics(sessions: Sessions) -> dict[str, Any]:
-    """Counts for /metrics: executions, tasks and subtasks by status, attempts, the projector checkpoint."""
-    async with sessions() as session:
-
-        async def by_status(column: Any) -> dict[str, int]:
-            rows = await session.execute(select(column, func.count()).group_by(column))
-            return {str(status): int(count) for status, count in rows}
-
-        executions = await by_status(Execution.status)
-        tasks = await by_status(ExecutionTask.status)
-        subtasks = await by_status(ExecutionSubtask.status)
-        agents = await by_status(Agent.status)
-        dispatched = await session.scalar(select(func.coalesce(func.sum(ExecutionSubtask.attempt), 0)))
-        projected = await checkpoint(session)
-    return {
-        "executions": executions,
-        "tasks": tasks,
-        "subtasks": subtasks,
-        "subtask_attempts_dispatched": int(dispatched or 0),
-        "agents": agents,
-        "projector_checkpoint": projected,
     }

@@ -35,7 +35,10 @@ def brief_validation_error(exc: ValidationError, limit: int = 5) -> str:
 
 
 class Reporter:
-    """Publishes the reports of one offer, with deterministic event ids.
+    """Builds and publishes the reports of one offer, with deterministic event ids.
+
+    The agent runtime publishes through it; the gateway builds the reports of HTTP agents with it, so an
+    attempt's reports carry the same ids whichever way the agent reached the bus.
 
     Args:
         bus: The connection.
@@ -62,24 +65,32 @@ class Reporter:
         }
 
     async def started(self) -> None:
-        """Publish ``subtask_started`` (event id ``<msg_id>:started``)."""
-        await self.bus.publish_event(SubtaskStarted(event_id=f"{self.offer.msg_id}:started", **self._ids()))
+        """Publish ``subtask_started``."""
+        await self.bus.publish_event(self.started_event())
 
     async def progress(self, percent: float, message: str) -> None:
-        """Publish the next ``subtask_progress`` (event id ``<msg_id>:progress:<n>``, n from 1)."""
-        self._progress_n += 1
-        event_id = f"{self.offer.msg_id}:progress:{self._progress_n}"
-        await self.bus.publish_event(
-            SubtaskProgress(event_id=event_id, percent=percent, message=message, **self._ids())
-        )
+        """Publish the next ``subtask_progress``."""
+        await self.bus.publish_event(self.progress_event(percent, message))
 
     async def blocked(self, reason: str, max_wait_s: float | None) -> None:
-        """Publish the next ``subtask_blocked`` (event id ``<msg_id>:blocked:<n>``, n from 1)."""
+        """Publish the next ``subtask_blocked``."""
+        await self.bus.publish_event(self.blocked_event(reason, max_wait_s))
+
+    def started_event(self) -> SubtaskStarted:
+        """Build the ``subtask_started`` (event id ``<msg_id>:started``)."""
+        return SubtaskStarted(event_id=f"{self.offer.msg_id}:started", **self._ids())
+
+    def progress_event(self, percent: float, message: str) -> SubtaskProgress:
+        """Build the next ``subtask_progress`` (event id ``<msg_id>:progress:<n>``, n from 1)."""
+        self._progress_n += 1
+        event_id = f"{self.offer.msg_id}:progress:{self._progress_n}"
+        return SubtaskProgress(event_id=event_id, percent=percent, message=message, **self._ids())
+
+    def blocked_event(self, reason: str, max_wait_s: float | None) -> SubtaskBlocked:
+        """Build the next ``subtask_blocked`` (event id ``<msg_id>:blocked:<n>``, n from 1)."""
         self._blocked_n += 1
         event_id = f"{self.offer.msg_id}:blocked:{self._blocked_n}"
-        await self.bus.publish_event(
-            SubtaskBlocked(event_id=event_id, reason=reason, max_wait_s=max_wait_s, **self._ids())
-        )
+        return SubtaskBlocked(event_id=event_id, reason=reason, max_wait_s=max_wait_s, **self._ids())
 
     def rejected(self, rejection: RejectOffer) -> SubtaskRejected:
         """Build the ``subtask_rejected`` (event id ``<msg_id>:rejected``); publish it with :meth:`publish`."""

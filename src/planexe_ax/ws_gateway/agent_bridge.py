@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,6 +28,7 @@ from nats.js.errors import FetchTimeoutError, KeyNotFoundError
 from pydantic import ValidationError
 from sqlalchemy import select
 
+from planexe_ax.agents.reporting import Reporter
 from planexe_ax.bus import (
     AgentCard,
     Bus,
@@ -96,30 +97,11 @@ class Lease:
     offer: TaskOffer
     agent_id: str
     msg: Msg
-    reports: Counter[str] = field(default_factory=Counter)
+    reporter: Reporter
 
     @property
     def key(self) -> Key:
         return (self.offer.execution_id, self.offer.subtask_id, self.offer.attempt)
-
-    def event_id(self, kind: str, numbered: bool = False) -> str:
-        """``<msg_id>:<kind>``, or ``<msg_id>:<kind>:<n>`` (n from 1) for reports sent more than once."""
-        if not numbered:
-            return f"{self.offer.msg_id}:{kind}"
-        self.reports[kind] += 1
-        return f"{self.offer.msg_id}:{kind}:{self.reports[kind]}"
-
-    def ids(self) -> dict[str, Any]:
-        """The fields every report of this attempt carries."""
-        o = self.offer
-        return {
-            "execution_id": o.execution_id,
-            "task_id": o.task_id,
-            "subtask_id": o.subtask_id,
-            "attempt": o.attempt,
-            "agent_id": self.agent_id,
-            "causation_id": o.msg_id,
-        }
 
 
 @dataclass(frozen=True)
@@ -356,7 +338,7 @@ class AgentBridge:
             await msg.ack_sync()
             log.info("stale offer dropped", extra={"msg_id": offer.msg_id, "reason": why})
             return None
-        lease = Lease(offer, agent.card.agent_id, msg)
+        lease = Lease(offer, agent.card.agent_id, msg, Reporter(self.bus, offer, agent.card.agent_id))
         previous = self.leases.get(lease.key)
         if previous is not None:  # redelivered: the lease moved (the first holder had let it lapse)
             log.warning("lease moved", extra={"msg_id": offer.msg_id, "from": previous.agent_id, "to": lease.agent_id})

@@ -21,14 +21,12 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from pydantic import BaseModel, Field, field_validator, model_validator
 from sqlalchemy import select
 
+from planexe_ax.agents.sdk import RejectOffer
 from planexe_ax.bus import (
     AgentCard,
     CapabilityCard,
-    SubtaskBlocked,
-    SubtaskProgress,
     SubtaskRejected,
     SubtaskResult,
-    SubtaskStarted,
     SubtaskState,
     check_id,
     check_token,
@@ -328,24 +326,19 @@ async def _answer(
 
 
 def _event(lease: Lease, body: AgentReport) -> EventBase:
-    """The bus event of a report, with the event id the SDK's reporter gives it."""
-    ids = lease.ids()
-    kind = body.event_type
+    """The bus event of a report, built by the agent SDK's reporter (the same event ids as a bus agent's)."""
+    reporter, kind = lease.reporter, body.event_type
     if kind == "started":
-        return SubtaskStarted(event_id=lease.event_id("started"), **ids)
+        return reporter.started_event()
     if kind == "progress":
-        return SubtaskProgress(event_id=lease.event_id("progress", numbered=True), percent=body.percent or 0.0,
-                               message=body.message, **ids)  # fmt: skip
+        return reporter.progress_event(body.percent or 0.0, body.message)
     if kind == "blocked":
-        return SubtaskBlocked(event_id=lease.event_id("blocked", numbered=True), reason=body.reason,
-                              max_wait_s=body.max_wait_s, **ids)  # fmt: skip
+        return reporter.blocked_event(body.reason, body.max_wait_s)
     if kind == "rejected":
-        return SubtaskRejected(event_id=lease.event_id("rejected"), reason_code=body.reason_code, reason=body.reason,
-                               **ids)  # fmt: skip
+        return reporter.rejected(RejectOffer(body.reason_code, body.reason))
     ok = kind == "task_complete"
     error = None if ok else body.error or body.message or "task_error reported without a message"
-    return SubtaskResult(event_id=lease.event_id("result"), ok=ok, output=body.output or {}, error=error,
-                         retryable=body.retryable, confidence=body.confidence, **ids)  # fmt: skip
+    return reporter.result(ok=ok, output=body.output, error=error, retryable=body.retryable, confidence=body.confidence)
 
 
 # -- read-your-writes --------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,7 @@ from planexe_ax.bus import (
     decode_event,
     new_id,
 )
+from planexe_ax.bus.messages import CommandBase
 
 
 @dataclass(frozen=True)
@@ -111,3 +112,50 @@ async def _subscribe_from(bus: Bus, execution_id: str, seq: int) -> Any:
     """An ordered consumer of the execution's events from stream sequence ``seq`` on."""
     config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=seq)
     return await bus.js.subscribe(bus.subjects.events_of(execution_id), ordered_consumer=True, config=config)
+
+
+@contextlib.asynccontextmanager
+async def watching(bus: Bus, execution_id: str, after_seq: int | None = None) -> AsyncIterator[Any]:
+    """Follow an execution's events: those published from now on, or every one after ``after_seq``."""
+    if after_seq is None:
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.NEW)
+        sub = await bus.js.subscribe(bus.subjects.events_of(execution_id), ordered_consumer=True, config=config)
+    else:
+        sub = await _subscribe_from(bus, execution_id, after_seq + 1)
+    try:
+        yield sub
+    finally:
+        with contextlib.suppress(Exception):  # the subscription may have died with the connection
+            await sub.unsubscribe()
+
+
+async def first_event(sub: Any, match: Callable[[Event], bool], timeout_s: float) -> tuple[Event, int] | None:
+    """The first event of ``sub`` that ``match`` accepts, with its stream sequence; None after ``timeout_s``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while (left := deadline - loop.time()) > 0:
+        try:
+            msg = await sub.next_msg(timeout=left)
+        except NatsTimeoutError:
+            return None
+        event = decode_event(msg.data)
+        if match(event):
+            return event, int(msg.metadata.sequence.stream)
+    return None
+
+
+async def command_verdict(bus: Bus, command: CommandBase, timeout_s: float) -> tuple[Event, int]:
+    """Send ``command`` and wait for the coordinator's verdict: the first event it caused.
+
+    Returns:
+        That event (its effect, or ``command_rejected`` with the reason) and its stream sequence.
+
+    Raises:
+        TimeoutError: when no verdict came within ``timeout_s`` (is the coordinator running?).
+    """
+    async with watching(bus, command.execution_id) as sub:  # subscribed before sending: nothing is missed
+        await bus.send_command(command)
+        verdict = await first_event(sub, lambda event: event.causation_id == command.command_id, timeout_s)
+    if verdict is None:
+        raise TimeoutError(f"no answer from the coordinator within {timeout_s:g} s")
+    return verdict

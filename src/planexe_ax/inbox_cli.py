@@ -79,7 +79,7 @@ async def run_inbox_command(settings: Settings, args: argparse.Namespace) -> int
                            output=output, comment=args.comment, issued_by=args.by or current_user())  # fmt: skip
     bus = await connect(settings, resolve_nats_url(settings), "planexe-ax-inbox", provision=False)
     try:
-        refused = await resolve_item(bus, item, command)
+        refused = await resolve_item(bus, command)
     except TimeoutError:
         sys.stderr.write("planexe-ax: no answer from the coordinator in 15 s; is it running?\n")
         return EXIT_TIMEOUT

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-from typing import Any
 
-from planexe_ax.bus import Bus, CommandRejected, InboxClosed, InboxOpened, ResolveInbox, decode_event
+from planexe_ax.bus import Bus, CommandRejected, InboxOpened, ResolveInbox
 from planexe_ax.bus.messages import InboxAction
+from planexe_ax.client import command_verdict
 
 AUTO_ANSWERS: dict[str, InboxAction] = {
     "approval": "approve",
@@ -66,7 +66,7 @@ class AutoPeople:
         return f"people's work answered automatically (--people auto): {parts}"
 
 
-async def resolve_item(bus: Bus, item: dict[str, Any], command: ResolveInbox, timeout_s: float = 15.0) -> str | None:
+async def resolve_item(bus: Bus, command: ResolveInbox, timeout_s: float = 15.0) -> str | None:
     """Send a person's answer and wait for the coordinator's verdict.
 
     Returns:
@@ -75,15 +75,5 @@ async def resolve_item(bus: Bus, item: dict[str, Any], command: ResolveInbox, ti
     Raises:
         TimeoutError: when no verdict came within ``timeout_s`` (is the coordinator running?).
     """
-    sub = await bus.js.subscribe(bus.subjects.events_of(item["execution_id"]), ordered_consumer=True)
-    try:
-        await bus.send_command(command)
-        async with asyncio.timeout(timeout_s):
-            while True:
-                event = decode_event((await sub.next_msg(timeout=None)).data)
-                if isinstance(event, InboxClosed) and event.causation_id == command.command_id:
-                    return None
-                if isinstance(event, CommandRejected) and event.causation_id == command.command_id:
-                    return event.reason
-    finally:
-        await sub.unsubscribe()
+    event, _ = await command_verdict(bus, command, timeout_s)
+    return event.reason if isinstance(event, CommandRejected) else None

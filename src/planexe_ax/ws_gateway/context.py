@@ -8,20 +8,18 @@ the projector to have committed it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from fastapi import HTTPException, Request, WebSocket
-from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.api import ConsumerConfig, DeliverPolicy
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from planexe_ax.bus import Bus, Event, Subjects, decode_event, utcnow
+from planexe_ax.bus import Bus, Event, Subjects, utcnow
 from planexe_ax.bus.messages import CommandBase
+from planexe_ax.client import command_verdict
 from planexe_ax.config import Settings
 from planexe_ax.projector.queries import Sessions
 from planexe_ax.ws_gateway.views import checkpoint
@@ -62,17 +60,29 @@ class Gateway:
         Raises:
             NotProjected: when it has not within ``timeout_s`` (default: :attr:`write_timeout_s`).
         """
+
+        async def reached() -> bool:
+            async with self.sessions() as session:
+                return await checkpoint(session, consumer) >= seq
+
+        if not await self.read_until(reached, timeout_s):
+            raise NotProjected(f"the read model has not caught up with sequence {seq} of {consumer}")
+
+    async def read_until(self, check: Callable[[], Awaitable[bool]], timeout_s: float | None = None) -> bool:
+        """Ask the read model ``check`` until it says yes, backing off from 2 to 50 ms.
+
+        Returns:
+            False when it has not said yes within ``timeout_s`` (default: :attr:`write_timeout_s`).
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (timeout_s or self.write_timeout_s)
         attempt = 0
-        while True:
-            async with self.sessions() as session:
-                if await checkpoint(session, consumer) >= seq:
-                    return
+        while not await check():
             if loop.time() >= deadline:
-                raise NotProjected(f"the read model has not caught up with sequence {seq} of {consumer}")
+                return False
             await asyncio.sleep(POLL_S[min(attempt, len(POLL_S) - 1)])
             attempt += 1
+        return True
 
     async def command(self, command: CommandBase) -> tuple[Event, int]:
         """Send ``command``, wait for the coordinator's verdict and for the read model to show it.
@@ -84,34 +94,15 @@ class Gateway:
             NoVerdict: when the coordinator gave no verdict within :attr:`write_timeout_s`.
             NotProjected: when the read model did not show the verdict in time.
         """
-        config = ConsumerConfig(deliver_policy=DeliverPolicy.NEW)
-        sub = await self.bus.js.subscribe(
-            self.bus.subjects.events_of(command.execution_id), ordered_consumer=True, config=config
-        )
         try:
-            await self.bus.send_command(command)
-            event, seq = await self._verdict(sub, command.command_id)
-        finally:
-            with contextlib.suppress(Exception):  # the subscription may have died with the connection
-                await sub.unsubscribe()
+            event, seq = await command_verdict(self.bus, command, self.write_timeout_s)
+        except TimeoutError as exc:
+            raise NoVerdict(
+                f"no answer from the coordinator within {self.write_timeout_s:g} s; the command is stored "
+                "and will be carried out when the coordinator runs"
+            ) from exc
         await self.wait_projected(seq)
         return event, seq
-
-    async def _verdict(self, sub: Any, command_id: str) -> tuple[Event, int]:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.write_timeout_s
-        while (left := deadline - loop.time()) > 0:
-            try:
-                msg = await sub.next_msg(timeout=left)
-            except NatsTimeoutError:
-                break
-            event = decode_event(msg.data)
-            if event.causation_id == command_id:
-                return event, int(msg.metadata.sequence.stream)
-        raise NoVerdict(
-            f"no answer from the coordinator within {self.write_timeout_s:g} s; the command is stored "
-            "and will be carried out when the coordinator runs"
-        )
 
 
 def gateway(request: Request) -> Gateway:

@@ -7,8 +7,6 @@ An agent that cannot speak NATS registers once (``POST /api/agents/register``), 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import math
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -16,8 +14,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Response, status
 from fastapi.responses import JSONResponse
 from nats.errors import Error as NatsError
-from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.api import ConsumerConfig, DeliverPolicy
 from pydantic import BaseModel, Field, field_validator, model_validator
 from sqlalchemy import select
 
@@ -25,15 +21,16 @@ from planexe_ax.agents.sdk import RejectOffer
 from planexe_ax.bus import (
     AgentCard,
     CapabilityCard,
+    Event,
     SubtaskRejected,
     SubtaskResult,
     SubtaskState,
     check_id,
     check_token,
-    decode_event,
     utcnow,
 )
 from planexe_ax.bus.messages import EventBase, RejectReason
+from planexe_ax.client import first_event, watching
 from planexe_ax.projector.models import Agent, Execution, ExecutionSubtask
 from planexe_ax.projector.queries import iso
 from planexe_ax.ws_gateway import catalog
@@ -46,7 +43,7 @@ from planexe_ax.ws_gateway.agent_bridge import (
     UnknownAgent,
     taken_away,
 )
-from planexe_ax.ws_gateway.context import POLL_S, Gateway, NotProjected, gateway, unavailable
+from planexe_ax.ws_gateway.context import Gateway, NotProjected, gateway, unavailable
 
 router = APIRouter(tags=["agents"])
 GW = Annotated[Gateway, Depends(gateway)]
@@ -344,40 +341,25 @@ def _event(lease: Lease, body: AgentReport) -> EventBase:
 # -- read-your-writes --------------------------------------------------------------------------------------
 async def _mirrored(gw: Gateway, card: AgentCard) -> bool:
     """Wait until the read model's agents table shows ``card`` (or a later heartbeat of it)."""
-    loop = asyncio.get_running_loop()
-    deadline, attempt = loop.time() + gw.write_timeout_s, 0
-    while True:
+
+    async def shown() -> bool:
         async with gw.sessions() as session:
             row = await session.get(Agent, card.agent_id)
-            if row is not None and row.status == "online" and row.last_heartbeat >= card.heartbeat_at:
-                return True
-        if loop.time() >= deadline:
-            return False
-        await asyncio.sleep(POLL_S[min(attempt, len(POLL_S) - 1)])
-        attempt += 1
+        return row is not None and row.status == "online" and row.last_heartbeat >= card.heartbeat_at
+
+    return await gw.read_until(shown)
 
 
-async def _verdict(gw: Gateway, lease: Lease, after_seq: int) -> tuple[SubtaskState, int] | None:
+async def _verdict(gw: Gateway, lease: Lease, after_seq: int) -> tuple[Event, int] | None:
     """The coordinator's decision on an attempt's outcome (published after ``after_seq``), or None in time."""
     o = lease.offer
-    config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after_seq + 1)
-    sub = await gw.bus.js.subscribe(gw.bus.subjects.events_of(o.execution_id), ordered_consumer=True, config=config)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + gw.write_timeout_s
-    try:
-        while (left := deadline - loop.time()) > 0:
-            try:
-                msg = await sub.next_msg(timeout=left)
-            except NatsTimeoutError:
-                return None
-            event = decode_event(msg.data)
-            if (
-                isinstance(event, SubtaskState)
-                and event.subtask_id == o.subtask_id
-                and taken_away(event.status.value, event.attempt or 0, o.attempt) is not None
-            ):
-                return event, int(msg.metadata.sequence.stream)
-        return None
-    finally:
-        with contextlib.suppress(Exception):  # the subscription may have died with the connection
-            await sub.unsubscribe()
+
+    def decided(event: Event) -> bool:
+        return (
+            isinstance(event, SubtaskState)
+            and event.subtask_id == o.subtask_id
+            and taken_away(event.status.value, event.attempt or 0, o.attempt) is not None
+        )
+
+    async with watching(gw.bus, o.execution_id, after_seq) as sub:
+        return await first_event(sub, decided, gw.write_timeout_s)

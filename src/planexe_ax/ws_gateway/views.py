@@ -4,6 +4,7 @@ WebSocket snapshot. Lists are keyset-paginated (:mod:`planexe_ax.ws_gateway.pagi
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, tuple_
@@ -108,25 +109,43 @@ def progress(status: str, subtasks: Counter[str]) -> float:
     return round(100.0 * subtasks[TaskStatus.COMPLETED.value] / total, 1)
 
 
-async def execution_detail(sessions: Sessions, execution_id: str) -> dict[str, Any] | None:
-    """Status, progress, counts, current tasks and blockers of one execution (None when unknown)."""
-    async with sessions() as session:
-        return await _detail(session, execution_id)
+@dataclass(frozen=True)
+class _Execution:
+    """One execution's rows, read once for the detail, the tree or both (a snapshot)."""
+
+    row: Execution
+    plan: PlanRow | None
+    tasks: list[ExecutionTask]
+    subtasks: list[ExecutionSubtask]
+    open_items: int
+
+    @property
+    def document(self) -> dict[str, Any]:
+        return self.plan.plan if self.plan else {"plan_id": self.row.plan_id, "goal": "", "phases": []}
 
 
-async def _detail(session: AsyncSession, execution_id: str) -> dict[str, Any] | None:
+async def _load(session: AsyncSession, execution_id: str) -> _Execution | None:
     row = await session.get(Execution, execution_id)
     if row is None:
         return None
-    plan = await session.get(PlanRow, row.plan_id)
-    titles = {t["task_id"]: t.get("title", "") for t in plan_tasks(plan.plan if plan else {})}
-    tasks = list(await session.scalars(select(ExecutionTask).where(ExecutionTask.execution_id == execution_id)))
-    subtasks = list(
-        await session.scalars(select(ExecutionSubtask).where(ExecutionSubtask.execution_id == execution_id))
-    )
+    tasks = await session.scalars(select(ExecutionTask).where(ExecutionTask.execution_id == execution_id))
+    subtasks = await session.scalars(select(ExecutionSubtask).where(ExecutionSubtask.execution_id == execution_id))
     open_items = await session.scalar(
         select(func.count()).where(InboxItem.execution_id == execution_id, InboxItem.status == "open")
     )
+    return _Execution(row, await session.get(PlanRow, row.plan_id), list(tasks), list(subtasks), int(open_items or 0))
+
+
+async def execution_detail(sessions: Sessions, execution_id: str) -> dict[str, Any] | None:
+    """Status, progress, counts, current tasks and blockers of one execution (None when unknown)."""
+    async with sessions() as session:
+        loaded = await _load(session, execution_id)
+    return None if loaded is None else _detail(loaded)
+
+
+def _detail(x: _Execution) -> dict[str, Any]:
+    row, plan, tasks, subtasks = x.row, x.plan, x.tasks, x.subtasks
+    titles = {t["task_id"]: t.get("title", "") for t in plan_tasks(x.document)}
     sub_counts = Counter(sub.status for sub in subtasks)
     agents_of: dict[str, set[str]] = {}
     for sub in subtasks:
@@ -183,7 +202,7 @@ async def _detail(session: AsyncSession, execution_id: str) -> dict[str, Any] | 
             "subtasks": dict(sub_counts),
             "tasks_total": len(tasks),
             "subtasks_total": len(subtasks),
-            "inbox_open": int(open_items or 0),
+            "inbox_open": x.open_items,
         },
         "current_tasks": current,
         "blockers": blockers,
@@ -193,23 +212,14 @@ async def _detail(session: AsyncSession, execution_id: str) -> dict[str, Any] | 
 async def execution_tree(sessions: Sessions, execution_id: str) -> dict[str, Any] | None:
     """The plan overview and phases → tasks → subtasks with live states (None when the execution is unknown)."""
     async with sessions() as session:
-        return await _tree(session, execution_id)
+        loaded = await _load(session, execution_id)
+    return None if loaded is None else _tree(loaded)
 
 
-async def _tree(session: AsyncSession, execution_id: str) -> dict[str, Any] | None:
-    row = await session.get(Execution, execution_id)
-    if row is None:
-        return None
-    plan_row_ = await session.get(PlanRow, row.plan_id)
-    document: dict[str, Any] = plan_row_.plan if plan_row_ else {"plan_id": row.plan_id, "goal": "", "phases": []}
-    tasks = {
-        t.task_id: t
-        for t in await session.scalars(select(ExecutionTask).where(ExecutionTask.execution_id == execution_id))
-    }
-    subtasks = {
-        (s.task_id, s.subtask_id): s
-        for s in await session.scalars(select(ExecutionSubtask).where(ExecutionSubtask.execution_id == execution_id))
-    }
+def _tree(x: _Execution) -> dict[str, Any]:
+    row, document = x.row, x.document
+    tasks = {t.task_id: t for t in x.tasks}
+    subtasks = {(s.task_id, s.subtask_id): s for s in x.subtasks}
     planned = planned_schedule(document)
     phases = []
     for phase in document.get("phases", []):
@@ -305,11 +315,10 @@ async def snapshot(sessions: Sessions, execution_id: str) -> dict[str, Any] | No
     """
     async with sessions() as session:
         last_seq = await checkpoint(session)
-        detail = await _detail(session, execution_id)
-        if detail is None:
-            return None
-        tree = await _tree(session, execution_id)
-    return {"last_seq": last_seq, "execution": detail, "tree": tree}
+        loaded = await _load(session, execution_id)
+    if loaded is None:
+        return None
+    return {"last_seq": last_seq, "execution": _detail(loaded), "tree": _tree(loaded)}
 
 
 # -- events ------------------------------------------------------------------------------------------------

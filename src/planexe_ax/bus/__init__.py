@@ -2,7 +2,7 @@
 
 from planexe_ax.bus.codec import decode_command, decode_event
 from planexe_ax.bus.connection import MSG_ID, Bus, connect
-from planexe_ax.bus.consumer import PullLoop
+from planexe_ax.bus.consumer import PullLoop, supervise
 from planexe_ax.bus.embedded import EmbeddedNats, nats_server_binary
 from planexe_ax.bus.messages import (
     AGENT_REPORTS,
@@ -117,6 +117,7 @@ __all__ = [
     "nats_server_binary",
     "new_id",
     "position_consumer",
+    "supervise",
     "topology",
     "utcnow",
 ]

@@ -109,3 +109,20 @@ class PullLoop:
         if key not in self._errors_seen:
             self._errors_seen.add(key)
             log.error("consume loop error", extra={"durable": self.durable, "error": key}, exc_info=exc)
+
+
+async def supervise(stop: asyncio.Event, work: Callable[[asyncio.Event], Awaitable[None]], name: str) -> None:
+    """Run ``work(stop)`` until ``stop`` is set, starting it again (backing off to 5 s) when it fails.
+
+    For watches that must outlive a lost bucket or connection: the failure is logged and the work goes on.
+    """
+    backoff = 0.1
+    while not stop.is_set():
+        try:
+            await work(stop)
+            backoff = 0.1
+        except Exception as exc:  # supervise: log, back off, start again
+            log.error("work failed; restarting", extra={"work": name, "error": repr(exc)}, exc_info=exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), backoff)
+            backoff = min(backoff * 2, 5.0)

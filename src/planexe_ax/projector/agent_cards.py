@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import timedelta
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from planexe_ax.bus import AgentCard, Bus, utcnow
+from planexe_ax.bus import AgentCard, Bus, supervise, utcnow
 from planexe_ax.projector.models import Agent
 
 log = logging.getLogger(__name__)
@@ -72,15 +71,7 @@ class AgentWatcher:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Apply every update of the bucket and sweep expired agents until ``stop``; restart on errors."""
-        backoff = 0.1
-        while not stop.is_set():
-            try:
-                await self._watch(stop)
-            except Exception as exc:  # supervise: a lost bucket or connection must not end the projector
-                log.error("agent watch failed; restarting", extra={"error": repr(exc)}, exc_info=exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), backoff)
-                backoff = min(backoff * 2, 5.0)
+        await supervise(stop, self._watch, "agent watch")
 
     async def _watch(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()

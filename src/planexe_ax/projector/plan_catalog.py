@@ -8,7 +8,6 @@ until the read model shows its upload or delete.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import datetime
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from planexe_ax.bus import Bus, Plan, utcnow
+from planexe_ax.bus import Bus, Plan, supervise, utcnow
 from planexe_ax.projector.handlers import upsert_plan
 from planexe_ax.projector.models import PlanRow, ProjectorCheckpoint
 
@@ -50,18 +49,12 @@ class PlanWatcher:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Apply every update of the bucket until ``stop``; restart the watch on errors."""
-        backoff = 0.1
-        while not stop.is_set():
-            try:
-                async for entry in self.bus.plan_updates(stop, self.poll_s):
-                    if entry is not None:
-                        await self._guarded(entry)
-                backoff = 0.1
-            except Exception as exc:  # supervise: a lost bucket or connection must not end the projector
-                log.error("plan watch failed; restarting", extra={"error": repr(exc)}, exc_info=exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), backoff)
-                backoff = min(backoff * 2, 5.0)
+        await supervise(stop, self._watch, "plan watch")
+
+    async def _watch(self, stop: asyncio.Event) -> None:
+        async for entry in self.bus.plan_updates(stop, self.poll_s):
+            if entry is not None:
+                await self._guarded(entry)
 
     async def _guarded(self, entry: Any) -> None:
         try:

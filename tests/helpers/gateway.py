@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
+from planexe_ax.cli import example_plan_path
 from planexe_ax.config import Settings
 from planexe_ax.runtime import BACKGROUND, Services, start_services
 from planexe_ax.ws_gateway.context import Gateway
 from planexe_ax.ws_gateway.server import GatewayServer
+
+
+def example_document() -> dict[str, Any]:
+    """The shipped example plan as JSON: 8 tasks, 16 subtasks, runs to COMPLETED in about a second."""
+    document: dict[str, Any] = json.loads(example_plan_path().read_text(encoding="utf-8"))
+    return document
 
 
 @dataclass

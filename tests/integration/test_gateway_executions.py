@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import json
-from importlib import resources
 from typing import Any
 
 import pytest
 
 from tests.helpers.eventually import eventually
-from tests.helpers.gateway import Stack
+from tests.helpers.gateway import Stack, example_document
 
 pytestmark = [pytest.mark.nats, pytest.mark.postgres]
 
 DOC = {"template": "# {n}\n", "variables": {"n": 1}}
 
 
-def prospecting() -> dict[str, Any]:
-    """The example plan: 8 tasks, 16 subtasks, runs to COMPLETED in about a second."""
-    text = (resources.files("planexe_ax") / "examples" / "prospecting.json").read_text(encoding="utf-8")
-    document: dict[str, Any] = json.loads(text)
-    return document
-
-
-PROSPECTING = prospecting()["plan_id"]
+PROSPECTING = example_document()["plan_id"]
 
 
 def task(task_id: str, after: list[dict[str, Any]], subtask_id: str, action: str, **flags: Any) -> dict[str, Any]:
@@ -119,13 +110,13 @@ def seqs(events: list[dict[str, Any]]) -> list[int]:
 
 # -- start and read ----------------------------------------------------------------------------------------
 async def test_an_execution_starts_reads_back_at_once_and_completes(stack: Stack) -> None:
-    await upload(stack, prospecting())
+    await upload(stack, example_document())
 
     created = await start(stack, PROSPECTING)
 
     execution_id = created["execution_id"]
     assert created["plan_id"] == PROSPECTING
-    assert created["title"] == prospecting()["title"]
+    assert created["title"] == example_document()["title"]
     assert created["status"] in ("CREATED", "QUEUED", "RUNNING", "COMPLETED")
     counts = created["counts"]
     assert (counts["tasks_total"], counts["subtasks_total"]) == (8, 16)
@@ -174,7 +165,7 @@ async def test_an_execution_without_a_plan_id_is_422_naming_it(stack: Stack) -> 
 async def test_an_agent_id_that_cannot_be_a_subject_token_is_422(
     stack: Stack, body: dict[str, Any], field: str
 ) -> None:
-    await upload(stack, prospecting())
+    await upload(stack, example_document())
     stack.gateway.write_timeout_s = 2.0  # a wedged coordinator answers 503 in 2 s rather than 10
 
     response = await stack.client.post("/api/executions", json={"plan_id": PROSPECTING, **body})
@@ -204,7 +195,7 @@ async def test_an_unknown_execution_is_404(stack: Stack, method: str, path: str,
 
 # -- listing -----------------------------------------------------------------------------------------------
 async def test_executions_are_listed_newest_first_filtered_and_paged(stack: Stack) -> None:
-    await upload(stack, prospecting())
+    await upload(stack, example_document())
     await upload(stack, people_plan("waiting", approval=False))
     finished = [(await start(stack, PROSPECTING))["execution_id"] for _ in range(3)]
     waiting = (await start(stack, "waiting"))["execution_id"]
@@ -219,7 +210,9 @@ async def test_executions_are_listed_newest_first_filtered_and_paged(stack: Stac
 
     by_plan = (await stack.client.get("/api/executions", params={"plan_id": PROSPECTING})).json()["items"]
     assert [i["execution_id"] for i in by_plan] == finished[::-1]
-    assert {(i["status"], i["progress"], i["title"]) for i in by_plan} == {("COMPLETED", 100.0, prospecting()["title"])}
+    assert {(i["status"], i["progress"], i["title"]) for i in by_plan} == {
+        ("COMPLETED", 100.0, example_document()["title"])
+    }
     completed = (await stack.client.get("/api/executions", params={"status": "COMPLETED"})).json()["items"]
     assert [i["execution_id"] for i in completed] == finished[::-1]
     blocked = (await stack.client.get("/api/executions", params={"status": "BLOCKED"})).json()["items"]
@@ -287,7 +280,7 @@ async def test_a_waiting_execution_pauses_resumes_and_cancels(stack: Stack) -> N
 
 
 async def test_pausing_a_completed_execution_is_409_with_the_coordinators_reason(stack: Stack) -> None:
-    await upload(stack, prospecting())
+    await upload(stack, example_document())
     execution_id = (await start(stack, PROSPECTING))["execution_id"]
     await until_status(stack, execution_id, "COMPLETED")
 
@@ -313,7 +306,7 @@ async def test_a_patch_to_a_status_one_cannot_ask_for_is_422(stack: Stack, body:
 
 # -- events ------------------------------------------------------------------------------------------------
 async def test_events_come_newest_first_filtered_and_in_pages_of_five(stack: Stack) -> None:
-    await upload(stack, prospecting())
+    await upload(stack, example_document())
     execution_id = (await start(stack, PROSPECTING))["execution_id"]
     await until_status(stack, execution_id, "COMPLETED")
 

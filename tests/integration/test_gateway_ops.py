@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from importlib import resources
-from typing import Any
-
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers.eventually import eventually
-from tests.helpers.gateway import Stack
+from tests.helpers.gateway import Stack, example_document
 
 pytestmark = [pytest.mark.nats, pytest.mark.postgres]
 
@@ -31,13 +27,6 @@ ROUTES = {
     "/api/admin/metrics": {"get"},
 }
 """Every route of the gateway's HTTP API so far, with its methods."""
-
-
-def prospecting() -> dict[str, Any]:
-    """The example plan: 8 tasks, 16 subtasks, runs to COMPLETED in about a second."""
-    text = (resources.files("planexe_ax") / "examples" / "prospecting.json").read_text(encoding="utf-8")
-    document: dict[str, Any] = json.loads(text)
-    return document
 
 
 async def scrape(stack: Stack) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
@@ -89,7 +78,7 @@ async def test_readyz_checks_nats_and_the_read_model(stack: Stack) -> None:
 
 
 async def test_metrics_count_what_ran_and_agree_with_the_json(stack: Stack) -> None:
-    document = prospecting()
+    document = example_document()
     assert (await stack.client.post("/api/plans", json=document)).status_code == 201
     ran = [await run_to_completion(stack, document["plan_id"]) for _ in range(2)]
     assert len(set(ran)) == 2
@@ -127,7 +116,7 @@ async def test_metrics_count_what_ran_and_agree_with_the_json(stack: Stack) -> N
 
 
 async def test_metrics_follow_executions_as_they_end(stack: Stack) -> None:
-    document = prospecting()
+    document = example_document()
     assert (await stack.client.post("/api/plans", json=document)).status_code == 201
     before = await scrape(stack)
     assert by_status(before, "planexe_executions") == {}

@@ -6,7 +6,6 @@ import copy
 import json
 import tempfile
 import zipfile
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import pytest
 from planexe_ax.coordinator.validation import parse_plan_text
 from planexe_ax.errors import PlanValidationError
 from tests.helpers.eventually import eventually
-from tests.helpers.gateway import Stack
+from tests.helpers.gateway import Stack, example_document
 
 pytestmark = [pytest.mark.nats, pytest.mark.postgres]
 
@@ -24,14 +23,7 @@ SAMPLE = SAMPLES / "20251110_4DWW_India"
 JSON = {"content-type": "application/json"}
 
 
-def prospecting() -> dict[str, Any]:
-    """The example plan: 8 tasks, 16 subtasks, runs to COMPLETED in about a second."""
-    text = (resources.files("planexe_ax") / "examples" / "prospecting.json").read_text(encoding="utf-8")
-    document: dict[str, Any] = json.loads(text)
-    return document
-
-
-PROSPECTING = prospecting()["plan_id"]
+PROSPECTING = example_document()["plan_id"]
 
 
 def small_plan(plan_id: str, title: str = "") -> dict[str, Any]:
@@ -101,7 +93,7 @@ async def execution_status(stack: Stack, execution_id: str) -> str:
 
 # -- upload, read, replace ---------------------------------------------------------------------------------
 async def test_an_uploaded_plan_is_readable_at_once(stack: Stack) -> None:
-    document = prospecting()
+    document = example_document()
     created = await stack.client.post("/api/plans", json=document)
     assert created.status_code == 201, created.text
     body = created.json()
@@ -211,7 +203,7 @@ async def test_an_invalid_plan_is_refused_with_the_message_of_plan_validate(
 
 # -- tasks -------------------------------------------------------------------------------------------------
 async def test_the_tasks_of_a_plan_come_in_plan_order_with_phase_and_subtasks(stack: Stack) -> None:
-    document = prospecting()
+    document = example_document()
     assert (await stack.client.post("/api/plans", json=document)).status_code == 201
 
     response = await stack.client.get(f"/api/plans/{PROSPECTING}/tasks")
@@ -326,7 +318,7 @@ async def test_a_plan_with_a_running_execution_cannot_be_deleted(stack: Stack) -
 
 
 async def test_the_plan_of_a_finished_execution_can_be_deleted_and_the_execution_stays(stack: Stack) -> None:
-    assert (await stack.client.post("/api/plans", json=prospecting())).status_code == 201
+    assert (await stack.client.post("/api/plans", json=example_document())).status_code == 201
     started = await stack.client.post("/api/executions", json={"plan_id": PROSPECTING})
     assert started.status_code == 201, started.text
     execution_id = started.json()["execution_id"]
@@ -338,7 +330,7 @@ async def test_the_plan_of_a_finished_execution_can_be_deleted_and_the_execution
     detail = await stack.client.get(f"/api/executions/{execution_id}")
     assert detail.status_code == 200, detail.text
     assert (detail.json()["plan_id"], detail.json()["status"]) == (PROSPECTING, "COMPLETED")
-    assert detail.json()["title"] == prospecting()["title"]
+    assert detail.json()["title"] == example_document()["title"]
     tree = await stack.client.get(f"/api/executions/{execution_id}/tasks")
     assert tree.status_code == 200, tree.text
     assert sum(len(p["tasks"]) for p in tree.json()["phases"]) == 8

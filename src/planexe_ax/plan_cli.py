@@ -42,8 +42,8 @@ def load_plan(path: Path, strict: bool = False, siblings: str = "parallel") -> P
 def _load(path: Path, *, strict: bool, siblings: str, decompose: bool) -> tuple[Plan, dict[str, Any] | None]:
     """The plan and, for a PlanExe run, its import report."""
     if path.is_dir() or path.suffix.lower() == ".zip":
-        from planexe_ax.coordinator.importers import import_planexe_run
-        from planexe_ax.coordinator.validation import validate_plan
+        from planexe_ax.plans.importers import import_planexe_run
+        from planexe_ax.plans.validation import validate_plan
 
         if siblings not in ("parallel", "sequential"):
             raise PlanValidationError(f"--siblings must be parallel or sequential, not {siblings!r}")
@@ -53,7 +53,7 @@ def _load(path: Path, *, strict: bool, siblings: str, decompose: bool) -> tuple[
         return result.plan, result.report
     if not path.exists():
         raise PlanValidationError(f"{path}: no such file or folder")
-    from planexe_ax.coordinator import load_plan_file
+    from planexe_ax.plans import load_plan_file
 
     return load_plan_file(path), None
 
@@ -162,7 +162,7 @@ def _show(plan: Plan, *, as_json: bool) -> int:
 
 async def _decomposed(plan: Plan, args: argparse.Namespace, *, redo: bool) -> Plan:
     """``plan`` with every executable task decomposed by the chosen decomposer and capabilities."""
-    from planexe_ax.coordinator.decompose import decompose_plan, decompose_plan_async, executable_tasks
+    from planexe_ax.plans.decompose import decompose_plan, decompose_plan_async, executable_tasks
 
     if not 0 <= args.threshold <= 1:
         raise PlanValidationError(f"--threshold must be between 0 and 1, not {args.threshold}")
@@ -201,7 +201,7 @@ def _builtin_cards() -> list[Any]:
 
 def _capabilities(option: str | None) -> frozenset[str]:
     """The actions named by ``--capabilities``, else those of the built-in agents' cards."""
-    from planexe_ax.coordinator.capabilities import capabilities_from_cards
+    from planexe_ax.plans.capabilities import capabilities_from_cards
 
     if option is None:
         return frozenset(capabilities_from_cards(a.card() for a in _builtin_cards()))
@@ -212,8 +212,8 @@ def _capabilities(option: str | None) -> frozenset[str]:
 
 
 def _llm_decomposer(capabilities: Collection[str], threshold: float) -> Any:
-    from planexe_ax.coordinator.decompose import RuleBasedDecomposer
-    from planexe_ax.coordinator.llm_decompose import CapabilitySpec, LLMDecomposer, LLMSettings
+    from planexe_ax.plans.decompose import RuleBasedDecomposer
+    from planexe_ax.plans.llm_decompose import CapabilitySpec, LLMDecomposer, LLMSettings
 
     settings = LLMSettings()
     settings.endpoint()  # a clear ConfigError (exit 2) before any work when the base URL is unset
@@ -229,7 +229,7 @@ def _llm_decomposer(capabilities: Collection[str], threshold: float) -> Any:
 
 
 def _summary(plan: Plan) -> dict[str, Any]:
-    from planexe_ax.coordinator.decompose import decomposition_summary
+    from planexe_ax.plans.decompose import decomposition_summary
 
     return decomposition_summary(plan)
 

@@ -62,7 +62,7 @@ def import_summary(plan: Plan, report: dict[str, Any] | None, source: str) -> li
     Returns:
         Lines, each repair and note on its own line.
     """
-    from planexe_ax.coordinator.decompose import decomposition_summary
+    from planexe_ax.plans.decompose import decomposition_summary
 
     tasks = plan.tasks()
     lines = [f"imported: {plan.title or plan.plan_id}", f"  source: {source}", f"  plan id: {plan.plan_id}"]
@@ -184,7 +184,7 @@ def print_decomposition(plan: Plan, out: Console) -> None:
         plan: A decomposed plan.
         out: Where to print.
     """
-    from planexe_ax.coordinator.decompose import decomposition_summary, executable_tasks
+    from planexe_ax.plans.decompose import decomposition_summary, executable_tasks
 
     table = Table(title=escape(f"Decomposition of {plan.title or plan.plan_id}"), show_lines=True)
     table.add_column("task", overflow="fold", ratio=3)
@@ -204,7 +204,7 @@ def print_decomposition(plan: Plan, out: Console) -> None:
 
 def decomposition_json(plan: Plan) -> dict[str, Any]:
     """The decomposition as JSON: the summary and, per executable task, its subtasks."""
-    from planexe_ax.coordinator.decompose import decomposition_summary, executable_tasks
+    from planexe_ax.plans.decompose import decomposition_summary, executable_tasks
 
     return {
         "plan_id": plan.plan_id,

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from planexe_ax.coordinator.validation import parse_plan_text
 from planexe_ax.errors import PlanValidationError
+from planexe_ax.plans.validation import parse_plan_text
 from tests.helpers.eventually import eventually
 from tests.helpers.gateway import Stack, example_document
 

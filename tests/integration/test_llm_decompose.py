@@ -13,9 +13,9 @@ import pytest
 from pydantic import BaseModel
 
 from planexe_ax.bus.plan import Phase, Plan, Task
-from planexe_ax.coordinator.decompose import HUMAN_ACTION, RuleBasedDecomposer, decompose_plan_async
-from planexe_ax.coordinator.llm_decompose import CapabilitySpec, LLMDecomposer, LLMSettings, specs_from_cards
 from planexe_ax.errors import ConfigError
+from planexe_ax.plans.decompose import HUMAN_ACTION, RuleBasedDecomposer, decompose_plan_async
+from planexe_ax.plans.llm_decompose import CapabilitySpec, LLMDecomposer, LLMSettings, specs_from_cards
 
 
 class DraftParams(BaseModel):

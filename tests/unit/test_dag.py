@@ -5,7 +5,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from planexe_ax.bus import DependencyType
-from planexe_ax.coordinator.dag import Edge, PlanGraph, find_cycle, topological_order
+from planexe_ax.errors import PlanValidationError
+from planexe_ax.plans.dag import Edge, PlanGraph, find_cycle, topological_order
 from tests.helpers.factories import make_plan
 
 
@@ -23,7 +24,7 @@ def test_self_loop_is_a_cycle() -> None:
 
 def test_topological_order_is_stable_and_rejects_cycles() -> None:
     assert topological_order("cba", [("c", "a")]) == ["c", "b", "a"]
-    with pytest.raises(ValueError, match="cycle"):
+    with pytest.raises(PlanValidationError, match="cycle"):
         topological_order("ab", [("a", "b"), ("b", "a")])
 
 
@@ -51,7 +52,7 @@ def test_cycle_detection_agrees_with_topological_sort(pairs: list[tuple[int, int
     cycle = find_cycle(nodes, edges)
     try:
         order = topological_order(nodes, edges)
-    except ValueError:
+    except PlanValidationError:
         assert cycle is not None
         assert cycle[0] == cycle[-1]
         assert all((x, y) in edges for x, y in itertools.pairwise(cycle))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from planexe_ax.bus.plan import Phase, Plan, Subtask, Task
-from planexe_ax.coordinator.decompose import (
+from planexe_ax.plans.decompose import (
     DEFAULT_CAPABILITIES,
     HUMAN_ACTION,
     AsyncTaskDecomposer,

@@ -12,14 +12,14 @@ from pydantic import BaseModel
 from planexe_ax.agents import builtin_agents
 from planexe_ax.bus.plan import Phase, Plan, Task
 from planexe_ax.config import Settings
-from planexe_ax.coordinator.capabilities import add_working_days, capabilities_from_cards, params_for
-from planexe_ax.coordinator.decompose import (
+from planexe_ax.plans.capabilities import add_working_days, capabilities_from_cards, params_for
+from planexe_ax.plans.decompose import (
     DEFAULT_CAPABILITIES,
     HUMAN_ACTION,
     RuleBasedDecomposer,
     decompose_plan,
 )
-from planexe_ax.coordinator.importers import import_planexe_run
+from planexe_ax.plans.importers import import_planexe_run
 
 SAMPLES = Path(__file__).resolve().parents[2] / ".." / "shared" / "planexe-samples"
 NAMES = sorted(p.name for p in SAMPLES.iterdir() if p.is_dir()) if SAMPLES.is_dir() else []

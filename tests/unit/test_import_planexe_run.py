@@ -12,16 +12,16 @@ from typing import Any
 import pytest
 
 from planexe_ax.bus.plan import Plan
-from planexe_ax.coordinator.importers import (
+from planexe_ax.errors import PlanValidationError
+from planexe_ax.plans.dag import topological_order
+from planexe_ax.plans.importers import (
     ImportResult,
     PlanImportError,
     canonical_name,
     import_planexe_run,
     load_plan_source,
 )
-from planexe_ax.coordinator.schedule import topological_order
-from planexe_ax.coordinator.validation import validate_plan
-from planexe_ax.errors import PlanValidationError
+from planexe_ax.plans.validation import validate_plan
 
 SAMPLES = Path(__file__).resolve().parents[2] / ".." / "shared" / "planexe-samples"
 NAMES = sorted(p.name for p in SAMPLES.iterdir() if p.is_dir()) if SAMPLES.is_dir() else []

@@ -11,7 +11,7 @@ import pytest
 
 from planexe_ax.bus.plan import Plan
 from planexe_ax.cli import example_plan_path, main
-from planexe_ax.coordinator.importers import canonical_name, import_planexe_run
+from planexe_ax.plans.importers import canonical_name, import_planexe_run
 
 SAMPLES = Path(__file__).resolve().parents[2] / ".." / "shared" / "planexe-samples"
 NAMES = sorted(p.name for p in SAMPLES.iterdir() if p.is_dir()) if SAMPLES.is_dir() else []

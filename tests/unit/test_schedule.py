@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from planexe_ax.bus.plan import Dependency, DependencyType, Phase, Plan, Task
-from planexe_ax.coordinator.schedule import baseline, earliest_start_allowed, topological_order
 from planexe_ax.errors import PlanValidationError
+from planexe_ax.plans.dag import topological_order
+from planexe_ax.plans.schedule import baseline, earliest_start_allowed
 
 
 def make_plan(ids: list[str], deps: list[tuple[str, str, str, float]]) -> Plan:

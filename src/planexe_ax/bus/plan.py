@@ -2,7 +2,7 @@
 
 These models are part of the wire contract: the ``execution_created`` event carries the whole plan,
 so the projector and the coordinator read the same shape. Structural checks that need the whole plan
-(unknown ids, cycles) live in ``planexe_ax.coordinator.validation``.
+(unknown ids, cycles) live in ``planexe_ax.plans.validation``.
 """
 
 from __future__ import annotations

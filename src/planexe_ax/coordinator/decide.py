@@ -25,7 +25,6 @@ from planexe_ax.bus.messages import (
     TaskState,
     TaskStatus,
 )
-from planexe_ax.coordinator.dag import Edge
 from planexe_ax.coordinator.state import (
     Agents,
     CoreConfig,
@@ -38,6 +37,7 @@ from planexe_ax.coordinator.state import (
     WakeAt,
 )
 from planexe_ax.coordinator.state import apply as apply_event
+from planexe_ax.plans.dag import Edge
 
 DISPATCHING = frozenset({ExecutionStatus.QUEUED, ExecutionStatus.RUNNING, ExecutionStatus.BLOCKED})
 DONE = frozenset({TaskStatus.COMPLETED, TaskStatus.CANCELLED})

@@ -33,8 +33,8 @@ from planexe_ax.bus.messages import (
 from planexe_ax.bus.subjects import check_id
 from planexe_ax.coordinator.decide import Decider, decide, dispatch, end
 from planexe_ax.coordinator.state import Agents, CoreConfig, Effect, Emit, ExecutionRun, apply
-from planexe_ax.coordinator.validation import validate_plan
 from planexe_ax.errors import PlanValidationError
+from planexe_ax.plans.validation import validate_plan
 
 DecisionEvents = ExecutionState | TaskState | SubtaskState | TaskPaused | TaskReassigned | InboxOpened | InboxClosed
 """Decisions read from the stream that were not ours (another coordinator's, or from before a restart)."""

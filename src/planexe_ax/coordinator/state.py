@@ -37,7 +37,7 @@ from planexe_ax.bus.messages import (
     TaskStatus,
 )
 from planexe_ax.bus.plan import Plan
-from planexe_ax.coordinator.dag import PlanGraph
+from planexe_ax.plans.dag import PlanGraph
 
 DECISIONS = (ExecutionState, TaskState, SubtaskState, TaskPaused, TaskReassigned, InboxOpened, InboxClosed)
 LIVE = frozenset({TaskStatus.DISPATCHED, TaskStatus.RUNNING, TaskStatus.BLOCKED})

@@ -10,8 +10,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 
 from planexe_ax.bus import Plan
-from planexe_ax.coordinator.validation import parse_plan_text, validate_plan
 from planexe_ax.errors import PlanValidationError
+from planexe_ax.plans.validation import parse_plan_text, validate_plan
 from planexe_ax.projector.plan_catalog import PLANS_CHECKPOINT
 from planexe_ax.ws_gateway import catalog
 from planexe_ax.ws_gateway.context import Gateway, NotProjected, gateway, unavailable
@@ -98,7 +98,7 @@ async def import_run(
     siblings: Annotated[Literal["parallel", "sequential"], Query()] = "parallel",
     decompose: Annotated[bool, Query(description="give executable tasks subtasks")] = True,
 ) -> dict[str, Any]:
-    from planexe_ax.coordinator.importers import import_planexe_run
+    from planexe_ax.plans.importers import import_planexe_run
 
     body = await request.body()
     if not body:

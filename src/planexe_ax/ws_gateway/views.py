@@ -11,8 +11,8 @@ from sqlalchemy import func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from planexe_ax.bus import ExecutionStatus, Plan, Subjects, TaskStatus
-from planexe_ax.coordinator.schedule import baseline
 from planexe_ax.errors import PlanValidationError
+from planexe_ax.plans.schedule import baseline
 from planexe_ax.projector.models import (
     Execution,
     ExecutionEvent,

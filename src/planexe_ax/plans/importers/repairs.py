@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from statistics import mean
 from typing import Literal
 
-from planexe_ax.coordinator.importers.planexe_files import DaysEstimate, RawDependency, Wbs
+from planexe_ax.plans.importers.planexe_files import DaysEstimate, RawDependency, Wbs
 
 DEFAULT_DAYS = 1.0
 

@@ -10,8 +10,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from planexe_ax.bus.plan import DependencyType, Plan
-from planexe_ax.coordinator.dag import find_cycle
 from planexe_ax.errors import PlanValidationError
+from planexe_ax.plans.dag import find_cycle
 
 
 def parse_plan_text(text: str, source: str = "plan") -> Plan:

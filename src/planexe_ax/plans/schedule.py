@@ -18,13 +18,12 @@ from a task that starts on day 0 to a task that finishes on the last day.
 
 from __future__ import annotations
 
-import heapq
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from planexe_ax.bus.plan import Dependency, DependencyType, Plan
 from planexe_ax.errors import PlanValidationError
+from planexe_ax.plans.dag import topological_order
 
 HOURS_PER_DAY = 8.0
 _EPS = 1e-9
@@ -87,68 +86,6 @@ class Schedule:
                 for tid, t in self.times.items()
             },
         }
-
-
-def topological_order(task_ids: Iterable[str], edges: Iterable[tuple[str, str]]) -> list[str]:
-    """Order task ids so that every ``(before, after)`` edge points forward.
-
-    Ties are broken by the order of ``task_ids``, so the result is deterministic.
-
-    Args:
-        task_ids: Every node.
-        edges: ``(before, after)`` pairs over those nodes.
-
-    Returns:
-        The ids in topological order.
-
-    Raises:
-        PlanValidationError: when an edge names an unknown id, or the edges form a cycle (named in the message).
-    """
-    ids = list(dict.fromkeys(task_ids))
-    rank = {tid: i for i, tid in enumerate(ids)}
-    succ: dict[str, list[str]] = {tid: [] for tid in ids}
-    indegree = dict.fromkeys(ids, 0)
-    for before, after in edges:
-        for end in (before, after):
-            if end not in rank:
-                raise PlanValidationError(f"dependency {before} -> {after} names unknown task '{end}'", [end])
-        succ[before].append(after)
-        indegree[after] += 1
-    heap = [rank[tid] for tid in ids if indegree[tid] == 0]
-    heapq.heapify(heap)
-    order: list[str] = []
-    while heap:
-        tid = ids[heapq.heappop(heap)]
-        order.append(tid)
-        for nxt in succ[tid]:
-            indegree[nxt] -= 1
-            if indegree[nxt] == 0:
-                heapq.heappush(heap, rank[nxt])
-    if len(order) < len(ids):
-        cycle = _a_cycle({t for t in ids if indegree[t] > 0}, succ)
-        raise PlanValidationError(f"dependency cycle: {' -> '.join(cycle)}; remove one of these edges", cycle[:-1])
-    return order
-
-
-def _a_cycle(stuck: set[str], succ: dict[str, list[str]]) -> list[str]:
-    """Walk back inside the nodes Kahn's algorithm left over until a node repeats: that is a cycle.
-
-    Every left-over node still has a left-over predecessor, so the walk never gets stuck.
-    """
-    pred: dict[str, list[str]] = {t: [] for t in stuck}
-    for node in sorted(stuck):
-        for nxt in succ[node]:
-            if nxt in stuck:
-                pred[nxt].append(node)
-    node = min(stuck)
-    seen: dict[str, int] = {}
-    path: list[str] = []
-    while node not in seen:
-        seen[node] = len(path)
-        path.append(node)
-        node = pred[node][0]
-    cycle = [*path[seen[node] :], node]
-    return list(reversed(cycle))
 
 
 def baseline(plan: Plan, durations_days: dict[str, float]) -> Schedule:

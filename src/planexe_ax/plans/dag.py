@@ -7,10 +7,12 @@ names in ``dependencies``; when it names none (``None``) it waits for the subtas
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from planexe_ax.bus.plan import DependencyType, Plan, Subtask, Task
+from planexe_ax.errors import PlanValidationError
 
 START_TYPES = frozenset({DependencyType.FINISH_TO_START, DependencyType.START_TO_START})
 """Dependency types that hold back the successor's start; the others hold back its finish."""
@@ -117,27 +119,43 @@ def find_cycle(nodes: Iterable[str], edges: Iterable[tuple[str, str]]) -> list[s
 
 
 def topological_order(nodes: Iterable[str], edges: Iterable[tuple[str, str]]) -> list[str]:
-    """Kahn's order, stable in the order ``nodes`` are given.
+    """Order ``nodes`` so that every ``(before, after)`` edge points forward (Kahn's algorithm).
+
+    Ties are broken by the order of ``nodes``, so the result is deterministic.
+
+    Args:
+        nodes: Every node.
+        edges: ``(before, after)`` pairs over those nodes.
+
+    Returns:
+        The nodes in topological order.
 
     Raises:
-        ValueError: when the graph has a cycle.
+        PlanValidationError: when an edge names an unknown node, or the edges form a cycle (named in the message).
     """
-    order_index = {node: i for i, node in enumerate(nodes)}
-    succ: dict[str, list[str]] = {node: [] for node in order_index}
-    indegree = dict.fromkeys(order_index, 0)
-    for a, b in edges:
-        succ[a].append(b)
-        indegree[b] += 1
-    ready = [node for node in order_index if indegree[node] == 0]
-    out: list[str] = []
-    while ready:
-        ready.sort(key=order_index.__getitem__, reverse=True)
-        node = ready.pop()
-        out.append(node)
+    ids = list(dict.fromkeys(nodes))
+    rank = {node: i for i, node in enumerate(ids)}
+    succ: dict[str, list[str]] = {node: [] for node in ids}
+    indegree = dict.fromkeys(ids, 0)
+    edge_list = list(edges)
+    for before, after in edge_list:
+        for end in (before, after):
+            if end not in rank:
+                raise PlanValidationError(f"dependency {before} -> {after} names unknown task '{end}'", [end])
+        succ[before].append(after)
+        indegree[after] += 1
+    heap = [rank[node] for node in ids if indegree[node] == 0]
+    heapq.heapify(heap)
+    order: list[str] = []
+    while heap:
+        node = ids[heapq.heappop(heap)]
+        order.append(node)
         for nxt in succ[node]:
             indegree[nxt] -= 1
             if indegree[nxt] == 0:
-                ready.append(nxt)
-    if len(out) != len(order_index):
-        raise ValueError("graph has a cycle")
-    return out
+                heapq.heappush(heap, rank[nxt])
+    if len(order) < len(ids):
+        stuck = [node for node in ids if indegree[node] > 0]
+        cycle = find_cycle(stuck, [(a, b) for a, b in edge_list if indegree[a] > 0 and indegree[b] > 0]) or stuck
+        raise PlanValidationError(f"dependency cycle: {' -> '.join(cycle)}; remove one of these edges", cycle[:-1])
+    return order

@@ -10,7 +10,7 @@ offered action with a known params model, against that model. An invalid answer 
 ``max_retries`` times) with the validation error fed back to the model; an HTTP error or a timeout
 is retried as it is. When every attempt fails, the task goes to the fallback decomposer (the
 rule-based one by default) or to people, and the reason says so. An action no agent offers is not
-an error: :func:`~planexe_ax.coordinator.decompose.apply_threshold` turns it into human work.
+an error: :func:`~planexe_ax.plans.decompose.apply_threshold` turns it into human work.
 
 Settings come from the environment, prefix ``PLANEXE_LLM_`` (see :class:`LLMSettings`).
 """
@@ -31,8 +31,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from planexe_ax.bus import AgentCard
 from planexe_ax.bus.plan import Plan, Subtask, Task
-from planexe_ax.coordinator.decompose import HUMAN_ACTION, TaskDecomposer, human_step
 from planexe_ax.errors import ConfigError
+from planexe_ax.plans.decompose import HUMAN_ACTION, TaskDecomposer, human_step
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class CallFailed(RuntimeError):
 
 @dataclass
 class LLMDecomposer:
-    """:class:`~planexe_ax.coordinator.decompose.AsyncTaskDecomposer` over a chat completions API.
+    """:class:`~planexe_ax.plans.decompose.AsyncTaskDecomposer` over a chat completions API.
 
     Args:
         settings: Base URL, model, key, timeout and retries.

@@ -38,17 +38,17 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from planexe_ax.bus.plan import Dependency, Phase, Plan, Risk, Task
-from planexe_ax.coordinator.decompose import decompose_plan, decomposition_summary
-from planexe_ax.coordinator.importers import planexe_files as pf
-from planexe_ax.coordinator.importers.repairs import (
+from planexe_ax.errors import PlanValidationError
+from planexe_ax.plans.decompose import decompose_plan, decomposition_summary
+from planexe_ax.plans.importers import planexe_files as pf
+from planexe_ax.plans.importers.repairs import (
     DependencyGraph,
     apply_dependencies,
     estimate_durations,
     structural_graph,
 )
-from planexe_ax.coordinator.importers.run_files import PlanImportError, RunFiles
-from planexe_ax.coordinator.schedule import HOURS_PER_DAY, Schedule, baseline
-from planexe_ax.errors import PlanValidationError
+from planexe_ax.plans.importers.run_files import PlanImportError, RunFiles
+from planexe_ax.plans.schedule import HOURS_PER_DAY, Schedule, baseline
 
 log = logging.getLogger(__name__)
 

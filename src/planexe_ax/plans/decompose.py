@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from planexe_ax.bus.plan import Plan, Subtask, Task
-from planexe_ax.coordinator.capabilities import needs, params_for
-from planexe_ax.coordinator.decompose_rules import (
+from planexe_ax.plans.capabilities import needs, params_for
+from planexe_ax.plans.decompose_rules import (
     DEFAULT_CAPABILITIES,
     DEFAULT_THRESHOLD,
     DESK_ROLE_BONUS,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from planexe_ax.coordinator.importers.run_files import RunFiles
+from planexe_ax.plans.importers.run_files import RunFiles
 
 WBS_LEVEL1 = "wbs_level1.json"
 WBS_LEVEL2 = "wbs_level2.json"

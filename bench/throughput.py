@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from planexe_ax.agents import Agent, AgentRuntime, TaskContext, capability
 from planexe_ax.bus import EmbeddedNats, ExecutionStatus, Plan, connect
-from planexe_ax.client import follow, start_execution
+from planexe_ax.bus.client import follow, start_execution
 from planexe_ax.config import Settings
 from planexe_ax.coordinator import Coordinator
 

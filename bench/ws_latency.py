@@ -39,8 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.helpers.postgres import ENV, create_database, drop_database
 
 from planexe_ax.bus import EmbeddedNats, ExecutionCreated, Plan, Subjects, SubtaskProgress, connect, new_id
+from planexe_ax.cli.services import start_services
 from planexe_ax.config import Settings
-from planexe_ax.runtime import start_services
 
 NAMESPACE = "wsbench"
 PLAN = {

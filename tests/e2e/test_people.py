@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from planexe_ax.bus import Bus, ExecutionStatus, InboxOpened, Plan, SubtaskState, TaskStatus
-from planexe_ax.client import control, follow, start_execution
+from planexe_ax.bus.client import control, follow, start_execution
+from planexe_ax.cli.services import Services, start_services
 from planexe_ax.config import Settings
-from planexe_ax.runtime import Services, start_services
 from tests.helpers.acli import acli
 
 pytestmark = [pytest.mark.slow, pytest.mark.nats, pytest.mark.postgres]

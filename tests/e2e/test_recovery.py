@@ -8,7 +8,7 @@ import pytest
 
 from planexe_ax.agents import AgentRuntime, builtin_agents
 from planexe_ax.bus import Bus, Plan, SubtaskState, TaskStatus, connect, decode_event
-from planexe_ax.client import follow, start_execution
+from planexe_ax.bus.client import follow, start_execution
 from planexe_ax.config import Settings
 from planexe_ax.coordinator import Coordinator
 from planexe_ax.projector import Projector, execution_report, table_dump

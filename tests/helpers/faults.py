@@ -39,7 +39,7 @@ from planexe_ax.bus import (
     connect,
     decode_event,
 )
-from planexe_ax.client import follow
+from planexe_ax.bus.client import follow
 from planexe_ax.config import Settings
 from planexe_ax.projector import Projector, make_engine, make_session_factory, table_dump
 from tests.helpers.eventually import eventually

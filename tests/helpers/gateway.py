@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 
 from planexe_ax.cli import example_plan_path
+from planexe_ax.cli.services import BACKGROUND, Services, start_services
 from planexe_ax.config import Settings
-from planexe_ax.runtime import BACKGROUND, Services, start_services
 from planexe_ax.ws_gateway.context import Gateway
 from planexe_ax.ws_gateway.server import GatewayServer
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from planexe_ax.bus import EmbeddedNats, ExecutionState, ExecutionStatus, TaskState, TaskStatus, connect
-from planexe_ax.client import follow
+from planexe_ax.bus.client import follow
 from planexe_ax.config import Settings
 from tests.helpers.eventually import eventually
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from planexe_ax.runtime import SERVICES
+from planexe_ax.cli.services import SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"

@@ -18,8 +18,8 @@ from fastapi import HTTPException, Request, WebSocket
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from planexe_ax.bus import Bus, Event, Subjects, utcnow
+from planexe_ax.bus.client import command_verdict
 from planexe_ax.bus.messages import CommandBase
-from planexe_ax.client import command_verdict
 from planexe_ax.config import Settings
 from planexe_ax.projector.queries import Sessions
 from planexe_ax.ws_gateway.views import checkpoint

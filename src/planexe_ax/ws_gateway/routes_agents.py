@@ -29,8 +29,8 @@ from planexe_ax.bus import (
     check_token,
     utcnow,
 )
+from planexe_ax.bus.client import first_event, watching
 from planexe_ax.bus.messages import EventBase, RejectReason
-from planexe_ax.client import first_event, watching
 from planexe_ax.projector.models import Agent, Execution, ExecutionSubtask
 from planexe_ax.projector.queries import iso
 from planexe_ax.ws_gateway import catalog

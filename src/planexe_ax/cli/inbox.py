@@ -11,12 +11,12 @@ from rich.console import Console
 from rich.table import Table
 
 from planexe_ax.bus import ResolveInbox, connect
+from planexe_ax.cli.people import current_user, resolve_item
+from planexe_ax.cli.services import resolve_nats_url
 from planexe_ax.config import Settings
 from planexe_ax.errors import PlanExeAXError
 from planexe_ax.exit_codes import EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
-from planexe_ax.people import current_user, resolve_item
 from planexe_ax.projector import inbox_item, inbox_items, make_engine, make_session_factory
-from planexe_ax.runtime import resolve_nats_url
 
 
 class InboxError(PlanExeAXError):

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from planexe_ax.bus import connect
+from planexe_ax.cli.plan import add_plan_parsers, load_plan, run_plan_command
+from planexe_ax.cli.services import SERVICES
 from planexe_ax.config import Settings
 from planexe_ax.errors import ConfigError, PlanValidationError
 from planexe_ax.exit_codes import EXIT_OK, EXIT_USAGE
 from planexe_ax.logs import setup_logging
-from planexe_ax.plan_cli import add_plan_parsers, load_plan, run_plan_command
-from planexe_ax.runtime import SERVICES
 
 
 def example_plan_path() -> Path:
@@ -132,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
-    from planexe_ax import commands
+    from planexe_ax.cli import commands
 
     if args.command == "plan":
         return await run_plan_command(args)
@@ -152,7 +152,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             linger=_stop_on_signals() if linger else None,
         )
     if args.command == "inbox":
-        from planexe_ax import inbox_cli
+        from planexe_ax.cli import inbox as inbox_cli
 
         return await inbox_cli.run_inbox_command(settings, args)
     if args.command in ("up", "serve"):
@@ -162,8 +162,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _exec(args: argparse.Namespace, settings: Settings) -> int:
-    from planexe_ax import commands
-    from planexe_ax.runtime import resolve_nats_url
+    from planexe_ax.cli import commands
+    from planexe_ax.cli.services import resolve_nats_url
 
     if args.exec_command == "status":
         report = await commands.read_report(settings, args.execution_id)

@@ -124,7 +124,7 @@ async def run_plan_command(args: argparse.Namespace) -> int:
 
 
 async def _import(args: argparse.Namespace) -> int:
-    from planexe_ax import plan_views
+    from planexe_ax.cli import plan_views
 
     plan, report = _load(args.plan, strict=args.strict, siblings=args.siblings, decompose=False)
     plan = await _decomposed(plan, args, redo=False)
@@ -139,7 +139,7 @@ async def _import(args: argparse.Namespace) -> int:
 
 
 async def _decompose(args: argparse.Namespace) -> int:
-    from planexe_ax import plan_views
+    from planexe_ax.cli import plan_views
 
     plan, _ = _load(args.plan, strict=args.strict, siblings=args.siblings, decompose=False)
     plan = await _decomposed(plan, args, redo=args.redo)
@@ -151,7 +151,7 @@ async def _decompose(args: argparse.Namespace) -> int:
 
 
 def _show(plan: Plan, *, as_json: bool) -> int:
-    from planexe_ax import plan_views
+    from planexe_ax.cli import plan_views
 
     if as_json:
         _write(json.dumps(plan.model_dump(by_alias=True, mode="json"), indent=2, ensure_ascii=False))

@@ -6,8 +6,8 @@ import asyncio
 import getpass
 
 from planexe_ax.bus import Bus, CommandRejected, InboxOpened, ResolveInbox
+from planexe_ax.bus.client import command_verdict
 from planexe_ax.bus.messages import InboxAction
-from planexe_ax.client import command_verdict
 
 AUTO_ANSWERS: dict[str, InboxAction] = {
     "approval": "approve",

@@ -14,12 +14,12 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from planexe_ax.bus import Bus, Event, ExecutionStatus, Plan, SubtaskState, TaskState, TaskStatus, connect
-from planexe_ax.client import control, control_task, follow, start_execution
+from planexe_ax.bus.client import control, control_task, follow, start_execution
+from planexe_ax.cli.people import AutoPeople
+from planexe_ax.cli.services import BACKGROUND, SERVICES, nats_server, start_services
 from planexe_ax.config import Settings
 from planexe_ax.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
-from planexe_ax.people import AutoPeople
 from planexe_ax.projector import execution_report, make_engine, make_session_factory
-from planexe_ax.runtime import BACKGROUND, SERVICES, nats_server, start_services
 
 
 class LiveProgress:

@@ -11,7 +11,8 @@ from planexe_ax.bus import Bus, Plan, SubtaskState, TaskStatus, connect, decode_
 from planexe_ax.bus.client import follow, start_execution
 from planexe_ax.config import Settings
 from planexe_ax.coordinator import Coordinator
-from planexe_ax.projector import Projector, execution_report, table_dump
+from planexe_ax.projector import Projector
+from planexe_ax.readmodel import execution_report, table_dump
 from tests.helpers.checks import assert_completed
 
 pytestmark = [pytest.mark.slow, pytest.mark.nats]

@@ -41,7 +41,8 @@ from planexe_ax.bus import (
 )
 from planexe_ax.bus.client import follow
 from planexe_ax.config import Settings
-from planexe_ax.projector import Projector, make_engine, make_session_factory, table_dump
+from planexe_ax.projector import Projector
+from planexe_ax.readmodel import make_engine, make_session_factory, table_dump
 from tests.helpers.eventually import eventually
 from tests.helpers.processes import Service, cli
 from tests.helpers.slow_agent import ACTION as SLOW_ACTION

@@ -15,8 +15,8 @@ from planexe_ax.bus import (
     TaskState,
     TaskStatus,
 )
-from planexe_ax.projector import make_engine, make_session_factory, table_dump, upgrade
-from planexe_ax.projector.models import Execution, ExecutionSubtask, ExecutionTask
+from planexe_ax.readmodel import make_engine, make_session_factory, table_dump, upgrade
+from planexe_ax.readmodel.models import Execution, ExecutionSubtask, ExecutionTask
 from tests.helpers.projector_factories import Feed, Sessions, at, created
 
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from planexe_ax.bus import InboxClosed, InboxOpened, SubtaskState, TaskStatus
-from planexe_ax.projector import inbox_item, inbox_items, make_engine, make_session_factory, table_dump, upgrade
-from planexe_ax.projector.models import ExecutionSubtask, ExecutionTask
+from planexe_ax.readmodel import inbox_item, inbox_items, make_engine, make_session_factory, table_dump, upgrade
+from planexe_ax.readmodel.models import ExecutionSubtask, ExecutionTask
 from tests.helpers.projector_factories import Feed, Sessions, at, created, people_scenario
 
 pytestmark = pytest.mark.postgres

@@ -11,8 +11,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
-from planexe_ax.projector import downgrade, make_engine, upgrade
-from planexe_ax.projector.models import Base
+from planexe_ax.readmodel import downgrade, make_engine, upgrade
+from planexe_ax.readmodel.models import Base
 
 pytestmark = pytest.mark.postgres
 

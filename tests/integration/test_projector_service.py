@@ -33,8 +33,9 @@ from planexe_ax.bus import (
     topology,
 )
 from planexe_ax.bus.messages import EventBase
-from planexe_ax.projector import Projector, execution_report, execution_status, inbox_items, table_dump
-from planexe_ax.projector.models import Agent, ExecutionEvent, ProjectorCheckpoint
+from planexe_ax.projector import Projector
+from planexe_ax.readmodel import execution_report, execution_status, inbox_items, table_dump
+from planexe_ax.readmodel.models import AgentRow, ExecutionEvent, ProjectorCheckpoint
 from tests.helpers.eventually import eventually
 from tests.helpers.projector_factories import at, people_scenario, sample_plan
 
@@ -339,11 +340,11 @@ async def test_agent_cards_are_mirrored_and_go_offline(bus: Bus, sqlite_url: str
     async with Projector(bus, sqlite_url) as projector:
         runner = asyncio.create_task(projector.run(stop))
 
-        async def agent() -> Agent | None:
+        async def agent() -> AgentRow | None:
             async with projector.sessions() as session:
-                return await session.get(Agent, "a1")
+                return await session.get(AgentRow, "a1")
 
-        async def status_is(wanted: str) -> Agent | None:
+        async def status_is(wanted: str) -> AgentRow | None:
             row = await agent()
             return row if row is not None and row.status == wanted else None
 
@@ -389,7 +390,7 @@ async def test_an_agent_silent_for_longer_than_the_ttl_goes_offline(bus: Bus, sq
 
         async def offline() -> bool:
             async with projector.sessions() as session:
-                row = await session.get(Agent, "a9")
+                row = await session.get(AgentRow, "a9")
             return row is not None and row.status == "offline" and row.last_heartbeat == stale
 
         try:

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from sqlalchemy.dialects import postgresql, sqlite
 
-from planexe_ax.projector.models import UTCDateTime
-from planexe_ax.projector.queries import iso
+from planexe_ax.readmodel.models import UTCDateTime
+from planexe_ax.readmodel.queries import iso
 
 PARIS = timezone(timedelta(hours=1))
 

@@ -16,8 +16,8 @@ from planexe_ax.bus import (
     SubtaskRejected,
     TaskStatus,
 )
+from planexe_ax.coordinator.core import CoordinatorCore
 from planexe_ax.coordinator.decide import backoff_s
-from planexe_ax.coordinator.engine import Engine
 from planexe_ax.coordinator.state import CoreConfig, Emit, Offer, WakeAt
 from tests.helpers.factories import at, emitted, make_plan, offers, result, started
 
@@ -25,8 +25,8 @@ X = "x1"
 AGENTS = {"agent-1": frozenset({"echo"}), "agent-2": frozenset({"echo"})}
 
 
-def engine_for(plan: Plan, agents=AGENTS, **config) -> tuple[Engine, list]:
-    engine = Engine(CoreConfig(lag_scale_s=0, **config))
+def engine_for(plan: Plan, agents=AGENTS, **config) -> tuple[CoordinatorCore, list]:
+    engine = CoordinatorCore(CoreConfig(lag_scale_s=0, **config))
     if agents is not None:
         engine.set_agents(agents, at(0))
     return engine, engine.on_command(StartExecution(execution_id=X, plan=plan), at(0))
@@ -276,7 +276,7 @@ def test_replay_with_people_and_rejections_gives_the_same_state() -> None:
             log += [Emit(message), *engine.on_event(message, at(i))]
         else:
             log += engine.on_command(message, at(i))
-    rebuilt = Engine(CoreConfig(lag_scale_s=0))
+    rebuilt = CoordinatorCore(CoreConfig(lag_scale_s=0))
     for effect in log:
         if isinstance(effect, Emit):
             rebuilt.fold(effect.event)

@@ -7,7 +7,7 @@ from planexe_ax.bus import (
     TaskState,
     TaskStatus,
 )
-from planexe_ax.coordinator.engine import Engine
+from planexe_ax.coordinator.core import CoordinatorCore
 from planexe_ax.coordinator.state import CoreConfig, Emit, Offer, WakeAt
 from tests.helpers.factories import at, emitted, make_plan, offers, result, started
 
@@ -15,7 +15,7 @@ X = "x1"
 
 
 def start(plan_tasks, deps=None, config=None, **extra):
-    engine = Engine(config or CoreConfig(lag_scale_s=0, backoff_initial_s=0))
+    engine = CoordinatorCore(config or CoreConfig(lag_scale_s=0, backoff_initial_s=0))
     effects = engine.on_command(StartExecution(execution_id=X, plan=make_plan(plan_tasks, deps, **extra)), at(0))
     return engine, effects
 
@@ -46,7 +46,7 @@ def test_declared_empty_dependencies_run_subtasks_in_parallel() -> None:
     raw = plan.model_dump(by_alias=True)
     for sub in raw["phases"][0]["tasks"][0]["subtasks"]:
         sub["dependencies"] = []
-    engine = Engine(CoreConfig(lag_scale_s=0))
+    engine = CoordinatorCore(CoreConfig(lag_scale_s=0))
     effects = engine.on_command(StartExecution(execution_id=X, plan=type(plan).model_validate(raw)), at(0))
     assert offers(effects) == ["a_s0", "a_s1"]
 
@@ -193,7 +193,7 @@ def test_task_without_subtasks_is_a_milestone() -> None:
 
 
 def test_pinned_work_goes_to_the_named_agent() -> None:
-    engine = Engine(CoreConfig(lag_scale_s=0))
+    engine = CoordinatorCore(CoreConfig(lag_scale_s=0))
     effects = engine.on_command(
         StartExecution(execution_id=X, plan=make_plan({"a": 1}), pins={"echo": "agent-7"}), at(0)
     )
@@ -206,7 +206,7 @@ def test_rebuilding_from_the_events_gives_the_same_state() -> None:
     reports = [result(X, "a_s0"), started(X, "a_s1"), result(X, "a_s1"), result(X, "b_s0")]
     for i, report in enumerate(reports):
         log += [Emit(report), *engine.on_event(report, at(i + 1))]
-    rebuilt = Engine(CoreConfig(lag_scale_s=0))
+    rebuilt = CoordinatorCore(CoreConfig(lag_scale_s=0))
     for effect in log:
         if isinstance(effect, Emit):
             rebuilt.fold(effect.event)
@@ -228,7 +228,7 @@ def test_a_decision_id_never_names_two_different_decisions_whatever_the_report_o
     # the stream dropped it as a duplicate, and the read model kept the subtask RUNNING forever.
     in_order, log_a = start({"a": 1})
     log_a = [*log_a, *in_order.on_event(started(X, "a_s0"), at(1)), *in_order.on_event(result(X, "a_s0"), at(2))]
-    reordered = Engine(CoreConfig(lag_scale_s=0))
+    reordered = CoordinatorCore(CoreConfig(lag_scale_s=0))
     for effect in log_a[:3]:  # created, queued, ... up to before any report
         if isinstance(effect, Emit):
             reordered.fold(effect.event)

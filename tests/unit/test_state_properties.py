@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from planexe_ax.bus import DependencyType, ExecutionStatus, StartExecution, TaskStatus
-from planexe_ax.coordinator.engine import Engine
+from planexe_ax.coordinator.core import CoordinatorCore
 from planexe_ax.coordinator.state import CoreConfig, Emit, Offer, WakeAt
 from tests.helpers.factories import at, make_plan, result, started
 
@@ -26,7 +26,7 @@ def plans(draw: st.DrawFn):
 
 def drive(plan, choices, fail_every: int):
     """Run a plan through the engine, completing outstanding offers in the order ``choices`` picks."""
-    engine = Engine(CoreConfig(lag_scale_s=2.0, default_max_attempts=3))
+    engine = CoordinatorCore(CoreConfig(lag_scale_s=2.0, default_max_attempts=3))
     log: list = []
     clock = 0.0
     pending: list = []
@@ -89,10 +89,10 @@ def test_no_task_starts_or_finishes_before_its_dependencies_allow(plan, data, fa
 @given(plans(), st.data())
 def test_replaying_the_same_events_gives_the_same_state(plan, data) -> None:
     engine, log = drive(plan, data, 5)
-    replayed = Engine(CoreConfig(lag_scale_s=2.0, default_max_attempts=3))
+    replayed = CoordinatorCore(CoreConfig(lag_scale_s=2.0, default_max_attempts=3))
     for event in log:
         replayed.fold(event)
-    again = Engine(CoreConfig(lag_scale_s=2.0, default_max_attempts=3))
+    again = CoordinatorCore(CoreConfig(lag_scale_s=2.0, default_max_attempts=3))
     for event in log:
         again.fold(event)
     assert replayed.runs["x"].snapshot() == engine.runs["x"].snapshot() == again.runs["x"].snapshot()

@@ -19,7 +19,7 @@ from planexe_ax.cli.people import AutoPeople
 from planexe_ax.cli.services import BACKGROUND, SERVICES, nats_server, start_services
 from planexe_ax.config import Settings
 from planexe_ax.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
-from planexe_ax.projector import execution_report, make_engine, make_session_factory
+from planexe_ax.readmodel import execution_report, make_engine, make_session_factory
 
 
 class LiveProgress:

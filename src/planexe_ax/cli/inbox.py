@@ -16,7 +16,7 @@ from planexe_ax.cli.services import resolve_nats_url
 from planexe_ax.config import Settings
 from planexe_ax.errors import PlanExeAXError
 from planexe_ax.exit_codes import EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
-from planexe_ax.projector import inbox_item, inbox_items, make_engine, make_session_factory
+from planexe_ax.readmodel import inbox_item, inbox_items, make_engine, make_session_factory
 
 
 class InboxError(PlanExeAXError):

@@ -13,7 +13,7 @@ def resolve(d: Decider, command: ResolveInbox) -> list[Effect]:
     Raises:
         Rejected: an unknown or closed item, or an answer that does not fit the item's kind.
     """
-    from planexe_ax.coordinator.engine import Rejected
+    from planexe_ax.coordinator.core import Rejected
 
     item = d.run.inbox.get(command.item_id)
     if item is None:

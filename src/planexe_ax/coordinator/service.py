@@ -23,8 +23,8 @@ from planexe_ax.bus import (
     position_consumer,
 )
 from planexe_ax.config import Settings
+from planexe_ax.coordinator.core import CoordinatorCore
 from planexe_ax.coordinator.directory import AgentDirectory
-from planexe_ax.coordinator.engine import Engine
 from planexe_ax.coordinator.state import CoreConfig, Effect, Emit, Offer, WakeAt
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class Coordinator:
 
     def __init__(self, bus: Bus, config: CoreConfig | None = None) -> None:
         self.bus = bus
-        self.engine = Engine(config or core_config(bus.settings))
+        self.engine = CoordinatorCore(config or core_config(bus.settings))
         self.directory = AgentDirectory(bus, self._on_agents)
         self._lock = asyncio.Lock()
         self._timers: dict[str, tuple[datetime, asyncio.Task[None]]] = {}

@@ -11,7 +11,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from planexe_ax.bus import AgentCard, Bus, supervise, utcnow
-from planexe_ax.projector.models import Agent
+from planexe_ax.readmodel.models import AgentRow
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +27,9 @@ async def upsert_card(session: AsyncSession, card: AgentCard) -> None:
         session: An open session; the caller commits.
         card: The card read from the bucket.
     """
-    row = await session.get(Agent, card.agent_id)
+    row = await session.get(AgentRow, card.agent_id)
     if row is None:
-        row = Agent(agent_id=card.agent_id)
+        row = AgentRow(agent_id=card.agent_id)
         session.add(row)
     row.name, row.role, row.status = card.name, card.role, ONLINE
     row.capabilities = [cap.model_dump(mode="json") for cap in card.capabilities]
@@ -39,7 +39,7 @@ async def upsert_card(session: AsyncSession, card: AgentCard) -> None:
 
 async def mark_offline(session: AsyncSession, agent_id: str) -> None:
     """Mark one agent offline (its key was deleted or purged)."""
-    await session.execute(update(Agent).where(Agent.agent_id == agent_id).values(status=OFFLINE))
+    await session.execute(update(AgentRow).where(AgentRow.agent_id == agent_id).values(status=OFFLINE))
 
 
 async def sweep_expired(session: AsyncSession, ttl_s: float) -> None:
@@ -49,7 +49,7 @@ async def sweep_expired(session: AsyncSession, ttl_s: float) -> None:
     """
     cutoff = utcnow() - timedelta(seconds=ttl_s)
     await session.execute(
-        update(Agent).where(Agent.status == ONLINE, Agent.last_heartbeat < cutoff).values(status=OFFLINE)
+        update(AgentRow).where(AgentRow.status == ONLINE, AgentRow.last_heartbeat < cutoff).values(status=OFFLINE)
     )
 
 

@@ -29,7 +29,7 @@ from planexe_ax.bus import (
     TaskState,
     TaskStatus,
 )
-from planexe_ax.projector.models import (
+from planexe_ax.readmodel.models import (
     INBOX_CLOSED,
     INBOX_OPEN,
     Execution,

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from planexe_ax.bus import Bus, Plan, supervise, utcnow
 from planexe_ax.projector.handlers import upsert_plan
-from planexe_ax.projector.models import PlanRow, ProjectorCheckpoint
+from planexe_ax.readmodel.models import PlanRow, ProjectorCheckpoint
 
 log = logging.getLogger(__name__)
 

@@ -14,11 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from planexe_ax.bus import Bus, Event, PullLoop, Subjects, decode_event, events_consumer, position_consumer
 from planexe_ax.projector.agent_cards import AgentWatcher
-from planexe_ax.projector.db import make_engine, make_session_factory
 from planexe_ax.projector.handlers import apply_event
-from planexe_ax.projector.migrate import upgrade
-from planexe_ax.projector.models import ProjectorCheckpoint
 from planexe_ax.projector.plan_catalog import PlanWatcher
+from planexe_ax.readmodel.db import make_engine, make_session_factory
+from planexe_ax.readmodel.migrate import upgrade
+from planexe_ax.readmodel.models import ProjectorCheckpoint
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg

@@ -47,8 +47,8 @@ from planexe_ax.bus import (
     utcnow,
 )
 from planexe_ax.bus.messages import EventBase
-from planexe_ax.projector.models import Agent, ExecutionSubtask
-from planexe_ax.projector.queries import Sessions
+from planexe_ax.readmodel.models import AgentRow, ExecutionSubtask
+from planexe_ax.readmodel.queries import Sessions
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +285,7 @@ class AgentBridge:
 
     async def _row_card(self, agent_id: str) -> AgentCard | None:
         async with self.sessions() as session:
-            row = await session.get(Agent, agent_id)
+            row = await session.get(AgentRow, agent_id)
         if row is None:
             return None
         caps = [CapabilityCard.model_validate(cap) for cap in row.capabilities]

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from planexe_ax import __version__
 from planexe_ax.bus import connect
 from planexe_ax.config import Settings
-from planexe_ax.projector import make_engine, make_session_factory
+from planexe_ax.readmodel import make_engine, make_session_factory
 from planexe_ax.ws_gateway import dashboard, routes_agents, routes_executions, routes_ops, routes_plans, stream
 from planexe_ax.ws_gateway.context import Gateway
 from planexe_ax.ws_gateway.paging import BadCursor

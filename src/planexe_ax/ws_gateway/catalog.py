@@ -7,8 +7,8 @@ from typing import Any
 from sqlalchemy import select, tuple_
 
 from planexe_ax.bus import TERMINAL_EXECUTION, ExecutionStatus
-from planexe_ax.projector.models import Agent, Execution, PlanRow
-from planexe_ax.projector.queries import Sessions, iso
+from planexe_ax.readmodel.models import AgentRow, Execution, PlanRow
+from planexe_ax.readmodel.queries import Sessions, iso
 from planexe_ax.ws_gateway.paging import decode_cursor, encode_cursor, parse_time
 
 OPEN_EXECUTION = tuple(s.value for s in ExecutionStatus if s not in TERMINAL_EXECUTION)
@@ -75,7 +75,7 @@ async def open_executions_of(sessions: Sessions, plan_id: str) -> list[str]:
         return list(await session.scalars(query))
 
 
-def agent_json(row: Agent) -> dict[str, Any]:
+def agent_json(row: AgentRow) -> dict[str, Any]:
     """An agent with its liveness."""
     return {
         "agent_id": row.agent_id,
@@ -93,12 +93,12 @@ def agent_json(row: Agent) -> dict[str, Any]:
 async def list_agents(sessions: Sessions) -> list[dict[str, Any]]:
     """Every agent the read model knows, online ones first."""
     async with sessions() as session:
-        rows = list(await session.scalars(select(Agent).order_by(Agent.status.desc(), Agent.agent_id)))
+        rows = list(await session.scalars(select(AgentRow).order_by(AgentRow.status.desc(), AgentRow.agent_id)))
     return [agent_json(row) for row in rows]
 
 
 async def get_agent(sessions: Sessions, agent_id: str) -> dict[str, Any] | None:
     """One agent (None when unknown)."""
     async with sessions() as session:
-        row = await session.get(Agent, agent_id)
+        row = await session.get(AgentRow, agent_id)
     return None if row is None else agent_json(row)

@@ -21,7 +21,7 @@ from planexe_ax.bus import Bus, Event, Subjects, utcnow
 from planexe_ax.bus.client import command_verdict
 from planexe_ax.bus.messages import CommandBase
 from planexe_ax.config import Settings
-from planexe_ax.projector.queries import Sessions
+from planexe_ax.readmodel.queries import Sessions
 from planexe_ax.ws_gateway.views import checkpoint
 
 log = logging.getLogger(__name__)

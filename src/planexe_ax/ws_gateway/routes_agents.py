@@ -31,8 +31,8 @@ from planexe_ax.bus import (
 )
 from planexe_ax.bus.client import first_event, watching
 from planexe_ax.bus.messages import EventBase, RejectReason
-from planexe_ax.projector.models import Agent, Execution, ExecutionSubtask
-from planexe_ax.projector.queries import iso
+from planexe_ax.readmodel.models import AgentRow, Execution, ExecutionSubtask
+from planexe_ax.readmodel.queries import iso
 from planexe_ax.ws_gateway import catalog
 from planexe_ax.ws_gateway.agent_bridge import (
     AgentBridge,
@@ -344,7 +344,7 @@ async def _mirrored(gw: Gateway, card: AgentCard) -> bool:
 
     async def shown() -> bool:
         async with gw.sessions() as session:
-            row = await session.get(Agent, card.agent_id)
+            row = await session.get(AgentRow, card.agent_id)
         return row is not None and row.status == "online" and row.last_heartbeat >= card.heartbeat_at
 
     return await gw.read_until(shown)

@@ -21,7 +21,7 @@ from planexe_ax.bus import (
     new_id,
 )
 from planexe_ax.bus.messages import InboxAction
-from planexe_ax.projector.queries import inbox_item, inbox_items
+from planexe_ax.readmodel.queries import inbox_item, inbox_items
 from planexe_ax.ws_gateway import catalog, views
 from planexe_ax.ws_gateway.context import Gateway, NotProjected, NoVerdict, gateway, unavailable
 

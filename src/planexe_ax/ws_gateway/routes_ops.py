@@ -13,8 +13,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import func, select, text
 
 from planexe_ax.bus import utcnow
-from planexe_ax.projector.models import Agent, Execution, ExecutionSubtask, ExecutionTask
-from planexe_ax.projector.queries import Sessions
+from planexe_ax.readmodel.models import AgentRow, Execution, ExecutionSubtask, ExecutionTask
+from planexe_ax.readmodel.queries import Sessions
 from planexe_ax.ws_gateway import views
 from planexe_ax.ws_gateway.context import Gateway, gateway
 
@@ -70,7 +70,7 @@ async def read_figures(sessions: Sessions) -> dict[str, Any]:
         executions = await by_status(Execution.status)
         tasks = await by_status(ExecutionTask.status)
         subtasks = await by_status(ExecutionSubtask.status)
-        agents = await by_status(Agent.status)
+        agents = await by_status(AgentRow.status)
         dispatched = await session.scalar(select(func.coalesce(func.sum(ExecutionSubtask.attempt), 0)))
         projected = await views.checkpoint(session)
     return {

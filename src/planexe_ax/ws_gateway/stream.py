@@ -51,7 +51,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from sqlalchemy.exc import SQLAlchemyError
 
 from planexe_ax.bus import Bus, decode_event
-from planexe_ax.projector.queries import execution_status
+from planexe_ax.readmodel.queries import execution_status
 from planexe_ax.ws_gateway import views
 from planexe_ax.ws_gateway.context import Gateway, ws_gateway
 

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from planexe_ax.bus import ExecutionStatus, Plan, Subjects, TaskStatus
 from planexe_ax.errors import PlanValidationError
 from planexe_ax.plans.schedule import baseline
-from planexe_ax.projector.models import (
+from planexe_ax.readmodel.models import (
     Execution,
     ExecutionEvent,
     ExecutionSubtask,
@@ -22,7 +22,7 @@ from planexe_ax.projector.models import (
     PlanRow,
     ProjectorCheckpoint,
 )
-from planexe_ax.projector.queries import Sessions, iso
+from planexe_ax.readmodel.queries import Sessions, iso
 from planexe_ax.ws_gateway.catalog import plan_tasks
 from planexe_ax.ws_gateway.paging import BadCursor, decode_cursor, encode_cursor, parse_time
 

@@ -10,7 +10,7 @@ from alembic.config import Config
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from planexe_ax.projector.db import make_engine
+from planexe_ax.readmodel.db import make_engine
 
 log = logging.getLogger(__name__)
 

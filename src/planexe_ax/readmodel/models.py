@@ -67,7 +67,7 @@ class Base(DeclarativeBase):
     }
 
 
-class Agent(Base):
+class AgentRow(Base):
     __tablename__ = "agents"
 
     agent_id: Mapped[str] = mapped_column(ID, primary_key=True)
@@ -233,7 +233,7 @@ class ProjectorCheckpoint(Base):
 
 
 READ_MODEL_TABLES = (
-    Agent,
+    AgentRow,
     PlanRow,
     PlanTask,
     PlanSubtask,

@@ -1,6 +1,6 @@
 """Alembic environment of the read model.
 
-:mod:`planexe_ax.projector.migrate` hands over a synchronous connection (from ``AsyncConnection.run_sync``)
+:mod:`planexe_ax.readmodel.migrate` hands over a synchronous connection (from ``AsyncConnection.run_sync``)
 in ``config.attributes["connection"]``. Run from the ``alembic`` command instead, the URL comes from the
 ``sqlalchemy.url`` option and an async engine is created here.
 """
@@ -14,7 +14,7 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from planexe_ax.projector.models import Base
+from planexe_ax.readmodel.models import Base
 
 config = context.config
 target_metadata = Base.metadata

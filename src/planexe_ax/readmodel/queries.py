@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from planexe_ax.projector.models import (
+from planexe_ax.readmodel.models import (
     INBOX_OPEN,
     READ_MODEL_TABLES,
     Base,

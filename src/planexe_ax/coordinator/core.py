@@ -48,7 +48,7 @@ class Rejected(Exception):
     """A command that cannot be carried out; its message is the reason given back."""
 
 
-class Engine:
+class CoordinatorCore:
     """Routes events, commands and agent changes to executions and returns the effects to carry out.
 
     Args:
@@ -212,4 +212,4 @@ def _cancel_task(d: Decider, task_id: str, command: CancelTask) -> None:
     d.set_task(task, TaskStatus.CANCELLED, reason)
 
 
-__all__ = ["Engine", "Rejected"]
+__all__ = ["CoordinatorCore", "Rejected"]

@@ -14,6 +14,7 @@ class JsonFormatter(logging.Formatter):
     """Format a record as JSON: ts, level, logger, msg, and every extra field."""
 
     def format(self, record: logging.LogRecord) -> str:
+        """One JSON line for ``record``."""
         out: dict[str, object] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname,

@@ -50,6 +50,7 @@ class EmbeddedNats:
 
     @property
     def url(self) -> str:
+        """The client URL of the server on loopback."""
         return f"nats://127.0.0.1:{self.port}"
 
     def _spawn(self) -> int:

@@ -29,6 +29,8 @@ def new_id() -> str:
 
 
 class ExecutionStatus(StrEnum):
+    """States of an execution; COMPLETED, FAILED and CANCELLED are final."""
+
     CREATED = "CREATED"
     QUEUED = "QUEUED"
     RUNNING = "RUNNING"
@@ -67,6 +69,8 @@ class WireModel(BaseModel):
 
 # ---------------------------------------------------------------------------------------------- events
 class EventBase(WireModel):
+    """Fields every event carries; ``event_id`` is the de-duplication id on the bus."""
+
     event_id: str = Field(default_factory=new_id)
     version: int = 1
     execution_id: str
@@ -79,24 +83,32 @@ class EventBase(WireModel):
 
 
 class ExecutionCreated(EventBase):
+    """The coordinator accepted a plan: the execution exists with this plan and these pins."""
+
     type: Literal["execution_created"] = "execution_created"
     plan: Plan
     pins: dict[str, str] = Field(default_factory=dict, description="task_id or action -> agent_id")
 
 
 class ExecutionState(EventBase):
+    """The execution moved to ``status``, for ``reason``."""
+
     type: Literal["execution_state"] = "execution_state"
     status: ExecutionStatus
     reason: str = ""
 
 
 class TaskState(EventBase):
+    """A task moved to ``status``, for ``reason``."""
+
     type: Literal["task_state"] = "task_state"
     status: TaskStatus
     reason: str = ""
 
 
 class SubtaskState(EventBase):
+    """A subtask (one attempt of it) moved to ``status``; the fields that status needs are set."""
+
     type: Literal["subtask_state"] = "subtask_state"
     status: TaskStatus
     action: str = ""
@@ -153,16 +165,22 @@ class InboxClosed(EventBase):
 
 
 class CommandRejected(EventBase):
+    """The coordinator refused a command; ``reason`` says why."""
+
     type: Literal["command_rejected"] = "command_rejected"
     command: str
     reason: str
 
 
 class SubtaskStarted(EventBase):
+    """An agent began working on its leased attempt."""
+
     type: Literal["subtask_started"] = "subtask_started"
 
 
 class SubtaskProgress(EventBase):
+    """How far along an agent is with its attempt, as a percentage and a message."""
+
     type: Literal["subtask_progress"] = "subtask_progress"
     percent: float = Field(ge=0, le=100)
     message: str = ""
@@ -188,6 +206,8 @@ class SubtaskBlocked(EventBase):
 
 
 class SubtaskResult(EventBase):
+    """How an attempt ended: ``output`` when ``ok``, else ``error`` (retried when ``retryable``)."""
+
     type: Literal["subtask_result"] = "subtask_result"
     ok: bool
     output: dict[str, Any] = Field(default_factory=dict)
@@ -242,6 +262,8 @@ class TaskOffer(WireModel):
 
 # ---------------------------------------------------------------------------------------------- commands
 class CommandBase(WireModel):
+    """Fields every control command carries; ``command_id`` is the de-duplication id."""
+
     command_id: str = Field(default_factory=new_id)
     version: int = 1
     execution_id: str
@@ -251,29 +273,41 @@ class CommandBase(WireModel):
 
 
 class StartExecution(CommandBase):
+    """Run ``plan`` as a new execution, with tasks or actions pinned to agents by ``pins``."""
+
     type: Literal["start"] = "start"
     plan: Plan
     pins: dict[str, str] = Field(default_factory=dict)
 
 
 class PauseExecution(CommandBase):
+    """Stop dispatching new work; work in progress finishes."""
+
     type: Literal["pause"] = "pause"
 
 
 class ResumeExecution(CommandBase):
+    """Dispatch work again after a pause."""
+
     type: Literal["resume"] = "resume"
 
 
 class CancelExecution(CommandBase):
+    """Stop the execution: open work is cancelled and nothing more is dispatched."""
+
     type: Literal["cancel"] = "cancel"
 
 
 class PauseTask(CommandBase):
+    """Stop dispatching one task's work until it is resumed."""
+
     type: Literal["pause_task"] = "pause_task"
     task_id: str
 
 
 class ResumeTask(CommandBase):
+    """Dispatch one paused task's work again."""
+
     type: Literal["resume_task"] = "resume_task"
     task_id: str
 
@@ -324,6 +358,8 @@ COMMAND_ADAPTER: TypeAdapter[Command] = TypeAdapter(Command)
 
 # ---------------------------------------------------------------------------------------------- agents
 class CapabilityCard(WireModel):
+    """One action an agent performs, with the JSON schema of its params."""
+
     action: str
     description: str = ""
     params_schema: dict[str, Any] = Field(default_factory=dict)

@@ -85,47 +85,58 @@ class Subjects:
 
     @property
     def all_tasks(self) -> str:
+        """Filter of every work offer (the AX_TASKS stream's subjects)."""
         return self._s("ax.task.>")
 
     @property
     def all_direct(self) -> str:
+        """Filter of every offer pinned to an agent."""
         return self._s("ax.direct.>")
 
     @property
     def all_events(self) -> str:
+        """Filter of every execution's events (the AX_EVENTS stream's subjects)."""
         return self._s("ax.evt.>")
 
     @property
     def all_commands(self) -> str:
+        """Filter of every execution's control commands."""
         return self._s("ax.cmd.>")
 
     @property
     def all_dlq(self) -> str:
+        """Filter of every dead letter, whatever its source."""
         return self._s("ax.dlq.>")
 
     # -- streams, consumers, buckets -------------------------------------------------------------------
     @property
     def tasks_stream(self) -> str:
+        """Stream of work offers, a work queue: each offer is taken once."""
         return self._name("AX_TASKS")
 
     @property
     def events_stream(self) -> str:
+        """Stream of execution events, the source of truth the state is rebuilt from."""
         return self._name("AX_EVENTS")
 
     @property
     def commands_stream(self) -> str:
+        """Stream of control commands to the coordinator."""
         return self._name("AX_COMMANDS")
 
     @property
     def dlq_stream(self) -> str:
+        """Stream of dead letters, kept for people to inspect."""
         return self._name("AX_DLQ")
 
     @property
     def agents_bucket(self) -> str:
+        """KV bucket of agent cards, refreshed by each agent's heartbeat."""
         return f"{self.namespace}-ax-agents" if self.namespace else "ax-agents"
 
     @property
     def plans_bucket(self) -> str:
+        """KV bucket of uploaded plans by plan id, the catalog's source."""
         return f"{self.namespace}-ax-plans" if self.namespace else "ax-plans"
 
     @staticmethod

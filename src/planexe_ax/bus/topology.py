@@ -38,6 +38,7 @@ class Topology:
 
     @property
     def buckets(self) -> tuple[KeyValueConfig, ...]:
+        """Every KV bucket, in the order they are provisioned."""
         return (self.agents_bucket, self.plans_bucket)
 
 

@@ -39,6 +39,7 @@ class LiveProgress:
         self.bar = self.progress.add_task("starting", total=total)
 
     def on_event(self, event: Event) -> None:
+        """Advance the bar on each completed subtask and show the task that started."""
         if isinstance(event, SubtaskState) and event.status == TaskStatus.COMPLETED:
             self.progress.advance(self.bar)
         elif isinstance(event, TaskState) and event.status == TaskStatus.RUNNING and event.task_id:
@@ -58,8 +59,17 @@ async def run_plan(
     """Run ``plan`` to the end with every service in this process; print the result from the read model.
 
     Args:
+        settings: Where the services connect and how they behave.
+        plan: The plan to run.
+        as_json: Print the final report as JSON, without the progress bar.
+        timeout_s: Give up (exit code EXIT_TIMEOUT) after this long; None waits for the end.
+        people: "inbox" leaves people's work in the inbox; "auto" answers it at once.
         dashboard: Serve the gateway too and print the dashboard link of the execution.
         linger: With ``dashboard``: after the run, keep serving until this event is set (Ctrl-C).
+
+    Returns:
+        The exit code: EXIT_OK when the execution completed, EXIT_FAILED when it did not, EXIT_TIMEOUT
+        past ``timeout_s``, EXIT_USAGE when the coordinator rejected the plan.
     """
     console = Console(stderr=True)
     async with nats_server(settings) as url:

@@ -65,19 +65,23 @@ class Decider:
 
     # -- emitting decisions --------------------------------------------------------------------------
     def emit(self, event: Any) -> None:
+        """Apply ``event`` to the run now and keep it to publish."""
         apply_event(self.run, event)
         self.effects.append(Emit(event))
 
     def wake_at(self, when: datetime) -> None:
+        """Ask to be called again at ``when`` (the earliest asked time wins)."""
         self.wake = when if self.wake is None else min(self.wake, when)
 
     def set_execution(self, status: ExecutionStatus, reason: str = "", causation_id: str | None = None) -> None:
+        """Move the execution to ``status``, with a deterministic event id."""
         run = self.run
         seen = run.seen[status]
         self.emit(ExecutionState(event_id=f"{run.execution_id}:x:{status.value}:{seen}", execution_id=run.execution_id,
                                  ts=self.now, status=status, reason=reason, causation_id=causation_id))  # fmt: skip
 
     def set_task(self, task: TaskRun, status: TaskStatus, reason: str = "") -> None:
+        """Move a task to ``status`` and mark it and its successors to be looked at again."""
         self.dirty.add(task.task_id)
         self.dirty.update(self.run.graph.outgoing[task.task_id])
         seen = task.seen[status]
@@ -86,6 +90,7 @@ class Decider:
                             status=status, reason=reason))  # fmt: skip
 
     def set_subtask(self, sub: SubtaskRun, status: TaskStatus, **extra: Any) -> None:
+        """Move a subtask's current attempt to ``status``; ``extra`` fills the event's fields."""
         self.dirty.add(sub.task_id)
         self.changed.add(sub.subtask_id)
         extra.setdefault("attempt", sub.attempt)
@@ -96,6 +101,7 @@ class Decider:
                                subtask_id=sub.subtask_id, action=sub.action, status=status, **extra))  # fmt: skip
 
     def open_inbox(self, holder: SubtaskRun | TaskRun, kind: InboxKind, reason: str, **extra: Any) -> None:
+        """Ask a person about a subtask or a task: an inbox item of ``kind``."""
         sub = holder if isinstance(holder, SubtaskRun) else None
         entity = sub.subtask_id if sub else holder.task_id
         spec = self.run.graph.subtasks[sub.subtask_id] if sub else None
@@ -109,6 +115,7 @@ class Decider:
                               actions=ACTIONS[kind], **extra))  # fmt: skip
 
     def close_inbox(self, item_id: str, resolution: str, by: str = "", comment: str = "", **extra: Any) -> None:
+        """Record how an inbox item was answered, or that it needs no answer any more."""
         self.emit(InboxClosed(event_id=f"{item_id}:closed", item_id=item_id,
                               execution_id=self.run.execution_id, ts=self.now, resolution=resolution, by=by,
                               comment=comment, **extra))  # fmt: skip
@@ -121,6 +128,7 @@ class Decider:
         return sorted(agent for agent, caps in self.agents.items() if action in caps)
 
     def offline(self, agent_id: str | None) -> bool:
+        """Whether ``agent_id`` is known to have gone (False while the agents are not known)."""
         return self.agents is not None and agent_id is not None and agent_id not in self.agents
 
     # -- dependency checks -------------------------------------------------------------------------
@@ -162,6 +170,7 @@ def backoff_s(run: ExecutionRun, sub: SubtaskRun, failures: int, config: CoreCon
 
 
 def max_attempts(run: ExecutionRun, sub: SubtaskRun, config: CoreConfig) -> int:
+    """Attempts allowed for a subtask: its retry policy's, else the configured default."""
     policy = run.graph.subtasks[sub.subtask_id].retry_policy
     return (policy.max_attempts if policy else None) or config.default_max_attempts
 

@@ -90,6 +90,8 @@ Agents = Mapping[str, frozenset[str]]
 
 @dataclass
 class SubtaskRun:
+    """What the coordinator knows of one subtask: status, current attempt, agent, timers, last report."""
+
     subtask_id: str
     task_id: str
     action: str
@@ -114,6 +116,8 @@ class SubtaskRun:
 
 @dataclass
 class TaskRun:
+    """What the coordinator knows of one task: status, times, pause, pin, open inbox item."""
+
     task_id: str
     status: TaskStatus = TaskStatus.PENDING
     started_at: datetime | None = None
@@ -145,6 +149,7 @@ class ExecutionRun:
 
     @classmethod
     def create(cls, execution_id: str, plan: Plan, pins: dict[str, str] | None = None) -> ExecutionRun:
+        """A fresh run of ``plan``: every task and subtask PENDING."""
         graph = PlanGraph.from_plan(plan)
         run = cls(execution_id=execution_id, plan=plan, graph=graph, pins=dict(pins or {}))
         run.tasks = {task_id: TaskRun(task_id) for task_id in graph.tasks}

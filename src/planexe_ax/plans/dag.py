@@ -34,6 +34,7 @@ class Edge:
 
     @property
     def gates_start(self) -> bool:
+        """Whether the edge holds back the successor's start (else its finish)."""
         return self.type in START_TYPES
 
 

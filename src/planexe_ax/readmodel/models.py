@@ -44,6 +44,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Refuse naive datetimes; store UTC (naive on SQLite)."""
         if value is None:
             return None
         if value.tzinfo is None:
@@ -52,6 +53,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Read back a timezone-aware UTC datetime."""
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
@@ -68,6 +70,8 @@ class Base(DeclarativeBase):
 
 
 class AgentRow(Base):
+    """An agent as last seen in KV ``ax-agents``: card, liveness and the work it holds."""
+
     __tablename__ = "agents"
 
     agent_id: Mapped[str] = mapped_column(ID, primary_key=True)
@@ -81,6 +85,8 @@ class AgentRow(Base):
 
 
 class PlanRow(Base):
+    """A plan in the catalog with its whole document; deleted plans stay for their executions."""
+
     __tablename__ = "plans"
 
     plan_id: Mapped[str] = mapped_column(ID, primary_key=True)
@@ -92,6 +98,8 @@ class PlanRow(Base):
 
 
 class PlanTask(Base):
+    """One task of a catalog plan, in plan order, with its phase."""
+
     __tablename__ = "plan_tasks"
 
     plan_id: Mapped[str] = mapped_column(ID, ForeignKey("plans.plan_id", ondelete="CASCADE"), primary_key=True)
@@ -106,6 +114,8 @@ class PlanTask(Base):
 
 
 class PlanSubtask(Base):
+    """One subtask of a catalog plan's task, in order."""
+
     __tablename__ = "plan_subtasks"
     __table_args__ = (
         ForeignKeyConstraint(["plan_id", "task_id"], ["plan_tasks.plan_id", "plan_tasks.task_id"], ondelete="CASCADE"),
@@ -121,6 +131,8 @@ class PlanSubtask(Base):
 
 
 class Execution(Base):
+    """One execution of a plan: status and times."""
+
     __tablename__ = "executions"
     __table_args__ = (Index("ix_executions_created", "created_at", "execution_id"),)
 
@@ -135,6 +147,8 @@ class Execution(Base):
 
 
 class ExecutionTask(Base):
+    """A task's state inside one execution."""
+
     __tablename__ = "execution_tasks"
 
     execution_id: Mapped[str] = mapped_column(
@@ -149,6 +163,8 @@ class ExecutionTask(Base):
 
 
 class ExecutionSubtask(Base):
+    """A subtask's state inside one execution: attempt, agent, progress, result and why it waits."""
+
     __tablename__ = "execution_subtasks"
     __table_args__ = (
         ForeignKeyConstraint(

@@ -101,6 +101,7 @@ class Lease:
 
     @property
     def key(self) -> Key:
+        """The attempt this lease holds: (execution id, subtask id, attempt)."""
         return (self.offer.execution_id, self.offer.subtask_id, self.offer.attempt)
 
 

@@ -34,6 +34,11 @@ def decode_cursor(cursor: str, arity: int) -> list[Any]:
 
 
 def parse_time(text: Any) -> datetime:
+    """The datetime a cursor part names.
+
+    Raises:
+        BadCursor: when the part is not ISO 8601 text.
+    """
     if not isinstance(text, str):
         raise BadCursor("cursor time is not text")
     try:

@@ -54,6 +54,8 @@ class NewExecution(BaseModel):
 
 
 class Steer(StrEnum):
+    """The statuses a client may ask an execution to move to."""
+
     PAUSED = "PAUSED"
     RUNNING = "RUNNING"
     CANCELLED = "CANCELLED"

@@ -1,5 +1,8 @@
-"""Executions and their events, read from the read model and shaped as the JSON of the REST API and the
-WebSocket snapshot. Lists are keyset-paginated (:mod:`planexe_ax.ws_gateway.paging`)."""
+"""Executions and their events, read from the read model, shaped as JSON.
+
+The shapes are those of the REST API and the WebSocket snapshot. Lists are keyset-paginated
+(:mod:`planexe_ax.ws_gateway.paging`).
+"""
 
 from __future__ import annotations
 

@@ -102,6 +102,7 @@ class PageReader(HTMLParser):
         super().__init__(convert_charrefs=True)
 
     def handle_starttag(self, tag: str, attrs_list: list[tuple[str, str | None]]) -> None:
+        """Note the tag's metadata and start capturing its text when a selector matches."""
         attrs = {k: v or "" for k, v in attrs_list}
         self._note(tag, attrs)
         if tag in _VOID:
@@ -126,6 +127,7 @@ class PageReader(HTMLParser):
             self.contact_fields += 1
 
     def handle_endtag(self, tag: str) -> None:
+        """Close the innermost open element named ``tag`` (and any left open inside it)."""
         self._in_title = False
         for i in range(len(self._stack) - 1, -1, -1):
             if self._stack[i][0] == tag:
@@ -133,6 +135,7 @@ class PageReader(HTMLParser):
                 return
 
     def handle_data(self, data: str) -> None:
+        """Collect the title and visible text; script and style contents are skipped."""
         if self._in_title:
             self.title += data.strip()
         if self._stack and self._stack[-1][0] in ("script", "style"):

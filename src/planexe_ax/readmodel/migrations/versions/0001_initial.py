@@ -32,6 +32,7 @@ def _json(name: str, nullable: bool = False) -> sa.Column[Any]:
 
 
 def upgrade() -> None:
+    """Create the agents, plans, executions, events and checkpoint tables."""
     op.create_table(
         "agents",
         sa.Column("agent_id", ID, primary_key=True),
@@ -149,6 +150,7 @@ def _create_event_tables() -> None:
 
 
 def downgrade() -> None:
+    """Drop every table this revision created."""
     op.drop_table("projector_checkpoints")
     op.drop_index("ix_execution_events_execution_seq", table_name="execution_events")
     op.drop_table("execution_events")

@@ -33,6 +33,7 @@ def _json(name: str, nullable: bool = False) -> sa.Column[Any]:
 
 
 def upgrade() -> None:
+    """Add the inbox table and the columns that say why a subtask waits."""
     op.create_table(
         "inbox_items",
         sa.Column("item_id", ITEM_ID, primary_key=True),
@@ -68,6 +69,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    """Drop the inbox table and those columns."""
     with op.batch_alter_table("execution_subtasks") as batch:
         batch.drop_column("deadline")
         batch.drop_column("not_before")

@@ -18,6 +18,7 @@ depends_on = None
 
 
 def upgrade() -> None:
+    """Add plan deletion, the agents' current work and the executions' listing index."""
     json = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
     # Plain ALTER TABLE on every backend (SQLite 3.35+ drops columns itself): a batch copy of `plans` would
     # drop the table that executions reference.
@@ -27,6 +28,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    """Drop the index and the columns this revision added."""
     op.drop_index("ix_executions_created", table_name="executions")
     op.drop_column("agents", "current")
     op.drop_column("plans", "deleted_at")

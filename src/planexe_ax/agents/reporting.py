@@ -21,6 +21,7 @@ from planexe_ax.bus import (
     SubtaskResult,
     SubtaskStarted,
     TaskOffer,
+    event_ids,
 )
 from planexe_ax.errors import PermanentError
 
@@ -78,24 +79,24 @@ class Reporter:
 
     def started_event(self) -> SubtaskStarted:
         """Build the ``subtask_started`` (event id ``<msg_id>:started``)."""
-        return SubtaskStarted(event_id=f"{self.offer.msg_id}:started", **self._ids())
+        return SubtaskStarted(event_id=event_ids.subtask_started(self.offer.msg_id), **self._ids())
 
     def progress_event(self, percent: float, message: str) -> SubtaskProgress:
         """Build the next ``subtask_progress`` (event id ``<msg_id>:progress:<n>``, n from 1)."""
         self._progress_n += 1
-        event_id = f"{self.offer.msg_id}:progress:{self._progress_n}"
+        event_id = event_ids.subtask_progress(self.offer.msg_id, self._progress_n)
         return SubtaskProgress(event_id=event_id, percent=percent, message=message, **self._ids())
 
     def blocked_event(self, reason: str, max_wait_s: float | None) -> SubtaskBlocked:
         """Build the next ``subtask_blocked`` (event id ``<msg_id>:blocked:<n>``, n from 1)."""
         self._blocked_n += 1
-        event_id = f"{self.offer.msg_id}:blocked:{self._blocked_n}"
+        event_id = event_ids.subtask_blocked(self.offer.msg_id, self._blocked_n)
         return SubtaskBlocked(event_id=event_id, reason=reason, max_wait_s=max_wait_s, **self._ids())
 
     def rejected(self, rejection: RejectOffer) -> SubtaskRejected:
         """Build the ``subtask_rejected`` (event id ``<msg_id>:rejected``); publish it with :meth:`publish`."""
         return SubtaskRejected(
-            event_id=f"{self.offer.msg_id}:rejected",
+            event_id=event_ids.subtask_rejected(self.offer.msg_id),
             reason_code=rejection.reason_code,
             reason=rejection.reason,
             **self._ids(),
@@ -114,7 +115,7 @@ class Reporter:
         if confidence is not None:
             confidence = min(1.0, max(0.0, confidence))
         return SubtaskResult(
-            event_id=f"{self.offer.msg_id}:result",
+            event_id=event_ids.subtask_result(self.offer.msg_id),
             ok=ok,
             output=output or {},
             error=error,

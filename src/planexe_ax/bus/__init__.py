@@ -1,5 +1,6 @@
 """The bus: the only package that knows NATS. Every other package imports from here."""
 
+from planexe_ax.bus import event_ids
 from planexe_ax.bus.codec import decode_command, decode_event
 from planexe_ax.bus.connection import MSG_ID, Bus, connect
 from planexe_ax.bus.consumer import PullLoop, supervise
@@ -113,6 +114,7 @@ __all__ = [
     "direct_consumer",
     "ensure_consumer",
     "ensure_topology",
+    "event_ids",
     "events_consumer",
     "nats_server_binary",
     "new_id",

@@ -17,6 +17,7 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from nats.js.kv import KeyValue
 
+from planexe_ax.bus import event_ids
 from planexe_ax.bus.messages import CommandBase, DeadLetter, EventBase, TaskOffer, WireModel, utcnow
 from planexe_ax.bus.subjects import Subjects
 from planexe_ax.bus.topology import ensure_topology
@@ -81,7 +82,8 @@ class Bus:
             headers=dict(msg.headers or {}),
             stream_seq=seq,
         )
-        await self.publish(self.subjects.dlq(source), letter, msg_id=f"{source}:{msg.subject}:{seq}" if seq else None)
+        msg_id = event_ids.dead_letter(source, msg.subject, seq) if seq else None
+        await self.publish(self.subjects.dlq(source), letter, msg_id=msg_id)
         log.warning("message dead-lettered", extra={"source": source, "subject": msg.subject, "reason": reason})
         if msg.reply:
             try:

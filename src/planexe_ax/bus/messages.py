@@ -15,6 +15,7 @@ from uuid import uuid4
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
+from planexe_ax.bus import event_ids
 from planexe_ax.bus.plan import Plan
 
 
@@ -257,7 +258,7 @@ class TaskOffer(WireModel):
     @property
     def msg_id(self) -> str:
         """De-duplication id: one offer per attempt."""
-        return f"{self.execution_id}:{self.subtask_id}:{self.attempt}"
+        return event_ids.offer(self.execution_id, self.subtask_id, self.attempt)
 
 
 # ---------------------------------------------------------------------------------------------- commands

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from planexe_ax.bus import event_ids
 from planexe_ax.bus.messages import (
     TERMINAL_EXECUTION,
     TERMINAL_TASK,
@@ -164,11 +165,12 @@ class CoordinatorCore:
             paused = isinstance(command, PauseTask)
             if task.paused == paused:
                 raise Rejected(f"task {task.task_id} is already {'paused' if paused else 'running'}")
-            d.emit(TaskPaused(event_id=f"{run.execution_id}:tp:{command.command_id}", paused=paused,
+            d.emit(TaskPaused(event_id=event_ids.task_paused(run.execution_id, command.command_id), paused=paused,
                               by=command.issued_by, **ids))  # fmt: skip
         elif isinstance(command, Reassign):
-            d.emit(TaskReassigned(event_id=f"{run.execution_id}:tr:{command.command_id}", agent_id=command.agent_id,
-                                  by=command.issued_by, **ids))  # fmt: skip
+            reassigned_id = event_ids.task_reassigned(run.execution_id, command.command_id)
+            d.emit(TaskReassigned(event_id=reassigned_id, agent_id=command.agent_id, by=command.issued_by,
+                                  **ids))  # fmt: skip
             for sub in (s for s in run.subtasks.values() if s.task_id == task.task_id and s.status in REOPENABLE):
                 if sub.inbox:
                     d.close_inbox(sub.inbox, "reassigned", by=command.issued_by)
@@ -186,15 +188,15 @@ class CoordinatorCore:
                 check_id(agent_id, "pinned agent id")  # a pin becomes a subject token: refuse it here, not at publish
         except (PlanValidationError, ValueError) as exc:
             raise Rejected(str(exc)) from exc
-        created = ExecutionCreated(event_id=f"{command.execution_id}:created", execution_id=command.execution_id,
-                                   ts=now, plan=command.plan, pins=command.pins,
-                                   causation_id=command.command_id)  # fmt: skip
+        event_id = event_ids.execution_created(command.execution_id)
+        created = ExecutionCreated(event_id=event_id, execution_id=command.execution_id, ts=now, plan=command.plan,
+                                   pins=command.pins, causation_id=command.command_id)  # fmt: skip
         self.fold(created)
         return [Emit(created), *decide(self.runs[command.execution_id], now, self.config, self.agents)]
 
     @staticmethod
     def _reject(command: Command, now: datetime, reason: str) -> Emit:
-        return Emit(CommandRejected(event_id=f"{command.execution_id}:rejected:{command.command_id}",
+        return Emit(CommandRejected(event_id=event_ids.command_rejected(command.execution_id, command.command_id),
                                     execution_id=command.execution_id, ts=now, command=command.type, reason=reason,
                                     causation_id=command.command_id))  # fmt: skip
 

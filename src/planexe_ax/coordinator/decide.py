@@ -11,6 +11,7 @@ import hashlib
 from datetime import datetime, timedelta
 from typing import Any
 
+from planexe_ax.bus import event_ids
 from planexe_ax.bus.messages import (
     TERMINAL_EXECUTION,
     TERMINAL_TASK,
@@ -77,7 +78,8 @@ class Decider:
         """Move the execution to ``status``, with a deterministic event id."""
         run = self.run
         seen = run.seen[status]
-        self.emit(ExecutionState(event_id=f"{run.execution_id}:x:{status.value}:{seen}", execution_id=run.execution_id,
+        event_id = event_ids.execution_state(run.execution_id, status.value, seen)
+        self.emit(ExecutionState(event_id=event_id, execution_id=run.execution_id,
                                  ts=self.now, status=status, reason=reason, causation_id=causation_id))  # fmt: skip
 
     def set_task(self, task: TaskRun, status: TaskStatus, reason: str = "") -> None:
@@ -85,7 +87,7 @@ class Decider:
         self.dirty.add(task.task_id)
         self.dirty.update(self.run.graph.outgoing[task.task_id])
         seen = task.seen[status]
-        self.emit(TaskState(event_id=f"{self.run.execution_id}:t:{task.task_id}:{status.value}:{seen}",
+        self.emit(TaskState(event_id=event_ids.task_state(self.run.execution_id, task.task_id, status.value, seen),
                             execution_id=self.run.execution_id, ts=self.now, task_id=task.task_id,
                             status=status, reason=reason))  # fmt: skip
 
@@ -96,7 +98,8 @@ class Decider:
         extra.setdefault("attempt", sub.attempt)
         attempt = extra["attempt"]
         seen = sub.seen[(attempt, status)]
-        self.emit(SubtaskState(event_id=f"{self.run.execution_id}:s:{sub.subtask_id}:{attempt}:{status.value}:{seen}",
+        event_id = event_ids.subtask_state(self.run.execution_id, sub.subtask_id, attempt, status.value, seen)
+        self.emit(SubtaskState(event_id=event_id,
                                execution_id=self.run.execution_id, ts=self.now, task_id=sub.task_id,
                                subtask_id=sub.subtask_id, action=sub.action, status=status, **extra))  # fmt: skip
 
@@ -106,8 +109,8 @@ class Decider:
         entity = sub.subtask_id if sub else holder.task_id
         spec = self.run.graph.subtasks[sub.subtask_id] if sub else None
         task_spec = self.run.graph.tasks[holder.task_id]
-        item_id = f"{self.run.execution_id}-{entity}-{kind}-{holder.opened}"
-        self.emit(InboxOpened(event_id=f"{item_id}:opened", item_id=item_id,
+        item_id = event_ids.inbox_item(self.run.execution_id, entity, kind, holder.opened)
+        self.emit(InboxOpened(event_id=event_ids.inbox_opened(item_id), item_id=item_id,
                               execution_id=self.run.execution_id, ts=self.now, task_id=holder.task_id,
                               subtask_id=sub.subtask_id if sub else None, attempt=sub.attempt if sub else None,
                               kind=kind, title=spec.description or task_spec.title if spec else task_spec.title,
@@ -116,7 +119,7 @@ class Decider:
 
     def close_inbox(self, item_id: str, resolution: str, by: str = "", comment: str = "", **extra: Any) -> None:
         """Record how an inbox item was answered, or that it needs no answer any more."""
-        self.emit(InboxClosed(event_id=f"{item_id}:closed", item_id=item_id,
+        self.emit(InboxClosed(event_id=event_ids.inbox_closed(item_id), item_id=item_id,
                               execution_id=self.run.execution_id, ts=self.now, resolution=resolution, by=by,
                               comment=comment, **extra))  # fmt: skip
 

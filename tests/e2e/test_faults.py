@@ -20,13 +20,16 @@ Recovery times are printed (``-s``) and recorded as test properties.
 """
 
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
 from tests.helpers.faults import Measurement, run_scenario
 from tests.helpers.postgres import create_database, drop_database
+
+RecordProperty = Callable[[str, object], None]
+"""pytest's ``record_property`` fixture."""
 
 pytestmark = [pytest.mark.slow, pytest.mark.nats, pytest.mark.postgres, pytest.mark.timeout(170)]
 
@@ -41,7 +44,7 @@ async def replay_url(postgres_admin_url: str | None) -> AsyncIterator[str]:
     await drop_database(postgres_admin_url, url)
 
 
-def _report(measured: Measurement, record_property) -> None:
+def _report(measured: Measurement, record_property: RecordProperty) -> None:
     sys.stdout.write(f"\nrecovery: {measured.line()} recovery_s={measured.recovery_s()}\n")
     for key, value in measured.properties().items():
         record_property(key, value)
@@ -49,7 +52,7 @@ def _report(measured: Measurement, record_property) -> None:
 
 
 async def test_agent_killed_mid_task_its_work_is_redelivered(
-    tmp_path: Path, postgres_url: str, replay_url: str, record_property
+    tmp_path: Path, postgres_url: str, replay_url: str, record_property: RecordProperty
 ) -> None:
     measured = await run_scenario("agent", tmp_path, postgres_url, replay_url)
     _report(measured, record_property)
@@ -57,21 +60,21 @@ async def test_agent_killed_mid_task_its_work_is_redelivered(
 
 
 async def test_coordinator_killed_and_restarted_rebuilds_and_completes(
-    tmp_path: Path, postgres_url: str, replay_url: str, record_property
+    tmp_path: Path, postgres_url: str, replay_url: str, record_property: RecordProperty
 ) -> None:
     measured = await run_scenario("coordinator", tmp_path, postgres_url, replay_url)
     _report(measured, record_property)
 
 
 async def test_nats_server_killed_and_restarted_everything_reconnects(
-    tmp_path: Path, postgres_url: str, replay_url: str, record_property
+    tmp_path: Path, postgres_url: str, replay_url: str, record_property: RecordProperty
 ) -> None:
     measured = await run_scenario("nats", tmp_path, postgres_url, replay_url)
     _report(measured, record_property)
 
 
 async def test_projector_killed_and_restarted_read_model_equals_a_fresh_replay(
-    tmp_path: Path, postgres_url: str, replay_url: str, record_property
+    tmp_path: Path, postgres_url: str, replay_url: str, record_property: RecordProperty
 ) -> None:
     measured = await run_scenario("projector", tmp_path, postgres_url, replay_url)
     _report(measured, record_property)

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from planexe_ax.bus import Bus, ExecutionStatus, InboxOpened, Plan, SubtaskState, TaskStatus
+from planexe_ax.bus import Bus, Event, ExecutionStatus, InboxOpened, Plan, SubtaskState, TaskStatus
 from planexe_ax.bus.client import control, follow, start_execution
 from planexe_ax.cli.services import Services, start_services
 from planexe_ax.config import Settings
@@ -149,10 +149,10 @@ async def test_cancel_stops_dispatch_at_once(bus: Bus, services: Services) -> No
         }
     )
     execution_id = await start_execution(bus, plan)
-    events: list = []
+    events: list[Event] = []
     third = asyncio.Event()
 
-    def on_event(event) -> None:
+    def on_event(event: Event) -> None:
         events.append(event)
         if isinstance(event, SubtaskState) and event.status == TaskStatus.COMPLETED and event.subtask_id == "s2":
             third.set()

@@ -3,11 +3,12 @@
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from planexe_ax.agents import AgentRuntime, builtin_agents
-from planexe_ax.bus import Bus, Plan, SubtaskState, TaskStatus, connect, decode_event
+from planexe_ax.bus import Bus, Event, Plan, SubtaskState, TaskStatus, connect, decode_event
 from planexe_ax.bus.client import follow, start_execution
 from planexe_ax.config import Settings
 from planexe_ax.coordinator import Coordinator
@@ -49,10 +50,10 @@ def wide_plan(tasks: int = 10, subtasks: int = 4) -> Plan:
     )
 
 
-async def stream_events(bus: Bus) -> list:
+async def stream_events(bus: Bus) -> list[Event]:
     sub = await bus.js.pull_subscribe(bus.subjects.all_events, stream=bus.subjects.events_stream)
     info = await bus.js.stream_info(bus.subjects.events_stream)
-    out = []
+    out: list[Event] = []
     while len(out) < info.state.messages:
         for msg in await sub.fetch(min(256, info.state.messages - len(out)), timeout=5):
             assert msg.headers is not None
@@ -87,7 +88,7 @@ async def test_coordinator_restarted_mid_run_rebuilds_and_completes_once(
     completed = 0
     halfway = asyncio.Event()
 
-    def count(event) -> None:
+    def count(event: Event) -> None:
         nonlocal completed
         if isinstance(event, SubtaskState) and event.status == TaskStatus.COMPLETED:
             completed += 1
@@ -129,7 +130,7 @@ async def test_coordinator_restarted_mid_run_rebuilds_and_completes_once(
 
 
 async def test_replaying_a_real_run_gives_identical_tables(
-    nats_url: str, settings: Settings, bus: Bus, database_url: str, tmp_path, agents: None
+    nats_url: str, settings: Settings, bus: Bus, database_url: str, tmp_path: Path, agents: None
 ) -> None:
     coordinator_bus = await connect(settings, nats_url, "coordinator")
     coordinator, stop = Coordinator(coordinator_bus), asyncio.Event()

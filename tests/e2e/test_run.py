@@ -2,17 +2,19 @@
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from planexe_ax.cli import example_plan_path, load_plan, main
+from planexe_ax.config import Settings
 from tests.helpers.checks import assert_completed, assert_dependencies_hold
 
 pytestmark = [pytest.mark.slow, pytest.mark.nats]
 
 
 @pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, nats_url: str, settings, database_url: str) -> dict[str, str]:
+def env(monkeypatch: pytest.MonkeyPatch, nats_url: str, settings: Settings, database_url: str) -> dict[str, str]:
     values = {
         "PLANEXE_NATS_URL": nats_url,
         "PLANEXE_NAMESPACE": settings.namespace,
@@ -25,7 +27,7 @@ def env(monkeypatch: pytest.MonkeyPatch, nats_url: str, settings, database_url: 
     return values
 
 
-def run_json(plan_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict]:
+def run_json(plan_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any]]:
     code = main(["run", str(plan_path), "--json", "--timeout", "60"])
     return code, json.loads(capsys.readouterr().out)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from planexe_ax.cli import example_plan_path
+from planexe_ax.config import Settings
 from tests.helpers.checks import assert_completed
 from tests.helpers.processes import Service, cli
 
@@ -15,7 +16,7 @@ READY = "running on nats://"
 
 
 @pytest.fixture
-def env(nats_url: str, settings, postgres_url: str) -> dict[str, str]:
+def env(nats_url: str, settings: Settings, postgres_url: str) -> dict[str, str]:
     return {
         "PLANEXE_NATS_URL": nats_url,
         "PLANEXE_NAMESPACE": settings.namespace,

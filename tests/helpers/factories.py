@@ -53,7 +53,7 @@ def offers(effects: list[Any]) -> list[str]:
 
 def emitted(effects: list[Any]) -> list[tuple[str, str | None, str]]:
     """(type, task or subtask id, status) of every decision event in ``effects``."""
-    out = []
+    out: list[tuple[str, str | None, str]] = []
     for effect in effects:
         if isinstance(effect, Emit):
             event = effect.event

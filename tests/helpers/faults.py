@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from nats.js.api import AckPolicy, ConsumerConfig
+from nats.js.api import AckPolicy, ConsumerConfig, SequenceInfo
 from sqlalchemy import text
 
 from planexe_ax.bus import (
@@ -239,6 +239,7 @@ async def stream_events(bus: Bus, execution_id: str) -> list[tuple[int, Event]]:
     out: list[tuple[int, Event]] = []
     try:
         total = (await sub.consumer_info()).num_pending
+        assert total is not None, "a new consumer reports how many messages it has pending"
         while len(out) < total:
             msgs = await sub.fetch(min(256, total - len(out)), timeout=5)
             out.extend((m.metadata.sequence.stream, decode_event(m.data)) for m in msgs)
@@ -300,18 +301,22 @@ async def replay_equals_live(bus: Bus, live_url: str, replay_url: str) -> list[s
     return compared
 
 
+def _stream_seq(info: SequenceInfo | None) -> int | None:
+    return info.stream_seq if info else None
+
+
 async def stall_report(bus: Bus, execution_id: str) -> str:
     """Where an execution that did not complete stands: its states, progress, last events and the consumers."""
     events = await stream_events(bus, execution_id)
     states = [f"{e.status.value}: {e.reason}" for _, e in events if isinstance(e, ExecutionState)]
     done = {e.subtask_id for _, e in events if isinstance(e, SubtaskState) and e.status == TaskStatus.COMPLETED}
     last = [f"#{seq} {e.ts:%H:%M:%S.%f} {e.type} {e.subtask_id} {getattr(e, 'status', '')}" for seq, e in events[-6:]]
-    consumers = []
+    consumers: list[str] = []
     for stream in (bus.subjects.events_stream, bus.subjects.tasks_stream, bus.subjects.commands_stream):
         consumers.extend(
             f"{stream}/{info.name}: pending={info.num_pending} ack_pending={info.num_ack_pending} "
-            f"redelivered={info.num_redelivered} delivered={info.delivered.stream_seq} "
-            f"ack_floor={info.ack_floor.stream_seq}"
+            f"redelivered={info.num_redelivered} delivered={_stream_seq(info.delivered)} "
+            f"ack_floor={_stream_seq(info.ack_floor)}"
             for info in await bus.js.consumers_info(stream)
         )
     tasks = (await bus.js.stream_info(bus.subjects.tasks_stream)).state.messages

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -26,8 +26,10 @@ from planexe_ax.bus import (
     TaskState,
     TaskStatus,
 )
-from planexe_ax.bus.messages import EventBase
+from planexe_ax.bus.messages import Event, EventBase
 from planexe_ax.projector.handlers import apply_event
+
+E = TypeVar("E", bound=EventBase)
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -76,7 +78,7 @@ def created(execution_id: str = "e1", t: float = 0) -> ExecutionCreated:
     return ExecutionCreated(execution_id=execution_id, ts=at(t), plan=sample_plan())
 
 
-def people_scenario(execution_id: str = "e1") -> list[EventBase]:
+def people_scenario(execution_id: str = "e1") -> list[Event]:
     """A run with people in the loop, still going at the end.
 
     t1 waits for an approval (approved by ann); s1 is rejected by a1, waits for a retry, is reassigned to
@@ -85,10 +87,10 @@ def people_scenario(execution_id: str = "e1") -> list[EventBase]:
     """
     e = execution_id
 
-    def sub(kind: type[EventBase], t: float, task: str, subtask: str, **kw: Any) -> EventBase:
+    def sub(kind: type[E], t: float, task: str, subtask: str, **kw: Any) -> E:
         return kind(execution_id=e, ts=at(t), task_id=task, subtask_id=subtask, **kw)
 
-    def state(t: float, task: str, subtask: str, status: TaskStatus, **kw: Any) -> EventBase:
+    def state(t: float, task: str, subtask: str, status: TaskStatus, **kw: Any) -> SubtaskState:
         return sub(SubtaskState, t, task, subtask, status=status, **kw)
 
     return [
@@ -199,10 +201,10 @@ class Feed:
         self.sessions = sessions
         self.seq = 0
 
-    async def __call__(self, *events: EventBase) -> list[bool]:
+    async def __call__(self, *events: Event) -> list[bool]:
         applied = []
         async with self.sessions.begin() as session:
             for event in events:
                 self.seq += 1
-                applied.append(await apply_event(session, event, self.seq))  # type: ignore[arg-type]
+                applied.append(await apply_event(session, event, self.seq))
         return applied

@@ -16,6 +16,7 @@ async def test_topology_is_idempotent_and_events_carry_traceparent(bus: Bus) -> 
     assert stored.headers is not None
     assert stored.headers["traceparent"].startswith("00-")
     assert stored.headers["Nats-Msg-Id"] == event.event_id
+    assert stored.data is not None
     assert decode_event(stored.data) == event
 
 

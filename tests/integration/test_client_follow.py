@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from planexe_ax.bus import EmbeddedNats, ExecutionState, ExecutionStatus, TaskState, TaskStatus, connect
+from planexe_ax.bus import EmbeddedNats, Event, ExecutionState, ExecutionStatus, TaskState, TaskStatus, connect
 from planexe_ax.bus.client import follow
 from planexe_ax.config import Settings
 from tests.helpers.eventually import eventually
@@ -22,7 +22,7 @@ async def test_follow_goes_on_after_the_server_restarts(tmp_path: Path) -> None:
         seen: list[str] = []
         first = asyncio.Event()
 
-        def on_event(event) -> None:
+        def on_event(event: Event) -> None:
             seen.append(event.event_id)
             first.set()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -111,7 +112,7 @@ EXPECTED_REPORT = {
 }
 
 
-async def publish_all(bus: Bus, events: list[EventBase]) -> int:
+async def publish_all(bus: Bus, events: Sequence[EventBase]) -> int:
     """Publish in order; return the stream sequence of the last one."""
     seq = 0
     for event in events:

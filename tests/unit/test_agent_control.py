@@ -32,7 +32,7 @@ def test_reject_offer_checks_its_reason_code() -> None:
     assert str(rejection) == "over_budget: costs 500, budget 100"
     assert str(RejectOffer("other")) == "other"
     with pytest.raises(ValueError, match="missing_tool"):
-        RejectOffer("lazy")  # type: ignore[arg-type]
+        RejectOffer("lazy")  # type: ignore[arg-type]  # not a RejectReason, on purpose
 
 
 async def test_accept_hook_may_be_sync_async_or_raise() -> None:

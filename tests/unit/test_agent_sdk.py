@@ -54,7 +54,7 @@ def test_capability_rejects_bad_definitions() -> None:
     with pytest.raises(ValueError, match="action"):
         capability("Bad.Action")
 
-    async def untyped(params, ctx):  # type: ignore[no-untyped-def]
+    async def untyped(params, ctx):  # type: ignore[no-untyped-def]  # unannotated on purpose: it is refused
         return {}
 
     with pytest.raises(TypeError, match="pydantic model"):
@@ -64,7 +64,7 @@ def test_capability_rejects_bad_definitions() -> None:
         return {}
 
     with pytest.raises(TypeError, match="async"):
-        capability("sync")(not_async)  # type: ignore[arg-type]
+        capability("sync")(not_async)  # type: ignore[arg-type]  # not a coroutine function, on purpose
 
 
 async def test_task_context_clamps_progress_and_creates_the_output_dir(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,8 +15,9 @@ def write(tmp_path: Path, data: object, name: str = "plan.json") -> Path:
     return path
 
 
-def base_plan() -> dict:
-    return json.loads(example_plan_path().read_text())
+def base_plan() -> dict[str, Any]:
+    plan: dict[str, Any] = json.loads(example_plan_path().read_text())
+    return plan
 
 
 def validate(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:

@@ -17,12 +17,15 @@ def test_sqlite_stores_naive_utc_and_reads_aware_utc() -> None:
     column, dialect = UTCDateTime(), sqlite.dialect()
     stored = column.process_bind_param(datetime(2025, 1, 1, 10, 0, tzinfo=PARIS), dialect)
     assert stored == datetime(2025, 1, 1, 9, 0, tzinfo=UTC).replace(tzinfo=None)
-    assert column.process_result_value(stored, dialect) == datetime(2025, 1, 1, 9, 0, tzinfo=UTC)
-    assert column.process_result_value(stored, dialect).tzinfo is UTC  # type: ignore[union-attr]
+    read = column.process_result_value(stored, dialect)
+    assert read == datetime(2025, 1, 1, 9, 0, tzinfo=UTC)
+    assert read is not None
+    assert read.tzinfo is UTC
 
 
 def test_postgres_keeps_aware_values_in_utc() -> None:
-    column, dialect = UTCDateTime(), postgresql.dialect()
+    # SQLAlchemy's PostgreSQL dialect classes have an unannotated __init__.
+    column, dialect = UTCDateTime(), postgresql.dialect()  # type: ignore[no-untyped-call]
     stored = column.process_bind_param(datetime(2025, 1, 1, 10, 0, tzinfo=PARIS), dialect)
     assert stored == datetime(2025, 1, 1, 9, 0, tzinfo=UTC)
     assert stored is not None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 
 class PlanExeAXError(Exception):
     """Base class of every error PlanExe-AX raises on purpose."""
@@ -17,11 +20,13 @@ class PlanValidationError(PlanExeAXError):
     Args:
         message: One line naming the problem and the ids involved.
         ids: The task or subtask ids involved, for callers that want them.
+        problems: Every problem found (``planexe_ax.plans.problems.Problem``), one per line of ``message``.
     """
 
-    def __init__(self, message: str, ids: list[str] | None = None) -> None:
+    def __init__(self, message: str, ids: list[str] | None = None, problems: Sequence[Any] = ()) -> None:
         super().__init__(message)
         self.ids = ids or []
+        self.problems = list(problems)
 
 
 class RetryableError(PlanExeAXError):

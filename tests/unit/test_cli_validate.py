@@ -94,7 +94,7 @@ def test_missing_field_names_where(tmp_path: Path, capsys: pytest.CaptureFixture
     del plan["phases"][0]["tasks"][1]["title"]
     code, err = validate(write(tmp_path, plan), capsys)
     assert code == 2
-    assert "phases.0.tasks.1.title: Field required" in err
+    assert "tasks[1] (task_1_2): title: Field required" in err
 
 
 def test_missing_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -118,3 +118,73 @@ def test_the_installed_command_exits_2_with_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1
     assert "invalid JSON" in proc.stderr
+
+
+def test_every_problem_is_named_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plan = base_plan()
+    task = plan["phases"][0]["tasks"][1]
+    task["prerequisits"] = task.pop("prerequisites")
+    task["subtasks"][1]["params"]["operation"] = "merge"
+    plan["phases"][2]["tasks"][0]["subtasks"][1]["params"]["rate_structure"] = {"hourly_rate": -5}
+    plan["phases"][0]["tasks"][0]["subtasks"][0]["params"]["max_results"] = "many"
+    code, err = validate(write(tmp_path, plan), capsys)
+    assert code == 2
+    lines = err.splitlines()
+    assert len(lines) == 4, err
+    assert all(line.startswith("planexe-ax: ") for line in lines)
+    assert 'tasks[1] (task_1_2): unknown field "prerequisits"; did you mean "prerequisites"?' in err
+    assert "tasks[1] (task_1_2) subtask task_1_2_2: action manage_csv: params.operation: Input should be" in err
+    assert "(got 'merge')" in err
+    assert "subtask task_1_1_1: action search_google_maps: params.max_results:" in err
+    assert "action build_quote: params.rate_structure.hourly_rate: Input should be greater than or equal to 0" in err
+
+
+def test_a_misspelt_param_is_an_error_an_unrelated_one_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = base_plan()
+    params = plan["phases"][0]["tasks"][0]["subtasks"][0]["params"]
+    params["max_result"] = params.pop("max_results")
+    code, err = validate(write(tmp_path, plan), capsys)
+    assert code == 2
+    assert 'params.max_result: unknown field "max_result"; did you mean "max_results"?' in err
+    params["max_results"] = params.pop("max_result")
+    params["mood"] = "cheerful"
+    code, err = validate(write(tmp_path, plan), capsys)
+    assert code == 0, err
+    assert "warning:" in err
+    assert "params.mood: not a parameter of search_google_maps, ignored" in err
+
+
+def test_an_action_no_agent_offers_is_a_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plan = base_plan()
+    plan["phases"][0]["tasks"][0]["subtasks"][0]["action"] = "fly_drone"
+    code, err = validate(write(tmp_path, plan), capsys)
+    assert code == 0, err
+    assert "subtask task_1_1_1: no built-in or registered agent offers action 'fly_drone'" in err
+    assert err.splitlines()[-1].startswith("valid: ")
+
+
+def test_unknown_field_without_a_close_name_points_at_metadata(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = base_plan()
+    plan["owner"] = "sales"
+    plan["phases"][1]["tasks"][0]["subtasks"][0]["colour"] = "blue"
+    plan["dependencies"][0]["lag_hour"] = 2
+    code, err = validate(write(tmp_path, plan), capsys)
+    assert code == 2
+    assert 'plan.json: unknown field "owner"; free-form data goes under "metadata"' in err
+    assert 'tasks[3] (task_2_1) subtask task_2_1_1: unknown field "colour"' in err
+    assert 'dependencies[0] (task_1_2 -> task_1_3): unknown field "lag_hour"; did you mean "lag_hours"?' in err
+
+
+def test_work_for_people_is_not_checked_against_agent_schemas(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = base_plan()
+    sub = plan["phases"][0]["tasks"][0]["subtasks"][0]
+    sub["human_required"] = True
+    sub["params"] = {"max_results": "a few"}
+    code, err = validate(write(tmp_path, plan), capsys)
+    assert code == 0, err

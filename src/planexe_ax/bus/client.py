@@ -10,9 +10,12 @@ from typing import Any
 
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import KeyNotFoundError, NoKeysError
+from pydantic import ValidationError
 
 from planexe_ax.bus import (
     TERMINAL_EXECUTION,
+    AgentCard,
     Bus,
     CancelExecution,
     CancelTask,
@@ -159,3 +162,20 @@ async def command_verdict(bus: Bus, command: CommandBase, timeout_s: float) -> t
     if verdict is None:
         raise TimeoutError(f"no answer from the coordinator within {timeout_s:g} s")
     return verdict
+
+
+async def agent_cards(bus: Bus) -> list[AgentCard]:
+    """The cards of the agents registered now (KV ``ax-agents``); unreadable cards are left out."""
+    kv = await bus.agents_kv()
+    try:
+        keys = await kv.keys()
+    except NoKeysError:
+        return []
+    cards = []
+    for key in keys:
+        try:
+            entry = await kv.get(key)
+            cards.append(AgentCard.model_validate_json(entry.value or b""))
+        except (KeyNotFoundError, ValidationError):
+            continue  # gone since the listing, or not a card: it offers nothing to check against
+    return cards

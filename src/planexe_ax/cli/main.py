@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from planexe_ax.bus import connect
-from planexe_ax.cli.plan import add_plan_parsers, load_plan, run_plan_command
+from planexe_ax.cli.plan import add_plan_parsers, load_checked, load_plan, run_plan_command, warn
 from planexe_ax.cli.services import SERVICES
 from planexe_ax.config import Settings
 from planexe_ax.errors import ConfigError, PlanValidationError
@@ -125,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return asyncio.run(_dispatch(args, settings))
     except (PlanValidationError, ConfigError) as exc:
-        sys.stderr.write(f"planexe-ax: {exc}\n")
+        sys.stderr.write("".join(f"planexe-ax: {line}\n" for line in str(exc).splitlines()))
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
@@ -135,9 +135,13 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     from planexe_ax.cli import commands
 
     if args.command == "plan":
-        return await run_plan_command(args)
+        return await run_plan_command(args, settings)
     if args.command == "run":
-        plan = load_plan(args.plan)
+        from planexe_ax.cli.schemas import builtin_schemas
+
+        checked = load_checked(args.plan, schemas=builtin_schemas())
+        warn(checked, str(args.plan))
+        plan = checked.plan
         return await commands.run_plan(settings, plan, as_json=args.json, timeout_s=args.timeout, people=args.people)
     if args.command == "demo":
         plan = load_plan(example_plan_path())
@@ -172,9 +176,15 @@ async def _exec(args: argparse.Namespace, settings: Settings) -> int:
             return EXIT_USAGE
         _out(report) if args.json else commands.print_summary(report)
         return EXIT_OK
-    plan = load_plan(args.plan) if args.exec_command == "start" else None
     bus = await connect(settings, resolve_nats_url(settings), "planexe-ax-cli")
     try:
+        plan = None
+        if args.exec_command == "start":
+            from planexe_ax.cli.schemas import bus_schemas
+
+            checked = load_checked(args.plan, schemas=await bus_schemas(bus))
+            warn(checked, str(args.plan))
+            plan = checked.plan
         return await commands.exec_command(bus, args, plan)
     finally:
         await bus.close()

@@ -10,33 +10,66 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from planexe_ax.bus import Plan
+from planexe_ax.config import Settings
 from planexe_ax.errors import PlanValidationError
 from planexe_ax.exit_codes import EXIT_OK
+from planexe_ax.plans.params import ParamsSchema
+from planexe_ax.plans.validation import CheckedPlan
 
 Siblings = Literal["parallel", "sequential"]
 
 
-def load_plan(path: Path, strict: bool = False, siblings: str = "parallel") -> Plan:
-    """Load a plan from a JSON file, a PlanExe run folder or its zip.
+def load_plan(
+    path: Path,
+    strict: bool = False,
+    siblings: str = "parallel",
+    schemas: Mapping[str, ParamsSchema] | None = None,
+) -> Plan:
+    """The plan of :func:`load_checked` (warnings left out)."""
+    return load_checked(path, strict, siblings, schemas).plan
+
+
+def load_checked(
+    path: Path,
+    strict: bool = False,
+    siblings: str = "parallel",
+    schemas: Mapping[str, ParamsSchema] | None = None,
+) -> CheckedPlan:
+    """Load and check a plan from a JSON file, a PlanExe run folder or its zip.
 
     Args:
         path: The plan.
         strict: For a PlanExe run: refuse repairs instead of making them.
         siblings: For a PlanExe run: how level-3 siblings relate (``parallel`` or ``sequential``).
+        schemas: Action -> params schema to check every subtask's params with; ``None``: not checked.
 
     Returns:
-        The plan; a PlanExe run comes decomposed by the rule-based decomposer.
+        The plan (a PlanExe run comes decomposed by the rule-based decomposer) and its warnings.
 
     Raises:
-        PlanValidationError: naming the problem.
+        PlanValidationError: naming every problem, one per line.
     """
-    plan, _ = _load(path, strict=strict, siblings=siblings, decompose=True)
-    return plan
+    from planexe_ax.plans.validation import check_plan
+
+    if path.is_dir() or path.suffix.lower() == ".zip":
+        plan, _ = _load(path, strict=strict, siblings=siblings, decompose=True)
+        return check_plan(plan, str(path), schemas)
+    if not path.exists():
+        raise PlanValidationError(f"{path}: no such file or folder")
+    from planexe_ax.plans import load_plan_file
+
+    return load_plan_file(path, schemas)
+
+
+def warn(checked: CheckedPlan, source: str) -> None:
+    """Print the plan's warnings on stderr, one line each."""
+    for problem in checked.warnings:
+        sys.stderr.write(f"warning: {source}: {problem.line()}\n")
 
 
 def _load(path: Path, *, strict: bool, siblings: str, decompose: bool) -> tuple[Plan, dict[str, Any] | None]:
@@ -55,7 +88,7 @@ def _load(path: Path, *, strict: bool, siblings: str, decompose: bool) -> tuple[
         raise PlanValidationError(f"{path}: no such file or folder")
     from planexe_ax.plans import load_plan_file
 
-    return load_plan_file(path), None
+    return load_plan_file(path).plan, None
 
 
 def add_plan_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -106,13 +139,18 @@ def _decomposer_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, default=0.5, help="least confidence of an agent step (0..1)")
 
 
-async def run_plan_command(args: argparse.Namespace) -> int:
+async def run_plan_command(args: argparse.Namespace, settings: Settings) -> int:
     """Carry out a ``plan ...`` subcommand; errors are raised as PlanValidationError (exit 2)."""
     if args.plan_command == "schema":
         _write(json.dumps(Plan.model_json_schema(by_alias=True), indent=2))
         return EXIT_OK
     if args.plan_command == "validate":
-        plan = load_plan(args.plan, strict=args.strict, siblings=args.siblings)
+        from planexe_ax.cli.schemas import running_schemas
+
+        schemas = await running_schemas(settings)
+        checked = load_checked(args.plan, strict=args.strict, siblings=args.siblings, schemas=schemas)
+        warn(checked, str(args.plan))
+        plan = checked.plan
         sys.stderr.write(f"valid: {plan.plan_id}: {len(plan.tasks())} tasks\n")
         return EXIT_OK
     if args.plan_command == "show":

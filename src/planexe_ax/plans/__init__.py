@@ -5,11 +5,13 @@ Heavier modules (importers, the LLM decomposer) are imported from their own modu
 """
 
 from planexe_ax.plans.dag import Edge, PlanGraph, find_cycle, topological_order
-from planexe_ax.plans.validation import load_plan_file, parse_plan_text, validate_plan
+from planexe_ax.plans.validation import CheckedPlan, check_plan, load_plan_file, parse_plan_text, validate_plan
 
 __all__ = [
+    "CheckedPlan",
     "Edge",
     "PlanGraph",
+    "check_plan",
     "find_cycle",
     "load_plan_file",
     "parse_plan_text",

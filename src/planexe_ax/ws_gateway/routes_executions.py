@@ -21,8 +21,10 @@ from planexe_ax.bus import (
     new_id,
 )
 from planexe_ax.bus.messages import InboxAction
+from planexe_ax.errors import PlanValidationError
+from planexe_ax.plans.validation import check_plan
 from planexe_ax.readmodel.queries import inbox_item, inbox_items
-from planexe_ax.ws_gateway import catalog, views
+from planexe_ax.ws_gateway import catalog, plan_checks, views
 from planexe_ax.ws_gateway.context import Gateway, NotProjected, NoVerdict, gateway, unavailable
 
 router = APIRouter(tags=["executions"])
@@ -82,13 +84,23 @@ class Answer(BaseModel):
     "/api/executions",
     status_code=status.HTTP_201_CREATED,
     summary="Start an execution of a catalog plan",
-    responses={404: {"description": "Unknown plan."}, 422: {"description": "The coordinator refused the plan."}},
+    responses={
+        404: {"description": "Unknown plan."},
+        422: {
+            "description": "The plan's params do not fit its actions (`problems` names each), or the coordinator "
+            "refused the plan."
+        },
+    },
 )
-async def create_execution(gw: GW, body: NewExecution) -> dict[str, Any]:
+async def create_execution(gw: GW, body: NewExecution) -> Any:
     row = await catalog.plan_row(gw.sessions, body.plan_id)
     if row is None:
         raise HTTPException(status_code=404, detail=f"unknown plan {body.plan_id}")
     plan = Plan.model_validate(row.plan)
+    try:
+        check_plan(plan, f"plan {plan.plan_id}", await plan_checks.schemas(gw))
+    except PlanValidationError as exc:
+        return plan_checks.refused(exc)
     pins = {task.task_id: body.agent_id for task in plan.tasks()} if body.agent_id else {}
     pins.update(body.pins)
     command = StartExecution(execution_id=new_id(), plan=plan, pins=pins, issued_by=body.issued_by)

@@ -11,9 +11,9 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response,
 
 from planexe_ax.bus import Plan
 from planexe_ax.errors import PlanValidationError
-from planexe_ax.plans.validation import parse_plan_text, validate_plan
+from planexe_ax.plans.validation import check_plan, check_plan_text
 from planexe_ax.projector.plan_catalog import PLANS_CHECKPOINT
-from planexe_ax.ws_gateway import catalog
+from planexe_ax.ws_gateway import catalog, plan_checks
 from planexe_ax.ws_gateway.context import Gateway, NotProjected, gateway, unavailable
 
 router = APIRouter(prefix="/api/plans", tags=["plans"])
@@ -54,7 +54,10 @@ async def list_plans(
     summary="Upload a plan (PlanExe-AX JSON)",
     responses={
         200: {"description": "A plan with this id was replaced."},
-        422: {"description": "The plan is invalid; `detail` is the message of `planexe-ax plan validate`."},
+        422: {
+            "description": "The plan is invalid; `detail` is the message of `planexe-ax plan validate` (a line per "
+            "problem), `problems` lists them with the subtask, action and field involved."
+        },
     },
     # The body is read as text so that malformed JSON gets the message of `plan validate` (line, column).
     openapi_extra={
@@ -66,17 +69,18 @@ async def list_plans(
         }
     },
 )
-async def upload_plan(gw: GW, request: Request, response: Response) -> dict[str, Any]:
+async def upload_plan(gw: GW, request: Request, response: Response) -> Any:
     text = (await request.body()).decode("utf-8", errors="replace")
     try:
-        parsed = parse_plan_text(text, "plan")
+        checked = check_plan_text(text, "plan", await plan_checks.schemas(gw))
     except PlanValidationError as exc:
-        raise HTTPException(status_code=422, detail=str(exc)) from exc
+        return plan_checks.refused(exc)
+    parsed = checked.plan
     replaced = await catalog.plan_row(gw.sessions, parsed.plan_id) is not None
     row = await _store(gw, parsed)
     if replaced:
         response.status_code = status.HTTP_200_OK
-    return row
+    return {**row, "warnings": plan_checks.warning_lines(checked.warnings)}
 
 
 @router.post(
@@ -97,7 +101,7 @@ async def import_run(
     strict: Annotated[bool, Query(description="refuse instead of repairing")] = False,
     siblings: Annotated[Literal["parallel", "sequential"], Query()] = "parallel",
     decompose: Annotated[bool, Query(description="give executable tasks subtasks")] = True,
-) -> dict[str, Any]:
+) -> Any:
     from planexe_ax.plans.importers import import_planexe_run
 
     body = await request.body()
@@ -105,6 +109,8 @@ async def import_run(
         raise HTTPException(status_code=422, detail="send the zip of a PlanExe run folder as the request body")
     if len(body) > MAX_UPLOAD:
         raise HTTPException(status_code=413, detail=f"the upload is larger than {MAX_UPLOAD // (1024 * 1024)} MiB")
+
+    schemas = await plan_checks.schemas(gw)
 
     def run_import() -> tuple[Plan, dict[str, Any]]:
         with tempfile.TemporaryDirectory() as folder:
@@ -114,7 +120,7 @@ async def import_run(
                 result = import_planexe_run(path, strict=strict, siblings=siblings, decompose=decompose)
             except PlanValidationError as exc:  # name the upload, not the server's temporary file
                 raise PlanValidationError(str(exc).replace(str(path), "upload")) from exc
-        validate_plan(result.plan, "upload")
+        check_plan(result.plan, "upload", schemas)
         report = {**result.report, "source": "upload"}
         plan = result.plan.model_copy(update={"metadata": {**result.plan.metadata, "import_report": report}})
         return plan, report
@@ -122,7 +128,7 @@ async def import_run(
     try:
         plan, report = await asyncio.to_thread(run_import)
     except PlanValidationError as exc:
-        raise HTTPException(status_code=422, detail=str(exc)) from exc
+        return plan_checks.refused(exc)
     return {**await _store(gw, plan), "import_report": report}
 
 

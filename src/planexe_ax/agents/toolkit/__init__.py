@@ -4,6 +4,8 @@
 (``"simulator": true``); the other actions do real, local work.
 """
 
+from pydantic import BaseModel
+
 from planexe_ax.agents.toolkit.analysis import AnalyzeWebsiteParams, analyze_website
 from planexe_ax.agents.toolkit.calendar_invite import ScheduleCalendarEventParams, schedule_calendar_event
 from planexe_ax.agents.toolkit.csvdata import ManageCsvParams, manage_csv
@@ -28,6 +30,12 @@ ALL_CAPABILITIES = (
     manage_csv,
 )
 
+
+def params_models() -> dict[str, type[BaseModel]]:
+    """The params model of every built-in action, for checking plans before they run."""
+    return {cap.action: cap.params_model for cap in ALL_CAPABILITIES}
+
+
 __all__ = [
     "ALL_CAPABILITIES",
     "AnalyzeWebsiteParams",
@@ -46,6 +54,7 @@ __all__ = [
     "draft_document",
     "make_phone_call",
     "manage_csv",
+    "params_models",
     "schedule_calendar_event",
     "search_google_maps",
     "send_email",

@@ -56,18 +56,18 @@ class Problems:
 
     items: list[Problem] = field(default_factory=list)
 
-    def add(self, problem: Problem) -> None:
-        self.items.append(problem)
-
     def extend(self, problems: Sequence[Problem]) -> None:
+        """Add ``problems``."""
         self.items.extend(problems)
 
     @property
     def errors(self) -> list[Problem]:
+        """The problems that stop the plan."""
         return [p for p in self.items if not p.warning]
 
     @property
     def warnings(self) -> list[Problem]:
+        """The problems worth knowing that do not stop the plan."""
         return [p for p in self.items if p.warning]
 
     def raise_errors(self, source: str) -> None:

@@ -23,16 +23,10 @@ from planexe_ax.bus import (
     TaskOffer,
     event_ids,
 )
+from planexe_ax.bus.errors import brief_validation_error
 from planexe_ax.errors import PermanentError
 
 log = logging.getLogger(__name__)
-
-
-def brief_validation_error(exc: ValidationError, limit: int = 5) -> str:
-    """One line naming the fields that failed validation and why."""
-    parts = [f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()[:limit]]
-    more = exc.error_count() - limit
-    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
 class Reporter:

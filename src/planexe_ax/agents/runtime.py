@@ -17,34 +17,21 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
+from functools import partial
 
-from nats.aio.msg import Msg
-from nats.errors import ConnectionClosedError
-from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.errors import FetchTimeoutError
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from planexe_ax.agents.control import ExecutionWatch
-from planexe_ax.agents.reporting import Reporter, brief_validation_error, execute, validate_params
+from planexe_ax.agents.reporting import Reporter, execute, validate_params
 from planexe_ax.agents.sdk import Agent, Capability, RejectOffer, TaskContext
-from planexe_ax.bus import (
-    Bus,
-    Subjects,
-    SubtaskRejected,
-    SubtaskResult,
-    TaskOffer,
-    capability_consumer,
-    direct_consumer,
-    ensure_consumer,
-    utcnow,
-)
+from planexe_ax.bus import Bus, SubtaskRejected, SubtaskResult, TaskOffer, utcnow
+from planexe_ax.bus.errors import BusClosed
 from planexe_ax.bus.tracing import consume_span
+from planexe_ax.bus.work import LeasedOffer, OfferSource, delete_card, every, put_card
 
 log = logging.getLogger(__name__)
 
-_TIMEOUTS = (TimeoutError, NatsTimeoutError, FetchTimeoutError)
-DLQ_SOURCE = "agents"
 CANCEL_WAIT_S = 5.0
 CANCEL_GRACE_S = 0.5
 
@@ -87,7 +74,8 @@ class AgentRuntime:
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self._sem = asyncio.Semaphore(concurrency)
-        self._inflight: dict[asyncio.Task[None], Msg] = {}
+        self._inflight: dict[asyncio.Task[None], LeasedOffer] = {}
+        self._offers = OfferSource(bus)
         self._current: set[str] = set()
         self._errors_seen: set[str] = set()
         self._started_at = utcnow()
@@ -108,7 +96,7 @@ class AgentRuntime:
         """Work until ``stop`` is set, then finish in-flight work (up to ``grace_s``) and return.
 
         Raises:
-            ConnectionClosedError: When the connection is closed under a running agent.
+            BusClosed: When the connection is closed under a running agent.
         """
         await self._run(stop, until_idle=False)
 
@@ -119,11 +107,11 @@ class AgentRuntime:
     # -- lifecycle ----------------------------------------------------------------------------------------
     async def _run(self, stop: asyncio.Event, *, until_idle: bool) -> None:
         self._started_at = utcnow()
-        durables = await self._ensure_consumers()
+        durables = await self._offers.ensure(self.agent.agent_id, self.agent.actions)
         await self._put_card()
         stopped = asyncio.Event()
         heartbeat = asyncio.create_task(
-            self._every(self.bus.settings.heartbeat_s, self._put_card, stopped, "heartbeat failed"),
+            every(self.bus.settings.heartbeat_s, self._put_card, stopped, partial(self._log_once, "heartbeat failed")),
             name=f"heartbeat {self.agent.agent_id}",
         )
         log.info("agent started", extra={"agent_id": self.agent.agent_id, "actions": self.agent.actions})
@@ -134,20 +122,11 @@ class AgentRuntime:
             await self._drain()
         finally:
             await self._cancel_inflight()
+            await self._offers.close()
             stopped.set()
             await heartbeat
             await self._delete_card()
             log.info("agent stopped", extra={"agent_id": self.agent.agent_id, "handled": self.handled})
-
-    async def _ensure_consumers(self) -> list[str]:
-        subjects, settings, stream = self.bus.subjects, self.bus.settings, self.bus.subjects.tasks_stream
-        durables = []
-        for action in self.agent.actions:
-            await ensure_consumer(self.bus.js, stream, capability_consumer(subjects, action, settings))
-            durables.append(Subjects.capability_consumer(action))
-        await ensure_consumer(self.bus.js, stream, direct_consumer(subjects, self.agent.agent_id, settings))
-        durables.append(Subjects.direct_consumer(self.agent.agent_id))
-        return durables
 
     async def _drain(self) -> None:
         if self._inflight:
@@ -165,64 +144,40 @@ class AgentRuntime:
     # -- card ---------------------------------------------------------------------------------------------
     async def _put_card(self) -> None:
         card = self.agent.card(started_at=self._started_at, current=self._current, host=self.host, pid=self.pid)
-        kv = await self.bus.agents_kv()
-        await kv.put(self.agent.agent_id, card.model_dump_json().encode())
-
-    async def _every(
-        self, period_s: float, action: Callable[[], Awaitable[None]], done: asyncio.Event, what: str
-    ) -> None:
-        # Ended by ``done``, never by cancel: on Python 3.11 a cancel that lands while nats-py's request
-        # (asyncio.wait_for) completes is swallowed, and a cancelled loop would go on forever.
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(done.wait(), period_s)
-                return
-            try:
-                await action()
-            except Exception as exc:  # the next period tries again
-                self._log_once(what, exc)
+        await put_card(self.bus, card)
 
     async def _delete_card(self) -> None:
         try:
-            kv = await self.bus.agents_kv()
-            await kv.delete(self.agent.agent_id)
+            await delete_card(self.bus, self.agent.agent_id)
         except Exception as exc:  # the TTL removes the card anyway
             self._log_once("card delete failed", exc)
 
     # -- pulling ------------------------------------------------------------------------------------------
     async def _pull_loop(self, durable: str, stop: asyncio.Event, until_idle: bool) -> None:
-        backoff, sub = 0.1, None
+        backoff = 0.1
         timeout = self.idle_timeout_s if until_idle else self.fetch_timeout_s
-        try:
-            while await self._acquire(stop):
-                # There is room. Fetch without holding the permit: a loop idling in a fetch on one consumer
-                # must not keep the permit that another consumer's offer needs now. Loops that race for the
-                # last permit wait for it below, holding at most one offer each.
-                self._sem.release()
-                try:
-                    if sub is None:
-                        sub = await self.bus.js.pull_subscribe_bind(durable, self.bus.subjects.tasks_stream)
-                    msg = await self._fetch_one(sub, timeout)
-                    if msg is not None:
-                        await self._sem.acquire()
-                        self._spawn(msg)
-                        backoff = 0.1
-                    elif until_idle and not self._inflight:
-                        return
-                except ConnectionClosedError:
-                    if stop.is_set():
-                        return
-                    raise
-                except Exception as exc:  # supervise: log each distinct error once, back off, go on
-                    self._log_once("pull loop error", exc, durable=durable)
-                    sub = None
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), backoff)
-                    backoff = min(backoff * 2, 5.0)
-        finally:
-            if sub is not None:
-                with contextlib.suppress(Exception):
-                    await sub.unsubscribe()
+        while await self._acquire(stop):
+            # There is room. Fetch without holding the permit: a loop idling in a fetch on one consumer
+            # must not keep the permit that another consumer's offer needs now. Loops that race for the
+            # last permit wait for it below, holding at most one offer each.
+            self._sem.release()
+            try:
+                work = await self._offers.fetch(durable, timeout)
+                if work is not None:
+                    await self._sem.acquire()
+                    self._spawn(work)
+                    backoff = 0.1
+                elif until_idle and not self._inflight:
+                    return
+            except BusClosed:
+                if stop.is_set():
+                    return
+                raise
+            except Exception as exc:  # supervise: log each distinct error once, back off, go on
+                self._log_once("pull loop error", exc, durable=durable)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), backoff)
+                backoff = min(backoff * 2, 5.0)
 
     async def _acquire(self, stop: asyncio.Event) -> bool:
         """Take a permit, or return False once ``stop`` is set (so a stop is not held up by busy permits)."""
@@ -241,18 +196,9 @@ class AgentRuntime:
             return False
         return True
 
-    @staticmethod
-    async def _fetch_one(sub: object, wait_s: float) -> Msg | None:
-        fetch = sub.fetch  # type: ignore[attr-defined]  # nats-py's PullSubscription, untyped here
-        try:
-            msgs: list[Msg] = await fetch(1, timeout=wait_s)
-        except _TIMEOUTS:
-            return None
-        return msgs[0] if msgs else None
-
-    def _spawn(self, msg: Msg) -> None:
-        task = asyncio.create_task(self._handle_safely(msg), name=f"offer {msg.subject}")
-        self._inflight[task] = msg
+    def _spawn(self, work: LeasedOffer) -> None:
+        task = asyncio.create_task(self._handle_safely(work), name=f"offer {work.subject}")
+        self._inflight[task] = work
         task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
@@ -260,38 +206,39 @@ class AgentRuntime:
         self._sem.release()
 
     # -- one offer ----------------------------------------------------------------------------------------
-    async def _handle_safely(self, msg: Msg) -> None:
+    async def _handle_safely(self, work: LeasedOffer) -> None:
         try:
-            with consume_span(msg.subject, msg.headers):
-                await self._handle(msg)
+            with consume_span(work.subject, work.headers):
+                await self._handle(work)
             self.handled += 1
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
-                await msg.nak()
+                await work.give_back()
             raise
         except Exception as exc:  # not acked: the offer is redelivered when its lease runs out
-            self._log_once("offer handling failed", exc, subject=msg.subject)
+            self._log_once("offer handling failed", exc, subject=work.subject)
 
-    async def _handle(self, msg: Msg) -> None:
-        try:
-            offer = TaskOffer.model_validate_json(msg.data)
-        except ValidationError as exc:
-            await self.bus.dead_letter(DLQ_SOURCE, msg, f"not a TaskOffer: {brief_validation_error(exc)}")
-            return
+    async def _handle(self, work: LeasedOffer) -> None:
+        offer = work.offer
         self._current.add(offer.subtask_id)
         finished = asyncio.Event()
         lease = asyncio.create_task(
-            self._every(self.bus.settings.ack_wait_s / 2, msg.in_progress, finished, "lease extension failed")
+            every(
+                self.bus.settings.ack_wait_s / 2,
+                work.extend,
+                finished,
+                partial(self._log_once, "lease extension failed"),
+            )
         )
         try:
-            await self._work(offer, msg)
+            await self._work(offer, work.delivered)
         finally:
             finished.set()
             await lease
             self._current.discard(offer.subtask_id)
-        await msg.ack_sync()
+        await work.finish()
 
-    async def _work(self, offer: TaskOffer, msg: Msg) -> None:
+    async def _work(self, offer: TaskOffer, delivered: int) -> None:
         reporter = Reporter(self.bus, offer, self.agent.agent_id)
         cap = self.agent.capability(offer.action)
         if cap is None:  # e.g. reassigned here by mistake: another agent of the action may take it
@@ -318,7 +265,7 @@ class AgentRuntime:
             attempt=offer.attempt,
             agent_id=self.agent.agent_id,
             settings=self.bus.settings,
-            delivered=msg.metadata.num_delivered or 1,
+            delivered=delivered,
             _progress=reporter.progress,
             _blocked=reporter.blocked,
         )

@@ -1,5 +1,8 @@
 """The bus: the only package that knows NATS. Every other package imports from here."""
 
+from nats.aio.msg import Msg  # a delivered message (ack, nak, in_progress, metadata): part of the bus API
+from nats.js.api import PubAck  # a stream's ack of a publish (seq, duplicate): part of the bus API
+
 from planexe_ax.bus import event_ids
 from planexe_ax.bus.codec import decode_command, decode_event
 from planexe_ax.bus.connection import MSG_ID, Bus, connect
@@ -79,10 +82,12 @@ __all__ = [
     "ExecutionStatus",
     "InboxClosed",
     "InboxOpened",
+    "Msg",
     "PauseExecution",
     "PauseTask",
     "Phase",
     "Plan",
+    "PubAck",
     "PullLoop",
     "Reassign",
     "ResolveInbox",

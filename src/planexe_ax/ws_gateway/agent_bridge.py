@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable
@@ -20,11 +19,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js import JetStreamContext
-from nats.js.api import PubAck
-from nats.js.errors import FetchTimeoutError, KeyNotFoundError
 from pydantic import ValidationError
 from sqlalchemy import select
 
@@ -33,20 +27,18 @@ from planexe_ax.bus import (
     AgentCard,
     Bus,
     CapabilityCard,
-    Subjects,
+    PubAck,
     SubtaskBlocked,
     SubtaskProgress,
     SubtaskRejected,
     SubtaskResult,
     TaskOffer,
     TaskStatus,
-    capability_consumer,
     check_id,
-    direct_consumer,
-    ensure_consumer,
     utcnow,
 )
 from planexe_ax.bus.messages import EventBase
+from planexe_ax.bus.work import LeasedOffer, OfferSource, every, put_card, stored_card
 from planexe_ax.readmodel.models import AgentRow, ExecutionSubtask
 from planexe_ax.readmodel.queries import Sessions
 
@@ -62,7 +54,6 @@ ENDED_KEPT = 10_000
 """Finished leases remembered, so that a retried result is answered as a duplicate instead of 409."""
 HELD = frozenset({TaskStatus.DISPATCHED.value, TaskStatus.RUNNING.value, TaskStatus.BLOCKED.value})
 """Subtask states in which the agent that took an attempt still holds it."""
-_TIMEOUTS = (TimeoutError, NatsTimeoutError, FetchTimeoutError)
 
 Key = tuple[str, str, int]
 """(execution_id, subtask_id, attempt): one lease."""
@@ -94,10 +85,14 @@ class HttpAgent:
 class Lease:
     """One offer held for one agent: the NATS message stays un-acked until the attempt's outcome."""
 
-    offer: TaskOffer
+    work: LeasedOffer
     agent_id: str
-    msg: Msg
     reporter: Reporter
+
+    @property
+    def offer(self) -> TaskOffer:
+        """The offer leased."""
+        return self.work.offer
 
     @property
     def key(self) -> Key:
@@ -141,8 +136,7 @@ class AgentBridge:
         self.agents: dict[str, HttpAgent] = {}
         self.leases: dict[Key, Lease] = {}
         self.ended: OrderedDict[Key, Ended] = OrderedDict()
-        self._subs: dict[str, tuple[JetStreamContext.PullSubscription, asyncio.Lock]] = {}
-        self._ensured: set[str] = set()
+        self.offers = OfferSource(bus)
         self._stopped = asyncio.Event()
         self._refresher: asyncio.Task[None] | None = None
         self._errors_seen: set[str] = set()
@@ -152,7 +146,8 @@ class AgentBridge:
         """Start refreshing cards and leases."""
         settings = self.bus.settings
         period = min(settings.heartbeat_s, settings.ack_wait_s / 2)
-        self._refresher = asyncio.create_task(self._every(period), name="http agents refresh")
+        refresh = every(period, self._tick, self._stopped, lambda exc: self._log_once("refresh failed", exc))
+        self._refresher = asyncio.create_task(refresh, name="http agents refresh")
 
     async def stop(self) -> None:
         """Stop refreshing; give held offers back (nak) so that other agents get them at once."""
@@ -161,18 +156,7 @@ class AgentBridge:
             await self._refresher
         for lease in list(self.leases.values()):
             await self._give_back(lease)
-        for sub, _ in self._subs.values():
-            with contextlib.suppress(Exception):  # the connection may be gone already
-                await sub.unsubscribe()
-        self._subs.clear()
-
-    async def _every(self, period_s: float) -> None:
-        # Ended by the event, never by cancel (a cancel landing in a nats-py request can be swallowed).
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopped.wait(), period_s)
-                return
-            await self._tick()
+        await self.offers.close()
 
     async def _tick(self) -> None:
         now = asyncio.get_running_loop().time()
@@ -182,7 +166,7 @@ class AgentBridge:
             else:
                 await self._guard("card refresh failed", self._put(agent))
         for lease in list(self.leases.values()):
-            await self._guard("lease extension failed", lease.msg.in_progress())
+            await self._guard("lease extension failed", lease.work.extend())
 
     async def _expire(self, agent: HttpAgent) -> None:
         agent_id = agent.card.agent_id
@@ -193,16 +177,19 @@ class AgentBridge:
 
     async def _give_back(self, lease: Lease) -> None:
         self.leases.pop(lease.key, None)
-        await self._guard("nak failed", lease.msg.nak())
+        await self._guard("nak failed", lease.work.give_back())
 
     async def _guard(self, what: str, step: Awaitable[Any]) -> None:
         try:
             await step
-        except Exception as exc:  # the next period tries again; each distinct error is logged once
-            key = f"{what}: {type(exc).__name__}: {exc}"
-            if key not in self._errors_seen:
-                self._errors_seen.add(key)
-                log.warning(what, extra={"error": repr(exc)})
+        except Exception as exc:  # the next period tries again
+            self._log_once(what, exc)
+
+    def _log_once(self, what: str, exc: Exception) -> None:
+        key = f"{what}: {type(exc).__name__}: {exc}"
+        if key not in self._errors_seen:
+            self._errors_seen.add(key)
+            log.warning(what, extra={"error": repr(exc)})
 
     # -- agents -------------------------------------------------------------------------------------------
     async def register(self, agent_id: str, name: str, role: str, capabilities: list[CapabilityCard]) -> AgentCard:
@@ -267,17 +254,15 @@ class AgentBridge:
         agent_id = agent.card.agent_id
         current = sorted(lease.offer.subtask_id for lease in self.leases.values() if lease.agent_id == agent_id)
         agent.card = agent.card.model_copy(update={"heartbeat_at": utcnow(), "current": current})
-        kv = await self.bus.agents_kv()
-        await kv.put(agent.card.agent_id, agent.card.model_dump_json().encode())
+        await put_card(self.bus, agent.card)
 
     async def _stored_card(self, agent_id: str) -> AgentCard | None:
         """The card in the bucket when it is an HTTP agent's; None when there is none."""
-        try:
-            entry = await (await self.bus.agents_kv()).get(agent_id)
-        except KeyNotFoundError:
+        stored = await stored_card(self.bus, agent_id)
+        if stored is None:
             return None
         try:
-            card = AgentCard.model_validate_json(entry.value or b"")
+            card = AgentCard.model_validate_json(stored)
         except ValidationError:
             return None
         if card.host != HTTP_HOST:
@@ -294,52 +279,27 @@ class AgentBridge:
                          started_at=row.started_at, heartbeat_at=utcnow(), host=HTTP_HOST)  # fmt: skip
 
     async def _ensure_consumers(self, card: AgentCard) -> None:
-        subjects, settings, stream = self.bus.subjects, self.bus.settings, self.bus.subjects.tasks_stream
-        configs = [direct_consumer(subjects, card.agent_id, settings)]
-        configs += [capability_consumer(subjects, cap.action, settings) for cap in card.capabilities]
-        for config in configs:
-            if config.durable_name not in self._ensured:
-                await ensure_consumer(self.bus.js, stream, config)
-                self._ensured.add(config.durable_name or "")
+        await self.offers.ensure(card.agent_id, [cap.action for cap in card.capabilities])
 
     # -- leasing ------------------------------------------------------------------------------------------
     async def next_offer(self, agent: HttpAgent) -> Lease | None:
         """Lease the next offer for ``agent``: work pinned to it first, then its capabilities'; None when none."""
-        durables = [Subjects.capability_consumer(cap.action) for cap in agent.card.capabilities]
-        for durable in [Subjects.direct_consumer(agent.card.agent_id), *durables]:
-            while (msg := await self._fetch(durable)) is not None:
-                lease = await self._take(agent, msg)
+        durables = OfferSource.durables(agent.card.agent_id, [cap.action for cap in agent.card.capabilities])
+        for durable in durables:
+            while (work := await self.offers.fetch(durable, FETCH_TIMEOUT_S)) is not None:
+                lease = await self._take(agent, work)
                 if lease is not None:
                     return lease
         return None
 
-    async def _fetch(self, durable: str) -> Msg | None:
-        if durable not in self._subs:
-            sub = await self.bus.js.pull_subscribe_bind(durable, self.bus.subjects.tasks_stream)
-            self._subs[durable] = (sub, asyncio.Lock())
-        sub, lock = self._subs[durable]
-        async with lock:  # one fetch at a time per subscription: a fetch must not take another's message
-            try:
-                msgs = await sub.fetch(1, timeout=FETCH_TIMEOUT_S)
-            except _TIMEOUTS:
-                return None
-            except Exception:
-                self._subs.pop(durable, None)  # bind again next time (e.g. the consumer was recreated)
-                raise
-        return msgs[0] if msgs else None
-
-    async def _take(self, agent: HttpAgent, msg: Msg) -> Lease | None:
-        try:
-            offer = TaskOffer.model_validate_json(msg.data)
-        except ValidationError as exc:
-            await self.bus.dead_letter("agents", msg, f"not a TaskOffer: {exc.errors()[0]['msg']}")
-            return None
+    async def _take(self, agent: HttpAgent, work: LeasedOffer) -> Lease | None:
+        offer = work.offer
         why = await self._taken_away(offer.execution_id, offer.subtask_id, offer.attempt)
         if why is not None:  # the coordinator has moved on: nobody should do this attempt
-            await msg.ack_sync()
+            await work.finish()
             log.info("stale offer dropped", extra={"msg_id": offer.msg_id, "reason": why})
             return None
-        lease = Lease(offer, agent.card.agent_id, msg, Reporter(self.bus, offer, agent.card.agent_id))
+        lease = Lease(work, agent.card.agent_id, Reporter(self.bus, offer, agent.card.agent_id))
         previous = self.leases.get(lease.key)
         if previous is not None:  # redelivered: the lease moved (the first holder had let it lapse)
             log.warning("lease moved", extra={"msg_id": offer.msg_id, "from": previous.agent_id, "to": lease.agent_id})
@@ -375,7 +335,7 @@ class AgentBridge:
         why = await self._taken_away(o.execution_id, o.subtask_id, o.attempt)
         if why is not None:
             self.leases.pop(lease.key, None)
-            await self._guard("ack failed", lease.msg.ack_sync())
+            await self._guard("ack failed", lease.work.finish())
             raise LeaseLost(f"attempt {o.attempt} of subtask {o.subtask_id} was taken away: {why}")
 
     async def _taken_away(self, execution_id: str, subtask_id: str, attempt: int) -> str | None:
@@ -391,11 +351,11 @@ class AgentBridge:
         """Publish one report; progress extends the lease, an outcome (result, rejection) ends it."""
         ack = await self.bus.publish_event(event)
         if isinstance(event, SubtaskResult | SubtaskRejected):
-            await self._guard("ack failed", lease.msg.ack_sync())
+            await self._guard("ack failed", lease.work.finish())
             self.leases.pop(lease.key, None)
             self.ended[lease.key] = Ended(lease.agent_id, event_type, event.event_id, int(ack.seq))
             while len(self.ended) > ENDED_KEPT:
                 self.ended.popitem(last=False)
         elif isinstance(event, SubtaskProgress | SubtaskBlocked):
-            await self._guard("lease extension failed", lease.msg.in_progress())
+            await self._guard("lease extension failed", lease.work.extend())
         return ack

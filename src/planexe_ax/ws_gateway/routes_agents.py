@@ -291,7 +291,7 @@ def _lease_json(agents: AgentBridge, agent: HttpAgent, lease: Lease) -> dict[str
         "lease_id": lease.offer.msg_id,
         "expires_at": iso(agents.expires_at(agent)),
         "attempt": lease.offer.attempt,
-        "delivered": lease.msg.metadata.num_delivered or 1,
+        "delivered": lease.work.delivered,
     }
 
 

@@ -1,0 +1,23 @@
+"""The NATS client's errors, named once so that code outside ``bus/`` never imports ``nats``."""
+
+from __future__ import annotations
+
+from nats.errors import ConnectionClosedError
+from nats.errors import Error as NatsError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.errors import FetchTimeoutError
+from pydantic import ValidationError
+
+BusError = NatsError
+"""Base class of every error the NATS client raises (server away, timeout, refused request)."""
+BusClosed = ConnectionClosedError
+"""The connection was closed (by us, on shutdown, or for good)."""
+TIMEOUTS: tuple[type[Exception], ...] = (TimeoutError, NatsTimeoutError, FetchTimeoutError)
+"""What a fetch or a wait raises when nothing came in time: not an error, just nothing new."""
+
+
+def brief_validation_error(exc: ValidationError, limit: int = 5) -> str:
+    """One line naming the fields that failed validation and why."""
+    parts = [f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()[:limit]]
+    more = exc.error_count() - limit
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")

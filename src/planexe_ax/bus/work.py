@@ -1,0 +1,180 @@
+"""Agent work on the bus: lease offers, extend the leases, settle them, keep the agent's card fresh.
+
+One mechanism for both kinds of agent: the SDK's :class:`~planexe_ax.agents.runtime.AgentRuntime` runs a
+bus agent with it, the gateway's :class:`~planexe_ax.ws_gateway.agent_bridge.AgentBridge` an HTTP agent.
+
+* :class:`OfferSource` holds the agent's durable consumers on the tasks stream (its direct one, then one per
+  capability, shared by every agent of that capability) and fetches one offer at a time from any of them.
+* A :class:`LeasedOffer` is an offer whose message stays un-acked while the agent works: :meth:`~LeasedOffer.extend`
+  keeps the lease (``in_progress``), :meth:`~LeasedOffer.finish` acks it once the outcome is published,
+  :meth:`~LeasedOffer.give_back` naks it for another agent.
+* :func:`every` runs the periodic heartbeat and lease extension; :func:`put_card` and friends the card in
+  KV ``ax-agents``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.errors import KeyNotFoundError
+from pydantic import ValidationError
+
+from planexe_ax.bus.connection import Bus
+from planexe_ax.bus.errors import TIMEOUTS, brief_validation_error
+from planexe_ax.bus.messages import AgentCard, TaskOffer
+from planexe_ax.bus.subjects import Subjects
+from planexe_ax.bus.topology import capability_consumer, direct_consumer, ensure_consumer
+
+log = logging.getLogger(__name__)
+
+DLQ_SOURCE = "agents"
+"""Offers that are not offers go to ``ax.dlq.agents``."""
+
+
+@dataclass(eq=False)
+class LeasedOffer:
+    """One offer held by one agent; its message stays un-acked until the attempt's outcome is published."""
+
+    offer: TaskOffer
+    _msg: Msg
+
+    @property
+    def subject(self) -> str:
+        """The subject the offer came on."""
+        return self._msg.subject
+
+    @property
+    def headers(self) -> dict[str, str] | None:
+        """The offer message's headers (trace context)."""
+        return self._msg.headers
+
+    @property
+    def delivered(self) -> int:
+        """How many times the offer has been delivered (1 the first time)."""
+        return self._msg.metadata.num_delivered or 1
+
+    async def extend(self) -> None:
+        """Keep the lease for another ack wait (``in_progress``)."""
+        await self._msg.in_progress()
+
+    async def finish(self) -> None:
+        """Ack the offer: its outcome is published, or nobody should do it any more."""
+        await self._msg.ack_sync()
+
+    async def give_back(self) -> None:
+        """Nak the offer, so another agent (or this one) gets it at once."""
+        await self._msg.nak()
+
+
+class OfferSource:
+    """The durable consumers agents take offers from, with one subscription (and one fetch at a time) each.
+
+    One source may serve many agents (the gateway's HTTP agents share it): each capability consumer is
+    shared by every agent of that capability anyway; an agent's direct consumer carries the work pinned to it.
+
+    Args:
+        bus: The connection.
+    """
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self._ensured: set[str] = set()
+        self._subs: dict[str, tuple[JetStreamContext.PullSubscription, asyncio.Lock]] = {}
+
+    @staticmethod
+    def durables(agent_id: str, actions: Iterable[str]) -> list[str]:
+        """The consumers an agent fetches from, in order: work pinned to it first, then each action's."""
+        return [Subjects.direct_consumer(agent_id), *(Subjects.capability_consumer(a) for a in actions)]
+
+    async def ensure(self, agent_id: str, actions: Iterable[str]) -> list[str]:
+        """Create (or update) the agent's direct consumer and one per action; return :meth:`durables`."""
+        subjects, settings = self.bus.subjects, self.bus.settings
+        actions = list(actions)
+        configs = [direct_consumer(subjects, agent_id, settings)]
+        configs += [capability_consumer(subjects, action, settings) for action in actions]
+        for config in configs:
+            if config.durable_name not in self._ensured:
+                await ensure_consumer(self.bus.js, subjects.tasks_stream, config)
+                self._ensured.add(config.durable_name or "")
+        return self.durables(agent_id, actions)
+
+    async def fetch(self, durable: str, timeout_s: float) -> LeasedOffer | None:
+        """Lease the next offer of ``durable``; None when none came within ``timeout_s``.
+
+        A message that is not an offer is dead-lettered and the next one fetched. Any other error drops
+        the subscription (it is bound again next time, e.g. after the consumer was recreated) and is raised.
+        """
+        while (msg := await self._fetch_msg(durable, timeout_s)) is not None:
+            try:
+                return LeasedOffer(TaskOffer.model_validate_json(msg.data), msg)
+            except ValidationError as exc:
+                await self.bus.dead_letter(DLQ_SOURCE, msg, f"not a TaskOffer: {brief_validation_error(exc)}")
+        return None
+
+    async def _fetch_msg(self, durable: str, timeout_s: float) -> Msg | None:
+        if durable not in self._subs:
+            sub = await self.bus.js.pull_subscribe_bind(durable, self.bus.subjects.tasks_stream)
+            self._subs[durable] = (sub, asyncio.Lock())
+        sub, lock = self._subs[durable]
+        async with lock:  # one fetch at a time per subscription: a fetch must not take another's message
+            try:
+                msgs = await sub.fetch(1, timeout=timeout_s)
+            except TIMEOUTS:
+                return None
+            except Exception:
+                self._subs.pop(durable, None)
+                with contextlib.suppress(Exception):  # the subscription may have died with the connection
+                    await sub.unsubscribe()
+                raise
+        return msgs[0] if msgs else None
+
+    async def close(self) -> None:
+        """Drop every subscription (the durable consumers stay)."""
+        subs, self._subs = list(self._subs.values()), {}
+        self._ensured.clear()
+        for sub, _ in subs:
+            with contextlib.suppress(Exception):  # the connection may be gone already
+                await sub.unsubscribe()
+
+
+async def every(
+    period_s: float, action: Callable[[], Awaitable[None]], done: asyncio.Event, on_error: Callable[[Exception], None]
+) -> None:
+    """Run ``action`` every ``period_s`` until ``done`` is set; a failure is passed to ``on_error`` and retried.
+
+    Ended by ``done``, never by cancel: on Python 3.11 a cancel that lands while nats-py's request
+    (asyncio.wait_for) completes is swallowed, and a cancelled loop would go on forever.
+    """
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), period_s)
+            return
+        try:
+            await action()
+        except Exception as exc:  # the next period tries again
+            on_error(exc)
+
+
+async def put_card(bus: Bus, card: AgentCard) -> None:
+    """Put the agent's card in KV ``ax-agents`` (a heartbeat: the entry's TTL starts again)."""
+    await (await bus.agents_kv()).put(card.agent_id, card.model_dump_json().encode())
+
+
+async def stored_card(bus: Bus, agent_id: str) -> bytes | None:
+    """The raw card of ``agent_id`` in KV ``ax-agents``; None when there is none."""
+    try:
+        entry = await (await bus.agents_kv()).get(agent_id)
+    except KeyNotFoundError:
+        return None
+    return entry.value or b""
+
+
+async def delete_card(bus: Bus, agent_id: str) -> None:
+    """Take the agent's card out of KV ``ax-agents`` (it goes offline at once rather than after the TTL)."""
+    await (await bus.agents_kv()).delete(agent_id)

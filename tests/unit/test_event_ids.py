@@ -28,6 +28,7 @@ PINNED: list[tuple[Callable[..., str], tuple[object, ...], str]] = [
     (event_ids.subtask_rejected, ("e1:s1:2",), "e1:s1:2:rejected"),
     (event_ids.subtask_result, ("e1:s1:2",), "e1:s1:2:result"),
     (event_ids.dead_letter, ("agents", "ns.ax.task.web", 41), "agents:ns.ax.task.web:41"),
+    (event_ids.unpublished, ("coordinator", "e1:x:RUNNING:0"), "coordinator:publish:e1:x:RUNNING:0"),
 ]
 
 

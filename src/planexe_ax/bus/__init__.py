@@ -5,7 +5,7 @@ from nats.js.api import PubAck  # a stream's ack of a publish (seq, duplicate): 
 
 from planexe_ax.bus import event_ids
 from planexe_ax.bus.codec import decode_command, decode_event
-from planexe_ax.bus.connection import MSG_ID, Bus, connect
+from planexe_ax.bus.connection import MSG_ID, Bus, connect, permanent_publish_error
 from planexe_ax.bus.consumer import PullLoop, supervise
 from planexe_ax.bus.embedded import EmbeddedNats, nats_server_binary
 from planexe_ax.bus.messages import (
@@ -123,6 +123,7 @@ __all__ = [
     "events_consumer",
     "nats_server_binary",
     "new_id",
+    "permanent_publish_error",
     "position_consumer",
     "supervise",
     "topology",

@@ -13,8 +13,10 @@ from typing import Any
 import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.errors import MaxPayloadError
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
+from nats.js.errors import BadRequestError
 from nats.js.kv import KeyValue
 
 from planexe_ax.bus import event_ids
@@ -28,6 +30,18 @@ log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "application/json"
 MSG_ID = "Nats-Msg-Id"
+DLQ_KEEP_BYTES = 64 * 1024
+"""A dead letter keeps at most this much of the original message, so that the letter itself fits the DLQ."""
+
+
+def permanent_publish_error(exc: BaseException) -> bool:
+    """Whether publishing failed for a reason that sending the same message again cannot cure.
+
+    A subject that cannot be built (an id that is not a token), a payload larger than the server or the
+    stream accepts, or a request the stream refuses: these go to the DLQ. Lost connections and timeouts
+    are worth another try.
+    """
+    return isinstance(exc, ValueError | TypeError | MaxPayloadError | BadRequestError)
 
 
 @dataclass
@@ -74,22 +88,46 @@ class Bus:
     async def dead_letter(self, source: str, msg: Msg, reason: str) -> None:
         """Move ``msg`` to ``ax.dlq.<source>`` with ``reason`` and stop its redelivery."""
         seq = msg.metadata.sequence.stream if msg.reply else None
-        letter = DeadLetter(
-            source=source,
-            subject=msg.subject,
-            reason=reason,
-            data_b64=base64.b64encode(msg.data).decode(),
-            headers=dict(msg.headers or {}),
-            stream_seq=seq,
-        )
         msg_id = event_ids.dead_letter(source, msg.subject, seq) if seq else None
-        await self.publish(self.subjects.dlq(source), letter, msg_id=msg_id)
-        log.warning("message dead-lettered", extra={"source": source, "subject": msg.subject, "reason": reason})
+        await self.dead_letter_data(source, msg.subject, msg.data, reason, msg_id, dict(msg.headers or {}), seq)
         if msg.reply:
             try:
                 await msg.term()
             except Exception:  # already acked or terminated: the letter is kept all the same
                 log.debug("term after dead-letter failed", exc_info=True)
+
+    async def dead_letter_data(
+        self,
+        source: str,
+        subject: str,
+        data: bytes,
+        reason: str,
+        msg_id: str | None,
+        headers: dict[str, str] | None = None,
+        stream_seq: int | None = None,
+    ) -> None:
+        """Publish a dead letter for ``data`` (meant for ``subject``) on ``ax.dlq.<source>``.
+
+        Args:
+            source: Who gave up on the message (a lower-case token).
+            subject: Where the message was, or was meant to go.
+            data: Its bytes; the letter keeps the first ``DLQ_KEEP_BYTES`` of them and the full size.
+            reason: Why, in one line.
+            msg_id: A stable de-duplication id, so that giving up again (after a restart) stores one letter.
+            headers: The message's headers.
+            stream_seq: Its stream sequence, when it was read from a stream.
+        """
+        letter = DeadLetter(
+            source=source,
+            subject=subject,
+            reason=reason,
+            data_b64=base64.b64encode(data[:DLQ_KEEP_BYTES]).decode(),
+            size=len(data),
+            headers=headers or {},
+            stream_seq=stream_seq,
+        )
+        await self.publish(self.subjects.dlq(source), letter, msg_id=msg_id)
+        log.warning("message dead-lettered", extra={"source": source, "subject": subject, "reason": reason})
 
     async def agents_kv(self) -> KeyValue:
         """The ``ax-agents`` bucket (agent cards with a TTL)."""

@@ -94,3 +94,8 @@ def subtask_result(offer_id: str) -> str:
 def dead_letter(source: str, subject: str, stream_seq: int) -> str:
     """A dead letter of the stored message ``stream_seq``: moved once, however often it is rejected."""
     return f"{source}:{subject}:{stream_seq}"
+
+
+def unpublished(source: str, msg_id: str) -> str:
+    """A dead letter of a message ``source`` built but could not publish (its own id ``msg_id``)."""
+    return f"{source}:publish:{msg_id}"

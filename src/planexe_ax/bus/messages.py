@@ -13,10 +13,11 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 from uuid import uuid4
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 from planexe_ax.bus import event_ids
 from planexe_ax.bus.plan import Plan
+from planexe_ax.bus.subjects import check_id, check_token
 
 
 def utcnow() -> datetime:
@@ -68,6 +69,23 @@ class WireModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
 
+def _ids(*fields: str) -> Any:
+    """A validator that checks ``fields`` with ``check_id`` when a message is built or decoded.
+
+    Ids become subject tokens (or name what a subject names): a message naming ``a.b.c``, ``x.>`` or
+    300 characters is refused where it enters, not when a later publish cannot build its subject.
+    """
+
+    def check(value: Any, info: Any) -> Any:
+        if isinstance(value, str):
+            return check_id(value, info.field_name)
+        if isinstance(value, dict):
+            return {key: check_id(v, f"{info.field_name}[{key}]") for key, v in value.items()}
+        return value
+
+    return field_validator(*fields)(check)
+
+
 # ---------------------------------------------------------------------------------------------- events
 class EventBase(WireModel):
     """Fields every event carries; ``event_id`` is the de-duplication id on the bus."""
@@ -82,6 +100,8 @@ class EventBase(WireModel):
     agent_id: str | None = None
     causation_id: str | None = Field(default=None, description="event_id or command_id that led to this event")
 
+    _check_ids = _ids("execution_id", "task_id", "subtask_id", "agent_id")
+
 
 class ExecutionCreated(EventBase):
     """The coordinator accepted a plan: the execution exists with this plan and these pins."""
@@ -89,6 +109,8 @@ class ExecutionCreated(EventBase):
     type: Literal["execution_created"] = "execution_created"
     plan: Plan
     pins: dict[str, str] = Field(default_factory=dict, description="task_id or action -> agent_id")
+
+    _check_pins = _ids("pins")
 
 
 class ExecutionState(EventBase):
@@ -255,6 +277,9 @@ class TaskOffer(WireModel):
     description: str = ""
     issued_at: AwareDatetime = Field(default_factory=utcnow)
 
+    _check_ids = _ids("execution_id", "task_id", "subtask_id")
+    _check_action = field_validator("action")(lambda value: check_token(value, "action"))
+
     @property
     def msg_id(self) -> str:
         """De-duplication id: one offer per attempt."""
@@ -272,6 +297,8 @@ class CommandBase(WireModel):
     issued_by: str = "cli"
     reason: str = ""
 
+    _check_ids = _ids("execution_id")
+
 
 class StartExecution(CommandBase):
     """Run ``plan`` as a new execution, with tasks or actions pinned to agents by ``pins``."""
@@ -279,6 +306,8 @@ class StartExecution(CommandBase):
     type: Literal["start"] = "start"
     plan: Plan
     pins: dict[str, str] = Field(default_factory=dict)
+
+    _check_pins = _ids("pins")
 
 
 class PauseExecution(CommandBase):
@@ -305,12 +334,16 @@ class PauseTask(CommandBase):
     type: Literal["pause_task"] = "pause_task"
     task_id: str
 
+    _check_task = _ids("task_id")
+
 
 class ResumeTask(CommandBase):
     """Dispatch one paused task's work again."""
 
     type: Literal["resume_task"] = "resume_task"
     task_id: str
+
+    _check_task = _ids("task_id")
 
 
 class CancelTask(CommandBase):
@@ -319,6 +352,8 @@ class CancelTask(CommandBase):
     type: Literal["cancel_task"] = "cancel_task"
     task_id: str
 
+    _check_task = _ids("task_id")
+
 
 class Reassign(CommandBase):
     """Move a task's open and future work to one named agent."""
@@ -326,6 +361,8 @@ class Reassign(CommandBase):
     type: Literal["reassign"] = "reassign"
     task_id: str
     agent_id: str
+
+    _check_task = _ids("task_id", "agent_id")
 
 
 class ResolveInbox(CommandBase):
@@ -365,6 +402,8 @@ class CapabilityCard(WireModel):
     description: str = ""
     params_schema: dict[str, Any] = Field(default_factory=dict)
 
+    _check_action = field_validator("action")(lambda value: check_token(value, "action"))
+
 
 class AgentCard(WireModel):
     """What an agent offers, kept in KV ``ax-agents`` under its id and refreshed by its heartbeat."""
@@ -379,6 +418,8 @@ class AgentCard(WireModel):
     host: str = ""
     pid: int = 0
 
+    _check_id = _ids("agent_id")
+
 
 # ---------------------------------------------------------------------------------------------- DLQ
 class DeadLetter(WireModel):
@@ -388,6 +429,7 @@ class DeadLetter(WireModel):
     subject: str
     reason: str
     data_b64: str
+    size: int | None = Field(default=None, description="Bytes of the original; data_b64 keeps at most 64 KiB of it")
     headers: dict[str, str] = Field(default_factory=dict)
     stream_seq: int | None = None
     ts: AwareDatetime = Field(default_factory=utcnow)

@@ -62,10 +62,15 @@ class CoordinatorCore:
         self.agents: Agents | None = None
 
     def fold(self, event: Event) -> bool:
-        """Apply an event without deciding anything (rebuilding from the stream); False when it changed nothing."""
+        """Apply an event without deciding anything (rebuilding from the stream); False when it changed nothing.
+
+        Raises:
+            PlanValidationError: an ``execution_created`` whose plan does not pass the checks a start does.
+        """
         if isinstance(event, ExecutionCreated):
             if event.execution_id in self.runs:
                 return False
+            validate_plan(event.plan)
             self.runs[event.execution_id] = ExecutionRun.create(event.execution_id, event.plan, event.pins)
             return True
         run = self.runs.get(event.execution_id)

@@ -50,9 +50,14 @@ class AgentDirectory:
             self.cards.pop(entry.key, None)
             return
         try:
-            self.cards[entry.key] = AgentCard.model_validate_json(entry.value)
-        except ValidationError as exc:
+            card = AgentCard.model_validate_json(entry.value)
+            if card.agent_id != entry.key:
+                raise ValueError(f"the card of {card.agent_id!r} is stored under another key")
+        except (ValidationError, ValueError) as exc:
             log.warning("agent card ignored", extra={"agent_id": entry.key, "error": str(exc).splitlines()[0]})
+            self.cards.pop(entry.key, None)
+            return
+        self.cards[entry.key] = card
 
     async def _publish_if_changed(self) -> None:
         ttl = timedelta(seconds=self.bus.settings.agent_ttl_s)

@@ -19,7 +19,9 @@ from planexe_ax.bus import (
     Subjects,
     decode_command,
     decode_event,
+    event_ids,
     events_consumer,
+    permanent_publish_error,
     position_consumer,
 )
 from planexe_ax.config import Settings
@@ -29,6 +31,7 @@ from planexe_ax.coordinator.state import CoreConfig, Effect, Emit, Offer, WakeAt
 
 log = logging.getLogger(__name__)
 _REBUILD_BATCH = 256
+DLQ_SOURCE = "coordinator"
 
 
 def _now() -> datetime:
@@ -69,6 +72,8 @@ class Coordinator:
         self._own: dict[str, bool] = {}
         """Ids of decisions this process published and has not read back yet: reading them is no work."""
         self.rebuilt_events = 0
+        self.rebuild_skipped = 0
+        """Events the rebuild could not apply (dead-lettered when they were first read): skipped, never fatal."""
         self.dead_lettered = 0
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -101,11 +106,25 @@ class Coordinator:
                     seq = msg.metadata.sequence.stream
                     if seq > floor:
                         break
-                    with contextlib.suppress(ValidationError, ValueError):
-                        self.engine.fold(decode_event(msg.data))
-                        self.rebuilt_events += 1
+                    self._refold(msg)
         finally:
             await sub.unsubscribe()
+        if self.rebuild_skipped:
+            log.warning("rebuild skipped events it cannot apply", extra={"skipped": self.rebuild_skipped})
+
+    def _refold(self, msg: Msg) -> None:
+        try:
+            event = decode_event(msg.data)
+        except (ValidationError, ValueError):
+            self.rebuild_skipped += 1  # undecodable: it was dead-lettered when it was first read
+            return
+        try:
+            self.engine.fold(event)
+        except Exception as exc:  # an event the core cannot apply must not stop every later start
+            self.rebuild_skipped += 1
+            log.debug("rebuild skipped an event", extra={"event_id": event.event_id, "error": repr(exc)})
+            return
+        self.rebuilt_events += 1
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume events and commands until ``stop`` is set."""
@@ -139,9 +158,14 @@ class Coordinator:
                     taken.append(msg)  # a decision of ours coming back: applied when it was taken
                     continue
                 event = await self._decode_known(msg)
-                if event is not None:
+                if event is None:
+                    continue
+                try:
                     effects += self.engine.on_event(event, _now())
-                    taken.append(msg)
+                except Exception as exc:  # a bad event must not stop the coordinator: set it aside
+                    await self._give_up(msg, f"cannot apply {event.type} {event.event_id}: {exc!r}")
+                    continue
+                taken.append(msg)
             await self._carry_out(effects)
         for msg in taken:
             await msg.ack()
@@ -151,26 +175,36 @@ class Coordinator:
         try:
             event = decode_event(msg.data)
         except (ValidationError, ValueError) as exc:
-            self.dead_lettered += 1
-            await self.bus.dead_letter("coordinator", msg, f"invalid event: {exc}")
+            await self._give_up(msg, f"invalid event: {exc}")
             return None
         if not self.engine.knows(event):
-            self.dead_lettered += 1
             what = f"{event.execution_id}/{event.task_id or '-'}/{event.subtask_id or '-'}"
-            await self.bus.dead_letter("coordinator", msg, f"event for an unknown execution, task or subtask: {what}")
+            await self._give_up(msg, f"event for an unknown execution, task or subtask: {what}")
             return None
         return event
+
+    async def _give_up(self, msg: Msg, reason: str) -> None:
+        """Dead-letter ``msg``; when even that fails it stays unacked and comes back later."""
+        try:
+            await self.bus.dead_letter(DLQ_SOURCE, msg, reason)
+            self.dead_lettered += 1
+        except Exception as exc:  # the DLQ is unreachable now: the redelivery will try again
+            log.error("dead-lettering failed", extra={"subject": msg.subject, "error": repr(exc)})
 
     async def _on_commands(self, msgs: list[Msg]) -> None:
         for msg in msgs:
             try:
                 command = decode_command(msg.data)
             except (ValidationError, ValueError) as exc:
-                self.dead_lettered += 1
-                await self.bus.dead_letter("coordinator", msg, f"invalid command: {exc}")
+                await self._give_up(msg, f"invalid command: {exc}")
                 continue
             async with self._lock:
-                await self._carry_out(self.engine.on_command(command, _now()))
+                try:
+                    effects = self.engine.on_command(command, _now())
+                except Exception as exc:  # a command the core cannot carry out must not block those after it
+                    await self._give_up(msg, f"cannot carry out {command.type} {command.command_id}: {exc!r}")
+                    continue
+                await self._carry_out(effects)
             await msg.ack()
 
     async def _on_agents(self, online: dict[str, frozenset[str]]) -> None:
@@ -192,20 +226,49 @@ class Coordinator:
         publishes = [e for e in effects if isinstance(e, Offer | Emit)]
         backoff = 0.1
         while publishes:
-            try:
-                await asyncio.gather(*(self._publish(effect) for effect in publishes))
+            failed = await self._publish_round(publishes)
+            if not failed:
                 return
-            except Exception as exc:  # a lost connection or a timeout: the same ids are safe to send again
-                if self._stop.is_set():
-                    raise  # unacked, the batch comes back after a restart and is decided again
-                log.warning(
-                    "publishing decisions failed; trying again", extra={"n": len(publishes), "error": repr(exc)}
-                )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), backoff)
-                backoff = min(backoff * 2, 2.0)
+            if self._stop.is_set():
+                raise failed[0][1]  # unacked, the batch comes back after a restart and is decided again
+            # A lost connection or a timeout: the same ids are safe to send again.
+            error = repr(failed[0][1])
+            log.warning("publishing decisions failed; trying again", extra={"n": len(failed), "error": error})
+            publishes = [effect for effect, _ in failed]
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), backoff)
+            backoff = min(backoff * 2, 2.0)
+
+    async def _publish_round(self, publishes: list[Offer | Emit]) -> list[tuple[Offer | Emit, Exception]]:
+        """Publish every effect; dead-letter those no retry can publish; return the others that failed."""
+        outcomes = await asyncio.gather(*(self._publish(effect) for effect in publishes), return_exceptions=True)
+        failed: list[tuple[Offer | Emit, Exception]] = []
+        for effect, outcome in zip(publishes, outcomes, strict=True):
+            if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+                raise outcome  # cancelled
+            if outcome is None:
+                continue
+            if permanent_publish_error(outcome):
+                await self._dead_letter_effect(effect, outcome)
+            else:
+                failed.append((effect, outcome))
+        return failed
+
+    async def _dead_letter_effect(self, effect: Offer | Emit, exc: Exception) -> None:
+        """A decision no retry can publish goes to the DLQ, under a stable id, and the coordinator goes on."""
+        message = effect.offer if isinstance(effect, Offer) else effect.event
+        msg_id = effect.offer.msg_id if isinstance(effect, Offer) else effect.event.event_id
+        kind = f"offer {msg_id}" if isinstance(effect, Offer) else f"{effect.event.type} {msg_id}"
+        reason = f"cannot publish {kind}: {exc!r}"
+        try:
+            data = message.model_dump_json().encode()
+            await self.bus.dead_letter_data(DLQ_SOURCE, kind, data, reason, event_ids.unpublished(DLQ_SOURCE, msg_id))
+            self.dead_lettered += 1
+        except Exception as again:  # logged, not retried: the decision is lost, the coordinator is not
+            log.error("dead-lettering a decision failed", extra={"decision": kind, "error": repr(again)})
 
     async def _publish(self, effect: Offer | Emit) -> None:
+        """Publish one effect; returns None (``gather`` tells a success by it)."""
         if isinstance(effect, Offer):
             await self.bus.publish_offer(effect.offer, effect.agent_id)
         else:

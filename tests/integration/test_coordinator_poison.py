@@ -1,0 +1,157 @@
+"""No message stops the coordinator: poison events and commands go to the DLQ and work goes on, also after a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from planexe_ax.agents import Agent, AgentRuntime
+from planexe_ax.bus import Bus, DeadLetter, ExecutionState, ExecutionStatus, Plan, connect
+from planexe_ax.bus.client import follow, start_execution
+from planexe_ax.config import Settings
+from planexe_ax.coordinator import Coordinator
+from planexe_ax.coordinator.state import Emit
+from tests.helpers.agents import echo
+from tests.helpers.eventually import eventually
+from tests.helpers.factories import make_plan
+
+pytestmark = pytest.mark.nats
+
+POISON_IDS = ["a.b.c", "x.>", "z" * 300]
+
+
+@asynccontextmanager
+async def coordinator(settings: Settings, url: str, name: str) -> AsyncIterator[Coordinator]:
+    """A coordinator running in this process on its own connection, as `serve coordinator` runs it."""
+    bus = await connect(settings, url, name)
+    service, stop = Coordinator(bus), asyncio.Event()
+    await service.start()
+    running = asyncio.create_task(service.run(stop))
+    try:
+        yield service
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 30)
+        await bus.close()
+
+
+@asynccontextmanager
+async def echo_agent(settings: Settings, url: str) -> AsyncIterator[None]:
+    bus = await connect(settings, url, "agent")
+    stop = asyncio.Event()
+    running = asyncio.create_task(AgentRuntime(bus, Agent("echo-1", "Echo", capabilities=[echo])).run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 30)
+        await bus.close()
+
+
+def raw_created(execution_id: str) -> bytes:
+    """An `execution_created` as a compromised (or older) coordinator could publish it."""
+    plan = make_plan(["a"]).model_dump(mode="json", by_alias=True)
+    return json.dumps({"type": "execution_created", "execution_id": execution_id, "plan": plan}).encode()
+
+
+async def publish_raw(bus: Bus, execution_id: str, kind: str, data: bytes) -> None:
+    """Publish under the subject the id would give, built by hand: the subject builder refuses such ids."""
+    subject = bus.subjects.all_events.removesuffix(">") + f"{execution_id}.{kind}"
+    await bus.js.publish(subject, data, headers={"Nats-Msg-Id": f"poison-{len(data)}-{kind}-{execution_id[:20]}"})
+
+
+async def dead_letters(bus: Bus) -> list[DeadLetter]:
+    info = await bus.js.stream_info(bus.subjects.dlq_stream)
+    if info.state.messages == 0:
+        return []
+    letters = []
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        raw = await bus.js.get_msg(bus.subjects.dlq_stream, seq)
+        letters.append(DeadLetter.model_validate_json(raw.data or b""))
+    return letters
+
+
+def echo_plan() -> Plan:
+    """Two tasks in a row, each subtask an `echo` the test agent does."""
+    document = make_plan({"a": 2, "b": 1}, [("a", "b", "finish_to_start", 0)]).model_dump(mode="json", by_alias=True)
+    for task in document["phases"][0]["tasks"]:
+        for sub in task["subtasks"]:
+            sub["params"] = {"text": sub["subtask_id"]}
+    return Plan.model_validate(document)
+
+
+async def run_once(bus: Bus, timeout_s: float = 30) -> Any:
+    execution_id = await start_execution(bus, echo_plan())
+    return await follow(bus, execution_id, timeout_s=timeout_s)
+
+
+async def test_poison_execution_created_is_dead_lettered_and_work_goes_on(
+    nats_url: str, settings: Settings, bus: Bus
+) -> None:
+    async with echo_agent(settings, nats_url):
+        async with coordinator(settings, nats_url, "coordinator-1") as first:
+            for poison in POISON_IDS:
+                await publish_raw(bus, poison, "execution_created", raw_created(poison))
+            await publish_raw(bus, "ok1", "subtask_result", b'{"no": "type"}')
+
+            async def all_dead_lettered() -> list[DeadLetter]:
+                letters = await dead_letters(bus)
+                return letters if len(letters) == len(POISON_IDS) + 1 else []
+
+            letters = await eventually(all_dead_lettered, timeout=20)
+            for letter, poison in zip(letters, POISON_IDS, strict=False):
+                assert letter.source == "coordinator"
+                assert "invalid event" in letter.reason
+                assert "execution_id" in letter.reason
+                assert json.loads(base64.b64decode(letter.data_b64))["execution_id"] == poison
+            assert "invalid event" in letters[-1].reason
+            assert not any(p in first.engine.runs for p in POISON_IDS)
+            outcome = await run_once(bus)
+            assert outcome.status == ExecutionStatus.COMPLETED, outcome
+
+        async with coordinator(settings, nats_url, "coordinator-2") as second:
+            assert second.rebuilt_events > 0
+            assert not any(p in second.engine.runs for p in POISON_IDS)
+            outcome = await run_once(bus)
+            assert outcome.status == ExecutionStatus.COMPLETED, outcome
+        assert len(await dead_letters(bus)) == len(POISON_IDS) + 1, "a restart dead-letters nothing again"
+
+
+async def test_an_event_the_core_cannot_apply_is_dead_lettered(nats_url: str, settings: Settings, bus: Bus) -> None:
+    """A well-formed `execution_created` whose plan names a task it does not have (no start would pass it)."""
+    plan = make_plan(["a"]).model_dump(mode="json", by_alias=True)
+    plan["dependencies"] = [{"from": "a", "to": "ghost", "type": "finish_to_start"}]
+    data = json.dumps({"type": "execution_created", "execution_id": "broken", "plan": plan}).encode()
+    async with echo_agent(settings, nats_url):
+        async with coordinator(settings, nats_url, "coordinator-1"):
+            await publish_raw(bus, "broken", "execution_created", data)
+            letters = await eventually(lambda: dead_letters(bus), timeout=20)
+            assert "cannot apply execution_created" in letters[0].reason
+            assert "ghost" in letters[0].reason
+            assert (await run_once(bus)).status == ExecutionStatus.COMPLETED
+        async with coordinator(settings, nats_url, "coordinator-2") as second:
+            assert "broken" not in second.engine.runs
+            assert (await run_once(bus)).status == ExecutionStatus.COMPLETED
+
+
+async def test_a_decision_that_cannot_be_published_is_dead_lettered(
+    nats_url: str, settings: Settings, bus: Bus
+) -> None:
+    """A decision no retry can publish (its subject cannot be built) goes to the DLQ; the next one goes out."""
+    unpublishable = ExecutionState.model_construct(
+        event_id="bad-decision", execution_id="a.b.c", status=ExecutionStatus.RUNNING, type="execution_state"
+    )
+    fine = ExecutionState(event_id="good-decision", execution_id="fine", status=ExecutionStatus.RUNNING)
+    async with coordinator(settings, nats_url, "coordinator-1") as service:
+        await asyncio.wait_for(service._carry_out([Emit(unpublishable), Emit(fine)]), 10)
+        letters = await dead_letters(bus)
+        assert [letter.reason.split(":")[0] for letter in letters] == ["cannot publish execution_state bad-decision"]
+        assert "execution id 'a.b.c'" in letters[0].reason
+        stored = await bus.js.get_last_msg(bus.subjects.events_stream, bus.subjects.event("fine", "execution_state"))
+        assert b"good-decision" in (stored.data or b"")

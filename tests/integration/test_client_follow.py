@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from planexe_ax.bus import EmbeddedNats, Event, ExecutionState, ExecutionStatus, TaskState, TaskStatus, connect
+from planexe_ax.bus import Bus, EmbeddedNats, Event, ExecutionState, ExecutionStatus, TaskState, TaskStatus, connect
 from planexe_ax.bus.client import follow
 from planexe_ax.config import Settings
+from tests.helpers.acli import acli
 from tests.helpers.eventually import eventually
 
 pytestmark = pytest.mark.nats
@@ -46,3 +47,30 @@ async def test_follow_goes_on_after_the_server_restarts(tmp_path: Path) -> None:
     finally:
         await bus.close()
         await restarted.stop()
+
+
+async def test_follow_skips_and_counts_messages_that_are_not_events(bus: Bus) -> None:
+    """A message without `type` on the execution's subjects is skipped and counted, not a crash."""
+    await publish_junk(bus, "x2")
+    await bus.publish_event(ExecutionState(execution_id="x2", status=ExecutionStatus.COMPLETED, event_id="e9"))
+    outcome = await follow(bus, "x2", timeout_s=10)
+    assert outcome.status == ExecutionStatus.COMPLETED
+    assert outcome.skipped == 2
+
+
+async def test_exec_wait_skips_messages_that_are_not_events(bus: Bus, settings: Settings, nats_url: str) -> None:
+    await publish_junk(bus, "x3")
+    await bus.publish_event(ExecutionState(execution_id="x3", status=ExecutionStatus.CANCELLED, event_id="e10"))
+    env = {"PLANEXE_NATS_URL": nats_url, "PLANEXE_NAMESPACE": settings.namespace,
+           "PLANEXE_DATA_DIR": str(settings.data_dir)}  # fmt: skip
+    waited = await acli(["exec", "wait", "x3", "--timeout", "20"], env)
+    assert "Traceback" not in waited.stderr
+    assert waited.returncode == 1, waited.stderr  # CANCELLED, as the stream says
+    assert "skipped 2 message(s)" in waited.stderr
+
+
+async def publish_junk(bus: Bus, execution_id: str) -> None:
+    """Two messages on the execution's subjects that are not events: no `type`, and not JSON at all."""
+    subject = bus.subjects.event(execution_id, "junk")
+    await bus.js.publish(subject, b'{"execution_id": "' + execution_id.encode() + b'"}')
+    await bus.js.publish(subject, b"\xff not json")

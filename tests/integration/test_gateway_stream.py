@@ -216,12 +216,29 @@ async def test_unknown_execution_and_bad_after_seq_are_refused(stack: Stack) -> 
         assert error == {"kind": "error", "status": 404, "detail": "unknown execution no-such-execution"}
 
     execution_id = await gated_execution(stack)
-    for bad in ("-1", "x"):
+    for bad in ("-1", "x", "1000000000"):
         async with connect(stream_url(stack, execution_id, bad)) as ws:
             error = await receive(ws)
             assert await close_code(ws) == 4400
         assert (error["kind"], error["status"]) == ("error", 400)
         assert "after_seq" in error["detail"]
+    assert "beyond the event stream's last sequence" in error["detail"]
+
+
+async def test_messages_that_are_not_events_are_skipped_and_counted(stack: Stack) -> None:
+    execution_id = await gated_execution(stack)
+    bus = stack.gateway.bus
+    junk = bus.subjects.event(execution_id, "junk")
+    await bus.js.publish(junk, b'{"execution_id": "no type"}')  # in the backlog a reconnecting client reads
+    async with connect(stream_url(stack, execution_id, after_seq=0)) as ws:
+        before = await events_until(ws, "inbox_opened")
+        await bus.js.publish(junk, b"\xff not json")  # in the live tail
+        await approve_gate(stack, execution_id)
+        after = await events_until(ws, "completed")
+    both = seqs_of(before) + seqs_of(after)
+    assert both == await stored_seqs(stack, execution_id, both[-1])
+    assert stack.gateway.extras["hub"].undecodable == 2
+    assert "planexe_websocket_undecodable 2.0" in (await stack.client.get("/metrics")).text
 
 
 async def test_open_streams_end_when_the_gateway_stops(stack: Stack) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,14 +36,32 @@ from planexe_ax.bus import (
 )
 from planexe_ax.bus.messages import CommandBase
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Outcome:
-    """How a followed execution ended: its final status (None when its start was rejected)."""
+    """How a followed execution ended: its final status (None when its start was rejected).
+
+    ``skipped`` counts the messages on the execution's subjects that did not decode as events.
+    """
 
     status: ExecutionStatus | None
     stream_seq: int
     reason: str
+    skipped: int = 0
+
+
+def decoded(msg: Any) -> Event | None:
+    """The event in ``msg``, or None (logged) when it does not decode: a reader skips it and goes on."""
+    try:
+        return decode_event(msg.data)
+    except ValueError as exc:  # json's and pydantic's errors both subclass it
+        seq = msg.metadata.sequence.stream
+        log.warning(
+            "undecodable message skipped", extra={"subject": msg.subject, "stream_seq": seq, "error": str(exc)[:300]}
+        )
+        return None
 
 
 async def start_execution(bus: Bus, plan: Plan, pins: dict[str, str] | None = None) -> str:
@@ -85,7 +104,7 @@ async def follow(
     Raises:
         TimeoutError: when the execution has not ended within ``timeout_s``.
     """
-    last_seq = 0
+    last_seq = skipped = 0
     async with asyncio.timeout(timeout_s):
         while True:
             sub, since = await _subscribe_from(bus, execution_id, last_seq + 1), bus.reconnected_at
@@ -99,13 +118,16 @@ async def follow(
                     if seq <= last_seq:
                         continue
                     last_seq = seq
-                    event = decode_event(msg.data)
+                    event = decoded(msg)
+                    if event is None:
+                        skipped += 1
+                        continue
                     if on_event:
                         on_event(event)
                     if isinstance(event, ExecutionState) and event.status in TERMINAL_EXECUTION:
-                        return Outcome(event.status, seq, event.reason)
+                        return Outcome(event.status, seq, event.reason, skipped)
                     if isinstance(event, CommandRejected) and event.command == "start":
-                        return Outcome(None, seq, event.reason)
+                        return Outcome(None, seq, event.reason, skipped)
             finally:
                 with contextlib.suppress(Exception):  # the subscription may have died with the server
                     await sub.unsubscribe()
@@ -141,8 +163,8 @@ async def first_event(sub: Any, match: Callable[[Event], bool], timeout_s: float
             msg = await sub.next_msg(timeout=left)
         except NatsTimeoutError:
             return None
-        event = decode_event(msg.data)
-        if match(event):
+        event = decoded(msg)
+        if event is not None and match(event):
             return event, int(msg.metadata.sequence.stream)
     return None
 

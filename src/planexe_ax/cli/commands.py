@@ -12,6 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from planexe_ax.bus import Bus, Event, ExecutionStatus, Plan, SubtaskState, TaskState, TaskStatus, connect
 from planexe_ax.bus.client import control, control_task, follow, start_execution
@@ -163,6 +164,8 @@ async def exec_command(bus: Bus, args: argparse.Namespace, plan: Plan | None) ->
             outcome = await follow(bus, args.execution_id, None, args.timeout)
         except TimeoutError:
             return EXIT_TIMEOUT
+        if outcome.skipped:
+            sys.stderr.write(f"skipped {outcome.skipped} message(s) on the execution's subjects that are not events\n")
         await _wait_read_model(bus.settings, args.execution_id, outcome.status)
         return EXIT_OK if outcome.status == ExecutionStatus.COMPLETED else EXIT_FAILED
     if args.exec_command in ("pause-task", "resume-task", "cancel-task", "reassign"):
@@ -177,7 +180,10 @@ async def _wait_read_model(settings: Settings, execution_id: str, status: Execut
     if status is None:
         return
     for _ in range(100):
-        report = await read_report(settings, execution_id)
+        try:
+            report = await read_report(settings, execution_id)
+        except (SQLAlchemyError, OSError):  # no read model to wait for (no projector runs against it)
+            return
         if report and report["status"] == status.value:
             return
         await asyncio.sleep(0.1)

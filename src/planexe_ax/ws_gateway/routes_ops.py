@@ -127,6 +127,8 @@ class _Figures:
              f.get("websocket_feeds", 0)),
             ("planexe_websocket_resyncs", "Resyncs sent to WebSocket clients that fell behind.",
              f.get("websocket_resyncs", 0)),
+            ("planexe_websocket_undecodable", "Messages on watched executions' subjects skipped: not events.",
+             f.get("websocket_undecodable", 0)),
             ("planexe_http_agents_live", "HTTP agents heard from within PLANEXE_HTTP_AGENT_TTL_S.",
              f.get("http_agents_live", 0)),
             ("planexe_http_leases_held", "Offers leased to HTTP agents and not yet answered.",

@@ -18,8 +18,9 @@ Server to client:
     The client fell too far behind (its queue in the gateway overflowed) and the events it missed are
     dropped. A snapshot follows; events go on after that snapshot's ``last_seq``.
 ``{"kind": "error", "status": 404 | 400 | 503, "detail": "..."}``
-    Then the socket closes: 4404 unknown execution, 4400 bad ``after_seq``, 1013 NATS or the read model
-    unavailable (reconnect later with ``after_seq``).
+    Then the socket closes: 4404 unknown execution, 4400 bad ``after_seq`` (not an integer of 0 or more, or
+    beyond the event stream's last sequence), 1013 NATS or the read model unavailable (reconnect later with
+    ``after_seq``).
 ``{"kind": "pong"}``
     The answer to ``{"kind": "ping"}``. Anything else a client sends is ignored.
 
@@ -29,7 +30,8 @@ exactly the events after it (no gap, no duplicate), then the live tail. A gatewa
 
 Inside: one :class:`StreamHub` per gateway keeps one :class:`Feed` per watched execution, a shared ordered
 consumer whose events are decoded and serialised once, then put (never awaited) on each client's bounded
-queue. A client that lets its queue fill is marked for resync; the others are not slowed.
+queue. A client that lets its queue fill is marked for resync; the others are not slowed. A message on the
+execution's subjects that does not decode as an event is skipped and counted (``websocket_undecodable``).
 """
 
 from __future__ import annotations
@@ -124,10 +126,13 @@ class Feed:
         on_overflow: Called when a listener's queue overflows.
     """
 
-    def __init__(self, bus: Bus, execution_id: str, on_overflow: Callable[[], None]) -> None:
+    def __init__(
+        self, bus: Bus, execution_id: str, on_overflow: Callable[[], None], on_skip: Callable[[], None] = lambda: None
+    ) -> None:
         self.bus = bus
         self.execution_id = execution_id
         self.on_overflow = on_overflow
+        self.on_skip = on_skip
         self.listeners: set[Listener] = set()
         self.last_seq = 0
         self.since: datetime | None = None
@@ -168,6 +173,7 @@ class Feed:
         self.last_seq = seq
         text = event_frame(seq, msg.data)
         if text is None:
+            self.on_skip()
             return
         for listener in self.listeners:
             if listener.live and not listener.offer((seq, text)):
@@ -205,7 +211,11 @@ class Feed:
                 if seq <= last:  # the ordered consumer was recreated and replays
                     continue
                 left, last = left - 1, seq
-                if seq <= until and (text := event_frame(seq, msg.data)) is not None:
+                if seq > until:
+                    continue
+                if (text := event_frame(seq, msg.data)) is None:
+                    self.on_skip()
+                else:
                     await send(text)
         finally:
             await _unsubscribe(sub)
@@ -229,6 +239,8 @@ class StreamHub:
         self.feeds: dict[str, Feed] = {}
         self.resyncs = 0
         """Clients told to resync since start."""
+        self.undecodable = 0
+        """Messages on watched executions' subjects that did not decode as events: skipped, not streamed."""
         self._watcher: asyncio.Task[None] | None = None
 
     @property
@@ -261,7 +273,7 @@ class StreamHub:
         """A seat on the execution's feed (started if it is the first), given up on exit."""
         feed = self.feeds.get(execution_id)
         if feed is None:
-            feed = self.feeds[execution_id] = Feed(self.bus, execution_id, self._overflowed)
+            feed = self.feeds[execution_id] = Feed(self.bus, execution_id, self._overflowed, self._skipped)
         listener = Listener(feed, asyncio.Queue(self.queue_size))
         feed.listeners.add(listener)
         try:
@@ -275,6 +287,9 @@ class StreamHub:
 
     def _overflowed(self) -> None:
         self.resyncs += 1
+
+    def _skipped(self) -> None:
+        self.undecodable += 1
 
     async def _watch_reconnects(self) -> None:
         while True:
@@ -302,6 +317,7 @@ async def startup(gw: Gateway) -> None:
     gw.gauges["websockets_open"] = lambda: gw.extras["hub"].open_clients
     gw.gauges["websocket_feeds"] = lambda: len(gw.extras["hub"].feeds)
     gw.gauges["websocket_resyncs"] = lambda: gw.extras["hub"].resyncs
+    gw.gauges["websocket_undecodable"] = lambda: gw.extras["hub"].undecodable
 
 
 async def shutdown(gw: Gateway) -> None:
@@ -325,6 +341,11 @@ async def stream(websocket: WebSocket, execution_id: str) -> None:
         snapshot = await _snapshot(gw, execution_id) if after is None else None
         if snapshot is None:
             await _known(gw, execution_id)
+            if (last := await _last_seq(gw)) < (after or 0):
+                await _refuse(
+                    websocket, 400, f"after_seq {after} is beyond the event stream's last sequence {last}", 4400
+                )
+                return
         async with hub.listen(execution_id) as listener:
             closing = await _serve(websocket, gw, listener, after, snapshot)
         if closing:
@@ -355,6 +376,11 @@ async def _snapshot(gw: Gateway, execution_id: str) -> dict[str, Any]:
     if snapshot is None:
         raise UnknownExecution(execution_id)
     return snapshot
+
+
+async def _last_seq(gw: Gateway) -> int:
+    """The event stream's last sequence: no client can have seen an event after it."""
+    return int((await gw.bus.js.stream_info(gw.bus.subjects.events_stream)).state.last_seq)
 
 
 async def _known(gw: Gateway, execution_id: str) -> None:

@@ -1,4 +1,7 @@
-"""A real PlanExe run folder executes to COMPLETED with the built-in agents; people's work answered automatically."""
+"""A PlanExe run folder executes to COMPLETED with the built-in agents; people's work answered automatically.
+
+Runs on tests/fixtures/planexe_run, and on a real sample too when the samples are present.
+"""
 
 import json
 from pathlib import Path
@@ -6,16 +9,22 @@ from pathlib import Path
 import pytest
 
 from planexe_ax.cli import main
+from planexe_ax.config import Settings
+from planexe_ax.plans.importers import import_planexe_run
 from tests.helpers.checks import assert_completed
+from tests.helpers.planexe_runs import FIXTURE, runs_param, sample
 
 pytestmark = [pytest.mark.slow, pytest.mark.nats]
-SAMPLES = Path(__file__).resolve().parents[2] / ".." / "shared" / "planexe-samples"
-SAMPLE = SAMPLES / "20251110_4DWW_India"
 
 
-@pytest.mark.skipif(not SAMPLE.is_dir(), reason=f"PlanExe samples not found at {SAMPLES}")
+@pytest.mark.parametrize("run", runs_param([FIXTURE, *sample("20251110_4DWW_India")]))
 def test_an_imported_planexe_run_executes_to_completed(
-    monkeypatch: pytest.MonkeyPatch, nats_url: str, settings, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+    run: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    nats_url: str,
+    settings: Settings,
+    sqlite_url: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     for key, value in {
         "PLANEXE_NATS_URL": nats_url,
@@ -24,12 +33,12 @@ def test_an_imported_planexe_run_executes_to_completed(
         "PLANEXE_DATABASE_URL": sqlite_url,
     }.items():
         monkeypatch.setenv(key, value)
-    code = main(["run", str(SAMPLE), "--people", "auto", "--json", "--timeout", "240"])
+    code = main(["run", str(run), "--people", "auto", "--json", "--timeout", "240"])
     captured = capsys.readouterr()
     assert code == 0, captured.err[-2000:]
     report = json.loads(captured.out)
     assert report["status"] == "COMPLETED"
-    assert len(report["tasks"]) == 163
+    assert len(report["tasks"]) == len(import_planexe_run(run).plan.tasks())
     subtasks = [s for t in report["tasks"] for s in t["subtasks"]]
     people = [s for s in subtasks if s["agent_id"].startswith("person-")]
     agents = [s for s in subtasks if not s["agent_id"].startswith("person-")]

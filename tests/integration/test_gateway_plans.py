@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 
 from planexe_ax.errors import PlanValidationError
+from planexe_ax.plans.importers import import_planexe_run
 from planexe_ax.plans.validation import parse_plan_text
 from tests.helpers.eventually import eventually
 from tests.helpers.gateway import Stack, example_document
+from tests.helpers.planexe_runs import FIXTURE, runs_param, sample
 
 pytestmark = [pytest.mark.nats, pytest.mark.postgres]
 
-SAMPLES = Path(__file__).resolve().parents[2] / ".." / "shared" / "planexe-samples"
-SAMPLE = SAMPLES / "20251110_4DWW_India"
 JSON = {"content-type": "application/json"}
 
 
@@ -357,9 +357,10 @@ def zip_folder(folder: Path, target: Path) -> bytes:
     return target.read_bytes()
 
 
-@pytest.mark.skipif(not SAMPLE.is_dir(), reason=f"PlanExe samples not found at {SAMPLES}")
-async def test_the_zip_of_a_planexe_run_is_imported(stack: Stack, tmp_path: Path) -> None:
-    body = zip_folder(SAMPLE, tmp_path / "run.zip")
+@pytest.mark.parametrize("run", runs_param([FIXTURE, *sample("20251110_4DWW_India")]))
+async def test_the_zip_of_a_planexe_run_is_imported(stack: Stack, run: Path, tmp_path: Path) -> None:
+    body = zip_folder(run, tmp_path / "run.zip")
+    expected = import_planexe_run(run).plan
 
     response = await stack.client.post("/api/plans/import", content=body, headers={"content-type": "application/zip"})
 
@@ -369,8 +370,9 @@ async def test_the_zip_of_a_planexe_run_is_imported(stack: Stack, tmp_path: Path
     assert isinstance(report, dict)
     assert report
     assert imported["plan"]["metadata"]["import_report"] == report
-    assert imported["tasks"] > 100
-    assert imported["subtasks"] > 0
+    assert imported["plan_id"] == expected.plan_id
+    assert imported["tasks"] == len(expected.tasks())
+    assert imported["subtasks"] == sum(len(task.subtasks) for task in expected.tasks())
     read = await stack.client.get(f"/api/plans/{imported['plan_id']}")
     assert read.status_code == 200, read.text
     assert read.json()["tasks"] == imported["tasks"]

@@ -20,9 +20,7 @@ from planexe_ax.plans.decompose import (
     decompose_plan,
 )
 from planexe_ax.plans.importers import import_planexe_run
-
-SAMPLES = Path(__file__).resolve().parents[2] / ".." / "shared" / "planexe-samples"
-NAMES = sorted(p.name for p in SAMPLES.iterdir() if p.is_dir()) if SAMPLES.is_dir() else []
+from tests.helpers.planexe_runs import FIXTURE, RUNS, runs_param
 
 
 @cache
@@ -40,10 +38,9 @@ def plan_of(*tasks: Task, start: datetime | None = None) -> Plan:
     )
 
 
-@pytest.mark.skipif(not NAMES, reason=f"PlanExe samples not found at {SAMPLES}")
-@pytest.mark.parametrize("name", NAMES)
-def test_every_agent_step_of_a_sample_validates_against_its_params_model(name: str) -> None:
-    plan = import_planexe_run(SAMPLES / name).plan
+@pytest.mark.parametrize("run", runs_param(RUNS))
+def test_every_agent_step_of_a_run_validates_against_its_params_model(run: Path) -> None:
+    plan = import_planexe_run(run).plan
     models = params_models()
     checked = 0
     for task in plan.tasks():
@@ -53,7 +50,7 @@ def test_every_agent_step_of_a_sample_validates_against_its_params_model(name: s
                 continue
             models[sub.action].model_validate(sub.params)
             checked += 1
-    assert checked > 50
+    assert checked > (10 if run == FIXTURE else 50)
 
 
 def test_every_built_in_action_has_params_that_validate() -> None:

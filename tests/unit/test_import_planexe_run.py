@@ -1,4 +1,5 @@
-"""Import of real PlanExe runs (../shared/planexe-samples): counts, DAG, baseline, variants and failures."""
+"""Import of PlanExe runs (tests/fixtures/planexe_run, and the real samples when present): counts, DAG,
+baseline, variants and failures."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import shutil
 import zipfile
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -22,12 +23,11 @@ from planexe_ax.plans.importers import (
     load_plan_source,
 )
 from planexe_ax.plans.validation import validate_plan
+from tests.helpers.planexe_runs import FIXTURE, REPAIRED, RUNS, Repaired, runs_param, sample
 
-SAMPLES = Path(__file__).resolve().parents[2] / ".." / "shared" / "planexe-samples"
-NAMES = sorted(p.name for p in SAMPLES.iterdir() if p.is_dir()) if SAMPLES.is_dir() else []
-MAIN = "20251114_paperclip_automation"
-
-pytestmark = pytest.mark.skipif(not NAMES, reason=f"PlanExe samples not found at {SAMPLES}")
+Siblings = Literal["parallel", "sequential"]
+MAIN_RUNS = runs_param([FIXTURE, *sample("20251114_paperclip_automation")])
+"""The runs the variant and failure tests copy and edit: the fixture, and the main sample when present."""
 
 
 def raw(folder: Path, name: str) -> Any:
@@ -36,8 +36,8 @@ def raw(folder: Path, name: str) -> Any:
 
 
 @cache
-def imported(name: str, siblings: str = "parallel") -> ImportResult:
-    return import_planexe_run(SAMPLES / name, siblings=siblings)  # type: ignore[arg-type]
+def imported(run: Path, siblings: Siblings = "parallel") -> ImportResult:
+    return import_planexe_run(run, siblings=siblings)
 
 
 def comparable(plan: Plan) -> dict[str, Any]:
@@ -66,13 +66,13 @@ def longest_path_days(level2: list[str], pairs: set[tuple[str, str]], days: dict
     return max(fin(t) for t in level2)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_sample_counts_match_the_files(name: str) -> None:
-    folder = SAMPLES / name
+@pytest.mark.parametrize("run", runs_param(RUNS))
+def test_counts_match_the_files(run: Path) -> None:
+    folder = run
     level2, level3 = raw(folder, "wbs_level2.json"), raw(folder, "wbs_level3.json")
     deps = raw(folder, "task_dependencies_raw.json")["task_dependency_details"]
     pairs = {(d, e["dependent_task_id"]) for e in deps for d in e["depends_on_task_id_list"]}
-    plan = imported(name).plan
+    plan = imported(run).plan
     assert len(plan.phases) == len(level2)
     assert [p.phase_id for p in plan.phases] == [p["id"] for p in level2]
     assert len(plan.tasks()) == sum(len(p["subtasks"]) for p in level2) + len(level3)
@@ -88,33 +88,33 @@ def test_sample_counts_match_the_files(name: str) -> None:
         assert leaf["id"] in by_id[leaf["parent_id"]].prerequisites
         inherited = {a for a, b in pairs if b == leaf["parent_id"]}
         assert set(by_id[leaf["id"]].prerequisites) == inherited
-    report = imported(name).report
+    report = imported(run).report
     assert report["counts"]["dependencies"] == len(pairs)
     assert report["start_time"] == raw(folder, "start_time.json")["server_iso_utc"].replace("Z", "+00:00")
     assert report["go_no_go"]["verdict"] in {"go", "go_with_caution", "no_go"}
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_sample_dag_is_acyclic_and_resolves(name: str) -> None:
-    plan = imported(name).plan
+@pytest.mark.parametrize("run", runs_param(RUNS))
+def test_dag_is_acyclic_and_resolves(run: Path) -> None:
+    plan = imported(run).plan
     ids = [t.task_id for t in plan.tasks()]
     edges = [(d.from_, d.to) for d in plan.all_dependencies()]
     assert {e for edge in edges for e in edge} <= set(ids)
     order = topological_order(ids, edges)
     position = {t: i for i, t in enumerate(order)}
     assert all(position[a] < position[b] for a, b in edges)
-    validate_plan(plan, name)
+    validate_plan(plan, run.name)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("run", runs_param(RUNS))
 @pytest.mark.parametrize("siblings", ["parallel", "sequential"])
-def test_sample_critical_path_is_what_the_durations_imply(name: str, siblings: str) -> None:
-    folder = SAMPLES / name
+def test_critical_path_is_what_the_durations_imply(run: Path, siblings: Siblings) -> None:
+    folder = run
     level2 = [s["id"] for p in raw(folder, "wbs_level2.json") for s in p["subtasks"]]
     deps = raw(folder, "task_dependencies_raw.json")["task_dependency_details"]
     pairs = {(d, e["dependent_task_id"]) for e in deps for d in e["depends_on_task_id_list"]}
     given = {d["task_id"]: d["days_realistic"] for d in raw(folder, "task_durations.json")}
-    result = imported(name, siblings)
+    result = imported(run, siblings)
     plan = result.plan
     by_id = {t.task_id: t for t in plan.tasks()}
     # unknown (-1) durations are repaired; take the estimate the import reports for those only.
@@ -139,9 +139,9 @@ def test_sample_critical_path_is_what_the_durations_imply(name: str, siblings: s
             assert base["tasks"][t.task_id]["earliest_finish"] == pytest.approx(last)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_every_executable_task_is_decomposed(name: str) -> None:
-    plan = imported(name).plan
+@pytest.mark.parametrize("run", runs_param(RUNS))
+def test_every_executable_task_is_decomposed(run: Path) -> None:
+    plan = imported(run).plan
     parents = {t.parent_id for t in plan.tasks()}
     for task in plan.tasks():
         if task.task_id in parents:
@@ -151,33 +151,36 @@ def test_every_executable_task_is_decomposed(name: str) -> None:
         for sub in task.subtasks:
             assert sub.decomposition_confidence is not None
             assert sub.decomposition_reason
-    share = imported(name).report["decomposition"]
+    share = imported(run).report["decomposition"]
     assert share["undecomposed"] == 0
     assert share["agent_share"] + share["human_share"] == pytest.approx(1, abs=0.002)
 
 
-def test_renamed_copy_imports_identically(tmp_path: Path) -> None:
-    copy = copy_renamed(SAMPLES / MAIN, tmp_path / "run")
+@pytest.mark.parametrize("run", MAIN_RUNS)
+def test_renamed_copy_imports_identically(run: Path, tmp_path: Path) -> None:
+    copy = copy_renamed(run, tmp_path / "run")
     assert not any(p.name[0].isdigit() for p in copy.iterdir())
     result = import_planexe_run(copy)
-    assert comparable(result.plan) == comparable(imported(MAIN).plan)
-    assert result.repairs == imported(MAIN).repairs
+    assert comparable(result.plan) == comparable(imported(run).plan)
+    assert result.repairs == imported(run).repairs
 
 
-def test_zip_with_a_folder_inside_imports_identically(tmp_path: Path) -> None:
+@pytest.mark.parametrize("run", MAIN_RUNS)
+def test_zip_with_a_folder_inside_imports_identically(run: Path, tmp_path: Path) -> None:
     archive = tmp_path / "run.zip"
     with zipfile.ZipFile(archive, "w") as zf:
-        for p in sorted((SAMPLES / MAIN).iterdir()):
-            zf.write(p, f"{MAIN}/{p.name}")
-        zf.writestr(f"__MACOSX/{MAIN}/._018-5-wbs_level2.json", b"\x00\x05junk")
-        zf.writestr(f"{MAIN}/.DS_Store", b"\x00junk")
+        for p in sorted(run.iterdir()):
+            zf.write(p, f"{run.name}/{p.name}")
+        zf.writestr(f"__MACOSX/{run.name}/._018-5-wbs_level2.json", b"\x00\x05junk")
+        zf.writestr(f"{run.name}/.DS_Store", b"\x00junk")
     result = load_plan_source(archive)
-    assert comparable(result.plan) == comparable(imported(MAIN).plan)
-    assert f"{MAIN}/018-5-wbs_level2.json" in result.report["files_used"]
+    assert comparable(result.plan) == comparable(imported(run).plan)
+    assert f"{run.name}/018-5-wbs_level2.json" in result.report["files_used"]
 
 
-def test_truncated_copy_lists_the_missing_files(tmp_path: Path) -> None:
-    copy = copy_renamed(SAMPLES / MAIN, tmp_path / "run")
+@pytest.mark.parametrize("run", MAIN_RUNS)
+def test_truncated_copy_lists_the_missing_files(run: Path, tmp_path: Path) -> None:
+    copy = copy_renamed(run, tmp_path / "run")
     for name in (
         "wbs_level2.json",
         "wbs_level3.json",
@@ -193,50 +196,65 @@ def test_truncated_copy_lists_the_missing_files(tmp_path: Path) -> None:
     assert "wbs_level1.json " not in message.split("missing:")[1]
 
 
-def test_missing_flat_files_fall_back_to_the_full_tree(tmp_path: Path) -> None:
-    copy = copy_renamed(SAMPLES / MAIN, tmp_path / "run")
+@pytest.mark.parametrize("run", MAIN_RUNS)
+def test_missing_flat_files_fall_back_to_the_full_tree(run: Path, tmp_path: Path) -> None:
+    copy = copy_renamed(run, tmp_path / "run")
     (copy / "wbs_level3.json").unlink()
     result = import_planexe_run(copy)
-    flat = imported(MAIN).plan
+    flat = imported(run).plan
     assert [t.task_id for t in result.plan.tasks()] == [t.task_id for t in flat.tasks()]
+    assert [t.title for t in result.plan.tasks()] == [t.title for t in flat.tasks()]
     assert result.plan.dependencies == flat.dependencies
     assert result.plan.metadata["baseline"]["total_days"] == flat.metadata["baseline"]["total_days"]
 
 
-def test_corrupt_json_names_the_file_line_and_column(tmp_path: Path) -> None:
+@pytest.mark.parametrize("run", MAIN_RUNS)
+def test_corrupt_json_names_the_file_line_and_column(run: Path, tmp_path: Path) -> None:
     copy = tmp_path / "run"
-    shutil.copytree(SAMPLES / MAIN, copy)
+    shutil.copytree(run, copy)
     target = copy / "021-task_dependencies_raw.json"
     target.write_text(target.read_text(encoding="utf-8")[:300], encoding="utf-8")
     with pytest.raises(PlanImportError, match=r"021-task_dependencies_raw\.json: invalid JSON at line \d+ column \d+"):
         import_planexe_run(copy)
 
 
-def test_wrong_shape_names_the_file(tmp_path: Path) -> None:
-    copy = copy_renamed(SAMPLES / MAIN, tmp_path / "run")
+@pytest.mark.parametrize("run", MAIN_RUNS)
+def test_wrong_shape_names_the_file(run: Path, tmp_path: Path) -> None:
+    copy = copy_renamed(run, tmp_path / "run")
     (copy / "wbs_level2.json").write_text('{"not": "a list"}', encoding="utf-8")
     with pytest.raises(PlanImportError, match=r"wbs_level2\.json: expected a list of phases"):
         import_planexe_run(copy)
 
 
-def test_strict_refuses_a_sample_that_needs_repairs() -> None:
-    assert imported(MAIN).repairs  # three -1 durations in the paperclip run
-    with pytest.raises(PlanValidationError, match="strict import refuses 3 repair") as info:
-        import_planexe_run(SAMPLES / MAIN, strict=True)
-    assert "128dec6e-8d59-4189-a461-63e92509ab1d" in str(info.value)
-    assert imported(MAIN).plan.metadata["import_report"]["repairs"] == imported(MAIN).repairs
+@pytest.mark.parametrize("known", REPAIRED, ids=lambda known: known.run.name)
+def test_strict_refuses_a_run_that_needs_repairs(known: Repaired) -> None:
+    result = imported(known.run)
+    assert len(result.repairs) == known.repairs
+    assert any(known.task_id in line and "estimated" in line for line in result.repairs)
+    with pytest.raises(PlanValidationError, match=f"strict import refuses {known.repairs} repair") as info:
+        import_planexe_run(known.run, strict=True)
+    assert known.task_id in str(info.value)
+    assert result.plan.metadata["import_report"]["repairs"] == result.repairs
 
 
-def test_samples_without_repairs_pass_strict() -> None:
-    clean = [n for n in NAMES if not imported(n).repairs]
-    assert clean
-    for name in clean:
-        import_planexe_run(SAMPLES / name, strict=True)
+@pytest.mark.parametrize("run", runs_param(RUNS))
+def test_a_run_with_every_duration_known_passes_strict(run: Path, tmp_path: Path) -> None:
+    copy = copy_renamed(run, tmp_path / "run")
+    path = copy / "task_durations.json"
+    durations = json.loads(path.read_text(encoding="utf-8"))
+    for item in durations:
+        for key in ("days_min", "days_realistic", "days_max"):
+            if item[key] <= 0:
+                item[key] = 5
+    path.write_text(json.dumps(durations), encoding="utf-8")
+    result = import_planexe_run(copy, strict=True)
+    assert result.repairs == []
 
 
-def test_unequal_list_lengths_are_read(tmp_path: Path) -> None:
-    notes = imported(MAIN).report["notes"]
-    assert sum("explanations" in n for n in notes) == 5
+@pytest.mark.parametrize("known", REPAIRED, ids=lambda known: known.run.name)
+def test_unequal_list_lengths_are_read(known: Repaired) -> None:
+    notes = imported(known.run).report["notes"]
+    assert sum("explanations" in n for n in notes) == known.unequal_lists
 
 
 def _edit_dependencies(copy: Path, edit: Any) -> None:
@@ -246,9 +264,10 @@ def _edit_dependencies(copy: Path, edit: Any) -> None:
     path.write_text(json.dumps(data), encoding="utf-8")
 
 
-def test_cycle_and_unknown_id_are_repaired(tmp_path: Path) -> None:
-    copy = copy_renamed(SAMPLES / MAIN, tmp_path / "run")
-    first = imported(MAIN).plan.dependencies[0]  # e5e6888c... -> 991ba219...
+@pytest.mark.parametrize("run", MAIN_RUNS)
+def test_cycle_and_unknown_id_are_repaired(run: Path, tmp_path: Path) -> None:
+    copy = copy_renamed(run, tmp_path / "run")
+    first = imported(run).plan.dependencies[0]
 
     def edit(details: list[dict[str, Any]]) -> None:
         details.append(
@@ -263,17 +282,50 @@ def test_cycle_and_unknown_id_are_repaired(tmp_path: Path) -> None:
     result = import_planexe_run(copy)
     assert any(f"{first.to} -> {first.from_} closes the cycle" in r for r in result.repairs)
     assert any("unknown id no-such-id; dropped" in r for r in result.repairs)
-    assert result.plan.dependencies == imported(MAIN).plan.dependencies
+    assert result.plan.dependencies == imported(run).plan.dependencies
     assert result.plan.metadata["import_report"]["repairs"] == result.repairs
     with pytest.raises(PlanValidationError, match="closes the cycle"):
         import_planexe_run(copy, strict=True)
 
 
-def test_sequential_siblings_chain_the_children() -> None:
-    plan = imported(MAIN, "sequential").plan
+def test_a_dependency_on_a_phase_stands_for_its_tasks(tmp_path: Path) -> None:
+    copy = copy_renamed(FIXTURE, tmp_path / "run")
+    plan = imported(FIXTURE).plan
+    first, last = plan.phases[0], plan.phases[-1]
+    level2 = [t.task_id for t in first.tasks if t.parent_id is None]
+    opening = [t for t in last.tasks if t.parent_id is None][-1]
+
+    def edit(details: list[dict[str, Any]]) -> None:
+        details.append(
+            {
+                "dependent_task_id": opening.task_id,
+                "depends_on_task_id_list": [first.phase_id],
+                "depends_on_task_explanation_list": ["The opening waits for the whole first phase."],
+            }
+        )
+
+    _edit_dependencies(copy, edit)
+    result = import_planexe_run(copy)
+    assert any(f"{first.phase_id} is a phase; used its tasks instead" in r for r in result.repairs)
+    added = {(d.from_, d.to) for d in result.plan.dependencies} - {(d.from_, d.to) for d in plan.dependencies}
+    assert added == {(task_id, opening.task_id) for task_id in level2}
+
+
+def test_roles_come_from_team_md_without_the_team_json(tmp_path: Path) -> None:
+    copy = copy_renamed(FIXTURE, tmp_path / "run")
+    (copy / "enrich_team_members_environment_info.json").unlink()
+    roles = import_planexe_run(copy).plan.roles_required
+    assert roles == imported(FIXTURE).plan.roles_required
+    assert roles[:4] == ["Project Manager", "Bicycle Mechanic", "Volunteer Coordinator", "Procurement Coordinator"]
+
+
+@pytest.mark.parametrize("run", MAIN_RUNS)
+def test_sequential_siblings_chain_the_children(run: Path) -> None:
+    plan = imported(run, "sequential").plan
     tasks = plan.tasks()
     parent = tasks[0]
     kids = [t for t in tasks if t.parent_id == parent.task_id]
+    assert len(kids) > 1
     assert all(kids[i - 1].task_id in kids[i].prerequisites for i in range(1, len(kids)))
     assert sum(k.days_realistic or 0 for k in kids) == pytest.approx(parent.days_realistic or 0)
 

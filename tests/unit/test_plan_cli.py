@@ -1,4 +1,5 @@
-"""``planexe-ax plan import|show|decompose|validate`` through ``cli.main``, on the PlanExe samples."""
+"""``planexe-ax plan import|show|decompose|validate`` through ``cli.main``, on PlanExe runs (the fixture, and
+the real samples when present)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,10 @@ import pytest
 from planexe_ax.bus.plan import Plan
 from planexe_ax.cli import example_plan_path, main
 from planexe_ax.plans.importers import canonical_name, import_planexe_run
+from tests.helpers.planexe_runs import FIXTURE, REPAIRED, RUNS, SHOWN, Repaired, Shown, runs_param, sample
 
-SAMPLES = Path(__file__).resolve().parents[2] / ".." / "shared" / "planexe-samples"
-NAMES = sorted(p.name for p in SAMPLES.iterdir() if p.is_dir()) if SAMPLES.is_dir() else []
-MAIN = "20251114_paperclip_automation"
-CLAY = "20260215_nuuk_clay_workshop"
-
-pytestmark = pytest.mark.skipif(not NAMES, reason=f"PlanExe samples not found at {SAMPLES}")
+MAIN_RUNS = runs_param([FIXTURE, *sample("20251114_paperclip_automation")])
+CLAY_RUNS = runs_param([FIXTURE, *sample("20260215_nuuk_clay_workshop")])
 Capture = pytest.CaptureFixture[str]
 
 
@@ -28,19 +26,19 @@ def run(capsys: Capture, *argv: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-def copy_without(tmp_path: Path, *names: str) -> Path:
+def copy_without(run: Path, tmp_path: Path, *names: str) -> Path:
     dst = tmp_path / "run"
     dst.mkdir()
-    for p in (SAMPLES / MAIN).iterdir():
+    for p in run.iterdir():
         if canonical_name(p.name) not in names:
             shutil.copyfile(p, dst / p.name)
     return dst
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_import_prints_the_summary_of_each_sample(name: str, capsys: Capture) -> None:
-    code, out, err = run(capsys, "import", str(SAMPLES / name))
-    report = import_planexe_run(SAMPLES / name).report
+@pytest.mark.parametrize("folder", runs_param(RUNS))
+def test_import_prints_the_summary_of_each_run(folder: Path, capsys: Capture) -> None:
+    code, out, err = run(capsys, "import", str(folder))
+    report = import_planexe_run(folder).report
     counts = report["counts"]
     assert code == 0, err
     lines = out.splitlines()
@@ -55,8 +53,11 @@ def test_import_prints_the_summary_of_each_sample(name: str, capsys: Capture) ->
     assert f"  repairs: {len(repairs)}" in lines
 
 
-def test_import_json_is_the_plan_with_its_report_and_runs_through_validate(tmp_path: Path, capsys: Capture) -> None:
-    code, out, _ = run(capsys, "import", str(SAMPLES / CLAY), "--json")
+@pytest.mark.parametrize("folder", CLAY_RUNS)
+def test_import_json_is_the_plan_with_its_report_and_runs_through_validate(
+    folder: Path, tmp_path: Path, capsys: Capture
+) -> None:
+    code, out, _ = run(capsys, "import", str(folder), "--json")
     assert code == 0
     data = json.loads(out)
     plan = Plan.model_validate(data)
@@ -73,19 +74,21 @@ def test_import_json_is_the_plan_with_its_report_and_runs_through_validate(tmp_p
     assert f"valid: {plan.plan_id}" in err
 
 
-def test_sequential_siblings_chain_the_level_3_tasks(capsys: Capture) -> None:
-    _, parallel, _ = run(capsys, "import", str(SAMPLES / MAIN), "--json")
-    _, sequential, _ = run(capsys, "import", str(SAMPLES / MAIN), "--json", "--siblings", "sequential")
+@pytest.mark.parametrize("folder", MAIN_RUNS)
+def test_sequential_siblings_chain_the_level_3_tasks(folder: Path, capsys: Capture) -> None:
+    _, parallel, _ = run(capsys, "import", str(folder), "--json")
+    _, sequential, _ = run(capsys, "import", str(folder), "--json", "--siblings", "sequential")
     reports = [json.loads(o)["metadata"]["import_report"] for o in (parallel, sequential)]
     assert [r["siblings"] for r in reports] == ["parallel", "sequential"]
     assert reports[1]["counts"]["structural_dependencies"] > reports[0]["counts"]["structural_dependencies"]
-    _, out, _ = run(capsys, "import", str(SAMPLES / MAIN), "--siblings", "sequential")
+    _, out, _ = run(capsys, "import", str(folder), "--siblings", "sequential")
     assert "from the WBS (siblings sequential)" in out
 
 
-def test_truncated_folder_names_the_missing_files(tmp_path: Path, capsys: Capture) -> None:
+@pytest.mark.parametrize("source", MAIN_RUNS)
+def test_truncated_folder_names_the_missing_files(source: Path, tmp_path: Path, capsys: Capture) -> None:
     folder = copy_without(
-        tmp_path, "task_durations.json", "wbs_level3.json", "wbs_project_level1_and_level2_and_level3.json"
+        source, tmp_path, "task_durations.json", "wbs_level3.json", "wbs_project_level1_and_level2_and_level3.json"
     )
     code, out, err = run(capsys, "import", str(folder))
     assert code == 2
@@ -95,8 +98,9 @@ def test_truncated_folder_names_the_missing_files(tmp_path: Path, capsys: Captur
     assert "wbs_level3.json (or wbs_project_level1_and_level2_and_level3.json)" in err
 
 
-def test_corrupt_json_names_the_file_line_and_column(tmp_path: Path, capsys: Capture) -> None:
-    folder = copy_without(tmp_path)
+@pytest.mark.parametrize("source", MAIN_RUNS)
+def test_corrupt_json_names_the_file_line_and_column(source: Path, tmp_path: Path, capsys: Capture) -> None:
+    folder = copy_without(source, tmp_path)
     (path,) = [p for p in folder.iterdir() if canonical_name(p.name) == "task_dependencies_raw.json"]
     path.write_text('{\n  "task_dependency_details": [\n    {"dependent_task_id": \n')
     code, _, err = run(capsys, "import", str(folder))
@@ -104,13 +108,14 @@ def test_corrupt_json_names_the_file_line_and_column(tmp_path: Path, capsys: Cap
     assert f"{path.name}: invalid JSON at line 4 column 1" in err
 
 
-def test_strict_refuses_the_repairs_of_the_paperclip_sample(capsys: Capture) -> None:
-    code, out, err = run(capsys, "import", str(SAMPLES / MAIN), "--strict")
+@pytest.mark.parametrize("known", REPAIRED, ids=lambda known: known.run.name)
+def test_strict_refuses_the_repairs(known: Repaired, capsys: Capture) -> None:
+    code, out, err = run(capsys, "import", str(known.run), "--strict")
     assert code == 2
     assert out == ""
-    assert "strict import refuses 3 repair(s)" in err
-    assert "Monitor System Performance and Uptime" in err
-    code, _, err = run(capsys, "validate", str(SAMPLES / MAIN), "--strict")
+    assert f"strict import refuses {known.repairs} repair(s)" in err
+    assert known.task_title in err
+    code, _, err = run(capsys, "validate", str(known.run), "--strict")
     assert code == 2
     assert "strict import refuses" in err
 
@@ -132,35 +137,38 @@ def test_show_json_is_the_plan(capsys: Capture) -> None:
     assert Plan.model_validate(data).plan_id == "prospect_dog_breeders_q1"
 
 
-def test_show_prints_a_sample_with_subtasks_risks_and_baseline(capsys: Capture) -> None:
-    code, out, _ = run(capsys, "show", str(SAMPLES / CLAY))
+@pytest.mark.parametrize("known", SHOWN, ids=lambda known: known.run.name)
+def test_show_prints_a_run_with_subtasks_risks_and_baseline(known: Shown, capsys: Capture) -> None:
+    code, out, _ = run(capsys, "show", str(known.run))
     assert code == 0
-    assert "Phase Establish Supply Chain Resilience" in out
-    assert "Collect Historical Shipping Data [9eb63024] | role: Project Manager" in out
+    assert f"Phase {known.phase}" in out
+    assert known.leaf in out
     assert "[people] human_task" in out
     assert "Risks" in out
-    assert "Regulatory & Permitting" in out
-    assert "Baseline: 96 working days; critical path: " in out
+    assert known.risk_area in out
+    assert f"Baseline: {known.baseline_days} working days; critical path: " in out
 
 
-def test_decompose_prints_actions_confidences_and_the_share(capsys: Capture) -> None:
-    code, out, _ = run(capsys, "decompose", str(SAMPLES / CLAY))
+@pytest.mark.parametrize("folder", CLAY_RUNS)
+def test_decompose_prints_actions_confidences_and_the_share(folder: Path, capsys: Capture) -> None:
+    code, out, _ = run(capsys, "decompose", str(folder))
     assert code == 0
-    for action in ("web_scrape", "draft_document", "human_task (people)"):
+    for action in ("search_google_maps", "draft_document", "human_task (people)"):
         assert action in out
     assert "0.60" in out
     assert "matched" in out
-    summary = import_planexe_run(SAMPLES / CLAY).report["decomposition"]
+    summary = import_planexe_run(folder).report["decomposition"]
     assert f"Share: agents {summary['agent_share'] * 100:.1f}%, people {summary['human_share'] * 100:.1f}%" in out
 
 
-def test_decompose_with_fewer_capabilities_gives_people_more(capsys: Capture) -> None:
-    code, out, _ = run(capsys, "decompose", str(SAMPLES / CLAY), "--json", "--capabilities", "draft_document")
+@pytest.mark.parametrize("folder", CLAY_RUNS)
+def test_decompose_with_fewer_capabilities_gives_people_more(folder: Path, capsys: Capture) -> None:
+    code, out, _ = run(capsys, "decompose", str(folder), "--json", "--capabilities", "draft_document")
     assert code == 0
     data = json.loads(out)
     actions = {s["action"] for t in data["tasks"] for s in t["subtasks"]}
     assert actions == {"draft_document", "human_task"}
-    full = import_planexe_run(SAMPLES / CLAY).report["decomposition"]
+    full = import_planexe_run(folder).report["decomposition"]
     assert data["summary"]["human_share"] > full["human_share"]
 
 
@@ -173,19 +181,20 @@ def test_decompose_redo_runs_the_rules_on_a_json_plan(capsys: Capture) -> None:
 
 def test_llm_decomposer_needs_a_base_url(monkeypatch: pytest.MonkeyPatch, capsys: Capture) -> None:
     monkeypatch.delenv("PLANEXE_LLM_BASE_URL", raising=False)
-    code, _, err = run(capsys, "decompose", str(SAMPLES / CLAY), "--decomposer", "llm")
+    code, _, err = run(capsys, "decompose", str(FIXTURE), "--decomposer", "llm")
     assert code == 2
     assert "PLANEXE_LLM_BASE_URL" in err
 
 
-def test_validate_a_sample_folder_and_its_zip(tmp_path: Path, capsys: Capture) -> None:
-    code, _, err = run(capsys, "validate", str(SAMPLES / CLAY))
+@pytest.mark.parametrize("known", SHOWN, ids=lambda known: known.run.name)
+def test_validate_a_run_folder_and_its_zip(known: Shown, tmp_path: Path, capsys: Capture) -> None:
+    code, _, err = run(capsys, "validate", str(known.run))
     assert code == 0
-    assert err.startswith("valid: c0116ebd-d576-42fa-a84b-dfa64afc7411: ")
-    archive = tmp_path / "clay.zip"
+    assert err.startswith(f"valid: {known.plan_id}: ")
+    archive = tmp_path / "run.zip"
     with zipfile.ZipFile(archive, "w") as zf:
-        for p in (SAMPLES / CLAY).iterdir():
-            zf.write(p, f"{CLAY}/{p.name}")
+        for p in known.run.iterdir():
+            zf.write(p, f"{known.run.name}/{p.name}")
     code, _, err_zip = run(capsys, "validate", str(archive), "--siblings", "sequential")
     assert code == 0
     assert err_zip == err

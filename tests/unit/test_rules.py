@@ -1,10 +1,15 @@
 """The rules of issue 4 in the pure core: retries, timeouts, liveness, rejections, people in the loop, control."""
 
 from datetime import timedelta
+from typing import Any
 
 from planexe_ax.bus import (
     CancelTask,
+    Command,
+    CommandRejected,
+    Event,
     ExecutionStatus,
+    InboxOpened,
     PauseTask,
     Plan,
     Reassign,
@@ -16,39 +21,49 @@ from planexe_ax.bus import (
     SubtaskRejected,
     TaskStatus,
 )
+from planexe_ax.bus.messages import CommandBase, InboxAction
 from planexe_ax.coordinator.core import CoordinatorCore
 from planexe_ax.coordinator.decide import backoff_s
-from planexe_ax.coordinator.state import CoreConfig, Emit, Offer, WakeAt
+from planexe_ax.coordinator.state import Agents, CoreConfig, Effect, Emit, Offer, WakeAt
 from tests.helpers.factories import at, emitted, make_plan, offers, result, started
 
 X = "x1"
 AGENTS = {"agent-1": frozenset({"echo"}), "agent-2": frozenset({"echo"})}
 
 
-def engine_for(plan: Plan, agents=AGENTS, **config) -> tuple[CoordinatorCore, list]:
+def engine_for(plan: Plan, agents: Agents | None = AGENTS, **config: Any) -> tuple[CoordinatorCore, list[Effect]]:
     engine = CoordinatorCore(CoreConfig(lag_scale_s=0, **config))
     if agents is not None:
         engine.set_agents(agents, at(0))
     return engine, engine.on_command(StartExecution(execution_id=X, plan=plan), at(0))
 
 
-def item_of(effects, kind: str):
+def item_of(effects: list[Effect], kind: str) -> InboxOpened:
     (item,) = [
-        e.event for e in effects if isinstance(e, Emit) and e.event.type == "inbox_opened" and e.event.kind == kind
+        e.event for e in effects if isinstance(e, Emit) and isinstance(e.event, InboxOpened) and e.event.kind == kind
     ]
     return item
 
 
-def reasons(effects) -> str:
+def reasons(effects: list[Effect]) -> str:
     return " | ".join(getattr(e.event, "reason", "") for e in effects if isinstance(e, Emit))
 
 
-def offer_of(effects):
+def offer_of(effects: list[Effect]) -> Offer:
     (offer,) = [e for e in effects if isinstance(e, Offer)]
     return offer
 
 
-def with_fields(plan: Plan, task: dict | None = None, subtask: dict | None = None, **top) -> Plan:
+def rejection(effect: Effect) -> CommandRejected:
+    """The command_rejected event that ``effect`` emits."""
+    assert isinstance(effect, Emit)
+    assert isinstance(effect.event, CommandRejected), effect
+    return effect.event
+
+
+def with_fields(
+    plan: Plan, task: dict[str, Any] | None = None, subtask: dict[str, Any] | None = None, **top: Any
+) -> Plan:
     raw = plan.model_dump(by_alias=True)
     raw.update(top)
     raw["phases"][0]["tasks"][0].update(task or {})
@@ -73,6 +88,7 @@ def test_a_failed_attempt_waits_its_backoff_then_goes_again() -> None:
     effects = engine.on_event(result(X, "a_s0", ok=False, error="flaky"), at(1))
     (wait,) = [e.event for e in effects if isinstance(e, Emit) and e.event.type == "subtask_state"]
     assert wait.status == TaskStatus.RETRY_WAIT
+    assert wait.not_before is not None
     assert at(3) <= wait.not_before <= at(5)
     assert wait.not_before in [e.at for e in effects if isinstance(e, WakeAt)]
     assert offers(engine.tick(X, wait.not_before - timedelta(milliseconds=1))) == []
@@ -170,7 +186,7 @@ def test_progress_after_blocked_means_running_again() -> None:
 
 
 # -- people in the loop ---------------------------------------------------------------------------------------
-def resolve(item_id: str, action: str, **kw) -> ResolveInbox:
+def resolve(item_id: str, action: InboxAction, **kw: Any) -> ResolveInbox:
     return ResolveInbox(execution_id=X, item_id=item_id, action=action, issued_by="ann", **kw)
 
 
@@ -212,7 +228,7 @@ def test_low_confidence_result_waits_for_review_and_can_be_edited() -> None:
     item = item_of(effects, "review")
     assert (item.output, item.confidence) == ({"score": 2}, 0.4)
     rejected = engine.on_command(resolve(item.item_id, "approve"), at(2))
-    assert "cannot approve a review item" in rejected[0].event.reason
+    assert "cannot approve a review item" in rejection(rejected[0]).reason
     edited = engine.on_command(resolve(item.item_id, "edit", output={"score": 3}), at(3))
     completed = next(e.event for e in edited if isinstance(e, Emit) and e.event.type == "subtask_state")
     assert (completed.status, completed.output) == (TaskStatus.COMPLETED, {"score": 3})
@@ -257,25 +273,25 @@ def test_reassign_moves_open_and_future_work_to_the_named_agent() -> None:
 def test_commands_on_unknown_tasks_and_items_are_rejected() -> None:
     engine, _ = engine_for(make_plan({"a": 1}))
     (bad_task,) = engine.on_command(PauseTask(execution_id=X, task_id="zz"), at(1))
-    assert bad_task.event.reason == "unknown task zz"
+    assert rejection(bad_task).reason == "unknown task zz"
     (bad_item,) = engine.on_command(resolve("nope", "approve"), at(1))
-    assert bad_item.event.reason == "no open inbox item nope"
+    assert rejection(bad_item).reason == "no open inbox item nope"
 
 
 def test_replay_with_people_and_rejections_gives_the_same_state() -> None:
     engine, log = engine_for(with_fields(make_plan({"a": 1, "b": 2}), task={"human_required": True}))
     item = item_of(log, "human_task")
-    steps = [
-        ("event", reject("b_s0", 1, "agent-1")),
-        ("event", result(X, "b_s0", attempt=2)),
-        ("command", resolve(item.item_id, "complete", output={})),
-        ("event", result(X, "b_s1", confidence=0.1)),
+    steps: list[Event | Command] = [
+        reject("b_s0", 1, "agent-1"),
+        result(X, "b_s0", attempt=2),
+        resolve(item.item_id, "complete", output={}),
+        result(X, "b_s1", confidence=0.1),
     ]
-    for i, (kind, message) in enumerate(steps, start=1):
-        if kind == "event":
-            log += [Emit(message), *engine.on_event(message, at(i))]
-        else:
+    for i, message in enumerate(steps, start=1):
+        if isinstance(message, CommandBase):
             log += engine.on_command(message, at(i))
+        else:
+            log += [Emit(message), *engine.on_event(message, at(i))]
     rebuilt = CoordinatorCore(CoreConfig(lag_scale_s=0))
     for effect in log:
         if isinstance(effect, Emit):

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from planexe_ax.bus import Plan, SubtaskResult, SubtaskStarted
-from planexe_ax.coordinator.state import Emit, Offer
+from planexe_ax.bus.messages import EventBase
+from planexe_ax.coordinator.state import Effect, Emit, Offer
+
+E = TypeVar("E", bound=EventBase)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -59,6 +62,13 @@ def emitted(effects: list[Any]) -> list[tuple[str, str | None, str]]:
             event = effect.event
             out.append((event.type, event.subtask_id or event.task_id, str(getattr(event, "status", ""))))
     return out
+
+
+def decision(effect: Effect, kind: type[E]) -> E:
+    """The event of type ``kind`` that ``effect`` emits (fails the test when it emits something else)."""
+    assert isinstance(effect, Emit), effect
+    assert isinstance(effect.event, kind), effect.event
+    return effect.event
 
 
 def result(execution_id: str, subtask_id: str, attempt: int = 1, ok: bool = True, **kw: Any) -> SubtaskResult:

@@ -25,7 +25,7 @@ from planexe_ax.bus.messages import CommandBase, InboxAction
 from planexe_ax.coordinator.core import CoordinatorCore
 from planexe_ax.coordinator.decide import backoff_s
 from planexe_ax.coordinator.state import Agents, CoreConfig, Effect, Emit, Offer, WakeAt
-from tests.helpers.factories import at, emitted, make_plan, offers, result, started
+from tests.helpers.factories import at, decision, emitted, make_plan, offers, result, started
 
 X = "x1"
 AGENTS = {"agent-1": frozenset({"echo"}), "agent-2": frozenset({"echo"})}
@@ -52,13 +52,6 @@ def reasons(effects: list[Effect]) -> str:
 def offer_of(effects: list[Effect]) -> Offer:
     (offer,) = [e for e in effects if isinstance(e, Offer)]
     return offer
-
-
-def rejection(effect: Effect) -> CommandRejected:
-    """The command_rejected event that ``effect`` emits."""
-    assert isinstance(effect, Emit)
-    assert isinstance(effect.event, CommandRejected), effect
-    return effect.event
 
 
 def with_fields(
@@ -228,7 +221,7 @@ def test_low_confidence_result_waits_for_review_and_can_be_edited() -> None:
     item = item_of(effects, "review")
     assert (item.output, item.confidence) == ({"score": 2}, 0.4)
     rejected = engine.on_command(resolve(item.item_id, "approve"), at(2))
-    assert "cannot approve a review item" in rejection(rejected[0]).reason
+    assert "cannot approve a review item" in decision(rejected[0], CommandRejected).reason
     edited = engine.on_command(resolve(item.item_id, "edit", output={"score": 3}), at(3))
     completed = next(e.event for e in edited if isinstance(e, Emit) and e.event.type == "subtask_state")
     assert (completed.status, completed.output) == (TaskStatus.COMPLETED, {"score": 3})
@@ -273,9 +266,9 @@ def test_reassign_moves_open_and_future_work_to_the_named_agent() -> None:
 def test_commands_on_unknown_tasks_and_items_are_rejected() -> None:
     engine, _ = engine_for(make_plan({"a": 1}))
     (bad_task,) = engine.on_command(PauseTask(execution_id=X, task_id="zz"), at(1))
-    assert rejection(bad_task).reason == "unknown task zz"
+    assert decision(bad_task, CommandRejected).reason == "unknown task zz"
     (bad_item,) = engine.on_command(resolve("nope", "approve"), at(1))
-    assert rejection(bad_item).reason == "no open inbox item nope"
+    assert decision(bad_item, CommandRejected).reason == "no open inbox item nope"
 
 
 def test_replay_with_people_and_rejections_gives_the_same_state() -> None:

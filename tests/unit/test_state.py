@@ -1,5 +1,10 @@
+from typing import Any
+
 from planexe_ax.bus import (
     CancelExecution,
+    CommandRejected,
+    Event,
+    ExecutionState,
     ExecutionStatus,
     PauseExecution,
     ResumeExecution,
@@ -8,13 +13,18 @@ from planexe_ax.bus import (
     TaskStatus,
 )
 from planexe_ax.coordinator.core import CoordinatorCore
-from planexe_ax.coordinator.state import CoreConfig, Emit, Offer, WakeAt
-from tests.helpers.factories import at, emitted, make_plan, offers, result, started
+from planexe_ax.coordinator.state import CoreConfig, Effect, Emit, Offer, WakeAt
+from tests.helpers.factories import at, decision, emitted, make_plan, offers, result, started
 
 X = "x1"
 
 
-def start(plan_tasks, deps=None, config=None, **extra):
+def start(
+    plan_tasks: dict[str, int] | list[str],
+    deps: list[tuple[str, str, str, float]] | None = None,
+    config: CoreConfig | None = None,
+    **extra: Any,
+) -> tuple[CoordinatorCore, list[Effect]]:
     engine = CoordinatorCore(config or CoreConfig(lag_scale_s=0, backoff_initial_s=0))
     effects = engine.on_command(StartExecution(execution_id=X, plan=make_plan(plan_tasks, deps, **extra)), at(0))
     return engine, effects
@@ -60,8 +70,10 @@ def test_finish_to_start_waits_for_the_finish() -> None:
 def test_start_to_start_waits_for_the_start_only() -> None:
     engine, effects = start(["a", "b"], [("a", "b", "start_to_start", 0)])
     assert offers(effects) == ["a_s0", "b_s0"]  # a started in the same decision
-    run = engine.runs[X]
-    assert run.tasks["b"].started_at >= run.tasks["a"].started_at
+    a, b = engine.runs[X].tasks["a"], engine.runs[X].tasks["b"]
+    assert a.started_at is not None
+    assert b.started_at is not None
+    assert b.started_at >= a.started_at
 
 
 def test_finish_to_finish_holds_the_successor_open() -> None:
@@ -81,7 +93,10 @@ def test_start_to_finish_needs_the_predecessor_started() -> None:
     assert ("task_state", "c", "COMPLETED") not in emitted(held)
     released = engine.on_event(result(X, "a_s0"), at(2))  # b starts now, so c may finish
     assert ("task_state", "c", "COMPLETED") in emitted(released)
-    assert run.tasks["c"].finished_at >= run.tasks["b"].started_at
+    b, c = run.tasks["b"], run.tasks["c"]
+    assert b.started_at is not None
+    assert c.finished_at is not None
+    assert c.finished_at >= b.started_at
 
 
 def test_lag_arms_a_wake_up_and_dispatches_when_it_runs_out() -> None:
@@ -109,7 +124,7 @@ def test_attempts_run_out_and_fail_the_execution_cancelling_the_rest() -> None:
     assert ("task_state", "a", "FAILED") in got
     assert ("subtask_state", "b_s1", "CANCELLED") in got
     assert got[-1] == ("execution_state", None, "FAILED")
-    assert "a_s0 failed after 2 attempt(s): e2" in effects[-1].event.reason
+    assert "a_s0 failed after 2 attempt(s): e2" in decision(effects[-1], ExecutionState).reason
 
 
 def test_permanent_failure_is_not_retried() -> None:
@@ -161,11 +176,9 @@ def test_cancel_ends_everything_and_later_results_are_ignored() -> None:
 def test_impossible_commands_are_rejected_with_the_reason() -> None:
     engine, _ = start({"a": 1})
     (rejected,) = engine.on_command(ResumeExecution(execution_id=X), at(1))
-    assert isinstance(rejected, Emit)
-    assert rejected.event.type == "command_rejected"
-    assert "cannot resume a RUNNING execution" in rejected.event.reason
+    assert "cannot resume a RUNNING execution" in decision(rejected, CommandRejected).reason
     (unknown,) = engine.on_command(PauseExecution(execution_id="nope"), at(1))
-    assert "unknown execution nope" in unknown.event.reason
+    assert "unknown execution nope" in decision(unknown, CommandRejected).reason
 
 
 def test_start_is_idempotent_and_an_invalid_plan_is_rejected() -> None:
@@ -173,7 +186,7 @@ def test_start_is_idempotent_and_an_invalid_plan_is_rejected() -> None:
     assert engine.on_command(StartExecution(execution_id=X, plan=make_plan({"a": 1})), at(1)) == []
     bad = make_plan(["a", "b"], [("a", "b", "finish_to_start", 0), ("b", "a", "finish_to_start", 0)])
     (rejected,) = engine.on_command(StartExecution(execution_id="x2", plan=bad), at(1))
-    assert "dependency cycle" in rejected.event.reason
+    assert "dependency cycle" in decision(rejected, CommandRejected).reason
     assert "x2" not in engine.runs
 
 
@@ -203,7 +216,7 @@ def test_pinned_work_goes_to_the_named_agent() -> None:
 
 def test_rebuilding_from_the_events_gives_the_same_state() -> None:
     engine, log = start({"a": 2, "b": 1}, [("a", "b", "finish_to_start", 0)])
-    reports = [result(X, "a_s0"), started(X, "a_s1"), result(X, "a_s1"), result(X, "b_s0")]
+    reports: list[Event] = [result(X, "a_s0"), started(X, "a_s1"), result(X, "a_s1"), result(X, "b_s0")]
     for i, report in enumerate(reports):
         log += [Emit(report), *engine.on_event(report, at(i + 1))]
     rebuilt = CoordinatorCore(CoreConfig(lag_scale_s=0))
@@ -214,7 +227,7 @@ def test_rebuilding_from_the_events_gives_the_same_state() -> None:
     assert emitted(rebuilt.tick_all(at(10))) == []  # nothing left to decide
 
 
-def decisions(effects) -> dict[str, tuple]:
+def decisions(effects: list[Effect]) -> dict[str, tuple[str, str | None, str]]:
     return {
         e.event.event_id: (e.event.type, e.event.subtask_id or e.event.task_id, str(getattr(e.event, "status", "")))
         for e in effects

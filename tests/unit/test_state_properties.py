@@ -1,18 +1,20 @@
 """Property tests of the core: dependencies always hold, executions finish, replay gives the same state."""
 
+from datetime import datetime
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from planexe_ax.bus import DependencyType, ExecutionStatus, StartExecution, TaskStatus
+from planexe_ax.bus import DependencyType, Event, ExecutionStatus, Plan, StartExecution, TaskOffer, TaskStatus
 from planexe_ax.coordinator.core import CoordinatorCore
-from planexe_ax.coordinator.state import CoreConfig, Emit, Offer, WakeAt
+from planexe_ax.coordinator.state import CoreConfig, Effect, Emit, Offer, WakeAt
 from tests.helpers.factories import at, make_plan, result, started
 
 TYPES = [t.value for t in DependencyType]
 
 
 @st.composite
-def plans(draw: st.DrawFn):
+def plans(draw: st.DrawFn) -> Plan:
     n = draw(st.integers(1, 7))
     names = [f"t{i}" for i in range(n)]
     counts = {name: draw(st.integers(0, 3)) for name in names}
@@ -24,15 +26,15 @@ def plans(draw: st.DrawFn):
     return make_plan(counts, deps)
 
 
-def drive(plan, choices, fail_every: int):
+def drive(plan: Plan, choices: st.DataObject, fail_every: int) -> tuple[CoordinatorCore, list[Event]]:
     """Run a plan through the engine, completing outstanding offers in the order ``choices`` picks."""
     engine = CoordinatorCore(CoreConfig(lag_scale_s=2.0, default_max_attempts=3))
-    log: list = []
+    log: list[Event] = []
     clock = 0.0
-    pending: list = []
-    wakes: list = []
+    pending: list[TaskOffer] = []
+    wakes: list[datetime] = []
 
-    def take(effects):
+    def take(effects: list[Effect]) -> None:
         for effect in effects:
             if isinstance(effect, Emit):
                 log.append(effect.event)
@@ -61,7 +63,9 @@ def drive(plan, choices, fail_every: int):
 
 @settings(max_examples=150, deadline=None)
 @given(plans(), st.data(), st.sampled_from([10_000, 4]))
-def test_no_task_starts_or_finishes_before_its_dependencies_allow(plan, data, fail_every) -> None:
+def test_no_task_starts_or_finishes_before_its_dependencies_allow(
+    plan: Plan, data: st.DataObject, fail_every: int
+) -> None:
     engine, _ = drive(plan, data, fail_every)
     run = engine.runs["x"]
     assert run.status in (ExecutionStatus.COMPLETED, ExecutionStatus.FAILED)
@@ -77,9 +81,11 @@ def test_no_task_starts_or_finishes_before_its_dependencies_allow(plan, data, fa
                 assert (task.started_at - pred.started_at).total_seconds() >= lag
             if dep.type == DependencyType.FINISH_TO_FINISH and task.status == TaskStatus.COMPLETED:
                 assert pred.finished_at
+                assert task.finished_at
                 assert (task.finished_at - pred.finished_at).total_seconds() >= lag
             if dep.type == DependencyType.START_TO_FINISH and task.status == TaskStatus.COMPLETED:
                 assert pred.started_at
+                assert task.finished_at
                 assert (task.finished_at - pred.started_at).total_seconds() >= lag
     if fail_every > 1000:
         assert run.status == ExecutionStatus.COMPLETED
@@ -87,7 +93,7 @@ def test_no_task_starts_or_finishes_before_its_dependencies_allow(plan, data, fa
 
 @settings(max_examples=100, deadline=None)
 @given(plans(), st.data())
-def test_replaying_the_same_events_gives_the_same_state(plan, data) -> None:
+def test_replaying_the_same_events_gives_the_same_state(plan: Plan, data: st.DataObject) -> None:
     engine, log = drive(plan, data, 5)
     replayed = CoordinatorCore(CoreConfig(lag_scale_s=2.0, default_max_attempts=3))
     for event in log:

@@ -1,6 +1,6 @@
 # Same targets locally, in CI (.ci/run) and in pre-commit. Run inside the project virtualenv.
 .DEFAULT_GOAL := all
-sources = src tests
+sources = src tests bench
 
 .PHONY: install format lint typecheck test test-all all
 

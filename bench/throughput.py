@@ -121,12 +121,12 @@ async def main(subtasks: int, agents: int, chain: int) -> None:
     rate = subtasks / wide_s
     raw_rate = 1 / per_hop_raw
     hop = statistics.median(hops)
-    print(f"raw JetStream publish+ack (sequential): {raw_rate:,.0f} msg/s, {per_hop_raw * 1000:.2f} ms each")  # noqa: T201
-    print(f"wide plan: {subtasks} subtasks in {wide_s:.2f} s = {rate:,.0f} subtasks/s ({agents} agents)")  # noqa: T201
-    print(f"  ratio to raw sequential publish+ack: {rate / raw_rate:.3f}")  # noqa: T201
-    print(f"chain: median hop (dispatch to next dispatch) {hop * 1000:.1f} ms, p90 "  # noqa: T201
+    print(f"raw JetStream publish+ack (sequential): {raw_rate:,.0f} msg/s, {per_hop_raw * 1000:.2f} ms each")
+    print(f"wide plan: {subtasks} subtasks in {wide_s:.2f} s = {rate:,.0f} subtasks/s ({agents} agents)")
+    print(f"  ratio to raw sequential publish+ack: {rate / raw_rate:.3f}")
+    print(f"chain: median hop (dispatch to next dispatch) {hop * 1000:.1f} ms, p90 "
           f"{sorted(hops)[int(len(hops) * 0.9)] * 1000:.1f} ms over {len(hops)} hops")  # fmt: skip
-    print(f"  ratio to one raw publish+ack: {hop / per_hop_raw:.1f}x")  # noqa: T201
+    print(f"  ratio to one raw publish+ack: {hop / per_hop_raw:.1f}x")
 
 
 if __name__ == "__main__":

@@ -137,7 +137,7 @@ async def clients_main(ws_url: str, nats_url: str, execution_id: str, clients: i
     tasks = [asyncio.create_task(web_client(url, events, ready, into)) for into in webs]
     for _ in range(clients):
         await ready.get()
-    print("ready", flush=True)  # noqa: T201 - the parent process reads it
+    print("ready", flush=True)
     timeout = False
     try:
         async with asyncio.timeout(30 + 2 * events / 100):
@@ -155,7 +155,7 @@ async def clients_main(ws_url: str, nats_url: str, execution_id: str, clients: i
         "disorder": sum(a.disorder for a in webs),
         "timeout": timeout,
     }
-    print(json.dumps(result), flush=True)  # noqa: T201 - the parent process reads it
+    print(json.dumps(result), flush=True)
 
 
 # -- the publisher (third process) and the gateway side (this process) -----------------------------------------
@@ -181,7 +181,7 @@ async def publisher_main(nats_url: str, execution_id: str, events: int, rate: fl
             execution_id=execution_id, task_id="t", subtask_id="s", percent=100 * i / events, message=f"{time.time()}"
         )
         await bus.publish_event(event)
-    print(time.perf_counter() - started, flush=True)  # noqa: T201 - the parent process reads it
+    print(time.perf_counter() - started, flush=True)
     await bus.close()
 
 
@@ -234,19 +234,19 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
         )
 
     web, core, stream = result["websocket"], result["core"], result["jetstream"]
-    print(  # noqa: T201
+    print(
         f"{args.events} events at {args.rate:g}/s (published in {result['publish_s']:.2f} s) "
         f"to {args.clients} WebSocket clients"
     )
-    print(line("websocket (publish -> client)", web))  # noqa: T201
-    print(line("baseline: NATS core subscription", core))  # noqa: T201
-    print(line("baseline: JetStream ordered consumer", stream))  # noqa: T201
+    print(line("websocket (publish -> client)", web))
+    print(line("baseline: NATS core subscription", core))
+    print(line("baseline: JetStream ordered consumer", stream))
     if web.get("n") and core.get("n") and stream.get("n"):
-        print(  # noqa: T201
+        print(
             f"ratio websocket / core: p50 {web['p50'] / core['p50']:.1f}x, p99 {web['p99'] / core['p99']:.1f}x; "
             f"websocket / jetstream: p50 {web['p50'] / stream['p50']:.1f}x, p99 {web['p99'] / stream['p99']:.1f}x"
         )
-    print(  # noqa: T201
+    print(
         f"missing {result['missing']}, out of order {result['disorder']}"
         + (" (the clients gave up waiting)" if result["timeout"] else "")
     )

@@ -248,7 +248,7 @@ async def stream_events(bus: Bus, execution_id: str) -> list[tuple[int, Event]]:
         await sub.unsubscribe()
 
 
-async def wait_projected(database_url: str, seq: int, timeout: float = 60.0) -> float:  # noqa: ASYNC109
+async def wait_projected(database_url: str, seq: int, timeout: float = 60.0) -> float:  # noqa: ASYNC109 - a plain number, as in eventually()
     """Wait until the live projector's checkpoint reaches ``seq``; return the seconds it took."""
     engine = make_engine(database_url)
     began = time.monotonic()
@@ -410,7 +410,7 @@ class _Reached(Exception):
     """Raised from the follow callback to end the follow once enough subtasks completed."""
 
 
-async def _until_completed(bus: Bus, execution_id: str, count: int, timeout: float) -> None:  # noqa: ASYNC109
+async def _until_completed(bus: Bus, execution_id: str, count: int, timeout: float) -> None:  # noqa: ASYNC109 - a plain number, as in eventually()
     seen = 0
 
     def on_event(event: Event) -> None:
@@ -430,7 +430,7 @@ async def _until_completed(bus: Bus, execution_id: str, count: int, timeout: flo
     raise AssertionError(f"the execution ended after {seen} completed subtasks, before the fault could land")
 
 
-async def _kill_agent_mid_task(cluster: Cluster, timeout: float = 20.0) -> tuple[SlowAgent, set[str]]:  # noqa: ASYNC109
+async def _kill_agent_mid_task(cluster: Cluster, timeout: float = 20.0) -> tuple[SlowAgent, set[str]]:  # noqa: ASYNC109 - a plain number, as in eventually()
     """Kill -9 a slow agent while a slow step of it is in flight; return it and what it was doing."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -443,7 +443,7 @@ async def _kill_agent_mid_task(cluster: Cluster, timeout: float = 20.0) -> tuple
     raise AssertionError(f"no slow step in flight within {timeout} s")
 
 
-async def _kill_projector_mid_batch(cluster: Cluster, bus: Bus, timeout: float = 20.0) -> int:  # noqa: ASYNC109
+async def _kill_projector_mid_batch(cluster: Cluster, bus: Bus, timeout: float = 20.0) -> int:  # noqa: ASYNC109 - a plain number, as in eventually()
     """Kill -9 the projector while it holds delivered, unacked events (a batch not yet committed).
 
     The process is frozen (SIGSTOP) while ``projector-events`` is inspected, so what the check sees is

@@ -154,7 +154,7 @@ async def test_waiting_states_of_subtasks_and_tasks(sessions: Sessions) -> None:
         100.0,
     )
     dump = await table_dump(sessions)
-    assert [row["type"] for row in dump["execution_events"]] == [getattr(e, "type") for e in events]  # noqa: B009
+    assert [row["type"] for row in dump["execution_events"]] == [e.type for e in events]
 
 
 async def test_failed_keeps_the_reason_as_error_and_other_states_do_not(sessions: Sessions) -> None:

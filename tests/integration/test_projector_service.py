@@ -6,7 +6,7 @@ import asyncio
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import func, select
@@ -33,7 +33,7 @@ from planexe_ax.bus import (
     ensure_consumer,
     topology,
 )
-from planexe_ax.bus.messages import EventBase
+from planexe_ax.bus.messages import Event, EventBase
 from planexe_ax.projector import Projector
 from planexe_ax.readmodel import execution_report, execution_status, inbox_items, table_dump
 from planexe_ax.readmodel.models import AgentRow, ExecutionEvent, ProjectorCheckpoint
@@ -46,11 +46,14 @@ EXECUTION = "e1"
 WAIT_S = 30.0
 
 
-def scenario(execution_id: str = EXECUTION) -> list[EventBase]:
+E = TypeVar("E", bound=EventBase)
+
+
+def scenario(execution_id: str = EXECUTION) -> list[Event]:
     """A whole run: created, running, both tasks done (s1 needs two attempts), completed."""
     e = execution_id
 
-    def sub(kind: type[EventBase], t: float, task: str, subtask: str, **kw: Any) -> EventBase:
+    def sub(kind: type[E], t: float, task: str, subtask: str, **kw: Any) -> E:
         return kind(execution_id=e, ts=at(t), task_id=task, subtask_id=subtask, **kw)
 
     return [
@@ -218,7 +221,7 @@ async def test_duplicate_event_ids_change_nothing(bus: Bus, database_url: str) -
 
     # Past JetStream's de-duplication: the same event ids again, published without Nats-Msg-Id.
     for event in events:
-        subject = bus.subjects.event(event.execution_id, str(getattr(event, "type")))  # noqa: B009
+        subject = bus.subjects.event(event.execution_id, event.type)
         await asyncio.wait_for(bus.js.publish(subject, event.model_dump_json().encode()), WAIT_S)
     # A consumer reset: a new durable with no checkpoint reads the whole stream, twice over, into the same DB.
     async with Projector(bus, database_url, durable="projector-reset") as again:

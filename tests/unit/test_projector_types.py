@@ -38,7 +38,7 @@ def test_postgres_keeps_aware_values_in_utc() -> None:
 
 def test_naive_datetimes_are_refused() -> None:
     with pytest.raises(ValueError, match="naive"):
-        UTCDateTime().process_bind_param(datetime(2025, 1, 1), sqlite.dialect())  # noqa: DTZ001
+        UTCDateTime().process_bind_param(datetime(2025, 1, 1), sqlite.dialect())  # noqa: DTZ001 - naive on purpose
 
 
 def test_none_passes_through() -> None:

@@ -26,7 +26,7 @@ def broken_document() -> dict[str, Any]:
     document = copy.deepcopy(example_document())
     task = document["phases"][0]["tasks"][1]
     task["prerequisits"] = task.pop("prerequisites")
-    task["subtasks"][1]["params"]["operation"] = "merge"
+    task["subtasks"][1]["params"]["operation"] = "juggle"
     return document
 
 
@@ -46,7 +46,7 @@ async def test_a_plan_with_a_bad_param_and_a_misspelt_field_is_refused_naming_bo
     assert 'plan: tasks[1] (task_1_2): unknown field "prerequisits"; did you mean "prerequisites"?' in lines
     param = next(p for p in body["problems"] if p.get("action"))
     assert (param["subtask_id"], param["action"], param["field"]) == ("task_1_2_2", "manage_csv", "params.operation")
-    assert "(got 'merge')" in param["message"]
+    assert "(got 'juggle')" in param["message"]
     assert (await stack.client.get("/api/plans")).json()["items"] == []
 
 

@@ -124,7 +124,7 @@ def test_every_problem_is_named_at_once(tmp_path: Path, capsys: pytest.CaptureFi
     plan = base_plan()
     task = plan["phases"][0]["tasks"][1]
     task["prerequisits"] = task.pop("prerequisites")
-    task["subtasks"][1]["params"]["operation"] = "merge"
+    task["subtasks"][1]["params"]["operation"] = "juggle"
     plan["phases"][2]["tasks"][0]["subtasks"][1]["params"]["rate_structure"] = {"hourly_rate": -5}
     plan["phases"][0]["tasks"][0]["subtasks"][0]["params"]["max_results"] = "many"
     code, err = validate(write(tmp_path, plan), capsys)
@@ -134,7 +134,7 @@ def test_every_problem_is_named_at_once(tmp_path: Path, capsys: pytest.CaptureFi
     assert all(line.startswith("planexe-ax: ") for line in lines)
     assert 'tasks[1] (task_1_2): unknown field "prerequisits"; did you mean "prerequisites"?' in err
     assert "tasks[1] (task_1_2) subtask task_1_2_2: action manage_csv: params.operation: Input should be" in err
-    assert "(got 'merge')" in err
+    assert "(got 'juggle')" in err
     assert "subtask task_1_1_1: action search_google_maps: params.max_results:" in err
     assert "action build_quote: params.rate_structure.hourly_rate: Input should be greater than or equal to 0" in err
 
@@ -188,3 +188,11 @@ def test_work_for_people_is_not_checked_against_agent_schemas(
     sub["params"] = {"max_results": "a few"}
     code, err = validate(write(tmp_path, plan), capsys)
     assert code == 0, err
+
+
+def test_schema_actions_prints_each_built_in_action_with_its_accepted_forms(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "schema", "--actions"]) == 0
+    schemas = json.loads(capsys.readouterr().out)
+    assert len(schemas) == 10
+    assert "upsert" in schemas["manage_csv"]["properties"]["operation"]["enum"]
+    assert "$80/h" in schemas["build_quote"]["properties"]["rate_structure"]["examples"]

@@ -43,7 +43,11 @@ class Subtask(_Model):
     subtask_id: str
     action: str = Field(description="The capability an agent must offer to do this step.")
     description: str = ""
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The action's parameters, checked against its schema before the plan runs "
+        "(`planexe-ax plan schema --actions` prints the built-in actions' schemas).",
+    )
     dependencies: list[str] | None = Field(
         default=None,
         description="Subtask ids of the same task this one waits for. Unset: the previous subtask of the task.",

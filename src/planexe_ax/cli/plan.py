@@ -98,7 +98,12 @@ def add_plan_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     validate = plan.add_parser("validate", help="exit 0 when the plan is valid, 2 with the problem otherwise")
     _source_args(validate)
-    plan.add_parser("schema", help="print the JSON Schema of the plan format")
+    schema = plan.add_parser("schema", help="print the JSON Schema of the plan format")
+    schema.add_argument(
+        "--actions",
+        action="store_true",
+        help="print the params schema of each built-in action instead, with the forms each field accepts",
+    )
     imp = plan.add_parser("import", help="import a PlanExe run folder or zip and summarise it")
     _source_args(imp)
     _decomposer_args(imp)
@@ -142,7 +147,7 @@ def _decomposer_args(parser: argparse.ArgumentParser) -> None:
 async def run_plan_command(args: argparse.Namespace, settings: Settings) -> int:
     """Carry out a ``plan ...`` subcommand; errors are raised as PlanValidationError (exit 2)."""
     if args.plan_command == "schema":
-        _write(json.dumps(Plan.model_json_schema(by_alias=True), indent=2))
+        _write(json.dumps(_actions_schema() if args.actions else Plan.model_json_schema(by_alias=True), indent=2))
         return EXIT_OK
     if args.plan_command == "validate":
         from planexe_ax.cli.schemas import running_schemas
@@ -228,6 +233,13 @@ def _without_subtasks(plan: Plan, task_ids: set[str]) -> Plan:
         for phase in plan.phases
     ]
     return plan.model_copy(update={"phases": phases})
+
+
+def _actions_schema() -> dict[str, Any]:
+    """Action -> the JSON schema of its params, as the built-in agents' cards carry it."""
+    from planexe_ax.agents.toolkit import params_models
+
+    return {action: model.model_json_schema() for action, model in sorted(params_models().items())}
 
 
 def _builtin_cards() -> list[Any]:

@@ -9,9 +9,11 @@ a plain-http own site (3), an own https site last (2).
 
 from __future__ import annotations
 
+import re
+from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from planexe_ax.agents.sdk import CapabilityOutput, TaskContext, capability
 from planexe_ax.agents.toolkit._files import csv_text, inside, read_csv, rel, write_text
@@ -29,6 +31,32 @@ DEFAULT_RUBRIC: dict[str, float] = {
 SOCIAL = ("facebook", "instagram", "twitter", "x", "tiktok", "youtube")
 LISTINGS = ("pinogy", "puppyfind", "akc-marketplace", "marketplace", "yelp", "etsy")
 BUILDERS = ("wix", "squarespace", "weebly", "godaddysites", "shopify", "wordpress")
+SIGNAL_WORDS: dict[str, tuple[str, ...]] = {
+    "https": ("https", "ssl", "tls", "secure", "security", "certificate"),
+    "mobile_viewport": ("mobile", "mobile_friendly", "responsive", "viewport", "mobile_viewport", "mobile_ready"),
+    "meta_description": ("meta", "meta_description", "description", "seo", "search_engine_optimization"),
+    "contact_form": ("contact", "contact_form", "form", "forms", "lead_form", "call_to_action", "cta"),
+    "own_domain": ("domain", "own_domain", "custom_domain", "website", "own_website"),
+    "no_site_builder": ("no_site_builder", "custom_built", "custom_site", "no_builder", "not_a_template"),
+}
+_SIGNAL_OF = {word: signal for signal, words in SIGNAL_WORDS.items() for word in words}
+
+
+def signal_name(criterion: str) -> str:
+    """The rubric signal a criterion names (``"Mobile friendly"`` -> ``mobile_viewport``), else the criterion."""
+    key = "_".join(re.findall(r"[a-z0-9]+", criterion.lower()))
+    return _SIGNAL_OF.get(key, key)
+
+
+def read_rubric(value: Any) -> Any:
+    """A rubric as signal -> weight from a mapping, a list of criteria or a comma-separated string."""
+    if isinstance(value, str):
+        value = [part for part in re.split(r"[,;\n]|\band\b", value) if part.strip()]
+    if isinstance(value, list | tuple):
+        value = {str(item): 1.0 for item in value}
+    if isinstance(value, dict):
+        return {signal_name(str(key)): weight for key, weight in value.items()}
+    return value
 
 
 class AnalyzeWebsiteParams(BaseModel):
@@ -36,11 +64,23 @@ class AnalyzeWebsiteParams(BaseModel):
 
     url: str | None = Field(default=None, description="Page to fetch and score; unset: score the CSV rows.")
     scoring_rubric: dict[str, float] = Field(
-        default_factory=lambda: dict(DEFAULT_RUBRIC), description="Signal -> weight, for the fetched page."
+        default_factory=lambda: dict(DEFAULT_RUBRIC),
+        description=(
+            "For the fetched page: signal -> weight, a list of criteria (weight 1 each) or a comma-separated "
+            f"string of them. Signals: {', '.join(DEFAULT_RUBRIC)}; everyday words name them too (mobile, "
+            "responsive, ssl, seo, contact form, custom domain...). Criteria that name no signal are reported "
+            "as unscored; with none that does, the default rubric scores."
+        ),
+        examples=[DEFAULT_RUBRIC, ["https", "mobile", "contact form"], "mobile friendly, SSL, contact form, design"],
     )
     csv_file: str = Field(default="PROSPECTS.csv", description="Prospects CSV in the output folder.")
     output_file: str = Field(default="PROSPECTS_QUALIFIED.csv", description="Scored rows at or above min_priority.")
     min_priority: int = Field(default=4, ge=1, le=5, description="Lowest priority kept in output_file.")
+
+    @field_validator("scoring_rubric", mode="before", json_schema_input_type=dict[str, float] | list[str] | str)
+    @classmethod
+    def _criteria(cls, value: Any) -> Any:
+        return read_rubric(value)
 
 
 def site_kind(url: str) -> str:
@@ -89,15 +129,16 @@ def page_signals(url: str, reader: PageReader) -> dict[str, bool]:
 
 
 def rubric_score(signals: dict[str, bool], rubric: dict[str, float]) -> tuple[int, float]:
-    """Quality 1..5 and the weighted fraction of signals met (unknown rubric keys count as unmet).
+    """Quality 1..5 and the weighted fraction of the rubric's signals met (criteria that are no signal left out).
 
     Raises:
-        PermanentError: When the rubric's weights do not add up to something positive.
+        PermanentError: When the weights of the rubric's signals do not add up to something positive.
     """
-    total = sum(w for w in rubric.values() if w > 0)
+    scored = {key: w for key, w in rubric.items() if key in signals} or dict(DEFAULT_RUBRIC)
+    total = sum(w for w in scored.values() if w > 0)
     if total <= 0:
         raise PermanentError("scoring_rubric needs at least one positive weight")
-    met = sum(w for key, w in rubric.items() if w > 0 and signals.get(key, False))
+    met = sum(w for key, w in scored.items() if w > 0 and signals.get(key, False))
     fraction = met / total
     return 1 + round(4 * fraction), fraction
 
@@ -117,6 +158,7 @@ async def _analyze_url(params: AnalyzeWebsiteParams, ctx: TaskContext, url: str)
         "quality": quality,
         "priority": 6 - quality,
         "score": round(fraction, 3),
+        "unscored": sorted(set(params.scoring_rubric) - set(signals)),
     }
     return CapabilityOutput(output, confidence=0.8)
 

@@ -6,14 +6,12 @@ import html
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from planexe_ax.agents.sdk import TaskContext, capability
 from planexe_ax.agents.toolkit._files import inside, rel, slug, write_text
-from planexe_ax.errors import PermanentError
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_NAME = re.compile(r"^[a-z0-9_-]+$")
 
 TEMPLATES: dict[str, str] = {
     "proposal": (
@@ -32,15 +30,64 @@ TEMPLATES: dict[str, str] = {
 }
 
 
+FORMATS = {"markdown": "markdown", "md": "markdown", "html": "html", "htm": "html", "text": "text", "txt": "text"}
+FORMATS.update({"plain": "text", "plain_text": "text", "plaintext": "text"})
+_EXTENSION = re.compile(r"\.(md|markdown|txt|html?)$", re.IGNORECASE)
+
+
+def template_name(template: str) -> str | None:
+    """The template's name when ``template`` names one (``"Meeting agenda"``, ``interview_notes.md``), else None.
+
+    A name is one line without ``{placeholders}``; text with either is template text.
+    """
+    line = template.strip()
+    if not line or "\n" in line or "{" in line or len(line) > 100 or line.startswith("#"):
+        return None
+    return re.sub(r"[^a-z0-9]+", "_", _EXTENSION.sub("", line).lower()).strip("_") or None
+
+
 class DraftDocumentParams(BaseModel):
-    """Parameters of ``draft_document``."""
+    """Parameters of ``draft_document``.
+
+    ``template`` is a built-in template, any other name (a document of that kind, titled from the name,
+    with a section per variable), or template text with ``{placeholders}``.
+    """
 
     template: str = Field(
-        description=f"A built-in template ({', '.join(TEMPLATES)}) or template text with {{placeholders}}."
+        min_length=1,
+        description=(
+            f"A built-in template ({', '.join(TEMPLATES)}; 'interview_notes.md' names it too), any other document "
+            "name (a document of that kind, titled from the name and filled from the variables, a section each), "
+            "or template text with {placeholders}."
+        ),
+        examples=["proposal", "Meeting agenda", "# Notes for {client}\n\n{summary}\n"],
     )
-    variables: dict[str, Any] = Field(default_factory=dict, description="Values of the placeholders.")
-    output_format: Literal["markdown", "html", "text"] = "markdown"
+    variables: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Values of the placeholders (or sections). A string is {'content': string}; a list is "
+        "{'items': list}.",
+    )
+    output_format: Literal["markdown", "html", "text"] = Field(
+        default="markdown", description="markdown (md), html (htm) or text (txt, plain); any case."
+    )
     file_name: str | None = Field(default=None, description="File under documents/; default from the template name.")
+
+    @field_validator("variables", mode="before", json_schema_input_type=dict[str, Any] | str | list[Any] | None)
+    @classmethod
+    def _variables(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        if isinstance(value, str):
+            return {"content": value}
+        return {"items": value} if isinstance(value, list) else value
+
+    @field_validator("output_format", mode="before", json_schema_input_type=str)
+    @classmethod
+    def _format(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            key = value.strip().lower().lstrip(".").replace(" ", "_").replace("-", "_")
+            return FORMATS.get(key, value)
+        return value
 
 
 def _value(value: Any) -> str:
@@ -96,19 +143,35 @@ def to_text(markdown: str) -> str:
     return re.sub(r"^#{1,6} ", "", markdown.replace("**", ""), flags=re.MULTILINE)
 
 
-def _template_text(template: str) -> tuple[str, str]:
-    if template in TEMPLATES:
-        return template, TEMPLATES[template]
-    if _NAME.match(template):
-        raise PermanentError(f"unknown template {template!r}; use one of {sorted(TEMPLATES)} or give template text")
-    return "document", template
+def compose(template: str, variables: dict[str, Any]) -> tuple[str, str, list[str]]:
+    """The document's kind, its markdown and the placeholders left unfilled.
+
+    A built-in template or template text is filled from ``variables``; any other name gives a document of
+    that kind, titled from the name, with a section per variable.
+    """
+    name = template_name(template)
+    if name is None:
+        return ("document", *render(template, variables))
+    if name in TEMPLATES:
+        return (name, *render(TEMPLATES[name], variables))
+    return name, named_document(template.strip(), variables), []
+
+
+def named_document(name: str, variables: dict[str, Any]) -> str:
+    """A document of the kind ``name`` says: titled from it, a section per variable."""
+    title = _EXTENSION.sub("", name).replace("_", " ").strip()
+    lines = [f"# {title[:1].upper() + title[1:]}", ""]
+    for key, value in variables.items():
+        lines += [f"## {str(key).replace('_', ' ').strip().capitalize()}", "", _value(value), ""]
+    if not variables:
+        lines += ["(No content was given for this document.)", ""]
+    return "\n".join(lines)
 
 
 @capability("draft_document")
 async def draft_document(params: DraftDocumentParams, ctx: TaskContext) -> dict[str, Any]:
     """Fill a document template with variables and write it as markdown, HTML or text under documents/."""
-    name, template = _template_text(params.template)
-    markdown, missing = render(template, params.variables)
+    name, markdown, missing = compose(params.template, params.variables)
     title = next((ln.lstrip("# ").strip() for ln in markdown.splitlines() if ln.strip()), name)
     suffix, text = {
         "markdown": (".md", markdown),

@@ -62,8 +62,19 @@ def test_exec_start_wait_status_against_separate_processes(env: dict[str, str], 
 
 
 def test_exec_wait_times_out_with_exit_3(env: dict[str, str]) -> None:
-    waited = cli(["exec", "wait", "no_such_execution", "--timeout", "0.5"], env)
+    # No coordinator runs: the start command waits on the bus, and the execution never ends.
+    started = cli(["exec", "start", str(example_plan_path())], env)
+    assert started.returncode == 0, started.stderr
+    waited = cli(["exec", "wait", started.stdout.strip(), "--timeout", "0.5"], env)
     assert waited.returncode == 3
+
+
+def test_exec_wait_on_an_unknown_execution_exits_2(env: dict[str, str]) -> None:
+    waited = cli(["exec", "wait", "no_such_execution", "--timeout", "60"], env)
+    assert waited.returncode == 2
+    assert (
+        waited.stderr == "planexe-ax: no execution no_such_execution on the bus (check the id, or PLANEXE_NAMESPACE)\n"
+    )
 
 
 def test_exec_status_of_an_unknown_execution_exits_2(env: dict[str, str], services: list[Service]) -> None:

@@ -15,10 +15,11 @@ from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from planexe_ax.bus import Bus, Event, ExecutionStatus, Plan, SubtaskState, TaskState, TaskStatus, connect
-from planexe_ax.bus.client import control, control_task, follow, start_execution
+from planexe_ax.bus.client import control, control_task, execution_known, follow, start_execution
 from planexe_ax.cli.people import AutoPeople
 from planexe_ax.cli.services import BACKGROUND, SERVICES, nats_server, start_services
 from planexe_ax.config import Settings
+from planexe_ax.errors import ConfigError
 from planexe_ax.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
 from planexe_ax.readmodel import execution_report, make_engine, make_session_factory
 
@@ -133,7 +134,19 @@ def _print_report(report: dict[str, Any], settings: Settings, as_json: bool) -> 
 
 
 async def serve(settings: Settings, names: tuple[str, ...], stop: asyncio.Event) -> int:
-    """Run services until ``stop`` (SIGTERM/SIGINT); drain and return 0."""
+    """Run services until ``stop`` (SIGTERM/SIGINT); drain and return 0.
+
+    Raises:
+        ConfigError: when the gateway is among them and its port is taken (before anything starts).
+    """
+    if "gateway" in names:
+        from planexe_ax.ws_gateway.server import port_free
+
+        if not port_free(settings.http_host, settings.http_port):
+            raise ConfigError(
+                f"{settings.http_host}:{settings.http_port} is taken (another planexe-ax up?); "
+                "choose another with --port or PLANEXE_HTTP_PORT"
+            )
     async with nats_server(settings) as url:
         services = await start_services(settings, url, names)
         Console(stderr=True).print(f"planexe-ax: {', '.join(names)} running on {url}; Ctrl-C to stop")
@@ -160,6 +173,8 @@ async def exec_command(bus: Bus, args: argparse.Namespace, plan: Plan | None) ->
         sys.stdout.write(await start_execution(bus, plan) + "\n")
         return EXIT_OK
     if args.exec_command == "wait":
+        if not await execution_known(bus, args.execution_id):
+            raise ConfigError(f"no execution {args.execution_id} on the bus (check the id, or PLANEXE_NAMESPACE)")
         try:
             outcome = await follow(bus, args.execution_id, None, args.timeout)
         except TimeoutError:

@@ -157,9 +157,9 @@ async def start_services(
 
 
 async def _start_gateway(settings: Settings, url: str, any_port: bool) -> GatewayServer:
-    from planexe_ax.ws_gateway.server import GatewayServer
+    from planexe_ax.ws_gateway.server import GatewayServer, port_free
 
-    if any_port and not _port_free(settings.http_host, settings.http_port):
+    if any_port and not port_free(settings.http_host, settings.http_port):
         log.warning("http port taken; the gateway takes a free one", extra={"port": settings.http_port})
         server = GatewayServer(settings, url, port=0)
     else:
@@ -172,12 +172,3 @@ async def _start_gateway(settings: Settings, url: str, any_port: bool) -> Gatewa
             "set --port / PLANEXE_HTTP_PORT"
         ) from exc
     return server
-
-
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Generator
 
 import uvicorn
@@ -21,6 +22,34 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (port 0: a free one), as a server binds it (SO_REUSEADDR).
+
+    Raises:
+        OSError: when the address cannot be bound.
+    """
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether a server could listen on ``host:port`` now."""
+    try:
+        listening_socket(host, port).close()
+    except OSError:
+        return False
+    return True
 
 
 class GatewayServer:
@@ -62,9 +91,12 @@ class GatewayServer:
         """Start serving in the background; return the URL once it accepts connections.
 
         Raises:
-            RuntimeError: when it could not start (the port is taken, NATS or the database unreachable).
+            OSError: when the address cannot be bound (the port is taken).
+            RuntimeError: when it could not start (NATS or the database unreachable).
         """
-        self._task = asyncio.create_task(self.server.serve())
+        # Bound here rather than by uvicorn, which ends the whole process (SystemExit) when the port is taken.
+        sock = listening_socket(self.host, self.server.config.port)
+        self._task = asyncio.create_task(self.server.serve(sockets=[sock]))
         while not self.server.started:
             if self._task.done():
                 exc = self._task.exception()

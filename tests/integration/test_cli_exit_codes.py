@@ -1,0 +1,59 @@
+"""Exit codes as the README says: bad input is exit 2 with one line, at once, whatever the command."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from planexe_ax.cli import main
+from planexe_ax.config import Settings
+
+pytestmark = [pytest.mark.nats]
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def cli(args: list[str], env: dict[str, str], timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+    merged = {**os.environ, **env}
+    return subprocess.run(
+        [sys.executable, "-m", "planexe_ax", *args], capture_output=True, text=True, timeout=timeout_s, env=merged
+    )
+
+
+@pytest.mark.parametrize("command", [["up"], ["serve", "gateway"]])
+def test_a_taken_port_is_exit_2_with_one_line(command: list[str], taken_port: int, tmp_path: Path) -> None:
+    proc = cli([*command, "--port", str(taken_port)], {"PLANEXE_DATA_DIR": str(tmp_path / "data")})
+
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert f"127.0.0.1:{taken_port} is taken" in proc.stderr
+    assert "--port" in proc.stderr
+
+
+def test_exec_wait_on_an_unknown_id_is_exit_2_at_once(
+    nats_url: str, settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PLANEXE_NATS_URL", nats_url)
+    monkeypatch.setenv("PLANEXE_NAMESPACE", settings.namespace)
+    monkeypatch.setenv("PLANEXE_DATA_DIR", str(settings.data_dir))
+    started = time.monotonic()
+
+    code = main(["exec", "wait", "nosuchexecution", "--timeout", "60"])
+
+    assert code == 2
+    assert time.monotonic() - started < 10
+    err = capsys.readouterr().err
+    assert err == "planexe-ax: no execution nosuchexecution on the bus (check the id, or PLANEXE_NAMESPACE)\n"

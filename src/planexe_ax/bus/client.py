@@ -213,3 +213,9 @@ async def execution_known(bus: Bus, execution_id: str) -> bool:
         if info.state.subjects:
             return True
     return False
+
+
+async def plans_stored(bus: Bus) -> int:
+    """How many entries the plans bucket holds, deletes included: 0 for a catalog nothing was ever put in."""
+    status = await (await bus.plans_kv()).status()
+    return int(status.values)

@@ -149,6 +149,10 @@ async def serve(settings: Settings, names: tuple[str, ...], stop: asyncio.Event)
             )
     async with nats_server(settings) as url:
         services = await start_services(settings, url, names)
+        if "gateway" in names:
+            from planexe_ax.cli.catalog import seed_examples
+
+            await seed_examples(settings, url)
         Console(stderr=True).print(f"planexe-ax: {', '.join(names)} running on {url}; Ctrl-C to stop")
         if services.gateway:
             sys.stdout.write(f"dashboard and API: {services.gateway.url}  (API docs: {services.gateway.url}/docs)\n")

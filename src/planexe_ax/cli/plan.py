@@ -108,6 +108,11 @@ def add_plan_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     _source_args(imp)
     _decomposer_args(imp)
     imp.add_argument("--json", action="store_true", help="print the plan JSON (with its import report)")
+    imp.add_argument(
+        "--save",
+        action="store_true",
+        help="put the plan into the catalog of the running services (PLANEXE_NATS_URL or `planexe-ax up`)",
+    )
     show = plan.add_parser("show", help="print the whole plan: phases, tasks, subtasks, risks, roles")
     _source_args(show)
     show.add_argument("--json", action="store_true", help="print the plan JSON")
@@ -162,11 +167,11 @@ async def run_plan_command(args: argparse.Namespace, settings: Settings) -> int:
         plan = load_plan(args.plan, strict=args.strict, siblings=args.siblings)
         return _show(plan, as_json=args.json)
     if args.plan_command == "import":
-        return await _import(args)
+        return await _import(args, settings)
     return await _decompose(args)
 
 
-async def _import(args: argparse.Namespace) -> int:
+async def _import(args: argparse.Namespace, settings: Settings) -> int:
     from planexe_ax.cli import plan_views
 
     plan, report = _load(args.plan, strict=args.strict, siblings=args.siblings, decompose=False)
@@ -174,11 +179,24 @@ async def _import(args: argparse.Namespace) -> int:
     if report is not None:
         report = {**report, "decomposition": _summary(plan), "decomposer": args.decomposer}
         plan = plan.model_copy(update={"metadata": {**plan.metadata, "import_report": report}})
+    if args.save:
+        await _save(plan, str(args.plan), settings)
     if args.json:
         _write(json.dumps(plan.model_dump(by_alias=True, mode="json"), indent=2, ensure_ascii=False))
     else:
         _write("\n".join(plan_views.import_summary(plan, report, str(args.plan))))
     return EXIT_OK
+
+
+async def _save(plan: Plan, source: str, settings: Settings) -> None:
+    """Check the plan as `plan validate` does, then put it into the running catalog."""
+    from planexe_ax.cli.catalog import save_plan
+    from planexe_ax.cli.schemas import running_schemas
+    from planexe_ax.plans.validation import check_plan
+
+    warn(check_plan(plan, source, await running_schemas(settings)), source)
+    url = await save_plan(settings, plan)
+    sys.stderr.write(f"saved: {plan.plan_id} is in the catalog of {url}\n")
 
 
 async def _decompose(args: argparse.Namespace) -> int:

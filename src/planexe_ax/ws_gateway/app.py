@@ -65,6 +65,8 @@ def create_app(settings: Settings, nats_url: str) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served by the dashboard part from the package's own copy of Swagger UI (offline)
+        redoc_url=None,  # ReDoc loads from a CDN: a blank page without the internet
         openapi_tags=[
             {"name": "plans", "description": "The plan catalog."},
             {"name": "executions", "description": "Run plans, follow and steer them."},

@@ -60,4 +60,12 @@ async def index() -> FileResponse:
     )
 
 
+@router.api_route("/docs", methods=["GET", "HEAD"])
+async def api_docs() -> FileResponse:
+    """The interactive API docs: Swagger UI from ``static/vendor`` (no internet needed) on ``/openapi.json``."""
+    return FileResponse(
+        STATIC_DIR / "docs.html", media_type=CONTENT_TYPES[".html"], headers={"cache-control": REVALIDATE}
+    )
+
+
 router.mount("/static", DashboardFiles(directory=STATIC_DIR, follow_symlink=False), name="static")

@@ -56,7 +56,7 @@ export class ExecutionList {
           ? data.items.map((p) =>
               h("option", { value: p.plan_id }, `${p.title || p.plan_id} — ${p.tasks} tasks (${p.plan_id})`),
             )
-          : h("option", { value: "" }, "no plans: upload one with POST /api/plans or `planexe-ax plan import`"),
+          : h("option", { value: "" }, "no plans: upload one with POST /api/plans or `planexe-ax plan import PATH --save`"),
       );
       if (data.items.some((p) => p.plan_id === current)) select.value = current;
       this.els.start.disabled = !data.items.length;

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from planexe_ax.cli import main
+from planexe_ax.cli import example_plan_path, main
 from planexe_ax.config import Settings
 
 pytestmark = [pytest.mark.nats]
@@ -57,3 +58,29 @@ def test_exec_wait_on_an_unknown_id_is_exit_2_at_once(
     assert time.monotonic() - started < 10
     err = capsys.readouterr().err
     assert err == "planexe-ax: no execution nosuchexecution on the bus (check the id, or PLANEXE_NAMESPACE)\n"
+
+
+def test_exec_start_refuses_params_that_do_not_fit_naming_each(
+    nats_url: str,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("PLANEXE_NATS_URL", nats_url)
+    monkeypatch.setenv("PLANEXE_NAMESPACE", settings.namespace)
+    plan = json.loads(example_plan_path().read_text())
+    plan["phases"][0]["tasks"][0]["subtasks"][1]["params"]["operation"] = "juggle"
+    plan["phases"][2]["tasks"][0]["subtasks"][1]["params"]["rate_structure"] = {"hourly_rate": -1}
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan))
+
+    code = main(["exec", "start", str(path)])
+
+    assert code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # no execution id: nothing was started
+    lines = captured.err.splitlines()
+    assert len(lines) == 2
+    assert "subtask task_1_1_2: action manage_csv: params.operation:" in lines[0]
+    assert "action build_quote: params.rate_structure.hourly_rate:" in lines[1]

@@ -91,8 +91,9 @@ def test_a_failed_attempt_waits_its_backoff_then_goes_again() -> None:
 def test_retry_policy_of_the_plan_wins_over_the_default() -> None:
     plan = with_fields(make_plan({"a": 1}), subtask={"retry_policy": {"max_attempts": 1}})
     engine, _ = engine_for(plan)
-    engine.on_event(result(X, "a_s0", ok=False, error="boom"), at(1))
-    assert engine.runs[X].status == ExecutionStatus.FAILED
+    effects = engine.on_event(result(X, "a_s0", ok=False, error="boom"), at(1))
+    assert item_of(effects, "escalation").reason == "failed after 1 attempt(s): boom"
+    assert offers(effects) == []
 
 
 # -- timeouts -----------------------------------------------------------------------------------------------

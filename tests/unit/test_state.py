@@ -115,8 +115,9 @@ def test_retryable_failure_is_offered_again_with_the_next_attempt() -> None:
     assert [e.offer.attempt for e in effects if isinstance(e, Offer)] == [2]
 
 
-def test_attempts_run_out_and_fail_the_execution_cancelling_the_rest() -> None:
-    engine, _ = start({"a": 1, "b": 2}, config=CoreConfig(lag_scale_s=0, default_max_attempts=2, backoff_initial_s=0))
+def test_with_on_failure_fail_attempts_run_out_and_fail_the_execution_cancelling_the_rest() -> None:
+    config = CoreConfig(lag_scale_s=0, default_max_attempts=2, backoff_initial_s=0)
+    engine, _ = start({"a": 1, "b": 2}, config=config, on_failure="fail")
     engine.on_event(result(X, "a_s0", ok=False, error="e1"), at(1))
     effects = engine.on_event(result(X, "a_s0", attempt=2, ok=False, error="e2"), at(2))
     got = emitted(effects)
@@ -128,7 +129,7 @@ def test_attempts_run_out_and_fail_the_execution_cancelling_the_rest() -> None:
 
 
 def test_permanent_failure_is_not_retried() -> None:
-    engine, _ = start({"a": 1})
+    engine, _ = start({"a": 1}, on_failure="fail")
     effects = engine.on_event(result(X, "a_s0", ok=False, retryable=False, error="bad params"), at(1))
     assert offers(effects) == []
     assert engine.runs[X].status == ExecutionStatus.FAILED

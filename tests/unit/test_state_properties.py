@@ -5,7 +5,17 @@ from datetime import datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from planexe_ax.bus import DependencyType, Event, ExecutionStatus, Plan, StartExecution, TaskOffer, TaskStatus
+from planexe_ax.bus import (
+    DependencyType,
+    Event,
+    ExecutionStatus,
+    Plan,
+    ResolveInbox,
+    StartExecution,
+    TaskOffer,
+    TaskStatus,
+)
+from planexe_ax.bus.messages import InboxAction
 from planexe_ax.coordinator.core import CoordinatorCore
 from planexe_ax.coordinator.state import CoreConfig, Effect, Emit, Offer, WakeAt
 from tests.helpers.factories import at, make_plan, result, started
@@ -26,8 +36,14 @@ def plans(draw: st.DrawFn) -> Plan:
     return make_plan(counts, deps)
 
 
+ANSWERS: list[InboxAction] = ["retry", "complete", "skip", "fail"]
+DONE = (TaskStatus.COMPLETED, TaskStatus.SKIPPED)
+
+
 def drive(plan: Plan, choices: st.DataObject, fail_every: int) -> tuple[CoordinatorCore, list[Event]]:
-    """Run a plan through the engine, completing outstanding offers in the order ``choices`` picks."""
+    """Run a plan through the engine, completing outstanding offers in the order ``choices`` picks.
+
+    A subtask that keeps failing is escalated; a person answers it as ``choices`` picks."""
     engine = CoordinatorCore(CoreConfig(lag_scale_s=2.0, default_max_attempts=3))
     log: list[Event] = []
     clock = 0.0
@@ -48,6 +64,13 @@ def drive(plan: Plan, choices: st.DataObject, fail_every: int) -> tuple[Coordina
     while engine.runs["x"].status not in (ExecutionStatus.COMPLETED, ExecutionStatus.FAILED) and step < 500:
         step += 1
         clock += 1.0
+        escalations = [item for item in engine.runs["x"].inbox.values() if item.kind == "escalation"]
+        if escalations:
+            answer = choices.draw(st.sampled_from(ANSWERS))
+            output = {} if answer == "complete" else None
+            command = ResolveInbox(execution_id="x", item_id=escalations[0].item_id, action=answer, output=output)
+            take(engine.on_command(command, at(clock)))
+            continue
         if not pending:
             take(engine.tick("x", at(clock)))
             continue
@@ -79,22 +102,43 @@ def test_no_task_starts_or_finishes_before_its_dependencies_allow(
             if dep.type == DependencyType.START_TO_START and task.started_at:
                 assert pred.started_at
                 assert (task.started_at - pred.started_at).total_seconds() >= lag
-            if dep.type == DependencyType.FINISH_TO_FINISH and task.status == TaskStatus.COMPLETED:
+            if dep.type == DependencyType.FINISH_TO_FINISH and task.status in DONE:
                 assert pred.finished_at
                 assert task.finished_at
                 assert (task.finished_at - pred.finished_at).total_seconds() >= lag
-            if dep.type == DependencyType.START_TO_FINISH and task.status == TaskStatus.COMPLETED:
+            if dep.type == DependencyType.START_TO_FINISH and task.status in DONE:
                 assert pred.started_at
                 assert task.finished_at
                 assert (task.finished_at - pred.started_at).total_seconds() >= lag
     if fail_every > 1000:
         assert run.status == ExecutionStatus.COMPLETED
+        assert not run.inbox
+
+
+@settings(max_examples=150, deadline=None)
+@given(plans(), st.data())
+def test_failures_go_to_a_person_and_every_answer_leads_to_an_end(plan: Plan, data: st.DataObject) -> None:
+    engine, _ = drive(plan, data, 3)
+    run = engine.runs["x"]
+    assert run.status in (ExecutionStatus.COMPLETED, ExecutionStatus.FAILED)
+    assert not run.inbox, "an ended execution leaves nothing open"
+    subs = run.subtasks.values()
+    if run.status == ExecutionStatus.COMPLETED:
+        assert all(s.status in DONE for s in subs)
+        assert all(t.status in DONE for t in run.tasks.values())
+    else:
+        assert any(s.status == TaskStatus.FAILED for s in subs), "only a person's fail fails the execution"
+    for task_id, task in run.tasks.items():
+        own = [s for s in subs if s.task_id == task_id]
+        if task.status == TaskStatus.SKIPPED:
+            assert own
+            assert all(s.status == TaskStatus.SKIPPED for s in own)
 
 
 @settings(max_examples=100, deadline=None)
 @given(plans(), st.data())
 def test_replaying_the_same_events_gives_the_same_state(plan: Plan, data: st.DataObject) -> None:
-    engine, log = drive(plan, data, 5)
+    engine, log = drive(plan, data, 3)  # often enough that escalations and answers are replayed too
     replayed = CoordinatorCore(CoreConfig(lag_scale_s=2.0, default_max_attempts=3))
     for event in log:
         replayed.fold(event)

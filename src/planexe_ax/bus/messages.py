@@ -57,10 +57,12 @@ class TaskStatus(StrEnum):
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
+    SKIPPED = "SKIPPED"
+    """A person skipped it: it counts as done for what depends on it, but its work was not done."""
 
 
 TERMINAL_EXECUTION = frozenset({ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED})
-TERMINAL_TASK = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+TERMINAL_TASK = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.SKIPPED})
 
 
 class WireModel(BaseModel):
@@ -158,7 +160,7 @@ class TaskReassigned(EventBase):
 
 
 InboxKind = Literal["human_task", "approval", "review", "escalation"]
-InboxAction = Literal["approve", "reject", "complete", "accept", "edit"]
+InboxAction = Literal["approve", "reject", "complete", "accept", "edit", "retry", "skip", "fail"]
 
 
 class InboxOpened(EventBase):
@@ -185,6 +187,7 @@ class InboxClosed(EventBase):
     by: str = ""
     comment: str = ""
     output: dict[str, Any] | None = None
+    params: dict[str, Any] | None = Field(default=None, description="retried: the params later attempts use")
 
 
 class CommandRejected(EventBase):
@@ -368,8 +371,10 @@ class Reassign(CommandBase):
 class ResolveInbox(CommandBase):
     """A person's answer to an inbox item.
 
-    approve/reject an approval; complete a human task or escalation (with ``output``); accept, edit
-    (with ``output``) or reject a result under review; reject an escalation to fail its task.
+    approve/reject an approval; complete a human task (with ``output``); accept, edit (with ``output``)
+    or reject a result under review. An escalation (work that failed or that no agent could take) can be
+    retried (with ``params`` replacing the subtask's), completed by hand (with ``output``), skipped (it
+    counts as done for its dependents) or failed (its task and the execution fail; ``reject`` does the same).
     """
 
     type: Literal["resolve"] = "resolve"
@@ -377,6 +382,7 @@ class ResolveInbox(CommandBase):
     action: InboxAction
     output: dict[str, Any] | None = None
     comment: str = ""
+    params: dict[str, Any] | None = Field(default=None, description="retry: new params for the subtask")
 
 
 Command = Annotated[

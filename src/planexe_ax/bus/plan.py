@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -23,6 +23,10 @@ class DependencyType(StrEnum):
     START_TO_START = "start_to_start"
     FINISH_TO_FINISH = "finish_to_finish"
     START_TO_FINISH = "start_to_finish"
+
+
+OnFailure = Literal["escalate", "fail"]
+"""What happens when a subtask's last attempt fails: ask a person (an inbox escalation) or fail the execution."""
 
 
 class _Model(BaseModel):
@@ -81,6 +85,9 @@ class Task(_Model):
     days_realistic: float | None = Field(default=None, ge=0, description="Realistic duration in working days.")
     days_max: float | None = Field(default=None, ge=0, description="Pessimistic duration in working days.")
     resources_needed: list[str] = Field(default_factory=list, description="Roles the plan names for this task.")
+    on_failure: OnFailure | None = Field(
+        default=None, description="When its work keeps failing: escalate to a person or fail. Unset: the plan's."
+    )
 
     _check_id = field_validator("task_id")(lambda v: check_id(v, "task id"))
 
@@ -128,6 +135,11 @@ class Plan(_Model):
     start_time: datetime | None = Field(default=None, description="Planned project start (UTC), if the plan has one.")
     review_threshold: float | None = Field(
         default=None, ge=0, le=1, description="Results below this confidence wait for a person's review."
+    )
+    on_failure: OnFailure = Field(
+        default="escalate",
+        description="When a subtask's last attempt fails: escalate (a person retries, completes, skips or fails it)"
+        " or fail (the task and the execution fail at once).",
     )
 
     _check_id = field_validator("plan_id")(lambda v: check_id(v, "plan id"))

@@ -41,14 +41,14 @@ from planexe_ax.coordinator.state import apply as apply_event
 from planexe_ax.plans.dag import Edge
 
 DISPATCHING = frozenset({ExecutionStatus.QUEUED, ExecutionStatus.RUNNING, ExecutionStatus.BLOCKED})
-DONE = frozenset({TaskStatus.COMPLETED, TaskStatus.CANCELLED})
+DONE = frozenset({TaskStatus.COMPLETED, TaskStatus.CANCELLED, TaskStatus.SKIPPED})
 """Task states that count as finished for dependencies and for completing the execution."""
 WAITING = frozenset({TaskStatus.BLOCKED, TaskStatus.AWAITING_HUMAN, TaskStatus.AWAITING_APPROVAL})
 ACTIONS: dict[str, list[InboxAction]] = {
     "human_task": ["complete", "reject"],
     "approval": ["approve", "reject"],
     "review": ["accept", "edit", "reject"],
-    "escalation": ["complete", "reject"],
+    "escalation": ["retry", "complete", "skip", "fail"],
 }
 
 
@@ -109,12 +109,13 @@ class Decider:
         entity = sub.subtask_id if sub else holder.task_id
         spec = self.run.graph.subtasks[sub.subtask_id] if sub else None
         task_spec = self.run.graph.tasks[holder.task_id]
+        params = params_of(self.run, sub) if sub else {}
         item_id = event_ids.inbox_item(self.run.execution_id, entity, kind, holder.opened)
         self.emit(InboxOpened(event_id=event_ids.inbox_opened(item_id), item_id=item_id,
                               execution_id=self.run.execution_id, ts=self.now, task_id=holder.task_id,
                               subtask_id=sub.subtask_id if sub else None, attempt=sub.attempt if sub else None,
                               kind=kind, title=spec.description or task_spec.title if spec else task_spec.title,
-                              reason=reason, action=sub.action if sub else "", params=spec.params if spec else {},
+                              reason=reason, action=sub.action if sub else "", params=params,
                               actions=ACTIONS[kind], **extra))  # fmt: skip
 
     def close_inbox(self, item_id: str, resolution: str, by: str = "", comment: str = "", **extra: Any) -> None:
@@ -139,7 +140,7 @@ class Decider:
         pred = self.run.tasks[edge.pred]
         if edge.pred_event == "finish":
             return pred.finished_at if pred.status in DONE else None
-        return pred.started_at or (pred.finished_at if pred.status == TaskStatus.CANCELLED else None)
+        return pred.started_at or (pred.finished_at if pred.status in DONE else None)
 
     def allows(self, task_id: str, gates_start: bool) -> bool:
         """Whether every edge into ``task_id`` of the given kind lets it start (or finish) now."""
@@ -178,15 +179,26 @@ def max_attempts(run: ExecutionRun, sub: SubtaskRun, config: CoreConfig) -> int:
     return (policy.max_attempts if policy else None) or config.default_max_attempts
 
 
+def params_of(run: ExecutionRun, sub: SubtaskRun) -> dict[str, Any]:
+    """The params the next attempt gets: a person's from a retry, else the plan's."""
+    return sub.params if sub.params is not None else run.graph.subtasks[sub.subtask_id].params
+
+
 def fail_attempt(d: Decider, sub: SubtaskRun, reason: str, retryable: bool = True) -> None:
-    """An attempt failed or timed out: wait and try again, or fail the subtask, its task and the execution."""
+    """An attempt failed or timed out: wait and try again; after the last attempt (or a permanent error) ask a
+    person, or fail the subtask, its task and the execution when the plan says ``on_failure: fail``."""
     failures = sub.failures + 1
     if retryable and failures < max_attempts(d.run, sub, d.config):
         due = d.now + timedelta(seconds=backoff_s(d.run, sub, failures, d.config))
         d.set_subtask(sub, TaskStatus.RETRY_WAIT, agent_id=sub.agent_id, reason=reason, not_before=due)
         return
+    why = f"failed after {failures} attempt(s): {reason}" if retryable else f"failed permanently: {reason}"
+    task = d.run.graph.tasks[sub.task_id]
+    if (task.on_failure or d.run.plan.on_failure) == "escalate":
+        escalate(d, sub, why)
+        return
     d.set_subtask(sub, TaskStatus.FAILED, agent_id=sub.agent_id, reason=reason)
-    end(d, ExecutionStatus.FAILED, f"subtask {sub.subtask_id} failed after {failures} attempt(s): {reason}")
+    end(d, ExecutionStatus.FAILED, f"subtask {sub.subtask_id} {why}")
 
 
 def escalate(d: Decider, sub: SubtaskRun, reason: str) -> None:
@@ -217,7 +229,7 @@ def dispatch(d: Decider, sub: SubtaskRun, agent_id: str | None = None, reason: s
     spec = run.graph.subtasks[sub.subtask_id]
     pinned = agent_id or run.tasks[sub.task_id].pin or run.pins.get(sub.task_id) or run.pins.get(sub.action)
     offer = TaskOffer(execution_id=run.execution_id, plan_id=run.plan.plan_id, task_id=sub.task_id,
-                      subtask_id=sub.subtask_id, attempt=sub.attempt + 1, action=sub.action, params=spec.params,
+                      subtask_id=sub.subtask_id, attempt=sub.attempt + 1, action=sub.action, params=params_of(run, sub),
                       task_title=run.graph.tasks[sub.task_id].title, description=spec.description,
                       issued_at=d.now)  # fmt: skip
     d.effects.append(Offer(offer, pinned))
@@ -385,14 +397,25 @@ def _run_task(d: Decider, task: TaskRun, dispatching: bool) -> None:
         else:
             dispatch(d, sub)
     if done and d.allows(task.task_id, gates_start=False):
-        d.set_task(task, TaskStatus.COMPLETED)
+        _finish_task(d, task)
+
+
+def _finish_task(d: Decider, task: TaskRun) -> None:
+    """All its subtasks are done: SKIPPED when a person skipped every one, else COMPLETED (naming any skipped)."""
+    subs = [d.run.subtasks[s.subtask_id] for s in d.run.graph.tasks[task.task_id].subtasks]
+    skipped = [s.subtask_id for s in subs if s.status == TaskStatus.SKIPPED]
+    if skipped and len(skipped) == len(subs):
+        d.set_task(task, TaskStatus.SKIPPED, "every subtask was skipped")
+    else:
+        d.set_task(task, TaskStatus.COMPLETED, f"skipped: {', '.join(skipped)}" if skipped else "")
 
 
 def _settle(d: Decider) -> None:
     """Complete the execution, or move it between RUNNING and BLOCKED; ask to be woken when time matters."""
     run = d.run
     if all(task.status in DONE for task in run.tasks.values()):
-        d.set_execution(ExecutionStatus.COMPLETED)
+        skipped = sum(1 for s in run.subtasks.values() if s.status == TaskStatus.SKIPPED)
+        d.set_execution(ExecutionStatus.COMPLETED, f"{skipped} subtask(s) skipped by a person" if skipped else "")
         return
     moving = any(s.status in (TaskStatus.DISPATCHED, TaskStatus.RUNNING, TaskStatus.RETRY_WAIT)
                  for s in run.subtasks.values())  # fmt: skip

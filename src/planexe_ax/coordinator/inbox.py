@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from planexe_ax.bus.messages import ExecutionStatus, ResolveInbox, TaskStatus
+from planexe_ax.bus.messages import ExecutionStatus, InboxOpened, ResolveInbox, TaskStatus
 from planexe_ax.coordinator.decide import ACTIONS, Decider, end, fail_attempt
-from planexe_ax.coordinator.state import Effect
+from planexe_ax.coordinator.state import Effect, SubtaskRun
 
 
 def resolve(d: Decider, command: ResolveInbox) -> list[Effect]:
@@ -18,34 +18,70 @@ def resolve(d: Decider, command: ResolveInbox) -> list[Effect]:
     item = d.run.inbox.get(command.item_id)
     if item is None:
         raise Rejected(f"no open inbox item {command.item_id}")
-    if command.action not in ACTIONS[item.kind]:
+    action = "fail" if item.kind == "escalation" and command.action == "reject" else command.action
+    if action not in ACTIONS[item.kind]:
         raise Rejected(f"cannot {command.action} a {item.kind} item; answer with {' or '.join(ACTIONS[item.kind])}")
-    if command.action == "edit" and command.output is None:
+    if action == "edit" and command.output is None:
         raise Rejected("edit needs the corrected output")
-    by, comment, cause = command.issued_by, command.comment, command.command_id
+    if command.params is not None and action != "retry":
+        raise Rejected(f"params go with retry only, not with {command.action}")
     if item.kind == "approval":
-        task = d.run.tasks[item.task_id or ""]
-        if command.action == "approve":
-            d.close_inbox(item.item_id, "approved", by, comment, causation_id=cause)
-            d.set_task(task, TaskStatus.READY, f"approved by {by}")
-        else:
-            d.close_inbox(item.item_id, "rejected", by, comment, causation_id=cause)
-            reason = f"approval of task {task.task_id} rejected by {by}" + (f": {comment}" if comment else "")
-            d.set_task(task, TaskStatus.FAILED, reason)
-            end(d, ExecutionStatus.FAILED, reason)
-        return d.effects
-    sub = d.run.subtasks[item.subtask_id or ""]
+        _approval(d, item, command)
+    elif item.kind == "escalation":
+        _escalation(d, item, command, d.run.subtasks[item.subtask_id or ""])
+    else:
+        _work(d, item, command, d.run.subtasks[item.subtask_id or ""])
+    return d.effects
+
+
+def _approval(d: Decider, item: InboxOpened, command: ResolveInbox) -> None:
+    by, comment, cause = command.issued_by, command.comment, command.command_id
+    task = d.run.tasks[item.task_id or ""]
+    if command.action == "approve":
+        d.close_inbox(item.item_id, "approved", by, comment, causation_id=cause)
+        d.set_task(task, TaskStatus.READY, f"approved by {by}")
+        return
+    d.close_inbox(item.item_id, "rejected", by, comment, causation_id=cause)
+    reason = f"approval of task {task.task_id} rejected by {by}" + (f": {comment}" if comment else "")
+    d.set_task(task, TaskStatus.FAILED, reason)
+    end(d, ExecutionStatus.FAILED, reason)
+
+
+def _escalation(d: Decider, item: InboxOpened, command: ResolveInbox, sub: SubtaskRun) -> None:
+    """Retry (a fresh round of attempts, with new params if given), complete by hand, skip, or fail."""
+    by, comment, cause = command.issued_by, command.comment, command.command_id
+    note = f": {comment}" if comment else ""
+    if command.action == "retry":
+        d.close_inbox(item.item_id, "retried", by, comment, params=command.params, causation_id=cause)
+        edited = " with new params" if command.params is not None else ""
+        d.set_subtask(sub, TaskStatus.PENDING, reason=f"retry{edited} asked by {by}{note}")
+    elif command.action == "skip":
+        d.close_inbox(item.item_id, "skipped", by, comment, causation_id=cause)
+        d.set_subtask(sub, TaskStatus.SKIPPED, reason=f"skipped by {by}{note} ({item.reason})")
+    elif command.action == "complete":
+        output = command.output if command.output is not None else {}
+        d.close_inbox(item.item_id, "completed", by, comment, output=output, causation_id=cause)
+        d.set_subtask(sub, TaskStatus.COMPLETED, agent_id=f"person-{by}", output=output, reason=f"completed by {by}")
+    else:
+        d.close_inbox(item.item_id, "failed", by, comment, causation_id=cause)
+        d.set_subtask(sub, TaskStatus.FAILED, reason=f"failed by {by}{note} ({item.reason})")
+        end(d, ExecutionStatus.FAILED, f"subtask {sub.subtask_id} failed by {by}{note} ({item.reason})")
+
+
+def _work(d: Decider, item: InboxOpened, command: ResolveInbox, sub: SubtaskRun) -> None:
+    """A human task done by a person, or a reviewed result accepted, edited or rejected (a new attempt)."""
+    by, comment, cause = command.issued_by, command.comment, command.command_id
     if command.action == "reject" and item.kind == "review":
         d.close_inbox(item.item_id, "rejected", by, comment, causation_id=cause)
         fail_attempt(d, sub, f"result rejected by {by}" + (f": {comment}" if comment else ""))
-    elif command.action == "reject":
+        return
+    if command.action == "reject":
         d.close_inbox(item.item_id, "rejected", by, comment, causation_id=cause)
         d.set_subtask(sub, TaskStatus.FAILED, reason=f"rejected by {by}: {comment or item.reason}")
         end(d, ExecutionStatus.FAILED, f"subtask {sub.subtask_id} rejected by {by}")
-    else:
-        output = command.output if command.output is not None else (item.output or {})
-        resolution = {"accept": "accepted", "edit": "edited", "complete": "completed"}[command.action]
-        d.close_inbox(item.item_id, resolution, by, comment, output=output, causation_id=cause)
-        agent = sub.agent_id if command.action == "accept" else f"person-{by}"
-        d.set_subtask(sub, TaskStatus.COMPLETED, agent_id=agent, output=output, reason=f"{resolution} by {by}")
-    return d.effects
+        return
+    output = command.output if command.output is not None else (item.output or {})
+    resolution = {"accept": "accepted", "edit": "edited", "complete": "completed"}[command.action]
+    d.close_inbox(item.item_id, resolution, by, comment, output=output, causation_id=cause)
+    agent = sub.agent_id if command.action == "accept" else f"person-{by}"
+    d.set_subtask(sub, TaskStatus.COMPLETED, agent_id=agent, output=output, reason=f"{resolution} by {by}")

@@ -105,6 +105,8 @@ class SubtaskRun:
     not_before: datetime | None = None
     deadline: datetime | None = None
     inbox: str | None = None
+    params: dict[str, Any] | None = None
+    """Params a person gave with a retry; they replace the plan's from then on."""
     rejected_by: set[str] = field(default_factory=set)
     seen: Counter[tuple[int, TaskStatus]] = field(default_factory=Counter)
     opened: int = 0
@@ -164,7 +166,9 @@ class ExecutionRun:
         return {
             "status": self.status.value,
             "tasks": {k: (v.status.value, v.started_at, v.finished_at, v.paused, v.pin) for k, v in self.tasks.items()},
-            "subtasks": {k: (v.status.value, v.attempt, v.agent_id, v.failures) for k, v in self.subtasks.items()},
+            "subtasks": {
+                k: (v.status.value, v.attempt, v.agent_id, v.failures, v.params) for k, v in self.subtasks.items()
+            },
             "inbox": sorted(self.inbox),
         }
 
@@ -265,6 +269,9 @@ def _apply_inbox(run: ExecutionRun, event: InboxOpened | InboxClosed) -> bool:
         holder.inbox = None
         if isinstance(holder, TaskRun) and opened.kind == "approval" and event.resolution == "approved":
             holder.approved = True
+        if isinstance(holder, SubtaskRun) and event.resolution == "retried":
+            holder.failures = 0  # a person's retry starts a fresh round of attempts
+            holder.params = holder.params if event.params is None else dict(event.params)
     return True
 
 

@@ -1,4 +1,5 @@
-"""The dashboard in a real headless Chromium against a whole stack: start, pause, resume, approve, complete.
+"""The dashboard in a real headless Chromium against a whole stack: start, pause, resume, approve, complete,
+and answer escalations (retry with edited params, complete, skip, fail).
 
 The plan's first task is done by an agent of this test that waits at a gate the test opens, so the run can be
 paused and resumed while it is in the middle of that task; its second task waits for an approval given with
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -22,6 +24,7 @@ from pydantic import BaseModel
 
 from planexe_ax.agents import Agent, AgentRuntime, TaskContext, capability
 from planexe_ax.bus import connect
+from tests.helpers.escalation import FIXED_PARAMS, escalating_plan
 from tests.helpers.eventually import eventually
 from tests.helpers.gateway import Stack
 
@@ -287,3 +290,61 @@ async def test_reconnects_after_a_drop_and_misses_nothing(stack: Stack, gate: Ga
     await expect(feed).to_have_count(len(expected))
     shown = sorted(int(seq) for seq in await feed.evaluate_all("items => items.map(i => i.dataset.seq)"))
     assert shown == expected, "every event once, none missing"
+
+
+async def test_escalations_are_answered_from_the_page(stack: Stack, page: Page) -> None:
+    plan = escalating_plan("escalations_page").model_dump(mode="json", by_alias=True)
+    assert (await stack.client.post("/api/plans", json=plan)).status_code in (200, 201)
+    response = await stack.client.post("/api/executions", json={"plan_id": plan["plan_id"]})
+    assert response.status_code == 201, response.text
+    execution_id = response.json()["execution_id"]
+    await page.goto(f"{stack.url}/#/executions/{execution_id}")
+    await expect(page.locator("#execution-status")).to_have_text("BLOCKED", timeout=WAIT_MS)
+    items = page.locator('#inbox [data-testid="inbox-item"]')
+    await expect(items).to_have_count(4, timeout=WAIT_MS)
+    ids = {t["task_id"]: t["item_id"] for t in (await stack.client.get("/api/inbox")).json()["items"]}
+
+    def item(task_id: str) -> Any:
+        return page.locator(f'#inbox [data-testid="inbox-item"][data-item-id="{ids[task_id]}"]')
+
+    def button(task_id: str, action: str) -> Any:
+        return item(task_id).locator(f'[data-testid="inbox-answer"][data-action="{action}"]')
+
+    await expect(item("t_retry")).to_contain_text("missing_retry.json is not in the output folder")
+    params = item("t_retry").locator('[data-testid="inbox-params"]')
+    await expect(params).to_have_value(re.compile("missing_retry.json"))
+    await params.fill("[1]")
+    await button("t_retry", "retry").click()
+    await expect(page.locator("#notices .notice", has_text="must be a JSON object")).to_be_visible()
+    await params.fill(json.dumps(FIXED_PARAMS))
+    await button("t_retry", "retry").click()
+    await expect(items).to_have_count(3, timeout=WAIT_MS)
+    await item("t_complete").locator("textarea.inbox-output").fill('{"rows": 12}')
+    await button("t_complete", "complete").click()
+    await expect(items).to_have_count(2, timeout=WAIT_MS)
+    await button("t_skip", "skip").click()
+    await expect(items).to_have_count(1, timeout=WAIT_MS)
+
+    for task_id, status in (("t_retry", "COMPLETED"), ("t_complete", "COMPLETED"), ("t_skip", "SKIPPED"),
+                            ("t_after", "COMPLETED")):  # fmt: skip
+        row = page.locator(f'#task-tree [data-testid="task-row"][data-task-id="{task_id}"]')
+        await expect(row).to_have_attribute("data-status", status, timeout=WAIT_MS)
+    await expect(page.locator("#subtask-t_skip-s_skip")).to_have_attribute("data-status", "SKIPPED")
+    await expect(page.locator("#execution-status")).to_have_text("BLOCKED")
+
+    await button("t_fail", "fail").click()
+    await expect(page.locator("#execution-status")).to_have_text("FAILED", timeout=WAIT_MS)
+    await api_shows(stack, execution_id, "FAILED")
+    history = (await stack.client.get("/api/inbox", params={"include_closed": True})).json()["items"]
+    answers = {i["task_id"]: (i["resolution"], i["resolved_by"]) for i in history}
+    assert {t: r for t, (r, _) in answers.items()} == {
+        "t_retry": "retried",
+        "t_complete": "completed",
+        "t_skip": "skipped",
+        "t_fail": "failed",
+    }
+    closed = {i["task_id"]: i for i in history}
+    assert closed["t_complete"]["resolution_output"] == {"rows": 12}
+    tree = (await stack.client.get(f"/api/executions/{execution_id}/tasks")).json()
+    retried = next(t for p in tree["phases"] for t in p["tasks"] if t["task_id"] == "t_retry")
+    assert retried["subtasks"][0]["output"]["rows"] == 1, "the retry ran with the params edited on the page"

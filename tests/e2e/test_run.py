@@ -67,14 +67,20 @@ def test_every_dependency_type_with_lag_holds(
     assert_dependencies_hold(load_plan(path), report, lag_scale_s=0.2)
 
 
+def failing_plan(tmp_path: Path, **top: str) -> Path:
+    """The example plan with a subtask that fails for good at run time (its source file does not exist)."""
+    plan = json.loads(example_plan_path().read_text())
+    plan["phases"][0]["tasks"][0]["subtasks"][1]["params"] = {"operation": "import_json", "source": "missing.json"}
+    plan.update(top)
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan))
+    return path
+
+
 def test_a_failing_subtask_fails_the_run_with_exit_1(
     env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    plan = json.loads(example_plan_path().read_text())
-    plan["phases"][0]["tasks"][0]["subtasks"][1]["params"] = {"operation": "import_json", "source": "missing.json"}
-    path = tmp_path / "plan.json"
-    path.write_text(json.dumps(plan))
-    code, report = run_json(path, capsys)
+    code, report = run_json(failing_plan(tmp_path, on_failure="fail"), capsys)
     assert code == 1
     assert report["status"] == "FAILED"
     first = report["tasks"][0]
@@ -82,3 +88,16 @@ def test_a_failing_subtask_fails_the_run_with_exit_1(
     assert first["subtasks"][1]["status"] == "FAILED"
     assert first["attempts"] >= 1
     assert all(t["status"] == "CANCELLED" for t in report["tasks"][1:])
+
+
+def test_people_auto_answers_an_escalation_with_fail_so_the_run_ends(
+    env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["run", str(failing_plan(tmp_path)), "--json", "--timeout", "60", "--people", "auto"])
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert code == 1
+    assert report["status"] == "FAILED"
+    assert report["tasks"][0]["subtasks"][1]["status"] == "FAILED"
+    assert all(t["status"] == "CANCELLED" for t in report["tasks"][1:])
+    assert "answered automatically (--people auto): 1 escalation" in captured.err

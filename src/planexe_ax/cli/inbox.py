@@ -1,4 +1,7 @@
-"""``planexe-ax inbox list|approve|reject|complete|accept|edit``: people's work, from the read model and the bus."""
+"""``planexe-ax inbox list|approve|reject|complete|accept|edit|retry|skip|fail``: people's work.
+
+Items are read from the read model; answers go to the coordinator over the bus.
+"""
 
 from __future__ import annotations
 
@@ -44,15 +47,15 @@ def _print_items(items: list[dict[str, Any]]) -> None:
     Console().print(table)
 
 
-def _output(raw: str | None) -> dict[str, Any] | None:
+def _json_object(raw: str | None, flag: str) -> dict[str, Any] | None:
     if raw is None:
         return None
     try:
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise InboxError(f"--output is not JSON: {exc.msg} at column {exc.colno}") from exc
+        raise InboxError(f"{flag} is not JSON: {exc.msg} at column {exc.colno}") from exc
     if not isinstance(value, dict):
-        raise InboxError("--output must be a JSON object")
+        raise InboxError(f"{flag} must be a JSON object")
     return value
 
 
@@ -66,7 +69,8 @@ async def run_inbox_command(settings: Settings, args: argparse.Namespace) -> int
             _print_items(items)
         return EXIT_OK
     try:
-        output = _output(args.output)
+        output = _json_object(getattr(args, "output", None), "--output")
+        params = _json_object(getattr(args, "params", None), "--params")
         item = await _read(settings, args.item_id, None, True)
         if item is None:
             raise InboxError(f"no inbox item {args.item_id} in the read model")
@@ -76,7 +80,8 @@ async def run_inbox_command(settings: Settings, args: argparse.Namespace) -> int
         sys.stderr.write(f"planexe-ax: {exc}\n")
         return EXIT_USAGE
     command = ResolveInbox(execution_id=item["execution_id"], item_id=args.item_id, action=args.inbox_command,
-                           output=output, comment=args.comment, issued_by=args.by or current_user())  # fmt: skip
+                           output=output, params=params, comment=args.comment,
+                           issued_by=args.by or current_user())  # fmt: skip
     bus = await connect(settings, resolve_nats_url(settings), "planexe-ax-inbox", provision=False)
     try:
         refused = await resolve_item(bus, command)

@@ -102,12 +102,18 @@ def _add_inbox_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         "complete": "say a human task or escalation is done (--output JSON)",
         "accept": "accept a result under review as it is",
         "edit": "accept a result under review with a corrected --output JSON",
+        "retry": "try an escalated subtask again, a fresh round of attempts (--params JSON replaces its params)",
+        "skip": "skip an escalated subtask: it counts as done for what depends on it and shows SKIPPED",
+        "fail": "give up on an escalated subtask: its task and the execution fail",
     }
     for action, text in answers.items():
         answer = inbox.add_parser(action, help=text)
         answer.add_argument("item_id")
         answer.add_argument("--comment", default="")
-        answer.add_argument("--output", default=None, help="a JSON object")
+        if action in ("complete", "edit"):
+            answer.add_argument("--output", default=None, help="a JSON object")
+        if action == "retry":
+            answer.add_argument("--params", default=None, help="a JSON object: the params from now on")
         answer.add_argument("--by", default=None, help="who answers (default: the login name)")
 
 

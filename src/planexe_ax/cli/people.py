@@ -13,7 +13,7 @@ AUTO_ANSWERS: dict[str, InboxAction] = {
     "approval": "approve",
     "review": "accept",
     "human_task": "complete",
-    "escalation": "complete",
+    "escalation": "fail",  # failed work is not pretended done: an unattended run ends FAILED, as it says
 }
 AUTO_BY = "auto"
 AUTO_NOTE = "answered automatically (--people auto)"

@@ -74,10 +74,14 @@ class ExecutionPatch(BaseModel):
 class Answer(BaseModel):
     """A person's answer to an inbox item."""
 
-    action: InboxAction = Field(description="approve, reject, complete, accept or edit (as the item offers)")
+    action: InboxAction = Field(
+        description="as the item offers: approve or reject an approval; complete or reject a human task; accept,"
+        " edit or reject a result under review; retry, complete, skip or fail an escalation"
+    )
     by: str = Field(default="api", description="Who answers.")
     comment: str = ""
     output: dict[str, Any] | None = Field(default=None, description="complete/edit: the result to record")
+    params: dict[str, Any] | None = Field(default=None, description="retry: the subtask's params from now on")
 
 
 @router.post(
@@ -202,6 +206,7 @@ async def answer_inbox(gw: GW, item_id: str, body: Answer) -> dict[str, Any]:
         item_id=item_id,
         action=body.action,
         output=body.output,
+        params=body.params,
         comment=body.comment,
         issued_by=body.by,
     )

@@ -103,13 +103,14 @@ async def _subtask_counts(session: AsyncSession, execution_ids: list[str]) -> di
 
 
 def progress(status: str, subtasks: Counter[str]) -> float:
-    """Percent of subtasks completed (100 once the execution completed), one decimal."""
+    """Percent of subtasks done (completed or skipped; 100 once the execution completed), one decimal."""
     if status == ExecutionStatus.COMPLETED.value:
         return 100.0
     total = sum(subtasks.values())
     if not total:
         return 0.0
-    return round(100.0 * subtasks[TaskStatus.COMPLETED.value] / total, 1)
+    done = subtasks[TaskStatus.COMPLETED.value] + subtasks[TaskStatus.SKIPPED.value]
+    return round(100.0 * done / total, 1)
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ export const STATUS_ICONS = {
   COMPLETED: "✔",
   FAILED: "✖",
   CANCELLED: "⊘",
+  SKIPPED: "↷",
 };
 
 /** A status badge: icon and word, coloured by status (app.css `.status-<STATUS>`). */

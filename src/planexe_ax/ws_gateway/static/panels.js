@@ -15,6 +15,7 @@ const ORDER = [
   "COMPLETED",
   "FAILED",
   "CANCELLED",
+  "SKIPPED",
 ];
 
 function tally(byStatus) {

@@ -5,6 +5,13 @@ import { ApiError, BY, api } from "./api.js";
 import { ago, fill, h, json, num } from "./dom.js";
 
 const NEEDS_OUTPUT = new Set(["complete", "edit"]);
+const DANGER = new Set(["reject", "fail"]);
+const HINTS = {
+  retry: "try again, a fresh round of attempts, with the params below",
+  skip: "skip it: what depends on it goes on, and it shows SKIPPED",
+  fail: "give up: its task and the execution fail",
+  complete: "done by hand: record the result below",
+};
 const SYNC_WAITS_MS = [0, 100, 200, 400, 800, 1600, 3200];
 
 export class Inbox {
@@ -63,14 +70,24 @@ export class Inbox {
           value: item.output ? json(item.output) : "",
         })
       : null;
+    const params = (item.actions || []).includes("retry")
+      ? h("textarea", {
+          class: "inbox-params",
+          rows: 4,
+          placeholder: "params as JSON (retry)",
+          dataset: { testid: "inbox-params" },
+          value: json(item.params || {}),
+        })
+      : null;
     const buttons = (item.actions || []).map((action) =>
       h(
         "button",
         {
           type: "button",
-          class: `btn ${action === "reject" ? "danger" : ""}`,
+          class: `btn ${DANGER.has(action) ? "danger" : ""}`,
+          title: item.kind === "escalation" ? HINTS[action] || "" : "",
           dataset: { testid: "inbox-answer", action },
-          onclick: (ev) => this.answer(ev.currentTarget, item, action, comment.value, output),
+          onclick: (ev) => this.answer(ev.currentTarget, item, action, comment.value, output, params),
         },
         action,
       ),
@@ -86,20 +103,30 @@ export class Inbox {
         ? h("div", { class: "muted" }, `confidence: ${num(item.confidence)}`)
         : null,
       item.output ? h("details", {}, h("summary", {}, "result to review"), h("pre", { class: "output" }, json(item.output))) : null,
-      h("div", { class: "inbox-answer" }, comment, output, h("div", { class: "buttons" }, buttons)),
+      h("div", { class: "inbox-answer" }, comment, params, output, h("div", { class: "buttons" }, buttons)),
     );
   }
 
-  async answer(button, item, action, comment, outputField) {
+  async answer(button, item, action, comment, outputField, paramsField) {
     const body = { action, by: BY, comment };
-    if (NEEDS_OUTPUT.has(action) && outputField && outputField.value.trim()) {
+    const fields = [
+      [NEEDS_OUTPUT.has(action) ? outputField : null, "output", "The result"],
+      [action === "retry" ? paramsField : null, "params", "The params"],
+    ];
+    for (const [field, key, what] of fields) {
+      if (!field || !field.value.trim()) continue;
       try {
-        body.output = JSON.parse(outputField.value);
+        body[key] = JSON.parse(field.value);
       } catch {
-        this.notify("The result is not valid JSON.", "error");
+        this.notify(`${what} is not valid JSON.`, "error");
+        return;
+      }
+      if (body[key] === null || typeof body[key] !== "object" || Array.isArray(body[key])) {
+        this.notify(`${what} must be a JSON object.`, "error");
         return;
       }
     }
+    if (body.params && JSON.stringify(body.params) === JSON.stringify(item.params || {})) delete body.params;
     button.disabled = true;
     try {
       await api(`api/inbox/${encodeURIComponent(item.item_id)}`, { method: "POST", body });

@@ -2,7 +2,8 @@
 // the way the projector applies it to the read model (src/planexe_ax/projector/handlers.py). Pure: no DOM.
 
 export const TERMINAL_EXECUTION = new Set(["COMPLETED", "FAILED", "CANCELLED"]);
-export const TERMINAL_TASK = new Set(["COMPLETED", "FAILED", "CANCELLED"]);
+export const TERMINAL_TASK = new Set(["COMPLETED", "FAILED", "CANCELLED", "SKIPPED"]);
+const DONE = new Set(["COMPLETED", "SKIPPED"]); // skipped work counts as done
 export const MOVING = new Set(["DISPATCHED", "RUNNING"]);
 export const BLOCKING = new Set(["BLOCKED", "FAILED", "RETRY_WAIT", "AWAITING_APPROVAL", "AWAITING_HUMAN"]);
 export const PAUSABLE = new Set(["QUEUED", "RUNNING", "BLOCKED"]);
@@ -153,12 +154,12 @@ export function round1(x) {
   return Number(x.toFixed(1)); // toFixed rounds the exact binary value, so only exact ties differ
 }
 
-/** Percent of subtasks completed, 100 once the execution completed (as the API's `progress`). */
+/** Percent of subtasks completed or skipped, 100 once the execution completed (as the API's `progress`). */
 export function progress(state) {
   if (state.execution.status === "COMPLETED") return 100;
   const subs = [...state.subtasks.values()];
   if (!subs.length) return 0;
-  const done = subs.filter((s) => s.status === "COMPLETED").length;
+  const done = subs.filter((s) => DONE.has(s.status)).length;
   return round1((100 * done) / subs.length);
 }
 
@@ -210,9 +211,9 @@ export function agentsOf(task) {
 
 /** A task's progress in percent: the mean of its subtasks' progress (100 when it completed). */
 export function taskProgress(task) {
-  if (task.status === "COMPLETED") return 100;
+  if (DONE.has(task.status)) return 100;
   if (!task.subtasks.length) return 0;
-  return task.subtasks.reduce((sum, s) => sum + (s.status === "COMPLETED" ? 100 : s.progress || 0), 0) /
+  return task.subtasks.reduce((sum, s) => sum + (DONE.has(s.status) ? 100 : s.progress || 0), 0) /
     task.subtasks.length;
 }
 

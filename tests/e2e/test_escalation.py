@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -88,14 +89,14 @@ def env(configured: Settings) -> dict[str, str]:
     }
 
 
-async def status_of(env: dict[str, str], execution_id: str) -> dict:
+async def status_of(env: dict[str, str], execution_id: str) -> dict[str, Any]:
     shown = await acli(["exec", "status", execution_id, "--json"], env)
     assert shown.returncode == 0, shown.stderr
-    report: dict = json.loads(shown.stdout)
+    report: dict[str, Any] = json.loads(shown.stdout)
     return report
 
 
-def statuses(report: dict) -> dict[str, tuple[str, str]]:
+def statuses(report: dict[str, Any]) -> dict[str, tuple[str, str]]:
     return {t["task_id"]: (t["status"], t["subtasks"][0]["status"]) for t in report["tasks"]}
 
 

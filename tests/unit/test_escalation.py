@@ -1,44 +1,62 @@
 """A failure goes to a person: escalations in the inbox and the four answers (retry, complete, skip, fail)."""
 
-from planexe_ax.bus import ExecutionStatus, Plan, ResolveInbox, StartExecution, TaskStatus
+from typing import Any
+
+from planexe_ax.bus import (
+    CommandRejected,
+    ExecutionState,
+    ExecutionStatus,
+    InboxClosed,
+    InboxOpened,
+    Plan,
+    ResolveInbox,
+    StartExecution,
+    TaskState,
+    TaskStatus,
+)
+from planexe_ax.bus.messages import InboxAction
 from planexe_ax.coordinator.core import CoordinatorCore
-from planexe_ax.coordinator.state import CoreConfig, Emit, Offer
-from tests.helpers.factories import at, emitted, make_plan, offers, result
+from planexe_ax.coordinator.state import CoreConfig, Effect, Emit, Offer
+from tests.helpers.factories import at, decision, emitted, make_plan, offers, result
 
 X = "x1"
 AGENTS = {"agent-1": frozenset({"echo"})}
 CONFIG = CoreConfig(lag_scale_s=0, default_max_attempts=2, backoff_initial_s=0)
 
 
-def start(plan: Plan) -> tuple[CoordinatorCore, list]:
+def start(plan: Plan) -> tuple[CoordinatorCore, list[Effect]]:
     engine = CoordinatorCore(CONFIG)
     engine.set_agents(AGENTS, at(0))
     return engine, engine.on_command(StartExecution(execution_id=X, plan=plan), at(0))
 
 
-def fail_twice(engine: CoordinatorCore, subtask_id: str = "a_s0", first: int = 1, error: str = "boom") -> list:
+def fail_twice(engine: CoordinatorCore, subtask_id: str = "a_s0", first: int = 1, error: str = "boom") -> list[Effect]:
     """Two failed attempts: the reports and every effect, as a log to replay."""
-    log: list = []
+    log: list[Effect] = []
     for attempt in (first, first + 1):
         report = result(X, subtask_id, attempt=attempt, ok=False, error=error)
         log += [Emit(report), *engine.on_event(report, at(attempt))]
     return log
 
 
-def escalation(effects: list):
-    (item,) = [e.event for e in effects if isinstance(e, Emit) and e.event.type == "inbox_opened"]
+def escalation(effects: list[Effect]) -> InboxOpened:
+    (item,) = [e.event for e in effects if isinstance(e, Emit) and isinstance(e.event, InboxOpened)]
     assert item.kind == "escalation"
     return item
 
 
-def answer(engine: CoordinatorCore, item_id: str, action: str, when: float = 5, **kw) -> list:
+def answer(engine: CoordinatorCore, item_id: str, action: InboxAction, when: float = 5, **kw: Any) -> list[Effect]:
     return engine.on_command(ResolveInbox(execution_id=X, item_id=item_id, action=action, issued_by="ann", **kw),
                              at(when))  # fmt: skip
 
 
-def closed(effects: list):
-    (event,) = [e.event for e in effects if isinstance(e, Emit) and e.event.type == "inbox_closed"]
+def closed(effects: list[Effect]) -> InboxClosed:
+    (event,) = [e.event for e in effects if isinstance(e, Emit) and isinstance(e.event, InboxClosed)]
     return event
+
+
+def status(engine: CoordinatorCore) -> ExecutionStatus:
+    return engine.runs[X].status
 
 
 def chain() -> Plan:
@@ -56,9 +74,9 @@ def test_after_the_last_attempt_the_subtask_waits_for_a_person_and_the_rest_goes
     run = engine.runs[X]
     assert run.subtasks["a_s0"].status == TaskStatus.AWAITING_HUMAN
     assert run.tasks["a"].status == TaskStatus.RUNNING
-    assert run.status == ExecutionStatus.RUNNING, "c still runs"
+    assert status(engine) == ExecutionStatus.RUNNING, "c still runs"
     engine.on_event(result(X, "c_s0"), at(3))
-    assert run.status == ExecutionStatus.BLOCKED
+    assert status(engine) == ExecutionStatus.BLOCKED
     assert run.tasks["b"].status == TaskStatus.PENDING
 
 
@@ -114,7 +132,7 @@ def test_skip_counts_as_done_for_dependents_and_shows_skipped() -> None:
     assert offers(skipped) == ["b_s0"]
     engine.on_event(result(X, "c_s0"), at(6))
     end = engine.on_event(result(X, "b_s0"), at(7))
-    last = [e.event for e in end if isinstance(e, Emit)][-1]
+    last = decision(end[-1], ExecutionState)
     assert (last.status, last.reason) == (ExecutionStatus.COMPLETED, "1 subtask(s) skipped by a person")
 
 
@@ -122,7 +140,7 @@ def test_a_task_with_one_of_two_subtasks_skipped_completes_and_names_it() -> Non
     engine, _ = start(make_plan({"a": 2}))
     skipped = answer(engine, escalation(fail_twice(engine)).item_id, "skip")
     done = engine.on_event(result(X, "a_s1", attempt=1), at(6))
-    (task,) = [e.event for e in done if isinstance(e, Emit) and e.event.type == "task_state"]
+    (task,) = [e.event for e in done if isinstance(e, Emit) and isinstance(e.event, TaskState)]
     assert (task.status, task.reason) == (TaskStatus.COMPLETED, "skipped: a_s0")
     assert offers(skipped) == ["a_s1"]
 
@@ -134,7 +152,7 @@ def test_fail_fails_the_task_and_the_execution_as_before() -> None:
     run = engine.runs[X]
     assert (run.subtasks["a_s0"].status, run.tasks["a"].status) == (TaskStatus.FAILED, TaskStatus.FAILED)
     assert run.status == ExecutionStatus.FAILED
-    assert "failed by ann: give up (failed after 2 attempt(s): boom)" in failed[-1].event.reason
+    assert "failed by ann: give up (failed after 2 attempt(s): boom)" in decision(failed[-1], ExecutionState).reason
     assert run.subtasks["c_s0"].status == TaskStatus.CANCELLED
 
 
@@ -148,12 +166,13 @@ def test_answers_that_do_not_fit_are_refused() -> None:
     engine, _ = start(chain())
     item = escalation(fail_twice(engine))
     (bad,) = answer(engine, item.item_id, "approve")
-    assert bad.event.reason == "cannot approve a escalation item; answer with retry or complete or skip or fail"
+    expected = "cannot approve a escalation item; answer with retry or complete or skip or fail"
+    assert decision(bad, CommandRejected).reason == expected
     (bad,) = answer(engine, item.item_id, "skip", params={"n": 1})
-    assert bad.event.reason == "params go with retry only, not with skip"
+    assert decision(bad, CommandRejected).reason == "params go with retry only, not with skip"
     answer(engine, item.item_id, "skip")
     (late,) = answer(engine, item.item_id, "fail")
-    assert late.event.reason == f"no open inbox item {item.item_id}"
+    assert decision(late, CommandRejected).reason == f"no open inbox item {item.item_id}"
 
 
 def test_on_failure_fail_per_plan_or_per_task() -> None:
@@ -168,7 +187,7 @@ def test_on_failure_fail_per_plan_or_per_task() -> None:
     assert engine.runs[X].status == ExecutionStatus.FAILED
 
 
-def replayed(log: list) -> CoordinatorCore:
+def replayed(log: list[Effect]) -> CoordinatorCore:
     """A coordinator rebuilt from the events of ``log``, as after a restart."""
     rebuilt = CoordinatorCore(CONFIG)
     for effect in log:

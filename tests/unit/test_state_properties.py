@@ -1,6 +1,7 @@
 """Property tests of the core: dependencies always hold, executions finish, replay gives the same state."""
 
 from datetime import datetime
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -67,7 +68,7 @@ def drive(plan: Plan, choices: st.DataObject, fail_every: int) -> tuple[Coordina
         escalations = [item for item in engine.runs["x"].inbox.values() if item.kind == "escalation"]
         if escalations:
             answer = choices.draw(st.sampled_from(ANSWERS))
-            output = {} if answer == "complete" else None
+            output: dict[str, Any] | None = {} if answer == "complete" else None
             command = ResolveInbox(execution_id="x", item_id=escalations[0].item_id, action=answer, output=output)
             take(engine.on_command(command, at(clock)))
             continue

@@ -185,8 +185,11 @@ def params_of(run: ExecutionRun, sub: SubtaskRun) -> dict[str, Any]:
 
 
 def fail_attempt(d: Decider, sub: SubtaskRun, reason: str, retryable: bool = True) -> None:
-    """An attempt failed or timed out: wait and try again; after the last attempt (or a permanent error) ask a
-    person, or fail the subtask, its task and the execution when the plan says ``on_failure: fail``."""
+    """An attempt failed or timed out: wait and try again, or, after the last one, ask a person.
+
+    A permanent error asks at once. With ``on_failure: fail`` (the task's, else the plan's) the subtask, its
+    task and the execution fail instead.
+    """
     failures = sub.failures + 1
     if retryable and failures < max_attempts(d.run, sub, d.config):
         due = d.now + timedelta(seconds=backoff_s(d.run, sub, failures, d.config))

@@ -23,7 +23,7 @@ from planexe_ax.bus import (
 )
 from planexe_ax.bus.messages import CommandBase, InboxAction
 from planexe_ax.coordinator.core import CoordinatorCore
-from planexe_ax.coordinator.decide import backoff_s
+from planexe_ax.coordinator.decider import backoff_s
 from planexe_ax.coordinator.state import Agents, CoreConfig, Effect, Emit, Offer, WakeAt
 from tests.helpers.factories import at, decision, emitted, make_plan, offers, result, started
 

@@ -32,7 +32,8 @@ from planexe_ax.bus.messages import (
     TaskStatus,
 )
 from planexe_ax.bus.subjects import check_id
-from planexe_ax.coordinator.decide import Decider, decide, dispatch, end
+from planexe_ax.coordinator.decide import decide
+from planexe_ax.coordinator.decider import Decider, dispatch, end
 from planexe_ax.coordinator.state import Agents, CoreConfig, Effect, Emit, ExecutionRun, apply
 from planexe_ax.errors import PlanValidationError
 from planexe_ax.plans.validation import validate_plan

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from planexe_ax.bus.messages import ExecutionStatus, InboxOpened, ResolveInbox, TaskStatus
-from planexe_ax.coordinator.decide import ACTIONS, Decider, end, fail_attempt
+from planexe_ax.coordinator.decider import ACTIONS, Decider, end, fail_attempt
 from planexe_ax.coordinator.state import Effect, SubtaskRun
 
 

@@ -133,6 +133,9 @@ async def test_each_answer_to_an_escalation_from_the_command_line_survives_resta
         assert "unrecognized arguments: --params" in refused.stderr
         bad = await acli(["inbox", "retry", items["t_retry"].item_id, "--params", "[1]"], env)
         assert (bad.returncode, bad.stderr.strip()) == (2, "planexe-ax: --params must be a JSON object")
+        misfit = await acli(["inbox", "retry", items["t_retry"].item_id, "--params", '{"operation": "explode"}'], env)
+        assert misfit.returncode == 2
+        assert "params do not fit: subtask s_retry: action manage_csv: params.operation:" in misfit.stderr
 
         retried = await acli(["inbox", "retry", items["t_retry"].item_id, "--params", json.dumps(FIXED_PARAMS),
                               "--by", "ann", "--comment", "write it instead"], env)  # fmt: skip

@@ -58,6 +58,14 @@ async def test_each_answer_to_an_escalation_over_rest(stack: Stack) -> None:
     unfit = await stack.client.post(f"/api/inbox/{items['t_skip']['item_id']}", json={"action": "approve"})
     assert unfit.json() == {"detail": "cannot approve a escalation item; answer with retry or complete or skip or fail"}
 
+    misfit = await stack.client.post(
+        f"/api/inbox/{items['t_retry']['item_id']}", json={"action": "retry", "params": {"operation": "explode"}}
+    )
+    assert misfit.status_code == 422, misfit.text
+    (problem,) = misfit.json()["problems"]
+    assert (problem["subtask_id"], problem["action"], problem["field"]) == ("s_retry", "manage_csv", "params.operation")
+    assert "explode" in problem["message"]
+    assert len((await get(stack, "/api/inbox", execution_id=execution_id))["items"]) == 4, "nothing was answered"
     retried = await answer(stack, items["t_retry"], action="retry", by="ann", params=FIXED_PARAMS)
     assert (retried["status"], retried["resolution"], retried["resolved_by"]) == ("closed", "retried", "ann")
     completed = await answer(stack, items["t_complete"], action="complete", by="bob", output={"rows": 12})

@@ -13,12 +13,14 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from planexe_ax.bus import ResolveInbox, connect
+from planexe_ax.bus import Bus, ResolveInbox, connect
 from planexe_ax.cli.people import current_user, resolve_item
+from planexe_ax.cli.schemas import bus_schemas
 from planexe_ax.cli.services import resolve_nats_url
 from planexe_ax.config import Settings
 from planexe_ax.errors import PlanExeAXError
 from planexe_ax.exit_codes import EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
+from planexe_ax.plans.params import check_subtask_params
 from planexe_ax.readmodel import inbox_item, inbox_items, make_engine, make_session_factory
 
 
@@ -59,6 +61,14 @@ def _json_object(raw: str | None, flag: str) -> dict[str, Any] | None:
     return value
 
 
+async def _params_problems(bus: Bus, item: dict[str, Any], params: dict[str, Any] | None) -> str | None:
+    """A retry's new params checked against the action's schema: the problems, one per line, or None."""
+    if params is None or not item["subtask_id"]:
+        return None
+    problems = check_subtask_params(item["subtask_id"], item["action"], params, await bus_schemas(bus))
+    return "\n".join(f"params do not fit: {p.line()}" for p in problems) or None
+
+
 async def run_inbox_command(settings: Settings, args: argparse.Namespace) -> int:
     """List the inbox, or answer one item and report the coordinator's verdict."""
     if args.inbox_command == "list":
@@ -84,7 +94,7 @@ async def run_inbox_command(settings: Settings, args: argparse.Namespace) -> int
                            issued_by=args.by or current_user())  # fmt: skip
     bus = await connect(settings, resolve_nats_url(settings), "planexe-ax-inbox", provision=False)
     try:
-        refused = await resolve_item(bus, command)
+        refused = await _params_problems(bus, item, params) or await resolve_item(bus, command)
     except TimeoutError:
         sys.stderr.write("planexe-ax: no answer from the coordinator in 15 s; is it running?\n")
         return EXIT_TIMEOUT

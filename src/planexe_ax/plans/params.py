@@ -74,6 +74,23 @@ def check_params(plan: Plan, schemas: Mapping[str, ParamsSchema]) -> list[Proble
     return problems
 
 
+def check_subtask_params(
+    subtask_id: str, action: str, params: dict[str, Any], schemas: Mapping[str, ParamsSchema]
+) -> list[Problem]:
+    """The params errors of one subtask's new ``params`` (a person's retry), as ``check_params`` finds them.
+
+    Returns:
+        Errors only, each naming the subtask, the action, the field and what is expected; none when no
+        schema knows the action (its agent checks what it gets).
+    """
+    schema = schemas.get(action)
+    if schema is None:
+        return []
+    sub = Subtask(subtask_id=subtask_id, action=action, params=params)
+    found = _Checker.of(schema).problems(f"subtask {subtask_id}", sub, "")
+    return [problem for problem in found if not problem.warning]
+
+
 def _unknown_action(where: str, sub: Subtask) -> Problem:
     message = (
         f"no built-in or registered agent offers action {sub.action!r}; its params are not checked, "

@@ -22,6 +22,8 @@ from planexe_ax.bus import (
 )
 from planexe_ax.bus.messages import InboxAction
 from planexe_ax.errors import PlanValidationError
+from planexe_ax.plans.params import check_subtask_params
+from planexe_ax.plans.problems import plan_error
 from planexe_ax.plans.validation import check_plan
 from planexe_ax.readmodel.queries import inbox_item, inbox_items
 from planexe_ax.ws_gateway import catalog, plan_checks, views
@@ -193,14 +195,20 @@ async def list_inbox(gw: GW, execution_id: str | None = None, include_closed: bo
     responses={
         404: {"description": "Unknown item."},
         409: {"description": "Closed already, or not an answer it takes."},
+        422: {"description": "A retry's params do not fit the subtask's action (`problems` names each)."},
     },
 )
-async def answer_inbox(gw: GW, item_id: str, body: Answer) -> dict[str, Any]:
+async def answer_inbox(gw: GW, item_id: str, body: Answer) -> Any:
     item = await inbox_item(gw.sessions, item_id)
     if item is None:
         raise HTTPException(status_code=404, detail=f"unknown inbox item {item_id}")
     if item["status"] != "open":
         raise HTTPException(status_code=409, detail=f"inbox item {item_id} is closed ({item['resolution']})")
+    if body.action == "retry" and body.params is not None and item["subtask_id"]:
+        schemas = await plan_checks.schemas(gw)
+        problems = check_subtask_params(item["subtask_id"], item["action"], body.params, schemas)
+        if problems:
+            return plan_checks.refused(plan_error(f"inbox item {item_id}", problems))
     command = ResolveInbox(
         execution_id=item["execution_id"],
         item_id=item_id,

@@ -41,6 +41,8 @@ from tests.helpers.postgres import ENV, create_database, drop_database
 from planexe_ax.bus import EmbeddedNats, ExecutionCreated, Plan, Subjects, SubtaskProgress, connect, new_id
 from planexe_ax.cli.services import start_services
 from planexe_ax.config import Settings
+from planexe_ax.ws_gateway.security import token_store
+from planexe_ax.ws_gateway.tokens import Role
 
 NAMESPACE = "wsbench"
 PLAN = {
@@ -128,12 +130,12 @@ def figures(latencies: list[float]) -> dict[str, float]:
     return {"n": len(ordered), "p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "max": ordered[-1] * 1000}
 
 
-async def clients_main(ws_url: str, nats_url: str, execution_id: str, clients: int, events: int) -> None:
-    """Open everything, say ``ready`` on stdout, collect until every receiver has every event, print figures."""
+async def clients_main(url: str, nats_url: str, execution_id: str, clients: int, events: int) -> None:
+    """Open everything (``url``: the execution's stream with a token), say ``ready`` on stdout, collect until every
+    receiver has every event, print figures."""
     nc, core, stream = await nats_baselines(nats_url, execution_id)
     ready: asyncio.Queue[None] = asyncio.Queue()
     webs = [Arrivals() for _ in range(clients)]
-    url = f"{ws_url}/api/executions/{execution_id}/stream"
     tasks = [asyncio.create_task(web_client(url, events, ready, into)) for into in webs]
     for _ in range(clients):
         await ready.get()
@@ -159,9 +161,9 @@ async def clients_main(ws_url: str, nats_url: str, execution_id: str, clients: i
 
 
 # -- the publisher (third process) and the gateway side (this process) -----------------------------------------
-async def wait_projected(url: str, execution_id: str) -> None:
+async def wait_projected(url: str, token: str, execution_id: str) -> None:
     """Wait until the gateway shows the execution (the projector has stored it)."""
-    async with httpx.AsyncClient(base_url=url) as client:
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}) as client:
         for _ in range(1000):
             if (await client.get(f"/api/executions/{execution_id}")).status_code == 200:
                 return
@@ -207,8 +209,9 @@ async def run(args: argparse.Namespace, folder: Path, database_url: str) -> dict
         bus = await connect(settings, url, "ws-bench-setup", provision=False)
         await bus.publish_event(ExecutionCreated(execution_id=execution_id, plan=Plan.model_validate(PLAN)))
         await bus.close()
-        await wait_projected(http_url, execution_id)
-        ws_url = "ws" + http_url.removeprefix("http")
+        token = token_store(settings).issue("ws-bench", Role.VIEWER)
+        await wait_projected(http_url, token, execution_id)
+        ws_url = "ws" + http_url.removeprefix("http") + f"/api/executions/{execution_id}/stream?token={token}"
         clients = await child("clients", args, execution_id, ws_url, url)
         if (await clients.stdout.readline()).strip() != b"ready":
             raise RuntimeError("the clients process did not start")

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _NAMESPACE = re.compile(r"^[a-z0-9_-]*$")
 
@@ -58,6 +59,24 @@ class Settings(BaseSettings):
         description="An HTTP agent not heard from (register, work poll, event post) this long goes offline; "
         "the offers it holds are given back.",
     )
+    http_max_body: int = Field(
+        default=10 * 1024 * 1024, ge=0, description="Largest request body in bytes; a larger one is answered 413."
+    )
+    http_cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins (scheme://host:port, comma separated) allowed to call the API from a browser and to "
+        "open its WebSockets, besides the gateway's own address.",
+    )
+    http_tokens_file: Path | None = Field(
+        default=None,
+        description="The API tokens (hashed) that `planexe-ax auth token` writes. Unset: http-tokens.json in the "
+        "data folder. Several gateways share one file.",
+    )
+    fetch_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Hosts, host:port or CIDRs (comma separated) the built-in agents may fetch although they are "
+        "loopback, private, link-local or metadata addresses.",
+    )
     log_level: str = Field(default="INFO", description="Log level of the planexe_ax loggers.")
     smtp_url: str | None = Field(
         default=None, description="smtp://host:port for send_email; unset: emails are written to the outbox folder."
@@ -69,6 +88,18 @@ class Settings(BaseSettings):
         if not _NAMESPACE.match(value):
             raise ValueError(f"namespace {value!r} must be lower-case letters, digits, '_' or '-'")
         return value
+
+    @field_validator("http_cors_origins", "fetch_allow", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def tokens_path(self) -> Path:
+        """The API token file: ``http_tokens_file``, else ``http-tokens.json`` in the data folder."""
+        return self.http_tokens_file or self.data_dir / "http-tokens.json"
 
     @property
     def effective_database_url(self) -> str:

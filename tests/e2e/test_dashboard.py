@@ -127,8 +127,9 @@ async def gate(stack: Stack) -> AsyncIterator[Gate]:
 
 
 @pytest.fixture
-async def page() -> AsyncIterator[Page]:
-    """A page of a headless Chromium; errors thrown in the page fail the test."""
+async def page(stack: Stack) -> AsyncIterator[Page]:
+    """A page of a headless Chromium, logged in by the dashboard link; errors thrown in the page and content
+    security policy violations fail the test."""
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=str(CHROMIUM), headless=True)
         try:
@@ -136,6 +137,9 @@ async def page() -> AsyncIterator[Page]:
             opened = await context.new_page()
             errors: list[str] = []
             opened.on("pageerror", lambda exc: errors.append(str(exc)))
+            opened.on("console", lambda msg: errors.append(msg.text) if "Security Policy" in msg.text else None)
+            await opened.goto(f"{stack.url}/?token={stack.token}")
+            assert opened.url == f"{stack.url}/", "the link's token is taken out of the address"
             yield opened
             assert not errors, f"errors in the page: {errors}"
         finally:

@@ -15,7 +15,9 @@ from planexe_ax.cli import example_plan_path
 from planexe_ax.cli.services import BACKGROUND, Services, start_services
 from planexe_ax.config import Settings
 from planexe_ax.ws_gateway.context import Gateway
+from planexe_ax.ws_gateway.security import token_store
 from planexe_ax.ws_gateway.server import GatewayServer
+from planexe_ax.ws_gateway.tokens import Role
 
 
 def example_document() -> dict[str, Any]:
@@ -26,13 +28,24 @@ def example_document() -> dict[str, Any]:
 
 @dataclass
 class Stack:
-    """Running services and the gateway; ``url`` is its base URL, ``client`` an httpx client on it."""
+    """Running services and the gateway; ``url`` is its base URL, ``client`` an httpx client on it with the admin
+    ``token`` (named ``tester``)."""
 
     settings: Settings
     services: Services
     server: GatewayServer
     url: str
     client: httpx.AsyncClient
+    token: str
+
+    def issue(self, role: Role, name: str, agent_id: str | None = None) -> str:
+        """A new token of ``role`` called ``name``, as `planexe-ax auth token` makes it."""
+        return token_store(self.settings).issue(name, role, agent_id)
+
+    def client_as(self, token: str | None) -> httpx.AsyncClient:
+        """Another client on the gateway, with ``token`` (None: anonymous); close it after use."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.AsyncClient(base_url=self.url, timeout=30, headers=headers)
 
     @property
     def gateway(self) -> Gateway:
@@ -50,14 +63,15 @@ async def running_stack(
 ) -> AsyncIterator[Stack]:
     """Start ``services`` and the gateway on a free port; stop everything on exit."""
     configured = settings.model_copy(update={"nats_url": nats_url, "database_url": database_url})
+    token = token_store(configured).issue("tester", Role.ADMIN)
     started = await start_services(configured, nats_url, services)
     stop = asyncio.Event()
     runner = asyncio.create_task(started.run(stop))
     server = GatewayServer(configured, nats_url, host="127.0.0.1", port=0)
     try:
         url = await server.start()
-        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-            yield Stack(configured, started, server, url, client)
+        async with httpx.AsyncClient(base_url=url, timeout=30, headers={"Authorization": f"Bearer {token}"}) as client:
+            yield Stack(configured, started, server, url, client, token)
     finally:
         await server.stop()
         stop.set()

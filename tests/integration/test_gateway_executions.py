@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from planexe_ax.ws_gateway.tokens import Role
 from tests.helpers.eventually import eventually
 from tests.helpers.gateway import Stack, example_document
 
@@ -357,7 +358,7 @@ async def test_event_pages_neither_repeat_nor_skip_while_new_events_arrive(stack
     assert first["next_cursor"]
     newest_then = first["items"][0]["seq"]
 
-    answered = await stack.client.post(f"/api/inbox/{item['item_id']}", json={"action": "complete", "by": "bob"})
+    answered = await stack.client.post(f"/api/inbox/{item['item_id']}", json={"action": "complete"})
     assert answered.status_code == 200, answered.text
 
     async def arrived() -> bool:
@@ -388,21 +389,22 @@ async def test_people_answer_the_inbox_and_the_execution_goes_on(stack: Stack) -
     assert wrong.status_code == 409, wrong.text
     assert wrong.json() == {"detail": "cannot complete a approval item; answer with approve or reject"}
 
-    approved = await stack.client.post(
-        f"/api/inbox/{approval['item_id']}", json={"action": "approve", "by": "ann", "comment": "fits"}
-    )
+    async with stack.client_as(stack.issue(Role.APPROVER, "ann")) as ann:
+        body = {"action": "approve", "by": "mallory", "comment": "fits"}
+        approved = await ann.post(f"/api/inbox/{approval['item_id']}", json=body)
     assert approved.status_code == 200, approved.text
     closed = approved.json()
     assert (closed["item_id"], closed["status"], closed["resolution"]) == (approval["item_id"], "closed", "approved")
-    assert (closed["resolved_by"], closed["comment"]) == ("ann", "fits")
+    assert (closed["resolved_by"], closed["comment"]) == ("ann", "fits"), "the token's name, not the body's"
     assert closed["closed_at"]
 
     human = await until_item(stack, execution_id, "human_task")
     assert (human["task_id"], human["subtask_id"], human["actions"]) == ("call", "call_carol", ["complete", "reject"])
     assert [i["item_id"] for i in await open_items(stack, execution_id)] == [human["item_id"]]
-    done = await stack.client.post(
-        f"/api/inbox/{human['item_id']}", json={"action": "complete", "by": "bob", "output": {"reached": True}}
-    )
+    async with stack.client_as(stack.issue(Role.APPROVER, "bob")) as bob:
+        done = await bob.post(
+            f"/api/inbox/{human['item_id']}", json={"action": "complete", "output": {"reached": True}}
+        )
     assert done.status_code == 200, done.text
     assert (done.json()["status"], done.json()["resolution"]) == ("closed", "completed")
     assert done.json()["resolution_output"] == {"reached": True}

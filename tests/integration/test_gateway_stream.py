@@ -52,13 +52,13 @@ async def approve_gate(stack: Stack, execution_id: str) -> None:
         return next((i["item_id"] for i in items if i["task_id"] == GATED_TASK), None)
 
     item_id = await eventually(item)
-    response = await stack.client.post(f"/api/inbox/{item_id}", json={"action": "approve", "by": "test"})
+    response = await stack.client.post(f"/api/inbox/{item_id}", json={"action": "approve"})
     assert response.status_code == 200, response.text
 
 
 def stream_url(stack: Stack, execution_id: str, after_seq: int | str | None = None) -> str:
-    url = f"{stack.ws_url}/api/executions/{execution_id}/stream"
-    return url if after_seq is None else f"{url}?after_seq={after_seq}"
+    url = f"{stack.ws_url}/api/executions/{execution_id}/stream?token={stack.token}"
+    return url if after_seq is None else f"{url}&after_seq={after_seq}"
 
 
 async def receive(ws: ClientConnection) -> dict[str, Any]:

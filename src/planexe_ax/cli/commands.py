@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from planexe_ax.bus import Bus, Event, ExecutionStatus, Plan, SubtaskState, TaskState, TaskStatus, connect
 from planexe_ax.bus.client import control, control_task, execution_known, follow, start_execution
+from planexe_ax.cli.auth_http import LOCAL_TOKEN_FILE, login_link
 from planexe_ax.cli.people import AutoPeople
 from planexe_ax.cli.services import BACKGROUND, SERVICES, nats_server, start_services
 from planexe_ax.config import Settings
@@ -85,7 +86,8 @@ async def run_plan(
         try:
             execution_id = await start_execution(bus, plan)
             if services.gateway:
-                sys.stdout.write(f"dashboard: {services.gateway.url}/#/executions/{execution_id}\n")
+                link = login_link(settings, services.gateway.url, f"#/executions/{execution_id}")
+                sys.stdout.write(f"dashboard: {link}\n")
                 sys.stdout.flush()
             live = None if as_json else LiveProgress(plan, console)
             listeners = [f for f in (live.on_event if live else None, auto.on_event if auto else None) if f]
@@ -155,10 +157,19 @@ async def serve(settings: Settings, names: tuple[str, ...], stop: asyncio.Event)
             await seed_examples(settings, url)
         Console(stderr=True).print(f"planexe-ax: {', '.join(names)} running on {url}; Ctrl-C to stop")
         if services.gateway:
-            sys.stdout.write(f"dashboard and API: {services.gateway.url}  (API docs: {services.gateway.url}/docs)\n")
-            sys.stdout.flush()
+            _print_links(settings, services.gateway.url, login=names == SERVICES)
         await services.run(stop)
     return EXIT_OK
+
+
+def _print_links(settings: Settings, web: str, login: bool) -> None:
+    """The gateway's addresses; with ``login`` (``up``), the dashboard link that logs a browser in."""
+    if login:
+        sys.stdout.write(f"dashboard (this link logs the browser in): {login_link(settings, web)}\n")
+        sys.stdout.write(f"API: {web}/api (admin token in {settings.data_dir / LOCAL_TOKEN_FILE}; docs: {web}/docs)\n")
+    else:
+        sys.stdout.write(f"dashboard and API: {web}  (API docs: {web}/docs)\n")
+    sys.stdout.flush()
 
 
 async def read_report(settings: Settings, execution_id: str) -> dict[str, Any] | None:

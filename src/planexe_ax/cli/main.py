@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from planexe_ax.bus import connect
+from planexe_ax.cli.auth_http import add_auth_http_parsers
 from planexe_ax.cli.plan import add_plan_parsers, load_checked, load_plan, run_plan_command, warn
 from planexe_ax.cli.services import SERVICES
 from planexe_ax.config import Settings
@@ -80,6 +81,10 @@ def _parser() -> argparse.ArgumentParser:
     reassign.add_argument("task_id")
     reassign.add_argument("agent_id")
     _add_inbox_parsers(sub)
+    auth = sub.add_parser("auth", help="identities: API tokens for the HTTP gateway").add_subparsers(
+        dest="auth_command", required=True
+    )
+    add_auth_http_parsers(auth)
     return parser
 
 
@@ -126,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         sys.stderr.write(f"planexe-ax: bad setting: {_first_line(exc)}\n")
         return EXIT_USAGE
-    quiet = args.command in ("run", "demo", "plan", "exec")
+    quiet = args.command in ("run", "demo", "plan", "exec", "auth")
     setup_logging("WARNING" if quiet else settings.log_level)
     try:
         return asyncio.run(_dispatch(args, settings))
@@ -142,6 +147,9 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.command == "plan":
         return await run_plan_command(args, settings)
+    if args.command == "auth":
+        code: int = await args.handler(settings, args)
+        return code
     if args.command == "run":
         from planexe_ax.cli.schemas import builtin_schemas
 

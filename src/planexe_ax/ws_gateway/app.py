@@ -14,6 +14,7 @@ from types import ModuleType
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from planexe_ax import __version__
@@ -22,7 +23,9 @@ from planexe_ax.config import Settings
 from planexe_ax.readmodel import make_engine, make_session_factory
 from planexe_ax.ws_gateway import dashboard, routes_agents, routes_executions, routes_ops, routes_plans, stream
 from planexe_ax.ws_gateway.context import Gateway
+from planexe_ax.ws_gateway.middleware import BodyLimit, SecurityHeaders
 from planexe_ax.ws_gateway.paging import BadCursor
+from planexe_ax.ws_gateway.security import token_store
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,10 @@ DESCRIPTION = """Watch and steer PlanExe-AX executions; agents that cannot speak
 
 Every write is sent over the bus as a command; it answers once the read model shows its effect, so a read
 right after it sees the change. Examples: docs/api.md.
+
+Every call but /healthz and /readyz needs a token (`Authorization: Bearer <token>`, from
+`planexe-ax auth token --role ROLE --name NAME`); each endpoint says the role it needs. Without a token: 401;
+with a token whose role lacks the right: 403.
 """
 
 
@@ -74,6 +81,17 @@ def create_app(settings: Settings, nats_url: str) -> FastAPI:
             {"name": "operations", "description": "Health, readiness and metrics."},
         ],
     )
+    app.state.settings = settings
+    app.state.tokens = token_store(settings)
+    if settings.http_cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.http_cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    app.add_middleware(BodyLimit, limit=settings.http_max_body)
+    app.add_middleware(SecurityHeaders)
     app.add_exception_handler(BadCursor, _bad_cursor)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     for part in PARTS:

@@ -1,5 +1,8 @@
 """The dashboard: one page at ``/`` and its static files under ``/static`` (no build step).
 
+The page and its files are public (they hold no data); what the page reads needs a token, which the browser
+holds in a session cookie after opening the link ``planexe-ax up`` prints (``/?token=...``).
+
 The page is plain HTML, CSS and JavaScript modules shipped in the package (``ws_gateway/static``), with the
 third-party libraries it uses copied into ``static/vendor`` so that it works without the internet. It reads
 the REST API and follows each execution over its WebSocket stream.
@@ -10,11 +13,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import Response
 from starlette.types import Scope
+
+from planexe_ax.ws_gateway.security import login
 
 STATIC_DIR = Path(__file__).with_name("static")
 """The page, its scripts and styles, and ``vendor/`` (third-party files with their licences)."""
@@ -53,8 +58,10 @@ class DashboardFiles(StaticFiles):
 
 
 @router.api_route("/", methods=["GET", "HEAD"])
-async def index() -> FileResponse:
-    """The dashboard page; it routes by URL hash (``#/executions/<id>``)."""
+async def index(request: Request, token: str | None = None) -> Response:
+    """The dashboard page; it routes by URL hash (``#/executions/<id>``). With ``?token=``: log in and reload."""
+    if token is not None:
+        return login(request, token)
     return FileResponse(
         STATIC_DIR / "index.html", media_type=CONTENT_TYPES[".html"], headers={"cache-control": REVALIDATE}
     )

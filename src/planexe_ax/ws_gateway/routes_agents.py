@@ -44,8 +44,9 @@ from planexe_ax.ws_gateway.agent_bridge import (
     taken_away,
 )
 from planexe_ax.ws_gateway.context import Gateway, NotProjected, gateway, unavailable
+from planexe_ax.ws_gateway.security import AUTH_RESPONSES, READ, AgentCaller
 
-router = APIRouter(tags=["agents"])
+router = APIRouter(tags=["agents"], responses=AUTH_RESPONSES)
 GW = Annotated[Gateway, Depends(gateway)]
 BRIDGE = "agent_bridge"
 UNKNOWN_AGENT: dict[int | str, dict[str, Any]] = {404: {"description": "Unknown agent."}}
@@ -156,7 +157,8 @@ class AgentReport(BaseModel):
         409: {"description": "The id belongs to an agent running on the bus."},
     },
 )
-async def register(gw: GW, agents: Bridge, body: Registration, response: Response) -> dict[str, Any]:
+async def register(gw: GW, who: AgentCaller, agents: Bridge, body: Registration, response: Response) -> dict[str, Any]:
+    who.act_as(body.agent_id)
     known = await catalog.get_agent(gw.sessions, body.agent_id) is not None
     caps = [CapabilityCard(**cap.model_dump()) for cap in body.capabilities]
     try:
@@ -172,19 +174,21 @@ async def register(gw: GW, agents: Bridge, body: Registration, response: Respons
     return await _agent(gw, body.agent_id)
 
 
-@router.get("/api/agents", summary="Every agent, online ones first, with liveness")
+@router.get("/api/agents", summary="Every agent, online ones first, with liveness", dependencies=[READ])
 async def list_agents(gw: GW) -> dict[str, Any]:
     ttl = gw.settings.agent_ttl_s
     return {"items": [_liveness(item, ttl) for item in await catalog.list_agents(gw.sessions)]}
 
 
 @router.get("/api/agents/{agent_id}", summary="One agent: capabilities, work in progress, liveness",
-            responses=UNKNOWN_AGENT)  # fmt: skip
+            responses=UNKNOWN_AGENT, dependencies=[READ])  # fmt: skip
 async def get_agent(gw: GW, agent_id: str) -> dict[str, Any]:
     return await _agent(gw, agent_id)
 
 
-@router.get("/api/agents/{agent_id}/capabilities", summary="What one agent offers", responses=UNKNOWN_AGENT)
+@router.get(
+    "/api/agents/{agent_id}/capabilities", summary="What one agent offers", responses=UNKNOWN_AGENT, dependencies=[READ]
+)
 async def get_capabilities(gw: GW, agent_id: str) -> dict[str, Any]:
     agent = await _agent(gw, agent_id)
     return {"agent_id": agent_id, "online": agent["online"], "capabilities": agent["capabilities"]}
@@ -219,7 +223,8 @@ def _liveness(item: dict[str, Any], ttl_s: float) -> dict[str, Any]:
         409: {"description": "The id belongs to an agent running on the bus."},
     },
 )
-async def get_work(gw: GW, agents: Bridge, agent_id: str) -> Response:
+async def get_work(gw: GW, who: AgentCaller, agents: Bridge, agent_id: str) -> Response:
+    who.act_as(agent_id)
     agent = await _http_agent(agents, agent_id)
     try:
         lease = await agents.next_offer(agent)
@@ -240,7 +245,8 @@ async def get_work(gw: GW, agents: Bridge, agent_id: str) -> Response:
         422: {"description": "Not a valid report; `detail` names the field."},
     },
 )
-async def post_event(gw: GW, agents: Bridge, execution_id: str, body: AgentReport) -> dict[str, Any]:
+async def post_event(gw: GW, who: AgentCaller, agents: Bridge, execution_id: str, body: AgentReport) -> dict[str, Any]:
+    who.act_as(body.agent_id)
     agent = await _http_agent(agents, body.agent_id)
     if body.subtask_id is None or body.attempt is None:  # a heartbeat of the agent, about no attempt
         return await _answer(gw, execution_id, None, None)

@@ -28,21 +28,21 @@ from planexe_ax.plans.validation import check_plan
 from planexe_ax.readmodel.queries import inbox_item, inbox_items
 from planexe_ax.ws_gateway import catalog, plan_checks, views
 from planexe_ax.ws_gateway.context import Gateway, NotProjected, NoVerdict, gateway, unavailable
+from planexe_ax.ws_gateway.security import AUTH_RESPONSES, READ, Approver, Operator
 
-router = APIRouter(tags=["executions"])
+router = APIRouter(tags=["executions"], responses=AUTH_RESPONSES)
 GW = Annotated[Gateway, Depends(gateway)]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Unknown execution."}}
 
 
 class NewExecution(BaseModel):
-    """What to run: a catalog plan, optionally pinned to agents."""
+    """What to run: a catalog plan, optionally pinned to agents. The token's name is recorded as who asked."""
 
     plan_id: str = Field(examples=["hello"])
     agent_id: str | None = Field(default=None, description="Pin every task of the plan to this agent.")
     pins: dict[str, str] = Field(
         default_factory=dict, description="task_id or action -> agent_id: work that goes to one agent only."
     )
-    issued_by: str = Field(default="api", description="Who asked (shown in events).")
 
     @field_validator("agent_id")
     @classmethod
@@ -70,17 +70,15 @@ class ExecutionPatch(BaseModel):
 
     status: Steer = Field(description="PAUSED pauses, RUNNING resumes a paused execution, CANCELLED cancels.")
     reason: str = ""
-    issued_by: str = "api"
 
 
 class Answer(BaseModel):
-    """A person's answer to an inbox item."""
+    """A person's answer to an inbox item; the token's name is recorded as who answered (``resolved_by``)."""
 
     action: InboxAction = Field(
         description="as the item offers: approve or reject an approval; complete or reject a human task; accept,"
         " edit or reject a result under review; retry, complete, skip or fail an escalation"
     )
-    by: str = Field(default="api", description="Who answers.")
     comment: str = ""
     output: dict[str, Any] | None = Field(default=None, description="complete/edit: the result to record")
     params: dict[str, Any] | None = Field(default=None, description="retry: the subtask's params from now on")
@@ -98,7 +96,7 @@ class Answer(BaseModel):
         },
     },
 )
-async def create_execution(gw: GW, body: NewExecution) -> Any:
+async def create_execution(gw: GW, who: Operator, body: NewExecution) -> Any:
     row = await catalog.plan_row(gw.sessions, body.plan_id)
     if row is None:
         raise HTTPException(status_code=404, detail=f"unknown plan {body.plan_id}")
@@ -109,14 +107,14 @@ async def create_execution(gw: GW, body: NewExecution) -> Any:
         return plan_checks.refused(exc)
     pins = {task.task_id: body.agent_id for task in plan.tasks()} if body.agent_id else {}
     pins.update(body.pins)
-    command = StartExecution(execution_id=new_id(), plan=plan, pins=pins, issued_by=body.issued_by)
+    command = StartExecution(execution_id=new_id(), plan=plan, pins=pins, issued_by=who.name)
     event = await _send(gw, command)
     if isinstance(event, CommandRejected):
         raise HTTPException(status_code=422, detail=event.reason)
     return await _detail(gw, command.execution_id)
 
 
-@router.get("/api/executions", summary="List executions, newest first")
+@router.get("/api/executions", summary="List executions, newest first", dependencies=[READ])
 async def list_executions(
     gw: GW,
     plan_id: str | None = None,
@@ -133,6 +131,7 @@ async def list_executions(
     "/api/executions/{execution_id}",
     summary="Status, progress, counts, current tasks and blockers",
     responses=NOT_FOUND,
+    dependencies=[READ],
 )
 async def get_execution(gw: GW, execution_id: str) -> dict[str, Any]:
     return await _detail(gw, execution_id)
@@ -142,6 +141,7 @@ async def get_execution(gw: GW, execution_id: str) -> dict[str, Any]:
     "/api/executions/{execution_id}/tasks",
     summary="Plan overview and phases → tasks → subtasks with live states and planned times",
     responses=NOT_FOUND,
+    dependencies=[READ],
 )
 async def get_execution_tasks(gw: GW, execution_id: str) -> dict[str, Any]:
     tree = await views.execution_tree(gw.sessions, execution_id)
@@ -155,10 +155,10 @@ async def get_execution_tasks(gw: GW, execution_id: str) -> dict[str, Any]:
     summary="Pause, resume or cancel",
     responses={**NOT_FOUND, 409: {"description": "Not possible in the execution's status; `detail` says why."}},
 )
-async def patch_execution(gw: GW, execution_id: str, body: ExecutionPatch) -> dict[str, Any]:
+async def patch_execution(gw: GW, who: Operator, execution_id: str, body: ExecutionPatch) -> dict[str, Any]:
     await _detail(gw, execution_id)
     kinds = {Steer.PAUSED: PauseExecution, Steer.RUNNING: ResumeExecution, Steer.CANCELLED: CancelExecution}
-    event = await _send(gw, kinds[body.status](execution_id=execution_id, reason=body.reason, issued_by=body.issued_by))
+    event = await _send(gw, kinds[body.status](execution_id=execution_id, reason=body.reason, issued_by=who.name))
     if isinstance(event, CommandRejected):
         raise HTTPException(status_code=409, detail=event.reason)
     return await _detail(gw, execution_id)
@@ -168,6 +168,7 @@ async def patch_execution(gw: GW, execution_id: str, body: ExecutionPatch) -> di
     "/api/executions/{execution_id}/events",
     summary="The execution's events, newest first (keyset-paginated)",
     responses=NOT_FOUND,
+    dependencies=[READ],
 )
 async def list_events(
     gw: GW,
@@ -184,7 +185,7 @@ async def list_events(
     )
 
 
-@router.get("/api/inbox", summary="Work waiting for people (open items, or every item)")
+@router.get("/api/inbox", summary="Work waiting for people (open items, or every item)", dependencies=[READ])
 async def list_inbox(gw: GW, execution_id: str | None = None, include_closed: bool = False) -> dict[str, Any]:
     return {"items": await inbox_items(gw.sessions, execution_id=execution_id, include_closed=include_closed)}
 
@@ -198,7 +199,7 @@ async def list_inbox(gw: GW, execution_id: str | None = None, include_closed: bo
         422: {"description": "A retry's params do not fit the subtask's action (`problems` names each)."},
     },
 )
-async def answer_inbox(gw: GW, item_id: str, body: Answer) -> Any:
+async def answer_inbox(gw: GW, who: Approver, item_id: str, body: Answer) -> Any:
     item = await inbox_item(gw.sessions, item_id)
     if item is None:
         raise HTTPException(status_code=404, detail=f"unknown inbox item {item_id}")
@@ -216,7 +217,7 @@ async def answer_inbox(gw: GW, item_id: str, body: Answer) -> Any:
         output=body.output,
         params=body.params,
         comment=body.comment,
-        issued_by=body.by,
+        issued_by=who.name,
     )
     event = await _send(gw, command)
     if isinstance(event, CommandRejected):

@@ -17,6 +17,7 @@ from planexe_ax.readmodel.models import AgentRow, Execution, ExecutionSubtask, E
 from planexe_ax.readmodel.queries import Sessions
 from planexe_ax.ws_gateway import views
 from planexe_ax.ws_gateway.context import Gateway, gateway
+from planexe_ax.ws_gateway.security import AUTH_RESPONSES, READ
 
 router = APIRouter(tags=["operations"])
 GW = Annotated[Gateway, Depends(gateway)]
@@ -83,12 +84,16 @@ async def read_figures(sessions: Sessions) -> dict[str, Any]:
     }
 
 
-@router.get("/api/admin/metrics", summary="The figures of /metrics as JSON")
+@router.get(
+    "/api/admin/metrics", summary="The figures of /metrics as JSON", dependencies=[READ], responses=AUTH_RESPONSES
+)
 async def admin_metrics(gw: GW) -> dict[str, Any]:
     return await collect(gw)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get(
+    "/metrics", summary="Prometheus metrics", response_class=Response, dependencies=[READ], responses=AUTH_RESPONSES
+)
 async def prometheus(gw: GW) -> Response:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Figures(await collect(gw)))

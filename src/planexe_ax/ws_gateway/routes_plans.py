@@ -15,8 +15,9 @@ from planexe_ax.plans.validation import check_plan, check_plan_text
 from planexe_ax.projector.plan_catalog import PLANS_CHECKPOINT
 from planexe_ax.ws_gateway import catalog, plan_checks
 from planexe_ax.ws_gateway.context import Gateway, NotProjected, gateway, unavailable
+from planexe_ax.ws_gateway.security import AUTH_RESPONSES, OPERATE, READ
 
-router = APIRouter(prefix="/api/plans", tags=["plans"])
+router = APIRouter(prefix="/api/plans", tags=["plans"], responses=AUTH_RESPONSES)
 GW = Annotated[Gateway, Depends(gateway)]
 MAX_UPLOAD = 32 * 1024 * 1024
 
@@ -39,7 +40,7 @@ PLAN_EXAMPLE = {
 }
 
 
-@router.get("", summary="List plans, newest first")
+@router.get("", summary="List plans, newest first", dependencies=[READ])
 async def list_plans(
     gw: GW,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -52,6 +53,7 @@ async def list_plans(
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Upload a plan (PlanExe-AX JSON)",
+    dependencies=[OPERATE],
     responses={
         200: {"description": "A plan with this id was replaced."},
         422: {
@@ -87,6 +89,7 @@ async def upload_plan(gw: GW, request: Request, response: Response) -> Any:
     "/import",
     status_code=status.HTTP_201_CREATED,
     summary="Import a PlanExe run (the zip of its output folder)",
+    dependencies=[OPERATE],
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -132,12 +135,17 @@ async def import_run(
     return {**await _store(gw, plan), "import_report": report}
 
 
-@router.get("/{plan_id}", summary="One plan with its whole document", responses={404: {"description": "Unknown."}})
+@router.get(
+    "/{plan_id}",
+    summary="One plan with its whole document",
+    responses={404: {"description": "Unknown."}},
+    dependencies=[READ],
+)
 async def get_plan(gw: GW, plan_id: str) -> dict[str, Any]:
     return catalog.plan_detail(await _known(gw, plan_id))
 
 
-@router.get("/{plan_id}/tasks", summary="The plan's tasks in order, with phase and subtasks")
+@router.get("/{plan_id}/tasks", summary="The plan's tasks in order, with phase and subtasks", dependencies=[READ])
 async def get_plan_tasks(gw: GW, plan_id: str) -> dict[str, Any]:
     row = await _known(gw, plan_id)
     return {"plan_id": plan_id, "items": catalog.plan_tasks(row.plan)}
@@ -147,6 +155,7 @@ async def get_plan_tasks(gw: GW, plan_id: str) -> dict[str, Any]:
     "/{plan_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete a plan (its past executions stay)",
+    dependencies=[OPERATE],
     responses={404: {"description": "Unknown."}, 409: {"description": "An execution of it is running."}},
 )
 async def delete_plan(gw: GW, plan_id: str) -> Response:

@@ -24,6 +24,11 @@ Server to client:
 ``{"kind": "pong"}``
     The answer to ``{"kind": "ping"}``. Anything else a client sends is ignored.
 
+Authentication: a token with the viewer role (or operator, approver, admin) as ``Authorization: Bearer``,
+``?token=`` or the dashboard's session cookie; a browser's ``Origin`` must be the gateway's own address or in
+``PLANEXE_HTTP_CORS_ORIGINS``. Otherwise the handshake is answered 401 or 403 (JSON ``detail``) and no
+WebSocket opens.
+
 Reconnecting: keep the ``seq`` of the last event applied and reconnect with ``?after_seq=<seq>``: no snapshot,
 exactly the events after it (no gap, no duplicate), then the live tail. A gateway shutting down closes with
 1001 or 1012.
@@ -56,6 +61,7 @@ from planexe_ax.bus import Bus, decode_event
 from planexe_ax.readmodel.queries import execution_status
 from planexe_ax.ws_gateway import views
 from planexe_ax.ws_gateway.context import Gateway, ws_gateway
+from planexe_ax.ws_gateway.security import admitted
 
 log = logging.getLogger(__name__)
 
@@ -331,6 +337,8 @@ async def stream(websocket: WebSocket, execution_id: str) -> None:
     """Snapshot, then the execution's events as they happen (see the module docstring for the protocol)."""
     gw = ws_gateway(websocket)
     hub: StreamHub = gw.extras["hub"]
+    if not await admitted(websocket):
+        return
     await websocket.accept()
     try:
         after = _after_seq(websocket.query_params.get("after_seq"))

@@ -1,0 +1,191 @@
+"""Who is calling, and may they: bearer tokens (or the dashboard's session cookie) checked on every route.
+
+Routes declare what they need with one of :data:`READ`, :data:`OPERATE`, :data:`APPROVE` or :data:`AGENT`
+(FastAPI ``Security`` dependencies, so OpenAPI shows the schemes), or take the :class:`Caller` to record who
+acted. No token, or one that is unknown or revoked: 401 with ``WWW-Authenticate: Bearer``. A token whose role
+lacks the right: 403 naming the role needed. A browser that opens ``/?token=...`` (the link ``planexe-ax up``
+prints) gets the token as an HttpOnly, SameSite=Strict cookie and is sent on without it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from fastapi import HTTPException, Request, Security, WebSocket, status
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.datastructures import Headers
+
+from planexe_ax.config import Settings
+from planexe_ax.ws_gateway.tokens import GRANTS, NEEDED, Right, Role, TokenRecord, TokenStore
+
+COOKIE = "planexe_session"
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="planexe-ax"'}
+HOW = "send Authorization: Bearer <token> (create one with `planexe-ax auth token --role viewer --name NAME`)"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No token, or an unknown or revoked one."},
+    403: {"description": "The token's role lacks the right; `detail` names the role needed."},
+}
+"""The answers every authenticated route may give, for OpenAPI."""
+
+bearer = HTTPBearer(
+    auto_error=False,
+    description="A token from `planexe-ax auth token --role ROLE --name NAME` "
+    "(roles: viewer, operator, approver, agent, admin).",
+)
+cookie = APIKeyCookie(
+    name=COOKIE, auto_error=False, description="Set by opening the dashboard link that `planexe-ax up` prints."
+)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The token a request came with: its name is who did something."""
+
+    name: str
+    role: Role
+    agent_id: str | None = None
+    by_cookie: bool = False
+
+    def act_as(self, agent_id: str) -> None:
+        """Allow acting as ``agent_id``: agent tokens only as their own agent, admins as any.
+
+        Raises:
+            HTTPException: 403 when the token is bound to another agent.
+        """
+        if self.role == Role.AGENT and agent_id != self.agent_id:
+            raise HTTPException(
+                status_code=status.HTTP_403_FORBIDDEN,
+                detail=f"the token {self.name} acts as agent {self.agent_id} only, not {agent_id}",
+            )
+
+
+def token_store(settings: Settings) -> TokenStore:
+    """The token file of ``settings`` (``PLANEXE_HTTP_TOKENS_FILE`` or the data folder's)."""
+    return TokenStore(settings.tokens_path)
+
+
+def _store(request: Request) -> TokenStore:
+    store: TokenStore = request.app.state.tokens
+    return store
+
+
+def identify(store: TokenStore, token: str | None, by_cookie: bool = False) -> Caller:
+    """The caller of ``token``.
+
+    Raises:
+        HTTPException: 401 (with ``WWW-Authenticate``) when there is no token or it is unknown or revoked.
+    """
+    if not token:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, f"not authenticated: {HOW}", headers=CHALLENGE)
+    record: TokenRecord | None = store.verify(token)
+    if record is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown or revoked token", headers=CHALLENGE)
+    return Caller(record.name, record.role, record.agent_id, by_cookie)
+
+
+def allowed_origin(settings: Settings, headers: Headers) -> bool:
+    """Whether the request's ``Origin`` (if any) is the gateway's own address or in PLANEXE_HTTP_CORS_ORIGINS."""
+    origin = headers.get("origin")
+    if origin is None:
+        return True  # not a browser: the token alone decides
+    if origin.rstrip("/") in {o.rstrip("/") for o in settings.http_cors_origins}:
+        return True
+    return urlsplit(origin).netloc.lower() == headers.get("host", "").lower()
+
+
+def _checker(right: Right) -> Callable[..., Awaitable[Caller]]:
+    """A dependency that lets through callers whose role grants ``right``."""
+
+    async def check(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+        session: Annotated[str | None, Security(cookie)],
+    ) -> Caller:
+        store = _store(request)
+        caller = identify(store, credentials.credentials, False) if credentials else identify(store, session, True)
+        cross_site = not allowed_origin(request.app.state.settings, request.headers)
+        if caller.by_cookie and request.method not in SAFE_METHODS and cross_site:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "cross-site request refused (Origin not allowed)")
+        if right not in GRANTS[caller.role]:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"this call needs the {NEEDED[right].value} role (or admin); "
+                f"the token {caller.name} has the {caller.role.value} role",
+            )
+        return caller
+
+    check.__name__ = f"needs_{right.value}"
+    return check
+
+
+can_read = _checker(Right.READ)
+can_operate = _checker(Right.OPERATE)
+can_approve = _checker(Right.APPROVE)
+can_agent = _checker(Right.AGENT)
+
+READ = Security(can_read)
+"""Route dependency: viewer, operator, approver or admin."""
+OPERATE = Security(can_operate)
+"""Route dependency: operator or admin."""
+APPROVE = Security(can_approve)
+"""Route dependency: approver or admin."""
+AGENT = Security(can_agent)
+"""Route dependency: an agent token (then :meth:`Caller.act_as`) or admin."""
+
+Reader = Annotated[Caller, READ]
+Operator = Annotated[Caller, OPERATE]
+Approver = Annotated[Caller, APPROVE]
+AgentCaller = Annotated[Caller, AGENT]
+
+
+def websocket_caller(websocket: WebSocket) -> Caller:
+    """The caller of a WebSocket handshake: a read token as ``Authorization: Bearer``, ``?token=`` or the cookie.
+
+    Raises:
+        HTTPException: 401 without a valid token; 403 from a foreign ``Origin`` or without the read right.
+    """
+    settings: Settings = websocket.app.state.settings
+    if not allowed_origin(settings, websocket.headers):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            f"Origin {websocket.headers.get('origin')} is not allowed; add it to PLANEXE_HTTP_CORS_ORIGINS",
+        )
+    scheme, _, value = websocket.headers.get("authorization", "").partition(" ")
+    token = value.strip() if scheme.lower() == "bearer" else None
+    token = token or websocket.query_params.get("token") or websocket.cookies.get(COOKIE)
+    caller = identify(websocket.app.state.tokens, token)
+    if Right.READ not in GRANTS[caller.role]:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"the stream needs the viewer role; {caller.name} has "
+                            f"the {caller.role.value} role")  # fmt: skip
+    return caller
+
+
+async def admitted(websocket: WebSocket) -> bool:
+    """Check a WebSocket handshake (:func:`websocket_caller`); refuse it with 401/403 and a JSON ``detail``."""
+    try:
+        websocket_caller(websocket)
+    except HTTPException as exc:
+        refusal = JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+        await websocket.send_denial_response(refusal)
+        return False
+    return True
+
+
+def login(request: Request, token: str) -> Response:
+    """The dashboard link: keep a valid ``token`` in an HttpOnly, SameSite=Strict cookie and reload without it."""
+    if _store(request).verify(token) is None:
+        return PlainTextResponse(
+            "This link's token is unknown or revoked. Open the link `planexe-ax up` prints, or ask for a token "
+            "(planexe-ax auth token).",
+            status_code=status.HTTP_401_UNAUTHORIZED,
+            headers=CHALLENGE,
+        )
+    response = RedirectResponse("./", status_code=status.HTTP_303_SEE_OTHER)
+    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=request.url.scheme == "https")
+    return response

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import email
 import socket
-import threading
 from collections.abc import Iterator
 from email import policy
 from email.message import EmailMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -19,45 +17,13 @@ from planexe_ax.agents import Capability, CapabilityOutput, TaskContext
 from planexe_ax.agents.toolkit import SendEmailParams, analyze_website, send_email, web_scrape
 from planexe_ax.config import Settings
 from planexe_ax.errors import PermanentError, RetryableError
-
-GOOD_SITE = """<!DOCTYPE html><html><head><title>Marie's Yorkies</title>
-<meta name="viewport" content="width=device-width"><meta name="description" content="Yorkshire Terriers in CT">
-</head><body><h1 class="brand">Marie's Yorkies</h1>
-<div class="puppy"><span class="name">Bella</span> <span class="price">$2,500</span></div>
-<div class="puppy"><span class="name">Max</span> <span class="price">$2,300</span></div>
-<p>Call 860-555-0142 or write to <a href="mailto:marie@yorkies.example">us</a>.</p>
-<form><input type="email" name="from"><textarea name="msg"></textarea></form>
-<script>var ignored = "not text";</script></body></html>"""
-POOR_SITE = """<html><head><title>Farm</title><meta name="generator" content="Wix.com Website Builder"></head>
-<body><p>Welcome</p></body></html>"""
-PAGES = {"/good": GOOD_SITE, "/poor": POOR_SITE}
-
-
-class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        if self.path == "/broken":
-            self.send_response(503)
-            self.end_headers()
-            return
-        body = PAGES.get(self.path)
-        self.send_response(200 if body else 404)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.end_headers()
-        self.wfile.write((body or "not found").encode())
-
-    def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
-        pass
+from tests.helpers.web_site import serve_site
 
 
 @pytest.fixture
 def site() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serve_site() as url:
+        yield url
 
 
 def _ctx(settings: Settings, subtask: str = "s1") -> TaskContext:
@@ -71,7 +37,8 @@ async def _run(cap: Capability, params: dict[str, Any], settings: Settings) -> d
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data")
+    """Settings that let the agents fetch from the local test server (loopback is refused by default)."""
+    return Settings(data_dir=tmp_path / "data", fetch_allow=["127.0.0.1"])
 
 
 # ------------------------------------------------------------------------------------------ web

@@ -144,7 +144,7 @@ def rubric_score(signals: dict[str, bool], rubric: dict[str, float]) -> tuple[in
 
 
 async def _analyze_url(params: AnalyzeWebsiteParams, ctx: TaskContext, url: str) -> CapabilityOutput:
-    page = await fetch_page(url)
+    page = await fetch_page(url, ctx.settings.fetch_allow)
     await ctx.progress(50, f"fetched {page.url}")
     reader = read_html(page.text)
     signals = page_signals(page.url, reader)

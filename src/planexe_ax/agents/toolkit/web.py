@@ -1,11 +1,15 @@
 """``web_scrape``: fetch a page with httpx and extract what matches a simple CSS selector.
 
+Fetches pass the egress policy (:mod:`planexe_ax.agents.toolkit.egress`): no private or local address unless
+``PLANEXE_FETCH_ALLOW`` lists it.
+
 Also holds the page fetcher and HTML reader that ``analyze_website`` uses.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
@@ -16,9 +20,11 @@ from pydantic import BaseModel, Field
 
 from planexe_ax.agents.sdk import TaskContext, capability
 from planexe_ax.agents.toolkit._files import rel, slug, write_json
+from planexe_ax.agents.toolkit.egress import checked_client
 from planexe_ax.errors import PermanentError, RetryableError
 
 MAX_BYTES = 2_000_000
+MAX_REDIRECTS = 5
 _VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"})
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _PHONE = re.compile(r"\(?\b\d{3}\)?[-. ]\d{3}[-. ]\d{4}\b")
@@ -35,27 +41,50 @@ class Fetched:
     text: str
 
 
-async def fetch_page(url: str, timeout_s: float = 15.0) -> Fetched:
-    """GET ``url`` (http or https, redirects followed, at most ``MAX_BYTES`` read).
+async def fetch_page(url: str, allow: Sequence[str] = (), timeout_s: float = 15.0) -> Fetched:
+    """GET ``url`` (http or https, at most ``MAX_REDIRECTS`` redirects, at most ``MAX_BYTES`` read).
+
+    Every hop passes the egress policy (:mod:`~planexe_ax.agents.toolkit.egress`) with ``allow``, the
+    entries of ``PLANEXE_FETCH_ALLOW``.
 
     Raises:
-        PermanentError: For a non-http URL or a 4xx answer other than 408/429.
+        PermanentError: For a non-http URL, a refused address (:class:`EgressRefused`), too many redirects,
+            or a 4xx answer other than 408/429.
         RetryableError: For network errors, timeouts, 408, 429 and 5xx answers.
     """
-    if urlsplit(url).scheme not in ("http", "https"):
-        raise PermanentError(f"url {url!r} must start with http:// or https://")
     headers = {"User-Agent": "planexe-ax-agent/0.1"}
     try:
-        async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=True, headers=headers) as client:
-            response = await client.get(url)
+        async with checked_client(allow, timeout_s, headers) as client:
+            for _ in range(MAX_REDIRECTS + 1):
+                if urlsplit(url).scheme not in ("http", "https"):
+                    raise PermanentError(f"url {url!r} must start with http:// or https://")
+                async with client.stream("GET", url) as response:
+                    location = response.headers.get("location") if response.is_redirect else None
+                    if location is None:
+                        return _read(response, await _first_bytes(response))
+                url = str(response.url.join(location))
     except httpx.HTTPError as exc:
         raise RetryableError(f"fetching {url} failed: {type(exc).__name__}: {exc}") from exc
+    raise PermanentError(f"{url}: more than {MAX_REDIRECTS} redirects")
+
+
+async def _first_bytes(response: httpx.Response) -> bytes:
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) >= MAX_BYTES:
+            break
+    return bytes(body[:MAX_BYTES])
+
+
+def _read(response: httpx.Response, body: bytes) -> Fetched:
+    url = str(response.url)
     if response.status_code in (408, 429) or response.status_code >= 500:
         raise RetryableError(f"{url} answered {response.status_code}; try again later")
     if response.status_code >= 400:
         raise PermanentError(f"{url} answered {response.status_code}; check the address")
-    text = response.content[:MAX_BYTES].decode(response.encoding or "utf-8", errors="replace")
-    return Fetched(str(response.url), response.status_code, response.headers.get("content-type", ""), text)
+    text = body.decode(response.encoding or "utf-8", errors="replace")
+    return Fetched(url, response.status_code, response.headers.get("content-type", ""), text)
 
 
 def _matches(selector: str, tag: str, attrs: dict[str, str]) -> bool:
@@ -178,7 +207,7 @@ def _contacts(reader: PageReader) -> tuple[list[str], list[str]]:
 async def web_scrape(params: WebScrapeParams, ctx: TaskContext) -> dict[str, Any]:
     """Fetch a web page and save its title, contacts and the text of elements matching a CSS selector."""
     selectors = parse_selectors(params.css_selector)
-    page = await fetch_page(params.url)
+    page = await fetch_page(params.url, ctx.settings.fetch_allow)
     await ctx.progress(50, f"fetched {page.url} ({page.status})")
     reader = read_html(page.text, selectors)
     matches = [" ".join(m.split()) for m in reader.matches][: params.max_matches]

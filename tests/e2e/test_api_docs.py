@@ -33,10 +33,13 @@ async def test_the_api_docs_render_without_the_internet(stack: Stack) -> None:
         browser = await p.chromium.launch(executable_path=str(CHROMIUM), headless=True)
         try:
             page = await browser.new_page()
+            refused: list[str] = []
+            page.on("console", lambda msg: refused.append(msg.text) if "Security Policy" in msg.text else None)
             await page.route("**/*", only_loopback)
             await page.goto(f"{stack.url}/docs")
             await expect(page.locator(".swagger-ui .info .title")).to_contain_text("PlanExe-AX", timeout=15_000)
             await expect(page.locator(".opblock-tag-section").first).to_be_visible()
+            assert refused == [], "nothing the content security policy blocks"
         finally:
             await browser.close()
 

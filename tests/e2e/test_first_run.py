@@ -41,7 +41,9 @@ async def test_a_fresh_up_has_the_examples_and_takes_saved_plans(tmp_path: Path)
     up = Service(["up"], env, tmp_path / "up.log")
     try:
         up.wait_for("Ctrl-C to stop", timeout=60)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        token = (tmp_path / "data" / "http-admin.token").read_text().strip()  # the data folder's own identity
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10, headers=headers) as client:
 
             async def catalog_has(expected: set[str]) -> bool:
                 response = await client.get("/api/plans")

@@ -155,9 +155,9 @@ async def serve(settings: Settings, names: tuple[str, ...], stop: asyncio.Event)
             from planexe_ax.cli.catalog import seed_examples
 
             await seed_examples(settings, url)
-        Console(stderr=True).print(f"planexe-ax: {', '.join(names)} running on {url}; Ctrl-C to stop")
         if services.gateway:
             _print_links(settings, services.gateway.url, login=names == SERVICES)
+        Console(stderr=True).print(f"planexe-ax: {', '.join(names)} running on {url}; Ctrl-C to stop")
         await services.run(stop)
     return EXIT_OK
 

@@ -12,16 +12,9 @@ CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
-"""The dashboard and the API: no inline script, nothing from elsewhere, never in a frame. Inline styles are
-allowed because the vendored vis-timeline build (kept unchanged, static/vendor) injects its CSS as ``<style>``
-elements; the page's own code sets styles through the CSSOM only."""
-DOCS_CSP = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
-    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
-)
-"""The interactive API docs (/docs, /redoc): their page starts Swagger UI / ReDoc with an inline script."""
-DOCS_PATHS = ("/docs", "/redoc")
+"""The dashboard, the API docs and the API: no inline script, nothing from elsewhere, never in a frame. Inline
+styles are allowed because the vendored vis-timeline build (kept unchanged, static/vendor) injects its CSS as
+``<style>`` elements; the page's own code sets styles through the CSSOM only."""
 
 
 class BodyTooLarge(HTTPException):
@@ -94,12 +87,11 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        policy = DOCS_CSP if scope["path"].startswith(DOCS_PATHS) else CSP
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                headers.setdefault("content-security-policy", policy)
+                headers.setdefault("content-security-policy", CSP)
                 headers.setdefault("x-content-type-options", "nosniff")
                 headers.setdefault("x-frame-options", "DENY")
                 headers.setdefault("referrer-policy", "no-referrer")

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -37,6 +37,13 @@ class Stack:
     url: str
     client: httpx.AsyncClient
     token: str
+    people: dict[str, str] = field(default_factory=dict)
+
+    def person(self, name: str) -> str:
+        """The approver token of ``name`` (made on first use): what they answer is recorded as ``name``."""
+        if name not in self.people:
+            self.people[name] = self.issue(Role.APPROVER, name)
+        return self.people[name]
 
     def issue(self, role: Role, name: str, agent_id: str | None = None) -> str:
         """A new token of ``role`` called ``name``, as `planexe-ax auth token` makes it."""

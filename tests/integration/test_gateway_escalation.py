@@ -19,8 +19,10 @@ async def get(stack: Stack, path: str, **params: Any) -> Any:
     return response.json()
 
 
-async def answer(stack: Stack, item: dict[str, Any], **body: Any) -> dict[str, Any]:
-    response = await stack.client.post(f"/api/inbox/{item['item_id']}", json=body)
+async def answer(stack: Stack, item: dict[str, Any], by: str, **body: Any) -> dict[str, Any]:
+    """Answer ``item`` as the person ``by`` (their token)."""
+    async with stack.client_as(stack.person(by)) as person:
+        response = await person.post(f"/api/inbox/{item['item_id']}", json=body)
     assert response.status_code == 200, response.text
     closed: dict[str, Any] = response.json()
     return closed

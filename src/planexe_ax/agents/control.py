@@ -17,10 +17,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
-from nats.js.errors import NotFoundError
-
 from planexe_ax.agents.sdk import TaskContext
 from planexe_ax.bus import (
     TERMINAL_EXECUTION,
@@ -34,6 +30,7 @@ from planexe_ax.bus import (
     TaskStatus,
     decode_event,
 )
+from planexe_ax.bus.replay import Listening, last_event, listen
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +73,7 @@ class ExecutionWatch:
         self._execution_paused: str | None = None
         self._paused_tasks: dict[str, str] = {}
         self._seen_execution_state = False
-        self._subs: list[Subscription] = []
+        self._listening: Listening | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -85,12 +82,9 @@ class ExecutionWatch:
         The latest ``execution_state`` is read after subscribing, so an execution paused or ended before
         the offer was picked up is seen and no later change falls between the two.
         """
-        subjects = self.bus.subjects
+        subjects = [self.bus.subjects.event(self.execution_id, kind) for kind in KINDS]
         try:
-            for kind in KINDS:
-                subject = subjects.event(self.execution_id, kind)
-                self._subs.append(await self.bus.nc.subscribe(subject, cb=self._on_msg))
-            await self.bus.nc.flush()
+            self._listening = await listen(self.bus, subjects, self._on_msg)
             await self._catch_up()
         except BaseException:
             await self.stop()
@@ -98,23 +92,16 @@ class ExecutionWatch:
 
     async def stop(self) -> None:
         """Drop the subscriptions."""
-        subs, self._subs = self._subs, []
-        for sub in subs:
-            try:
-                await sub.unsubscribe()
-            except Exception as exc:  # a closed connection has dropped them anyway
-                self.on_error("unsubscribe failed", exc)
+        listening, self._listening = self._listening, None
+        for exc in await listening.close() if listening else []:  # a closed connection has dropped them anyway
+            self.on_error("unsubscribe failed", exc)
 
     async def _catch_up(self) -> None:
-        subject = self.bus.subjects.event(self.execution_id, "execution_state")
+        data = await last_event(self.bus, self.execution_id, "execution_state")
+        if data is None or self._seen_execution_state:
+            return  # none yet, or a live event came in meanwhile (it is at least as new)
         try:
-            raw = await self.bus.js.get_last_msg(self.bus.subjects.events_stream, subject)
-        except NotFoundError:
-            return
-        if self._seen_execution_state:
-            return  # a live event came in meanwhile; it is at least as new
-        try:
-            event = decode_event(raw.data or b"")
+            event = decode_event(data)
         except ValueError as exc:
             self.on_error("unreadable execution state", exc)
             return
@@ -131,11 +118,11 @@ class ExecutionWatch:
         self.contexts = [c for c in self.contexts if c is not ctx]
 
     # -- events -------------------------------------------------------------------------------------------
-    async def _on_msg(self, msg: Msg) -> None:
+    async def _on_msg(self, subject: str, data: bytes) -> None:
         try:
-            event = decode_event(msg.data)
+            event = decode_event(data)
         except ValueError as exc:  # the coordinator and the projector dead-letter it; here it is skipped
-            self.on_error(f"unreadable event on {msg.subject}", exc)
+            self.on_error(f"unreadable event on {subject}", exc)
             return
         self.apply(event)
 

@@ -26,7 +26,7 @@ from planexe_ax.agents.control import ExecutionWatch
 from planexe_ax.agents.reporting import Reporter, execute, validate_params
 from planexe_ax.agents.sdk import Agent, Capability, RejectOffer, TaskContext
 from planexe_ax.bus import Bus, SubtaskRejected, SubtaskResult, TaskOffer, utcnow
-from planexe_ax.bus.errors import BusClosed
+from planexe_ax.bus.consumer import Backoff, supervise
 from planexe_ax.bus.tracing import consume_span
 from planexe_ax.bus.work import LeasedOffer, OfferSource, delete_card, every, put_card
 
@@ -154,30 +154,25 @@ class AgentRuntime:
 
     # -- pulling ------------------------------------------------------------------------------------------
     async def _pull_loop(self, durable: str, stop: asyncio.Event, until_idle: bool) -> None:
-        backoff = 0.1
+        backoff = Backoff()
         timeout = self.idle_timeout_s if until_idle else self.fetch_timeout_s
-        while await self._acquire(stop):
-            # There is room. Fetch without holding the permit: a loop idling in a fetch on one consumer
-            # must not keep the permit that another consumer's offer needs now. Loops that race for the
-            # last permit wait for it below, holding at most one offer each.
-            self._sem.release()
-            try:
+
+        async def pull(stop: asyncio.Event) -> None:
+            while await self._acquire(stop):
+                # There is room. Fetch without holding the permit: a loop idling in a fetch on one consumer
+                # must not keep the permit that another consumer's offer needs now. Loops that race for the
+                # last permit wait for it below, holding at most one offer each.
+                self._sem.release()
                 work = await self._offers.fetch(durable, timeout)
                 if work is not None:
                     await self._sem.acquire()
                     self._spawn(work)
-                    backoff = 0.1
+                    backoff.reset()
                 elif until_idle and not self._inflight:
                     return
-            except BusClosed:
-                if stop.is_set():
-                    return
-                raise
-            except Exception as exc:  # supervise: log each distinct error once, back off, go on
-                self._log_once("pull loop error", exc, durable=durable)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), backoff)
-                backoff = min(backoff * 2, 5.0)
+
+        on_error = partial(self._log_once, "pull loop error", durable=durable)
+        await supervise(stop, pull, durable, on_error=on_error, backoff=backoff)
 
     async def _acquire(self, stop: asyncio.Event) -> bool:
         """Take a permit, or return False once ``stop`` is set (so a stop is not held up by busy permits)."""

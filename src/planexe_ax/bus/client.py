@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import KeyNotFoundError, NoKeysError
 from pydantic import ValidationError
 
@@ -35,6 +32,7 @@ from planexe_ax.bus import (
     new_id,
 )
 from planexe_ax.bus.messages import CommandBase
+from planexe_ax.bus.replay import ExecutionEvents, StoredEvent, execution_events
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +50,13 @@ class Outcome:
     skipped: int = 0
 
 
-def decoded(msg: Any) -> Event | None:
-    """The event in ``msg``, or None (logged) when it does not decode: a reader skips it and goes on."""
+def decoded(stored: StoredEvent) -> Event | None:
+    """The event ``stored``, or None (logged) when it does not decode: a reader skips it and goes on."""
     try:
-        return decode_event(msg.data)
+        return decode_event(stored.data)
     except ValueError as exc:  # json's and pydantic's errors both subclass it
-        seq = msg.metadata.sequence.stream
-        log.warning(
-            "undecodable message skipped", extra={"subject": msg.subject, "stream_seq": seq, "error": str(exc)[:300]}
-        )
+        extra = {"subject": stored.subject, "stream_seq": stored.seq, "error": str(exc)[:300]}
+        log.warning("undecodable message skipped", extra=extra)
         return None
 
 
@@ -107,65 +103,38 @@ async def follow(
     last_seq = skipped = 0
     async with asyncio.timeout(timeout_s):
         while True:
-            sub, since = await _subscribe_from(bus, execution_id, last_seq + 1), bus.reconnected_at
-            try:
+            since = bus.reconnected_at
+            async with execution_events(bus, execution_id, last_seq) as events:
                 while bus.reconnected_at == since:  # a server restart loses the consumer: start again after it
-                    try:
-                        msg = await sub.next_msg(timeout=1.0)
-                    except NatsTimeoutError:
+                    stored = await events.next(timeout_s=1.0)
+                    if stored is None or stored.seq <= last_seq:
                         continue
-                    seq = msg.metadata.sequence.stream
-                    if seq <= last_seq:
-                        continue
-                    last_seq = seq
-                    event = decoded(msg)
+                    last_seq = stored.seq
+                    event = decoded(stored)
                     if event is None:
                         skipped += 1
                         continue
                     if on_event:
                         on_event(event)
                     if isinstance(event, ExecutionState) and event.status in TERMINAL_EXECUTION:
-                        return Outcome(event.status, seq, event.reason, skipped)
+                        return Outcome(event.status, stored.seq, event.reason, skipped)
                     if isinstance(event, CommandRejected) and event.command == "start":
-                        return Outcome(None, seq, event.reason, skipped)
-            finally:
-                with contextlib.suppress(Exception):  # the subscription may have died with the server
-                    await sub.unsubscribe()
+                        return Outcome(None, stored.seq, event.reason, skipped)
 
 
-async def _subscribe_from(bus: Bus, execution_id: str, seq: int) -> Any:
-    """An ordered consumer of the execution's events from stream sequence ``seq`` on."""
-    config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=seq)
-    return await bus.js.subscribe(bus.subjects.events_of(execution_id), ordered_consumer=True, config=config)
-
-
-@contextlib.asynccontextmanager
-async def watching(bus: Bus, execution_id: str, after_seq: int | None = None) -> AsyncIterator[Any]:
-    """Follow an execution's events: those published from now on, or every one after ``after_seq``."""
-    if after_seq is None:
-        config = ConsumerConfig(deliver_policy=DeliverPolicy.NEW)
-        sub = await bus.js.subscribe(bus.subjects.events_of(execution_id), ordered_consumer=True, config=config)
-    else:
-        sub = await _subscribe_from(bus, execution_id, after_seq + 1)
-    try:
-        yield sub
-    finally:
-        with contextlib.suppress(Exception):  # the subscription may have died with the connection
-            await sub.unsubscribe()
-
-
-async def first_event(sub: Any, match: Callable[[Event], bool], timeout_s: float) -> tuple[Event, int] | None:
-    """The first event of ``sub`` that ``match`` accepts, with its stream sequence; None after ``timeout_s``."""
+async def first_event(
+    events: ExecutionEvents, match: Callable[[Event], bool], timeout_s: float
+) -> tuple[Event, int] | None:
+    """The first event of ``events`` that ``match`` accepts, with its stream sequence; None after ``timeout_s``."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while (left := deadline - loop.time()) > 0:
-        try:
-            msg = await sub.next_msg(timeout=left)
-        except NatsTimeoutError:
+        stored = await events.next(timeout_s=left)
+        if stored is None:
             return None
-        event = decoded(msg)
+        event = decoded(stored)
         if event is not None and match(event):
-            return event, int(msg.metadata.sequence.stream)
+            return event, stored.seq
     return None
 
 
@@ -178,9 +147,9 @@ async def command_verdict(bus: Bus, command: CommandBase, timeout_s: float) -> t
     Raises:
         TimeoutError: when no verdict came within ``timeout_s`` (is the coordinator running?).
     """
-    async with watching(bus, command.execution_id) as sub:  # subscribed before sending: nothing is missed
+    async with execution_events(bus, command.execution_id) as events:  # subscribed before sending: nothing is missed
         await bus.send_command(command)
-        verdict = await first_event(sub, lambda event: event.causation_id == command.command_id, timeout_s)
+        verdict = await first_event(events, lambda event: event.causation_id == command.command_id, timeout_s)
     if verdict is None:
         raise TimeoutError(f"no answer from the coordinator within {timeout_s:g} s")
     return verdict

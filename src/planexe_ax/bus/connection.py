@@ -8,7 +8,6 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 import nats
 from nats.aio.client import Client as NATS
@@ -44,6 +43,34 @@ def permanent_publish_error(exc: BaseException) -> bool:
     return isinstance(exc, ValueError | TypeError | MaxPayloadError | BadRequestError)
 
 
+REMOVED = frozenset({"DEL", "PURGE"})
+"""KV operations that take a key away."""
+
+
+@dataclass(frozen=True)
+class KvEntry:
+    """One change of a KV bucket: a value put under ``key``, or the key removed."""
+
+    key: str
+    value: bytes
+    revision: int
+    operation: str | None
+    """None for a put; ``DEL`` or ``PURGE`` for a removal."""
+    created: datetime | None
+
+    @property
+    def removed(self) -> bool:
+        """The change took the key away (delete or purge)."""
+        return self.operation in REMOVED
+
+    @classmethod
+    def of(cls, entry: KeyValue.Entry) -> KvEntry:
+        """The entry as the bus hands it on."""
+        stamp: object = entry.created  # a datetime in watch updates, whatever nats-py's annotation says
+        created = stamp if isinstance(stamp, datetime) else None
+        return cls(entry.key, entry.value or b"", entry.revision or 0, entry.operation, created)
+
+
 @dataclass
 class Bus:
     """A connected client with the names of its namespace. Close it with :meth:`close`."""
@@ -56,6 +83,11 @@ class Bus:
     _plans: KeyValue | None = field(default=None, repr=False)
     closing: bool = False
     reconnected_at: datetime | None = None
+
+    @property
+    def connected(self) -> bool:
+        """The connection to the server is up now (it reconnects by itself when it is not)."""
+        return bool(self.nc.is_connected)
 
     async def publish(self, subject: str, message: WireModel, msg_id: str | None = None) -> PubAck:
         """Publish ``message`` to a stream subject and wait for the stream's ack.
@@ -155,20 +187,20 @@ class Bus:
         ack = await self.js.publish(subject, b"", headers={"KV-Operation": "DEL"})
         return int(ack.seq)
 
-    async def agent_updates(self, stop: asyncio.Event, poll_s: float) -> AsyncIterator[Any | None]:
+    async def agent_updates(self, stop: asyncio.Event, poll_s: float) -> AsyncIterator[KvEntry | None]:
         """Entries of the ``ax-agents`` bucket as they change, until ``stop`` is set (see :meth:`kv_updates`)."""
         async for entry in self.kv_updates(await self.agents_kv(), stop, poll_s):
             yield entry
 
-    async def plan_updates(self, stop: asyncio.Event, poll_s: float) -> AsyncIterator[Any | None]:
+    async def plan_updates(self, stop: asyncio.Event, poll_s: float) -> AsyncIterator[KvEntry | None]:
         """Entries of the ``ax-plans`` bucket as they change, until ``stop`` is set (see :meth:`kv_updates`)."""
         async for entry in self.kv_updates(await self.plans_kv(), stop, poll_s):
             yield entry
 
-    async def kv_updates(self, kv: KeyValue, stop: asyncio.Event, poll_s: float) -> AsyncIterator[Any | None]:
+    async def kv_updates(self, kv: KeyValue, stop: asyncio.Event, poll_s: float) -> AsyncIterator[KvEntry | None]:
         """Entries of a bucket as they change, until ``stop`` is set.
 
-        Yields each entry (``.key``, ``.value``, ``.operation``, ``.revision``), and None when the initial
+        Yields each change as a :class:`KvEntry`, and None when the initial
         values are done or nothing changed within ``poll_s`` (a tick for time-based checks). A watch does
         not survive a server restart, so after a reconnect the bucket is read afresh.
         """
@@ -179,9 +211,10 @@ class Bus:
                     await watcher.stop()  # type: ignore[no-untyped-call]  # untyped in nats-py
                     watcher, since = await kv.watchall(), self.reconnected_at
                 try:
-                    yield await watcher.updates(timeout=poll_s)  # type: ignore[no-untyped-call]  # untyped in nats-py
+                    entry = await watcher.updates(timeout=poll_s)  # type: ignore[no-untyped-call]  # untyped in nats-py
                 except TimeoutError:  # nats' TimeoutError subclasses it: nothing new in poll_s
-                    yield None
+                    entry = None
+                yield None if entry is None else KvEntry.of(entry)
         finally:
             await watcher.stop()  # type: ignore[no-untyped-call]  # untyped in nats-py
 

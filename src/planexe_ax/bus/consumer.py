@@ -1,4 +1,4 @@
-"""A supervised pull-consumer loop: fetch, hand a batch to a handler, survive every error."""
+"""Supervised work on the bus: one back-off, one restart loop, and the pull-consumer loop built on them."""
 
 from __future__ import annotations
 
@@ -8,17 +8,83 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from nats.aio.msg import Msg
-from nats.errors import ConnectionClosedError
-from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.errors import FetchTimeoutError
 
 from planexe_ax.bus.connection import Bus
+from planexe_ax.bus.errors import TIMEOUTS, BusClosed
 from planexe_ax.bus.tracing import consume_span
 
 log = logging.getLogger(__name__)
 
 BatchHandler = Callable[[list[Msg]], Awaitable[None]]
-_TIMEOUTS = (TimeoutError, NatsTimeoutError, FetchTimeoutError)
+Work = Callable[[asyncio.Event], Awaitable[None]]
+
+
+class Backoff:
+    """Waits between attempts that double from ``first_s`` up to ``most_s``; :meth:`reset` after a success."""
+
+    def __init__(self, first_s: float = 0.1, most_s: float = 5.0) -> None:
+        self.first_s, self.most_s = first_s, most_s
+        self.delay_s = first_s
+
+    def reset(self) -> None:
+        """The last attempt worked: the next failure waits ``first_s`` again."""
+        self.delay_s = self.first_s
+
+    async def wait(self, stop: asyncio.Event) -> None:
+        """Wait the current delay (less when ``stop`` is set meanwhile), then double it."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), self.delay_s)
+        self.delay_s = min(self.delay_s * 2, self.most_s)
+
+
+class ErrorsOnce:
+    """Logs each distinct error once (a server away for minutes fails the same way many times)."""
+
+    def __init__(self, what: str, **extra: str) -> None:
+        self.what, self.extra = what, extra
+        self.seen: set[str] = set()
+
+    def __call__(self, exc: Exception) -> None:
+        """Log ``exc`` at error level, unless the same error was logged before."""
+        key = f"{type(exc).__name__}: {exc}"
+        if key not in self.seen:
+            self.seen.add(key)
+            log.error(self.what, extra={**self.extra, "error": key}, exc_info=exc)
+
+
+async def supervise(
+    stop: asyncio.Event,
+    work: Work,
+    name: str,
+    *,
+    on_error: Callable[[Exception], None] | None = None,
+    backoff: Backoff | None = None,
+) -> None:
+    """Run ``work(stop)`` until it returns, starting it again (after a back-off) whenever it fails.
+
+    For loops that must outlive a lost bucket, consumer or connection. A closed connection ends the
+    supervision: quietly when ``stop`` is set (a shutdown), by raising otherwise (nothing will work again).
+
+    Args:
+        stop: Set to stop; also cuts a back-off short.
+        work: Returns when ``stop`` is set or its job is done.
+        name: Names the work in the log.
+        on_error: Told of each failure; by default each distinct one is logged once.
+        backoff: The waits between starts; ``work`` may :meth:`Backoff.reset` it when it makes progress.
+    """
+    report = on_error or ErrorsOnce("work failed; restarting", work=name)
+    backoff = backoff or Backoff()
+    while not stop.is_set():
+        try:
+            await work(stop)
+            return
+        except BusClosed:
+            if stop.is_set():
+                return
+            raise
+        except Exception as exc:  # supervise: report, back off, start again
+            report(exc)
+            await backoff.wait(stop)
 
 
 class PullLoop:
@@ -54,47 +120,37 @@ class PullLoop:
         self.batch = batch
         self.idle_timeout_s = idle_timeout_s
         self.handled = 0
-        self._errors_seen: set[str] = set()
+        self._errors = ErrorsOnce("consume loop error", durable=durable)
 
     async def run(self, stop: asyncio.Event, until_idle: bool = False) -> None:
         """Fetch and handle until ``stop`` is set (or, with ``until_idle``, until a fetch finds nothing)."""
-        backoff = 0.1
-        sub = None
-        try:
-            while not stop.is_set():
-                try:
-                    if sub is None:
-                        sub = await self.bus.js.pull_subscribe_bind(self.durable, self.stream)
+        backoff = Backoff()
+
+        async def consume(stop: asyncio.Event) -> None:
+            sub = await self.bus.js.pull_subscribe_bind(self.durable, self.stream)
+            try:
+                while not stop.is_set():
                     msgs = await self._fetch(sub)
                     if not msgs:
                         if until_idle:
                             return
                         continue
                     await self._handle(msgs)
-                    backoff = 0.1
-                except ConnectionClosedError:
-                    if stop.is_set():
-                        return
-                    raise
-                except Exception as exc:  # supervise: log each distinct error once, back off, go on
-                    self._log_once(exc)
-                    sub = None
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), backoff)
-                    backoff = min(backoff * 2, 5.0)
-        finally:
-            if sub is not None:
+                    backoff.reset()
+            finally:
                 with contextlib.suppress(Exception):  # the connection may already be closed
                     await sub.unsubscribe()
+
+        await supervise(stop, consume, self.durable, on_error=self._errors, backoff=backoff)
 
     async def _fetch(self, sub: object) -> list[Msg]:
         fetch = sub.fetch  # type: ignore[attr-defined]  # nats-py's PullSubscription
         try:
             first: list[Msg] = await fetch(1, timeout=self.idle_timeout_s)
-        except _TIMEOUTS:
+        except TIMEOUTS:
             return []
         if self.batch > 1:
-            with contextlib.suppress(*_TIMEOUTS):
+            with contextlib.suppress(*TIMEOUTS):
                 first.extend(await fetch(self.batch - 1, timeout=0.002))
         return first
 
@@ -103,26 +159,3 @@ class PullLoop:
         with consume_span(msgs[0].subject if len(msgs) == 1 else f"{self.stream} batch", headers):
             await self.handler(msgs)
         self.handled += len(msgs)
-
-    def _log_once(self, exc: Exception) -> None:
-        key = f"{type(exc).__name__}: {exc}"
-        if key not in self._errors_seen:
-            self._errors_seen.add(key)
-            log.error("consume loop error", extra={"durable": self.durable, "error": key}, exc_info=exc)
-
-
-async def supervise(stop: asyncio.Event, work: Callable[[asyncio.Event], Awaitable[None]], name: str) -> None:
-    """Run ``work(stop)`` until ``stop`` is set, starting it again (backing off to 5 s) when it fails.
-
-    For watches that must outlive a lost bucket or connection: the failure is logged and the work goes on.
-    """
-    backoff = 0.1
-    while not stop.is_set():
-        try:
-            await work(stop)
-            backoff = 0.1
-        except Exception as exc:  # supervise: log, back off, start again
-            log.error("work failed; restarting", extra={"work": name, "error": repr(exc)}, exc_info=exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), backoff)
-            backoff = min(backoff * 2, 5.0)

@@ -135,6 +135,20 @@ async def position_consumer(js: JetStreamContext, stream: str, config: ConsumerC
     await ensure_consumer(js, stream, dataclasses.replace(config, **start))
 
 
+def ordered_consumer(start_seq: int | None) -> ConsumerConfig:
+    """An ordered (ephemeral) consumer from stream sequence ``start_seq`` on, or (None) of new messages only."""
+    if start_seq is None:
+        return ConsumerConfig(deliver_policy=DeliverPolicy.NEW)
+    return ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start_seq)
+
+
+def rebuild_consumer() -> ConsumerConfig:
+    """An ephemeral pull consumer that reads every event once, without acks (a rebuild from the stream)."""
+    return ConsumerConfig(
+        ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL, inactive_threshold=60.0, mem_storage=True
+    )
+
+
 def capability_consumer(subjects: Subjects, capability: str, settings: Settings) -> ConsumerConfig:
     """The durable pull consumer that every agent of ``capability`` shares."""
     return _durable(Subjects.capability_consumer(capability), subjects.task(capability), settings, settings.max_deliver)

@@ -6,14 +6,12 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
 
 from pydantic import ValidationError
 
-from planexe_ax.bus import AgentCard, Bus, utcnow
+from planexe_ax.bus import AgentCard, Bus, KvEntry, utcnow
 
 log = logging.getLogger(__name__)
-REMOVED = frozenset({"DEL", "PURGE"})
 OnChange = Callable[[dict[str, frozenset[str]]], Awaitable[None]]
 
 
@@ -45,8 +43,8 @@ class AgentDirectory:
             if initial_done:
                 await self._publish_if_changed()
 
-    def _take(self, entry: Any) -> None:
-        if entry.operation in REMOVED:
+    def _take(self, entry: KvEntry) -> None:
+        if entry.removed:
             self.cards.pop(entry.key, None)
             return
         try:

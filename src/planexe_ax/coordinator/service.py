@@ -3,34 +3,31 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime
 
-from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 
 from planexe_ax.bus import (
     MSG_ID,
     Bus,
     Event,
+    Msg,
     PullLoop,
     Subjects,
     decode_command,
     decode_event,
     event_ids,
-    events_consumer,
     permanent_publish_error,
-    position_consumer,
 )
+from planexe_ax.bus.consumer import Backoff
+from planexe_ax.bus.replay import ack_floor, replay, resume_after
 from planexe_ax.config import Settings
 from planexe_ax.coordinator.core import CoordinatorCore
 from planexe_ax.coordinator.directory import AgentDirectory
 from planexe_ax.coordinator.state import CoreConfig, Effect, Emit, Offer, WakeAt
 
 log = logging.getLogger(__name__)
-_REBUILD_BATCH = 256
 DLQ_SOURCE = "coordinator"
 
 
@@ -79,42 +76,26 @@ class Coordinator:
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
         """Rebuild state from the events this coordinator already acknowledged, then reconcile."""
-        subjects = self.bus.subjects
-        info = await self.bus.js.consumer_info(subjects.events_stream, Subjects.COORDINATOR_EVENTS)
-        floor = info.ack_floor.stream_seq if info.ack_floor else 0
+        floor = await ack_floor(self.bus, Subjects.COORDINATOR_EVENTS)
         if floor:
             await self._rebuild(floor)
             # Deliver from the event after the floor on, in order: what the previous coordinator held
             # unacked would otherwise come back after ack_wait, behind newer events.
-            consumer = events_consumer(subjects, Subjects.COORDINATOR_EVENTS, self.bus.settings)
-            await position_consumer(self.bus.js, subjects.events_stream, consumer, floor)
+            await resume_after(self.bus, Subjects.COORDINATOR_EVENTS, floor)
         async with self._lock:
             await self._carry_out(self.engine.tick_all(_now()))
         extra = {"rebuilt_events": self.rebuilt_events, "executions": len(self.engine.runs)}
         log.info("coordinator ready", extra=extra)
 
     async def _rebuild(self, floor: int) -> None:
-        subjects = self.bus.subjects
-        config = ConsumerConfig(
-            ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL, inactive_threshold=60.0, mem_storage=True
-        )
-        sub = await self.bus.js.pull_subscribe(subjects.all_events, stream=subjects.events_stream, config=config)
-        try:
-            seq = 0
-            while seq < floor:
-                for msg in await sub.fetch(min(_REBUILD_BATCH, floor - seq), timeout=10):
-                    seq = msg.metadata.sequence.stream
-                    if seq > floor:
-                        break
-                    self._refold(msg)
-        finally:
-            await sub.unsubscribe()
+        async for stored in replay(self.bus, floor):
+            self._refold(stored.data)
         if self.rebuild_skipped:
             log.warning("rebuild skipped events it cannot apply", extra={"skipped": self.rebuild_skipped})
 
-    def _refold(self, msg: Msg) -> None:
+    def _refold(self, data: bytes) -> None:
         try:
-            event = decode_event(msg.data)
+            event = decode_event(data)
         except (ValidationError, ValueError):
             self.rebuild_skipped += 1  # undecodable: it was dead-lettered when it was first read
             return
@@ -224,7 +205,7 @@ class Coordinator:
             if isinstance(effect, WakeAt):
                 self._arm(effect)
         publishes = [e for e in effects if isinstance(e, Offer | Emit)]
-        backoff = 0.1
+        backoff = Backoff(most_s=2.0)
         while publishes:
             failed = await self._publish_round(publishes)
             if not failed:
@@ -235,9 +216,7 @@ class Coordinator:
             error = repr(failed[0][1])
             log.warning("publishing decisions failed; trying again", extra={"n": len(failed), "error": error})
             publishes = [effect for effect, _ in failed]
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), backoff)
-            backoff = min(backoff * 2, 2.0)
+            await backoff.wait(self._stop)
 
     async def _publish_round(self, publishes: list[Offer | Emit]) -> list[tuple[Offer | Emit, Exception]]:
         """Publish every effect; dead-letter those no retry can publish; return the others that failed."""

@@ -10,14 +10,13 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from planexe_ax.bus import AgentCard, Bus, supervise, utcnow
+from planexe_ax.bus import AgentCard, Bus, KvEntry, supervise, utcnow
 from planexe_ax.readmodel.models import AgentRow
 
 log = logging.getLogger(__name__)
 
 ONLINE = "online"
 OFFLINE = "offline"
-REMOVED = frozenset({"DEL", "PURGE"})
 
 
 async def upsert_card(session: AsyncSession, card: AgentCard) -> None:
@@ -89,9 +88,9 @@ class AgentWatcher:
         except Exception:  # one bad card or a DB hiccup must not end the watch
             log.exception("agent card not applied", extra={"bucket": self.bus.subjects.agents_bucket})
 
-    async def _apply(self, entry: Any) -> None:
+    async def _apply(self, entry: KvEntry) -> None:
         async with self.sessions.begin() as session:
-            if entry.operation in REMOVED:
+            if entry.removed:
                 await mark_offline(session, entry.key)
             else:
                 await upsert_card(session, AgentCard.model_validate_json(entry.value))

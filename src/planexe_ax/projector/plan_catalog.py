@@ -10,19 +10,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime
-from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from planexe_ax.bus import Bus, Plan, supervise, utcnow
+from planexe_ax.bus import Bus, KvEntry, Plan, supervise, utcnow
 from planexe_ax.projector.handlers import upsert_plan
 from planexe_ax.readmodel.models import PlanRow, ProjectorCheckpoint
 
 log = logging.getLogger(__name__)
 
 PLANS_CHECKPOINT = "plans-kv"
-REMOVED = frozenset({"DEL", "PURGE"})
 
 
 async def mark_deleted(session: AsyncSession, plan_id: str, when: datetime) -> None:
@@ -56,16 +54,16 @@ class PlanWatcher:
             if entry is not None:
                 await self._guarded(entry)
 
-    async def _guarded(self, entry: Any) -> None:
+    async def _guarded(self, entry: KvEntry) -> None:
         try:
             await self._apply(entry)
         except Exception:  # a database hiccup must not end the watch; the entry is logged
             log.exception("plan entry not applied", extra={"plan_id": entry.key, "revision": entry.revision})
 
-    async def _apply(self, entry: Any) -> None:
-        when = entry.created if isinstance(entry.created, datetime) else utcnow()
+    async def _apply(self, entry: KvEntry) -> None:
+        when = entry.created or utcnow()
         async with self.sessions.begin() as session:
-            if entry.operation in REMOVED:
+            if entry.removed:
                 await mark_deleted(session, entry.key, when)
             else:
                 try:

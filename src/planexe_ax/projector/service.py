@@ -7,21 +7,19 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import Self
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from planexe_ax.bus import Bus, Event, PullLoop, Subjects, decode_event, events_consumer, position_consumer
+from planexe_ax.bus import Bus, Event, Msg, PullLoop, Subjects, decode_event
+from planexe_ax.bus.replay import resume_after
 from planexe_ax.projector.agent_cards import AgentWatcher
 from planexe_ax.projector.handlers import apply_event
 from planexe_ax.projector.plan_catalog import PlanWatcher
 from planexe_ax.readmodel.db import make_engine, make_session_factory
 from planexe_ax.readmodel.migrate import upgrade
 from planexe_ax.readmodel.models import ProjectorCheckpoint
-
-if TYPE_CHECKING:
-    from nats.aio.msg import Msg
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +130,7 @@ class Projector:
         Events a dead projector held unacked would otherwise come back after ack_wait, behind newer
         ones, and be skipped as old.
         """
-        config = events_consumer(self.bus.subjects, self.durable, self.bus.settings)
-        await position_consumer(self.bus.js, self.bus.subjects.events_stream, config, self.last_seq)
+        await resume_after(self.bus, self.durable, self.last_seq)
 
     async def _handle_batch(self, msgs: list[Msg]) -> None:
         items = [self._decode(msg) for msg in msgs]

@@ -13,7 +13,6 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Response, status
 from fastapi.responses import JSONResponse
-from nats.errors import Error as NatsError
 from pydantic import BaseModel, Field, field_validator, model_validator
 from sqlalchemy import select
 
@@ -29,8 +28,10 @@ from planexe_ax.bus import (
     check_token,
     utcnow,
 )
-from planexe_ax.bus.client import first_event, watching
+from planexe_ax.bus.client import first_event
+from planexe_ax.bus.errors import BusError
 from planexe_ax.bus.messages import EventBase, RejectReason
+from planexe_ax.bus.replay import execution_events
 from planexe_ax.readmodel.models import AgentRow, Execution, ExecutionSubtask
 from planexe_ax.readmodel.queries import iso
 from planexe_ax.ws_gateway import catalog
@@ -165,7 +166,7 @@ async def register(gw: GW, who: AgentCaller, agents: Bridge, body: Registration,
         card = await agents.register(body.agent_id, body.name, body.role, caps)
     except BusAgentId as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from exc
-    except NatsError as exc:
+    except BusError as exc:
         raise unavailable(exc) from exc
     if not await _mirrored(gw, card):
         raise unavailable(NotProjected(f"the read model does not show agent {card.agent_id} yet"))
@@ -228,7 +229,7 @@ async def get_work(gw: GW, who: AgentCaller, agents: Bridge, agent_id: str) -> R
     agent = await _http_agent(agents, agent_id)
     try:
         lease = await agents.next_offer(agent)
-    except NatsError as exc:
+    except BusError as exc:
         raise unavailable(exc) from exc
     if lease is None:
         retry_after = max(1, math.ceil(gw.settings.heartbeat_s))
@@ -272,7 +273,7 @@ async def post_event(gw: GW, who: AgentCaller, agents: Bridge, execution_id: str
             verdict = await _verdict(gw, lease, seq)
             seq = verdict[1] if verdict else seq
         await gw.wait_projected(seq)
-    except (NatsError, NotProjected) as exc:
+    except (BusError, NotProjected) as exc:
         raise unavailable(exc) from exc
     held = lease.key in agents.leases
     return await _answer(gw, execution_id, body.subtask_id, _lease_json(agents, agent, lease) if held else None,
@@ -288,7 +289,7 @@ async def _http_agent(agents: AgentBridge, agent_id: str) -> HttpAgent:
         ) from exc
     except BusAgentId as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from exc
-    except NatsError as exc:
+    except BusError as exc:
         raise unavailable(exc) from exc
 
 
@@ -367,5 +368,5 @@ async def _verdict(gw: Gateway, lease: Lease, after_seq: int) -> tuple[Event, in
             and taken_away(event.status.value, event.attempt or 0, o.attempt) is not None
         )
 
-    async with watching(gw.bus, o.execution_id, after_seq) as sub:
-        return await first_event(sub, decided, gw.write_timeout_s)
+    async with execution_events(gw.bus, o.execution_id, after_seq) as events:
+        return await first_event(events, decided, gw.write_timeout_s)

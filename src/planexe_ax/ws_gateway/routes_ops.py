@@ -13,6 +13,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import func, select, text
 
 from planexe_ax.bus import utcnow
+from planexe_ax.bus.replay import events_last_seq
 from planexe_ax.readmodel.models import AgentRow, Execution, ExecutionSubtask, ExecutionTask
 from planexe_ax.readmodel.queries import Sessions
 from planexe_ax.ws_gateway import views
@@ -31,7 +32,7 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz", summary="NATS and the read model are reachable", responses={503: {"description": "Not ready."}})
 async def readyz(gw: GW) -> JSONResponse:
     checks: dict[str, str] = {}
-    checks["nats"] = "ok" if gw.bus.nc.is_connected else "not connected"
+    checks["nats"] = "ok" if gw.bus.connected else "not connected"
     try:
         async with gw.sessions() as session:
             await session.execute(text("SELECT 1"))
@@ -47,8 +48,7 @@ async def collect(gw: Gateway) -> dict[str, Any]:
     """Every figure of /metrics, read now."""
     figures = await read_figures(gw.sessions)
     try:
-        info = await gw.bus.js.stream_info(gw.bus.subjects.events_stream)
-        last_seq = int(info.state.last_seq)
+        last_seq = await events_last_seq(gw.bus)
     except Exception:  # NATS away: the lag is unknown rather than the endpoint down
         last_seq = -1
     figures["events_last_seq"] = last_seq

@@ -52,12 +52,11 @@ from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from fastapi.encoders import jsonable_encoder
-from nats.aio.msg import Msg
-from nats.errors import Error as NatsError
-from nats.js.api import ConsumerConfig, DeliverPolicy
 from sqlalchemy.exc import SQLAlchemyError
 
 from planexe_ax.bus import Bus, decode_event
+from planexe_ax.bus.errors import BusError
+from planexe_ax.bus.replay import ExecutionEvents, StoredEvent, events_last_seq
 from planexe_ax.readmodel.queries import execution_status
 from planexe_ax.ws_gateway import views
 from planexe_ax.ws_gateway.context import Gateway, ws_gateway
@@ -77,7 +76,7 @@ Frame = tuple[int, str]
 RESYNC: Frame = (-1, "")
 CLOSING: Frame = (-2, "")
 PONG = json.dumps({"kind": "pong"})
-UNAVAILABLE = (SQLAlchemyError, NatsError, TimeoutError, ConnectionError)
+UNAVAILABLE = (SQLAlchemyError, BusError, TimeoutError, ConnectionError)
 
 
 class UnknownExecution(Exception):
@@ -142,7 +141,7 @@ class Feed:
         self.listeners: set[Listener] = set()
         self.last_seq = 0
         self.since: datetime | None = None
-        self._sub: Any = None
+        self._events: ExecutionEvents | None = None
         self.ready = asyncio.create_task(self._start())
 
     @property
@@ -151,33 +150,30 @@ class Feed:
         return self.ready.done() and not self.ready.cancelled() and self.ready.exception() is not None
 
     async def _start(self) -> None:
-        info = await self.bus.js.stream_info(self.bus.subjects.events_stream)
-        self.last_seq = int(info.state.last_seq)
+        self.last_seq = await events_last_seq(self.bus)
         await self.subscribe()
 
     async def subscribe(self) -> None:
         """(Re)subscribe from ``last_seq + 1``: after a reconnect the ordered consumer may be gone."""
         since = self.bus.reconnected_at
-        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self.last_seq + 1)
-        subject = self.bus.subjects.events_of(self.execution_id)
-        sub = await self.bus.js.subscribe(subject, cb=self._on_msg, ordered_consumer=True, config=config)
-        old, self._sub, self.since = self._sub, sub, since
+        events = await ExecutionEvents.open(self.bus, self.execution_id, self.last_seq, on_event=self._on_event)
+        old, self._events, self.since = self._events, events, since
         if old is not None:
-            await _unsubscribe(old)
+            await old.close()
 
     async def stop(self) -> None:
         """Unsubscribe (or abandon a start still under way)."""
         self.ready.cancel()
         await asyncio.wait([self.ready])
-        if self._sub is not None:
-            await _unsubscribe(self._sub)
+        if self._events is not None:
+            await self._events.close()
 
-    async def _on_msg(self, msg: Msg) -> None:
-        seq = int(msg.metadata.sequence.stream)
+    async def _on_event(self, stored: StoredEvent) -> None:
+        seq = stored.seq
         if seq <= self.last_seq:  # delivered again by a new consumer after a reconnect
             return
         self.last_seq = seq
-        text = event_frame(seq, msg.data)
+        text = event_frame(seq, stored.data)
         if text is None:
             self.on_skip()
             return
@@ -204,27 +200,25 @@ class Feed:
         return max(position, until)
 
     async def _backfill(self, after: int, until: int, send: Callable[[str], Awaitable[None]]) -> None:
-        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1)
-        subject = self.bus.subjects.events_of(self.execution_id)
-        sub = await self.bus.js.subscribe(subject, ordered_consumer=True, config=config)
+        events = await ExecutionEvents.open(self.bus, self.execution_id, after)
         try:
-            info = await sub.consumer_info()
-            left = (info.num_pending or 0) + (info.delivered.consumer_seq if info.delivered else 0)
+            left = await events.stored()
             last = after
             while left > 0 and last < until:
-                msg = await sub.next_msg(timeout=BACKFILL_WAIT_S)
-                seq = int(msg.metadata.sequence.stream)
-                if seq <= last:  # the ordered consumer was recreated and replays
+                stored = await events.next(timeout_s=BACKFILL_WAIT_S)
+                if stored is None:
+                    raise TimeoutError(f"no stored event after {last} within {BACKFILL_WAIT_S:g} s")
+                if stored.seq <= last:  # the ordered consumer was recreated and replays
                     continue
-                left, last = left - 1, seq
-                if seq > until:
+                left, last = left - 1, stored.seq
+                if stored.seq > until:
                     continue
-                if (text := event_frame(seq, msg.data)) is None:
+                if (text := event_frame(stored.seq, stored.data)) is None:
                     self.on_skip()
                 else:
                     await send(text)
         finally:
-            await _unsubscribe(sub)
+            await events.close()
 
 
 class StreamHub:
@@ -310,11 +304,6 @@ class StreamHub:
                         log.warning("stream feed not subscribed", extra=extra)
 
 
-async def _unsubscribe(sub: Any) -> None:
-    with contextlib.suppress(Exception):  # the subscription may have died with the connection
-        await sub.unsubscribe()
-
-
 async def startup(gw: Gateway) -> None:
     """Create the hub (``gw.extras["hub"]``) and its gauge ``websockets_open``."""
     hub = StreamHub(gw.bus)
@@ -388,7 +377,7 @@ async def _snapshot(gw: Gateway, execution_id: str) -> dict[str, Any]:
 
 async def _last_seq(gw: Gateway) -> int:
     """The event stream's last sequence: no client can have seen an event after it."""
-    return int((await gw.bus.js.stream_info(gw.bus.subjects.events_stream)).state.last_seq)
+    return await events_last_seq(gw.bus)
 
 
 async def _known(gw: Gateway, execution_id: str) -> None:

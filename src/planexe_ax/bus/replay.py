@@ -1,0 +1,175 @@
+"""Reading AX_EVENTS from a position: what the coordinator, the projector, the gateway and agents read back.
+
+* :func:`replay` every event up to a sequence, once, in order: the coordinator's rebuild.
+* :func:`ack_floor` and :func:`resume_after`: a durable consumer whose owner keeps its own position.
+* :class:`ExecutionEvents` one execution's events from a sequence on (or from now on), in order.
+* :func:`last_event` the latest event of one kind of one execution; :func:`events_last_seq` the stream's end.
+* :func:`listen` live (core NATS) delivery of a few subjects, for what only matters while it happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Self
+
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js.errors import NotFoundError
+
+from planexe_ax.bus.connection import Bus
+from planexe_ax.bus.errors import TIMEOUTS
+from planexe_ax.bus.topology import events_consumer, ordered_consumer, position_consumer, rebuild_consumer
+
+REBUILD_BATCH = 256
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """One stored event: its stream sequence and its bytes (decode with :func:`~planexe_ax.bus.decode_event`)."""
+
+    seq: int
+    subject: str
+    data: bytes
+
+
+OnEvent = Callable[[StoredEvent], Awaitable[None]]
+
+
+def _stored(msg: Msg) -> StoredEvent:
+    return StoredEvent(int(msg.metadata.sequence.stream), msg.subject, msg.data)
+
+
+async def events_last_seq(bus: Bus) -> int:
+    """The sequence of the last event stored in AX_EVENTS (0 when there is none)."""
+    info = await bus.js.stream_info(bus.subjects.events_stream)
+    return int(info.state.last_seq)
+
+
+async def ack_floor(bus: Bus, durable: str) -> int:
+    """The stream sequence up to which the durable events consumer ``durable`` has acked every event."""
+    info = await bus.js.consumer_info(bus.subjects.events_stream, durable)
+    return int(info.ack_floor.stream_seq) if info.ack_floor else 0
+
+
+async def resume_after(bus: Bus, durable: str, after_seq: int) -> None:
+    """Recreate the durable events consumer ``durable`` so that it delivers from ``after_seq + 1`` on, in order."""
+    config = events_consumer(bus.subjects, durable, bus.settings)
+    await position_consumer(bus.js, bus.subjects.events_stream, config, after_seq)
+
+
+async def replay(bus: Bus, upto_seq: int, batch: int = REBUILD_BATCH) -> AsyncIterator[StoredEvent]:
+    """Every event from the first up to stream sequence ``upto_seq``, in order, without acks (a rebuild)."""
+    subjects = bus.subjects
+    sub = await bus.js.pull_subscribe(subjects.all_events, stream=subjects.events_stream, config=rebuild_consumer())
+    try:
+        seq = 0
+        while seq < upto_seq:
+            for msg in await sub.fetch(min(batch, upto_seq - seq), timeout=10):
+                seq = msg.metadata.sequence.stream
+                if seq > upto_seq:
+                    break
+                yield _stored(msg)
+    finally:
+        await sub.unsubscribe()
+
+
+async def last_event(bus: Bus, execution_id: str, kind: str) -> bytes | None:
+    """The latest stored event of ``kind`` of the execution; None when there is none."""
+    subject = bus.subjects.event(execution_id, kind)
+    try:
+        raw = await bus.js.get_last_msg(bus.subjects.events_stream, subject)
+    except NotFoundError:
+        return None
+    return raw.data or b""
+
+
+class ExecutionEvents:
+    """An ordered consumer of one execution's events (see :meth:`open`); close it with :meth:`close`."""
+
+    def __init__(self, sub: Any) -> None:
+        self._sub = sub
+
+    @classmethod
+    async def open(cls, bus: Bus, execution_id: str, after_seq: int | None, on_event: OnEvent | None = None) -> Self:
+        """Follow the execution's events after stream sequence ``after_seq``, or (None) those stored from now on.
+
+        With ``on_event`` each event is handed to it as it arrives; without, read them with :meth:`next`.
+        An ordered consumer does not outlive a server restart: open another after ``bus.reconnected_at`` moves.
+        """
+
+        async def deliver(msg: Msg) -> None:
+            assert on_event is not None
+            await on_event(_stored(msg))
+
+        subject = bus.subjects.events_of(execution_id)
+        config = ordered_consumer(None if after_seq is None else after_seq + 1)
+        callback = deliver if on_event is not None else None
+        return cls(await bus.js.subscribe(subject, cb=callback, ordered_consumer=True, config=config))
+
+    async def next(self, timeout_s: float) -> StoredEvent | None:
+        """The next event; None when none came within ``timeout_s``."""
+        try:
+            msg = await self._sub.next_msg(timeout=timeout_s)
+        except TIMEOUTS:
+            return None
+        return _stored(msg)
+
+    async def stored(self) -> int:
+        """How many of the execution's events were stored when the consumer started (delivered or not yet)."""
+        info = await self._sub.consumer_info()
+        return int((info.num_pending or 0) + (info.delivered.consumer_seq if info.delivered else 0))
+
+    async def close(self) -> None:
+        """Stop following; safe when the connection is gone (the consumer went with it)."""
+        with contextlib.suppress(Exception):
+            await self._sub.unsubscribe()
+
+
+@contextlib.asynccontextmanager
+async def execution_events(bus: Bus, execution_id: str, after_seq: int | None = None) -> AsyncIterator[ExecutionEvents]:
+    """:meth:`ExecutionEvents.open` for the block, closed on exit."""
+    events = await ExecutionEvents.open(bus, execution_id, after_seq)
+    try:
+        yield events
+    finally:
+        await events.close()
+
+
+class Listening:
+    """Core NATS subscriptions made by :func:`listen`; :meth:`close` drops them."""
+
+    def __init__(self, subs: list[Subscription]) -> None:
+        self._subs = subs
+
+    async def close(self) -> list[Exception]:
+        """Unsubscribe every subject; returns what failed (a closed connection has dropped them anyway)."""
+        subs, self._subs = self._subs, []
+        errors = []
+        for sub in subs:
+            try:
+                await sub.unsubscribe()
+            except Exception as exc:  # go on with the others
+                errors.append(exc)
+        return errors
+
+
+async def listen(bus: Bus, subjects: list[str], on_message: Callable[[str, bytes], Awaitable[None]]) -> Listening:
+    """Hand every message published on ``subjects`` from now on to ``on_message(subject, data)``.
+
+    Returns once the server has the interest (flushed), so nothing published after the call is missed.
+    """
+    subs: list[Subscription] = []
+
+    async def deliver(msg: Msg) -> None:
+        await on_message(msg.subject, msg.data)
+
+    try:
+        for subject in subjects:
+            subs.append(await bus.nc.subscribe(subject, cb=deliver))  # noqa: PERF401 - keeps those made before a failure
+        await bus.nc.flush()
+    except BaseException:
+        await Listening(subs).close()
+        raise
+    return Listening(subs)

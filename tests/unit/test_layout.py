@@ -1,0 +1,67 @@
+"""Rule 1: only ``bus/`` knows NATS: no module outside it imports ``nats`` or uses ``Bus.js`` / ``Bus.nc``."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import planexe_ax
+
+PACKAGE = Path(planexe_ax.__file__).resolve().parent
+BUS = PACKAGE / "bus"
+RAW_CLIENT = frozenset({"js", "nc"})
+
+
+def nats_uses(source: str) -> list[tuple[int, str]]:
+    """(line, what) of every import of ``nats`` and every ``.js`` / ``.nc`` attribute in ``source``."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, f"import {a.name}") for a in node.names if a.name.split(".")[0] == "nats"]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "nats":
+            found.append((node.lineno, f"from {node.module} import ..."))
+        elif isinstance(node, ast.Attribute) and node.attr in RAW_CLIENT:
+            found.append((node.lineno, f".{node.attr} (the raw NATS client of a Bus)"))
+    return sorted(found)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import nats",
+        "import nats.errors as e",
+        "from nats.aio.msg import Msg",
+        "from nats import errors",
+        "def f(bus):\n    return bus.js.stream_info('s')",
+        "async def f(gw):\n    await gw.bus.nc.flush()",
+    ],
+)
+def test_the_check_finds_nats_and_the_raw_client(source: str) -> None:
+    assert nats_uses(source)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from planexe_ax.bus import Bus",
+        "import natsort",
+        "from .nats import x",
+        "TYPES = {'.js': 'text/javascript'}",
+        "def f(bus):\n    return bus.subjects.events_stream",
+    ],
+)
+def test_the_check_leaves_everything_else(source: str) -> None:
+    assert nats_uses(source) == []
+
+
+def test_only_bus_knows_nats() -> None:
+    outside = [path for path in sorted(PACKAGE.rglob("*.py")) if BUS not in path.parents]
+    assert len(outside) > 50, "the package was not found where expected"
+    offences = [
+        f"{path.relative_to(PACKAGE.parent)}:{line}: {what}"
+        for path in outside
+        for line, what in nats_uses(path.read_text(encoding="utf-8"))
+    ]
+    assert offences == [], "NATS used outside planexe_ax/bus (add what is needed to bus/):\n" + "\n".join(offences)

@@ -18,7 +18,6 @@ import logging
 import os
 import socket
 from collections.abc import AsyncIterator
-from functools import partial
 
 from pydantic import BaseModel
 
@@ -26,7 +25,7 @@ from planexe_ax.agents.control import ExecutionWatch
 from planexe_ax.agents.reporting import Reporter, execute, validate_params
 from planexe_ax.agents.sdk import Agent, Capability, RejectOffer, TaskContext
 from planexe_ax.bus import Bus, SubtaskRejected, SubtaskResult, TaskOffer, utcnow
-from planexe_ax.bus.consumer import Backoff, supervise
+from planexe_ax.bus.consumer import Backoff, ErrorsOnce, supervise
 from planexe_ax.bus.tracing import consume_span
 from planexe_ax.bus.work import LeasedOffer, OfferSource, delete_card, every, put_card
 
@@ -77,7 +76,7 @@ class AgentRuntime:
         self._inflight: dict[asyncio.Task[None], LeasedOffer] = {}
         self._offers = OfferSource(bus)
         self._current: set[str] = set()
-        self._errors_seen: set[str] = set()
+        self._log_once = ErrorsOnce(log, agent_id=agent.agent_id)
         self._started_at = utcnow()
         self._watches: dict[str, ExecutionWatch] = {}
         self._watch_lock = asyncio.Lock()
@@ -111,7 +110,7 @@ class AgentRuntime:
         await self._put_card()
         stopped = asyncio.Event()
         heartbeat = asyncio.create_task(
-            every(self.bus.settings.heartbeat_s, self._put_card, stopped, partial(self._log_once, "heartbeat failed")),
+            every(self.bus.settings.heartbeat_s, self._put_card, stopped, self._log_once.about("heartbeat failed")),
             name=f"heartbeat {self.agent.agent_id}",
         )
         log.info("agent started", extra={"agent_id": self.agent.agent_id, "actions": self.agent.actions})
@@ -171,7 +170,7 @@ class AgentRuntime:
                 elif until_idle and not self._inflight:
                     return
 
-        on_error = partial(self._log_once, "pull loop error", durable=durable)
+        on_error = self._log_once.about("pull loop error", durable=durable)
         await supervise(stop, pull, durable, on_error=on_error, backoff=backoff)
 
     async def _acquire(self, stop: asyncio.Event) -> bool:
@@ -222,7 +221,7 @@ class AgentRuntime:
                 self.bus.settings.ack_wait_s / 2,
                 work.extend,
                 finished,
-                partial(self._log_once, "lease extension failed"),
+                self._log_once.about("lease extension failed"),
             )
         )
         try:
@@ -319,12 +318,6 @@ class AgentRuntime:
                 if not watch.contexts:
                     del self._watches[ctx.execution_id]
                     await watch.stop()
-
-    def _log_once(self, what: str, exc: BaseException, **extra: str) -> None:
-        key = f"{what}: {type(exc).__name__}: {exc}"
-        if key not in self._errors_seen:
-            self._errors_seen.add(key)
-            log.error(what, extra={"agent_id": self.agent.agent_id, "error": repr(exc), **extra}, exc_info=exc)
 
 
 def _retrieve(task: asyncio.Task[object]) -> None:

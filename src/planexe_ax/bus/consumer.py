@@ -38,18 +38,33 @@ class Backoff:
 
 
 class ErrorsOnce:
-    """Logs each distinct error once (a server away for minutes fails the same way many times)."""
+    """Logs each distinct error once (a server away for minutes fails the same way many times).
 
-    def __init__(self, what: str, **extra: str) -> None:
-        self.what, self.extra = what, extra
+    Args:
+        logger: Where to log.
+        level: ``logging.ERROR`` (with the traceback) or lower (without).
+        extra: Fields of every line (e.g. the agent id).
+    """
+
+    def __init__(self, logger: logging.Logger = log, level: int = logging.ERROR, **extra: str) -> None:
+        self.logger, self.level, self.extra = logger, level, extra
         self.seen: set[str] = set()
 
-    def __call__(self, exc: Exception) -> None:
-        """Log ``exc`` at error level, unless the same error was logged before."""
-        key = f"{type(exc).__name__}: {exc}"
+    def __call__(self, what: str, exc: BaseException, **extra: str) -> None:
+        """Log ``what`` with ``exc``, unless the same error was logged with it before."""
+        key = f"{what}: {type(exc).__name__}: {exc}"
         if key not in self.seen:
             self.seen.add(key)
-            log.error(self.what, extra={**self.extra, "error": key}, exc_info=exc)
+            trace = exc if self.level >= logging.ERROR else None
+            self.logger.log(self.level, what, extra={**self.extra, "error": repr(exc), **extra}, exc_info=trace)
+
+    def about(self, what: str, **extra: str) -> Callable[[Exception], None]:
+        """A callback that logs the errors of ``what`` (for :func:`supervise` and :func:`every`)."""
+
+        def report(exc: Exception) -> None:
+            self(what, exc, **extra)
+
+        return report
 
 
 async def supervise(
@@ -72,7 +87,7 @@ async def supervise(
         on_error: Told of each failure; by default each distinct one is logged once.
         backoff: The waits between starts; ``work`` may :meth:`Backoff.reset` it when it makes progress.
     """
-    report = on_error or ErrorsOnce("work failed; restarting", work=name)
+    report = on_error or ErrorsOnce(work=name).about("work failed; restarting")
     backoff = backoff or Backoff()
     while not stop.is_set():
         try:
@@ -120,7 +135,7 @@ class PullLoop:
         self.batch = batch
         self.idle_timeout_s = idle_timeout_s
         self.handled = 0
-        self._errors = ErrorsOnce("consume loop error", durable=durable)
+        self._errors = ErrorsOnce(durable=durable).about("consume loop error")
 
     async def run(self, stop: asyncio.Event, until_idle: bool = False) -> None:
         """Fetch and handle until ``stop`` is set (or, with ``until_idle``, until a fetch finds nothing)."""

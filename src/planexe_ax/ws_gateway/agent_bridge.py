@@ -37,6 +37,7 @@ from planexe_ax.bus import (
     check_id,
     utcnow,
 )
+from planexe_ax.bus.consumer import ErrorsOnce
 from planexe_ax.bus.messages import EventBase
 from planexe_ax.bus.work import LeasedOffer, OfferSource, every, put_card, stored_card
 from planexe_ax.readmodel.models import AgentRow, ExecutionSubtask
@@ -139,14 +140,14 @@ class AgentBridge:
         self.offers = OfferSource(bus)
         self._stopped = asyncio.Event()
         self._refresher: asyncio.Task[None] | None = None
-        self._errors_seen: set[str] = set()
+        self._log_once = ErrorsOnce(log, logging.WARNING)
 
     # -- lifecycle ----------------------------------------------------------------------------------------
     def start(self) -> None:
         """Start refreshing cards and leases."""
         settings = self.bus.settings
         period = min(settings.heartbeat_s, settings.ack_wait_s / 2)
-        refresh = every(period, self._tick, self._stopped, lambda exc: self._log_once("refresh failed", exc))
+        refresh = every(period, self._tick, self._stopped, self._log_once.about("refresh failed"))
         self._refresher = asyncio.create_task(refresh, name="http agents refresh")
 
     async def stop(self) -> None:
@@ -184,12 +185,6 @@ class AgentBridge:
             await step
         except Exception as exc:  # the next period tries again
             self._log_once(what, exc)
-
-    def _log_once(self, what: str, exc: Exception) -> None:
-        key = f"{what}: {type(exc).__name__}: {exc}"
-        if key not in self._errors_seen:
-            self._errors_seen.add(key)
-            log.warning(what, extra={"error": repr(exc)})
 
     # -- agents -------------------------------------------------------------------------------------------
     async def register(self, agent_id: str, name: str, role: str, capabilities: list[CapabilityCard]) -> AgentCard:

@@ -352,3 +352,10 @@ async def test_escalations_are_answered_from_the_page(stack: Stack, page: Page) 
     tree = (await stack.client.get(f"/api/executions/{execution_id}/tasks")).json()
     retried = next(t for p in tree["phases"] for t in p["tasks"] if t["task_id"] == "t_retry")
     assert retried["subtasks"][0]["output"]["rows"] == 1, "the retry ran with the params edited on the page"
+
+
+async def test_a_browser_without_the_link_is_asked_to_sign_in(stack: Stack, page: Page) -> None:
+    await page.context.clear_cookies()
+    await page.goto(f"{stack.url}/")
+    await expect(page.locator("#notices")).to_contain_text("not signed in", timeout=WAIT_MS)
+    await expect(page.locator("#executions-list tr")).to_have_count(0)

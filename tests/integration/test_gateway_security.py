@@ -32,7 +32,9 @@ async def test_anonymous_calls_get_401_except_health_and_the_page(stack: Stack) 
             assert (await anonymous.get(path)).status_code == 200, path
         bad = await anonymous.get("/api/executions", headers={"Authorization": "Bearer pxa_forged"})
         assert (bad.status_code, bad.json()["detail"]) == (401, "unknown or revoked token")
-    schemes = (await stack.client.get("/openapi.json")).json()["components"]["securitySchemes"]
+    described = (await stack.client.get("/openapi.json")).json()
+    assert described["paths"]["/api/plans"]["post"]["description"].endswith("Needs the operator role (or admin).")
+    schemes = described["components"]["securitySchemes"]
     assert schemes["HTTPBearer"] == {
         "type": "http",
         "scheme": "bearer",
@@ -54,7 +56,9 @@ async def test_each_role_gets_its_rights_and_403_names_the_role_needed(stack: St
             == "this call needs the operator role (or admin); the token vera has the viewer role"
         )
         assert "approver" in (await operator.post("/api/inbox/i1", json={"action": "approve"})).json()["detail"]
-        assert (await agent.get("/api/executions")).status_code == 403
+        refused = await agent.get("/api/executions")
+        assert refused.status_code == 403
+        assert refused.json()["detail"].startswith("this call needs the viewer role (or operator, approver, admin)")
         assert (await viewer.get("/api/agents/larry-1/work")).status_code == 403
 
         uploaded = await operator.post("/api/plans", json=example_document())

@@ -6,10 +6,13 @@ import stat
 from pathlib import Path
 
 import pytest
+from fastapi import HTTPException
+from starlette.datastructures import Headers
 
 from planexe_ax.cli.auth_http import local_admin_token, login_link
 from planexe_ax.cli.main import main
 from planexe_ax.config import Settings
+from planexe_ax.ws_gateway.security import allowed_origin, identify
 from planexe_ax.ws_gateway.tokens import PREFIX, Role, TokenError, TokenStore, digest
 
 
@@ -86,3 +89,25 @@ def test_the_data_folder_admin_token_is_made_once_and_kept(tmp_path: Path) -> No
     assert login_link(settings, "http://127.0.0.1:8000", "#/x") == f"http://127.0.0.1:8000/?token={token}#/x"
     TokenStore(settings.tokens_path).revoke(record.name)
     assert local_admin_token(settings) != token, "a revoked one is replaced"
+
+
+def test_origins_allowed_are_the_gateways_own_and_the_cors_list() -> None:
+    settings = Settings(http_cors_origins=["https://ops.example"])
+    host = {"host": "127.0.0.1:8000"}
+    assert allowed_origin(settings, Headers(host))
+    assert allowed_origin(settings, Headers({**host, "origin": "http://127.0.0.1:8000"}))
+    assert allowed_origin(settings, Headers({**host, "origin": "https://ops.example/"}))
+    assert not allowed_origin(settings, Headers({**host, "origin": "http://evil.example"}))
+    assert not allowed_origin(settings, Headers({**host, "origin": "http://127.0.0.1:8001"}))
+
+
+def test_an_unreadable_token_file_answers_503_not_500(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.json"
+    path.write_text("{not json")
+    with pytest.raises(HTTPException) as refused:
+        identify(TokenStore(path), PREFIX + "x")
+    assert refused.value.status_code == 503
+    assert str(path) in refused.value.detail
+    with pytest.raises(HTTPException) as anonymous:
+        identify(TokenStore(path), None)
+    assert anonymous.value.status_code == 401

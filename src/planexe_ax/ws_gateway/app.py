@@ -25,7 +25,7 @@ from planexe_ax.ws_gateway import dashboard, routes_agents, routes_executions, r
 from planexe_ax.ws_gateway.context import Gateway
 from planexe_ax.ws_gateway.middleware import BodyLimit, SecurityHeaders
 from planexe_ax.ws_gateway.paging import BadCursor
-from planexe_ax.ws_gateway.security import token_store
+from planexe_ax.ws_gateway.security import describe_roles, token_store
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,7 @@ def create_app(settings: Settings, nats_url: str) -> FastAPI:
     app.add_exception_handler(BadCursor, _bad_cursor)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     for part in PARTS:
+        describe_roles(part.router)
         app.include_router(part.router)
     return app
 

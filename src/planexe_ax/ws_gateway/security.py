@@ -14,13 +14,15 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from fastapi import HTTPException, Request, Security, WebSocket, status
+from fastapi import APIRouter, HTTPException, Request, Security, WebSocket, status
+from fastapi.dependencies.models import Dependant
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.datastructures import Headers
 
 from planexe_ax.config import Settings
-from planexe_ax.ws_gateway.tokens import GRANTS, NEEDED, Right, Role, TokenRecord, TokenStore
+from planexe_ax.ws_gateway.tokens import GRANTS, NEEDED, Right, Role, TokenError, TokenRecord, TokenStore
 
 COOKIE = "planexe_session"
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="planexe-ax"'}
@@ -65,6 +67,12 @@ class Caller:
             )
 
 
+def who_may(right: Right) -> str:
+    """``the operator role (or admin)``: the least role that grants ``right``, and the others that do."""
+    others = [role.value for role in Role if right in GRANTS[role] and role != NEEDED[right]]
+    return f"the {NEEDED[right].value} role (or {', '.join(others)})"
+
+
 def token_store(settings: Settings) -> TokenStore:
     """The token file of ``settings`` (``PLANEXE_HTTP_TOKENS_FILE`` or the data folder's)."""
     return TokenStore(settings.tokens_path)
@@ -79,11 +87,15 @@ def identify(store: TokenStore, token: str | None, by_cookie: bool = False) -> C
     """The caller of ``token``.
 
     Raises:
-        HTTPException: 401 (with ``WWW-Authenticate``) when there is no token or it is unknown or revoked.
+        HTTPException: 401 (with ``WWW-Authenticate``) when there is no token or it is unknown or revoked; 503
+            when the token file cannot be read.
     """
     if not token:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, f"not authenticated: {HOW}", headers=CHALLENGE)
-    record: TokenRecord | None = store.verify(token)
+    try:
+        record: TokenRecord | None = store.verify(token)
+    except TokenError as exc:  # a token file that cannot be read answers 503 naming it, not 500
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), headers={"Retry-After": "5"}) from exc
     if record is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown or revoked token", headers=CHALLENGE)
     return Caller(record.name, record.role, record.agent_id, by_cookie)
@@ -115,8 +127,7 @@ def _checker(right: Right) -> Callable[..., Awaitable[Caller]]:
         if right not in GRANTS[caller.role]:
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN,
-                f"this call needs the {NEEDED[right].value} role (or admin); "
-                f"the token {caller.name} has the {caller.role.value} role",
+                f"this call needs {who_may(right)}; the token {caller.name} has the {caller.role.value} role",
             )
         return caller
 
@@ -128,6 +139,8 @@ can_read = _checker(Right.READ)
 can_operate = _checker(Right.OPERATE)
 can_approve = _checker(Right.APPROVE)
 can_agent = _checker(Right.AGENT)
+
+CHECKS = {can_read: Right.READ, can_operate: Right.OPERATE, can_approve: Right.APPROVE, can_agent: Right.AGENT}
 
 READ = Security(can_read)
 """Route dependency: viewer, operator, approver or admin."""
@@ -189,3 +202,18 @@ def login(request: Request, token: str) -> Response:
     response = RedirectResponse("./", status_code=status.HTTP_303_SEE_OTHER)
     response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=request.url.scheme == "https")
     return response
+
+
+def describe_roles(router: APIRouter) -> None:
+    """Say in the OpenAPI description of each of ``router``'s routes which role it needs (once)."""
+    for route in router.routes:
+        if not isinstance(route, APIRoute) or "role" in route.description.rpartition("\n")[2]:
+            continue
+        needs = [CHECKS[d.call] for d in _dependencies(route.dependant) if d.call in CHECKS]
+        if needs:
+            agent = ", as its own agent id" if needs[0] == Right.AGENT else ""
+            route.description = f"{route.description}\n\nNeeds {who_may(needs[0])}{agent}.".strip()
+
+
+def _dependencies(dependant: Dependant) -> list[Dependant]:
+    return [d for sub in dependant.dependencies for d in (sub, *_dependencies(sub))]

@@ -9,6 +9,10 @@ export class ApiError extends Error {
   }
 }
 
+export const SIGN_IN =
+  "not signed in: open the dashboard link that `planexe-ax up` prints (it carries a token), " +
+  "or ask for one (`planexe-ax auth token`) and open this page as /?token=<token>";
+
 /** Call the API; resolve to the JSON body, or reject with an ApiError carrying the server's `detail`. */
 export async function api(path, { method = "GET", body } = {}) {
   let response;
@@ -27,6 +31,9 @@ export async function api(path, { method = "GET", body } = {}) {
     data = text ? JSON.parse(text) : null;
   } catch {
     data = null;
+  }
+  if (response.status === 401) {
+    throw new ApiError(401, SIGN_IN);
   }
   if (!response.ok) {
     const detail = data && typeof data.detail === "string" ? data.detail : `${response.status} ${response.statusText}`;

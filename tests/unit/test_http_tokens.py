@@ -71,6 +71,10 @@ def test_auth_token_prints_the_token_alone_on_its_last_line(
     assert (record.name, record.role, record.agent_id) == ("larry", Role.AGENT, "larry-1")
     assert main(["auth", "token", "--role", "viewer", "--name", "larry"]) == 2
     assert "exists" in capsys.readouterr().err
+    assert main(["auth", "tokens"]) == 0
+    listed = capsys.readouterr().out
+    assert "larry\tagent agent=larry-1\tcreated " in listed
+    assert token not in listed
     assert main(["auth", "revoke", "larry"]) == 0
     assert main(["auth", "revoke", "larry"]) == 2
     assert "no token named larry" in capsys.readouterr().err

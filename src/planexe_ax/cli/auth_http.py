@@ -1,4 +1,4 @@
-"""``planexe-ax auth token|revoke``: API tokens of the HTTP gateway; the dashboard link of ``up`` and ``demo``.
+"""``planexe-ax auth token|revoke|tokens``: API tokens of the HTTP gateway; the dashboard link of ``up`` and ``demo``.
 
 Tokens live hashed in the token file (``PLANEXE_HTTP_TOKENS_FILE``, default ``http-tokens.json`` in the data
 folder); writing that file is the authority to give access, so these commands need no running service.
@@ -23,17 +23,19 @@ LOCAL_TOKEN_FILE = "http-admin.token"
 
 
 def add_auth_http_parsers(auth: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``auth token`` and ``auth revoke`` under the ``auth`` group."""
+    """``auth token``, ``auth revoke`` and ``auth tokens`` under the ``auth`` group."""
     token = auth.add_parser("token", help="create an API token and print it (alone, on the last line)")
     token.add_argument("--role", required=True, choices=[role.value for role in Role],
                        help="viewer: read; operator: start, control, plans; approver: answer the inbox; "
                        "agent: the HTTP agent protocol as --agent-id; admin: everything")  # fmt: skip
     token.add_argument("--name", required=True, help="who the token is: recorded as who did what")
     token.add_argument("--agent-id", default=None, help="agent tokens: the one agent id it may act as")
-    token.set_defaults(handler=issue_token)
+    token.set_defaults(auth_handler=issue_token)
     revoke = auth.add_parser("revoke", help="revoke the API token called NAME (effective at the next request)")
     revoke.add_argument("name")
-    revoke.set_defaults(handler=revoke_token)
+    revoke.set_defaults(auth_handler=revoke_token)
+    listing = auth.add_parser("tokens", help="list the API tokens: name, role, agent id, created (never the secret)")
+    listing.set_defaults(auth_handler=list_tokens)
 
 
 async def issue_token(settings: Settings, args: argparse.Namespace) -> int:
@@ -63,6 +65,22 @@ async def revoke_token(settings: Settings, args: argparse.Namespace) -> int:
         sys.stderr.write(f"planexe-ax: no token named {args.name} in {store.path}\n")
         return EXIT_USAGE
     sys.stdout.write(f"revoked {args.name}\n")
+    return EXIT_OK
+
+
+async def list_tokens(settings: Settings, args: argparse.Namespace) -> int:
+    """One line per token, oldest first."""
+    store = token_store(settings)
+    try:
+        records = store.records()
+    except TokenError as exc:
+        sys.stderr.write(f"planexe-ax: {exc}\n")
+        return EXIT_USAGE
+    if not records:
+        sys.stdout.write(f"no API tokens in {store.path}\n")
+    for record in records:
+        bound = f" agent={record.agent_id}" if record.agent_id else ""
+        sys.stdout.write(f"{record.name}\t{record.role.value}{bound}\tcreated {record.created_at[:19]}\n")
     return EXIT_OK
 
 

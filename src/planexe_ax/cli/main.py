@@ -148,8 +148,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "plan":
         return await run_plan_command(args, settings)
     if args.command == "auth":
-        code: int = await args.handler(settings, args)
-        return code
+        return int(await args.auth_handler(settings, args))
     if args.command == "run":
         from planexe_ax.cli.schemas import builtin_schemas
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 import pytest
 from websockets.asyncio.client import connect
@@ -40,6 +41,21 @@ async def test_anonymous_calls_get_401_except_health_and_the_page(stack: Stack) 
         "scheme": "bearer",
         "description": schemes["HTTPBearer"]["description"],
     }
+
+
+async def test_every_route_but_health_refuses_anonymous_calls(stack: Stack) -> None:
+    """Guards routes added later: each one in the OpenAPI description needs a token."""
+    public = {"/healthz", "/readyz"}
+    paths = (await stack.client.get("/openapi.json")).json()["paths"]
+    assert len(paths) > 15
+    async with stack.client_as(None) as anonymous:
+        for path, operations in paths.items():
+            for method, operation in operations.items():
+                url = re.sub(r"\{[^}]+\}", "x1", path)
+                response = await anonymous.request(method.upper(), url)
+                expected = 200 if path in public else 401
+                assert response.status_code == expected, (method, path, response.text)
+                assert (path in public) == ("security" not in operation), (method, path)
 
 
 async def test_each_role_gets_its_rights_and_403_names_the_role_needed(stack: Stack) -> None:

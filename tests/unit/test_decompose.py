@@ -59,7 +59,7 @@ def test_below_threshold_goes_to_people() -> None:
 
 
 def test_hands_on_work_gets_a_human_step_after_the_agent_steps() -> None:
-    t = task("t4", "Research and purchase the used wire bending machine from suppliers")
+    t = task("t4", "Find and purchase a used wire bending machine from local suppliers")
     subs = RuleBasedDecomposer().decompose_task(t, plan_of(t))
     assert subs[-1].action == HUMAN_ACTION
     assert any(s.action != HUMAN_ACTION for s in subs)

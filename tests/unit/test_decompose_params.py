@@ -50,7 +50,7 @@ def test_every_agent_step_of_a_run_validates_against_its_params_model(run: Path)
                 continue
             models[sub.action].model_validate(sub.params)
             checked += 1
-    assert checked > (10 if run == FIXTURE else 50)
+    assert checked > (5 if run == FIXTURE else 25)  # agent steps only where the title names that kind of work
 
 
 def test_every_built_in_action_has_params_that_validate() -> None:
@@ -108,10 +108,13 @@ def test_capabilities_from_cards_limit_the_decomposer() -> None:
     assert capabilities_from_cards([]) == set()
 
 
-def test_a_role_alone_can_suggest_an_action() -> None:
-    task = Task(task_id="t", title="Stage two", resources_needed=["Technical Writer"])
-    subs = RuleBasedDecomposer().decompose_task(task, plan_of(task))
-    assert subs[0].action == "draft_document"
-    assert "role fits ('Writer')" in subs[0].decomposition_reason
-    nobody = Task(task_id="n", title="Stage two")
-    assert RuleBasedDecomposer().decompose_task(nobody, plan_of(nobody))[0].action == HUMAN_ACTION
+def test_a_role_adjusts_the_confidence_of_what_the_title_names_but_proposes_nothing_alone() -> None:
+    writer = Task(task_id="t", title="Stage two", resources_needed=["Technical Writer"])
+    assert RuleBasedDecomposer().decompose_task(writer, plan_of(writer))[0].action == HUMAN_ACTION
+    titled = Task(task_id="d", title="Draft the stage two notes", resources_needed=["Technical Writer"])
+    plain = Task(task_id="p", title="Draft the stage two notes")
+    (with_role,) = RuleBasedDecomposer().decompose_task(titled, plan_of(titled))
+    (without,) = RuleBasedDecomposer().decompose_task(plain, plan_of(plain))
+    assert with_role.action == without.action == "draft_document"
+    assert "role fits ('Writer')" in with_role.decomposition_reason
+    assert (with_role.decomposition_confidence or 0) > (without.decomposition_confidence or 0)

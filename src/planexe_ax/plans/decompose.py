@@ -1,12 +1,12 @@
 """Decompose executable tasks into subtasks that agents (or people) can do.
 
-The rule-based decomposer is deterministic: templates keyed on the task's wording (title first, then
-description), its roles (``resources_needed``, ``assignee_role``) and its kind (desk work or hands-on
-work). Each template proposes steps with an ``action`` from the capability registry, params, a
-``decomposition_confidence`` (0..1) and the reason. What matches no capability, or only below the
-threshold, becomes human work: one subtask with ``action="human_task"`` and ``human_required=True``.
-Hands-on work (install, purchase, hire, inspect, ...) gets a human step after the agent steps that
-prepare it.
+The rule-based decomposer is deterministic: templates keyed on the kind of work the task's title
+names (its leading verb and object), adjusted by its roles (``resources_needed``, ``assignee_role``) and
+its kind (desk work or hands-on work). Each template proposes steps with an ``action`` from the
+capability registry, params, a ``decomposition_confidence`` (0..1) and the reason. What matches no
+capability, or only below the threshold, becomes human work: one subtask with
+``action="human_task"`` and ``human_required=True``. Hands-on work (install, purchase, hire, inspect,
+...) gets a human step after the agent steps that prepare it.
 
 An LLM decomposer plugs in through :class:`AsyncTaskDecomposer`; whatever it proposes goes through
 :func:`apply_threshold`, so an unknown action or a low confidence still becomes human work.
@@ -36,10 +36,10 @@ from planexe_ax.plans.decompose_rules import (
     HUMAN_ACTION,
     MAX_AGENT_STEPS,
     ROLE_BONUS,
-    ROLE_ONLY_PENALTY,
     TEMPLATES,
     TITLE_BONUS,
     Template,
+    leading_verbs,
 )
 
 __all__ = [
@@ -93,10 +93,10 @@ def _clamp(value: float) -> float:
 
 
 def score_templates(task: Task, capabilities: Collection[str]) -> list[_Match]:
-    """Score every template (offered by ``capabilities``) that the task's wording or roles match, best first.
+    """Score every template (offered by ``capabilities``) whose kind of work the task's title names, best first.
 
-    Wording in the title counts more than in the description; a role that fits the action adds a
-    little; a role alone (no wording) proposes the action at a lower confidence.
+    The title decides (its leading verb and its object); roles that fit the action add a little, hands-on
+    roles and wording take some away.
 
     Args:
         task: The task.
@@ -106,23 +106,35 @@ def score_templates(task: Task, capabilities: Collection[str]) -> list[_Match]:
         One match per template, with the score and the reason for it.
     """
     roles = " ".join([*task.resources_needed, task.assignee_role or ""])
-    matches = [m for tpl in TEMPLATES if tpl.action in capabilities and (m := _score(tpl, task, roles)) is not None]
+    verbs = leading_verbs(task.title)
+    matches = [
+        m for tpl in TEMPLATES if tpl.action in capabilities and (m := _score(tpl, task, verbs, roles)) is not None
+    ]
     bonus = min(EXTRA_MATCH_BONUS * (len(matches) - 1), 2 * EXTRA_MATCH_BONUS) if matches else 0.0
     ranked = [_Match(m.template, _clamp(m.score + bonus), m.reason) for m in matches]
     return sorted(ranked, key=lambda m: (-m.score, TEMPLATES.index(m.template)))
 
 
-def _score(tpl: Template, task: Task, roles: str) -> _Match | None:
-    in_title = tpl.pattern.search(task.title)
-    hit = in_title or tpl.pattern.search(task.description)
-    role = tpl.roles.search(roles) if tpl.roles and roles.strip() else None
-    if hit is None and role is None:
+def _title_names(tpl: Template, title: str, verbs: list[str]) -> str | None:
+    """What in ``title`` names ``tpl``'s work, or None."""
+    if tpl.any_object is not None:
+        verb = next((v for v in verbs if tpl.any_object.fullmatch(v)), None)
+        if verb is not None:
+            return f"'{verb}' leads the title"
+    if tpl.verbs is not None and not any(tpl.verbs.fullmatch(v) for v in verbs):
         return None
-    if hit is not None:
-        score = tpl.confidence + (TITLE_BONUS if in_title else 0.0)
-        why = [f"'{hit.group(0)}' in the {'title' if in_title else 'description'}"]
-    else:
-        score, why = tpl.confidence - ROLE_ONLY_PENALTY, []
+    hit = tpl.pattern.search(title)
+    if hit is None:
+        return None
+    return f"'{verbs[0]} … {hit.group(0)}' in the title" if tpl.verbs is not None else f"'{hit.group(0)}' in the title"
+
+
+def _score(tpl: Template, task: Task, verbs: list[str], roles: str) -> _Match | None:
+    named = _title_names(tpl, task.title, verbs)
+    if named is None:
+        return None
+    score, why = tpl.confidence + TITLE_BONUS, [named]
+    role = tpl.roles.search(roles) if tpl.roles and roles.strip() else None
     if role is not None:
         score += ROLE_BONUS
         why.append(f"role fits ('{role.group(0)}')")
@@ -132,8 +144,8 @@ def _score(tpl: Template, task: Task, roles: str) -> _Match | None:
     if HANDS_ON_ROLES.search(roles):
         score -= HANDS_ON_ROLE_PENALTY
         why.append("hands-on role")
-    if HANDS_ON.search(task.title):
-        score -= HANDS_ON_PENALTY
+    if tpl.verbs is None and HANDS_ON.search(task.title):
+        score -= HANDS_ON_PENALTY  # a verb gate already said what kind of work it is
         why.append("hands-on work")
     return _Match(tpl, score, ", ".join(why))
 

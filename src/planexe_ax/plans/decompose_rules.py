@@ -1,7 +1,11 @@
-"""The rules of the rule-based decomposer: wording and role templates per action, and their weights.
+"""The rules of the rule-based decomposer: what kind of work a task's title names, per action, and weights.
 
-Each :class:`Template` says which wording (and which roles) suggest an action and how sure that
-guess is; ``HANDS_ON`` wording and roles lower the confidence, desk roles raise it a little.
+A title names its kind of work with a leading verb and an object: "Draft the lease", "Schedule the
+review meeting", "Find a venue". Each :class:`Template` says which leading verbs make a title that
+action's work whatever follows (``any_object``), which make it that work when the object fits
+(``verbs`` and ``pattern``), and how sure that guess is. Only the title decides: a description names
+everything around the work (suppliers, meetings, data), not the work itself, and roles say who does it,
+not what. ``HANDS_ON`` wording and roles lower the confidence, desk roles raise it a little.
 """
 
 from __future__ import annotations
@@ -29,96 +33,127 @@ DEFAULT_CAPABILITIES: frozenset[str] = frozenset(
 
 @dataclass(frozen=True)
 class Template:
-    """Wording (and roles) that suggest an action, with the base confidence of that guess."""
+    """The titles that name an action's work, with the base confidence of that guess.
+
+    Attributes:
+        action: The capability.
+        pattern: The object of the work, searched in the title.
+        confidence: The base confidence of a match.
+        step: How the agent step is described.
+        roles: Roles that fit the action (they adjust the confidence; alone they propose nothing).
+        verbs: Leading verbs under which ``pattern`` counts; None: any title.
+        any_object: Leading verbs that make the title this action's work whatever follows.
+    """
 
     action: str
     pattern: re.Pattern[str]
     confidence: float
     step: str
     roles: re.Pattern[str] | None = None
+    verbs: re.Pattern[str] | None = None
+    any_object: re.Pattern[str] | None = None
 
 
 def _rx(words: str) -> re.Pattern[str]:
     return re.compile(rf"\b(?:{words})\b", re.IGNORECASE)
 
 
+def _verbs(words: str) -> re.Pattern[str]:
+    return re.compile(rf"(?:{words})", re.IGNORECASE)
+
+
+WRITING = (
+    r"develop|create|draft|write|prepare|produce|finali[sz]e|establish|formulate|compile|revise|edit|update|publish"
+)
+DOCUMENTS = (
+    r"plans?|polic(?:y|ies)|protocols?|procedures?|process(?:es)?|reports?|proposals?|frameworks?|charter|"
+    r"specifications?|requirements|criteria|manuals?|guidelines?|strateg(?:y|ies)|agreements?|contracts?|"
+    r"applications?|briefs?|checklists?|materials|curricul(?:um|a)|documentation|documents?|manuscripts?|drafts?|"
+    r"architecture|scenarios|options|workflows?|responsibilities|sops?|templates?|terms of reference|glossary"
+)
+
 TEMPLATES: tuple[Template, ...] = (
     Template(
         "create_wireframes",
-        _rx(r"wireframes?|mock-?ups?|ui|ux|user interface|dashboards?|mobile app|web design|screens?"),
+        _rx(
+            r"wireframes?|mock-?ups?|ui|ux|user interfaces?|dashboards?|screens?|mobile apps?|apps?|websites?|"
+            r"web pages?|portals?|digital|visuali[sz]ations?"
+        ),
         0.65,
         "Sketch the screens",
         _rx(r"designers?|ux|ui|software architects?|front-?end developers?"),
+        verbs=_verbs(r"design|develop|create|sketch|prototype|mock"),
     ),
     Template(
         "analyze_website",
-        _rx(r"websites?|online presence|seo|social media|landing page|e-?commerce|online"),
+        _rx(r"websites?|online presence|seo|landing pages?|web shops?"),
         0.6,
         "Review the relevant websites",
         _rx(r"web developers?|seo|digital marketing\w*"),
+        verbs=_verbs(r"analy[sz]e|review|assess|audit|evaluate|check|score"),
     ),
     Template(
         "search_google_maps",
         _rx(
-            r"local|nearby|venues?|sites?|locations?|premises|suppliers?|vendors?|"
-            r"contractors?|facilit(?:y|ies)|space|landlords?|partners?"
+            r"local|nearby|venues?|office space|space|premises|locations?|suppliers?|vendors?|contractors?|"
+            r"partners?|partnerships?|stores?|shops?|facilit(?:y|ies)"
         ),
         0.55,
         "Find candidates on the map",
         _rx(r"logistics|supply chain|procurement|real estate|sourcing"),
+        verbs=_verbs(r"find|locate|source|secure|engage|identify|select|shortlist|scout|search|research|map"),
     ),
     Template(
         "web_scrape",
-        _rx(
-            r"research\w*|identify\w*|investigat\w*|survey\w*|benchmark\w*|markets?|literature|"
-            r"evaluat\w*|assess\w*|analy[sz]\w*|stud(?:y|ies)|explor\w*|options|compar\w*|"
-            r"regulations?|requirements?|best practices?"
-        ),
+        _rx(r"research\w*|literature|markets?|benchmarks?|regulations?|best practices?|documentation|options"),
         0.6,
         "Collect the facts from the web",
         _rx(r"researchers?|analysts?|economists?|scientists?|investigators?"),
+        verbs=_verbs(r"research|study|review|survey|collect|gather|compare|investigate|benchmark|scan"),
+        any_object=_verbs(r"research|survey|benchmark"),
     ),
     Template(
         "build_quote",
         _rx(
-            r"quotes?|quotations?|budget\w*|costs?|pricing|prices?|financ\w*|funding|bids?|"
-            r"tenders?|invoices?|fees?"
+            r"budgets?(?! approval)|quotes?|quotations?|pricing|price lists?|cost estimates?|costings?|"
+            r"funding proposals?|grant proposals?|fee schedules?"
         ),
         0.55,
         "Price it",
         _rx(r"financial|finance|accountants?|procurement|cost estimators?|budget"),
+        verbs=_verbs(rf"{WRITING}|estimate|price|cost"),
     ),
     Template(
         "manage_csv",
         _rx(
-            r"lists?|database|inventory|spreadsheets?|csv|registers?|tracking|track|datasets?|"
-            r"data|logs?|catalog\w*|records?|schedules?|metrics|kpis?"
+            r"lists?|registers?|rosters?|spreadsheets?|csv|tables?|trackers?|tracking (?:sheets?|systems?|logs?)|"
+            r"inventor(?:y|ies)|databases?|logs?"
         ),
         0.5,
         "Keep the data in a table",
         _rx(r"data|m&e|statistic\w*|database|records"),
+        verbs=_verbs(r"create|compile|build|establish|set|develop|keep|maintain|update|prepare|list"),
     ),
     Template(
         "draft_document",
-        _rx(
-            r"documents?|documentation|draft\w*|write|writing|reports?|plans?|polic(?:y|ies)|"
-            r"proposals?|charter|specifications?|procedures?|manuals?|guidelines?|strateg\w*|"
-            r"protocols?|framework|criteria|agreements?|contracts?|applications?|briefs?|"
-            r"define|defin\w*|outline|checklists?|materials?|curriculum|content|sops?"
-        ),
+        _rx(DOCUMENTS),
         0.6,
         "Draft the document",
         _rx(r"writers?|legal|lawyers?|counsel|policy|communications?|editors?|compliance"),
+        verbs=_verbs(WRITING),
+        any_object=_verbs(r"draft|write|document|outline|define|design|revise|edit|co-\w+"),
     ),
     Template(
         "schedule_calendar_event",
         _rx(
-            r"meetings?|workshops?|kick-?off|sessions?|appointments?|events?|"
-            r"webinars?|interviews?|consultations?|hearings?"
+            r"meetings?|workshops?|kick-?offs?|sessions?|appointments?|events?|webinars?|interviews?|"
+            r"consultations?|hearings?|visits?"
         ),
         0.55,
         "Put the meeting in the calendar",
         _rx(r"coordinators?|facilitators?|liaison|secretar\w*|assistants?"),
+        verbs=_verbs(r"organi[sz]e|hold|host|conduct|plan|arrange|set|book|run|convene|attend"),
+        any_object=_verbs(r"schedule|facilitate|consult|co-\w+"),
     ),
     Template(
         "send_email",
@@ -138,6 +173,18 @@ TEMPLATES: tuple[Template, ...] = (
         _rx(r"call cent\w*|sales\w*|telemarket\w*"),
     ),
 )
+
+
+def leading_verbs(title: str) -> list[str]:
+    """The verbs a title leads with.
+
+    Its first word, the word after ``and`` ("Review and revise ..."), and each without a ``co-`` prefix
+    ("Co-Develop" gives "co-develop" and "develop").
+    """
+    words = re.findall(r"[a-z][a-z'-]*", title.lower())
+    verbs = words[:1] + (words[2:3] if len(words) > 2 and words[1] == "and" else [])
+    return verbs + [v[3:] for v in verbs if v.startswith("co-")]
+
 
 HANDS_ON = _rx(
     r"install\w*|construct\w*|renovat\w*|refurbish\w*|build(?:ing)? out|assembl\w*|hire|hiring|recruit\w*|"
@@ -163,5 +210,4 @@ DESK_ROLE_BONUS = 0.05
 HANDS_ON_PENALTY = 0.2
 HANDS_ON_ROLE_PENALTY = 0.1
 ROLE_BONUS = 0.05
-ROLE_ONLY_PENALTY = 0.15
 MAX_AGENT_STEPS = 2

@@ -8,8 +8,8 @@ import json
 import re
 
 import pytest
-from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from planexe_ax.ws_gateway.security import COOKIE, token_store
 from planexe_ax.ws_gateway.tokens import Role
@@ -149,6 +149,25 @@ async def test_the_stream_needs_a_token_and_a_known_origin(stack: Stack) -> None
     async with connect(url, additional_headers={"Authorization": f"Bearer {stack.token}"}, origin=own_origin) as ws:  # type: ignore[arg-type]
         frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
     assert (frame["kind"], frame["status"]) == ("error", 404), "admitted, then told the execution is unknown"
+
+
+async def drain(ws: ClientConnection) -> None:
+    """Read frames until the connection closes."""
+    while True:
+        await ws.recv()
+
+
+async def test_a_websocket_message_over_64_kib_closes_the_socket(stack: Stack) -> None:
+    assert (await stack.client.post("/api/plans", json=example_document())).status_code in (200, 201)
+    started = await stack.client.post("/api/executions", json={"plan_id": example_document()["plan_id"]})
+    url = f"{stack.ws_url}/api/executions/{started.json()['execution_id']}/stream?token={stack.token}"
+    async with connect(url) as ws:
+        assert json.loads(await asyncio.wait_for(ws.recv(), 10))["kind"] == "snapshot"
+        await ws.send("x" * (64 * 1024 + 1))
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(drain(ws), 10)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1009
 
 
 async def test_a_50_mib_body_is_answered_413_before_it_is_sent(stack: Stack) -> None:

@@ -115,6 +115,7 @@ async def test_the_dashboard_link_logs_a_browser_in_with_a_strict_cookie(stack: 
     async with stack.client_as(None) as browser:
         landed = await browser.get("/", params={"token": stack.token})
         assert (landed.status_code, landed.headers["location"]) == (303, "./")
+        assert landed.headers["cache-control"] == "no-store"
         cookie = landed.headers["set-cookie"]
         assert cookie.startswith(f"{COOKIE}={stack.token};")
         assert "HttpOnly" in cookie

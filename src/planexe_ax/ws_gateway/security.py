@@ -199,7 +199,7 @@ def login(request: Request, token: str) -> Response:
             status_code=status.HTTP_401_UNAUTHORIZED,
             headers=CHALLENGE,
         )
-    response = RedirectResponse("./", status_code=status.HTTP_303_SEE_OTHER)
+    response = RedirectResponse("./", status_code=status.HTTP_303_SEE_OTHER, headers={"Cache-Control": "no-store"})
     response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=request.url.scheme == "https")
     return response
 

@@ -11,9 +11,10 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from planexe_ax.config import Settings
 from planexe_ax.ws_gateway.security import COOKIE, token_store
 from planexe_ax.ws_gateway.tokens import Role
-from tests.helpers.gateway import Stack, example_document
+from tests.helpers.gateway import Stack, example_document, running_stack
 
 pytestmark = [pytest.mark.nats, pytest.mark.postgres]
 
@@ -220,3 +221,29 @@ async def test_answers_carry_security_headers(stack: Stack) -> None:
     page = (await stack.client.get("/")).text
     for inline in ("<script>", " style=", " onclick="):
         assert inline not in page, "no inline script or style"
+
+
+async def test_listed_origins_may_call_the_api_and_open_the_stream(
+    settings: Settings, nats_url: str, postgres_url: str
+) -> None:
+    ops = "https://ops.example"
+    listed = settings.model_copy(update={"http_cors_origins": [ops]})
+    async with running_stack(listed, nats_url, postgres_url) as stack:
+        preflight = await stack.client.options(
+            "/api/plans",
+            headers={
+                "Origin": ops,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization,content-type",
+            },
+        )
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == ops
+        answered = await stack.client.get("/api/plans", headers={"Origin": ops})
+        assert answered.headers["access-control-allow-origin"] == ops
+        other = await stack.client.get("/api/plans", headers={"Origin": "http://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
+        url = f"{stack.ws_url}/api/executions/none/stream?token={stack.token}"
+        async with connect(url, origin=ops) as ws:  # type: ignore[arg-type]
+            frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert frame["status"] == 404, "admitted"

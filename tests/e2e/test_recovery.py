@@ -125,7 +125,7 @@ async def test_coordinator_restarted_mid_run_rebuilds_and_completes_once(
     await projector.run_until_idle()
     report = await execution_report(projector.sessions, execution_id)
     assert report is not None
-    assert_completed(report)
+    assert_completed(report.model_dump())
     await projector.close()
 
 

@@ -64,15 +64,24 @@ REVIEW_OPEN = {
 }
 
 
+async def item_json(sessions: Sessions, item_id: str) -> dict[str, Any] | None:
+    item = await inbox_item(sessions, item_id)
+    return None if item is None else item.model_dump()
+
+
+async def items_json(sessions: Sessions, **where: Any) -> list[dict[str, Any]]:
+    return [item.model_dump() for item in await inbox_items(sessions, **where)]
+
+
 async def test_inbox_items_open_and_close(sessions: Sessions) -> None:
     events = people_scenario()
     feed = Feed(sessions)
     cut = position(events, "inbox_closed", "e1-s1-5")
     assert all(await feed(*events[:cut]))
-    assert await inbox_item(sessions, "e1-s1-5") == REVIEW_OPEN
+    assert await item_json(sessions, "e1-s1-5") == REVIEW_OPEN
 
     assert all(await feed(*events[cut:]))
-    assert await inbox_item(sessions, "e1-s1-5") == {
+    assert await item_json(sessions, "e1-s1-5") == {
         **REVIEW_OPEN,
         "status": "closed",
         "resolution": "edited",
@@ -81,7 +90,7 @@ async def test_inbox_items_open_and_close(sessions: Sessions) -> None:
         "resolution_output": {"n": 4},
         "closed_at": "2025-03-01T09:00:12Z",
     }
-    approval = await inbox_item(sessions, "e1-t1-1")
+    approval = await item_json(sessions, "e1-t1-1")
     assert approval is not None
     assert {k: approval[k] for k in ("kind", "task_id", "subtask_id", "attempt", "action", "params", "output")} == {
         "kind": "approval", "task_id": "t1", "subtask_id": None, "attempt": None, "action": "", "params": {},
@@ -94,7 +103,7 @@ async def test_inbox_items_open_and_close(sessions: Sessions) -> None:
         "go",
     )
     assert (approval["opened_at"], approval["closed_at"]) == ("2025-03-01T09:00:02Z", "2025-03-01T09:00:03Z")
-    assert await inbox_item(sessions, "nope") is None
+    assert await item_json(sessions, "nope") is None
 
 
 async def test_waiting_states_of_subtasks_and_tasks(sessions: Sessions) -> None:
@@ -184,8 +193,8 @@ async def test_inbox_queries_filter_and_sort(sessions: Sessions) -> None:
     def ids(items: list[dict[str, Any]]) -> list[str]:
         return [item["item_id"] for item in items]
 
-    assert ids(await inbox_items(sessions)) == ["e2-early", "e1-s2-4"]
-    assert ids(await inbox_items(sessions, include_closed=True)) == [
+    assert ids(await items_json(sessions)) == ["e2-early", "e1-s2-4"]
+    assert ids(await items_json(sessions, include_closed=True)) == [
         "e1-t1-1",
         "e2-early",
         "e1-s1-5",
@@ -193,15 +202,15 @@ async def test_inbox_queries_filter_and_sort(sessions: Sessions) -> None:
         "e1-s2-4",
         "e2-late",
     ]
-    assert ids(await inbox_items(sessions, execution_id="e1")) == ["e1-s2-4"]
-    assert ids(await inbox_items(sessions, execution_id="e2", include_closed=True)) == ["e2-early", "e2-late"]
-    assert await inbox_items(sessions, execution_id="nope", include_closed=True) == []
+    assert ids(await items_json(sessions, execution_id="e1")) == ["e1-s2-4"]
+    assert ids(await items_json(sessions, execution_id="e2", include_closed=True)) == ["e2-early", "e2-late"]
+    assert await items_json(sessions, execution_id="nope", include_closed=True) == []
 
-    everything = await inbox_items(sessions, include_closed=True)
+    everything = await items_json(sessions, include_closed=True)
     assert json.loads(json.dumps(everything)) == everything  # JSON-ready as it is
     assert all(set(item) == set(REVIEW_OPEN) for item in everything)
-    assert [await inbox_item(sessions, item_id) for item_id in ids(everything)] == everything
-    late = await inbox_item(sessions, "e2-late")
+    assert [await item_json(sessions, item_id) for item_id in ids(everything)] == everything
+    late = await item_json(sessions, "e2-late")
     assert late is not None
     assert (late["resolution"], late["resolved_by"], late["resolution_output"]) == ("cancelled", "", None)
 

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy.dialects import postgresql, sqlite
 
 from planexe_ax.readmodel.models import UTCDateTime
-from planexe_ax.readmodel.queries import iso
+from planexe_ax.readmodel.schemas import iso
 
 PARIS = timezone(timedelta(hours=1))
 

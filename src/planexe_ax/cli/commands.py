@@ -7,12 +7,10 @@ import asyncio
 import contextlib
 import json
 import sys
-from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy.exc import SQLAlchemyError
 
 from planexe_ax.bus import Bus, Event, ExecutionStatus, Plan, SubtaskState, TaskState, TaskStatus, connect
 from planexe_ax.bus.client import control, control_task, execution_known, follow, start_execution
@@ -22,7 +20,8 @@ from planexe_ax.cli.services import BACKGROUND, SERVICES, nats_server, start_ser
 from planexe_ax.config import Settings
 from planexe_ax.errors import ConfigError
 from planexe_ax.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
-from planexe_ax.readmodel import execution_report, make_engine, make_session_factory
+from planexe_ax.readmodel import ReadModelError, execution_report, make_engine, make_session_factory
+from planexe_ax.readmodel.schemas import ExecutionReport
 
 
 class LiveProgress:
@@ -128,9 +127,9 @@ async def run_plan(
     return EXIT_OK if outcome.status == ExecutionStatus.COMPLETED else EXIT_FAILED
 
 
-def _print_report(report: dict[str, Any], settings: Settings, as_json: bool) -> None:
+def _print_report(report: ExecutionReport, settings: Settings, as_json: bool) -> None:
     if as_json:
-        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        sys.stdout.write(json.dumps(report.model_dump(mode="json"), indent=2) + "\n")
     else:
         print_summary(report, settings)
 
@@ -172,7 +171,7 @@ def _print_links(settings: Settings, web: str, login: bool) -> None:
     sys.stdout.flush()
 
 
-async def read_report(settings: Settings, execution_id: str) -> dict[str, Any] | None:
+async def read_report(settings: Settings, execution_id: str) -> ExecutionReport | None:
     """The execution as the read model has it (the JSON of ``run --json``)."""
     engine = make_engine(settings.effective_database_url)
     try:
@@ -212,29 +211,29 @@ async def _wait_read_model(settings: Settings, execution_id: str, status: Execut
     for _ in range(100):
         try:
             report = await read_report(settings, execution_id)
-        except (SQLAlchemyError, OSError):  # no read model to wait for (no projector runs against it)
+        except (ReadModelError, OSError):  # no read model to wait for (no projector runs against it)
             return
-        if report and report["status"] == status.value:
+        if report and report.status == status.value:
             return
         await asyncio.sleep(0.1)
 
 
-def print_summary(report: dict[str, Any], settings: Settings | None = None) -> None:
+def print_summary(report: ExecutionReport, settings: Settings | None = None) -> None:
     """A table of tasks with status, attempts, agents and times."""
     console = Console()
-    table = Table(title=f"execution {report['execution_id']} — {report['status']}")
+    table = Table(title=f"execution {report.execution_id} — {report.status}")
     for column in ("task", "status", "attempts", "agents", "started", "finished"):
         table.add_column(column)
-    for task in report["tasks"]:
-        agents = sorted({s["agent_id"] for s in task["subtasks"] if s["agent_id"]})
+    for task in report.tasks:
+        agents = sorted({s.agent_id for s in task.subtasks if s.agent_id})
         table.add_row(
-            task["task_id"],
-            task["status"],
-            str(task["attempts"]),
+            task.task_id,
+            task.status,
+            str(task.attempts),
             ", ".join(agents),
-            (task["started_at"] or "")[11:19],
-            (task["finished_at"] or "")[11:19],
+            f"{task.started_at:%H:%M:%S}" if task.started_at else "",
+            f"{task.finished_at:%H:%M:%S}" if task.finished_at else "",
         )
     console.print(table)
     if settings is not None:
-        console.print(f"outputs: {settings.outputs_dir / report['execution_id']}")
+        console.print(f"outputs: {settings.outputs_dir / report.execution_id}")

@@ -22,30 +22,35 @@ from planexe_ax.errors import PlanExeAXError
 from planexe_ax.exit_codes import EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
 from planexe_ax.plans.params import check_subtask_params
 from planexe_ax.readmodel import inbox_item, inbox_items, make_engine, make_session_factory
+from planexe_ax.readmodel.schemas import InboxEntry
 
 
 class InboxError(PlanExeAXError):
     """An inbox command that cannot be carried out (exit 2)."""
 
 
-async def _read(settings: Settings, item_id: str | None, execution_id: str | None, everything: bool) -> Any:
+async def _read_items(settings: Settings, execution_id: str | None, everything: bool) -> list[InboxEntry]:
     engine = make_engine(settings.effective_database_url)
     try:
-        sessions = make_session_factory(engine)
-        if item_id is not None:
-            return await inbox_item(sessions, item_id)
-        return await inbox_items(sessions, execution_id=execution_id, include_closed=everything)
+        return await inbox_items(make_session_factory(engine), execution_id=execution_id, include_closed=everything)
     finally:
         await engine.dispose()
 
 
-def _print_items(items: list[dict[str, Any]]) -> None:
+async def _read_item(settings: Settings, item_id: str) -> InboxEntry | None:
+    engine = make_engine(settings.effective_database_url)
+    try:
+        return await inbox_item(make_session_factory(engine), item_id)
+    finally:
+        await engine.dispose()
+
+
+def _print_items(items: list[InboxEntry]) -> None:
     table = Table(title=f"inbox: {len(items)} item(s)")
     for column in ("item", "kind", "status", "title", "reason", "answers"):
         table.add_column(column, overflow="fold")
     for item in items:
-        answers = ", ".join(item.get("actions") or [])
-        table.add_row(item["item_id"], item["kind"], item["status"], item["title"] or "", item["reason"] or "", answers)
+        table.add_row(item.item_id, item.kind, item.status, item.title, item.reason, ", ".join(item.actions))
     Console().print(table)
 
 
@@ -61,35 +66,35 @@ def _json_object(raw: str | None, flag: str) -> dict[str, Any] | None:
     return value
 
 
-async def _params_problems(bus: Bus, item: dict[str, Any], params: dict[str, Any] | None) -> str | None:
+async def _params_problems(bus: Bus, item: InboxEntry, params: dict[str, Any] | None) -> str | None:
     """A retry's new params checked against the action's schema: the problems, one per line, or None."""
-    if params is None or not item["subtask_id"]:
+    if params is None or not item.subtask_id:
         return None
-    problems = check_subtask_params(item["subtask_id"], item["action"], params, await bus_schemas(bus))
+    problems = check_subtask_params(item.subtask_id, item.action, params, await bus_schemas(bus))
     return "\n".join(f"params do not fit: {p.line()}" for p in problems) or None
 
 
 async def run_inbox_command(settings: Settings, args: argparse.Namespace) -> int:
     """List the inbox, or answer one item and report the coordinator's verdict."""
     if args.inbox_command == "list":
-        items = await _read(settings, None, args.execution, args.all)
+        items = await _read_items(settings, args.execution, args.all)
         if args.json:
-            sys.stdout.write(json.dumps(items, indent=2) + "\n")
+            sys.stdout.write(json.dumps([item.model_dump(mode="json") for item in items], indent=2) + "\n")
         else:
             _print_items(items)
         return EXIT_OK
     try:
         output = _json_object(getattr(args, "output", None), "--output")
         params = _json_object(getattr(args, "params", None), "--params")
-        item = await _read(settings, args.item_id, None, True)
+        item = await _read_item(settings, args.item_id)
         if item is None:
             raise InboxError(f"no inbox item {args.item_id} in the read model")
-        if item["status"] != "open":
-            raise InboxError(f"inbox item {args.item_id} is already closed ({item['resolution']})")
+        if item.status != "open":
+            raise InboxError(f"inbox item {args.item_id} is already closed ({item.resolution})")
     except InboxError as exc:
         sys.stderr.write(f"planexe-ax: {exc}\n")
         return EXIT_USAGE
-    command = ResolveInbox(execution_id=item["execution_id"], item_id=args.item_id, action=args.inbox_command,
+    command = ResolveInbox(execution_id=item.execution_id, item_id=args.item_id, action=args.inbox_command,
                            output=output, params=params, comment=args.comment,
                            issued_by=args.by or current_user())  # fmt: skip
     bus = await connect(settings, resolve_nats_url(settings), "planexe-ax-inbox", provision=False)

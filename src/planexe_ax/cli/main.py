@@ -187,7 +187,7 @@ async def _exec(args: argparse.Namespace, settings: Settings) -> int:
         if report is None:
             sys.stderr.write(f"planexe-ax: no execution {args.execution_id} in the read model\n")
             return EXIT_USAGE
-        _out(report) if args.json else commands.print_summary(report)
+        _out(report.model_dump(mode="json")) if args.json else commands.print_summary(report)
         return EXIT_OK
     bus = await connect(settings, resolve_nats_url(settings), "planexe-ax-cli")
     try:

@@ -6,9 +6,15 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+Sessions = async_sessionmaker[AsyncSession]
+"""A session factory of the read model, as :func:`make_session_factory` makes it."""
+ReadModelError = SQLAlchemyError
+"""The base of every error a read of the read model raises (the database away, a failed query)."""
 
 
 def make_engine(url: str) -> AsyncEngine:
@@ -51,7 +57,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+def make_session_factory(engine: AsyncEngine) -> Sessions:
     """A session factory whose objects stay usable after commit.
 
     Args:

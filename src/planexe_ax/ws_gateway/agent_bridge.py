@@ -20,7 +20,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
 
 from planexe_ax.agents.reporting import Reporter
 from planexe_ax.bus import (
@@ -40,8 +39,8 @@ from planexe_ax.bus import (
 from planexe_ax.bus.consumer import ErrorsOnce
 from planexe_ax.bus.messages import EventBase
 from planexe_ax.bus.work import LeasedOffer, OfferSource, every, put_card, stored_card
-from planexe_ax.readmodel.models import AgentRow, ExecutionSubtask
-from planexe_ax.readmodel.queries import Sessions
+from planexe_ax.readmodel import Sessions
+from planexe_ax.readmodel import agents as read_agents
 
 log = logging.getLogger(__name__)
 
@@ -265,11 +264,10 @@ class AgentBridge:
         return card
 
     async def _row_card(self, agent_id: str) -> AgentCard | None:
-        async with self.sessions() as session:
-            row = await session.get(AgentRow, agent_id)
+        row = await read_agents.agent(self.sessions, agent_id)
         if row is None:
             return None
-        caps = [CapabilityCard.model_validate(cap) for cap in row.capabilities]
+        caps = [CapabilityCard.model_validate(cap.model_dump()) for cap in row.capabilities]
         return AgentCard(agent_id=agent_id, name=row.name, role=row.role, capabilities=caps,
                          started_at=row.started_at, heartbeat_at=utcnow(), host=HTTP_HOST)  # fmt: skip
 
@@ -334,11 +332,7 @@ class AgentBridge:
             raise LeaseLost(f"attempt {o.attempt} of subtask {o.subtask_id} was taken away: {why}")
 
     async def _taken_away(self, execution_id: str, subtask_id: str, attempt: int) -> str | None:
-        query = select(ExecutionSubtask.status, ExecutionSubtask.attempt).where(
-            ExecutionSubtask.execution_id == execution_id, ExecutionSubtask.subtask_id == subtask_id
-        )
-        async with self.sessions() as session:
-            row = (await session.execute(query)).first()
+        row = await read_agents.subtask_attempt(self.sessions, execution_id, subtask_id)
         return None if row is None else taken_away(row.status, row.attempt, attempt)
 
     # -- reports ------------------------------------------------------------------------------------------

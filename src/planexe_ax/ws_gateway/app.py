@@ -20,11 +20,10 @@ from fastapi.responses import JSONResponse
 from planexe_ax import __version__
 from planexe_ax.bus import connect
 from planexe_ax.config import Settings
-from planexe_ax.readmodel import make_engine, make_session_factory
+from planexe_ax.readmodel import BadCursor, make_engine, make_session_factory
 from planexe_ax.ws_gateway import dashboard, routes_agents, routes_executions, routes_ops, routes_plans, stream
 from planexe_ax.ws_gateway.context import Gateway
 from planexe_ax.ws_gateway.middleware import BodyLimit, SecurityHeaders
-from planexe_ax.ws_gateway.paging import BadCursor
 from planexe_ax.ws_gateway.security import describe_roles, token_store
 
 log = logging.getLogger(__name__)
@@ -49,7 +48,7 @@ def create_app(settings: Settings, nats_url: str) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         bus = await connect(settings, nats_url, "planexe-ax-gateway")
         engine = make_engine(settings.effective_database_url)
-        gw = Gateway(settings=settings, bus=bus, engine=engine, sessions=make_session_factory(engine))
+        gw = Gateway(settings=settings, bus=bus, sessions=make_session_factory(engine))
         app.state.gateway = gw
         started: list[ModuleType] = []
         try:

@@ -15,14 +15,13 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import HTTPException, Request, WebSocket
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from planexe_ax.bus import Bus, Event, Subjects, utcnow
 from planexe_ax.bus.client import command_verdict
 from planexe_ax.bus.messages import CommandBase
 from planexe_ax.config import Settings
-from planexe_ax.readmodel.queries import Sessions
-from planexe_ax.ws_gateway.views import checkpoint
+from planexe_ax.readmodel import Sessions
+from planexe_ax.readmodel.ops import checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +42,6 @@ class Gateway:
 
     settings: Settings
     bus: Bus
-    engine: AsyncEngine
     sessions: Sessions
     started_at: datetime = field(default_factory=utcnow)
     write_timeout_s: float = 10.0
@@ -62,8 +60,7 @@ class Gateway:
         """
 
         async def reached() -> bool:
-            async with self.sessions() as session:
-                return await checkpoint(session, consumer) >= seq
+            return await checkpoint(self.sessions, consumer) >= seq
 
         if not await self.read_until(reached, timeout_s):
             raise NotProjected(f"the read model has not caught up with sequence {seq} of {consumer}")

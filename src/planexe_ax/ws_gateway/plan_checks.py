@@ -11,7 +11,7 @@ from planexe_ax.bus import CapabilityCard
 from planexe_ax.errors import PlanValidationError
 from planexe_ax.plans.params import ParamsSchema, action_schemas
 from planexe_ax.plans.problems import Problem
-from planexe_ax.ws_gateway import catalog
+from planexe_ax.readmodel import agents as read_agents
 from planexe_ax.ws_gateway.context import Gateway
 
 
@@ -20,10 +20,10 @@ async def schemas(gw: Gateway) -> dict[str, ParamsSchema]:
     from planexe_ax.agents.toolkit import params_models
 
     capabilities = []
-    for agent in await catalog.list_agents(gw.sessions):
-        for raw in agent["capabilities"]:
+    for agent in await read_agents.list_agents(gw.sessions):
+        for cap in agent.capabilities:
             try:
-                capabilities.append(CapabilityCard.model_validate(raw))
+                capabilities.append(CapabilityCard.model_validate(cap.model_dump()))
             except ValidationError:
                 continue  # a card the read model keeps but cannot describe offers nothing to check against
     return action_schemas(params_models(), capabilities)

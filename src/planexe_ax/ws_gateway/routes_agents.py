@@ -8,13 +8,12 @@ An agent that cannot speak NATS registers once (``POST /api/agents/register``), 
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator, model_validator
-from sqlalchemy import select
 
 from planexe_ax.agents.sdk import RejectOffer
 from planexe_ax.bus import (
@@ -32,9 +31,8 @@ from planexe_ax.bus.client import first_event
 from planexe_ax.bus.errors import BusError
 from planexe_ax.bus.messages import EventBase, RejectReason
 from planexe_ax.bus.replay import execution_events
-from planexe_ax.readmodel.models import AgentRow, Execution, ExecutionSubtask
-from planexe_ax.readmodel.queries import iso
-from planexe_ax.ws_gateway import catalog
+from planexe_ax.readmodel import agents as read_agents
+from planexe_ax.readmodel.schemas import AgentCapabilities, AgentList, AgentView, iso
 from planexe_ax.ws_gateway.agent_bridge import (
     AgentBridge,
     BusAgentId,
@@ -158,9 +156,9 @@ class AgentReport(BaseModel):
         409: {"description": "The id belongs to an agent running on the bus."},
     },
 )
-async def register(gw: GW, who: AgentCaller, agents: Bridge, body: Registration, response: Response) -> dict[str, Any]:
+async def register(gw: GW, who: AgentCaller, agents: Bridge, body: Registration, response: Response) -> AgentView:
     who.act_as(body.agent_id)
-    known = await catalog.get_agent(gw.sessions, body.agent_id) is not None
+    known = await read_agents.agent(gw.sessions, body.agent_id) is not None
     caps = [CapabilityCard(**cap.model_dump()) for cap in body.capabilities]
     try:
         card = await agents.register(body.agent_id, body.name, body.role, caps)
@@ -176,40 +174,37 @@ async def register(gw: GW, who: AgentCaller, agents: Bridge, body: Registration,
 
 
 @router.get("/api/agents", summary="Every agent, online ones first, with liveness", dependencies=[READ])
-async def list_agents(gw: GW) -> dict[str, Any]:
+async def list_agents(gw: GW) -> AgentList:
     ttl = gw.settings.agent_ttl_s
-    return {"items": [_liveness(item, ttl) for item in await catalog.list_agents(gw.sessions)]}
+    return AgentList(items=[_liveness(item, ttl) for item in await read_agents.list_agents(gw.sessions)])
 
 
 @router.get("/api/agents/{agent_id}", summary="One agent: capabilities, work in progress, liveness",
             responses=UNKNOWN_AGENT, dependencies=[READ])  # fmt: skip
-async def get_agent(gw: GW, agent_id: str) -> dict[str, Any]:
+async def get_agent(gw: GW, agent_id: str) -> AgentView:
     return await _agent(gw, agent_id)
 
 
 @router.get(
     "/api/agents/{agent_id}/capabilities", summary="What one agent offers", responses=UNKNOWN_AGENT, dependencies=[READ]
 )
-async def get_capabilities(gw: GW, agent_id: str) -> dict[str, Any]:
+async def get_capabilities(gw: GW, agent_id: str) -> AgentCapabilities:
     agent = await _agent(gw, agent_id)
-    return {"agent_id": agent_id, "online": agent["online"], "capabilities": agent["capabilities"]}
+    return AgentCapabilities(agent_id=agent_id, online=agent.online, capabilities=agent.capabilities)
 
 
-async def _agent(gw: Gateway, agent_id: str) -> dict[str, Any]:
-    item = await catalog.get_agent(gw.sessions, agent_id)
+async def _agent(gw: Gateway, agent_id: str) -> AgentView:
+    item = await read_agents.agent(gw.sessions, agent_id)
     if item is None:
         raise HTTPException(status_code=404, detail=f"unknown agent {agent_id}")
     return _liveness(item, gw.settings.agent_ttl_s)
 
 
-def _liveness(item: dict[str, Any], ttl_s: float) -> dict[str, Any]:
+def _liveness(item: AgentView, ttl_s: float) -> AgentView:
     """Offline as soon as the last heartbeat is older than the TTL, even before the projector's sweep says so."""
-    beat = item.get("last_heartbeat")
-    if not item["online"] or not beat:
+    if not item.online or item.last_heartbeat >= utcnow() - timedelta(seconds=ttl_s):
         return item
-    if datetime.fromisoformat(beat.replace("Z", "+00:00")) >= utcnow() - timedelta(seconds=ttl_s):
-        return item
-    return {**item, "status": "offline", "online": False}
+    return item.model_copy(update={"status": "offline", "online": False})
 
 
 # -- the HTTP agent protocol -------------------------------------------------------------------------------
@@ -312,19 +307,14 @@ async def _answer(
     duplicate: bool = False,
 ) -> dict[str, Any]:
     """What happened, with the statuses the read model shows now (an agent stops when the execution ends)."""
-    async with gw.sessions() as session:
-        execution_status = await session.scalar(select(Execution.status).where(Execution.execution_id == execution_id))
-        subtask_status = None
-        if subtask_id is not None:
-            where = (ExecutionSubtask.execution_id == execution_id, ExecutionSubtask.subtask_id == subtask_id)
-            subtask_status = await session.scalar(select(ExecutionSubtask.status).where(*where))
+    now = await read_agents.statuses(gw.sessions, execution_id, subtask_id)
     return {
         "accepted": True,
         "duplicate": duplicate,
         "event_id": event_id,
         "seq": seq,
-        "subtask_status": subtask_status,
-        "execution_status": execution_status,
+        "subtask_status": now.subtask_status,
+        "execution_status": now.execution_status,
         "lease": lease,
     }
 
@@ -350,9 +340,8 @@ async def _mirrored(gw: Gateway, card: AgentCard) -> bool:
     """Wait until the read model's agents table shows ``card`` (or a later heartbeat of it)."""
 
     async def shown() -> bool:
-        async with gw.sessions() as session:
-            row = await session.get(AgentRow, card.agent_id)
-        return row is not None and row.status == "online" and row.last_heartbeat >= card.heartbeat_at
+        row = await read_agents.agent(gw.sessions, card.agent_id)
+        return row is not None and row.online and row.last_heartbeat >= card.heartbeat_at
 
     return await gw.read_until(shown)
 

@@ -6,6 +6,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator
 
 from planexe_ax.bus import (
@@ -25,8 +26,17 @@ from planexe_ax.errors import PlanValidationError
 from planexe_ax.plans.params import check_subtask_params
 from planexe_ax.plans.problems import plan_error
 from planexe_ax.plans.validation import check_plan
-from planexe_ax.readmodel.queries import inbox_item, inbox_items
-from planexe_ax.ws_gateway import catalog, plan_checks, views
+from planexe_ax.readmodel import catalog, events, executions
+from planexe_ax.readmodel.inbox import inbox_item, inbox_items
+from planexe_ax.readmodel.schemas import (
+    EventPage,
+    ExecutionDetail,
+    ExecutionPage,
+    ExecutionTree,
+    InboxEntry,
+    InboxList,
+)
+from planexe_ax.ws_gateway import plan_checks
 from planexe_ax.ws_gateway.context import Gateway, NotProjected, NoVerdict, gateway, unavailable
 from planexe_ax.ws_gateway.security import AUTH_RESPONSES, READ, Approver, Operator
 
@@ -88,6 +98,7 @@ class Answer(BaseModel):
     "/api/executions",
     status_code=status.HTTP_201_CREATED,
     summary="Start an execution of a catalog plan",
+    response_model=ExecutionDetail,
     responses={
         404: {"description": "Unknown plan."},
         422: {
@@ -96,11 +107,11 @@ class Answer(BaseModel):
         },
     },
 )
-async def create_execution(gw: GW, who: Operator, body: NewExecution) -> Any:
-    row = await catalog.plan_row(gw.sessions, body.plan_id)
-    if row is None:
+async def create_execution(gw: GW, who: Operator, body: NewExecution) -> ExecutionDetail | JSONResponse:
+    stored = await catalog.plan(gw.sessions, body.plan_id)
+    if stored is None:
         raise HTTPException(status_code=404, detail=f"unknown plan {body.plan_id}")
-    plan = Plan.model_validate(row.plan)
+    plan = Plan.model_validate(stored.plan)
     try:
         check_plan(plan, f"plan {plan.plan_id}", await plan_checks.schemas(gw))
     except PlanValidationError as exc:
@@ -121,8 +132,8 @@ async def list_executions(
     status: ExecutionStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
-) -> dict[str, Any]:
-    return await views.list_executions(
+) -> ExecutionPage:
+    return await executions.list_executions(
         gw.sessions, plan_id=plan_id, status=status.value if status else None, limit=limit, cursor=cursor
     )
 
@@ -133,7 +144,7 @@ async def list_executions(
     responses=NOT_FOUND,
     dependencies=[READ],
 )
-async def get_execution(gw: GW, execution_id: str) -> dict[str, Any]:
+async def get_execution(gw: GW, execution_id: str) -> ExecutionDetail:
     return await _detail(gw, execution_id)
 
 
@@ -143,8 +154,8 @@ async def get_execution(gw: GW, execution_id: str) -> dict[str, Any]:
     responses=NOT_FOUND,
     dependencies=[READ],
 )
-async def get_execution_tasks(gw: GW, execution_id: str) -> dict[str, Any]:
-    tree = await views.execution_tree(gw.sessions, execution_id)
+async def get_execution_tasks(gw: GW, execution_id: str) -> ExecutionTree:
+    tree = await executions.execution_tree(gw.sessions, execution_id)
     if tree is None:
         raise HTTPException(status_code=404, detail=f"unknown execution {execution_id}")
     return tree
@@ -155,7 +166,7 @@ async def get_execution_tasks(gw: GW, execution_id: str) -> dict[str, Any]:
     summary="Pause, resume or cancel",
     responses={**NOT_FOUND, 409: {"description": "Not possible in the execution's status; `detail` says why."}},
 )
-async def patch_execution(gw: GW, who: Operator, execution_id: str, body: ExecutionPatch) -> dict[str, Any]:
+async def patch_execution(gw: GW, who: Operator, execution_id: str, body: ExecutionPatch) -> ExecutionDetail:
     await _detail(gw, execution_id)
     kinds = {Steer.PAUSED: PauseExecution, Steer.RUNNING: ResumeExecution, Steer.CANCELLED: CancelExecution}
     event = await _send(gw, kinds[body.status](execution_id=execution_id, reason=body.reason, issued_by=who.name))
@@ -178,40 +189,41 @@ async def list_events(
     agent_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
-) -> dict[str, Any]:
+) -> EventPage:
     await _detail(gw, execution_id)
-    return await views.events_page(
+    return await events.events_page(
         gw.sessions, execution_id, type_=type, task_id=task_id, agent_id=agent_id, limit=limit, cursor=cursor
     )
 
 
 @router.get("/api/inbox", summary="Work waiting for people (open items, or every item)", dependencies=[READ])
-async def list_inbox(gw: GW, execution_id: str | None = None, include_closed: bool = False) -> dict[str, Any]:
-    return {"items": await inbox_items(gw.sessions, execution_id=execution_id, include_closed=include_closed)}
+async def list_inbox(gw: GW, execution_id: str | None = None, include_closed: bool = False) -> InboxList:
+    return InboxList(items=await inbox_items(gw.sessions, execution_id=execution_id, include_closed=include_closed))
 
 
 @router.post(
     "/api/inbox/{item_id}",
     summary="Answer an inbox item",
+    response_model=InboxEntry,
     responses={
         404: {"description": "Unknown item."},
         409: {"description": "Closed already, or not an answer it takes."},
         422: {"description": "A retry's params do not fit the subtask's action (`problems` names each)."},
     },
 )
-async def answer_inbox(gw: GW, who: Approver, item_id: str, body: Answer) -> Any:
+async def answer_inbox(gw: GW, who: Approver, item_id: str, body: Answer) -> InboxEntry | JSONResponse:
     item = await inbox_item(gw.sessions, item_id)
     if item is None:
         raise HTTPException(status_code=404, detail=f"unknown inbox item {item_id}")
-    if item["status"] != "open":
-        raise HTTPException(status_code=409, detail=f"inbox item {item_id} is closed ({item['resolution']})")
-    if body.action == "retry" and body.params is not None and item["subtask_id"]:
+    if item.status != "open":
+        raise HTTPException(status_code=409, detail=f"inbox item {item_id} is closed ({item.resolution})")
+    if body.action == "retry" and body.params is not None and item.subtask_id:
         schemas = await plan_checks.schemas(gw)
-        problems = check_subtask_params(item["subtask_id"], item["action"], body.params, schemas)
+        problems = check_subtask_params(item.subtask_id, item.action, body.params, schemas)
         if problems:
             return plan_checks.refused(plan_error(f"inbox item {item_id}", problems))
     command = ResolveInbox(
-        execution_id=item["execution_id"],
+        execution_id=item.execution_id,
         item_id=item_id,
         action=body.action,
         output=body.output,
@@ -235,8 +247,8 @@ async def _send(gw: Gateway, command: Any) -> Any:
     return event
 
 
-async def _detail(gw: Gateway, execution_id: str) -> dict[str, Any]:
-    detail = await views.execution_detail(gw.sessions, execution_id)
+async def _detail(gw: Gateway, execution_id: str) -> ExecutionDetail:
+    detail = await executions.execution_detail(gw.sessions, execution_id)
     if detail is None:
         raise HTTPException(status_code=404, detail=f"unknown execution {execution_id}")
     return detail

@@ -10,13 +10,10 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from sqlalchemy import func, select, text
 
 from planexe_ax.bus import utcnow
 from planexe_ax.bus.replay import events_last_seq
-from planexe_ax.readmodel.models import AgentRow, Execution, ExecutionSubtask, ExecutionTask
-from planexe_ax.readmodel.queries import Sessions
-from planexe_ax.ws_gateway import views
+from planexe_ax.readmodel.ops import ping, read_figures
 from planexe_ax.ws_gateway.context import Gateway, gateway
 from planexe_ax.ws_gateway.security import AUTH_RESPONSES, READ
 
@@ -34,9 +31,7 @@ async def readyz(gw: GW) -> JSONResponse:
     checks: dict[str, str] = {}
     checks["nats"] = "ok" if gw.bus.connected else "not connected"
     try:
-        async with gw.sessions() as session:
-            await session.execute(text("SELECT 1"))
-            await views.checkpoint(session)
+        await ping(gw.sessions)
         checks["database"] = "ok"
     except Exception as exc:  # any failure is the answer: the message says which
         checks["database"] = f"unavailable: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
@@ -46,7 +41,7 @@ async def readyz(gw: GW) -> JSONResponse:
 
 async def collect(gw: Gateway) -> dict[str, Any]:
     """Every figure of /metrics, read now."""
-    figures = await read_figures(gw.sessions)
+    figures = (await read_figures(gw.sessions)).model_dump()
     try:
         last_seq = await events_last_seq(gw.bus)
     except Exception:  # NATS away: the lag is unknown rather than the endpoint down
@@ -58,30 +53,6 @@ async def collect(gw: Gateway) -> dict[str, Any]:
         figures[name] = read()
     figures["uptime_s"] = round((utcnow() - gw.started_at).total_seconds(), 3)
     return figures
-
-
-async def read_figures(sessions: Sessions) -> dict[str, Any]:
-    """Counts for /metrics: executions, tasks and subtasks by status, attempts, the projector checkpoint."""
-    async with sessions() as session:
-
-        async def by_status(column: Any) -> dict[str, int]:
-            rows = await session.execute(select(column, func.count()).group_by(column))
-            return {str(status): int(count) for status, count in rows}
-
-        executions = await by_status(Execution.status)
-        tasks = await by_status(ExecutionTask.status)
-        subtasks = await by_status(ExecutionSubtask.status)
-        agents = await by_status(AgentRow.status)
-        dispatched = await session.scalar(select(func.coalesce(func.sum(ExecutionSubtask.attempt), 0)))
-        projected = await views.checkpoint(session)
-    return {
-        "executions": executions,
-        "tasks": tasks,
-        "subtasks": subtasks,
-        "subtask_attempts_dispatched": int(dispatched or 0),
-        "agents": agents,
-        "projector_checkpoint": projected,
-    }
 
 
 @router.get(

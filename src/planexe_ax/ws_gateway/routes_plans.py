@@ -8,12 +8,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi.responses import JSONResponse
 
 from planexe_ax.bus import Plan
 from planexe_ax.errors import PlanValidationError
 from planexe_ax.plans.validation import check_plan, check_plan_text
 from planexe_ax.projector.plan_catalog import PLANS_CHECKPOINT
-from planexe_ax.ws_gateway import catalog, plan_checks
+from planexe_ax.readmodel import catalog
+from planexe_ax.readmodel.schemas import ImportedPlan, PlanDetail, PlanPage, PlanTasks, UploadedPlan
+from planexe_ax.ws_gateway import plan_checks
 from planexe_ax.ws_gateway.context import Gateway, NotProjected, gateway, unavailable
 from planexe_ax.ws_gateway.security import AUTH_RESPONSES, OPERATE, READ
 
@@ -45,7 +48,7 @@ async def list_plans(
     gw: GW,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
-) -> dict[str, Any]:
+) -> PlanPage:
     return await catalog.list_plans(gw.sessions, limit, cursor)
 
 
@@ -54,6 +57,7 @@ async def list_plans(
     status_code=status.HTTP_201_CREATED,
     summary="Upload a plan (PlanExe-AX JSON)",
     dependencies=[OPERATE],
+    response_model=UploadedPlan,
     responses={
         200: {"description": "A plan with this id was replaced."},
         422: {
@@ -71,18 +75,18 @@ async def list_plans(
         }
     },
 )
-async def upload_plan(gw: GW, request: Request, response: Response) -> Any:
+async def upload_plan(gw: GW, request: Request, response: Response) -> UploadedPlan | JSONResponse:
     text = (await request.body()).decode("utf-8", errors="replace")
     try:
         checked = check_plan_text(text, "plan", await plan_checks.schemas(gw))
     except PlanValidationError as exc:
         return plan_checks.refused(exc)
     parsed = checked.plan
-    replaced = await catalog.plan_row(gw.sessions, parsed.plan_id) is not None
-    row = await _store(gw, parsed)
+    replaced = await catalog.plan(gw.sessions, parsed.plan_id) is not None
+    stored = await _store(gw, parsed)
     if replaced:
         response.status_code = status.HTTP_200_OK
-    return {**row, "warnings": plan_checks.warning_lines(checked.warnings)}
+    return UploadedPlan.model_validate({**dict(stored), "warnings": plan_checks.warning_lines(checked.warnings)})
 
 
 @router.post(
@@ -90,6 +94,7 @@ async def upload_plan(gw: GW, request: Request, response: Response) -> Any:
     status_code=status.HTTP_201_CREATED,
     summary="Import a PlanExe run (the zip of its output folder)",
     dependencies=[OPERATE],
+    response_model=ImportedPlan,
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -104,7 +109,7 @@ async def import_run(
     strict: Annotated[bool, Query(description="refuse instead of repairing")] = False,
     siblings: Annotated[Literal["parallel", "sequential"], Query()] = "parallel",
     decompose: Annotated[bool, Query(description="give executable tasks subtasks")] = True,
-) -> Any:
+) -> ImportedPlan | JSONResponse:
     from planexe_ax.plans.importers import import_planexe_run
 
     body = await request.body()
@@ -132,7 +137,8 @@ async def import_run(
         plan, report = await asyncio.to_thread(run_import)
     except PlanValidationError as exc:
         return plan_checks.refused(exc)
-    return {**await _store(gw, plan), "import_report": report}
+    stored = await _store(gw, plan)
+    return ImportedPlan.model_validate({**dict(stored), "import_report": report})
 
 
 @router.get(
@@ -141,14 +147,21 @@ async def import_run(
     responses={404: {"description": "Unknown."}},
     dependencies=[READ],
 )
-async def get_plan(gw: GW, plan_id: str) -> dict[str, Any]:
-    return catalog.plan_detail(await _known(gw, plan_id))
+async def get_plan(gw: GW, plan_id: str) -> PlanDetail:
+    return await _known(gw, plan_id)
 
 
-@router.get("/{plan_id}/tasks", summary="The plan's tasks in order, with phase and subtasks", dependencies=[READ])
-async def get_plan_tasks(gw: GW, plan_id: str) -> dict[str, Any]:
-    row = await _known(gw, plan_id)
-    return {"plan_id": plan_id, "items": catalog.plan_tasks(row.plan)}
+@router.get(
+    "/{plan_id}/tasks",
+    summary="The plan's tasks in order, with phase and subtasks",
+    responses={404: {"description": "Unknown."}},
+    dependencies=[READ],
+)
+async def get_plan_tasks(gw: GW, plan_id: str) -> PlanTasks:
+    tasks = await catalog.plan_tasks(gw.sessions, plan_id)
+    if tasks is None:
+        raise HTTPException(status_code=404, detail=f"unknown plan {plan_id}")
+    return tasks
 
 
 @router.delete(
@@ -175,20 +188,20 @@ async def delete_plan(gw: GW, plan_id: str) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-async def _known(gw: Gateway, plan_id: str) -> Any:
-    row = await catalog.plan_row(gw.sessions, plan_id)
-    if row is None:
+async def _known(gw: Gateway, plan_id: str) -> PlanDetail:
+    stored = await catalog.plan(gw.sessions, plan_id)
+    if stored is None:
         raise HTTPException(status_code=404, detail=f"unknown plan {plan_id}")
-    return row
+    return stored
 
 
-async def _store(gw: Gateway, plan: Plan) -> dict[str, Any]:
+async def _store(gw: Gateway, plan: Plan) -> PlanDetail:
     revision = await gw.bus.put_plan(plan.plan_id, plan.model_dump_json(by_alias=True).encode())
     try:
         await gw.wait_projected(revision, PLANS_CHECKPOINT)
     except NotProjected as exc:
         raise unavailable(exc) from exc
-    row = await catalog.plan_row(gw.sessions, plan.plan_id)
-    if row is None:  # deleted again between the two reads
+    stored = await catalog.plan(gw.sessions, plan.plan_id)
+    if stored is None:  # deleted again between the two reads
         raise HTTPException(status_code=409, detail=f"plan {plan.plan_id} was deleted meanwhile")
-    return catalog.plan_detail(row)
+    return stored

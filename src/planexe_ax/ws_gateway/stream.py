@@ -52,13 +52,14 @@ from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from fastapi.encoders import jsonable_encoder
-from sqlalchemy.exc import SQLAlchemyError
 
 from planexe_ax.bus import Bus, decode_event
 from planexe_ax.bus.errors import BusError
 from planexe_ax.bus.replay import ExecutionEvents, StoredEvent, events_last_seq
-from planexe_ax.readmodel.queries import execution_status
-from planexe_ax.ws_gateway import views
+from planexe_ax.readmodel import ReadModelError
+from planexe_ax.readmodel.events import event_item
+from planexe_ax.readmodel.executions import execution_status
+from planexe_ax.readmodel.executions import snapshot as read_snapshot
 from planexe_ax.ws_gateway.context import Gateway, ws_gateway
 from planexe_ax.ws_gateway.security import admitted
 
@@ -76,7 +77,7 @@ Frame = tuple[int, str]
 RESYNC: Frame = (-1, "")
 CLOSING: Frame = (-2, "")
 PONG = json.dumps({"kind": "pong"})
-UNAVAILABLE = (SQLAlchemyError, BusError, TimeoutError, ConnectionError)
+UNAVAILABLE = (ReadModelError, BusError, TimeoutError, ConnectionError)
 
 
 class UnknownExecution(Exception):
@@ -90,8 +91,8 @@ def event_frame(seq: int, data: bytes) -> str | None:
     except ValueError:
         log.warning("undecodable event not streamed", extra={"stream_seq": seq})
         return None
-    item = views.event_item(seq, event.model_dump(mode="json", by_alias=True))
-    return json.dumps({"kind": "event", **item})
+    item = event_item(seq, event.model_dump(mode="json", by_alias=True))
+    return json.dumps({"kind": "event", **item.model_dump(mode="json")})
 
 
 @dataclass(eq=False)
@@ -369,10 +370,10 @@ def _after_seq(text: str | None) -> int | None:
 
 
 async def _snapshot(gw: Gateway, execution_id: str) -> dict[str, Any]:
-    snapshot = await views.snapshot(gw.sessions, execution_id)
-    if snapshot is None:
+    found = await read_snapshot(gw.sessions, execution_id)
+    if found is None:
         raise UnknownExecution(execution_id)
-    return snapshot
+    return found.model_dump(mode="json")
 
 
 async def _last_seq(gw: Gateway) -> int:

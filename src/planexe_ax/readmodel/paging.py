@@ -6,7 +6,9 @@ import base64
 import binascii
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class BadCursor(ValueError):
@@ -45,3 +47,8 @@ def parse_time(text: Any) -> datetime:
         return datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
         raise BadCursor(f"cursor time {text!r} is not ISO 8601") from exc
+
+
+def split_page(rows: list[T], limit: int) -> tuple[list[T], bool]:
+    """The first ``limit`` of ``rows`` (read with ``limit + 1``) and whether more rows follow."""
+    return rows[:limit], len(rows) > limit

@@ -20,7 +20,7 @@ from planexe_ax.cli.services import BACKGROUND, SERVICES, nats_server, start_ser
 from planexe_ax.config import Settings
 from planexe_ax.errors import ConfigError
 from planexe_ax.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
-from planexe_ax.readmodel import ReadModelError, execution_report, make_engine, make_session_factory
+from planexe_ax.readmodel import ReadModelError, execution_report, read_model
 from planexe_ax.readmodel.schemas import ExecutionReport
 
 
@@ -173,11 +173,8 @@ def _print_links(settings: Settings, web: str, login: bool) -> None:
 
 async def read_report(settings: Settings, execution_id: str) -> ExecutionReport | None:
     """The execution as the read model has it (the JSON of ``run --json``)."""
-    engine = make_engine(settings.effective_database_url)
-    try:
-        return await execution_report(make_session_factory(engine), execution_id)
-    finally:
-        await engine.dispose()
+    async with read_model(settings.effective_database_url) as sessions:
+        return await execution_report(sessions, execution_id)
 
 
 async def exec_command(bus: Bus, args: argparse.Namespace, plan: Plan | None) -> int:

@@ -21,7 +21,7 @@ from planexe_ax.config import Settings
 from planexe_ax.errors import PlanExeAXError
 from planexe_ax.exit_codes import EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
 from planexe_ax.plans.params import check_subtask_params
-from planexe_ax.readmodel import inbox_item, inbox_items, make_engine, make_session_factory
+from planexe_ax.readmodel import inbox_item, inbox_items, read_model
 from planexe_ax.readmodel.schemas import InboxEntry
 
 
@@ -30,19 +30,13 @@ class InboxError(PlanExeAXError):
 
 
 async def _read_items(settings: Settings, execution_id: str | None, everything: bool) -> list[InboxEntry]:
-    engine = make_engine(settings.effective_database_url)
-    try:
-        return await inbox_items(make_session_factory(engine), execution_id=execution_id, include_closed=everything)
-    finally:
-        await engine.dispose()
+    async with read_model(settings.effective_database_url) as sessions:
+        return await inbox_items(sessions, execution_id=execution_id, include_closed=everything)
 
 
 async def _read_item(settings: Settings, item_id: str) -> InboxEntry | None:
-    engine = make_engine(settings.effective_database_url)
-    try:
-        return await inbox_item(make_session_factory(engine), item_id)
-    finally:
-        await engine.dispose()
+    async with read_model(settings.effective_database_url) as sessions:
+        return await inbox_item(sessions, item_id)
 
 
 def _print_items(items: list[InboxEntry]) -> None:

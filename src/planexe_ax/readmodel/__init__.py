@@ -4,7 +4,7 @@ The projector writes it; the gateway and the CLI read it only through the query 
 catalog, agents, inbox, ops), which answer with the frozen pydantic models of :mod:`.schemas`.
 """
 
-from planexe_ax.readmodel.db import ReadModelError, Sessions, make_engine, make_session_factory
+from planexe_ax.readmodel.db import ReadModelError, Sessions, make_engine, make_session_factory, read_model
 from planexe_ax.readmodel.executions import execution_report, execution_status
 from planexe_ax.readmodel.inbox import inbox_item, inbox_items
 from planexe_ax.readmodel.migrate import downgrade, upgrade
@@ -22,6 +22,7 @@ __all__ = [
     "inbox_items",
     "make_engine",
     "make_session_factory",
+    "read_model",
     "table_dump",
     "upgrade",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
@@ -67,3 +69,20 @@ def make_session_factory(engine: AsyncEngine) -> Sessions:
         ``async_sessionmaker(engine, expire_on_commit=False)``; open one session per batch or request.
     """
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def read_model(url: str) -> AsyncIterator[Sessions]:
+    """Sessions of the read model at ``url`` for the length of a ``with`` block (the engine disposed after).
+
+    Args:
+        url: As for :func:`make_engine`.
+
+    Yields:
+        A session factory.
+    """
+    engine = make_engine(url)
+    try:
+        yield make_session_factory(engine)
+    finally:
+        await engine.dispose()

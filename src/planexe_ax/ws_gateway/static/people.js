@@ -22,10 +22,12 @@ export class Inbox {
     this.executionId = null;
     this.loading = null;
     this.onCount = () => {};
+    this.shown = new Map(); // item id -> its element: an open item is drawn once, so what a person types stays
   }
 
   /** Read the open items of an execution; resolves to them (null when the read failed). */
   async load(executionId = this.executionId) {
+    if (executionId !== this.executionId) this.shown = new Map();
     this.executionId = executionId;
     const asked = executionId;
     try {
@@ -56,7 +58,9 @@ export class Inbox {
 
   render(items) {
     this.onCount(items.length);
-    fill(this.root, items.length ? items.map((item) => this.item(item)) : h("li", { class: "muted" }, "No open items."));
+    const shown = new Map(items.map((item) => [item.item_id, this.shown.get(item.item_id) || this.item(item)]));
+    this.shown = shown;
+    fill(this.root, items.length ? [...shown.values()] : h("li", { class: "muted" }, "No open items."));
   }
 
   item(item) {

@@ -30,10 +30,10 @@ from planexe_ax.bus import (
     Task,
     TaskState,
     TaskStatus,
-    ensure_consumer,
     topology,
 )
 from planexe_ax.bus.messages import Event, EventBase
+from planexe_ax.bus.topology import ensure_consumer
 from planexe_ax.projector import Projector
 from planexe_ax.readmodel import execution_report, execution_status, inbox_items, table_dump
 from planexe_ax.readmodel.models import AgentRow, ExecutionEvent, ProjectorCheckpoint

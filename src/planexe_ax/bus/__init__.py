@@ -49,15 +49,7 @@ from planexe_ax.bus.messages import (
 )
 from planexe_ax.bus.plan import Dependency, DependencyType, Phase, Plan, RetryPolicy, Risk, Subtask, Task
 from planexe_ax.bus.subjects import Subjects, check_id, check_token
-from planexe_ax.bus.topology import (
-    capability_consumer,
-    direct_consumer,
-    ensure_consumer,
-    ensure_topology,
-    events_consumer,
-    position_consumer,
-    topology,
-)
+from planexe_ax.bus.topology import ensure_topology, topology
 
 __all__ = [
     "AGENT_REPORTS",
@@ -112,21 +104,16 @@ __all__ = [
     "TaskReassigned",
     "TaskState",
     "TaskStatus",
-    "capability_consumer",
     "check_id",
     "check_token",
     "connect",
     "decode_command",
     "decode_event",
-    "direct_consumer",
-    "ensure_consumer",
     "ensure_topology",
     "event_ids",
-    "events_consumer",
     "nats_server_binary",
     "new_id",
     "permanent_publish_error",
-    "position_consumer",
     "supervise",
     "topology",
     "utcnow",

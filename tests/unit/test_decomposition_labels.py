@@ -19,23 +19,24 @@ PRECISION_FLOOR = {
     "create_wireframes": 1.0,
     "draft_document": 1.0,
     "manage_csv": 1.0,
-    "schedule_calendar_event": 1.0,
+    "schedule_calendar_event": 0.91,
     "search_google_maps": 1.0,
 }
 RECALL_FLOOR = {
-    "build_quote": 1.0,
+    "build_quote": 0.8,
     "create_wireframes": 1.0,
-    "draft_document": 0.85,
-    "manage_csv": 0.16,
-    "schedule_calendar_event": 0.75,
-    "search_google_maps": 1.0,
-    PERSON: 1.0,
+    "draft_document": 0.86,
+    "manage_csv": 0.22,
+    "schedule_calendar_event": 0.78,
+    "search_google_maps": 0.83,
+    PERSON: 0.98,
 }
 
 
 def test_the_labels_cover_150_tasks_of_the_four_samples_with_known_actions() -> None:
     items = labelled()
-    assert len(items) >= 150
+    assert len(items) >= 200
+    assert sum(1 for i in items if i.title) == len(items)
     assert len(Counter(i.sample for i in items)) == 4
     assert len({(i.sample, i.task_id) for i in items}) == len(items)
     assert set().union(*(i.expected for i in items)) <= DEFAULT_CAPABILITIES

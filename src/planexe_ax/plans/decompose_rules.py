@@ -63,13 +63,15 @@ def _verbs(words: str) -> re.Pattern[str]:
 
 
 WRITING = (
-    r"develop|create|draft|write|prepare|produce|finali[sz]e|establish|formulate|compile|revise|edit|update|publish"
+    r"develop|create|draft|write|prepare|produce|finali[sz]e|establish|formulate|compile|revise|edit|update|publish|"
+    r"format|summari[sz]e|rewrite"
 )
 DOCUMENTS = (
     r"plans?|polic(?:y|ies)|protocols?|procedures?|process(?:es)?|reports?|proposals?|frameworks?|charter|"
     r"specifications?|requirements|criteria|manuals?|guidelines?|strateg(?:y|ies)|agreements?|contracts?|"
     r"applications?|briefs?|checklists?|materials|curricul(?:um|a)|documentation|documents?|manuscripts?|drafts?|"
-    r"architecture|scenarios|options|workflows?|responsibilities|sops?|templates?|terms of reference|glossary"
+    r"architecture|scenarios|options|workflows?|responsibilities|sops?|templates?|terms|glossary|waivers?|"
+    r"content|schedules?|forms|letters?|minutes|faqs?|scripts?|summar(?:y|ies)|descriptions?"
 )
 
 TEMPLATES: tuple[Template, ...] = (
@@ -127,7 +129,7 @@ TEMPLATES: tuple[Template, ...] = (
         "manage_csv",
         _rx(
             r"lists?|registers?|rosters?|spreadsheets?|csv|tables?|trackers?|tracking (?:sheets?|systems?|logs?)|"
-            r"inventor(?:y|ies)|databases?|logs?"
+            r"inventor(?:y|ies)|databases?|logs?|schedules?"
         ),
         0.5,
         "Keep the data in a table",

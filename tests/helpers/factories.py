@@ -71,14 +71,16 @@ def decision(effect: Effect, kind: type[E]) -> E:
     return effect.event
 
 
-def result(execution_id: str, subtask_id: str, attempt: int = 1, ok: bool = True, **kw: Any) -> SubtaskResult:
+def result(
+    execution_id: str, subtask_id: str, attempt: int = 1, ok: bool = True, agent_id: str = "agent-1", **kw: Any
+) -> SubtaskResult:
     return SubtaskResult(
-        execution_id=execution_id, subtask_id=subtask_id, attempt=attempt, ok=ok, agent_id="agent-1", **kw
+        execution_id=execution_id, subtask_id=subtask_id, attempt=attempt, ok=ok, agent_id=agent_id, **kw
     )
 
 
-def started(execution_id: str, subtask_id: str, attempt: int = 1) -> SubtaskStarted:
-    return SubtaskStarted(execution_id=execution_id, subtask_id=subtask_id, attempt=attempt, agent_id="agent-1")
+def started(execution_id: str, subtask_id: str, attempt: int = 1, agent_id: str = "agent-1") -> SubtaskStarted:
+    return SubtaskStarted(execution_id=execution_id, subtask_id=subtask_id, attempt=attempt, agent_id=agent_id)
 
 
 def at(seconds: float) -> datetime:

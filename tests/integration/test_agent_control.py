@@ -105,7 +105,7 @@ async def test_capability_rejects_the_offer_with_a_reason_code(bus: Bus) -> None
     assert [e.type for e in got] == ["subtask_started", "subtask_rejected"]
     rejected = got[-1]
     assert isinstance(rejected, SubtaskRejected)
-    assert rejected.event_id == f"{work.msg_id}:rejected"
+    assert rejected.event_id.startswith(f"{work.msg_id}:rejected:")
     assert rejected.reason_code == "missing_data"
     assert rejected.reason == "no prospects CSV in the output folder"
     assert (rejected.subtask_id, rejected.attempt, rejected.agent_id) == ("s1", 1, "picky-1")
@@ -159,11 +159,11 @@ async def test_blocked_is_reported_then_progress_says_it_runs_again(bus: Bus) ->
     assert [e.type for e in got] == ["subtask_started", "subtask_blocked", "subtask_progress", "subtask_result"]
     blocked, progress, result = got[1], got[2], got[3]
     assert isinstance(blocked, SubtaskBlocked)
-    assert blocked.event_id == f"{work.msg_id}:blocked:1"
+    assert blocked.event_id.startswith(f"{work.msg_id}:blocked:1:")
     assert blocked.reason == "waiting for the prospect's email reply"
     assert blocked.max_wait_s == 3600
     assert isinstance(progress, SubtaskProgress)
-    assert progress.event_id == f"{work.msg_id}:progress:1"
+    assert progress.event_id.startswith(f"{work.msg_id}:progress:1:")
     assert isinstance(result, SubtaskResult)
     assert result.ok
     assert deliveries == [1], "the lease was extended while blocked"

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from planexe_ax.agents import AgentRuntime, TaskContext, builtin_agents, capability
-from planexe_ax.bus import AgentCard, Bus, DeadLetter, SubtaskRejected, SubtaskResult
+from planexe_ax.bus import AgentCard, Bus, DeadLetter, SubtaskRejected, SubtaskResult, event_ids
 from tests.helpers.agents import (
     WaitParams,
     agent,
@@ -35,7 +35,8 @@ async def test_offer_is_worked_reported_and_acked(bus: Bus) -> None:
     await runtime.run_until_idle()
     got = await events(bus)
     assert [e.type for e in got] == ["subtask_started", "subtask_progress", "subtask_result"]
-    assert [e.event_id for e in got] == [f"{work.msg_id}:started", f"{work.msg_id}:progress:1", f"{work.msg_id}:result"]
+    kinds = ["started", "progress:1", "result"]
+    assert [e.event_id for e in got] == [event_ids.report(bus.report_key, work.msg_id, "tester-1", k) for k in kinds]
     assert all(
         (e.execution_id, e.task_id, e.subtask_id, e.attempt, e.agent_id) == ("e1", "t1", "s1", 1, "tester-1")
         for e in got

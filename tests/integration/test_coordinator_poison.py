@@ -5,53 +5,23 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 
-from planexe_ax.agents import Agent, AgentRuntime
-from planexe_ax.bus import Bus, DeadLetter, ExecutionState, ExecutionStatus, Plan, connect
+from planexe_ax.agents import Agent
+from planexe_ax.bus import Bus, DeadLetter, ExecutionState, ExecutionStatus, Plan
 from planexe_ax.bus.client import follow, start_execution
 from planexe_ax.config import Settings
-from planexe_ax.coordinator import Coordinator
 from planexe_ax.coordinator.state import Emit
 from tests.helpers.agents import echo
 from tests.helpers.eventually import eventually
 from tests.helpers.factories import make_plan
+from tests.helpers.inprocess import agent_running, coordinator
 
 pytestmark = pytest.mark.nats
 
 POISON_IDS = ["a.b.c", "x.>", "z" * 300]
-
-
-@asynccontextmanager
-async def coordinator(settings: Settings, url: str, name: str) -> AsyncIterator[Coordinator]:
-    """A coordinator running in this process on its own connection, as `serve coordinator` runs it."""
-    bus = await connect(settings, url, name)
-    service, stop = Coordinator(bus), asyncio.Event()
-    await service.start()
-    running = asyncio.create_task(service.run(stop))
-    try:
-        yield service
-    finally:
-        stop.set()
-        await asyncio.wait_for(running, 30)
-        await bus.close()
-
-
-@asynccontextmanager
-async def echo_agent(settings: Settings, url: str) -> AsyncIterator[None]:
-    bus = await connect(settings, url, "agent")
-    stop = asyncio.Event()
-    running = asyncio.create_task(AgentRuntime(bus, Agent("echo-1", "Echo", capabilities=[echo])).run(stop))
-    try:
-        yield
-    finally:
-        stop.set()
-        await asyncio.wait_for(running, 30)
-        await bus.close()
 
 
 def raw_created(execution_id: str) -> bytes:
@@ -94,7 +64,7 @@ async def run_once(bus: Bus, timeout_s: float = 30) -> Any:
 async def test_poison_execution_created_is_dead_lettered_and_work_goes_on(
     nats_url: str, settings: Settings, bus: Bus
 ) -> None:
-    async with echo_agent(settings, nats_url):
+    async with agent_running(settings, nats_url, Agent("echo-1", "Echo", capabilities=[echo])):
         async with coordinator(settings, nats_url, "coordinator-1") as first:
             for poison in POISON_IDS:
                 await publish_raw(bus, poison, "execution_created", raw_created(poison))
@@ -128,7 +98,7 @@ async def test_an_event_the_core_cannot_apply_is_dead_lettered(nats_url: str, se
     plan = make_plan(["a"]).model_dump(mode="json", by_alias=True)
     plan["dependencies"] = [{"from": "a", "to": "ghost", "type": "finish_to_start"}]
     data = json.dumps({"type": "execution_created", "execution_id": "broken", "plan": plan}).encode()
-    async with echo_agent(settings, nats_url):
+    async with agent_running(settings, nats_url, Agent("echo-1", "Echo", capabilities=[echo])):
         async with coordinator(settings, nats_url, "coordinator-1"):
             await publish_raw(bus, "broken", "execution_created", data)
             letters = await eventually(lambda: dead_letters(bus), timeout=20)

@@ -132,7 +132,7 @@ async def test_http_agent_completes_an_execution(stack: Stack) -> None:
     done = await post(stack.client, offer, report(offer, "larry-1", "task_complete", output={"breeders": 23}))
     assert done.status_code == 200, done.text
     answer = done.json()
-    assert answer["event_id"] == f"{offer['lease']['lease_id']}:result"
+    assert answer["event_id"].startswith(f"{offer['lease']['lease_id']}:result:")
     assert answer["subtask_status"] == "COMPLETED"
     assert answer["lease"] is None
     subtask = (await stack.client.get(f"/api/executions/{execution_id}/tasks")).json()["phases"][0]["tasks"][0]

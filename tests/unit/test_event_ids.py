@@ -9,6 +9,7 @@ import pytest
 
 from planexe_ax.bus import TaskOffer, event_ids
 
+KEY = b"k" * 16
 PINNED: list[tuple[Callable[..., str], tuple[object, ...], str]] = [
     (event_ids.execution_created, ("e1",), "e1:created"),
     (event_ids.command_rejected, ("e1", "c9"), "e1:rejected:c9"),
@@ -22,11 +23,11 @@ PINNED: list[tuple[Callable[..., str], tuple[object, ...], str]] = [
     (event_ids.inbox_opened, ("e1-s1-approval-1",), "e1-s1-approval-1:opened"),
     (event_ids.inbox_closed, ("e1-s1-approval-1",), "e1-s1-approval-1:closed"),
     (event_ids.offer, ("e1", "s1", 2), "e1:s1:2"),
-    (event_ids.subtask_started, ("e1:s1:2",), "e1:s1:2:started"),
-    (event_ids.subtask_progress, ("e1:s1:2", 3), "e1:s1:2:progress:3"),
-    (event_ids.subtask_blocked, ("e1:s1:2", 1), "e1:s1:2:blocked:1"),
-    (event_ids.subtask_rejected, ("e1:s1:2",), "e1:s1:2:rejected"),
-    (event_ids.subtask_result, ("e1:s1:2",), "e1:s1:2:result"),
+    (event_ids.report, (KEY, "e1:s1:2", "agent-1", "started"), "e1:s1:2:started:68582dde7b21eb8c"),
+    (event_ids.report, (KEY, "e1:s1:2", "agent-1", "progress:3"), "e1:s1:2:progress:3:21f51c0cbae1b6ec"),
+    (event_ids.report, (KEY, "e1:s1:2", "agent-1", "blocked:1"), "e1:s1:2:blocked:1:3c5262d56ee038a7"),
+    (event_ids.report, (KEY, "e1:s1:2", "agent-1", "rejected"), "e1:s1:2:rejected:b94674ea4039d19e"),
+    (event_ids.report, (KEY, "e1:s1:2", "agent-1", "result"), "e1:s1:2:result:bb059ec990c6c2fa"),
     (event_ids.dead_letter, ("agents", "ns.ax.task.web", 41), "agents:ns.ax.task.web:41"),
     (event_ids.unpublished, ("coordinator", "e1:x:RUNNING:0"), "coordinator:publish:e1:x:RUNNING:0"),
 ]
@@ -39,6 +40,7 @@ def test_each_id_keeps_its_format(build: Callable[..., str], args: tuple[object,
 
 def test_every_builder_is_pinned() -> None:
     builders = {name for name, value in vars(event_ids).items() if callable(value) and not name.startswith("_")}
+    builders.discard("report_key")  # a random secret, not an id
     pinned = {build.__name__ for build, _, _ in PINNED}
     assert builders - pinned == set()
 
@@ -47,3 +49,17 @@ def test_an_offer_is_deduplicated_by_its_attempt() -> None:
     offer = TaskOffer(execution_id="e1", plan_id="p", task_id="t1", subtask_id="s1", attempt=2, action="a",
                       issued_at=datetime(2026, 1, 1, tzinfo=UTC))  # fmt: skip
     assert offer.msg_id == "e1:s1:2"
+
+
+def test_nobody_without_the_key_can_compute_the_id_of_a_report_not_sent_yet() -> None:
+    """An id seen (the agent's `started`) tells nothing of the next one; another process's key gives another id."""
+    key, other = event_ids.report_key(), event_ids.report_key()
+    assert key != other
+    assert len(key) == 16
+    seen = event_ids.report(key, "e1:s1:2", "agent-1", "started")
+    result = event_ids.report(key, "e1:s1:2", "agent-1", "result")
+    assert result == event_ids.report(key, "e1:s1:2", "agent-1", "result"), "the same process sends the same id"
+    assert result != event_ids.report(other, "e1:s1:2", "agent-1", "result")
+    assert seen.rsplit(":", 1)[1] != result.rsplit(":", 1)[1]
+    assert result != event_ids.report(key, "e1:s1:2", "agent-2", "result"), "the agent's id is part of the tag"
+    assert result.startswith("e1:s1:2:result:")

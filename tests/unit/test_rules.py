@@ -19,6 +19,8 @@ from planexe_ax.bus import (
     SubtaskBlocked,
     SubtaskProgress,
     SubtaskRejected,
+    SubtaskResult,
+    SubtaskState,
     TaskStatus,
 )
 from planexe_ax.bus.messages import CommandBase, InboxAction
@@ -173,8 +175,9 @@ def test_blocked_work_past_its_max_wait_goes_to_a_person() -> None:
 
 def test_progress_after_blocked_means_running_again() -> None:
     engine, _ = engine_for(make_plan({"a": 1}))
-    engine.on_event(SubtaskBlocked(execution_id=X, subtask_id="a_s0", attempt=1, reason="reply"), at(1))
-    back = engine.on_event(SubtaskProgress(execution_id=X, subtask_id="a_s0", attempt=1, percent=50), at(2))
+    ids = {"execution_id": X, "subtask_id": "a_s0", "attempt": 1, "agent_id": "agent-1"}
+    engine.on_event(SubtaskBlocked(reason="reply", **ids), at(1))
+    back = engine.on_event(SubtaskProgress(percent=50, **ids), at(2))
     assert ("subtask_state", "a_s0", "RUNNING") in emitted(back)
     assert engine.runs[X].status == ExecutionStatus.RUNNING
 
@@ -260,7 +263,7 @@ def test_reassign_moves_open_and_future_work_to_the_named_agent() -> None:
     moved = engine.on_command(Reassign(execution_id=X, task_id="a", agent_id="agent-9"), at(1))
     offer = offer_of(moved)
     assert (offer.agent_id, offer.offer.attempt) == ("agent-9", 2)
-    nxt = engine.on_event(result(X, "a_s0", attempt=2), at(2))
+    nxt = engine.on_event(result(X, "a_s0", attempt=2, agent_id="agent-9"), at(2))
     assert offer_of(nxt).agent_id == "agent-9"
 
 
@@ -277,7 +280,7 @@ def test_replay_with_people_and_rejections_gives_the_same_state() -> None:
     item = item_of(log, "human_task")
     steps: list[Event | Command] = [
         reject("b_s0", 1, "agent-1"),
-        result(X, "b_s0", attempt=2),
+        result(X, "b_s0", attempt=2, agent_id="agent-2"),
         resolve(item.item_id, "complete", output={}),
         result(X, "b_s1", confidence=0.1),
     ]
@@ -292,3 +295,56 @@ def test_replay_with_people_and_rejections_gives_the_same_state() -> None:
             rebuilt.fold(effect.event)
     assert rebuilt.runs[X].snapshot() == engine.runs[X].snapshot()
     assert len(rebuilt.runs[X].inbox) == 1
+
+
+# -- the attempt's holder -------------------------------------------------------------------------------------
+def test_a_report_counts_only_from_the_agent_that_started_the_attempt() -> None:
+    engine, _ = engine_for(make_plan({"a": 1}))
+    engine.on_event(started(X, "a_s0", agent_id="agent-1"), at(1))
+    forged = result(X, "a_s0", agent_id="agent-2", output={"from": "agent-2"})
+    assert emitted(engine.on_event(forged, at(2))) == []
+    sub = engine.runs[X].subtasks["a_s0"]
+    assert (sub.status, sub.agent_id, sub.result) == (TaskStatus.RUNNING, "agent-1", None)
+    effects = engine.on_event(result(X, "a_s0", agent_id="agent-1", output={"from": "agent-1"}), at(3))
+    (done,) = [e.event for e in effects if isinstance(e, Emit) and isinstance(e.event, SubtaskState)]
+    assert (done.status, done.agent_id, done.output) == (TaskStatus.COMPLETED, "agent-1", {"from": "agent-1"})
+
+
+def test_only_the_agent_an_attempt_is_pinned_to_can_start_reject_or_finish_it() -> None:
+    engine, _ = engine_for(make_plan({"a": 1}))
+    engine.on_command(Reassign(execution_id=X, task_id="a", agent_id="agent-2"), at(1))
+    for report in (started(X, "a_s0", 2, "agent-1"), reject("a_s0", 2, "agent-1"), result(X, "a_s0", 2)):
+        assert emitted(engine.on_event(report, at(2))) == []
+    assert engine.runs[X].subtasks["a_s0"].status == TaskStatus.DISPATCHED
+    effects = engine.on_event(result(X, "a_s0", 2, agent_id="agent-2"), at(3))
+    assert ("subtask_state", "a_s0", "COMPLETED") in emitted(effects)
+
+
+def test_a_report_without_an_agent_id_holds_nothing() -> None:
+    engine, _ = engine_for(make_plan({"a": 1}))
+    anonymous = SubtaskResult(execution_id=X, subtask_id="a_s0", attempt=1, ok=True)
+    assert emitted(engine.on_event(anonymous, at(1))) == []
+    assert engine.runs[X].subtasks["a_s0"].agent_id is None
+
+
+def test_the_first_report_of_an_unpinned_attempt_makes_its_sender_the_holder() -> None:
+    engine, _ = engine_for(make_plan({"a": 1}))
+    blocked = SubtaskBlocked(execution_id=X, subtask_id="a_s0", attempt=1, agent_id="agent-2", reason="reply")
+    assert ("subtask_state", "a_s0", "BLOCKED") in emitted(engine.on_event(blocked, at(1)))
+    assert emitted(engine.on_event(reject("a_s0", 1, "agent-1"), at(2))) == []
+    progress = SubtaskProgress(execution_id=X, subtask_id="a_s0", attempt=1, agent_id="agent-2", percent=10)
+    assert ("subtask_state", "a_s0", "RUNNING") in emitted(engine.on_event(progress, at(3)))
+
+
+def test_replay_of_foreign_reports_gives_the_same_state() -> None:
+    engine, log = engine_for(make_plan({"a": 2}))
+    steps: list[Event] = [started(X, "a_s0", agent_id="agent-1"), result(X, "a_s0", agent_id="agent-2"),
+             result(X, "a_s0", agent_id="agent-1"), result(X, "a_s1", agent_id="agent-2")]  # fmt: skip
+    for i, event in enumerate(steps, start=1):
+        log += [Emit(event), *engine.on_event(event, at(i))]
+    rebuilt = CoordinatorCore(CoreConfig(lag_scale_s=0))
+    for effect in log:
+        if isinstance(effect, Emit):
+            rebuilt.fold(effect.event)
+    assert rebuilt.runs[X].snapshot() == engine.runs[X].snapshot()
+    assert engine.runs[X].status == ExecutionStatus.COMPLETED

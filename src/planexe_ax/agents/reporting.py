@@ -1,7 +1,8 @@
 """Turn one attempt of a capability into the agent's reports: started, progress, blocked, rejected, result.
 
-Event ids are derived from the offer's de-duplication id, so an agent that redoes a redelivered
-attempt publishes the same ids and JetStream stores each report once within its duplicate window.
+Event ids are derived from the offer's de-duplication id, the agent's id and a secret of the publishing
+process (``event_ids.report``): a report published again by the same process is stored once within the
+duplicate window, and nobody else can publish first under the id of a report the agent has yet to send.
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ log = logging.getLogger(__name__)
 
 
 class Reporter:
-    """Builds and publishes the reports of one offer, with deterministic event ids.
+    """Builds and publishes the reports of one offer, with event ids no one else can compute.
 
-    The agent runtime publishes through it; the gateway builds the reports of HTTP agents with it, so an
-    attempt's reports carry the same ids whichever way the agent reached the bus.
+    The agent runtime publishes through it; the gateway builds the reports of HTTP agents with it (one
+    reporter per lease), so a report sent again carries the same id whichever way the agent reached the bus.
 
     Args:
         bus: The connection.
@@ -47,6 +48,9 @@ class Reporter:
         self.agent_id = agent_id
         self._progress_n = 0
         self._blocked_n = 0
+
+    def _event_id(self, kind: str) -> str:
+        return event_ids.report(self.bus.report_key, self.offer.msg_id, self.agent_id, kind)
 
     def _ids(self) -> dict[str, Any]:
         o = self.offer
@@ -72,25 +76,25 @@ class Reporter:
         await self.bus.publish_event(self.blocked_event(reason, max_wait_s))
 
     def started_event(self) -> SubtaskStarted:
-        """Build the ``subtask_started`` (event id ``<msg_id>:started``)."""
-        return SubtaskStarted(event_id=event_ids.subtask_started(self.offer.msg_id), **self._ids())
+        """Build the ``subtask_started`` (event id ``<msg_id>:started:<tag>``)."""
+        return SubtaskStarted(event_id=self._event_id("started"), **self._ids())
 
     def progress_event(self, percent: float, message: str) -> SubtaskProgress:
-        """Build the next ``subtask_progress`` (event id ``<msg_id>:progress:<n>``, n from 1)."""
+        """Build the next ``subtask_progress`` (event id ``<msg_id>:progress:<n>:<tag>``, n from 1)."""
         self._progress_n += 1
-        event_id = event_ids.subtask_progress(self.offer.msg_id, self._progress_n)
+        event_id = self._event_id(f"progress:{self._progress_n}")
         return SubtaskProgress(event_id=event_id, percent=percent, message=message, **self._ids())
 
     def blocked_event(self, reason: str, max_wait_s: float | None) -> SubtaskBlocked:
-        """Build the next ``subtask_blocked`` (event id ``<msg_id>:blocked:<n>``, n from 1)."""
+        """Build the next ``subtask_blocked`` (event id ``<msg_id>:blocked:<n>:<tag>``, n from 1)."""
         self._blocked_n += 1
-        event_id = event_ids.subtask_blocked(self.offer.msg_id, self._blocked_n)
+        event_id = self._event_id(f"blocked:{self._blocked_n}")
         return SubtaskBlocked(event_id=event_id, reason=reason, max_wait_s=max_wait_s, **self._ids())
 
     def rejected(self, rejection: RejectOffer) -> SubtaskRejected:
-        """Build the ``subtask_rejected`` (event id ``<msg_id>:rejected``); publish it with :meth:`publish`."""
+        """Build the ``subtask_rejected`` (id ``<msg_id>:rejected:<tag>``); publish with :meth:`publish`."""
         return SubtaskRejected(
-            event_id=event_ids.subtask_rejected(self.offer.msg_id),
+            event_id=self._event_id("rejected"),
             reason_code=rejection.reason_code,
             reason=rejection.reason,
             **self._ids(),
@@ -105,11 +109,11 @@ class Reporter:
         retryable: bool = True,
         confidence: float | None = None,
     ) -> SubtaskResult:
-        """Build the ``subtask_result`` (event id ``<msg_id>:result``); publish it with :meth:`publish`."""
+        """Build the ``subtask_result`` (id ``<msg_id>:result:<tag>``); publish it with :meth:`publish`."""
         if confidence is not None:
             confidence = min(1.0, max(0.0, confidence))
         return SubtaskResult(
-            event_id=event_ids.subtask_result(self.offer.msg_id),
+            event_id=self._event_id("result"),
             ok=ok,
             output=output or {},
             error=error,

@@ -5,9 +5,10 @@ from nats.js.api import PubAck  # a stream's ack of a publish (seq, duplicate): 
 
 from planexe_ax.bus import event_ids
 from planexe_ax.bus.codec import decode_command, decode_event
-from planexe_ax.bus.connection import MSG_ID, Bus, KvEntry, connect, permanent_publish_error
+from planexe_ax.bus.connection import MSG_ID, Bus, KvEntry, connect
 from planexe_ax.bus.consumer import Backoff, PullLoop, supervise
 from planexe_ax.bus.embedded import EmbeddedNats, nats_server_binary
+from planexe_ax.bus.errors import permanent_publish_error
 from planexe_ax.bus.messages import (
     AGENT_REPORTS,
     EVENT_ADAPTER,

@@ -12,10 +12,8 @@ from datetime import datetime
 import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.errors import MaxPayloadError
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
-from nats.js.errors import BadRequestError
 from nats.js.kv import KeyValue
 
 from planexe_ax.bus import event_ids
@@ -31,16 +29,6 @@ CONTENT_TYPE = "application/json"
 MSG_ID = "Nats-Msg-Id"
 DLQ_KEEP_BYTES = 64 * 1024
 """A dead letter keeps at most this much of the original message, so that the letter itself fits the DLQ."""
-
-
-def permanent_publish_error(exc: BaseException) -> bool:
-    """Whether publishing failed for a reason that sending the same message again cannot cure.
-
-    A subject that cannot be built (an id that is not a token), a payload larger than the server or the
-    stream accepts, or a request the stream refuses: these go to the DLQ. Lost connections and timeouts
-    are worth another try.
-    """
-    return isinstance(exc, ValueError | TypeError | MaxPayloadError | BadRequestError)
 
 
 REMOVED = frozenset({"DEL", "PURGE"})
@@ -83,6 +71,8 @@ class Bus:
     _plans: KeyValue | None = field(default=None, repr=False)
     closing: bool = False
     reconnected_at: datetime | None = None
+    report_key: bytes = field(default_factory=event_ids.report_key, repr=False)
+    """This process's secret for the ids of the agent reports it publishes (``event_ids.report``)."""
 
     @property
     def connected(self) -> bool:

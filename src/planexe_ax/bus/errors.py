@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from nats.errors import ConnectionClosedError
+from nats.errors import ConnectionClosedError, MaxPayloadError
 from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.errors import FetchTimeoutError
+from nats.js.errors import BadRequestError, FetchTimeoutError
 from pydantic import ValidationError
 
 BusError = NatsError
@@ -21,3 +21,13 @@ def brief_validation_error(exc: ValidationError, limit: int = 5) -> str:
     parts = [f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()[:limit]]
     more = exc.error_count() - limit
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+def permanent_publish_error(exc: BaseException) -> bool:
+    """Whether publishing failed for a reason that sending the same message again cannot cure.
+
+    A subject that cannot be built (an id that is not a token), a payload larger than the server or the
+    stream accepts, or a request the stream refuses: these go to the DLQ. Lost connections and timeouts
+    are worth another try.
+    """
+    return isinstance(exc, ValueError | TypeError | MaxPayloadError | BadRequestError)

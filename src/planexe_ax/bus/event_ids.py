@@ -7,6 +7,10 @@ and JetStream stores it once within its duplicate window. Every id is built here
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
+
 
 # -- the coordinator's decisions -----------------------------------------------------------------------
 def execution_created(execution_id: str) -> str:
@@ -61,33 +65,27 @@ def inbox_closed(item_id: str) -> str:
 
 # -- offers and an agent's reports on them ---------------------------------------------------------------
 def offer(execution_id: str, subtask_id: str, attempt: int) -> str:
-    """The ``Nats-Msg-Id`` of an offer: one per attempt. Every report on the offer derives from it."""
+    """The ``Nats-Msg-Id`` of an offer: one per attempt. Every report on the offer starts with it."""
     return f"{execution_id}:{subtask_id}:{attempt}"
 
 
-def subtask_started(offer_id: str) -> str:
-    """``subtask_started`` of an offer."""
-    return f"{offer_id}:started"
+def report_key() -> bytes:
+    """A fresh secret for :func:`report`; one per process that publishes reports (see ``Bus.report_key``)."""
+    return secrets.token_bytes(16)
 
 
-def subtask_progress(offer_id: str, n: int) -> str:
-    """The ``n``-th ``subtask_progress`` of an offer (n from 1)."""
-    return f"{offer_id}:progress:{n}"
+def report(key: bytes, offer_id: str, agent_id: str, kind: str) -> str:
+    """An agent's report on an offer: ``<offer_id>:<kind>:<tag>``.
 
-
-def subtask_blocked(offer_id: str, n: int) -> str:
-    """The ``n``-th ``subtask_blocked`` of an offer (n from 1)."""
-    return f"{offer_id}:blocked:{n}"
-
-
-def subtask_rejected(offer_id: str) -> str:
-    """``subtask_rejected`` of an offer."""
-    return f"{offer_id}:rejected"
-
-
-def subtask_result(offer_id: str) -> str:
-    """``subtask_result`` of an offer."""
-    return f"{offer_id}:result"
+    ``kind`` is ``started``, ``progress:<n>``, ``blocked:<n>`` (n from 1), ``rejected`` or ``result``. The
+    tag is an HMAC of the offer, the agent's id and the kind under the publishing process's secret ``key``:
+    the same report published again by that process keeps its id (and is stored once), while nobody else
+    can compute the id of a report the agent has not sent yet, so no one can claim it first and have the
+    real report dropped as a duplicate. Seeing earlier reports reveals nothing about later tags. The id is
+    no longer than a decision's on the same subtask (the read model keeps ids of up to 128 characters).
+    """
+    tag = hmac.new(key, f"{offer_id}:{agent_id}:{kind}".encode(), hashlib.sha256).hexdigest()[:16]
+    return f"{offer_id}:{kind}:{tag}"
 
 
 # -- dead letters --------------------------------------------------------------------------------------

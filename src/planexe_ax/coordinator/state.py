@@ -290,6 +290,8 @@ def _record_report(
     sub = run.subtasks.get(event.subtask_id or "")
     if sub is None or event.attempt != sub.attempt or sub.status not in LIVE:
         return False  # unknown, or a late report of an earlier attempt (a zombie): recorded, never applied
+    if not from_holder(sub, event):
+        return False  # another agent's report on this attempt: recorded, never applied
     if isinstance(event, SubtaskStarted | SubtaskProgress):
         wakes = sub.status == TaskStatus.DISPATCHED or (
             sub.status == TaskStatus.BLOCKED and isinstance(event, SubtaskProgress)
@@ -300,6 +302,7 @@ def _record_report(
         return True
     if sub.result or sub.rejection:
         return False
+    sub.agent_id = event.agent_id  # the first report of an unpinned attempt makes its sender the holder
     if isinstance(event, SubtaskResult):
         sub.result = event
     elif isinstance(event, SubtaskRejected):
@@ -309,3 +312,14 @@ def _record_report(
     else:
         sub.blocked = event
     return True
+
+
+def from_holder(
+    sub: SubtaskRun, event: SubtaskStarted | SubtaskProgress | SubtaskResult | SubtaskRejected | SubtaskBlocked
+) -> bool:
+    """Whether ``event`` comes from the agent that holds the current attempt of ``sub``.
+
+    The holder is the agent the attempt was pinned to, else the sender of its first report that counted
+    (normally its ``subtask_started``). A report without an agent id holds nothing.
+    """
+    return event.agent_id is not None and sub.agent_id in (None, event.agent_id)

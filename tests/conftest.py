@@ -14,6 +14,18 @@ from tests.helpers.gateway import Stack, running_stack
 from tests.helpers.postgres import create_database, drop_database, postgres_server
 
 
+@pytest.fixture(scope="session", autouse=True)
+def small_stream_limits() -> Iterator[None]:
+    """Keep each namespace's stream byte limits small: the server reserves them, and tests make many namespaces.
+
+    Set in the environment, so that the services and commands tests start as processes use them too.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PLANEXE_EVENTS_MAX_BYTES", str(32 * 1024 * 1024))
+        patch.setenv("PLANEXE_STREAM_MAX_BYTES", str(4 * 1024 * 1024))
+        yield
+
+
 @pytest.fixture(scope="session")
 def nats_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("nats")

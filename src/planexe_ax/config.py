@@ -36,6 +36,21 @@ class Settings(BaseSettings):
     agent_ttl_s: float = Field(default=15.0, gt=0, description="An agent silent this long is offline.")
     events_max_age_s: float = Field(default=90 * 24 * 3600, gt=0, description="How long AX_EVENTS keeps events.")
     duplicate_window_s: float = Field(default=600.0, gt=0, description="JetStream de-duplication window.")
+    max_message_bytes: int = Field(
+        default=1024 * 1024,
+        ge=64 * 1024,
+        description="Largest message a stream or bucket stores (max_msg_size), so the largest plan the bus carries "
+        "(a little less: it travels with its envelope); the NATS server's max_payload caps it too.",
+    )
+    events_max_bytes: int = Field(
+        default=1024**3, ge=1024 * 1024, description="AX_EVENTS keeps at most this many bytes (oldest dropped first)."
+    )
+    stream_max_bytes: int = Field(
+        default=256 * 1024**2,
+        ge=1024 * 1024,
+        description="Bytes each other stream keeps at most: AX_TASKS refuses new offers when full, AX_COMMANDS "
+        "and AX_DLQ drop their oldest. The server reserves every stream's limit when the stream is created.",
+    )
     default_max_attempts: int = Field(default=3, ge=1, description="Attempts of a subtask unless the plan says.")
     backoff_initial_s: float = Field(default=1.0, ge=0, description="Delay before the 2nd attempt of a subtask.")
     backoff_max_s: float = Field(default=60.0, ge=0, description="Longest delay between attempts (with jitter).")

@@ -29,6 +29,14 @@ class PlanValidationError(PlanExeAXError):
         self.problems = list(problems)
 
 
+class PlanTooLarge(PlanValidationError):
+    """A plan larger than a bus message may carry: the HTTP API answers 413, the CLI prints one line."""
+
+
+class MessageTooLarge(PlanExeAXError, ValueError):
+    """A message larger than the bus carries (``PLANEXE_MAX_MESSAGE_BYTES``, or the NATS server's max_payload)."""
+
+
 class RetryableError(PlanExeAXError):
     """A failure that may go away when the work is tried again."""
 

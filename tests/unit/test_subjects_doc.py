@@ -81,6 +81,15 @@ def duration(seconds: float | None, zero: str = "unlimited") -> str:
     return f"{seconds:g} s"
 
 
+def size(count: int | None) -> str:
+    if not count or count < 0:
+        return "unlimited"
+    for unit, step in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if count % step == 0:
+            return f"{count // step} {unit}"
+    return f"{count} B"
+
+
 def enum_value(value: Any) -> str:
     return str(value.value) if isinstance(value, enum.Enum) else str(value)
 
@@ -185,11 +194,14 @@ def render_streams(streams: tuple[StreamConfig, ...]) -> list[str]:
             enum_value(s.storage),
             duration(s.max_age),
             duration(s.duplicate_window, zero="server default (2 min)"),
+            size(s.max_msg_size),
+            f"{size(s.max_bytes)}, then {enum_value(s.discard or 'old')}",
             s.description or "",
         ]
         for s in streams
     ]
-    header = ["Stream", "Subjects", "Retention", "Storage", "Max age", "Duplicate window", "Holds"]
+    header = ["Stream", "Subjects", "Retention", "Storage", "Max age", "Duplicate window", "Max message", "Max bytes",
+              "Holds"]  # fmt: skip
     return ["### Streams", "", *table(header, rows)]
 
 

@@ -15,6 +15,7 @@ from pydantic_core import to_jsonable_python
 
 from planexe_ax.agents.sdk import Capability, CapabilityOutput, RejectOffer, TaskContext, WorkCancelled
 from planexe_ax.bus import (
+    PLAN_ENVELOPE_BYTES,
     Bus,
     SubtaskBlocked,
     SubtaskProgress,
@@ -123,7 +124,15 @@ class Reporter:
         )
 
     async def publish(self, outcome: SubtaskResult | SubtaskRejected) -> None:
-        """Publish the attempt's outcome and wait for the stream's ack."""
+        """Publish the attempt's outcome and wait for the stream's ack.
+
+        An output too large to travel on the bus (the coordinator's decision repeats it, so the room for an
+        envelope is kept) is reported as a failure that names the sizes, instead of being tried for ever.
+        """
+        room = self.bus.max_message_bytes - PLAN_ENVELOPE_BYTES
+        if isinstance(outcome, SubtaskResult) and outcome.ok and (size := len(outcome.model_dump_json())) > room:
+            why = f"the output is {size} bytes of JSON; the bus carries at most {room} (PLANEXE_MAX_MESSAGE_BYTES)"
+            outcome = self.result(ok=False, error=why, retryable=False)
         await self.bus.publish_event(outcome)
 
 

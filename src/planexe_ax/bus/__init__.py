@@ -5,7 +5,7 @@ from nats.js.api import PubAck  # a stream's ack of a publish (seq, duplicate): 
 
 from planexe_ax.bus import event_ids
 from planexe_ax.bus.codec import decode_command, decode_event
-from planexe_ax.bus.connection import MSG_ID, Bus, KvEntry, connect
+from planexe_ax.bus.connection import MSG_ID, PLAN_ENVELOPE_BYTES, Bus, KvEntry, connect
 from planexe_ax.bus.consumer import Backoff, PullLoop, supervise
 from planexe_ax.bus.embedded import EmbeddedNats, nats_server_binary
 from planexe_ax.bus.errors import permanent_publish_error
@@ -56,6 +56,7 @@ __all__ = [
     "AGENT_REPORTS",
     "EVENT_ADAPTER",
     "MSG_ID",
+    "PLAN_ENVELOPE_BYTES",
     "TERMINAL_EXECUTION",
     "TERMINAL_TASK",
     "AgentCard",

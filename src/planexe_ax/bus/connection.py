@@ -17,16 +17,19 @@ from nats.js.api import PubAck
 from nats.js.kv import KeyValue
 
 from planexe_ax.bus import event_ids
-from planexe_ax.bus.messages import CommandBase, DeadLetter, EventBase, TaskOffer, WireModel, utcnow
+from planexe_ax.bus.messages import CommandBase, DeadLetter, EventBase, StartExecution, TaskOffer, WireModel, utcnow
 from planexe_ax.bus.subjects import Subjects
 from planexe_ax.bus.topology import ensure_topology
 from planexe_ax.bus.tracing import ensure_tracer_provider, publish_span
 from planexe_ax.config import Settings
+from planexe_ax.errors import MessageTooLarge, PlanTooLarge
 
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "application/json"
 MSG_ID = "Nats-Msg-Id"
+PLAN_ENVELOPE_BYTES = 16 * 1024
+"""Room left beside a plan in the messages that carry it (``start``, ``execution_created``): ids, pins, headers."""
 DLQ_KEEP_BYTES = 64 * 1024
 """A dead letter keeps at most this much of the original message, so that the letter itself fits the DLQ."""
 
@@ -87,11 +90,36 @@ class Bus:
             message: The model to send as JSON.
             msg_id: De-duplication id (``Nats-Msg-Id``); the same id within the window is stored once.
         """
-        headers = {"Content-Type": CONTENT_TYPE, "Ax-Type": str(getattr(message, "type", type(message).__name__))}
+        kind = str(getattr(message, "type", type(message).__name__))
+        data = message.model_dump_json(by_alias=True).encode()
+        if len(data) > self.max_message_bytes:
+            raise MessageTooLarge(
+                f"{kind} of {len(data)} bytes is larger than the {self.max_message_bytes} bytes a bus message may "
+                "have (PLANEXE_MAX_MESSAGE_BYTES, and the NATS server's max_payload)"
+            )
+        headers = {"Content-Type": CONTENT_TYPE, "Ax-Type": kind}
         if msg_id:
             headers[MSG_ID] = msg_id
         with publish_span(subject, msg_id, headers):
-            return await self.js.publish(subject, message.model_dump_json(by_alias=True).encode(), headers=headers)
+            return await self.js.publish(subject, data, headers=headers)
+
+    @property
+    def max_message_bytes(self) -> int:
+        """The largest message this bus publishes: the setting, capped by the server's max_payload."""
+        return min(self.settings.max_message_bytes, self.nc.max_payload)
+
+    def check_plan_size(self, plan_id: str, size: int) -> None:
+        """Refuse a plan whose JSON (``size`` bytes) is too large for the messages that carry it.
+
+        Raises:
+            PlanTooLarge: naming the plan, its size and the limit.
+        """
+        limit = self.max_message_bytes - PLAN_ENVELOPE_BYTES
+        if size > limit:
+            raise PlanTooLarge(
+                f"plan {plan_id} is {size} bytes of JSON; the bus carries plans of at most {limit} bytes "
+                "(PLANEXE_MAX_MESSAGE_BYTES, capped by the NATS server's max_payload): split the plan"
+            )
 
     async def publish_event(self, event: EventBase) -> PubAck:
         """Publish an event on ``ax.evt.<execution_id>.<type>``, de-duplicated by its ``event_id``."""
@@ -104,7 +132,13 @@ class Bus:
         return await self.publish(subject, offer, msg_id=offer.msg_id)
 
     async def send_command(self, command: CommandBase) -> PubAck:
-        """Send a control command; commands are durable and de-duplicated by ``command_id``."""
+        """Send a control command; commands are durable and de-duplicated by ``command_id``.
+
+        Raises:
+            PlanTooLarge: a ``start`` whose plan the bus cannot carry.
+        """
+        if isinstance(command, StartExecution):
+            self.check_plan_size(command.plan.plan_id, len(command.plan.model_dump_json(by_alias=True).encode()))
         return await self.publish(self.subjects.command(command.execution_id), command, msg_id=command.command_id)
 
     async def dead_letter(self, source: str, msg: Msg, reason: str) -> None:
@@ -164,7 +198,12 @@ class Bus:
         return self._plans
 
     async def put_plan(self, plan_id: str, document: bytes) -> int:
-        """Store an uploaded plan (its JSON) under its id; returns the entry's revision."""
+        """Store an uploaded plan (its JSON) under its id; returns the entry's revision.
+
+        Raises:
+            PlanTooLarge: when the bus cannot carry the plan.
+        """
+        self.check_plan_size(plan_id, len(document))
         return int(await (await self.plans_kv()).put(plan_id, document))
 
     async def delete_plan(self, plan_id: str) -> int:

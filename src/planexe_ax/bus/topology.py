@@ -12,6 +12,7 @@ from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
     DeliverPolicy,
+    DiscardPolicy,
     KeyValueConfig,
     RetentionPolicy,
     StorageType,
@@ -45,6 +46,7 @@ class Topology:
 def topology(subjects: Subjects, settings: Settings) -> Topology:
     """Build the declared topology from names and settings."""
     window = settings.duplicate_window_s
+    max_msg, max_bytes = settings.max_message_bytes, settings.stream_max_bytes
     streams = (
         StreamConfig(
             name=subjects.tasks_stream,
@@ -53,6 +55,9 @@ def topology(subjects: Subjects, settings: Settings) -> Topology:
             retention=RetentionPolicy.WORK_QUEUE,
             storage=StorageType.FILE,
             duplicate_window=window,
+            discard=DiscardPolicy.NEW,  # a full work queue refuses new offers rather than dropping queued work
+            max_msg_size=max_msg,
+            max_bytes=max_bytes,
         ),
         StreamConfig(
             name=subjects.events_stream,
@@ -62,6 +67,8 @@ def topology(subjects: Subjects, settings: Settings) -> Topology:
             storage=StorageType.FILE,
             max_age=settings.events_max_age_s,
             duplicate_window=window,
+            max_msg_size=max_msg,
+            max_bytes=settings.events_max_bytes,
         ),
         StreamConfig(
             name=subjects.commands_stream,
@@ -71,6 +78,8 @@ def topology(subjects: Subjects, settings: Settings) -> Topology:
             storage=StorageType.FILE,
             max_age=COMMANDS_MAX_AGE_S,
             duplicate_window=window,
+            max_msg_size=max_msg,
+            max_bytes=max_bytes,
         ),
         StreamConfig(
             name=subjects.dlq_stream,
@@ -79,6 +88,8 @@ def topology(subjects: Subjects, settings: Settings) -> Topology:
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             max_age=COMMANDS_MAX_AGE_S,
+            max_msg_size=max_msg,
+            max_bytes=max_bytes,
         ),
     )
     consumers = (
@@ -92,12 +103,14 @@ def topology(subjects: Subjects, settings: Settings) -> Topology:
         history=1,
         ttl=settings.agent_ttl_s,
         storage=StorageType.FILE,
+        max_value_size=settings.max_message_bytes,
     )
     plans = KeyValueConfig(
         bucket=subjects.plans_bucket,
         description="Uploaded plans by plan id; a deleted plan leaves a delete marker.",
         history=1,
         storage=StorageType.FILE,
+        max_value_size=settings.max_message_bytes,
     )
     return Topology(streams=streams, consumers=consumers, agents_bucket=bucket, plans_bucket=plans)
 
@@ -168,8 +181,10 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
         log.info("stream created", extra={"stream": config.name})
         return
     current = info.config
-    wanted = (config.subjects, config.max_age or 0, config.duplicate_window or current.duplicate_window)
-    have = (current.subjects, current.max_age or 0, current.duplicate_window)
+    wanted = (config.subjects, config.max_age or 0, config.duplicate_window or current.duplicate_window,
+              config.max_msg_size or -1, config.max_bytes or -1, config.discard or current.discard)  # fmt: skip
+    have = (current.subjects, current.max_age or 0, current.duplicate_window,
+            current.max_msg_size or -1, current.max_bytes or -1, current.discard)  # fmt: skip
     if wanted != have:
         log.warning("stream config differs, updating", extra={"stream": config.name, "have": str(have)})
         try:

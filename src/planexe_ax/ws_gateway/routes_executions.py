@@ -22,7 +22,7 @@ from planexe_ax.bus import (
     new_id,
 )
 from planexe_ax.bus.messages import InboxAction
-from planexe_ax.errors import PlanValidationError
+from planexe_ax.errors import PlanTooLarge, PlanValidationError
 from planexe_ax.plans.params import check_subtask_params
 from planexe_ax.plans.problems import plan_error
 from planexe_ax.plans.validation import check_plan
@@ -101,6 +101,7 @@ class Answer(BaseModel):
     response_model=ExecutionDetail,
     responses={
         404: {"description": "Unknown plan."},
+        413: {"description": "The plan is larger than a bus message may carry (`PLANEXE_MAX_MESSAGE_BYTES`)."},
         422: {
             "description": "The plan's params do not fit its actions (`problems` names each), or the coordinator "
             "refused the plan."
@@ -119,7 +120,10 @@ async def create_execution(gw: GW, who: Operator, body: NewExecution) -> Executi
     pins = {task.task_id: body.agent_id for task in plan.tasks()} if body.agent_id else {}
     pins.update(body.pins)
     command = StartExecution(execution_id=new_id(), plan=plan, pins=pins, issued_by=who.name)
-    event = await _send(gw, command)
+    try:
+        event = await _send(gw, command)
+    except PlanTooLarge as exc:
+        raise HTTPException(status_code=413, detail=str(exc)) from exc
     if isinstance(event, CommandRejected):
         raise HTTPException(status_code=422, detail=event.reason)
     return await _detail(gw, command.execution_id)

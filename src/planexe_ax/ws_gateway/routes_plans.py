@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response,
 from fastapi.responses import JSONResponse
 
 from planexe_ax.bus import Plan
-from planexe_ax.errors import PlanValidationError
+from planexe_ax.errors import PlanTooLarge, PlanValidationError
 from planexe_ax.plans.validation import check_plan, check_plan_text
 from planexe_ax.projector.plan_catalog import PLANS_CHECKPOINT
 from planexe_ax.readmodel import catalog
@@ -60,6 +60,7 @@ async def list_plans(
     response_model=UploadedPlan,
     responses={
         200: {"description": "A plan with this id was replaced."},
+        413: {"description": "The plan is larger than a bus message may carry (`PLANEXE_MAX_MESSAGE_BYTES`)."},
         422: {
             "description": "The plan is invalid; `detail` is the message of `planexe-ax plan validate` (a line per "
             "problem), `problems` lists them with the subtask, action and field involved."
@@ -196,7 +197,10 @@ async def _known(gw: Gateway, plan_id: str) -> PlanDetail:
 
 
 async def _store(gw: Gateway, plan: Plan) -> PlanDetail:
-    revision = await gw.bus.put_plan(plan.plan_id, plan.model_dump_json(by_alias=True).encode())
+    try:
+        revision = await gw.bus.put_plan(plan.plan_id, plan.model_dump_json(by_alias=True).encode())
+    except PlanTooLarge as exc:
+        raise HTTPException(status_code=413, detail=str(exc)) from exc
     try:
         await gw.wait_projected(revision, PLANS_CHECKPOINT)
     except NotProjected as exc:

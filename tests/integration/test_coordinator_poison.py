@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from planexe_ax.agents import Agent
-from planexe_ax.bus import Bus, DeadLetter, ExecutionState, ExecutionStatus, Plan
+from planexe_ax.bus import Bus, DeadLetter, ExecutionState, ExecutionStatus, Plan, utcnow
 from planexe_ax.bus.client import follow, start_execution
 from planexe_ax.config import Settings
+from planexe_ax.coordinator.directory import AgentDirectory
 from planexe_ax.coordinator.state import Emit
 from tests.helpers.agents import echo
 from tests.helpers.eventually import eventually
@@ -125,3 +126,26 @@ async def test_a_decision_that_cannot_be_published_is_dead_lettered(
         assert "execution id 'a.b.c'" in letters[0].reason
         stored = await bus.js.get_last_msg(bus.subjects.events_stream, bus.subjects.event("fine", "execution_state"))
         assert b"good-decision" in (stored.data or b"")
+
+
+async def test_agent_cards_that_do_not_name_a_safe_agent_under_their_own_key_are_ignored(bus: Bus) -> None:
+    """A card under a key that is not an id, or for another agent than its key, could route work nowhere."""
+    kv = await bus.agents_kv()
+    now = utcnow().isoformat()
+
+    def card(agent_id: str) -> bytes:
+        return json.dumps({"agent_id": agent_id, "name": "n", "capabilities": [{"action": "echo"}],
+                           "started_at": now, "heartbeat_at": now}).encode()  # fmt: skip
+
+    await kv.put("good-1", card("good-1"))
+    await kv.put("a.b", card("a.b"))
+    await kv.put("other-1", card("good-2"))
+    seen: list[dict[str, frozenset[str]]] = []
+    stop = asyncio.Event()
+
+    async def on_change(online: dict[str, frozenset[str]]) -> None:
+        seen.append(online)
+        stop.set()
+
+    await asyncio.wait_for(AgentDirectory(bus, on_change).run(stop), 10)
+    assert seen == [{"good-1": frozenset({"echo"})}]

@@ -198,8 +198,10 @@ class Coordinator:
         The publishes are sent in order on one connection (an offer before its DISPATCHED event) and
         their acks awaited together: one round trip instead of one per effect. The engine holds these
         decisions already, so they must reach the stream: a publish that fails (the server is restarting)
-        is sent again, all of them, until the stream has them; its de-duplication drops the copies.
-        Nothing else is decided meanwhile (the caller holds the lock), which keeps the order.
+        is sent again, all of them, until the stream has them; its de-duplication drops the copies. A
+        publish that no retry can cure (a subject that cannot be built, a message too large) goes to the
+        DLQ instead, and the others go on. Nothing else is decided meanwhile (the caller holds the lock),
+        which keeps the order.
         """
         for effect in effects:
             if isinstance(effect, WakeAt):

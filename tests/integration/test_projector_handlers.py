@@ -88,7 +88,10 @@ async def test_subtask_state_semantics(sessions: Sessions) -> None:
         return SubtaskState(execution_id="e1", ts=at(t), task_id="t1", subtask_id="s1", status=status, **kw)
 
     await feed(created(), state(1, TaskStatus.RUNNING, attempt=3, agent_id="a1"))
-    await feed(SubtaskProgress(execution_id="e1", ts=at(2), task_id="t1", subtask_id="s1", percent=30.0))
+    ids = {"execution_id": "e1", "task_id": "t1", "subtask_id": "s1", "attempt": 3}
+    await feed(SubtaskProgress(ts=at(2), percent=30.0, agent_id="a1", **ids))
+    await feed(SubtaskProgress(ts=at(2), percent=60.0, agent_id="a2", **ids))  # not the holder: ignored
+    await feed(SubtaskProgress(ts=at(2), percent=70.0, agent_id="a1", **{**ids, "attempt": 2}))  # another attempt
     await feed(state(3, TaskStatus.FAILED, attempt=3, reason="boom"))
     await feed(SubtaskProgress(execution_id="e1", ts=at(4), task_id="t1", subtask_id="s1", percent=90.0))
     async with sessions() as session:

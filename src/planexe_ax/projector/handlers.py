@@ -44,6 +44,9 @@ from planexe_ax.readmodel.models import (
 
 log = logging.getLogger(__name__)
 
+HELD = frozenset({TaskStatus.RUNNING.value, TaskStatus.BLOCKED.value})
+"""Subtask states in which the row's agent is the agent holding the attempt."""
+
 Handler = Callable[[AsyncSession, Any], Awaitable[None]]
 
 
@@ -256,12 +259,18 @@ async def on_subtask_state(session: AsyncSession, event: SubtaskState) -> None:
 
 
 async def on_subtask_progress(session: AsyncSession, event: SubtaskProgress) -> None:
-    """Set a subtask's progress, unless it has already finished."""
+    """Set a subtask's progress, unless it has finished, or the report is not from the attempt's holder.
+
+    As the coordinator does: a report on another attempt, or from another agent than the one running the
+    attempt, is kept in the events and changes nothing.
+    """
     row = await _subtask(session, event.execution_id, event.task_id, event.subtask_id)
     if row is None:
         _log_unknown(event)
         return
-    if row.status in TERMINAL_TASK:
+    if row.status in TERMINAL_TASK or event.attempt != row.attempt:
+        return
+    if row.status in HELD and event.agent_id != row.agent_id:
         return
     row.progress, row.updated_at = event.percent, event.ts
 

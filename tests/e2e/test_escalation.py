@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from planexe_ax.bus import Bus, Event, ExecutionStatus, SubtaskState, TaskStatus, connect
 from planexe_ax.bus.client import follow, start_execution
+from planexe_ax.cli import example_plan_path
 from planexe_ax.cli.services import Services, start_services
 from planexe_ax.config import Settings
 from planexe_ax.coordinator import Coordinator
@@ -175,3 +180,40 @@ async def test_each_answer_to_an_escalation_from_the_command_line_survives_resta
         "t_skip": ("skipped", "ann"),
         "t_fail": ("failed", "ann"),
     }
+
+
+async def test_a_run_that_waits_for_a_person_says_how_to_answer_and_goes_on_when_answered(tmp_path: Path) -> None:
+    plan = json.loads(example_plan_path().read_text())
+    broken = plan["phases"][0]["tasks"][0]["subtasks"][1]
+    broken["params"] = {"operation": "import_json", "source": "missing.json", "file_path": "PROSPECTS.csv"}
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan))
+    env = {"PLANEXE_DATA_DIR": str(tmp_path / "data"), "PLANEXE_LAG_SCALE_S": "0.01"}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PLANEXE_")} | env
+    run = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "planexe_ax", "run", str(path), "--json", "--timeout", "120",
+        env=clean, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert run.stderr is not None
+    try:
+        line = ""
+        async with asyncio.timeout(60):
+            while "waiting for a person" not in line:
+                line = (await run.stderr.readline()).decode()
+                assert line, "the run ended without saying it waits for a person"
+        assert "escalation" in line
+        assert "missing.json is not in the output folder" in line
+        found = re.search(r"`planexe-ax inbox retry\|complete\|skip\|fail (\S+)`", line)
+        assert found, line
+        fixed = json.dumps({"operation": "import_json", "file_path": "PROSPECTS.csv"})
+        answered = await acli(["inbox", "retry", found.group(1), "--params", fixed, "--by", "ann"], clean)
+        assert answered.returncode == 0, answered.stderr
+        out, _ = await asyncio.wait_for(run.communicate(), 120)
+    finally:
+        if run.returncode is None:
+            run.kill()
+            await run.wait()
+    assert run.returncode == 0
+    report = json.loads(out)
+    assert report["status"] == "COMPLETED"
+    assert report["tasks"][0]["subtasks"][1]["status"] == "COMPLETED"

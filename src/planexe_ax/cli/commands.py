@@ -15,7 +15,7 @@ from rich.table import Table
 from planexe_ax.bus import Bus, Event, ExecutionStatus, Plan, SubtaskState, TaskState, TaskStatus, connect
 from planexe_ax.bus.client import control, control_task, execution_known, follow, start_execution
 from planexe_ax.cli.auth_http import LOCAL_TOKEN_FILE, login_link
-from planexe_ax.cli.people import AutoPeople
+from planexe_ax.cli.people import AutoPeople, InboxNotices
 from planexe_ax.cli.services import BACKGROUND, SERVICES, nats_server, start_services
 from planexe_ax.config import Settings
 from planexe_ax.errors import ConfigError
@@ -89,7 +89,8 @@ async def run_plan(
                 sys.stdout.write(f"dashboard: {link}\n")
                 sys.stdout.flush()
             live = None if as_json else LiveProgress(plan, console)
-            listeners = [f for f in (live.on_event if live else None, auto.on_event if auto else None) if f]
+            notices = None if auto else InboxNotices(console)
+            listeners = [f for f in (live and live.on_event, auto and auto.on_event, notices and notices.on_event) if f]
 
             def on_event(event: Event) -> None:
                 for listener in listeners:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import getpass
 
+from rich.console import Console
+
 from planexe_ax.bus import Bus, CommandRejected, InboxOpened, ResolveInbox
 from planexe_ax.bus.client import command_verdict
 from planexe_ax.bus.messages import InboxAction
@@ -64,6 +66,26 @@ class AutoPeople:
             return ""
         parts = ", ".join(f"{count} {kind.replace('_', ' ')}" for kind, count in sorted(self.answered.items()))
         return f"people's work answered automatically (--people auto): {parts}"
+
+
+class InboxNotices:
+    """Say on the console when an execution waits for a person, and how to answer from another terminal."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def on_event(self, event: object) -> None:
+        """Feed every event of the execution here; each opened inbox item is announced once, on one line."""
+        if isinstance(event, InboxOpened):
+            self.console.print(notice(event), markup=False, highlight=False, soft_wrap=True)
+
+
+def notice(item: InboxOpened) -> str:
+    """One line: what waits for a person, why, and the commands that answer it."""
+    what = f"{item.kind.replace('_', ' ')} {item.title or item.subtask_id or item.task_id}"
+    why = f" ({item.reason})" if item.reason else ""
+    answers = "|".join(item.actions)
+    return f"waiting for a person: {what}{why}; answer with `planexe-ax inbox {answers} {item.item_id}`"
 
 
 async def resolve_item(bus: Bus, command: ResolveInbox, timeout_s: float = 15.0) -> str | None:

@@ -12,7 +12,6 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Response, status
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from planexe_ax.agents.sdk import RejectOffer
@@ -32,7 +31,7 @@ from planexe_ax.bus.errors import BusError
 from planexe_ax.bus.messages import EventBase, RejectReason
 from planexe_ax.bus.replay import execution_events
 from planexe_ax.readmodel import agents as read_agents
-from planexe_ax.readmodel.schemas import AgentCapabilities, AgentList, AgentView, iso
+from planexe_ax.readmodel.schemas import AgentCapabilities, AgentList, AgentView
 from planexe_ax.ws_gateway.agent_bridge import (
     AgentBridge,
     BusAgentId,
@@ -43,6 +42,7 @@ from planexe_ax.ws_gateway.agent_bridge import (
     taken_away,
 )
 from planexe_ax.ws_gateway.context import Gateway, NotProjected, gateway, unavailable
+from planexe_ax.ws_gateway.schemas import LeaseView, ReportAnswer, WorkOffer
 from planexe_ax.ws_gateway.security import AUTH_RESPONSES, READ, AgentCaller
 
 router = APIRouter(tags=["agents"], responses=AUTH_RESPONSES)
@@ -152,7 +152,7 @@ class AgentReport(BaseModel):
     status_code=status.HTTP_201_CREATED,
     summary="Register an HTTP agent (again: update its card)",
     responses={
-        200: {"description": "The agent was known; its card was replaced."},
+        200: {"model": AgentView, "description": "The agent was known; its card was replaced."},
         409: {"description": "The id belongs to an agent running on the bus."},
     },
 )
@@ -211,7 +211,7 @@ def _liveness(item: AgentView, ttl_s: float) -> AgentView:
 @router.get(
     "/api/agents/{agent_id}/work",
     summary="Lease the next offer for the agent's capabilities (or work pinned to it)",
-    response_model=None,
+    response_model=WorkOffer,
     responses={
         200: {"description": "An offer and its lease; report on it before lease.expires_at to keep it."},
         204: {"description": "No work now; poll again after Retry-After seconds."},
@@ -219,7 +219,7 @@ def _liveness(item: AgentView, ttl_s: float) -> AgentView:
         409: {"description": "The id belongs to an agent running on the bus."},
     },
 )
-async def get_work(gw: GW, who: AgentCaller, agents: Bridge, agent_id: str) -> Response:
+async def get_work(gw: GW, who: AgentCaller, agents: Bridge, agent_id: str) -> WorkOffer | Response:
     who.act_as(agent_id)
     agent = await _http_agent(agents, agent_id)
     try:
@@ -229,7 +229,7 @@ async def get_work(gw: GW, who: AgentCaller, agents: Bridge, agent_id: str) -> R
     if lease is None:
         retry_after = max(1, math.ceil(gw.settings.heartbeat_s))
         return Response(status_code=status.HTTP_204_NO_CONTENT, headers={"Retry-After": str(retry_after)})
-    return JSONResponse({**lease.offer.model_dump(mode="json"), "lease": _lease_json(agents, agent, lease)})
+    return WorkOffer.model_validate({**dict(lease.offer), "lease": _lease_view(agents, agent, lease)})
 
 
 @router.post(
@@ -241,7 +241,7 @@ async def get_work(gw: GW, who: AgentCaller, agents: Bridge, agent_id: str) -> R
         422: {"description": "Not a valid report; `detail` names the field."},
     },
 )
-async def post_event(gw: GW, who: AgentCaller, agents: Bridge, execution_id: str, body: AgentReport) -> dict[str, Any]:
+async def post_event(gw: GW, who: AgentCaller, agents: Bridge, execution_id: str, body: AgentReport) -> ReportAnswer:
     who.act_as(body.agent_id)
     agent = await _http_agent(agents, body.agent_id)
     if body.subtask_id is None or body.attempt is None:  # a heartbeat of the agent, about no attempt
@@ -259,7 +259,7 @@ async def post_event(gw: GW, who: AgentCaller, agents: Bridge, execution_id: str
     except LeaseLost as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from exc
     if body.event_type == "heartbeat":
-        return await _answer(gw, execution_id, body.subtask_id, _lease_json(agents, agent, lease))
+        return await _answer(gw, execution_id, body.subtask_id, _lease_view(agents, agent, lease))
     event = _event(lease, body)
     try:
         ack = await agents.report(lease, event, body.event_type)
@@ -271,7 +271,7 @@ async def post_event(gw: GW, who: AgentCaller, agents: Bridge, execution_id: str
     except (BusError, NotProjected) as exc:
         raise unavailable(exc) from exc
     held = lease.key in agents.leases
-    return await _answer(gw, execution_id, body.subtask_id, _lease_json(agents, agent, lease) if held else None,
+    return await _answer(gw, execution_id, body.subtask_id, _lease_view(agents, agent, lease) if held else None,
                          event.event_id, int(ack.seq), duplicate=duplicate)  # fmt: skip
 
 
@@ -288,35 +288,35 @@ async def _http_agent(agents: AgentBridge, agent_id: str) -> HttpAgent:
         raise unavailable(exc) from exc
 
 
-def _lease_json(agents: AgentBridge, agent: HttpAgent, lease: Lease) -> dict[str, Any]:
-    return {
-        "lease_id": lease.offer.msg_id,
-        "expires_at": iso(agents.expires_at(agent)),
-        "attempt": lease.offer.attempt,
-        "delivered": lease.work.delivered,
-    }
+def _lease_view(agents: AgentBridge, agent: HttpAgent, lease: Lease) -> LeaseView:
+    return LeaseView(
+        lease_id=lease.offer.msg_id,
+        expires_at=agents.expires_at(agent),
+        attempt=lease.offer.attempt,
+        delivered=lease.work.delivered,
+    )
 
 
 async def _answer(
     gw: Gateway,
     execution_id: str,
     subtask_id: str | None,
-    lease: dict[str, Any] | None,
+    lease: LeaseView | None,
     event_id: str | None = None,
     seq: int | None = None,
     duplicate: bool = False,
-) -> dict[str, Any]:
+) -> ReportAnswer:
     """What happened, with the statuses the read model shows now (an agent stops when the execution ends)."""
     now = await read_agents.statuses(gw.sessions, execution_id, subtask_id)
-    return {
-        "accepted": True,
-        "duplicate": duplicate,
-        "event_id": event_id,
-        "seq": seq,
-        "subtask_status": now.subtask_status,
-        "execution_status": now.execution_status,
-        "lease": lease,
-    }
+    return ReportAnswer(
+        accepted=True,
+        duplicate=duplicate,
+        event_id=event_id,
+        seq=seq,
+        subtask_status=now.subtask_status,
+        execution_status=now.execution_status,
+        lease=lease,
+    )
 
 
 def _event(lease: Lease, body: AgentReport) -> EventBase:

@@ -15,6 +15,7 @@ from planexe_ax.bus import utcnow
 from planexe_ax.bus.replay import events_last_seq
 from planexe_ax.readmodel.ops import ping, read_figures
 from planexe_ax.ws_gateway.context import Gateway, gateway
+from planexe_ax.ws_gateway.schemas import Health, Metrics, Readiness
 from planexe_ax.ws_gateway.security import AUTH_RESPONSES, READ
 
 router = APIRouter(tags=["operations"])
@@ -22,11 +23,16 @@ GW = Annotated[Gateway, Depends(gateway)]
 
 
 @router.get("/healthz", summary="The process is up")
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+async def healthz() -> Health:
+    return Health(status="ok")
 
 
-@router.get("/readyz", summary="NATS and the read model are reachable", responses={503: {"description": "Not ready."}})
+@router.get(
+    "/readyz",
+    summary="NATS and the read model are reachable",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "Not ready."}},
+)
 async def readyz(gw: GW) -> JSONResponse:
     checks: dict[str, str] = {}
     checks["nats"] = "ok" if gw.bus.connected else "not connected"
@@ -36,7 +42,8 @@ async def readyz(gw: GW) -> JSONResponse:
     except Exception as exc:  # any failure is the answer: the message says which
         checks["database"] = f"unavailable: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
     ready = all(value == "ok" for value in checks.values())
-    return JSONResponse(status_code=200 if ready else 503, content={"ready": ready, "checks": checks})
+    answer = Readiness(ready=ready, checks=checks)
+    return JSONResponse(status_code=200 if ready else 503, content=answer.model_dump(mode="json"))
 
 
 async def collect(gw: Gateway) -> dict[str, Any]:
@@ -58,8 +65,8 @@ async def collect(gw: Gateway) -> dict[str, Any]:
 @router.get(
     "/api/admin/metrics", summary="The figures of /metrics as JSON", dependencies=[READ], responses=AUTH_RESPONSES
 )
-async def admin_metrics(gw: GW) -> dict[str, Any]:
-    return await collect(gw)
+async def admin_metrics(gw: GW) -> Metrics:
+    return Metrics.model_validate(await collect(gw))
 
 
 @router.get(

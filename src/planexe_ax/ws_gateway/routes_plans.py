@@ -59,7 +59,7 @@ async def list_plans(
     dependencies=[OPERATE],
     response_model=UploadedPlan,
     responses={
-        200: {"description": "A plan with this id was replaced."},
+        200: {"model": UploadedPlan, "description": "A plan with this id was replaced."},
         413: {"description": "The plan is larger than a bus message may carry (`PLANEXE_MAX_MESSAGE_BYTES`)."},
         422: {
             "description": "The plan is invalid; `detail` is the message of `planexe-ax plan validate` (a line per "

@@ -1,4 +1,9 @@
-"""Rule 1: only ``bus/`` knows NATS: no module outside it imports ``nats`` or uses ``Bus.js`` / ``Bus.nc``."""
+"""The layout's import rules.
+
+Rule 1: only ``bus/`` knows NATS: no module outside it imports ``nats`` or uses ``Bus.js`` / ``Bus.nc``.
+The gateway holds no SQL: ``ws_gateway/`` reads through ``readmodel/``'s query modules and schemas, never
+SQLAlchemy or the read model's tables, engines and shared internals.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,13 @@ import planexe_ax
 PACKAGE = Path(planexe_ax.__file__).resolve().parent
 BUS = PACKAGE / "bus"
 RAW_CLIENT = frozenset({"js", "nc"})
+GATEWAY = PACKAGE / "ws_gateway"
+READ_SIDE_INTERNALS = (
+    "sqlalchemy",
+    "planexe_ax.readmodel.models",
+    "planexe_ax.readmodel.db",
+    "planexe_ax.readmodel.queries",
+)
 
 
 def nats_uses(source: str) -> list[tuple[int, str]]:
@@ -65,3 +77,57 @@ def test_only_bus_knows_nats() -> None:
         for line, what in nats_uses(path.read_text(encoding="utf-8"))
     ]
     assert offences == [], "NATS used outside planexe_ax/bus (add what is needed to bus/):\n" + "\n".join(offences)
+
+
+def sql_uses(source: str) -> list[tuple[int, str]]:
+    """(line, what) of every import of SQLAlchemy or of the read model's tables, engines or shared internals."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+        else:
+            continue
+        bad = [n for n in names if any(n == x or n.startswith(f"{x}.") for x in READ_SIDE_INTERNALS)]
+        if bad:
+            found.append((node.lineno, f"imports {bad[0]}"))
+    return sorted(found)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import sqlalchemy",
+        "from sqlalchemy.ext.asyncio import AsyncSession",
+        "from planexe_ax.readmodel.models import AgentRow",
+        "from planexe_ax.readmodel import models",
+        "from planexe_ax.readmodel.queries import read_checkpoint",
+    ],
+)
+def test_the_check_finds_sql_in_the_gateway(source: str) -> None:
+    assert sql_uses(source)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from planexe_ax.readmodel import Sessions, read_model",
+        "from planexe_ax.readmodel import catalog, executions",
+        "from planexe_ax.readmodel.schemas import ExecutionDetail",
+        "import sqlalchemyish",
+    ],
+)
+def test_the_check_leaves_the_query_modules(source: str) -> None:
+    assert sql_uses(source) == []
+
+
+def test_the_gateway_holds_no_sql() -> None:
+    modules = sorted(GATEWAY.rglob("*.py"))
+    assert len(modules) > 5, "the gateway was not found where expected"
+    offences = [
+        f"{path.relative_to(PACKAGE.parent)}:{line}: {what}"
+        for path in modules
+        for line, what in sql_uses(path.read_text(encoding="utf-8"))
+    ]
+    assert offences == [], "SQL in the gateway (add a query to readmodel/):\n" + "\n".join(offences)

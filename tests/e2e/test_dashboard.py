@@ -349,6 +349,7 @@ async def test_escalations_are_answered_from_the_page(stack: Stack, page: Page) 
     }
     closed = {i["task_id"]: i for i in history}
     assert closed["t_complete"]["resolution_output"] == {"rows": 12}
+    assert closed["t_retry"]["resolution_params"] == FIXED_PARAMS
     tree = (await stack.client.get(f"/api/executions/{execution_id}/tasks")).json()
     retried = next(t for p in tree["phases"] for t in p["tasks"] if t["task_id"] == "t_retry")
     assert retried["subtasks"][0]["output"]["rows"] == 1, "the retry ran with the params edited on the page"

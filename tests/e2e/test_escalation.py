@@ -180,6 +180,8 @@ async def test_each_answer_to_an_escalation_from_the_command_line_survives_resta
         "t_skip": ("skipped", "ann"),
         "t_fail": ("failed", "ann"),
     }
+    assert closed["t_retry"]["resolution_params"] == FIXED_PARAMS
+    assert closed["t_skip"]["resolution_params"] is None
 
 
 async def test_a_run_that_waits_for_a_person_says_how_to_answer_and_goes_on_when_answered(tmp_path: Path) -> None:

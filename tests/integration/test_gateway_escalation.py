@@ -70,6 +70,7 @@ async def test_each_answer_to_an_escalation_over_rest(stack: Stack) -> None:
     assert len((await get(stack, "/api/inbox", execution_id=execution_id))["items"]) == 4, "nothing was answered"
     retried = await answer(stack, items["t_retry"], action="retry", by="ann", params=FIXED_PARAMS)
     assert (retried["status"], retried["resolution"], retried["resolved_by"]) == ("closed", "retried", "ann")
+    assert retried["resolution_params"] == FIXED_PARAMS
     completed = await answer(stack, items["t_complete"], action="complete", by="bob", output={"rows": 12})
     assert completed["resolution_output"] == {"rows": 12}
     assert (await answer(stack, items["t_skip"], action="skip", by="ann"))["resolution"] == "skipped"

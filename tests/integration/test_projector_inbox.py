@@ -59,6 +59,7 @@ REVIEW_OPEN = {
     "resolved_by": None,
     "comment": None,
     "resolution_output": None,
+    "resolution_params": None,
     "opened_at": "2025-03-01T09:00:11Z",
     "closed_at": None,
 }

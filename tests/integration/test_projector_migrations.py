@@ -29,7 +29,7 @@ TABLES = {
 }
 TABLES_0002 = {*TABLES, "inbox_items"}
 SUBTASK_COLUMNS_0002 = {"reason", "confidence", "not_before", "deadline"}
-HEAD = "0003"
+HEAD = "0004"
 WAIT_S = 60.0
 
 
@@ -157,7 +157,6 @@ async def test_0003_up_and_down_keeps_plans_and_executions(database_url: str) ->
     assert "current" in agents
     assert "ix_executions_created" in await inspect_db(database_url, execution_indexes)
     assert await inspect_db(database_url, plan_rows) == [("p1", "t")]
-    assert await inspect_db(database_url, schema_diff) == []
 
     await asyncio.wait_for(downgrade(database_url, "0002"), WAIT_S)
     plans, agents = await inspect_db(database_url, plan_and_agent_columns)
@@ -170,3 +169,32 @@ async def test_0003_up_and_down_keeps_plans_and_executions(database_url: str) ->
 async def test_the_migration_matches_the_models(database_url: str) -> None:
     await asyncio.wait_for(upgrade(database_url), WAIT_S)
     assert await inspect_db(database_url, schema_diff) == []
+
+
+def inbox_columns(conn: Connection) -> set[str]:
+    return {column["name"] for column in inspect(conn).get_columns("inbox_items")}
+
+
+def inbox_rows(conn: Connection) -> list[tuple[Any, ...]]:
+    return [tuple(row) for row in conn.execute(text("SELECT item_id, resolution FROM inbox_items"))]
+
+
+INBOX_ROW = (
+    "INSERT INTO inbox_items (item_id, execution_id, kind, title, reason, action, params, actions, status,"
+    f" resolution, opened_at) VALUES ('i1', 'e1', 'escalation', 't', 'r', 'echo', '{{}}', '[]', 'closed', 'retried',"
+    f" {TS})"
+)
+
+
+async def test_0004_up_and_down_keeps_the_inbox(database_url: str) -> None:
+    await asyncio.wait_for(upgrade(database_url, "0003"), WAIT_S)
+    await run_sql(database_url, [*ROWS_0001[:2], INBOX_ROW])
+
+    await asyncio.wait_for(upgrade(database_url, "0004"), WAIT_S)
+    assert "resolution_params" in await inspect_db(database_url, inbox_columns)
+    assert await inspect_db(database_url, inbox_rows) == [("i1", "retried")]
+    assert await inspect_db(database_url, schema_diff) == []
+
+    await asyncio.wait_for(downgrade(database_url, "0003"), WAIT_S)
+    assert "resolution_params" not in await inspect_db(database_url, inbox_columns)
+    assert await inspect_db(database_url, inbox_rows) == [("i1", "retried")]

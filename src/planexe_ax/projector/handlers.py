@@ -313,6 +313,7 @@ async def on_inbox_opened(session: AsyncSession, event: InboxOpened) -> None:
             resolved_by=None,
             comment=None,
             resolution_output=None,
+            resolution_params=None,
             opened_at=event.ts,
             closed_at=None,
         )
@@ -333,6 +334,7 @@ async def on_inbox_closed(session: AsyncSession, event: InboxClosed) -> None:
         return
     row.status, row.resolution, row.resolved_by = INBOX_CLOSED, event.resolution, event.by
     row.comment, row.resolution_output, row.closed_at = event.comment, event.output, event.ts
+    row.resolution_params = event.params
 
 
 def _log_unknown(event: Event) -> None:

@@ -217,6 +217,7 @@ class InboxItem(Base):
     resolved_by: Mapped[str | None] = mapped_column(Text)
     comment: Mapped[str | None] = mapped_column(Text)
     resolution_output: Mapped[dict[str, Any] | None]
+    resolution_params: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     opened_at: Mapped[datetime]
     closed_at: Mapped[datetime | None]
 

@@ -376,6 +376,8 @@ class InboxEntry(View):
     resolved_by: str | None
     comment: str | None
     resolution_output: dict[str, Any] | None
+    resolution_params: dict[str, Any] | None = None
+    """retried: the params the person gave (None: the subtask kept its params)."""
     opened_at: Timestamp
     closed_at: Timestamp | None
 

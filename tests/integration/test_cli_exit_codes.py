@@ -84,3 +84,24 @@ def test_exec_start_refuses_params_that_do_not_fit_naming_each(
     assert len(lines) == 2
     assert "subtask task_1_1_2: action manage_csv: params.operation:" in lines[0]
     assert "action build_quote: params.rate_structure.hourly_rate:" in lines[1]
+
+
+@pytest.mark.parametrize("folder", ["missing", "empty"])
+def test_exec_status_and_list_without_a_read_model_are_exit_2_with_one_line(folder: str, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    if folder == "empty":
+        data.mkdir()
+        (data / "readmodel.sqlite3").write_bytes(b"")  # a database file no projector ever wrote
+    for command in (["exec", "status", "abc"], ["exec", "list"]):
+        proc = cli(command, {"PLANEXE_DATA_DIR": str(data)})
+
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.count("\n") == 1, proc.stderr
+        assert proc.stderr.startswith(f"planexe-ax: no read model to read at {data / 'readmodel.sqlite3'}")
+        assert "start `planexe-ax up` in this folder" in proc.stderr
+
+
+def test_exec_list_refuses_a_status_that_is_none(tmp_path: Path) -> None:
+    proc = cli(["exec", "list", "--status", "done"], {"PLANEXE_DATA_DIR": str(tmp_path)})
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("planexe-ax: --status DONE is not a status; use one of CREATED, ")

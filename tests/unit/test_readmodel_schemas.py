@@ -16,6 +16,7 @@ def test_times_are_utc_text_ending_in_z_in_python_and_json() -> None:
     paris = timezone(timedelta(hours=1))
     task = ReportTask(
         task_id="t1",
+        title="T",
         status="COMPLETED",
         started_at=datetime(2025, 3, 1, 10, 0, 0, 5, tzinfo=paris),
         finished_at=None,

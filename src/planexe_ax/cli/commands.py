@@ -10,17 +10,17 @@ import sys
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from planexe_ax.bus import Bus, Event, ExecutionStatus, Plan, SubtaskState, TaskState, TaskStatus, connect
 from planexe_ax.bus.client import control, control_task, execution_known, follow, start_execution
 from planexe_ax.cli.auth_http import LOCAL_TOKEN_FILE, login_link
 from planexe_ax.cli.people import AutoPeople, InboxNotices
+from planexe_ax.cli.reports import print_summary, read_report
 from planexe_ax.cli.services import BACKGROUND, SERVICES, nats_server, start_services
 from planexe_ax.config import Settings
 from planexe_ax.errors import ConfigError
 from planexe_ax.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
-from planexe_ax.readmodel import ReadModelError, execution_report, read_model
+from planexe_ax.readmodel import execution_report
 from planexe_ax.readmodel.schemas import ExecutionReport
 
 
@@ -172,12 +172,6 @@ def _print_links(settings: Settings, web: str, login: bool) -> None:
     sys.stdout.flush()
 
 
-async def read_report(settings: Settings, execution_id: str) -> ExecutionReport | None:
-    """The execution as the read model has it (the JSON of ``run --json``)."""
-    async with read_model(settings.effective_database_url) as sessions:
-        return await execution_report(sessions, execution_id)
-
-
 async def exec_command(bus: Bus, args: argparse.Namespace, plan: Plan | None) -> int:
     """``exec start|wait|pause|resume|cancel`` against running services."""
     if args.exec_command == "start":
@@ -209,29 +203,8 @@ async def _wait_read_model(settings: Settings, execution_id: str, status: Execut
     for _ in range(100):
         try:
             report = await read_report(settings, execution_id)
-        except (ReadModelError, OSError):  # no read model to wait for (no projector runs against it)
+        except ConfigError:  # no read model to wait for (no projector runs against it)
             return
         if report and report.status == status.value:
             return
         await asyncio.sleep(0.1)
-
-
-def print_summary(report: ExecutionReport, settings: Settings | None = None) -> None:
-    """A table of tasks with status, attempts, agents and times."""
-    console = Console()
-    table = Table(title=f"execution {report.execution_id} — {report.status}")
-    for column in ("task", "status", "attempts", "agents", "started", "finished"):
-        table.add_column(column)
-    for task in report.tasks:
-        agents = sorted({s.agent_id for s in task.subtasks if s.agent_id})
-        table.add_row(
-            task.task_id,
-            task.status,
-            str(task.attempts),
-            ", ".join(agents),
-            f"{task.started_at:%H:%M:%S}" if task.started_at else "",
-            f"{task.finished_at:%H:%M:%S}" if task.finished_at else "",
-        )
-    console.print(table)
-    if settings is not None:
-        console.print(f"outputs: {settings.outputs_dir / report.execution_id}")

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import signal
 import sys
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from planexe_ax.bus import connect
 from planexe_ax.cli.auth_http import add_auth_http_parsers
@@ -18,7 +16,7 @@ from planexe_ax.cli.plan import add_plan_parsers, load_checked, load_plan, run_p
 from planexe_ax.cli.services import SERVICES
 from planexe_ax.config import Settings
 from planexe_ax.errors import ConfigError, PlanValidationError
-from planexe_ax.exit_codes import EXIT_OK, EXIT_USAGE
+from planexe_ax.exit_codes import EXIT_USAGE
 from planexe_ax.logs import setup_logging
 
 
@@ -64,6 +62,11 @@ def _parser() -> argparse.ArgumentParser:
     status = exe.add_parser("status", help="print the execution as the read model has it")
     status.add_argument("execution_id")
     status.add_argument("--json", action="store_true")
+    listing = exe.add_parser("list", help="the newest executions as the read model has them")
+    listing.add_argument("--status", default=None, help="only this status (RUNNING, COMPLETED, FAILED, ...)")
+    listing.add_argument("--plan", default=None, help="only executions of this plan id")
+    listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    listing.add_argument("--json", action="store_true")
     wait = exe.add_parser("wait", help="wait for the end: exit 0 COMPLETED, 1 FAILED/CANCELLED, 3 timeout")
     wait.add_argument("execution_id")
     wait.add_argument("--timeout", type=float, default=None)
@@ -179,16 +182,13 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _exec(args: argparse.Namespace, settings: Settings) -> int:
-    from planexe_ax.cli import commands
+    from planexe_ax.cli import commands, reports
     from planexe_ax.cli.services import resolve_nats_url
 
     if args.exec_command == "status":
-        report = await commands.read_report(settings, args.execution_id)
-        if report is None:
-            sys.stderr.write(f"planexe-ax: no execution {args.execution_id} in the read model\n")
-            return EXIT_USAGE
-        _out(report.model_dump(mode="json")) if args.json else commands.print_summary(report)
-        return EXIT_OK
+        return await reports.show_status(settings, args.execution_id, args.json)
+    if args.exec_command == "list":
+        return await reports.show_list(settings, args.status, args.plan, args.json, args.limit)
     bus = await connect(settings, resolve_nats_url(settings), "planexe-ax-cli")
     try:
         plan = None
@@ -214,10 +214,6 @@ def _stop_on_signals() -> asyncio.Event:
 def _first_line(exc: ValueError) -> str:
     lines = str(exc).splitlines()
     return " ".join(line.strip() for line in lines[:3]) if len(lines) > 1 else lines[0]
-
-
-def _out(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 
 if __name__ == "__main__":

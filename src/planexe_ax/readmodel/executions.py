@@ -246,6 +246,17 @@ async def snapshot(sessions: Sessions, execution_id: str) -> Snapshot | None:
     return Snapshot(last_seq=last_seq, execution=_detail(x), tree=tree)
 
 
+UNSETTLED = frozenset({"FAILED", "RETRY_WAIT", "AWAITING_HUMAN", "BLOCKED", "SKIPPED", "CANCELLED", "REJECTED"})
+"""Subtask statuses whose reason says why the work did not (yet) go well."""
+
+
+def last_error(sub: ExecutionSubtask) -> str | None:
+    """Why the subtask failed, waits or was left (its error, else its reason in such a status); else None."""
+    if sub.error:
+        return sub.error
+    return (sub.reason or None) if sub.status in UNSETTLED else None
+
+
 async def execution_report(sessions: Sessions, execution_id: str) -> ExecutionReport | None:
     """One execution with its tasks and subtasks, in plan order (None when the execution is unknown)."""
     async with sessions() as session:
@@ -263,36 +274,41 @@ async def execution_report(sessions: Sessions, execution_id: str) -> ExecutionRe
                 status=sub.status,
                 agent_id=sub.agent_id,
                 output=sub.output,
+                attempts=sub.attempt,
+                error=last_error(sub),
             )
         )
     return ExecutionReport(
         execution_id=execution.execution_id,
         plan_id=execution.plan_id,
         status=execution.status,
+        reason=execution.reason,
         started_at=execution.started_at,
         finished_at=execution.finished_at,
         tasks=[
             ReportTask(
                 task_id=task.task_id,
+                title=title or task.task_id,
                 status=task.status,
                 started_at=task.started_at,
                 finished_at=task.finished_at,
                 attempts=task.attempts,
                 subtasks=by_task.get(task.task_id, []),
             )
-            for task in tasks
+            for task, title in tasks
         ],
     )
 
 
-async def _tasks_in_order(session: AsyncSession, execution: Execution) -> list[ExecutionTask]:
+async def _tasks_in_order(session: AsyncSession, execution: Execution) -> list[tuple[ExecutionTask, str | None]]:
+    """The execution's tasks in plan order, each with its title (None when the plan's row is gone)."""
     query = (
-        select(ExecutionTask)
+        select(ExecutionTask, PlanTask.title)
         .outerjoin(PlanTask, (PlanTask.plan_id == execution.plan_id) & (PlanTask.task_id == ExecutionTask.task_id))
         .where(ExecutionTask.execution_id == execution.execution_id)
         .order_by(PlanTask.position, ExecutionTask.task_id)
     )
-    return list(await session.scalars(query))
+    return [(task, title) for task, title in (await session.execute(query)).all()]
 
 
 async def _subtasks_in_order(session: AsyncSession, execution: Execution) -> list[ExecutionSubtask]:

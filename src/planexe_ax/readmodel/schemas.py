@@ -220,12 +220,18 @@ class ReportSubtask(View):
     status: str
     agent_id: str | None
     output: dict[str, Any] | None
+    attempts: int = Field(description="Attempts started so far (0: never started).")
+    error: str | None = Field(
+        description="Why it failed, waits to be retried, waits on a person, was skipped or cancelled (its last "
+        "reason); None for work that is going or went well."
+    )
 
 
 class ReportTask(View):
     """A task in :class:`ExecutionReport`."""
 
     task_id: str
+    title: str
     status: str
     started_at: Timestamp | None
     finished_at: Timestamp | None
@@ -239,6 +245,7 @@ class ExecutionReport(View):
     execution_id: str
     plan_id: str
     status: str
+    reason: str
     started_at: Timestamp | None
     finished_at: Timestamp | None
     tasks: list[ReportTask]

@@ -79,30 +79,41 @@ def scenario(execution_id: str = EXECUTION) -> list[Event]:
     ]
 
 
-def done(subtask_id: str, action: str, agent_id: str, output: dict[str, Any]) -> dict[str, Any]:
-    return {"subtask_id": subtask_id, "action": action, "status": "COMPLETED", "agent_id": agent_id, "output": output}
+def done(subtask_id: str, action: str, agent_id: str, output: dict[str, Any], attempts: int = 1) -> dict[str, Any]:
+    return {
+        "subtask_id": subtask_id,
+        "action": action,
+        "status": "COMPLETED",
+        "agent_id": agent_id,
+        "output": output,
+        "attempts": attempts,
+        "error": None,  # the failed first attempt of s1 no longer describes it
+    }
 
 
 EXPECTED_REPORT = {
     "execution_id": EXECUTION,
     "plan_id": "p1",
     "status": "COMPLETED",
+    "reason": "all done",
     "started_at": "2025-03-01T09:00:01Z",
     "finished_at": "2025-03-01T09:00:15Z",
     "tasks": [
         {
             "task_id": "t1",
+            "title": "Search",
             "status": "COMPLETED",
             "started_at": "2025-03-01T09:00:02Z",
             "finished_at": "2025-03-01T09:00:10Z",
             "attempts": 2,
             "subtasks": [
-                done("s1", "web_search", "a2", {"n": 10}),
+                done("s1", "web_search", "a2", {"n": 10}, attempts=2),
                 done("s2", "summarise", "a1", {"text": "ok"}),
             ],
         },
         {
             "task_id": "t2",
+            "title": "Email",
             "status": "COMPLETED",
             "started_at": "2025-03-01T09:00:11Z",
             "finished_at": "2025-03-01T09:00:14Z",

@@ -9,8 +9,10 @@ from planexe_ax.bus import (
     InboxClosed,
     InboxOpened,
     Plan,
+    Reassign,
     ResolveInbox,
     StartExecution,
+    SubtaskResult,
     TaskState,
     TaskStatus,
 )
@@ -185,6 +187,18 @@ def test_on_failure_fail_per_plan_or_per_task() -> None:
     escalation(fail_twice(engine))  # task a: the plan's default, escalate
     fail_twice(engine, "c_s0")
     assert engine.runs[X].status == ExecutionStatus.FAILED
+
+
+def test_reassigning_escalated_work_gives_the_new_agent_a_fresh_round_of_attempts() -> None:
+    engine, _ = start(chain())
+    escalation(fail_twice(engine))
+    moved = engine.on_command(Reassign(execution_id=X, task_id="a", agent_id="agent-9"), at(4))
+    assert closed(moved).resolution == "reassigned"
+    (offer,) = [e for e in moved if isinstance(e, Offer)]
+    assert (offer.agent_id, offer.offer.attempt) == ("agent-9", 3)
+    report = SubtaskResult(execution_id=X, subtask_id="a_s0", attempt=3, ok=False, error="still", agent_id="agent-9")
+    again = engine.on_event(report, at(5))
+    assert ("subtask_state", "a_s0", "RETRY_WAIT") in emitted(again)
 
 
 def replayed(log: list[Effect]) -> CoordinatorCore:

@@ -269,8 +269,8 @@ def _apply_inbox(run: ExecutionRun, event: InboxOpened | InboxClosed) -> bool:
         holder.inbox = None
         if isinstance(holder, TaskRun) and opened.kind == "approval" and event.resolution == "approved":
             holder.approved = True
-        if isinstance(holder, SubtaskRun) and event.resolution == "retried":
-            holder.failures = 0  # a person's retry starts a fresh round of attempts
+        if isinstance(holder, SubtaskRun) and event.resolution in ("retried", "reassigned"):
+            holder.failures = 0  # a person's retry, or moving the work to another agent, starts a fresh round
             holder.params = holder.params if event.params is None else dict(event.params)
     return True
 

@@ -8,7 +8,7 @@ from nats.js.errors import KeyNotFoundError
 from pydantic import BaseModel
 
 from planexe_ax.agents import Agent, CapabilityOutput, TaskContext, capability
-from planexe_ax.bus import AgentCard, Bus, Event, SubtaskResult, TaskOffer, decode_event
+from planexe_ax.bus import AgentCard, Bus, DeadLetter, Event, SubtaskResult, TaskOffer, decode_event
 from planexe_ax.errors import PermanentError
 
 
@@ -90,3 +90,14 @@ def short_lease(bus: Bus, ack_wait_s: float = 1.0) -> Bus:
     return Bus(
         nc=bus.nc, js=bus.js, subjects=bus.subjects, settings=bus.settings.model_copy(update={"ack_wait_s": ack_wait_s})
     )
+
+
+async def dead_letters(bus: Bus) -> list[DeadLetter]:
+    info = await bus.js.stream_info(bus.subjects.dlq_stream)
+    if info.state.messages == 0:
+        return []
+    letters = []
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        raw = await bus.js.get_msg(bus.subjects.dlq_stream, seq)
+        letters.append(DeadLetter.model_validate_json(raw.data or b""))
+    return letters

@@ -85,3 +85,12 @@ def started(execution_id: str, subtask_id: str, attempt: int = 1, agent_id: str 
 
 def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
+
+
+def echo_plan() -> Plan:
+    """Two tasks in a row, each subtask an `echo` the test agent does."""
+    document = make_plan({"a": 2, "b": 1}, [("a", "b", "finish_to_start", 0)]).model_dump(mode="json", by_alias=True)
+    for task in document["phases"][0]["tasks"]:
+        for sub in task["subtasks"]:
+            sub["params"] = {"text": sub["subtask_id"]}
+    return Plan.model_validate(document)

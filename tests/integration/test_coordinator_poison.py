@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 
 from planexe_ax.agents import Agent
-from planexe_ax.bus import Bus, DeadLetter, ExecutionState, ExecutionStatus, Plan, utcnow
+from planexe_ax.bus import Bus, DeadLetter, ExecutionState, ExecutionStatus, utcnow
 from planexe_ax.bus.client import follow, start_execution
 from planexe_ax.config import Settings
 from planexe_ax.coordinator.directory import AgentDirectory
 from planexe_ax.coordinator.state import Emit
-from tests.helpers.agents import echo
+from tests.helpers.agents import dead_letters, echo
 from tests.helpers.eventually import eventually
-from tests.helpers.factories import make_plan
+from tests.helpers.factories import echo_plan, make_plan
 from tests.helpers.inprocess import agent_running, coordinator
 
 pytestmark = pytest.mark.nats
@@ -35,26 +35,6 @@ async def publish_raw(bus: Bus, execution_id: str, kind: str, data: bytes) -> No
     """Publish under the subject the id would give, built by hand: the subject builder refuses such ids."""
     subject = bus.subjects.all_events.removesuffix(">") + f"{execution_id}.{kind}"
     await bus.js.publish(subject, data, headers={"Nats-Msg-Id": f"poison-{len(data)}-{kind}-{execution_id[:20]}"})
-
-
-async def dead_letters(bus: Bus) -> list[DeadLetter]:
-    info = await bus.js.stream_info(bus.subjects.dlq_stream)
-    if info.state.messages == 0:
-        return []
-    letters = []
-    for seq in range(info.state.first_seq, info.state.last_seq + 1):
-        raw = await bus.js.get_msg(bus.subjects.dlq_stream, seq)
-        letters.append(DeadLetter.model_validate_json(raw.data or b""))
-    return letters
-
-
-def echo_plan() -> Plan:
-    """Two tasks in a row, each subtask an `echo` the test agent does."""
-    document = make_plan({"a": 2, "b": 1}, [("a", "b", "finish_to_start", 0)]).model_dump(mode="json", by_alias=True)
-    for task in document["phases"][0]["tasks"]:
-        for sub in task["subtasks"]:
-            sub["params"] = {"text": sub["subtask_id"]}
-    return Plan.model_validate(document)
 
 
 async def run_once(bus: Bus, timeout_s: float = 30) -> Any:

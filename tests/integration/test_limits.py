@@ -9,11 +9,17 @@ from typing import Any
 
 import pytest
 
-from planexe_ax.bus import Bus, connect
+from planexe_ax.bus import Bus, CancelExecution, ExecutionStatus, connect
+from planexe_ax.bus.client import follow, start_execution
+from planexe_ax.bus.errors import BusError
 from planexe_ax.config import Settings
 from planexe_ax.projector.plan_catalog import PLANS_CHECKPOINT
 from tests.helpers.acli import acli
+from tests.helpers.agents import dead_letters
+from tests.helpers.eventually import eventually
+from tests.helpers.factories import echo_plan
 from tests.helpers.gateway import Stack, example_document, running_stack
+from tests.helpers.inprocess import coordinator
 
 pytestmark = [pytest.mark.nats, pytest.mark.postgres]
 
@@ -83,3 +89,38 @@ async def test_exec_start_of_a_plan_too_large_for_the_bus_is_one_line(
     assert len(lines) == 1, started.stderr
     assert lines[0].startswith("planexe-ax: plan huge is ")
     assert "PLANEXE_MAX_MESSAGE_BYTES" in lines[0]
+
+
+async def fits(bus: Bus, subject: str, data: bytes) -> bool:
+    """Publish ``data``; False when the stream is full."""
+    try:
+        await bus.js.publish(subject, data)
+    except BusError as exc:
+        if "maximum bytes exceeded" not in str(exc):
+            raise
+        return False
+    return True
+
+
+async def test_a_full_work_queue_dead_letters_the_offer_and_the_coordinator_goes_on(
+    nats_url: str, settings: Settings
+) -> None:
+    """AX_TASKS refuses new offers when full; the coordinator dead-letters the offer instead of waiting for ever."""
+    limited = settings.model_copy(update={"max_message_bytes": 64 * 1024, "stream_max_bytes": 1024 * 1024})
+    bus = await connect(limited, nats_url, "limits")
+    try:
+        nobody = bus.subjects.task("nobody_offers_this")
+        for size in (60_000, 100):  # fill it to the last few bytes
+            while await fits(bus, nobody, b"x" * size):
+                pass
+        async with coordinator(limited, nats_url) as service:
+            execution_id = await start_execution(bus, echo_plan())
+            letters = await eventually(lambda: dead_letters(bus), timeout=20)
+            assert letters[0].reason.startswith(f"cannot publish offer {execution_id}:")
+            assert "maximum bytes exceeded" in letters[0].reason
+            await bus.send_command(CancelExecution(execution_id=execution_id))
+            outcome = await follow(bus, execution_id, timeout_s=20)
+            assert outcome.status == ExecutionStatus.CANCELLED
+            assert service.dead_lettered >= 1
+    finally:
+        await bus.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from nats.errors import ConnectionClosedError, MaxPayloadError
 from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.errors import BadRequestError, FetchTimeoutError
+from nats.js.errors import APIError, BadRequestError, FetchTimeoutError
 from pydantic import ValidationError
 
 BusError = NatsError
@@ -27,7 +27,14 @@ def permanent_publish_error(exc: BaseException) -> bool:
     """Whether publishing failed for a reason that sending the same message again cannot cure.
 
     A subject that cannot be built (an id that is not a token), a payload larger than the server or the
-    stream accepts, or a request the stream refuses: these go to the DLQ. Lost connections and timeouts
-    are worth another try.
+    stream accepts, a request the stream refuses, or a stream full to its byte limit that refuses new
+    messages (AX_TASKS: nothing drains it when no agent takes that work): these go to the DLQ. Lost
+    connections and timeouts are worth another try.
     """
+    if isinstance(exc, APIError) and exc.err_code == STREAM_STORE_FAILED:
+        return True
     return isinstance(exc, ValueError | TypeError | MaxPayloadError | BadRequestError)
+
+
+STREAM_STORE_FAILED = 10077
+"""JetStream's error code when a stream cannot store a message: its byte or message limit is reached."""

@@ -240,7 +240,7 @@ class Coordinator:
         message = effect.offer if isinstance(effect, Offer) else effect.event
         msg_id = effect.offer.msg_id if isinstance(effect, Offer) else effect.event.event_id
         kind = f"offer {msg_id}" if isinstance(effect, Offer) else f"{effect.event.type} {msg_id}"
-        reason = f"cannot publish {kind}: {exc!r}"
+        reason = f"cannot publish {kind}: {type(exc).__name__}: {exc}"
         try:
             data = message.model_dump_json().encode()
             await self.bus.dead_letter_data(DLQ_SOURCE, kind, data, reason, event_ids.unpublished(DLQ_SOURCE, msg_id))

@@ -48,8 +48,9 @@ class Settings(BaseSettings):
     stream_max_bytes: int = Field(
         default=256 * 1024**2,
         ge=1024 * 1024,
-        description="Bytes each other stream keeps at most: AX_TASKS refuses new offers when full, AX_COMMANDS "
-        "and AX_DLQ drop their oldest. The server reserves every stream's limit when the stream is created.",
+        description="Bytes each other stream keeps at most: AX_TASKS refuses new offers when full (the coordinator "
+        "dead-letters them), AX_COMMANDS and AX_DLQ drop their oldest. The server reserves every stream's limit "
+        "when the stream is created.",
     )
     default_max_attempts: int = Field(default=3, ge=1, description="Attempts of a subtask unless the plan says.")
     backoff_initial_s: float = Field(default=1.0, ge=0, description="Delay before the 2nd attempt of a subtask.")

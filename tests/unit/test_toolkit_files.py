@@ -7,12 +7,11 @@ import datetime as dt
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any
 
 import pytest
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from planexe_ax.agents import Capability, CapabilityOutput, TaskContext
+from planexe_ax.agents import CapabilityOutput
 from planexe_ax.agents.toolkit import (
     BuildQuoteParams,
     CreateWireframesParams,
@@ -33,36 +32,8 @@ from planexe_ax.agents.toolkit import (
 from planexe_ax.agents.toolkit.calendar_invite import fold
 from planexe_ax.agents.toolkit.maps import simulate_search
 from planexe_ax.agents.toolkit.phone import simulate_call
-from planexe_ax.config import Settings
 from planexe_ax.errors import PermanentError
-
-
-class Run:
-    """Runs capabilities in one execution folder and records their progress reports."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.settings = Settings(data_dir=tmp_path / "data")
-        self.progress: list[tuple[float, str]] = []
-        self.n = 0
-
-    def ctx(self) -> TaskContext:
-        self.n += 1
-
-        async def report(percent: float, message: str) -> None:
-            self.progress.append((percent, message))
-
-        return TaskContext("exec1", "t1", f"s{self.n}", 1, "tester", self.settings, _progress=report)
-
-    @property
-    def out(self) -> Path:
-        return self.settings.outputs_dir / "exec1"
-
-    async def __call__(self, cap: Capability, params: dict[str, Any]) -> dict[str, Any]:
-        model: BaseModel = cap.params_model.model_validate(params)
-        result = await cap(model, self.ctx())
-        output = result.output if isinstance(result, CapabilityOutput) else result
-        assert len(json.dumps(output)) < 4000, "outputs stay small"
-        return output
+from tests.helpers.toolkit import Run
 
 
 @pytest.fixture

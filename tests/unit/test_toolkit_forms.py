@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from planexe_ax.agents import Capability, CapabilityOutput, TaskContext
 from planexe_ax.agents.toolkit import (
     AnalyzeWebsiteParams,
     BuildQuoteParams,
@@ -22,29 +21,8 @@ from planexe_ax.agents.toolkit import (
 )
 from planexe_ax.agents.toolkit.analysis import rubric_score
 from planexe_ax.agents.toolkit.quote import compute_quote
-from planexe_ax.config import Settings
 from planexe_ax.errors import PermanentError
-
-
-class Run:
-    def __init__(self, tmp_path: Path) -> None:
-        self.settings = Settings(data_dir=tmp_path / "data")
-        self.n = 0
-
-    @property
-    def out(self) -> Path:
-        return self.settings.outputs_dir / "exec1"
-
-    async def __call__(self, cap: Capability, params: dict[str, Any]) -> dict[str, Any]:
-        self.n += 1
-
-        async def report(percent: float, message: str) -> None:
-            return None
-
-        ctx = TaskContext("exec1", "t1", f"s{self.n}", 1, "tester", self.settings, _progress=report)
-        model: BaseModel = cap.params_model.model_validate(params)
-        result = await cap(model, ctx)
-        return result.output if isinstance(result, CapabilityOutput) else result
+from tests.helpers.toolkit import Run
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ _OPERATION_OF = {word: op for op, words in OPERATION_WORDS.items() for word in w
 ACCEPTED_OPERATIONS = tuple(_OPERATION_OF)
 OPERATION_WORD: Any = Literal.__getitem__(ACCEPTED_OPERATIONS)
 """The words ``operation`` accepts, for the JSON schema (agent cards, ``plan schema --actions``)."""
-READ_LIMIT = 50
+READ_LIMIT = 20
 
 
 def operation_name(word: str) -> str:
@@ -44,7 +44,7 @@ class ManageCsvParams(BaseModel):
     ``write`` replaces the file with ``data``; ``append`` adds ``data`` (new columns are added);
     ``update`` changes the rows whose ``key`` matches a row of ``data`` and appends the others;
     ``delete`` removes the rows that match ``where`` (or whose ``key`` is in ``data``); ``read`` returns
-    the rows that match ``where`` (the first 50); ``import_json`` builds the file from the ``results`` of a
+    the rows that match ``where`` (the first 20); ``import_json`` builds the file from the ``results`` of a
     JSON file (default: the Maps search results), skipping rows whose ``key`` is already there;
     ``filter`` writes the rows of ``file_path`` that match ``where`` (equality) and ``min_values``
     (numeric lower bounds) to ``output_path``.

@@ -1,6 +1,6 @@
 """Throughput and hop latency of executing a plan, against raw JetStream round trips measured in the same run.
 
-    python bench/throughput.py [--subtasks 1000] [--agents 2] [--chain 50]
+    python bench/throughput.py [--subtasks 1000] [--agents 2] [--chain 50] [--auth both|on|off]
 
 Starts its own nats-server (temporary store), a coordinator and N agent runtimes offering a no-op action
 in this process, then:
@@ -10,6 +10,10 @@ in this process, then:
   rate of sequential JetStream publish+ack on the same server (the floor of one hop);
 - chain: tasks in a finish-to-start chain: the time per hop (one subtask's dispatch to the next's),
   against one raw publish+ack round trip.
+
+With ``--auth both`` (the default) it measures twice, on a nats-server in operator mode (every
+connection with its own user JWT and subject permissions, as `planexe-ax up` runs) and on one without
+authentication, and prints the cost of authentication as the ratios of the two.
 
 Prints one line per figure and the ratios. The projector is not in the loop (it is measured by
 tests/e2e and keeps up in batches); the numbers are the coordinator's and the agents'.
@@ -23,6 +27,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,9 +65,22 @@ def plan(n: int, chain: bool) -> Plan:
     return Plan.model_validate({"plan_id": "bench", "goal": "bench", "phases": phases})
 
 
+@dataclass(frozen=True)
+class Figures:
+    """One measurement: raw publish+ack, the wide plan's rate and the chain's median hop."""
+
+    per_hop_raw: float
+    rate: float
+    hops: list[float]
+
+    @property
+    def hop(self) -> float:
+        return statistics.median(self.hops)
+
+
 async def raw_round_trips(url: str, settings: Settings, n: int = 2000) -> float:
     """Seconds per sequential publish+ack on the events stream of this server."""
-    bus = await connect(settings, url, "bench-raw")
+    bus = await connect(settings, url, "bench-raw", role="admin")
     subject = bus.subjects.dlq("bench")  # a stream nobody consumes: the probes must not reach a service
     started = time.perf_counter()
     for i in range(n):
@@ -73,7 +91,7 @@ async def raw_round_trips(url: str, settings: Settings, n: int = 2000) -> float:
 
 
 async def execute(url: str, settings: Settings, the_plan: Plan) -> tuple[float, list[float]]:
-    bus = await connect(settings, url, "bench-client")
+    bus = await connect(settings, url, "bench-client", role="operator")
     started = time.perf_counter()
     execution_id = await start_execution(bus, the_plan)
     dispatched: dict[str, float] = {}
@@ -93,40 +111,56 @@ async def execute(url: str, settings: Settings, the_plan: Plan) -> tuple[float, 
     return elapsed, hops
 
 
-async def main(subtasks: int, agents: int, chain: int) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        server = EmbeddedNats(Path(folder) / "nats")
-        url = await server.start()
-        settings = Settings(namespace="bench", data_dir=Path(folder) / "data", lag_scale_s=0)
-        try:
-            coordinator_bus = await connect(settings, url, "bench-coordinator")
-            coordinator = Coordinator(coordinator_bus)
-            await coordinator.start()
-            stop = asyncio.Event()
-            agent_bus = await connect(settings, url, "bench-agents")
-            runtimes = [
-                AgentRuntime(agent_bus, Agent(f"noop-{i}", "No-op", capabilities=[noop]), concurrency=32)
-                for i in range(agents)
-            ]
-            tasks = [asyncio.create_task(coordinator.run(stop))] + [asyncio.create_task(r.run(stop)) for r in runtimes]
-            per_hop_raw = await raw_round_trips(url, settings)
-            wide_s, _ = await execute(url, settings, plan(subtasks, chain=False))
-            _, hops = await execute(url, settings, plan(chain, chain=True))
-            stop.set()
-            await asyncio.gather(*tasks)
-            await coordinator_bus.close()
-            await agent_bus.close()
-        finally:
-            await server.stop()
-    rate = subtasks / wide_s
-    raw_rate = 1 / per_hop_raw
-    hop = statistics.median(hops)
-    print(f"raw JetStream publish+ack (sequential): {raw_rate:,.0f} msg/s, {per_hop_raw * 1000:.2f} ms each")
-    print(f"wide plan: {subtasks} subtasks in {wide_s:.2f} s = {rate:,.0f} subtasks/s ({agents} agents)")
-    print(f"  ratio to raw sequential publish+ack: {rate / raw_rate:.3f}")
-    print(f"chain: median hop (dispatch to next dispatch) {hop * 1000:.1f} ms, p90 "
-          f"{sorted(hops)[int(len(hops) * 0.9)] * 1000:.1f} ms over {len(hops)} hops")  # fmt: skip
-    print(f"  ratio to one raw publish+ack: {hop / per_hop_raw:.1f}x")
+async def measure(folder: Path, auth: bool, subtasks: int, agents: int, chain: int) -> Figures:
+    """Start a server (in operator mode when ``auth``), a coordinator and the agents; run both plans."""
+    server = EmbeddedNats(folder / "nats", auth=auth)
+    url = await server.start()
+    settings = Settings(namespace="bench", data_dir=folder / "data", nats_auth_dir=server.auth_dir, lag_scale_s=0)
+    try:
+        coordinator_bus = await connect(settings, url, "bench-coordinator", role="coordinator")
+        coordinator = Coordinator(coordinator_bus)
+        await coordinator.start()
+        stop = asyncio.Event()
+        agent_bus = await connect(settings, url, "bench-agents", role="builtin-agents")
+        runtimes = [
+            AgentRuntime(agent_bus, Agent(f"noop-{i}", "No-op", capabilities=[noop]), concurrency=32)
+            for i in range(agents)
+        ]
+        tasks = [asyncio.create_task(coordinator.run(stop))] + [asyncio.create_task(r.run(stop)) for r in runtimes]
+        per_hop_raw = await raw_round_trips(url, settings)
+        wide_s, _ = await execute(url, settings, plan(subtasks, chain=False))
+        _, hops = await execute(url, settings, plan(chain, chain=True))
+        stop.set()
+        await asyncio.gather(*tasks)
+        await coordinator_bus.close()
+        await agent_bus.close()
+    finally:
+        await server.stop()
+    return Figures(per_hop_raw=per_hop_raw, rate=subtasks / wide_s, hops=hops)
+
+
+def report(label: str, figures: Figures, subtasks: int, agents: int) -> None:
+    raw_rate, hops = 1 / figures.per_hop_raw, sorted(figures.hops)
+    print(f"[{label}] raw JetStream publish+ack (sequential): {raw_rate:,.0f} msg/s, "
+          f"{figures.per_hop_raw * 1000:.2f} ms each")  # fmt: skip
+    print(f"[{label}] wide plan: {subtasks} subtasks = {figures.rate:,.0f} subtasks/s ({agents} agents)")
+    print(f"  ratio to raw sequential publish+ack: {figures.rate / raw_rate:.3f}")
+    print(f"[{label}] chain: median hop (dispatch to next dispatch) {figures.hop * 1000:.1f} ms, p90 "
+          f"{hops[int(len(hops) * 0.9)] * 1000:.1f} ms over {len(hops)} hops")  # fmt: skip
+    print(f"  ratio to one raw publish+ack: {figures.hop / figures.per_hop_raw:.1f}x")
+
+
+async def main(subtasks: int, agents: int, chain: int, auth: str) -> None:
+    modes = {"both": (True, False), "on": (True,), "off": (False,)}[auth]
+    measured: dict[bool, Figures] = {}
+    for mode in modes:
+        with tempfile.TemporaryDirectory() as folder:
+            measured[mode] = await measure(Path(folder), mode, subtasks, agents, chain)
+        report("auth on" if mode else "auth off", measured[mode], subtasks, agents)
+    if len(measured) == 2:
+        on, off = measured[True], measured[False]
+        print(f"cost of authentication (on / off): wide rate {on.rate / off.rate:.3f}, "
+              f"median hop {on.hop / off.hop:.3f}, raw publish+ack {on.per_hop_raw / off.per_hop_raw:.3f}")  # fmt: skip
 
 
 if __name__ == "__main__":
@@ -134,5 +168,6 @@ if __name__ == "__main__":
     parser.add_argument("--subtasks", type=int, default=1000)
     parser.add_argument("--agents", type=int, default=2)
     parser.add_argument("--chain", type=int, default=50)
+    parser.add_argument("--auth", choices=["both", "on", "off"], default="both")
     args = parser.parse_args()
-    asyncio.run(main(args.subtasks, args.agents, args.chain))
+    asyncio.run(main(args.subtasks, args.agents, args.chain, args.auth))

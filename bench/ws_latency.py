@@ -173,7 +173,7 @@ async def wait_projected(url: str, token: str, execution_id: str) -> None:
 
 async def publisher_main(nats_url: str, execution_id: str, events: int, rate: float) -> None:
     """Publish ``events`` progress events at ``rate`` per second, each with its time; print the seconds it took."""
-    bus = await connect(Settings(namespace=NAMESPACE), nats_url, "ws-bench-publisher", provision=False)
+    bus = await connect(Settings(namespace=NAMESPACE), nats_url, "ws-bench-publisher", provision=False, role=None)
     started = time.perf_counter()
     for i in range(events):
         delay = started + i / rate - time.perf_counter()
@@ -196,7 +196,8 @@ async def child(role: str, args: argparse.Namespace, execution_id: str, ws_url: 
 
 
 async def run(args: argparse.Namespace, folder: Path, database_url: str) -> dict[str, Any]:
-    server = EmbeddedNats(folder / "nats")
+    # No NATS authentication: this measures the WebSocket path; bench/throughput.py measures what auth costs.
+    server = EmbeddedNats(folder / "nats", auth=False)
     url = await server.start()
     settings = Settings(namespace=NAMESPACE, data_dir=folder / "data", database_url=database_url, http_port=0)
     services = await start_services(settings, url, ("projector", "gateway"))
@@ -206,7 +207,7 @@ async def run(args: argparse.Namespace, folder: Path, database_url: str) -> dict
         assert services.gateway is not None
         http_url = services.gateway.url
         execution_id = new_id()
-        bus = await connect(settings, url, "ws-bench-setup", provision=False)
+        bus = await connect(settings, url, "ws-bench-setup", provision=False, role=None)
         await bus.publish_event(ExecutionCreated(execution_id=execution_id, plan=Plan.model_validate(PLAN)))
         await bus.close()
         token = token_store(settings).issue("ws-bench", Role.VIEWER)

@@ -32,8 +32,24 @@ def nats_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def nats_auth(nats_store: Path) -> Path:
+    """The identities of the session's nats-server (operator mode): made before it starts."""
+    identities = EmbeddedNats(nats_store).identities
+    assert identities is not None
+    return identities.folder
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nats_auth_for_every_process(nats_auth: Path) -> Iterator[None]:
+    """Commands and services a test starts find the session server's identities (PLANEXE_NATS_AUTH_DIR)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PLANEXE_NATS_AUTH_DIR", str(nats_auth))
+        yield
+
+
+@pytest.fixture(scope="session")
 def nats_url(nats_store: Path) -> Iterator[str]:
-    """One nats-server for the session; tests keep apart by namespace."""
+    """One nats-server for the session, in operator mode; tests keep apart by namespace."""
     server = EmbeddedNats(nats_store)
     server.start_sync()
     yield server.url
@@ -41,11 +57,15 @@ def nats_url(nats_store: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """Settings with a namespace of this test's own, so tests never see each other's messages."""
+def settings(tmp_path: Path, nats_auth: Path) -> Settings:
+    """Settings with a namespace of this test's own, so tests never see each other's messages.
+
+    Services connect with their own identities, signed with the session server's account key.
+    """
     return Settings(
         namespace=f"t{uuid.uuid4().hex[:10]}",
         data_dir=tmp_path / "data",
+        nats_auth_dir=nats_auth,
         ack_wait_s=5.0,
         heartbeat_s=0.5,
         agent_ttl_s=3.0,
@@ -55,7 +75,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 async def bus(nats_url: str, settings: Settings) -> AsyncIterator[Bus]:
-    connected = await connect(settings, nats_url, "test")
+    connected = await connect(settings, nats_url, "test", role="admin")
     yield connected
     await connected.close()
 

@@ -23,6 +23,19 @@ class Settings(BaseSettings):
     nats_url: str | None = Field(
         default=None, description="NATS server URL(s), comma separated. Unset: start an embedded nats-server."
     )
+    nats_creds: Path | None = Field(
+        default=None,
+        description="The NATS .creds file this process connects with (an agent's, or the CLI's against an external "
+        "NATS). Unset: the identity of the process's role, signed with the account key in the identities folder.",
+    )
+    nats_auth_dir: Path | None = Field(
+        default=None,
+        description="Folder of the NATS operator, account and service identities (`planexe-ax auth init`). "
+        "Unset: <data_dir>/nats-auth, which the embedded nats-server makes on its first start.",
+    )
+    nats_storage_bytes: int = Field(
+        default=-1, ge=-1, description="JetStream file storage the account may use when it is made (-1: no limit)."
+    )
     database_url: str | None = Field(
         default=None,
         description="SQLAlchemy async URL of the read model (postgresql+asyncpg://... or sqlite+aiosqlite:///...). "
@@ -123,6 +136,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'readmodel.sqlite3').resolve()}"
+
+    @property
+    def nats_identities_dir(self) -> Path:
+        """Where the NATS identities are: the configured folder, else ``<data_dir>/nats-auth``."""
+        return self.nats_auth_dir or self.data_dir / "nats-auth"
 
     @property
     def outputs_dir(self) -> Path:

@@ -113,7 +113,7 @@ class Gate:
 async def gate(stack: Stack) -> AsyncIterator[Gate]:
     """The gate agent, running beside the stack's built-in agents."""
     assert stack.settings.nats_url
-    bus = await connect(stack.settings, stack.settings.nats_url, "dashboard-test-agent")
+    bus = await connect(stack.settings, stack.settings.nats_url, "dashboard-test-agent", role="admin")
     opened = Gate()
     stop = asyncio.Event()
     runner = asyncio.create_task(AgentRuntime(bus, opened.agent()).run(stop))

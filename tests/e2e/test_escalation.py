@@ -55,7 +55,7 @@ class RestartableCoordinator:
 
     async def start(self) -> Coordinator:
         self.generation += 1
-        bus = await connect(self.settings, self.url, f"coordinator-{self.generation}")
+        bus = await connect(self.settings, self.url, f"coordinator-{self.generation}", role="coordinator")
         coordinator, stop = Coordinator(bus), asyncio.Event()
         await coordinator.start()
         self.running = (bus, coordinator, stop, asyncio.create_task(coordinator.run(stop)))
@@ -89,6 +89,7 @@ def env(configured: Settings) -> dict[str, str]:
     assert configured.database_url
     return {
         "PLANEXE_NATS_URL": configured.nats_url,
+        "PLANEXE_NATS_AUTH_DIR": str(configured.nats_auth_dir),
         "PLANEXE_NAMESPACE": configured.namespace,
         "PLANEXE_DATABASE_URL": configured.database_url,
     }

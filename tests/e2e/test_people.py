@@ -59,7 +59,12 @@ async def services(nats_url: str, settings: Settings, postgres_url: str) -> Asyn
 
 @pytest.fixture
 def env(nats_url: str, settings: Settings, postgres_url: str) -> dict[str, str]:
-    return {"PLANEXE_NATS_URL": nats_url, "PLANEXE_NAMESPACE": settings.namespace, "PLANEXE_DATABASE_URL": postgres_url}
+    return {
+        "PLANEXE_NATS_URL": nats_url,
+        "PLANEXE_NATS_AUTH_DIR": str(settings.nats_auth_dir),
+        "PLANEXE_NAMESPACE": settings.namespace,
+        "PLANEXE_DATABASE_URL": postgres_url,
+    }
 
 
 async def next_item(queue: asyncio.Queue[InboxOpened], services: Services, seqs: dict[str, int]) -> InboxOpened:

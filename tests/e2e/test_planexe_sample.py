@@ -28,6 +28,7 @@ def test_an_imported_planexe_run_executes_to_completed(
 ) -> None:
     for key, value in {
         "PLANEXE_NATS_URL": nats_url,
+        "PLANEXE_NATS_AUTH_DIR": str(settings.nats_auth_dir),
         "PLANEXE_NAMESPACE": settings.namespace,
         "PLANEXE_DATA_DIR": str(settings.data_dir),
         "PLANEXE_DATABASE_URL": sqlite_url,

@@ -20,6 +20,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "src" / "planexe_ax" / "examples
 def env(monkeypatch: pytest.MonkeyPatch, nats_url: str, settings: Settings, database_url: str) -> Path:
     values = {
         "PLANEXE_NATS_URL": nats_url,
+        "PLANEXE_NATS_AUTH_DIR": str(settings.nats_auth_dir),
         "PLANEXE_NAMESPACE": settings.namespace,
         "PLANEXE_DATA_DIR": str(settings.data_dir),
         "PLANEXE_DATABASE_URL": database_url,

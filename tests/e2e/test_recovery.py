@@ -65,7 +65,7 @@ async def stream_events(bus: Bus) -> list[Event]:
 
 @pytest.fixture
 async def agents(nats_url: str, settings: Settings) -> AsyncIterator[None]:
-    bus = await connect(settings, nats_url, "agents")
+    bus = await connect(settings, nats_url, "agents", role="builtin-agents")
     stop = asyncio.Event()
     runtimes = [AgentRuntime(bus, agent) for agent in builtin_agents(settings, "t")]
     tasks = [asyncio.create_task(r.run(stop)) for r in runtimes]
@@ -78,7 +78,7 @@ async def agents(nats_url: str, settings: Settings) -> AsyncIterator[None]:
 async def test_coordinator_restarted_mid_run_rebuilds_and_completes_once(
     nats_url: str, settings: Settings, bus: Bus, sqlite_url: str, agents: None
 ) -> None:
-    coordinator_bus = await connect(settings, nats_url, "coordinator-1")
+    coordinator_bus = await connect(settings, nats_url, "coordinator-1", role="coordinator")
     first, stop_first = Coordinator(coordinator_bus), asyncio.Event()
     await first.start()
     running = asyncio.create_task(first.run(stop_first))
@@ -101,7 +101,7 @@ async def test_coordinator_restarted_mid_run_rebuilds_and_completes_once(
     await asyncio.wait_for(running, 30)
     await coordinator_bus.close()
 
-    second_bus = await connect(settings, nats_url, "coordinator-2")
+    second_bus = await connect(settings, nats_url, "coordinator-2", role="coordinator")
     second, stop_second = Coordinator(second_bus), asyncio.Event()
     await second.start()
     assert second.rebuilt_events > 0
@@ -132,7 +132,7 @@ async def test_coordinator_restarted_mid_run_rebuilds_and_completes_once(
 async def test_replaying_a_real_run_gives_identical_tables(
     nats_url: str, settings: Settings, bus: Bus, database_url: str, tmp_path: Path, agents: None
 ) -> None:
-    coordinator_bus = await connect(settings, nats_url, "coordinator")
+    coordinator_bus = await connect(settings, nats_url, "coordinator", role="coordinator")
     coordinator, stop = Coordinator(coordinator_bus), asyncio.Event()
     await coordinator.start()
     running = asyncio.create_task(coordinator.run(stop))

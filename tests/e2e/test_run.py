@@ -17,6 +17,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.nats]
 def env(monkeypatch: pytest.MonkeyPatch, nats_url: str, settings: Settings, database_url: str) -> dict[str, str]:
     values = {
         "PLANEXE_NATS_URL": nats_url,
+        "PLANEXE_NATS_AUTH_DIR": str(settings.nats_auth_dir),
         "PLANEXE_NAMESPACE": settings.namespace,
         "PLANEXE_DATA_DIR": str(settings.data_dir),
         "PLANEXE_DATABASE_URL": database_url,

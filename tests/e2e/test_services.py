@@ -19,6 +19,7 @@ READY = "running on nats://"
 def env(nats_url: str, settings: Settings, postgres_url: str) -> dict[str, str]:
     return {
         "PLANEXE_NATS_URL": nats_url,
+        "PLANEXE_NATS_AUTH_DIR": str(settings.nats_auth_dir),
         "PLANEXE_NAMESPACE": settings.namespace,
         "PLANEXE_DATA_DIR": str(settings.data_dir),
         "PLANEXE_DATABASE_URL": postgres_url,

@@ -168,6 +168,7 @@ class Cluster:
         self.env = {
             "PLANEXE_NATS_URL": self.nats.url,
             "PLANEXE_DATA_DIR": str(self.folder / "data"),
+            "PLANEXE_NATS_AUTH_DIR": str(self.nats.auth_dir),
             "PLANEXE_DATABASE_URL": self.database_url,
             "PLANEXE_ACK_WAIT_S": str(self.ack_wait_s),
             "PLANEXE_HEARTBEAT_S": "0.5",
@@ -199,10 +200,15 @@ class Cluster:
         return time.monotonic() - began
 
     def settings(self) -> Settings:
-        return Settings(nats_url=self.nats.url, data_dir=self.folder / "data", ack_wait_s=self.ack_wait_s)
+        return Settings(
+            nats_url=self.nats.url,
+            data_dir=self.folder / "data",
+            nats_auth_dir=self.nats.auth_dir,
+            ack_wait_s=self.ack_wait_s,
+        )
 
     async def bus(self, name: str = "fault-test") -> Bus:
-        return await connect(self.settings(), self.nats.url, name)
+        return await connect(self.settings(), self.nats.url, name, role="admin")
 
     def cli(self, *args: str, timeout: float = 240.0) -> Awaitable[Any]:
         return asyncio.to_thread(cli, list(args), self.env, timeout)

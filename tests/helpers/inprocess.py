@@ -15,7 +15,7 @@ from planexe_ax.coordinator import Coordinator
 @asynccontextmanager
 async def coordinator(settings: Settings, url: str, name: str = "coordinator") -> AsyncIterator[Coordinator]:
     """A started, running coordinator; stopped (and its connection closed) on exit."""
-    bus = await connect(settings, url, name)
+    bus = await connect(settings, url, name, role="coordinator")
     service, stop = Coordinator(bus), asyncio.Event()
     await service.start()
     running = asyncio.create_task(service.run(stop))
@@ -30,7 +30,7 @@ async def coordinator(settings: Settings, url: str, name: str = "coordinator") -
 @asynccontextmanager
 async def agent_running(settings: Settings, url: str, agent: Agent) -> AsyncIterator[AgentRuntime]:
     """``agent`` working offers until the block ends."""
-    bus = await connect(settings, url, agent.agent_id)
+    bus = await connect(settings, url, agent.agent_id, role="builtin-agents")
     stop = asyncio.Event()
     runtime = AgentRuntime(bus, agent)
     running = asyncio.create_task(runtime.run(stop))

@@ -48,7 +48,7 @@ async def main() -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    bus = await connect(settings, settings.nats_url, "slow-agent")
+    bus = await connect(settings, settings.nats_url, "slow-agent", role="builtin-agents")
     agent = Agent(f"slow-{os.getpid()}", "Slow worker", role="fault tests", capabilities=[slow_step])
     try:
         await AgentRuntime(bus, agent).run(stop)

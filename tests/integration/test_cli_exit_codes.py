@@ -48,6 +48,7 @@ def test_exec_wait_on_an_unknown_id_is_exit_2_at_once(
     nats_url: str, settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("PLANEXE_NATS_URL", nats_url)
+    monkeypatch.setenv("PLANEXE_NATS_AUTH_DIR", str(settings.nats_auth_dir))
     monkeypatch.setenv("PLANEXE_NAMESPACE", settings.namespace)
     monkeypatch.setenv("PLANEXE_DATA_DIR", str(settings.data_dir))
     started = time.monotonic()
@@ -68,6 +69,7 @@ def test_exec_start_refuses_params_that_do_not_fit_naming_each(
     tmp_path: Path,
 ) -> None:
     monkeypatch.setenv("PLANEXE_NATS_URL", nats_url)
+    monkeypatch.setenv("PLANEXE_NATS_AUTH_DIR", str(settings.nats_auth_dir))
     monkeypatch.setenv("PLANEXE_NAMESPACE", settings.namespace)
     plan = json.loads(example_plan_path().read_text())
     plan["phases"][0]["tasks"][0]["subtasks"][1]["params"]["operation"] = "juggle"

@@ -17,8 +17,8 @@ pytestmark = pytest.mark.nats
 async def test_follow_goes_on_after_the_server_restarts(tmp_path: Path) -> None:
     server = EmbeddedNats(tmp_path / "nats")
     await server.start()
-    settings = Settings(namespace="follow", data_dir=tmp_path / "data")
-    bus = await connect(settings, server.url, "follow-test")
+    settings = Settings(namespace="follow", data_dir=tmp_path / "data", nats_auth_dir=server.auth_dir)
+    bus = await connect(settings, server.url, "follow-test", role="admin")
     try:
         seen: list[str] = []
         first = asyncio.Event()
@@ -62,6 +62,7 @@ async def test_exec_wait_skips_messages_that_are_not_events(bus: Bus, settings: 
     await publish_junk(bus, "x3")
     await bus.publish_event(ExecutionState(execution_id="x3", status=ExecutionStatus.CANCELLED, event_id="e10"))
     env = {"PLANEXE_NATS_URL": nats_url, "PLANEXE_NAMESPACE": settings.namespace,
+           "PLANEXE_NATS_AUTH_DIR": str(settings.nats_auth_dir),
            "PLANEXE_DATA_DIR": str(settings.data_dir)}  # fmt: skip
     waited = await acli(["exec", "wait", "x3", "--timeout", "20"], env)
     assert "Traceback" not in waited.stderr

@@ -230,7 +230,7 @@ async def test_unknown_execution_and_bad_after_seq_are_refused(stack: Stack) -> 
 async def test_messages_that_are_not_events_are_skipped_and_counted(stack: Stack) -> None:
     execution_id = await gated_execution(stack)
     bus = stack.gateway.bus
-    junk = bus.subjects.event(execution_id, "junk")
+    junk = bus.subjects.report(execution_id, "junk", "http-agent")  # what the gateway may publish: a report
     await bus.js.publish(junk, b'{"execution_id": "no type"}')  # in the backlog a reconnecting client reads
     async with connect(stream_url(stack, execution_id, after_seq=0)) as ws:
         before = await events_until(ws, "inbox_opened")
@@ -256,6 +256,7 @@ async def test_open_streams_end_when_the_gateway_stops(stack: Stack) -> None:
 @pytest.mark.slow
 async def test_the_stream_goes_on_after_nats_restarts(tmp_path: Path, settings: Settings, postgres_url: str) -> None:
     server = await start_nats(tmp_path / "nats")
+    settings = settings.model_copy(update={"nats_auth_dir": server.auth_dir})
     try:
         async with running_stack(settings, server.url, postgres_url) as stack:
             execution_id = await gated_execution(stack)
@@ -352,9 +353,14 @@ async def publish_until_resync(stack: Stack, hub: StreamHub, execution_id: str) 
 
 
 def progress(execution_id: str, message: str = "") -> SubtaskProgress:
-    """A progress report for a subtask behind the gate: the coordinator ignores it, the stream carries it."""
+    """A progress report by an HTTP agent behind the gate: the coordinator ignores it, the stream carries it."""
     return SubtaskProgress(
-        execution_id=execution_id, task_id="task_1_2", subtask_id="task_1_2_1", percent=0, message=message
+        execution_id=execution_id,
+        task_id="task_1_2",
+        subtask_id="task_1_2_1",
+        agent_id="http-agent",
+        percent=0,
+        message=message,
     )
 
 

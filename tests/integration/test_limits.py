@@ -43,7 +43,7 @@ async def stack(settings: Settings, nats_url: str, postgres_url: str) -> AsyncIt
 
 async def test_streams_take_their_limits_from_the_settings(nats_url: str, settings: Settings) -> None:
     limited = settings.model_copy(update={"max_message_bytes": LIMIT, "events_max_bytes": 3 * 1024 * 1024})
-    bus = await connect(limited, nats_url, "limits")
+    bus = await connect(limited, nats_url, "limits", role="admin")
     try:
         subjects = bus.subjects
         for stream in (subjects.tasks_stream, subjects.events_stream, subjects.commands_stream, subjects.dlq_stream):
@@ -82,6 +82,7 @@ async def test_exec_start_of_a_plan_too_large_for_the_bus_is_one_line(
     path = tmp_path / "huge.json"
     path.write_text(json.dumps(padded("huge", 1_100_000)))
     env = {"PLANEXE_NATS_URL": nats_url, "PLANEXE_NAMESPACE": settings.namespace,
+           "PLANEXE_NATS_AUTH_DIR": str(settings.nats_auth_dir),
            "PLANEXE_DATA_DIR": str(settings.data_dir)}  # fmt: skip
     started = await acli(["exec", "start", str(path)], env)
     assert started.returncode == 2, started.stderr
@@ -107,7 +108,7 @@ async def test_a_full_work_queue_dead_letters_the_offer_and_the_coordinator_goes
 ) -> None:
     """AX_TASKS refuses new offers when full; the coordinator dead-letters the offer instead of waiting for ever."""
     limited = settings.model_copy(update={"max_message_bytes": 64 * 1024, "stream_max_bytes": 1024 * 1024})
-    bus = await connect(limited, nats_url, "limits")
+    bus = await connect(limited, nats_url, "limits", role="admin")
     try:
         nobody = bus.subjects.task("nobody_offers_this")
         for size in (60_000, 100):  # fill it to the last few bytes

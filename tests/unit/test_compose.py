@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from planexe_ax.cli.services import SERVICES
+from planexe_ax.bus import SERVICE_ROLES
+from planexe_ax.cli.services import ROLE_OF, SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -194,3 +195,25 @@ def test_the_gateway_is_published_and_probed_on_its_health_endpoint(services: di
     assert f"{port}:{port}" in gateway["ports"]
     probe = " ".join(gateway["healthcheck"]["test"])
     assert f"127.0.0.1:{port}/healthz" in probe
+
+
+# ---------------------------------------------------------------------------------------------- NATS identities
+def test_nats_runs_in_operator_mode_with_the_config_auth_init_writes(services: dict[str, dict[str, Any]]) -> None:
+    args = command_of(services["nats"]).split()
+    config = args[args.index("-c") + 1]
+    assert f"./nats-auth/nats-server.conf:{config}:ro" in services["nats"]["volumes"]
+
+
+def test_each_service_connects_with_its_own_identity_and_no_other(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    assert set(ROLE_OF) == set(OUR_SERVICES)
+    assert set(ROLE_OF.values()) <= set(SERVICE_ROLES)
+    given = {}
+    for name in OUR_SERVICES:
+        role = ROLE_OF[name]
+        assert services[name]["secrets"] == [f"{role}-creds"], f"{name} must get only its own .creds"
+        assert services[name]["environment"]["PLANEXE_NATS_CREDS"] == f"/run/secrets/{role}-creds"
+        given[f"{role}-creds"] = compose["secrets"][f"{role}-creds"]["file"]
+    assert given == {f"{ROLE_OF[n]}-creds": f"./nats-auth/users/{ROLE_OF[n]}.creds" for n in OUR_SERVICES}
+    assert "admin-creds" not in compose["secrets"], "no service runs with every right"

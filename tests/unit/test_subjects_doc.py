@@ -24,6 +24,8 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from planexe_ax.bus import messages, subjects
+from planexe_ax.bus.permissions import ROLES as IDENTITY_ROLES
+from planexe_ax.bus.permissions import agent_permissions, role_permissions
 from planexe_ax.bus.subjects import Subjects
 from planexe_ax.bus.topology import Topology, capability_consumer, direct_consumer, topology
 from planexe_ax.config import Settings
@@ -41,7 +43,11 @@ ROLES: dict[str, tuple[str, str]] = {
     "TASK": ("coordinator", "agents (SDK), durable `agents-<capability>` shared by every agent of the capability"),
     "DIRECT": ("coordinator (a subtask pinned to one agent)", "that agent, durable `agent-<agent_id>`"),
     "EVENT": (
-        "coordinator (decisions); agents (reports)",
+        "coordinator (decisions: no one else may publish here)",
+        "coordinator (`coordinator-events`), projector (`projector-events`)",
+    ),
+    "REPORT": (
+        "agents (reports; each identity only with its own `<agent_id>`), ws_gateway (for HTTP agents)",
         "coordinator (`coordinator-events`), projector (`projector-events`)",
     ),
     "COMMAND": ("CLI, ws_gateway", "coordinator (`coordinator-commands`)"),
@@ -278,7 +284,7 @@ def render_events() -> list[str]:
         for m in events
     ]
     return [
-        "### Events on `ax.evt.<execution_id>.<type>`",
+        "### Events on `ax.evt.<execution_id>.<type>` (reports: `ax.evt.<execution_id>.<type>.<agent_id>`)",
         "",
         "Fields every event carries (`EventBase`):",
         "",
@@ -310,6 +316,28 @@ def render_other_messages() -> list[str]:
     return ["### Other messages", "", *table(["Model", "Where", "Fields"], rows)]
 
 
+def render_permissions() -> list[str]:
+    s = Subjects("")
+    identities = [(role, role_permissions(role, s)) for role in IDENTITY_ROLES]
+    identities.append(("agent `<agent_id>`", agent_permissions(s, AGENT_ID, [CAPABILITY])))
+    rows = [
+        [
+            name,
+            "<br>".join(f"`{placeholders(p)}`" for p in perms.publish),
+            "<br>".join(f"`{placeholders(p)}`" for p in perms.subscribe),
+        ]
+        for name, perms in identities
+    ]
+    return [
+        "### Identities and their permissions",
+        "",
+        "The only subjects each identity's user JWT allows (`planexe_ax.bus.permissions`); the server refuses",
+        "the rest. An agent's row is for one capability; it has the four consumer lines for each of its own.",
+        "",
+        *table(["Identity", "May publish to", "May subscribe to"], rows),
+    ]
+
+
 def render(settings: Settings) -> str:
     topo = topology(Subjects(""), settings)
     lines = [
@@ -323,6 +351,7 @@ def render(settings: Settings) -> str:
         *render_events(),
         *render_commands(),
         *render_other_messages(),
+        *render_permissions(),
     ]
     return "\n".join(lines).rstrip("\n") + "\n"
 
@@ -366,6 +395,7 @@ def test_every_template_lands_in_exactly_one_stream(default_settings: Settings) 
         "TASK": "AX_TASKS",
         "DIRECT": "AX_TASKS",
         "EVENT": "AX_EVENTS",
+        "REPORT": "AX_EVENTS",
         "COMMAND": "AX_COMMANDS",
         "DLQ": "AX_DLQ",
     }

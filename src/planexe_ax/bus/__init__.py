@@ -4,11 +4,12 @@ from nats.aio.msg import Msg  # a delivered message (ack, nak, in_progress, meta
 from nats.js.api import PubAck  # a stream's ack of a publish (seq, duplicate): part of the bus API
 
 from planexe_ax.bus import event_ids
-from planexe_ax.bus.codec import decode_command, decode_event
-from planexe_ax.bus.connection import MSG_ID, PLAN_ENVELOPE_BYTES, Bus, KvEntry, connect
+from planexe_ax.bus.codec import decode_command, decode_event, decode_event_on, event_subject
+from planexe_ax.bus.connection import MSG_ID, PLAN_ENVELOPE_BYTES, Bus, KvEntry, connect, credentials
 from planexe_ax.bus.consumer import Backoff, PullLoop, supervise
 from planexe_ax.bus.embedded import EmbeddedNats, nats_server_binary
 from planexe_ax.bus.errors import permanent_publish_error
+from planexe_ax.bus.identities import Identities
 from planexe_ax.bus.messages import (
     AGENT_REPORTS,
     EVENT_ADAPTER,
@@ -48,6 +49,7 @@ from planexe_ax.bus.messages import (
     new_id,
     utcnow,
 )
+from planexe_ax.bus.permissions import ROLES, SERVICE_ROLES, agent_permissions, role_permissions
 from planexe_ax.bus.plan import Dependency, DependencyType, Phase, Plan, RetryPolicy, Risk, Subtask, Task
 from planexe_ax.bus.subjects import Subjects, check_id, check_token
 from planexe_ax.bus.topology import ensure_topology, topology
@@ -57,6 +59,8 @@ __all__ = [
     "EVENT_ADAPTER",
     "MSG_ID",
     "PLAN_ENVELOPE_BYTES",
+    "ROLES",
+    "SERVICE_ROLES",
     "TERMINAL_EXECUTION",
     "TERMINAL_TASK",
     "AgentCard",
@@ -75,6 +79,7 @@ __all__ = [
     "ExecutionCreated",
     "ExecutionState",
     "ExecutionStatus",
+    "Identities",
     "InboxClosed",
     "InboxOpened",
     "KvEntry",
@@ -106,16 +111,21 @@ __all__ = [
     "TaskReassigned",
     "TaskState",
     "TaskStatus",
+    "agent_permissions",
     "check_id",
     "check_token",
     "connect",
+    "credentials",
     "decode_command",
     "decode_event",
+    "decode_event_on",
     "ensure_topology",
     "event_ids",
+    "event_subject",
     "nats_server_binary",
     "new_id",
     "permanent_publish_error",
+    "role_permissions",
     "supervise",
     "topology",
     "utcnow",

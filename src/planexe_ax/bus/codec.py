@@ -6,7 +6,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from planexe_ax.bus.messages import COMMAND_ADAPTER, EVENT_ADAPTER, Command, Event
+from planexe_ax.bus.messages import AGENT_REPORTS, COMMAND_ADAPTER, EVENT_ADAPTER, Command, Event, EventBase
+from planexe_ax.bus.subjects import Subjects
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -38,3 +39,29 @@ def decode_event(data: bytes) -> Event:
 def decode_command(data: bytes) -> Command:
     """Bytes of a command to its model; raises ValueError on a malformed or unknown command."""
     return COMMAND_ADAPTER.validate_python(upcast(json.loads(data)))
+
+
+def event_subject(subjects: Subjects, event: EventBase) -> str:
+    """The subject ``event`` is published on: a report carries its agent's id, a decision does not."""
+    kind = str(getattr(event, "type"))  # noqa: B009 - every concrete event has a Literal type
+    if kind in AGENT_REPORTS and event.agent_id:
+        return subjects.report(event.execution_id, kind, event.agent_id)
+    return subjects.event(event.execution_id, kind)
+
+
+def decode_event_on(subjects: Subjects, subject: str, data: bytes) -> Event:
+    """Decode an event read from ``subject`` and check that it belongs there.
+
+    The server lets an agent publish only on subjects that carry its id; this ties the body to the
+    subject, so a report names the agent that sent it and no one but the coordinator (who alone may
+    publish on decision subjects) can make a decision. A report on a decision subject is accepted: only
+    the coordinator could have put it there (events stored before reports carried the agent id).
+
+    Raises:
+        ValueError: when the body does not decode, or names another execution, type or agent than the subject.
+    """
+    event = decode_event(data)
+    kind = str(getattr(event, "type"))  # noqa: B009 - every concrete event has a Literal type
+    if subject not in (event_subject(subjects, event), subjects.event(event.execution_id, kind)):
+        raise ValueError(f"a {kind} event of execution {event.execution_id} by {event.agent_id} cannot be on {subject}")
+    return event

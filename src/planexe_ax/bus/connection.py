@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 import nats
+import nats.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -17,12 +21,14 @@ from nats.js.api import PubAck
 from nats.js.kv import KeyValue
 
 from planexe_ax.bus import event_ids
+from planexe_ax.bus.codec import event_subject
+from planexe_ax.bus.identities import Identities, creds_inbox_prefix
 from planexe_ax.bus.messages import CommandBase, DeadLetter, EventBase, StartExecution, TaskOffer, WireModel, utcnow
 from planexe_ax.bus.subjects import Subjects
 from planexe_ax.bus.topology import ensure_topology
 from planexe_ax.bus.tracing import ensure_tracer_provider, publish_span
 from planexe_ax.config import Settings
-from planexe_ax.errors import MessageTooLarge, PlanTooLarge
+from planexe_ax.errors import ConfigError, MessageTooLarge, PlanTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +66,10 @@ class KvEntry:
         stamp: object = entry.created  # a datetime in watch updates, whatever nats-py's annotation says
         created = stamp if isinstance(stamp, datetime) else None
         return cls(entry.key, entry.value or b"", entry.revision or 0, entry.operation, created)
+
+
+ErrorCallback = Callable[[Exception], Awaitable[None]]
+Callback = Callable[[], Awaitable[None]]
 
 
 @dataclass
@@ -122,9 +132,8 @@ class Bus:
             )
 
     async def publish_event(self, event: EventBase) -> PubAck:
-        """Publish an event on ``ax.evt.<execution_id>.<type>``, de-duplicated by its ``event_id``."""
-        kind = str(getattr(event, "type"))  # noqa: B009 - every concrete event has a Literal type
-        return await self.publish(self.subjects.event(event.execution_id, kind), event, msg_id=event.event_id)
+        """Publish an event on its subject (:func:`event_subject`), de-duplicated by its ``event_id``."""
+        return await self.publish(event_subject(self.subjects, event), event, msg_id=event.event_id)
 
     async def publish_offer(self, offer: TaskOffer, agent_id: str | None = None) -> PubAck:
         """Offer one subtask attempt to every agent of its action, or to one agent when pinned."""
@@ -263,7 +272,74 @@ class Bus:
         await self.nc.close()
 
 
-async def connect(settings: Settings, url: str, name: str, provision: bool = True) -> Bus:
+def credentials(settings: Settings, role: str | None) -> Path | None:
+    """The ``.creds`` file to connect with: ``PLANEXE_NATS_CREDS``, else ``role``'s identity, else none.
+
+    A role's identity is signed afresh with the account key of the identities folder, when this process
+    can read it (the embedded server's data folder, or a folder made by ``planexe-ax auth init``).
+
+    Raises:
+        ConfigError: when PLANEXE_NATS_CREDS names a file that is not there.
+    """
+    if settings.nats_creds is not None:
+        if not settings.nats_creds.is_file():
+            raise ConfigError(f"PLANEXE_NATS_CREDS={settings.nats_creds}: no such file")
+        return settings.nats_creds
+    folder = settings.nats_identities_dir
+    if role is None or not Identities.exists(folder):
+        return None
+    return Identities.load(folder).role_creds(role, Subjects(settings.namespace))
+
+
+def _inbox_of(creds: Path | None) -> str:
+    """The inbox prefix the identity may subscribe to (its replies arrive there)."""
+    return (creds_inbox_prefix(creds.read_text()) if creds else None) or "_INBOX"
+
+
+def _refused(exc: BaseException) -> bool:
+    return isinstance(exc, nats.errors.Error) and "authorization violation" in str(exc).lower()
+
+
+async def _open(
+    url: str, name: str, creds: Path | None, error_cb: ErrorCallback, disconnected_cb: Callback, **callbacks: Any
+) -> NATS:
+    nc, connecting = NATS(), True
+
+    async def on_error(exc: Exception) -> None:
+        if connecting and _refused(exc):
+            raise exc  # refused on the first connect: fail now instead of retrying for ever
+        await error_cb(exc)
+
+    async def on_disconnect() -> None:
+        if not connecting:  # a refused first connect is reported once, by the error below
+            await disconnected_cb()
+
+    try:
+        await nc.connect(
+            servers=[u.strip() for u in url.split(",")],
+            name=name,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,  # type: ignore[arg-type]  # Client.connect says int; it takes seconds
+            user_credentials=str(creds) if creds else None,
+            inbox_prefix=_inbox_of(creds),
+            error_cb=on_error,
+            disconnected_cb=on_disconnect,
+            **callbacks,
+        )
+    except nats.errors.Error as exc:
+        if not _refused(exc):
+            raise
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(nc.close(), 2)
+        who = f"the identity in {creds}" if creds else "a client without credentials"
+        raise ConfigError(
+            f"NATS at {url} refused {who} ({exc}); set PLANEXE_NATS_CREDS to a .creds file it trusts"
+        ) from exc
+    connecting = False
+    return nc
+
+
+async def connect(settings: Settings, url: str, name: str, provision: bool = True, *, role: str | None) -> Bus:
     """Connect to NATS at ``url`` and (by default) provision the topology.
 
     Args:
@@ -271,8 +347,13 @@ async def connect(settings: Settings, url: str, name: str, provision: bool = Tru
         url: One or more server URLs, comma separated.
         name: The client name shown by the server (the service).
         provision: Create or update streams, shared consumers and the agents bucket.
+        role: The identity to use when PLANEXE_NATS_CREDS is unset (see :func:`credentials`):
+            coordinator, projector, gateway, operator, builtin-agents, admin; None for a process that
+            has no role of its own (an agent with its own .creds). Required, so that no caller gets
+            rights by default.
     """
     ensure_tracer_provider()
+    creds = credentials(settings, role)
     made: list[Bus] = []  # lets the callbacks tell a close we asked for from a lost connection
 
     async def on_error(exc: Exception) -> None:
@@ -289,15 +370,7 @@ async def connect(settings: Settings, url: str, name: str, provision: bool = Tru
             made[0].reconnected_at = utcnow()
         log.info("nats reconnected", extra={"client": name})
 
-    nc = await nats.connect(
-        servers=[u.strip() for u in url.split(",")],
-        name=name,
-        max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,
-        error_cb=on_error,
-        disconnected_cb=on_disconnect,
-        reconnected_cb=on_reconnect,
-    )
+    nc = await _open(url, name, creds, error_cb=on_error, disconnected_cb=on_disconnect, reconnected_cb=on_reconnect)
     js = nc.jetstream()
     subjects = Subjects(settings.namespace)
     if provision:

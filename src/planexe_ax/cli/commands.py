@@ -79,7 +79,7 @@ async def run_plan(
         services = await start_services(settings, url, names, any_port=True)
         stop = asyncio.Event()
         runner = asyncio.create_task(services.run(stop))
-        bus = await connect(settings, url, "planexe-ax-run", provision=False)
+        bus = await connect(settings, url, "planexe-ax-run", provision=False, role="operator")
         auto = AutoPeople(bus) if people == "auto" else None
         answering = asyncio.create_task(auto.run()) if auto else None
         try:

@@ -91,7 +91,7 @@ async def run_inbox_command(settings: Settings, args: argparse.Namespace) -> int
     command = ResolveInbox(execution_id=item.execution_id, item_id=args.item_id, action=args.inbox_command,
                            output=output, params=params, comment=args.comment,
                            issued_by=args.by or current_user())  # fmt: skip
-    bus = await connect(settings, resolve_nats_url(settings), "planexe-ax-inbox", provision=False)
+    bus = await connect(settings, resolve_nats_url(settings), "planexe-ax-inbox", provision=False, role="operator")
     try:
         refused = await _params_problems(bus, item, params) or await resolve_item(bus, command)
     except TimeoutError:

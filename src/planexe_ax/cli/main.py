@@ -12,6 +12,7 @@ from pathlib import Path
 
 from planexe_ax.bus import connect
 from planexe_ax.cli.auth_http import add_auth_http_parsers
+from planexe_ax.cli.auth_nats import add_nats_auth_parsers
 from planexe_ax.cli.plan import add_plan_parsers, load_checked, load_plan, run_plan_command, warn
 from planexe_ax.cli.services import SERVICES
 from planexe_ax.config import Settings
@@ -84,10 +85,11 @@ def _parser() -> argparse.ArgumentParser:
     reassign.add_argument("task_id")
     reassign.add_argument("agent_id")
     _add_inbox_parsers(sub)
-    auth = sub.add_parser("auth", help="identities: API tokens for the HTTP gateway").add_subparsers(
-        dest="auth_command", required=True
-    )
+    auth = sub.add_parser(
+        "auth", help="identities: API tokens for the HTTP gateway, NATS .creds for agents, an external NATS"
+    ).add_subparsers(dest="auth_command", required=True)
     add_auth_http_parsers(auth)
+    add_nats_auth_parsers(auth)
     return parser
 
 
@@ -189,7 +191,7 @@ async def _exec(args: argparse.Namespace, settings: Settings) -> int:
         return await reports.show_status(settings, args.execution_id, args.json)
     if args.exec_command == "list":
         return await reports.show_list(settings, args.status, args.plan, args.json, args.limit)
-    bus = await connect(settings, resolve_nats_url(settings), "planexe-ax-cli")
+    bus = await connect(settings, resolve_nats_url(settings), "planexe-ax-cli", role="operator")
     try:
         plan = None
         if args.exec_command == "start":

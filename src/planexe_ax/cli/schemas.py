@@ -34,7 +34,7 @@ async def running_schemas(settings: Settings) -> dict[str, ParamsSchema]:
         return builtin_schemas()
     try:
         async with asyncio.timeout(CARDS_TIMEOUT_S):
-            bus = await connect(settings, url, "planexe-ax-cli", provision=False)
+            bus = await connect(settings, url, "planexe-ax-cli", provision=False, role="operator")
             try:
                 return await bus_schemas(bus)
             finally:

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SERVICES = ("coordinator", "projector", "agents", "gateway")
+ROLE_OF = {"coordinator": "coordinator", "projector": "projector", "agents": "builtin-agents", "gateway": "gateway"}
+"""The NATS identity (bus/permissions.py) each service connects with."""
 BACKGROUND = ("coordinator", "projector", "agents")
 """What `run` and `exec` need: everything but the HTTP gateway."""
 
@@ -66,7 +68,9 @@ async def nats_server(settings: Settings) -> AsyncIterator[str]:
             f"an embedded nats-server already serves {settings.data_dir} at {other} (`planexe-ax up`?): "
             "use `planexe-ax exec start`, or set PLANEXE_DATA_DIR to another folder"
         )
-    server = EmbeddedNats(settings.data_dir / "nats")
+    server = EmbeddedNats(
+        settings.data_dir / "nats", auth_dir=settings.nats_identities_dir, jetstream_bytes=settings.nats_storage_bytes
+    )
     url = await server.start()
     marker = _url_file(settings)
     marker.write_text(f"{url} {os.getpid()}\n")
@@ -135,17 +139,17 @@ async def start_services(
     services = Services()
     try:
         if "projector" in names:
-            bus = await connect(settings, url, "planexe-ax-projector")
+            bus = await connect(settings, url, "planexe-ax-projector", role=ROLE_OF["projector"])
             services.buses.append(bus)
             services.projector = Projector(bus, settings.effective_database_url)
             await services.projector.start()
         if "coordinator" in names:
-            bus = await connect(settings, url, "planexe-ax-coordinator")
+            bus = await connect(settings, url, "planexe-ax-coordinator", role=ROLE_OF["coordinator"])
             services.buses.append(bus)
             services.coordinator = Coordinator(bus)
             await services.coordinator.start()
         if "agents" in names:
-            bus = await connect(settings, url, "planexe-ax-agents")
+            bus = await connect(settings, url, "planexe-ax-agents", role=ROLE_OF["agents"])
             services.buses.append(bus)
             services.agents = [AgentRuntime(bus, agent) for agent in builtin_agents(settings, agent_suffix())]
         if "gateway" in names:

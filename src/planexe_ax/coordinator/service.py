@@ -16,12 +16,12 @@ from planexe_ax.bus import (
     PullLoop,
     Subjects,
     decode_command,
-    decode_event,
+    decode_event_on,
     event_ids,
     permanent_publish_error,
 )
 from planexe_ax.bus.consumer import Backoff
-from planexe_ax.bus.replay import ack_floor, replay, resume_after
+from planexe_ax.bus.replay import StoredEvent, ack_floor, replay, resume_after
 from planexe_ax.config import Settings
 from planexe_ax.coordinator.core import CoordinatorCore
 from planexe_ax.coordinator.directory import AgentDirectory
@@ -89,13 +89,13 @@ class Coordinator:
 
     async def _rebuild(self, floor: int) -> None:
         async for stored in replay(self.bus, floor):
-            self._refold(stored.data)
+            self._refold(stored)
         if self.rebuild_skipped:
             log.warning("rebuild skipped events it cannot apply", extra={"skipped": self.rebuild_skipped})
 
-    def _refold(self, data: bytes) -> None:
+    def _refold(self, stored: StoredEvent) -> None:
         try:
-            event = decode_event(data)
+            event = decode_event_on(self.bus.subjects, stored.subject, stored.data)
         except (ValidationError, ValueError):
             self.rebuild_skipped += 1  # undecodable: it was dead-lettered when it was first read
             return
@@ -154,7 +154,7 @@ class Coordinator:
     async def _decode_known(self, msg: Msg) -> Event | None:
         """The event in ``msg``, or None after dead-lettering it (undecodable, or naming nothing we know)."""
         try:
-            event = decode_event(msg.data)
+            event = decode_event_on(self.bus.subjects, msg.subject, msg.data)
         except (ValidationError, ValueError) as exc:
             await self._give_up(msg, f"invalid event: {exc}")
             return None

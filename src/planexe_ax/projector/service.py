@@ -12,7 +12,7 @@ from typing import Self
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from planexe_ax.bus import Bus, Event, Msg, PullLoop, Subjects, decode_event
+from planexe_ax.bus import Bus, Event, Msg, PullLoop, Subjects, decode_event_on
 from planexe_ax.bus.replay import resume_after
 from planexe_ax.projector.agent_cards import AgentWatcher
 from planexe_ax.projector.handlers import apply_event
@@ -158,7 +158,7 @@ class Projector:
     def _decode(self, msg: Msg) -> _Item:
         item = _Item(msg=msg, seq=msg.metadata.sequence.stream)
         try:
-            item.event = decode_event(msg.data)
+            item.event = decode_event_on(self.bus.subjects, msg.subject, msg.data)
         except ValueError as exc:  # pydantic's ValidationError and json's JSONDecodeError are ValueErrors
             item.error = str(exc)
         return item

@@ -46,7 +46,7 @@ def create_app(settings: Settings, nats_url: str) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        bus = await connect(settings, nats_url, "planexe-ax-gateway")
+        bus = await connect(settings, nats_url, "planexe-ax-gateway", role="gateway")
         engine = make_engine(settings.effective_database_url)
         gw = Gateway(settings=settings, bus=bus, sessions=make_session_factory(engine))
         app.state.gateway = gw

@@ -1,0 +1,159 @@
+"""The server enforces who may do what: anonymous clients, agents and services outside their rights are refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nats.errors
+import pytest
+from nats.js.errors import KeyNotFoundError, NotFoundError
+from pydantic import BaseModel
+
+from planexe_ax.agents import AgentRuntime
+from planexe_ax.bus import (
+    AgentCard,
+    Bus,
+    CancelExecution,
+    ExecutionCreated,
+    Identities,
+    SubtaskProgress,
+    SubtaskResult,
+    SubtaskState,
+    TaskStatus,
+    connect,
+    utcnow,
+)
+from planexe_ax.config import Settings
+from planexe_ax.errors import ConfigError
+from tests.helpers.agents import agent, offer, pending_offers
+from tests.helpers.factories import make_plan
+from tests.helpers.identities import agent_creds, anonymous, client
+
+pytestmark = pytest.mark.nats
+
+EXECUTION = "x1"
+
+
+async def test_a_client_without_credentials_is_refused(nats_url: str, settings: Settings, tmp_path: Path) -> None:
+    with pytest.raises(nats.errors.Error, match="Authorization Violation"):
+        await anonymous(nats_url)
+    nobody = settings.model_copy(update={"nats_auth_dir": tmp_path / "no-identities"})
+    with pytest.raises(ConfigError, match="refused a client without credentials"):
+        await connect(nobody, nats_url, "nobody", role=None)
+
+
+def forgeries(bus: Bus) -> dict[str, tuple[str, BaseModel]]:
+    """What an agent might try beyond its rights: subject and body of each attempt."""
+    s, now = bus.subjects, utcnow()
+    state = SubtaskState(execution_id=EXECUTION, task_id="t1", subtask_id="s1", status=TaskStatus.COMPLETED)
+    created = ExecutionCreated(execution_id=EXECUTION, plan=make_plan(["t1"]))
+    result = SubtaskResult(execution_id=EXECUTION, task_id="t1", subtask_id="s1", agent_id="agent-b", ok=True)
+    card = AgentCard(agent_id="agent-b", name="forged", capabilities=[], started_at=now, heartbeat_at=now)
+    return {
+        "decision": (s.event(EXECUTION, "subtask_state"), state),
+        "execution_created": (s.event(EXECUTION, "execution_created"), created),
+        "command": (s.command(EXECUTION), CancelExecution(execution_id=EXECUTION, reason="forged")),
+        "report of another agent": (s.report(EXECUTION, "subtask_result", "agent-b"), result),
+        "card of another agent": (s.agent_card("agent-b"), card),
+        "plan catalog entry": (f"$KV.{s.plans_bucket}.p1", created.plan),
+    }
+
+
+async def nothing_stored(bus: Bus, subject: str) -> bool:
+    s = bus.subjects
+    stream = s.commands_stream if subject == s.command(EXECUTION) else s.events_stream
+    if subject.startswith("$KV."):
+        bucket = await (bus.plans_kv() if s.plans_bucket in subject else bus.agents_kv())
+        with pytest.raises(KeyNotFoundError):
+            await bucket.get(subject.rsplit(".", 1)[1])
+        return True
+    with pytest.raises(NotFoundError):
+        await bus.js.get_last_msg(stream, subject)
+    return True
+
+
+@pytest.mark.parametrize(
+    "attempt",
+    [
+        "decision",
+        "execution_created",
+        "command",
+        "report of another agent",
+        "card of another agent",
+        "plan catalog entry",
+    ],
+)
+async def test_an_agent_is_refused_beyond_its_rights(
+    attempt: str, bus: Bus, nats_url: str, nats_auth: Path, tmp_path: Path
+) -> None:
+    subject, body = forgeries(bus)[attempt]
+    creds = agent_creds(nats_auth, bus.subjects, "agent-a", ["echo"], tmp_path)
+    async with client(nats_url, creds) as agent:
+        with pytest.raises(nats.errors.TimeoutError):  # the server drops it: no stream ever acks
+            await agent.nc.jetstream().publish(subject, body.model_dump_json().encode(), timeout=1)
+        await agent.refused(subject)
+    assert await nothing_stored(bus, subject)
+
+
+async def test_an_agent_may_report_as_itself_and_keep_its_own_card(
+    bus: Bus, nats_url: str, nats_auth: Path, tmp_path: Path
+) -> None:
+    creds = agent_creds(nats_auth, bus.subjects, "agent-a", ["echo"], tmp_path)
+    report = SubtaskProgress(execution_id=EXECUTION, task_id="t1", subtask_id="s1", agent_id="agent-a", percent=5)
+    now = utcnow()
+    card = AgentCard(agent_id="agent-a", name="A", capabilities=[], started_at=now, heartbeat_at=now)
+    async with client(nats_url, creds) as agent:
+        js = agent.nc.jetstream()
+        ack = await js.publish(
+            bus.subjects.report(EXECUTION, "subtask_progress", "agent-a"), report.model_dump_json().encode()
+        )
+        await js.publish(bus.subjects.agent_card("agent-a"), card.model_dump_json().encode())
+        assert agent.errors == []
+    stored = await bus.js.get_msg(bus.subjects.events_stream, ack.seq)
+    assert SubtaskProgress.model_validate_json(stored.data or b"") == report
+    assert (await (await bus.agents_kv()).get("agent-a")).value == card.model_dump_json().encode()
+
+
+async def test_an_agent_pulls_only_from_its_own_consumers(
+    bus: Bus, nats_url: str, nats_auth: Path, tmp_path: Path
+) -> None:
+    creds = agent_creds(nats_auth, bus.subjects, "agent-a", ["echo"], tmp_path)
+    tasks = bus.subjects.tasks_stream
+    async with client(nats_url, creds) as agent:
+        for consumer in ("agents-other", "agent-agent-b"):
+            subject = f"$JS.API.CONSUMER.MSG.NEXT.{tasks}.{consumer}"
+            await agent.nc.publish(subject, b'{"batch": 1}', reply=agent.nc.new_inbox())
+            await agent.refused(subject)
+
+
+@pytest.mark.parametrize("role", ["projector", "gateway", "operator", "builtin-agents"])
+async def test_only_the_coordinator_publishes_decisions(
+    role: str, bus: Bus, nats_url: str, nats_auth: Path, settings: Settings
+) -> None:
+    subject, body = forgeries(bus)["execution_created"]
+    creds = Identities.load(nats_auth).role_creds(role, bus.subjects)
+    async with client(nats_url, creds) as service:
+        with pytest.raises(nats.errors.TimeoutError):
+            await service.nc.jetstream().publish(subject, body.model_dump_json().encode(), timeout=1)
+        await service.refused(subject)
+    assert await nothing_stored(bus, subject)
+
+
+async def test_an_sdk_agent_works_with_nothing_but_its_own_creds(
+    bus: Bus, nats_url: str, nats_auth: Path, settings: Settings, tmp_path: Path
+) -> None:
+    creds = agent_creds(nats_auth, bus.subjects, "tester-1", ["echo"], tmp_path)
+    own = settings.model_copy(update={"nats_creds": creds, "nats_auth_dir": tmp_path / "not-the-account"})
+    work = offer("echo", {"text": "ab"})
+    await bus.publish_offer(work)
+    agent_bus = await connect(own, nats_url, "tester-1", provision=False, role=None)
+    try:
+        await AgentRuntime(agent_bus, agent()).run_until_idle()
+    finally:
+        await agent_bus.close()
+    stored = await bus.js.get_last_msg(
+        bus.subjects.events_stream, bus.subjects.report("e1", "subtask_result", "tester-1")
+    )
+    result = SubtaskResult.model_validate_json(stored.data or b"")
+    assert (result.ok, result.output["text"]) == (True, "ab")
+    assert await pending_offers(bus) == 0

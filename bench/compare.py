@@ -1,0 +1,333 @@
+"""The project against the raw NATS floor and Temporal, same jobs, one command, ratios measured in one run.
+
+    python bench/compare.py [--runs 3] [--subtasks 1000] [--chain 100] [--sizes 100] [--agents 2] [--json]
+
+Each run starts a nats-server and, as separate processes, the projector (SQLite read model), the coordinator
+and ``--agents`` no-op agent processes; the floor's worker (bench/floor.py) on the same server; and, when the
+optional ``bench`` extra is installed, Temporal's dev server with a worker (bench/temporal_job.py). Every run
+does the wide job (``--subtasks`` independent no-op subtasks), the chain job (``--chain`` finish-to-start
+tasks), and the project alone at each of ``--sizes`` (throughput and coordinator CPU per subtask). Figures are
+medians over the runs; ratios are to the floor and to Temporal of the same runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from floor import FloorCoordinator, provision  # bench/ is not a package: its folder is on the path
+
+from planexe_ax.bus import EmbeddedNats, ExecutionStatus, Plan, connect
+from planexe_ax.bus.client import agent_cards, follow, start_execution
+from planexe_ax.config import Settings
+from planexe_ax.readmodel.db import read_model
+from planexe_ax.readmodel.ops import checkpoint
+
+HERE = Path(__file__).resolve().parent
+Figures = dict[str, float]
+CLOCK = os.sysconf("SC_CLK_TCK")
+
+
+def plan(n: int, chain: bool) -> Plan:
+    tasks = [
+        {
+            "task_id": f"t{i}",
+            "title": f"T{i}",
+            "prerequisites": [f"t{i - 1}"] if chain and i else [],
+            "subtasks": [{"subtask_id": f"s{i}", "action": "noop"}],
+        }
+        for i in range(n)
+    ]
+    phases = [{"phase_id": "p", "name": "P", "tasks": tasks}]
+    return Plan.model_validate({"plan_id": "bench", "goal": "bench", "phases": phases})
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] if ordered else float("nan")
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Child:
+    """A child process whose output goes to a file; ``wait_for`` a line it prints."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self.sink = log.open("wb")
+        self.proc = subprocess.Popen(args, env={**os.environ, **env}, stdout=self.sink, stderr=subprocess.STDOUT)
+
+    def wait_for(self, text: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log.read_text(errors="replace"):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{self.proc.args!r} did not print {text!r}: {self.log.read_text()[-1500:]}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.sink.close()
+
+
+@contextlib.contextmanager
+def children(*spawned: Child) -> Iterator[list[Child]]:
+    try:
+        yield list(spawned)
+    finally:
+        for child in spawned:
+            child.stop()
+
+
+async def project_run(url: str, folder: Path, args: argparse.Namespace) -> Figures:
+    """The project's figures: every service its own process on the server at ``url``."""
+    db = f"sqlite+aiosqlite:///{folder}/readmodel.db"
+    env = {"PLANEXE_NATS_URL": url, "PLANEXE_NAMESPACE": "bench", "PLANEXE_DATA_DIR": str(folder),
+           "PLANEXE_DATABASE_URL": db, "PLANEXE_LAG_SCALE_S": "0", "PLANEXE_LOG_LEVEL": "WARNING"}  # fmt: skip
+    serve = [sys.executable, "-m", "planexe_ax", "serve"]
+    projector = Child([*serve, "projector"], {**env, "PLANEXE_LOG_LEVEL": "INFO"}, folder / "projector.log")
+    projector.wait_for("running on nats://")
+    coordinator = Child([*serve, "coordinator"], {**env, "PLANEXE_LOG_LEVEL": "INFO"}, folder / "coordinator.log")
+    coordinator.wait_for("running on nats://")
+    agent_args = [sys.executable, str(HERE / "noop_agent.py")]
+    agents = [Child(agent_args, env, folder / f"agent{i}.log") for i in range(args.agents)]
+    with children(projector, coordinator, *agents):
+        for agent in agents:
+            agent.wait_for("noop agent ready")
+        settings = Settings(nats_url=url, namespace="bench", data_dir=folder, database_url=db)
+        bus = await connect(settings, url, "bench-client")
+        try:
+            await _agents_online(bus, args.agents)
+            figures: Figures = {}
+            cpu0 = cpu_s(coordinator.proc.pid)
+            wide_s, wide = await _execute(bus, plan(args.subtasks, chain=False))
+            figures["coordinator_cpu_ms_per_subtask"] = (cpu_s(coordinator.proc.pid) - cpu0) / args.subtasks * 1000
+            figures["wide_per_s"] = args.subtasks / wide_s
+            figures["dispatch_p50_ms"], figures["dispatch_p99_ms"] = _dispatch(wide)
+            figures["readmodel_behind_s"] = await _readmodel_lag(db, int(wide["end"]["seq"]))
+            _, chain = await _execute(bus, plan(args.chain, chain=True))
+            hops = _hops(chain)
+            figures["chain_hop_p50_ms"], figures["chain_hop_p99_ms"] = pct(hops, 0.5) * 1000, pct(hops, 0.99) * 1000
+            for size in args.sizes:
+                cpu0 = cpu_s(coordinator.proc.pid)
+                took, _ = await _execute(bus, plan(size, chain=False))
+                figures[f"per_s_at_{size}"] = size / took
+                cpu = cpu_s(coordinator.proc.pid) - cpu0
+                figures[f"coordinator_cpu_ms_per_subtask_at_{size}"] = cpu / size * 1000
+            return figures
+        finally:
+            await bus.close()
+
+
+async def _agents_online(bus: Any, count: int) -> None:
+    deadline = time.monotonic() + 30
+    while len([c for c in await agent_cards(bus) if c.agent_id.startswith("noop-")]) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the no-op agents did not register")
+        await asyncio.sleep(0.1)
+
+
+async def _execute(bus: Any, the_plan: Plan) -> tuple[float, dict[str, dict[str, float]]]:
+    seen: dict[str, dict[str, float]] = {"dispatched": {}, "started": {}}
+
+    def on_event(event: Any) -> None:
+        kind = getattr(event, "type", "")
+        if kind == "subtask_state" and event.status.value == "DISPATCHED":
+            seen["dispatched"].setdefault(event.subtask_id, event.ts.timestamp())
+        elif kind == "subtask_started":
+            seen["started"].setdefault(event.subtask_id, event.ts.timestamp())
+
+    began = time.perf_counter()
+    execution_id = await start_execution(bus, the_plan)
+    outcome = await follow(bus, execution_id, on_event, timeout_s=600)
+    took = time.perf_counter() - began
+    if outcome.status != ExecutionStatus.COMPLETED:
+        raise RuntimeError(f"the bench execution ended {outcome}")
+    seen["end"] = {"seq": outcome.stream_seq}
+    return took, seen
+
+
+def _dispatch(seen: dict[str, Any]) -> tuple[float, float]:
+    waits = [seen["started"][s] - t for s, t in seen["dispatched"].items() if s in seen["started"]]
+    return pct(waits, 0.5) * 1000, pct(waits, 0.99) * 1000
+
+
+def _hops(seen: dict[str, Any]) -> list[float]:
+    at = seen["dispatched"]
+    return [at[f"s{i}"] - at[f"s{i - 1}"] for i in range(1, len(at)) if f"s{i}" in at and f"s{i - 1}" in at]
+
+
+async def _readmodel_lag(db: str, seq: int) -> float:
+    """Seconds after the execution ended until the projector's checkpoint passes its last event."""
+    began = time.perf_counter()
+    async with read_model(db) as sessions:
+        while await checkpoint(sessions) < seq:
+            if time.perf_counter() - began > 300:
+                return float("inf")
+            await asyncio.sleep(0.02)
+    return time.perf_counter() - began
+
+
+async def floor_run(url: str, folder: Path, args: argparse.Namespace) -> Figures:
+    """The floor's figures: bench/floor.py's worker in its own process."""
+    figures: Figures = {}
+    for job in ("wide", "chain"):
+        await provision(url)
+        worker = Child([sys.executable, str(HERE / "floor.py"), "worker", url], {}, folder / f"floor-{job}.log")
+        with children(worker):
+            worker.wait_for("floor worker ready")
+            coordinator = FloorCoordinator(url)
+            if job == "wide":
+                figures["wide_per_s"] = args.subtasks / await coordinator.wide(args.subtasks)
+                waits = coordinator.dispatch_to_start()
+                figures["dispatch_p50_ms"] = pct(waits, 0.5) * 1000
+                figures["dispatch_p99_ms"] = pct(waits, 0.99) * 1000
+            else:
+                hops = await coordinator.chain(args.chain)
+                figures["chain_hop_p50_ms"] = pct(hops, 0.5) * 1000
+                figures["chain_hop_p99_ms"] = pct(hops, 0.99) * 1000
+    return figures
+
+
+def temporal_available() -> bool:
+    try:
+        import temporalio  # noqa: F401
+    except ImportError:
+        return False
+    return shutil.which("temporal") is not None or (Path(sys.executable).parent / "temporal").exists()
+
+
+async def temporal_run(folder: Path, args: argparse.Namespace) -> Figures:
+    """Temporal's figures: its dev server and a worker process, the same jobs as workflows."""
+    from temporal_job import run_job
+
+    binary = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
+    port = free_port()
+    ports = ["--port", str(port), "--http-port", str(free_port()), "--metrics-port", str(free_port())]
+    server = Child(
+        [binary, "server", "start-dev", "--headless", "--ip", "127.0.0.1", *ports], {}, folder / "temporal.log"
+    )
+    address = f"127.0.0.1:{port}"
+    with children(server):
+        worker = Child([sys.executable, str(HERE / "temporal_job.py"), "worker", address], {}, folder / "tworker.log")
+        with children(worker):
+            worker.wait_for("temporal worker ready")
+            took, wide = await run_job(address, "Wide", args.subtasks)
+            _, chain = await run_job(address, "Chain", args.chain)
+    waits = [w for _, w in wide]
+    starts = [s for s, _ in chain]
+    hops = [b - a for a, b in itertools.pairwise(starts)]
+    return {"wide_per_s": args.subtasks / took, "dispatch_p50_ms": pct(waits, 0.5) * 1000,
+            "dispatch_p99_ms": pct(waits, 0.99) * 1000, "chain_hop_p50_ms": pct(hops, 0.5) * 1000,
+            "chain_hop_p99_ms": pct(hops, 0.99) * 1000}  # fmt: skip
+
+
+async def one_run(args: argparse.Namespace, with_temporal: bool) -> dict[str, Figures]:
+    with tempfile.TemporaryDirectory(prefix="planexe-bench-") as tmp:
+        folder = Path(tmp)
+        async with EmbeddedNats(folder / "nats") as server:
+            url = server.url
+            out = {"floor": await floor_run(url, folder, args), "project": await project_run(url, folder, args)}
+        if with_temporal:
+            out["temporal"] = await temporal_run(folder, args)
+        return out
+
+
+def medians(runs: list[dict[str, Figures]]) -> dict[str, Figures]:
+    out: dict[str, Figures] = {}
+    for system in runs[0]:
+        keys = runs[0][system].keys()
+        out[system] = {k: statistics.median(run[system][k] for run in runs) for k in keys}
+    return out
+
+
+LABELS = [
+    ("wide_per_s", "{n} independent subtasks (subtasks/s)", True),
+    ("dispatch_p50_ms", "dispatch -> started, {n} ready, p50 (ms)", False),
+    ("dispatch_p99_ms", "dispatch -> started, {n} ready, p99 (ms)", False),
+    ("chain_hop_p50_ms", "chain of {c}, per hop p50 (ms)", False),
+    ("chain_hop_p99_ms", "chain of {c}, per hop p99 (ms)", False),
+    ("coordinator_cpu_ms_per_subtask", "coordinator CPU per subtask at {n} (ms)", False),
+    ("readmodel_behind_s", "read model behind the stream at the end of {n} (s)", False),
+]
+
+
+def report(result: dict[str, Figures], args: argparse.Namespace) -> None:
+    project, floor, temporal = result["project"], result["floor"], result.get("temporal")
+    print(f"{'figure':54} {'project':>10} {'floor':>10} {'temporal':>10} {'vs floor':>9} {'vs temporal':>11}")
+    rows = list(LABELS) + [
+        (f"{prefix}{size}", label.format(s=size), up)
+        for size in args.sizes
+        for prefix, label, up in (
+            ("per_s_at_", "throughput at {s} (subtasks/s)", True),
+            ("coordinator_cpu_ms_per_subtask_at_", "coordinator CPU per subtask at {s} (ms)", False),
+        )
+    ]
+    for key, label, higher_better in rows:
+        mine = project[key]
+        cells = [f"{mine:10.1f}"]
+        ratios = []
+        for other in (floor, temporal):
+            value = other.get(key) if other else None
+            cells.append(f"{value:10.1f}" if value is not None else f"{'-':>10}")
+            ratios.append(f"{(mine / value if higher_better else value / mine):.2f}x" if value else "-")
+        print(f"{label.format(n=args.subtasks, c=args.chain):54} {' '.join(cells)} {ratios[0]:>9} {ratios[1]:>11}")
+    if temporal is None:
+        print("temporal: not installed (pip install '.[bench]')")
+    print("ratios: project's speed as a fraction of the other's (above 1: the project is faster)")
+
+
+async def main(args: argparse.Namespace) -> None:
+    if args.show:
+        report(json.loads(args.show.read_text())["median"], args)
+        return
+    with_temporal = temporal_available() and not args.no_temporal
+    runs = [await one_run(args, with_temporal) for _ in range(args.runs)]
+    result = medians(runs)
+    if args.json:
+        print(json.dumps({"runs": runs, "median": result, "temporal_installed": with_temporal}, indent=2))
+    else:
+        report(result, args)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--subtasks", type=int, default=1000)
+    parser.add_argument("--chain", type=int, default=100)
+    parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",") if x], default=[100])
+    parser.add_argument("--agents", type=int, default=2)
+    parser.add_argument("--no-temporal", action="store_true", help="skip Temporal even when installed")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--show", type=Path, help="print the table of a saved --json output instead of running")
+    asyncio.run(main(parser.parse_args()))

@@ -1,0 +1,52 @@
+"""An agent process offering ``noop`` (does nothing, at once), for bench/compare.py.
+
+    PLANEXE_NATS_URL=... PLANEXE_NAMESPACE=... python bench/noop_agent.py [CONCURRENCY]
+
+Prints ``noop agent ready`` once registered; SIGTERM drains and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from planexe_ax.agents import Agent, AgentRuntime, TaskContext, capability
+from planexe_ax.bus import connect
+from planexe_ax.config import Settings
+
+
+class NoParams(BaseModel):
+    pass
+
+
+@capability("noop", "Does nothing, at once.")
+async def noop(params: NoParams, ctx: TaskContext) -> dict[str, Any]:
+    return {}
+
+
+async def main(concurrency: int) -> None:
+    settings = Settings()
+    assert settings.nats_url, "set PLANEXE_NATS_URL"
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    bus = await connect(settings, settings.nats_url, "bench-noop")
+    runtime = AgentRuntime(bus, Agent(f"noop-{os.getpid()}", "No-op", capabilities=[noop]), concurrency=concurrency)
+    loop.call_later(0.5, lambda: print("noop agent ready", flush=True))
+    try:
+        await runtime.run(stop)
+    finally:
+        await bus.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 64))

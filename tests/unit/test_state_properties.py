@@ -1,5 +1,6 @@
 """Property tests of the core: dependencies always hold, executions finish, replay gives the same state."""
 
+from collections import Counter
 from datetime import datetime
 from typing import Any
 
@@ -147,3 +148,15 @@ def test_replaying_the_same_events_gives_the_same_state(plan: Plan, data: st.Dat
     for event in log:
         again.fold(event)
     assert replayed.runs["x"].snapshot() == engine.runs["x"].snapshot() == again.runs["x"].snapshot()
+
+
+@settings(max_examples=100, deadline=None)
+@given(plans(), st.data())
+def test_the_status_counters_match_the_tasks_and_subtasks_live_and_replayed(plan: Plan, data: st.DataObject) -> None:
+    engine, log = drive(plan, data, 3)
+    replayed = CoordinatorCore(CoreConfig(lag_scale_s=2.0, default_max_attempts=3))
+    for event in log:
+        replayed.fold(event)
+    for run in (engine.runs["x"], replayed.runs["x"]):
+        assert +run.task_counts == Counter(t.status for t in run.tasks.values())
+        assert +run.subtask_counts == Counter(s.status for s in run.subtasks.values())

@@ -61,6 +61,8 @@ class CoordinatorCore:
         self.config = config or CoreConfig()
         self.runs: dict[str, ExecutionRun] = {}
         self.agents: Agents | None = None
+        self._full: set[str] = set()
+        """Executions folded in this batch by events that call for a full look (a start, a foreign decision)."""
 
     def fold(self, event: Event) -> bool:
         """Apply an event without deciding anything (rebuilding from the stream); False when it changed nothing.
@@ -100,6 +102,25 @@ class CoordinatorCore:
         if run is None:
             return []
         return decide(run, now, self.config, self.agents, full=isinstance(event, ExecutionCreated | DecisionEvents))
+
+    def fold_reported(self, event: Event) -> str | None:
+        """Apply one event of a batch; the execution to decide on afterwards (None: nothing changed).
+
+        Raises:
+            PlanValidationError: an ``execution_created`` whose plan does not pass the checks a start does.
+        """
+        if not self.fold(event):
+            return None
+        if isinstance(event, ExecutionCreated | DecisionEvents):
+            self._full.add(event.execution_id)
+        return event.execution_id
+
+    def decide_folded(self, execution_id: str, now: datetime) -> list[Effect]:
+        """Decide once on an execution after a batch of events folded by ``fold_reported``."""
+        full = execution_id in self._full
+        self._full.discard(execution_id)
+        run = self.runs.get(execution_id)
+        return decide(run, now, self.config, self.agents, full=full) if run is not None else []
 
     def tick(self, execution_id: str, now: datetime) -> list[Effect]:
         """Re-decide an execution (a timer ran out, the agents changed, or the coordinator just rebuilt)."""

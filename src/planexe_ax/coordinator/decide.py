@@ -199,15 +199,13 @@ def _finish_task(d: Decider, task: TaskRun) -> None:
 def _settle(d: Decider) -> None:
     """Complete the execution, or move it between RUNNING and BLOCKED; ask to be woken when time matters."""
     run = d.run
-    if all(task.status in DONE for task in run.tasks.values()):
-        skipped = sum(1 for s in run.subtasks.values() if s.status == TaskStatus.SKIPPED)
+    tasks, subtasks = run.task_counts, run.subtask_counts
+    if sum(tasks[s] for s in DONE) == len(run.tasks):
+        skipped = subtasks[TaskStatus.SKIPPED]
         d.set_execution(ExecutionStatus.COMPLETED, f"{skipped} subtask(s) skipped by a person" if skipped else "")
         return
-    moving = any(s.status in (TaskStatus.DISPATCHED, TaskStatus.RUNNING, TaskStatus.RETRY_WAIT)
-                 for s in run.subtasks.values())  # fmt: skip
-    waiting = sum(1 for s in run.subtasks.values() if s.status in WAITING) + sum(
-        1 for t in run.tasks.values() if t.status == TaskStatus.AWAITING_APPROVAL
-    )
+    moving = any(subtasks[s] for s in (TaskStatus.DISPATCHED, TaskStatus.RUNNING, TaskStatus.RETRY_WAIT))
+    waiting = sum(subtasks[s] for s in WAITING) + tasks[TaskStatus.AWAITING_APPROVAL]
     if run.status == ExecutionStatus.RUNNING and waiting and not moving:
         d.set_execution(ExecutionStatus.BLOCKED, f"waiting on {waiting} item(s) outside the agents")
     elif run.status == ExecutionStatus.BLOCKED and moving:

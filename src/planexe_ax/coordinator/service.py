@@ -131,8 +131,8 @@ class Coordinator:
         busy coordinator fast. A crash before the acks redelivers the batch: its decisions are taken
         again with the same ids, and the stream's de-duplication drops the copies.
         """
-        effects: list[Effect] = []
         taken: list[Msg] = []
+        touched: dict[str, list[Msg]] = {}
         async with self._lock:
             for msg in msgs:
                 if self._own.pop((msg.headers or {}).get(MSG_ID, ""), None):
@@ -142,14 +142,29 @@ class Coordinator:
                 if event is None:
                     continue
                 try:
-                    effects += self.engine.on_event(event, _now())
+                    execution_id = self.engine.fold_reported(event)
                 except Exception as exc:  # a bad event must not stop the coordinator: set it aside
                     await self._give_up(msg, f"cannot apply {event.type} {event.event_id}: {exc!r}")
                     continue
+                if execution_id is not None:
+                    touched.setdefault(execution_id, []).append(msg)
                 taken.append(msg)
-            await self._carry_out(effects)
+            await self._carry_out(await self._decide_touched(touched, taken))
         for msg in taken:
             await msg.ack()
+
+    async def _decide_touched(self, touched: dict[str, list[Msg]], taken: list[Msg]) -> list[Effect]:
+        """One decision round per execution the batch changed; a round that fails sets its events aside."""
+        effects: list[Effect] = []
+        now = _now()
+        for execution_id, msgs in touched.items():
+            try:
+                effects += self.engine.decide_folded(execution_id, now)
+            except Exception as exc:
+                for msg in msgs:
+                    taken.remove(msg)
+                    await self._give_up(msg, f"cannot decide on execution {execution_id}: {exc!r}")
+        return effects
 
     async def _decode_known(self, msg: Msg) -> Event | None:
         """The event in ``msg``, or None after dead-lettering it (undecodable, or naming nothing we know)."""

@@ -148,6 +148,10 @@ class ExecutionRun:
     seen: Counter[ExecutionStatus] = field(default_factory=Counter)
     reported: set[str] = field(default_factory=set)
     """Subtasks with an agent report not yet decided on."""
+    task_counts: Counter[TaskStatus] = field(default_factory=Counter)
+    """How many tasks are in each status, kept by ``apply`` so settling never scans the plan."""
+    subtask_counts: Counter[TaskStatus] = field(default_factory=Counter)
+    """How many subtasks are in each status, kept by ``apply``."""
 
     @classmethod
     def create(cls, execution_id: str, plan: Plan, pins: dict[str, str] | None = None) -> ExecutionRun:
@@ -159,6 +163,8 @@ class ExecutionRun:
             task = graph.tasks[graph.subtask_task[sid]]
             human = sub.human_required or task.human_required
             run.subtasks[sid] = SubtaskRun(sid, task.task_id, sub.action, human=human)
+        run.task_counts[TaskStatus.PENDING] = len(run.tasks)
+        run.subtask_counts[TaskStatus.PENDING] = len(run.subtasks)
         return run
 
     def snapshot(self) -> dict[str, Any]:
@@ -202,6 +208,8 @@ def _apply_task_state(run: ExecutionRun, event: TaskState) -> bool:
     task = run.tasks.get(event.task_id or "")
     if task is None or task.status in TERMINAL_TASK:
         return False
+    run.task_counts[task.status] -= 1
+    run.task_counts[event.status] += 1
     task.status = event.status
     task.seen[event.status] += 1
     if event.status == TaskStatus.RUNNING and task.started_at is None:
@@ -215,6 +223,8 @@ def _apply_subtask_state(run: ExecutionRun, event: SubtaskState) -> bool:
     sub = run.subtasks.get(event.subtask_id or "")
     if sub is None or sub.status in TERMINAL_TASK:
         return False
+    run.subtask_counts[sub.status] -= 1
+    run.subtask_counts[event.status] += 1
     sub.status = event.status
     sub.attempt = event.attempt or sub.attempt
     sub.seen[(sub.attempt, event.status)] += 1

@@ -2,11 +2,12 @@
 
     python bench/compare.py [--runs 3] [--subtasks 1000] [--chain 100] [--sizes 100] [--agents 2] [--json]
 
-Each run starts a nats-server and, as separate processes, the projector (SQLite read model), the coordinator
-and ``--agents`` no-op agent processes; the floor's worker (bench/floor.py) on the same server; and, when the
-optional ``bench`` extra is installed, Temporal's dev server with a worker (bench/temporal_job.py). Every run
-does the wide job (``--subtasks`` independent no-op subtasks), the chain job (``--chain`` finish-to-start
-tasks), and the project alone at each of ``--sizes`` (throughput and coordinator CPU per subtask). Figures are
+Each run starts a nats-server in operator mode (every service with its own identity) and, as separate
+processes, the projector (SQLite read model), the coordinator and ``--agents`` no-op agent processes; the
+floor's worker (bench/floor.py) on a nats-server without auth; and, when the optional ``bench`` extra is
+installed, Temporal's dev server with a worker (bench/temporal_job.py). Every run does the wide job
+(``--subtasks`` independent no-op subtasks), the chain job (``--chain`` finish-to-start tasks), and the
+project alone at each of ``--sizes`` (throughput and coordinator CPU per subtask). Figures are
 medians over the runs; ratios are to the floor and to Temporal of the same runs.
 """
 
@@ -125,7 +126,7 @@ async def project_run(url: str, folder: Path, args: argparse.Namespace) -> Figur
         for agent in agents:
             agent.wait_for("noop agent ready")
         settings = Settings(nats_url=url, namespace="bench", data_dir=folder, database_url=db)
-        bus = await connect(settings, url, "bench-client")
+        bus = await connect(settings, url, "bench-client", role="operator")
         try:
             await _agents_online(bus, args.agents)
             figures: Figures = {}
@@ -255,9 +256,10 @@ async def temporal_run(folder: Path, args: argparse.Namespace) -> Figures:
 async def one_run(args: argparse.Namespace, with_temporal: bool) -> dict[str, Figures]:
     with tempfile.TemporaryDirectory(prefix="planexe-bench-") as tmp:
         folder = Path(tmp)
-        async with EmbeddedNats(folder / "nats") as server:
-            url = server.url
-            out = {"floor": await floor_run(url, folder, args), "project": await project_run(url, folder, args)}
+        async with EmbeddedNats(folder / "floor-nats", auth=False) as server:
+            out = {"floor": await floor_run(server.url, folder, args)}
+        async with EmbeddedNats(folder / "nats") as server:  # operator mode: services use their identities
+            out["project"] = await project_run(server.url, folder, args)
         if with_temporal:
             out["temporal"] = await temporal_run(folder, args)
         return out

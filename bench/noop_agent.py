@@ -39,7 +39,7 @@ async def main(concurrency: int) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    bus = await connect(settings, settings.nats_url, "bench-noop")
+    bus = await connect(settings, settings.nats_url, "bench-noop", role="builtin-agents")
     runtime = AgentRuntime(bus, Agent(f"noop-{os.getpid()}", "No-op", capabilities=[noop]), concurrency=concurrency)
     loop.call_later(0.5, lambda: print("noop agent ready", flush=True))
     try:

@@ -395,6 +395,18 @@ class InboxList(View):
     items: list[InboxEntry]
 
 
+class ExecutionAt(ExecutionDetail):
+    """The execution as it was right after one event (``GET /api/executions/{id}?at_seq=N``)."""
+
+    at_seq: int
+    """The stream sequence of the last event replayed (the execution's last event at or before N)."""
+    events: int
+    """How many of the execution's events were replayed."""
+    tree: ExecutionTree
+    inbox: list[InboxEntry]
+    """Every inbox item opened by then, with its state then."""
+
+
 # -- operations --------------------------------------------------------------------------------------------
 class ReadFigures(View):
     """Counts for /metrics: executions, tasks, subtasks and agents by status, attempts, the projector checkpoint."""

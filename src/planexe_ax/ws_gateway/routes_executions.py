@@ -28,8 +28,10 @@ from planexe_ax.plans.problems import plan_error
 from planexe_ax.plans.validation import check_plan
 from planexe_ax.readmodel import catalog, events, executions
 from planexe_ax.readmodel.inbox import inbox_item, inbox_items
+from planexe_ax.readmodel.replay import execution_at
 from planexe_ax.readmodel.schemas import (
     EventPage,
+    ExecutionAt,
     ExecutionDetail,
     ExecutionPage,
     ExecutionTree,
@@ -148,8 +150,21 @@ async def list_executions(
     responses=NOT_FOUND,
     dependencies=[READ],
 )
-async def get_execution(gw: GW, execution_id: str) -> ExecutionDetail:
-    return await _detail(gw, execution_id)
+async def get_execution(
+    gw: GW,
+    execution_id: str,
+    at_seq: Annotated[
+        int | None,
+        Query(ge=1, lt=2**63, description="Replay: the execution as it was right after this event (stream sequence)."),
+    ] = None,
+) -> ExecutionAt | ExecutionDetail:
+    if at_seq is None:
+        return await _detail(gw, execution_id)
+    replayed = await execution_at(gw.sessions, execution_id, at_seq)
+    if replayed is None:
+        await _detail(gw, execution_id)  # 404 for an unknown execution
+        raise HTTPException(status_code=404, detail=f"execution {execution_id} had no event yet at seq {at_seq}")
+    return replayed
 
 
 @router.get(

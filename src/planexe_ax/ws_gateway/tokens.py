@@ -34,7 +34,7 @@ class Role(StrEnum):
     OPERATOR = "operator"
     """Read; start, pause, resume and cancel executions; upload, import and delete plans."""
     APPROVER = "approver"
-    """Read; answer the inbox (approve, reject, complete, accept, edit)."""
+    """Read; answer the inbox (approvals, human tasks, reviews, escalations)."""
     AGENT = "agent"
     """The HTTP agent protocol, as one agent id only (register, lease work, report)."""
     ADMIN = "admin"

@@ -103,8 +103,28 @@ class Settings(BaseSettings):
     )
     fetch_allow: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="Hosts, host:port or CIDRs (comma separated) the built-in agents may fetch although they are "
+        description="Hosts, host:port or CIDRs (comma separated) the built-in agents may fetch, and webhooks may be "
+        "delivered to, although they are "
         "loopback, private, link-local or metadata addresses.",
+    )
+    webhook_backoff_initial_s: float = Field(
+        default=5.0, gt=0, description="Delay before the 2nd attempt of a webhook delivery; it doubles each attempt."
+    )
+    webhook_backoff_max_s: float = Field(
+        default=3600.0, gt=0, description="Longest delay between two attempts of a webhook delivery."
+    )
+    webhook_give_up_s: float = Field(
+        default=24 * 3600.0,
+        gt=0,
+        description="A webhook delivery still failing this long after it fell due fails, and its webhook is "
+        "disabled with the reason (an operator re-enables it with PATCH status=active).",
+    )
+    webhook_timeout_s: float = Field(default=10.0, gt=0, description="Longest wait for a webhook receiver's answer.")
+    webhook_poll_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="Longest the delivery service waits before looking for due deliveries again (it looks at once "
+        "when new events arrive).",
     )
     log_level: str = Field(default="INFO", description="Log level of the planexe_ax loggers.")
     smtp_url: str | None = Field(

@@ -28,8 +28,9 @@ TABLES = {
     "projector_checkpoints",
 }
 TABLES_0002 = {*TABLES, "inbox_items"}
+TABLES_HEAD = {*TABLES_0002, "webhooks", "webhook_deliveries", "webhook_attempts"}
 SUBTASK_COLUMNS_0002 = {"reason", "confidence", "not_before", "deadline"}
-HEAD = "0004"
+HEAD = "0005"
 WAIT_S = 60.0
 
 
@@ -52,7 +53,7 @@ def schema_diff(conn: Connection) -> list[Any]:
 
 async def test_upgrade_downgrade_upgrade(database_url: str) -> None:
     await asyncio.wait_for(upgrade(database_url), WAIT_S)
-    assert await inspect_db(database_url, table_names) == {*TABLES_0002, "alembic_version"}
+    assert await inspect_db(database_url, table_names) == {*TABLES_HEAD, "alembic_version"}
     await asyncio.wait_for(upgrade(database_url), WAIT_S)  # at head already: nothing to do
 
     await asyncio.wait_for(downgrade(database_url), WAIT_S)
@@ -193,8 +194,16 @@ async def test_0004_up_and_down_keeps_the_inbox(database_url: str) -> None:
     await asyncio.wait_for(upgrade(database_url, "0004"), WAIT_S)
     assert "resolution_params" in await inspect_db(database_url, inbox_columns)
     assert await inspect_db(database_url, inbox_rows) == [("i1", "retried")]
-    assert await inspect_db(database_url, schema_diff) == []
 
     await asyncio.wait_for(downgrade(database_url, "0003"), WAIT_S)
     assert "resolution_params" not in await inspect_db(database_url, inbox_columns)
     assert await inspect_db(database_url, inbox_rows) == [("i1", "retried")]
+
+
+async def test_0005_adds_the_webhook_tables_and_takes_them_away(database_url: str) -> None:
+    await asyncio.wait_for(upgrade(database_url, "0004"), WAIT_S)
+    await asyncio.wait_for(upgrade(database_url, "0005"), WAIT_S)
+    assert await inspect_db(database_url, table_names) == {*TABLES_HEAD, "alembic_version"}
+    assert await inspect_db(database_url, schema_diff) == []
+    await asyncio.wait_for(downgrade(database_url, "0004"), WAIT_S)
+    assert await inspect_db(database_url, table_names) == {*TABLES_0002, "alembic_version"}

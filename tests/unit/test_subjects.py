@@ -90,7 +90,12 @@ def test_stream_names_are_upper_snake_and_consumers_service_dash_purpose() -> No
     s = Subjects("")
     for name in (s.tasks_stream, s.events_stream, s.commands_stream, s.dlq_stream):
         assert re.fullmatch(r"[A-Z][A-Z0-9_]*", name), name
-    for name in (Subjects.COORDINATOR_EVENTS, Subjects.COORDINATOR_COMMANDS, Subjects.PROJECTOR_EVENTS):
+    for name in (
+        Subjects.COORDINATOR_EVENTS,
+        Subjects.COORDINATOR_COMMANDS,
+        Subjects.PROJECTOR_EVENTS,
+        Subjects.WEBHOOK_EVENTS,
+    ):
         assert re.fullmatch(r"[a-z]+-[a-z]+", name), name
 
 

@@ -348,7 +348,7 @@ async def connect(settings: Settings, url: str, name: str, provision: bool = Tru
         name: The client name shown by the server (the service).
         provision: Create or update streams, shared consumers and the agents bucket.
         role: The identity to use when PLANEXE_NATS_CREDS is unset (see :func:`credentials`):
-            coordinator, projector, gateway, operator, builtin-agents, admin; None for a process that
+            coordinator, projector, webhooks, gateway, operator, builtin-agents, admin; None for a process that
             has no role of its own (an agent with its own .creds). Required, so that no caller gets
             rights by default.
     """

@@ -185,3 +185,4 @@ class Subjects:
     COORDINATOR_EVENTS = "coordinator-events"
     COORDINATOR_COMMANDS = "coordinator-commands"
     PROJECTOR_EVENTS = "projector-events"
+    WEBHOOK_EVENTS = "webhook-events"

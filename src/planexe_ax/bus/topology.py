@@ -96,6 +96,7 @@ def topology(subjects: Subjects, settings: Settings) -> Topology:
         (subjects.events_stream, events_consumer(subjects, Subjects.COORDINATOR_EVENTS, settings)),
         (subjects.commands_stream, _durable(Subjects.COORDINATOR_COMMANDS, subjects.all_commands, settings)),
         (subjects.events_stream, events_consumer(subjects, Subjects.PROJECTOR_EVENTS, settings)),
+        (subjects.events_stream, events_consumer(subjects, Subjects.WEBHOOK_EVENTS, settings)),
     )
     bucket = KeyValueConfig(
         bucket=subjects.agents_bucket,

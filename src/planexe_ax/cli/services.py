@@ -18,13 +18,20 @@ from planexe_ax.config import Settings
 from planexe_ax.coordinator import Coordinator
 from planexe_ax.errors import ConfigError
 from planexe_ax.projector import Projector
+from planexe_ax.webhooks import WebhookService
 
 if TYPE_CHECKING:
     from planexe_ax.ws_gateway.server import GatewayServer
 
 log = logging.getLogger(__name__)
-SERVICES = ("coordinator", "projector", "agents", "gateway")
-ROLE_OF = {"coordinator": "coordinator", "projector": "projector", "agents": "builtin-agents", "gateway": "gateway"}
+SERVICES = ("coordinator", "projector", "agents", "webhooks", "gateway")
+ROLE_OF = {
+    "coordinator": "coordinator",
+    "projector": "projector",
+    "agents": "builtin-agents",
+    "webhooks": "webhooks",
+    "gateway": "gateway",
+}
 """The NATS identity (bus/permissions.py) each service connects with."""
 BACKGROUND = ("coordinator", "projector", "agents")
 """What `run` and `exec` need: everything but the HTTP gateway."""
@@ -89,6 +96,7 @@ class Services:
     coordinator: Coordinator | None = None
     projector: Projector | None = None
     agents: list[AgentRuntime] = field(default_factory=list)
+    webhooks: WebhookService | None = None
     gateway: GatewayServer | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -101,6 +109,8 @@ class Services:
                     group.create_task(self.projector.run(stop))
                 for runtime in self.agents:
                     group.create_task(runtime.run(stop))
+                if self.webhooks:
+                    group.create_task(self.webhooks.run(stop))
                 if self.gateway:
                     group.create_task(self.gateway.run(stop))
         finally:
@@ -112,6 +122,8 @@ class Services:
             await self.gateway.stop()
         if self.projector:
             await self.projector.close()
+        if self.webhooks:
+            await self.webhooks.close()
         for bus in self.buses:
             await bus.close()
 
@@ -152,6 +164,11 @@ async def start_services(
             bus = await connect(settings, url, "planexe-ax-agents", role=ROLE_OF["agents"])
             services.buses.append(bus)
             services.agents = [AgentRuntime(bus, agent) for agent in builtin_agents(settings, agent_suffix())]
+        if "webhooks" in names:
+            bus = await connect(settings, url, "planexe-ax-webhooks", role=ROLE_OF["webhooks"])
+            services.buses.append(bus)
+            services.webhooks = WebhookService(bus, settings)
+            await services.webhooks.start()
         if "gateway" in names:
             services.gateway = await _start_gateway(settings, url, any_port)
     except BaseException:

@@ -1,4 +1,7 @@
-"""The read model: typed tables written only by the projector from events and agent cards.
+"""The read model: typed tables written only by the projector from events and agent cards (but webhooks).
+
+The webhook tables at the end are configuration and a delivery log, not a projection: the gateway writes
+the webhooks, the delivery service the deliveries and attempts.
 
 No column has a server-side default: every value comes from an event (or a KV entry), so projecting
 the same stream into an empty database gives identical rows.
@@ -260,3 +263,66 @@ READ_MODEL_TABLES = (
     InboxItem,
     ExecutionEvent,
 )
+
+
+# -- webhooks: configuration and a delivery log, written by the gateway and the delivery service ------------
+WEBHOOK_ACTIVE, WEBHOOK_DISABLED = "active", "disabled"
+DELIVERY_PENDING, DELIVERY_DELIVERED, DELIVERY_FAILED = "pending", "delivered", "failed"
+
+
+class WebhookRow(Base):
+    """A registered webhook endpoint: where events go, which ones, and the secret that signs them."""
+
+    __tablename__ = "webhooks"
+
+    webhook_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(Text)
+    event_types: Mapped[list[Any]]
+    execution_id: Mapped[str | None] = mapped_column(ID)
+    plan_id: Mapped[str | None] = mapped_column(ID)
+    description: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(STATUS)
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    after_seq: Mapped[int] = mapped_column(BigInteger)  # events up to this stream sequence predate the webhook
+    created_by: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class WebhookDelivery(Base):
+    """One event owed to one webhook: pending until delivered, or failed when retries ran out."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ux_webhook_deliveries_event", "webhook_id", "event_id", unique=True),
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    )
+
+    delivery_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    webhook_id: Mapped[str] = mapped_column(ID, ForeignKey("webhooks.webhook_id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(ID)
+    event_type: Mapped[str] = mapped_column(String(64))
+    execution_id: Mapped[str] = mapped_column(ID)
+    stream_seq: Mapped[int] = mapped_column(BigInteger)
+    payload: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(STATUS)
+    attempts: Mapped[int] = mapped_column(Integer)
+    first_due_at: Mapped[datetime]
+    next_attempt_at: Mapped[datetime]
+
+
+class WebhookAttempt(Base):
+    """One HTTP attempt of a delivery: the status code, or the error, and how long it took."""
+
+    __tablename__ = "webhook_attempts"
+
+    attempt_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str] = mapped_column(
+        ID, ForeignKey("webhook_deliveries.delivery_id", ondelete="CASCADE"), index=True
+    )
+    attempt: Mapped[int] = mapped_column(Integer)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime]

@@ -417,3 +417,61 @@ class ReadFigures(View):
     subtask_attempts_dispatched: int
     agents: dict[str, int]
     projector_checkpoint: int
+
+
+# -- webhooks ------------------------------------------------------------------------------------------------
+class WebhookView(View):
+    """A registered webhook (without its secret)."""
+
+    webhook_id: str
+    url: str
+    event_types: list[str]
+    execution_id: str | None
+    plan_id: str | None
+    description: str
+    status: str = Field(description="active, or disabled (deliveries wait; `disabled_reason` says why)")
+    disabled_reason: str | None
+    created_by: str
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class WebhookSecret(WebhookView):
+    """A webhook with its signing secret: the answer of registration and of rotating the secret."""
+
+    secret: str = Field(description="whsec_…: verify deliveries with any Standard Webhooks library")
+
+
+class WebhookList(View):
+    """Every registered webhook."""
+
+    items: list[WebhookView]
+
+
+class AttemptView(View):
+    """One HTTP attempt of a delivery."""
+
+    attempt: int
+    status_code: int | None
+    latency_ms: float
+    error: str | None
+    at: Timestamp
+
+
+class DeliveryView(View):
+    """One event owed to a webhook and every attempt to deliver it."""
+
+    delivery_id: str
+    event_id: str = Field(description="also the webhook-id header: receivers de-duplicate on it")
+    event_type: str
+    execution_id: str
+    seq: int
+    status: str = Field(description="pending, delivered or failed (retries ran out)")
+    attempts: list[AttemptView]
+    next_attempt_at: Timestamp | None
+
+
+class DeliveryPage(View):
+    """A webhook's deliveries, newest first."""
+
+    items: list[DeliveryView]

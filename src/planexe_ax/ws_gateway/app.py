@@ -21,14 +21,30 @@ from planexe_ax import __version__
 from planexe_ax.bus import connect
 from planexe_ax.config import Settings
 from planexe_ax.readmodel import BadCursor, make_engine, make_session_factory
-from planexe_ax.ws_gateway import dashboard, routes_agents, routes_executions, routes_ops, routes_plans, stream
+from planexe_ax.ws_gateway import (
+    dashboard,
+    routes_agents,
+    routes_executions,
+    routes_ops,
+    routes_plans,
+    routes_webhooks,
+    stream,
+)
 from planexe_ax.ws_gateway.context import Gateway
 from planexe_ax.ws_gateway.middleware import BodyLimit, SecurityHeaders
 from planexe_ax.ws_gateway.security import describe_roles, token_store
 
 log = logging.getLogger(__name__)
 
-PARTS: tuple[ModuleType, ...] = (routes_plans, routes_executions, routes_agents, stream, routes_ops, dashboard)
+PARTS: tuple[ModuleType, ...] = (
+    routes_plans,
+    routes_executions,
+    routes_agents,
+    routes_webhooks,
+    stream,
+    routes_ops,
+    dashboard,
+)
 
 DESCRIPTION = """Watch and steer PlanExe-AX executions; agents that cannot speak NATS get work and report here.
 
@@ -77,6 +93,7 @@ def create_app(settings: Settings, nats_url: str) -> FastAPI:
             {"name": "plans", "description": "The plan catalog."},
             {"name": "executions", "description": "Run plans, follow and steer them."},
             {"name": "agents", "description": "Agents, their capabilities and liveness; the HTTP agent protocol."},
+            {"name": "webhooks", "description": "Signed deliveries of events to other systems; their log."},
             {"name": "operations", "description": "Health, readiness and metrics."},
         ],
     )

@@ -1,0 +1,160 @@
+"""The webhook delivery service: AX_EVENTS -> owed deliveries (durable, acked after commit) -> signed POSTs.
+
+Two loops share the read model. The consumer turns each batch of events into ``webhook_deliveries`` rows
+for the webhooks subscribed to them, commits them with its checkpoint, and only then acks: a kill -9 loses
+nothing. The dispatcher POSTs due deliveries, the earliest pending one of each (webhook, execution) at a
+time, so each receiver sees an execution's events in order; a failure is retried with exponential backoff
+until ``webhook_give_up_s``, then the delivery fails and its webhook is disabled with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from planexe_ax.bus import Bus, Msg, PullLoop, Subjects, decode_event
+from planexe_ax.bus.replay import resume_after
+from planexe_ax.config import Settings
+from planexe_ax.readmodel import webhook_queue as queue
+from planexe_ax.readmodel.db import make_engine, make_session_factory
+from planexe_ax.readmodel.events import event_item
+from planexe_ax.readmodel.migrate import upgrade
+from planexe_ax.webhooks.send import Sender
+
+log = logging.getLogger(__name__)
+BATCH = 500
+PARALLEL = 32
+
+
+def retry_delay_s(settings: Settings, attempts: int) -> float:
+    """The wait after the ``attempts``-th failed attempt: the initial delay doubled each time, capped."""
+    return float(min(settings.webhook_backoff_initial_s * 2 ** (attempts - 1), settings.webhook_backoff_max_s))
+
+
+class WebhookService:
+    """Deliver every event to the webhooks subscribed to it; see the module docstring.
+
+    Args:
+        bus: A connected bus.
+        settings: Backoff, give-up, timeout and egress settings.
+        durable: The durable consumer on AX_EVENTS (it must exist; the topology creates the default).
+    """
+
+    def __init__(self, bus: Bus, settings: Settings, durable: str = Subjects.WEBHOOK_EVENTS) -> None:
+        self.bus = bus
+        self.settings = settings
+        self.durable = durable
+        self.engine = make_engine(settings.effective_database_url)
+        self.sessions = make_session_factory(self.engine)
+        self.sender = Sender(settings.fetch_allow, settings.webhook_timeout_s)
+        self.plans: dict[str, str] = {}
+        self.delivered = 0
+        self._wake = asyncio.Event()
+        self._loop = PullLoop(bus, bus.subjects.events_stream, durable, self._handle_batch, batch=BATCH)
+
+    async def start(self) -> None:
+        """Migrate the read model and put the consumer just after the last event this service stored."""
+        await upgrade(self.settings.effective_database_url)
+        await resume_after(self.bus, self.durable, await queue.checkpoint(self.sessions, self.durable))
+        log.info("webhook delivery started", extra={"durable": self.durable})
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume and deliver until ``stop`` is set."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._loop.run(stop))
+                group.create_task(self._dispatch(stop))
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        """Close the HTTP client and the read model; safe to call twice."""
+        await self.sender.close()
+        await self.engine.dispose()
+
+    # -- consumer ------------------------------------------------------------------------------------------
+    async def _handle_batch(self, msgs: list[Msg]) -> None:
+        subs = await queue.subscriptions(self.sessions)
+        events = [(int(m.metadata.sequence.stream), _event(m.data)) for m in msgs]
+        for _, event in events:
+            if event and event.get("type") == "execution_created":
+                self.plans[str(event["execution_id"])] = str((event.get("plan") or {}).get("plan_id", ""))
+        unknown = {str(e["execution_id"]) for _, e in events if e and str(e["execution_id"]) not in self.plans}
+        self.plans.update(await queue.plans_of(self.sessions, unknown) if subs else {})
+        owed: list[tuple[str, queue.Owed]] = []
+        for seq, event in events:
+            if event is None:
+                continue  # undecodable: the projector dead-letters it; nobody is owed it
+            ex, kind = str(event["execution_id"]), str(event.get("type"))
+            wanting = [s.webhook_id for s in subs if s.wants(seq, kind, ex, self.plans.get(ex))]
+            if wanting:
+                payload = event_item(seq, event).model_dump_json()
+                item = queue.Owed(seq, str(event["event_id"]), kind, ex, payload)
+                owed += [(webhook_id, item) for webhook_id in wanting]
+        if await queue.enqueue(self.sessions, self.durable, max(seq for seq, _ in events), owed):
+            self._wake.set()
+        for msg in msgs:
+            await msg.ack()
+
+    # -- dispatcher ----------------------------------------------------------------------------------------
+    async def _dispatch(self, stop: asyncio.Event) -> None:
+        gate = asyncio.Semaphore(PARALLEL)
+        while not stop.is_set():
+            try:
+                items = await queue.due(self.sessions)
+                if items:
+                    await asyncio.gather(*(self._deliver(item, gate) for item in items))
+                    continue
+                await self._idle(stop)
+            except Exception:  # the read model away: log, wait a round, try again
+                log.exception("webhook dispatch failed; trying again")
+                await self._idle(stop)
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        wait_s = self.settings.webhook_poll_s
+        upcoming = await queue.next_due_at(self.sessions)
+        if upcoming is not None:
+            wait_s = max(0.0, min(wait_s, (upcoming - datetime.now(UTC)).total_seconds()))
+        self._wake.clear()
+        stopping = asyncio.ensure_future(stop.wait())
+        woken = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({stopping, woken}, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (stopping, woken):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _deliver(self, item: queue.Due, gate: asyncio.Semaphore) -> None:
+        async with gate:
+            outcome = await self.sender.send(item)
+        if outcome.delivered:
+            self.delivered += 1
+        else:
+            outcome = self._next_step(item, outcome)
+        await queue.record(self.sessions, item, outcome)
+
+    def _next_step(self, item: queue.Due, outcome: queue.Outcome) -> queue.Outcome:
+        now = datetime.now(UTC)
+        attempts = item.attempts + 1
+        if now - item.first_due_at >= timedelta(seconds=self.settings.webhook_give_up_s):
+            reason = (
+                f"gave up on event {item.event_id} after {attempts} attempts over "
+                f"{(now - item.first_due_at).total_seconds():.0f}s; last error: {outcome.error}"
+            )
+            log.warning("webhook disabled", extra={"webhook_id": item.webhook_id, "reason": reason})
+            return queue.Outcome(**{**outcome.__dict__, "disable": reason})
+        retry_at = now + timedelta(seconds=retry_delay_s(self.settings, attempts))
+        return queue.Outcome(**{**outcome.__dict__, "retry_at": retry_at})
+
+
+def _event(data: bytes) -> dict[str, Any] | None:
+    """The event as the read model stores it (upcast, validated), or None when it does not decode."""
+    try:
+        return decode_event(data).model_dump(mode="json", by_alias=True)
+    except ValueError:  # pydantic's ValidationError and json's JSONDecodeError are ValueErrors
+        return None

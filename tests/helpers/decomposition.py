@@ -19,6 +19,8 @@ from planexe_ax.plans.decompose import RuleBasedDecomposer
 from planexe_ax.plans.importers import import_planexe_run
 
 LABELS = Path(__file__).resolve().parents[1] / "fixtures" / "decomposition_labels.json"
+FIXTURE_LABELS = Path(__file__).resolve().parents[1] / "fixtures" / "planexe_run_labels.json"
+"""Every executable task of tests/fixtures/planexe_run, labelled the same way."""
 PERSON = "person"
 
 
@@ -54,9 +56,9 @@ class Score:
         return self.right / fits if fits else 1.0
 
 
-def labelled() -> list[Labelled]:
-    """The labelled tasks, in file order."""
-    rows: list[dict[str, Any]] = json.loads(LABELS.read_text(encoding="utf-8"))["tasks"]
+def labelled(path: Path = LABELS) -> list[Labelled]:
+    """The labelled tasks of ``path``, in file order."""
+    rows: list[dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"))["tasks"]
     return [Labelled(r["sample"], r["task_id"], r["title"], frozenset(r["expected"])) for r in rows]
 
 
@@ -102,7 +104,11 @@ def table(found: dict[str, Score]) -> str:
 
 
 def whole_tasks(samples: Path) -> Callable[[Labelled], frozenset[str]]:
-    """A predictor that decomposes each labelled task as its sample has it (description, roles, schedule)."""
+    """A predictor that decomposes each labelled task as its run has it (description, roles, schedule).
+
+    Args:
+        samples: The folder that holds the run folders the labels name (``Labelled.sample``).
+    """
     plans: dict[str, Plan] = {}
 
     def predict(item: Labelled) -> frozenset[str]:

@@ -1,5 +1,7 @@
 """The rule decomposer gives an action only when the task is that kind of work: precision and recall per
-action against tasks of the four PlanExe samples labelled by hand (tests/fixtures/decomposition_labels.json).
+action against tasks labelled by hand. Tasks of the four PlanExe samples (tests/fixtures/decomposition_labels.json):
+their titles always, the whole tasks (description, roles) when the samples are present. Every task of
+tests/fixtures/planexe_run (planexe_run_labels.json): the whole tasks, always.
 
 The floors are what the rules reach; a change that lowers one is a change in meaning, to be looked at.
 """
@@ -7,12 +9,24 @@ The floors are what the rules reach; a change that lowers one is a change in mea
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
 from planexe_ax.plans.decompose import DEFAULT_CAPABILITIES
-from tests.helpers.decomposition import PERSON, Labelled, Score, labelled, proposed, scores, title_only, whole_tasks
-from tests.helpers.planexe_runs import SAMPLES, SAMPLES_DIR
+from tests.helpers.decomposition import (
+    FIXTURE_LABELS,
+    LABELS,
+    PERSON,
+    Labelled,
+    Score,
+    labelled,
+    proposed,
+    scores,
+    title_only,
+    whole_tasks,
+)
+from tests.helpers.planexe_runs import FIXTURE, SAMPLES, SAMPLES_DIR
 
 PRECISION_FLOOR = {
     "build_quote": 1.0,
@@ -43,10 +57,38 @@ def test_the_labels_cover_150_tasks_of_the_four_samples_with_known_actions() -> 
     assert sum(1 for i in items if not i.expected) >= 50, "a person's work is labelled as such"
 
 
-def check(found: dict[str, Score]) -> None:
-    for action, floor in PRECISION_FLOOR.items():
+# What the rules reach on the whole tasks of tests/fixtures/planexe_run (17 tasks): the misses are a permit
+# application and a quote request worded as "obtain" and "compare", and research without a web address.
+FIXTURE_PRECISION_FLOOR = dict.fromkeys(
+    [
+        "create_wireframes",
+        "draft_document",
+        "manage_csv",
+        "schedule_calendar_event",
+        "search_google_maps",
+        "send_email",
+    ],
+    1.0,
+)
+FIXTURE_RECALL_FLOOR = {
+    "create_wireframes": 1.0,
+    "draft_document": 0.66,
+    "manage_csv": 0.5,
+    "schedule_calendar_event": 1.0,
+    "search_google_maps": 1.0,
+    "send_email": 0.66,
+    PERSON: 1.0,
+}
+
+
+def check(
+    found: dict[str, Score],
+    precision_floor: dict[str, float] = PRECISION_FLOOR,
+    recall_floor: dict[str, float] = RECALL_FLOOR,
+) -> None:
+    for action, floor in precision_floor.items():
         assert found[action].precision >= floor, found[action]
-    for action, floor in RECALL_FLOOR.items():
+    for action, floor in recall_floor.items():
         assert found[action].recall >= floor, found[action]
     given = [s for a, s in found.items() if a != PERSON and s.right + s.wrong]
     assert all(s.precision >= 0.9 for s in given), "every action given is right at least 9 times in 10"
@@ -56,9 +98,17 @@ def test_actions_match_the_meaning_of_the_titles() -> None:
     check(scores(labelled(), lambda item: proposed(*title_only(item))))
 
 
-@pytest.mark.skipif(not SAMPLES, reason=f"PlanExe samples not found at {SAMPLES_DIR}")
-def test_actions_match_the_meaning_of_the_whole_tasks_of_the_samples() -> None:
-    check(scores(labelled(), whole_tasks(SAMPLES_DIR)))
+WHOLE_TASKS = [
+    pytest.param(FIXTURE_LABELS, FIXTURE.parent, FIXTURE_PRECISION_FLOOR, FIXTURE_RECALL_FLOOR, id=FIXTURE.name),
+    *([pytest.param(LABELS, SAMPLES_DIR, PRECISION_FLOOR, RECALL_FLOOR, id="samples")] if SAMPLES else []),
+]
+
+
+@pytest.mark.parametrize(("labels", "runs", "precision_floor", "recall_floor"), WHOLE_TASKS)
+def test_actions_match_the_meaning_of_the_whole_tasks(
+    labels: Path, runs: Path, precision_floor: dict[str, float], recall_floor: dict[str, float]
+) -> None:
+    check(scores(labelled(labels), whole_tasks(runs)), precision_floor, recall_floor)
 
 
 @pytest.mark.parametrize(

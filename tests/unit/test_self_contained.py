@@ -4,6 +4,7 @@ PlanExe samples are, and every test that uses them runs on tests/fixtures/planex
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from planexe_ax.plans.importers import canonical_name
@@ -20,6 +21,15 @@ def test_only_the_locator_knows_where_the_samples_are() -> None:
         if path not in (LOCATOR, Path(__file__)) and "planexe-samples" in path.read_text(encoding="utf-8")
     ]
     assert offenders == [], "use tests.helpers.planexe_runs (RUNS, sample()) so a clone anywhere skips nothing"
+
+
+def test_no_test_is_skipped_for_want_of_the_samples() -> None:
+    offenders = [
+        str(path.relative_to(REPO))
+        for path in sorted(TESTS.rglob("*.py"))
+        if path != Path(__file__) and re.search(r"skip(if)?\((not )?SAMPLES", path.read_text(encoding="utf-8"))
+    ]
+    assert offenders == [], "parametrize over the fixture and the samples (tests.helpers.planexe_runs) instead"
 
 
 def test_the_fixture_comes_first_in_every_run_list() -> None:

@@ -151,3 +151,25 @@ async def test_deliveries_survive_a_failing_then_absent_receiver_in_order_and_si
     assert len(attempts) == receiver.requests + len(refused)
     again_log = [len(d["attempts"]) for d in log if d["delivery_id"] == oldest["delivery_id"]]
     assert again_log == [len(oldest["attempts"]) + 1]
+
+
+async def test_a_receiver_that_never_answers_disables_its_webhook_with_the_reason(
+    settings: Settings, nats_url: str, postgres_url: str
+) -> None:
+    brief = settings.model_copy(update={**FAST, "fetch_allow": ["127.0.0.1"], "webhook_give_up_s": 0.5})
+    async with running_stack(brief, nats_url, postgres_url, (*BACKGROUND, "webhooks")) as stack:
+        hook = await register(stack, "http://127.0.0.1:9/nobody", event_types=["execution_state"])
+        assert (await stack.client.post("/api/plans", json=example_document())).status_code in (200, 201)
+        await start(stack)
+
+        async def disabled() -> dict[str, Any] | None:
+            found: dict[str, Any] = (await stack.client.get(f"/api/webhooks/{hook['webhook_id']}")).json()
+            return found if found["status"] == "disabled" else None
+
+        found = await eventually(disabled, timeout=30)
+        assert found["disabled_reason"].startswith("gave up on event ")
+        assert "ConnectError" in found["disabled_reason"]
+        log = await deliveries(stack, hook["webhook_id"])
+        assert log[-1]["status"] == "failed"
+        assert len(log[-1]["attempts"]) >= 2
+        assert {d["status"] for d in log[:-1]} <= {"pending"}

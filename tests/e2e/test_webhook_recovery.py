@@ -1,0 +1,91 @@
+"""kill -9 of the webhook delivery service mid-run loses nothing: a new process delivers the rest, in order."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from planexe_ax.config import Settings
+from tests.helpers.eventually import eventually
+from tests.helpers.gateway import Stack, example_document, running_stack
+from tests.helpers.processes import Service
+from tests.helpers.webhook_receiver import Receiver
+
+pytestmark = [pytest.mark.slow, pytest.mark.nats, pytest.mark.postgres]
+READY = "webhook delivery started"
+
+
+@pytest.fixture
+async def stack(settings: Settings, nats_url: str, postgres_url: str) -> AsyncIterator[Stack]:
+    async with running_stack(settings.model_copy(update={"fetch_allow": ["127.0.0.1"]}), nats_url, postgres_url) as s:
+        yield s
+
+
+def delivery_env(stack: Stack) -> dict[str, str]:
+    settings = stack.settings
+    return {
+        "PLANEXE_NATS_URL": str(settings.nats_url),
+        "PLANEXE_NATS_AUTH_DIR": str(settings.nats_identities_dir),
+        "PLANEXE_NAMESPACE": settings.namespace,
+        "PLANEXE_DATA_DIR": str(settings.data_dir),
+        "PLANEXE_DATABASE_URL": str(settings.database_url),
+        "PLANEXE_FETCH_ALLOW": "127.0.0.1",
+        "PLANEXE_WEBHOOK_BACKOFF_INITIAL_S": "0.05",
+        "PLANEXE_WEBHOOK_BACKOFF_MAX_S": "0.2",
+        "PLANEXE_WEBHOOK_POLL_S": "0.1",
+    }
+
+
+async def started(stack: Stack, log: Path) -> Service:
+    service = Service(["serve", "webhooks"], delivery_env(stack), log)
+    await asyncio.to_thread(service.wait_for, READY)
+    return service
+
+
+async def test_kill_9_of_the_delivery_service_loses_no_event(stack: Stack, tmp_path: Path) -> None:
+    receiver = Receiver().start()
+    first = await started(stack, tmp_path / "webhooks-1.log")
+    second: Service | None = None
+    try:
+        hook = (await stack.client.post("/api/webhooks", json={"url": receiver.url})).json()
+        receiver.secret = hook["secret"]
+        assert (await stack.client.post("/api/plans", json=example_document())).status_code in (200, 201)
+        executions = []
+        for _ in range(2):
+            answer = await stack.client.post("/api/executions", json={"plan_id": example_document()["plan_id"]})
+            executions.append(answer.json()["execution_id"])
+
+        async def some_arrived() -> bool:
+            return len(receiver.received) >= 20
+
+        await eventually(some_arrived, timeout=30)
+        first.kill()
+        killed_at = len(receiver.received)
+        second = await started(stack, tmp_path / "webhooks-2.log")
+
+        async def everything_arrived() -> list[str] | None:
+            ids: list[str] = []
+            for execution_id in executions:
+                detail = (await stack.client.get(f"/api/executions/{execution_id}")).json()
+                if detail["status"] != "COMPLETED":
+                    return None
+                page = await stack.client.get(f"/api/executions/{execution_id}/events", params={"limit": 1000})
+                ids += [e["event_id"] for e in page.json()["items"]]
+            return ids if set(ids) <= set(receiver.received) else None
+
+        ids = await eventually(everything_arrived, timeout=90)
+    finally:
+        if second is not None:
+            assert second.terminate() == 0
+        receiver.stop()
+
+    assert killed_at < len(ids), "the kill came before the end of the run"
+    assert receiver.bad == []
+    assert set(receiver.received) == set(ids)
+    for execution_id in executions:
+        seqs = [receiver.received[i]["seq"] for i in receiver.arrival
+                if receiver.received[i]["data"]["execution_id"] == execution_id]  # fmt: skip
+        assert seqs == sorted(seqs)

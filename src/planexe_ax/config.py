@@ -128,7 +128,24 @@ class Settings(BaseSettings):
     )
     log_level: str = Field(default="INFO", description="Log level of the planexe_ax loggers.")
     smtp_url: str | None = Field(
-        default=None, description="smtp://host:port for send_email; unset: emails are written to the outbox folder."
+        default=None,
+        description="smtp://[user:password@]host:port[?starttls=true] (or smtps://) for send_email and the notifier; "
+        "unset: send_email writes to the outbox folder and the notifier mails nobody.",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="The dashboard's address in the links people are mailed (e.g. https://ax.example.org). "
+        "Unset: http://<http_host>:<http_port>.",
+    )
+    notify_to: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Who is told when an inbox item opens, as JSON: inbox kind (approval, review, escalation, "
+        'human_task) or "*" -> email addresses, e.g. {"approval": ["boss@example.org"], "*": ["ops@example.org"]}. '
+        "A plan's metadata.notify adds addresses the same way (or a list, for every kind).",
+    )
+    notify_from: str = Field(default="planexe-ax@localhost", description="The From address of notifications.")
+    notify_link_ttl_s: float = Field(
+        default=7 * 24 * 3600, gt=0, description="How long a mailed one-time link may answer its inbox item."
     )
 
     @field_validator("namespace")
@@ -149,6 +166,16 @@ class Settings(BaseSettings):
     def tokens_path(self) -> Path:
         """The API token file: ``http_tokens_file``, else ``http-tokens.json`` in the data folder."""
         return self.http_tokens_file or self.data_dir / "http-tokens.json"
+
+    @property
+    def links_path(self) -> Path:
+        """The one-time inbox links (hashed): ``inbox-links.json`` beside the API token file."""
+        return self.tokens_path.with_name("inbox-links.json")
+
+    @property
+    def dashboard_url(self) -> str:
+        """The dashboard's address in mailed links: ``public_url``, else the gateway's own address."""
+        return (self.public_url or f"http://{self.http_host}:{self.http_port}").rstrip("/")
 
     @property
     def effective_database_url(self) -> str:

@@ -62,6 +62,7 @@ USED_BY: dict[str, str] = {
     Subjects.COORDINATOR_COMMANDS: "coordinator",
     Subjects.PROJECTOR_EVENTS: "projector",
     Subjects.WEBHOOK_EVENTS: "webhooks (the delivery service)",
+    Subjects.NOTIFIER_INBOX: "notifier (mails the people an inbox item is for)",
     "agents-<capability>": "every agent offering `<capability>`; created by the agent SDK",
     "agent-<agent_id>": "the one agent `<agent_id>`; created by the agent SDK",
 }

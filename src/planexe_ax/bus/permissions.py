@@ -14,7 +14,7 @@ from planexe_ax.bus.subjects import Subjects, check_id, check_token
 JS_API = "$JS.API.>"
 JS_ACK = "$JS.ACK.>"
 JS_FLOW = "$JS.FC.>"
-SERVICE_ROLES = ("coordinator", "projector", "webhooks", "gateway", "operator", "builtin-agents")
+SERVICE_ROLES = ("coordinator", "projector", "webhooks", "gateway", "operator", "builtin-agents", "notifier")
 ROLES = (*SERVICE_ROLES, "admin")
 WATCHED_DECISIONS = ("execution_state", "task_paused", "subtask_state")
 """Decision events an agent follows while it works (pause, resume, cancel)."""
@@ -39,6 +39,8 @@ def role_permissions(role: str, subjects: Subjects) -> Permissions:
         "projector": (services, (inbox,)),
         # The webhook delivery service reads events through its durable, as the projector does.
         "webhooks": (services, (inbox,)),
+        # The notifier reads inbox_opened events (and the execution_created before them) and mails people.
+        "notifier": ((JS_API, JS_ACK, JS_FLOW, s.dlq("notifier")), (inbox,)),
         # The gateway speaks for people (commands, plans) and for HTTP agents it has authenticated.
         "gateway": ((s.all_commands, s.all_reports, plans, agents, *services), (inbox, s.all_events)),
         "operator": ((s.all_commands, plans, JS_API, JS_FLOW), (inbox, s.all_events)),

@@ -186,3 +186,4 @@ class Subjects:
     COORDINATOR_COMMANDS = "coordinator-commands"
     PROJECTOR_EVENTS = "projector-events"
     WEBHOOK_EVENTS = "webhook-events"
+    NOTIFIER_INBOX = "notifier-inbox"

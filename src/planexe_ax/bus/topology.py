@@ -97,6 +97,7 @@ def topology(subjects: Subjects, settings: Settings) -> Topology:
         (subjects.commands_stream, _durable(Subjects.COORDINATOR_COMMANDS, subjects.all_commands, settings)),
         (subjects.events_stream, events_consumer(subjects, Subjects.PROJECTOR_EVENTS, settings)),
         (subjects.events_stream, events_consumer(subjects, Subjects.WEBHOOK_EVENTS, settings)),
+        (subjects.events_stream, notifier_consumer(subjects, settings)),
     )
     bucket = KeyValueConfig(
         bucket=subjects.agents_bucket,
@@ -152,6 +153,11 @@ async def position_consumer(js: JetStreamContext, stream: str, config: ConsumerC
     with contextlib.suppress(NotFoundError):
         await js.delete_consumer(stream, config.durable_name or "")
     await ensure_consumer(js, stream, dataclasses.replace(config, **start))
+
+
+def notifier_consumer(subjects: Subjects, settings: Settings) -> ConsumerConfig:
+    """The notifier's durable pull consumer: every execution's inbox_opened events."""
+    return _durable(Subjects.NOTIFIER_INBOX, subjects.events_of_kind("inbox_opened"), settings)
 
 
 def ordered_consumer(start_seq: int | None) -> ConsumerConfig:

@@ -17,6 +17,7 @@ from planexe_ax.bus import Bus, EmbeddedNats, connect
 from planexe_ax.config import Settings
 from planexe_ax.coordinator import Coordinator
 from planexe_ax.errors import ConfigError
+from planexe_ax.notifier import Notifier
 from planexe_ax.projector import Projector
 from planexe_ax.webhooks import WebhookService
 
@@ -24,12 +25,13 @@ if TYPE_CHECKING:
     from planexe_ax.ws_gateway.server import GatewayServer
 
 log = logging.getLogger(__name__)
-SERVICES = ("coordinator", "projector", "agents", "webhooks", "gateway")
+SERVICES = ("coordinator", "projector", "agents", "webhooks", "notifier", "gateway")
 ROLE_OF = {
     "coordinator": "coordinator",
     "projector": "projector",
     "agents": "builtin-agents",
     "webhooks": "webhooks",
+    "notifier": "notifier",
     "gateway": "gateway",
 }
 """The NATS identity (bus/permissions.py) each service connects with."""
@@ -97,6 +99,7 @@ class Services:
     projector: Projector | None = None
     agents: list[AgentRuntime] = field(default_factory=list)
     webhooks: WebhookService | None = None
+    notifier: Notifier | None = None
     gateway: GatewayServer | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -111,6 +114,8 @@ class Services:
                     group.create_task(runtime.run(stop))
                 if self.webhooks:
                     group.create_task(self.webhooks.run(stop))
+                if self.notifier:
+                    group.create_task(self.notifier.run(stop))
                 if self.gateway:
                     group.create_task(self.gateway.run(stop))
         finally:
@@ -169,6 +174,10 @@ async def start_services(
             services.buses.append(bus)
             services.webhooks = WebhookService(bus, settings)
             await services.webhooks.start()
+        if "notifier" in names:
+            bus = await connect(settings, url, "planexe-ax-notifier", role=ROLE_OF["notifier"])
+            services.buses.append(bus)
+            services.notifier = Notifier(bus, settings)
         if "gateway" in names:
             services.gateway = await _start_gateway(settings, url, any_port)
     except BaseException:

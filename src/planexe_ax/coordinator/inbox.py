@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import re
+
 from planexe_ax.bus.messages import ExecutionStatus, InboxOpened, ResolveInbox, TaskStatus
 from planexe_ax.coordinator.decider import ACTIONS, Decider, end, fail_attempt
 from planexe_ax.coordinator.state import Effect, SubtaskRun
+
+_NOT_IN_ID = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def person_id(by: str) -> str:
+    """The agent id that stands for the person ``by`` (an email or a token name): ``person-`` and a safe token."""
+    return "person-" + (_NOT_IN_ID.sub("_", by)[:120] or "unknown")
 
 
 def resolve(d: Decider, command: ResolveInbox) -> list[Effect]:
@@ -61,7 +70,7 @@ def _escalation(d: Decider, item: InboxOpened, command: ResolveInbox, sub: Subta
     elif command.action == "complete":
         output = command.output if command.output is not None else {}
         d.close_inbox(item.item_id, "completed", by, comment, output=output, causation_id=cause)
-        d.set_subtask(sub, TaskStatus.COMPLETED, agent_id=f"person-{by}", output=output, reason=f"completed by {by}")
+        d.set_subtask(sub, TaskStatus.COMPLETED, agent_id=person_id(by), output=output, reason=f"completed by {by}")
     else:
         d.close_inbox(item.item_id, "failed", by, comment, causation_id=cause)
         d.set_subtask(sub, TaskStatus.FAILED, reason=f"failed by {by}{note} ({item.reason})")
@@ -83,5 +92,5 @@ def _work(d: Decider, item: InboxOpened, command: ResolveInbox, sub: SubtaskRun)
     output = command.output if command.output is not None else (item.output or {})
     resolution = {"accept": "accepted", "edit": "edited", "complete": "completed"}[command.action]
     d.close_inbox(item.item_id, resolution, by, comment, output=output, causation_id=cause)
-    agent = sub.agent_id if command.action == "accept" else f"person-{by}"
+    agent = sub.agent_id if command.action == "accept" else person_id(by)
     d.set_subtask(sub, TaskStatus.COMPLETED, agent_id=agent, output=output, reason=f"{resolution} by {by}")

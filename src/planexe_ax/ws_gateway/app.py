@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from planexe_ax import __version__
 from planexe_ax.bus import connect
 from planexe_ax.config import Settings
+from planexe_ax.inbox_links import LinkStore
 from planexe_ax.readmodel import BadCursor, make_engine, make_session_factory
 from planexe_ax.ws_gateway import (
     dashboard,
@@ -99,6 +100,7 @@ def create_app(settings: Settings, nats_url: str) -> FastAPI:
     )
     app.state.settings = settings
     app.state.tokens = token_store(settings)
+    app.state.links = LinkStore(settings.links_path)
     if settings.http_cors_origins:
         app.add_middleware(
             CORSMiddleware,

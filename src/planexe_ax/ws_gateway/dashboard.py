@@ -67,6 +67,14 @@ async def index(request: Request, token: str | None = None) -> Response:
     )
 
 
+@router.api_route("/answer", methods=["GET", "HEAD"])
+async def answer_page() -> FileResponse:
+    """The page a mailed one-time link opens (``/answer#item=...&token=...``): one inbox item and its answers."""
+    return FileResponse(
+        STATIC_DIR / "answer.html", media_type=CONTENT_TYPES[".html"], headers={"cache-control": REVALIDATE}
+    )
+
+
 @router.api_route("/docs", methods=["GET", "HEAD"])
 async def api_docs() -> FileResponse:
     """The interactive API docs: Swagger UI from ``static/vendor`` (no internet needed) on ``/openapi.json``."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator
 
@@ -40,7 +40,7 @@ from planexe_ax.readmodel.schemas import (
 )
 from planexe_ax.ws_gateway import plan_checks
 from planexe_ax.ws_gateway.context import Gateway, NotProjected, NoVerdict, gateway, unavailable
-from planexe_ax.ws_gateway.security import AUTH_RESPONSES, READ, Approver, Operator
+from planexe_ax.ws_gateway.security import AUTH_RESPONSES, READ, ItemAnswerer, ItemReader, Operator, use_link
 
 router = APIRouter(tags=["executions"], responses=AUTH_RESPONSES)
 GW = Annotated[Gateway, Depends(gateway)]
@@ -220,6 +220,18 @@ async def list_inbox(gw: GW, execution_id: str | None = None, include_closed: bo
     return InboxList(items=await inbox_items(gw.sessions, execution_id=execution_id, include_closed=include_closed))
 
 
+@router.get(
+    "/api/inbox/{item_id}",
+    summary="One inbox item, open or closed (a one-time link's token may read its item)",
+    responses={404: {"description": "Unknown item."}},
+)
+async def get_inbox_item(gw: GW, who: ItemReader, item_id: str) -> InboxEntry:
+    item = await inbox_item(gw.sessions, item_id)
+    if item is None:
+        raise HTTPException(status_code=404, detail=f"unknown inbox item {item_id}")
+    return item
+
+
 @router.post(
     "/api/inbox/{item_id}",
     summary="Answer an inbox item",
@@ -230,7 +242,9 @@ async def list_inbox(gw: GW, execution_id: str | None = None, include_closed: bo
         422: {"description": "A retry's params do not fit the subtask's action (`problems` names each)."},
     },
 )
-async def answer_inbox(gw: GW, who: Approver, item_id: str, body: Answer) -> InboxEntry | JSONResponse:
+async def answer_inbox(
+    request: Request, gw: GW, who: ItemAnswerer, item_id: str, body: Answer
+) -> InboxEntry | JSONResponse:
     item = await inbox_item(gw.sessions, item_id)
     if item is None:
         raise HTTPException(status_code=404, detail=f"unknown inbox item {item_id}")
@@ -241,6 +255,7 @@ async def answer_inbox(gw: GW, who: Approver, item_id: str, body: Answer) -> Inb
         problems = check_subtask_params(item.subtask_id, item.action, body.params, schemas)
         if problems:
             return plan_checks.refused(plan_error(f"inbox item {item_id}", problems))
+    use_link(request, who, item_id)
     command = ResolveInbox(
         execution_id=item.execution_id,
         item_id=item_id,

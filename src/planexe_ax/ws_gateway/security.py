@@ -22,6 +22,8 @@ from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBea
 from starlette.datastructures import Headers
 
 from planexe_ax.config import Settings
+from planexe_ax.inbox_links import PREFIX as LINK_PREFIX
+from planexe_ax.inbox_links import LinkRefused, LinkStore
 from planexe_ax.ws_gateway.tokens import GRANTS, NEEDED, Right, Role, TokenError, TokenRecord, TokenStore
 
 COOKIE = "planexe_session"
@@ -53,6 +55,8 @@ class Caller:
     role: Role
     agent_id: str | None = None
     by_cookie: bool = False
+    link: str | None = None
+    """A one-time inbox link token: it may read and answer its one inbox item, once."""
 
     def act_as(self, agent_id: str) -> None:
         """Allow acting as ``agent_id``: agent tokens only as their own agent, admins as any.
@@ -151,7 +155,60 @@ APPROVE = Security(can_approve)
 AGENT = Security(can_agent)
 """Route dependency: an agent token (then :meth:`Caller.act_as`) or admin."""
 
+
+def _link_caller(request: Request, token: str, item_id: str) -> Caller:
+    """The addressee of a one-time inbox link, if it may still answer ``item_id`` (401 naming why not)."""
+    links: LinkStore = request.app.state.links
+    try:
+        record = links.check(token, item_id)
+    except LinkRefused as exc:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc), headers=CHALLENGE) from exc
+    return Caller(record.to, Role.APPROVER, link=token)
+
+
+def _inbox_checker(right: Right) -> Callable[..., Awaitable[Caller]]:
+    """Like :func:`_checker`, and also letting through a one-time link token for the route's ``item_id``."""
+    general = _checker(right)
+
+    async def check(
+        request: Request,
+        item_id: str,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+        session: Annotated[str | None, Security(cookie)],
+    ) -> Caller:
+        if credentials and credentials.credentials.startswith(LINK_PREFIX):
+            return _link_caller(request, credentials.credentials, item_id)
+        return await general(request, credentials, session)
+
+    check.__name__ = f"needs_{right.value}_or_link"
+    return check
+
+
+def use_link(request: Request, caller: Caller, item_id: str) -> None:
+    """Spend the caller's one-time link on ``item_id`` (nothing for a token); a second use is refused.
+
+    Raises:
+        HTTPException: 401 when the link was used meanwhile (or expired).
+    """
+    if caller.link is None:
+        return
+    links: LinkStore = request.app.state.links
+    try:
+        links.use(caller.link, item_id)
+    except LinkRefused as exc:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc), headers=CHALLENGE) from exc
+
+
+can_read_item = _inbox_checker(Right.READ)
+can_answer_item = _inbox_checker(Right.APPROVE)
+CHECKS[can_read_item] = Right.READ
+CHECKS[can_answer_item] = Right.APPROVE
+
 Reader = Annotated[Caller, READ]
+ItemReader = Annotated[Caller, Security(can_read_item)]
+"""A reader of one inbox item: a viewer token, or that item's one-time link."""
+ItemAnswerer = Annotated[Caller, Security(can_answer_item)]
+"""Who may answer one inbox item: an approver token, or that item's one-time link (spend it with use_link)."""
 Operator = Annotated[Caller, OPERATE]
 Approver = Annotated[Caller, APPROVE]
 AgentCaller = Annotated[Caller, AGENT]

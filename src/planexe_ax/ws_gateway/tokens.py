@@ -12,15 +12,14 @@ import contextlib
 import hashlib
 import hmac
 import json
-import os
 import re
 import secrets
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
 
 from planexe_ax.bus import check_id, utcnow
+from planexe_ax.secretfile import locked, write_private
 
 PREFIX = "pxa_"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
@@ -179,30 +178,7 @@ class TokenStore:
         )
 
     def _write(self, records: list[TokenRecord]) -> None:
-        """Replace the file atomically with a new one created 0600."""
-        text = json.dumps({"version": 1, "tokens": [asdict(r) for r in records]}, indent=2) + "\n"
-        temporary = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                out.write(text)
-            os.replace(temporary, self.path)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
+        write_private(self.path, json.dumps({"version": 1, "tokens": [asdict(r) for r in records]}, indent=2) + "\n")
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """Hold an exclusive lock beside the file, so two writers do not lose each other's change."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path.with_name(f".{self.path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            try:
-                import fcntl
-            except ImportError:  # Windows: no advisory locks; writers are one person's commands
-                yield
-                return
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        return locked(self.path)

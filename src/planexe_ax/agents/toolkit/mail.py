@@ -9,13 +9,11 @@ from __future__ import annotations
 import asyncio
 import mimetypes
 import re
-import smtplib
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -23,6 +21,7 @@ from planexe_ax.agents.sdk import TaskContext, capability
 from planexe_ax.agents.toolkit._files import inside, rel, slug
 from planexe_ax.bus import utcnow
 from planexe_ax.errors import PermanentError, RetryableError
+from planexe_ax.smtp import SmtpRefused, SmtpUnavailable, send_message
 
 _ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$|^[^@\s<>]+@localhost$")
 
@@ -87,22 +86,12 @@ def build_message(params: SendEmailParams, ctx: TaskContext) -> EmailMessage:
 
 
 def _send_smtp(url: str, msg: EmailMessage, timeout_s: float = 30.0) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("smtp", "smtps"):
-        raise PermanentError(f"smtp_url {url!r} must start with smtp:// or smtps://")
-    host, port = parts.hostname or "localhost", parts.port or (465 if parts.scheme == "smtps" else 25)
-    client_type = smtplib.SMTP_SSL if parts.scheme == "smtps" else smtplib.SMTP
     try:
-        with client_type(host, port, timeout=timeout_s) as client:
-            if parts.scheme == "smtp" and "starttls=true" in parts.query:
-                client.starttls()
-            if parts.username:
-                client.login(unquote(parts.username), unquote(parts.password or ""))
-            client.send_message(msg)
-    except smtplib.SMTPRecipientsRefused as exc:
-        raise PermanentError(f"every recipient was refused: {exc.recipients}") from exc
-    except (smtplib.SMTPException, OSError) as exc:
-        raise RetryableError(f"SMTP {host}:{port} failed: {type(exc).__name__}: {exc}") from exc
+        send_message(url, msg, timeout_s)
+    except SmtpRefused as exc:
+        raise PermanentError(str(exc)) from exc
+    except SmtpUnavailable as exc:
+        raise RetryableError(str(exc)) from exc
 
 
 def _write_eml(folder: Path, name: str, msg: EmailMessage) -> Path:

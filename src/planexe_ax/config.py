@@ -65,6 +65,19 @@ class Settings(BaseSettings):
         "dead-letters them), AX_COMMANDS and AX_DLQ drop their oldest. The server reserves every stream's limit "
         "when the stream is created.",
     )
+    replicas: int = Field(
+        default=1,
+        ge=1,
+        le=5,
+        description="Copies JetStream keeps of every stream and KV bucket: 1 on one server, 3 on a cluster of three "
+        "or more (an existing stream is brought to this count when a service starts).",
+    )
+    leader_ttl_s: float = Field(
+        default=3.0,
+        gt=0,
+        description="The coordinator's leadership lease: a leader that has not renewed it this long is replaced "
+        "by a standby (the take-over time after a crash is about this).",
+    )
     default_max_attempts: int = Field(default=3, ge=1, description="Attempts of a subtask unless the plan says.")
     backoff_initial_s: float = Field(default=1.0, ge=0, description="Delay before the 2nd attempt of a subtask.")
     backoff_max_s: float = Field(default=60.0, ge=0, description="Longest delay between attempts (with jitter).")

@@ -79,3 +79,13 @@ async def test_projector_killed_and_restarted_read_model_equals_a_fresh_replay(
     measured = await run_scenario("projector", tmp_path, postgres_url, replay_url)
     _report(measured, record_property)
     assert "execution_events" in measured.tables_compared
+
+
+@pytest.mark.timeout(240)
+async def test_nats_node_killed_on_a_cluster_of_three_the_run_completes(
+    tmp_path: Path, postgres_url: str, replay_url: str, record_property: RecordProperty
+) -> None:
+    """kill -9 the node leading AX_EVENTS of a three-node cluster (R3 streams); it stays down, the run completes."""
+    measured = await run_scenario("nats-node", tmp_path, postgres_url, replay_url, nodes=3)
+    _report(measured, record_property)
+    assert measured.killed_node

@@ -43,15 +43,18 @@ from planexe_ax.bus.client import follow
 from planexe_ax.config import Settings
 from planexe_ax.projector import Projector
 from planexe_ax.readmodel import make_engine, make_session_factory, table_dump
+from tests.helpers.cluster import NatsCluster, kill_stream_leader
 from tests.helpers.eventually import eventually
 from tests.helpers.processes import Service, cli
 from tests.helpers.slow_agent import ACTION as SLOW_ACTION
 from tests.helpers.slow_agent import BEGIN, END
 
 REPO = Path(__file__).resolve().parents[2]
-READY = "running on nats://"
+READY = "running on"  # the URL list that follows may wrap onto the next line
 SLOW_READY = '"agent started"'
 FAULTS = ("agent", "coordinator", "nats", "projector")
+CLUSTER_FAULTS = ("nats-node",)
+"""Faults of a run on a three-node NATS cluster (``nodes=3``)."""
 LIVE_TABLES = frozenset({"agents"})  # mirrors the ax-agents KV bucket (heartbeats), not the event stream
 PROJECTOR_DURABLE = "projector-events"
 
@@ -156,14 +159,16 @@ class Cluster:
     agents: int = 2
     slow_agents: int = 2
     ack_wait_s: float = 2.0
-    nats: EmbeddedNats = field(init=False)
+    nodes: int = 1
+    """1: one nats-server; 3: a cluster of three with every stream and bucket replicated three times."""
+    nats: EmbeddedNats | NatsCluster = field(init=False)
     env: dict[str, str] = field(init=False)
     services: dict[str, list[Service]] = field(init=False, default_factory=dict)
     _spawned: int = field(init=False, default=0)
 
     async def start(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.nats = EmbeddedNats(self.folder / "nats")
+        self.nats = EmbeddedNats(self.folder / "nats") if self.nodes == 1 else NatsCluster(self.folder, self.nodes)
         await self.nats.start()
         self.env = {
             "PLANEXE_NATS_URL": self.nats.url,
@@ -175,6 +180,7 @@ class Cluster:
             "PLANEXE_AGENT_TTL_S": "3",
             "PLANEXE_LAG_SCALE_S": "0",
             "PLANEXE_LOG_LEVEL": "INFO",
+            "PLANEXE_REPLICAS": str(min(self.nodes, 3)),
         }
         # the projector and the coordinator first: both provision the topology and the projector migrates
         for name in ("projector", "coordinator"):
@@ -205,6 +211,7 @@ class Cluster:
             data_dir=self.folder / "data",
             nats_auth_dir=self.nats.auth_dir,
             ack_wait_s=self.ack_wait_s,
+            replicas=min(self.nodes, 3),
         )
 
     async def bus(self, name: str = "fault-test") -> Bus:
@@ -375,6 +382,7 @@ class Measurement:
     catch_up_s: float | None = None  # projector: restarted -> read model at the stream's head
     lost_subtasks: list[str] = field(default_factory=list)
     in_flight_at_kill: int = 0  # projector: events delivered to it and not acked when it was killed
+    killed_node: str = ""  # nats-node: the cluster node killed (the leader of AX_EVENTS)
     events: int = 0
     completed_before_fault: int = 0
     tables_compared: list[str] = field(default_factory=list)
@@ -480,10 +488,11 @@ async def run_scenario(
     *,
     fault_after: int = 60,
     plan: dict[str, Any] | None = None,
+    nodes: int = 1,
 ) -> Measurement:
     """Run the plan on a fresh cluster, inject ``fault`` (one of FAULTS, or "none") after ``fault_after``
     subtasks completed, and check every invariant. Raises AssertionError with the process logs on a breach."""
-    assert fault in (*FAULTS, "none"), fault
+    assert fault in (*FAULTS, *CLUSTER_FAULTS, "none"), fault
     plan = plan or fault_plan()
     plan_file = folder / "plan.json"
     await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
@@ -491,7 +500,8 @@ async def run_scenario(
     # A 2 s lease makes an agent's lost work come back quickly. The projector scenario keeps the events a
     # killed projector held for longer than its restart takes (10 s; the default is 30 s), as in production:
     # events published meanwhile reach the new projector before those come back.
-    cluster = Cluster(folder / "cluster", database_url, ack_wait_s=10.0 if fault == "projector" else 2.0)
+    ack_wait_s = 10.0 if fault == "projector" else 2.0
+    cluster = Cluster(folder / "cluster", database_url, ack_wait_s=ack_wait_s, nodes=nodes)
     measured = Measurement(fault)
     clock = time.monotonic()
 
@@ -527,6 +537,10 @@ async def run_scenario(
                 if fault == "projector":
                     head = (await bus.js.stream_info(bus.subjects.events_stream)).state.last_seq
                     measured.catch_up_s = await wait_projected(database_url, head)
+            elif fault == "nats-node":
+                assert isinstance(cluster.nats, NatsCluster), "the nats-node fault needs nodes=3"
+                fault_at = datetime.now(UTC)
+                measured.killed_node = await kill_stream_leader(cluster.nats, bus, bus.subjects.events_stream)
             elif fault == "nats":
                 await bus.close()
                 fault_at = datetime.now(UTC)

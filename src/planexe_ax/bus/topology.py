@@ -7,6 +7,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
@@ -47,6 +48,7 @@ def topology(subjects: Subjects, settings: Settings) -> Topology:
     """Build the declared topology from names and settings."""
     window = settings.duplicate_window_s
     max_msg, max_bytes = settings.max_message_bytes, settings.stream_max_bytes
+    replicas = settings.replicas
     streams = (
         StreamConfig(
             name=subjects.tasks_stream,
@@ -54,6 +56,7 @@ def topology(subjects: Subjects, settings: Settings) -> Topology:
             subjects=[subjects.all_tasks, subjects.all_direct],
             retention=RetentionPolicy.WORK_QUEUE,
             storage=StorageType.FILE,
+            num_replicas=replicas,
             duplicate_window=window,
             discard=DiscardPolicy.NEW,  # a full work queue refuses new offers rather than dropping queued work
             max_msg_size=max_msg,
@@ -65,6 +68,7 @@ def topology(subjects: Subjects, settings: Settings) -> Topology:
             subjects=[subjects.all_events],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
+            num_replicas=replicas,
             max_age=settings.events_max_age_s,
             duplicate_window=window,
             max_msg_size=max_msg,
@@ -76,6 +80,7 @@ def topology(subjects: Subjects, settings: Settings) -> Topology:
             subjects=[subjects.all_commands],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
+            num_replicas=replicas,
             max_age=COMMANDS_MAX_AGE_S,
             duplicate_window=window,
             max_msg_size=max_msg,
@@ -87,6 +92,7 @@ def topology(subjects: Subjects, settings: Settings) -> Topology:
             subjects=[subjects.all_dlq],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
+            num_replicas=replicas,
             max_age=COMMANDS_MAX_AGE_S,
             max_msg_size=max_msg,
             max_bytes=max_bytes,
@@ -105,6 +111,7 @@ def topology(subjects: Subjects, settings: Settings) -> Topology:
         history=1,
         ttl=settings.agent_ttl_s,
         storage=StorageType.FILE,
+        replicas=replicas,
         max_value_size=settings.max_message_bytes,
     )
     plans = KeyValueConfig(
@@ -112,6 +119,7 @@ def topology(subjects: Subjects, settings: Settings) -> Topology:
         description="Uploaded plans by plan id; a deleted plan leaves a delete marker.",
         history=1,
         storage=StorageType.FILE,
+        replicas=replicas,
         max_value_size=settings.max_message_bytes,
     )
     return Topology(streams=streams, consumers=consumers, agents_bucket=bucket, plans_bucket=plans)
@@ -196,9 +204,10 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
         return
     current = info.config
     wanted = (config.subjects, config.max_age or 0, config.duplicate_window or current.duplicate_window,
-              config.max_msg_size or -1, config.max_bytes or -1, config.discard or current.discard)  # fmt: skip
+              config.max_msg_size or -1, config.max_bytes or -1, config.discard or current.discard,
+              config.num_replicas or 1)  # fmt: skip
     have = (current.subjects, current.max_age or 0, current.duplicate_window,
-            current.max_msg_size or -1, current.max_bytes or -1, current.discard)  # fmt: skip
+            current.max_msg_size or -1, current.max_bytes or -1, current.discard, current.num_replicas or 1)  # fmt: skip
     if wanted != have:
         log.warning("stream config differs, updating", extra={"stream": config.name, "have": str(have)})
         try:
@@ -213,8 +222,24 @@ async def ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerCon
     await js.add_consumer(stream, config=config)
 
 
-async def ensure_topology(js: JetStreamContext, subjects: Subjects, settings: Settings) -> Topology:
-    """Provision every stream, shared consumer and bucket. Safe to run from every process."""
+async def ensure_topology(js: JetStreamContext, subjects: Subjects, settings: Settings, tries: int = 4) -> Topology:
+    """Provision every stream, shared consumer and bucket. Safe to run from every process.
+
+    On a cluster, the meta leader answers stream and bucket creations one after another; when several
+    processes provision at once an answer can take longer than the request's timeout. Every step is
+    idempotent, so a timed-out provisioning starts again (``tries`` times in all).
+    """
+    for attempt in range(1, tries + 1):
+        try:
+            return await _provision(js, subjects, settings)
+        except NatsTimeoutError:
+            if attempt == tries:
+                raise
+            log.warning("provisioning timed out; trying again", extra={"attempt": attempt})
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+async def _provision(js: JetStreamContext, subjects: Subjects, settings: Settings) -> Topology:
     topo = topology(subjects, settings)
     for stream in topo.streams:
         await ensure_stream(js, stream)

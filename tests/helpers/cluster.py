@@ -2,9 +2,10 @@
 
 Each node has its own client, route and monitoring port (free ports, kept for restarts) and its own
 JetStream store under a temp folder. The nodes run in operator mode with the identities of
-``<folder>/nats-auth``, made as the embedded server makes its own (``PLANEXE_NATS_AUTH_DIR``). ``url`` lists every node's client URL, comma separated, as
-``PLANEXE_NATS_URL`` takes it. Ready means every node answers ``/healthz`` (JetStream current with its
-meta leader), so streams can be created with three replicas at once.
+``<folder>/nats-auth``, made as the embedded server makes its own (``PLANEXE_NATS_AUTH_DIR``).
+``url`` lists every node's client URL, comma separated, as ``PLANEXE_NATS_URL`` takes it. Ready means
+every node answers ``/healthz`` (JetStream current with its meta leader), so streams can be created
+with three replicas at once.
 """
 
 from __future__ import annotations
@@ -180,7 +181,8 @@ class NatsCluster:
 async def kill_stream_leader(cluster: NatsCluster, bus: Bus, stream: str) -> str:
     """SIGKILL the node that leads ``stream`` (the hardest node to lose mid-run); return its name."""
     info = await bus.js.stream_info(stream)
-    assert info.cluster is not None and info.cluster.leader, f"{stream} has no cluster leader: {info.cluster}"
+    assert info.cluster is not None, f"{stream} is not clustered"
     name = info.cluster.leader
+    assert name, f"{stream} has no cluster leader: {info.cluster}"
     cluster.node(name).kill()
     return name

@@ -51,6 +51,10 @@ ROLES: dict[str, tuple[str, str]] = {
         "coordinator (`coordinator-events`), projector (`projector-events`)",
     ),
     "COMMAND": ("CLI, ws_gateway", "coordinator (`coordinator-commands`)"),
+    "FENCE": (
+        "the coordinator that takes the lease (one marker per term; its sequence is the epoch)",
+        "nobody: the server checks each decision's `Nats-Expected-Last-Subject-Sequence` against it",
+    ),
     "DLQ": (
         "any consumer that gives up on a message; sources: " + ", ".join(f"`{s}`" for s in DLQ_SOURCES),
         "operators (no durable consumer)",
@@ -244,6 +248,10 @@ def render_consumers(topo: Topology, settings: Settings) -> list[str]:
 
 
 BUCKET_ROLES: dict[str, tuple[str, str]] = {
+    "ax-leases": (
+        "coordinators: `create` to take key `coordinator`, `update(last=revision)` to renew it",
+        "coordinators standing by (they try `create` until the holder's entry expires)",
+    ),
     "ax-agents": (
         "agents (SDK): their `AgentCard`, rewritten every heartbeat; ws_gateway for HTTP agents",
         "coordinator (online agents), projector (the agents view)",
@@ -400,6 +408,7 @@ def test_every_template_lands_in_exactly_one_stream(default_settings: Settings) 
         "REPORT": "AX_EVENTS",
         "COMMAND": "AX_COMMANDS",
         "DLQ": "AX_DLQ",
+        "FENCE": "AX_EVENTS",
     }
 
 

@@ -8,7 +8,7 @@ from planexe_ax.bus.codec import decode_command, decode_event, decode_event_on, 
 from planexe_ax.bus.connection import MSG_ID, PLAN_ENVELOPE_BYTES, Bus, KvEntry, connect, credentials
 from planexe_ax.bus.consumer import Backoff, PullLoop, supervise
 from planexe_ax.bus.embedded import EmbeddedNats, nats_server_binary
-from planexe_ax.bus.errors import permanent_publish_error
+from planexe_ax.bus.errors import Deposed, permanent_publish_error
 from planexe_ax.bus.identities import Identities
 from planexe_ax.bus.messages import (
     AGENT_REPORTS,
@@ -74,6 +74,7 @@ __all__ = [
     "DeadLetter",
     "Dependency",
     "DependencyType",
+    "Deposed",
     "EmbeddedNats",
     "Event",
     "ExecutionCreated",

@@ -18,10 +18,12 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
+from nats.js.errors import APIError
 from nats.js.kv import KeyValue
 
 from planexe_ax.bus import event_ids
 from planexe_ax.bus.codec import event_subject
+from planexe_ax.bus.errors import WRONG_LAST_SEQUENCE, Deposed
 from planexe_ax.bus.identities import Identities, creds_inbox_prefix
 from planexe_ax.bus.messages import CommandBase, DeadLetter, EventBase, StartExecution, TaskOffer, WireModel, utcnow
 from planexe_ax.bus.subjects import Subjects
@@ -83,6 +85,8 @@ class Bus:
     _kv: KeyValue | None = field(default=None, repr=False)
     _plans: KeyValue | None = field(default=None, repr=False)
     closing: bool = False
+    fence: dict[str, str] = field(default_factory=dict)
+    """Set while this process leads (:mod:`planexe_ax.bus.leader`): the epoch every decision event carries."""
     reconnected_at: datetime | None = None
     report_key: bytes = field(default_factory=event_ids.report_key, repr=False)
     """This process's secret for the ids of the agent reports it publishes (``event_ids.report``)."""
@@ -92,13 +96,19 @@ class Bus:
         """The connection to the server is up now (it reconnects by itself when it is not)."""
         return bool(self.nc.is_connected)
 
-    async def publish(self, subject: str, message: WireModel, msg_id: str | None = None) -> PubAck:
+    async def publish(
+        self, subject: str, message: WireModel, msg_id: str | None = None, fence: dict[str, str] | None = None
+    ) -> PubAck:
         """Publish ``message`` to a stream subject and wait for the stream's ack.
 
         Args:
             subject: A subject built by :class:`Subjects`.
             message: The model to send as JSON.
             msg_id: De-duplication id (``Nats-Msg-Id``); the same id within the window is stored once.
+            fence: Expected-sequence headers of a leader's epoch (:mod:`planexe_ax.bus.leader`).
+
+        Raises:
+            Deposed: the stream refused the fenced publish: a newer leader has published its epoch.
         """
         kind = str(getattr(message, "type", type(message).__name__))
         data = message.model_dump_json(by_alias=True).encode()
@@ -111,7 +121,14 @@ class Bus:
         if msg_id:
             headers[MSG_ID] = msg_id
         with publish_span(subject, msg_id, headers):
-            return await self.js.publish(subject, data, headers=headers)
+            if not fence:
+                return await self.js.publish(subject, data, headers=headers)
+            try:
+                return await self.js.publish(subject, data, headers={**headers, **fence})
+            except APIError as exc:
+                if exc.err_code == WRONG_LAST_SEQUENCE:
+                    raise Deposed(f"{kind} refused: a newer leader fenced this one off ({exc.description})") from exc
+                raise
 
     @property
     def max_message_bytes(self) -> int:
@@ -133,7 +150,7 @@ class Bus:
 
     async def publish_event(self, event: EventBase) -> PubAck:
         """Publish an event on its subject (:func:`event_subject`), de-duplicated by its ``event_id``."""
-        return await self.publish(event_subject(self.subjects, event), event, msg_id=event.event_id)
+        return await self.publish(event_subject(self.subjects, event), event, event.event_id, self.fence)
 
     async def publish_offer(self, offer: TaskOffer, agent_id: str | None = None) -> PubAck:
         """Offer one subtask attempt to every agent of its action, or to one agent when pinned."""

@@ -38,3 +38,14 @@ def permanent_publish_error(exc: BaseException) -> bool:
 
 STREAM_STORE_FAILED = 10077
 """JetStream's error code when a stream cannot store a message: its byte or message limit is reached."""
+
+WRONG_LAST_SEQUENCE = 10071
+"""JetStream's error code when a publish's expected last subject sequence is not the stream's: here, a fence."""
+
+
+class Deposed(BaseException):
+    """The stream refused a leader's decision: a newer leader has fenced this one off.
+
+    A BaseException, as a cancellation is: no retry loop or error handler of the leader's may swallow it;
+    it ends the leader's term (``coordinator/failover.py``).
+    """

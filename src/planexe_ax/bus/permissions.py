@@ -34,8 +34,9 @@ def role_permissions(role: str, subjects: Subjects) -> Permissions:
     s, inbox = subjects, f"{inbox_prefix(role)}.>" if role != "admin" else ">"
     plans, agents = f"$KV.{s.plans_bucket}.>", f"$KV.{s.agents_bucket}.>"
     services = (JS_API, JS_ACK, JS_FLOW, s.all_dlq)
+    leader, fence = f"$KV.{s.leases_bucket}.>", s.fence("coordinator")
     table: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-        "coordinator": ((s.all_decisions, s.all_tasks, s.all_direct, *services), (inbox,)),
+        "coordinator": ((s.all_decisions, s.all_tasks, s.all_direct, leader, fence, *services), (inbox,)),
         "projector": (services, (inbox,)),
         # The webhook delivery service reads events through its durable, as the projector does.
         "webhooks": (services, (inbox,)),

@@ -19,6 +19,7 @@ EVENT = "ax.evt.{execution_id}.{kind}"
 REPORT = "ax.evt.{execution_id}.{kind}.{agent_id}"
 COMMAND = "ax.cmd.{execution_id}"
 DLQ = "ax.dlq.{source}"
+FENCE = "ax.fence.{role}"
 
 
 def check_id(value: str, what: str = "id") -> str:
@@ -94,6 +95,14 @@ class Subjects:
         """Messages a consumer of ``source`` rejected, with the reason."""
         return self._s(DLQ.format(source=check_token(source, "dlq source")))
 
+    def fence(self, role: str) -> str:
+        """The leader epochs of ``role`` (in AX_EVENTS, outside ``ax.evt.>``): a new leader publishes a marker here.
+
+        The leader's decisions carry the marker's sequence as the expected last sequence of this subject,
+        so the server refuses them once a newer leader has published its own marker.
+        """
+        return self._s(FENCE.format(role=check_token(role, "role")))
+
     def reports_by(self, agent_id: str) -> str:
         """Filter (and permission) matching every report of one agent."""
         return self._s(f"ax.evt.*.*.{check_id(agent_id, 'agent id')}")
@@ -133,6 +142,11 @@ class Subjects:
         return self._s("ax.cmd.>")
 
     @property
+    def all_fences(self) -> str:
+        """Filter of every role's fence subject (in AX_EVENTS, never matched by ``ax.evt.>``)."""
+        return self._s("ax.fence.>")
+
+    @property
     def all_dlq(self) -> str:
         """Filter of every dead letter, whatever its source."""
         return self._s("ax.dlq.>")
@@ -162,6 +176,11 @@ class Subjects:
     def agents_bucket(self) -> str:
         """KV bucket of agent cards, refreshed by each agent's heartbeat."""
         return f"{self.namespace}-ax-agents" if self.namespace else "ax-agents"
+
+    @property
+    def leases_bucket(self) -> str:
+        """KV bucket of leadership leases: one key per role, kept alive by its holder, expiring with it."""
+        return f"{self.namespace}-ax-leases" if self.namespace else "ax-leases"
 
     def agent_card(self, agent_id: str) -> str:
         """The KV subject of one agent's card in ``ax-agents``."""

@@ -37,11 +37,12 @@ class Topology:
     consumers: tuple[tuple[str, ConsumerConfig], ...]
     agents_bucket: KeyValueConfig
     plans_bucket: KeyValueConfig
+    leases_bucket: KeyValueConfig
 
     @property
     def buckets(self) -> tuple[KeyValueConfig, ...]:
         """Every KV bucket, in the order they are provisioned."""
-        return (self.agents_bucket, self.plans_bucket)
+        return (self.agents_bucket, self.plans_bucket, self.leases_bucket)
 
 
 def topology(subjects: Subjects, settings: Settings) -> Topology:
@@ -65,7 +66,7 @@ def topology(subjects: Subjects, settings: Settings) -> Topology:
         StreamConfig(
             name=subjects.events_stream,
             description="Immutable facts of every execution: agent reports and coordinator decisions.",
-            subjects=[subjects.all_events],
+            subjects=[subjects.all_events, subjects.all_fences],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             num_replicas=replicas,
@@ -122,7 +123,17 @@ def topology(subjects: Subjects, settings: Settings) -> Topology:
         replicas=replicas,
         max_value_size=settings.max_message_bytes,
     )
-    return Topology(streams=streams, consumers=consumers, agents_bucket=bucket, plans_bucket=plans)
+    leases = KeyValueConfig(
+        bucket=subjects.leases_bucket,
+        description="Leadership leases: the holder of a role's key leads; it expires when the holder stops renewing.",
+        history=1,
+        ttl=settings.leader_ttl_s,
+        storage=StorageType.FILE,
+        replicas=replicas,
+    )
+    return Topology(
+        streams=streams, consumers=consumers, agents_bucket=bucket, plans_bucket=plans, leases_bucket=leases
+    )
 
 
 def _durable(
@@ -207,7 +218,8 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
               config.max_msg_size or -1, config.max_bytes or -1, config.discard or current.discard,
               config.num_replicas or 1)  # fmt: skip
     have = (current.subjects, current.max_age or 0, current.duplicate_window,
-            current.max_msg_size or -1, current.max_bytes or -1, current.discard, current.num_replicas or 1)  # fmt: skip
+            current.max_msg_size or -1, current.max_bytes or -1, current.discard,
+            current.num_replicas or 1)  # fmt: skip
     if wanted != have:
         log.warning("stream config differs, updating", extra={"stream": config.name, "have": str(have)})
         try:
@@ -217,9 +229,20 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
             raise
 
 
-async def ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerConfig) -> None:
-    """Create a durable consumer, or update it when its settings changed."""
-    await js.add_consumer(stream, config=config)
+async def ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerConfig, tries: int = 4) -> None:
+    """Create a durable consumer, or update it when its settings changed.
+
+    On a cluster with a node down, the consumer's replicas elect a leader before the answer comes, which
+    can take longer than the request's timeout; the request is idempotent, so it is sent again.
+    """
+    for attempt in range(1, tries + 1):
+        try:
+            await js.add_consumer(stream, config=config)
+            return
+        except NatsTimeoutError:
+            if attempt == tries:
+                raise
+            log.warning("creating a consumer timed out; trying again", extra={"consumer": config.durable_name})
 
 
 async def ensure_topology(js: JetStreamContext, subjects: Subjects, settings: Settings, tries: int = 4) -> Topology:

@@ -1,0 +1,122 @@
+"""Leadership of a role (the coordinator) from what NATS gives: a KV lease, and a fence the stream enforces.
+
+The lease is one key of the ``leases`` bucket, whose entries expire after ``leader_ttl_s``. A candidate
+takes it with ``create`` (only when nobody holds it) and its holder keeps it with ``update(last=revision)``
+(only when nobody took it meanwhile): compare-and-set on the key's revision, so two holders never renew
+the same key. A holder that stops renewing (crashed, paused, cut off) loses it when the entry expires.
+
+A lease alone does not stop a deposed leader that still believes it leads (paused longer than the TTL,
+then resumed). The fence does: on taking the lease, the new leader publishes a marker on the role's fence
+subject in AX_EVENTS; its sequence is the epoch. Every decision event then carries the epoch as
+``Nats-Expected-Last-Subject-Sequence`` of the fence subject, and the server refuses a decision whose epoch
+is not the latest marker's. The refusal surfaces as :class:`~planexe_ax.bus.errors.Deposed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from planexe_ax.bus.connection import Bus
+from planexe_ax.bus.errors import TIMEOUTS, BusError
+
+log = logging.getLogger(__name__)
+EXPECTED_LAST_SEQ = "Nats-Expected-Last-Subject-Sequence"
+EXPECTED_LAST_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
+PASSING: tuple[type[Exception], ...] = (BusError, *TIMEOUTS)
+"""What a server away or slow raises: worth another try."""
+
+
+class LeaderLease:
+    """One candidate for the leadership of ``role``.
+
+    Args:
+        bus: A connected bus (topology provisioned: the leases bucket and the fence subject exist).
+        role: The role led (a key of the leases bucket, a token of the fence subject).
+        holder: This candidate's name, stored as the key's value (shown to operators).
+    """
+
+    def __init__(self, bus: Bus, role: str, holder: str) -> None:
+        self.bus = bus
+        self.role = role
+        self.holder = holder
+        self.ttl_s = bus.settings.leader_ttl_s
+        self.revision = 0
+        self.epoch = 0
+        self._renewed_at = 0.0
+        self._kv: KeyValue | None = None
+
+    async def _bucket(self) -> KeyValue:
+        if self._kv is None:
+            self._kv = await self.bus.js.key_value(self.bus.subjects.leases_bucket)
+        return self._kv
+
+    async def try_acquire(self) -> bool:
+        """Take the lease if nobody holds it; True when this candidate now holds it."""
+        kv = await self._bucket()
+        try:
+            self.revision = await kv.create(self.role, self.holder.encode())
+        except KeyWrongLastSequenceError:
+            return False  # held by another (or by an earlier term of ours that has not expired yet)
+        self._renewed_at = time.monotonic()
+        return True
+
+    async def acquire(self, stop: asyncio.Event) -> bool:
+        """Wait until the lease is ours (True) or ``stop`` is set (False); then fence the previous leader off."""
+        every = self.ttl_s / 10
+        while not stop.is_set():
+            try:
+                if await self.try_acquire():
+                    await self.fence()
+                    log.info("leader", extra={"role": self.role, "holder": self.holder, "epoch": self.epoch})
+                    return True
+            except PASSING as exc:
+                log.warning("campaign failed; trying again", extra={"role": self.role, "error": repr(exc)})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)
+        return False
+
+    async def fence(self) -> int:
+        """Publish this term's marker on the fence subject; its sequence is the epoch every decision carries."""
+        subject = self.bus.subjects.fence(self.role)
+        ack = await self.bus.js.publish(subject, self.holder.encode())
+        self.epoch = ack.seq
+        self.bus.fence = {EXPECTED_LAST_SEQ: str(ack.seq), EXPECTED_LAST_SUBJECT: subject}
+        return ack.seq
+
+    async def renew(self) -> bool:
+        """Renew the lease; False once it is lost (taken by another, or not renewed within the TTL)."""
+        kv = await self._bucket()
+        try:
+            self.revision = await kv.update(self.role, self.holder.encode(), last=self.revision)
+        except (KeyWrongLastSequenceError, KeyNotFoundError):
+            return False
+        except PASSING as exc:  # the server is away: still ours until the TTL runs out
+            log.warning("lease renewal failed", extra={"role": self.role, "error": repr(exc)})
+            return time.monotonic() - self._renewed_at < self.ttl_s
+        self._renewed_at = time.monotonic()
+        return True
+
+    async def keep(self, stop: asyncio.Event, lost: asyncio.Event) -> None:
+        """Renew every third of the TTL until ``stop``; set ``lost`` and return when the lease is lost."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.ttl_s / 3)
+            if stop.is_set():
+                return
+            if not await self.renew():
+                log.warning("leadership lost", extra={"role": self.role, "holder": self.holder, "epoch": self.epoch})
+                lost.set()
+                return
+
+    async def release(self) -> None:
+        """Step down: stop fencing decisions and delete the key (if still ours) so a standby takes over at once."""
+        self.bus.fence = {}
+        with contextlib.suppress(*PASSING):
+            kv = await self._bucket()
+            await kv.delete(self.role, last=self.revision)

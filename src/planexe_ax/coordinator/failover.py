@@ -1,0 +1,96 @@
+"""Coordinators that fail over: any number may run; the one holding the lease decides, the others stand by.
+
+Each term is a fresh :class:`Coordinator` that rebuilds from AX_EVENTS, so a standby holds no state until
+it leads. A term ends when ``stop`` is set (the lease is released, so a standby takes over at once), when
+the lease is lost (not renewed in time), or when the stream refuses a decision because a newer leader
+fenced this one off (:class:`~planexe_ax.bus.Deposed`); after the last two it campaigns again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+
+from planexe_ax.bus import Bus, Deposed
+from planexe_ax.bus.leader import LeaderLease
+from planexe_ax.coordinator.service import Coordinator
+
+log = logging.getLogger(__name__)
+ROLE = "coordinator"
+
+
+def default_holder() -> str:
+    """A name that tells side-by-side coordinators apart: host and process id."""
+    return f"{socket.gethostname()[:24]}-{os.getpid()}"
+
+
+class FailoverCoordinator:
+    """One candidate coordinator.
+
+    Args:
+        bus: A connected bus (topology provisioned).
+        holder: The name stored in the lease; default host and pid.
+    """
+
+    def __init__(self, bus: Bus, holder: str | None = None) -> None:
+        self.bus = bus
+        self.lease = LeaderLease(bus, ROLE, holder or default_holder())
+        self.current: Coordinator | None = None
+        self.terms = 0
+
+    async def start(self) -> None:
+        """Lead at once when nobody does (rebuilt before this returns, as a single coordinator is); else stand by."""
+        if await self.lease.try_acquire():
+            await self._begin()
+        else:
+            log.info("coordinator standing by", extra={"holder": self.lease.holder})
+
+    async def _begin(self) -> None:
+        await self.lease.fence()
+        self.terms += 1
+        log.info("coordinator leads", extra={"holder": self.lease.holder, "epoch": self.lease.epoch})
+        self.current = Coordinator(self.bus)
+        await self.current.start()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Lead or stand by until ``stop`` is set."""
+        try:
+            while not stop.is_set():
+                if self.current is None:
+                    if not await self.lease.acquire(stop):
+                        return
+                    self.current = Coordinator(self.bus)
+                    self.terms += 1
+                    await self.current.start()
+                await self._term(self.current, stop)
+                self.current = None
+        finally:
+            await self.lease.release()
+
+    async def _term(self, coordinator: Coordinator, stop: asyncio.Event) -> None:
+        """Run ``coordinator`` until ``stop``, a lost lease or a refused decision."""
+        ended, lost = asyncio.Event(), asyncio.Event()
+
+        async def until_either() -> None:
+            waits = [asyncio.create_task(stop.wait()), asyncio.create_task(lost.wait())]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for wait in waits:
+                    wait.cancel()
+            ended.set()
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(until_either())
+                group.create_task(self.lease.keep(stop, lost))
+                group.create_task(coordinator.run(ended))
+        except* Deposed as refused:
+            log.warning(
+                "coordinator deposed: a newer leader fenced it off", extra={"error": str(refused.exceptions[0])}
+            )
+        if not stop.is_set():
+            self.bus.fence = {}
+            log.warning("coordinator stepped down; standing by", extra={"holder": self.lease.holder})

@@ -1,0 +1,62 @@
+"""The coordinator's leadership on a real nats-server: a KV lease (compare-and-set), a fence the stream enforces."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from planexe_ax.bus import Bus, Deposed, ExecutionState, ExecutionStatus, connect
+from planexe_ax.bus.leader import LeaderLease
+from planexe_ax.config import Settings
+from tests.helpers.eventually import eventually
+
+pytestmark = pytest.mark.nats
+
+
+@pytest.fixture
+async def two(nats_url: str, settings: Settings) -> AsyncIterator[tuple[Bus, Bus]]:
+    """Two coordinator connections (the coordinator identity), with a 1 s lease."""
+    short = settings.model_copy(update={"leader_ttl_s": 1.0})
+    first = await connect(short, nats_url, "coordinator-a", role="coordinator")
+    second = await connect(short, nats_url, "coordinator-b", role="coordinator")
+    yield first, second
+    await first.close()
+    await second.close()
+
+
+def decision(n: int) -> ExecutionState:
+    return ExecutionState(execution_id="e1", status=ExecutionStatus.RUNNING, reason=f"decision {n}")
+
+
+async def test_one_holder_at_a_time_and_a_deposed_leaders_decision_is_refused_by_the_stream(
+    two: tuple[Bus, Bus],
+) -> None:
+    bus_a, bus_b = two
+    a, b = LeaderLease(bus_a, "coordinator", "a"), LeaderLease(bus_b, "coordinator", "b")
+    assert await a.try_acquire()
+    first_epoch = await a.fence()
+    assert not await b.try_acquire(), "a second candidate took a lease that is held"
+    await bus_a.publish_event(decision(1))  # the leader's decisions pass
+
+    # a stops renewing (paused, cut off): its entry expires and b takes over and fences a off
+    await eventually(b.try_acquire, timeout=10.0, every=0.1)
+    assert await b.fence() > first_epoch
+    with pytest.raises(Deposed, match="newer leader"):
+        await bus_a.publish_event(decision(2))
+    assert not await a.renew(), "the deposed leader renewed a lease another holds"
+    await bus_b.publish_event(decision(3))
+
+    stored = await bus_b.js.get_last_msg(bus_b.subjects.events_stream, bus_b.subjects.event("e1", "execution_state"))
+    assert b"decision 3" in (stored.data or b"")
+    info = await bus_b.js.stream_info(bus_b.subjects.events_stream)
+    assert info.state.messages == 4, "two fence markers and two decisions: the refused one is not stored"
+
+
+async def test_a_released_lease_is_taken_at_once(two: tuple[Bus, Bus]) -> None:
+    bus_a, bus_b = two
+    a, b = LeaderLease(bus_a, "coordinator", "a"), LeaderLease(bus_b, "coordinator", "b")
+    assert await a.try_acquire()
+    await a.release()
+    assert await b.try_acquire(), "a released lease was not free"
+    assert bus_a.fence == {}

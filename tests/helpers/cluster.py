@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from planexe_ax.bus import Bus
-from planexe_ax.bus.embedded import nats_server_binary
+from planexe_ax.bus.embedded import nats_server_binary, stop_process
 from planexe_ax.bus.identities import Identities
 
 CLUSTER_NAME = "planexe-ax-test"
@@ -101,13 +101,7 @@ class Node:
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 10 s; safe to call twice."""
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
 
     def jsz(self) -> dict[str, Any]:
         """The node's ``/jsz`` monitoring answer."""

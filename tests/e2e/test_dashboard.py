@@ -27,6 +27,7 @@ from planexe_ax.bus import connect
 from tests.helpers.escalation import FIXED_PARAMS, escalating_plan
 from tests.helpers.eventually import eventually
 from tests.helpers.gateway import Stack
+from tests.integration.test_gateway_executions import all_events, people_plan, start, until_item, until_status
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
@@ -360,3 +361,44 @@ async def test_a_browser_without_the_link_is_asked_to_sign_in(stack: Stack, page
     await page.goto(f"{stack.url}/")
     await expect(page.locator("#notices")).to_contain_text("not signed in", timeout=WAIT_MS)
     await expect(page.locator("#executions-list tr")).to_have_count(0)
+
+
+async def test_the_scrubber_shows_the_execution_as_it_was_at_an_earlier_event(stack: Stack, page: Page) -> None:
+    plan = people_plan("replay_check", approval=True, work=1)
+    assert (await stack.client.post("/api/plans", json=plan)).status_code in (200, 201)
+    execution_id = (await start(stack, "replay_check"))["execution_id"]
+    approval = await until_item(stack, execution_id, "approval")
+    assert (await stack.client.post(f"/api/inbox/{approval['item_id']}", json={"action": "approve"})).is_success
+    human = await until_item(stack, execution_id, "human_task")
+    assert (await stack.client.post(f"/api/inbox/{human['item_id']}", json={"action": "complete"})).is_success
+    await until_status(stack, execution_id, "COMPLETED")
+    events = sorted(await all_events(stack, execution_id), key=lambda e: e["seq"])
+    running = next(
+        i
+        for i, e in enumerate(events)
+        if e["type"] == "subtask_state" and e["data"]["subtask_id"] == "w0_doc" and e["data"]["status"] == "RUNNING"
+    )
+    opened = next(i for i, e in enumerate(events) if e["type"] == "inbox_opened" and e["data"]["kind"] == "approval")
+
+    await page.goto(f"{stack.url}/#/executions/{execution_id}")
+    await expect(page.locator("#execution-status")).to_have_text("COMPLETED", timeout=WAIT_MS)
+    scrubber, sub = page.locator("#replay-range"), page.locator("#subtask-w0-w0_doc")
+    await expect(scrubber).to_have_attribute("max", str(len(events) - 1), timeout=WAIT_MS)
+    await expect(sub).to_have_attribute("data-status", "COMPLETED")
+
+    await scrubber.fill(str(running))
+    await expect(sub).to_have_attribute("data-status", "RUNNING", timeout=WAIT_MS)
+    await expect(page.locator("#execution-status")).to_have_text("RUNNING")
+    await expect(page.locator("#replay-label")).to_contain_text(f"seq {events[running]['seq']}")
+    await expect(page.locator("#gantt .vis-item.gantt-actual")).to_have_count(1)
+
+    await scrubber.fill(str(opened))
+    past = page.locator('#inbox [data-testid="inbox-past-item"]')
+    await expect(past).to_have_count(1, timeout=WAIT_MS)
+    await expect(past).to_have_attribute("data-status", "open")
+    await expect(sub).to_have_attribute("data-status", "COMPLETED")
+
+    await page.click("#btn-live")
+    await expect(page.locator("#execution-status")).to_have_text("COMPLETED", timeout=WAIT_MS)
+    await expect(past).to_have_count(0)
+    await expect(page.locator("#task-tree [data-testid=task-row][data-status=COMPLETED]")).to_have_count(3)

@@ -9,6 +9,7 @@ import { Feed } from "./feed.js";
 import { Gantt } from "./gantt.js";
 import { renderBlockersAndRisks, renderOverview } from "./panels.js";
 import { AgentConsole, Inbox } from "./people.js";
+import { Replay } from "./replay.js";
 import { PAUSABLE, TERMINAL_EXECUTION, applyEvent, fromSnapshot } from "./state.js";
 import { ExecutionStream } from "./stream.js";
 import { TaskTree } from "./tree.js";
@@ -48,6 +49,11 @@ export class ExecutionView {
     this.inbox.onCount = (n) => ($("#inbox-count").textContent = String(n));
     this.agents = new AgentConsole($("#agents"));
     this.agents.label = (subtaskId) => this.subtaskLabel(subtaskId);
+    this.replay = new Replay({
+      showAt: (answer) => this.showAt(answer),
+      showLive: () => this.showLive(),
+      notify: ui.notify,
+    });
     this.reset();
     this.el.pause.addEventListener("click", () => this.steer("pause"));
     this.el.resume.addEventListener("click", () => this.steer("resume"));
@@ -59,6 +65,8 @@ export class ExecutionView {
   reset() {
     this.id = null;
     this.state = null;
+    this.past = null; // the state as at an earlier event, while the scrubber is not at the newest
+    document.body.classList.remove("replaying");
     this.stream = null;
     this.dirty = { all: false, tasks: new Set(), feed: false };
     this.frame = null;
@@ -109,10 +117,13 @@ export class ExecutionView {
     const title = this.state.plan.title || this.state.execution.title || this.state.plan.plan_id;
     this.el.title.textContent = title;
     document.title = `${title} — PlanExe-AX`;
-    this.tree.build(this.state);
-    this.gantt.build(this.state);
+    if (!this.past) {
+      this.tree.build(this.state);
+      this.gantt.build(this.state);
+    }
     this.feed.reset(this.state);
     this.loadHistory(this.id);
+    this.replay.load(this.id).catch((err) => this.ui.notify(`Replay unavailable: ${err.message}`, "error"));
     this.dirty.all = true;
     this.schedule();
   }
@@ -134,6 +145,7 @@ export class ExecutionView {
     const changed = applyEvent(this.state, frame);
     if (changed.parts.has("execution")) this.statusSeq = frame.seq;
     if (this.feed.add([frame])) this.dirty.feed = true;
+    this.replay.add(frame);
     if (changed.task) this.dirty.tasks.add(changed.task.task_id);
     if (changed.parts.size) this.dirty.all = true;
     if (changed.parts.has("inbox")) this.inbox.sync(frame);
@@ -149,12 +161,42 @@ export class ExecutionView {
     if (this.frame === null) this.frame = requestAnimationFrame(() => this.flush());
   }
 
+  /** Show the tree, the timeline and the inbox as at an earlier event (an answer of `?at_seq=`). */
+  showAt(answer) {
+    const { tree, inbox, at_seq: seq, ...execution } = answer;
+    this.past = fromSnapshot({ last_seq: seq, execution, tree });
+    document.body.classList.add("replaying");
+    this.tree.build(this.past);
+    this.gantt.build(this.past);
+    this.inbox.showPast(inbox);
+    this.dirty.all = true;
+    this.schedule();
+  }
+
+  /** Follow the live execution again. */
+  showLive() {
+    this.past = null;
+    document.body.classList.remove("replaying");
+    if (this.state) {
+      this.tree.build(this.state);
+      this.gantt.build(this.state);
+    }
+    this.inbox.showPast(null);
+    this.dirty.all = true;
+    this.schedule();
+  }
+
+  /** The state on show: an earlier one while replaying, else the live one. */
+  shown() {
+    return this.past || this.state;
+  }
+
   /** Redraw what changed since the last frame. */
   flush() {
     this.frame = null;
-    const state = this.state;
+    const state = this.shown();
     if (!state) return;
-    for (const taskId of this.dirty.tasks) this.tree.update(state.tasks.get(taskId));
+    if (!this.past) for (const taskId of this.dirty.tasks) this.tree.update(state.tasks.get(taskId));
     if (this.dirty.all || this.dirty.tasks.size) {
       this.renderHead();
       renderOverview(this.panels, state);
@@ -166,7 +208,7 @@ export class ExecutionView {
   }
 
   renderHead() {
-    const ex = this.state.execution;
+    const ex = this.shown().execution;
     this.setStatusText(ex.status);
     this.el.reason.hidden = !ex.reason;
     this.el.reason.textContent = ex.reason || "";
@@ -246,7 +288,7 @@ export class ExecutionView {
   /** Once a second: relative times, and the running bars of the timeline. */
   tick() {
     refreshAgo(document);
-    if (this.state && !TERMINAL_EXECUTION.has(this.state.execution.status)) {
+    if (this.state && !this.past && !TERMINAL_EXECUTION.has(this.state.execution.status)) {
       renderOverview(this.panels, this.state);
       this.gantt.render();
     }

@@ -22,6 +22,7 @@ export class Inbox {
     this.executionId = null;
     this.loading = null;
     this.onCount = () => {};
+    this.past = null; // the items shown as at an earlier event, while replaying
     this.shown = new Map(); // item id -> its element: an open item is drawn once, so what a person types stays
   }
 
@@ -56,7 +57,30 @@ export class Inbox {
     }
   }
 
+  /** Show the items as they were at an earlier event, without answers; null: follow the live inbox again. */
+  showPast(items) {
+    this.past = items;
+    if (items === null) {
+      this.load();
+      return;
+    }
+    const open = items.filter((item) => item.status === "open");
+    this.onCount(open.length);
+    const rows = items.map((item) =>
+      h(
+        "li",
+        { class: "inbox-item past", dataset: { testid: "inbox-past-item", itemId: item.item_id, status: item.status } },
+        h("span", { class: "chip" }, item.kind),
+        " ",
+        h("strong", {}, item.title || item.item_id),
+        h("span", { class: "muted" }, ` · ${item.status}${item.resolution ? ` (${item.resolution})` : ""}`),
+      ),
+    );
+    fill(this.root, rows.length ? rows : h("li", { class: "muted" }, "No items at that point."));
+  }
+
   render(items) {
+    if (this.past) return; // showing an earlier point: the live inbox waits
     this.onCount(items.length);
     const shown = new Map(items.map((item) => [item.item_id, this.shown.get(item.item_id) || this.item(item)]));
     this.shown = shown;

@@ -140,6 +140,11 @@ class Settings(BaseSettings):
         "when new events arrive).",
     )
     log_level: str = Field(default="INFO", description="Log level of the planexe_ax loggers.")
+    trace_url: str | None = Field(
+        default=None,
+        description="The trace viewer's page of a trace, with {trace_id} "
+        "(e.g. http://localhost:16686/trace/{trace_id}): the dashboard and the API link each execution to its trace.",
+    )
     smtp_url: str | None = Field(
         default=None,
         description="smtp://[user:password@]host:port[?starttls=true] (or smtps://) for send_email and the notifier; "
@@ -160,6 +165,13 @@ class Settings(BaseSettings):
     notify_link_ttl_s: float = Field(
         default=7 * 24 * 3600, gt=0, description="How long a mailed one-time link may answer its inbox item."
     )
+
+    @field_validator("trace_url")
+    @classmethod
+    def _trace_url_has_the_id(cls, value: str | None) -> str | None:
+        if value and "{trace_id}" not in value:
+            raise ValueError(f"trace_url {value!r} must contain {{trace_id}}")
+        return value or None
 
     @field_validator("namespace")
     @classmethod

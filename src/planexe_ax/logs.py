@@ -7,11 +7,13 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from planexe_ax.bus.tracing import ids_of_current
+
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
 
 class JsonFormatter(logging.Formatter):
-    """Format a record as JSON: ts, level, logger, msg, and every extra field."""
+    """Format a record as JSON: ts, level, logger, msg, the current span's trace_id and span_id, every extra field."""
 
     def format(self, record: logging.LogRecord) -> str:
         """One JSON line for ``record``."""
@@ -21,6 +23,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        ids = ids_of_current()
+        if ids is not None:
+            out["trace_id"], out["span_id"] = ids
         out.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")})
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)

@@ -34,6 +34,7 @@ from planexe_ax.bus import (
 )
 from planexe_ax.bus.messages import Event, EventBase
 from planexe_ax.bus.topology import ensure_consumer
+from planexe_ax.bus.tracing import trace_id_of
 from planexe_ax.projector import Projector
 from planexe_ax.readmodel import execution_report, execution_status, inbox_items, table_dump
 from planexe_ax.readmodel.models import AgentRow, ExecutionEvent, ProjectorCheckpoint
@@ -98,6 +99,7 @@ EXPECTED_REPORT = {
     "reason": "all done",
     "started_at": "2025-03-01T09:00:01Z",
     "finished_at": "2025-03-01T09:00:15Z",
+    "trace_id": trace_id_of(EXECUTION),
     "tasks": [
         {
             "task_id": "t1",

@@ -221,3 +221,24 @@ def test_each_service_connects_with_its_own_identity_and_no_other(
         given[f"{role}-creds"] = compose["secrets"][f"{role}-creds"]["file"]
     assert given == {f"{ROLE_OF[n]}-creds": f"./nats-auth/users/{ROLE_OF[n]}.creds" for n in OUR_SERVICES}
     assert "admin-creds" not in compose["secrets"], "no service runs with every right"
+
+
+# ---------------------------------------------------------------------------------------------- tracing
+def test_jaeger_takes_otlp_and_shows_its_ui(services: dict[str, dict[str, Any]]) -> None:
+    jaeger = services["jaeger"]
+    assert jaeger["image"].startswith("jaegertracing/all-in-one:")
+    assert {"16686:16686", "4317:4317", "4318:4318"} <= set(jaeger["ports"])
+    assert str(jaeger["environment"]["COLLECTOR_OTLP_ENABLED"]) == "true"
+
+
+def test_every_service_exports_its_spans_to_jaeger_under_its_own_name(services: dict[str, dict[str, Any]]) -> None:
+    for name in OUR_SERVICES:
+        env = services[name]["environment"]
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4318", name  # OTLP over HTTP
+        assert env.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf") == "http/protobuf", name
+        assert "OTEL_SERVICE_NAME" not in env, f"{name} names itself planexe-ax-{name}"
+        assert "OTEL_TRACES_EXPORTER" not in env or env["OTEL_TRACES_EXPORTER"] == "otlp", name
+
+
+def test_the_dashboard_links_to_the_jaeger_ui(services: dict[str, dict[str, Any]]) -> None:
+    assert services["gateway"]["environment"]["PLANEXE_TRACE_URL"] == "http://localhost:16686/trace/{trace_id}"

@@ -123,8 +123,8 @@ class Reporter:
             **self._ids(),
         )
 
-    async def publish(self, outcome: SubtaskResult | SubtaskRejected) -> None:
-        """Publish the attempt's outcome and wait for the stream's ack.
+    async def publish(self, outcome: SubtaskResult | SubtaskRejected) -> SubtaskResult | SubtaskRejected:
+        """Publish the attempt's outcome and wait for the stream's ack; returns what was published.
 
         An output too large to travel on the bus (the coordinator's decision repeats it, so the room for an
         envelope is kept) is reported as a failure that names the sizes, instead of being tried for ever.
@@ -134,6 +134,7 @@ class Reporter:
             why = f"the output is {size} bytes of JSON; the bus carries at most {room} (PLANEXE_MAX_MESSAGE_BYTES)"
             outcome = self.result(ok=False, error=why, retryable=False)
         await self.bus.publish_event(outcome)
+        return outcome
 
 
 def validate_params(cap: Capability, offer: TaskOffer) -> BaseModel | str:

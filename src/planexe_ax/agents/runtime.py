@@ -26,7 +26,7 @@ from planexe_ax.agents.reporting import Reporter, execute, validate_params
 from planexe_ax.agents.sdk import Agent, Capability, RejectOffer, TaskContext
 from planexe_ax.bus import Bus, SubtaskRejected, SubtaskResult, TaskOffer, utcnow
 from planexe_ax.bus.consumer import Backoff, ErrorsOnce, supervise
-from planexe_ax.bus.tracing import consume_span
+from planexe_ax.bus.tracing import attempt_span, failed
 from planexe_ax.bus.work import LeasedOffer, OfferSource, delete_card, every, put_card
 
 log = logging.getLogger(__name__)
@@ -202,7 +202,7 @@ class AgentRuntime:
     # -- one offer ----------------------------------------------------------------------------------------
     async def _handle_safely(self, work: LeasedOffer) -> None:
         try:
-            with consume_span(work.subject, work.headers):
+            with work.span(self.bus.subjects):
                 await self._handle(work)
             self.handled += 1
         except asyncio.CancelledError:
@@ -233,25 +233,28 @@ class AgentRuntime:
         await work.finish()
 
     async def _work(self, offer: TaskOffer, delivered: int) -> None:
+        """Work on one attempt inside its span; the capability's own spans nest in it."""
+        with attempt_span(offer, self.agent.agent_id) as span:
+            outcome = await self._attempt(offer, delivered)
+            if isinstance(outcome, SubtaskResult) and not outcome.ok:
+                failed(span, outcome.error or "failed")
+
+    async def _attempt(self, offer: TaskOffer, delivered: int) -> SubtaskResult | SubtaskRejected | None:
         reporter = Reporter(self.bus, offer, self.agent.agent_id)
         cap = self.agent.capability(offer.action)
         if cap is None:  # e.g. reassigned here by mistake: another agent of the action may take it
             why = f"agent {self.agent.agent_id} does not offer {offer.action}"
-            await reporter.publish(reporter.rejected(RejectOffer("missing_tool", why)))
-            return
+            return await reporter.publish(reporter.rejected(RejectOffer("missing_tool", why)))
         params = validate_params(cap, offer)
         if isinstance(params, str):
-            await reporter.publish(reporter.result(ok=False, error=params, retryable=False))
-            return
+            return await reporter.publish(reporter.result(ok=False, error=params, retryable=False))
         try:
             rejection = await self.agent.can_accept(offer)
         except Exception as exc:  # a failing hook is a failure of user code: reported, never lost
             self._log_once("accept hook failed", exc, action=offer.action)
-            await reporter.publish(reporter.result(ok=False, error=f"accept hook: {type(exc).__name__}: {exc}"))
-            return
+            return await reporter.publish(reporter.result(ok=False, error=f"accept hook: {type(exc).__name__}: {exc}"))
         if rejection is not None:
-            await reporter.publish(reporter.rejected(rejection))
-            return
+            return await reporter.publish(reporter.rejected(rejection))
         ctx = TaskContext(
             execution_id=offer.execution_id,
             task_id=offer.task_id,
@@ -266,11 +269,12 @@ class AgentRuntime:
         async with self._watching(ctx):
             if ctx.cancelled:
                 ctx.logger.info("offer no longer wanted; not started", extra={"reason": ctx.stop_reason})
-                return
+                return None
             await reporter.started()
             outcome = await self._run_capability(cap, params, ctx, reporter)
             if outcome is not None:
                 await reporter.publish(outcome)
+            return outcome
 
     async def _run_capability(
         self, cap: Capability, params: BaseModel, ctx: TaskContext, reporter: Reporter

@@ -33,6 +33,7 @@ from planexe_ax.bus import (
 )
 from planexe_ax.bus.messages import CommandBase
 from planexe_ax.bus.replay import ExecutionEvents, StoredEvent, execution_events
+from planexe_ax.bus.tracing import start_span
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,8 @@ def decoded(stored: StoredEvent) -> Event | None:
 async def start_execution(bus: Bus, plan: Plan, pins: dict[str, str] | None = None) -> str:
     """Send the start command for ``plan`` and return the new execution id."""
     execution_id = new_id()
-    await bus.send_command(StartExecution(execution_id=execution_id, plan=plan, pins=pins or {}))
+    with start_span(execution_id, "cli"):
+        await bus.send_command(StartExecution(execution_id=execution_id, plan=plan, pins=pins or {}))
     return execution_id
 
 

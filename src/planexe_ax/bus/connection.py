@@ -28,7 +28,7 @@ from planexe_ax.bus.identities import Identities, creds_inbox_prefix
 from planexe_ax.bus.messages import CommandBase, DeadLetter, EventBase, StartExecution, TaskOffer, WireModel, utcnow
 from planexe_ax.bus.subjects import Subjects
 from planexe_ax.bus.topology import ensure_topology
-from planexe_ax.bus.tracing import ensure_tracer_provider, publish_span
+from planexe_ax.bus.tracing import publish_span
 from planexe_ax.config import Settings
 from planexe_ax.errors import ConfigError, MessageTooLarge, PlanTooLarge
 
@@ -120,15 +120,26 @@ class Bus:
         headers = {"Content-Type": CONTENT_TYPE, "Ax-Type": kind}
         if msg_id:
             headers[MSG_ID] = msg_id
-        with publish_span(subject, msg_id, headers):
-            if not fence:
-                return await self.js.publish(subject, data, headers=headers)
-            try:
-                return await self.js.publish(subject, data, headers={**headers, **fence})
-            except APIError as exc:
-                if exc.err_code == WRONG_LAST_SEQUENCE:
-                    raise Deposed(f"{kind} refused: a newer leader fenced this one off ({exc.description})") from exc
-                raise
+        with publish_span(self.subjects.template(subject), subject, msg_id, headers, message) as span:
+            ack = await self._send(subject, data, headers, fence, kind)
+            if span.is_recording():
+                span.set_attributes(
+                    {"messaging.nats.stream.name": ack.stream, "messaging.nats.stream.sequence": ack.seq}
+                )
+            return ack
+
+    async def _send(
+        self, subject: str, data: bytes, headers: dict[str, str], fence: dict[str, str] | None, kind: str
+    ) -> PubAck:
+        """One publish and its ack; with ``fence``, refused (:class:`Deposed`) once a newer leader published."""
+        if not fence:
+            return await self.js.publish(subject, data, headers=headers)
+        try:
+            return await self.js.publish(subject, data, headers={**headers, **fence})
+        except APIError as exc:
+            if exc.err_code == WRONG_LAST_SEQUENCE:
+                raise Deposed(f"{kind} refused: a newer leader fenced this one off ({exc.description})") from exc
+            raise
 
     @property
     def max_message_bytes(self) -> int:
@@ -369,7 +380,6 @@ async def connect(settings: Settings, url: str, name: str, provision: bool = Tru
             has no role of its own (an agent with its own .creds). Required, so that no caller gets
             rights by default.
     """
-    ensure_tracer_provider()
     creds = credentials(settings, role)
     made: list[Bus] = []  # lets the callbacks tell a close we asked for from a lost connection
 

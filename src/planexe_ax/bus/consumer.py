@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 
 from nats.aio.msg import Msg
+from opentelemetry.trace import Span
 
 from planexe_ax.bus.connection import Bus
 from planexe_ax.bus.errors import TIMEOUTS, BusClosed
-from planexe_ax.bus.tracing import consume_span
+from planexe_ax.bus.tracing import process_span
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +172,14 @@ class PullLoop:
         return first
 
     async def _handle(self, msgs: list[Msg]) -> None:
-        headers = msgs[0].headers if len(msgs) == 1 else None
-        with consume_span(msgs[0].subject if len(msgs) == 1 else f"{self.stream} batch", headers):
+        """Hand on a batch; with ``batch`` 1 inside the message's process span (a batch handler opens its own)."""
+        if self.batch == 1:
+            with process_span(self.bus.subjects.template(msgs[0].subject), msgs[0], self.durable):
+                await self.handler(msgs)
+        else:
             await self.handler(msgs)
         self.handled += len(msgs)
+
+    def span(self, msg: Msg, execution_id: str | None = None) -> AbstractContextManager[Span]:
+        """The process span of one message of a batch (for a handler of ``batch`` > 1)."""
+        return process_span(self.bus.subjects.template(msg.subject), msg, self.durable, execution_id)

@@ -21,8 +21,11 @@ from nats.js.errors import NotFoundError
 from planexe_ax.bus.connection import Bus
 from planexe_ax.bus.errors import TIMEOUTS
 from planexe_ax.bus.topology import events_consumer, ordered_consumer, position_consumer, rebuild_consumer
+from planexe_ax.bus.tracing import process_span
 
 REBUILD_BATCH = 256
+RELAY = "relay"
+"""The consumer name of the spans of events handed on as they arrive (the gateway's relay to browsers)."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,8 @@ class ExecutionEvents:
 
         async def deliver(msg: Msg) -> None:
             assert on_event is not None
-            await on_event(_stored(msg))
+            with process_span(bus.subjects.template(msg.subject), msg, RELAY, execution_id):
+                await on_event(_stored(msg))
 
         subject = bus.subjects.events_of(execution_id)
         config = ordered_consumer(None if after_seq is None else after_seq + 1)

@@ -57,6 +57,25 @@ class Subjects:
     def _s(self, subject: str) -> str:
         return f"{self.namespace}.{subject}" if self.namespace else subject
 
+    def template(self, subject: str) -> str:
+        """``subject`` without the namespace and with its ids as placeholders: a bounded name for spans.
+
+        ``ax.evt.<id>.task_state`` -> ``ax.evt.{execution}.task_state``, a report
+        ``ax.evt.<id>.subtask_result.<agent>`` -> ``ax.evt.{execution}.subtask_result.{agent_id}``,
+        ``ax.cmd.<id>`` -> ``ax.cmd.{execution}``, ``ax.direct.<agent>`` -> ``ax.direct.{agent_id}``;
+        capabilities, event kinds and DLQ sources stay.
+        """
+        prefix = f"{self.namespace}." if self.namespace else ""
+        tokens = subject.removeprefix(prefix).split(".")
+        if len(tokens) >= 3 and tokens[0] == "ax":
+            if tokens[1] in ("evt", "cmd"):
+                tokens[2] = "{execution}"
+            if tokens[1] == "evt" and len(tokens) >= 5:
+                tokens[4] = "{agent_id}"
+            elif tokens[1] == "direct":
+                tokens[2] = "{agent_id}"
+        return ".".join(tokens)
+
     def _name(self, name: str) -> str:
         return f"{self.namespace.upper().replace('-', '_')}_{name}" if self.namespace else name
 

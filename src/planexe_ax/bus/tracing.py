@@ -1,48 +1,309 @@
-"""W3C trace context through NATS headers, and spans named by the messaging conventions."""
+"""One trace per execution: W3C trace context through NATS headers, spans named by the messaging conventions.
+
+Every execution has one trace, derived from its id: the trace id and the id of its root span (opened by
+whoever starts the execution, see :func:`start_span`) are hashes of the execution id, so any service can
+place a span in the execution's trace without looking anything up (a decision taken on a timer, a command
+sent days later). A message carries its producer's context in ``traceparent``; a consumer continues it.
+
+Spans are made only when an SDK tracer provider is installed (:func:`enable`, by
+:mod:`planexe_ax.telemetry` when the ``OTEL_*`` variables ask for export). Without one nothing is
+recorded and a message only carries the execution's root context (a cached string).
+"""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
+from functools import lru_cache
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.trace import INVALID_SPAN, Link, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
+TRACEPARENT = "traceparent"
 _tracer = trace.get_tracer("planexe_ax.bus")
+_enabled = False
+_forced: ContextVar[tuple[int, int] | None] = ContextVar("planexe_forced_ids", default=None)
+"""(trace id, span id) the next span started in this context must have (0 for "any")."""
 
 
-def ensure_tracer_provider(service_name: str = "planexe-ax") -> None:
-    """Install an SDK tracer provider when none is set, so every message gets a valid ``traceparent``.
+def enable(provider: trace.TracerProvider | None = None) -> None:
+    """Spans from now on, from ``provider`` (by default the global one; its ids come from :class:`ExecutionIds`)."""
+    global _enabled, _tracer
+    _enabled = True
+    _tracer = (provider or trace.get_tracer_provider()).get_tracer("planexe_ax.bus")
 
-    Exporting (OTLP to Jaeger) is configured by whoever installs a provider before this runs.
-    """
-    if not isinstance(trace.get_tracer_provider(), TracerProvider):
-        from opentelemetry.sdk.resources import Resource
 
-        trace.set_tracer_provider(TracerProvider(resource=Resource.create({"service.name": service_name})))
+def disable() -> None:
+    """No spans from now on (the state of a process without export)."""
+    global _enabled, _tracer
+    _enabled = False
+    _tracer = trace.get_tracer("planexe_ax.bus")
+
+
+def enabled() -> bool:
+    """Whether spans are recorded in this process."""
+    return _enabled
+
+
+class ExecutionIds(RandomIdGenerator):
+    """Random ids, except for the spans whose ids are derived from what they stand for (see :func:`_force`)."""
+
+    def generate_span_id(self) -> int:
+        """The forced span id, or a random one."""
+        forced = _forced.get()
+        return forced[1] if forced and forced[1] else super().generate_span_id()
+
+    def generate_trace_id(self) -> int:
+        """The forced trace id, or a random one."""
+        forced = _forced.get()
+        return forced[0] if forced and forced[0] else super().generate_trace_id()
+
+
+def _hash(*parts: object) -> bytes:
+    return hashlib.sha256("\x1f".join(str(part) for part in parts).encode()).digest()
+
+
+@lru_cache(maxsize=4096)
+def execution_root(execution_id: str) -> SpanContext:
+    """The context of the execution's root span (the start), as a remote parent."""
+    trace_id = int.from_bytes(_hash("trace", execution_id)[:16]) or 1
+    span_id = int.from_bytes(_hash("root", execution_id)[:8]) or 1
+    return SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+
+
+def trace_id_of(execution_id: str) -> str:
+    """The execution's trace id, as 32 hex digits (what Jaeger's URL takes)."""
+    return trace.format_trace_id(execution_root(execution_id).trace_id)
+
+
+def attempt_span_id(execution_id: str, subtask_id: str, attempt: int) -> int:
+    """The span id of one attempt's span (a retry links to the one before it)."""
+    return int.from_bytes(_hash("attempt", execution_id, subtask_id, attempt)[:8]) or 1
+
+
+@lru_cache(maxsize=4096)
+def _root_header(execution_id: str) -> str:
+    root = execution_root(execution_id)
+    return f"00-{trace.format_trace_id(root.trace_id)}-{trace.format_span_id(root.span_id)}-01"
+
+
+def _parent(execution_id: str | None) -> otel_context.Context | None:
+    """The context to start a span in: the current one when it is in the execution's trace, else its root."""
+    if execution_id is None:
+        return None
+    current = trace.get_current_span().get_span_context()
+    root = execution_root(execution_id)
+    if current.is_valid and current.trace_id == root.trace_id:
+        return None
+    return trace.set_span_in_context(trace.NonRecordingSpan(root))
+
+
+def planexe_attributes(message: object) -> dict[str, Any]:
+    """``planexe.*`` attributes of a message: execution, task, subtask, attempt, agent, capability."""
+    out: dict[str, Any] = {}
+    for name in ("execution_id", "task_id", "subtask_id", "attempt", "agent_id"):
+        value = getattr(message, name, None)
+        if value is not None:
+            out[f"planexe.{name}"] = value
+    capability = getattr(message, "action", None) or getattr(message, "capability", None)
+    if isinstance(capability, str):
+        out["planexe.capability"] = capability
+    return out
+
+
+def annotate(message: object) -> None:
+    """Add the ``planexe.*`` attributes of ``message`` to the current span (once it is decoded)."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.set_attributes(planexe_attributes(message))
 
 
 @contextmanager
-def publish_span(subject: str, msg_id: str | None, headers: dict[str, str]) -> Iterator[Span]:
-    """A PRODUCER span around one publish; injects its context into ``headers``."""
-    attributes = {"messaging.system": "nats", "messaging.destination.name": subject}
+def _span(
+    name: str,
+    kind: SpanKind,
+    attributes: dict[str, Any],
+    parent: otel_context.Context | None = None,
+    links: list[Link] | None = None,
+    ids: tuple[int, int] | None = None,
+) -> Iterator[Span]:
+    """A current span (with ``ids`` when given); an exception escaping it sets the error status and is recorded."""
+    token = _forced.set(ids) if ids else None
+    try:
+        span = _tracer.start_span(name, context=parent, kind=kind, attributes=attributes, links=links)
+    finally:
+        if token is not None:
+            _forced.reset(token)
+    with trace.use_span(span, end_on_exit=True, record_exception=False, set_status_on_exception=False):
+        try:
+            yield span
+        except Exception as exc:
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"[:300]))
+            raise
+
+
+def failed(span: Span, reason: str) -> None:
+    """Mark ``span`` failed with ``reason`` (for failures that are answers, not exceptions)."""
+    span.set_status(Status(StatusCode.ERROR, reason[:300]))
+
+
+@contextmanager
+def publish_span(
+    template: str, subject: str, msg_id: str | None, headers: dict[str, str], message: object = None
+) -> Iterator[Span]:
+    """A PRODUCER span around one publish, in the trace of the message's execution; injects its context.
+
+    Args:
+        template: The subject with its ids as placeholders (the span's name, bounded).
+        subject: The subject published to.
+        msg_id: The de-duplication id.
+        headers: Filled with ``traceparent``.
+        message: The message, for its ``planexe.*`` attributes and its execution.
+    """
+    execution_id = getattr(message, "execution_id", None)
+    if not _enabled:
+        if execution_id is not None:
+            headers[TRACEPARENT] = _root_header(execution_id)
+        yield INVALID_SPAN
+        return
+    attributes: dict[str, Any] = {
+        "messaging.system": "nats",
+        "messaging.operation.type": "send",
+        "messaging.operation.name": "publish",
+        "messaging.destination.name": subject,
+        "messaging.destination.template": template,
+        **planexe_attributes(message),
+    }
     if msg_id:
         attributes["messaging.message.id"] = msg_id
-    with _tracer.start_as_current_span(f"publish {subject}", kind=SpanKind.PRODUCER, attributes=attributes) as span:
+    with _span(f"publish {template}", SpanKind.PRODUCER, attributes, _parent(execution_id)) as span:
         propagate.inject(headers)
         yield span
 
 
+def message_attributes(msg: Any, group: str) -> dict[str, Any]:
+    """Messaging attributes of a received message (``msg`` is a NATS message)."""
+    attributes: dict[str, Any] = {
+        "messaging.system": "nats",
+        "messaging.operation.type": "process",
+        "messaging.operation.name": "process",
+        "messaging.destination.name": msg.subject,
+        "messaging.consumer.group.name": group,
+    }
+    msg_id = (msg.headers or {}).get("Nats-Msg-Id")
+    if msg_id:
+        attributes["messaging.message.id"] = msg_id
+    if msg.reply:
+        try:
+            meta = msg.metadata
+        except Exception:  # a reply subject that is not JetStream's: no stream position
+            return attributes
+        attributes["messaging.nats.stream.name"] = meta.stream
+        attributes["messaging.nats.stream.sequence"] = int(meta.sequence.stream)
+    return attributes
+
+
 @contextmanager
-def consume_span(subject: str, headers: Mapping[str, str] | None) -> Iterator[Span]:
-    """A CONSUMER span whose parent is the context carried in ``headers``."""
-    parent = propagate.extract(dict(headers or {}))
-    token = otel_context.attach(parent)
+def process_span(template: str, msg: Any, group: str, execution_id: str | None = None) -> Iterator[Span]:
+    """A CONSUMER span for one message, continuing the context its headers carry.
+
+    Args:
+        template: The subject's template (the span's name).
+        msg: The NATS message.
+        group: The consumer (durable) name, or what consumes it.
+        execution_id: The message's execution when known: a message without context joins its trace.
+    """
+    if not _enabled:
+        yield INVALID_SPAN
+        return
+    headers = msg.headers or {}
+    parent = propagate.extract(dict(headers)) if TRACEPARENT in headers else _parent(execution_id)
+    with _span(f"process {template}", SpanKind.CONSUMER, message_attributes(msg, group), parent) as span:
+        yield span
+
+
+@contextmanager
+def continued(headers: Mapping[str, str] | None) -> Iterator[None]:
+    """Make the context carried in ``headers`` current for the block (an HTTP request's ``traceparent``)."""
+    if not _enabled or not headers or TRACEPARENT not in headers:
+        yield
+        return
+    token = otel_context.attach(propagate.extract(dict(headers)))
     try:
-        attributes = {"messaging.system": "nats", "messaging.destination.name": subject}
-        with _tracer.start_as_current_span(f"process {subject}", kind=SpanKind.CONSUMER, attributes=attributes) as s:
-            yield s
+        yield
     finally:
         otel_context.detach(token)
+
+
+def current_traceparent() -> str | None:
+    """The current span's context as a ``traceparent`` value (None without one)."""
+    carrier: dict[str, str] = {}
+    if _enabled:
+        propagate.inject(carrier)
+    return carrier.get(TRACEPARENT)
+
+
+@contextmanager
+def start_span(execution_id: str, how: str) -> Iterator[Span]:
+    """The execution's root span, around sending its start: the trace every later span joins.
+
+    Args:
+        execution_id: The new execution.
+        how: Who starts it (``cli``, ``rest``), an attribute.
+    """
+    if not _enabled:
+        yield INVALID_SPAN
+        return
+    root = execution_root(execution_id)
+    attributes = {"planexe.execution_id": execution_id, "planexe.started_by": how}
+    with _span(
+        "start execution", SpanKind.PRODUCER, attributes, otel_context.Context(), ids=(root.trace_id, root.span_id)
+    ) as span:
+        yield span
+
+
+@contextmanager
+def attempt_span(offer: Any, agent_id: str) -> Iterator[Span]:
+    """The span of one attempt at one subtask, current while the capability runs (its own spans nest in it).
+
+    Its id is derived from the attempt, so a retry links to the attempt before it.
+    """
+    if not _enabled:
+        yield INVALID_SPAN
+        return
+    execution_id, subtask_id, attempt = offer.execution_id, offer.subtask_id, offer.attempt
+    links = []
+    if attempt > 1:
+        trace_id = execution_root(execution_id).trace_id
+        before = SpanContext(trace_id, attempt_span_id(execution_id, subtask_id, attempt - 1), is_remote=True)
+        links.append(Link(before, {"planexe.attempt": attempt - 1, "planexe.link": "previous attempt"}))
+    attributes = {**planexe_attributes(offer), "planexe.agent_id": agent_id}
+    ids = (0, attempt_span_id(execution_id, subtask_id, attempt))
+    with _span(f"attempt {offer.action}", SpanKind.INTERNAL, attributes, _parent(execution_id), links, ids) as span:
+        yield span
+
+
+@contextmanager
+def internal_span(name: str, message: object = None) -> Iterator[Span]:
+    """A short INTERNAL span (a projector write, a relay), in the message's execution trace."""
+    if not _enabled:
+        yield INVALID_SPAN
+        return
+    with _span(
+        name, SpanKind.INTERNAL, planexe_attributes(message), _parent(getattr(message, "execution_id", None))
+    ) as s:
+        yield s
+
+
+def ids_of_current() -> tuple[str, str] | None:
+    """(trace id, span id) of the current span, as hex, for log lines; None without one."""
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return None
+    return trace.format_trace_id(context.trace_id), trace.format_span_id(context.span_id)

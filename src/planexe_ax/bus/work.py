@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError
+from opentelemetry.trace import Span
 from pydantic import ValidationError
 
 from planexe_ax.bus.connection import Bus
@@ -30,6 +31,7 @@ from planexe_ax.bus.errors import TIMEOUTS, brief_validation_error
 from planexe_ax.bus.messages import AgentCard, TaskOffer
 from planexe_ax.bus.subjects import Subjects
 from planexe_ax.bus.topology import capability_consumer, direct_consumer, ensure_consumer
+from planexe_ax.bus.tracing import process_span
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,11 @@ class LeasedOffer:
     def headers(self) -> dict[str, str] | None:
         """The offer message's headers (trace context)."""
         return self._msg.headers
+
+    def span(self, subjects: Subjects) -> contextlib.AbstractContextManager[Span]:
+        """The process span of this offer, continuing the context its message carries."""
+        group = self._msg.metadata.consumer or "agents"
+        return process_span(subjects.template(self._msg.subject), self._msg, group, self.offer.execution_id)
 
     @property
     def delivered(self) -> int:

@@ -19,6 +19,7 @@ from planexe_ax.config import Settings
 from planexe_ax.errors import ConfigError, PlanValidationError
 from planexe_ax.exit_codes import EXIT_USAGE
 from planexe_ax.logs import setup_logging
+from planexe_ax.telemetry import Telemetry, service_name, setup_tracing
 
 
 def example_plan_path() -> Path:
@@ -138,13 +139,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     quiet = args.command in ("run", "demo", "plan", "exec", "auth")
     setup_logging("WARNING" if quiet else settings.log_level)
+    telemetry = Telemetry()
     try:
+        telemetry = setup_tracing(service_name(args.command, getattr(args, "service", None)))
         return asyncio.run(_dispatch(args, settings))
     except (PlanValidationError, ConfigError) as exc:
         sys.stderr.write("".join(f"planexe-ax: {line}\n" for line in str(exc).splitlines()))
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    finally:
+        telemetry.shutdown()  # after the services stopped (SIGTERM ends asyncio.run): every span is sent
 
 
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:

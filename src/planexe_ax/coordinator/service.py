@@ -6,6 +6,7 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 
+from opentelemetry import context as otel_context
 from pydantic import ValidationError
 
 from planexe_ax.bus import (
@@ -22,6 +23,8 @@ from planexe_ax.bus import (
 )
 from planexe_ax.bus.consumer import Backoff
 from planexe_ax.bus.replay import StoredEvent, ack_floor, replay, resume_after
+from planexe_ax.bus.tracing import annotate, internal_span, process_span
+from planexe_ax.bus.tracing import enabled as tracing_enabled
 from planexe_ax.config import Settings
 from planexe_ax.coordinator.core import CoordinatorCore
 from planexe_ax.coordinator.directory import AgentDirectory
@@ -72,6 +75,9 @@ class Coordinator:
         self.rebuild_skipped = 0
         """Events the rebuild could not apply (dead-lettered when they were first read): skipped, never fatal."""
         self.dead_lettered = 0
+        self._parents: dict[int, otel_context.Context] = {}
+        self._decided_in: dict[str, otel_context.Context] = {}
+        """The context each effect being published was decided in (by ``id``), while it is published."""
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -138,20 +144,28 @@ class Coordinator:
                 if self._own.pop((msg.headers or {}).get(MSG_ID, ""), None):
                     taken.append(msg)  # a decision of ours coming back: applied when it was taken
                     continue
-                event = await self._decode_known(msg)
-                if event is None:
-                    continue
-                try:
-                    execution_id = self.engine.fold_reported(event)
-                except Exception as exc:  # a bad event must not stop the coordinator: set it aside
-                    await self._give_up(msg, f"cannot apply {event.type} {event.event_id}: {exc!r}")
-                    continue
-                if execution_id is not None:
-                    touched.setdefault(execution_id, []).append(msg)
-                taken.append(msg)
+                await self._fold(msg, touched, taken)
             await self._carry_out(await self._decide_touched(touched, taken))
         for msg in taken:
             await msg.ack()
+
+    async def _fold(self, msg: Msg, touched: dict[str, list[Msg]], taken: list[Msg]) -> None:
+        """Fold the event in ``msg`` into its execution, in the message's span; note what it touched."""
+        with process_span(self.bus.subjects.template(msg.subject), msg, Subjects.COORDINATOR_EVENTS):
+            event = await self._decode_known(msg)
+            if event is None:
+                return
+            annotate(event)
+            try:
+                execution_id = self.engine.fold_reported(event)
+            except Exception as exc:  # a bad event must not stop the coordinator: set it aside
+                await self._give_up(msg, f"cannot apply {event.type} {event.event_id}: {exc!r}")
+                return
+            if execution_id is not None:
+                touched.setdefault(execution_id, []).append(msg)
+                if tracing_enabled():  # the decision on the execution is published in the span of its last event
+                    self._decided_in[execution_id] = otel_context.get_current()
+            taken.append(msg)
 
     async def _decide_touched(self, touched: dict[str, list[Msg]], taken: list[Msg]) -> list[Effect]:
         """One decision round per execution the batch changed; a round that fails sets its events aside."""
@@ -159,12 +173,22 @@ class Coordinator:
         now = _now()
         for execution_id, msgs in touched.items():
             try:
-                effects += self.engine.decide_folded(execution_id, now)
+                decided = self.engine.decide_folded(execution_id, now)
             except Exception as exc:
                 for msg in msgs:
                     taken.remove(msg)
                     await self._give_up(msg, f"cannot decide on execution {execution_id}: {exc!r}")
+                continue
+            self._in_context(decided, self._decided_in.pop(execution_id, None))
+            effects += decided
+        self._decided_in.clear()
         return effects
+
+    def _in_context(self, effects: list[Effect], context: otel_context.Context | None = None) -> None:
+        """Publish ``effects`` as children of ``context`` (by default the current one: what led to them)."""
+        if tracing_enabled():
+            here = context or otel_context.get_current()
+            self._parents.update((id(effect), here) for effect in effects)
 
     async def _decode_known(self, msg: Msg) -> Event | None:
         """The event in ``msg``, or None after dead-lettering it (undecodable, or naming nothing we know)."""
@@ -194,12 +218,14 @@ class Coordinator:
             except (ValidationError, ValueError) as exc:
                 await self._give_up(msg, f"invalid command: {exc}")
                 continue
+            annotate(command)
             async with self._lock:
                 try:
                     effects = self.engine.on_command(command, _now())
                 except Exception as exc:  # a command the core cannot carry out must not block those after it
                     await self._give_up(msg, f"cannot carry out {command.type} {command.command_id}: {exc!r}")
                     continue
+                self._in_context(effects)
                 await self._carry_out(effects)
             await msg.ack()
 
@@ -223,6 +249,12 @@ class Coordinator:
                 self._arm(effect)
         publishes = [e for e in effects if isinstance(e, Offer | Emit)]
         backoff = Backoff(most_s=2.0)
+        try:
+            await self._publish_all(publishes, backoff)
+        finally:
+            self._parents.clear()
+
+    async def _publish_all(self, publishes: list[Offer | Emit], backoff: Backoff) -> None:
         while publishes:
             failed = await self._publish_round(publishes)
             if not failed:
@@ -265,6 +297,9 @@ class Coordinator:
 
     async def _publish(self, effect: Offer | Emit) -> None:
         """Publish one effect; returns None (``gather`` tells a success by it)."""
+        parent = self._parents.get(id(effect))
+        if parent is not None:
+            otel_context.attach(parent)  # this task's own context (gather runs each publish in a task)
         if isinstance(effect, Offer):
             await self.bus.publish_offer(effect.offer, effect.agent_id)
         else:
@@ -283,4 +318,5 @@ class Coordinator:
         await asyncio.sleep(max(0.0, (wake.at - _now()).total_seconds()))
         async with self._lock:
             self._timers.pop(wake.execution_id, None)
-            await self._carry_out(self.engine.tick(wake.execution_id, _now()))
+            with internal_span("decide on time", wake):
+                await self._carry_out(self.engine.tick(wake.execution_id, _now()))

@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
 
+from opentelemetry.trace import Span
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from planexe_ax.bus import Bus, Event, Msg, PullLoop, Subjects, decode_event_on
 from planexe_ax.bus.replay import resume_after
+from planexe_ax.bus.tracing import process_span
 from planexe_ax.projector.agent_cards import AgentWatcher
 from planexe_ax.projector.handlers import apply_event
 from planexe_ax.projector.plan_catalog import PlanWatcher
@@ -176,10 +179,11 @@ class Projector:
             for item in items:
                 if item.seq <= done or item.event is None:
                     continue
-                if isolate:
-                    applied += await self._apply_isolated(session, item, outcome)
-                elif await apply_event(session, item.event, item.seq):
-                    applied += 1
+                with self._span(item):
+                    if isolate:
+                        applied += await self._apply_isolated(session, item, outcome)
+                    elif await apply_event(session, item.event, item.seq):
+                        applied += 1
             outcome.top = max(done, *(item.seq for item in items))
             if checkpoint is None:
                 session.add(ProjectorCheckpoint(consumer=self.durable, stream_seq=outcome.top))
@@ -187,6 +191,12 @@ class Projector:
                 checkpoint.stream_seq = outcome.top
         self.projected += applied
         log.debug("batch projected", extra={"durable": self.durable, "events": applied, "stream_seq": outcome.top})
+
+    def _span(self, item: _Item) -> AbstractContextManager[Span]:
+        """The process span of one event's write (in the batch's transaction)."""
+        execution_id = item.event.execution_id if item.event else None
+        template = self.bus.subjects.template(item.msg.subject)
+        return process_span(template, item.msg, self.durable, execution_id)
 
     async def _apply_isolated(self, session: AsyncSession, item: _Item, outcome: _Outcome) -> int:
         assert item.event is not None

@@ -8,7 +8,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema, computed_field
+
+from planexe_ax.bus.tracing import trace_id_of
 
 
 def iso(value: datetime | None) -> str | None:
@@ -104,6 +106,13 @@ class ExecutionDetail(ExecutionSummary):
     counts: ExecutionCounts
     current_tasks: list[CurrentTask]
     blockers: list[Blocker]
+    trace_url: str | None = Field(default=None, description="The trace in the trace viewer (PLANEXE_TRACE_URL)")
+
+    @computed_field(description="The execution's trace id (OpenTelemetry, 32 hex digits)")  # type: ignore[prop-decorator]
+    @property
+    def trace_id(self) -> str:
+        """The execution's trace id: every span of the execution is in this trace."""
+        return trace_id_of(self.execution_id)
 
 
 # -- the task tree -----------------------------------------------------------------------------------------
@@ -249,6 +258,12 @@ class ExecutionReport(View):
     started_at: Timestamp | None
     finished_at: Timestamp | None
     tasks: list[ReportTask]
+
+    @computed_field(description="The execution's trace id (OpenTelemetry, 32 hex digits)")  # type: ignore[prop-decorator]
+    @property
+    def trace_id(self) -> str:
+        """The execution's trace id: every span of the execution is in this trace."""
+        return trace_id_of(self.execution_id)
 
 
 # -- the plan catalog --------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from planexe_ax.bus import (
 )
 from planexe_ax.bus.consumer import ErrorsOnce
 from planexe_ax.bus.messages import EventBase
+from planexe_ax.bus.tracing import TRACEPARENT, attempt_span, continued, current_traceparent
 from planexe_ax.bus.work import LeasedOffer, OfferSource, every, put_card, stored_card
 from planexe_ax.readmodel import Sessions
 from planexe_ax.readmodel import agents as read_agents
@@ -88,6 +89,8 @@ class Lease:
     work: LeasedOffer
     agent_id: str
     reporter: Reporter
+    traceparent: str | None = None
+    """The attempt's trace context: the agent's spans and reports continue it."""
 
     @property
     def offer(self) -> TaskOffer:
@@ -293,6 +296,8 @@ class AgentBridge:
             log.info("stale offer dropped", extra={"msg_id": offer.msg_id, "reason": why})
             return None
         lease = Lease(work, agent.card.agent_id, Reporter(self.bus, offer, agent.card.agent_id))
+        with work.span(self.bus.subjects), attempt_span(offer, lease.agent_id):  # short: the agent continues it
+            lease.traceparent = current_traceparent()
         previous = self.leases.get(lease.key)
         if previous is not None:  # redelivered: the lease moved (the first holder had let it lapse)
             log.warning("lease moved", extra={"msg_id": offer.msg_id, "from": previous.agent_id, "to": lease.agent_id})
@@ -336,9 +341,13 @@ class AgentBridge:
         return None if row is None else taken_away(row.status, row.attempt, attempt)
 
     # -- reports ------------------------------------------------------------------------------------------
-    async def report(self, lease: Lease, event: EventBase, event_type: str) -> PubAck:
-        """Publish one report; progress extends the lease, an outcome (result, rejection) ends it."""
-        ack = await self.bus.publish_event(event)
+    async def report(self, lease: Lease, event: EventBase, event_type: str, traceparent: str | None = None) -> PubAck:
+        """Publish one report; progress extends the lease, an outcome (result, rejection) ends it.
+
+        The report continues ``traceparent`` (the agent's span), else the attempt's context.
+        """
+        with continued({TRACEPARENT: traceparent or lease.traceparent or ""}):
+            ack = await self.bus.publish_event(event)
         if isinstance(event, SubtaskResult | SubtaskRejected):
             await self._guard("ack failed", lease.work.finish())
             self.leases.pop(lease.key, None)

@@ -11,7 +11,7 @@ import math
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Response, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Response, status
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from planexe_ax.agents.sdk import RejectOffer
@@ -58,6 +58,10 @@ def bridge(gw: GW) -> AgentBridge:
 
 
 Bridge = Annotated[AgentBridge, Depends(bridge)]
+TraceParent = Annotated[
+    str | None,
+    Header(description="W3C trace context of the agent's own span: the report continues it (else the attempt's)"),
+]
 
 
 async def startup(gw: Gateway) -> None:
@@ -219,7 +223,7 @@ def _liveness(item: AgentView, ttl_s: float) -> AgentView:
         409: {"description": "The id belongs to an agent running on the bus."},
     },
 )
-async def get_work(gw: GW, who: AgentCaller, agents: Bridge, agent_id: str) -> WorkOffer | Response:
+async def get_work(gw: GW, who: AgentCaller, agents: Bridge, agent_id: str, response: Response) -> WorkOffer | Response:
     who.act_as(agent_id)
     agent = await _http_agent(agents, agent_id)
     try:
@@ -229,7 +233,10 @@ async def get_work(gw: GW, who: AgentCaller, agents: Bridge, agent_id: str) -> W
     if lease is None:
         retry_after = max(1, math.ceil(gw.settings.heartbeat_s))
         return Response(status_code=status.HTTP_204_NO_CONTENT, headers={"Retry-After": str(retry_after)})
-    return WorkOffer.model_validate({**dict(lease.offer), "lease": _lease_view(agents, agent, lease)})
+    if lease.traceparent:
+        response.headers["traceparent"] = lease.traceparent
+    offer = WorkOffer.model_validate({**dict(lease.offer), "lease": _lease_view(agents, agent, lease)})
+    return offer.model_copy(update={"traceparent": lease.traceparent})
 
 
 @router.post(
@@ -241,7 +248,9 @@ async def get_work(gw: GW, who: AgentCaller, agents: Bridge, agent_id: str) -> W
         422: {"description": "Not a valid report; `detail` names the field."},
     },
 )
-async def post_event(gw: GW, who: AgentCaller, agents: Bridge, execution_id: str, body: AgentReport) -> ReportAnswer:
+async def post_event(
+    gw: GW, who: AgentCaller, agents: Bridge, execution_id: str, body: AgentReport, traceparent: TraceParent = None
+) -> ReportAnswer:
     who.act_as(body.agent_id)
     agent = await _http_agent(agents, body.agent_id)
     if body.subtask_id is None or body.attempt is None:  # a heartbeat of the agent, about no attempt
@@ -262,7 +271,7 @@ async def post_event(gw: GW, who: AgentCaller, agents: Bridge, execution_id: str
         return await _answer(gw, execution_id, body.subtask_id, _lease_view(agents, agent, lease))
     event = _event(lease, body)
     try:
-        ack = await agents.report(lease, event, body.event_type)
+        ack = await agents.report(lease, event, body.event_type, traceparent)
         seq, duplicate = int(ack.seq), bool(ack.duplicate)
         if isinstance(event, SubtaskResult | SubtaskRejected):
             verdict = await _verdict(gw, lease, seq)
@@ -271,8 +280,9 @@ async def post_event(gw: GW, who: AgentCaller, agents: Bridge, execution_id: str
     except (BusError, NotProjected) as exc:
         raise unavailable(exc) from exc
     held = lease.key in agents.leases
-    return await _answer(gw, execution_id, body.subtask_id, _lease_view(agents, agent, lease) if held else None,
-                         event.event_id, int(ack.seq), duplicate=duplicate)  # fmt: skip
+    answer = await _answer(gw, execution_id, body.subtask_id, _lease_view(agents, agent, lease) if held else None,
+                           event.event_id, int(ack.seq), duplicate=duplicate)  # fmt: skip
+    return answer.model_copy(update={"traceparent": lease.traceparent})
 
 
 async def _http_agent(agents: AgentBridge, agent_id: str) -> HttpAgent:

@@ -22,6 +22,7 @@ from planexe_ax.bus import (
     new_id,
 )
 from planexe_ax.bus.messages import InboxAction
+from planexe_ax.bus.tracing import start_span
 from planexe_ax.errors import PlanTooLarge, PlanValidationError
 from planexe_ax.plans.params import check_subtask_params
 from planexe_ax.plans.problems import plan_error
@@ -123,7 +124,8 @@ async def create_execution(gw: GW, who: Operator, body: NewExecution) -> Executi
     pins.update(body.pins)
     command = StartExecution(execution_id=new_id(), plan=plan, pins=pins, issued_by=who.name)
     try:
-        event = await _send(gw, command)
+        with start_span(command.execution_id, "rest"):
+            event = await _send(gw, command)
     except PlanTooLarge as exc:
         raise HTTPException(status_code=413, detail=str(exc)) from exc
     if isinstance(event, CommandRejected):
@@ -285,4 +287,6 @@ async def _detail(gw: Gateway, execution_id: str) -> ExecutionDetail:
     detail = await executions.execution_detail(gw.sessions, execution_id)
     if detail is None:
         raise HTTPException(status_code=404, detail=f"unknown execution {execution_id}")
+    if gw.settings.trace_url:
+        return detail.model_copy(update={"trace_url": gw.settings.trace_url.format(trace_id=detail.trace_id)})
     return detail

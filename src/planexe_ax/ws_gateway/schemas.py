@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, Field
 
 from planexe_ax.bus import TaskOffer
 from planexe_ax.readmodel.schemas import ReadFigures, Timestamp, View
@@ -50,6 +50,11 @@ class WorkOffer(TaskOffer):
     """An offer leased to an HTTP agent, with its lease."""
 
     lease: LeaseView
+    traceparent: str | None = Field(
+        default=None,
+        description="W3C trace context of the attempt (also the traceparent header): the agent's spans continue it, "
+        "and its reports send it back",
+    )
 
 
 class ReportAnswer(View):
@@ -62,3 +67,6 @@ class ReportAnswer(View):
     subtask_status: str | None
     execution_status: str | None
     lease: LeaseView | None
+    traceparent: str | None = Field(
+        default=None, description="The attempt's trace context, to send with the next report"
+    )

@@ -25,6 +25,7 @@ export class ExecutionView {
     this.el = {
       title: $("#execution-title"),
       id: $("#execution-id"),
+      trace: $("#trace-link"),
       stream: $("#stream-state"),
       status: $("#execution-status"),
       badge: $("#status-badge"),
@@ -97,9 +98,24 @@ export class ExecutionView {
       () => (this.state ? this.state.lastSeq : null),
     );
     this.stream.start();
+    this.showTraceLink(executionId);
     this.inbox.load(executionId);
     this.agents.every(5);
     this.ticker = setInterval(() => this.tick(), 1000);
+  }
+
+  /** Link the execution's trace when the gateway has a trace viewer (PLANEXE_TRACE_URL). */
+  async showTraceLink(executionId) {
+    this.el.trace.hidden = true;
+    try {
+      const detail = await api(`/api/executions/${encodeURIComponent(executionId)}`);
+      if (executionId !== this.id || !detail.trace_url) return;
+      this.el.trace.href = detail.trace_url;
+      this.el.trace.title = `trace ${detail.trace_id}`;
+      this.el.trace.hidden = false;
+    } catch {
+      // not projected yet, or no access: the page works without the link
+    }
   }
 
   close() {

@@ -1,0 +1,87 @@
+"""Export configuration from the OTEL_* variables, span names without ids, trace ids in log lines."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+from planexe_ax.bus import Subjects
+from planexe_ax.bus.tracing import attempt_span_id, execution_root, trace_id_of
+from planexe_ax.errors import ConfigError
+from planexe_ax.logs import JsonFormatter
+from planexe_ax.telemetry import exporter_names, exporters, resource, service_name, setup_tracing
+
+ENDPOINT = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({}, []),
+        (ENDPOINT, ["otlp"]),
+        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://x:4318/v1/traces"}, ["otlp"]),
+        ({"OTEL_TRACES_EXPORTER": "console"}, ["console"]),
+        ({"OTEL_TRACES_EXPORTER": "otlp, console"}, ["otlp", "console"]),
+        ({**ENDPOINT, "OTEL_TRACES_EXPORTER": "none"}, []),
+        ({**ENDPOINT, "OTEL_SDK_DISABLED": "true"}, []),
+    ],
+)
+def test_export_is_on_only_when_the_variables_ask_for_it(env: dict[str, str], names: list[str]) -> None:
+    assert exporter_names(env) == names
+
+
+def test_otlp_goes_over_http_and_other_choices_are_named_when_unavailable() -> None:
+    [otlp] = exporters(ENDPOINT)
+    assert isinstance(otlp, OTLPSpanExporter)
+    assert isinstance(exporters({"OTEL_TRACES_EXPORTER": "console"})[0], ConsoleSpanExporter)
+    with pytest.raises(ConfigError, match="OTEL_TRACES_EXPORTER='zipkin' is not supported"):
+        exporters({"OTEL_TRACES_EXPORTER": "zipkin"})
+    with pytest.raises(ConfigError, match="OTEL_EXPORTER_OTLP_PROTOCOL='http/json' is not supported"):
+        exporters({**ENDPOINT, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
+
+
+def test_nothing_is_installed_without_the_variables() -> None:
+    assert setup_tracing("planexe-ax-cli", {}).provider is None
+
+
+def test_each_service_names_itself_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert service_name("serve", "coordinator") == "planexe-ax-coordinator"
+    assert service_name("exec") == service_name("inbox") == "planexe-ax-cli"
+    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+    monkeypatch.delenv("OTEL_RESOURCE_ATTRIBUTES", raising=False)
+    assert resource("planexe-ax-agents").attributes["service.name"] == "planexe-ax-agents"
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "agents-eu-1")
+    assert resource("planexe-ax-agents").attributes["service.name"] == "agents-eu-1"
+
+
+def test_span_names_keep_the_subject_template_without_ids() -> None:
+    for subjects in (Subjects(), Subjects("t1")):
+        assert subjects.template(subjects.event("0f3a", "task_state")) == "ax.evt.{execution}.task_state"
+        assert subjects.template(subjects.report("0f3a", "subtask_result", "w-1")) == (
+            "ax.evt.{execution}.subtask_result.{agent_id}"
+        )
+        assert subjects.template(subjects.command("0f3a")) == "ax.cmd.{execution}"
+        assert subjects.template(subjects.direct("writer-7")) == "ax.direct.{agent_id}"
+        assert subjects.template(subjects.task("draft_document")) == "ax.task.draft_document"
+        assert subjects.template(subjects.dlq("coordinator")) == "ax.dlq.coordinator"
+
+
+def test_an_execution_has_one_trace_and_each_attempt_its_own_span() -> None:
+    assert trace_id_of("e1") == trace_id_of("e1") != trace_id_of("e2")
+    assert len(trace_id_of("e1")) == 32
+    assert execution_root("e1").span_id != attempt_span_id("e1", "s1", 1) != attempt_span_id("e1", "s1", 2)
+
+
+def test_log_lines_carry_the_current_trace() -> None:
+    from opentelemetry import trace
+
+    root = execution_root("e1")
+    record = logging.LogRecord("planexe_ax.x", logging.INFO, "f", 1, "hello", None, None)
+    with trace.use_span(trace.NonRecordingSpan(root)):
+        line = json.loads(JsonFormatter().format(record))
+    assert (line["trace_id"], line["span_id"]) == (trace_id_of("e1"), f"{root.span_id:016x}")
+    assert "trace_id" not in json.loads(JsonFormatter().format(record))

@@ -1,6 +1,7 @@
 """Throughput and hop latency of executing a plan, against raw JetStream round trips measured in the same run.
 
     python bench/throughput.py [--subtasks 1000] [--agents 2] [--chain 50] [--auth both|on|off]
+    python bench/throughput.py --tracing        # export on against off (auth on), as ratios
 
 Starts its own nats-server (temporary store), a coordinator and N agent runtimes offering a no-op action
 in this process, then:
@@ -15,6 +16,11 @@ With ``--auth both`` (the default) it measures twice, on a nats-server in operat
 connection with its own user JWT and subject permissions, as `planexe-ax up` runs) and on one without
 authentication, and prints the cost of authentication as the ratios of the two.
 
+With ``--tracing`` it measures twice on a server in operator mode: without trace export (no ``OTEL_*``
+variables: no span is made) and with every span sampled and exported over OTLP/HTTP to a receiver in
+another process (tests/helpers/otlp.py, decoding each request as a collector would), and prints the cost
+of tracing as the ratios of the two and the number of spans the receiver got.
+
 Prints one line per figure and the ratios. The projector is not in the loop (it is measured by
 tests/e2e and keeps up in batches); the numbers are the coordinator's and the agents'.
 """
@@ -23,7 +29,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -40,6 +48,9 @@ from planexe_ax.bus import EmbeddedNats, ExecutionStatus, Plan, connect
 from planexe_ax.bus.client import follow, start_execution
 from planexe_ax.config import Settings
 from planexe_ax.coordinator import Coordinator
+from planexe_ax.telemetry import Telemetry, setup_tracing
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class NoParams(BaseModel):
@@ -163,11 +174,55 @@ async def main(subtasks: int, agents: int, chain: int, auth: str) -> None:
               f"median hop {on.hop / off.hop:.3f}, raw publish+ack {on.per_hop_raw / off.per_hop_raw:.3f}")  # fmt: skip
 
 
+def start_receiver() -> tuple[subprocess.Popen[str], str]:
+    """An OTLP/HTTP receiver in its own process (as a collector would be); its URL."""
+    receiver = subprocess.Popen(
+        [sys.executable, "-m", "tests.helpers.otlp"], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert receiver.stdout is not None
+    return receiver, receiver.stdout.readline().strip()
+
+
+def export_on(url: str) -> Telemetry:
+    """Export every span to ``url``, with a queue large enough that the batch processor drops none."""
+    os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = url
+    os.environ.setdefault("OTEL_BSP_MAX_QUEUE_SIZE", "200000")
+    os.environ.setdefault("OTEL_TRACES_SAMPLER", "always_on")
+    return setup_tracing("planexe-ax-bench")
+
+
+async def tracing(subtasks: int, agents: int, chain: int) -> None:
+    """Export off, then on (every span sampled and exported); the ratios of the two."""
+    with tempfile.TemporaryDirectory() as folder:
+        off = await measure(Path(folder), True, subtasks, agents, chain)
+    report("export off", off, subtasks, agents)
+    receiver, url = start_receiver()
+    telemetry = export_on(url)
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            on = await measure(Path(folder), True, subtasks, agents, chain)
+        report("export on", on, subtasks, agents)
+    finally:
+        telemetry.shutdown()
+        assert receiver.stdin is not None
+        assert receiver.stdout is not None
+        receiver.stdin.close()
+        spans = receiver.stdout.readline().strip()
+        receiver.wait(30)
+    print(f"spans received by the OTLP receiver: {spans}")
+    print(f"cost of tracing (export on / off): wide rate {on.rate / off.rate:.3f} "
+          f"({(1 - on.rate / off.rate) * 100:.1f} % lower), median hop {on.hop / off.hop:.3f}")  # fmt: skip
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--subtasks", type=int, default=1000)
     parser.add_argument("--agents", type=int, default=2)
     parser.add_argument("--chain", type=int, default=50)
     parser.add_argument("--auth", choices=["both", "on", "off"], default="both")
+    parser.add_argument("--tracing", action="store_true", help="trace export on against off (instead of auth)")
     args = parser.parse_args()
-    asyncio.run(main(args.subtasks, args.agents, args.chain, args.auth))
+    if args.tracing:
+        asyncio.run(tracing(args.subtasks, args.agents, args.chain))
+    else:
+        asyncio.run(main(args.subtasks, args.agents, args.chain, args.auth))

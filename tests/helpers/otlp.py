@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -119,3 +120,16 @@ def otlp_receiver() -> Iterator[Receiver]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+def main() -> None:
+    """Serve until stdin closes (for a benchmark in another process): print the URL, then the spans received."""
+    with otlp_receiver() as receiver:
+        sys.stdout.write(f"{receiver.url}\n")
+        sys.stdout.flush()
+        sys.stdin.read()
+        sys.stdout.write(f"{len(receiver.spans)}\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -9,10 +9,9 @@ import pytest
 from planexe_ax.cli import example_plan_path
 from planexe_ax.config import Settings
 from tests.helpers.checks import assert_completed
-from tests.helpers.processes import Service, cli
+from tests.helpers.processes import Service, cli, serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.nats]
-READY = "running on nats://"
 
 
 @pytest.fixture
@@ -29,16 +28,8 @@ def env(nats_url: str, settings: Settings, postgres_url: str) -> dict[str, str]:
 
 @pytest.fixture
 def services(env: dict[str, str], tmp_path: Path) -> Iterator[list[Service]]:
-    names = ["projector", "coordinator", "agents", "agents"]
-    started = [Service(["serve", name], env, tmp_path / f"{i}-{name}.log") for i, name in enumerate(names)]
-    try:
-        for service in started:
-            service.wait_for(READY)
+    with serving(["projector", "coordinator", "agents", "agents"], env, tmp_path) as started:
         yield started
-    finally:
-        for service in started:
-            if service.proc.poll() is None:
-                service.kill()
 
 
 def test_exec_start_wait_status_against_separate_processes(env: dict[str, str], services: list[Service]) -> None:

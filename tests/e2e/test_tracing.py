@@ -7,7 +7,7 @@ line; the retry completes. The execution is started over REST and followed by a 
 import json
 import re
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +23,9 @@ from tests.helpers.acli import acli
 from tests.helpers.escalation import FIXED_PARAMS, broken
 from tests.helpers.eventually import eventually
 from tests.helpers.otlp import ReceivedSpan, Receiver, otlp_receiver
-from tests.helpers.processes import Service
+from tests.helpers.processes import Service, serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.nats]
-READY = "running on nats://"
 SERVICES = ["coordinator", "projector", "agents", "gateway"]
 TRACE_URL = "http://jaeger.example:16686/trace/{trace_id}"
 SPAN_NAME = re.compile(
@@ -64,16 +63,9 @@ def env(nats_url: str, settings: Settings, postgres_url: str, receiver: Receiver
 
 
 @pytest.fixture
-async def services(env: dict[str, str], tmp_path: Path) -> AsyncIterator[list[Service]]:
-    started = [Service(["serve", name], env, tmp_path / f"{name}.log") for name in SERVICES]
-    try:
-        for service in started:
-            service.wait_for(READY)
+def services(env: dict[str, str], tmp_path: Path) -> Iterator[list[Service]]:
+    with serving(SERVICES, env, tmp_path) as started:
         yield started
-    finally:
-        for service in started:
-            if service.proc.poll() is None:
-                service.kill()
 
 
 def retry_plan() -> dict[str, Any]:

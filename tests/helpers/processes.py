@@ -6,7 +6,11 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+READY = "running on nats://"
 
 
 class Service:
@@ -53,3 +57,17 @@ def cli(args: list[str], env: dict[str, str], timeout: float = 120.0) -> subproc
         text=True,
         timeout=timeout,
     )
+
+
+@contextmanager
+def serving(names: list[str], env: dict[str, str], folder: Path) -> Iterator[list[Service]]:
+    """`planexe-ax serve NAME` for each name (logs in ``folder``), once each says it runs; killed if still running."""
+    started = [Service(["serve", name], env, folder / f"{i}-{name}.log") for i, name in enumerate(names)]
+    try:
+        for service in started:
+            service.wait_for(READY)
+        yield started
+    finally:
+        for service in started:
+            if service.proc.poll() is None:
+                service.kill()

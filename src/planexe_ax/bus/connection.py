@@ -21,14 +21,13 @@ from nats.js.api import PubAck
 from nats.js.errors import APIError
 from nats.js.kv import KeyValue
 
-from planexe_ax.bus import event_ids
+from planexe_ax.bus import event_ids, tracing
 from planexe_ax.bus.codec import event_subject
 from planexe_ax.bus.errors import WRONG_LAST_SEQUENCE, Deposed
 from planexe_ax.bus.identities import Identities, creds_inbox_prefix
 from planexe_ax.bus.messages import CommandBase, DeadLetter, EventBase, StartExecution, TaskOffer, WireModel, utcnow
 from planexe_ax.bus.subjects import Subjects
 from planexe_ax.bus.topology import ensure_topology
-from planexe_ax.bus.tracing import publish_span
 from planexe_ax.config import Settings
 from planexe_ax.errors import ConfigError, MessageTooLarge, PlanTooLarge
 
@@ -120,7 +119,10 @@ class Bus:
         headers = {"Content-Type": CONTENT_TYPE, "Ax-Type": kind}
         if msg_id:
             headers[MSG_ID] = msg_id
-        with publish_span(self.subjects.template(subject), subject, msg_id, headers, message) as span:
+        if not tracing.enabled():  # no span to make: carry the execution's context, at the cost of a lookup
+            tracing.carry(headers, message)
+            return await self._send(subject, data, headers, fence, kind)
+        with tracing.publish_span(self.subjects.template(subject), subject, msg_id, headers, message) as span:
             ack = await self._send(subject, data, headers, fence, kind)
             if span.is_recording():
                 span.set_attributes(

@@ -153,6 +153,13 @@ def failed(span: Span, reason: str) -> None:
     span.set_status(Status(StatusCode.ERROR, reason[:300]))
 
 
+def carry(headers: dict[str, str], message: object) -> None:
+    """Without spans: put the context of the message's execution (its root) into ``headers``."""
+    execution_id = getattr(message, "execution_id", None)
+    if execution_id is not None:
+        headers[TRACEPARENT] = _root_header(execution_id)
+
+
 @contextmanager
 def publish_span(
     template: str, subject: str, msg_id: str | None, headers: dict[str, str], message: object = None
@@ -168,8 +175,7 @@ def publish_span(
     """
     execution_id = getattr(message, "execution_id", None)
     if not _enabled:
-        if execution_id is not None:
-            headers[TRACEPARENT] = _root_header(execution_id)
+        carry(headers, message)
         yield INVALID_SPAN
         return
     attributes: dict[str, Any] = {

@@ -13,8 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import exists, func, select
-from sqlalchemy.orm import aliased
+from sqlalchemy import func, select
 
 from planexe_ax.readmodel.db import Sessions
 from planexe_ax.readmodel.models import (
@@ -140,36 +139,48 @@ async def enqueue(sessions: Sessions, consumer: str, top_seq: int, owed: list[tu
     return added
 
 
+RUN = 20
+"""Most deliveries of one (webhook, execution) handed out at once, to go one after the other."""
+
+
 def _due_query(now: datetime, limit: int) -> object:
-    earlier = aliased(WebhookDelivery)
-    blocked = exists().where(
-        earlier.webhook_id == WebhookDelivery.webhook_id,
-        earlier.execution_id == WebhookDelivery.execution_id,
-        earlier.status == DELIVERY_PENDING,
-        earlier.stream_seq < WebhookDelivery.stream_seq,
+    ranked = (
+        select(
+            WebhookDelivery.delivery_id,
+            func.row_number()
+            .over(
+                partition_by=(WebhookDelivery.webhook_id, WebhookDelivery.execution_id),
+                order_by=WebhookDelivery.stream_seq,
+            )
+            .label("rank"),
+        )
+        .where(WebhookDelivery.status == DELIVERY_PENDING)
+        .subquery()
     )
     return (
-        select(WebhookDelivery, WebhookRow.url, WebhookRow.secret)
+        select(WebhookDelivery, WebhookRow.url, WebhookRow.secret, ranked.c.rank)
+        .join(ranked, ranked.c.delivery_id == WebhookDelivery.delivery_id)
         .join(WebhookRow, WebhookRow.webhook_id == WebhookDelivery.webhook_id)
-        .where(
-            WebhookRow.status == WEBHOOK_ACTIVE,
-            WebhookDelivery.status == DELIVERY_PENDING,
-            WebhookDelivery.next_attempt_at <= now,
-            ~blocked,
-        )
+        .where(WebhookRow.status == WEBHOOK_ACTIVE, ranked.c.rank <= RUN, WebhookDelivery.next_attempt_at <= now)
         .order_by(WebhookDelivery.stream_seq)
         .limit(limit)
     )
 
 
-async def due(sessions: Sessions, limit: int = 100) -> list[Due]:
-    """Deliveries to attempt now: at most one per webhook and execution (the earliest pending one)."""
+async def due(sessions: Sessions, limit: int = 1000) -> list[list[Due]]:
+    """Runs of deliveries to attempt now, one run per (webhook, execution), each to go in order.
+
+    A run starts at the execution's earliest pending delivery to that webhook: when that one waits for a
+    retry, nothing after it goes.
+    """
     async with sessions() as session:
         rows = (await session.execute(_due_query(datetime.now(UTC), limit))).all()  # type: ignore[call-overload]  # a Select
-    return [
-        Due(d.delivery_id, d.webhook_id, url, secret, d.event_id, d.payload, d.attempts, d.first_due_at)
-        for d, url, secret in rows
-    ]
+    runs: dict[tuple[str, str], list[Due]] = {}
+    for d, url, secret, rank in rows:
+        run = runs.setdefault((d.webhook_id, d.execution_id), [])
+        if rank == len(run) + 1:  # the run so far is unbroken from the earliest pending one
+            run.append(Due(d.delivery_id, d.webhook_id, url, secret, d.event_id, d.payload, d.attempts, d.first_due_at))
+    return [run for run in runs.values() if run]
 
 
 async def next_due_at(sessions: Sessions) -> datetime | None:

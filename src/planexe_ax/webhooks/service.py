@@ -104,9 +104,9 @@ class WebhookService:
         gate = asyncio.Semaphore(PARALLEL)
         while not stop.is_set():
             try:
-                items = await queue.due(self.sessions)
-                if items:
-                    await asyncio.gather(*(self._deliver(item, gate) for item in items))
+                runs = await queue.due(self.sessions)
+                if runs:
+                    await asyncio.gather(*(self._deliver_run(run, gate) for run in runs))
                     continue
                 await self._idle(stop)
             except Exception:  # the read model away: log, wait a round, try again
@@ -129,14 +129,18 @@ class WebhookService:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
-    async def _deliver(self, item: queue.Due, gate: asyncio.Semaphore) -> None:
-        async with gate:
-            outcome = await self.sender.send(item)
-        if outcome.delivered:
-            self.delivered += 1
-        else:
-            outcome = self._next_step(item, outcome)
-        await queue.record(self.sessions, item, outcome)
+    async def _deliver_run(self, run: list[queue.Due], gate: asyncio.Semaphore) -> None:
+        """Deliver one execution's run to one webhook in order; stop at the first failure (it is retried)."""
+        for item in run:
+            async with gate:
+                outcome = await self.sender.send(item)
+            if outcome.delivered:
+                self.delivered += 1
+            else:
+                outcome = self._next_step(item, outcome)
+            await queue.record(self.sessions, item, outcome)
+            if not outcome.delivered:
+                return
 
     def _next_step(self, item: queue.Due, outcome: queue.Outcome) -> queue.Outcome:
         now = datetime.now(UTC)

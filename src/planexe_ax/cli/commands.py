@@ -208,3 +208,25 @@ async def _wait_read_model(settings: Settings, execution_id: str, status: Execut
         if report and report.status == status.value:
             return
         await asyncio.sleep(0.1)
+
+
+async def audit_verify(settings: Settings, execution_id: str, as_json: bool) -> int:
+    """``audit verify``: compare the stream's and the read model's history; exit 1 when they differ."""
+    from planexe_ax.audit import verify
+    from planexe_ax.cli.services import resolve_nats_url
+    from planexe_ax.readmodel import read_model
+
+    bus = await connect(settings, resolve_nats_url(settings), "planexe-ax-audit", provision=False, role="operator")
+    try:
+        async with read_model(settings.effective_database_url) as sessions:
+            report = await verify(bus, sessions, execution_id)
+    finally:
+        await bus.close()
+    if as_json:
+        sys.stdout.write(report.model_dump_json(indent=2) + "\n")
+    else:
+        verdict = "ok" if report.ok else f"{len(report.problems)} difference(s)"
+        sys.stdout.write(f"{execution_id}: {report.events} events in the stream, chain head {report.head}: {verdict}\n")
+        for p in report.problems:
+            sys.stdout.write(f"  seq {p.seq} event {p.event_id}: {p.problem}\n")
+    return EXIT_OK if report.ok else 1

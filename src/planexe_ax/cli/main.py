@@ -58,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("service", choices=list(SERVICES))
     _http_args(serve)
 
+    audit = sub.add_parser("audit", help="verify an execution's history")
+    aud = audit.add_subparsers(dest="audit_command", required=True)
+    check = aud.add_parser("verify", help="the stream's events against the read model's; exit 1 naming each difference")
+    check.add_argument("execution_id")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
     exe = sub.add_parser("exec", help="talk to running services").add_subparsers(dest="exec_command", required=True)
     start = exe.add_parser("start", help="start an execution of PLAN and print its id")
     start.add_argument("plan", type=Path)
@@ -137,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         sys.stderr.write(f"planexe-ax: bad setting: {_first_line(exc)}\n")
         return EXIT_USAGE
-    quiet = args.command in ("run", "demo", "plan", "exec", "auth")
+    quiet = args.command in ("run", "demo", "plan", "exec", "auth", "audit")
     setup_logging("WARNING" if quiet else settings.log_level)
     telemetry = Telemetry()
     try:
@@ -182,6 +187,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from planexe_ax.cli import inbox as inbox_cli
 
         return await inbox_cli.run_inbox_command(settings, args)
+    if args.command == "audit":
+        return await commands.audit_verify(settings, args.execution_id, args.json)
     if args.command in ("up", "serve"):
         names = SERVICES if args.command == "up" else (args.service,)
         return await commands.serve(settings, names, _stop_on_signals())

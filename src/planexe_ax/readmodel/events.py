@@ -53,3 +53,14 @@ async def events_page(
         items=[event_item(row.stream_seq, row.data) for row in page],
         next_cursor=encode_cursor(page[-1].stream_seq) if more and page else None,
     )
+
+
+async def stored_events(sessions: Sessions, execution_id: str) -> list[tuple[int, dict[str, Any]]]:
+    """Every event of the execution as the read model stored it, ``(stream sequence, event)``, oldest first."""
+    query = (
+        select(ExecutionEvent.stream_seq, ExecutionEvent.data)
+        .where(ExecutionEvent.execution_id == execution_id)
+        .order_by(ExecutionEvent.stream_seq)
+    )
+    async with sessions() as session:
+        return [(seq, data) for seq, data in (await session.execute(query)).all()]

@@ -92,7 +92,7 @@ async def plans_of(sessions: Sessions, execution_ids: set[str]) -> dict[str, str
         rows = await session.execute(
             select(Execution.execution_id, Execution.plan_id).where(Execution.execution_id.in_(execution_ids))
         )
-        return dict(rows.tuples().all())
+        return {str(e): str(p) for e, p in rows.all()}
 
 
 async def checkpoint(sessions: Sessions, consumer: str) -> int:

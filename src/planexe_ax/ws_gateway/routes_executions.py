@@ -9,6 +9,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator
 
+from planexe_ax import audit
+from planexe_ax.audit import AuditReport
 from planexe_ax.bus import (
     CancelExecution,
     CommandRejected,
@@ -215,6 +217,17 @@ async def list_events(
     return await events.events_page(
         gw.sessions, execution_id, type_=type, task_id=task_id, agent_id=agent_id, limit=limit, cursor=cursor
     )
+
+
+@router.get(
+    "/api/executions/{execution_id}/audit",
+    summary="Verify the execution's history: the stream's events against the read model's, as a hash chain",
+    responses=NOT_FOUND,
+    dependencies=[READ],
+)
+async def audit_execution(gw: GW, execution_id: str) -> AuditReport:
+    await _detail(gw, execution_id)
+    return await audit.verify(gw.bus, gw.sessions, execution_id)
 
 
 @router.get("/api/inbox", summary="Work waiting for people (open items, or every item)", dependencies=[READ])

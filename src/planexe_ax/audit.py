@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from planexe_ax.bus import Bus, decode_event
+from planexe_ax.bus import AGENT_REPORTS, Bus, decode_event
 from planexe_ax.bus.replay import execution_events
 from planexe_ax.readmodel.db import Sessions
 from planexe_ax.readmodel.events import stored_events
@@ -81,6 +81,26 @@ def compare(execution_id: str, stream: Events, model: Events) -> AuditReport:
     return AuditReport(
         execution_id=execution_id, ok=not problems, events=len(stream), head=chain_head(stream), problems=problems
     )
+
+
+def who(event: dict[str, Any]) -> str:
+    """Who did what ``event`` records: the person (``by``), the agent that reported, else the coordinator."""
+    if event.get("by"):
+        return f"person:{event['by']}"
+    if event.get("agent_id") and event.get("type") in AGENT_REPORTS:
+        return f"agent:{event['agent_id']}"
+    return "coordinator"
+
+
+def export_lines(events: Events) -> list[str]:
+    """The history as JSON Lines for an auditor: each event with who did it and the chain head up to it."""
+    lines, head = [], b""
+    for seq, event in events:
+        head = hashlib.sha256(head + canonical(event)).digest()
+        entry = {"seq": seq, "event_id": event.get("event_id"), "type": event.get("type"), "ts": event.get("ts"),
+                 "who": who(event), "chain": head.hex(), "event": event}  # fmt: skip
+        lines.append(json.dumps(entry, ensure_ascii=False))
+    return lines
 
 
 async def stream_history(bus: Bus, execution_id: str) -> Events:

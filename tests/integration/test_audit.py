@@ -1,9 +1,10 @@
-"""audit verify: passes on a real run; names the event after a read-model row is edited and after a message is
-deleted from the stream, from the REST API and the command line."""
+"""audit export writes who did each thing; audit verify passes on a real run and names the event after a
+read-model row is edited and after a message is deleted from the stream, from the REST API and the command line."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -51,6 +52,21 @@ async def test_audit_passes_on_a_run_and_names_an_edited_row_and_a_deleted_messa
     assert len(report["head"]) == 64
     assert report["problems"] == []
 
+    env = {
+        "PLANEXE_NATS_URL": str(stack.settings.nats_url),
+        "PLANEXE_NATS_AUTH_DIR": str(stack.settings.nats_identities_dir),
+        "PLANEXE_NAMESPACE": stack.settings.namespace,
+        "PLANEXE_DATA_DIR": str(stack.settings.data_dir),
+        "PLANEXE_DATABASE_URL": str(stack.settings.database_url),
+    }
+    exported = await asyncio.to_thread(cli, ["audit", "export", execution_id], env)
+    assert exported.returncode == 0, exported.stderr
+    lines = [json.loads(line) for line in exported.stdout.splitlines()]
+    assert len(lines) == report["events"]
+    assert lines[-1]["chain"] == report["head"]
+    assert {line["who"] for line in lines if line["type"] == "execution_state"} == {"coordinator"}
+    assert all(line["who"].startswith("agent:") for line in lines if line["type"] == "subtask_result")
+
     events = (await stack.client.get(f"/api/executions/{execution_id}/events", params={"limit": 1000})).json()
     edited, deleted = events["items"][5], events["items"][9]
     await edit_row(stack, edited["seq"])
@@ -65,13 +81,6 @@ async def test_audit_passes_on_a_run_and_names_an_edited_row_and_a_deleted_messa
     assert named[(deleted["seq"], deleted["event_id"])].startswith("in the read model but not in the stream")
     assert tampered["head"] != report["head"]
 
-    env = {
-        "PLANEXE_NATS_URL": str(stack.settings.nats_url),
-        "PLANEXE_NATS_AUTH_DIR": str(stack.settings.nats_identities_dir),
-        "PLANEXE_NAMESPACE": stack.settings.namespace,
-        "PLANEXE_DATA_DIR": str(stack.settings.data_dir),
-        "PLANEXE_DATABASE_URL": str(stack.settings.database_url),
-    }
     done = await asyncio.to_thread(cli, ["audit", "verify", execution_id], env)
     assert done.returncode == 1, done.stderr
     assert f"seq {edited['seq']} event {edited['event_id']}: changed" in done.stdout

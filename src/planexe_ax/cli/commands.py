@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import sys
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
@@ -230,3 +231,21 @@ async def audit_verify(settings: Settings, execution_id: str, as_json: bool) -> 
         for p in report.problems:
             sys.stdout.write(f"  seq {p.seq} event {p.event_id}: {p.problem}\n")
     return EXIT_OK if report.ok else 1
+
+
+async def audit_export(settings: Settings, execution_id: str, out: Path | None) -> int:
+    """``audit export``: the read model's history of the execution as JSON Lines (exit 2 when it has none)."""
+    from planexe_ax.audit import export_lines
+    from planexe_ax.readmodel import read_model
+    from planexe_ax.readmodel.events import stored_events
+
+    async with read_model(settings.effective_database_url) as sessions:
+        events = await stored_events(sessions, execution_id)
+    if not events:
+        raise ConfigError(f"no events of execution {execution_id} in the read model (check the id)")
+    text = "".join(line + "\n" for line in export_lines(events))
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        await asyncio.to_thread(out.write_text, text, encoding="utf-8")
+    return EXIT_OK

@@ -63,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     check = aud.add_parser("verify", help="the stream's events against the read model's; exit 1 naming each difference")
     check.add_argument("execution_id")
     check.add_argument("--json", action="store_true", help="print the report as JSON")
+    export = aud.add_parser("export", help="the history as JSON Lines: each event, who did it, the chain head")
+    export.add_argument("execution_id")
+    export.add_argument("--out", type=Path, default=None, help="write here instead of stdout")
     exe = sub.add_parser("exec", help="talk to running services").add_subparsers(dest="exec_command", required=True)
     start = exe.add_parser("start", help="start an execution of PLAN and print its id")
     start.add_argument("plan", type=Path)
@@ -188,6 +191,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
         return await inbox_cli.run_inbox_command(settings, args)
     if args.command == "audit":
+        if args.audit_command == "export":
+            return await commands.audit_export(settings, args.execution_id, args.out)
         return await commands.audit_verify(settings, args.execution_id, args.json)
     if args.command in ("up", "serve"):
         names = SERVICES if args.command == "up" else (args.service,)

@@ -162,6 +162,9 @@ class Settings(BaseSettings):
         "A plan's metadata.notify adds addresses the same way (or a list, for every kind).",
     )
     notify_from: str = Field(default="planexe-ax@localhost", description="The From address of notifications.")
+    notify_retry_s: float = Field(
+        default=5.0, gt=0, description="How long the notifier waits before trying again when the mail server failed."
+    )
     notify_link_ttl_s: float = Field(
         default=7 * 24 * 3600, gt=0, description="How long a mailed one-time link may answer its inbox item."
     )

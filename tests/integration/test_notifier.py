@@ -13,10 +13,18 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from aiosmtpd.controller import Controller
 
+from planexe_ax.bus import InboxOpened
 from planexe_ax.config import Settings
 from tests.helpers.eventually import eventually
 from tests.helpers.gateway import Stack, running_stack
-from tests.integration.test_gateway_executions import people_plan, start, until_item, until_status, upload
+from tests.integration.test_gateway_executions import (
+    all_events,
+    people_plan,
+    start,
+    until_item,
+    until_status,
+    upload,
+)
 
 pytestmark = [pytest.mark.nats, pytest.mark.postgres]
 
@@ -130,3 +138,31 @@ async def test_the_people_an_item_is_for_are_mailed_a_link_that_answers_it_once(
     assert call["agent_id"] == "person-bob_smith_example_org"
     told = sorted(m["To"] for m in sink.messages)
     assert told == ["ann@example.org", "bob.smith@example.org", "carol@example.org", "carol@example.org"], "once each"
+
+
+async def test_a_mail_server_that_is_down_gets_the_item_later_and_each_address_is_told_once(
+    nats_url: str, settings: Settings, postgres_url: str
+) -> None:
+    sink, port = Sink(), _free_port()
+    configured = settings.model_copy(
+        update={"smtp_url": f"smtp://127.0.0.1:{port}", "notify_retry_s": 0.2, "notify_to": {"*": ["ann@example.org"]}}
+    )
+    async with running_stack(configured, nats_url, postgres_url, BACKGROUND_AND_NOTIFIER) as stack:
+        await upload(stack, people_plan("later", approval=True))
+        execution_id = (await start(stack, "later"))["execution_id"]
+        approval = await until_item(stack, execution_id, "approval")
+        notifier = stack.services.notifier
+        assert notifier is not None
+        assert notifier.sent == 0, "nobody listens on the SMTP port yet"
+
+        controller = Controller(sink, hostname="127.0.0.1", port=port)
+        controller.start()
+        try:
+            await mail_to(sink, "ann@example.org", approval["item_id"])
+            opened = await all_events(stack, execution_id, type="inbox_opened")
+            again = await notifier.notify(InboxOpened.model_validate(opened[0]["data"]))
+        finally:
+            controller.stop()
+    assert again == [], "a redelivered event mails nobody twice"
+    assert [m["To"] for m in sink.messages] == ["ann@example.org"]
+    assert notifier.sent == 1

@@ -22,7 +22,6 @@ from planexe_ax.smtp import SmtpRefused, SmtpUnavailable, send_message
 log = logging.getLogger(__name__)
 
 DLQ_SOURCE = "notifier"
-RETRY_DELAY_S = 5.0
 
 
 class Notifier:
@@ -30,15 +29,15 @@ class Notifier:
 
     Args:
         bus: A connected bus (the notifier's identity).
-        settings: smtp_url, notify_to, notify_from, public_url, notify_link_ttl_s and the token folder.
-        retry_delay_s: How long a mail server that failed is left before the event comes again.
+        settings: smtp_url, notify_to, notify_from, public_url, notify_link_ttl_s, notify_retry_s and the token
+            folder.
     """
 
-    def __init__(self, bus: Bus, settings: Settings, *, retry_delay_s: float = RETRY_DELAY_S) -> None:
+    def __init__(self, bus: Bus, settings: Settings) -> None:
         self.bus = bus
         self.settings = settings
         self.links = LinkStore(settings.links_path)
-        self.retry_delay_s = retry_delay_s
+        self.retry_delay_s = settings.notify_retry_s
         self.sent = 0
         self._loop = PullLoop(bus, bus.subjects.events_stream, Subjects.NOTIFIER_INBOX, self._handle)
 

@@ -74,11 +74,23 @@ class Receiver:
         self._spans: list[ReceivedSpan] = []
         self._lock = threading.Lock()
         self.requests = 0
+        self.counted = 0
+        """Spans received (all of them, kept or only counted)."""
 
     def add(self, spans: list[ReceivedSpan]) -> None:
         with self._lock:
             self._spans.extend(spans)
             self.requests += 1
+            self.counted += len(spans)
+
+    def count(self, body: bytes) -> None:
+        """Decode a request and count its spans, keeping none (a benchmark's receiver)."""
+        request = ExportTraceServiceRequest()
+        request.ParseFromString(body)
+        n = sum(len(scope.spans) for resource in request.resource_spans for scope in resource.scope_spans)
+        with self._lock:
+            self.requests += 1
+            self.counted += n
 
     @property
     def spans(self) -> list[ReceivedSpan]:
@@ -87,8 +99,8 @@ class Receiver:
 
 
 @contextmanager
-def otlp_receiver() -> Iterator[Receiver]:
-    """Serve ``POST /v1/traces`` on a free loopback port for the block."""
+def otlp_receiver(keep: bool = True) -> Iterator[Receiver]:
+    """Serve ``POST /v1/traces`` on a free loopback port for the block; ``keep`` False only counts the spans."""
     holder: list[Receiver] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -99,7 +111,10 @@ def otlp_receiver() -> Iterator[Receiver]:
             if self.path != "/v1/traces":
                 self.send_error(404)
                 return
-            holder[0].add(decode(body))
+            if keep:
+                holder[0].add(decode(body))
+            else:
+                holder[0].count(body)
             answer = ExportTraceServiceResponse().SerializeToString()
             self.send_response(200)
             self.send_header("Content-Type", "application/x-protobuf")
@@ -124,11 +139,11 @@ def otlp_receiver() -> Iterator[Receiver]:
 
 def main() -> None:
     """Serve until stdin closes (for a benchmark in another process): print the URL, then the spans received."""
-    with otlp_receiver() as receiver:
+    with otlp_receiver(keep=False) as receiver:
         sys.stdout.write(f"{receiver.url}\n")
         sys.stdout.flush()
         sys.stdin.read()
-        sys.stdout.write(f"{len(receiver.spans)}\n")
+        sys.stdout.write(f"{receiver.counted}\n")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from planexe_ax.agents.reporting import Reporter, execute, validate_params
 from planexe_ax.agents.sdk import Agent, Capability, RejectOffer, TaskContext
 from planexe_ax.bus import Bus, SubtaskRejected, SubtaskResult, TaskOffer, utcnow
 from planexe_ax.bus.consumer import Backoff, ErrorsOnce, supervise
-from planexe_ax.bus.tracing import attempt_span, failed
+from planexe_ax.bus.tracing import fail_current
 from planexe_ax.bus.work import LeasedOffer, OfferSource, delete_card, every, put_card
 
 log = logging.getLogger(__name__)
@@ -202,7 +202,7 @@ class AgentRuntime:
     # -- one offer ----------------------------------------------------------------------------------------
     async def _handle_safely(self, work: LeasedOffer) -> None:
         try:
-            with work.span(self.bus.subjects):
+            with work.attempt_span(self.agent.agent_id):
                 await self._handle(work)
             self.handled += 1
         except asyncio.CancelledError:
@@ -233,11 +233,10 @@ class AgentRuntime:
         await work.finish()
 
     async def _work(self, offer: TaskOffer, delivered: int) -> None:
-        """Work on one attempt inside its span; the capability's own spans nest in it."""
-        with attempt_span(offer, self.agent.agent_id) as span:
-            outcome = await self._attempt(offer, delivered)
-            if isinstance(outcome, SubtaskResult) and not outcome.ok:
-                failed(span, outcome.error or "failed")
+        """Work on one attempt (inside its span: the capability's own spans nest in it)."""
+        outcome = await self._attempt(offer, delivered)
+        if isinstance(outcome, SubtaskResult) and not outcome.ok:
+            fail_current(outcome.error or "failed")
 
     async def _attempt(self, offer: TaskOffer, delivered: int) -> SubtaskResult | SubtaskRejected | None:
         reporter = Reporter(self.bus, offer, self.agent.agent_id)

@@ -122,13 +122,8 @@ class Bus:
         if not tracing.enabled():  # no span to make: carry the execution's context, at the cost of a lookup
             tracing.carry(headers, message)
             return await self._send(subject, data, headers, fence, kind)
-        with tracing.publish_span(self.subjects.template(subject), subject, msg_id, headers, message) as span:
-            ack = await self._send(subject, data, headers, fence, kind)
-            if span.is_recording():
-                span.set_attributes(
-                    {"messaging.nats.stream.name": ack.stream, "messaging.nats.stream.sequence": ack.seq}
-                )
-            return ack
+        with tracing.publish_span(self.subjects.template(subject), subject, msg_id, headers, message):
+            return await self._send(subject, data, headers, fence, kind)
 
     async def _send(
         self, subject: str, data: bytes, headers: dict[str, str], fence: dict[str, str] | None, kind: str

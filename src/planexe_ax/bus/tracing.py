@@ -181,16 +181,23 @@ def publish_span(
     attributes: dict[str, Any] = {
         "messaging.system": "nats",
         "messaging.operation.type": "send",
-        "messaging.operation.name": "publish",
         "messaging.destination.name": subject,
-        "messaging.destination.template": template,
         **planexe_attributes(message),
     }
     if msg_id:
         attributes["messaging.message.id"] = msg_id
-    with _span(f"publish {template}", SpanKind.PRODUCER, attributes, _parent(execution_id)) as span:
-        propagate.inject(headers)
+    # Not made current: nothing runs inside a publish, and its context goes out in the headers only.
+    span = _tracer.start_span(f"publish {template}", _parent(execution_id), SpanKind.PRODUCER, attributes)
+    context = span.get_span_context()
+    headers[TRACEPARENT] = f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+    try:
         yield span
+    except Exception as exc:
+        span.record_exception(exc)
+        span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"[:300]))
+        raise
+    finally:
+        span.end()
 
 
 def message_attributes(msg: Any, group: str) -> dict[str, Any]:
@@ -198,7 +205,6 @@ def message_attributes(msg: Any, group: str) -> dict[str, Any]:
     attributes: dict[str, Any] = {
         "messaging.system": "nats",
         "messaging.operation.type": "process",
-        "messaging.operation.name": "process",
         "messaging.destination.name": msg.subject,
         "messaging.consumer.group.name": group,
     }
@@ -275,10 +281,12 @@ def start_span(execution_id: str, how: str) -> Iterator[Span]:
 
 
 @contextmanager
-def attempt_span(offer: Any, agent_id: str) -> Iterator[Span]:
+def attempt_span(offer: Any, agent_id: str, msg: Any = None, group: str = "agents") -> Iterator[Span]:
     """The span of one attempt at one subtask, current while the capability runs (its own spans nest in it).
 
-    Its id is derived from the attempt, so a retry links to the attempt before it.
+    With ``msg`` (the offer's NATS message) it is also the message's CONSUMER span: it continues the context
+    the offer carries and has its messaging attributes. Its id is derived from the attempt, so a retry
+    links to the attempt before it.
     """
     if not _enabled:
         yield INVALID_SPAN
@@ -290,9 +298,22 @@ def attempt_span(offer: Any, agent_id: str) -> Iterator[Span]:
         before = SpanContext(trace_id, attempt_span_id(execution_id, subtask_id, attempt - 1), is_remote=True)
         links.append(Link(before, {"planexe.attempt": attempt - 1, "planexe.link": "previous attempt"}))
     attributes = {**planexe_attributes(offer), "planexe.agent_id": agent_id}
+    parent, kind = _parent(execution_id), SpanKind.INTERNAL
+    if msg is not None:
+        attributes.update(message_attributes(msg, group))
+        kind = SpanKind.CONSUMER
+        if TRACEPARENT in (msg.headers or {}):
+            parent = propagate.extract(dict(msg.headers))
     ids = (0, attempt_span_id(execution_id, subtask_id, attempt))
-    with _span(f"attempt {offer.action}", SpanKind.INTERNAL, attributes, _parent(execution_id), links, ids) as span:
+    with _span(f"attempt {offer.action}", kind, attributes, parent, links, ids) as span:
         yield span
+
+
+def fail_current(reason: str) -> None:
+    """Mark the current span failed with ``reason`` (an attempt whose result is a failure)."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        failed(span, reason)
 
 
 @contextmanager

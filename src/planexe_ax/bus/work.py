@@ -31,7 +31,7 @@ from planexe_ax.bus.errors import TIMEOUTS, brief_validation_error
 from planexe_ax.bus.messages import AgentCard, TaskOffer
 from planexe_ax.bus.subjects import Subjects
 from planexe_ax.bus.topology import capability_consumer, direct_consumer, ensure_consumer
-from planexe_ax.bus.tracing import process_span
+from planexe_ax.bus.tracing import attempt_span
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +56,9 @@ class LeasedOffer:
         """The offer message's headers (trace context)."""
         return self._msg.headers
 
-    def span(self, subjects: Subjects) -> contextlib.AbstractContextManager[Span]:
-        """The process span of this offer, continuing the context its message carries."""
-        group = self._msg.metadata.consumer or "agents"
-        return process_span(subjects.template(self._msg.subject), self._msg, group, self.offer.execution_id)
+    def attempt_span(self, agent_id: str) -> contextlib.AbstractContextManager[Span]:
+        """The attempt's span, which is also the offer's process span (continuing the context it carries)."""
+        return attempt_span(self.offer, agent_id, self._msg, self._msg.metadata.consumer or "agents")
 
     @property
     def delivered(self) -> int:

@@ -38,7 +38,7 @@ from planexe_ax.bus import (
 )
 from planexe_ax.bus.consumer import ErrorsOnce
 from planexe_ax.bus.messages import EventBase
-from planexe_ax.bus.tracing import TRACEPARENT, attempt_span, continued, current_traceparent
+from planexe_ax.bus.tracing import TRACEPARENT, continued, current_traceparent
 from planexe_ax.bus.work import LeasedOffer, OfferSource, every, put_card, stored_card
 from planexe_ax.readmodel import Sessions
 from planexe_ax.readmodel import agents as read_agents
@@ -296,7 +296,7 @@ class AgentBridge:
             log.info("stale offer dropped", extra={"msg_id": offer.msg_id, "reason": why})
             return None
         lease = Lease(work, agent.card.agent_id, Reporter(self.bus, offer, agent.card.agent_id))
-        with work.span(self.bus.subjects), attempt_span(offer, lease.agent_id):  # short: the agent continues it
+        with work.attempt_span(lease.agent_id):  # short: the agent continues it
             lease.traceparent = current_traceparent()
         previous = self.leases.get(lease.key)
         if previous is not None:  # redelivered: the lease moved (the first holder had let it lapse)

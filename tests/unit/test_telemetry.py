@@ -85,3 +85,22 @@ def test_log_lines_carry_the_current_trace() -> None:
         line = json.loads(JsonFormatter().format(record))
     assert (line["trace_id"], line["span_id"]) == (trace_id_of("e1"), f"{root.span_id:016x}")
     assert "trace_id" not in json.loads(JsonFormatter().format(record))
+
+
+def test_a_ratio_sampler_keeps_or_drops_whole_executions() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    from planexe_ax.bus import tracing
+
+    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.5)), id_generator=tracing.ExecutionIds())
+    tracing.enable(provider)
+    try:
+        kept = {f"e{i}": execution_root(f"e{i}").trace_flags.sampled for i in range(200)}
+        for execution_id, sampled in list(kept.items())[:20]:
+            with tracing.start_span(execution_id, "cli") as root:
+                assert root.is_recording() == sampled, "the start and every later span agree"
+    finally:
+        tracing.disable()
+    assert 60 < sum(kept.values()) < 140
+    assert all(execution_root(e).trace_flags.sampled for e in kept), "without export the context says sampled"

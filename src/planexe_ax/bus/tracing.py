@@ -27,22 +27,35 @@ from opentelemetry.trace import INVALID_SPAN, Link, Span, SpanContext, SpanKind,
 TRACEPARENT = "traceparent"
 _tracer = trace.get_tracer("planexe_ax.bus")
 _enabled = False
+_sampler: Any = None
+"""The SDK sampler of the installed provider: the same for every service, so they agree on an execution."""
 _forced: ContextVar[tuple[int, int] | None] = ContextVar("planexe_forced_ids", default=None)
 """(trace id, span id) the next span started in this context must have (0 for "any")."""
 
 
 def enable(provider: trace.TracerProvider | None = None) -> None:
     """Spans from now on, from ``provider`` (by default the global one; its ids come from :class:`ExecutionIds`)."""
-    global _enabled, _tracer
+    global _enabled, _tracer, _sampler
+    provider = provider or trace.get_tracer_provider()
     _enabled = True
-    _tracer = (provider or trace.get_tracer_provider()).get_tracer("planexe_ax.bus")
+    _tracer = provider.get_tracer("planexe_ax.bus")
+    _sampler = getattr(provider, "sampler", None)
+    execution_root.cache_clear()
 
 
 def disable() -> None:
     """No spans from now on (the state of a process without export)."""
-    global _enabled, _tracer
-    _enabled = False
+    global _enabled, _tracer, _sampler
+    _enabled, _sampler = False, None
     _tracer = trace.get_tracer("planexe_ax.bus")
+    execution_root.cache_clear()
+
+
+def _sampled(trace_id: int) -> bool:
+    """Whether this process's sampler keeps a trace that starts with ``trace_id`` (as the start decided)."""
+    if _sampler is None:
+        return True
+    return bool(_sampler.should_sample(None, trace_id, "start execution").decision.is_sampled())
 
 
 def enabled() -> bool:
@@ -70,10 +83,11 @@ def _hash(*parts: object) -> bytes:
 
 @lru_cache(maxsize=4096)
 def execution_root(execution_id: str) -> SpanContext:
-    """The context of the execution's root span (the start), as a remote parent."""
+    """The context of the execution's root span (the start), as a remote parent, sampled as the start was."""
     trace_id = int.from_bytes(_hash("trace", execution_id)[:16]) or 1
     span_id = int.from_bytes(_hash("root", execution_id)[:8]) or 1
-    return SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    flags = TraceFlags(TraceFlags.SAMPLED if _sampled(trace_id) else TraceFlags.DEFAULT)
+    return SpanContext(trace_id, span_id, is_remote=True, trace_flags=flags)
 
 
 def trace_id_of(execution_id: str) -> str:

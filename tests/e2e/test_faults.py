@@ -104,3 +104,19 @@ async def test_nats_node_killed_on_a_cluster_of_three_the_run_completes(
     measured = await run_scenario("nats-node", tmp_path, postgres_url, replay_url, nodes=3)
     _report(measured, record_property)
     assert measured.killed_node
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.xfail(
+    reason="open: the standby takes the lease and rebuilds (about 3 s after the kill), decides for a few seconds, "
+    "then the run stalls short of COMPLETED (seen in 1 of 1 tries since the fence serialises fenced publishes)",
+    strict=False,
+)
+async def test_leading_coordinator_killed_on_a_cluster_a_standby_takes_over(
+    tmp_path: Path, postgres_url: str, replay_url: str, record_property: RecordProperty
+) -> None:
+    """Two coordinators on a three-node cluster; kill -9 the one holding the lease: the other leads and completes."""
+    measured = await run_scenario("leader", tmp_path, postgres_url, replay_url, nodes=3, coordinators=2)
+    _report(measured, record_property)
+    assert measured.takeover_s is not None
+    assert measured.takeover_s < 15, f"the standby took {measured.takeover_s:.1f} s to take over"

@@ -17,13 +17,18 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nats.js.errors import KeyNotFoundError
+
 from planexe_ax.bus import Bus
 from planexe_ax.bus.embedded import nats_server_binary, stop_process
 from planexe_ax.bus.identities import Identities
+from tests.helpers.eventually import eventually
+from tests.helpers.processes import Service
 
 CLUSTER_NAME = "planexe-ax-test"
 
@@ -180,3 +185,31 @@ async def kill_stream_leader(cluster: NatsCluster, bus: Bus, stream: str) -> str
     assert name, f"{stream} has no cluster leader: {info.cluster}"
     cluster.node(name).kill()
     return name
+
+
+async def lease_holder(bus: Bus, role: str = "coordinator") -> str | None:
+    """Who holds ``role``'s lease now (host-pid), or None."""
+    kv = await bus.js.key_value(bus.subjects.leases_bucket)
+    try:
+        entry = await kv.get(role)
+    except KeyNotFoundError:
+        return None
+    return entry.value.decode() if entry.value else None
+
+
+async def kill_leader(coordinators: Sequence[Service], bus: Bus, timeout: float = 30.0) -> float:  # noqa: ASYNC109 - a plain number, as in eventually()
+    """SIGKILL the coordinator process holding the lease; return the seconds until another holds it."""
+    holder = await lease_holder(bus)
+    assert holder, "no coordinator holds the lease"
+    pid = int(holder.rsplit("-", 1)[1])
+    leader = next((c for c in coordinators if c.proc.pid == pid), None)
+    assert leader is not None, f"the lease holder {holder} is none of the coordinators started"
+    leader.kill()
+    began = time.monotonic()
+
+    async def taken_over() -> bool:
+        now = await lease_holder(bus)
+        return now is not None and now != holder
+
+    await eventually(taken_over, timeout=timeout, every=0.02)
+    return time.monotonic() - began

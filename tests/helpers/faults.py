@@ -43,7 +43,7 @@ from planexe_ax.bus.client import follow
 from planexe_ax.config import Settings
 from planexe_ax.projector import Projector
 from planexe_ax.readmodel import make_engine, make_session_factory, table_dump
-from tests.helpers.cluster import NatsCluster, kill_stream_leader
+from tests.helpers.cluster import NatsCluster, kill_leader, kill_stream_leader
 from tests.helpers.eventually import eventually
 from tests.helpers.processes import Service, cli
 from tests.helpers.slow_agent import ACTION as SLOW_ACTION
@@ -53,8 +53,8 @@ REPO = Path(__file__).resolve().parents[2]
 READY = "running on"  # the URL list that follows may wrap onto the next line
 SLOW_READY = '"agent started"'
 FAULTS = ("agent", "coordinator", "nats", "projector")
-CLUSTER_FAULTS = ("nats-node",)
-"""Faults of a run on a three-node NATS cluster (``nodes=3``)."""
+CLUSTER_FAULTS = ("nats-node", "leader")
+"""Faults of a run on a three-node NATS cluster (``nodes=3``); ``leader`` needs ``coordinators=2`` or more."""
 LIVE_TABLES = frozenset({"agents"})  # mirrors the ax-agents KV bucket (heartbeats), not the event stream
 PROJECTOR_DURABLE = "projector-events"
 
@@ -161,6 +161,8 @@ class Cluster:
     ack_wait_s: float = 2.0
     nodes: int = 1
     """1: one nats-server; 3: a cluster of three with every stream and bucket replicated three times."""
+    coordinators: int = 1
+    """Coordinator processes: one leads, the others stand by."""
     nats: EmbeddedNats | NatsCluster = field(init=False)
     env: dict[str, str] = field(init=False)
     services: dict[str, list[Service]] = field(init=False, default_factory=dict)
@@ -186,6 +188,9 @@ class Cluster:
         for name in ("projector", "coordinator"):
             self.services[name] = [self._spawn(name)]
         await _ready(self.services["projector"][0], self.services["coordinator"][0])
+        standby = [self._spawn("coordinator") for _ in range(self.coordinators - 1)]
+        self.services["coordinator"].extend(standby)
+        await _ready(*standby)
         self.services["agents"] = [self._spawn("agents") for _ in range(self.agents)]
         self.services["slow"] = [self._spawn("slow") for _ in range(self.slow_agents)]
         await _ready(*self.services["agents"], *self.services["slow"])
@@ -383,6 +388,7 @@ class Measurement:
     lost_subtasks: list[str] = field(default_factory=list)
     in_flight_at_kill: int = 0  # projector: events delivered to it and not acked when it was killed
     killed_node: str = ""  # nats-node: the cluster node killed (the leader of AX_EVENTS)
+    takeover_s: float | None = None  # leader: kill -9 of the leading coordinator -> a standby holds the lease
     events: int = 0
     completed_before_fault: int = 0
     tables_compared: list[str] = field(default_factory=list)
@@ -392,13 +398,23 @@ class Measurement:
         """The headline recovery time of this fault."""
         if self.fault == "agent":
             return self.lost_work_s
+        if self.fault == "leader":
+            return self.takeover_s
         if self.fault == "projector":
             return None if self.catch_up_s is None or self.restart_s is None else self.restart_s + self.catch_up_s
         return self.first_completion_s
 
     def line(self) -> str:
         parts = [f"fault={self.fault}", f"total={self.total_s:.2f}s"]
-        for name in ("fault_at_s", "restart_s", "first_completion_s", "lost_work_s", "catch_up_s", "end_s"):
+        for name in (
+            "fault_at_s",
+            "restart_s",
+            "takeover_s",
+            "first_completion_s",
+            "lost_work_s",
+            "catch_up_s",
+            "end_s",
+        ):
             value = getattr(self, name)
             if value is not None:
                 parts.append(f"{name}={value:.2f}")
@@ -489,6 +505,7 @@ async def run_scenario(
     fault_after: int = 60,
     plan: dict[str, Any] | None = None,
     nodes: int = 1,
+    coordinators: int = 1,
 ) -> Measurement:
     """Run the plan on a fresh cluster, inject ``fault`` (one of FAULTS, or "none") after ``fault_after``
     subtasks completed, and check every invariant. Raises AssertionError with the process logs on a breach."""
@@ -501,7 +518,7 @@ async def run_scenario(
     # killed projector held for longer than its restart takes (10 s; the default is 30 s), as in production:
     # events published meanwhile reach the new projector before those come back.
     ack_wait_s = 10.0 if fault == "projector" else 2.0
-    cluster = Cluster(folder / "cluster", database_url, ack_wait_s=ack_wait_s, nodes=nodes)
+    cluster = Cluster(folder / "cluster", database_url, ack_wait_s=ack_wait_s, nodes=nodes, coordinators=coordinators)
     measured = Measurement(fault)
     clock = time.monotonic()
 
@@ -541,6 +558,9 @@ async def run_scenario(
                 assert isinstance(cluster.nats, NatsCluster), "the nats-node fault needs nodes=3"
                 fault_at = datetime.now(UTC)
                 measured.killed_node = await kill_stream_leader(cluster.nats, bus, bus.subjects.events_stream)
+            elif fault == "leader":
+                fault_at = datetime.now(UTC)
+                measured.takeover_s = await kill_leader(cluster.services["coordinator"], bus)
             elif fault == "nats":
                 await bus.close()
                 fault_at = datetime.now(UTC)

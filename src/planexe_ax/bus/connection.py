@@ -85,6 +85,7 @@ class Bus:
     _plans: KeyValue | None = field(default=None, repr=False)
     closing: bool = False
     fence: dict[str, str] = field(default_factory=dict)
+    _fenced: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
     """Set while this process leads (:mod:`planexe_ax.bus.leader`): the epoch every decision event carries."""
     reconnected_at: datetime | None = None
     report_key: bytes = field(default_factory=event_ids.report_key, repr=False)
@@ -132,7 +133,10 @@ class Bus:
         if not fence:
             return await self.js.publish(subject, data, headers=headers)
         try:
-            return await self.js.publish(subject, data, headers={**headers, **fence})
+            # One fenced publish in flight at a time: a clustered stream refuses a second one checking the
+            # same subject while the first is being replicated (10164), whatever the two epochs.
+            async with self._fenced:
+                return await self.js.publish(subject, data, headers={**headers, **fence})
         except APIError as exc:
             if exc.err_code == WRONG_LAST_SEQUENCE:
                 raise Deposed(f"{kind} refused: a newer leader fenced this one off ({exc.description})") from exc

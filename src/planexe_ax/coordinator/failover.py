@@ -14,7 +14,7 @@ import os
 import socket
 
 from planexe_ax.bus import Bus, Deposed
-from planexe_ax.bus.leader import LeaderLease
+from planexe_ax.bus.leader import PASSING, LeaderLease
 from planexe_ax.coordinator.service import Coordinator
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,12 @@ class FailoverCoordinator:
 
     async def start(self) -> None:
         """Lead at once when nobody does (rebuilt before this returns, as a single coordinator is); else stand by."""
-        if await self.lease.try_acquire():
+        try:
+            leads = await self.lease.try_acquire()
+        except PASSING as exc:  # a bucket just made on a cluster may not answer yet: campaign in run()
+            log.warning("first campaign failed", extra={"error": repr(exc)})
+            leads = False
+        if leads:
             await self._begin()
         else:
             log.info("coordinator standing by", extra={"holder": self.lease.holder})

@@ -46,9 +46,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from planexe_ax.agents import Agent, AgentRuntime, TaskContext, capability
 from planexe_ax.bus import EmbeddedNats, ExecutionStatus, Plan, connect
 from planexe_ax.bus.client import follow, start_execution
+from planexe_ax.common.telemetry import Telemetry, setup_tracing
 from planexe_ax.config import Settings
 from planexe_ax.coordinator import Coordinator
-from planexe_ax.telemetry import Telemetry, setup_tracing
 
 ROOT = Path(__file__).resolve().parents[1]
 

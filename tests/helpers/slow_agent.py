@@ -16,8 +16,8 @@ from pydantic import BaseModel, Field
 
 from planexe_ax.agents import Agent, AgentRuntime, TaskContext, capability
 from planexe_ax.bus import connect
+from planexe_ax.common.logs import setup_logging
 from planexe_ax.config import Settings
-from planexe_ax.logs import setup_logging
 
 ACTION = "slow_step"
 BEGIN, END = "slow step begin", "slow step end"

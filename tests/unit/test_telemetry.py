@@ -11,9 +11,9 @@ from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
 from planexe_ax.bus import Subjects
 from planexe_ax.bus.tracing import attempt_span_id, execution_root, trace_id_of
+from planexe_ax.common.logs import JsonFormatter
+from planexe_ax.common.telemetry import exporter_names, exporters, resource, service_name, setup_tracing
 from planexe_ax.errors import ConfigError
-from planexe_ax.logs import JsonFormatter
-from planexe_ax.telemetry import exporter_names, exporters, resource, service_name, setup_tracing
 
 ENDPOINT = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}
 

@@ -10,7 +10,7 @@ import pytest
 
 from planexe_ax.agents import TaskContext
 from planexe_ax.agents.toolkit import analyze_website, web_scrape
-from planexe_ax.agents.toolkit.egress import EgressRefused, FetchPolicy, refusal
+from planexe_ax.common.egress import EgressRefused, FetchPolicy, refusal
 from planexe_ax.config import Settings
 from planexe_ax.errors import PermanentError
 from tests.helpers.web_site import SiteHandler, serve_site

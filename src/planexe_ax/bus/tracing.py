@@ -6,7 +6,7 @@ place a span in the execution's trace without looking anything up (a decision ta
 sent days later). A message carries its producer's context in ``traceparent``; a consumer continues it.
 
 Spans are made only when an SDK tracer provider is installed (:func:`enable`, by
-:mod:`planexe_ax.telemetry` when the ``OTEL_*`` variables ask for export). Without one nothing is
+:mod:`planexe_ax.common.telemetry` when the ``OTEL_*`` variables ask for export). Without one nothing is
 recorded and a message only carries the execution's root context (a cached string).
 """
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from planexe_ax.bus import SERVICE_ROLES, Identities, Subjects, check_id, check_token
 from planexe_ax.bus.jwt import write_secret
+from planexe_ax.cli.exit_codes import EXIT_OK
 from planexe_ax.config import Settings
 from planexe_ax.errors import ConfigError
-from planexe_ax.exit_codes import EXIT_OK
 
 
 def add_nats_auth_parsers(auth: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

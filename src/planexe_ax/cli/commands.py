@@ -15,12 +15,12 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from planexe_ax.bus import Bus, Event, ExecutionStatus, Plan, SubtaskState, TaskState, TaskStatus, connect
 from planexe_ax.bus.client import control, control_task, execution_known, follow, start_execution
 from planexe_ax.cli.auth_http import LOCAL_TOKEN_FILE, login_link
+from planexe_ax.cli.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
 from planexe_ax.cli.people import AutoPeople, InboxNotices
 from planexe_ax.cli.reports import print_summary, read_report
 from planexe_ax.cli.services import BACKGROUND, SERVICES, nats_server, start_services
 from planexe_ax.config import Settings
 from planexe_ax.errors import ConfigError
-from planexe_ax.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
 from planexe_ax.readmodel import execution_report
 from planexe_ax.readmodel.schemas import ExecutionReport
 
@@ -213,9 +213,9 @@ async def _wait_read_model(settings: Settings, execution_id: str, status: Execut
 
 async def audit_verify(settings: Settings, execution_id: str, as_json: bool) -> int:
     """``audit verify``: compare the stream's and the read model's history; exit 1 when they differ."""
-    from planexe_ax.audit import verify
     from planexe_ax.cli.services import resolve_nats_url
     from planexe_ax.readmodel import read_model
+    from planexe_ax.readmodel.audit import verify
 
     bus = await connect(settings, resolve_nats_url(settings), "planexe-ax-audit", provision=False, role="operator")
     try:
@@ -235,8 +235,8 @@ async def audit_verify(settings: Settings, execution_id: str, as_json: bool) -> 
 
 async def audit_export(settings: Settings, execution_id: str, out: Path | None) -> int:
     """``audit export``: the read model's history of the execution as JSON Lines (exit 2 when it has none)."""
-    from planexe_ax.audit import export_lines
     from planexe_ax.readmodel import read_model
+    from planexe_ax.readmodel.audit import export_lines
     from planexe_ax.readmodel.events import stored_events
 
     async with read_model(settings.effective_database_url) as sessions:

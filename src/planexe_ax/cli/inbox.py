@@ -14,12 +14,12 @@ from rich.console import Console
 from rich.table import Table
 
 from planexe_ax.bus import Bus, ResolveInbox, connect
+from planexe_ax.cli.exit_codes import EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
 from planexe_ax.cli.people import current_user, resolve_item
 from planexe_ax.cli.schemas import bus_schemas
 from planexe_ax.cli.services import resolve_nats_url
 from planexe_ax.config import Settings
 from planexe_ax.errors import PlanExeAXError
-from planexe_ax.exit_codes import EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
 from planexe_ax.plans.params import check_subtask_params
 from planexe_ax.readmodel import inbox_item, inbox_items, read_model
 from planexe_ax.readmodel.schemas import InboxEntry

@@ -13,13 +13,13 @@ from pathlib import Path
 from planexe_ax.bus import connect
 from planexe_ax.cli.auth_http import add_auth_http_parsers
 from planexe_ax.cli.auth_nats import add_nats_auth_parsers
+from planexe_ax.cli.exit_codes import EXIT_USAGE
 from planexe_ax.cli.plan import add_plan_parsers, load_checked, load_plan, run_plan_command, warn
 from planexe_ax.cli.services import SERVICES
+from planexe_ax.common.logs import setup_logging
+from planexe_ax.common.telemetry import Telemetry, service_name, setup_tracing
 from planexe_ax.config import Settings
 from planexe_ax.errors import ConfigError, PlanValidationError
-from planexe_ax.exit_codes import EXIT_USAGE
-from planexe_ax.logs import setup_logging
-from planexe_ax.telemetry import Telemetry, service_name, setup_tracing
 
 
 def example_plan_path() -> Path:

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from planexe_ax.bus import Plan
+from planexe_ax.cli.exit_codes import EXIT_OK
 from planexe_ax.config import Settings
 from planexe_ax.errors import PlanValidationError
-from planexe_ax.exit_codes import EXIT_OK
 from planexe_ax.plans.params import ParamsSchema
 from planexe_ax.plans.validation import CheckedPlan
 

@@ -13,9 +13,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from planexe_ax.bus import ExecutionStatus
+from planexe_ax.cli.exit_codes import EXIT_OK, EXIT_USAGE
 from planexe_ax.config import Settings
 from planexe_ax.errors import ConfigError
-from planexe_ax.exit_codes import EXIT_OK, EXIT_USAGE
 from planexe_ax.readmodel import ReadModelError, Sessions, execution_report, read_model
 from planexe_ax.readmodel.executions import list_executions
 from planexe_ax.readmodel.schemas import ExecutionPage, ExecutionReport

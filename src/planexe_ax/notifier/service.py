@@ -14,10 +14,10 @@ from typing import Any
 from planexe_ax.bus import Bus, InboxOpened, Msg, PullLoop, Subjects, decode_event, decode_event_on
 from planexe_ax.bus.messages import ExecutionCreated
 from planexe_ax.bus.replay import last_event
+from planexe_ax.common.inbox_links import LinkStore
+from planexe_ax.common.smtp import SmtpRefused, SmtpUnavailable, send_message
 from planexe_ax.config import Settings
-from planexe_ax.inbox_links import LinkStore
 from planexe_ax.notifier.mail import answer_link, message, recipients
-from planexe_ax.smtp import SmtpRefused, SmtpUnavailable, send_message
 
 log = logging.getLogger(__name__)
 

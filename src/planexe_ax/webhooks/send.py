@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from standardwebhooks.webhooks import Webhook
 
-from planexe_ax.agents.toolkit.egress import EgressRefused, FetchPolicy, checked_client
+from planexe_ax.common.egress import EgressRefused, FetchPolicy, checked_client
 from planexe_ax.readmodel.webhook_queue import Due, Outcome
 
 USER_AGENT = "PlanExe-AX-Webhooks/1"

@@ -19,8 +19,8 @@ from fastapi.responses import JSONResponse
 
 from planexe_ax import __version__
 from planexe_ax.bus import connect
+from planexe_ax.common.inbox_links import LinkStore
 from planexe_ax.config import Settings
-from planexe_ax.inbox_links import LinkStore
 from planexe_ax.readmodel import BadCursor, make_engine, make_session_factory
 from planexe_ax.ws_gateway import (
     dashboard,

@@ -9,8 +9,6 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator
 
-from planexe_ax import audit
-from planexe_ax.audit import AuditReport
 from planexe_ax.bus import (
     CancelExecution,
     CommandRejected,
@@ -29,7 +27,8 @@ from planexe_ax.errors import PlanTooLarge, PlanValidationError
 from planexe_ax.plans.params import check_subtask_params
 from planexe_ax.plans.problems import plan_error
 from planexe_ax.plans.validation import check_plan
-from planexe_ax.readmodel import catalog, events, executions
+from planexe_ax.readmodel import audit, catalog, events, executions
+from planexe_ax.readmodel.audit import AuditReport
 from planexe_ax.readmodel.inbox import inbox_item, inbox_items
 from planexe_ax.readmodel.replay import execution_at
 from planexe_ax.readmodel.schemas import (

@@ -21,9 +21,9 @@ from fastapi.routing import APIRoute
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.datastructures import Headers
 
+from planexe_ax.common.inbox_links import PREFIX as LINK_PREFIX
+from planexe_ax.common.inbox_links import LinkRefused, LinkStore
 from planexe_ax.config import Settings
-from planexe_ax.inbox_links import PREFIX as LINK_PREFIX
-from planexe_ax.inbox_links import LinkRefused, LinkStore
 from planexe_ax.ws_gateway.tokens import GRANTS, NEEDED, Right, Role, TokenError, TokenRecord, TokenStore
 
 COOKIE = "planexe_session"

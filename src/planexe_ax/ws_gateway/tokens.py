@@ -19,7 +19,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from planexe_ax.bus import check_id, utcnow
-from planexe_ax.secretfile import locked, write_private
+from planexe_ax.common.secretfile import locked, write_private
 
 PREFIX = "pxa_"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")

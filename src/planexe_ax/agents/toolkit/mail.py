@@ -20,8 +20,8 @@ from pydantic import BaseModel, Field, field_validator
 from planexe_ax.agents.sdk import TaskContext, capability
 from planexe_ax.agents.toolkit._files import inside, rel, slug
 from planexe_ax.bus import utcnow
+from planexe_ax.common.smtp import SmtpRefused, SmtpUnavailable, send_message
 from planexe_ax.errors import PermanentError, RetryableError
-from planexe_ax.smtp import SmtpRefused, SmtpUnavailable, send_message
 
 _ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$|^[^@\s<>]+@localhost$")
 

@@ -1,6 +1,6 @@
 """``web_scrape``: fetch a page with httpx and extract what matches a simple CSS selector.
 
-Fetches pass the egress policy (:mod:`planexe_ax.agents.toolkit.egress`): no private or local address unless
+Fetches pass the egress policy (:mod:`planexe_ax.common.egress`): no private or local address unless
 ``PLANEXE_FETCH_ALLOW`` lists it.
 
 Also holds the page fetcher and HTML reader that ``analyze_website`` uses.
@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from planexe_ax.agents.sdk import TaskContext, capability
 from planexe_ax.agents.toolkit._files import rel, slug, write_json
-from planexe_ax.agents.toolkit.egress import checked_client
+from planexe_ax.common.egress import checked_client
 from planexe_ax.errors import PermanentError, RetryableError
 
 MAX_BYTES = 2_000_000
@@ -44,7 +44,7 @@ class Fetched:
 async def fetch_page(url: str, allow: Sequence[str] = (), timeout_s: float = 15.0) -> Fetched:
     """GET ``url`` (http or https, at most ``MAX_REDIRECTS`` redirects, at most ``MAX_BYTES`` read).
 
-    Every hop passes the egress policy (:mod:`~planexe_ax.agents.toolkit.egress`) with ``allow``, the
+    Every hop passes the egress policy (:mod:`~planexe_ax.common.egress`) with ``allow``, the
     entries of ``PLANEXE_FETCH_ALLOW``.
 
     Raises:

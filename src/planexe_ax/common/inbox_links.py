@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from planexe_ax.bus import utcnow
-from planexe_ax.secretfile import locked, write_private
+from planexe_ax.common.secretfile import locked, write_private
 
 PREFIX = "pxl_"
 

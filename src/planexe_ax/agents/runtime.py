@@ -18,6 +18,7 @@ import logging
 import os
 import socket
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 from pydantic import BaseModel
 
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 
 CANCEL_WAIT_S = 5.0
 CANCEL_GRACE_S = 0.5
+WATCH_LINGER_S = 30.0
+"""How long an execution's watch outlives its last attempt here: the next offer of a chain finds it ready."""
 
 
 class AgentRuntime:
@@ -80,6 +83,9 @@ class AgentRuntime:
         self._started_at = utcnow()
         self._watches: dict[str, ExecutionWatch] = {}
         self._watch_lock = asyncio.Lock()
+        self._idle: dict[str, float] = {}
+        """Executions whose watch has no work now, since when (loop time)."""
+        self._watched_since: dict[str, datetime | None] = {}
 
     @property
     def current(self) -> list[str]:
@@ -88,8 +94,8 @@ class AgentRuntime:
 
     @property
     def watching(self) -> list[str]:
-        """Ids of the executions whose decisions the runtime follows now (it has work in them)."""
-        return sorted(self._watches)
+        """Ids of the executions whose decisions the runtime follows for work in them now."""
+        return sorted(execution_id for execution_id, watch in self._watches.items() if watch.contexts)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set, then finish in-flight work (up to ``grace_s``) and return.
@@ -121,6 +127,8 @@ class AgentRuntime:
             await self._drain()
         finally:
             await self._cancel_inflight()
+            async with self._watch_lock:
+                await self._stop_idle_watches(everything=True)
             await self._offers.close()
             stopped.set()
             await heartbeat
@@ -304,14 +312,7 @@ class AgentRuntime:
     async def _watching(self, ctx: TaskContext) -> AsyncIterator[None]:
         """Follow the decisions about ``ctx``'s execution while the block runs."""
         async with self._watch_lock:
-            watch = self._watches.get(ctx.execution_id)
-            if watch is None:
-                watch = ExecutionWatch(self.bus, ctx.execution_id, self._log_once)
-                try:
-                    await watch.start()
-                except Exception as exc:  # the work can still be done, only pause and cancel would not reach it
-                    self._log_once("cannot follow the execution", exc, execution_id=ctx.execution_id)
-                self._watches[ctx.execution_id] = watch
+            watch = await self._watch(ctx.execution_id)
             watch.add(ctx)
         try:
             yield
@@ -319,8 +320,35 @@ class AgentRuntime:
             async with self._watch_lock:
                 watch.remove(ctx)
                 if not watch.contexts:
-                    del self._watches[ctx.execution_id]
-                    await watch.stop()
+                    self._idle[ctx.execution_id] = asyncio.get_running_loop().time()
+                await self._stop_idle_watches()
+
+    async def _watch(self, execution_id: str) -> ExecutionWatch:
+        """The execution's watch: kept between offers (a chain's next offer finds it), new after a reconnect."""
+        watch = self._watches.get(execution_id)
+        self._idle.pop(execution_id, None)
+        if watch is not None and self._watched_since.get(execution_id) == self.bus.reconnected_at:
+            return watch
+        if watch is not None:  # events published while the connection was down were missed: follow afresh
+            await watch.stop()
+        watch = ExecutionWatch(self.bus, execution_id, self._log_once)
+        try:
+            await watch.start()
+        except Exception as exc:  # the work can still be done, only pause and cancel would not reach it
+            self._log_once("cannot follow the execution", exc, execution_id=execution_id)
+        self._watches[execution_id] = watch
+        self._watched_since[execution_id] = self.bus.reconnected_at
+        return watch
+
+    async def _stop_idle_watches(self, everything: bool = False) -> None:
+        """Stop the watches without work that ended (cancelled, completed) or have been idle for a while."""
+        now = asyncio.get_running_loop().time()
+        for execution_id, since in list(self._idle.items()):
+            watch = self._watches[execution_id]
+            if everything or watch.cancelled or now - since > WATCH_LINGER_S:
+                del self._watches[execution_id], self._idle[execution_id]
+                self._watched_since.pop(execution_id, None)
+                await watch.stop()
 
 
 def _retrieve(task: asyncio.Task[object]) -> None:

@@ -34,19 +34,23 @@ class AgentDirectory:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Follow the bucket until ``stop`` is set."""
-        initial_done = False
+        initial_done, checked = False, 0.0
+        loop = asyncio.get_running_loop()
         async for entry in self.bus.agent_updates(stop, self.poll_s):
             if entry is None:
                 initial_done = True  # the initial values are in (or the bucket is quiet)
-            else:
-                self._take(entry)
-            if initial_done:
+            changed = entry is None or self._take(entry)
+            # A heartbeat that changes nothing costs nothing: ages are checked every poll_s, not per entry.
+            if initial_done and (changed or loop.time() - checked >= self.poll_s):
+                checked = loop.time()
                 await self._publish_if_changed()
 
-    def _take(self, entry: KvEntry) -> None:
+    def _take(self, entry: KvEntry) -> bool:
+        """Keep the card of ``entry``; whether that may change who is online or what they offer."""
+        known = self.cards.get(entry.key)
         if entry.removed:
             self.cards.pop(entry.key, None)
-            return
+            return known is not None
         try:
             card = AgentCard.model_validate_json(entry.value)
             if card.agent_id != entry.key:
@@ -54,8 +58,10 @@ class AgentDirectory:
         except (ValidationError, ValueError) as exc:
             log.warning("agent card ignored", extra={"agent_id": entry.key, "error": str(exc).splitlines()[0]})
             self.cards.pop(entry.key, None)
-            return
+            return known is not None
         self.cards[entry.key] = card
+        online = self.online or {}
+        return known is None or entry.key not in online or known.capabilities != card.capabilities
 
     async def _publish_if_changed(self) -> None:
         ttl = timedelta(seconds=self.bus.settings.agent_ttl_s)

@@ -104,12 +104,20 @@ async def supervise(
             await backoff.wait(stop)
 
 
+def _num_pending(msg: Msg) -> int:
+    """How many messages the consumer had left after ``msg`` when it was delivered (unknown: 1)."""
+    try:
+        return int(msg.metadata.num_pending or 0)
+    except Exception:  # not a JetStream delivery: assume there may be more
+        return 1
+
+
 class PullLoop:
     """Consume one durable pull consumer until ``stop`` is set.
 
     The first fetch of a round asks for one message (it returns as soon as one arrives); when
-    ``batch`` > 1 a second, short fetch collects whatever else is waiting, so a busy stream is
-    handled in batches and an idle one with no added latency.
+    ``batch`` > 1 and that message says more are waiting, a second fetch takes them (up to ``batch``),
+    so a busy stream is handled in batches and an idle one costs one pull per message, with no wait.
 
     Args:
         bus: The connection.
@@ -166,9 +174,12 @@ class PullLoop:
             first: list[Msg] = await fetch(1, timeout=self.idle_timeout_s)
         except TIMEOUTS:
             return []
-        if self.batch > 1:
+        waiting = _num_pending(first[-1]) if first else 0
+        if (
+            self.batch > 1 and waiting
+        ):  # more are waiting: take them (a fetch on an empty consumer waits out its timeout)
             with contextlib.suppress(*TIMEOUTS):
-                first.extend(await fetch(self.batch - 1, timeout=0.002))
+                first.extend(await fetch(min(self.batch - 1, waiting), timeout=0.05))
         return first
 
     async def _handle(self, msgs: list[Msg]) -> None:

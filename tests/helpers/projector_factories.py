@@ -27,7 +27,7 @@ from planexe_ax.bus import (
     TaskStatus,
 )
 from planexe_ax.bus.messages import Event, EventBase
-from planexe_ax.projector.handlers import apply_event
+from planexe_ax.readmodel.projection import apply_event
 
 E = TypeVar("E", bound=EventBase)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from planexe_ax.projector.plan_catalog import PLANS_CHECKPOINT
+from planexe_ax.readmodel.projection import PLANS_CHECKPOINT
 from tests.helpers.gateway import Stack, example_document
 
 pytestmark = [pytest.mark.nats, pytest.mark.postgres]

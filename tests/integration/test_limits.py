@@ -13,7 +13,7 @@ from planexe_ax.bus import Bus, CancelExecution, ExecutionStatus, connect
 from planexe_ax.bus.client import follow, start_execution
 from planexe_ax.bus.errors import BusError
 from planexe_ax.config import Settings
-from planexe_ax.projector.plan_catalog import PLANS_CHECKPOINT
+from planexe_ax.readmodel.projection import PLANS_CHECKPOINT
 from tests.helpers.acli import acli
 from tests.helpers.agents import dead_letters
 from tests.helpers.eventually import eventually

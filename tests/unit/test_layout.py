@@ -131,3 +131,67 @@ def test_the_gateway_holds_no_sql() -> None:
         for line, what in sql_uses(path.read_text(encoding="utf-8"))
     ]
     assert offences == [], "SQL in the gateway (add a query to readmodel/):\n" + "\n".join(offences)
+
+
+# Which packages each package may import (the import rules of AGENTS.md). Services share libraries, never
+# each other: bus (the wire), plans (plan tooling), readmodel (tables, projection, queries), common (what
+# several need and none owns), the agent SDK (agents) and webhooks' target check; cli composes them all.
+BASICS = frozenset({"config", "errors"})
+ALLOWED: dict[str, frozenset[str]] = {
+    "bus": BASICS,
+    "common": BASICS | {"bus"},
+    "plans": BASICS | {"bus"},
+    "readmodel": BASICS | {"bus", "plans", "common"},
+    "coordinator": BASICS | {"bus", "plans", "common"},
+    "agents": BASICS | {"bus", "common"},
+    "projector": BASICS | {"bus", "readmodel", "common"},
+    "notifier": BASICS | {"bus", "readmodel", "common"},
+    "webhooks": BASICS | {"bus", "readmodel", "common"},
+    "ws_gateway": BASICS | {"bus", "readmodel", "plans", "common", "agents", "webhooks"},
+    "cli": BASICS
+    | {
+        "bus",
+        "readmodel",
+        "plans",
+        "common",
+        "agents",
+        "coordinator",
+        "projector",
+        "notifier",
+        "webhooks",
+        "ws_gateway",
+    },
+}
+
+
+def package_imports(path: Path) -> list[tuple[int, str]]:
+    """(line, package) of every ``planexe_ax.<package>`` the module at ``path`` imports."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module == "planexe_ax":
+            names = [f"planexe_ax.{a.name}" for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        else:
+            continue
+        found += [(node.lineno, name.split(".")[1]) for name in names if name.startswith("planexe_ax.")]
+    return found
+
+
+def test_every_package_has_a_rule() -> None:
+    packages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    assert packages == set(ALLOWED), "add the new package to ALLOWED (and to AGENTS.md's import rules)"
+
+
+def test_packages_import_only_what_the_layout_allows() -> None:
+    wrong = []
+    for package, allowed in ALLOWED.items():
+        for path in sorted((PACKAGE / package).rglob("*.py")):
+            wrong += [
+                f"{path.relative_to(PACKAGE.parent)}:{line}: {package} imports {target}"
+                for line, target in package_imports(path)
+                if target != package and target not in allowed and target != "__version__"
+            ]
+    assert not wrong, "\n".join(wrong)

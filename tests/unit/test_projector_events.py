@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import get_args
 
 from planexe_ax.bus import Event
-from planexe_ax.projector.handlers import EVENT_ONLY, HANDLERS
+from planexe_ax.readmodel.projection import EVENT_ONLY, HANDLERS
 
 
 def test_every_event_type_is_projected_or_kept_as_an_event() -> None:

@@ -15,12 +15,10 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from planexe_ax.bus import Bus, KvEntry, Plan, supervise, utcnow
-from planexe_ax.projector.handlers import upsert_plan
 from planexe_ax.readmodel.models import PlanRow, ProjectorCheckpoint
+from planexe_ax.readmodel.projection import PLANS_CHECKPOINT, upsert_plan
 
 log = logging.getLogger(__name__)
-
-PLANS_CHECKPOINT = "plans-kv"
 
 
 async def mark_deleted(session: AsyncSession, plan_id: str, when: datetime) -> None:

@@ -18,11 +18,11 @@ from planexe_ax.bus import Bus, Event, Msg, PullLoop, Subjects, decode_event_on
 from planexe_ax.bus.replay import resume_after
 from planexe_ax.bus.tracing import process_span
 from planexe_ax.projector.agent_cards import AgentWatcher
-from planexe_ax.projector.handlers import apply_event
 from planexe_ax.projector.plan_catalog import PlanWatcher
 from planexe_ax.readmodel.db import make_engine, make_session_factory
 from planexe_ax.readmodel.migrate import upgrade
 from planexe_ax.readmodel.models import ProjectorCheckpoint
+from planexe_ax.readmodel.projection import apply_event
 
 log = logging.getLogger(__name__)
 

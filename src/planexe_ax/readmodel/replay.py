@@ -1,7 +1,7 @@
 """An execution as it was at one event: its events replayed through the projector's handlers.
 
 The execution's stored events up to the chosen stream sequence are applied, in order, by the same
-handlers that build the live read model (:func:`planexe_ax.projector.handlers.apply_event`), into a
+handlers that build the live read model (:func:`planexe_ax.readmodel.projection.apply_event`), into a
 private in-memory SQLite database; the same queries that answer for the live execution then answer for
 that copy. Nothing is kept between calls.
 """
@@ -17,11 +17,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from planexe_ax.bus import decode_event
-from planexe_ax.projector.handlers import apply_event
 from planexe_ax.readmodel import executions
 from planexe_ax.readmodel.db import Sessions, make_session_factory
 from planexe_ax.readmodel.inbox import inbox_items
 from planexe_ax.readmodel.models import Base, ExecutionEvent
+from planexe_ax.readmodel.projection import apply_event
 from planexe_ax.readmodel.schemas import ExecutionAt
 
 

@@ -13,8 +13,8 @@ from fastapi.responses import JSONResponse
 from planexe_ax.bus import Plan
 from planexe_ax.errors import PlanTooLarge, PlanValidationError
 from planexe_ax.plans.validation import check_plan, check_plan_text
-from planexe_ax.projector.plan_catalog import PLANS_CHECKPOINT
 from planexe_ax.readmodel import catalog
+from planexe_ax.readmodel.projection import PLANS_CHECKPOINT
 from planexe_ax.readmodel.schemas import ImportedPlan, PlanDetail, PlanPage, PlanTasks, UploadedPlan
 from planexe_ax.ws_gateway import plan_checks
 from planexe_ax.ws_gateway.context import Gateway, NotProjected, gateway, unavailable

@@ -1,5 +1,5 @@
 // The local state of one execution: built from a stream snapshot, then kept current by applying each event
-// the way the projector applies it to the read model (src/planexe_ax/projector/handlers.py). Pure: no DOM.
+// the way the projector applies it to the read model (src/planexe_ax/readmodel/projection.py). Pure: no DOM.
 
 export const TERMINAL_EXECUTION = new Set(["COMPLETED", "FAILED", "CANCELLED"]);
 export const TERMINAL_TASK = new Set(["COMPLETED", "FAILED", "CANCELLED", "SKIPPED"]);

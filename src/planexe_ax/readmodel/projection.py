@@ -1,4 +1,7 @@
-"""Turn one event into read-model rows: one small function per event type.
+"""How events fold into the read model: one small function per event type (the projector runs them).
+
+The projector applies them live, in batches, with its checkpoints; :mod:`planexe_ax.readmodel.replay` applies
+them to an execution's history to show it as it was at one event.
 
 Every function runs inside the caller's transaction and never commits. An event whose ``event_id`` is
 already stored is skipped entirely, so applying a stream twice changes nothing.
@@ -43,6 +46,9 @@ from planexe_ax.readmodel.models import (
 )
 
 log = logging.getLogger(__name__)
+
+PLANS_CHECKPOINT = "plans-kv"
+"""The checkpoint row that says how far the plan catalog (KV ax-plans) is mirrored into the plan tables."""
 
 HELD = frozenset({TaskStatus.RUNNING.value, TaskStatus.BLOCKED.value})
 """Subtask states in which the row's agent is the agent holding the attempt."""

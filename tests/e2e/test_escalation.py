@@ -209,7 +209,9 @@ async def test_a_run_that_waits_for_a_person_says_how_to_answer_and_goes_on_when
         found = re.search(r"`planexe-ax inbox retry\|complete\|skip\|fail (\S+)`", line)
         assert found, line
         fixed = json.dumps({"operation": "import_json", "file_path": "PROSPECTS.csv"})
-        answered = await acli(["inbox", "retry", found.group(1), "--params", fixed, "--by", "ann"], clean)
+        # The run's own embedded server trusts the identities in its data folder, not the session server's.
+        own = clean | {"PLANEXE_NATS_AUTH_DIR": str(tmp_path / "data" / "nats-auth")}
+        answered = await acli(["inbox", "retry", found.group(1), "--params", fixed, "--by", "ann"], own)
         assert answered.returncode == 0, answered.stderr
         out, _ = await asyncio.wait_for(run.communicate(), 120)
     finally:

@@ -40,7 +40,9 @@ def test_prospecting_plan_runs_to_completed(env: dict[str, str], capsys: pytest.
     plan = load_plan(example_plan_path())
     assert_dependencies_hold(plan, report)
     assert [t["task_id"] for t in report["tasks"]] == [t.task_id for t in plan.tasks()]
-    assert set(report) == {"execution_id", "plan_id", "status", "reason", "started_at", "finished_at", "tasks"}
+    assert set(report) == {"execution_id", "plan_id", "status", "reason", "started_at", "finished_at", "tasks"} | {
+        "trace_id"
+    }
     outputs = Path(env["PLANEXE_DATA_DIR"]) / "outputs" / report["execution_id"]
     assert (outputs / "PROSPECTS.csv").read_text().startswith("business_name")
     assert list((outputs / "invites").glob("*.ics"))

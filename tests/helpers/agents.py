@@ -56,10 +56,10 @@ async def events(bus: Bus) -> list[Event]:
     state = (await bus.js.stream_info(bus.subjects.events_stream)).state
     if state.messages == 0:
         return []
-    return [
-        decode_event((await bus.js.get_msg(bus.subjects.events_stream, seq)).data or b"")
-        for seq in range(state.first_seq, state.last_seq + 1)
-    ]
+    fences = bus.subjects.all_fences.removesuffix(">")  # the coordinators' fence markers are not events
+    stream = bus.subjects.events_stream
+    stored = [await bus.js.get_msg(stream, seq) for seq in range(state.first_seq, state.last_seq + 1)]
+    return [decode_event(msg.data or b"") for msg in stored if not (msg.subject or "").startswith(fences)]
 
 
 async def pending_offers(bus: Bus) -> int:

@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from floor import FloorCoordinator, provision  # bench/ is not a package: its folder is on the path
+from throughput import plan
 
 from planexe_ax.bus import EmbeddedNats, ExecutionStatus, Plan, connect
 from planexe_ax.bus.client import agent_cards, follow, start_execution
@@ -44,20 +45,6 @@ from planexe_ax.readmodel.ops import checkpoint
 HERE = Path(__file__).resolve().parent
 Figures = dict[str, float]
 CLOCK = os.sysconf("SC_CLK_TCK")
-
-
-def plan(n: int, chain: bool) -> Plan:
-    tasks = [
-        {
-            "task_id": f"t{i}",
-            "title": f"T{i}",
-            "prerequisites": [f"t{i - 1}"] if chain and i else [],
-            "subtasks": [{"subtask_id": f"s{i}", "action": "noop"}],
-        }
-        for i in range(n)
-    ]
-    phases = [{"phase_id": "p", "name": "P", "tasks": tasks}]
-    return Plan.model_validate({"plan_id": "bench", "goal": "bench", "phases": phases})
 
 
 def pct(values: list[float], q: float) -> float:

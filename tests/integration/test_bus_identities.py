@@ -126,7 +126,7 @@ async def test_an_agent_pulls_only_from_its_own_consumers(
             await agent.refused(subject)
 
 
-@pytest.mark.parametrize("role", ["projector", "gateway", "operator", "builtin-agents"])
+@pytest.mark.parametrize("role", ["projector", "gateway", "operator", "builtin-agents", "notifier", "webhooks"])
 async def test_only_the_coordinator_publishes_decisions(
     role: str, bus: Bus, nats_url: str, nats_auth: Path, settings: Settings
 ) -> None:

@@ -3,7 +3,9 @@
 It answers 500 to its first ``fail_first`` requests, then closes its socket (the endpoint is down) until the
 test calls :meth:`Receiver.recover`, which listens again on the same port. Every request is recorded; a
 delivery counts once per ``webhook-id`` (the receiver's own de-duplication), and one whose signature does
-not verify is recorded in ``bad``.
+not verify is recorded in ``bad``. A request whose body ends before its ``content-length`` (the sender died
+between writing the headers and the body: httpx writes them separately) is no delivery: it is counted in
+``cut`` and the connection is closed unanswered, as an HTTP framework would.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class Receiver:
     arrival: list[str] = field(default_factory=list)
     duplicates: int = 0
     bad: list[str] = field(default_factory=list)
+    cut: int = 0
     port: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
@@ -88,7 +91,13 @@ def _close(server: ThreadingHTTPServer) -> None:
 def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("content-length", "0")))
+            length = int(self.headers.get("content-length", "0"))
+            body = self.rfile.read(length)
+            if len(body) < length:
+                with receiver.lock:
+                    receiver.cut += 1
+                self.close_connection = True
+                return
             code = receiver.take(body, {k.lower(): v for k, v in self.headers.items()})
             self.send_response(code)
             self.send_header("content-length", "0")

@@ -260,6 +260,11 @@ BUCKET_ROLES: dict[str, tuple[str, str]] = {
         "ws_gateway: `POST /api/plans`, `POST /api/plans/import`, `DELETE /api/plans/{id}` (a delete marker)",
         "projector (the plan catalog; checkpoint `plans-kv` is the last revision applied)",
     ),
+    "ax-http-leases": (
+        "ws_gateway only: `lease.<execution_id>.<subtask_id>.<attempt>` (offer, agent, ack subject, report secret), "
+        "`seen.<agent_id>`, `gateway.<gateway_id>`; changes are compare-and-set on the revision",
+        "ws_gateway (every gateway watches it: any gateway serves any HTTP agent); agents may not read it",
+    ),
 }
 
 

@@ -41,17 +41,27 @@ class Reporter:
         bus: The connection.
         offer: The offer being worked on.
         agent_id: The agent doing the work.
+        key: The secret of the report ids (default: the process's ``bus.report_key``); the gateways share one
+            per lease, so a report retried through another gateway keeps its id.
+        counts: How many progress and blocked reports were built already (by another gateway).
     """
 
-    def __init__(self, bus: Bus, offer: TaskOffer, agent_id: str) -> None:
+    def __init__(
+        self, bus: Bus, offer: TaskOffer, agent_id: str, key: bytes | None = None, counts: tuple[int, int] = (0, 0)
+    ) -> None:
         self.bus = bus
         self.offer = offer
         self.agent_id = agent_id
-        self._progress_n = 0
-        self._blocked_n = 0
+        self.key = bus.report_key if key is None else key
+        self._progress_n, self._blocked_n = counts
+
+    @property
+    def counts(self) -> tuple[int, int]:
+        """How many progress and blocked reports were built so far."""
+        return self._progress_n, self._blocked_n
 
     def _event_id(self, kind: str) -> str:
-        return event_ids.report(self.bus.report_key, self.offer.msg_id, self.agent_id, kind)
+        return event_ids.report(self.key, self.offer.msg_id, self.agent_id, kind)
 
     def _ids(self) -> dict[str, Any]:
         o = self.offer

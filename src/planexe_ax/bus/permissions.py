@@ -35,6 +35,7 @@ def role_permissions(role: str, subjects: Subjects) -> Permissions:
     plans, agents = f"$KV.{s.plans_bucket}.>", f"$KV.{s.agents_bucket}.>"
     services = (JS_API, JS_ACK, JS_FLOW, s.all_dlq)
     leader, fence = f"$KV.{s.leases_bucket}.>", s.fence("coordinator")
+    http_leases = f"$KV.{s.http_leases_bucket}.>"
     table: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         "coordinator": ((s.all_decisions, s.all_tasks, s.all_direct, leader, fence, *services), (inbox,)),
         "projector": (services, (inbox,)),
@@ -42,8 +43,9 @@ def role_permissions(role: str, subjects: Subjects) -> Permissions:
         "webhooks": (services, (inbox,)),
         # The notifier reads inbox_opened events (and the execution_created before them) and mails people.
         "notifier": ((JS_API, JS_ACK, JS_FLOW, s.dlq("notifier")), (inbox,)),
-        # The gateway speaks for people (commands, plans) and for HTTP agents it has authenticated.
-        "gateway": ((s.all_commands, s.all_reports, plans, agents, *services), (inbox, s.all_events)),
+        # The gateway speaks for people (commands, plans) and for HTTP agents it has authenticated, whose
+        # leases it shares with the other gateways in ax-http-leases.
+        "gateway": ((s.all_commands, s.all_reports, plans, agents, http_leases, *services), (inbox, s.all_events)),
         "operator": ((s.all_commands, plans, JS_API, JS_FLOW), (inbox, s.all_events)),
         "builtin-agents": ((s.all_reports, agents, JS_API, JS_ACK, JS_FLOW, s.all_dlq), (inbox, s.all_events)),
         "admin": ((">",), (">",)),

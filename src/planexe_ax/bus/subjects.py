@@ -201,6 +201,11 @@ class Subjects:
         """KV bucket of leadership leases: one key per role, kept alive by its holder, expiring with it."""
         return f"{self.namespace}-ax-leases" if self.namespace else "ax-leases"
 
+    @property
+    def http_leases_bucket(self) -> str:
+        """KV bucket of HTTP agents' leases, written by the gateways: any gateway serves any HTTP agent."""
+        return f"{self.namespace}-ax-http-leases" if self.namespace else "ax-http-leases"
+
     def agent_card(self, agent_id: str) -> str:
         """The KV subject of one agent's card in ``ax-agents``."""
         return f"$KV.{self.agents_bucket}.{check_id(agent_id, 'agent id')}"

@@ -27,6 +27,8 @@ from planexe_ax.config import Settings
 log = logging.getLogger(__name__)
 
 COMMANDS_MAX_AGE_S = 30 * 24 * 3600.0
+HTTP_LEASES_KEEP_S = 24 * 3600.0
+"""How long an entry of ``ax-http-leases`` lives unless written again: ended leases are remembered this long."""
 
 
 @dataclass(frozen=True)
@@ -38,11 +40,12 @@ class Topology:
     agents_bucket: KeyValueConfig
     plans_bucket: KeyValueConfig
     leases_bucket: KeyValueConfig
+    http_leases_bucket: KeyValueConfig
 
     @property
     def buckets(self) -> tuple[KeyValueConfig, ...]:
         """Every KV bucket, in the order they are provisioned."""
-        return (self.agents_bucket, self.plans_bucket, self.leases_bucket)
+        return (self.agents_bucket, self.plans_bucket, self.leases_bucket, self.http_leases_bucket)
 
 
 def topology(subjects: Subjects, settings: Settings) -> Topology:
@@ -131,8 +134,22 @@ def topology(subjects: Subjects, settings: Settings) -> Topology:
         storage=StorageType.FILE,
         replicas=replicas,
     )
+    http_leases = KeyValueConfig(
+        bucket=subjects.http_leases_bucket,
+        description="HTTP agents' leases, their agents' last-heard times and the running gateways; gateways only.",
+        history=1,
+        ttl=HTTP_LEASES_KEEP_S,
+        storage=StorageType.FILE,
+        replicas=replicas,
+        max_value_size=settings.max_message_bytes,
+    )
     return Topology(
-        streams=streams, consumers=consumers, agents_bucket=bucket, plans_bucket=plans, leases_bucket=leases
+        streams=streams,
+        consumers=consumers,
+        agents_bucket=bucket,
+        plans_bucket=plans,
+        leases_bucket=leases,
+        http_leases_bucket=http_leases,
     )
 
 

@@ -52,6 +52,11 @@ class LeasedOffer:
         return self._msg.subject
 
     @property
+    def reply(self) -> str:
+        """The delivery's ack subject: any connection allowed to publish there may ack, nak or extend it."""
+        return self._msg.reply
+
+    @property
     def headers(self) -> dict[str, str] | None:
         """The offer message's headers (trace context)."""
         return self._msg.headers

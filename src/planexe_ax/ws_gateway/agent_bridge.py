@@ -5,15 +5,21 @@
   coordinator re-routes its work.
 * Offers come from the SDK's durable consumers (the direct ``agent-<id>``, then one per capability); each
   offer's message stays un-acked while the agent works on it, its lease extended while the agent is live.
-* Reports get the event ids of :class:`planexe_ax.agents.reporting.Reporter` (a retried one is stored once);
-  the message is acked once the attempt's outcome is published.
+* Leases live on the bus (:mod:`planexe_ax.bus.http_leases`), not in this process: an agent may lease work
+  from one gateway and report on it through another; every gateway extends the leases of live agents and any
+  one of them gives back (nak) the leases of an agent that went quiet.
+* Reports get the event ids of :class:`planexe_ax.agents.reporting.Reporter` with the lease's own secret (a
+  retried one is stored once, whichever gateway it came through); the message is acked once the attempt's
+  outcome is published.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections import OrderedDict
+import secrets
+import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -37,6 +43,19 @@ from planexe_ax.bus import (
     utcnow,
 )
 from planexe_ax.bus.consumer import ErrorsOnce
+from planexe_ax.bus.http_leases import (
+    ACK,
+    KEEP_S,
+    NAK,
+    PROGRESS,
+    AgentSeen,
+    Ended,
+    GatewaySeen,
+    HttpLease,
+    HttpLeases,
+    Key,
+    LeaseChanged,
+)
 from planexe_ax.bus.messages import EventBase
 from planexe_ax.bus.tracing import TRACEPARENT, continued, current_traceparent
 from planexe_ax.bus.work import LeasedOffer, OfferSource, every, put_card, stored_card
@@ -51,13 +70,10 @@ HTTP_HOST = "http"
 """``AgentCard.host`` of the agents registered over HTTP, which tells them from bus agents."""
 FETCH_TIMEOUT_S = 0.1
 """How long one fetch waits on one consumer: a poll answers at once, with work or without."""
-ENDED_KEPT = 10_000
-"""Finished leases remembered, so that a retried result is answered as a duplicate instead of 409."""
 HELD = frozenset({TaskStatus.DISPATCHED.value, TaskStatus.RUNNING.value, TaskStatus.BLOCKED.value})
 """Subtask states in which the agent that took an attempt still holds it."""
-
-Key = tuple[str, str, int]
-"""(execution_id, subtask_id, attempt): one lease."""
+PEER_PERIODS = 3
+"""A gateway whose presence is older than this many refresh periods is taken for gone."""
 
 
 class UnknownAgent(LookupError):
@@ -74,43 +90,41 @@ class LeaseLost(Exception):
 
 @dataclass
 class HttpAgent:
-    """An agent registered over HTTP and when it was last heard from."""
+    """An agent registered over HTTP whose card this gateway refreshes, and when it was last heard from here."""
 
     card: AgentCard
-    seen: float
-    """Event-loop time of the last request."""
     seen_at: datetime
 
 
 @dataclass
 class Lease:
-    """One offer held for one agent: the NATS message stays un-acked until the attempt's outcome."""
+    """One offer held for one agent, as read from the bus: the NATS message stays un-acked until the outcome."""
 
-    work: LeasedOffer
-    agent_id: str
+    record: HttpLease
+    revision: int
     reporter: Reporter
-    traceparent: str | None = None
-    """The attempt's trace context: the agent's spans and reports continue it."""
+    held: bool = True
+    """False once the outcome is reported (or the attempt was taken away)."""
 
     @property
     def offer(self) -> TaskOffer:
         """The offer leased."""
-        return self.work.offer
+        return self.record.offer
+
+    @property
+    def agent_id(self) -> str:
+        """The agent holding it."""
+        return self.record.agent_id
+
+    @property
+    def traceparent(self) -> str | None:
+        """The attempt's trace context: the agent's spans and reports continue it."""
+        return self.record.traceparent
 
     @property
     def key(self) -> Key:
         """The attempt this lease holds: (execution id, subtask id, attempt)."""
-        return (self.offer.execution_id, self.offer.subtask_id, self.offer.attempt)
-
-
-@dataclass(frozen=True)
-class Ended:
-    """How a lease ended: the outcome the agent reported."""
-
-    agent_id: str
-    event_type: str
-    event_id: str
-    seq: int
+        return self.record.key
 
 
 def taken_away(status: str, attempt: int, leased: int) -> str | None:
@@ -126,61 +140,142 @@ def taken_away(status: str, attempt: int, leased: int) -> str | None:
 
 
 class AgentBridge:
-    """Leases offers to HTTP agents and publishes their reports.
+    """Leases offers to HTTP agents and publishes their reports; the leases themselves live on the bus.
 
     Args:
         bus: The gateway's connection.
         sessions: The read model (agents mirror, subtask states).
-        window_s: How long an agent stays online after it was last heard from.
+        window_s: How long an agent stays online after it was last heard from (by any gateway).
     """
 
     def __init__(self, bus: Bus, sessions: Sessions, window_s: float = HTTP_AGENT_TTL_S) -> None:
         self.bus, self.sessions, self.window_s = bus, sessions, window_s
+        self.gateway_id = f"gw-{uuid.uuid4().hex[:12]}"
         self.agents: dict[str, HttpAgent] = {}
-        self.leases: dict[Key, Lease] = {}
-        self.ended: OrderedDict[Key, Ended] = OrderedDict()
+        """The agents whose cards this gateway refreshes (heard from here)."""
+        self.store = HttpLeases(bus)
+        self.held: dict[Key, tuple[HttpLease, int]] = {}
+        """Every gateway's held leases (and revisions), as the bucket's watch shows them."""
+        self.seen: dict[str, tuple[AgentSeen, int]] = {}
+        self.peers: dict[str, GatewaySeen] = {}
         self.offers = OfferSource(bus)
+        settings = bus.settings
+        self.period_s = min(settings.heartbeat_s, settings.ack_wait_s / 2)
         self._stopped = asyncio.Event()
-        self._refresher: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._log_once = ErrorsOnce(log, logging.WARNING)
 
     # -- lifecycle ----------------------------------------------------------------------------------------
-    def start(self) -> None:
-        """Start refreshing cards and leases."""
-        settings = self.bus.settings
-        period = min(settings.heartbeat_s, settings.ack_wait_s / 2)
-        refresh = every(period, self._tick, self._stopped, self._log_once.about("refresh failed"))
-        self._refresher = asyncio.create_task(refresh, name="http agents refresh")
+    async def start(self) -> None:
+        """Announce this gateway, then follow the bucket and refresh cards and leases every period."""
+        await self.store.present(self.gateway_id)
+        refresh = every(self.period_s, self._tick, self._stopped, self._log_once.about("refresh failed"))
+        self._tasks = [
+            asyncio.create_task(refresh, name="http agents refresh"),
+            asyncio.create_task(self._follow(), name="http leases watch"),
+        ]
 
     async def stop(self) -> None:
-        """Stop refreshing; give held offers back (nak) so that other agents get them at once."""
+        """Stop refreshing. With no other gateway left to keep them, give held offers back (nak) at once."""
         self._stopped.set()
-        if self._refresher is not None:
-            await self._refresher
-        for lease in list(self.leases.values()):
-            await self._give_back(lease)
+        for task in self._tasks:
+            await task
+        now, gone = utcnow(), timedelta(seconds=self.period_s * PEER_PERIODS)
+        others = [g for g in self.peers.values() if g.gateway_id != self.gateway_id and now - g.written_at < gone]
+        await self._guard("leaving failed", self.store.present(self.gateway_id, leaving=True))
+        if others:
+            log.info("http leases left to the other gateways", extra={"gateways": [g.gateway_id for g in others]})
+        else:
+            for record, revision in list(self.held.values()):
+                await self._give_back(record, revision)
         await self.offers.close()
 
+    async def _follow(self) -> None:
+        """Mirror the bucket into ``held``, ``seen`` and ``peers`` until stopped (again after a failure)."""
+        while not self._stopped.is_set():
+            try:
+                async for change in self.store.entries(self._stopped, self.period_s):
+                    if change is not None:
+                        self._mirror(*change)
+            except Exception as exc:  # the watch is made again after a pause
+                self._log_once("http leases watch failed", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopped.wait(), self.period_s)
+
+    def _mirror(self, key: str, record: object, revision: int) -> None:
+        kind, _, name = key.partition(".")
+        if kind == "seen":
+            self._set(self.seen, name, (record, revision) if isinstance(record, AgentSeen) else None)
+        elif kind == "gateway":
+            self._set(self.peers, name, record if isinstance(record, GatewaySeen) else None)
+        elif kind == "lease":
+            parts = name.split(".")
+            if len(parts) == 3 and parts[2].isdigit():
+                held = isinstance(record, HttpLease) and record.ended is None
+                self._set(self.held, (parts[0], parts[1], int(parts[2])), (record, revision) if held else None)
+
+    @staticmethod
+    def _set(mirror: dict[Any, Any], key: Any, value: Any) -> None:
+        if value is None:
+            mirror.pop(key, None)
+        else:
+            mirror[key] = value
+
     async def _tick(self) -> None:
-        now = asyncio.get_running_loop().time()
+        await self._guard("presence failed", self.store.present(self.gateway_id))
+        for agent_id, (_, revision) in list(self.seen.items()):
+            if not self.live(agent_id) and agent_id not in self.agents:
+                await self._guard("forget failed", self._forget(agent_id, revision))
         for agent in list(self.agents.values()):
-            if now - agent.seen > self.window_s:
-                await self._expire(agent)
-            else:
+            if self.live(agent.card.agent_id):
                 await self._guard("card refresh failed", self._put(agent))
-        for lease in list(self.leases.values()):
-            await self._guard("lease extension failed", lease.work.extend())
+            else:
+                await self._expire(agent)
+        for record, revision in list(self.held.values()):
+            if not self.live(record.agent_id):
+                await self._give_back(record, revision)
+                continue
+            await self._guard("lease extension failed", self.store.settle(record.reply, PROGRESS))
+            if utcnow() - record.written_at > timedelta(seconds=KEEP_S / 2):  # before the bucket forgets it
+                fresh = record.model_copy(update={"written_at": utcnow()})
+                await self._guard("lease rewrite failed", self.store.update(fresh, revision))
+
+    def live(self, agent_id: str) -> bool:
+        """Whether the agent was heard from, by any gateway, within the window."""
+        return utcnow() - self.seen_at(agent_id) <= timedelta(seconds=self.window_s)
+
+    def seen_at(self, agent_id: str) -> datetime:
+        """When any gateway last heard from the agent, as far as this one knows."""
+        times = [datetime.min.replace(tzinfo=utcnow().tzinfo)]
+        if agent_id in self.seen:
+            times.append(self.seen[agent_id][0].seen_at)
+        if agent_id in self.agents:
+            times.append(self.agents[agent_id].seen_at)
+        return max(times)
 
     async def _expire(self, agent: HttpAgent) -> None:
         agent_id = agent.card.agent_id
         del self.agents[agent_id]
-        for lease in [lease for lease in self.leases.values() if lease.agent_id == agent_id]:
-            await self._give_back(lease)
+        if agent_id in self.seen:
+            await self._guard("forget failed", self._forget(agent_id, self.seen[agent_id][1]))
         log.info("http agent went quiet; no longer kept online", extra={"agent_id": agent_id})
 
-    async def _give_back(self, lease: Lease) -> None:
-        self.leases.pop(lease.key, None)
-        await self._guard("nak failed", lease.work.give_back())
+    async def _forget(self, agent_id: str, revision: int) -> None:
+        with contextlib.suppress(LeaseChanged):  # heard from again meanwhile, or forgotten by another gateway
+            await self.store.forget(agent_id, revision)
+
+    async def _give_back(self, record: HttpLease, revision: int) -> None:
+        """Nak the offer, unless another gateway changed the lease first (it gave it back, or it moved on)."""
+        try:
+            await self.store.remove(record.key, revision)
+        except LeaseChanged:
+            return
+        except Exception as exc:  # the next period tries again
+            self._log_once("lease removal failed", exc)
+            return
+        self.held.pop(record.key, None)
+        await self._guard("nak failed", self.store.settle(record.reply, NAK))
+        log.info("offer given back", extra={"msg_id": record.offer.msg_id, "agent_id": record.agent_id})
 
     async def _guard(self, what: str, step: Awaitable[Any]) -> None:
         try:
@@ -208,16 +303,16 @@ class AgentBridge:
             host=HTTP_HOST,
         )
         await self._ensure_consumers(card)
-        agent = self._remember(card)
+        agent = await self._remember(card)
         await self._put(agent)
         log.info("http agent registered", extra={"agent_id": agent_id, "actions": [c.action for c in capabilities]})
         return agent.card
 
     async def agent(self, agent_id: str) -> HttpAgent:
-        """The registered HTTP agent ``agent_id``, marked as heard from now.
+        """The registered HTTP agent ``agent_id``, marked as heard from now (on the bus, for every gateway).
 
-        After a gateway restart, or once its window has passed, the agent is taken back from its card in the
-        bucket or its row in the read model.
+        After a gateway restart, when it was registered through another gateway, or once its window has
+        passed, the agent is taken back from its card in the bucket or its row in the read model.
 
         Raises:
             UnknownAgent: when no agent of that id was registered.
@@ -233,23 +328,23 @@ class AgentBridge:
             if card is None:
                 raise UnknownAgent(agent_id)
             await self._ensure_consumers(card)
-            agent = self._remember(card)
+            agent = await self._remember(card)
             await self._put(agent)
-        agent.seen, agent.seen_at = asyncio.get_running_loop().time(), utcnow()
+        else:
+            agent.seen_at = await self.store.saw(agent_id)
         return agent
 
     def expires_at(self, agent: HttpAgent) -> datetime:
         """When the agent goes offline and loses its leases unless it is heard from again."""
         return agent.seen_at + timedelta(seconds=self.window_s)
 
-    def _remember(self, card: AgentCard) -> HttpAgent:
-        loop_now = asyncio.get_running_loop().time()
-        agent = self.agents[card.agent_id] = HttpAgent(card, loop_now, utcnow())
+    async def _remember(self, card: AgentCard) -> HttpAgent:
+        agent = self.agents[card.agent_id] = HttpAgent(card, await self.store.saw(card.agent_id))
         return agent
 
     async def _put(self, agent: HttpAgent) -> None:
         agent_id = agent.card.agent_id
-        current = sorted(lease.offer.subtask_id for lease in self.leases.values() if lease.agent_id == agent_id)
+        current = sorted(record.offer.subtask_id for record, _ in self.held.values() if record.agent_id == agent_id)
         agent.card = agent.card.model_copy(update={"heartbeat_at": utcnow(), "current": current})
         await put_card(self.bus, agent.card)
 
@@ -289,39 +384,51 @@ class AgentBridge:
         return None
 
     async def _take(self, agent: HttpAgent, work: LeasedOffer) -> Lease | None:
-        offer = work.offer
+        offer, agent_id = work.offer, agent.card.agent_id
         why = await self._taken_away(offer.execution_id, offer.subtask_id, offer.attempt)
         if why is not None:  # the coordinator has moved on: nobody should do this attempt
             await work.finish()
             log.info("stale offer dropped", extra={"msg_id": offer.msg_id, "reason": why})
             return None
-        lease = Lease(work, agent.card.agent_id, Reporter(self.bus, offer, agent.card.agent_id))
-        with work.attempt_span(lease.agent_id):  # short: the agent continues it
-            lease.traceparent = current_traceparent()
-        previous = self.leases.get(lease.key)
-        if previous is not None:  # redelivered: the lease moved (the first holder had let it lapse)
-            log.warning("lease moved", extra={"msg_id": offer.msg_id, "from": previous.agent_id, "to": lease.agent_id})
-        self.leases[lease.key] = lease
-        log.info("offer leased", extra={"msg_id": offer.msg_id, "agent_id": lease.agent_id})
-        return lease
+        with work.attempt_span(agent_id):  # short: the agent continues it
+            traceparent = current_traceparent()
+        record = HttpLease(offer=offer, agent_id=agent_id, reply=work.reply, delivered=work.delivered,
+                           report_key=secrets.token_hex(32), traceparent=traceparent)  # fmt: skip
+        previous = await self.store.get(record.key)
+        if previous is not None and previous[0].ended is None:  # redelivered: the first holder let it lapse
+            log.warning("lease moved", extra={"msg_id": offer.msg_id, "from": previous[0].agent_id, "to": agent_id})
+        revision = await self.store.put(record)
+        self.held[record.key] = (record, revision)
+        log.info("offer leased", extra={"msg_id": offer.msg_id, "agent_id": agent_id})
+        return self._lease(record, revision)
 
-    def lease(self, key: Key, agent_id: str) -> Lease:
-        """The lease ``agent_id`` holds on ``key``.
+    def _lease(self, record: HttpLease, revision: int) -> Lease:
+        counts = (record.progress_n, record.blocked_n)
+        reporter = Reporter(self.bus, record.offer, record.agent_id, bytes.fromhex(record.report_key), counts)
+        return Lease(record, revision, reporter)
+
+    async def ended(self, key: Key) -> Ended | None:
+        """How the lease on ``key`` ended; None when it has not (or is not known)."""
+        found = await self.store.get(key)
+        return None if found is None else found[0].ended
+
+    async def lease(self, key: Key, agent_id: str) -> Lease:
+        """The lease ``agent_id`` holds on ``key``, whichever gateway it was taken from.
 
         Raises:
             LeaseLost: when it holds none (never leased, taken away, ended, or another agent's).
         """
-        lease = self.leases.get(key)
-        if lease is not None and lease.agent_id == agent_id:
-            return lease
+        found = await self.store.get(key)
         execution_id, subtask_id, attempt = key
         what = f"attempt {attempt} of subtask {subtask_id} of execution {execution_id}"
-        ended = self.ended.get(key)
-        if ended is not None:
-            raise LeaseLost(f"the lease on {what} ended with {ended.event_type} from {ended.agent_id}")
-        if lease is not None:
+        if found is None:
+            raise LeaseLost(f"agent {agent_id} holds no lease on {what} (never leased, expired, or given back)")
+        record, revision = found
+        if record.ended is not None:
+            raise LeaseLost(f"the lease on {what} ended with {record.ended.event_type} from {record.ended.agent_id}")
+        if record.agent_id != agent_id:
             raise LeaseLost(f"agent {agent_id} does not hold {what}: another agent does")
-        raise LeaseLost(f"agent {agent_id} holds no lease on {what} (never leased, expired, or given back)")
+        return self._lease(record, revision)
 
     async def check_current(self, lease: Lease) -> None:
         """Make sure, from the read model, that the coordinator still wants the attempt.
@@ -332,8 +439,10 @@ class AgentBridge:
         o = lease.offer
         why = await self._taken_away(o.execution_id, o.subtask_id, o.attempt)
         if why is not None:
-            self.leases.pop(lease.key, None)
-            await self._guard("ack failed", lease.work.finish())
+            lease.held = False
+            await self._guard("ack failed", self.store.settle(lease.record.reply, ACK))
+            with contextlib.suppress(LeaseChanged):
+                await self.store.remove(lease.key, lease.revision)
             raise LeaseLost(f"attempt {o.attempt} of subtask {o.subtask_id} was taken away: {why}")
 
     async def _taken_away(self, execution_id: str, subtask_id: str, attempt: int) -> str | None:
@@ -349,11 +458,19 @@ class AgentBridge:
         with continued({TRACEPARENT: traceparent or lease.traceparent or ""}):
             ack = await self.bus.publish_event(event)
         if isinstance(event, SubtaskResult | SubtaskRejected):
-            await self._guard("ack failed", lease.work.finish())
-            self.leases.pop(lease.key, None)
-            self.ended[lease.key] = Ended(lease.agent_id, event_type, event.event_id, int(ack.seq))
-            while len(self.ended) > ENDED_KEPT:
-                self.ended.popitem(last=False)
+            await self._guard("ack failed", self.store.settle(lease.record.reply, ACK))
+            ended = Ended(agent_id=lease.agent_id, event_type=event_type, event_id=event.event_id, seq=int(ack.seq))
+            await self.store.put(lease.record.model_copy(update={"ended": ended, "written_at": utcnow()}))
+            self.held.pop(lease.key, None)
+            lease.held = False
         elif isinstance(event, SubtaskProgress | SubtaskBlocked):
-            await self._guard("lease extension failed", lease.work.extend())
+            await self._guard("lease extension failed", self.store.settle(lease.record.reply, PROGRESS))
+            progress_n, blocked_n = lease.reporter.counts
+            update = {"progress_n": progress_n, "blocked_n": blocked_n, "written_at": utcnow()}
+            record = lease.record.model_copy(update=update)
+            try:
+                lease.revision = await self.store.update(record, lease.revision)
+                lease.record = record
+            except LeaseChanged:  # reported through two gateways at once: the next count may repeat an id
+                log.warning("lease changed while reporting", extra={"msg_id": lease.offer.msg_id})
         return ack

@@ -67,14 +67,14 @@ TraceParent = Annotated[
 async def startup(gw: Gateway) -> None:
     """Start the bridge (card and lease refreshes)."""
     agents = AgentBridge(gw.bus, gw.sessions, window_s=gw.settings.http_agent_ttl_s)
-    agents.start()
+    await agents.start()
     gw.extras[BRIDGE] = agents
     gw.gauges["http_agents_live"] = lambda: float(len(agents.agents))
-    gw.gauges["http_leases_held"] = lambda: float(len(agents.leases))
+    gw.gauges["http_leases_held"] = lambda: float(len(agents.held))
 
 
 async def shutdown(gw: Gateway) -> None:
-    """Give held offers back to the bus so that other agents get them at once."""
+    """Leave held offers to the other gateways; with none left, give them back so other agents get them at once."""
     await gw.extras[BRIDGE].stop()
 
 
@@ -256,11 +256,14 @@ async def post_event(
     if body.subtask_id is None or body.attempt is None:  # a heartbeat of the agent, about no attempt
         return await _answer(gw, execution_id, None, None)
     key = (execution_id, body.subtask_id, body.attempt)
-    ended = agents.ended.get(key)
+    try:
+        ended = await agents.ended(key)
+    except BusError as exc:
+        raise unavailable(exc) from exc
     if ended and ended.agent_id == body.agent_id and ended.event_type == body.event_type:
         return await _answer(gw, execution_id, body.subtask_id, None, ended.event_id, ended.seq, duplicate=True)
     try:
-        lease = agents.lease(key, body.agent_id)
+        lease = await agents.lease(key, body.agent_id)
         if body.task_id is not None and body.task_id != lease.offer.task_id:
             raise HTTPException(status_code=422, detail=f"task_id: subtask {body.subtask_id} belongs to task "
                                 f"{lease.offer.task_id}, not {body.task_id}")  # fmt: skip
@@ -279,8 +282,7 @@ async def post_event(
         await gw.wait_projected(seq)
     except (BusError, NotProjected) as exc:
         raise unavailable(exc) from exc
-    held = lease.key in agents.leases
-    answer = await _answer(gw, execution_id, body.subtask_id, _lease_view(agents, agent, lease) if held else None,
+    answer = await _answer(gw, execution_id, body.subtask_id, _lease_view(agents, agent, lease) if lease.held else None,
                            event.event_id, int(ack.seq), duplicate=duplicate)  # fmt: skip
     return answer.model_copy(update={"traceparent": lease.traceparent})
 
@@ -303,7 +305,7 @@ def _lease_view(agents: AgentBridge, agent: HttpAgent, lease: Lease) -> LeaseVie
         lease_id=lease.offer.msg_id,
         expires_at=agents.expires_at(agent),
         attempt=lease.offer.attempt,
-        delivered=lease.work.delivered,
+        delivered=lease.record.delivered,
     )
 
 

@@ -242,3 +242,69 @@ def test_every_service_exports_its_spans_to_jaeger_under_its_own_name(services: 
 
 def test_the_dashboard_links_to_the_jaeger_ui(services: dict[str, dict[str, Any]]) -> None:
     assert services["gateway"]["environment"]["PLANEXE_TRACE_URL"] == "http://localhost:16686/trace/{trace_id}"
+
+
+# ---------------------------------------------------------------------------------------------- profile cluster
+NODES = ("nats-1", "nats-2", "nats-3")
+
+
+def flag(args: list[str], name: str) -> str:
+    assert name in args, f"missing {name} in {args}"
+    return args[args.index(name) + 1]
+
+
+def test_the_one_node_stack_has_no_profile(services: dict[str, dict[str, Any]]) -> None:
+    for name in ("nats", "postgres", "jaeger", *OUR_SERVICES):
+        assert "profiles" not in services[name], f"{name} must start with a plain `docker compose up`"
+
+
+def test_the_cluster_profile_runs_three_routed_jetstream_nodes(services: dict[str, dict[str, Any]]) -> None:
+    names, stores = set(), set()
+    for node in NODES:
+        service = services[node]
+        assert service["profiles"] == ["cluster"]
+        args = command_of(service).split()
+        assert "-js" in args
+        assert flag(args, "-c") == command_of(services["nats"]).split()[1], "the same operator-mode config"
+        names.add(flag(args, "--name"))
+        assert flag(args, "--cluster_name") == "planexe"
+        route_port = flag(args, "--cluster").rsplit(":", 1)[1]
+        assert sorted(flag(args, "--routes").split(",")) == [f"nats://{n}:{route_port}" for n in NODES]
+        stores.update(v for v in service["volumes"] if v.endswith(f":{flag(args, '-sd')}"))
+        assert f":{flag(args, '-m')}/healthz" in " ".join(service["healthcheck"]["test"])
+        assert service["image"] == services["nats"]["image"]
+    assert names == set(NODES), "each node has its own server name"
+    assert len(stores) == len(NODES), "each node has its own JetStream store"
+
+
+def test_the_cluster_profile_runs_two_of_each_service_on_every_node(services: dict[str, dict[str, Any]]) -> None:
+    urls = ",".join(f"nats://{node}:4222" for node in NODES)
+    for name in OUR_SERVICES:
+        single, clustered = services[name], services[f"{name}-cluster"]
+        assert clustered["profiles"] == ["cluster"]
+        assert clustered["deploy"]["replicas"] == 2
+        assert command_of(clustered) == command_of(single)
+        assert clustered["secrets"] == single["secrets"], f"{name}-cluster connects as {name} does"
+        env = clustered["environment"]
+        assert env["PLANEXE_NATS_URL"] == urls, "every node, so that a client moves to another when one goes"
+        assert 1 < int(env["PLANEXE_REPLICAS"]) <= len(NODES)
+        assert env["PLANEXE_NATS_CREDS"] == single["environment"]["PLANEXE_NATS_CREDS"]
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == single["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"]
+        expected = {*NODES, "postgres"} if name in ON_POSTGRES else set(NODES)
+        assert set(clustered["depends_on"]) == expected, name
+        assert all(spec == {"condition": "service_healthy"} for spec in clustered["depends_on"].values())
+        if name in ON_POSTGRES:
+            assert env["PLANEXE_DATABASE_URL"] == single["environment"]["PLANEXE_DATABASE_URL"]
+        assert clustered.get("healthcheck", {}).get("test"), name
+    low, high = services["gateway-cluster"]["ports"][0].split(":")[0].split("-")
+    assert int(high) - int(low) + 1 == services["gateway-cluster"]["deploy"]["replicas"], "a host port per gateway"
+
+
+def test_the_documented_cluster_command_names_every_cluster_service(services: dict[str, dict[str, Any]]) -> None:
+    clustered = {name for name, service in services.items() if "cluster" in service.get("profiles", [])}
+    for text in (COMPOSE.read_text(encoding="utf-8"), (ROOT / "README.md").read_text(encoding="utf-8")):
+        lines = text[text.index("docker compose --profile cluster up") :].splitlines()
+        ends = next(i for i, line in enumerate(lines) if not line.rstrip().endswith("\\"))
+        command = " ".join(lines[: ends + 1]).replace("#", " ").replace("\\", " ").split()
+        assert clustered <= set(command), sorted(clustered - set(command))
+        assert not {"nats", *OUR_SERVICES} & set(command), "the one-node services stay out"

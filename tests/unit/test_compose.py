@@ -259,7 +259,8 @@ def test_the_one_node_stack_has_no_profile(services: dict[str, dict[str, Any]]) 
 
 
 def test_the_cluster_profile_runs_three_routed_jetstream_nodes(services: dict[str, dict[str, Any]]) -> None:
-    names, stores = set(), set()
+    names: set[str] = set()
+    stores: set[str] = set()
     for node in NODES:
         service = services[node]
         assert service["profiles"] == ["cluster"]

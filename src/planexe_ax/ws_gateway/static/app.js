@@ -1,10 +1,12 @@
 // The dashboard's entry point: routes by URL hash (#/ for the executions list, #/executions/<id> for one
-// execution), shows notices, and asks for confirmation in a dialog of the page.
+// execution, #/webhooks for the webhooks and their delivery logs), shows notices, and asks for confirmation
+// in a dialog of the page.
 
 import { $, h } from "./dom.js";
 import { ExecutionView } from "./execution.js";
 import { ExecutionList } from "./list.js";
 import { AgentConsole } from "./people.js";
+import { WebhooksPage } from "./webhooks.js";
 
 const NOTICE_MS = 8000;
 
@@ -30,6 +32,7 @@ function confirmCancel() {
 const views = {
   list: $("#list-view"),
   execution: $("#execution-view"),
+  webhooks: $("#webhooks-view"),
 };
 
 const list = new ExecutionList(
@@ -45,12 +48,32 @@ const list = new ExecutionList(
 );
 const listAgents = new AgentConsole($("#agents-list"));
 const execution = new ExecutionView({ notify, confirm: confirmCancel });
+const webhooks = new WebhooksPage(
+  {
+    form: $("#webhook-form"),
+    list: $("#webhooks-list"),
+    secret: $("#webhook-secret"),
+    deliveries: $("#deliveries-list"),
+    title: $("#deliveries-title"),
+    refresh: $("#btn-deliveries-refresh"),
+    dialog: $("#webhook-dialog"),
+  },
+  notify,
+);
 
 function route() {
   const match = location.hash.match(/^#\/executions\/([^/?#]+)/);
-  views.list.hidden = Boolean(match);
+  const hooks = !match && location.hash.startsWith("#/webhooks");
+  views.list.hidden = Boolean(match) || hooks;
   views.execution.hidden = !match;
-  if (match) {
+  views.webhooks.hidden = !hooks;
+  if (hooks) {
+    list.hide();
+    listAgents.stop();
+    execution.close();
+    document.title = "Webhooks · PlanExe-AX";
+    webhooks.show();
+  } else if (match) {
     list.hide();
     listAgents.stop();
     execution.open(decodeURIComponent(match[1]));

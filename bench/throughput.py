@@ -83,6 +83,8 @@ class Figures:
     per_hop_raw: float
     rate: float
     hops: list[float]
+    cpu_per_subtask: float
+    """Seconds of this process's CPU (coordinator, agents and client alike) per subtask of the wide plan."""
 
     @property
     def hop(self) -> float:
@@ -139,7 +141,9 @@ async def measure(folder: Path, auth: bool, subtasks: int, agents: int, chain: i
         ]
         tasks = [asyncio.create_task(coordinator.run(stop))] + [asyncio.create_task(r.run(stop)) for r in runtimes]
         per_hop_raw = await raw_round_trips(url, settings)
+        cpu = time.process_time()
         wide_s, _ = await execute(url, settings, plan(subtasks, chain=False))
+        cpu = time.process_time() - cpu
         _, hops = await execute(url, settings, plan(chain, chain=True))
         stop.set()
         await asyncio.gather(*tasks)
@@ -147,7 +151,7 @@ async def measure(folder: Path, auth: bool, subtasks: int, agents: int, chain: i
         await agent_bus.close()
     finally:
         await server.stop()
-    return Figures(per_hop_raw=per_hop_raw, rate=subtasks / wide_s, hops=hops)
+    return Figures(per_hop_raw=per_hop_raw, rate=subtasks / wide_s, hops=hops, cpu_per_subtask=cpu / subtasks)
 
 
 def report(label: str, figures: Figures, subtasks: int, agents: int) -> None:
@@ -156,8 +160,10 @@ def report(label: str, figures: Figures, subtasks: int, agents: int) -> None:
           f"{figures.per_hop_raw * 1000:.2f} ms each")  # fmt: skip
     print(f"[{label}] wide plan: {subtasks} subtasks = {figures.rate:,.0f} subtasks/s ({agents} agents)")
     print(f"  ratio to raw sequential publish+ack: {figures.rate / raw_rate:.3f}")
+    print(f"  CPU of this process (coordinator, agents, client) per subtask: {figures.cpu_per_subtask * 1000:.2f} ms")
     print(f"[{label}] chain: median hop (dispatch to next dispatch) {figures.hop * 1000:.1f} ms, p90 "
-          f"{hops[int(len(hops) * 0.9)] * 1000:.1f} ms over {len(hops)} hops")  # fmt: skip
+          f"{hops[int(len(hops) * 0.9)] * 1000:.1f} ms, p99 {hops[int(len(hops) * 0.99)] * 1000:.1f} ms "
+          f"over {len(hops)} hops")  # fmt: skip
     print(f"  ratio to one raw publish+ack: {figures.hop / figures.per_hop_raw:.1f}x")
 
 
@@ -211,7 +217,8 @@ async def tracing(subtasks: int, agents: int, chain: int) -> None:
         receiver.wait(30)
     print(f"spans received by the OTLP receiver: {spans}")
     print(f"cost of tracing (export on / off): wide rate {on.rate / off.rate:.3f} "
-          f"({(1 - on.rate / off.rate) * 100:.1f} % lower), median hop {on.hop / off.hop:.3f}")  # fmt: skip
+          f"({(1 - on.rate / off.rate) * 100:.1f} % lower), median hop {on.hop / off.hop:.3f}, "
+          f"CPU per subtask {on.cpu_per_subtask / off.cpu_per_subtask:.3f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ SERVICES = ["coordinator", "projector", "agents", "gateway"]
 TRACE_URL = "http://jaeger.example:16686/trace/{trace_id}"
 SPAN_NAME = re.compile(
     r"^(publish|process) ax\.(evt\.\{execution\}\.[a-z_]+(\.\{agent_id\})?|cmd\.\{execution\}|task\.[a-z_]+)$"
-    r"|^(start execution|attempt [a-z_]+|decide on time)$"
+    r"|^(start execution|attempt [a-z_]+|decide( on [a-z]+)?)$"
 )
 
 

@@ -5,7 +5,7 @@ from nats.js.api import PubAck  # a stream's ack of a publish (seq, duplicate): 
 
 from planexe_ax.bus import event_ids
 from planexe_ax.bus.codec import decode_command, decode_event, decode_event_on, event_subject
-from planexe_ax.bus.connection import MSG_ID, PLAN_ENVELOPE_BYTES, Bus, KvEntry, connect, credentials
+from planexe_ax.bus.connection import MSG_ID, PLAN_ENVELOPE_BYTES, Bus, KvEntry, Publication, connect, credentials
 from planexe_ax.bus.consumer import Backoff, PullLoop, supervise
 from planexe_ax.bus.embedded import EmbeddedNats, nats_server_binary
 from planexe_ax.bus.errors import Deposed, permanent_publish_error
@@ -90,6 +90,7 @@ __all__ = [
     "Phase",
     "Plan",
     "PubAck",
+    "Publication",
     "PullLoop",
     "Reassign",
     "ResolveInbox",

@@ -6,7 +6,7 @@ import asyncio
 import base64
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +16,7 @@ import nats
 import nats.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from nats.js.errors import APIError
@@ -26,6 +27,7 @@ from planexe_ax.bus.codec import event_subject
 from planexe_ax.bus.errors import WRONG_LAST_SEQUENCE, Deposed
 from planexe_ax.bus.identities import Identities, creds_inbox_prefix
 from planexe_ax.bus.messages import CommandBase, DeadLetter, EventBase, StartExecution, TaskOffer, WireModel, utcnow
+from planexe_ax.bus.pipeline import Outgoing, Pipeline
 from planexe_ax.bus.subjects import Subjects
 from planexe_ax.bus.topology import ensure_topology
 from planexe_ax.config import Settings
@@ -39,6 +41,10 @@ PLAN_ENVELOPE_BYTES = 16 * 1024
 """Room left beside a plan in the messages that carry it (``start``, ``execution_created``): ids, pins, headers."""
 DLQ_KEEP_BYTES = 64 * 1024
 """A dead letter keeps at most this much of the original message, so that the letter itself fits the DLQ."""
+PUBLISH_WINDOW = 512
+"""Most acks :meth:`Bus.publish_many` keeps outstanding on one connection."""
+PUBLISH_TIMEOUT_S = 5.0
+"""How long a message of :meth:`Bus.publish_many` waits for its ack (nats-py's JetStream default)."""
 
 
 REMOVED = frozenset({"DEL", "PURGE"})
@@ -69,6 +75,25 @@ class KvEntry:
         return cls(entry.key, entry.value or b"", entry.revision or 0, entry.operation, created)
 
 
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """One message for :meth:`Bus.publish_many`.
+
+    Attributes:
+        subject: A stream subject built by :class:`Subjects`.
+        message: The model to send as JSON.
+        msg_id: De-duplication id (``Nats-Msg-Id``).
+        fenced: Carry the fence of this leader's epoch (when it leads): the stream refuses it once deposed.
+        traceparent: The trace context it carries (the span it was decided in); default its execution's root.
+    """
+
+    subject: str
+    message: WireModel
+    msg_id: str | None = None
+    fenced: bool = False
+    traceparent: str | None = None
+
+
 ErrorCallback = Callable[[Exception], Awaitable[None]]
 Callback = Callable[[], Awaitable[None]]
 
@@ -85,8 +110,9 @@ class Bus:
     _plans: KeyValue | None = field(default=None, repr=False)
     closing: bool = False
     fence: dict[str, str] = field(default_factory=dict)
-    _fenced: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
     """Set while this process leads (:mod:`planexe_ax.bus.leader`): the epoch every decision event carries."""
+    _fenced: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+    _pipeline: Pipeline | None = field(default=None, repr=False)
     reconnected_at: datetime | None = None
     report_key: bytes = field(default_factory=event_ids.report_key, repr=False)
     """This process's secret for the ids of the agent reports it publishes (``event_ids.report``)."""
@@ -110,6 +136,22 @@ class Bus:
         Raises:
             Deposed: the stream refused the fenced publish: a newer leader has published its epoch.
         """
+        data, headers, kind = self._encode(message, msg_id)
+        if not tracing.enabled():  # no span to make: carry the execution's context, at the cost of a lookup
+            tracing.carry(headers, message)
+            return await self._send(subject, data, headers, fence, kind)
+        template = self.subjects.template(subject)
+        if tracing.noted_in_current(template, subject, msg_id, headers, message):
+            return await self._send(subject, data, headers, fence, kind)
+        with tracing.publish_span(template, subject, msg_id, headers, message):
+            return await self._send(subject, data, headers, fence, kind)
+
+    def _encode(self, message: WireModel, msg_id: str | None) -> tuple[bytes, dict[str, str], str]:
+        """The message's bytes, its headers (type, de-duplication id) and its type.
+
+        Raises:
+            MessageTooLarge: when the bus cannot carry it.
+        """
         kind = str(getattr(message, "type", type(message).__name__))
         data = message.model_dump_json(by_alias=True).encode()
         if len(data) > self.max_message_bytes:
@@ -120,11 +162,64 @@ class Bus:
         headers = {"Content-Type": CONTENT_TYPE, "Ax-Type": kind}
         if msg_id:
             headers[MSG_ID] = msg_id
-        if not tracing.enabled():  # no span to make: carry the execution's context, at the cost of a lookup
-            tracing.carry(headers, message)
-            return await self._send(subject, data, headers, fence, kind)
-        with tracing.publish_span(self.subjects.template(subject), subject, msg_id, headers, message):
-            return await self._send(subject, data, headers, fence, kind)
+        return data, headers, kind
+
+    async def publish_many(self, publications: Sequence[Publication]) -> list[PubAck | Exception]:
+        """Publish every message in order without waiting for each ack in turn; the outcome of each.
+
+        Up to ``PUBLISH_WINDOW`` acks are outstanding at once (:mod:`planexe_ax.bus.pipeline`). No span is
+        made here: each message carries the context it was given (the span that decided it). An outcome
+        is the stream's ack or the error that kept the message out (a timeout, a lost connection, a message
+        too large, a refusal), for the caller to retry or dead-letter as it would a single publish.
+
+        Raises:
+            Deposed: the stream refused a fenced message: a newer leader has published its epoch. The
+                stream checks each fenced message, so every later one of this leader is refused too.
+        """
+        fence = self.fence
+        outgoing: list[Outgoing] = []
+        placed: list[int] = []
+        outcomes: list[PubAck | Exception] = [NatsTimeoutError()] * len(publications)
+        for index, publication in enumerate(publications):
+            try:
+                data, headers, _ = self._encode(publication.message, publication.msg_id)
+            except (ValueError, TypeError) as exc:  # too large, or a model that cannot be serialised
+                outcomes[index] = exc
+                continue
+            if publication.traceparent:
+                headers[tracing.TRACEPARENT] = publication.traceparent
+            else:
+                tracing.carry(headers, publication.message)
+            fenced = bool(publication.fenced and fence)
+            if fenced:
+                headers.update(fence)
+            outgoing.append(Outgoing(publication.subject, data, headers, fenced))
+            placed.append(index)
+        for index, outcome in zip(placed, await self._pipelined().send(outgoing), strict=True):
+            outcomes[index] = outcome
+        for publication, outcome in zip(publications, outcomes, strict=True):
+            if publication.fenced and isinstance(outcome, APIError) and outcome.err_code == WRONG_LAST_SEQUENCE:
+                kind = str(getattr(publication.message, "type", ""))
+                why = f"{kind} refused: a newer leader fenced this one off ({outcome.description})"
+                raise Deposed(why) from outcome
+        return outcomes
+
+    def _pipelined(self) -> Pipeline:
+        if self._pipeline is None:
+            serial = self.settings.replicas > 1  # see pipeline.py: a replicated stream checks one fence at a time
+            self._pipeline = Pipeline(self.nc, PUBLISH_WINDOW, PUBLISH_TIMEOUT_S, serial_fence=serial)
+        return self._pipeline
+
+    def event_publication(self, event: EventBase, traceparent: str | None = None) -> Publication:
+        """An event for :meth:`publish_many`: on its subject, de-duplicated by its id, fenced while leading."""
+        return Publication(event_subject(self.subjects, event), event, event.event_id, True, traceparent)
+
+    def offer_publication(
+        self, offer: TaskOffer, agent_id: str | None = None, traceparent: str | None = None
+    ) -> Publication:
+        """An offer for :meth:`publish_many`, to every agent of its action or to one agent when pinned."""
+        subject = self.subjects.direct(agent_id) if agent_id else self.subjects.task(offer.action)
+        return Publication(subject, offer, offer.msg_id, False, traceparent)
 
     async def _send(
         self, subject: str, data: bytes, headers: dict[str, str], fence: dict[str, str] | None, kind: str

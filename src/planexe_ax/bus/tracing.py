@@ -13,7 +13,7 @@ recorded and a message only carries the execution's root context (a cached strin
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import lru_cache
@@ -25,6 +25,8 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import INVALID_SPAN, Link, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 TRACEPARENT = "traceparent"
+MAX_LINKS = 32
+"""Most links a decision span keeps to the messages it was decided on (beyond its parent)."""
 _tracer = trace.get_tracer("planexe_ax.bus")
 _enabled = False
 _sampler: Any = None
@@ -174,6 +176,74 @@ def carry(headers: dict[str, str], message: object) -> None:
         headers[TRACEPARENT] = _root_header(execution_id)
 
 
+def _header(context: SpanContext) -> str:
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+
+
+def parse_traceparent(value: str | None) -> SpanContext | None:
+    """The remote span context in a ``traceparent`` value (version 00); None when there is none or it is malformed."""
+    if not value or len(value) != 55 or value[2] != "-" or value[35] != "-" or value[52] != "-":
+        return None
+    try:
+        trace_id, span_id, flags = int(value[3:35], 16), int(value[36:52], 16), int(value[53:55], 16)
+    except ValueError:
+        return None
+    if not trace_id or not span_id:
+        return None
+    return SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags))
+
+
+def noted_in_current(template: str, subject: str, msg_id: str | None, headers: dict[str, str], message: object) -> bool:
+    """Inside a recording span of the message's execution, carry that span's context instead of making one.
+
+    The publish becomes an event of the current span (an agent's reports are events of its attempt span):
+    one span fewer to make and export per message, and the consumer continues the span the message came
+    from. False (nothing done) outside such a span: the caller makes a publish span.
+    """
+    execution_id = getattr(message, "execution_id", None)
+    if not _enabled or execution_id is None:
+        return False
+    span = trace.get_current_span()
+    context = span.get_span_context()
+    if not span.is_recording() or context.trace_id != execution_root(execution_id).trace_id:
+        return False
+    attributes: dict[str, Any] = {"messaging.operation.type": "send", "messaging.destination.name": subject}
+    if msg_id:
+        attributes["messaging.message.id"] = msg_id
+    span.add_event(f"publish {template}", attributes)
+    headers[TRACEPARENT] = _header(context)
+    return True
+
+
+@contextmanager
+def decision_span(name: str, execution_id: str, carried: Sequence[str | None] = ()) -> Iterator[str | None]:
+    """A short span of the coordinator's decisions on one execution; yields the ``traceparent`` they carry.
+
+    One span per decision round and execution, however many messages led to it and however many it
+    publishes: its parent is the context the last of ``carried`` (the ``traceparent`` headers of the
+    messages decided on) came in, in the execution's trace; the others are links. Without any, it is a
+    child of the current span when that is in the execution's trace, else of the execution's root. When
+    the current span is already in the execution's trace and nothing is carried (a command's process
+    span, a timer's span), no new span is made: the decisions carry the current one.
+    """
+    if not _enabled:
+        yield None
+        return
+    root = execution_root(execution_id)
+    contexts = [c for c in (parse_traceparent(value) for value in carried) if c and c.trace_id == root.trace_id]
+    current = trace.get_current_span()
+    if not contexts and current.is_recording() and current.get_span_context().trace_id == root.trace_id:
+        yield _header(current.get_span_context())
+        return
+    parent = trace.set_span_in_context(trace.NonRecordingSpan(contexts[-1] if contexts else root))
+    links = [Link(context) for context in contexts[-MAX_LINKS - 1 : -1]]
+    attributes: dict[str, Any] = {"planexe.execution_id": execution_id}
+    if carried:
+        attributes["messaging.batch.message_count"] = len(carried)
+    with _span(name, SpanKind.INTERNAL, attributes, parent, links or None) as span:
+        yield _header(span.get_span_context())
+
+
 @contextmanager
 def publish_span(
     template: str, subject: str, msg_id: str | None, headers: dict[str, str], message: object = None
@@ -202,8 +272,7 @@ def publish_span(
         attributes["messaging.message.id"] = msg_id
     # Not made current: nothing runs inside a publish, and its context goes out in the headers only.
     span = _tracer.start_span(f"publish {template}", _parent(execution_id), SpanKind.PRODUCER, attributes)
-    context = span.get_span_context()
-    headers[TRACEPARENT] = f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+    headers[TRACEPARENT] = _header(span.get_span_context())
     try:
         yield span
     except Exception as exc:

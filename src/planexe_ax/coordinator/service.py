@@ -6,7 +6,6 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 
-from opentelemetry import context as otel_context
 from pydantic import ValidationError
 
 from planexe_ax.bus import (
@@ -14,6 +13,8 @@ from planexe_ax.bus import (
     Bus,
     Event,
     Msg,
+    PubAck,
+    Publication,
     PullLoop,
     Subjects,
     decode_command,
@@ -23,7 +24,7 @@ from planexe_ax.bus import (
 )
 from planexe_ax.bus.consumer import Backoff
 from planexe_ax.bus.replay import StoredEvent, ack_floor, replay, resume_after
-from planexe_ax.bus.tracing import annotate, internal_span, process_span
+from planexe_ax.bus.tracing import TRACEPARENT, annotate, decision_span, fail_current, internal_span
 from planexe_ax.bus.tracing import enabled as tracing_enabled
 from planexe_ax.config import Settings
 from planexe_ax.coordinator.core import CoordinatorCore
@@ -75,9 +76,6 @@ class Coordinator:
         self.rebuild_skipped = 0
         """Events the rebuild could not apply (dead-lettered when they were first read): skipped, never fatal."""
         self.dead_lettered = 0
-        self._parents: dict[int, otel_context.Context] = {}
-        self._decided_in: dict[str, otel_context.Context] = {}
-        """The context each effect being published was decided in (by ``id``), while it is published."""
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -89,7 +87,7 @@ class Coordinator:
             # unacked would otherwise come back after ack_wait, behind newer events.
             await resume_after(self.bus, Subjects.COORDINATOR_EVENTS, floor)
         async with self._lock:
-            await self._carry_out(self.engine.tick_all(_now()))
+            await self._carry_out(self.engine.tick_all(_now()), "decide on start")
         extra = {"rebuilt_events": self.rebuilt_events, "executions": len(self.engine.runs)}
         log.info("coordinator ready", extra=extra)
 
@@ -145,50 +143,51 @@ class Coordinator:
                     taken.append(msg)  # a decision of ours coming back: applied when it was taken
                     continue
                 await self._fold(msg, touched, taken)
-            await self._carry_out(await self._decide_touched(touched, taken))
+            effects, carried = await self._decide_touched(touched, taken)
+            await self._carry_out(effects, "decide on events", carried)
         for msg in taken:
             await msg.ack()
 
     async def _fold(self, msg: Msg, touched: dict[str, list[Msg]], taken: list[Msg]) -> None:
-        """Fold the event in ``msg`` into its execution, in the message's span; note what it touched."""
-        with process_span(self.bus.subjects.template(msg.subject), msg, Subjects.COORDINATOR_EVENTS):
-            event = await self._decode_known(msg)
-            if event is None:
-                return
-            annotate(event)
-            try:
-                execution_id = self.engine.fold_reported(event)
-            except Exception as exc:  # a bad event must not stop the coordinator: set it aside
-                await self._give_up(msg, f"cannot apply {event.type} {event.event_id}: {exc!r}")
-                return
-            if execution_id is not None:
-                touched.setdefault(execution_id, []).append(msg)
-                if tracing_enabled():  # the decision on the execution is published in the span of its last event
-                    self._decided_in[execution_id] = otel_context.get_current()
-            taken.append(msg)
+        """Fold the event in ``msg`` into its execution; note what it touched (its decision span is per batch)."""
+        event = await self._decode_known(msg)
+        if event is None:
+            return
+        try:
+            execution_id = self.engine.fold_reported(event)
+        except Exception as exc:  # a bad event must not stop the coordinator: set it aside
+            await self._give_up(msg, f"cannot apply {event.type} {event.event_id}: {exc!r}")
+            return
+        if execution_id is not None:
+            touched.setdefault(execution_id, []).append(msg)
+        taken.append(msg)
 
-    async def _decide_touched(self, touched: dict[str, list[Msg]], taken: list[Msg]) -> list[Effect]:
-        """One decision round per execution the batch changed; a round that fails sets its events aside."""
+    async def _decide_touched(
+        self, touched: dict[str, list[Msg]], taken: list[Msg]
+    ) -> tuple[list[Effect], dict[int, str]]:
+        """One decision round per execution the batch changed; a round that fails sets its events aside.
+
+        Returns the effects and, by effect ``id``, the trace context each carries: the round's span, a
+        child of the last event that led to it, linked to the others (one span per round, not per message).
+        """
         effects: list[Effect] = []
+        carried: dict[int, str] = {}
         now = _now()
         for execution_id, msgs in touched.items():
-            try:
-                decided = self.engine.decide_folded(execution_id, now)
-            except Exception as exc:
-                for msg in msgs:
-                    taken.remove(msg)
-                    await self._give_up(msg, f"cannot decide on execution {execution_id}: {exc!r}")
-                continue
-            self._in_context(decided, self._decided_in.pop(execution_id, None))
+            contexts = [(msg.headers or {}).get(TRACEPARENT) for msg in msgs] if tracing_enabled() else []
+            with decision_span("decide on events", execution_id, contexts) as traceparent:
+                try:
+                    decided = self.engine.decide_folded(execution_id, now)
+                except Exception as exc:
+                    fail_current(f"cannot decide: {exc!r}")
+                    for msg in msgs:
+                        taken.remove(msg)
+                        await self._give_up(msg, f"cannot decide on execution {execution_id}: {exc!r}")
+                    continue
+            if traceparent:
+                carried.update((id(effect), traceparent) for effect in decided)
             effects += decided
-        self._decided_in.clear()
-        return effects
-
-    def _in_context(self, effects: list[Effect], context: otel_context.Context | None = None) -> None:
-        """Publish ``effects`` as children of ``context`` (by default the current one: what led to them)."""
-        if tracing_enabled():
-            here = context or otel_context.get_current()
-            self._parents.update((id(effect), here) for effect in effects)
+        return effects, carried
 
     async def _decode_known(self, msg: Msg) -> Event | None:
         """The event in ``msg``, or None after dead-lettering it (undecodable, or naming nothing we know)."""
@@ -225,19 +224,23 @@ class Coordinator:
                 except Exception as exc:  # a command the core cannot carry out must not block those after it
                     await self._give_up(msg, f"cannot carry out {command.type} {command.command_id}: {exc!r}")
                     continue
-                self._in_context(effects)
-                await self._carry_out(effects)
+                await self._carry_out(effects, "decide on command")
             await msg.ack()
 
     async def _on_agents(self, online: dict[str, frozenset[str]]) -> None:
         async with self._lock:
-            await self._carry_out(self.engine.set_agents(online, _now()))
+            await self._carry_out(self.engine.set_agents(online, _now()), "decide on agents")
 
-    async def _carry_out(self, effects: list[Effect]) -> None:
+    async def _carry_out(
+        self, effects: list[Effect], why: str = "decide", carried: dict[int, str] | None = None
+    ) -> None:
         """Publish offers and decision events, and arm timers.
 
-        The publishes are sent in order on one connection (an offer before its DISPATCHED event) and
-        their acks awaited together: one round trip instead of one per effect. The engine holds these
+        The publishes are sent in order on one connection (an offer before its DISPATCHED event), in one
+        pipelined call (:meth:`Bus.publish_many`): one round trip per window of acks instead of one per
+        effect, and no task per effect. Each carries the trace context it was decided in (``carried``, by
+        effect ``id``); those without one carry a span named ``why`` of their execution (or the current
+        span: a command's, a timer's). The engine holds these
         decisions already, so they must reach the stream: a publish that fails (the server is restarting)
         is sent again, all of them, until the stream has them; its de-duplication drops the copies. A
         publish that no retry can cure (a subject that cannot be built, a message too large) goes to the
@@ -248,15 +251,29 @@ class Coordinator:
             if isinstance(effect, WakeAt):
                 self._arm(effect)
         publishes = [e for e in effects if isinstance(e, Offer | Emit)]
-        backoff = Backoff(most_s=2.0)
-        try:
-            await self._publish_all(publishes, backoff)
-        finally:
-            self._parents.clear()
+        if not publishes:
+            return
+        carried = dict(carried or {})
+        if tracing_enabled():
+            self._trace_rest(publishes, why, carried)
+        await self._publish_all(publishes, carried, Backoff(most_s=2.0))
 
-    async def _publish_all(self, publishes: list[Offer | Emit], backoff: Backoff) -> None:
+    @staticmethod
+    def _trace_rest(publishes: list[Offer | Emit], why: str, carried: dict[int, str]) -> None:
+        """Give every publish without a context one: a ``why`` span per execution (or the current span)."""
+        rest: dict[str, list[Offer | Emit]] = {}
+        for effect in publishes:
+            if id(effect) not in carried:
+                message = effect.offer if isinstance(effect, Offer) else effect.event
+                rest.setdefault(message.execution_id, []).append(effect)
+        for execution_id, group in rest.items():
+            with decision_span(why, execution_id) as traceparent:
+                if traceparent:
+                    carried.update((id(effect), traceparent) for effect in group)
+
+    async def _publish_all(self, publishes: list[Offer | Emit], carried: dict[int, str], backoff: Backoff) -> None:
         while publishes:
-            failed = await self._publish_round(publishes)
+            failed = await self._publish_round(publishes, carried)
             if not failed:
                 return
             if self._stop.is_set():
@@ -267,20 +284,43 @@ class Coordinator:
             publishes = [effect for effect, _ in failed]
             await backoff.wait(self._stop)
 
-    async def _publish_round(self, publishes: list[Offer | Emit]) -> list[tuple[Offer | Emit, Exception]]:
+    async def _publish_round(
+        self, publishes: list[Offer | Emit], carried: dict[int, str]
+    ) -> list[tuple[Offer | Emit, Exception]]:
         """Publish every effect; dead-letter those no retry can publish; return the others that failed."""
-        outcomes = await asyncio.gather(*(self._publish(effect) for effect in publishes), return_exceptions=True)
+        sent: list[Offer | Emit] = []
+        publications: list[Publication] = []
+        outcomes: list[tuple[Offer | Emit, PubAck | Exception]] = []
+        for effect in publishes:
+            try:
+                publications.append(self._publication(effect, carried.get(id(effect))))
+                sent.append(effect)
+            except Exception as exc:  # a subject that cannot be built: dead-lettered below
+                outcomes.append((effect, exc))
+        for effect in sent:  # marked before they are sent: one may be read back before its ack is
+            if isinstance(effect, Emit):
+                self._own[effect.event.event_id] = True
+        try:
+            acks = await self.bus.publish_many(publications)
+        except Exception as exc:  # the connection is gone: every one of them is tried again
+            acks = [exc] * len(publications)
+        outcomes += zip(sent, acks, strict=True)
         failed: list[tuple[Offer | Emit, Exception]] = []
-        for effect, outcome in zip(publishes, outcomes, strict=True):
-            if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
-                raise outcome  # cancelled
-            if outcome is None:
+        for effect, outcome in outcomes:
+            if isinstance(outcome, PubAck):
                 continue
             if permanent_publish_error(outcome):
+                if isinstance(effect, Emit):
+                    self._own.pop(effect.event.event_id, None)  # never stored: nothing comes back
                 await self._dead_letter_effect(effect, outcome)
             else:
                 failed.append((effect, outcome))
         return failed
+
+    def _publication(self, effect: Offer | Emit, traceparent: str | None) -> Publication:
+        if isinstance(effect, Offer):
+            return self.bus.offer_publication(effect.offer, effect.agent_id, traceparent)
+        return self.bus.event_publication(effect.event, traceparent)
 
     async def _dead_letter_effect(self, effect: Offer | Emit, exc: Exception) -> None:
         """A decision no retry can publish goes to the DLQ, under a stable id, and the coordinator goes on."""
@@ -295,17 +335,6 @@ class Coordinator:
         except Exception as again:  # logged, not retried: the decision is lost, the coordinator is not
             log.error("dead-lettering a decision failed", extra={"decision": kind, "error": repr(again)})
 
-    async def _publish(self, effect: Offer | Emit) -> None:
-        """Publish one effect; returns None (``gather`` tells a success by it)."""
-        parent = self._parents.get(id(effect))
-        if parent is not None:
-            otel_context.attach(parent)  # this task's own context (gather runs each publish in a task)
-        if isinstance(effect, Offer):
-            await self.bus.publish_offer(effect.offer, effect.agent_id)
-        else:
-            await self.bus.publish_event(effect.event)
-            self._own[effect.event.event_id] = True
-
     def _arm(self, wake: WakeAt) -> None:
         current = self._timers.get(wake.execution_id)
         if current and current[0] <= wake.at and not current[1].done():
@@ -319,4 +348,4 @@ class Coordinator:
         async with self._lock:
             self._timers.pop(wake.execution_id, None)
             with internal_span("decide on time", wake):
-                await self._carry_out(self.engine.tick(wake.execution_id, _now()))
+                await self._carry_out(self.engine.tick(wake.execution_id, _now()), "decide on time")

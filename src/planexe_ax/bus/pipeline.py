@@ -1,0 +1,155 @@
+"""Publishing many messages without waiting for each ack in turn (JetStream's asynchronous publish).
+
+Each message goes out as a PUB whose reply subject is one token of this connection's ack inbox; the
+stream answers there, and the answer resolves that message's future. At most ``window`` acks are
+outstanding: the next message waits for the oldest. A batch thus costs one round trip per window instead
+of one per message, and no task per message. Every message gets its own outcome (its ack, or the error
+the stream or the connection gave), so the caller retries or dead-letters each one as it would a single
+publish.
+
+Messages leave in the order given, on one connection; a single server stores them in that order. The
+stream checks each message's headers (``Nats-Msg-Id``, the fence's expected last subject sequence) as it
+stores it, so a pipelined fenced message is checked as a lone one is. A replicated stream, however, refuses
+a message that checks a subject's last sequence while another one checking the same subject is being
+replicated ("temporarily unavailable"); with ``serial_fence`` such messages go one at a time, each after
+the previous one's ack, while the others keep flowing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import PubAck
+from nats.js.errors import APIError, NoStreamResponseError
+
+NO_RESPONDERS = "503"
+YIELD_EVERY = 128
+"""Messages encoded between two chances for the connection's flusher to send what is buffered."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message to publish: subject, bytes, headers; ``fenced`` when its headers check a fence."""
+
+    subject: str
+    data: bytes
+    headers: dict[str, str]
+    fenced: bool = False
+
+
+Outcome = PubAck | Exception
+"""What became of one message: the stream's ack, or why it was not stored (a timeout, a refusal)."""
+
+
+class Pipeline:
+    """Asynchronous publishes on one connection, with a bounded window of outstanding acks.
+
+    Args:
+        nc: The connection.
+        window: Most acks outstanding at once.
+        timeout_s: How long a message waits for its ack, from when it is sent.
+        serial_fence: Send fenced messages one at a time (the stream is replicated).
+    """
+
+    def __init__(self, nc: NATS, window: int, timeout_s: float, serial_fence: bool) -> None:
+        if window < 1:
+            raise ValueError(f"a publish window of {window} holds nothing; it must be at least 1")
+        self.nc = nc
+        self.window = window
+        self.timeout_s = timeout_s
+        self.serial_fence = serial_fence
+        self._prefix = ""
+        self._sub: Subscription | None = None
+        self._tokens = itertools.count()
+        self._waiting: dict[str, asyncio.Future[PubAck]] = {}
+
+    async def _inbox(self) -> str:
+        if self._sub is None:
+            prefix = f"{self.nc.new_inbox()}."
+            self._sub = await self.nc.subscribe(f"{prefix}*", cb=self._on_ack)
+            self._prefix = prefix
+        return self._prefix
+
+    async def _on_ack(self, msg: Msg) -> None:
+        future = self._waiting.pop(msg.subject[len(self._prefix) :], None)
+        if future is None or future.done():
+            return  # given up on (timed out) or cancelled
+        if msg.headers and msg.headers.get("Status") == NO_RESPONDERS:
+            future.set_exception(NoStreamResponseError())
+            return
+        try:
+            answer = json.loads(msg.data)
+        except ValueError as exc:
+            future.set_exception(exc)
+            return
+        if "error" not in answer:
+            future.set_result(PubAck.from_response(answer))
+            return
+        try:
+            APIError.from_error(answer["error"])  # raises the error's class (bad request, not found, ...)
+        except Exception as refused:  # an APIError by its code; anything else is a malformed answer
+            future.set_exception(refused)
+
+    async def send(self, items: Sequence[Outgoing]) -> list[Outcome]:
+        """Publish ``items`` in order; the outcome of each, in the same order."""
+        prefix = await self._inbox()
+        loop = asyncio.get_running_loop()
+        outcomes: list[Outcome | None] = [None] * len(items)
+        flight: deque[tuple[int, float, asyncio.Future[PubAck]]] = deque()
+        last_fenced: tuple[int, float, asyncio.Future[PubAck]] | None = None
+        try:
+            for index, item in enumerate(items):
+                while len(flight) >= self.window:
+                    await self._settle(flight.popleft(), outcomes)
+                if item.fenced and self.serial_fence and last_fenced is not None:
+                    await self._wait(last_fenced)
+                token = str(next(self._tokens))
+                future: asyncio.Future[PubAck] = loop.create_future()
+                self._waiting[token] = future
+                try:
+                    await self.nc.publish(item.subject, item.data, reply=prefix + token, headers=item.headers)
+                except Exception as exc:  # closed, draining, a bad subject: this message's outcome
+                    self._waiting.pop(token, None)
+                    outcomes[index] = exc
+                    continue
+                sent = (index, loop.time() + self.timeout_s, future)
+                flight.append(sent)
+                if item.fenced:
+                    last_fenced = sent
+                if index % YIELD_EVERY == YIELD_EVERY - 1:
+                    await asyncio.sleep(0)  # let the flusher send what is buffered while the rest is encoded
+            while flight:
+                await self._settle(flight.popleft(), outcomes)
+        finally:
+            for _, _, future in flight:  # cancelled meanwhile: nobody waits for these acks any more
+                future.cancel()
+            self._waiting = {token: f for token, f in self._waiting.items() if not f.done()}
+        return [outcome if outcome is not None else NatsTimeoutError() for outcome in outcomes]
+
+    async def _wait(self, sent: tuple[int, float, asyncio.Future[PubAck]]) -> None:
+        """Wait until ``sent`` is answered or its time is up (it is settled later, in order)."""
+        _, deadline, future = sent
+        if not future.done():
+            left = deadline - asyncio.get_running_loop().time()
+            if left > 0:
+                await asyncio.wait((future,), timeout=left)
+
+    async def _settle(self, sent: tuple[int, float, asyncio.Future[PubAck]], outcomes: list[Outcome | None]) -> None:
+        await self._wait(sent)
+        index, _, future = sent
+        if not future.done():
+            future.cancel()
+            outcomes[index] = NatsTimeoutError()
+        elif (error := future.exception()) is not None:
+            outcomes[index] = error if isinstance(error, Exception) else NatsTimeoutError()
+        else:
+            outcomes[index] = future.result()

@@ -1,0 +1,78 @@
+"""Pipelined publishing on a real nats-server: order, one outcome per message, de-duplication, the fence."""
+
+from __future__ import annotations
+
+import pytest
+from nats.js.errors import NoStreamResponseError
+
+from planexe_ax.bus import Bus, Deposed, ExecutionState, ExecutionStatus, PubAck, Publication, connect
+from planexe_ax.bus.leader import LeaderLease
+from planexe_ax.bus.pipeline import Outgoing, Pipeline
+from planexe_ax.config import Settings
+from planexe_ax.errors import MessageTooLarge
+
+pytestmark = pytest.mark.nats
+
+
+def decision(n: int, execution_id: str = "e1", reason: str = "") -> ExecutionState:
+    return ExecutionState(
+        event_id=f"d-{execution_id}-{n}", execution_id=execution_id, status=ExecutionStatus.RUNNING, reason=reason
+    )
+
+
+async def test_many_messages_are_stored_in_order_each_with_its_own_outcome(bus: Bus) -> None:
+    """More messages than the window; one too large and one already stored: each gets its own answer."""
+    bus._pipeline = Pipeline(bus.nc, window=4, timeout_s=5.0, serial_fence=False)  # a small window, to fill it
+    await bus.publish_event(decision(3))
+    events = [decision(n) for n in range(40)]
+    too_large = decision(99, reason="x" * (bus.max_message_bytes + 1))
+    publications = [bus.event_publication(e) for e in events]
+    publications.insert(10, bus.event_publication(too_large))
+
+    outcomes = await bus.publish_many(publications)
+
+    assert isinstance(outcomes[10], MessageTooLarge)
+    acks = [o for i, o in enumerate(outcomes) if i != 10]
+    assert all(isinstance(a, PubAck) for a in acks), acks
+    stored = [a for a in acks if isinstance(a, PubAck) and not a.duplicate]
+    assert [a.duplicate for a in acks if isinstance(a, PubAck)].count(True) == 1, "decision 3 was already stored"
+    assert [a.seq for a in stored] == sorted(a.seq for a in stored), "stored in the order given"
+    info = await bus.js.stream_info(bus.subjects.events_stream)
+    assert info.state.messages == 40
+
+
+async def test_a_message_no_stream_takes_fails_alone(bus: Bus) -> None:
+    """A subject no stream listens on answers "no responders" for that message; the others are stored."""
+    pipeline = Pipeline(bus.nc, window=8, timeout_s=5.0, serial_fence=False)
+    subject = bus.subjects.event("e1", "execution_state")
+    outgoing = [Outgoing(subject, b"{}", {"Nats-Msg-Id": "one"}), Outgoing("nowhere.at.all", b"{}", {})]
+    outgoing.append(Outgoing(subject, b"{}", {"Nats-Msg-Id": "two"}))
+    first, nowhere, last = await pipeline.send(outgoing)
+    assert isinstance(first, PubAck)
+    assert isinstance(last, PubAck)
+    assert last.seq == first.seq + 1
+    assert isinstance(nowhere, NoStreamResponseError)
+
+
+async def test_pipelined_decisions_of_a_deposed_leader_are_all_refused(nats_url: str, settings: Settings) -> None:
+    """Each pipelined decision carries the fence and the stream checks each: after a newer fence, none is stored."""
+    old = await connect(settings, nats_url, "coordinator-a", role="coordinator")
+    new = await connect(settings, nats_url, "coordinator-b", role="coordinator")
+    try:
+        await LeaderLease(old, "coordinator", "a").fence()
+        acks = await old.publish_many([old.event_publication(decision(n)) for n in range(20)])
+        assert all(isinstance(a, PubAck) for a in acks), "the leader's pipelined decisions pass"
+        before = (await new.js.stream_info(new.subjects.events_stream)).state.messages
+
+        await LeaderLease(new, "coordinator", "b").fence()
+        offer_like = Publication(new.subjects.dlq("probe"), decision(0, "e2"), "unfenced")  # not fenced: passes
+        with pytest.raises(Deposed, match="newer leader"):
+            await old.publish_many([old.event_publication(decision(n, "e2")) for n in range(20)] + [offer_like])
+
+        info = await new.js.stream_info(new.subjects.events_stream)
+        assert info.state.messages == before + 1, "only the new leader's fence marker was added"
+        refused = await new.js.get_last_msg(new.subjects.events_stream, new.subjects.event("e1", "execution_state"))
+        assert b"d-e1-19" in (refused.data or b""), "the last stored decision is the old term's last accepted one"
+    finally:
+        await old.close()
+        await new.close()

@@ -411,6 +411,21 @@ def internal_span(name: str, message: object = None) -> Iterator[Span]:
         yield s
 
 
+@contextmanager
+def client_span(name: str, execution_id: str | None, attributes: dict[str, Any]) -> Iterator[Span]:
+    """A CLIENT span of a call out of the system (a webhook POST, a mail) in the execution's trace.
+
+    It nests in the current span when that is in the execution's trace (a message being processed), else
+    under the execution's root: a call made long after the event still shows in the execution's trace.
+    """
+    if not _enabled:
+        yield INVALID_SPAN
+        return
+    attributes = {"planexe.execution_id": execution_id, **attributes} if execution_id else attributes
+    with _span(name, SpanKind.CLIENT, attributes, _parent(execution_id)) as span:
+        yield span
+
+
 def ids_of_current() -> tuple[str, str] | None:
     """(trace id, span id) of the current span, as hex, for log lines; None without one."""
     context = trace.get_current_span().get_span_context()

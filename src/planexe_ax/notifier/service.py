@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
-from planexe_ax.bus import Bus, InboxOpened, Msg, PullLoop, Subjects, decode_event, decode_event_on
+from planexe_ax.bus import Bus, InboxOpened, Msg, PullLoop, Subjects, decode_event, decode_event_on, tracing
 from planexe_ax.bus.messages import ExecutionCreated
 from planexe_ax.bus.replay import last_event
 from planexe_ax.common.inbox_links import LinkStore
@@ -91,7 +92,10 @@ class Notifier:
             token = self.links.issue(event.item_id, to, self.settings.notify_link_ttl_s)
             link = answer_link(self.settings.dashboard_url, event.item_id, token)
             mail = message(event, to, self.settings.notify_from, link, title)
-            await asyncio.to_thread(send_message, smtp_url, mail)
+            attributes = {"planexe.item_id": event.item_id, "planexe.inbox_kind": event.kind,
+                          "server.address": urlsplit(smtp_url).hostname or ""}  # fmt: skip
+            with tracing.client_span("mail inbox item", event.execution_id, attributes):
+                await asyncio.to_thread(send_message, smtp_url, mail)
             self.links.mark_sent(token)
             self.sent += 1
             mailed.append(to)

@@ -73,6 +73,8 @@ class Due:
     payload: str
     attempts: int
     first_due_at: datetime
+    execution_id: str = ""
+    """The event's execution: the delivery's span goes into its trace."""
 
 
 async def subscriptions(sessions: Sessions) -> list[Subscription]:
@@ -179,7 +181,8 @@ async def due(sessions: Sessions, limit: int = 1000) -> list[list[Due]]:
     for d, url, secret, rank in rows:
         run = runs.setdefault((d.webhook_id, d.execution_id), [])
         if rank == len(run) + 1:  # the run so far is unbroken from the earliest pending one
-            run.append(Due(d.delivery_id, d.webhook_id, url, secret, d.event_id, d.payload, d.attempts, d.first_due_at))
+            fields = (d.event_id, d.payload, d.attempts, d.first_due_at, d.execution_id)
+            run.append(Due(d.delivery_id, d.webhook_id, url, secret, *fields))
     return [run for run in runs.values() if run]
 
 

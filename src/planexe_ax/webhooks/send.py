@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from standardwebhooks.webhooks import Webhook
 
+from planexe_ax.bus import tracing
 from planexe_ax.common.egress import EgressRefused, FetchPolicy, checked_client
 from planexe_ax.readmodel.webhook_queue import Due, Outcome
 
@@ -53,6 +54,23 @@ def headers(item: Due, now: datetime) -> dict[str, str]:
     }
 
 
+def span_attributes(item: Due) -> dict[str, str | int]:
+    """What the delivery's span says: the webhook, the delivery, the event, the attempt and where it goes.
+
+    The URL's path and query are left out: receivers often put a token there.
+    """
+    target = urlsplit(item.url)
+    return {
+        "planexe.webhook_id": item.webhook_id,
+        "planexe.delivery_id": item.delivery_id,
+        "planexe.event_id": item.event_id,
+        "planexe.delivery_attempt": item.attempts + 1,
+        "http.request.method": "POST",
+        "server.address": target.hostname or "",
+        "server.port": target.port or (443 if target.scheme == "https" else 80),
+    }
+
+
 class Sender:
     """POSTs deliveries through one HTTP client whose connections pass the egress policy."""
 
@@ -60,18 +78,27 @@ class Sender:
         self.client = checked_client(allow, timeout_s, {"user-agent": USER_AGENT})
 
     async def send(self, item: Due) -> Outcome:
-        """One attempt: delivered on a 2xx answer; anything else is an error to retry (the caller decides when)."""
-        started = time.perf_counter()
-        code: int | None = None
-        error: str | None = None
-        try:
-            answer = await self.client.post(item.url, content=item.payload, headers=headers(item, datetime.now(UTC)))
-            code = answer.status_code
-            if not answer.is_success:
-                error = f"HTTP {code}: {answer.text[:ERROR_TEXT]}"
-        except Exception as exc:  # every failure of one attempt is logged on it and retried
-            error = f"{type(exc).__name__}: {exc}"[:ERROR_TEXT]
-        latency_ms = (time.perf_counter() - started) * 1000
+        """One attempt: delivered on a 2xx answer; anything else is an error to retry (the caller decides when).
+
+        The attempt is a CLIENT span ``webhook delivery`` in the trace of the event's execution.
+        """
+        with tracing.client_span("webhook delivery", item.execution_id or None, span_attributes(item)) as span:
+            started = time.perf_counter()
+            code: int | None = None
+            error: str | None = None
+            try:
+                answer = await self.client.post(
+                    item.url, content=item.payload, headers=headers(item, datetime.now(UTC))
+                )
+                code = answer.status_code
+                span.set_attribute("http.response.status_code", code)
+                if not answer.is_success:
+                    error = f"HTTP {code}: {answer.text[:ERROR_TEXT]}"
+            except Exception as exc:  # every failure of one attempt is logged on it and retried
+                error = f"{type(exc).__name__}: {exc}"[:ERROR_TEXT]
+            if error is not None:
+                tracing.failed(span, error)
+            latency_ms = (time.perf_counter() - started) * 1000
         return Outcome(status_code=code, latency_ms=latency_ms, error=error, delivered=error is None)
 
     async def close(self) -> None:

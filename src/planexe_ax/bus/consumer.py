@@ -126,6 +126,8 @@ class PullLoop:
         handler: Takes a batch; acks, naks or dead-letters each message itself.
         batch: Largest batch handed to ``handler``.
         idle_timeout_s: How long one fetch waits; bounds how fast ``stop`` is noticed.
+        batch_wait_s: How long the second fetch waits for the messages the first said are waiting (it returns
+            as soon as they are in); a busy process parses them slower, and would hand on smaller batches.
     """
 
     def __init__(
@@ -137,6 +139,7 @@ class PullLoop:
         *,
         batch: int = 1,
         idle_timeout_s: float = 0.5,
+        batch_wait_s: float = 0.05,
     ) -> None:
         self.bus = bus
         self.stream = stream
@@ -144,6 +147,7 @@ class PullLoop:
         self.handler = handler
         self.batch = batch
         self.idle_timeout_s = idle_timeout_s
+        self.batch_wait_s = batch_wait_s
         self.handled = 0
         self._errors = ErrorsOnce(durable=durable).about("consume loop error")
 
@@ -179,7 +183,7 @@ class PullLoop:
             self.batch > 1 and waiting
         ):  # more are waiting: take them (a fetch on an empty consumer waits out its timeout)
             with contextlib.suppress(*TIMEOUTS):
-                first.extend(await fetch(min(self.batch - 1, waiting), timeout=0.05))
+                first.extend(await fetch(min(self.batch - 1, waiting), timeout=self.batch_wait_s))
         return first
 
     async def _handle(self, msgs: list[Msg]) -> None:

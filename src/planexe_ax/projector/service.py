@@ -16,18 +16,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from planexe_ax.bus import Bus, Event, Msg, PullLoop, Subjects, decode_event_on
 from planexe_ax.bus.replay import resume_after
+from planexe_ax.bus.tracing import enabled as tracing_enabled
 from planexe_ax.bus.tracing import process_span
 from planexe_ax.projector.agent_cards import AgentWatcher
 from planexe_ax.projector.plan_catalog import PlanWatcher
 from planexe_ax.readmodel.db import make_engine, make_session_factory
 from planexe_ax.readmodel.migrate import upgrade
-from planexe_ax.readmodel.models import ProjectorCheckpoint
-from planexe_ax.readmodel.projection import apply_event
+from planexe_ax.readmodel.projection import Batch, apply_event, load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
 
 DLQ_SOURCE = "projector"
 BATCH = 500
+BATCH_WAIT_S = 0.5
+"""How long a batch waits for the events the stream says are waiting: a bulk write pays per batch, not per event."""
 
 
 @dataclass
@@ -70,10 +72,13 @@ class Projector:
         self.last_seq = 0
         self.projected = 0
         self.dead_lettered = 0
+        self.batches = 0
         self.agents = AgentWatcher(bus, self.sessions)
         self.plans = PlanWatcher(bus, self.sessions)
         self._caught_up = asyncio.Condition()
-        self._loop = PullLoop(bus, bus.subjects.events_stream, durable, self._handle_batch, batch=batch)
+        self._loop = PullLoop(
+            bus, bus.subjects.events_stream, durable, self._handle_batch, batch=batch, batch_wait_s=BATCH_WAIT_S
+        )
         self._started = False
 
     async def __aenter__(self) -> Self:
@@ -89,8 +94,7 @@ class Projector:
         """Migrate the read model to head, load the checkpoint, and put the durable consumer right after it."""
         await upgrade(self.database_url)
         async with self.sessions() as session:
-            checkpoint = await session.get(ProjectorCheckpoint, self.durable)
-        self.last_seq = checkpoint.stream_seq if checkpoint else 0
+            self.last_seq = await load_checkpoint(session, self.durable)
         await self._position()
         self._started = True
         log.info("projector started", extra={"durable": self.durable, "checkpoint": self.last_seq})
@@ -136,6 +140,7 @@ class Projector:
         await resume_after(self.bus, self.durable, self.last_seq)
 
     async def _handle_batch(self, msgs: list[Msg]) -> None:
+        self.batches += 1
         items = [self._decode(msg) for msg in msgs]
         outcome = _Outcome()
         for item in items:
@@ -173,24 +178,34 @@ class Projector:
 
     async def _project(self, items: list[_Item], outcome: _Outcome, *, isolate: bool) -> None:
         async with self.sessions.begin() as session:
-            checkpoint = await session.get(ProjectorCheckpoint, self.durable)
-            done = checkpoint.stream_seq if checkpoint else 0
-            applied = 0
-            for item in items:
-                if item.seq <= done or item.event is None:
-                    continue
-                with self._span(item):
-                    if isolate:
-                        applied += await self._apply_isolated(session, item, outcome)
-                    elif await apply_event(session, item.event, item.seq):
-                        applied += 1
-            outcome.top = max(done, *(item.seq for item in items))
-            if checkpoint is None:
-                session.add(ProjectorCheckpoint(consumer=self.durable, stream_seq=outcome.top))
+            done = await load_checkpoint(session, self.durable, lock=True)
+            if done > self.last_seq:
+                log.warning("checkpoint moved by another writer", extra={"durable": self.durable, "checkpoint": done})
+            todo = [item for item in items if item.seq > done and item.event is not None]
+            if isolate:
+                applied = sum([await self._apply_isolated(session, item, outcome) for item in todo])
             else:
-                checkpoint.stream_seq = outcome.top
+                applied = await self._apply_batch(session, todo)
+            outcome.top = max(done, *(item.seq for item in items))
+            await save_checkpoint(session, self.durable, outcome.top)
         self.projected += applied
         log.debug("batch projected", extra={"durable": self.durable, "events": applied, "stream_seq": outcome.top})
+
+    async def _apply_batch(self, session: AsyncSession, todo: list[_Item]) -> int:
+        """Fold the batch's events together: one read per table, each event in memory, one bulk write per table."""
+        events = [(item.seq, item.event) for item in todo if item.event is not None]
+        batch = Batch(events)
+        await batch.load(session)
+        if tracing_enabled():
+            applied = 0
+            for item in todo:
+                assert item.event is not None
+                with self._span(item):
+                    applied += batch.apply(item.event, item.seq)
+        else:  # no span to make: skip a context manager per event
+            applied = sum(batch.apply(event, seq) for seq, event in events)
+        await batch.write(session)
+        return applied
 
     def _span(self, item: _Item) -> AbstractContextManager[Span]:
         """The process span of one event's write (in the batch's transaction)."""

@@ -1,40 +1,33 @@
-"""How events fold into the read model: one small function per event type (the projector runs them).
+"""How events fold into the read model, a batch at a time: load what the batch touches, fold in memory, write.
 
-The projector applies them live, in batches, with its checkpoints; :mod:`planexe_ax.readmodel.replay` applies
-them to an execution's history to show it as it was at one event.
+The projector applies its batches live, with its checkpoints; :mod:`planexe_ax.readmodel.replay` applies an
+execution's history to show it as it was at one event. A :class:`Batch` reads the rows its events touch with
+one query per table, applies every event in stream order to those rows in memory
+(:mod:`planexe_ax.readmodel.fold`), then writes the changed rows with one bulk upsert per table
+(``INSERT ... ON CONFLICT DO UPDATE``, executemany) and the events with one bulk insert.
 
-Every function runs inside the caller's transaction and never commits. An event whose ``event_id`` is
-already stored is skipped entirely, so applying a stream twice changes nothing.
+Everything runs inside the caller's transaction and never commits. An event whose ``event_id`` is already
+stored (or seen earlier in the batch) is skipped entirely, so applying a stream twice changes nothing.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import Table, Text, and_, bindparam, cast, delete, insert, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from planexe_ax.bus import (
-    TERMINAL_EXECUTION,
-    TERMINAL_TASK,
-    Event,
-    ExecutionCreated,
-    ExecutionState,
-    ExecutionStatus,
-    InboxClosed,
-    InboxOpened,
-    Plan,
-    SubtaskProgress,
-    SubtaskState,
-    TaskState,
-    TaskStatus,
-)
+from planexe_ax.bus import Event, ExecutionCreated, Plan
+from planexe_ax.readmodel import fold
+from planexe_ax.readmodel.fold import EVENT_ONLY, HANDLERS, HELD, Rows
 from planexe_ax.readmodel.models import (
-    INBOX_CLOSED,
-    INBOX_OPEN,
+    Base,
     Execution,
     ExecutionEvent,
     ExecutionSubtask,
@@ -43,337 +36,241 @@ from planexe_ax.readmodel.models import (
     PlanRow,
     PlanSubtask,
     PlanTask,
+    ProjectorCheckpoint,
 )
+
+__all__ = ["EVENT_ONLY", "HANDLERS", "HELD", "PLANS_CHECKPOINT", "Batch", "apply_event", "apply_events",
+           "load_checkpoint", "save_checkpoint", "upsert_plan"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
 PLANS_CHECKPOINT = "plans-kv"
 """The checkpoint row that says how far the plan catalog (KV ax-plans) is mirrored into the plan tables."""
 
-HELD = frozenset({TaskStatus.RUNNING.value, TaskStatus.BLOCKED.value})
-"""Subtask states in which the row's agent is the agent holding the attempt."""
+CHUNK = 500
+"""Keys per ``IN`` list: well under every driver's limit on bound parameters."""
 
-Handler = Callable[[AsyncSession, Any], Awaitable[None]]
+SUBTASK_EVENTS = frozenset({"subtask_state", "subtask_progress"})
+TASK_EVENTS = frozenset({"task_state", "subtask_state"})
+INBOX_EVENTS = frozenset({"inbox_opened", "inbox_closed"})
+
+
+def _table(model: type[Base]) -> Table:
+    return Base.metadata.tables[model.__tablename__]
+
+
+EXECUTIONS, TASKS, SUBTASKS, INBOX = (
+    _table(Execution),
+    _table(ExecutionTask),
+    _table(ExecutionSubtask),
+    _table(InboxItem),
+)
+PLANS, PLAN_TASKS, PLAN_SUBTASKS = _table(PlanRow), _table(PlanTask), _table(PlanSubtask)
+EVENTS, CHECKPOINTS = _table(ExecutionEvent), _table(ProjectorCheckpoint)
+UPSERTED = (
+    ("executions", EXECUTIONS),
+    ("execution_tasks", TASKS),
+    ("execution_subtasks", SUBTASKS),
+    ("inbox_items", INBOX),
+)
+
+
+class Batch:
+    """Events folded together: :meth:`load` once, :meth:`apply` each in stream order, :meth:`write` once.
+
+    Args:
+        events: ``(stream_seq, event)`` pairs in stream order (what :meth:`load` reads rows for).
+    """
+
+    def __init__(self, events: Sequence[tuple[int, Event]] = ()) -> None:
+        self.events = events
+        self.rows = Rows()
+
+    async def load(self, session: AsyncSession, plan_ids: Iterable[str] = ()) -> None:
+        """Read every stored row the events (and plans ``plan_ids``) may change, one query per table."""
+        rows, events = self.rows, [event for _, event in self.events]
+        found = await _column(session, EVENTS.c.event_id, {e.event_id for e in events})
+        rows.seen.update(found)
+        fresh = [e for e in events if e.event_id not in rows.seen]
+        execution_ids = {e.execution_id for e in fresh}
+        rows.executions.update(dict.fromkeys(execution_ids))
+        for row in await _rows(session, EXECUTIONS, ("execution_id",), execution_ids):
+            rows.executions[row["execution_id"]] = row
+        created = {e.plan.plan_id for e in fresh if isinstance(e, ExecutionCreated)}
+        await self._load_plans(session, created | set(plan_ids))
+        subtask_ids = {(e.execution_id, e.subtask_id) for e in fresh if e.type in SUBTASK_EVENTS and e.subtask_id}
+        for row in await _rows(session, SUBTASKS, ("execution_id", "subtask_id"), subtask_ids):
+            rows.add_subtask(row)
+        task_ids = {
+            (e.execution_id, e.task_id) for e in fresh if e.type in ("task_state", "subtask_state") and e.task_id
+        }
+        task_ids |= {(e, t) for e, t, _ in rows.subtasks}
+        for row in await _rows(session, TASKS, ("execution_id", "task_id"), task_ids):
+            rows.tasks[(row["execution_id"], row["task_id"])] = row
+        item_ids = {getattr(e, "item_id") for e in fresh if e.type in INBOX_EVENTS}  # noqa: B009 - inbox events only
+        rows.inbox.update(dict.fromkeys(item_ids))
+        for row in await _rows(session, INBOX, ("item_id",), item_ids):
+            rows.inbox[row["item_id"]] = row
+
+    async def _load_plans(self, session: AsyncSession, plan_ids: set[str]) -> None:
+        rows = self.rows
+        rows.plans.update(dict.fromkeys(plan_ids))
+        for row in await _rows(session, PLANS, ("plan_id",), plan_ids):
+            rows.plans[row["plan_id"]] = row
+        rows.plans_with_tasks |= await _column(session, PLAN_TASKS.c.plan_id, plan_ids)
+
+    def apply(self, event: Event, stream_seq: int) -> bool:
+        """Fold one event into the loaded rows; False when it was already stored."""
+        return fold.apply(self.rows, event, stream_seq)
+
+    async def write(self, session: AsyncSession) -> None:
+        """Write what changed: replaced plans' rows deleted, then upserts in foreign-key order, then the events."""
+        rows, dialect = self.rows, session.get_bind().dialect.name
+        if rows.plans_replaced:
+            replaced = sorted(rows.plans_replaced)
+            await session.execute(delete(PlanSubtask).where(PlanSubtask.plan_id.in_(replaced)))
+            await session.execute(delete(PlanTask).where(PlanTask.plan_id.in_(replaced)))
+        await _upsert(session, dialect, PLANS, [_get(rows.plans, k) for k in _changed(rows, "plans")])
+        tasks = [row for children in rows.plan_children.values() for row in children[0]]
+        subtasks = [row for children in rows.plan_children.values() for row in children[1]]
+        if tasks:
+            await session.execute(insert(PLAN_TASKS), tasks)
+        if subtasks:
+            await session.execute(insert(PLAN_SUBTASKS), subtasks)
+        tables: dict[str, dict[Any, Any]] = {
+            "executions": rows.executions,
+            "execution_tasks": rows.tasks,
+            "execution_subtasks": rows.subtasks,
+            "inbox_items": rows.inbox,
+        }
+        for name, table in UPSERTED:
+            await _upsert(session, dialect, table, [_get(tables[name], k) for k in _changed(rows, name)])
+        if rows.events:
+            await session.execute(_insert_events(dialect), rows.events)
+
+
+async def apply_events(session: AsyncSession, events: Sequence[tuple[int, Event]]) -> list[bool]:
+    """Store ``events`` and apply them to the read model, each unless its ``event_id`` is already stored.
+
+    Args:
+        session: An open session; the caller owns the transaction.
+        events: ``(stream_seq, event)`` pairs in stream order.
+
+    Returns:
+        For each event, False when it was already stored (nothing changed), else True.
+    """
+    batch = Batch(events)
+    await batch.load(session)
+    applied = [batch.apply(event, seq) for seq, event in events]
+    await batch.write(session)
+    return applied
 
 
 async def apply_event(session: AsyncSession, event: Event, stream_seq: int) -> bool:
     """Store ``event`` and apply it to the read model, unless its ``event_id`` is already stored.
 
-    Args:
-        session: An open session; the caller owns the transaction.
-        event: A decoded event.
-        stream_seq: Its sequence in AX_EVENTS.
-
     Returns:
         False when the event was already stored (nothing changed), else True.
     """
-    if await session.scalar(select(exists().where(ExecutionEvent.event_id == event.event_id))):
-        log.debug("event already projected", extra={"event_id": event.event_id, "stream_seq": stream_seq})
-        return False
-    session.add(
-        ExecutionEvent(
-            stream_seq=stream_seq,
-            event_id=event.event_id,
-            execution_id=event.execution_id,
-            type=event.type,
-            task_id=event.task_id,
-            subtask_id=event.subtask_id,
-            agent_id=event.agent_id,
-            attempt=event.attempt,
-            ts=event.ts,
-            data=event.model_dump(mode="json", by_alias=True),
-        )
-    )
-    handler = HANDLERS.get(event.type)
-    if handler is None:
-        return True
-    if event.type != "execution_created" and await session.get(Execution, event.execution_id) is None:
-        log.warning(
-            "event for an unknown execution stored, not applied",
-            extra={"event_id": event.event_id, "execution_id": event.execution_id, "type": event.type},
-        )
-        return True
-    await handler(session, event)
-    return True
-
-
-async def on_execution_created(session: AsyncSession, event: ExecutionCreated) -> None:
-    """Record the plan (once per plan id) and a new execution with every task and subtask pending."""
-    if await session.get(Execution, event.execution_id) is not None:
-        log.warning("execution already created", extra={"execution_id": event.execution_id})
-        return
-    plan = event.plan
-    await upsert_plan(session, plan, event.ts)
-    session.add(
-        Execution(
-            execution_id=event.execution_id,
-            plan_id=plan.plan_id,
-            status=ExecutionStatus.CREATED.value,
-            reason="",
-            created_at=event.ts,
-            started_at=None,
-            finished_at=None,
-            updated_at=event.ts,
-        )
-    )
-    await session.flush()
-    for task in plan.tasks():
-        session.add(
-            ExecutionTask(
-                execution_id=event.execution_id,
-                task_id=task.task_id,
-                status=TaskStatus.PENDING.value,
-                attempts=0,
-                reason="",
-                started_at=None,
-                finished_at=None,
-            )
-        )
-    await session.flush()
-    session.add_all(
-        ExecutionSubtask(
-            execution_id=event.execution_id,
-            task_id=task.task_id,
-            subtask_id=sub.subtask_id,
-            action=sub.action,
-            status=TaskStatus.PENDING.value,
-            attempt=0,
-            agent_id=None,
-            progress=0.0,
-            output=None,
-            confidence=None,
-            error=None,
-            reason="",
-            not_before=None,
-            deadline=None,
-            started_at=None,
-            finished_at=None,
-            updated_at=event.ts,
-        )
-        for task in plan.tasks()
-        for sub in task.subtasks
-    )
+    [applied] = await apply_events(session, [(stream_seq, event)])
+    return applied
 
 
 async def upsert_plan(session: AsyncSession, plan: Plan, ts: datetime) -> None:
-    """Record ``plan`` (first seen at ``ts``) with its tasks and subtasks; a changed plan replaces its rows.
+    """Record ``plan`` (first seen at ``ts``) with its tasks and subtasks; a changed plan replaces its rows."""
+    batch = Batch()
+    await batch.load(session, plan_ids=[plan.plan_id])
+    fold.fold_plan(batch.rows, plan, ts)
+    await batch.write(session)
 
-    A plan that was deleted from the catalog is listed again: it was uploaded or run anew.
+
+async def load_checkpoint(session: AsyncSession, consumer: str, *, lock: bool = False) -> int:
+    """The stream sequence ``consumer`` has projected up to (0 for none).
+
+    Args:
+        session: An open session.
+        consumer: The checkpoint's name (the projector's durable).
+        lock: Lock the row until the transaction ends (PostgreSQL; SQLite's writer lock already serialises):
+            a second writer of the same checkpoint waits, then sees how far the first one got.
     """
-    row = await session.get(PlanRow, plan.plan_id)
-    document = plan.model_dump(mode="json", by_alias=True)
-    if row is None:
-        row = PlanRow(plan_id=plan.plan_id, created_at=ts, title="", goal="", plan={})
-        session.add(row)
-    elif row.plan != document:
-        await session.execute(delete(PlanSubtask).where(PlanSubtask.plan_id == plan.plan_id))
-        await session.execute(delete(PlanTask).where(PlanTask.plan_id == plan.plan_id))
-    row.title, row.goal, row.plan, row.deleted_at = plan.title, plan.goal, document, None
-    await session.flush()
-    if await session.scalar(select(exists().where(PlanTask.plan_id == plan.plan_id))):
-        return
-    position = 0
-    for phase in plan.phases:
-        for task in phase.tasks:
-            session.add(
-                PlanTask(
-                    plan_id=plan.plan_id,
-                    task_id=task.task_id,
-                    phase_id=phase.phase_id,
-                    phase_name=phase.name,
-                    title=task.title,
-                    description=task.description,
-                    assignee_role=task.assignee_role,
-                    estimated_hours=task.estimated_hours,
-                    position=position,
-                )
-            )
-            position += 1
-    await session.flush()
-    session.add_all(
-        PlanSubtask(
-            plan_id=plan.plan_id,
-            task_id=task.task_id,
-            subtask_id=sub.subtask_id,
-            action=sub.action,
-            description=sub.description,
-            params=sub.params,
-            position=index,
-        )
-        for task in plan.tasks()
-        for index, sub in enumerate(task.subtasks)
-    )
+    query = select(ProjectorCheckpoint.stream_seq).where(ProjectorCheckpoint.consumer == consumer)
+    found = await session.scalar(query.with_for_update() if lock else query)
+    return int(found or 0)
 
 
-async def on_execution_state(session: AsyncSession, event: ExecutionState) -> None:
-    """Set the execution's status and reason; RUNNING marks the start, a terminal status the end."""
-    row = await session.get(Execution, event.execution_id)
-    if row is None:
-        return
-    row.status, row.reason, row.updated_at = event.status.value, event.reason, event.ts
-    if event.status == ExecutionStatus.RUNNING and row.started_at is None:
-        row.started_at = event.ts
-    if event.status in TERMINAL_EXECUTION:
-        row.finished_at = event.ts
+async def save_checkpoint(session: AsyncSession, consumer: str, stream_seq: int) -> None:
+    """Set ``consumer``'s checkpoint to ``stream_seq`` (in the caller's transaction, with the rows it covers)."""
+    dialect = session.get_bind().dialect.name
+    await _upsert(session, dialect, CHECKPOINTS, [{"consumer": consumer, "stream_seq": stream_seq}])
 
 
-async def on_task_state(session: AsyncSession, event: TaskState) -> None:
-    """Set a task's status and reason; RUNNING marks the start, a terminal status the end."""
-    row = await session.get(ExecutionTask, (event.execution_id, event.task_id))
-    if row is None:
-        _log_unknown(event)
-        return
-    row.status, row.reason = event.status.value, event.reason
-    if event.status == TaskStatus.RUNNING and row.started_at is None:
-        row.started_at = event.ts
-    if event.status in TERMINAL_TASK:
-        row.finished_at = event.ts
+def _changed(rows: Rows, table: str) -> list[Any]:
+    return sorted(rows.changed.get(table, ()))  # a fixed order: concurrent writers lock rows alike
 
 
-async def on_subtask_state(session: AsyncSession, event: SubtaskState) -> None:
-    """Set a subtask's status, reason, attempt, agent, output and error, and raise its task's attempt count.
+def _get(rows: dict[Any, fold.Row | None], key: Any) -> fold.Row:
+    row = rows[key]
+    assert row is not None  # only rows that exist are marked changed
+    return row
 
-    ``not_before`` (RETRY_WAIT) and ``deadline`` (BLOCKED) describe the state they come with, so every state
-    sets them, to None when absent. The agent is stored as given: ``person-...`` when a person did the work.
+
+def _chunks(keys: Iterable[Any]) -> Iterator[list[Any]]:
+    keys = sorted(keys)
+    for start in range(0, len(keys), CHUNK):
+        yield keys[start : start + CHUNK]
+
+
+async def _rows(session: AsyncSession, table: Table, columns: tuple[str, ...], keys: set[Any]) -> list[fold.Row]:
+    """Every row of ``table`` whose ``columns`` hold one of ``keys`` (single values, or pairs of values).
+
+    Pairs are asked for as ``(a = x AND b IN (...)) OR ...``, grouped by their first value: both databases
+    answer that from the index, where SQLite scans the whole table for a row-value ``IN``.
     """
-    row = await _subtask(session, event.execution_id, event.task_id, event.subtask_id)
-    if row is None:
-        _log_unknown(event)
-        return
-    row.status, row.reason, row.updated_at = event.status.value, event.reason, event.ts
-    row.not_before, row.deadline = event.not_before, event.deadline
-    if event.attempt is not None:
-        row.attempt = event.attempt
-    if event.agent_id is not None:
-        row.agent_id = event.agent_id
-    if event.output is not None:
-        row.output = event.output
-    if event.confidence is not None:
-        row.confidence = event.confidence
-    if event.status == TaskStatus.RUNNING:
-        # A new attempt: what the previous attempt ended with no longer describes the subtask.
-        row.started_at, row.finished_at, row.error = event.ts, None, None
-    if event.status == TaskStatus.FAILED:
-        row.error = event.reason
-    if event.status in TERMINAL_TASK:
-        row.finished_at = event.ts
-    if event.status == TaskStatus.COMPLETED:
-        row.progress = 100.0
-    task = await session.get(ExecutionTask, (row.execution_id, row.task_id))
-    if task is not None and event.attempt is not None:
-        task.attempts = max(task.attempts, event.attempt)
+    found: list[fold.Row] = []
+    if len(columns) == 1:
+        for chunk in _chunks(keys):
+            result = await session.execute(select(table).where(table.c[columns[0]].in_(chunk)))
+            found.extend(dict(row) for row in result.mappings())
+        return found
+    first, second = table.c[columns[0]], table.c[columns[1]]
+    for chunk in _chunks(keys):
+        groups: dict[Any, list[Any]] = {}
+        for a, b in chunk:
+            groups.setdefault(a, []).append(b)
+        where = or_(*(and_(first == a, second.in_(bs)) for a, bs in groups.items()))
+        result = await session.execute(select(table).where(where))
+        found.extend(dict(row) for row in result.mappings())
+    return found
 
 
-async def on_subtask_progress(session: AsyncSession, event: SubtaskProgress) -> None:
-    """Set a subtask's progress, unless it has finished, or the report is not from the attempt's holder.
-
-    As the coordinator does: a report on another attempt, or from another agent than the one running the
-    attempt, is kept in the events and changes nothing.
-    """
-    row = await _subtask(session, event.execution_id, event.task_id, event.subtask_id)
-    if row is None:
-        _log_unknown(event)
-        return
-    if row.status in TERMINAL_TASK or event.attempt != row.attempt:
-        return
-    if row.status in HELD and event.agent_id != row.agent_id:
-        return
-    row.progress, row.updated_at = event.percent, event.ts
+async def _column(session: AsyncSession, column: Any, keys: set[str]) -> set[str]:
+    """The values of ``column`` among ``keys`` that are stored."""
+    found: set[str] = set()
+    for chunk in _chunks(keys):
+        found.update(await session.scalars(select(column).where(column.in_(chunk)).distinct()))
+    return found
 
 
-async def _subtask(
-    session: AsyncSession, execution_id: str, task_id: str | None, subtask_id: str | None
-) -> ExecutionSubtask | None:
-    if subtask_id is None:
-        return None
-    if task_id is not None:
-        return await session.get(ExecutionSubtask, (execution_id, task_id, subtask_id))
-    query = select(ExecutionSubtask).where(
-        ExecutionSubtask.execution_id == execution_id, ExecutionSubtask.subtask_id == subtask_id
-    )
-    return (await session.scalars(query.limit(1))).first()
+async def _upsert(session: AsyncSession, dialect: str, table: Table, rows: list[fold.Row]) -> None:
+    """Insert ``rows`` or, where the primary key is taken, overwrite every other column (one executemany)."""
+    if rows:
+        await session.execute(_upsert_statement(dialect, table), rows)
 
 
-async def on_inbox_opened(session: AsyncSession, event: InboxOpened) -> None:
-    """Add an open inbox item; an item id already known keeps its first opening."""
-    if await session.get(InboxItem, event.item_id) is not None:
-        log.warning("inbox item already opened", extra={"event_id": event.event_id, "item_id": event.item_id})
-        return
-    session.add(
-        InboxItem(
-            item_id=event.item_id,
-            execution_id=event.execution_id,
-            task_id=event.task_id,
-            subtask_id=event.subtask_id,
-            attempt=event.attempt,
-            kind=event.kind,
-            title=event.title,
-            reason=event.reason,
-            action=event.action,
-            params=event.params,
-            output=event.output,
-            confidence=event.confidence,
-            actions=list(event.actions),
-            status=INBOX_OPEN,
-            resolution=None,
-            resolved_by=None,
-            comment=None,
-            resolution_output=None,
-            resolution_params=None,
-            opened_at=event.ts,
-            closed_at=None,
-        )
-    )
+@functools.cache
+def _insert_events(dialect: str) -> Any:
+    """Events come with ``data`` already JSON text (pydantic writes it faster than ``json.dumps``)."""
+    text = bindparam("data", type_=Text())
+    return insert(EVENTS).values(data=cast(text, JSONB) if dialect == "postgresql" else text)
 
 
-async def on_inbox_closed(session: AsyncSession, event: InboxClosed) -> None:
-    """Close an open inbox item with its resolution, who answered, the comment and any output."""
-    row = await session.get(InboxItem, event.item_id)
-    if row is None or row.execution_id != event.execution_id:
-        log.warning(
-            "event for an unknown inbox item stored, not applied",
-            extra={"event_id": event.event_id, "execution_id": event.execution_id, "item_id": event.item_id},
-        )
-        return
-    if row.status == INBOX_CLOSED:
-        log.warning("inbox item already closed", extra={"event_id": event.event_id, "item_id": event.item_id})
-        return
-    row.status, row.resolution, row.resolved_by = INBOX_CLOSED, event.resolution, event.by
-    row.comment, row.resolution_output, row.closed_at = event.comment, event.output, event.ts
-    row.resolution_params = event.params
-
-
-def _log_unknown(event: Event) -> None:
-    log.warning(
-        "event for an unknown task or subtask stored, not applied",
-        extra={
-            "event_id": event.event_id,
-            "execution_id": event.execution_id,
-            "task_id": event.task_id,
-            "subtask_id": event.subtask_id,
-            "type": event.type,
-        },
-    )
-
-
-HANDLERS: dict[str, Handler] = {
-    "execution_created": on_execution_created,
-    "execution_state": on_execution_state,
-    "task_state": on_task_state,
-    "subtask_state": on_subtask_state,
-    "subtask_progress": on_subtask_progress,
-    "inbox_opened": on_inbox_opened,
-    "inbox_closed": on_inbox_closed,
-}
-EVENT_ONLY = frozenset(
-    {
-        "command_rejected",
-        "task_paused",
-        "task_reassigned",
-        "subtask_started",
-        "subtask_rejected",
-        "subtask_blocked",
-        "subtask_result",
-    }
-)
-"""Event types kept in ``execution_events`` only: their effect on the read model comes as decision events."""
+@functools.cache
+def _upsert_statement(dialect: str, table: Table) -> Any:
+    if dialect == "postgresql":
+        stmt: Any = postgresql.insert(table)
+    elif dialect == "sqlite":
+        stmt = sqlite.insert(table)
+    else:
+        raise ValueError(f"the read model runs on PostgreSQL or SQLite, not {dialect}")
+    others = {column.name: stmt.excluded[column.name] for column in table.columns if not column.primary_key}
+    return stmt.on_conflict_do_update(index_elements=list(table.primary_key), set_=others)

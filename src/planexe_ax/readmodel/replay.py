@@ -1,7 +1,7 @@
 """An execution as it was at one event: its events replayed through the projector's handlers.
 
 The execution's stored events up to the chosen stream sequence are applied, in order, by the same
-handlers that build the live read model (:func:`planexe_ax.readmodel.projection.apply_event`), into a
+handlers that build the live read model (:func:`planexe_ax.readmodel.projection.apply_events`), into a
 private in-memory SQLite database; the same queries that answer for the live execution then answer for
 that copy. Nothing is kept between calls.
 """
@@ -21,7 +21,7 @@ from planexe_ax.readmodel import executions
 from planexe_ax.readmodel.db import Sessions, make_session_factory
 from planexe_ax.readmodel.inbox import inbox_items
 from planexe_ax.readmodel.models import Base, ExecutionEvent
-from planexe_ax.readmodel.projection import apply_event
+from planexe_ax.readmodel.projection import apply_events
 from planexe_ax.readmodel.schemas import ExecutionAt
 
 
@@ -48,8 +48,8 @@ async def execution_at(sessions: Sessions, execution_id: str, at_seq: int) -> Ex
         return None
     async with _scratch() as scratch:
         async with scratch.begin() as session:
-            for row in rows:
-                await apply_event(session, decode_event(json.dumps(row.data).encode()), row.stream_seq)
+            history = [(row.stream_seq, decode_event(json.dumps(row.data).encode())) for row in rows]
+            await apply_events(session, history)
         snap = await executions.snapshot(scratch, execution_id)
         inbox = await inbox_items(scratch, execution_id=execution_id, include_closed=True)
     if snap is None:  # the events before execution_created do not make an execution

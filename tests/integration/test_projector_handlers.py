@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -15,9 +16,10 @@ from planexe_ax.bus import (
     TaskState,
     TaskStatus,
 )
-from planexe_ax.readmodel import make_engine, make_session_factory, table_dump, upgrade
+from planexe_ax.readmodel import make_engine, make_session_factory, read_model, table_dump, upgrade
 from planexe_ax.readmodel.models import Execution, ExecutionSubtask, ExecutionTask
-from tests.helpers.projector_factories import Feed, Sessions, at, created
+from planexe_ax.readmodel.projection import apply_events
+from tests.helpers.projector_factories import Feed, Sessions, at, created, people_scenario
 
 
 @pytest.fixture
@@ -143,3 +145,21 @@ async def test_execution_and_task_times(sessions: Sessions) -> None:
     assert (execution.status, execution.reason) == ("CANCELLED", "stop")
     assert (execution.started_at, execution.finished_at, execution.updated_at) == (at(1), at(7), at(7))
     assert (task.status, task.reason, task.started_at, task.finished_at) == ("CANCELLED", "stop", at(4), at(6))
+
+
+async def test_one_batch_gives_what_event_by_event_gives(sessions: Sessions, tmp_path: Path) -> None:
+    events = [*people_scenario("e1"), *people_scenario("e2")[:14]]
+    repeated = [*events, events[3], events[0]]  # ids seen earlier in the same batch
+    url = f"sqlite+aiosqlite:///{tmp_path / 'one_by_one.sqlite3'}"
+    await upgrade(url)
+    async with read_model(url) as one_by_one:
+        feed = Feed(one_by_one)
+        for event in repeated:
+            await feed(event)
+        expected = await table_dump(one_by_one)
+    async with sessions.begin() as session:
+        applied = await apply_events(session, list(enumerate(repeated, 1)))
+    assert applied == [True] * len(events) + [False, False]
+    assert await table_dump(sessions) == expected
+    assert len(expected["execution_events"]) == len(events)
+    assert {row["status"] for row in expected["inbox_items"]} == {"open", "closed"}

@@ -15,15 +15,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import secrets
-import uuid
-from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -42,25 +38,20 @@ from planexe_ax.bus import (
     check_id,
     utcnow,
 )
-from planexe_ax.bus.consumer import ErrorsOnce
 from planexe_ax.bus.http_leases import (
     ACK,
-    KEEP_S,
-    NAK,
     PROGRESS,
-    AgentSeen,
     Ended,
-    GatewaySeen,
     HttpLease,
-    HttpLeases,
     Key,
     LeaseChanged,
 )
 from planexe_ax.bus.messages import EventBase
 from planexe_ax.bus.tracing import TRACEPARENT, continued, current_traceparent
-from planexe_ax.bus.work import LeasedOffer, OfferSource, every, put_card, stored_card
+from planexe_ax.bus.work import LeasedOffer, OfferSource, put_card, stored_card
 from planexe_ax.readmodel import Sessions
 from planexe_ax.readmodel import agents as read_agents
+from planexe_ax.ws_gateway.shared_leases import SharedLeases
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +63,6 @@ FETCH_TIMEOUT_S = 0.1
 """How long one fetch waits on one consumer: a poll answers at once, with work or without."""
 HELD = frozenset({TaskStatus.DISPATCHED.value, TaskStatus.RUNNING.value, TaskStatus.BLOCKED.value})
 """Subtask states in which the agent that took an attempt still holds it."""
-PEER_PERIODS = 3
-"""A gateway whose presence is older than this many refresh periods is taken for gone."""
 
 
 class UnknownAgent(LookupError):
@@ -149,139 +138,44 @@ class AgentBridge:
     """
 
     def __init__(self, bus: Bus, sessions: Sessions, window_s: float = HTTP_AGENT_TTL_S) -> None:
-        self.bus, self.sessions, self.window_s = bus, sessions, window_s
-        self.gateway_id = f"gw-{uuid.uuid4().hex[:12]}"
+        self.bus, self.sessions = bus, sessions
+        self.shared = SharedLeases(bus, window_s)
+        self.store = self.shared.store
         self.agents: dict[str, HttpAgent] = {}
         """The agents whose cards this gateway refreshes (heard from here)."""
-        self.store = HttpLeases(bus)
-        self.held: dict[Key, tuple[HttpLease, int]] = {}
-        """Every gateway's held leases (and revisions), as the bucket's watch shows them."""
-        self.seen: dict[str, tuple[AgentSeen, int]] = {}
-        self.peers: dict[str, GatewaySeen] = {}
         self.offers = OfferSource(bus)
-        settings = bus.settings
-        self.period_s = min(settings.heartbeat_s, settings.ack_wait_s / 2)
-        self._stopped = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._log_once = ErrorsOnce(log, logging.WARNING)
+
+    @property
+    def window_s(self) -> float:
+        """How long an agent stays online after it was last heard from (by any gateway)."""
+        return self.shared.window_s
+
+    @window_s.setter
+    def window_s(self, value: float) -> None:
+        self.shared.window_s = value
+
+    @property
+    def held(self) -> dict[Key, tuple[HttpLease, int]]:
+        """Every gateway's held leases, as this one knows them."""
+        return self.shared.held
 
     # -- lifecycle ----------------------------------------------------------------------------------------
     async def start(self) -> None:
-        """Announce this gateway, then follow the bucket and refresh cards and leases every period."""
-        await self.store.present(self.gateway_id)
-        refresh = every(self.period_s, self._tick, self._stopped, self._log_once.about("refresh failed"))
-        self._tasks = [
-            asyncio.create_task(refresh, name="http agents refresh"),
-            asyncio.create_task(self._follow(), name="http leases watch"),
-        ]
+        """Follow the leases on the bus; refresh the cards of live agents and the leases every period."""
+        await self.shared.start(also=self._refresh_cards)
 
     async def stop(self) -> None:
         """Stop refreshing. With no other gateway left to keep them, give held offers back (nak) at once."""
-        self._stopped.set()
-        for task in self._tasks:
-            await task
-        now, gone = utcnow(), timedelta(seconds=self.period_s * PEER_PERIODS)
-        others = [g for g in self.peers.values() if g.gateway_id != self.gateway_id and now - g.written_at < gone]
-        await self._guard("leaving failed", self.store.present(self.gateway_id, leaving=True))
-        if others:
-            log.info("http leases left to the other gateways", extra={"gateways": [g.gateway_id for g in others]})
-        else:
-            for record, revision in list(self.held.values()):
-                await self._give_back(record, revision)
+        await self.shared.stop()
         await self.offers.close()
 
-    async def _follow(self) -> None:
-        """Mirror the bucket into ``held``, ``seen`` and ``peers`` until stopped (again after a failure)."""
-        while not self._stopped.is_set():
-            try:
-                async for change in self.store.entries(self._stopped, self.period_s):
-                    if change is not None:
-                        self._mirror(*change)
-            except Exception as exc:  # the watch is made again after a pause
-                self._log_once("http leases watch failed", exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopped.wait(), self.period_s)
-
-    def _mirror(self, key: str, record: object, revision: int) -> None:
-        kind, _, name = key.partition(".")
-        if kind == "seen":
-            self._set(self.seen, name, (record, revision) if isinstance(record, AgentSeen) else None)
-        elif kind == "gateway":
-            self._set(self.peers, name, record if isinstance(record, GatewaySeen) else None)
-        elif kind == "lease":
-            parts = name.split(".")
-            if len(parts) == 3 and parts[2].isdigit():
-                held = isinstance(record, HttpLease) and record.ended is None
-                self._set(self.held, (parts[0], parts[1], int(parts[2])), (record, revision) if held else None)
-
-    @staticmethod
-    def _set(mirror: dict[Any, Any], key: Any, value: Any) -> None:
-        if value is None:
-            mirror.pop(key, None)
-        else:
-            mirror[key] = value
-
-    async def _tick(self) -> None:
-        await self._guard("presence failed", self.store.present(self.gateway_id))
-        for agent_id, (_, revision) in list(self.seen.items()):
-            if not self.live(agent_id) and agent_id not in self.agents:
-                await self._guard("forget failed", self._forget(agent_id, revision))
+    async def _refresh_cards(self) -> None:
         for agent in list(self.agents.values()):
-            if self.live(agent.card.agent_id):
-                await self._guard("card refresh failed", self._put(agent))
+            if self.shared.live(agent.card.agent_id):
+                await self.shared.guard("card refresh failed", self._put(agent))
             else:
-                await self._expire(agent)
-        for record, revision in list(self.held.values()):
-            if not self.live(record.agent_id):
-                await self._give_back(record, revision)
-                continue
-            await self._guard("lease extension failed", self.store.settle(record.reply, PROGRESS))
-            if utcnow() - record.written_at > timedelta(seconds=KEEP_S / 2):  # before the bucket forgets it
-                fresh = record.model_copy(update={"written_at": utcnow()})
-                await self._guard("lease rewrite failed", self.store.update(fresh, revision))
-
-    def live(self, agent_id: str) -> bool:
-        """Whether the agent was heard from, by any gateway, within the window."""
-        return utcnow() - self.seen_at(agent_id) <= timedelta(seconds=self.window_s)
-
-    def seen_at(self, agent_id: str) -> datetime:
-        """When any gateway last heard from the agent, as far as this one knows."""
-        times = [datetime.min.replace(tzinfo=utcnow().tzinfo)]
-        if agent_id in self.seen:
-            times.append(self.seen[agent_id][0].seen_at)
-        if agent_id in self.agents:
-            times.append(self.agents[agent_id].seen_at)
-        return max(times)
-
-    async def _expire(self, agent: HttpAgent) -> None:
-        agent_id = agent.card.agent_id
-        del self.agents[agent_id]
-        if agent_id in self.seen:
-            await self._guard("forget failed", self._forget(agent_id, self.seen[agent_id][1]))
-        log.info("http agent went quiet; no longer kept online", extra={"agent_id": agent_id})
-
-    async def _forget(self, agent_id: str, revision: int) -> None:
-        with contextlib.suppress(LeaseChanged):  # heard from again meanwhile, or forgotten by another gateway
-            await self.store.forget(agent_id, revision)
-
-    async def _give_back(self, record: HttpLease, revision: int) -> None:
-        """Nak the offer, unless another gateway changed the lease first (it gave it back, or it moved on)."""
-        try:
-            await self.store.remove(record.key, revision)
-        except LeaseChanged:
-            return
-        except Exception as exc:  # the next period tries again
-            self._log_once("lease removal failed", exc)
-            return
-        self.held.pop(record.key, None)
-        await self._guard("nak failed", self.store.settle(record.reply, NAK))
-        log.info("offer given back", extra={"msg_id": record.offer.msg_id, "agent_id": record.agent_id})
-
-    async def _guard(self, what: str, step: Awaitable[Any]) -> None:
-        try:
-            await step
-        except Exception as exc:  # the next period tries again
-            self._log_once(what, exc)
+                del self.agents[agent.card.agent_id]
+                log.info("http agent went quiet; no longer kept online", extra={"agent_id": agent.card.agent_id})
 
     # -- agents -------------------------------------------------------------------------------------------
     async def register(self, agent_id: str, name: str, role: str, capabilities: list[CapabilityCard]) -> AgentCard:
@@ -331,7 +225,7 @@ class AgentBridge:
             agent = await self._remember(card)
             await self._put(agent)
         else:
-            agent.seen_at = await self.store.saw(agent_id)
+            agent.seen_at = await self.shared.saw(agent_id)
         return agent
 
     def expires_at(self, agent: HttpAgent) -> datetime:
@@ -339,12 +233,11 @@ class AgentBridge:
         return agent.seen_at + timedelta(seconds=self.window_s)
 
     async def _remember(self, card: AgentCard) -> HttpAgent:
-        agent = self.agents[card.agent_id] = HttpAgent(card, await self.store.saw(card.agent_id))
+        agent = self.agents[card.agent_id] = HttpAgent(card, await self.shared.saw(card.agent_id))
         return agent
 
     async def _put(self, agent: HttpAgent) -> None:
-        agent_id = agent.card.agent_id
-        current = sorted(record.offer.subtask_id for record, _ in self.held.values() if record.agent_id == agent_id)
+        current = self.shared.holding(agent.card.agent_id)
         agent.card = agent.card.model_copy(update={"heartbeat_at": utcnow(), "current": current})
         await put_card(self.bus, agent.card)
 
@@ -440,7 +333,7 @@ class AgentBridge:
         why = await self._taken_away(o.execution_id, o.subtask_id, o.attempt)
         if why is not None:
             lease.held = False
-            await self._guard("ack failed", self.store.settle(lease.record.reply, ACK))
+            await self.shared.guard("ack failed", self.store.settle(lease.record.reply, ACK))
             with contextlib.suppress(LeaseChanged):
                 await self.store.remove(lease.key, lease.revision)
             raise LeaseLost(f"attempt {o.attempt} of subtask {o.subtask_id} was taken away: {why}")
@@ -458,13 +351,13 @@ class AgentBridge:
         with continued({TRACEPARENT: traceparent or lease.traceparent or ""}):
             ack = await self.bus.publish_event(event)
         if isinstance(event, SubtaskResult | SubtaskRejected):
-            await self._guard("ack failed", self.store.settle(lease.record.reply, ACK))
+            await self.shared.guard("ack failed", self.store.settle(lease.record.reply, ACK))
             ended = Ended(agent_id=lease.agent_id, event_type=event_type, event_id=event.event_id, seq=int(ack.seq))
             await self.store.put(lease.record.model_copy(update={"ended": ended, "written_at": utcnow()}))
             self.held.pop(lease.key, None)
             lease.held = False
         elif isinstance(event, SubtaskProgress | SubtaskBlocked):
-            await self._guard("lease extension failed", self.store.settle(lease.record.reply, PROGRESS))
+            await self.shared.guard("lease extension failed", self.store.settle(lease.record.reply, PROGRESS))
             progress_n, blocked_n = lease.reporter.counts
             update = {"progress_n": progress_n, "blocked_n": blocked_n, "written_at": utcnow()}
             record = lease.record.model_copy(update=update)

@@ -16,6 +16,7 @@ from planexe_ax.bus import (
     CancelExecution,
     ExecutionCreated,
     Identities,
+    Subjects,
     SubtaskProgress,
     SubtaskResult,
     SubtaskState,
@@ -137,6 +138,23 @@ async def test_only_the_coordinator_publishes_decisions(
             await service.nc.jetstream().publish(subject, body.model_dump_json().encode(), timeout=1)
         await service.refused(subject)
     assert await nothing_stored(bus, subject)
+
+
+@pytest.mark.parametrize("role", ["coordinator", "webhooks", "gateway", "builtin-agents"])
+async def test_only_projectors_touch_the_projector_lease(role: str, bus: Bus, nats_url: str, nats_auth: Path) -> None:
+    leases = f"$KV.{bus.subjects.leases_bucket}"
+    theirs = f"{leases}.{Subjects.projector_lease(Subjects.PROJECTOR_EVENTS)}"
+    identities = Identities.load(nats_auth)
+    async with client(nats_url, identities.role_creds(role, bus.subjects)) as other:
+        with pytest.raises(nats.errors.TimeoutError):
+            await other.nc.jetstream().publish(theirs, b"other", timeout=1)
+        await other.refused(theirs)
+    async with client(nats_url, identities.role_creds("projector", bus.subjects)) as projector:
+        await projector.nc.jetstream().publish(theirs, b"projector", timeout=5)
+        await projector.nc.publish(f"{leases}.coordinator", b"projector")  # and not the coordinator's
+        await projector.refused(f"{leases}.coordinator")
+    kv = await bus.js.key_value(bus.subjects.leases_bucket)
+    assert (await kv.get(Subjects.projector_lease(Subjects.PROJECTOR_EVENTS))).value == b"projector"
 
 
 async def test_an_sdk_agent_works_with_nothing_but_its_own_creds(

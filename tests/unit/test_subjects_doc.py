@@ -249,8 +249,9 @@ def render_consumers(topo: Topology, settings: Settings) -> list[str]:
 
 BUCKET_ROLES: dict[str, tuple[str, str]] = {
     "ax-leases": (
-        "coordinators: `create` to take key `coordinator`, `update(last=revision)` to renew it",
-        "coordinators standing by (they try `create` until the holder's entry expires)",
+        "coordinators: `create` to take key `coordinator`, `update(last=revision)` to renew it; projectors "
+        "likewise key `projector.<durable>` (one writer per read model)",
+        "coordinators and projectors standing by (they try `create` until the holder's entry expires)",
     ),
     "ax-agents": (
         "agents (SDK): their `AgentCard`, rewritten every heartbeat; ws_gateway for HTTP agents",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from planexe_ax.bus.jwt import Permissions
-from planexe_ax.bus.subjects import Subjects, check_id, check_token
+from planexe_ax.bus.subjects import PROJECTOR_LEASES, Subjects, check_id, check_token
 
 JS_API = "$JS.API.>"
 JS_ACK = "$JS.ACK.>"
@@ -34,11 +34,15 @@ def role_permissions(role: str, subjects: Subjects) -> Permissions:
     s, inbox = subjects, f"{inbox_prefix(role)}.>" if role != "admin" else ">"
     plans, agents = f"$KV.{s.plans_bucket}.>", f"$KV.{s.agents_bucket}.>"
     services = (JS_API, JS_ACK, JS_FLOW, s.all_dlq)
-    leader, fence = f"$KV.{s.leases_bucket}.>", s.fence("coordinator")
+    # Each role touches only its own keys of the leases bucket: the coordinator's, the projectors'.
+    leases = f"$KV.{s.leases_bucket}"
+    leader, fence = (f"{leases}.coordinator", f"{leases}.coordinator.>"), s.fence("coordinator")
+    projector_lease = f"{leases}.{PROJECTOR_LEASES}.>"
     http_leases = f"$KV.{s.http_leases_bucket}.>"
     table: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-        "coordinator": ((s.all_decisions, s.all_tasks, s.all_direct, leader, fence, *services), (inbox,)),
-        "projector": (services, (inbox,)),
+        "coordinator": ((s.all_decisions, s.all_tasks, s.all_direct, *leader, fence, *services), (inbox,)),
+        # Projectors take turns writing one read model: the holder of its lease writes, the others stand by.
+        "projector": ((projector_lease, *services), (inbox,)),
         # The webhook delivery service reads events through its durable, as the projector does.
         "webhooks": (services, (inbox,)),
         # The notifier reads inbox_opened events (and the execution_created before them) and mails people.

@@ -22,6 +22,10 @@ DLQ = "ax.dlq.{source}"
 FENCE = "ax.fence.{role}"
 
 
+PROJECTOR_LEASES = "projector"
+"""Projectors' keys in the leases bucket start with this token (one key per durable, i.e. per read model)."""
+
+
 def check_id(value: str, what: str = "id") -> str:
     """Return ``value`` when it can stand as one subject token.
 
@@ -200,6 +204,11 @@ class Subjects:
     def leases_bucket(self) -> str:
         """KV bucket of leadership leases: one key per role, kept alive by its holder, expiring with it."""
         return f"{self.namespace}-ax-leases" if self.namespace else "ax-leases"
+
+    @staticmethod
+    def projector_lease(durable: str) -> str:
+        """The key of the leases bucket held by the one projector that writes through ``durable``."""
+        return f"{PROJECTOR_LEASES}.{check_id(durable, 'durable name')}"
 
     @property
     def http_leases_bucket(self) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -14,7 +16,8 @@ from opentelemetry.trace import Span
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from planexe_ax.bus import Bus, Event, Msg, PullLoop, Subjects, decode_event_on
+from planexe_ax.bus import Bus, Event, Msg, PullLoop, Subjects, decode_event_on, new_id
+from planexe_ax.bus.leader import PASSING, LeaderLease
 from planexe_ax.bus.replay import resume_after
 from planexe_ax.bus.tracing import enabled as tracing_enabled
 from planexe_ax.bus.tracing import process_span
@@ -53,16 +56,31 @@ class Projector:
     messages are acked only after that commit, and sequences at or below the checkpoint are skipped, so
     redelivery and restarts never apply an event twice.
 
+    Any number of projectors may run on one read model: the one holding the durable's key in the leases
+    bucket writes (``create``, then ``update`` with the last revision, as the coordinator's lease), the others
+    stand by and take over when it stops renewing. The new writer starts from the checkpoint in the database,
+    so a take-over loses nothing; the checkpoint row is locked by each batch's transaction, so a deposed writer
+    that still finishes a batch cannot make the new one apply an event twice.
+
     Args:
         bus: A connected bus.
         database_url: Async SQLAlchemy URL of the read model.
         durable: Durable consumer on AX_EVENTS; a name other than the default is created on :meth:`start`
             (a fresh one replays the whole stream, e.g. into an empty database).
         batch: Largest number of events per transaction.
+        lease: Write only while holding the lease (False: write as if alone, e.g. a one-off replay).
+        holder: The name stored in the lease; default host, process id and a random suffix.
     """
 
     def __init__(
-        self, bus: Bus, database_url: str, durable: str = Subjects.PROJECTOR_EVENTS, *, batch: int = BATCH
+        self,
+        bus: Bus,
+        database_url: str,
+        durable: str = Subjects.PROJECTOR_EVENTS,
+        *,
+        batch: int = BATCH,
+        lease: bool = True,
+        holder: str | None = None,
     ) -> None:
         self.bus = bus
         self.database_url = database_url
@@ -80,6 +98,9 @@ class Projector:
             bus, bus.subjects.events_stream, durable, self._handle_batch, batch=batch, batch_wait_s=BATCH_WAIT_S
         )
         self._started = False
+        self.lease = LeaderLease(bus, Subjects.projector_lease(durable), holder or default_holder()) if lease else None
+        self.leading = False
+        self.terms = 0
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -91,27 +112,31 @@ class Projector:
         await self.close()
 
     async def start(self) -> None:
-        """Migrate the read model to head, load the checkpoint, and put the durable consumer right after it."""
+        """Migrate the read model to head; then write at once when nobody else does, else stand by."""
         await upgrade(self.database_url)
-        async with self.sessions() as session:
-            self.last_seq = await load_checkpoint(session, self.durable)
-        await self._position()
         self._started = True
-        log.info("projector started", extra={"durable": self.durable, "checkpoint": self.last_seq})
+        if not await self._try_lead():
+            holder = self.lease.holder if self.lease else ""
+            log.info("projector standing by", extra={"durable": self.durable, "holder": holder})
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Project events and mirror agent cards and uploaded plans until ``stop`` is set."""
+        """Project events and mirror agent cards and uploaded plans while leading, until ``stop`` is set."""
         if not self._started:
             await self.start()
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self._loop.run(stop))
-            tasks.create_task(self.agents.run(stop))
-            tasks.create_task(self.plans.run(stop))
+        try:
+            while not stop.is_set():
+                if not self.leading and not await self._campaign(stop):
+                    return
+                await self._term(stop)
+        finally:
+            await self._step_down()
 
     async def run_until_idle(self) -> None:
         """Project every event available now, then return (burst mode, for tests and catch-up)."""
         if not self._started:
             await self.start()
+        if not self.leading:
+            await self._campaign(asyncio.Event())
         await self._loop.run(asyncio.Event(), until_idle=True)
 
     async def wait_for_seq(self, seq: int, timeout: float) -> None:  # noqa: ASYNC109 - callers pass one number, not a context
@@ -128,8 +153,71 @@ class Projector:
             await asyncio.wait_for(self._caught_up.wait_for(lambda: self.last_seq >= seq), timeout)
 
     async def close(self) -> None:
-        """Release the database connections; safe to call twice."""
+        """Give up the lease and release the database connections; safe to call twice."""
+        await self._step_down()
         await self.engine.dispose()
+
+    async def _try_lead(self) -> bool:
+        """Take the lease if nobody holds it (no lease: always); then begin from the checkpoint."""
+        if self.lease is not None:
+            try:
+                if not await self.lease.try_acquire():
+                    return False
+            except PASSING as exc:  # a bucket just made on a cluster may not answer yet
+                log.warning("projector campaign failed", extra={"durable": self.durable, "error": repr(exc)})
+                return False
+        async with self.sessions() as session:
+            checkpoint = await load_checkpoint(session, self.durable)
+        async with self._caught_up:
+            self.last_seq = max(self.last_seq, checkpoint)
+            self._caught_up.notify_all()
+        await self._position()
+        self.leading, self.terms = True, self.terms + 1
+        log.info("projector writes", extra={"durable": self.durable, "checkpoint": self.last_seq, "term": self.terms})
+        return True
+
+    async def _campaign(self, stop: asyncio.Event) -> bool:
+        """Try for the lease every tenth of its TTL until it is ours (True) or ``stop`` is set (False)."""
+        every = self.lease.ttl_s / 10 if self.lease else 0.0
+        while not stop.is_set():
+            if await self._try_lead():
+                return True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)
+        return False
+
+    async def _term(self, stop: asyncio.Event) -> None:
+        """Write until ``stop`` or until the lease is lost (then stand by)."""
+        ended, lost = asyncio.Event(), asyncio.Event()
+
+        async def until_either() -> None:
+            waits = [asyncio.create_task(stop.wait()), asyncio.create_task(lost.wait())]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for wait in waits:
+                    wait.cancel()
+            ended.set()
+
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(until_either())
+            if self.lease is not None:
+                tasks.create_task(self.lease.keep(stop, lost))
+            tasks.create_task(self._loop.run(ended))
+            tasks.create_task(self.agents.run(ended))
+            tasks.create_task(self.plans.run(ended))
+        if lost.is_set():
+            self.leading = False
+            log.warning("projector lost its lease; standing by", extra={"durable": self.durable})
+
+    async def _step_down(self) -> None:
+        """Delete the lease (if still ours) so that a standby takes over at once; its TTL covers a failure."""
+        if self.lease is not None and self.leading:
+            self.leading = False
+            try:
+                await self.lease.release()
+            except Exception as exc:  # the connection may be gone: the lease expires by itself
+                log.warning("projector lease not released", extra={"durable": self.durable, "error": repr(exc)})
 
     async def _position(self) -> None:
         """Deliver from the event after the checkpoint on: the checkpoint in the database is the only position.
@@ -227,6 +315,11 @@ class Projector:
                 await self._dead_letter(item, outcome)
             return 0
         return int(applied)
+
+
+def default_holder() -> str:
+    """A name that tells projectors apart, in one process too: host, process id and a random suffix."""
+    return f"{socket.gethostname()[:24]}-{os.getpid()}-{new_id()[:6]}"
 
 
 def _is_transient(exc: BaseException) -> bool:

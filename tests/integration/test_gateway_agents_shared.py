@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,10 +12,13 @@ import nats.errors
 import pytest
 from nats.js.errors import KeyNotFoundError
 
-from planexe_ax.bus import Bus, Identities, Subjects
-from planexe_ax.bus.http_leases import HttpLease, HttpLeases
+from planexe_ax.bus import Bus, Identities, Subjects, connect
+from planexe_ax.bus.http_leases import ACK, NAK, PROGRESS, HttpLease, HttpLeases
+from planexe_ax.bus.work import OfferSource, every
+from planexe_ax.config import Settings
 from planexe_ax.ws_gateway.agent_bridge import AgentBridge
 from planexe_ax.ws_gateway.server import GatewayServer
+from tests.helpers.agents import offer
 from tests.helpers.eventually import eventually
 from tests.helpers.gateway import Stack
 from tests.helpers.identities import agent_creds, client
@@ -164,3 +168,45 @@ def test_a_lease_record_round_trips() -> None:
     )
     assert record.key == ("e1", "s1", 2)
     assert HttpLease.model_validate_json(record.model_dump_json()) == record
+
+
+async def test_another_gateways_connection_extends_acks_and_naks_an_offer_by_its_ack_subject(
+    nats_url: str, settings: Settings
+) -> None:
+    quick = settings.model_copy(update={"ack_wait_s": 1.0})
+    first = await connect(quick, nats_url, "gateway-a", role="gateway")
+    second = await connect(quick, nats_url, "gateway-b", role="gateway", provision=False)
+    coordinator = await connect(quick, nats_url, "coordinator", role="coordinator", provision=False)
+    source = OfferSource(first)
+    done = asyncio.Event()
+    try:
+        durable = Subjects.capability_consumer("echo")
+        await source.ensure("larry-1", ["echo"])
+        await coordinator.publish_offer(offer("echo", n=1))
+        await coordinator.publish_offer(offer("echo", n=2))
+        kept, lapsed = await source.fetch(durable, 2), await source.fetch(durable, 2)
+        assert kept is not None
+        assert lapsed is not None
+        leases = HttpLeases(second)  # the other gateway: it knows only the ack subjects
+
+        async def extend() -> None:
+            await leases.settle(kept.reply, PROGRESS)
+
+        keeper = asyncio.create_task(every(0.3, extend, done, lambda exc: None))
+        again = await source.fetch(durable, 3 * quick.ack_wait_s)  # only the offer nobody extended comes back
+        assert again is not None
+        assert (again.offer.subtask_id, again.delivered) == ("s2", 2)
+        done.set()
+        await keeper
+        await leases.settle(kept.reply, ACK)
+        await leases.settle(again.reply, NAK)
+        back = await source.fetch(durable, 2)  # given back at once, well before the ack wait
+        assert back is not None
+        assert (back.offer.subtask_id, back.delivered) == ("s2", 3)
+        await back.finish()
+        assert await source.fetch(durable, 1.5 * quick.ack_wait_s) is None, "the acked offer is gone for good"
+    finally:
+        done.set()
+        await source.close()
+        for bus in (first, second, coordinator):
+            await bus.close()

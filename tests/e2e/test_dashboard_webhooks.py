@@ -1,6 +1,7 @@
 """The dashboard's webhooks page in a real headless Chromium against a stack with the delivery service:
-register (the secret shown once), the delivery log with its attempts, redeliver, rotate the secret, delete;
-a token without the operator role is told so (one stack for all: it takes seconds to start)."""
+register (the secret shown once), the delivery log with its attempts, redeliver, disable and enable, rotate
+the secret, delete; a token without the operator role is told so (one stack for all: it takes seconds to
+start)."""
 
 from __future__ import annotations
 
@@ -122,6 +123,13 @@ async def test_webhooks_are_registered_followed_redelivered_rotated_and_deleted(
         await page.locator("#btn-deliveries-refresh").click()
         await expect(oldest.get_by_test_id("attempt")).to_have_count(2)
         await expect(oldest.get_by_test_id("attempt").nth(1)).to_contain_text("#2 204")
+
+        await row.get_by_role("button", name="Disable").click()
+        await expect(row.locator(".badge")).to_have_text("disabled", timeout=WAIT_MS)
+        assert (await stack.client.get(f"/api/webhooks/{webhook_id}")).json()["status"] == "disabled"
+        await row.get_by_role("button", name="Enable").click()
+        await expect(row.locator(".badge")).to_have_text("active", timeout=WAIT_MS)
+        assert (await stack.client.get(f"/api/webhooks/{webhook_id}")).json()["status"] == "active"
 
         old_secret = receiver.secret
         await row.get_by_role("button", name="Rotate secret").click()

@@ -1,6 +1,6 @@
 // The webhooks page (#/webhooks, operator role): register a webhook (its signing secret is shown once),
-// list them, rotate a secret, delete one, and read a webhook's delivery log with every attempt; a delivery
-// can be sent again. Everything goes through /api/webhooks; a token without the operator role gets 403,
+// list them, disable or enable one (a webhook the delivery service gave up on is enabled again here), rotate
+// a secret, delete one, and read a webhook's delivery log with every attempt; a delivery can be sent again. Everything goes through /api/webhooks; a token without the operator role gets 403,
 // which the page says in words.
 
 import { ApiError, api } from "./api.js";
@@ -73,6 +73,9 @@ export class WebhooksPage {
         "td",
         { class: "actions" },
         button("Deliveries", () => this.select(w.webhook_id)),
+        w.status === "disabled"
+          ? button("Enable", () => this.setStatus(w, "active"))
+          : button("Disable", () => this.setStatus(w, "disabled")),
         button("Rotate secret", () => this.rotate(w)),
         button("Delete", () => this.remove(w), "btn small danger"),
       ),
@@ -106,6 +109,17 @@ export class WebhooksPage {
       h("code", { dataset: { testid: "webhook-secret" } }, hook.secret),
     );
     this.els.secret.hidden = false;
+  }
+
+  /** Disable (deliveries wait) or enable again (a webhook the delivery service gave up on resumes). */
+  async setStatus(w, status) {
+    try {
+      await api(hookPath(w.webhook_id), { method: "PATCH", body: { status } });
+      this.notify(status === "active" ? `Webhook ${w.webhook_id} enabled: its pending deliveries resume` : `Webhook ${w.webhook_id} disabled: deliveries wait`);
+      await this.load();
+    } catch (err) {
+      this.failed(status === "active" ? "Could not enable" : "Could not disable", err);
+    }
   }
 
   async rotate(w) {

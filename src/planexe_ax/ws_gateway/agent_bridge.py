@@ -287,10 +287,14 @@ class AgentBridge:
             traceparent = current_traceparent()
         record = HttpLease(offer=offer, agent_id=agent_id, reply=work.reply, delivered=work.delivered,
                            report_key=secrets.token_hex(32), traceparent=traceparent)  # fmt: skip
-        previous = await self.store.get(record.key)
+        try:
+            previous = await self.store.get(record.key)
+            revision = await self.store.put(record)
+        except Exception:  # not held by anyone: let another poll have it now rather than after the ack wait
+            await self.shared.guard("nak failed", work.give_back())
+            raise
         if previous is not None and previous[0].ended is None:  # redelivered: the first holder let it lapse
             log.warning("lease moved", extra={"msg_id": offer.msg_id, "from": previous[0].agent_id, "to": agent_id})
-        revision = await self.store.put(record)
         self.held[record.key] = (record, revision)
         log.info("offer leased", extra={"msg_id": offer.msg_id, "agent_id": agent_id})
         return self._lease(record, revision)

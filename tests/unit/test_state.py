@@ -9,6 +9,7 @@ from planexe_ax.bus import (
     PauseExecution,
     ResumeExecution,
     StartExecution,
+    SubtaskState,
     TaskState,
     TaskStatus,
 )
@@ -252,3 +253,52 @@ def test_a_decision_id_never_names_two_different_decisions_whatever_the_report_o
     for event_id in seen_a.keys() & seen_b.keys():
         assert seen_a[event_id] == seen_b[event_id], f"{event_id} names {seen_a[event_id]} and {seen_b[event_id]}"
     assert ("subtask_state", "a_s0", "COMPLETED") in seen_b.values()
+
+
+def _stream_with_reports_before(dispatched_stored: bool) -> list[Event]:
+    """The stream after a start of {"a": 2} whose first offer an agent finished before its DISPATCHED was stored."""
+    _, effects = start({"a": 2})
+    events = [e.event for e in effects if isinstance(e, Emit)]
+    (dispatched,) = [e for e in events if isinstance(e, SubtaskState) and e.status == TaskStatus.DISPATCHED]
+    before = [e for e in events if e is not dispatched]
+    reports: list[Event] = [started(X, "a_s0"), result(X, "a_s0")]
+    return [*before, *reports, *([dispatched] if dispatched_stored else [])]
+
+
+def test_reports_stored_before_their_dispatched_event_count_on_a_rebuild() -> None:
+    # Regression (the stall after a restart): decision events are published one at a time, behind the offer,
+    # so a quick agent's reports can be stored first. A rebuild dropped them as reports on an attempt not
+    # dispatched yet, then folded the DISPATCHED: the subtask waited forever for an offer an agent had taken.
+    rebuilt = CoordinatorCore(CoreConfig(lag_scale_s=0))
+    for event in _stream_with_reports_before(dispatched_stored=True):
+        rebuilt.fold(event)
+    effects = rebuilt.tick_all(at(5))
+    assert ("subtask_state", "a_s0", "COMPLETED") in emitted(effects)
+    assert offers(effects) == ["a_s1"]
+
+
+def test_reports_on_an_offer_whose_dispatched_was_never_stored_count_when_it_is_decided_again() -> None:
+    # The coordinator died between the offer and its DISPATCHED event; the agent did the work meanwhile.
+    rebuilt = CoordinatorCore(CoreConfig(lag_scale_s=0))
+    for event in _stream_with_reports_before(dispatched_stored=False):
+        rebuilt.fold(event)
+    assert rebuilt.runs[X].subtasks["a_s0"].status == TaskStatus.PENDING
+    effects = rebuilt.tick_all(at(5))
+    # the same attempt again (the stream drops the offer's copy), then the agent's reports on it
+    assert emitted(effects)[:3] == [
+        ("subtask_state", "a_s0", "DISPATCHED"),
+        ("subtask_state", "a_s0", "RUNNING"),
+        ("subtask_state", "a_s0", "COMPLETED"),
+    ]
+    assert offers(effects) == ["a_s0", "a_s1"]
+
+
+def test_a_report_on_a_later_attempt_is_applied_only_once_that_attempt_is_dispatched() -> None:
+    engine, _ = start({"a": 1})
+    assert engine.on_event(result(X, "a_s0", attempt=2), at(1)) == []
+    sub = engine.runs[X].subtasks["a_s0"]
+    assert (sub.status, sub.attempt, sub.result) == (TaskStatus.DISPATCHED, 1, None)
+    # attempt 1 fails; with no backoff attempt 2 is dispatched at once and its early result taken
+    effects = engine.on_event(result(X, "a_s0", ok=False, retryable=True, error="x"), at(2))
+    assert [s for t, sid, s in emitted(effects) if sid == "a_s0"] == ["RETRY_WAIT", "DISPATCHED", "COMPLETED"]
+    assert engine.runs[X].status == ExecutionStatus.COMPLETED

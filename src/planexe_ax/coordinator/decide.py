@@ -42,12 +42,8 @@ def decide(
         return d.effects
     if run.status == ExecutionStatus.CREATED:
         d.set_execution(ExecutionStatus.QUEUED)
-    reported = sorted(run.reported, key=run.graph.position.__getitem__)
-    run.reported.clear()
-    for sid in reported:
-        _take_reports(d, run.subtasks[sid])
-        if run.status in TERMINAL_EXECUTION:
-            return d.effects
+    if not _take_all_reports(d):
+        return d.effects
     if full:
         for sub in run.subtasks.values():
             if sub.status not in TERMINAL_TASK and run.status not in TERMINAL_EXECUTION:
@@ -56,11 +52,28 @@ def decide(
     if run.status in TERMINAL_EXECUTION:
         return d.effects
     _advance(d)
+    # A dispatch applies the reports the stream held before it (state.py, _take_early): take them now.
+    while run.reported:
+        if not _take_all_reports(d):
+            return d.effects
+        _advance(d)
     for sid in sorted(d.changed, key=run.graph.position.__getitem__):  # arm the timers of what just moved
         if run.subtasks[sid].status in (TaskStatus.DISPATCHED, TaskStatus.RUNNING, TaskStatus.BLOCKED):
             _check_time(d, run.subtasks[sid])
     _settle(d)
     return d.effects
+
+
+def _take_all_reports(d: Decider) -> bool:
+    """Take every report not decided on yet, in plan order; False once the execution has ended."""
+    run = d.run
+    reported = sorted(run.reported, key=run.graph.position.__getitem__)
+    run.reported.clear()
+    for sid in reported:
+        _take_reports(d, run.subtasks[sid])
+        if run.status in TERMINAL_EXECUTION:
+            return False
+    return True
 
 
 def _take_reports(d: Decider, sub: SubtaskRun) -> None:

@@ -84,6 +84,9 @@ class WakeAt:
 
 
 Effect = Emit | Offer | WakeAt
+Report = SubtaskStarted | SubtaskProgress | SubtaskResult | SubtaskRejected | SubtaskBlocked
+EARLY_MAX = 16
+"""Reports on not yet dispatched attempts kept per subtask (more can only come from a confused agent)."""
 Agents = Mapping[str, frozenset[str]]
 """Online agents and their capabilities, as the coordinator last saw them in KV ``ax-agents``."""
 
@@ -114,6 +117,8 @@ class SubtaskRun:
     result: SubtaskResult | None = None
     rejection: SubtaskRejected | None = None
     blocked: SubtaskBlocked | None = None
+    early: list[Report] = field(default_factory=list)
+    """Reports on a later attempt than the one known: its DISPATCHED comes after them in the stream."""
 
 
 @dataclass
@@ -233,6 +238,7 @@ def _apply_subtask_state(run: ExecutionRun, event: SubtaskState) -> bool:
         sub.dispatched_at, sub.started_at, sub.deadline = event.ts, None, None
         sub.result = sub.rejection = sub.blocked = None
         sub.reported_running = False
+        _take_early(run, sub)
     elif event.status == TaskStatus.RUNNING:
         sub.agent_id = event.agent_id or sub.agent_id
         sub.started_at = sub.started_at or event.ts
@@ -285,21 +291,38 @@ def _apply_inbox(run: ExecutionRun, event: InboxOpened | InboxClosed) -> bool:
     return True
 
 
-def _apply_report(
-    run: ExecutionRun, event: SubtaskStarted | SubtaskProgress | SubtaskResult | SubtaskRejected | SubtaskBlocked
-) -> bool:
+def _apply_report(run: ExecutionRun, event: Report) -> bool:
     if _record_report(run, event):
         run.reported.add(event.subtask_id or "")
         return True
     return False
 
 
-def _record_report(
-    run: ExecutionRun, event: SubtaskStarted | SubtaskProgress | SubtaskResult | SubtaskRejected | SubtaskBlocked
-) -> bool:
+def _take_early(run: ExecutionRun, sub: SubtaskRun) -> None:
+    """Apply the reports on the attempt just dispatched that the stream holds before its DISPATCHED.
+
+    The offer is published before its DISPATCHED event, and decision events are published one at a time
+    (fenced), so a quick agent's reports on it can reach the stream first. The live coordinator has applied
+    the DISPATCHED already; a coordinator rebuilding or resuming from the stream meets the reports first.
+    """
+    if not sub.early:
+        return
+    now = [r for r in sub.early if r.attempt == sub.attempt]
+    sub.early = [r for r in sub.early if (r.attempt or 0) > sub.attempt]
+    for report in now:
+        _apply_report(run, report)
+
+
+def _record_report(run: ExecutionRun, event: Report) -> bool:
     sub = run.subtasks.get(event.subtask_id or "")
-    if sub is None or event.attempt != sub.attempt or sub.status not in LIVE:
-        return False  # unknown, or a late report of an earlier attempt (a zombie): recorded, never applied
+    if sub is None:
+        return False
+    if event.attempt is not None and event.attempt > sub.attempt and sub.status not in TERMINAL_TASK:
+        if len(sub.early) < EARLY_MAX:
+            sub.early.append(event)  # its attempt's DISPATCHED follows in the stream: applied then
+        return False
+    if event.attempt != sub.attempt or sub.status not in LIVE:
+        return False  # a late report of an earlier attempt (a zombie): recorded, never applied
     if not from_holder(sub, event):
         return False  # another agent's report on this attempt: recorded, never applied
     if isinstance(event, SubtaskStarted | SubtaskProgress):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -9,6 +10,8 @@ import pytest
 from planexe_ax.bus import Bus, Deposed, ExecutionState, ExecutionStatus, connect
 from planexe_ax.bus.leader import LeaderLease
 from planexe_ax.config import Settings
+from planexe_ax.coordinator import FailoverCoordinator
+from tests.helpers.cluster import lease_holder
 from tests.helpers.eventually import eventually
 
 pytestmark = pytest.mark.nats
@@ -60,3 +63,24 @@ async def test_a_released_lease_is_taken_at_once(two: tuple[Bus, Bus]) -> None:
     await a.release()
     assert await b.try_acquire(), "a released lease was not free"
     assert bus_a.fence == {}
+
+
+async def test_the_lease_is_kept_from_the_moment_it_is_taken_through_the_rebuild(
+    nats_url: str, settings: Settings
+) -> None:
+    # Regression: the lease was renewed only once the coordinator ran, after its rebuild. A rebuild longer
+    # than the TTL (a loaded machine, a long stream) let it lapse: the term ended as it began, for ever.
+    short = settings.model_copy(update={"leader_ttl_s": 0.5})
+    bus = await connect(short, nats_url, "coordinator-a", role="coordinator")
+    candidate = FailoverCoordinator(bus, holder="a")
+    try:
+        await candidate.start()
+        assert candidate.current is not None, "the first candidate leads"
+        await asyncio.sleep(2.0)  # four TTLs pass before run() is called: the lease must still be ours
+        assert await lease_holder(bus) == "a"
+        stop = asyncio.Event()
+        stop.set()
+        await candidate.run(stop)  # stopped at once: stops keeping the lease and releases it
+        assert await lease_holder(bus) is None
+    finally:
+        await bus.close()

@@ -9,6 +9,7 @@ fenced this one off (:class:`~planexe_ax.bus.Deposed`); after the last two it ca
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -29,6 +30,10 @@ def default_holder() -> str:
 class FailoverCoordinator:
     """One candidate coordinator.
 
+    The lease is kept (renewed every third of its TTL) from the moment it is taken, through the rebuild,
+    until the term ends: a rebuild longer than the TTL must not let the lease lapse, or the term would end
+    as soon as it began, and the next one would rebuild again, for ever.
+
     Args:
         bus: A connected bus (topology provisioned).
         holder: The name stored in the lease; default host and pid.
@@ -39,6 +44,9 @@ class FailoverCoordinator:
         self.lease = LeaderLease(bus, ROLE, holder or default_holder())
         self.current: Coordinator | None = None
         self.terms = 0
+        self._lost = asyncio.Event()
+        self._done = asyncio.Event()
+        self._keeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Lead at once when nobody does (rebuilt before this returns, as a single coordinator is); else stand by."""
@@ -48,16 +56,43 @@ class FailoverCoordinator:
             log.warning("first campaign failed", extra={"error": repr(exc)})
             leads = False
         if leads:
+            await self.lease.fence()
             await self._begin()
         else:
             log.info("coordinator standing by", extra={"holder": self.lease.holder})
 
     async def _begin(self) -> None:
-        await self.lease.fence()
+        """Keep the lease from now on and rebuild; ``current`` stays None when the lease is lost meanwhile."""
         self.terms += 1
         log.info("coordinator leads", extra={"holder": self.lease.holder, "epoch": self.lease.epoch})
-        self.current = Coordinator(self.bus)
-        await self.current.start()
+        self._lost, self._done = asyncio.Event(), asyncio.Event()
+        self._keeper = asyncio.create_task(self.lease.keep(self._done, self._lost))
+        coordinator = Coordinator(self.bus)
+        rebuilt = asyncio.create_task(coordinator.start())
+        lost = asyncio.create_task(self._lost.wait())
+        try:
+            await asyncio.wait({rebuilt, lost}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+            if not rebuilt.done():
+                rebuilt.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await rebuilt
+        if rebuilt.cancelled() or rebuilt.exception() is not None:
+            await self._step_down()
+            rebuilt.result()  # raises what failed the rebuild, if anything did
+            return
+        self.current = coordinator
+
+    async def _step_down(self) -> None:
+        """Stop keeping the lease and fencing decisions; stand by."""
+        self._done.set()
+        if self._keeper is not None:
+            await self._keeper
+            self._keeper = None
+        self.bus.fence = {}
+        self.current = None
+        log.warning("coordinator stepped down; standing by", extra={"holder": self.lease.holder})
 
     async def run(self, stop: asyncio.Event) -> None:
         """Lead or stand by until ``stop`` is set."""
@@ -66,20 +101,22 @@ class FailoverCoordinator:
                 if self.current is None:
                     if not await self.lease.acquire(stop):
                         return
-                    self.current = Coordinator(self.bus)
-                    self.terms += 1
-                    await self.current.start()
+                    await self._begin()
+                    if self.current is None:
+                        continue  # the lease ran out during the rebuild
                 await self._term(self.current, stop)
-                self.current = None
         finally:
+            self._done.set()
+            if self._keeper is not None:
+                await self._keeper
             await self.lease.release()
 
     async def _term(self, coordinator: Coordinator, stop: asyncio.Event) -> None:
         """Run ``coordinator`` until ``stop``, a lost lease or a refused decision."""
-        ended, lost = asyncio.Event(), asyncio.Event()
+        ended = asyncio.Event()
 
         async def until_either() -> None:
-            waits = [asyncio.create_task(stop.wait()), asyncio.create_task(lost.wait())]
+            waits = [asyncio.create_task(stop.wait()), asyncio.create_task(self._lost.wait())]
             try:
                 await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             finally:
@@ -90,12 +127,10 @@ class FailoverCoordinator:
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(until_either())
-                group.create_task(self.lease.keep(stop, lost))
                 group.create_task(coordinator.run(ended))
         except* Deposed as refused:
             log.warning(
                 "coordinator deposed: a newer leader fenced it off", extra={"error": str(refused.exceptions[0])}
             )
         if not stop.is_set():
-            self.bus.fence = {}
-            log.warning("coordinator stepped down; standing by", extra={"holder": self.lease.holder})
+            await self._step_down()

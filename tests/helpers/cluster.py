@@ -4,8 +4,10 @@ Each node has its own client, route and monitoring port (free ports, kept for re
 JetStream store under a temp folder. The nodes run in operator mode with the identities of
 ``<folder>/nats-auth``, made as the embedded server makes its own (``PLANEXE_NATS_AUTH_DIR``).
 ``url`` lists every node's client URL, comma separated, as ``PLANEXE_NATS_URL`` takes it. Ready means
-every node answers ``/healthz`` (JetStream current with its meta leader), so streams can be created
-with three replicas at once.
+every node answers ``/healthz`` (JetStream current), is routed to every other node and names the same
+JetStream meta leader of every node, and an identity of the account is served by each node on its own
+(JetStream answers there): streams can be created with three replicas at once and any client may land on
+any node.
 """
 
 from __future__ import annotations
@@ -19,16 +21,21 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from nats.js.errors import KeyNotFoundError
 
-from planexe_ax.bus import Bus
+from planexe_ax.bus import Bus, connect
 from planexe_ax.bus.embedded import nats_server_binary, stop_process
 from planexe_ax.bus.identities import Identities
+from planexe_ax.bus.leader import PASSING
+from planexe_ax.config import Settings
+from planexe_ax.errors import ConfigError
 from tests.helpers.eventually import eventually
 from tests.helpers.processes import Service
+from tests.helpers.relay import RouteRelay
 
 CLUSTER_NAME = "planexe-ax-test"
 
@@ -50,6 +57,8 @@ class Node:
     client_port: int = field(default_factory=free_port)
     route_port: int = field(default_factory=free_port)
     http_port: int = field(default_factory=free_port)
+    relay: RouteRelay | None = None
+    """In front of the route port when the cluster can be partitioned: the node advertises it instead."""
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -66,10 +75,12 @@ class Node:
         """The node's configuration file text; ``auth`` is the operator-mode part every node shares."""
         route_urls = ", ".join(f'"nats://127.0.0.1:{port}"' for port in routes)
         store = json.dumps(str(self.folder / "js"))
+        advertise = f", advertise: 127.0.0.1:{self.relay.port}" if self.relay else ""
         return auth + (
             f"server_name: {self.name}\nlisten: 127.0.0.1:{self.client_port}\nhttp: 127.0.0.1:{self.http_port}\n"
             f"jetstream {{ store_dir: {store}, max_memory_store: 64MB, max_file_store: 2GB }}\n"
-            f"cluster {{ name: {CLUSTER_NAME}, listen: 127.0.0.1:{self.route_port}, routes: [{route_urls}] }}\n"
+            f"cluster {{ name: {CLUSTER_NAME}, listen: 127.0.0.1:{self.route_port}{advertise}, "
+            f"routes: [{route_urls}] }}\n"
         )
 
     def start(self, routes: list[int], auth: str) -> None:
@@ -97,6 +108,29 @@ class Node:
         except (urllib.error.URLError, OSError):
             return False
 
+    def ready(self, size: int) -> bool:
+        """Healthy, routed to the ``size - 1`` other nodes, and naming a JetStream meta leader of ``size`` peers."""
+        if not self.healthy():
+            return False
+        try:
+            routes = self._monitor("routez")
+            meta = self.jsz().get("meta_cluster") or {}
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+        routed = {route.get("remote_name") for route in routes.get("routes") or []} - {None}
+        return len(routed) >= size - 1 and bool(meta.get("leader")) and meta.get("cluster_size") == size
+
+    def relay_target(self) -> str:
+        """This node's server id, as its relay knows it."""
+        assert self.relay is not None, f"{self.name} has no relay"
+        assert self.relay.target_id, f"{self.name} is not started"
+        return self.relay.target_id
+
+    def _monitor(self, path: str) -> dict[str, Any]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/{path}", timeout=2) as answer:
+            data: dict[str, Any] = json.load(answer)
+            return data
+
     def kill(self) -> None:
         """SIGKILL, as a crash of the machine would."""
         if self.proc is not None and self.proc.poll() is None:
@@ -110,9 +144,7 @@ class Node:
 
     def jsz(self) -> dict[str, Any]:
         """The node's ``/jsz`` monitoring answer."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/jsz", timeout=2) as answer:
-            data: dict[str, Any] = json.load(answer)
-            return data
+        return self._monitor("jsz")
 
 
 class NatsCluster:
@@ -124,8 +156,11 @@ class NatsCluster:
         startup_timeout_s: How long every node may take to become healthy.
     """
 
-    def __init__(self, folder: Path, size: int = 3, startup_timeout_s: float = 30.0) -> None:
+    def __init__(self, folder: Path, size: int = 3, startup_timeout_s: float = 30.0, relays: bool = False) -> None:
         self.nodes = [Node(f"n{i + 1}", folder / f"n{i + 1}") for i in range(size)]
+        for node in self.nodes if relays else []:
+            node.relay = RouteRelay(free_port(), node.route_port)
+            node.relay.start()
         self.startup_timeout_s = startup_timeout_s
         self.auth_dir = folder / "nats-auth"
 
@@ -145,13 +180,14 @@ class NatsCluster:
 
     def start_sync(self) -> str:
         """Start every node and block until all are healthy; return the URL list."""
-        routes = [node.route_port for node in self.nodes]
+        routes = [node.relay.port if node.relay else node.route_port for node in self.nodes]
         auth = self.identities.server_config()
         for node in self.nodes:
             if not node.alive:
                 node.start(routes, auth)
         deadline = time.monotonic() + self.startup_timeout_s
-        while not all(node.healthy() for node in self.nodes if node.alive):
+        size = len(self.nodes)
+        while not all(node.ready(size) for node in self.nodes if node.alive):
             if time.monotonic() > deadline:
                 self.stop_sync()
                 raise AssertionError(f"the nats cluster was not healthy within {self.startup_timeout_s} s")
@@ -159,13 +195,54 @@ class NatsCluster:
         return self.url
 
     async def start(self) -> str:
-        """Start every node (those not running) and return once all are healthy."""
-        return await asyncio.to_thread(self.start_sync)
+        """Start every node (those not running) and return once all are ready and serve the account's identities."""
+        url = await asyncio.to_thread(self.start_sync)
+        leaders = {node.jsz()["meta_cluster"]["leader"] for node in self.nodes if node.alive}
+        for node in self.nodes:
+            if node.relay is not None and node.alive:
+                node.relay.target_id = str(node._monitor("varz")["server_id"])
+        assert len(leaders) == 1, f"the nodes name different JetStream meta leaders: {leaders}"
+        for node in self.nodes:
+            if node.alive:
+                await eventually(partial(self._serves, node), timeout=self.startup_timeout_s, every=0.05)
+        return url
+
+    async def _serves(self, node: Node) -> bool:
+        """An identity of the account connects to ``node`` alone and JetStream answers it there."""
+        settings = Settings(nats_url=node.url, nats_auth_dir=self.auth_dir)
+        try:
+            bus = await connect(settings, node.url, "cluster-ready", provision=False, role="admin")
+        except ConfigError:  # refused: the node does not know the account yet
+            return False
+        except PASSING:
+            return False
+        try:
+            await bus.js.account_info()
+        except PASSING:
+            return False
+        finally:
+            await bus.close()
+        return True
 
     def stop_sync(self) -> None:
-        """Stop every node."""
+        """Stop every node (and the relays)."""
         for node in self.nodes:
             node.stop()
+            if node.relay is not None:
+                node.relay.stop()
+
+    def partition(self, name: str) -> None:
+        """Cut node ``name`` off the others (every route to and from it), keeping its clients; needs ``relays``."""
+        cut = {self.node(name).relay_target()}
+        for node in self.nodes:
+            assert node.relay is not None, "the cluster was started without relays"
+            node.relay.cut(cut)
+
+    def heal(self) -> None:
+        """Let every node reach every other again."""
+        for node in self.nodes:
+            if node.relay is not None:
+                node.relay.cut(set())
 
     async def stop(self) -> None:
         """Stop every node without blocking the event loop."""

@@ -15,6 +15,7 @@ from typing import Any
 import nats
 import nats.errors
 from nats.aio.client import Client as NATS
+from nats.aio.client import RawCredentials
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
@@ -415,9 +416,13 @@ def credentials(settings: Settings, role: str | None) -> Path | None:
     return Identities.load(folder).role_creds(role, Subjects(settings.namespace))
 
 
-def _inbox_of(creds: Path | None) -> str:
+def _read(creds: Path | None) -> str | None:
+    return creds.read_text() if creds else None
+
+
+def _inbox_of(creds_text: str | None) -> str:
     """The inbox prefix the identity may subscribe to (its replies arrive there)."""
-    return (creds_inbox_prefix(creds.read_text()) if creds else None) or "_INBOX"
+    return (creds_inbox_prefix(creds_text) if creds_text else None) or "_INBOX"
 
 
 def _refused(exc: BaseException) -> bool:
@@ -428,6 +433,10 @@ async def _open(
     url: str, name: str, creds: Path | None, error_cb: ErrorCallback, disconnected_cb: Callback, **callbacks: Any
 ) -> NATS:
     nc, connecting = NATS(), True
+    # Read once: the client would read the JWT and the seed in two reads of the file (on every reconnect
+    # too), and another process of the same role signing its identity afresh may replace the file between
+    # them: a JWT with another user's signature, refused as an authorization violation.
+    creds_text = _read(creds)
 
     async def on_error(exc: Exception) -> None:
         if connecting and _refused(exc):
@@ -444,8 +453,8 @@ async def _open(
             name=name,
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,  # type: ignore[arg-type]  # Client.connect says int; it takes seconds
-            user_credentials=str(creds) if creds else None,
-            inbox_prefix=_inbox_of(creds),
+            user_credentials=RawCredentials(creds_text) if creds_text else None,
+            inbox_prefix=_inbox_of(creds_text),
             error_cb=on_error,
             disconnected_cb=on_disconnect,
             **callbacks,

@@ -132,5 +132,13 @@ class FailoverCoordinator:
             log.warning(
                 "coordinator deposed: a newer leader fenced it off", extra={"error": str(refused.exceptions[0])}
             )
+        except* Exception as failed:
+            if not ended.is_set():
+                raise
+            # The term is over (lease lost, or stopping) while decisions could not be published (cut off
+            # from the stream): they were never acked, so the next leader takes the same events again.
+            log.warning(
+                "coordinator's term ended with decisions unpublished", extra={"error": repr(failed.exceptions[0])}
+            )
         if not stop.is_set():
             await self._step_down()

@@ -17,6 +17,11 @@ subtask and no event id twice; the projected ``execution_events`` of the executi
 (same sequences and ids); and the read model equals a fresh replay of the whole stream into an empty
 database, table by table, except ``agents`` (the live mirror of the ``ax-agents`` KV bucket, not of events).
 Recovery times are printed (``-s``) and recorded as test properties.
+
+The same run on a three-node cluster (R3 streams and buckets) asserts the same, with no fault, after kill -9
+of the node leading AX_EVENTS, after kill -9 of the coordinator holding the lease (a standby takes over),
+with a second coordinator started mid-run (it stands by), and with the leader's only server cut off the
+others (its routes relayed and cut, ``tests/helpers/relay.py``): the standby takes over, then the cut heals.
 """
 
 import sys
@@ -31,7 +36,7 @@ from tests.helpers.postgres import create_database, drop_database
 RecordProperty = Callable[[str, object], None]
 """pytest's ``record_property`` fixture."""
 
-pytestmark = [pytest.mark.slow, pytest.mark.nats, pytest.mark.postgres, pytest.mark.timeout(170)]
+pytestmark = [pytest.mark.slow, pytest.mark.nats, pytest.mark.postgres, pytest.mark.timeout(240)]
 
 
 @pytest.fixture
@@ -59,12 +64,6 @@ async def test_agent_killed_mid_task_its_work_is_redelivered(
     assert measured.lost_subtasks, "the kill landed between tasks"
 
 
-@pytest.mark.xfail(
-    reason="open: since the coordinator runs under a lease with fenced decisions and decides once per batch, this "
-    "run sometimes stalls after the restart: the new coordinator has acked every event and sends nothing more, "
-    "short of COMPLETED (the cluster faults below stall the same way); passes most tries",
-    strict=False,
-)
 async def test_coordinator_killed_and_restarted_rebuilds_and_completes(
     tmp_path: Path, postgres_url: str, replay_url: str, record_property: RecordProperty
 ) -> None:
@@ -87,12 +86,7 @@ async def test_projector_killed_and_restarted_read_model_equals_a_fresh_replay(
     assert "execution_events" in measured.tables_compared
 
 
-@pytest.mark.timeout(240)
-@pytest.mark.xfail(
-    reason="open: on some starts an agent process is refused ('Authorization Violation') by a node of the fresh "
-    "cluster before it is ready; passes most tries",
-    strict=False,
-)
+@pytest.mark.timeout(300)
 async def test_a_run_on_a_cluster_of_three_with_r3_streams_completes(
     tmp_path: Path, postgres_url: str, replay_url: str, record_property: RecordProperty
 ) -> None:
@@ -101,14 +95,7 @@ async def test_a_run_on_a_cluster_of_three_with_r3_streams_completes(
     _report(measured, record_property)
 
 
-@pytest.mark.timeout(240)
-@pytest.mark.xfail(
-    reason="open: passed 1 of 4 tries. When it fails the run stalls short of COMPLETED with every event "
-    "consumed (coordinator-events ack floor at the stream's end), AX_TASKS empty and no redelivery pending: "
-    "work whose offer is gone; once instead the coordinator stopped fetching after a publish timed out "
-    "during the stream leader election",
-    strict=False,
-)
+@pytest.mark.timeout(300)
 async def test_nats_node_killed_on_a_cluster_of_three_the_run_completes(
     tmp_path: Path, postgres_url: str, replay_url: str, record_property: RecordProperty
 ) -> None:
@@ -118,13 +105,7 @@ async def test_nats_node_killed_on_a_cluster_of_three_the_run_completes(
     assert measured.killed_node
 
 
-@pytest.mark.timeout(240)
-@pytest.mark.xfail(
-    reason="open: passed 1 of 3 tries. The standby always takes over (2.8 s) and rebuilds; when it fails the "
-    "run then stalls short of COMPLETED with every event consumed, AX_TASKS empty and nothing pending, as "
-    "the nats-node fault does",
-    strict=False,
-)
+@pytest.mark.timeout(300)
 async def test_leading_coordinator_killed_on_a_cluster_a_standby_takes_over(
     tmp_path: Path, postgres_url: str, replay_url: str, record_property: RecordProperty
 ) -> None:
@@ -133,3 +114,24 @@ async def test_leading_coordinator_killed_on_a_cluster_a_standby_takes_over(
     _report(measured, record_property)
     assert measured.takeover_s is not None
     assert measured.takeover_s < 15, f"the standby took {measured.takeover_s:.1f} s to take over"
+
+
+@pytest.mark.timeout(300)
+async def test_a_second_coordinator_started_mid_run_stands_by(
+    tmp_path: Path, postgres_url: str, replay_url: str, record_property: RecordProperty
+) -> None:
+    """One coordinator on a three-node cluster; another starts mid-run: it stands by, the leader completes the run."""
+    measured = await run_scenario("second", tmp_path, postgres_url, replay_url, nodes=3)
+    _report(measured, record_property)
+
+
+@pytest.mark.timeout(300)
+async def test_the_leading_coordinator_cut_off_with_its_node_a_standby_takes_over(
+    tmp_path: Path, postgres_url: str, replay_url: str, record_property: RecordProperty
+) -> None:
+    """The leader's only server loses its routes (the leader stays connected to it): the standby, on the other
+    two nodes, takes the lease when it runs out and completes the run; healed, the old leader stands by."""
+    measured = await run_scenario("partition", tmp_path, postgres_url, replay_url, nodes=3, coordinators=2)
+    _report(measured, record_property)
+    assert measured.takeover_s is not None
+    assert measured.takeover_s < 20, f"the standby took {measured.takeover_s:.1f} s to take over"

@@ -40,10 +40,11 @@ from planexe_ax.bus import (
     decode_event,
 )
 from planexe_ax.bus.client import follow
+from planexe_ax.bus.leader import PASSING
 from planexe_ax.config import Settings
 from planexe_ax.projector import Projector
 from planexe_ax.readmodel import make_engine, make_session_factory, table_dump
-from tests.helpers.cluster import NatsCluster, kill_leader, kill_stream_leader
+from tests.helpers.cluster import NatsCluster, kill_leader, kill_stream_leader, lease_holder
 from tests.helpers.eventually import eventually
 from tests.helpers.processes import Service, cli
 from tests.helpers.slow_agent import ACTION as SLOW_ACTION
@@ -53,8 +54,10 @@ REPO = Path(__file__).resolve().parents[2]
 READY = "running on"  # the URL list that follows may wrap onto the next line
 SLOW_READY = '"agent started"'
 FAULTS = ("agent", "coordinator", "nats", "projector")
-CLUSTER_FAULTS = ("nats-node", "leader")
-"""Faults of a run on a three-node NATS cluster (``nodes=3``); ``leader`` needs ``coordinators=2`` or more."""
+CLUSTER_FAULTS = ("nats-node", "leader", "second", "partition")
+"""Faults of a run on a three-node NATS cluster (``nodes=3``); ``leader`` and ``partition`` need ``coordinators=2``."""
+ISOLATED = "n3"
+"""partition: the node cut off the others; the leading coordinator is its only client."""
 LIVE_TABLES = frozenset({"agents"})  # mirrors the ax-agents KV bucket (heartbeats), not the event stream
 PROJECTOR_DURABLE = "projector-events"
 
@@ -163,6 +166,8 @@ class Cluster:
     """1: one nats-server; 3: a cluster of three with every stream and bucket replicated three times."""
     coordinators: int = 1
     """Coordinator processes: one leads, the others stand by."""
+    isolated: str = ""
+    """A node to cut off later: the first coordinator connects to it alone, every other process to the others."""
     nats: EmbeddedNats | NatsCluster = field(init=False)
     env: dict[str, str] = field(init=False)
     services: dict[str, list[Service]] = field(init=False, default_factory=dict)
@@ -170,7 +175,11 @@ class Cluster:
 
     async def start(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.nats = EmbeddedNats(self.folder / "nats") if self.nodes == 1 else NatsCluster(self.folder, self.nodes)
+        self.nats = (
+            EmbeddedNats(self.folder / "nats")
+            if self.nodes == 1
+            else NatsCluster(self.folder, self.nodes, relays=bool(self.isolated))
+        )
         await self.nats.start()
         self.env = {
             "PLANEXE_NATS_URL": self.nats.url,
@@ -184,9 +193,11 @@ class Cluster:
             "PLANEXE_LOG_LEVEL": "INFO",
             "PLANEXE_REPLICAS": str(min(self.nodes, 3)),
         }
+        if isinstance(self.nats, NatsCluster) and self.isolated:
+            self.env["PLANEXE_NATS_URL"] = ",".join(n.url for n in self.nats.nodes if n.name != self.isolated)
         # the projector and the coordinator first: both provision the topology and the projector migrates
-        for name in ("projector", "coordinator"):
-            self.services[name] = [self._spawn(name)]
+        self.services["projector"] = [self._spawn("projector")]
+        self.services["coordinator"] = [self._spawn("coordinator", self._isolated_url())]
         await _ready(self.services["projector"][0], self.services["coordinator"][0])
         standby = [self._spawn("coordinator") for _ in range(self.coordinators - 1)]
         self.services["coordinator"].extend(standby)
@@ -195,12 +206,25 @@ class Cluster:
         self.services["slow"] = [self._spawn("slow") for _ in range(self.slow_agents)]
         await _ready(*self.services["agents"], *self.services["slow"])
 
-    def _spawn(self, name: str) -> Service:
+    def _isolated_url(self) -> str | None:
+        if isinstance(self.nats, NatsCluster) and self.isolated:
+            return self.nats.node(self.isolated).url
+        return None
+
+    def _spawn(self, name: str, url: str | None = None) -> Service:
         self._spawned += 1
         log = self.folder / f"{self._spawned:02d}-{name}.log"
+        env = {**self.env, "PLANEXE_NATS_URL": url} if url else self.env
         if name == "slow":
-            return SlowAgent(self.env, log)
-        return Service(["serve", name], self.env, log)
+            return SlowAgent(env, log)
+        return Service(["serve", name], env, log)
+
+    async def add(self, name: str) -> Service:
+        """Start one more process of service ``name``; return it once it said it is ready."""
+        service = self._spawn(name)
+        self.services[name].append(service)
+        await _ready(service)
+        return service
 
     async def restart(self, name: str, index: int = 0) -> float:
         """Start service ``name`` again (after a kill); return seconds until it said it is ready."""
@@ -210,9 +234,14 @@ class Cluster:
         await _ready(service)
         return time.monotonic() - began
 
+    @property
+    def url(self) -> str:
+        """The servers the test's own clients use (not the node to be cut off)."""
+        return self.env["PLANEXE_NATS_URL"]
+
     def settings(self) -> Settings:
         return Settings(
-            nats_url=self.nats.url,
+            nats_url=self.url,
             data_dir=self.folder / "data",
             nats_auth_dir=self.nats.auth_dir,
             ack_wait_s=self.ack_wait_s,
@@ -220,7 +249,7 @@ class Cluster:
         )
 
     async def bus(self, name: str = "fault-test") -> Bus:
-        return await connect(self.settings(), self.nats.url, name, role="admin")
+        return await connect(self.settings(), self.url, name, role="admin")
 
     def cli(self, *args: str, timeout: float = 240.0) -> Awaitable[Any]:
         return asyncio.to_thread(cli, list(args), self.env, timeout)
@@ -338,9 +367,15 @@ async def stall_report(bus: Bus, execution_id: str) -> str:
             for info in await bus.js.consumers_info(stream)
         )
     tasks = (await bus.js.stream_info(bus.subjects.tasks_stream)).state.messages
+    last_state: dict[str, SubtaskState] = {}
+    for _, e in events:
+        if isinstance(e, SubtaskState) and e.subtask_id:
+            last_state[e.subtask_id] = e
+    open_ = [sid for sid, e in last_state.items() if e.status not in (TaskStatus.COMPLETED, TaskStatus.PENDING)]
+    stuck = "; ".join(f"{sid}: {history(events, sid)}" for sid in open_[:4])
     return (
         f"execution states {states}; {len(done)} subtasks COMPLETED; last events {last}; "
-        f"AX_TASKS holds {tasks} offers; consumers {consumers}"
+        f"AX_TASKS holds {tasks} offers; consumers {consumers}; open subtasks {open_[:10]}: {stuck}"
     )
 
 
@@ -496,6 +531,46 @@ async def _kill_projector_mid_batch(cluster: Cluster, bus: Bus, timeout: float =
 Fault = Callable[[Cluster, Measurement], Awaitable[datetime]]
 
 
+async def _second_coordinator(cluster: Cluster, bus: Bus, measured: Measurement) -> datetime:
+    """Start another coordinator mid-run: it stands by, the leader goes on deciding."""
+    holder = await lease_holder(bus)
+    assert holder, "no coordinator holds the lease"
+    fault_at = datetime.now(UTC)
+    began = time.monotonic()
+    second = await cluster.add("coordinator")
+    measured.restart_s = time.monotonic() - began
+    second.wait_for("coordinator standing by", 5)
+    assert await lease_holder(bus) == holder, "the coordinator started mid-run took the lease"
+    return fault_at
+
+
+async def _partition_leader(cluster: Cluster, bus: Bus, measured: Measurement) -> datetime:
+    """Cut the node of the leading coordinator off the others (its routes): a standby takes over; then heal."""
+    assert isinstance(cluster.nats, NatsCluster), "the partition fault needs nodes=3"
+    leader, *standby = cluster.services["coordinator"]
+    assert standby, "the partition fault needs coordinators=2"
+    holder = await lease_holder(bus)
+    assert holder is not None, "no coordinator holds the lease"
+    assert holder.endswith(f"-{leader.proc.pid}"), f"the coordinator on {ISOLATED} should lead, {holder} does"
+    fault_at = datetime.now(UTC)
+    cluster.nats.partition(ISOLATED)
+    began = time.monotonic()
+
+    async def taken_over() -> bool:
+        try:
+            now = await lease_holder(bus)
+        except PASSING:  # the bucket's stream may have led from the cut node: it elects another leader
+            return False
+        return now is not None and now != holder
+
+    await eventually(taken_over, timeout=30, every=0.02)
+    measured.takeover_s = time.monotonic() - began
+    measured.killed_node = ISOLATED
+    await asyncio.to_thread(leader.wait_for, "coordinator stepped down", 30)
+    cluster.nats.heal()
+    return fault_at
+
+
 async def run_scenario(
     fault: str,
     folder: Path,
@@ -518,7 +593,15 @@ async def run_scenario(
     # killed projector held for longer than its restart takes (10 s; the default is 30 s), as in production:
     # events published meanwhile reach the new projector before those come back.
     ack_wait_s = 10.0 if fault == "projector" else 2.0
-    cluster = Cluster(folder / "cluster", database_url, ack_wait_s=ack_wait_s, nodes=nodes, coordinators=coordinators)
+    isolated = ISOLATED if fault == "partition" else ""
+    cluster = Cluster(
+        folder / "cluster",
+        database_url,
+        ack_wait_s=ack_wait_s,
+        nodes=nodes,
+        coordinators=coordinators,
+        isolated=isolated,
+    )
     measured = Measurement(fault)
     clock = time.monotonic()
 
@@ -561,6 +644,10 @@ async def run_scenario(
             elif fault == "leader":
                 fault_at = datetime.now(UTC)
                 measured.takeover_s = await kill_leader(cluster.services["coordinator"], bus)
+            elif fault == "second":
+                fault_at = await _second_coordinator(cluster, bus, measured)
+            elif fault == "partition":
+                fault_at = await _partition_leader(cluster, bus, measured)
             elif fault == "nats":
                 await bus.close()
                 fault_at = datetime.now(UTC)

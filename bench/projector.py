@@ -1,6 +1,6 @@
 """The projector replaying AX_EVENTS into an empty read model: events per second, against raw executemany.
 
-    python bench/projector.py [--executions 7] [--subtasks 1000] [--batch 500] [--json]
+    python bench/projector.py [--executions 7] [--subtasks 1000] [--batch 1000] [--json]
 
 Starts its own nats-server (temporary store, no auth) and publishes the events of ``--executions`` wide runs
 of ``--subtasks`` one-subtask tasks each, as the coordinator and the agents write them (8 events a subtask:
@@ -58,6 +58,7 @@ from planexe_ax.bus import (
 from planexe_ax.bus.messages import EventBase
 from planexe_ax.config import Settings
 from planexe_ax.projector import Projector
+from planexe_ax.projector.service import BATCH
 from planexe_ax.readmodel import make_engine
 from planexe_ax.readmodel.models import ExecutionEvent, ExecutionSubtask
 
@@ -221,6 +222,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--executions", type=int, default=7, help="wide runs in the stream")
     parser.add_argument("--subtasks", type=int, default=1000, help="one-subtask tasks per run (8 events each)")
-    parser.add_argument("--batch", type=int, default=500, help="largest batch the projector takes")
+    parser.add_argument("--batch", type=int, default=BATCH, help="largest batch the projector takes")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     asyncio.run(main(parser.parse_args()))

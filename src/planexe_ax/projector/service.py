@@ -30,7 +30,8 @@ from planexe_ax.readmodel.projection import Batch, apply_event, load_checkpoint,
 log = logging.getLogger(__name__)
 
 DLQ_SOURCE = "projector"
-BATCH = 500
+BATCH = 1000
+"""Events per transaction at most: the consumer's max_ack_pending (bus/topology.py), so one fetch can fill it."""
 BATCH_WAIT_S = 0.5
 """How long a batch waits for the events the stream says are waiting: a bulk write pays per batch, not per event."""
 

@@ -55,6 +55,15 @@ class Settings(BaseSettings):
         description="Largest message a stream or bucket stores (max_msg_size), so the largest plan the bus carries "
         "(a little less: it travels with its envelope); the NATS server's max_payload caps it too.",
     )
+    plan_inline_bytes: int = Field(
+        default=256 * 1024,
+        ge=0,
+        description="A plan whose JSON is larger travels in the plan object store, and the start command and "
+        "execution_created carry its id and SHA-256 instead (0: every plan); capped by what a message carries.",
+    )
+    max_plan_bytes: int = Field(
+        default=64 * 1024**2, ge=64 * 1024, description="Largest plan (its JSON) a start may carry or refer to."
+    )
     events_max_bytes: int = Field(
         default=1024**3, ge=1024 * 1024, description="AX_EVENTS keeps at most this many bytes (oldest dropped first)."
     )

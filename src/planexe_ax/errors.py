@@ -33,6 +33,10 @@ class PlanTooLarge(PlanValidationError):
     """A plan larger than a bus message may carry: the HTTP API answers 413, the CLI prints one line."""
 
 
+class PlanUnavailable(PlanExeAXError):
+    """A plan a start or an ``execution_created`` refers to cannot be read back whole: missing, or other bytes."""
+
+
 class MessageTooLarge(PlanExeAXError, ValueError):
     """A message larger than the bus carries (``PLANEXE_MAX_MESSAGE_BYTES``, or the NATS server's max_payload)."""
 

@@ -47,7 +47,8 @@ def forgeries(bus: Bus) -> dict[str, tuple[str, BaseModel]]:
     """What an agent might try beyond its rights: subject and body of each attempt."""
     s, now = bus.subjects, utcnow()
     state = SubtaskState(execution_id=EXECUTION, task_id="t1", subtask_id="s1", status=TaskStatus.COMPLETED)
-    created = ExecutionCreated(execution_id=EXECUTION, plan=make_plan(["t1"]))
+    plan = make_plan(["t1"])
+    created = ExecutionCreated(execution_id=EXECUTION, plan=plan)
     result = SubtaskResult(execution_id=EXECUTION, task_id="t1", subtask_id="s1", agent_id="agent-b", ok=True)
     card = AgentCard(agent_id="agent-b", name="forged", capabilities=[], started_at=now, heartbeat_at=now)
     return {
@@ -56,13 +57,16 @@ def forgeries(bus: Bus) -> dict[str, tuple[str, BaseModel]]:
         "command": (s.command(EXECUTION), CancelExecution(execution_id=EXECUTION, reason="forged")),
         "report of another agent": (s.report(EXECUTION, "subtask_result", "agent-b"), result),
         "card of another agent": (s.agent_card("agent-b"), card),
-        "plan catalog entry": (f"$KV.{s.plans_bucket}.p1", created.plan),
+        "plan catalog entry": (f"$KV.{s.plans_bucket}.p1", plan),
+        "plan object": (f"$O.{s.plan_objects_bucket}.C.forged", plan),
     }
 
 
 async def nothing_stored(bus: Bus, subject: str) -> bool:
     s = bus.subjects
     stream = s.commands_stream if subject == s.command(EXECUTION) else s.events_stream
+    if subject.startswith("$O."):
+        stream = f"OBJ_{s.plan_objects_bucket}"
     if subject.startswith("$KV."):
         bucket = await (bus.plans_kv() if s.plans_bucket in subject else bus.agents_kv())
         with pytest.raises(KeyNotFoundError):
@@ -82,6 +86,7 @@ async def nothing_stored(bus: Bus, subject: str) -> bool:
         "report of another agent",
         "card of another agent",
         "plan catalog entry",
+        "plan object",
     ],
 )
 async def test_an_agent_is_refused_beyond_its_rights(

@@ -1,4 +1,4 @@
-"""Limits: streams get their sizes from the settings; a plan too large for the bus is refused clearly, never a 500."""
+"""Limits: streams get their sizes from the settings; a plan too large is refused clearly, never a 500."""
 
 from __future__ import annotations
 
@@ -56,7 +56,9 @@ async def test_streams_take_their_limits_from_the_settings(nats_url: str, settin
         await bus.close()
 
 
-async def test_a_plan_too_large_for_the_bus_gets_413_from_upload_and_from_start(stack: Stack) -> None:
+async def test_a_plan_too_large_for_the_catalog_gets_413_and_one_too_large_for_a_start_travels_by_reference(
+    stack: Stack,
+) -> None:
     huge = await stack.client.post("/api/plans", json=padded("huge", 1_100_000))
     assert huge.status_code == 413, huge.text
     detail = huge.json()["detail"]
@@ -64,32 +66,36 @@ async def test_a_plan_too_large_for_the_bus_gets_413_from_upload_and_from_start(
     assert f"at most {LIMIT - 16 * 1024} bytes" in detail
     assert "PLANEXE_MAX_MESSAGE_BYTES" in detail
 
-    # A plan that the catalog holds (put there by an older version, or by hand) but no start can carry.
+    # A plan that the catalog holds (put there by an older version, or by hand) but no message can carry
+    # with a start's envelope: the start puts it in the plan object store and refers to it.
     bus: Bus = stack.gateway.bus
     document = json.dumps(padded("tight", LIMIT - 8 * 1024)).encode()
     revision = await (await bus.plans_kv()).put("tight", document)
     await stack.gateway.wait_projected(revision, PLANS_CHECKPOINT)
     started = await stack.client.post("/api/executions", json={"plan_id": "tight"})
-    assert started.status_code == 413, started.text
-    assert "plan tight is" in started.json()["detail"]
+    assert started.status_code == 201, started.text
+    assert started.json()["plan_id"] == "tight"
+    start = json.loads((await bus.js.get_last_msg(bus.subjects.commands_stream, bus.subjects.all_commands)).data or b"")
+    assert start["plan"] is None
+    assert start["plan_ref"]["plan_id"] == "tight"
     fine = await stack.client.post("/api/plans", json=padded("fine", LIMIT // 2))
     assert fine.status_code == 201, fine.text
 
 
-async def test_exec_start_of_a_plan_too_large_for_the_bus_is_one_line(
+async def test_exec_start_of_a_plan_too_large_to_start_is_one_line(
     nats_url: str, settings: Settings, tmp_path: Path
 ) -> None:
     path = tmp_path / "huge.json"
-    path.write_text(json.dumps(padded("huge", 1_100_000)))
+    path.write_text(json.dumps(padded("huge", 200_000)))
     env = {"PLANEXE_NATS_URL": nats_url, "PLANEXE_NAMESPACE": settings.namespace,
-           "PLANEXE_NATS_AUTH_DIR": str(settings.nats_auth_dir),
+           "PLANEXE_NATS_AUTH_DIR": str(settings.nats_auth_dir), "PLANEXE_MAX_PLAN_BYTES": str(128 * 1024),
            "PLANEXE_DATA_DIR": str(settings.data_dir)}  # fmt: skip
     started = await acli(["exec", "start", str(path)], env)
     assert started.returncode == 2, started.stderr
     lines = started.stderr.strip().splitlines()
     assert len(lines) == 1, started.stderr
     assert lines[0].startswith("planexe-ax: plan huge is ")
-    assert "PLANEXE_MAX_MESSAGE_BYTES" in lines[0]
+    assert "PLANEXE_MAX_PLAN_BYTES" in lines[0]
 
 
 async def fits(bus: Bus, subject: str, data: bytes) -> bool:

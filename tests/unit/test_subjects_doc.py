@@ -76,6 +76,7 @@ OTHER_MESSAGES: dict[str, str] = {
     "AgentCard": "KV `ax-agents`, key = agent id",
     "CapabilityCard": "inside `AgentCard.capabilities`",
     "DeadLetter": "`ax.dlq.<source>` (AX_DLQ)",
+    "PlanRef": "inside `start` and `execution_created` (`plan_ref`), for a plan kept in `ax-plan-objects`",
 }
 
 
@@ -288,6 +289,22 @@ def render_bucket(topo: Topology) -> list[str]:
     return ["### KV buckets", "", *table(header, rows)]
 
 
+def render_object_stores(topo: Topology) -> list[str]:
+    b = topo.plan_objects
+    row = [
+        f"`{b.bucket}`",
+        duration(b.ttl) if b.ttl else "none",
+        enum_value(b.storage),
+        "the CLI (`exec start`) and ws_gateway (`POST /api/executions`), when a start's plan is over "
+        "`PLANEXE_PLAN_INLINE_BYTES`: object name = the plan's SHA-256",
+        "coordinator (a start, a rebuild), projector (the read model keeps the plan with the event), notifier, audit; "
+        "each checks the SHA-256 that `plan_ref` carries",
+        b.description or "",
+    ]
+    header = ["Bucket", "TTL", "Storage", "Written by", "Read by", "Holds"]
+    return ["### Object store buckets", "", *table(header, [row])]
+
+
 def render_events() -> list[str]:
     events = union_members(messages.Event)
     rows = [
@@ -364,6 +381,7 @@ def render(settings: Settings) -> str:
         *render_streams(topo.streams),
         *render_consumers(topo, settings),
         *render_bucket(topo),
+        *render_object_stores(topo),
         *render_events(),
         *render_commands(),
         *render_other_messages(),

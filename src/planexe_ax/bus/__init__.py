@@ -5,7 +5,7 @@ from nats.js.api import PubAck  # a stream's ack of a publish (seq, duplicate): 
 
 from planexe_ax.bus import event_ids
 from planexe_ax.bus.codec import decode_command, decode_event, decode_event_on, event_subject
-from planexe_ax.bus.connection import MSG_ID, PLAN_ENVELOPE_BYTES, Bus, KvEntry, Publication, connect, credentials
+from planexe_ax.bus.connection import MSG_ID, Bus, KvEntry, Publication, connect, credentials
 from planexe_ax.bus.consumer import Backoff, PullLoop, supervise
 from planexe_ax.bus.embedded import EmbeddedNats, nats_server_binary
 from planexe_ax.bus.errors import Deposed, permanent_publish_error
@@ -30,6 +30,7 @@ from planexe_ax.bus.messages import (
     InboxOpened,
     PauseExecution,
     PauseTask,
+    PlanRef,
     Reassign,
     ResolveInbox,
     ResumeExecution,
@@ -51,6 +52,7 @@ from planexe_ax.bus.messages import (
 )
 from planexe_ax.bus.permissions import ROLES, SERVICE_ROLES, agent_permissions, role_permissions
 from planexe_ax.bus.plan import Dependency, DependencyType, Phase, Plan, RetryPolicy, Risk, Subtask, Task
+from planexe_ax.bus.plan_store import PLAN_ENVELOPE_BYTES, load_plan, needs_plan, store_plan, with_plan
 from planexe_ax.bus.subjects import Subjects, check_id, check_token
 from planexe_ax.bus.topology import ensure_topology, topology
 
@@ -89,6 +91,7 @@ __all__ = [
     "PauseTask",
     "Phase",
     "Plan",
+    "PlanRef",
     "PubAck",
     "Publication",
     "PullLoop",
@@ -124,11 +127,15 @@ __all__ = [
     "ensure_topology",
     "event_ids",
     "event_subject",
+    "load_plan",
     "nats_server_binary",
+    "needs_plan",
     "new_id",
     "permanent_publish_error",
     "role_permissions",
+    "store_plan",
     "supervise",
     "topology",
     "utcnow",
+    "with_plan",
 ]

@@ -11,8 +11,14 @@ from planexe_ax.bus.subjects import Subjects
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
+
+def _plan_inline(raw: dict[str, Any]) -> dict[str, Any]:
+    """v1 -> v2 of ``start`` and ``execution_created``: v2 may carry ``plan_ref`` instead of the plan; v1 never did."""
+    return {**raw, "plan_ref": None}
+
+
 # (type, from_version) -> pure function returning the message at from_version + 1.
-UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+UPCASTERS: dict[tuple[str, int], Upcaster] = {("start", 1): _plan_inline, ("execution_created", 1): _plan_inline}
 CURRENT_VERSION: dict[str, int] = {}
 
 

@@ -29,6 +29,7 @@ from planexe_ax.bus.errors import WRONG_LAST_SEQUENCE, Deposed
 from planexe_ax.bus.identities import Identities, creds_inbox_prefix
 from planexe_ax.bus.messages import CommandBase, DeadLetter, EventBase, StartExecution, TaskOffer, WireModel, utcnow
 from planexe_ax.bus.pipeline import Outgoing, Pipeline
+from planexe_ax.bus.plan_store import PLAN_ENVELOPE_BYTES, offload
 from planexe_ax.bus.subjects import Subjects
 from planexe_ax.bus.topology import ensure_topology
 from planexe_ax.config import Settings
@@ -38,8 +39,6 @@ log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "application/json"
 MSG_ID = "Nats-Msg-Id"
-PLAN_ENVELOPE_BYTES = 16 * 1024
-"""Room left beside a plan in the messages that carry it (``start``, ``execution_created``): ids, pins, headers."""
 DLQ_KEEP_BYTES = 64 * 1024
 """A dead letter keeps at most this much of the original message, so that the letter itself fits the DLQ."""
 PUBLISH_WINDOW = 512
@@ -268,11 +267,14 @@ class Bus:
     async def send_command(self, command: CommandBase) -> PubAck:
         """Send a control command; commands are durable and de-duplicated by ``command_id``.
 
+        A start whose plan is too large for a message puts the plan in the plan object store first and
+        carries a reference to it (:func:`planexe_ax.bus.plan_store.offload`).
+
         Raises:
-            PlanTooLarge: a ``start`` whose plan the bus cannot carry.
+            PlanTooLarge: a ``start`` whose plan is over ``PLANEXE_MAX_PLAN_BYTES``.
         """
         if isinstance(command, StartExecution):
-            self.check_plan_size(command.plan.plan_id, len(command.plan.model_dump_json(by_alias=True).encode()))
+            command = await offload(self, command)
         return await self.publish(self.subjects.command(command.execution_id), command, msg_id=command.command_id)
 
     async def dead_letter(self, source: str, msg: Msg, reason: str) -> None:

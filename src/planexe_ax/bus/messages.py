@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 from uuid import uuid4
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 from planexe_ax.bus import event_ids
 from planexe_ax.bus.plan import Plan
@@ -88,6 +88,26 @@ def _ids(*fields: str) -> Any:
     return field_validator(*fields)(check)
 
 
+class PlanRef(WireModel):
+    """A plan kept in the plan object store (too large to travel in a message), named by its SHA-256."""
+
+    plan_id: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the plan's JSON, hex; its object's name.")
+    size: int = Field(ge=0, description="Bytes of the plan's JSON.")
+
+    _check_ids = _ids("plan_id")
+
+
+def _plan_or_ref(message: Any) -> Any:
+    if message.plan is None and message.plan_ref is None:
+        raise ValueError("a plan or a plan_ref is required")
+    return message
+
+
+PLAN_DOC = "The plan; None when it travels by ``plan_ref`` (read it with ``planexe_ax.bus.plan_store``)."
+PLAN_REF_DOC = "Where the plan is kept when it is too large for a message (``PLANEXE_PLAN_INLINE_BYTES``)."
+
+
 # ---------------------------------------------------------------------------------------------- events
 class EventBase(WireModel):
     """Fields every event carries; ``event_id`` is the de-duplication id on the bus."""
@@ -109,10 +129,13 @@ class ExecutionCreated(EventBase):
     """The coordinator accepted a plan: the execution exists with this plan and these pins."""
 
     type: Literal["execution_created"] = "execution_created"
-    plan: Plan
+    version: int = 2
+    plan: Plan | None = Field(default=None, description=PLAN_DOC)
+    plan_ref: PlanRef | None = Field(default=None, description=PLAN_REF_DOC)
     pins: dict[str, str] = Field(default_factory=dict, description="task_id or action -> agent_id")
 
     _check_pins = _ids("pins")
+    _check_plan = model_validator(mode="after")(_plan_or_ref)
 
 
 class ExecutionState(EventBase):
@@ -307,10 +330,13 @@ class StartExecution(CommandBase):
     """Run ``plan`` as a new execution, with tasks or actions pinned to agents by ``pins``."""
 
     type: Literal["start"] = "start"
-    plan: Plan
+    version: int = 2
+    plan: Plan | None = Field(default=None, description=PLAN_DOC)
+    plan_ref: PlanRef | None = Field(default=None, description=PLAN_REF_DOC)
     pins: dict[str, str] = Field(default_factory=dict)
 
     _check_pins = _ids("pins")
+    _check_plan = model_validator(mode="after")(_plan_or_ref)
 
 
 class PauseExecution(CommandBase):

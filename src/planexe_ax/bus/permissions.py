@@ -33,6 +33,7 @@ def role_permissions(role: str, subjects: Subjects) -> Permissions:
     """
     s, inbox = subjects, f"{inbox_prefix(role)}.>" if role != "admin" else ">"
     plans, agents = f"$KV.{s.plans_bucket}.>", f"$KV.{s.agents_bucket}.>"
+    objects = s.plan_objects  # a start too large for a message puts its plan here first
     services = (JS_API, JS_ACK, JS_FLOW, s.all_dlq)
     # Each role touches only its own keys of the leases bucket: the coordinator's, the projectors'.
     leases = f"$KV.{s.leases_bucket}"
@@ -49,8 +50,11 @@ def role_permissions(role: str, subjects: Subjects) -> Permissions:
         "notifier": ((JS_API, JS_ACK, JS_FLOW, s.dlq("notifier")), (inbox,)),
         # The gateway speaks for people (commands, plans) and for HTTP agents it has authenticated, whose
         # leases it shares with the other gateways in ax-http-leases.
-        "gateway": ((s.all_commands, s.all_reports, plans, agents, http_leases, *services), (inbox, s.all_events)),
-        "operator": ((s.all_commands, plans, JS_API, JS_FLOW), (inbox, s.all_events)),
+        "gateway": (
+            (s.all_commands, s.all_reports, plans, objects, agents, http_leases, *services),
+            (inbox, s.all_events),
+        ),
+        "operator": ((s.all_commands, plans, objects, JS_API, JS_FLOW), (inbox, s.all_events)),
         "builtin-agents": ((s.all_reports, agents, JS_API, JS_ACK, JS_FLOW, s.all_dlq), (inbox, s.all_events)),
         "admin": ((">",), (">",)),
     }

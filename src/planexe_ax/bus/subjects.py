@@ -224,6 +224,16 @@ class Subjects:
         """KV bucket of uploaded plans by plan id, the catalog's source."""
         return f"{self.namespace}-ax-plans" if self.namespace else "ax-plans"
 
+    @property
+    def plan_objects_bucket(self) -> str:
+        """Object store bucket of the plans too large to travel in a message, named by their SHA-256."""
+        return f"{self.namespace}-ax-plan-objects" if self.namespace else "ax-plan-objects"
+
+    @property
+    def plan_objects(self) -> str:
+        """Filter (and permission) of every subject of the plan object store: its chunks and its metadata."""
+        return f"$O.{self.plan_objects_bucket}.>"
+
     @staticmethod
     def capability_consumer(capability: str) -> str:
         """Durable pull consumer shared by every agent of one capability."""

@@ -15,6 +15,7 @@ from nats.js.api import (
     DeliverPolicy,
     DiscardPolicy,
     KeyValueConfig,
+    ObjectStoreConfig,
     RetentionPolicy,
     StorageType,
     StreamConfig,
@@ -41,6 +42,7 @@ class Topology:
     plans_bucket: KeyValueConfig
     leases_bucket: KeyValueConfig
     http_leases_bucket: KeyValueConfig
+    plan_objects: ObjectStoreConfig
 
     @property
     def buckets(self) -> tuple[KeyValueConfig, ...]:
@@ -143,6 +145,14 @@ def topology(subjects: Subjects, settings: Settings) -> Topology:
         replicas=replicas,
         max_value_size=settings.max_message_bytes,
     )
+    plan_objects = ObjectStoreConfig(
+        bucket=subjects.plan_objects_bucket,
+        description="Plans too large to travel in a message, by SHA-256; a start and its execution_created refer "
+        "to one. Kept as long as the events.",
+        ttl=settings.events_max_age_s,
+        storage=StorageType.FILE,
+        replicas=replicas,
+    )
     return Topology(
         streams=streams,
         consumers=consumers,
@@ -150,6 +160,7 @@ def topology(subjects: Subjects, settings: Settings) -> Topology:
         plans_bucket=plans,
         leases_bucket=leases,
         http_leases_bucket=http_leases,
+        plan_objects=plan_objects,
     )
 
 
@@ -295,4 +306,8 @@ async def _provision(js: JetStreamContext, subjects: Subjects, settings: Setting
             await js.key_value(bucket.bucket)
         except (NotFoundError, BadRequestError):
             await js.create_key_value(config=bucket)
+    try:
+        await js.object_store(topo.plan_objects.bucket or "")
+    except (NotFoundError, BadRequestError):
+        await js.create_object_store(topo.plan_objects.bucket or "", config=topo.plan_objects)
     return topo

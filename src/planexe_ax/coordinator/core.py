@@ -73,6 +73,8 @@ class CoordinatorCore:
         if isinstance(event, ExecutionCreated):
             if event.execution_id in self.runs:
                 return False
+            if event.plan is None:
+                raise PlanValidationError(f"execution {event.execution_id}: its plan was not read from the store")
             validate_plan(event.plan)
             self.runs[event.execution_id] = ExecutionRun.create(event.execution_id, event.plan, event.pins)
             return True
@@ -209,6 +211,8 @@ class CoordinatorCore:
     def _start(self, command: StartExecution, now: datetime) -> list[Effect]:
         if command.execution_id in self.runs:
             return []  # the same start delivered again
+        if command.plan is None:  # the shell reads a plan sent by reference before the core sees the start
+            raise Rejected(f"the plan of start {command.command_id} was not read from the plan object store")
         try:
             validate_plan(command.plan)
             for agent_id in command.pins.values():
@@ -217,9 +221,16 @@ class CoordinatorCore:
             raise Rejected(str(exc)) from exc
         event_id = event_ids.execution_created(command.execution_id)
         created = ExecutionCreated(event_id=event_id, execution_id=command.execution_id, ts=now, plan=command.plan,
-                                   pins=command.pins, causation_id=command.command_id)  # fmt: skip
+                                   plan_ref=command.plan_ref, pins=command.pins,
+                                   causation_id=command.command_id)  # fmt: skip
         self.fold(created)
-        return [Emit(created), *decide(self.runs[command.execution_id], now, self.config, self.agents)]
+        # A plan that came by reference goes on by reference: the event carries what the start carried.
+        wire = created.model_copy(update={"plan": None}) if command.plan_ref else created
+        return [Emit(wire), *decide(self.runs[command.execution_id], now, self.config, self.agents)]
+
+    def refuse(self, command: Command, now: datetime, reason: str) -> list[Effect]:
+        """A ``command_rejected`` for a command the shell could not hand over (its plan could not be read)."""
+        return [self._reject(command, now, reason)]
 
     @staticmethod
     def _reject(command: Command, now: datetime, reason: str) -> Emit:

@@ -11,16 +11,21 @@ from pydantic import ValidationError
 from planexe_ax.bus import (
     MSG_ID,
     Bus,
+    Command,
     Event,
+    ExecutionCreated,
     Msg,
     PubAck,
     Publication,
     PullLoop,
+    StartExecution,
     Subjects,
     decode_command,
     decode_event_on,
     event_ids,
+    needs_plan,
     permanent_publish_error,
+    with_plan,
 )
 from planexe_ax.bus.consumer import Backoff
 from planexe_ax.bus.replay import StoredEvent, ack_floor, replay, resume_after
@@ -30,6 +35,7 @@ from planexe_ax.config import Settings
 from planexe_ax.coordinator.core import CoordinatorCore
 from planexe_ax.coordinator.directory import AgentDirectory
 from planexe_ax.coordinator.state import CoreConfig, Effect, Emit, Offer, WakeAt
+from planexe_ax.errors import PlanUnavailable
 
 log = logging.getLogger(__name__)
 DLQ_SOURCE = "coordinator"
@@ -93,15 +99,21 @@ class Coordinator:
 
     async def _rebuild(self, floor: int) -> None:
         async for stored in replay(self.bus, floor):
-            self._refold(stored)
+            await self._refold(stored)
         if self.rebuild_skipped:
             log.warning("rebuild skipped events it cannot apply", extra={"skipped": self.rebuild_skipped})
 
-    def _refold(self, stored: StoredEvent) -> None:
+    async def _refold(self, stored: StoredEvent) -> None:
         try:
             event = decode_event_on(self.bus.subjects, stored.subject, stored.data)
         except (ValidationError, ValueError):
             self.rebuild_skipped += 1  # undecodable: it was dead-lettered when it was first read
+            return
+        try:
+            event = await self._with_plan(event)
+        except PlanUnavailable as exc:
+            self.rebuild_skipped += 1
+            log.error("rebuild skipped an execution whose plan cannot be read", extra={"error": str(exc)})
             return
         try:
             self.engine.fold(event)
@@ -200,7 +212,23 @@ class Coordinator:
             what = f"{event.execution_id}/{event.task_id or '-'}/{event.subtask_id or '-'}"
             await self._give_up(msg, f"event for an unknown execution, task or subtask: {what}")
             return None
+        try:
+            return await self._with_plan(event)
+        except PlanUnavailable as exc:
+            await self._give_up(msg, str(exc))
+            return None
+
+    async def _with_plan(self, event: Event) -> Event:
+        """``event`` with its plan read from the plan object store, when it refers to one this core lacks."""
+        if isinstance(event, ExecutionCreated) and needs_plan(event) and event.execution_id not in self.engine.runs:
+            return await with_plan(self.bus, event)
         return event
+
+    async def _start_with_plan(self, command: Command) -> Command:
+        """``command`` with its plan read from the plan object store, when it is a new start that refers to one."""
+        if isinstance(command, StartExecution) and needs_plan(command) and command.execution_id not in self.engine.runs:
+            return await with_plan(self.bus, command)
+        return command
 
     async def _give_up(self, msg: Msg, reason: str) -> None:
         """Dead-letter ``msg``; when even that fails it stays unacked and comes back later."""
@@ -218,6 +246,13 @@ class Coordinator:
                 await self._give_up(msg, f"invalid command: {exc}")
                 continue
             annotate(command)
+            try:
+                command = await self._start_with_plan(command)
+            except PlanUnavailable as exc:
+                async with self._lock:
+                    await self._carry_out(self.engine.refuse(command, _now(), str(exc)))
+                await msg.ack()
+                continue
             async with self._lock:
                 try:
                     effects = self.engine.on_command(command, _now())

@@ -12,12 +12,23 @@ import logging
 from typing import Any
 from urllib.parse import urlsplit
 
-from planexe_ax.bus import Bus, InboxOpened, Msg, PullLoop, Subjects, decode_event, decode_event_on, tracing
+from planexe_ax.bus import (
+    Bus,
+    InboxOpened,
+    Msg,
+    PullLoop,
+    Subjects,
+    decode_event,
+    decode_event_on,
+    tracing,
+    with_plan,
+)
 from planexe_ax.bus.messages import ExecutionCreated
 from planexe_ax.bus.replay import last_event
 from planexe_ax.common.inbox_links import LinkStore
 from planexe_ax.common.smtp import SmtpRefused, SmtpUnavailable, send_message
 from planexe_ax.config import Settings
+from planexe_ax.errors import PlanUnavailable
 from planexe_ax.notifier.mail import answer_link, message, recipients
 
 log = logging.getLogger(__name__)
@@ -110,5 +121,11 @@ class Notifier:
         created = decode_event(data)
         if not isinstance(created, ExecutionCreated):
             return None, execution_id
-        plan = created.plan
+        try:
+            plan = (await with_plan(self.bus, created)).plan
+        except PlanUnavailable as exc:
+            log.warning("the plan's notify addresses cannot be read", extra={"error": str(exc)})
+            return None, execution_id
+        if plan is None:
+            return None, execution_id
         return plan.metadata.get("notify"), plan.title or plan.plan_id

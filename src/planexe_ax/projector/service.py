@@ -16,11 +16,12 @@ from opentelemetry.trace import Span
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from planexe_ax.bus import Bus, Event, Msg, PullLoop, Subjects, decode_event_on, new_id
+from planexe_ax.bus import Bus, Event, ExecutionCreated, Msg, PullLoop, Subjects, decode_event_on, new_id, with_plan
 from planexe_ax.bus.leader import PASSING, LeaderLease
 from planexe_ax.bus.replay import resume_after
 from planexe_ax.bus.tracing import enabled as tracing_enabled
 from planexe_ax.bus.tracing import process_span
+from planexe_ax.errors import PlanUnavailable
 from planexe_ax.projector.agent_cards import AgentWatcher
 from planexe_ax.projector.plan_catalog import PlanWatcher
 from planexe_ax.readmodel.db import make_engine, make_session_factory
@@ -231,6 +232,8 @@ class Projector:
     async def _handle_batch(self, msgs: list[Msg]) -> None:
         self.batches += 1
         items = [self._decode(msg) for msg in msgs]
+        for item in items:
+            await self._read_plan(item)
         outcome = _Outcome()
         for item in items:
             if item.event is None and item.seq > self.last_seq:
@@ -259,6 +262,15 @@ class Projector:
         except ValueError as exc:  # pydantic's ValidationError and json's JSONDecodeError are ValueErrors
             item.error = str(exc)
         return item
+
+    async def _read_plan(self, item: _Item) -> None:
+        """Put the plan into an ``execution_created`` that refers to it: the read model keeps it with the event."""
+        if not isinstance(item.event, ExecutionCreated) or item.event.plan is not None or item.seq <= self.last_seq:
+            return
+        try:
+            item.event = await with_plan(self.bus, item.event)
+        except PlanUnavailable as exc:  # dead-lettered with the reason, as an event that does not decode
+            item.event, item.error = None, str(exc)
 
     async def _dead_letter(self, item: _Item, outcome: _Outcome) -> None:
         await self.bus.dead_letter(DLQ_SOURCE, item.msg, item.error)

@@ -14,8 +14,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from planexe_ax.bus import AGENT_REPORTS, Bus, decode_event
+from planexe_ax.bus import AGENT_REPORTS, Bus, ExecutionCreated, decode_event, with_plan
 from planexe_ax.bus.replay import execution_events
+from planexe_ax.errors import PlanUnavailable
 from planexe_ax.readmodel.db import Sessions
 from planexe_ax.readmodel.events import stored_events
 
@@ -113,8 +114,11 @@ async def stream_history(bus: Bus, execution_id: str) -> Events:
             if got is None:
                 break
             try:
-                data = decode_event(got.data).model_dump(mode="json", by_alias=True)
-            except ValueError as exc:  # an undecodable message is a difference too
+                event = decode_event(got.data)
+                if isinstance(event, ExecutionCreated):  # the read model keeps a plan sent by reference with it
+                    event = await with_plan(bus, event)
+                data = event.model_dump(mode="json", by_alias=True)
+            except (ValueError, PlanUnavailable) as exc:  # an undecodable message (or plan) is a difference too
                 data = {"undecodable": str(exc)[:200]}
             found.append((got.seq, data))
     return found

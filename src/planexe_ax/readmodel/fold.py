@@ -28,6 +28,7 @@ from planexe_ax.bus import (
     TaskState,
     TaskStatus,
 )
+from planexe_ax.errors import PlanUnavailable
 from planexe_ax.readmodel.models import INBOX_CLOSED, INBOX_OPEN
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,8 @@ def on_execution_created(rows: Rows, event: ExecutionCreated) -> None:
         log.warning("execution already created", extra={"execution_id": e})
         return
     plan = event.plan
+    if plan is None:  # the projector reads a plan sent by reference before it folds the event
+        raise PlanUnavailable(f"execution {e}: its plan was not read from the plan object store")
     _check_keys(plan)
     fold_plan(rows, plan, event.ts)
     rows.executions[e] = {

@@ -96,7 +96,7 @@ class Batch:
         rows.executions.update(dict.fromkeys(execution_ids))
         for row in await _rows(session, EXECUTIONS, ("execution_id",), execution_ids):
             rows.executions[row["execution_id"]] = row
-        created = {e.plan.plan_id for e in fresh if isinstance(e, ExecutionCreated)}
+        created = {e.plan.plan_id for e in fresh if isinstance(e, ExecutionCreated) and e.plan is not None}
         await self._load_plans(session, created | set(plan_ids))
         subtask_ids = {(e.execution_id, e.subtask_id) for e in fresh if e.type in SUBTASK_EVENTS and e.subtask_id}
         for row in await _rows(session, SUBTASKS, ("execution_id", "subtask_id"), subtask_ids):

@@ -29,7 +29,7 @@ export function describe(item) {
   const why = e.reason ? ` — ${e.reason}` : "";
   switch (item.type) {
     case "execution_created":
-      return `execution created for plan ${(e.plan && (e.plan.title || e.plan.plan_id)) || ""}`;
+      return `execution created for plan ${(e.plan && (e.plan.title || e.plan.plan_id)) || (e.plan_ref && e.plan_ref.plan_id) || ""}`;
     case "execution_state":
       return `execution → ${e.status}${why}`;
     case "task_state":

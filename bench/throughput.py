@@ -1,7 +1,7 @@
 """Throughput and hop latency of executing a plan, against raw JetStream round trips measured in the same run.
 
     python bench/throughput.py [--subtasks 1000] [--agents 2] [--chain 50] [--auth both|on|off]
-    python bench/throughput.py --tracing        # export on against off (auth on), as ratios
+    python bench/throughput.py --tracing [--runs 3]  # export on against off (auth on), alternating, as ratios
 
 Starts its own nats-server (temporary store), a coordinator and N agent runtimes offering a no-op action
 in this process, then:
@@ -16,10 +16,11 @@ With ``--auth both`` (the default) it measures twice, on a nats-server in operat
 connection with its own user JWT and subject permissions, as `planexe-ax up` runs) and on one without
 authentication, and prints the cost of authentication as the ratios of the two.
 
-With ``--tracing`` it measures twice on a server in operator mode: without trace export (no ``OTEL_*``
-variables: no span is made) and with every span sampled and exported over OTLP/HTTP to a receiver in
-another process (tests/helpers/otlp.py, decoding each request as a collector would), and prints the cost
-of tracing as the ratios of the two and the number of spans the receiver got.
+With ``--tracing`` it measures on servers in operator mode, ``--runs`` times each way, alternating: without
+spans (as without ``OTEL_*`` variables) and with every span sampled and exported over OTLP/HTTP to a
+receiver in another process (tests/helpers/otlp.py, decoding each request as a collector would), and prints
+the cost of tracing as the ratios of the medians and the number of spans the receiver got. Each run also
+reports the CPU this process spent per subtask (coordinator, agents, client and the exporter's thread).
 
 Prints one line per figure and the ratios. The projector is not in the loop (it is measured by
 tests/e2e and keeps up in batches); the numbers are the coordinator's and the agents'.
@@ -45,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from planexe_ax.agents import Agent, AgentRuntime, TaskContext, capability
 from planexe_ax.bus import EmbeddedNats, ExecutionStatus, Plan, connect
+from planexe_ax.bus import tracing as bus_tracing
 from planexe_ax.bus.client import follow, start_execution
 from planexe_ax.common.telemetry import Telemetry, setup_tracing
 from planexe_ax.config import Settings
@@ -197,17 +199,27 @@ def export_on(url: str) -> Telemetry:
     return setup_tracing("planexe-ax-bench")
 
 
-async def tracing(subtasks: int, agents: int, chain: int) -> None:
-    """Export off, then on (every span sampled and exported); the ratios of the two."""
-    with tempfile.TemporaryDirectory() as folder:
-        off = await measure(Path(folder), True, subtasks, agents, chain)
-    report("export off", off, subtasks, agents)
+async def tracing(subtasks: int, agents: int, chain: int, runs: int) -> None:
+    """Export off and on (every span sampled and exported), alternating ``runs`` times; ratios of the medians.
+
+    The provider is installed once (OpenTelemetry allows one per process) and spans are turned off and on
+    around it, so both modes run in the same conditions: on a busy machine alternating is what makes the
+    ratio mean something.
+    """
     receiver, url = start_receiver()
     telemetry = export_on(url)
+    measured: dict[bool, list[Figures]] = {False: [], True: []}
     try:
-        with tempfile.TemporaryDirectory() as folder:
-            on = await measure(Path(folder), True, subtasks, agents, chain)
-        report("export on", on, subtasks, agents)
+        for _ in range(runs):
+            for on in (False, True):
+                if on:
+                    bus_tracing.enable()
+                else:
+                    bus_tracing.disable()
+                with tempfile.TemporaryDirectory() as folder:
+                    figures = await measure(Path(folder), True, subtasks, agents, chain)
+                report("export on" if on else "export off", figures, subtasks, agents)
+                measured[on].append(figures)
     finally:
         telemetry.shutdown()
         assert receiver.stdin is not None
@@ -215,10 +227,14 @@ async def tracing(subtasks: int, agents: int, chain: int) -> None:
         receiver.stdin.close()
         spans = receiver.stdout.readline().strip()
         receiver.wait(30)
-    print(f"spans received by the OTLP receiver: {spans}")
-    print(f"cost of tracing (export on / off): wide rate {on.rate / off.rate:.3f} "
-          f"({(1 - on.rate / off.rate) * 100:.1f} % lower), median hop {on.hop / off.hop:.3f}, "
-          f"CPU per subtask {on.cpu_per_subtask / off.cpu_per_subtask:.3f}")  # fmt: skip
+
+    def median(on: bool, figure: str) -> float:
+        return float(statistics.median(getattr(f, figure) for f in measured[on]))
+
+    rate, hop, cpu = (median(True, f) / median(False, f) for f in ("rate", "hop", "cpu_per_subtask"))
+    print(f"spans received by the OTLP receiver: {spans} over {runs} runs with export on")
+    print(f"cost of tracing (export on / off, medians of {runs}): wide rate {rate:.3f} ({(1 - rate) * 100:.1f} % "
+          f"lower), median hop {hop:.3f}, CPU per subtask {cpu:.3f}")  # fmt: skip
 
 
 if __name__ == "__main__":
@@ -228,8 +244,9 @@ if __name__ == "__main__":
     parser.add_argument("--chain", type=int, default=50)
     parser.add_argument("--auth", choices=["both", "on", "off"], default="both")
     parser.add_argument("--tracing", action="store_true", help="trace export on against off (instead of auth)")
+    parser.add_argument("--runs", type=int, default=3, help="with --tracing: alternating off/on runs")
     args = parser.parse_args()
     if args.tracing:
-        asyncio.run(tracing(args.subtasks, args.agents, args.chain))
+        asyncio.run(tracing(args.subtasks, args.agents, args.chain, args.runs))
     else:
         asyncio.run(main(args.subtasks, args.agents, args.chain, args.auth))

@@ -1,7 +1,7 @@
 """Reading AX_EVENTS from a position: what the coordinator, the projector, the gateway and agents read back.
 
-* :func:`replay` every event up to a sequence, once, in order: the coordinator's rebuild.
-* :func:`ack_floor` and :func:`resume_after`: a durable consumer whose owner keeps its own position.
+* :func:`replay_present` every event stored now, once, in order: the coordinator's rebuild.
+* :func:`resume_after`: a durable consumer whose owner keeps its own position.
 * :class:`ExecutionEvents` one execution's events from a sequence on (or from now on), in order.
 * :func:`last_event` the latest event of one kind of one execution; :func:`events_last_seq` the stream's end.
 * :func:`listen` live (core NATS) delivery of a few subjects, for what only matters while it happens.
@@ -50,29 +50,25 @@ async def events_last_seq(bus: Bus) -> int:
     return int(info.state.last_seq)
 
 
-async def ack_floor(bus: Bus, durable: str) -> int:
-    """The stream sequence up to which the durable events consumer ``durable`` has acked every event."""
-    info = await bus.js.consumer_info(bus.subjects.events_stream, durable)
-    return int(info.ack_floor.stream_seq) if info.ack_floor else 0
-
-
 async def resume_after(bus: Bus, durable: str, after_seq: int) -> None:
     """Recreate the durable events consumer ``durable`` so that it delivers from ``after_seq + 1`` on, in order."""
     config = events_consumer(bus.subjects, durable, bus.settings)
     await position_consumer(bus.js, bus.subjects.events_stream, config, after_seq)
 
 
-async def replay(bus: Bus, upto_seq: int, batch: int = REBUILD_BATCH) -> AsyncIterator[StoredEvent]:
-    """Every event from the first up to stream sequence ``upto_seq``, in order, without acks (a rebuild)."""
+async def replay_present(bus: Bus, batch: int = REBUILD_BATCH) -> AsyncIterator[StoredEvent]:
+    """Every event stored when it is called, once, in order, without acks (a rebuild to the stream's end).
+
+    How many to read is the consumer's count of matching messages when it is made, so a stream whose last
+    messages are not events (a leader's fence marker) ends the read all the same.
+    """
     subjects = bus.subjects
     sub = await bus.js.pull_subscribe(subjects.all_events, stream=subjects.events_stream, config=rebuild_consumer())
     try:
-        seq = 0
-        while seq < upto_seq:
-            for msg in await sub.fetch(min(batch, upto_seq - seq), timeout=10):
-                seq = msg.metadata.sequence.stream
-                if seq > upto_seq:
-                    break
+        left = (await sub.consumer_info()).num_pending or 0
+        while left > 0:
+            for msg in await sub.fetch(min(batch, left), timeout=10):
+                left -= 1
                 yield _stored(msg)
     finally:
         await sub.unsubscribe()

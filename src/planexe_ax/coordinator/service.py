@@ -28,7 +28,7 @@ from planexe_ax.bus import (
     with_plan,
 )
 from planexe_ax.bus.consumer import Backoff
-from planexe_ax.bus.replay import StoredEvent, ack_floor, replay, resume_after
+from planexe_ax.bus.replay import StoredEvent, replay_present, resume_after
 from planexe_ax.bus.tracing import TRACEPARENT, annotate, decision_span, fail_current, internal_span
 from planexe_ax.bus.tracing import enabled as tracing_enabled
 from planexe_ax.config import Settings
@@ -85,23 +85,33 @@ class Coordinator:
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
-        """Rebuild state from the events this coordinator already acknowledged, then reconcile."""
-        floor = await ack_floor(self.bus, Subjects.COORDINATOR_EVENTS)
-        if floor:
-            await self._rebuild(floor)
-            # Deliver from the event after the floor on, in order: what the previous coordinator held
+        """Rebuild state from every event stored now, then decide what is due and consume what follows.
+
+        The rebuild reads to the stream's end, not only to what the previous coordinator acked: the events
+        after its ack floor (its own last decisions, the reports they answered) are state too, and deciding
+        on a state without them takes decisions that contradict them (a subtask COMPLETED in the stream
+        sent to RETRY_WAIT again because its agent's heartbeat lapsed meanwhile). Reports folded by the
+        rebuild and not decided on yet are taken by the decision round that follows it.
+        """
+        last = await self._rebuild()
+        if last:
+            # Deliver from the event after the rebuild on, in order: what the previous coordinator held
             # unacked would otherwise come back after ack_wait, behind newer events.
-            await resume_after(self.bus, Subjects.COORDINATOR_EVENTS, floor)
+            await resume_after(self.bus, Subjects.COORDINATOR_EVENTS, last)
         async with self._lock:
             await self._carry_out(self.engine.tick_all(_now()), "decide on start")
         extra = {"rebuilt_events": self.rebuilt_events, "executions": len(self.engine.runs)}
         log.info("coordinator ready", extra=extra)
 
-    async def _rebuild(self, floor: int) -> None:
-        async for stored in replay(self.bus, floor):
+    async def _rebuild(self) -> int:
+        """Fold every stored event; return the sequence of the last one (0 when there is none)."""
+        last = 0
+        async for stored in replay_present(self.bus):
             await self._refold(stored)
+            last = stored.seq
         if self.rebuild_skipped:
             log.warning("rebuild skipped events it cannot apply", extra={"skipped": self.rebuild_skipped})
+        return last
 
     async def _refold(self, stored: StoredEvent) -> None:
         try:

@@ -1,0 +1,59 @@
+"""A coordinator that takes over rebuilds from every stored event, not only from what its predecessor acked."""
+
+from __future__ import annotations
+
+import pytest
+
+from planexe_ax.bus import Bus, Event, ExecutionStatus, StartExecution, TaskStatus, connect, utcnow
+from planexe_ax.bus.subjects import Subjects
+from planexe_ax.config import Settings
+from planexe_ax.coordinator.core import CoordinatorCore
+from planexe_ax.coordinator.service import Coordinator
+from planexe_ax.coordinator.state import CoreConfig, Emit
+from tests.helpers.factories import make_plan, result, started
+
+pytestmark = pytest.mark.nats
+X = "x-rebuild"
+
+
+def history() -> list[Event]:
+    """A whole run of one subtask as the stream holds it: decisions and the agent's reports, in order."""
+    core = CoordinatorCore(CoreConfig(lag_scale_s=0))
+    events: list[Event] = []
+    effects = core.on_command(StartExecution(execution_id=X, plan=make_plan({"a": 1})), utcnow())
+    events += [e.event for e in effects if isinstance(e, Emit)]
+    for report in (started(X, "a_s0"), result(X, "a_s0")):
+        events.append(report)
+        events += [e.event for e in core.on_event(report, utcnow()) if isinstance(e, Emit)]
+    assert core.runs[X].status == ExecutionStatus.COMPLETED
+    return events
+
+
+async def test_the_events_after_the_predecessors_ack_floor_are_state_before_anything_is_decided(
+    nats_url: str, settings: Settings, bus: Bus
+) -> None:
+    # Regression: the rebuild stopped at the ack floor and decided at once (and on the first agent list) on a
+    # state without the previous leader's last decisions; after a node kill a subtask COMPLETED in the stream
+    # was sent to RETRY_WAIT again because its agent's heartbeat had lapsed meanwhile.
+    events = history()
+    for event in events:
+        await bus.publish_event(event)
+    predecessor = await bus.js.pull_subscribe_bind(
+        durable=Subjects.COORDINATOR_EVENTS, stream=bus.subjects.events_stream
+    )
+    for msg in await predecessor.fetch(3, timeout=5):  # it acked the start only, then died
+        await msg.ack_sync()
+    await predecessor.unsubscribe()
+    stored = (await bus.js.stream_info(bus.subjects.events_stream)).state.last_seq
+
+    coordinator_bus = await connect(settings, nats_url, "coordinator", role="coordinator")
+    try:
+        successor = Coordinator(coordinator_bus)
+        await successor.start()
+        run = successor.engine.runs[X]
+        assert run.status == ExecutionStatus.COMPLETED
+        assert run.subtasks["a_s0"].status == TaskStatus.COMPLETED
+        assert successor.rebuilt_events == len(events)
+        assert (await bus.js.stream_info(bus.subjects.events_stream)).state.last_seq == stored, "nothing decided"
+    finally:
+        await coordinator_bus.close()

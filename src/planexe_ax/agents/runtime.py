@@ -1,8 +1,14 @@
 """The agent runtime: pull offers, run capabilities, report, heartbeat the agent card.
 
 One pull loop per consumer (one per capability, shared by every agent of that capability, plus the
-agent's own direct consumer). The loops share a semaphore of ``concurrency`` permits and take a
-permit *before* they fetch, so an agent never holds an offer it has no capacity to start.
+agent's own direct consumer). The loops share a semaphore of ``concurrency`` permits: a loop waits for a
+free permit, then asks for as many offers as there are free permits in one pull request; an offer that
+finds no permit left (another loop took it meanwhile) is given back at once, so an agent never holds an
+offer it has no capacity to start.
+
+Per offer the runtime waits on one round trip of its own: the result's PubAck. ``subtask_started`` is
+published while the capability runs (its ack is awaited before the result is published, so the two stay
+in order), and the offer is acked after the result is stored without waiting for the ack's confirmation.
 
 While it works on an execution the runtime follows that execution's decisions (see
 :mod:`planexe_ax.agents.control`): a pause or resume reaches the capability through its context, and
@@ -167,13 +173,16 @@ class AgentRuntime:
         async def pull(stop: asyncio.Event) -> None:
             while await self._acquire(stop):
                 # There is room. Fetch without holding the permit: a loop idling in a fetch on one consumer
-                # must not keep the permit that another consumer's offer needs now. Loops that race for the
-                # last permit wait for it below, holding at most one offer each.
+                # must not keep the permits that another consumer's offers need now.
                 self._sem.release()
-                work = await self._offers.fetch(durable, timeout)
-                if work is not None:
+                works = await self._offers.fetch_many(durable, self.concurrency - len(self._inflight), timeout)
+                for work in works:
+                    if self._sem.locked():  # another loop took the room meanwhile: back to the queue at once
+                        await work.give_back()
+                        continue
                     await self._sem.acquire()
                     self._spawn(work)
+                if works:
                     backoff.reset()
                 elif until_idle and not self._inflight:
                     return
@@ -238,7 +247,7 @@ class AgentRuntime:
             finished.set()
             await lease
             self._current.discard(offer.subtask_id)
-        await work.finish()
+        await work.finish(confirmed=False)
 
     async def _work(self, offer: TaskOffer, delivered: int) -> None:
         """Work on one attempt (inside its span: the capability's own spans nest in it)."""
@@ -277,8 +286,15 @@ class AgentRuntime:
             if ctx.cancelled:
                 ctx.logger.info("offer no longer wanted; not started", extra={"reason": ctx.stop_reason})
                 return None
-            await reporter.started()
-            outcome = await self._run_capability(cap, params, ctx, reporter)
+            # Published while the capability runs; stored before the outcome (which waits for its ack).
+            started = asyncio.create_task(reporter.started(), name=f"started {offer.subtask_id}")
+            started.add_done_callback(_retrieve)
+            try:
+                outcome = await self._run_capability(cap, params, ctx, reporter)
+            finally:
+                if not started.done():
+                    await asyncio.wait({started})
+            started.result()  # a started that did not reach the stream fails the attempt: the offer comes back
             if outcome is not None:
                 await reporter.publish(outcome)
             return outcome

@@ -74,9 +74,19 @@ class LeasedOffer:
         """Keep the lease for another ack wait (``in_progress``)."""
         await self._msg.in_progress()
 
-    async def finish(self) -> None:
-        """Ack the offer: its outcome is published, or nobody should do it any more."""
-        await self._msg.ack_sync()
+    async def finish(self, *, confirmed: bool = True) -> None:
+        """Ack the offer: its outcome is published (its PubAck received), or nobody should do it any more.
+
+        Args:
+            confirmed: Wait for the server to confirm the ack (one round trip). Without, the ack is sent and
+                the caller goes on: an ack lost with the connection lets the offer be delivered again, which
+                at-least-once delivery allows (the outcome is on the stream already; the coordinator ignores
+                a second outcome of a settled attempt).
+        """
+        if confirmed:
+            await self._msg.ack_sync()
+        else:
+            await self._msg.ack()
 
     async def give_back(self) -> None:
         """Nak the offer, so another agent (or this one) gets it at once."""
@@ -121,29 +131,46 @@ class OfferSource:
         A message that is not an offer is dead-lettered and the next one fetched. Any other error drops
         the subscription (it is bound again next time, e.g. after the consumer was recreated) and is raised.
         """
-        while (msg := await self._fetch_msg(durable, timeout_s)) is not None:
-            try:
-                return LeasedOffer(TaskOffer.model_validate_json(msg.data), msg)
-            except ValidationError as exc:
-                await self.bus.dead_letter(DLQ_SOURCE, msg, f"not a TaskOffer: {brief_validation_error(exc)}")
+        while msgs := await self._fetch_msgs(durable, 1, timeout_s):
+            if (leased := await self._leased(msgs[0])) is not None:
+                return leased
         return None
 
-    async def _fetch_msg(self, durable: str, timeout_s: float) -> Msg | None:
+    async def fetch_many(self, durable: str, most: int, timeout_s: float) -> list[LeasedOffer]:
+        """Lease up to ``most`` offers of ``durable`` with one pull request: those waiting now, else the first to come.
+
+        Empty when none came within ``timeout_s``; messages that are not offers are dead-lettered (and not
+        counted). Errors as :meth:`fetch`.
+        """
+        while msgs := await self._fetch_msgs(durable, most, timeout_s):
+            leased = [offer for msg in msgs if (offer := await self._leased(msg)) is not None]
+            if leased:
+                return leased
+        return []
+
+    async def _leased(self, msg: Msg) -> LeasedOffer | None:
+        try:
+            return LeasedOffer(TaskOffer.model_validate_json(msg.data), msg)
+        except ValidationError as exc:
+            await self.bus.dead_letter(DLQ_SOURCE, msg, f"not a TaskOffer: {brief_validation_error(exc)}")
+            return None
+
+    async def _fetch_msgs(self, durable: str, most: int, timeout_s: float) -> list[Msg]:
         if durable not in self._subs:
             sub = await self.bus.js.pull_subscribe_bind(durable, self.bus.subjects.tasks_stream)
             self._subs[durable] = (sub, asyncio.Lock())
         sub, lock = self._subs[durable]
         async with lock:  # one fetch at a time per subscription: a fetch must not take another's message
             try:
-                msgs = await sub.fetch(1, timeout=timeout_s)
+                msgs = await sub.fetch(max(1, most), timeout=timeout_s)
             except TIMEOUTS:
-                return None
+                return []
             except Exception:
                 self._subs.pop(durable, None)
                 with contextlib.suppress(Exception):  # the subscription may have died with the connection
                     await sub.unsubscribe()
                 raise
-        return msgs[0] if msgs else None
+        return list(msgs)
 
     async def close(self) -> None:
         """Drop every subscription (the durable consumers stay)."""

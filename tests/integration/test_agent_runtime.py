@@ -165,6 +165,39 @@ async def test_two_runtimes_share_one_capability(bus: Bus) -> None:
     assert await pending_offers(bus) == 0
 
 
+async def test_an_agent_takes_as_many_offers_as_it_has_room_for_and_reports_each_in_order(bus: Bus) -> None:
+    running: set[str] = set()
+    most = 0
+    six_at_once = asyncio.Event()
+
+    @capability("batch")
+    async def batch(params: WaitParams, ctx: TaskContext) -> dict[str, Any]:
+        nonlocal most
+        running.add(ctx.subtask_id)
+        most = max(most, len(running))
+        if most == 6:
+            six_at_once.set()
+        await asyncio.wait_for(six_at_once.wait(), 10)
+        running.discard(ctx.subtask_id)
+        return {}
+
+    for n in range(12):
+        await bus.publish_offer(offer("batch", n=n))
+    runtime = AgentRuntime(bus, agent(batch, agent_id="batcher"), concurrency=6)
+    await runtime.run_until_idle()
+    assert most == 6, "never more offers at once than its concurrency, and as many as that"
+    assert runtime.handled == 12
+    order = [(e.subtask_id, e.type) for e in await events(bus)]
+    for n in range(12):
+        mine = [kind for subtask, kind in order if subtask == f"s{n}"]
+        assert mine == ["subtask_started", "subtask_result"], (n, mine)
+    await eventually(lambda: _none_pending(bus))
+
+
+async def _none_pending(bus: Bus) -> bool:
+    return await pending_offers(bus) == 0
+
+
 # ------------------------------------------------------------------------------------------ card and shutdown
 async def test_card_heartbeat_and_graceful_stop(bus: Bus) -> None:
     gate = asyncio.Event()

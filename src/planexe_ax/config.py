@@ -33,6 +33,19 @@ class Settings(BaseSettings):
         description="Folder of the NATS operator, account and service identities (`planexe-ax auth init`). "
         "Unset: <data_dir>/nats-auth, which the embedded nats-server makes on its first start.",
     )
+    audit_key_file: Path | None = Field(
+        default=None,
+        description="The coordinator's Ed25519 nkey seed that signs audit checkpoints. Unset: audit.nk in the "
+        "identities folder, made (with audit.pub) on first use.",
+    )
+    audit_public_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Public nkeys (comma separated) whose audit checkpoints `audit verify` believes, besides the "
+        "one in audit.pub next to the signing key.",
+    )
+    audit_checkpoint_every: int = Field(
+        default=200, ge=1, description="The coordinator signs an execution's chain head after this many events."
+    )
     nats_storage_bytes: int = Field(
         default=-1, ge=-1, description="JetStream file storage the account may use when it is made (-1: no limit)."
     )
@@ -192,7 +205,7 @@ class Settings(BaseSettings):
             raise ValueError(f"namespace {value!r} must be lower-case letters, digits, '_' or '-'")
         return value
 
-    @field_validator("http_cors_origins", "fetch_allow", mode="before")
+    @field_validator("http_cors_origins", "fetch_allow", "audit_public_keys", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -225,6 +238,11 @@ class Settings(BaseSettings):
     def nats_identities_dir(self) -> Path:
         """Where the NATS identities are: the configured folder, else ``<data_dir>/nats-auth``."""
         return self.nats_auth_dir or self.data_dir / "nats-auth"
+
+    @property
+    def effective_audit_key_file(self) -> Path:
+        """The audit signing key: the configured file, else ``audit.nk`` in the identities folder."""
+        return self.audit_key_file or self.nats_identities_dir / "audit.nk"
 
     @property
     def outputs_dir(self) -> Path:

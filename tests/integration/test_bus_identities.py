@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from planexe_ax.agents import AgentRuntime
 from planexe_ax.bus import (
     AgentCard,
+    AuditCheckpoint,
     Bus,
     CancelExecution,
     ExecutionCreated,
@@ -51,6 +52,7 @@ def forgeries(bus: Bus) -> dict[str, tuple[str, BaseModel]]:
     created = ExecutionCreated(execution_id=EXECUTION, plan=plan)
     result = SubtaskResult(execution_id=EXECUTION, task_id="t1", subtask_id="s1", agent_id="agent-b", ok=True)
     card = AgentCard(agent_id="agent-b", name="forged", capabilities=[], started_at=now, heartbeat_at=now)
+    checkpoint = AuditCheckpoint(execution_id=EXECUTION, up_to_seq=1, count=1, head_hash="00" * 32)
     return {
         "decision": (s.event(EXECUTION, "subtask_state"), state),
         "execution_created": (s.event(EXECUTION, "execution_created"), created),
@@ -59,6 +61,7 @@ def forgeries(bus: Bus) -> dict[str, tuple[str, BaseModel]]:
         "card of another agent": (s.agent_card("agent-b"), card),
         "plan catalog entry": (f"$KV.{s.plans_bucket}.p1", plan),
         "plan object": (f"$O.{s.plan_objects_bucket}.C.forged", plan),
+        "audit checkpoint": (s.event(EXECUTION, "audit_checkpoint"), checkpoint),
     }
 
 
@@ -87,6 +90,7 @@ async def nothing_stored(bus: Bus, subject: str) -> bool:
         "card of another agent",
         "plan catalog entry",
         "plan object",
+        "audit checkpoint",
     ],
 )
 async def test_an_agent_is_refused_beyond_its_rights(
@@ -132,11 +136,12 @@ async def test_an_agent_pulls_only_from_its_own_consumers(
             await agent.refused(subject)
 
 
+@pytest.mark.parametrize("forgery", ["execution_created", "audit checkpoint"])
 @pytest.mark.parametrize("role", ["projector", "gateway", "operator", "builtin-agents", "notifier", "webhooks"])
 async def test_only_the_coordinator_publishes_decisions(
-    role: str, bus: Bus, nats_url: str, nats_auth: Path, settings: Settings
+    role: str, forgery: str, bus: Bus, nats_url: str, nats_auth: Path, settings: Settings
 ) -> None:
-    subject, body = forgeries(bus)["execution_created"]
+    subject, body = forgeries(bus)[forgery]
     creds = Identities.load(nats_auth).role_creds(role, bus.subjects)
     async with client(nats_url, creds) as service:
         with pytest.raises(nats.errors.TimeoutError):

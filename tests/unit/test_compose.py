@@ -216,10 +216,12 @@ def test_each_service_connects_with_its_own_identity_and_no_other(
     given = {}
     for name in OUR_SERVICES:
         role = ROLE_OF[name]
-        assert services[name]["secrets"] == [f"{role}-creds"], f"{name} must get only its own .creds"
+        extra = ["audit-key"] if role == "coordinator" else []  # the key that signs audit checkpoints
+        assert services[name]["secrets"] == [f"{role}-creds", *extra], f"{name} must get only its own .creds"
         assert services[name]["environment"]["PLANEXE_NATS_CREDS"] == f"/run/secrets/{role}-creds"
         given[f"{role}-creds"] = compose["secrets"][f"{role}-creds"]["file"]
     assert given == {f"{ROLE_OF[n]}-creds": f"./nats-auth/users/{ROLE_OF[n]}.creds" for n in OUR_SERVICES}
+    assert compose["secrets"]["audit-key"]["file"] == "./nats-auth/audit.nk"
     assert "admin-creds" not in compose["secrets"], "no service runs with every right"
 
 

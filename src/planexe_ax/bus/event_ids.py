@@ -63,6 +63,11 @@ def inbox_closed(item_id: str) -> str:
     return f"{item_id}:closed"
 
 
+def audit_checkpoint(execution_id: str, up_to_seq: int) -> str:
+    """``audit_checkpoint``: one per execution and stream sequence it signs up to."""
+    return f"{execution_id}:audit:{up_to_seq}"
+
+
 # -- offers and an agent's reports on them ---------------------------------------------------------------
 def offer(execution_id: str, subtask_id: str, attempt: int) -> str:
     """The ``Nats-Msg-Id`` of an offer: one per attempt. Every report on the offer starts with it."""

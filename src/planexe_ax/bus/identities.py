@@ -6,6 +6,7 @@ names)::
     operator.jwt operator.nk     the operator (self-signed); trusts the accounts below
     account.jwt account.nk       the account every PlanExe-AX client lives in (JetStream enabled)
     system.jwt system.nk         the system account (server monitoring), no users
+    audit.nk audit.pub           the coordinator's key that signs audit checkpoints, and its public key (0644)
     nats-server.conf             operator mode with a MEMORY resolver preloaded with both accounts
     users/[<namespace>/]<role>.creds   service identities, signed on demand with the account key
 
@@ -20,7 +21,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from planexe_ax.bus import jwt
+from planexe_ax.bus import audit_chain, jwt
 from planexe_ax.bus.jwt import Key, Permissions
 from planexe_ax.bus.permissions import agent_permissions, role_permissions
 from planexe_ax.bus.subjects import Subjects
@@ -82,6 +83,7 @@ class Identities:
             folder / "system.jwt", jwt.account_jwt(made.operator, made.system, "SYS", jetstream_bytes=None)
         )
         jwt.write_secret(folder / "nats-server.conf", made.server_config())
+        audit_chain.signing_key(folder / audit_chain.KEY_FILE)
         log.info("NATS identities created", extra={"folder": str(folder), "account": made.account.public})
         return made
 

@@ -121,6 +121,11 @@ class EventBase(WireModel):
     attempt: int | None = None
     agent_id: str | None = None
     causation_id: str | None = Field(default=None, description="event_id or command_id that led to this event")
+    prev_hash: str | None = Field(
+        default=None,
+        description="On the coordinator's events: the head of the execution's hash chain (bus/audit_chain.py) over "
+        "its events in stream order as the coordinator had read them when it published this one",
+    )
 
     _check_ids = _ids("execution_id", "task_id", "subtask_id", "agent_id")
 
@@ -213,6 +218,23 @@ class InboxClosed(EventBase):
     params: dict[str, Any] | None = Field(default=None, description="retried: the params later attempts use")
 
 
+class AuditCheckpoint(EventBase):
+    """The coordinator signs the head of the execution's hash chain: ``count`` events up to ``up_to_seq``.
+
+    ``signature`` is the Ed25519 signature (base64url) of :func:`~planexe_ax.bus.audit_chain.checkpoint_payload`
+    by the key whose public nkey is ``key_id``; ``prev_checkpoint`` is the event id of the execution's previous
+    checkpoint ("" for the first), so a removed checkpoint shows.
+    """
+
+    type: Literal["audit_checkpoint"] = "audit_checkpoint"
+    up_to_seq: int = Field(ge=0)
+    count: int = Field(ge=0)
+    head_hash: str
+    prev_checkpoint: str = ""
+    signature: str = ""
+    key_id: str = ""
+
+
 class CommandRejected(EventBase):
     """The coordinator refused a command; ``reason`` says why."""
 
@@ -279,7 +301,8 @@ Event = Annotated[
     | SubtaskProgress
     | SubtaskRejected
     | SubtaskBlocked
-    | SubtaskResult,
+    | SubtaskResult
+    | AuditCheckpoint,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

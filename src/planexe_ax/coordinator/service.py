@@ -27,11 +27,13 @@ from planexe_ax.bus import (
     permanent_publish_error,
     with_plan,
 )
+from planexe_ax.bus.audit_chain import signing_key
 from planexe_ax.bus.consumer import Backoff
 from planexe_ax.bus.replay import StoredEvent, replay_present, resume_after
 from planexe_ax.bus.tracing import TRACEPARENT, annotate, decision_span, fail_current, internal_span
 from planexe_ax.bus.tracing import enabled as tracing_enabled
 from planexe_ax.config import Settings
+from planexe_ax.coordinator.audit import ChainKeeper
 from planexe_ax.coordinator.core import CoordinatorCore
 from planexe_ax.coordinator.directory import AgentDirectory
 from planexe_ax.coordinator.state import CoreConfig, Effect, Emit, Offer, WakeAt
@@ -73,6 +75,9 @@ class Coordinator:
         self.bus = bus
         self.engine = CoordinatorCore(config or core_config(bus.settings))
         self.directory = AgentDirectory(bus, self._on_agents)
+        settings = bus.settings
+        key = signing_key(settings.effective_audit_key_file)
+        self.audit = ChainKeeper(key, settings.audit_checkpoint_every)
         self._lock = asyncio.Lock()
         self._timers: dict[str, tuple[datetime, asyncio.Task[None]]] = {}
         self._stop = asyncio.Event()
@@ -109,6 +114,7 @@ class Coordinator:
         async for stored in replay_present(self.bus):
             await self._refold(stored)
             last = stored.seq
+        self.audit.rebuilt()
         if self.rebuild_skipped:
             log.warning("rebuild skipped events it cannot apply", extra={"skipped": self.rebuild_skipped})
         return last
@@ -119,6 +125,7 @@ class Coordinator:
         except (ValidationError, ValueError):
             self.rebuild_skipped += 1  # undecodable: it was dead-lettered when it was first read
             return
+        self.audit.rebuild(stored.seq, event)
         try:
             event = await self._with_plan(event)
         except PlanUnavailable as exc:
@@ -161,7 +168,9 @@ class Coordinator:
         touched: dict[str, list[Msg]] = {}
         async with self._lock:
             for msg in msgs:
-                if self._own.pop((msg.headers or {}).get(MSG_ID, ""), None):
+                msg_id = (msg.headers or {}).get(MSG_ID, "")
+                if self._own.pop(msg_id, None):
+                    self.audit.read_own(msg.metadata.sequence.stream, msg_id)
                     taken.append(msg)  # a decision of ours coming back: applied when it was taken
                     continue
                 await self._fold(msg, touched, taken)
@@ -218,6 +227,7 @@ class Coordinator:
         except (ValidationError, ValueError) as exc:
             await self._give_up(msg, f"invalid event: {exc}")
             return None
+        self.audit.read(msg.metadata.sequence.stream, event)
         if not self.engine.knows(event):
             what = f"{event.execution_id}/{event.task_id or '-'}/{event.subtask_id or '-'}"
             await self._give_up(msg, f"event for an unknown execution, task or subtask: {what}")
@@ -292,6 +302,7 @@ class Coordinator:
         DLQ instead, and the others go on. Nothing else is decided meanwhile (the caller holds the lock),
         which keeps the order.
         """
+        effects = self.audit.stamp(effects, self._parents)
         for effect in effects:
             if isinstance(effect, WakeAt):
                 self._arm(effect)

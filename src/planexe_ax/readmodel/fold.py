@@ -383,6 +383,7 @@ EVENT_ONLY = frozenset(
         "subtask_rejected",
         "subtask_blocked",
         "subtask_result",
+        "audit_checkpoint",
     }
 )
 """Event types kept in ``execution_events`` only: their effect on the read model comes as decision events."""

@@ -1,0 +1,148 @@
+"""The audit chain: the coordinator's heads, prev_hash and signed checkpoints, and the check that reads them back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nkeys
+import pytest
+
+from planexe_ax.bus import event_ids
+from planexe_ax.bus.audit_chain import canonical, signing_key
+from planexe_ax.bus.codec import decode_event
+from planexe_ax.bus.jwt import Key
+from planexe_ax.bus.messages import (
+    AuditCheckpoint,
+    EventBase,
+    ExecutionCreated,
+    ExecutionState,
+    ExecutionStatus,
+    SubtaskProgress,
+    TaskState,
+    TaskStatus,
+)
+from planexe_ax.coordinator.audit import ChainKeeper
+from planexe_ax.coordinator.state import Emit
+from planexe_ax.errors import ConfigError
+from planexe_ax.readmodel.audit_chain import check_chain
+from tests.helpers.factories import make_plan
+
+CONTRACTS = Path(__file__).resolve().parents[1] / "contracts"
+EXECUTION = "e1"
+KEY = Key(nkeys.encode_seed(bytes(range(32)), nkeys.PREFIX_BYTE_SERVER))
+TRUSTED = frozenset({KEY.public})
+
+History = list[tuple[int, EventBase | None]]
+
+
+def progress(n: int) -> SubtaskProgress:
+    return SubtaskProgress(execution_id=EXECUTION, task_id="t1", subtask_id="s1", agent_id="a1", percent=n)
+
+
+def state(status: ExecutionStatus, n: int) -> ExecutionState:
+    return ExecutionState(execution_id=EXECUTION, status=status, event_id=f"{EXECUTION}:x:{status}:{n}")
+
+
+def decision(n: int) -> TaskState:
+    return TaskState(execution_id=EXECUTION, task_id="t1", status=TaskStatus.RUNNING, reason=f"round {n}")
+
+
+def run(keeper: ChainKeeper, reports: int = 6) -> History:
+    """A run as the coordinator sees it: its decisions stamped and read back, agents' reports in between."""
+    stream: History = []
+
+    def publish(*events: EventBase) -> None:
+        for effect in keeper.stamp([Emit(e) for e in events], {}):  # type: ignore[arg-type]  # Emit wants an Event
+            assert isinstance(effect, Emit)
+            stream.append((len(stream) + 1, effect.event))
+            keeper.read_own(len(stream), effect.event.event_id)
+
+    publish(ExecutionCreated(execution_id=EXECUTION, plan=make_plan(["t1"]), event_id="e1:created"))
+    publish(state(ExecutionStatus.RUNNING, 1))
+    for n in range(reports):
+        report = progress(n)
+        stream.append((len(stream) + 1, report))
+        keeper.read(len(stream), report)
+        publish(decision(n))  # a decision round (and checkpoints when due)
+    publish(state(ExecutionStatus.COMPLETED, 1))
+    publish()  # the end read back: its checkpoint
+    return stream
+
+
+def test_a_run_holds_to_its_chain_with_prev_hash_and_signed_checkpoints() -> None:
+    keeper = ChainKeeper(KEY, every=4)
+    stream = run(keeper)
+    checkpoints = [e for _, e in stream if isinstance(e, AuditCheckpoint)]
+    assert len(checkpoints) == 4, "after every 4 events, and at the end"
+    assert checkpoints[-1].up_to_seq == stream[-2][0], "the last one covers the end"
+    assert [c.prev_checkpoint for c in checkpoints] == ["", *(c.event_id for c in checkpoints[:-1])]
+    assert checkpoints[0].event_id == event_ids.audit_checkpoint(EXECUTION, checkpoints[0].up_to_seq)
+    assert all(e.prev_hash for _, e in stream[1:] if isinstance(e, ExecutionState))
+    verdict = check_chain("stream", stream, TRUSTED)
+    assert verdict.problems == []
+    assert (verdict.checkpoints, verdict.signed_up_to) == (4, checkpoints[-1].up_to_seq)
+
+
+def test_a_rebuild_reaches_the_heads_the_live_coordinator_had() -> None:
+    live = ChainKeeper(KEY, every=4)
+    stream = run(live)
+    again = ChainKeeper(KEY, every=4)
+    for seq, event in stream:
+        assert event is not None
+        again.rebuild(seq, event)  # type: ignore[arg-type]  # every event here is an Event
+    again.rebuilt()
+    (chain,) = again.chains.values()
+    (before,) = live.chains.values()
+    assert (chain.seq, chain.head, chain.count) == (before.seq, before.head, before.count)
+    assert again.stamp([], {}) == [], "nothing is owed a checkpoint"
+
+
+@pytest.mark.parametrize("how", ["changed", "removed", "inserted"])
+def test_an_altered_event_is_found_in_the_window_the_anchors_leave(how: str) -> None:
+    stream = run(ChainKeeper(KEY, every=100), reports=8)
+    target = 5
+    assert isinstance(stream[target - 1][1], SubtaskProgress)
+    if how == "changed":
+        stream[target - 1] = (target, progress(99))
+    elif how == "removed":
+        del stream[target - 1]
+    else:
+        stream.insert(target - 1, (target, progress(42)))
+    verdict = check_chain("stream", stream, TRUSTED)
+    breaks = [p for p in verdict.problems if p.kind == "chain"]
+    assert len(breaks) == 1, verdict.problems
+    assert not verdict.holds_at(target)
+    assert verdict.holds_at(2), "events before the last good anchor are proven"
+    assert "changed, removed or inserted in the stream" in breaks[0].problem
+
+
+def test_a_forged_or_untrusted_checkpoint_is_reported_and_not_believed() -> None:
+    stream = run(ChainKeeper(KEY, every=100))
+    seq, last = stream[-1]
+    assert isinstance(last, AuditCheckpoint)
+    stream[-1] = (seq, last.model_copy(update={"count": last.count + 1}))
+    problems = check_chain("stream", stream, TRUSTED).problems
+    assert [p.kind for p in problems] == ["checkpoint", "unsigned_end"]
+    assert "does not verify" in problems[0].problem
+    stream[-1] = (seq, last)
+    problems = check_chain("stream", stream, frozenset({"Nsomebody-else"})).problems
+    assert "not a trusted audit key" in problems[0].problem
+
+
+@pytest.mark.parametrize("kind", ["execution_created", "subtask_result", "inbox_opened", "audit_checkpoint"])
+def test_an_event_hashes_alike_in_memory_and_after_a_round_trip(kind: str) -> None:
+    event = decode_event((CONTRACTS / kind / "v1.json").read_bytes())
+    assert canonical(event) == canonical(decode_event(event.model_dump_json().encode()))
+    dumped = json.loads(json.dumps(event.model_dump(mode="json")))
+    assert canonical(decode_event(json.dumps(dumped).encode())) == canonical(event)
+
+
+def test_the_signing_key_is_made_once_with_its_public_key_beside_it(tmp_path: Path) -> None:
+    key = signing_key(tmp_path / "auth" / "audit.nk")
+    assert (tmp_path / "auth" / "audit.pub").read_text().strip() == key.public
+    assert (tmp_path / "auth" / "audit.nk").stat().st_mode & 0o777 == 0o600
+    assert signing_key(tmp_path / "auth" / "audit.nk") == key
+    (tmp_path / "bad.nk").write_text("not a seed")
+    with pytest.raises(ConfigError, match="PLANEXE_AUDIT_KEY_FILE"):
+        signing_key(tmp_path / "bad.nk")

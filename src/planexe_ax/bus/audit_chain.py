@@ -100,20 +100,30 @@ def signing_key(key_file: Path) -> Key:
         ConfigError: when the file does not hold an nkey seed, or cannot be written.
     """
     if not key_file.is_file():
-        key = Key(nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_SERVER))
         try:
-            write_secret(key_file, key.seed + b"\n")
-            write_secret(key_file.with_suffix(".pub"), key.public + "\n").chmod(0o644)
+            _make_key(key_file)
         except OSError as exc:
             raise ConfigError(f"cannot make the audit signing key {key_file}: {exc}") from exc
-        log.warning("audit signing key made", extra={"key_file": str(key_file), "key_id": key.public})
-        return key
     try:
         key = Key(key_file.read_bytes().strip())
         _ = key.public
     except Exception as exc:  # nkeys raises its own errors on a bad seed
         raise ConfigError(f"{key_file} does not hold an nkey seed (PLANEXE_AUDIT_KEY_FILE): {exc}") from exc
     return key
+
+
+def _make_key(key_file: Path) -> None:
+    """Write a new key to ``key_file`` unless another process wrote one first (then that one is kept)."""
+    key = Key(nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_SERVER))
+    temp = write_secret(key_file.with_name(f".{key_file.name}.{os.getpid()}.new"), key.seed + b"\n")
+    try:
+        os.link(temp, key_file)  # fails if it exists: two coordinators starting at once keep one key
+    except FileExistsError:
+        return
+    finally:
+        temp.unlink()
+    write_secret(key_file.with_suffix(".pub"), key.public + "\n").chmod(0o644)
+    log.warning("audit signing key made", extra={"key_file": str(key_file), "key_id": key.public})
 
 
 def trusted_keys(configured: list[str], public_file: Path) -> frozenset[str]:

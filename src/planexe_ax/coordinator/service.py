@@ -302,14 +302,14 @@ class Coordinator:
         DLQ instead, and the others go on. Nothing else is decided meanwhile (the caller holds the lock),
         which keeps the order.
         """
-        effects = self.audit.stamp(effects, self._parents)
+        carried = dict(carried or {})
+        effects = self.audit.stamp(effects, carried)
         for effect in effects:
             if isinstance(effect, WakeAt):
                 self._arm(effect)
         publishes = [e for e in effects if isinstance(e, Offer | Emit)]
         if not publishes:
             return
-        carried = dict(carried or {})
         if tracing_enabled():
             self._trace_rest(publishes, why, carried)
         await self._publish_all(publishes, carried, Backoff(most_s=2.0))

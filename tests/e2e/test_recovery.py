@@ -10,11 +10,14 @@ import pytest
 from planexe_ax.agents import AgentRuntime, builtin_agents
 from planexe_ax.bus import Bus, Event, Plan, SubtaskState, TaskStatus, connect, decode_event
 from planexe_ax.bus.client import follow, start_execution
+from planexe_ax.bus.replay import last_event
 from planexe_ax.config import Settings
 from planexe_ax.coordinator import Coordinator
 from planexe_ax.projector import Projector
 from planexe_ax.readmodel import execution_report, table_dump
+from planexe_ax.readmodel.audit import verify
 from tests.helpers.checks import assert_completed
+from tests.helpers.eventually import eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.nats]
 
@@ -78,6 +81,7 @@ async def agents(nats_url: str, settings: Settings) -> AsyncIterator[None]:
 async def test_coordinator_restarted_mid_run_rebuilds_and_completes_once(
     nats_url: str, settings: Settings, bus: Bus, sqlite_url: str, agents: None
 ) -> None:
+    settings = settings.model_copy(update={"audit_checkpoint_every": 25})  # checkpoints before the restart too
     coordinator_bus = await connect(settings, nats_url, "coordinator-1", role="coordinator")
     first, stop_first = Coordinator(coordinator_bus), asyncio.Event()
     await first.start()
@@ -110,6 +114,13 @@ async def test_coordinator_restarted_mid_run_rebuilds_and_completes_once(
     outcome = await asyncio.wait_for(follower, 90)
     assert outcome.status is not None
     assert outcome.status.value == "COMPLETED"
+
+    async def end_signed() -> bool:
+        data = await last_event(bus, execution_id, "audit_checkpoint")
+        ended = await last_event(bus, execution_id, "execution_state")
+        return data is not None and ended is not None and decode_event(data).ts >= decode_event(ended).ts
+
+    await eventually(end_signed)
     stop_second.set()
     await asyncio.wait_for(running, 30)
     await second_bus.close()
@@ -126,6 +137,9 @@ async def test_coordinator_restarted_mid_run_rebuilds_and_completes_once(
     report = await execution_report(projector.sessions, execution_id)
     assert report is not None
     assert_completed(report.model_dump())
+    audited = await verify(bus, projector.sessions, execution_id)
+    assert audited.problems == [], "the chain the restarted coordinator went on with holds, and its checkpoints"
+    assert audited.checkpoints >= len(events) // 25
     await projector.close()
 
 

@@ -2,7 +2,9 @@
 
 The coordinator reads every event of an execution in stream order, so it alone can follow the chain's head:
 :meth:`ChainKeeper.read` links each event it decoded, :meth:`ChainKeeper.read_own` each of its own decisions
-coming back (linked from the event it published, not decoded again). :meth:`ChainKeeper.stamp` puts the head
+coming back (linked from the event it published, not decoded again; when the stream answers that it kept an
+earlier copy, a former leader's with another ``ts`` and ``prev_hash``, :meth:`ChainKeeper.forget` drops ours and
+the stored copy is decoded and linked). :meth:`ChainKeeper.stamp` puts the head
 as ``prev_hash`` on the decisions about to be published, and adds a signed ``audit_checkpoint`` for each
 execution that read ``every`` events since its last one, or whose end it just read (and after any late event).
 
@@ -75,6 +77,10 @@ class ChainKeeper:
         event = self._sent.pop(event_id, None)
         if event is not None:
             self.read(seq, event)
+
+    def forget(self, event_id: str) -> None:
+        """The stream kept another copy of this decision: the copy read back is decoded and linked instead."""
+        self._sent.pop(event_id, None)
 
     def _link(self, chain: _Chain, seq: int, event: EventBase) -> None:
         if seq <= chain.seq:

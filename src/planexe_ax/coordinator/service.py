@@ -364,6 +364,9 @@ class Coordinator:
         failed: list[tuple[Offer | Emit, Exception]] = []
         for effect, outcome in outcomes:
             if isinstance(outcome, PubAck):
+                if outcome.duplicate and isinstance(effect, Emit):  # the stream kept an earlier copy (a former
+                    self._own.pop(effect.event.event_id, None)  # leader's, other ts and prev_hash): read that one
+                    self.audit.forget(effect.event.event_id)
                 continue
             if permanent_publish_error(outcome):
                 if isinstance(effect, Emit):

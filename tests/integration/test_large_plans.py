@@ -24,6 +24,7 @@ from planexe_ax.bus import (
 )
 from planexe_ax.bus.client import command_verdict, follow, start_execution
 from planexe_ax.bus.plan_store import digest
+from planexe_ax.bus.replay import last_event
 from planexe_ax.config import Settings
 from planexe_ax.errors import PlanUnavailable
 from planexe_ax.projector import Projector
@@ -166,6 +167,11 @@ async def test_a_plan_sent_by_reference_completes_across_a_coordinator_restart(
         assert start["plan"] is None
         async with coordinator(by_reference, nats_url), agent_running(by_reference, nats_url, agent(echo)):
             outcome = await follow(operator, execution_id, timeout_s=60)
+
+            async def end_signed() -> bytes | None:  # the coordinator signs the chain once it reads the end back
+                return await last_event(operator, execution_id, "audit_checkpoint")
+
+            await eventually(end_signed)
         assert outcome.status == ExecutionStatus.COMPLETED, outcome
         projecting = await connect(by_reference, nats_url, "projector", role="projector")
         try:

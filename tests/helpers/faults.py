@@ -686,6 +686,9 @@ async def check_invariants(
 ) -> None:
     """Completed; each subtask completed exactly once (read model and stream); no event lost or doubled."""
     expected = subtask_ids(plan)
+    # the read model once the projector has caught up with the stream (exec wait follows the stream)
+    head = (await bus.js.stream_info(bus.subjects.events_stream)).state.last_seq
+    await wait_projected(cluster.database_url, head, timeout=120)
 
     # the read model, through the CLI
     status = await cluster.cli("exec", "status", execution_id, "--json", timeout=60)
@@ -700,8 +703,6 @@ async def check_invariants(
     measured.events = len(events)
 
     # the projected events equal the stream's events of the execution
-    head = (await bus.js.stream_info(bus.subjects.events_stream)).state.last_seq
-    await wait_projected(cluster.database_url, head)
     projected = await projected_events(cluster.database_url, execution_id)
     in_stream = [(seq, e.event_id) for seq, e in events]
     missing = sorted(seq for seq, _ in set(in_stream) - set(projected))

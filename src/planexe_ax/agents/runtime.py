@@ -2,9 +2,9 @@
 
 One pull loop per consumer (one per capability, shared by every agent of that capability, plus the
 agent's own direct consumer). The loops share a semaphore of ``concurrency`` permits: a loop waits for a
-free permit, then asks for as many offers as there are free permits in one pull request; an offer that
-finds no permit left (another loop took it meanwhile) is given back at once, so an agent never holds an
-offer it has no capacity to start.
+free permit, waits for an offer, sets it to work, then takes the offers waiting now, as many as there are
+free permits, in one pull request; an offer that finds no permit left (another loop took it meanwhile) is
+given back at once, so an agent never holds an offer it has no capacity to start.
 
 Per offer the runtime waits on one round trip of its own: the result's PubAck. ``subtask_started`` is
 published while the capability runs (its ack is awaited before the result is published, so the two stay
@@ -175,17 +175,21 @@ class AgentRuntime:
                 # There is room. Fetch without holding the permit: a loop idling in a fetch on one consumer
                 # must not keep the permits that another consumer's offers need now.
                 self._sem.release()
-                works = await self._offers.fetch_many(durable, self.concurrency - len(self._inflight), timeout)
-                for work in works:
-                    if self._sem.locked():  # another loop took the room meanwhile: back to the queue at once
-                        await work.give_back()
-                        continue
-                    await self._sem.acquire()
-                    self._spawn(work)
-                if works:
-                    backoff.reset()
-                elif until_idle and not self._inflight:
-                    return
+                work = await self._offers.fetch(durable, timeout)
+                if work is None:
+                    if until_idle and not self._inflight:
+                        return
+                    continue
+                backoff.reset()
+                await self._sem.acquire()
+                self._spawn(work)  # at work before more offers are asked for
+                if (room := self.concurrency - len(self._inflight)) > 0:
+                    for more in await self._offers.waiting(durable, room):
+                        if self._sem.locked():  # another loop took the room meanwhile: back to the queue at once
+                            await more.give_back()
+                            continue
+                        await self._sem.acquire()
+                        self._spawn(more)
 
         on_error = self._log_once.about("pull loop error", durable=durable)
         await supervise(stop, pull, durable, on_error=on_error, backoff=backoff)

@@ -35,6 +35,8 @@ from planexe_ax.bus.tracing import attempt_span
 
 log = logging.getLogger(__name__)
 
+WAITING_S = 0.005
+"""How long a pull for the offers waiting now may wait: the server answers at once when there are none."""
 DLQ_SOURCE = "agents"
 """Offers that are not offers go to ``ax.dlq.agents``."""
 
@@ -136,17 +138,14 @@ class OfferSource:
                 return leased
         return None
 
-    async def fetch_many(self, durable: str, most: int, timeout_s: float) -> list[LeasedOffer]:
-        """Lease up to ``most`` offers of ``durable`` with one pull request: those waiting now, else the first to come.
+    async def waiting(self, durable: str, most: int) -> list[LeasedOffer]:
+        """Lease up to ``most`` offers of ``durable`` that are waiting now, with one pull request; none: empty.
 
-        Empty when none came within ``timeout_s``; messages that are not offers are dead-lettered (and not
-        counted). Errors as :meth:`fetch`.
+        For a batch after :meth:`fetch` returned one: a pull request for several offers that waited for them
+        would hold the first until the others came or it expired. Errors as :meth:`fetch`.
         """
-        while msgs := await self._fetch_msgs(durable, most, timeout_s):
-            leased = [offer for msg in msgs if (offer := await self._leased(msg)) is not None]
-            if leased:
-                return leased
-        return []
+        msgs = await self._fetch_msgs(durable, most, WAITING_S)
+        return [offer for msg in msgs if (offer := await self._leased(msg)) is not None]
 
     async def _leased(self, msg: Msg) -> LeasedOffer | None:
         try:

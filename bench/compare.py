@@ -1,13 +1,14 @@
 """The project against the raw NATS floor and Temporal, same jobs, one command, ratios measured in one run.
 
-    python bench/compare.py [--runs 3] [--subtasks 1000] [--chain 100] [--sizes 100] [--agents 2] [--json]
+    python bench/compare.py [--runs 3] [--subtasks 1000] [--chain 100] [--sizes 100,5000] [--agents 2] [--json]
 
 Each run starts a nats-server in operator mode (every service with its own identity) and, as separate
 processes, the projector (SQLite read model), the coordinator and ``--agents`` no-op agent processes; the
 floor's worker (bench/floor.py) on a nats-server without auth; and, when the optional ``bench`` extra is
 installed, Temporal's dev server with a worker (bench/temporal_job.py). Every run does the wide job
 (``--subtasks`` independent no-op subtasks), the chain job (``--chain`` finish-to-start tasks), and the
-project alone at each of ``--sizes`` (throughput and coordinator CPU per subtask). Figures are
+project alone at each of ``--sizes`` (throughput and coordinator CPU per subtask; a 5,000-subtask plan is
+over 1 MB of JSON, so it travels by reference to the plan object store). Figures are
 medians over the runs; ratios are to the floor and to Temporal of the same runs.
 """
 
@@ -314,7 +315,7 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--subtasks", type=int, default=1000)
     parser.add_argument("--chain", type=int, default=100)
-    parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",") if x], default=[100])
+    parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",") if x], default=[100, 5000])
     parser.add_argument("--agents", type=int, default=2)
     parser.add_argument("--no-temporal", action="store_true", help="skip Temporal even when installed")
     parser.add_argument("--json", action="store_true")

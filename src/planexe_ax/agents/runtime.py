@@ -1,10 +1,10 @@
 """The agent runtime: pull offers, run capabilities, report, heartbeat the agent card.
 
 One pull loop per consumer (one per capability, shared by every agent of that capability, plus the
-agent's own direct consumer). The loops share a semaphore of ``concurrency`` permits: a loop waits for a
-free permit, waits for an offer, sets it to work, then takes the offers waiting now, as many as there are
-free permits, in one pull request; an offer that finds no permit left (another loop took it meanwhile) is
-given back at once, so an agent never holds an offer it has no capacity to start.
+agent's own direct consumer). The loops share a semaphore of ``concurrency`` permits and take a
+permit *before* they fetch, so an agent never holds an offer it has no capacity to start. (Taking the
+offers waiting after the first in a second pull request cost the chain a millisecond a hop and did not
+raise the wide rate: the coordinator, not the agents' pulls, bounds it.)
 
 Per offer the runtime waits on one round trip of its own: the result's PubAck. ``subtask_started`` is
 published while the capability runs (its ack is awaited before the result is published, so the two stay
@@ -181,15 +181,9 @@ class AgentRuntime:
                         return
                     continue
                 backoff.reset()
+                # Loops that race for the last permit wait for it here, holding at most one offer each.
                 await self._sem.acquire()
-                self._spawn(work)  # at work before more offers are asked for
-                if (room := self.concurrency - len(self._inflight)) > 0:
-                    for more in await self._offers.waiting(durable, room):
-                        if self._sem.locked():  # another loop took the room meanwhile: back to the queue at once
-                            await more.give_back()
-                            continue
-                        await self._sem.acquire()
-                        self._spawn(more)
+                self._spawn(work)
 
         on_error = self._log_once.about("pull loop error", durable=durable)
         await supervise(stop, pull, durable, on_error=on_error, backoff=backoff)

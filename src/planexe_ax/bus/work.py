@@ -35,8 +35,6 @@ from planexe_ax.bus.tracing import attempt_span
 
 log = logging.getLogger(__name__)
 
-WAITING_S = 0.005
-"""How long a pull for the offers waiting now may wait: the server answers at once when there are none."""
 DLQ_SOURCE = "agents"
 """Offers that are not offers go to ``ax.dlq.agents``."""
 
@@ -137,15 +135,6 @@ class OfferSource:
             if (leased := await self._leased(msgs[0])) is not None:
                 return leased
         return None
-
-    async def waiting(self, durable: str, most: int) -> list[LeasedOffer]:
-        """Lease up to ``most`` offers of ``durable`` that are waiting now, with one pull request; none: empty.
-
-        For a batch after :meth:`fetch` returned one: a pull request for several offers that waited for them
-        would hold the first until the others came or it expired. Errors as :meth:`fetch`.
-        """
-        msgs = await self._fetch_msgs(durable, most, WAITING_S)
-        return [offer for msg in msgs if (offer := await self._leased(msg)) is not None]
 
     async def _leased(self, msg: Msg) -> LeasedOffer | None:
         try:

@@ -96,6 +96,12 @@ class Node:
                 start_new_session=True,
             )
 
+    def port_taken(self) -> bool:
+        """The node exited because one of its ports was in use."""
+        if self.proc is None or self.proc.poll() is None:
+            return False
+        return "address already in use" in (self.folder / "server.log").read_text(errors="replace")
+
     def healthy(self) -> bool:
         """``/healthz`` answers 200: the server runs and its JetStream is current."""
         if not self.alive:
@@ -147,6 +153,10 @@ class Node:
         return self._monitor("jsz")
 
 
+class PortTaken(Exception):
+    """A node could not bind a port picked free (another process took it meanwhile)."""
+
+
 class NatsCluster:
     """``size`` nats-servers routed to each other, started and stopped together.
 
@@ -179,15 +189,34 @@ class NatsCluster:
         return next(node for node in self.nodes if node.name == name)
 
     def start_sync(self) -> str:
-        """Start every node and block until all are healthy; return the URL list."""
+        """Start every node and block until all are ready; return the URL list.
+
+        A port picked free can be taken by another process before the node binds it: a node that exits on
+        that at its first start is started again, with the others, on fresh ports (up to three times).
+        """
+        for _ in range(3):
+            try:
+                return self._start_once()
+            except PortTaken:
+                self.stop_sync(relays=False)
+                for node in self.nodes:
+                    node.client_port, node.route_port, node.http_port = free_port(), free_port(), free_port()
+                    if node.relay is not None:
+                        node.relay.target_port = node.route_port
+        return self._start_once()
+
+    def _start_once(self) -> str:
         routes = [node.relay.port if node.relay else node.route_port for node in self.nodes]
         auth = self.identities.server_config()
+        first = all(node.proc is None for node in self.nodes)
         for node in self.nodes:
             if not node.alive:
                 node.start(routes, auth)
         deadline = time.monotonic() + self.startup_timeout_s
         size = len(self.nodes)
         while not all(node.ready(size) for node in self.nodes if node.alive):
+            if first and any(node.port_taken() for node in self.nodes):
+                raise PortTaken
             if time.monotonic() > deadline:
                 self.stop_sync()
                 raise AssertionError(f"the nats cluster was not healthy within {self.startup_timeout_s} s")
@@ -224,11 +253,11 @@ class NatsCluster:
             await bus.close()
         return True
 
-    def stop_sync(self) -> None:
-        """Stop every node (and the relays)."""
+    def stop_sync(self, relays: bool = True) -> None:
+        """Stop every node (and the relays, unless ``relays`` is False)."""
         for node in self.nodes:
             node.stop()
-            if node.relay is not None:
+            if relays and node.relay is not None:
                 node.relay.stop()
 
     def partition(self, name: str) -> None:

@@ -568,6 +568,7 @@ async def _partition_leader(cluster: Cluster, bus: Bus, measured: Measurement) -
     measured.killed_node = ISOLATED
     await asyncio.to_thread(leader.wait_for, "coordinator stepped down", 30)
     cluster.nats.heal()
+    await cluster.nats.start()  # back to ready: routed again, one meta leader, every node serving
     return fault_at
 
 
@@ -660,7 +661,10 @@ async def run_scenario(
             lap("fault")
             waited = await cluster.cli("exec", "wait", execution_id, "--timeout", "100")
             if waited.returncode != 0:
-                raise AssertionError(f"exec wait exited {waited.returncode}; {await stall_report(bus, execution_id)}")
+                raise AssertionError(
+                    f"exec wait exited {waited.returncode} ({waited.stderr[-600:]}); "
+                    f"{await stall_report(bus, execution_id)}"
+                )
             lap("exec_wait")
             await check_invariants(cluster, bus, execution_id, plan, measured, replay_url)
             lap("checks")

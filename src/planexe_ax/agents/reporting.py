@@ -7,6 +7,7 @@ duplicate window, and nobody else can publish first under the id of a report the
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -25,10 +26,14 @@ from planexe_ax.bus import (
     TaskOffer,
     event_ids,
 )
-from planexe_ax.bus.errors import brief_validation_error
+from planexe_ax.bus.consumer import Backoff
+from planexe_ax.bus.errors import brief_validation_error, transient_publish_error
 from planexe_ax.errors import PermanentError
 
 log = logging.getLogger(__name__)
+
+REPORT_RETRY_S = 60.0
+"""How long a report is sent again while the server is away or its stream elects a leader."""
 
 
 class Reporter:
@@ -74,17 +79,42 @@ class Reporter:
             "causation_id": o.msg_id,
         }
 
+    async def _send(
+        self, event: SubtaskStarted | SubtaskProgress | SubtaskBlocked | SubtaskResult | SubtaskRejected
+    ) -> None:
+        """Publish one report until the stream stores it, for up to :data:`REPORT_RETRY_S`.
+
+        The report keeps its event id, so a copy that did reach the stream before an ack was lost is stored
+        once. Without this, an agent whose server died mid-attempt left its result unpublished and the offer
+        unacked: redelivered to another agent, whose reports on that attempt do not count.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + REPORT_RETRY_S
+        backoff, never = Backoff(0.1, 2.0), asyncio.Event()
+        while True:
+            try:
+                await self.bus.publish_event(event)
+                return
+            except Exception as exc:
+                if not transient_publish_error(exc) or loop.time() >= deadline:
+                    raise
+                log.warning(
+                    "report not stored yet; sending it again",
+                    extra={"event_type": event.type, "subtask_id": event.subtask_id, "error": repr(exc)},
+                )
+            await backoff.wait(never)
+
     async def started(self) -> None:
         """Publish ``subtask_started``."""
-        await self.bus.publish_event(self.started_event())
+        await self._send(self.started_event())
 
     async def progress(self, percent: float, message: str) -> None:
         """Publish the next ``subtask_progress``."""
-        await self.bus.publish_event(self.progress_event(percent, message))
+        await self._send(self.progress_event(percent, message))
 
     async def blocked(self, reason: str, max_wait_s: float | None) -> None:
         """Publish the next ``subtask_blocked``."""
-        await self.bus.publish_event(self.blocked_event(reason, max_wait_s))
+        await self._send(self.blocked_event(reason, max_wait_s))
 
     def started_event(self) -> SubtaskStarted:
         """Build the ``subtask_started`` (event id ``<msg_id>:started:<tag>``)."""
@@ -143,7 +173,7 @@ class Reporter:
         if isinstance(outcome, SubtaskResult) and outcome.ok and (size := len(outcome.model_dump_json())) > room:
             why = f"the output is {size} bytes of JSON; the bus carries at most {room} (PLANEXE_MAX_MESSAGE_BYTES)"
             outcome = self.result(ok=False, error=why, retryable=False)
-        await self.bus.publish_event(outcome)
+        await self._send(outcome)
         return outcome
 
 

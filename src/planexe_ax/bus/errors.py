@@ -5,7 +5,7 @@ from __future__ import annotations
 from nats.errors import ConnectionClosedError, MaxPayloadError
 from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.errors import APIError, BadRequestError, FetchTimeoutError
+from nats.js.errors import APIError, BadRequestError, FetchTimeoutError, ServerError, ServiceUnavailableError
 from pydantic import ValidationError
 
 BusError = NatsError
@@ -34,6 +34,20 @@ def permanent_publish_error(exc: BaseException) -> bool:
     if isinstance(exc, APIError) and exc.err_code == STREAM_STORE_FAILED:
         return True
     return isinstance(exc, ValueError | TypeError | MaxPayloadError | BadRequestError)
+
+
+def transient_publish_error(exc: BaseException) -> bool:
+    """Whether the same message, sent again a little later, may well be stored.
+
+    A lost or reconnecting connection, a timeout, no stream answering (its leader being elected) or
+    JetStream unavailable for a moment. Not a closed connection, a refusal, or what
+    :func:`permanent_publish_error` names.
+    """
+    if isinstance(exc, ConnectionClosedError) or permanent_publish_error(exc):
+        return False
+    if isinstance(exc, APIError):
+        return isinstance(exc, ServiceUnavailableError | ServerError) and exc.err_code != STREAM_STORE_FAILED
+    return isinstance(exc, NatsError | TimeoutError)
 
 
 STREAM_STORE_FAILED = 10077

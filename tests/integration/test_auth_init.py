@@ -37,7 +37,10 @@ def test_auth_init_writes_secrets_readable_by_the_owner_only(
     assert main(["auth", "init", "--out", str(folder)]) == 0
     files = [p for p in folder.rglob("*") if p.is_file()]
     assert {p.name for p in files} >= {"operator.jwt", "account.nk", "nats-server.conf", "coordinator.creds"}
-    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in files)
+    secrets = [p for p in files if p.suffix != ".pub"]  # audit.pub is the audit key's public half, for verifiers
+    assert {p.name for p in files} - {p.name for p in secrets} == {"audit.pub"}
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in secrets)
+    assert (folder / "audit.pub").read_text().startswith("N")  # an nkey public key, never the seed ("S…")
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     assert "operator: eyJ" in (folder / "nats-server.conf").read_text()  # inline: the file works anywhere
     capsys.readouterr()

@@ -31,6 +31,13 @@ async def readable(settings: Settings) -> AsyncIterator[Sessions]:
         ConfigError: when the database is not there or has no tables (no projector ever ran against it).
     """
     where = "PLANEXE_DATABASE_URL" if settings.database_url else str(settings.data_dir / "readmodel.sqlite3")
+    if not settings.database_url and not (settings.data_dir / "readmodel.sqlite3").is_file():
+        # Said before opening: SQLite's driver thread, failing to open a missing file, may still be reporting
+        # to the event loop as the process exits, and print its traceback after the one line of the error.
+        raise ConfigError(
+            f"no read model to read at {where} (no such file): start `planexe-ax up` in this folder, "
+            "or set PLANEXE_DATABASE_URL to the projector's database"
+        )
     try:
         async with read_model(settings.effective_database_url) as sessions:
             yield sessions

@@ -17,7 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
@@ -120,3 +125,116 @@ class LeaderLease:
         with contextlib.suppress(*PASSING):
             kv = await self._bucket()
             await kv.delete(self.role, last=self.revision)
+
+
+async def end_on_either(first: asyncio.Event, second: asyncio.Event, ended: asyncio.Event) -> None:
+    """Set ``ended`` as soon as ``first`` or ``second`` is set (a term ends on a stop or a lost lease)."""
+    waits = [asyncio.create_task(first.wait()), asyncio.create_task(second.wait())]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+    ended.set()
+
+
+class HoldsLease:
+    """What a service that works in :class:`Terms` (as ``_lead``) tells of its lease."""
+
+    _lead: Terms
+
+    @property
+    def leading(self) -> bool:
+        """Whether this process holds the lease (does the work) now."""
+        return self._lead.leading
+
+    @property
+    def terms(self) -> int:
+        """How many times this process has taken the lease."""
+        return self._lead.terms
+
+
+def default_holder() -> str:
+    """A name that tells lease holders apart, in one process too: host, process id and a random suffix."""
+    return f"{socket.gethostname()[:24]}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+Work = Callable[[asyncio.Event], list[Coroutine[Any, Any, None]]]
+"""What a holder runs during one term, given the event that ends the term."""
+
+
+class Terms:
+    """Work that one process of many does at a time: the holder of ``lease`` works, the others stand by.
+
+    A term begins when the lease is taken (``begin`` runs first, e.g. to put a consumer at its checkpoint)
+    and ends on ``stop`` or when the lease is lost; then this process stands by and campaigns again. A
+    holder that dies stops renewing, and a standby takes over once the entry expires; one that stops
+    cleanly deletes the key, so a standby takes over at once.
+
+    Args:
+        lease: The lease (None: always work, as if alone).
+        begin: Runs at the start of every term, before the work.
+        name: What the logs call this worker.
+    """
+
+    def __init__(self, lease: LeaderLease | None, begin: Callable[[], Awaitable[None]], name: str) -> None:
+        self.lease = lease
+        self.begin = begin
+        self.name = name
+        self.leading = False
+        self.terms = 0
+
+    async def try_lead(self) -> bool:
+        """Take the lease if nobody holds it (no lease: always), then begin a term; True when this one leads."""
+        if self.lease is not None:
+            try:
+                if not await self.lease.try_acquire():
+                    return False
+            except PASSING as exc:  # a bucket just made on a cluster may not answer yet
+                log.warning("campaign failed", extra={"worker": self.name, "error": repr(exc)})
+                return False
+        await self.begin()
+        self.leading, self.terms = True, self.terms + 1
+        log.info("leading", extra={"worker": self.name, "term": self.terms})
+        return True
+
+    async def campaign(self, stop: asyncio.Event) -> bool:
+        """Try for the lease every tenth of its TTL until it is ours (True) or ``stop`` is set (False)."""
+        every = self.lease.ttl_s / 10 if self.lease else 0.0
+        while not stop.is_set():
+            if await self.try_lead():
+                return True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)
+        return False
+
+    async def run(self, stop: asyncio.Event, work: Work) -> None:
+        """Work in terms until ``stop`` is set, standing by between them; step down at the end."""
+        try:
+            while not stop.is_set():
+                if not self.leading and not await self.campaign(stop):
+                    return
+                await self._term(stop, work)
+        finally:
+            await self.step_down()
+
+    async def _term(self, stop: asyncio.Event, work: Work) -> None:
+        ended, lost = asyncio.Event(), asyncio.Event()
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(end_on_either(stop, lost, ended))
+            if self.lease is not None:
+                tasks.create_task(self.lease.keep(stop, lost))
+            for job in work(ended):
+                tasks.create_task(job)
+        if lost.is_set():
+            self.leading = False
+            log.warning("lease lost; standing by", extra={"worker": self.name})
+
+    async def step_down(self) -> None:
+        """Delete the lease (if still ours) so that a standby takes over at once; its TTL covers a failure."""
+        if self.lease is not None and self.leading:
+            self.leading = False
+            try:
+                await self.lease.release()
+            except Exception as exc:  # the connection may be gone: the lease expires by itself
+                log.warning("lease not released", extra={"worker": self.name, "error": repr(exc)})

@@ -15,7 +15,7 @@ import os
 import socket
 
 from planexe_ax.bus import Bus, Deposed
-from planexe_ax.bus.leader import PASSING, LeaderLease
+from planexe_ax.bus.leader import PASSING, LeaderLease, end_on_either
 from planexe_ax.coordinator.service import Coordinator
 
 log = logging.getLogger(__name__)
@@ -114,19 +114,9 @@ class FailoverCoordinator:
     async def _term(self, coordinator: Coordinator, stop: asyncio.Event) -> None:
         """Run ``coordinator`` until ``stop``, a lost lease or a refused decision."""
         ended = asyncio.Event()
-
-        async def until_either() -> None:
-            waits = [asyncio.create_task(stop.wait()), asyncio.create_task(self._lost.wait())]
-            try:
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for wait in waits:
-                    wait.cancel()
-            ended.set()
-
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(until_either())
+                group.create_task(end_on_either(stop, self._lost, ended))
                 group.create_task(coordinator.run(ended))
         except* Deposed as refused:
             log.warning(

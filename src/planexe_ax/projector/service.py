@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -16,8 +14,8 @@ from opentelemetry.trace import Span
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from planexe_ax.bus import Bus, Event, ExecutionCreated, Msg, PullLoop, Subjects, decode_event_on, new_id, with_plan
-from planexe_ax.bus.leader import PASSING, LeaderLease
+from planexe_ax.bus import Bus, Event, ExecutionCreated, Msg, PullLoop, Subjects, decode_event_on, with_plan
+from planexe_ax.bus.leader import HoldsLease, LeaderLease, Terms, default_holder
 from planexe_ax.bus.replay import resume_after
 from planexe_ax.bus.tracing import enabled as tracing_enabled
 from planexe_ax.bus.tracing import process_span
@@ -51,7 +49,7 @@ class _Outcome:
     settled: set[int] = field(default_factory=set)  # seqs already termed (dead-lettered): never ack them
 
 
-class Projector:
+class Projector(HoldsLease):
     """Keep the read model in step with AX_EVENTS, idempotently.
 
     Each batch is projected in one transaction that also writes the checkpoint ``(durable, stream_seq)``;
@@ -101,8 +99,7 @@ class Projector:
         )
         self._started = False
         self.lease = LeaderLease(bus, Subjects.projector_lease(durable), holder or default_holder()) if lease else None
-        self.leading = False
-        self.terms = 0
+        self._lead = Terms(self.lease, self._begin, f"projector {durable}")
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -117,7 +114,7 @@ class Projector:
         """Migrate the read model to head; then write at once when nobody else does, else stand by."""
         await upgrade(self.database_url)
         self._started = True
-        if not await self._try_lead():
+        if not await self._lead.try_lead():
             holder = self.lease.holder if self.lease else ""
             log.info("projector standing by", extra={"durable": self.durable, "holder": holder})
 
@@ -125,20 +122,14 @@ class Projector:
         """Project events and mirror agent cards and uploaded plans while leading, until ``stop`` is set."""
         if not self._started:
             await self.start()
-        try:
-            while not stop.is_set():
-                if not self.leading and not await self._campaign(stop):
-                    return
-                await self._term(stop)
-        finally:
-            await self._step_down()
+        await self._lead.run(stop, lambda ended: [self._loop.run(ended), self.agents.run(ended), self.plans.run(ended)])
 
     async def run_until_idle(self) -> None:
         """Project every event available now, then return (burst mode, for tests and catch-up)."""
         if not self._started:
             await self.start()
         if not self.leading:
-            await self._campaign(asyncio.Event())
+            await self._lead.campaign(asyncio.Event())
         await self._loop.run(asyncio.Event(), until_idle=True)
 
     async def wait_for_seq(self, seq: int, timeout: float) -> None:  # noqa: ASYNC109 - callers pass one number, not a context
@@ -156,70 +147,18 @@ class Projector:
 
     async def close(self) -> None:
         """Give up the lease and release the database connections; safe to call twice."""
-        await self._step_down()
+        await self._lead.step_down()
         await self.engine.dispose()
 
-    async def _try_lead(self) -> bool:
-        """Take the lease if nobody holds it (no lease: always); then begin from the checkpoint."""
-        if self.lease is not None:
-            try:
-                if not await self.lease.try_acquire():
-                    return False
-            except PASSING as exc:  # a bucket just made on a cluster may not answer yet
-                log.warning("projector campaign failed", extra={"durable": self.durable, "error": repr(exc)})
-                return False
+    async def _begin(self) -> None:
+        """A term begins from the checkpoint in the database."""
         async with self.sessions() as session:
             checkpoint = await load_checkpoint(session, self.durable)
         async with self._caught_up:
             self.last_seq = max(self.last_seq, checkpoint)
             self._caught_up.notify_all()
         await self._position()
-        self.leading, self.terms = True, self.terms + 1
-        log.info("projector writes", extra={"durable": self.durable, "checkpoint": self.last_seq, "term": self.terms})
-        return True
-
-    async def _campaign(self, stop: asyncio.Event) -> bool:
-        """Try for the lease every tenth of its TTL until it is ours (True) or ``stop`` is set (False)."""
-        every = self.lease.ttl_s / 10 if self.lease else 0.0
-        while not stop.is_set():
-            if await self._try_lead():
-                return True
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), every)
-        return False
-
-    async def _term(self, stop: asyncio.Event) -> None:
-        """Write until ``stop`` or until the lease is lost (then stand by)."""
-        ended, lost = asyncio.Event(), asyncio.Event()
-
-        async def until_either() -> None:
-            waits = [asyncio.create_task(stop.wait()), asyncio.create_task(lost.wait())]
-            try:
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for wait in waits:
-                    wait.cancel()
-            ended.set()
-
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(until_either())
-            if self.lease is not None:
-                tasks.create_task(self.lease.keep(stop, lost))
-            tasks.create_task(self._loop.run(ended))
-            tasks.create_task(self.agents.run(ended))
-            tasks.create_task(self.plans.run(ended))
-        if lost.is_set():
-            self.leading = False
-            log.warning("projector lost its lease; standing by", extra={"durable": self.durable})
-
-    async def _step_down(self) -> None:
-        """Delete the lease (if still ours) so that a standby takes over at once; its TTL covers a failure."""
-        if self.lease is not None and self.leading:
-            self.leading = False
-            try:
-                await self.lease.release()
-            except Exception as exc:  # the connection may be gone: the lease expires by itself
-                log.warning("projector lease not released", extra={"durable": self.durable, "error": repr(exc)})
+        log.info("projector writes", extra={"durable": self.durable, "checkpoint": self.last_seq})
 
     async def _position(self) -> None:
         """Deliver from the event after the checkpoint on: the checkpoint in the database is the only position.
@@ -328,11 +267,6 @@ class Projector:
                 await self._dead_letter(item, outcome)
             return 0
         return int(applied)
-
-
-def default_holder() -> str:
-    """A name that tells projectors apart, in one process too: host, process id and a random suffix."""
-    return f"{socket.gethostname()[:24]}-{os.getpid()}-{new_id()[:6]}"
 
 
 def _is_transient(exc: BaseException) -> bool:

@@ -180,7 +180,8 @@ class Settings(BaseSettings):
     notify_to: dict[str, list[str]] = Field(
         default_factory=dict,
         description="Who is told when an inbox item opens, as JSON: inbox kind (approval, review, escalation, "
-        'human_task) or "*" -> email addresses, e.g. {"approval": ["boss@example.org"], "*": ["ops@example.org"]}. '
+        'human_task, acknowledge: a webhook disabled) or "*" -> email addresses, e.g. '
+        '{"approval": ["boss@example.org"], "*": ["ops@example.org"]}. '
         "A plan's metadata.notify adds addresses the same way (or a list, for every kind).",
     )
     notify_from: str = Field(default="planexe-ax@localhost", description="The From address of notifications.")

@@ -22,6 +22,7 @@ from planexe_ax.bus import (
     SubtaskResult,
     SubtaskState,
     TaskStatus,
+    WebhookDisabled,
     connect,
     utcnow,
 )
@@ -165,6 +166,31 @@ async def test_only_projectors_touch_the_projector_lease(role: str, bus: Bus, na
         await projector.refused(f"{leases}.coordinator")
     kv = await bus.js.key_value(bus.subjects.leases_bucket)
     assert (await kv.get(Subjects.projector_lease(Subjects.PROJECTOR_EVENTS))).value == b"projector"
+
+
+@pytest.mark.parametrize("role", ["projector", "builtin-agents", "notifier"])
+async def test_a_service_without_the_right_sends_no_command(
+    role: str, bus: Bus, nats_url: str, nats_auth: Path
+) -> None:
+    subject, body = forgeries(bus)["command"]
+    async with client(nats_url, Identities.load(nats_auth).role_creds(role, bus.subjects)) as service:
+        with pytest.raises(nats.errors.TimeoutError):
+            await service.nc.jetstream().publish(subject, body.model_dump_json().encode(), timeout=1)
+        await service.refused(subject)
+    assert await nothing_stored(bus, subject)
+
+
+async def test_the_webhooks_service_tells_the_coordinator_of_a_webhook_it_disabled(
+    bus: Bus, nats_url: str, nats_auth: Path
+) -> None:
+    command = WebhookDisabled(execution_id=EXECUTION, webhook_id="wh_1", url="http://x/…", event_id="e1", reason="r")
+    async with client(nats_url, Identities.load(nats_auth).role_creds("webhooks", bus.subjects)) as webhooks:
+        ack = await webhooks.nc.jetstream().publish(
+            bus.subjects.command(EXECUTION), command.model_dump_json().encode(), timeout=5
+        )
+        assert webhooks.errors == []
+    stored = await bus.js.get_msg(bus.subjects.commands_stream, ack.seq)
+    assert WebhookDisabled.model_validate_json(stored.data or b"") == command
 
 
 async def test_an_sdk_agent_works_with_nothing_but_its_own_creds(

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from planexe_ax.bus import PauseTask, WebhookDisabled
 from planexe_ax.cli.services import BACKGROUND
 from planexe_ax.config import Settings
 from planexe_ax.ws_gateway.tokens import Role
@@ -173,3 +174,66 @@ async def test_a_receiver_that_never_answers_disables_its_webhook_with_the_reaso
         assert log[-1]["status"] == "failed"
         assert len(log[-1]["attempts"]) >= 2
         assert {d["status"] for d in log[:-1]} <= {"pending"}
+
+
+async def test_a_webhook_disabled_after_its_execution_ended_is_told_to_a_person_once(
+    settings: Settings, nats_url: str, postgres_url: str
+) -> None:
+    brief = settings.model_copy(update={**FAST, "fetch_allow": ["127.0.0.1"], "webhook_give_up_s": 0.5})
+    async with running_stack(brief, nats_url, postgres_url, (*BACKGROUND, "webhooks")) as stack:
+        hook = await register(stack, "http://127.0.0.1:9/nobody?token=s3cret", event_types=["execution_state"])
+        webhook = f"/api/webhooks/{hook['webhook_id']}"
+        assert (await stack.client.patch(webhook, json={"status": "disabled"})).status_code == 200
+        assert (await stack.client.post("/api/plans", json=example_document())).status_code in (200, 201)
+        execution_id = await start(stack)
+
+        async def ended() -> bool:
+            return bool((await stack.client.get(f"/api/executions/{execution_id}")).json()["status"] == "COMPLETED")
+
+        await eventually(ended, timeout=60)
+        assert (await stack.client.patch(webhook, json={"status": "active"})).status_code == 200
+
+        async def gave_up() -> dict[str, Any] | None:
+            found: dict[str, Any] = (await stack.client.get(webhook)).json()
+            return found if found["status"] == "disabled" and found["disabled_reason"] else None
+
+        reason = (await eventually(gave_up, timeout=30))["disabled_reason"]
+        assert reason.startswith("gave up on event ")
+
+        async def notice() -> dict[str, Any] | None:
+            page = await stack.client.get("/api/inbox", params={"execution_id": execution_id})
+            items = [i for i in page.json()["items"] if i["kind"] == "acknowledge"]
+            return items[0] if items else None
+
+        item = await eventually(notice, timeout=30)
+        assert (item["task_id"], item["subtask_id"], item["actions"]) == (None, None, ["acknowledge"])
+        assert (item["title"], item["reason"]) == ("Webhook http://127.0.0.1:9/… disabled", reason)
+        assert item["params"]["webhook_id"] == hook["webhook_id"]
+        assert "s3cret" not in str(item), "a token in the URL stays out of the inbox"
+        assert (await stack.client.get(f"/api/executions/{execution_id}")).json()["status"] == "COMPLETED"
+
+        answered = await stack.client.post(f"/api/inbox/{item['item_id']}", json={"action": "acknowledge"})
+        assert answered.status_code == 200, answered.text
+        assert (answered.json()["status"], answered.json()["resolution"]) == ("closed", "acknowledged")
+
+        # The same give-up sent again after the stream's duplicate window (another Nats-Msg-Id) opens nothing;
+        # a command behind it that the coordinator refuses shows when it has read both.
+        bus = stack.services.webhooks.bus  # type: ignore[union-attr]  # the stack runs webhooks
+        events = await all_events(stack, execution_id)
+        (opened,) = [e for e in events if e["type"] == "inbox_opened"]
+        command = WebhookDisabled(command_id=opened["data"]["causation_id"], execution_id=execution_id,
+                                  webhook_id=hook["webhook_id"], url="http://127.0.0.1:9/…",
+                                  event_id=opened["data"]["params"]["event_id"], reason=reason)  # fmt: skip
+        await bus.publish(bus.subjects.command(execution_id), command, msg_id=f"{command.command_id}:again")
+        probe = PauseTask(execution_id=execution_id, task_id=next(e["data"]["task_id"] for e in events
+                                                                   if e["type"] == "task_state"))  # fmt: skip
+        await bus.send_command(probe)
+
+        async def refused() -> list[dict[str, Any]] | None:
+            seen = await all_events(stack, execution_id)
+            return seen if any(e["data"].get("causation_id") == probe.command_id for e in seen) else None
+
+        after = await eventually(refused, timeout=30)
+    later = [(e["type"], e["data"].get("reason")) for e in after[len(events) :] if e["type"] != "audit_checkpoint"]
+    assert later == [("command_rejected", "the execution is COMPLETED")]
+    assert [e["data"]["kind"] for e in after if e["type"] == "inbox_opened"] == ["acknowledge"]

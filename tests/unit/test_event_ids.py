@@ -22,6 +22,8 @@ PINNED: list[tuple[Callable[..., str], tuple[object, ...], str]] = [
     (event_ids.inbox_item, ("e1", "s1", "approval", 1), "e1-s1-approval-1"),
     (event_ids.inbox_opened, ("e1-s1-approval-1",), "e1-s1-approval-1:opened"),
     (event_ids.inbox_closed, ("e1-s1-approval-1",), "e1-s1-approval-1:closed"),
+    (event_ids.acknowledge_item, ("e1", "c9"), "e1-ack-c9"),
+    (event_ids.webhook_disabled, ("wh_1", "e1:x:RUNNING:1", 3), "webhook-disabled-fc07116fc133d52ded0facf2bb8800c4"),
     (event_ids.audit_checkpoint, ("e1", 42), "e1:audit:42"),
     (event_ids.offer, ("e1", "s1", 2), "e1:s1:2"),
     (event_ids.report, (KEY, "e1:s1:2", "agent-1", "started"), "e1:s1:2:started:68582dde7b21eb8c"),

@@ -50,7 +50,10 @@ ROLES: dict[str, tuple[str, str]] = {
         "agents (reports; each identity only with its own `<agent_id>`), ws_gateway (for HTTP agents)",
         "coordinator (`coordinator-events`), projector (`projector-events`)",
     ),
-    "COMMAND": ("CLI, ws_gateway", "coordinator (`coordinator-commands`)"),
+    "COMMAND": (
+        "CLI, ws_gateway; webhooks (`webhook_disabled` only, for a webhook it gave up on)",
+        "coordinator (`coordinator-commands`)",
+    ),
     "FENCE": (
         "the coordinator that takes the lease (one marker per term; its sequence is the epoch)",
         "nobody: the server checks each decision's `Nats-Expected-Last-Subject-Sequence` against it",

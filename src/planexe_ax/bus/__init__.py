@@ -48,6 +48,7 @@ from planexe_ax.bus.messages import (
     TaskReassigned,
     TaskState,
     TaskStatus,
+    WebhookDisabled,
     new_id,
     utcnow,
 )
@@ -118,6 +119,7 @@ __all__ = [
     "TaskReassigned",
     "TaskState",
     "TaskStatus",
+    "WebhookDisabled",
     "agent_permissions",
     "check_id",
     "check_token",

@@ -63,6 +63,11 @@ def inbox_closed(item_id: str) -> str:
     return f"{item_id}:closed"
 
 
+def acknowledge_item(execution_id: str, command_id: str) -> str:
+    """The id of the ``acknowledge`` inbox item a command (``webhook_disabled``) opens: one per command."""
+    return f"{execution_id}-ack-{command_id}"
+
+
 def audit_checkpoint(execution_id: str, up_to_seq: int) -> str:
     """``audit_checkpoint``: one per execution and stream sequence it signs up to."""
     return f"{execution_id}:audit:{up_to_seq}"
@@ -91,6 +96,17 @@ def report(key: bytes, offer_id: str, agent_id: str, kind: str) -> str:
     """
     tag = hmac.new(key, f"{offer_id}:{agent_id}:{kind}".encode(), hashlib.sha256).hexdigest()[:16]
     return f"{offer_id}:{kind}:{tag}"
+
+
+# -- commands sent by services -------------------------------------------------------------------------
+def webhook_disabled(webhook_id: str, event_id: str, attempt: int) -> str:
+    """The ``command_id`` of a ``webhook_disabled``: one per webhook, disabling event and attempt.
+
+    Sent again after a restart (the attempt was not recorded, so its number is the same), it is the same
+    command; a webhook enabled again that gives up on the same event later gives up on a later attempt.
+    """
+    digest = hashlib.sha256(f"{webhook_id}\n{event_id}\n{attempt}".encode()).hexdigest()[:32]
+    return f"webhook-disabled-{digest}"
 
 
 # -- dead letters --------------------------------------------------------------------------------------

@@ -187,12 +187,16 @@ class TaskReassigned(EventBase):
     by: str = ""
 
 
-InboxKind = Literal["human_task", "approval", "review", "escalation"]
-InboxAction = Literal["approve", "reject", "complete", "accept", "edit", "retry", "skip", "fail"]
+InboxKind = Literal["human_task", "approval", "review", "escalation", "acknowledge"]
+InboxAction = Literal["approve", "reject", "complete", "accept", "edit", "retry", "skip", "fail", "acknowledge"]
 
 
 class InboxOpened(EventBase):
-    """Work for a person: do a task, approve one, review a low-confidence result, or take an escalation."""
+    """Work for a person: do a task, approve one, review a low-confidence result, or take an escalation.
+
+    An ``acknowledge`` item only tells a person something (a webhook disabled): it belongs to the execution (no
+    task or subtask), may open after the execution ended, and its one answer, ``acknowledge``, changes nothing else.
+    """
 
     type: Literal["inbox_opened"] = "inbox_opened"
     item_id: str
@@ -434,6 +438,21 @@ class ResolveInbox(CommandBase):
     params: dict[str, Any] | None = Field(default=None, description="retry: new params for the subtask")
 
 
+class WebhookDisabled(CommandBase):
+    """The webhook delivery service gave up on ``webhook_id`` while delivering ``event_id`` of this execution.
+
+    The coordinator opens an ``acknowledge`` inbox item on the execution, ended or not, so a person is told.
+    ``command_id`` is derived from the webhook, the event and the attempt (``event_ids.webhook_disabled``): the
+    same give-up sent again (a restart) opens no second item.
+    """
+
+    type: Literal["webhook_disabled"] = "webhook_disabled"
+    issued_by: str = "webhooks"
+    webhook_id: str
+    url: str = Field(description="the webhook's URL as people may see it: scheme, host, port (a path may hold a token)")
+    event_id: str = Field(description="the event whose delivery was given up on")
+
+
 Command = Annotated[
     StartExecution
     | PauseExecution
@@ -443,7 +462,8 @@ Command = Annotated[
     | ResumeTask
     | CancelTask
     | Reassign
-    | ResolveInbox,
+    | ResolveInbox
+    | WebhookDisabled,
     Field(discriminator="type"),
 ]
 COMMAND_ADAPTER: TypeAdapter[Command] = TypeAdapter(Command)

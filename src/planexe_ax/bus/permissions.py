@@ -44,8 +44,10 @@ def role_permissions(role: str, subjects: Subjects) -> Permissions:
         "coordinator": ((s.all_decisions, s.all_tasks, s.all_direct, *leader, fence, *services), (inbox,)),
         # Projectors take turns writing one read model: the holder of its lease writes, the others stand by.
         "projector": ((projector_lease, *services), (inbox,)),
-        # The webhook delivery service reads events through its durable, as the projector does.
-        "webhooks": (services, (inbox,)),
+        # The webhook delivery service reads events through its durable, as the projector does, and tells a
+        # person of a webhook it disabled by a command to the coordinator (webhook_disabled), on the execution
+        # whose event it gave up on.
+        "webhooks": ((s.all_commands, *services), (inbox,)),
         # The notifier reads inbox_opened events (and the execution_created before them) and mails people.
         "notifier": ((JS_API, JS_ACK, JS_FLOW, s.dlq("notifier")), (inbox,)),
         # The gateway speaks for people (commands, plans) and for HTTP agents it has authenticated, whose

@@ -124,6 +124,7 @@ def _add_inbox_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         "retry": "try an escalated subtask again, a fresh round of attempts (--params JSON replaces its params)",
         "skip": "skip an escalated subtask: it counts as done for what depends on it and shows SKIPPED",
         "fail": "give up on an escalated subtask: its task and the execution fail",
+        "acknowledge": "say you have seen a notice (a webhook disabled); it changes nothing else",
     }
     for action, text in answers.items():
         answer = inbox.add_parser(action, help=text)

@@ -16,6 +16,7 @@ AUTO_ANSWERS: dict[str, InboxAction] = {
     "review": "accept",
     "human_task": "complete",
     "escalation": "fail",  # failed work is not pretended done: an unattended run ends FAILED, as it says
+    "acknowledge": "acknowledge",
 }
 AUTO_BY = "auto"
 AUTO_NOTE = "answered automatically (--people auto)"

@@ -30,10 +30,11 @@ from planexe_ax.bus.messages import (
     TaskReassigned,
     TaskState,
     TaskStatus,
+    WebhookDisabled,
 )
 from planexe_ax.bus.subjects import check_id
 from planexe_ax.coordinator.decide import decide
-from planexe_ax.coordinator.decider import Decider, dispatch, end
+from planexe_ax.coordinator.decider import NOTICES, Decider, dispatch, end
 from planexe_ax.coordinator.state import Agents, CoreConfig, Effect, Emit, ExecutionRun, apply
 from planexe_ax.errors import PlanValidationError
 from planexe_ax.plans.validation import validate_plan
@@ -150,6 +151,10 @@ class CoordinatorCore:
                 raise Rejected(f"unknown execution {command.execution_id}")
             if isinstance(command, PauseExecution | ResumeExecution | CancelExecution):
                 effects = self._control_execution(run, command, now)
+            elif isinstance(command, WebhookDisabled) or (
+                isinstance(command, ResolveInbox) and _answers_a_notice(run, command)
+            ):
+                effects = self._notice(run, command, now)  # taken on an ended execution too
             else:
                 if run.status in TERMINAL_EXECUTION:
                     raise Rejected(f"the execution is {run.status.value}")
@@ -175,6 +180,13 @@ class CoordinatorCore:
                 raise Rejected(f"cannot cancel a {run.status.value} execution")
             end(d, ExecutionStatus.CANCELLED, command.reason or f"cancelled by {command.issued_by}", command.command_id)
         return d.effects
+
+    def _notice(self, run: ExecutionRun, command: WebhookDisabled | ResolveInbox, now: datetime) -> list[Effect]:
+        """Open a notice (``acknowledge`` item) or take its answer; neither changes the execution otherwise."""
+        from planexe_ax.coordinator.inbox import resolve, webhook_disabled
+
+        d = Decider(run, now, self.config, self.agents)
+        return webhook_disabled(d, command) if isinstance(command, WebhookDisabled) else resolve(d, command)
 
     def _control_task(
         self, run: ExecutionRun, command: PauseTask | ResumeTask | CancelTask | Reassign | ResolveInbox, now: datetime
@@ -237,6 +249,12 @@ class CoordinatorCore:
         return Emit(CommandRejected(event_id=event_ids.command_rejected(command.execution_id, command.command_id),
                                     execution_id=command.execution_id, ts=now, command=command.type, reason=reason,
                                     causation_id=command.command_id))  # fmt: skip
+
+
+def _answers_a_notice(run: ExecutionRun, command: ResolveInbox) -> bool:
+    """Whether ``command`` answers an open ``acknowledge`` item of ``run`` (allowed after the execution ended)."""
+    item = run.inbox.get(command.item_id)
+    return item is not None and item.kind in NOTICES
 
 
 def _cancel_task(d: Decider, task_id: str, command: CancelTask) -> None:

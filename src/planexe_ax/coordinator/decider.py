@@ -37,7 +37,10 @@ ACTIONS: dict[str, list[InboxAction]] = {
     "approval": ["approve", "reject"],
     "review": ["accept", "edit", "reject"],
     "escalation": ["retry", "complete", "skip", "fail"],
+    "acknowledge": ["acknowledge"],
 }
+NOTICES = frozenset({"acknowledge"})
+"""Inbox kinds that only tell a person something: they hold nothing up and outlive the execution's end."""
 
 
 class Decider:
@@ -199,9 +202,13 @@ def escalate(d: Decider, sub: SubtaskRun, reason: str) -> None:
 
 
 def end(d: Decider, status: ExecutionStatus, reason: str, causation_id: str | None = None) -> None:
-    """Close every open item, subtask and task, then the execution (so readers see the execution last)."""
-    for item_id in list(d.run.inbox):
-        d.close_inbox(item_id, "cancelled", comment=reason)
+    """Close every open item, subtask and task, then the execution (so readers see the execution last).
+
+    A notice (an ``acknowledge`` item) stays open: a person still has to see it.
+    """
+    for item_id, item in list(d.run.inbox.items()):
+        if item.kind not in NOTICES:
+            d.close_inbox(item_id, "cancelled", comment=reason)
     failed_tasks = {s.task_id for s in d.run.subtasks.values() if s.status == TaskStatus.FAILED}
     for sub in d.run.subtasks.values():
         if sub.status not in TERMINAL_TASK:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from planexe_ax.bus.messages import ExecutionStatus, InboxOpened, ResolveInbox, TaskStatus
+from planexe_ax.bus import event_ids
+from planexe_ax.bus.messages import ExecutionStatus, InboxOpened, ResolveInbox, TaskStatus, WebhookDisabled
 from planexe_ax.coordinator.decider import ACTIONS, Decider, end, fail_attempt
 from planexe_ax.coordinator.state import Effect, SubtaskRun
 
@@ -34,12 +35,31 @@ def resolve(d: Decider, command: ResolveInbox) -> list[Effect]:
         raise Rejected("edit needs the corrected output")
     if command.params is not None and action != "retry":
         raise Rejected(f"params go with retry only, not with {command.action}")
-    if item.kind == "approval":
+    if item.kind == "acknowledge":  # a notice: seen, and nothing else changes
+        d.close_inbox(item.item_id, "acknowledged", command.issued_by, command.comment, causation_id=command.command_id)
+    elif item.kind == "approval":
         _approval(d, item, command)
     elif item.kind == "escalation":
         _escalation(d, item, command, d.run.subtasks[item.subtask_id or ""])
     else:
         _work(d, item, command, d.run.subtasks[item.subtask_id or ""])
+    return d.effects
+
+
+def webhook_disabled(d: Decider, command: WebhookDisabled) -> list[Effect]:
+    """Tell a person that a webhook was disabled: an ``acknowledge`` item on the execution, ended or not.
+
+    The item's id comes from the command's, so the same command delivered again opens nothing (its
+    ``inbox_opened`` was applied already, whether the item is still open or was acknowledged).
+    """
+    item_id = event_ids.acknowledge_item(d.run.execution_id, command.command_id)
+    opened_id = event_ids.inbox_opened(item_id)
+    if opened_id in d.run.applied:
+        return d.effects
+    details = {"webhook_id": command.webhook_id, "url": command.url, "event_id": command.event_id}
+    d.emit(InboxOpened(event_id=opened_id, item_id=item_id, execution_id=d.run.execution_id, ts=d.now,
+                       kind="acknowledge", title=f"Webhook {command.url} disabled", reason=command.reason,
+                       params=details, actions=ACTIONS["acknowledge"], causation_id=command.command_id))  # fmt: skip
     return d.effects
 
 

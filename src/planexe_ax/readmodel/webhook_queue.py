@@ -196,6 +196,13 @@ async def next_due_at(sessions: Sessions) -> datetime | None:
         )
 
 
+async def is_active(sessions: Sessions, webhook_id: str) -> bool:
+    """Whether the webhook exists and is active (not disabled, not deleted)."""
+    async with sessions() as session:
+        hook = await session.get(WebhookRow, webhook_id)
+    return hook is not None and hook.status == WEBHOOK_ACTIVE
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What one attempt gave and what follows: delivered, retry at ``retry_at``, or give up (``disable``)."""
@@ -231,7 +238,7 @@ async def record(sessions: Sessions, due_item: Due, outcome: Outcome) -> None:
         elif outcome.disable is not None:
             row.status = DELIVERY_FAILED
             hook = await session.get(WebhookRow, row.webhook_id)
-            if hook is not None:
+            if hook is not None and hook.status == WEBHOOK_ACTIVE:  # disabled already: its first reason stays
                 hook.status, hook.disabled_reason, hook.updated_at = WEBHOOK_DISABLED, outcome.disable, now
         else:
             row.next_attempt_at = outcome.retry_at or now

@@ -71,6 +71,13 @@ def span_attributes(item: Due) -> dict[str, str | int]:
     }
 
 
+def shown_url(url: str) -> str:
+    """The URL as people may see it (an inbox item, a mail): scheme, host and port; the path may hold a token."""
+    target = urlsplit(url)
+    shown = f"{target.scheme}://{target.netloc.rpartition('@')[2]}"
+    return shown + ("/…" if target.path.strip("/") or target.query else "")
+
+
 class Sender:
     """POSTs deliveries through one HTTP client whose connections pass the egress policy."""
 

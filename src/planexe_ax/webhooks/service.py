@@ -4,7 +4,9 @@ Two loops share the read model. The consumer turns each batch of events into ``w
 for the webhooks subscribed to them, commits them with its checkpoint, and only then acks: a kill -9 loses
 nothing. The dispatcher POSTs due deliveries, the earliest pending one of each (webhook, execution) at a
 time, so each receiver sees an execution's events in order; a failure is retried with exponential backoff
-until ``webhook_give_up_s``, then the delivery fails and its webhook is disabled with the reason.
+until ``webhook_give_up_s``, then the delivery fails and its webhook is disabled with the reason, and a
+``webhook_disabled`` command asks the coordinator to open an ``acknowledge`` inbox item on the execution of
+the event given up on, so a person is told.
 """
 
 from __future__ import annotations
@@ -15,14 +17,14 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from planexe_ax.bus import Bus, Msg, PullLoop, Subjects, decode_event
+from planexe_ax.bus import Bus, Msg, PullLoop, Subjects, WebhookDisabled, decode_event, event_ids
 from planexe_ax.bus.replay import resume_after
 from planexe_ax.config import Settings
 from planexe_ax.readmodel import webhook_queue as queue
 from planexe_ax.readmodel.db import make_engine, make_session_factory
 from planexe_ax.readmodel.events import event_item
 from planexe_ax.readmodel.migrate import upgrade
-from planexe_ax.webhooks.send import Sender
+from planexe_ax.webhooks.send import Sender, shown_url
 
 log = logging.getLogger(__name__)
 BATCH = 500
@@ -52,7 +54,10 @@ class WebhookService:
         self.sender = Sender(settings.fetch_allow, settings.webhook_timeout_s)
         self.plans: dict[str, str] = {}
         self.delivered = 0
+        self.told = 0
+        """webhook_disabled commands sent."""
         self._wake = asyncio.Event()
+        self._disabling = asyncio.Lock()
         self._loop = PullLoop(bus, bus.subjects.events_stream, durable, self._handle_batch, batch=BATCH)
 
     async def start(self) -> None:
@@ -138,9 +143,29 @@ class WebhookService:
                 self.delivered += 1
             else:
                 outcome = self._next_step(item, outcome)
-            await queue.record(self.sessions, item, outcome)
+            if outcome.disable is not None:
+                await self._disable(item, outcome)
+            else:
+                await queue.record(self.sessions, item, outcome)
             if not outcome.delivered:
                 return
+
+    async def _disable(self, item: queue.Due, outcome: queue.Outcome) -> None:
+        """Tell a person, then record the give-up (which disables the webhook).
+
+        The command goes first: a crash before the record gives up on the same attempt again after the
+        restart, and the same command is de-duplicated. Runs of other executions that give up on the same
+        webhook at the same moment wait here and find it disabled: one person is told once.
+        """
+        async with self._disabling:
+            if await queue.is_active(self.sessions, item.webhook_id):
+                command_id = event_ids.webhook_disabled(item.webhook_id, item.event_id, item.attempts + 1)
+                await self.bus.send_command(
+                    WebhookDisabled(command_id=command_id, execution_id=item.execution_id, webhook_id=item.webhook_id,
+                                    url=shown_url(item.url), event_id=item.event_id, reason=outcome.disable or "")
+                )  # fmt: skip
+                self.told += 1
+            await queue.record(self.sessions, item, outcome)
 
     def _next_step(self, item: queue.Due, outcome: queue.Outcome) -> queue.Outcome:
         now = datetime.now(UTC)

@@ -91,7 +91,8 @@ class Answer(BaseModel):
 
     action: InboxAction = Field(
         description="as the item offers: approve or reject an approval; complete or reject a human task; accept,"
-        " edit or reject a result under review; retry, complete, skip or fail an escalation"
+        " edit or reject a result under review; retry, complete, skip or fail an escalation; acknowledge a notice"
+        " (a webhook disabled), also after its execution ended"
     )
     comment: str = ""
     output: dict[str, Any] | None = Field(default=None, description="complete/edit: the result to record")

@@ -11,6 +11,7 @@ const HINTS = {
   skip: "skip it: what depends on it goes on, and it shows SKIPPED",
   fail: "give up: its task and the execution fail",
   complete: "done by hand: record the result below",
+  acknowledge: "seen: closes the notice and changes nothing else",
 };
 const SYNC_WAITS_MS = [0, 100, 200, 400, 800, 1600, 3200];
 
@@ -113,7 +114,7 @@ export class Inbox {
         {
           type: "button",
           class: `btn ${DANGER.has(action) ? "danger" : ""}`,
-          title: item.kind === "escalation" ? HINTS[action] || "" : "",
+          title: item.kind === "escalation" || item.kind === "acknowledge" ? HINTS[action] || "" : "",
           dataset: { testid: "inbox-answer", action },
           onclick: (ev) => this.answer(ev.currentTarget, item, action, comment.value, output, params),
         },
@@ -124,7 +125,13 @@ export class Inbox {
       "li",
       { class: "inbox-item", dataset: { testid: "inbox-item", itemId: item.item_id } },
       h("div", {}, h("span", { class: "chip" }, item.kind), " ", h("strong", {}, item.title || item.item_id)),
-      h("div", { class: "muted" }, [item.task_id, item.subtask_id].filter(Boolean).join(" / "), " · opened ", ago(item.opened_at)),
+      h(
+        "div",
+        { class: "muted" },
+        [item.task_id, item.subtask_id].filter(Boolean).join(" / ") || "the execution",
+        " · opened ",
+        ago(item.opened_at),
+      ),
       item.reason ? h("div", { class: "reason" }, item.reason) : null,
       item.action ? h("div", { class: "muted" }, `action: ${item.action}`) : null,
       item.confidence !== null && item.confidence !== undefined

@@ -97,8 +97,9 @@ class Settings(BaseSettings):
     leader_ttl_s: float = Field(
         default=3.0,
         gt=0,
-        description="The coordinator's leadership lease, and the projector's: a holder that has not renewed it "
-        "this long is replaced by a standby (the take-over time after a crash is about this).",
+        description="The coordinator's leadership lease, and the projector's and the webhook delivery service's: a "
+        "holder that has not renewed it this long is replaced by a standby (the take-over time after a crash is "
+        "about this).",
     )
     default_max_attempts: int = Field(default=3, ge=1, description="Attempts of a subtask unless the plan says.")
     backoff_initial_s: float = Field(default=1.0, ge=0, description="Delay before the 2nd attempt of a subtask.")

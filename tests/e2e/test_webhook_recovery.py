@@ -1,4 +1,5 @@
-"""kill -9 of the webhook delivery service mid-run loses nothing: a new process delivers the rest, in order.
+"""kill -9 of the webhook delivery service mid-run loses nothing: a new process delivers the rest, in order, and
+so does a standby that was running beside it, without a second sender while the first one lived.
 
 The kill may land between the headers and the body of a POST (httpx writes them separately): the receiver
 then sees a request cut short, which is no delivery and no bad signature; the next process sends it whole.
@@ -15,10 +16,12 @@ from pathlib import Path
 import pytest
 
 from planexe_ax.config import Settings
+from planexe_ax.webhooks.service import PARALLEL
 from tests.helpers.eventually import eventually
 from tests.helpers.gateway import Stack, example_document, running_stack
 from tests.helpers.processes import Service
 from tests.helpers.webhook_receiver import Receiver
+from tests.integration.test_webhooks import all_events, deliveries
 
 pytestmark = [pytest.mark.slow, pytest.mark.nats, pytest.mark.postgres]
 READY = "webhook delivery started"
@@ -91,6 +94,63 @@ async def test_kill_9_of_the_delivery_service_loses_no_event(stack: Stack, tmp_p
     assert killed_at < len(ids), "the kill came before the end of the run"
     assert receiver.bad == [], "every whole request verified"
     assert set(receiver.received) == set(ids)
+    for execution_id in executions:
+        seqs = [receiver.received[i]["seq"] for i in receiver.arrival
+                if receiver.received[i]["data"]["execution_id"] == execution_id]  # fmt: skip
+        assert seqs == sorted(seqs)
+
+
+async def start_two(stack: Stack) -> list[str]:
+    assert (await stack.client.post("/api/plans", json=example_document())).status_code in (200, 201)
+    executions = []
+    for _ in range(2):
+        answer = await stack.client.post("/api/executions", json={"plan_id": example_document()["plan_id"]})
+        executions.append(answer.json()["execution_id"])
+    return executions
+
+
+async def test_a_standby_delivery_service_takes_over_from_a_killed_one(stack: Stack, tmp_path: Path) -> None:
+    receiver = Receiver().start()
+    leader = await started(stack, tmp_path / "webhooks-a.log")
+    standby = await started(stack, tmp_path / "webhooks-b.log")
+    try:
+        assert '"leading": true' in leader.log.read_text()
+        assert '"leading": false' in standby.log.read_text()
+        hook = (await stack.client.post("/api/webhooks", json={"url": receiver.url})).json()
+        receiver.secret = hook["secret"]
+        executions = await start_two(stack)
+
+        async def some_arrived() -> bool:
+            return len(receiver.received) >= 20
+
+        await eventually(some_arrived, timeout=30)
+        assert receiver.duplicates == 0, "one sender while the leader lives"
+        leader.kill()
+        killed_at = len(receiver.received)
+        await asyncio.to_thread(standby.wait_for, '"msg": "leading"', 30)
+
+        async def everything_arrived() -> list[dict[str, object]] | None:
+            events = []
+            for execution_id in executions:
+                if (await stack.client.get(f"/api/executions/{execution_id}")).json()["status"] != "COMPLETED":
+                    return None
+                events += await all_events(stack, execution_id)
+            return events if {e["event_id"] for e in events} <= set(receiver.received) else None
+
+        events = await eventually(everything_arrived, timeout=90)
+        log = await deliveries(stack, hook["webhook_id"])
+    finally:
+        assert standby.terminate() == 0
+        receiver.stop()
+
+    ids = [e["event_id"] for e in events]
+    assert killed_at < len(ids), "the kill came before the end of the run"
+    assert receiver.bad == [], "every whole request verified"
+    assert set(receiver.received) == set(ids), "each webhook-id once after the receiver's de-duplication"
+    assert sorted(d["event_id"] for d in log) == sorted(ids), "one delivery per event in the log"
+    assert {d["status"] for d in log} == {"delivered"}
+    # At least once: only what the killed leader had sent and not recorded may come twice.
+    assert receiver.duplicates <= PARALLEL
     for execution_id in executions:
         seqs = [receiver.received[i]["seq"] for i in receiver.arrival
                 if receiver.received[i]["data"]["execution_id"] == execution_id]  # fmt: skip

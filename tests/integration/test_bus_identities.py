@@ -151,21 +151,32 @@ async def test_only_the_coordinator_publishes_decisions(
     assert await nothing_stored(bus, subject)
 
 
-@pytest.mark.parametrize("role", ["coordinator", "webhooks", "gateway", "builtin-agents"])
-async def test_only_projectors_touch_the_projector_lease(role: str, bus: Bus, nats_url: str, nats_auth: Path) -> None:
+SERVICE_LEASES = {
+    "projector": Subjects.projector_lease(Subjects.PROJECTOR_EVENTS),
+    "webhooks": Subjects.webhooks_lease(Subjects.WEBHOOK_EVENTS),
+}
+OTHERS = ("coordinator", "projector", "webhooks", "gateway", "builtin-agents")
+
+
+@pytest.mark.parametrize(
+    ("owner", "role"), [(owner, role) for owner in SERVICE_LEASES for role in OTHERS if role != owner]
+)
+async def test_only_its_service_touches_a_service_lease(
+    owner: str, role: str, bus: Bus, nats_url: str, nats_auth: Path
+) -> None:
     leases = f"$KV.{bus.subjects.leases_bucket}"
-    theirs = f"{leases}.{Subjects.projector_lease(Subjects.PROJECTOR_EVENTS)}"
+    theirs = f"{leases}.{SERVICE_LEASES[owner]}"
     identities = Identities.load(nats_auth)
     async with client(nats_url, identities.role_creds(role, bus.subjects)) as other:
         with pytest.raises(nats.errors.TimeoutError):
             await other.nc.jetstream().publish(theirs, b"other", timeout=1)
         await other.refused(theirs)
-    async with client(nats_url, identities.role_creds("projector", bus.subjects)) as projector:
-        await projector.nc.jetstream().publish(theirs, b"projector", timeout=5)
-        await projector.nc.publish(f"{leases}.coordinator", b"projector")  # and not the coordinator's
-        await projector.refused(f"{leases}.coordinator")
+    async with client(nats_url, identities.role_creds(owner, bus.subjects)) as service:
+        await service.nc.jetstream().publish(theirs, owner.encode(), timeout=5)
+        await service.nc.publish(f"{leases}.coordinator", owner.encode())  # and not the coordinator's
+        await service.refused(f"{leases}.coordinator")
     kv = await bus.js.key_value(bus.subjects.leases_bucket)
-    assert (await kv.get(Subjects.projector_lease(Subjects.PROJECTOR_EVENTS))).value == b"projector"
+    assert (await kv.get(SERVICE_LEASES[owner])).value == owner.encode()
 
 
 @pytest.mark.parametrize("role", ["projector", "builtin-agents", "notifier"])

@@ -254,8 +254,10 @@ def render_consumers(topo: Topology, settings: Settings) -> list[str]:
 BUCKET_ROLES: dict[str, tuple[str, str]] = {
     "ax-leases": (
         "coordinators: `create` to take key `coordinator`, `update(last=revision)` to renew it; projectors "
-        "likewise key `projector.<durable>` (one writer per read model)",
-        "coordinators and projectors standing by (they try `create` until the holder's entry expires)",
+        "likewise key `projector.<durable>` (one writer per read model), webhook delivery services key "
+        "`webhooks.<durable>` (one sender per durable)",
+        "coordinators, projectors and webhook delivery services standing by (they try `create` until the "
+        "holder's entry expires)",
     ),
     "ax-agents": (
         "agents (SDK): their `AgentCard`, rewritten every heartbeat; ws_gateway for HTTP agents",

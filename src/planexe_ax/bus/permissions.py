@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from planexe_ax.bus.jwt import Permissions
-from planexe_ax.bus.subjects import PROJECTOR_LEASES, Subjects, check_id, check_token
+from planexe_ax.bus.subjects import PROJECTOR_LEASES, WEBHOOK_LEASES, Subjects, check_id, check_token
 
 JS_API = "$JS.API.>"
 JS_ACK = "$JS.ACK.>"
@@ -35,19 +35,20 @@ def role_permissions(role: str, subjects: Subjects) -> Permissions:
     plans, agents = f"$KV.{s.plans_bucket}.>", f"$KV.{s.agents_bucket}.>"
     objects = s.plan_objects  # a start too large for a message puts its plan here first
     services = (JS_API, JS_ACK, JS_FLOW, s.all_dlq)
-    # Each role touches only its own keys of the leases bucket: the coordinator's, the projectors'.
+    # Each role touches only its own keys of the leases bucket: the coordinator's, the projectors', the webhooks'.
     leases = f"$KV.{s.leases_bucket}"
     leader, fence = (f"{leases}.coordinator", f"{leases}.coordinator.>"), s.fence("coordinator")
     projector_lease = f"{leases}.{PROJECTOR_LEASES}.>"
+    webhooks_lease = f"{leases}.{WEBHOOK_LEASES}.>"
     http_leases = f"$KV.{s.http_leases_bucket}.>"
     table: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         "coordinator": ((s.all_decisions, s.all_tasks, s.all_direct, *leader, fence, *services), (inbox,)),
         # Projectors take turns writing one read model: the holder of its lease writes, the others stand by.
         "projector": ((projector_lease, *services), (inbox,)),
-        # The webhook delivery service reads events through its durable, as the projector does, and tells a
-        # person of a webhook it disabled by a command to the coordinator (webhook_disabled), on the execution
-        # whose event it gave up on.
-        "webhooks": ((s.all_commands, *services), (inbox,)),
+        # The webhook delivery service reads events through its durable, as the projector does, one service at a
+        # time (the holder of its lease), and tells a person of a webhook it disabled by a command to the
+        # coordinator (webhook_disabled), on the execution whose event it gave up on.
+        "webhooks": ((webhooks_lease, s.all_commands, *services), (inbox,)),
         # The notifier reads inbox_opened events (and the execution_created before them) and mails people.
         "notifier": ((JS_API, JS_ACK, JS_FLOW, s.dlq("notifier")), (inbox,)),
         # The gateway speaks for people (commands, plans) and for HTTP agents it has authenticated, whose

@@ -24,6 +24,8 @@ FENCE = "ax.fence.{role}"
 
 PROJECTOR_LEASES = "projector"
 """Projectors' keys in the leases bucket start with this token (one key per durable, i.e. per read model)."""
+WEBHOOK_LEASES = "webhooks"
+"""Webhook delivery services' keys in the leases bucket start with this token (one key per durable)."""
 
 
 def check_id(value: str, what: str = "id") -> str:
@@ -209,6 +211,11 @@ class Subjects:
     def projector_lease(durable: str) -> str:
         """The key of the leases bucket held by the one projector that writes through ``durable``."""
         return f"{PROJECTOR_LEASES}.{check_id(durable, 'durable name')}"
+
+    @staticmethod
+    def webhooks_lease(durable: str) -> str:
+        """The key of the leases bucket held by the one webhook delivery service that consumes ``durable``."""
+        return f"{WEBHOOK_LEASES}.{check_id(durable, 'durable name')}"
 
     @property
     def http_leases_bucket(self) -> str:

@@ -7,6 +7,11 @@ time, so each receiver sees an execution's events in order; a failure is retried
 until ``webhook_give_up_s``, then the delivery fails and its webhook is disabled with the reason, and a
 ``webhook_disabled`` command asks the coordinator to open an ``acknowledge`` inbox item on the execution of
 the event given up on, so a person is told.
+
+Any number of services may run on one read model: the holder of key ``webhooks.<durable>`` in the leases
+bucket consumes and delivers, the others stand by and take over when it stops renewing (as projectors do).
+A take-over starts from the checkpoint stored with the deliveries; a POST the old holder had in flight and
+not recorded is sent again (at least once: receivers de-duplicate on ``webhook-id``).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from planexe_ax.bus import Bus, Msg, PullLoop, Subjects, WebhookDisabled, decode_event, event_ids
+from planexe_ax.bus.leader import HoldsLease, LeaderLease, Terms, default_holder
 from planexe_ax.bus.replay import resume_after
 from planexe_ax.config import Settings
 from planexe_ax.readmodel import webhook_queue as queue
@@ -36,16 +42,26 @@ def retry_delay_s(settings: Settings, attempts: int) -> float:
     return float(min(settings.webhook_backoff_initial_s * 2 ** (attempts - 1), settings.webhook_backoff_max_s))
 
 
-class WebhookService:
+class WebhookService(HoldsLease):
     """Deliver every event to the webhooks subscribed to it; see the module docstring.
 
     Args:
         bus: A connected bus.
         settings: Backoff, give-up, timeout and egress settings.
         durable: The durable consumer on AX_EVENTS (it must exist; the topology creates the default).
+        lease: Deliver only while holding the lease ``webhooks.<durable>`` (False: as if alone).
+        holder: The name stored in the lease; default host, process id and a random suffix.
     """
 
-    def __init__(self, bus: Bus, settings: Settings, durable: str = Subjects.WEBHOOK_EVENTS) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        settings: Settings,
+        durable: str = Subjects.WEBHOOK_EVENTS,
+        *,
+        lease: bool = True,
+        holder: str | None = None,
+    ) -> None:
         self.bus = bus
         self.settings = settings
         self.durable = durable
@@ -59,24 +75,33 @@ class WebhookService:
         self._wake = asyncio.Event()
         self._disabling = asyncio.Lock()
         self._loop = PullLoop(bus, bus.subjects.events_stream, durable, self._handle_batch, batch=BATCH)
+        key = LeaderLease(bus, Subjects.webhooks_lease(durable), holder or default_holder()) if lease else None
+        self._lead = Terms(key, self._position, f"webhooks {durable}")
+        self._started = False
 
     async def start(self) -> None:
-        """Migrate the read model and put the consumer just after the last event this service stored."""
+        """Migrate the read model; then deliver at once when no other service does, else stand by."""
         await upgrade(self.settings.effective_database_url)
+        self._started = True
+        leading = await self._lead.try_lead()
+        log.info("webhook delivery started", extra={"durable": self.durable, "leading": leading})
+
+    async def _position(self) -> None:
+        """Put the consumer just after the last event stored as owed: the read model's checkpoint is the position."""
         await resume_after(self.bus, self.durable, await queue.checkpoint(self.sessions, self.durable))
-        log.info("webhook delivery started", extra={"durable": self.durable})
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume and deliver until ``stop`` is set."""
+        """Consume and deliver while holding the lease, standing by otherwise, until ``stop`` is set."""
+        if not self._started:
+            await self.start()
         try:
-            async with asyncio.TaskGroup() as group:
-                group.create_task(self._loop.run(stop))
-                group.create_task(self._dispatch(stop))
+            await self._lead.run(stop, lambda ended: [self._loop.run(ended), self._dispatch(ended)])
         finally:
             await self.close()
 
     async def close(self) -> None:
-        """Close the HTTP client and the read model; safe to call twice."""
+        """Give up the lease, close the HTTP client and the read model; safe to call twice."""
+        await self._lead.step_down()
         await self.sender.close()
         await self.engine.dispose()
 

@@ -19,7 +19,7 @@ def recipients(configured: dict[str, list[str]], plan_notify: Any, kind: str) ->
     Args:
         configured: PLANEXE_NOTIFY_TO: inbox kind or ``*`` -> addresses.
         plan_notify: The plan's ``metadata.notify``: the same mapping, or a list of addresses for every kind.
-        kind: approval, review, escalation or human_task.
+        kind: approval, review, escalation, human_task or acknowledge.
     """
     found: list[str] = []
     plan_map = {EVERY_KIND: plan_notify} if isinstance(plan_notify, list) else plan_notify

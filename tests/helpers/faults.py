@@ -662,7 +662,7 @@ async def run_scenario(
             waited = await cluster.cli("exec", "wait", execution_id, "--timeout", "100")
             if waited.returncode != 0:
                 raise AssertionError(
-                    f"exec wait exited {waited.returncode} ({waited.stderr[-600:]}); "
+                    f"exec wait exited {waited.returncode} ({waited.stderr[-3000:]}); "
                     f"{await stall_report(bus, execution_id)}"
                 )
             lap("exec_wait")

@@ -118,12 +118,25 @@ def test_start_to_close_timeout_uses_the_subtask_timeout() -> None:
     assert offers(effects) == ["a_s0"]
 
 
-def test_an_agent_going_offline_times_out_its_attempt() -> None:
-    engine, _ = engine_for(make_plan({"a": 1}), backoff_initial_s=0)
+def test_an_agent_going_offline_times_out_its_attempt_a_ttl_after_it_started() -> None:
+    engine, _ = engine_for(make_plan({"a": 1}), backoff_initial_s=0, agent_ttl_s=10)
     engine.on_event(started(X, "a_s0"), at(1))  # agent-1 has it
     effects = engine.set_agents({"agent-2": frozenset({"echo"})}, at(2))
+    assert emitted(effects) == [], "the start showed agent-1 alive a second ago"
+    assert at(11) in [e.at for e in effects if isinstance(e, WakeAt)]
+    assert emitted(engine.tick(X, at(10.5))) == []
+    effects = engine.tick(X, at(11))
     assert "heartbeat timeout: agent agent-1 went offline" in reasons(effects)
     assert [e.offer.attempt for e in effects if isinstance(e, Offer)] == [2]
+
+
+def test_a_result_from_an_agent_the_directory_lost_a_moment_ago_counts() -> None:
+    """Every heartbeat is kept out while the bus elects the agents bucket's leader; the reports get in."""
+    engine, _ = engine_for(make_plan({"a": 1}), backoff_initial_s=0, agent_ttl_s=10)
+    engine.on_event(started(X, "a_s0"), at(1))
+    engine.set_agents({}, at(2))
+    engine.on_event(result(X, "a_s0"), at(3))
+    assert engine.runs[X].subtasks["a_s0"].status == TaskStatus.COMPLETED
 
 
 def test_no_agent_with_the_capability_goes_to_a_person_after_the_grace() -> None:

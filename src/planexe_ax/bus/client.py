@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from planexe_ax.bus import (
     TERMINAL_EXECUTION,
     AgentCard,
+    Backoff,
     Bus,
     CancelExecution,
     CancelTask,
@@ -31,11 +32,15 @@ from planexe_ax.bus import (
     decode_event,
     new_id,
 )
+from planexe_ax.bus.errors import TIMEOUTS, BusClosed, BusError
 from planexe_ax.bus.messages import CommandBase
 from planexe_ax.bus.replay import ExecutionEvents, StoredEvent, execution_events
 from planexe_ax.bus.tracing import start_span
 
 log = logging.getLogger(__name__)
+PASSING: tuple[type[Exception], ...] = (BusError, *TIMEOUTS)
+REOPEN_QUIET_S = 10.0
+"""How long :func:`follow` waits without an event before it opens its consumer afresh."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,9 @@ async def follow(
 ) -> Outcome:
     """Read the execution's events from its first until it ends.
 
+    A consumer that cannot be made (the stream electing a leader, its node away) is made again after a
+    short wait; one silent for ``REOPEN_QUIET_S`` is made afresh after the last event read.
+
     Args:
         bus: The connection.
         execution_id: The execution to follow.
@@ -103,25 +111,40 @@ async def follow(
         TimeoutError: when the execution has not ended within ``timeout_s``.
     """
     last_seq = skipped = 0
+    retry, never = Backoff(0.1, 2.0), asyncio.Event()
     async with asyncio.timeout(timeout_s):
         while True:
             since = bus.reconnected_at
-            async with execution_events(bus, execution_id, last_seq) as events:
-                while bus.reconnected_at == since:  # a server restart loses the consumer: start again after it
-                    stored = await events.next(timeout_s=1.0)
-                    if stored is None or stored.seq <= last_seq:
-                        continue
-                    last_seq = stored.seq
-                    event = decoded(stored)
-                    if event is None:
-                        skipped += 1
-                        continue
-                    if on_event:
-                        on_event(event)
-                    if isinstance(event, ExecutionState) and event.status in TERMINAL_EXECUTION:
-                        return Outcome(event.status, stored.seq, event.reason, skipped)
-                    if isinstance(event, CommandRejected) and event.command == "start":
-                        return Outcome(None, stored.seq, event.reason, skipped)
+            try:
+                async with execution_events(bus, execution_id, last_seq) as events:
+                    quiet_s = 0.0
+                    while bus.reconnected_at == since:  # a server restart loses the consumer: start again after it
+                        stored = await events.next(timeout_s=1.0)
+                        if stored is None:
+                            quiet_s += 1.0
+                            if quiet_s >= REOPEN_QUIET_S:
+                                break  # an ordered consumer whose reset failed (its stream changed leader) is silent
+                            continue
+                        quiet_s = 0.0
+                        retry.reset()
+                        if stored.seq <= last_seq:
+                            continue
+                        last_seq = stored.seq
+                        event = decoded(stored)
+                        if event is None:
+                            skipped += 1
+                            continue
+                        if on_event:
+                            on_event(event)
+                        if isinstance(event, ExecutionState) and event.status in TERMINAL_EXECUTION:
+                            return Outcome(event.status, stored.seq, event.reason, skipped)
+                        if isinstance(event, CommandRejected) and event.command == "start":
+                            return Outcome(None, stored.seq, event.reason, skipped)
+            except BusClosed:
+                raise
+            except PASSING as exc:  # the stream electing a leader, a node away: open again
+                log.warning("following the execution failed; opening again", extra={"error": repr(exc)})
+                await retry.wait(never)
 
 
 async def first_event(

@@ -369,19 +369,29 @@ class Bus:
         values are done or nothing changed within ``poll_s`` (a tick for time-based checks). A watch does
         not survive a server restart, so after a reconnect the bucket is read afresh.
         """
-        watcher, since = await kv.watchall(), self.reconnected_at
+        watcher: Any = None
+        since, wait_s = self.reconnected_at, 0.1
         try:
             while not stop.is_set():
-                if self.reconnected_at != since:
-                    await watcher.stop()  # type: ignore[no-untyped-call]  # untyped in nats-py
-                    watcher, since = await kv.watchall(), self.reconnected_at
+                if watcher is None or self.reconnected_at != since:
+                    await _stop_watch(watcher)
+                    watcher, since = None, self.reconnected_at
+                    try:
+                        watcher = await kv.watchall()
+                    except (nats.errors.Error, TimeoutError) as exc:  # the bucket's stream electing a leader: again
+                        log.warning("watch failed; trying again", extra={"error": repr(exc)})
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(stop.wait(), wait_s)
+                        wait_s = min(wait_s * 2, 5.0)
+                        continue
+                    wait_s = 0.1
                 try:
-                    entry = await watcher.updates(timeout=poll_s)  # type: ignore[no-untyped-call]  # untyped in nats-py
+                    entry = await watcher.updates(timeout=poll_s)
                 except TimeoutError:  # nats' TimeoutError subclasses it: nothing new in poll_s
                     entry = None
                 yield None if entry is None else KvEntry.of(entry)
         finally:
-            await watcher.stop()  # type: ignore[no-untyped-call]  # untyped in nats-py
+            await _stop_watch(watcher)
 
     async def close(self) -> None:
         """Flush what was published and close; safe to call twice.
@@ -511,3 +521,10 @@ async def connect(settings: Settings, url: str, name: str, provision: bool = Tru
         await ensure_topology(js, subjects, settings)
     made.append(Bus(nc=nc, js=js, subjects=subjects, settings=settings))
     return made[0]
+
+
+async def _stop_watch(watcher: Any) -> None:
+    """Stop a KV watch; one whose subscription went with a lost connection is gone already."""
+    if watcher is not None:
+        with contextlib.suppress(nats.errors.Error):
+            await watcher.stop()

@@ -128,8 +128,13 @@ def _check_time(d: Decider, sub: SubtaskRun) -> None:
             return
         d.wake_at(due)
     if sub.status == TaskStatus.RUNNING and d.offline(sub.agent_id):
-        fail_attempt(d, sub, f"heartbeat timeout: agent {sub.agent_id} went offline")
-        return
+        # Starting the attempt showed the agent alive then: it is gone once silent for a TTL after that (a
+        # bus electing the agents bucket's leader keeps every heartbeat out for a while; its reports get in).
+        due = (sub.started_at or now) + timedelta(seconds=config.agent_ttl_s)
+        if now >= due:
+            fail_attempt(d, sub, f"heartbeat timeout: agent {sub.agent_id} went offline")
+            return
+        d.wake_at(due)
     if sub.status == TaskStatus.RUNNING and sub.started_at is not None:
         hours = d.run.graph.subtasks[sub.subtask_id].timeout_hours
         limit = hours * 3600 if hours else config.start_to_close_s

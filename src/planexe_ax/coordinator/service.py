@@ -57,6 +57,7 @@ def core_config(settings: Settings) -> CoreConfig:
         schedule_to_start_s=settings.schedule_to_start_s,
         start_to_close_s=settings.start_to_close_s,
         no_agent_grace_s=settings.no_agent_grace_s,
+        agent_ttl_s=settings.agent_ttl_s,
         blocked_max_wait_s=settings.blocked_max_wait_s,
         review_threshold=settings.review_threshold,
         approval_actions=frozenset(settings.approval_actions),

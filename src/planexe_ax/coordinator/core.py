@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from planexe_ax.bus import event_ids
 from planexe_ax.bus.messages import (
@@ -34,8 +34,8 @@ from planexe_ax.bus.messages import (
 )
 from planexe_ax.bus.subjects import check_id
 from planexe_ax.coordinator.decide import decide
-from planexe_ax.coordinator.decider import NOTICES, Decider, dispatch, end
-from planexe_ax.coordinator.state import Agents, CoreConfig, Effect, Emit, ExecutionRun, apply
+from planexe_ax.coordinator.decider import NOTICES, Decider, dispatch, end, offer_of
+from planexe_ax.coordinator.state import Agents, CoreConfig, Effect, Emit, ExecutionRun, Offer, apply
 from planexe_ax.errors import PlanValidationError
 from planexe_ax.plans.validation import validate_plan
 
@@ -134,6 +134,22 @@ class CoordinatorCore:
         """Re-decide every open execution."""
         return [
             e for xid, run in self.runs.items() if run.status not in TERMINAL_EXECUTION for e in self.tick(xid, now)
+        ]
+
+    def reoffers(self, now: datetime) -> list[Effect]:
+        """The offers of the open executions' DISPATCHED subtasks, as they were first sent.
+
+        Only those dispatched within ``duplicate_window_s``, which the stream's de-duplication still knows:
+        sending them again stores only those that never were (a coordinator that stopped between a
+        DISPATCHED and its offer).
+        """
+        since = now - timedelta(seconds=self.config.duplicate_window_s)
+        return [
+            Offer(offer_of(run, sub, sub.attempt, sub.dispatched_at), sub.agent_id)
+            for run in self.runs.values()
+            if run.status not in TERMINAL_EXECUTION
+            for sub in run.subtasks.values()
+            if sub.status == TaskStatus.DISPATCHED and sub.dispatched_at is not None and sub.dispatched_at > since
         ]
 
     def set_agents(self, agents: Agents, now: datetime) -> list[Effect]:

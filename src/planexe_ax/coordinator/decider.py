@@ -221,14 +221,19 @@ def end(d: Decider, status: ExecutionStatus, reason: str, causation_id: str | No
 
 
 # ------------------------------------------------------------------------------------------------ dispatch
+def offer_of(run: ExecutionRun, sub: SubtaskRun, attempt: int, issued_at: datetime) -> TaskOffer:
+    """The offer of ``attempt`` of ``sub`` (the same for the same arguments: its id is its attempt's)."""
+    spec = run.graph.subtasks[sub.subtask_id]
+    return TaskOffer(execution_id=run.execution_id, plan_id=run.plan.plan_id, task_id=sub.task_id,
+                     subtask_id=sub.subtask_id, attempt=attempt, action=sub.action, params=params_of(run, sub),
+                     task_title=run.graph.tasks[sub.task_id].title, description=spec.description,
+                     issued_at=issued_at)  # fmt: skip
+
+
 def dispatch(d: Decider, sub: SubtaskRun, agent_id: str | None = None, reason: str = "") -> None:
     """Offer the next attempt of ``sub``; the offer is published before its DISPATCHED event."""
     run = d.run
-    spec = run.graph.subtasks[sub.subtask_id]
     pinned = agent_id or run.tasks[sub.task_id].pin or run.pins.get(sub.task_id) or run.pins.get(sub.action)
-    offer = TaskOffer(execution_id=run.execution_id, plan_id=run.plan.plan_id, task_id=sub.task_id,
-                      subtask_id=sub.subtask_id, attempt=sub.attempt + 1, action=sub.action, params=params_of(run, sub),
-                      task_title=run.graph.tasks[sub.task_id].title, description=spec.description,
-                      issued_at=d.now)  # fmt: skip
+    offer = offer_of(run, sub, sub.attempt + 1, d.now)
     d.effects.append(Offer(offer, pinned))
     d.set_subtask(sub, TaskStatus.DISPATCHED, attempt=offer.attempt, agent_id=pinned, reason=reason)

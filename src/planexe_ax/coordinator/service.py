@@ -58,6 +58,7 @@ def core_config(settings: Settings) -> CoreConfig:
         start_to_close_s=settings.start_to_close_s,
         no_agent_grace_s=settings.no_agent_grace_s,
         agent_ttl_s=settings.agent_ttl_s,
+        duplicate_window_s=settings.duplicate_window_s,
         blocked_max_wait_s=settings.blocked_max_wait_s,
         review_threshold=settings.review_threshold,
         approval_actions=frozenset(settings.approval_actions),
@@ -97,7 +98,9 @@ class Coordinator:
         after its ack floor (its own last decisions, the reports they answered) are state too, and deciding
         on a state without them takes decisions that contradict them (a subtask COMPLETED in the stream
         sent to RETRY_WAIT again because its agent's heartbeat lapsed meanwhile). Reports folded by the
-        rebuild and not decided on yet are taken by the decision round that follows it.
+        rebuild and not decided on yet are taken by the decision round that follows it, and the offers of
+        subtasks DISPATCHED within the duplicate window are sent again (the stream drops the copy of one
+        stored; one the previous coordinator could not store before it stopped reaches an agent now).
         """
         last = await self._rebuild()
         if last:
@@ -105,7 +108,8 @@ class Coordinator:
             # unacked would otherwise come back after ack_wait, behind newer events.
             await resume_after(self.bus, Subjects.COORDINATOR_EVENTS, last)
         async with self._lock:
-            await self._carry_out(self.engine.tick_all(_now()), "decide on start")
+            now = _now()
+            await self._carry_out(self.engine.reoffers(now) + self.engine.tick_all(now), "decide on start")
         extra = {"rebuilt_events": self.rebuilt_events, "executions": len(self.engine.runs)}
         log.info("coordinator ready", extra=extra)
 

@@ -56,6 +56,7 @@ class CoreConfig:
     start_to_close_s: float = 3600.0
     no_agent_grace_s: float = 30.0
     agent_ttl_s: float = 15.0
+    duplicate_window_s: float = 600.0
     blocked_max_wait_s: float = 86400.0
     review_threshold: float = 0.7
     approval_actions: frozenset[str] = frozenset()

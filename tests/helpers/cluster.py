@@ -226,11 +226,16 @@ class NatsCluster:
     async def start(self) -> str:
         """Start every node (those not running) and return once all are ready and serve the account's identities."""
         url = await asyncio.to_thread(self.start_sync)
-        leaders = {node.jsz()["meta_cluster"]["leader"] for node in self.nodes if node.alive}
         for node in self.nodes:
             if node.relay is not None and node.alive:
                 node.relay.target_id = str(node._monitor("varz")["server_id"])
-        assert len(leaders) == 1, f"the nodes name different JetStream meta leaders: {leaders}"
+
+        async def one_meta_leader() -> set[str] | None:
+            leaders = {node.jsz()["meta_cluster"].get("leader") for node in self.nodes if node.alive}
+            return leaders if len(leaders) == 1 and None not in leaders else None
+
+        # Right after a cut heals the nodes may name different meta leaders for a moment: wait for one.
+        await eventually(one_meta_leader, timeout=self.startup_timeout_s, every=0.05)
         for node in self.nodes:
             if node.alive:
                 await eventually(partial(self._serves, node), timeout=self.startup_timeout_s, every=0.05)

@@ -23,14 +23,22 @@ CURRENT_VERSION: dict[str, int] = {}
 
 
 def upcast(raw: dict[str, Any]) -> dict[str, Any]:
-    """Bring a raw message to the current version of its type."""
+    """Bring a raw message to the current version of its type (one whose version is no number: left to validation)."""
     kind = str(raw.get("type", ""))
-    version = int(raw.get("version", 1))
+    try:
+        version = int(raw.get("version", 1))
+    except (TypeError, OverflowError):  # null, a list, 1e999: no upcaster applies, and validation refuses it
+        return raw
     while (step := UPCASTERS.get((kind, version))) is not None:
         raw = step(raw)
         version += 1
         raw["version"] = version
     return raw
+
+
+def _upcast_object(raw: Any) -> Any:
+    """``raw`` upcast when it is a JSON object; anything else (a list, null, a number) is left to validation."""
+    return upcast(raw) if isinstance(raw, dict) else raw
 
 
 def decode_event(data: bytes) -> Event:
@@ -39,12 +47,12 @@ def decode_event(data: bytes) -> Event:
     Raises:
         ValueError: (pydantic's ValidationError or json's JSONDecodeError) on a malformed or unknown event.
     """
-    return EVENT_ADAPTER.validate_python(upcast(json.loads(data)))
+    return EVENT_ADAPTER.validate_python(_upcast_object(json.loads(data)))
 
 
 def decode_command(data: bytes) -> Command:
     """Bytes of a command to its model; raises ValueError on a malformed or unknown command."""
-    return COMMAND_ADAPTER.validate_python(upcast(json.loads(data)))
+    return COMMAND_ADAPTER.validate_python(_upcast_object(json.loads(data)))
 
 
 def event_subject(subjects: Subjects, event: EventBase) -> str:

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 from planexe_ax.bus import messages
-from planexe_ax.bus.codec import decode_command, decode_event
+from planexe_ax.bus.codec import decode_command, decode_event, upcast
 
 CONTRACTS = Path(__file__).resolve().parents[1] / "contracts"
 FIXTURE_NAME = re.compile(r"^v([1-9][0-9]*)\.json$")
@@ -140,6 +140,26 @@ def test_encode_then_decode_is_stable(fixture_path: Path, by_alias: bool) -> Non
     second = contract.decode(encoded)
     assert second == first
     assert second.model_dump_json(by_alias=by_alias).encode() == encoded
+
+
+ADAPTERS: dict[Callable[[bytes], BaseModel], TypeAdapter[Any]] = {
+    decode_event: messages.EVENT_ADAPTER,
+    decode_command: messages.COMMAND_ADAPTER,
+}
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in fixtures() if CONTRACTS_BY_TYPE[p.parent.name].decode in ADAPTERS], ids=fixture_id
+)
+def test_fixture_decodes_as_the_long_way_does(path: Path) -> None:
+    """The codec validates most messages from their bytes: the model is the one json.loads, upcast, validate gave."""
+    decode = CONTRACTS_BY_TYPE[path.parent.name].decode
+    expected = ADAPTERS[decode].validate_python(upcast(json.loads(path.read_bytes())))
+    decoded = decode(path.read_bytes())
+    assert type(decoded) is type(expected)
+    assert decoded == expected
+    assert decoded.model_dump_json() == expected.model_dump_json()
+    assert decoded.model_fields_set == expected.model_fields_set
 
 
 def test_assert_known_catches_a_dropped_field() -> None:

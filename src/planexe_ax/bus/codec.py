@@ -1,15 +1,24 @@
-"""Decode bus messages: run the upcaster chain of the message's (type, version), then validate."""
+"""Decode bus messages: run the upcaster chain of the message's (type, version), then validate.
+
+Most messages are of a version no upcaster starts from: they are validated from their bytes at once
+(pydantic's ``validate_json``, no ``json.loads`` and no dict in between). A message that decoded to a
+(type, version) an upcaster starts from, or that did not decode, is read again the long way (``json.loads``,
+the upcasters, ``validate_python``): that path alone gives the decoded model and the error raised.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import TypeAdapter
 
 from planexe_ax.bus.messages import AGENT_REPORTS, COMMAND_ADAPTER, EVENT_ADAPTER, Command, Event, EventBase
 from planexe_ax.bus.subjects import Subjects
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+M = TypeVar("M")
 
 
 def _plan_inline(raw: dict[str, Any]) -> dict[str, Any]:
@@ -36,9 +45,23 @@ def upcast(raw: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
-def _upcast_object(raw: Any) -> Any:
-    """``raw`` upcast when it is a JSON object; anything else (a list, null, a number) is left to validation."""
-    return upcast(raw) if isinstance(raw, dict) else raw
+def _upcast_from(message: Any) -> bool:
+    """Whether an upcaster starts from the (type, version) the message was sent as (no version field: 1)."""
+    version = message.version if "version" in message.model_fields_set else 1
+    return (message.type, version) in UPCASTERS
+
+
+def _decode(adapter: TypeAdapter[M], data: bytes) -> M:
+    """``data`` validated from its bytes when no upcaster applies; else (or when it fails) the long way."""
+    try:
+        message = adapter.validate_json(data)
+    except ValueError:
+        pass  # read again below: the long way raises the error it always raised
+    else:
+        if not _upcast_from(message):
+            return message
+    raw = json.loads(data)
+    return adapter.validate_python(upcast(raw) if isinstance(raw, dict) else raw)
 
 
 def decode_event(data: bytes) -> Event:
@@ -47,12 +70,12 @@ def decode_event(data: bytes) -> Event:
     Raises:
         ValueError: (pydantic's ValidationError or json's JSONDecodeError) on a malformed or unknown event.
     """
-    return EVENT_ADAPTER.validate_python(_upcast_object(json.loads(data)))
+    return _decode(EVENT_ADAPTER, data)
 
 
 def decode_command(data: bytes) -> Command:
     """Bytes of a command to its model; raises ValueError on a malformed or unknown command."""
-    return COMMAND_ADAPTER.validate_python(_upcast_object(json.loads(data)))
+    return _decode(COMMAND_ADAPTER, data)
 
 
 def event_subject(subjects: Subjects, event: EventBase) -> str:

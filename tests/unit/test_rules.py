@@ -371,5 +371,6 @@ def test_a_coordinator_starting_sends_again_the_offers_of_recent_dispatches_as_t
     assert len(first) == 2
     assert engine.reoffers(at(30)) == first
     engine.on_event(started(X, "a_s0"), at(31))
-    assert [e.offer.subtask_id for e in engine.reoffers(at(32))] == ["b_s0"], "a started one is not offered again"
+    again = [e.offer.subtask_id for e in engine.reoffers(at(32)) if isinstance(e, Offer)]
+    assert again == ["b_s0"], "a started one is not offered again"
     assert engine.reoffers(at(61)) == [], "past the de-duplication window a copy would be a second offer"

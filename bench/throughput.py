@@ -2,6 +2,7 @@
 
     python bench/throughput.py [--subtasks 1000] [--agents 2] [--chain 50] [--auth both|on|off]
     python bench/throughput.py --tracing [--runs 3]  # export on against off (auth on), alternating, as ratios
+    python bench/throughput.py --replicas [--runs 3]  # a three-node cluster (R3) against one server (R1)
 
 Starts its own nats-server (temporary store), a coordinator and N agent runtimes offering a no-op action
 in this process, then:
@@ -21,6 +22,11 @@ spans (as without ``OTEL_*`` variables) and with every span sampled and exported
 receiver in another process (tests/helpers/otlp.py, decoding each request as a collector would), and prints
 the cost of tracing as the ratios of the medians and the number of spans the receiver got. Each run also
 reports the CPU this process spent per subtask (coordinator, agents, client and the exporter's thread).
+
+With ``--replicas`` it measures, ``--runs`` times each way, alternating: on one server (every stream and
+bucket R1) and on a three-node cluster on loopback (tests/helpers/cluster.py, every stream and bucket R3,
+the clients given every node), both in operator mode, and prints the cost of replication as the ratios of
+the medians.
 
 Prints one line per figure and the ratios. The projector is not in the loop (it is measured by
 tests/e2e and keeps up in batches); the numbers are the coordinator's and the agents'.
@@ -43,6 +49,9 @@ from typing import Any
 from pydantic import BaseModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.helpers.cluster import NatsCluster
 
 from planexe_ax.agents import Agent, AgentRuntime, TaskContext, capability
 from planexe_ax.bus import EmbeddedNats, ExecutionStatus, Plan, connect
@@ -126,11 +135,20 @@ async def execute(url: str, settings: Settings, the_plan: Plan) -> tuple[float, 
     return elapsed, hops
 
 
-async def measure(folder: Path, auth: bool, subtasks: int, agents: int, chain: int) -> Figures:
-    """Start a server (in operator mode when ``auth``), a coordinator and the agents; run both plans."""
-    server = EmbeddedNats(folder / "nats", auth=auth)
-    url = await server.start()
-    settings = Settings(namespace="bench", data_dir=folder / "data", nats_auth_dir=server.auth_dir, lag_scale_s=0)
+async def measure(folder: Path, auth: bool, subtasks: int, agents: int, chain: int, nodes: int = 1) -> Figures:
+    """Start a server (in operator mode when ``auth``; ``nodes`` 3: a cluster, R3), a coordinator and the
+    agents; run both plans."""
+    server: EmbeddedNats | NatsCluster
+    auth_dir: Path | None
+    if nodes > 1:
+        server = NatsCluster(folder / "cluster", size=nodes)
+        url, auth_dir = await server.start(), server.auth_dir
+    else:
+        server = EmbeddedNats(folder / "nats", auth=auth)
+        url, auth_dir = await server.start(), server.auth_dir
+    settings = Settings(
+        namespace="bench", data_dir=folder / "data", nats_auth_dir=auth_dir, lag_scale_s=0, replicas=nodes
+    )
     try:
         coordinator_bus = await connect(settings, url, "bench-coordinator", role="coordinator")
         coordinator = Coordinator(coordinator_bus)
@@ -237,6 +255,24 @@ async def tracing(subtasks: int, agents: int, chain: int, runs: int) -> None:
           f"lower), median hop {hop:.3f}, CPU per subtask {cpu:.3f}")  # fmt: skip
 
 
+async def replicas(subtasks: int, agents: int, chain: int, runs: int) -> None:
+    """One server (R1) and a three-node cluster (R3), alternating ``runs`` times; ratios of the medians."""
+    measured: dict[int, list[Figures]] = {1: [], 3: []}
+    for _ in range(runs):
+        for nodes in (1, 3):
+            with tempfile.TemporaryDirectory() as folder:
+                figures = await measure(Path(folder), True, subtasks, agents, chain, nodes=nodes)
+            report(f"R{nodes}", figures, subtasks, agents)
+            measured[nodes].append(figures)
+
+    def median(nodes: int, figure: str) -> float:
+        return float(statistics.median(getattr(f, figure) for f in measured[nodes]))
+
+    rate, hop, cpu, raw = (median(3, f) / median(1, f) for f in ("rate", "hop", "cpu_per_subtask", "per_hop_raw"))
+    print(f"cost of replication (R3 cluster / R1 server, medians of {runs}): wide rate {rate:.3f}, median hop "
+          f"{hop:.3f}, CPU per subtask {cpu:.3f}, raw publish+ack {raw:.3f}")  # fmt: skip
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--subtasks", type=int, default=1000)
@@ -244,9 +280,12 @@ if __name__ == "__main__":
     parser.add_argument("--chain", type=int, default=50)
     parser.add_argument("--auth", choices=["both", "on", "off"], default="both")
     parser.add_argument("--tracing", action="store_true", help="trace export on against off (instead of auth)")
-    parser.add_argument("--runs", type=int, default=3, help="with --tracing: alternating off/on runs")
+    parser.add_argument("--replicas", action="store_true", help="a three-node cluster (R3) against one server")
+    parser.add_argument("--runs", type=int, default=3, help="with --tracing or --replicas: alternating runs")
     args = parser.parse_args()
     if args.tracing:
         asyncio.run(tracing(args.subtasks, args.agents, args.chain, args.runs))
+    elif args.replicas:
+        asyncio.run(replicas(args.subtasks, args.agents, args.chain, args.runs))
     else:
         asyncio.run(main(args.subtasks, args.agents, args.chain, args.auth))

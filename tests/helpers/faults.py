@@ -276,8 +276,22 @@ class Cluster:
 
 
 # -- reading the truth ------------------------------------------------------------------------------------
-async def stream_events(bus: Bus, execution_id: str) -> list[tuple[int, Event]]:
-    """Every event of ``execution_id`` in AX_EVENTS, with its stream sequence, in order."""
+async def stream_events(bus: Bus, execution_id: str, tries: int = 5) -> list[tuple[int, Event]]:
+    """Every event of ``execution_id`` in AX_EVENTS, with its stream sequence, in order.
+
+    On a cluster just healed the reader's consumer may be unavailable for a moment (503): read it all again.
+    """
+    for attempt in range(1, tries + 1):
+        try:
+            return await _read_stream_events(bus, execution_id)
+        except PASSING:
+            if attempt == tries:
+                raise
+            await asyncio.sleep(0.5 * attempt)
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+async def _read_stream_events(bus: Bus, execution_id: str) -> list[tuple[int, Event]]:
     sub = await bus.js.pull_subscribe(
         bus.subjects.events_of(execution_id),
         stream=bus.subjects.events_stream,

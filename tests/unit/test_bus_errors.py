@@ -7,7 +7,13 @@ from nats.errors import ConnectionClosedError, MaxPayloadError, NoRespondersErro
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import APIError, BadRequestError, NoStreamResponseError, ServiceUnavailableError
 
-from planexe_ax.bus.errors import STREAM_STORE_FAILED, WRONG_LAST_SEQUENCE, transient_publish_error
+from planexe_ax.bus.errors import (
+    FENCE_BUSY,
+    STREAM_STORE_FAILED,
+    WRONG_LAST_SEQUENCE,
+    permanent_publish_error,
+    transient_publish_error,
+)
 
 
 @pytest.mark.parametrize(
@@ -18,10 +24,13 @@ from planexe_ax.bus.errors import STREAM_STORE_FAILED, WRONG_LAST_SEQUENCE, tran
         NoStreamResponseError(),  # the stream is electing a leader
         NoRespondersError(),
         ServiceUnavailableError(code=503, description="JetStream system temporarily unavailable"),
+        # a replicated stream checking another coordinator's fenced message on the same subject
+        BadRequestError(code=400, err_code=FENCE_BUSY, description="wrong last sequence"),
     ],
 )
 def test_a_lost_server_or_a_stream_without_leader_is_worth_another_try(exc: Exception) -> None:
     assert transient_publish_error(exc)
+    assert not permanent_publish_error(exc), "worth another try: not a dead letter"
 
 
 @pytest.mark.parametrize(

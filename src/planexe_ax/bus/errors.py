@@ -33,6 +33,8 @@ def permanent_publish_error(exc: BaseException) -> bool:
     """
     if isinstance(exc, APIError) and exc.err_code == STREAM_STORE_FAILED:
         return True
+    if isinstance(exc, APIError) and exc.err_code == FENCE_BUSY:
+        return False  # a 400, but another try passes once the other fenced message is replicated
     return isinstance(exc, ValueError | TypeError | MaxPayloadError | BadRequestError)
 
 
@@ -46,12 +48,19 @@ def transient_publish_error(exc: BaseException) -> bool:
     if isinstance(exc, ConnectionClosedError) or permanent_publish_error(exc):
         return False
     if isinstance(exc, APIError):
+        if exc.err_code == FENCE_BUSY:
+            return True
         return isinstance(exc, ServiceUnavailableError | ServerError) and exc.err_code != STREAM_STORE_FAILED
     return isinstance(exc, NatsError | TimeoutError)
 
 
 STREAM_STORE_FAILED = 10077
 """JetStream's error code when a stream cannot store a message: its byte or message limit is reached."""
+
+FENCE_BUSY = 10164
+"""JetStream's error code (a 400) when a replicated stream refuses a message that checks a subject's last
+sequence while another one checking the same subject is being replicated: two coordinators' fenced
+decisions at once (an old leader not yet fenced off, the new one). Worth another try, not a dead letter."""
 
 WRONG_LAST_SEQUENCE = 10071
 """JetStream's error code when a publish's expected last subject sequence is not the stream's: here, a fence."""

@@ -126,13 +126,6 @@ async def test_a_second_coordinator_started_mid_run_stands_by(
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.xfail(
-    reason="open (cluster): once in the 14 runs before the last fixes, the run ended with a subtask's reports "
-    "stored without the RUNNING/COMPLETED they call for (decided by a leader, not in the stream); the other "
-    "failures (an offer lost with its leader, provisioning and the test's own wait during the heal) are "
-    "fixed, and 8 of the 9 runs since passed (the ninth on the test's wait, fixed)",
-    strict=False,
-)
 async def test_the_leading_coordinator_cut_off_with_its_node_a_standby_takes_over(
     tmp_path: Path, postgres_url: str, replay_url: str, record_property: RecordProperty
 ) -> None:

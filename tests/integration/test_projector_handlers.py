@@ -163,3 +163,28 @@ async def test_one_batch_gives_what_event_by_event_gives(sessions: Sessions, tmp
     assert await table_dump(sessions) == expected
     assert len(expected["execution_events"]) == len(events)
     assert {row["status"] for row in expected["inbox_items"]} == {"open", "closed"}
+
+
+async def test_one_batch_on_postgresql_gives_what_sqlite_gives(postgres_url: str, sessions: Sessions) -> None:
+    """PostgreSQL's batch writes (events by ``unnest`` arrays, stored ids by ``= ANY``) store what SQLite's do."""
+    events = [*people_scenario("e1"), *people_scenario("e2")[:14]]
+    repeated = [*events, events[3], events[0]]
+    feed = Feed(sessions)
+    for event in repeated:
+        await feed(event)
+    expected = await table_dump(sessions)
+    await upgrade(postgres_url)
+    async with read_model(postgres_url) as postgres:
+        async with postgres.begin() as session:
+            applied = await apply_events(session, list(enumerate(repeated, 1)))
+        async with postgres.begin() as session:  # the same again: every id is stored already
+            again = await apply_events(session, list(enumerate(repeated, len(repeated) + 1)))
+        dump = await table_dump(postgres)
+    assert applied == [True] * len(events) + [False, False]
+    assert again == [False] * len(repeated)
+    assert dump == expected
+    stored = {row["event_id"]: row for row in dump["execution_events"]}
+    for event in events:
+        row = stored[event.event_id]
+        assert (row["ts"], row["type"], row["task_id"]) == (event.ts, event.type, event.task_id)
+        assert row["data"] == event.model_dump(mode="json", by_alias=True)

@@ -4,7 +4,8 @@ The projector applies its batches live, with its checkpoints; :mod:`planexe_ax.r
 execution's history to show it as it was at one event. A :class:`Batch` reads the rows its events touch with
 one query per table, applies every event in stream order to those rows in memory
 (:mod:`planexe_ax.readmodel.fold`), then writes the changed rows with one bulk upsert per table
-(``INSERT ... ON CONFLICT DO UPDATE``, executemany) and the events with one bulk insert.
+(``INSERT ... ON CONFLICT DO UPDATE``, executemany) and the events with one bulk insert (on PostgreSQL one
+``INSERT ... SELECT FROM unnest`` of an array per column).
 
 Everything runs inside the caller's transaction and never commits. An event whose ``event_id`` is already
 stored (or seen earlier in the batch) is skipped entirely, so applying a stream twice changes nothing.
@@ -18,7 +19,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, Text, and_, bindparam, cast, delete, insert, or_, select
+from sqlalchemy import Dialect, Result, Table, Text, and_, any_, bindparam, cast, delete, insert, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -37,6 +38,7 @@ from planexe_ax.readmodel.models import (
     PlanSubtask,
     PlanTask,
     ProjectorCheckpoint,
+    UTCDateTime,
 )
 
 __all__ = ["EVENT_ONLY", "HANDLERS", "HELD", "PLANS_CHECKPOINT", "Batch", "apply_event", "apply_events",
@@ -67,6 +69,7 @@ EXECUTIONS, TASKS, SUBTASKS, INBOX = (
 )
 PLANS, PLAN_TASKS, PLAN_SUBTASKS = _table(PlanRow), _table(PlanTask), _table(PlanSubtask)
 EVENTS, CHECKPOINTS = _table(ExecutionEvent), _table(ProjectorCheckpoint)
+_UTC = UTCDateTime()
 UPSERTED = (
     ("executions", EXECUTIONS),
     ("execution_tasks", TASKS),
@@ -125,7 +128,8 @@ class Batch:
 
     async def write(self, session: AsyncSession) -> None:
         """Write what changed: replaced plans' rows deleted, then upserts in foreign-key order, then the events."""
-        rows, dialect = self.rows, session.get_bind().dialect.name
+        rows, engine_dialect = self.rows, session.get_bind().dialect
+        dialect = engine_dialect.name
         if rows.plans_replaced:
             replaced = sorted(rows.plans_replaced)
             await session.execute(delete(PlanSubtask).where(PlanSubtask.plan_id.in_(replaced)))
@@ -145,7 +149,9 @@ class Batch:
         }
         for name, table in UPSERTED:
             await _upsert(session, dialect, table, [_get(tables[name], k) for k in _changed(rows, name)])
-        if rows.events:
+        if rows.events and dialect == "postgresql":
+            await session.execute(INSERT_EVENTS_UNNEST, _columns_of(rows.events, engine_dialect))
+        elif rows.events:
             await session.execute(_insert_events(dialect), rows.events)
 
 
@@ -230,7 +236,7 @@ async def _rows(session: AsyncSession, table: Table, columns: tuple[str, ...], k
     if len(columns) == 1:
         for chunk in _chunks(keys):
             result = await session.execute(select(table).where(table.c[columns[0]].in_(chunk)))
-            found.extend(dict(row) for row in result.mappings())
+            found.extend(_dicts(result))
         return found
     first, second = table.c[columns[0]], table.c[columns[1]]
     for chunk in _chunks(keys):
@@ -239,13 +245,27 @@ async def _rows(session: AsyncSession, table: Table, columns: tuple[str, ...], k
             groups.setdefault(a, []).append(b)
         where = or_(*(and_(first == a, second.in_(bs)) for a, bs in groups.items()))
         result = await session.execute(select(table).where(where))
-        found.extend(dict(row) for row in result.mappings())
+        found.extend(_dicts(result))
     return found
 
 
+def _dicts(result: Result[Any]) -> list[fold.Row]:
+    """The rows as dicts by column name (``dict(zip(...))``: a ``RowMapping`` builds a key view per row)."""
+    keys = list(result.keys())
+    return [dict(zip(keys, row, strict=True)) for row in result]
+
+
 async def _column(session: AsyncSession, column: Any, keys: set[str]) -> set[str]:
-    """The values of ``column`` among ``keys`` that are stored."""
+    """The values of ``column`` among ``keys`` that are stored.
+
+    On PostgreSQL one array parameter (``= ANY``): one prepared statement for any number of keys, where an
+    ``IN`` list is prepared again for each length.
+    """
     found: set[str] = set()
+    if keys and session.get_bind().dialect.name == "postgresql":
+        keys_param = bindparam("keys", sorted(keys), type_=postgresql.ARRAY(column.type))
+        found.update(await session.scalars(select(column).where(column == any_(keys_param)).distinct()))
+        return found
     for chunk in _chunks(keys):
         found.update(await session.scalars(select(column).where(column.in_(chunk)).distinct()))
     return found
@@ -257,11 +277,31 @@ async def _upsert(session: AsyncSession, dialect: str, table: Table, rows: list[
         await session.execute(_upsert_statement(dialect, table), rows)
 
 
+EVENT_COLUMNS = ("stream_seq", "event_id", "execution_id", "type", "task_id", "subtask_id", "agent_id", "attempt",
+                 "ts", "data")  # fmt: skip
+INSERT_EVENTS_UNNEST = text(
+    f"INSERT INTO {EVENTS.name} ({', '.join(EVENT_COLUMNS)}) "
+    "SELECT stream_seq, event_id, execution_id, type, task_id, subtask_id, agent_id, attempt, ts, CAST(data AS jsonb) "
+    "FROM unnest(CAST(:stream_seq AS bigint[]), CAST(:event_id AS varchar[]), CAST(:execution_id AS varchar[]), "
+    "CAST(:type AS varchar[]), CAST(:task_id AS varchar[]), CAST(:subtask_id AS varchar[]), "
+    "CAST(:agent_id AS varchar[]), CAST(:attempt AS integer[]), CAST(:ts AS timestamptz[]), CAST(:data AS text[])) "
+    f"AS u({', '.join(EVENT_COLUMNS)})"
+)
+"""PostgreSQL: a batch's events in one statement of one array per column (an executemany runs one INSERT a row)."""
+
+
+def _columns_of(events: list[fold.Row], dialect: Dialect) -> dict[str, list[Any]]:
+    """Rows of ``execution_events`` as one list per column; times in UTC, as :class:`UTCDateTime` binds them."""
+    columns: dict[str, list[Any]] = {name: [row[name] for row in events] for name in EVENT_COLUMNS}
+    columns["ts"] = [_UTC.process_bind_param(ts, dialect) for ts in columns["ts"]]
+    return columns
+
+
 @functools.cache
 def _insert_events(dialect: str) -> Any:
     """Events come with ``data`` already JSON text (pydantic writes it faster than ``json.dumps``)."""
-    text = bindparam("data", type_=Text())
-    return insert(EVENTS).values(data=cast(text, JSONB) if dialect == "postgresql" else text)
+    data = bindparam("data", type_=Text())
+    return insert(EVENTS).values(data=cast(data, JSONB) if dialect == "postgresql" else data)
 
 
 @functools.cache

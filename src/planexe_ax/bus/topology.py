@@ -274,20 +274,26 @@ async def ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerCon
             log.warning("creating a consumer timed out; trying again", extra={"consumer": config.durable_name})
 
 
+NO_PEERS_YET = 10005
+"""JetStream's "no suitable peers for placement, peer offline": a cluster just started (or a node just back)
+whose meta leader does not know every peer yet; the same request succeeds a moment later."""
+
+
 async def ensure_topology(js: JetStreamContext, subjects: Subjects, settings: Settings, tries: int = 8) -> Topology:
     """Provision every stream, shared consumer and bucket. Safe to run from every process.
 
     On a cluster, the meta leader answers stream and bucket creations one after another; when several
     processes provision at once an answer can take longer than the request's timeout, and just after a
-    node is lost or a cut heals JetStream answers "temporarily unavailable". Every step is idempotent, so
+    node is lost or a cut heals JetStream answers "temporarily unavailable" (and, on a cluster just started,
+    "no suitable peers for placement" for a replicated stream). Every step is idempotent, so
     such a provisioning starts again (``tries`` times in all, waiting 0.25 s doubled each time, up to 4 s:
     about 16 s of waits besides the requests' own timeouts).
     """
     for attempt in range(1, tries + 1):
         try:
             return await _provision(js, subjects, settings)
-        except (NatsTimeoutError, ServiceUnavailableError, NoStreamResponseError) as exc:
-            if attempt == tries:
+        except (NatsTimeoutError, ServiceUnavailableError, NoStreamResponseError, BadRequestError) as exc:
+            if attempt == tries or (isinstance(exc, BadRequestError) and exc.err_code != NO_PEERS_YET):
                 raise
             log.warning("provisioning failed; trying again", extra={"attempt": attempt, "error": repr(exc)})
             await asyncio.sleep(min(0.25 * 2 ** (attempt - 1), 4.0))  # while a leader is elected

@@ -32,13 +32,13 @@ from planexe_ax.bus import (
     decode_event,
     new_id,
 )
-from planexe_ax.bus.errors import TIMEOUTS, BusClosed, BusError
+from planexe_ax.bus.errors import BusClosed
+from planexe_ax.bus.leader import PASSING
 from planexe_ax.bus.messages import CommandBase
 from planexe_ax.bus.replay import ExecutionEvents, StoredEvent, execution_events
 from planexe_ax.bus.tracing import start_span
 
 log = logging.getLogger(__name__)
-PASSING: tuple[type[Exception], ...] = (BusError, *TIMEOUTS)
 REOPEN_QUIET_S = 10.0
 """How long :func:`follow` waits without an event before it opens its consumer afresh."""
 

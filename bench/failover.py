@@ -1,11 +1,12 @@
-"""Take-over time of a standby coordinator after kill -9 of the leader, on a three-node NATS cluster.
+"""Take-over time of a partition after kill -9 of the coordinator holding it, on a three-node NATS cluster.
 
     python bench/failover.py [--repeat 5] [--ttl 3]
 
 Each round starts a fresh cluster (tests/helpers/cluster.py, R3 streams and buckets) and two
-`planexe-ax serve coordinator` processes, kills the one holding the lease with SIGKILL and measures the
-seconds until the other holds it (it has then fenced the old one off and starts its rebuild). Printed:
-each round's take-over and the median. No plan runs: the time is the lease's, not a rebuild's.
+`planexe-ax serve coordinator` processes (they share the partitions), kills the one holding the partition of
+an execution id with SIGKILL and measures the seconds until the other holds it (it has then fenced the old one
+off and starts its rebuild). Printed: each round's take-over and the median. No plan runs: the time is the
+lease's, not a rebuild's.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.helpers.cluster import NatsCluster, kill_leader, lease_holder
+from tests.helpers.cluster import NatsCluster, kill_leader, lease_holder, partition_key
 from tests.helpers.eventually import eventually
 from tests.helpers.processes import Service
 
-from planexe_ax.bus import connect
+from planexe_ax.bus import Subjects, connect
 from planexe_ax.config import Settings
+
+EXECUTION = "failover-bench"
 
 
 async def one_round(folder: Path, ttl_s: float) -> float:
@@ -46,8 +49,15 @@ async def one_round(folder: Path, ttl_s: float) -> float:
             await asyncio.to_thread(coordinators[-1].wait_for, "running on", 60.0)
         bus = await connect(settings, nats.url, "failover-bench", role="admin")
         try:
-            await eventually(lambda: lease_holder(bus), timeout=30.0)
-            return await kill_leader(coordinators, bus)
+            key = partition_key(bus, EXECUTION)
+
+            async def shared() -> bool:  # the second coordinator holds its share: the keys are held by two
+                holders = {await lease_holder(bus, Subjects.partition_lease(p)) for p in range(settings.partitions)}
+                return len(holders - {None}) == 2
+
+            await eventually(shared, timeout=30.0)
+            assert await lease_holder(bus, key)
+            return await kill_leader(coordinators, bus, EXECUTION)
         finally:
             await bus.close()
     finally:

@@ -101,6 +101,14 @@ class Settings(BaseSettings):
         "holder that has not renewed it this long is replaced by a standby (the take-over time after a crash is "
         "about this).",
     )
+    partitions: int = Field(
+        default=32,
+        ge=1,
+        le=1024,
+        description="Slices executions are hashed into; each is decided by one coordinator at a time, and running "
+        "coordinators share them (a standby is one that holds none). Fixed for the life of a deployment: change it "
+        "only with every coordinator stopped and no command waiting.",
+    )
     default_max_attempts: int = Field(default=3, ge=1, description="Attempts of a subtask unless the plan says.")
     backoff_initial_s: float = Field(default=1.0, ge=0, description="Delay before the 2nd attempt of a subtask.")
     backoff_max_s: float = Field(default=60.0, ge=0, description="Longest delay between attempts (with jitter).")

@@ -31,6 +31,8 @@ from planexe_ax.bus import Bus, connect
 from planexe_ax.bus.embedded import nats_server_binary, stop_process
 from planexe_ax.bus.identities import Identities
 from planexe_ax.bus.leader import PASSING
+from planexe_ax.bus.partitions import partition_of
+from planexe_ax.bus.subjects import Subjects
 from planexe_ax.config import Settings
 from planexe_ax.errors import ConfigError
 from tests.helpers.eventually import eventually
@@ -298,21 +300,32 @@ async def kill_stream_leader(cluster: NatsCluster, bus: Bus, stream: str) -> str
     return name
 
 
-async def lease_holder(bus: Bus, role: str = "coordinator") -> str | None:
-    """Who holds ``role``'s lease now (host-pid), or None."""
+async def lease_holder(bus: Bus, key: str) -> str | None:
+    """Who holds the lease ``key`` now (host-pid-suffix), or None."""
     kv = await bus.js.key_value(bus.subjects.leases_bucket)
     try:
-        entry = await kv.get(role)
+        entry = await kv.get(key)
     except KeyNotFoundError:
         return None
     return entry.value.decode() if entry.value else None
 
 
-async def kill_leader(coordinators: Sequence[Service], bus: Bus, timeout: float = 30.0) -> float:  # noqa: ASYNC109 - a plain number, as in eventually()
-    """SIGKILL the coordinator process holding the lease; return the seconds until another holds it."""
-    holder = await lease_holder(bus)
-    assert holder, "no coordinator holds the lease"
-    pid = int(holder.rsplit("-", 1)[1])
+def partition_key(bus: Bus, execution_id: str) -> str:
+    """The lease key of the partition of ``execution_id``."""
+    return Subjects.partition_lease(partition_of(execution_id, bus.settings.partitions))
+
+
+def holder_pid(holder: str) -> int:
+    """The process id in a holder's name (host-pid-suffix)."""
+    return int(holder.rsplit("-", 2)[1])
+
+
+async def kill_leader(coordinators: Sequence[Service], bus: Bus, execution_id: str, timeout: float = 30.0) -> float:  # noqa: ASYNC109 - a plain number, as in eventually()
+    """SIGKILL the coordinator holding the execution's partition; return the seconds until another holds it."""
+    key = partition_key(bus, execution_id)
+    holder = await lease_holder(bus, key)
+    assert holder, "no coordinator holds the execution's partition"
+    pid = holder_pid(holder)
     leader = next((c for c in coordinators if c.proc.pid == pid), None)
     assert leader is not None, f"the lease holder {holder} is none of the coordinators started"
     leader.kill()
@@ -320,7 +333,7 @@ async def kill_leader(coordinators: Sequence[Service], bus: Bus, timeout: float 
 
     async def taken_over() -> bool:
         try:
-            now = await lease_holder(bus)
+            now = await lease_holder(bus, key)
         except PASSING:  # a slow answer is not an answer
             return False
         return now is not None and now != holder

@@ -44,7 +44,14 @@ from planexe_ax.bus.leader import PASSING
 from planexe_ax.config import Settings
 from planexe_ax.projector import Projector
 from planexe_ax.readmodel import make_engine, make_session_factory, table_dump
-from tests.helpers.cluster import NatsCluster, kill_leader, kill_stream_leader, lease_holder
+from tests.helpers.cluster import (
+    NatsCluster,
+    holder_pid,
+    kill_leader,
+    kill_stream_leader,
+    lease_holder,
+    partition_key,
+)
 from tests.helpers.eventually import eventually
 from tests.helpers.processes import Service, cli
 from tests.helpers.slow_agent import ACTION as SLOW_ACTION
@@ -165,7 +172,9 @@ class Cluster:
     nodes: int = 1
     """1: one nats-server; 3: a cluster of three with every stream and bucket replicated three times."""
     coordinators: int = 1
-    """Coordinator processes: one leads, the others stand by."""
+    """Coordinator processes: they share the partitions (the first starts alone and holds them all)."""
+    partitions: int | None = None
+    """PLANEXE_PARTITIONS of every process (None: the default); 1 makes every coordinator after the first a standby."""
     isolated: str = ""
     """A node to cut off later: the first coordinator connects to it alone, every other process to the others."""
     nats: EmbeddedNats | NatsCluster = field(init=False)
@@ -193,6 +202,8 @@ class Cluster:
             "PLANEXE_LOG_LEVEL": "INFO",
             "PLANEXE_REPLICAS": str(min(self.nodes, 3)),
         }
+        if self.partitions is not None:
+            self.env["PLANEXE_PARTITIONS"] = str(self.partitions)
         if isinstance(self.nats, NatsCluster) and self.isolated:
             self.env["PLANEXE_NATS_URL"] = ",".join(n.url for n in self.nats.nodes if n.name != self.isolated)
         # the projector and the coordinator first: both provision the topology and the projector migrates
@@ -437,6 +448,7 @@ class Measurement:
     lost_subtasks: list[str] = field(default_factory=list)
     in_flight_at_kill: int = 0  # projector: events delivered to it and not acked when it was killed
     killed_node: str = ""  # nats-node: the cluster node killed (the leader of AX_EVENTS)
+    partition_moved: bool | None = None  # second: the run's partition went to the coordinator started mid-run
     takeover_s: float | None = None  # leader: kill -9 of the leading coordinator -> a standby holds the lease
     events: int = 0
     completed_before_fault: int = 0
@@ -546,15 +558,17 @@ Fault = Callable[[Cluster, Measurement], Awaitable[datetime]]
 
 
 async def _second_coordinator(cluster: Cluster, bus: Bus, measured: Measurement) -> datetime:
-    """Start another coordinator mid-run: it stands by, the leader goes on deciding."""
-    holder = await lease_holder(bus)
-    assert holder, "no coordinator holds the lease"
+    """Start another coordinator mid-run: the first gives it half of the partitions, the run's or not."""
+    key = partition_key(bus, measured.execution_id)
+    holder = await lease_holder(bus, key)
+    assert holder, "no coordinator holds the execution's partition"
     fault_at = datetime.now(UTC)
     began = time.monotonic()
     second = await cluster.add("coordinator")
+    await asyncio.to_thread(second.wait_for, "partitions taken", 30)
     measured.restart_s = time.monotonic() - began
-    second.wait_for("coordinator standing by", 5)
-    assert await lease_holder(bus) == holder, "the coordinator started mid-run took the lease"
+    await asyncio.to_thread(cluster.services["coordinator"][0].wait_for, "partitions dropped", 30)
+    measured.partition_moved = await lease_holder(bus, key) != holder
     return fault_at
 
 
@@ -563,16 +577,17 @@ async def _partition_leader(cluster: Cluster, bus: Bus, measured: Measurement) -
     assert isinstance(cluster.nats, NatsCluster), "the partition fault needs nodes=3"
     leader, *standby = cluster.services["coordinator"]
     assert standby, "the partition fault needs coordinators=2"
-    holder = await lease_holder(bus)
-    assert holder is not None, "no coordinator holds the lease"
-    assert holder.endswith(f"-{leader.proc.pid}"), f"the coordinator on {ISOLATED} should lead, {holder} does"
+    key = partition_key(bus, measured.execution_id)
+    holder = await lease_holder(bus, key)
+    assert holder is not None, "no coordinator holds the execution's partition"
+    assert holder_pid(holder) == leader.proc.pid, f"the coordinator on {ISOLATED} should lead, {holder} does"
     fault_at = datetime.now(UTC)
     cluster.nats.partition(ISOLATED)
     began = time.monotonic()
 
     async def taken_over() -> bool:
         try:
-            now = await lease_holder(bus)
+            now = await lease_holder(bus, key)
         except PASSING:  # the bucket's stream may have led from the cut node: it elects another leader
             return False
         return now is not None and now != holder
@@ -580,7 +595,7 @@ async def _partition_leader(cluster: Cluster, bus: Bus, measured: Measurement) -
     await eventually(taken_over, timeout=30, every=0.02)
     measured.takeover_s = time.monotonic() - began
     measured.killed_node = ISOLATED
-    await asyncio.to_thread(leader.wait_for, "coordinator stepped down", 30)
+    await asyncio.to_thread(leader.wait_for, "partitions dropped", 30)
     cluster.nats.heal()
     await cluster.nats.start()  # back to ready: routed again, one meta leader, every node serving
     return fault_at
@@ -616,6 +631,7 @@ async def run_scenario(
         nodes=nodes,
         coordinators=coordinators,
         isolated=isolated,
+        partitions=1 if fault == "partition" else None,  # the cut-off coordinator decides every execution
     )
     measured = Measurement(fault)
     clock = time.monotonic()
@@ -658,7 +674,7 @@ async def run_scenario(
                 measured.killed_node = await kill_stream_leader(cluster.nats, bus, bus.subjects.events_stream)
             elif fault == "leader":
                 fault_at = datetime.now(UTC)
-                measured.takeover_s = await kill_leader(cluster.services["coordinator"], bus)
+                measured.takeover_s = await kill_leader(cluster.services["coordinator"], bus, execution_id)
             elif fault == "second":
                 fault_at = await _second_coordinator(cluster, bus, measured)
             elif fault == "partition":

@@ -24,6 +24,7 @@ async def coordinator(settings: Settings, url: str, name: str = "coordinator") -
     finally:
         stop.set()
         await asyncio.wait_for(running, 30)
+        await service.close()
         await bus.close()
 
 

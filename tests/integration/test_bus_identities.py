@@ -179,6 +179,29 @@ async def test_only_its_service_touches_a_service_lease(
     assert (await kv.get(SERVICE_LEASES[owner])).value == owner.encode()
 
 
+@pytest.mark.parametrize("role", ["projector", "webhooks", "gateway", "operator", "builtin-agents", "notifier"])
+async def test_only_a_coordinator_takes_a_partition_fences_it_or_counts_itself_in(
+    role: str, bus: Bus, nats_url: str, nats_auth: Path
+) -> None:
+    leases = f"$KV.{bus.subjects.leases_bucket}"
+    subjects = [
+        f"{leases}.{Subjects.partition_lease(3)}",
+        f"{leases}.{Subjects.coordinator_member('intruder')}",
+        bus.subjects.partition_fence(3),
+    ]
+    identities = Identities.load(nats_auth)
+    async with client(nats_url, identities.role_creds(role, bus.subjects)) as other:
+        for subject in subjects:
+            with pytest.raises(nats.errors.TimeoutError):
+                await other.nc.jetstream().publish(subject, b"intruder", timeout=1)
+            await other.refused(subject)
+    async with client(nats_url, identities.role_creds("coordinator", bus.subjects)) as coordinator:
+        for subject in subjects:
+            await coordinator.nc.jetstream().publish(subject, b"coordinator", timeout=5)
+    kv = await bus.js.key_value(bus.subjects.leases_bucket)
+    assert (await kv.get(Subjects.partition_lease(3))).value == b"coordinator"
+
+
 @pytest.mark.parametrize("role", ["projector", "builtin-agents", "notifier"])
 async def test_a_service_without_the_right_sends_no_command(
     role: str, bus: Bus, nats_url: str, nats_auth: Path

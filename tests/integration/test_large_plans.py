@@ -23,6 +23,7 @@ from planexe_ax.bus import (
     store_plan,
 )
 from planexe_ax.bus.client import command_verdict, follow, start_execution
+from planexe_ax.bus.partitions import partition_of
 from planexe_ax.bus.plan_store import digest
 from planexe_ax.bus.replay import last_event
 from planexe_ax.config import Settings
@@ -118,7 +119,8 @@ async def accepted(settings: Settings, nats_url: str, operator: Bus, plan: Plan)
         await eventually(created, timeout=30)
 
         async def settled() -> bool:  # the start is acked: its decisions are all on the bus
-            info = await operator.js.consumer_info(operator.subjects.commands_stream, Subjects.COORDINATOR_COMMANDS)
+            durable = Subjects.coordinator_commands(partition_of(execution_id, operator.settings.partitions))
+            info = await operator.js.consumer_info(operator.subjects.commands_stream, durable)
             return not info.num_pending and not info.num_ack_pending
 
         await eventually(settled, timeout=30)
@@ -139,7 +141,8 @@ async def test_a_5000_subtask_plan_of_more_than_1_mb_starts_and_a_restarted_coor
         assert size > operator.nc.max_payload >= 1024 * 1024
         execution_id = await accepted(settings, nats_url, operator, plan)
         s = operator.subjects
-        start = await last_raw(operator, s.commands_stream, s.command(execution_id))
+        stored = s.partitioned_command(execution_id, settings.partitions)
+        start = await last_raw(operator, s.commands_stream, stored)
         created = await last_raw(operator, s.events_stream, s.event(execution_id, "execution_created"))
         for message in (start, created):
             assert message["plan"] is None
@@ -163,7 +166,8 @@ async def test_a_plan_sent_by_reference_completes_across_a_coordinator_restart(
     operator = await connect(by_reference, nats_url, "operator", role="operator")
     try:
         execution_id = await accepted(by_reference, nats_url, operator, wide_plan(20))
-        start = await last_raw(operator, operator.subjects.commands_stream, operator.subjects.command(execution_id))
+        stored = operator.subjects.partitioned_command(execution_id, settings.partitions)
+        start = await last_raw(operator, operator.subjects.commands_stream, stored)
         assert start["plan"] is None
         async with coordinator(by_reference, nats_url), agent_running(by_reference, nats_url, agent(echo)):
             outcome = await follow(operator, execution_id, timeout_s=60)

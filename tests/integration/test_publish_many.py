@@ -7,7 +7,9 @@ from nats.js.errors import NoStreamResponseError
 
 from planexe_ax.bus import Bus, Deposed, ExecutionState, ExecutionStatus, PubAck, Publication, connect
 from planexe_ax.bus.leader import LeaderLease
+from planexe_ax.bus.partitions import partition_of
 from planexe_ax.bus.pipeline import Outgoing, Pipeline
+from planexe_ax.bus.subjects import Subjects
 from planexe_ax.config import Settings
 from planexe_ax.errors import MessageTooLarge
 
@@ -73,23 +75,34 @@ async def test_fenced_messages_after_one_that_failed_are_not_sent(bus: Bus) -> N
     assert unfenced.seq == before.seq + 1, "the fenced message after the failure was never stored"
 
 
+async def fence(bus: Bus, holder: str, *execution_ids: str) -> int:
+    """Fence ``bus``'s decisions about these executions with a new term of each one's partition; the markers."""
+    bus.fences = bus.fences or {}
+    partitions = {partition_of(x, bus.settings.partitions) for x in execution_ids}
+    for partition in partitions:
+        lease = LeaderLease(bus, Subjects.partition_lease(partition), holder, bus.subjects.partition_fence(partition))
+        await lease.fence()
+        bus.fences[partition] = lease.headers
+    return len(partitions)
+
+
 async def test_pipelined_decisions_of_a_deposed_leader_are_all_refused(nats_url: str, settings: Settings) -> None:
     """Each pipelined decision carries the fence and the stream checks each: after a newer fence, none is stored."""
     old = await connect(settings, nats_url, "coordinator-a", role="coordinator")
     new = await connect(settings, nats_url, "coordinator-b", role="coordinator")
     try:
-        await LeaderLease(old, "coordinator", "a").fence()
+        await fence(old, "a", "e1", "e2")
         acks = await old.publish_many([old.event_publication(decision(n)) for n in range(20)])
         assert all(isinstance(a, PubAck) for a in acks), "the leader's pipelined decisions pass"
         before = (await new.js.stream_info(new.subjects.events_stream)).state.messages
 
-        await LeaderLease(new, "coordinator", "b").fence()
+        markers = await fence(new, "b", "e1", "e2")
         offer_like = Publication(new.subjects.dlq("probe"), decision(0, "e2"), "unfenced")  # not fenced: passes
         with pytest.raises(Deposed, match="newer leader"):
             await old.publish_many([old.event_publication(decision(n, "e2")) for n in range(20)] + [offer_like])
 
         info = await new.js.stream_info(new.subjects.events_stream)
-        assert info.state.messages == before + 1, "only the new leader's fence marker was added"
+        assert info.state.messages == before + markers, "only the new leader's fence markers were added"
         refused = await new.js.get_last_msg(new.subjects.events_stream, new.subjects.event("e1", "execution_state"))
         assert b"d-e1-19" in (refused.data or b""), "the last stored decision is the old term's last accepted one"
     finally:

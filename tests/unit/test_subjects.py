@@ -69,11 +69,23 @@ def test_production_names_match_design() -> None:
     assert s.agents_bucket == "ax-agents"
     assert Subjects.capability_consumer("web_search") == "agents-web_search"
     assert Subjects.direct_consumer("agent-7") == "agent-agent-7"
-    assert (Subjects.COORDINATOR_EVENTS, Subjects.COORDINATOR_COMMANDS, Subjects.PROJECTOR_EVENTS) == (
-        "coordinator-events",
-        "coordinator-commands",
+    assert (Subjects.coordinator_events("h1"), Subjects.coordinator_commands(7), Subjects.PROJECTOR_EVENTS) == (
+        "coordinator-events-h1",
+        "coordinator-commands-7",
         "projector-events",
     )
+    assert (s.partition_fence(7), s.partition_commands(7), s.stored_command("e1")) == (
+        "ax.fence.coordinator.7",
+        "ax.cmd.7.*",
+        "ax.cmd.*.e1",
+    )
+    assert (Subjects.partition_lease(7), Subjects.coordinator_member("h1")) == (
+        "coordinator.partition.7",
+        "coordinator.member.h1",
+    )
+    assert s.command_partitioning(32) == ("ax.cmd.*", "ax.cmd.{{partition(32,1)}}.{{wildcard(1)}}")
+    assert (s.execution_of("ax.evt.e1.task_state"), s.execution_of("ax.evt.e1.subtask_result.a1")) == ("e1", "e1")
+    assert s.execution_of("ax.fence.coordinator.7") == ""
 
 
 def test_fixed_tokens_are_lower_case_and_ids_come_last() -> None:
@@ -91,8 +103,6 @@ def test_stream_names_are_upper_snake_and_consumers_service_dash_purpose() -> No
     for name in (s.tasks_stream, s.events_stream, s.commands_stream, s.dlq_stream):
         assert re.fullmatch(r"[A-Z][A-Z0-9_]*", name), name
     for name in (
-        Subjects.COORDINATOR_EVENTS,
-        Subjects.COORDINATOR_COMMANDS,
         Subjects.PROJECTOR_EVENTS,
         Subjects.WEBHOOK_EVENTS,
     ):

@@ -15,6 +15,7 @@ import os
 import re
 import typing
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,14 @@ from planexe_ax.bus import messages, subjects
 from planexe_ax.bus.permissions import ROLES as IDENTITY_ROLES
 from planexe_ax.bus.permissions import agent_permissions, role_permissions
 from planexe_ax.bus.subjects import Subjects
-from planexe_ax.bus.topology import Topology, capability_consumer, direct_consumer, topology
+from planexe_ax.bus.topology import (
+    Topology,
+    capability_consumer,
+    coordinator_events_consumer,
+    direct_consumer,
+    partition_commands_consumer,
+    topology,
+)
 from planexe_ax.config import Settings
 
 DOC = Path(__file__).resolve().parents[2] / "subjects.md"
@@ -44,18 +52,20 @@ ROLES: dict[str, tuple[str, str]] = {
     "DIRECT": ("coordinator (a subtask pinned to one agent)", "that agent, durable `agent-<agent_id>`"),
     "EVENT": (
         "coordinator (decisions: no one else may publish here)",
-        "coordinator (`coordinator-events`), projector (`projector-events`)",
+        "coordinator (`coordinator-events-<holder>`), projector (`projector-events`)",
     ),
     "REPORT": (
         "agents (reports; each identity only with its own `<agent_id>`), ws_gateway (for HTTP agents)",
-        "coordinator (`coordinator-events`), projector (`projector-events`)",
+        "coordinator (`coordinator-events-<holder>`), projector (`projector-events`)",
     ),
     "COMMAND": (
         "CLI, ws_gateway; webhooks (`webhook_disabled` only, for a webhook it gave up on)",
-        "coordinator (`coordinator-commands`)",
+        "coordinator holding the execution's partition (`coordinator-commands-<partition>`; AX_COMMANDS stores "
+        "`ax.cmd.<execution_id>` as `ax.cmd.<partition>.<execution_id>`)",
     ),
     "FENCE": (
-        "the coordinator that takes the lease (one marker per term; its sequence is the epoch)",
+        "the coordinator that takes a partition (`ax.fence.coordinator.<partition>`; one marker per term; its "
+        "sequence is the epoch)",
         "nobody: the server checks each decision's `Nats-Expected-Last-Subject-Sequence` against it",
     ),
     "DLQ": (
@@ -63,10 +73,12 @@ ROLES: dict[str, tuple[str, str]] = {
         "operators (no durable consumer)",
     ),
 }
+HOLDER_CONSUMER = "coordinator-events-<holder>"
+PARTITION_CONSUMER = "coordinator-commands-<partition>"
 # durable consumer name -> the process that pulls from it
 USED_BY: dict[str, str] = {
-    Subjects.COORDINATOR_EVENTS: "coordinator",
-    Subjects.COORDINATOR_COMMANDS: "coordinator",
+    HOLDER_CONSUMER: "one coordinator process (removed a day after its last use); created by it",
+    PARTITION_CONSUMER: "the coordinator holding the partition; created by the first that holds it",
     Subjects.PROJECTOR_EVENTS: "projector",
     Subjects.WEBHOOK_EVENTS: "webhooks (the delivery service)",
     Subjects.NOTIFIER_INBOX: "notifier (mails the people an inbox item is for)",
@@ -227,7 +239,10 @@ def all_consumers(topo: Topology, settings: Settings) -> list[tuple[str, Consume
         *topo.consumers,
         (s.tasks_stream, capability_consumer(s, CAPABILITY, settings)),
         (s.tasks_stream, direct_consumer(s, AGENT_ID, settings)),
-    ]
+        (s.events_stream, replace(coordinator_events_consumer(s, "HOLDER", settings), durable_name=HOLDER_CONSUMER)),
+        (s.commands_stream, replace(partition_commands_consumer(s, 0, settings), durable_name=PARTITION_CONSUMER,
+                                    filter_subject="ax.cmd.<partition>.*")),
+    ]  # fmt: skip
 
 
 def render_consumers(topo: Topology, settings: Settings) -> list[str]:
@@ -253,11 +268,12 @@ def render_consumers(topo: Topology, settings: Settings) -> list[str]:
 
 BUCKET_ROLES: dict[str, tuple[str, str]] = {
     "ax-leases": (
-        "coordinators: `create` to take key `coordinator`, `update(last=revision)` to renew it; projectors "
+        "coordinators: `create` to take key `coordinator.partition.<n>`, `update(last=revision)` to renew it, "
+        "`put` of `coordinator.member.<holder>` to be counted in the share; projectors "
         "likewise key `projector.<durable>` (one writer per read model), webhook delivery services key "
         "`webhooks.<durable>` (one sender per durable)",
-        "coordinators, projectors and webhook delivery services standing by (they try `create` until the "
-        "holder's entry expires)",
+        "coordinators (which partitions are free, how many coordinators run), projectors and webhook delivery "
+        "services standing by (they try `create` until the holder's entry expires)",
     ),
     "ax-agents": (
         "agents (SDK): their `AgentCard`, rewritten every heartbeat; ws_gateway for HTTP agents",

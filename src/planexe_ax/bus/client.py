@@ -201,7 +201,7 @@ async def execution_known(bus: Bus, execution_id: str) -> bool:
     """Whether the bus has heard of the execution: an event of it, or a command for it (a start not yet taken)."""
     for stream, subject in (
         (bus.subjects.events_stream, bus.subjects.events_of(execution_id)),
-        (bus.subjects.commands_stream, bus.subjects.command(execution_id)),
+        (bus.subjects.commands_stream, bus.subjects.stored_command(execution_id)),
     ):
         info = await bus.js.stream_info(stream, subjects_filter=subject)
         if info.state.subjects:

@@ -28,6 +28,7 @@ from planexe_ax.bus.codec import event_subject
 from planexe_ax.bus.errors import WRONG_LAST_SEQUENCE, Deposed
 from planexe_ax.bus.identities import Identities, creds_inbox_prefix
 from planexe_ax.bus.messages import CommandBase, DeadLetter, EventBase, StartExecution, TaskOffer, WireModel, utcnow
+from planexe_ax.bus.partitions import partition_of
 from planexe_ax.bus.pipeline import Outgoing, Pipeline
 from planexe_ax.bus.plan_store import PLAN_ENVELOPE_BYTES, offload
 from planexe_ax.bus.subjects import Subjects
@@ -109,8 +110,10 @@ class Bus:
     _kv: KeyValue | None = field(default=None, repr=False)
     _plans: KeyValue | None = field(default=None, repr=False)
     closing: bool = False
-    fence: dict[str, str] = field(default_factory=dict)
-    """Set while this process leads (:mod:`planexe_ax.bus.leader`): the epoch every decision event carries."""
+    fences: dict[int, dict[str, str]] | None = None
+    """Set while this process decides partitions (:mod:`planexe_ax.coordinator.partitions`): by partition, the
+    epoch headers every decision about an execution of it carries (:mod:`planexe_ax.bus.leader`). None: a
+    coordinator alone, whose decisions are not fenced."""
     _fenced: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
     _pipeline: Pipeline | None = field(default=None, repr=False)
     reconnected_at: datetime | None = None
@@ -176,7 +179,6 @@ class Bus:
             Deposed: the stream refused a fenced message: a newer leader has published its epoch. The
                 stream checks each fenced message, so every later one of this leader is refused too.
         """
-        fence = self.fence
         outgoing: list[Outgoing] = []
         placed: list[int] = []
         outcomes: list[PubAck | Exception] = [NatsTimeoutError()] * len(publications)
@@ -190,7 +192,8 @@ class Bus:
                 headers[tracing.TRACEPARENT] = publication.traceparent
             else:
                 tracing.carry(headers, publication.message)
-            fenced = bool(publication.fenced and fence)
+            fence = self.fence_of(publication.message) if publication.fenced else {}
+            fenced = bool(fence)
             if fenced:
                 headers.update(fence)
             outgoing.append(Outgoing(publication.subject, data, headers, fenced))
@@ -203,6 +206,21 @@ class Bus:
                 why = f"{kind} refused: a newer leader fenced this one off ({outcome.description})"
                 raise Deposed(why) from outcome
         return outcomes
+
+    def fence_of(self, message: WireModel) -> dict[str, str]:
+        """The fence headers of a decision about ``message``'s execution ({} when decisions are not fenced).
+
+        Raises:
+            Deposed: this process fences its decisions and does not hold the execution's partition (any more).
+        """
+        if self.fences is None:
+            return {}
+        execution_id = str(getattr(message, "execution_id", ""))
+        partition = partition_of(execution_id, self.settings.partitions)
+        fence = self.fences.get(partition)
+        if fence is None:
+            raise Deposed(f"partition {partition} (execution {execution_id}) is not held by this coordinator")
+        return fence
 
     def _pipelined(self) -> Pipeline:
         if self._pipeline is None:
@@ -257,7 +275,7 @@ class Bus:
 
     async def publish_event(self, event: EventBase) -> PubAck:
         """Publish an event on its subject (:func:`event_subject`), de-duplicated by its ``event_id``."""
-        return await self.publish(event_subject(self.subjects, event), event, event.event_id, self.fence)
+        return await self.publish(event_subject(self.subjects, event), event, event.event_id, self.fence_of(event))
 
     async def publish_offer(self, offer: TaskOffer, agent_id: str | None = None) -> PubAck:
         """Offer one subtask attempt to every agent of its action, or to one agent when pinned."""

@@ -18,17 +18,25 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
 from planexe_ax.bus.connection import Bus
 from planexe_ax.bus.errors import TIMEOUTS, BusError
+from planexe_ax.bus.subjects import COORDINATOR_MEMBERS, PARTITION_LEASES, Subjects
+from planexe_ax.bus.topology import (
+    coordinator_events_consumer,
+    ensure_consumer,
+    partition_commands_consumer,
+    position_consumer,
+)
 
 log = logging.getLogger(__name__)
 EXPECTED_LAST_SEQ = "Nats-Expected-Last-Subject-Sequence"
@@ -42,14 +50,18 @@ class LeaderLease:
 
     Args:
         bus: A connected bus (topology provisioned: the leases bucket and the fence subject exist).
-        role: The role led (a key of the leases bucket, a token of the fence subject).
+        role: The role led: its key in the leases bucket.
         holder: This candidate's name, stored as the key's value (shown to operators).
+        fence_subject: Where :meth:`fence` publishes this term's marker; default ``subjects.fence(role)``.
     """
 
-    def __init__(self, bus: Bus, role: str, holder: str) -> None:
+    def __init__(self, bus: Bus, role: str, holder: str, fence_subject: str | None = None) -> None:
         self.bus = bus
         self.role = role
         self.holder = holder
+        self.fence_subject = fence_subject
+        self.headers: dict[str, str] = {}
+        """This term's fence: the expected-sequence headers every decision of it carries."""
         self.ttl_s = bus.settings.leader_ttl_s
         self.revision = 0
         self.epoch = 0
@@ -71,27 +83,15 @@ class LeaderLease:
         self._renewed_at = time.monotonic()
         return True
 
-    async def acquire(self, stop: asyncio.Event) -> bool:
-        """Wait until the lease is ours (True) or ``stop`` is set (False); then fence the previous leader off."""
-        every = self.ttl_s / 10
-        while not stop.is_set():
-            try:
-                if await self.try_acquire():
-                    await self.fence()
-                    log.info("leader", extra={"role": self.role, "holder": self.holder, "epoch": self.epoch})
-                    return True
-            except PASSING as exc:
-                log.warning("campaign failed; trying again", extra={"role": self.role, "error": repr(exc)})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), every)
-        return False
-
     async def fence(self) -> int:
-        """Publish this term's marker on the fence subject; its sequence is the epoch every decision carries."""
-        subject = self.bus.subjects.fence(self.role)
+        """Publish this term's marker on the fence subject; its sequence is the epoch every decision carries.
+
+        The headers that carry it are :attr:`headers` from then on.
+        """
+        subject = self.fence_subject or self.bus.subjects.fence(self.role)
         ack = await self.bus.js.publish(subject, self.holder.encode())
         self.epoch = ack.seq
-        self.bus.fence = {EXPECTED_LAST_SEQ: str(ack.seq), EXPECTED_LAST_SUBJECT: subject}
+        self.headers = {EXPECTED_LAST_SEQ: str(ack.seq), EXPECTED_LAST_SUBJECT: subject}
         return ack.seq
 
     async def renew(self) -> bool:
@@ -120,8 +120,8 @@ class LeaderLease:
                 return
 
     async def release(self) -> None:
-        """Step down: stop fencing decisions and delete the key (if still ours) so a standby takes over at once."""
-        self.bus.fence = {}
+        """Step down: forget this term's fence and delete the key (if still ours) so a standby takes over at once."""
+        self.headers = {}
         with contextlib.suppress(*PASSING):
             kv = await self._bucket()
             await kv.delete(self.role, last=self.revision)
@@ -156,7 +156,8 @@ class HoldsLease:
 
 def default_holder() -> str:
     """A name that tells lease holders apart, in one process too: host, process id and a random suffix."""
-    return f"{socket.gethostname()[:24]}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    host = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname()[:24])  # one subject token: no dots
+    return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
 Work = Callable[[asyncio.Event], list[Coroutine[Any, Any, None]]]
@@ -244,3 +245,60 @@ class Terms:
                 await self.lease.release()
             except Exception as exc:  # the connection may be gone: the lease expires by itself
                 log.warning("lease not released", extra={"worker": self.name, "error": repr(exc)})
+
+
+# -- the coordinators' partitions (coordinator/partitions.py) ------------------------------------------
+async def announce(bus: Bus, holder: str) -> None:
+    """Say that coordinator ``holder`` runs (its member key, kept alive by writing it again within the TTL)."""
+    kv = await bus.js.key_value(bus.subjects.leases_bucket)
+    await kv.put(Subjects.coordinator_member(holder), holder.encode())
+
+
+async def leave(bus: Bus, holder: str) -> None:
+    """Delete coordinator ``holder``'s member key, so the others count one coordinator fewer at once."""
+    with contextlib.suppress(Exception):  # the connection may be gone: the key expires by itself
+        kv = await bus.js.key_value(bus.subjects.leases_bucket)
+        await kv.delete(Subjects.coordinator_member(holder))
+
+
+async def coordinator_keys(bus: Bus) -> tuple[set[str], set[int]]:
+    """The running coordinators and the partitions held by any of them, read from the leases bucket."""
+    kv = await bus.js.key_value(bus.subjects.leases_bucket)
+    watcher = await kv.watch("coordinator.>", ignore_deletes=True, meta_only=True)
+    members: set[str] = set()
+    taken: set[int] = set()
+    try:
+        async for entry in watcher:
+            if entry is None:
+                break
+            kind, _, name = entry.key.rpartition(".")
+            if kind == COORDINATOR_MEMBERS:
+                members.add(name)
+            elif kind == PARTITION_LEASES and name.isdigit():
+                taken.add(int(name))
+    finally:
+        with contextlib.suppress(Exception):
+            await watcher.stop()  # type: ignore[no-untyped-call]
+    return members, taken
+
+
+async def open_coordinator_events(bus: Bus, holder: str) -> None:
+    """Make coordinator ``holder``'s own consumer of every event, delivering every event stored from now on."""
+    config = coordinator_events_consumer(bus.subjects, holder, bus.settings)
+    info = await bus.js.stream_info(bus.subjects.events_stream)
+    await position_consumer(bus.js, bus.subjects.events_stream, config, int(info.state.last_seq))
+
+
+async def close_coordinator_events(bus: Bus, holder: str) -> None:
+    """Remove coordinator ``holder``'s events consumer (a crashed one's goes a day after its last use)."""
+    with contextlib.suppress(Exception):
+        await bus.js.delete_consumer(bus.subjects.events_stream, Subjects.coordinator_events(holder))
+
+
+async def ensure_partition_commands(bus: Bus, partition: int) -> None:
+    """Make the durable consumer of ``partition``'s commands unless it exists (it keeps its place between holders)."""
+    config = partition_commands_consumer(bus.subjects, partition, bus.settings)
+    try:
+        await bus.js.consumer_info(bus.subjects.commands_stream, config.durable_name or "")
+    except NotFoundError:
+        await ensure_consumer(bus.js, bus.subjects.commands_stream, config)

@@ -37,12 +37,12 @@ def role_permissions(role: str, subjects: Subjects) -> Permissions:
     services = (JS_API, JS_ACK, JS_FLOW, s.all_dlq)
     # Each role touches only its own keys of the leases bucket: the coordinator's, the projectors', the webhooks'.
     leases = f"$KV.{s.leases_bucket}"
-    leader, fence = (f"{leases}.coordinator", f"{leases}.coordinator.>"), s.fence("coordinator")
+    leader, fence = f"{leases}.coordinator.>", s.partition_fences
     projector_lease = f"{leases}.{PROJECTOR_LEASES}.>"
     webhooks_lease = f"{leases}.{WEBHOOK_LEASES}.>"
     http_leases = f"$KV.{s.http_leases_bucket}.>"
     table: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-        "coordinator": ((s.all_decisions, s.all_tasks, s.all_direct, *leader, fence, *services), (inbox,)),
+        "coordinator": ((s.all_decisions, s.all_tasks, s.all_direct, leader, fence, *services), (inbox,)),
         # Projectors take turns writing one read model: the holder of its lease writes, the others stand by.
         "projector": ((projector_lease, *services), (inbox,)),
         # The webhook delivery service reads events through its durable, as the projector does, one service at a

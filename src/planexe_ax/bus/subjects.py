@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from planexe_ax.bus.partitions import partition_of
+
 SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 SAFE_TOKEN = re.compile(r"^[a-z0-9_-]{1,64}$")
 
@@ -26,6 +28,10 @@ PROJECTOR_LEASES = "projector"
 """Projectors' keys in the leases bucket start with this token (one key per durable, i.e. per read model)."""
 WEBHOOK_LEASES = "webhooks"
 """Webhook delivery services' keys in the leases bucket start with this token (one key per durable)."""
+PARTITION_LEASES = "coordinator.partition"
+"""Coordinators' partition keys in the leases bucket: ``coordinator.partition.<n>``, one holder each."""
+COORDINATOR_MEMBERS = "coordinator.member"
+"""Running coordinators' keys in the leases bucket: ``coordinator.member.<holder>``."""
 
 
 def check_id(value: str, what: str = "id") -> str:
@@ -128,6 +134,38 @@ class Subjects:
         """
         return self._s(FENCE.format(role=check_token(role, "role")))
 
+    def partition_fence(self, partition: int) -> str:
+        """The coordinator epochs of one partition (:meth:`fence` of the partition's leader)."""
+        return self._s(f"ax.fence.coordinator.{int(partition)}")
+
+    @property
+    def partition_fences(self) -> str:
+        """Filter (and permission) of every partition's fence subject."""
+        return self._s("ax.fence.coordinator.>")
+
+    def partition_commands(self, partition: int) -> str:
+        """The commands of one partition as AX_COMMANDS stores them (``ax.cmd.<partition>.<execution>``)."""
+        return self._s(f"ax.cmd.{int(partition)}.*")
+
+    def partitioned_command(self, execution_id: str, partitions: int) -> str:
+        """One execution's commands as AX_COMMANDS stores them with ``partitions`` partitions."""
+        execution_id = check_id(execution_id, "execution id")
+        return self._s(f"ax.cmd.{partition_of(execution_id, partitions)}.{execution_id}")
+
+    def stored_command(self, execution_id: str) -> str:
+        """Filter of one execution's commands as AX_COMMANDS stores them, whatever their partition."""
+        return self._s(f"ax.cmd.*.{check_id(execution_id, 'execution id')}")
+
+    def command_partitioning(self, count: int) -> tuple[str, str]:
+        """The AX_COMMANDS subject transform: ``ax.cmd.<execution>`` is stored as ``ax.cmd.<partition>.<execution>``."""
+        return self._s("ax.cmd.*"), self._s(f"ax.cmd.{{{{partition({int(count)},1)}}}}.{{{{wildcard(1)}}}}")
+
+    def execution_of(self, subject: str) -> str:
+        """The execution id token of an event subject (``ax.evt.<execution>...``); "" for any other subject."""
+        prefix = f"{self.namespace}." if self.namespace else ""
+        tokens = subject.removeprefix(prefix).split(".", 3)
+        return tokens[2] if len(tokens) >= 3 and tokens[0] == "ax" and tokens[1] == "evt" else ""
+
     def reports_by(self, agent_id: str) -> str:
         """Filter (and permission) matching every report of one agent."""
         return self._s(f"ax.evt.*.*.{check_id(agent_id, 'agent id')}")
@@ -217,6 +255,16 @@ class Subjects:
         """The key of the leases bucket held by the one webhook delivery service that consumes ``durable``."""
         return f"{WEBHOOK_LEASES}.{check_id(durable, 'durable name')}"
 
+    @staticmethod
+    def partition_lease(partition: int) -> str:
+        """The key of the leases bucket held by the coordinator that decides ``partition``."""
+        return f"{PARTITION_LEASES}.{int(partition)}"
+
+    @staticmethod
+    def coordinator_member(holder: str) -> str:
+        """The key of the leases bucket a running coordinator keeps alive: the count of them shares the partitions."""
+        return f"{COORDINATOR_MEMBERS}.{check_id(holder, 'holder')}"
+
     @property
     def http_leases_bucket(self) -> str:
         """KV bucket of HTTP agents' leases, written by the gateways: any gateway serves any HTTP agent."""
@@ -251,8 +299,16 @@ class Subjects:
         """Durable pull consumer of work pinned to one agent."""
         return f"agent-{check_id(agent_id, 'agent id')}"
 
-    COORDINATOR_EVENTS = "coordinator-events"
-    COORDINATOR_COMMANDS = "coordinator-commands"
+    @staticmethod
+    def coordinator_events(holder: str) -> str:
+        """One coordinator process's own consumer of every event (it skips the partitions it does not hold)."""
+        return f"coordinator-events-{check_id(holder, 'holder')}"
+
+    @staticmethod
+    def coordinator_commands(partition: int) -> str:
+        """The durable consumer of one partition's commands, taken over with the partition."""
+        return f"coordinator-commands-{int(partition)}"
+
     PROJECTOR_EVENTS = "projector-events"
     WEBHOOK_EVENTS = "webhook-events"
     NOTIFIER_INBOX = "notifier-inbox"

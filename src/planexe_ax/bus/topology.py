@@ -20,15 +20,19 @@ from nats.js.api import (
     RetentionPolicy,
     StorageType,
     StreamConfig,
+    SubjectTransform,
 )
 from nats.js.errors import BadRequestError, NoStreamResponseError, NotFoundError, ServiceUnavailableError
 
 from planexe_ax.bus.subjects import Subjects
 from planexe_ax.config import Settings
+from planexe_ax.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 COMMANDS_MAX_AGE_S = 30 * 24 * 3600.0
+COORDINATOR_CONSUMER_IDLE_S = 24 * 3600.0
+"""A coordinator's own events consumer outlives the coordinator this long (a crashed one's is then removed)."""
 HTTP_LEASES_KEEP_S = 24 * 3600.0
 """How long an entry of ``ax-http-leases`` lives unless written again: ended leases are remembered this long."""
 
@@ -83,8 +87,9 @@ def topology(subjects: Subjects, settings: Settings) -> Topology:
         ),
         StreamConfig(
             name=subjects.commands_stream,
-            description="Control commands: start, pause, resume, cancel.",
+            description="Control commands: start, pause, resume, cancel; stored under their execution's partition.",
             subjects=[subjects.all_commands],
+            subject_transform=SubjectTransform(*subjects.command_partitioning(settings.partitions)),
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             num_replicas=replicas,
@@ -106,8 +111,6 @@ def topology(subjects: Subjects, settings: Settings) -> Topology:
         ),
     )
     consumers = (
-        (subjects.events_stream, events_consumer(subjects, Subjects.COORDINATOR_EVENTS, settings)),
-        (subjects.commands_stream, _durable(Subjects.COORDINATOR_COMMANDS, subjects.all_commands, settings)),
         (subjects.events_stream, events_consumer(subjects, Subjects.PROJECTOR_EVENTS, settings)),
         (subjects.events_stream, events_consumer(subjects, Subjects.WEBHOOK_EVENTS, settings)),
         (subjects.events_stream, notifier_consumer(subjects, settings)),
@@ -187,6 +190,17 @@ def events_consumer(subjects: Subjects, durable: str, settings: Settings) -> Con
     return _durable(durable, subjects.all_events, settings)
 
 
+def coordinator_events_consumer(subjects: Subjects, holder: str, settings: Settings) -> ConsumerConfig:
+    """One coordinator process's consumer of every event; removed by the server a day after it was last used."""
+    config = events_consumer(subjects, Subjects.coordinator_events(holder), settings)
+    return dataclasses.replace(config, inactive_threshold=COORDINATOR_CONSUMER_IDLE_S)
+
+
+def partition_commands_consumer(subjects: Subjects, partition: int, settings: Settings) -> ConsumerConfig:
+    """The durable consumer of one partition's commands (made by the coordinator that first holds it)."""
+    return _durable(Subjects.coordinator_commands(partition), subjects.partition_commands(partition), settings)
+
+
 async def position_consumer(js: JetStreamContext, stream: str, config: ConsumerConfig, after_seq: int) -> None:
     """Recreate a durable consumer so that it delivers from stream sequence ``after_seq + 1`` on, in order.
 
@@ -234,6 +248,14 @@ def direct_consumer(subjects: Subjects, agent_id: str, settings: Settings) -> Co
     return _durable(name, subjects.direct(agent_id), settings, settings.max_deliver, named=True)
 
 
+def _transform(transform: SubjectTransform | dict[str, str] | None) -> tuple[str, str] | None:
+    if transform is None:
+        return None
+    if isinstance(transform, dict):  # as an older client hands back a stream's config
+        return transform.get("src", ""), transform.get("dest", "")
+    return transform.src, transform.dest
+
+
 async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
     """Create ``config``'s stream, or bring an existing one in line with it (logged, never skipped)."""
     try:
@@ -243,12 +265,18 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
         log.info("stream created", extra={"stream": config.name})
         return
     current = info.config
+    have_transform, wanted_transform = _transform(current.subject_transform), _transform(config.subject_transform)
+    if have_transform and wanted_transform and have_transform != wanted_transform:
+        raise ConfigError(
+            f"stream {config.name} stores subjects as {have_transform[1]!r}, these settings as "
+            f"{wanted_transform[1]!r}: every process of a deployment needs the same PLANEXE_PARTITIONS"
+        )
     wanted = (config.subjects, config.max_age or 0, config.duplicate_window or current.duplicate_window,
               config.max_msg_size or -1, config.max_bytes or -1, config.discard or current.discard,
-              config.num_replicas or 1)  # fmt: skip
+              config.num_replicas or 1, _transform(config.subject_transform))  # fmt: skip
     have = (current.subjects, current.max_age or 0, current.duplicate_window,
             current.max_msg_size or -1, current.max_bytes or -1, current.discard,
-            current.num_replicas or 1)  # fmt: skip
+            current.num_replicas or 1, _transform(current.subject_transform))  # fmt: skip
     if wanted != have:
         log.warning("stream config differs, updating", extra={"stream": config.name, "have": str(have)})
         try:

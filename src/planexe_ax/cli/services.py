@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from planexe_ax.agents import AgentRuntime, builtin_agents
 from planexe_ax.bus import Bus, EmbeddedNats, connect
 from planexe_ax.config import Settings
-from planexe_ax.coordinator import FailoverCoordinator
+from planexe_ax.coordinator import PartitionedCoordinator
 from planexe_ax.errors import ConfigError
 from planexe_ax.notifier import Notifier
 from planexe_ax.projector import Projector
@@ -95,7 +95,7 @@ class Services:
     """Services started in this process; ``run`` them with a stop event."""
 
     buses: list[Bus] = field(default_factory=list)
-    coordinator: FailoverCoordinator | None = None
+    coordinator: PartitionedCoordinator | None = None
     projector: Projector | None = None
     agents: list[AgentRuntime] = field(default_factory=list)
     webhooks: WebhookService | None = None
@@ -163,7 +163,7 @@ async def start_services(
         if "coordinator" in names:
             bus = await connect(settings, url, "planexe-ax-coordinator", role=ROLE_OF["coordinator"])
             services.buses.append(bus)
-            services.coordinator = FailoverCoordinator(bus)
+            services.coordinator = PartitionedCoordinator(bus)
             await services.coordinator.start()
         if "agents" in names:
             bus = await connect(settings, url, "planexe-ax-agents", role=ROLE_OF["agents"])

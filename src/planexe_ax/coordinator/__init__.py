@@ -2,7 +2,7 @@
 
 from planexe_ax.coordinator.core import CoordinatorCore
 from planexe_ax.coordinator.decide import decide
-from planexe_ax.coordinator.failover import FailoverCoordinator
+from planexe_ax.coordinator.partitions import PartitionedCoordinator
 from planexe_ax.coordinator.service import Coordinator
 from planexe_ax.coordinator.state import CoreConfig, Effect, Emit, ExecutionRun, Offer, WakeAt, apply
 
@@ -13,8 +13,8 @@ __all__ = [
     "Effect",
     "Emit",
     "ExecutionRun",
-    "FailoverCoordinator",
     "Offer",
+    "PartitionedCoordinator",
     "WakeAt",
     "apply",
     "decide",

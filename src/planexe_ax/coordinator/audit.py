@@ -78,6 +78,11 @@ class ChainKeeper:
         if event is not None:
             self.read(seq, event)
 
+    def drop(self, execution_id: str) -> None:
+        """Forget an execution's chain (its partition moved to another coordinator, which rebuilds it)."""
+        self.chains.pop(execution_id, None)
+        self._due.discard(execution_id)
+
     def forget(self, event_id: str) -> None:
         """The stream kept another copy of this decision: the copy read back is decoded and linked instead."""
         self._sent.pop(event_id, None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
 
 from planexe_ax.bus import event_ids
@@ -130,23 +131,28 @@ class CoordinatorCore:
         run = self.runs.get(execution_id)
         return decide(run, now, self.config, self.agents) if run is not None else []
 
-    def tick_all(self, now: datetime) -> list[Effect]:
-        """Re-decide every open execution."""
-        return [
-            e for xid, run in self.runs.items() if run.status not in TERMINAL_EXECUTION for e in self.tick(xid, now)
-        ]
+    def tick_all(self, now: datetime, only: Collection[str] | None = None) -> list[Effect]:
+        """Re-decide every open execution (or those of ``only``)."""
+        runs = self.runs.items() if only is None else ((x, self.runs[x]) for x in only if x in self.runs)
+        return [e for xid, run in runs if run.status not in TERMINAL_EXECUTION for e in self.tick(xid, now)]
 
-    def reoffers(self, now: datetime) -> list[Effect]:
+    def forget(self, execution_id: str) -> None:
+        """Drop an execution (its partition moved to another coordinator, which rebuilds it)."""
+        self.runs.pop(execution_id, None)
+        self._full.discard(execution_id)
+
+    def reoffers(self, now: datetime, only: Collection[str] | None = None) -> list[Effect]:
         """The offers of the open executions' DISPATCHED subtasks, as they were first sent.
 
         Only those dispatched within ``duplicate_window_s``, which the stream's de-duplication still knows:
         sending them again stores only those that never were (a coordinator that stopped between a
-        DISPATCHED and its offer).
+        DISPATCHED and its offer). With ``only``, those of these executions.
         """
         since = now - timedelta(seconds=self.config.duplicate_window_s)
+        runs = self.runs.values() if only is None else [self.runs[x] for x in only if x in self.runs]
         return [
             Offer(offer_of(run, sub, sub.attempt, sub.dispatched_at), sub.agent_id)
-            for run in self.runs.values()
+            for run in runs
             if run.status not in TERMINAL_EXECUTION
             for sub in run.subtasks.values()
             if sub.status == TaskStatus.DISPATCHED and sub.dispatched_at is not None and sub.dispatched_at > since

@@ -12,6 +12,7 @@ from planexe_ax.bus import (
     MSG_ID,
     Bus,
     Command,
+    Deposed,
     Event,
     ExecutionCreated,
     Msg,
@@ -29,7 +30,14 @@ from planexe_ax.bus import (
 )
 from planexe_ax.bus.audit_chain import signing_key
 from planexe_ax.bus.consumer import Backoff
-from planexe_ax.bus.replay import StoredEvent, replay_present, resume_after
+from planexe_ax.bus.leader import (
+    close_coordinator_events,
+    default_holder,
+    ensure_partition_commands,
+    open_coordinator_events,
+)
+from planexe_ax.bus.partitions import partition_of
+from planexe_ax.bus.replay import StoredEvent, replay_present
 from planexe_ax.bus.tracing import TRACEPARENT, annotate, decision_span, fail_current, internal_span
 from planexe_ax.bus.tracing import enabled as tracing_enabled
 from planexe_ax.config import Settings
@@ -41,6 +49,9 @@ from planexe_ax.errors import PlanUnavailable
 
 log = logging.getLogger(__name__)
 DLQ_SOURCE = "coordinator"
+COMMANDS_IDLE_S = 5.0
+"""How long one pull of a partition's commands waits: a coordinator holding 32 partitions makes about 6 pulls a
+second while no command comes (a stop cancels the pulls, so it does not wait for them)."""
 
 
 def _now() -> datetime:
@@ -66,15 +77,32 @@ def core_config(settings: Settings) -> CoreConfig:
 
 
 class Coordinator:
-    """The only writer of execution state.
+    """The only writer of the state of the executions of the partitions it holds.
+
+    Alone (:meth:`start`) it holds every partition; among others, :class:`~planexe_ax.coordinator.partitions.
+    PartitionedCoordinator` gives it the partitions whose leases it took (:meth:`take`) and takes them back
+    (:meth:`drop`). It reads every event through a consumer of its own and skips those of executions whose
+    partition it does not hold; it reads each held partition's commands through that partition's durable, so
+    a partition's unanswered commands move with it.
 
     Args:
         bus: A connected bus (topology provisioned).
         config: Retry and lag policy; by default from the bus settings.
+        holder: This process's name (its events consumer is named after it); default host, pid and a suffix.
     """
 
-    def __init__(self, bus: Bus, config: CoreConfig | None = None) -> None:
+    def __init__(self, bus: Bus, config: CoreConfig | None = None, holder: str | None = None) -> None:
         self.bus = bus
+        self.holder = holder or default_holder()
+        self.partitions = bus.settings.partitions
+        self.held: set[int] = set()
+        """The partitions whose executions this coordinator decides."""
+        self._rebuilt_to: dict[int, int] = {}
+        """By held partition, the last event its rebuild read: the consumer's copies up to there are skipped."""
+        self._command_loops: dict[int, asyncio.Task[None]] = {}
+        self._lost: set[int] = set()
+        """Partitions whose leases ran out and that are not dropped yet."""
+        self._running = False
         self.engine = CoordinatorCore(config or core_config(bus.settings))
         self.directory = AgentDirectory(bus, self._on_agents)
         settings = bus.settings
@@ -92,33 +120,88 @@ class Coordinator:
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
-        """Rebuild state from every event stored now, then decide what is due and consume what follows.
-
-        The rebuild reads to the stream's end, not only to what the previous coordinator acked: the events
-        after its ack floor (its own last decisions, the reports they answered) are state too, and deciding
-        on a state without them takes decisions that contradict them (a subtask COMPLETED in the stream
-        sent to RETRY_WAIT again because its agent's heartbeat lapsed meanwhile). Reports folded by the
-        rebuild and not decided on yet are taken by the decision round that follows it, and the offers of
-        subtasks DISPATCHED within the duplicate window are sent again (the stream drops the copy of one
-        stored; one the previous coordinator could not store before it stopped reaches an agent now).
-        """
-        last = await self._rebuild()
-        if last:
-            # Deliver from the event after the rebuild on, in order: what the previous coordinator held
-            # unacked would otherwise come back after ack_wait, behind newer events.
-            await resume_after(self.bus, Subjects.COORDINATOR_EVENTS, last)
-        async with self._lock:
-            now = _now()
-            await self._carry_out(self.engine.reoffers(now) + self.engine.tick_all(now), "decide on start")
+        """Alone: hold every partition, unfenced (:meth:`open`, then :meth:`take` of them all)."""
+        await self.open()
+        await self.take(set(range(self.partitions)))
         extra = {"rebuilt_events": self.rebuilt_events, "executions": len(self.engine.runs)}
         log.info("coordinator ready", extra=extra)
 
-    async def _rebuild(self) -> int:
-        """Fold every stored event; return the sequence of the last one (0 when there is none)."""
+    async def open(self) -> None:
+        """Make this process's events consumer, delivering every event stored from now on.
+
+        Whatever was stored before is read by the rebuild of each partition taken (which reads to the
+        stream's end, so it overlaps the consumer: the consumer's copies of what a rebuild read are skipped).
+        """
+        await open_coordinator_events(self.bus, self.holder)
+
+    async def close(self) -> None:
+        """Remove this process's events consumer (a crashed process's goes a day after its last use)."""
+        await close_coordinator_events(self.bus, self.holder)
+
+    def holds(self, execution_id: str) -> bool:
+        """Whether the execution's partition is one this coordinator decides."""
+        return partition_of(execution_id, self.partitions) in self.held
+
+    async def take(self, partitions: set[int]) -> None:
+        """Decide ``partitions`` from now on: rebuild their executions, then decide what is due and read their commands.
+
+        The rebuild reads to the stream's end, not only to what the previous holder decided on: the events
+        after that (its own last decisions, the reports they answered) are state too, and deciding on a state
+        without them takes decisions that contradict them (a subtask COMPLETED in the stream sent to
+        RETRY_WAIT again because its agent's heartbeat lapsed meanwhile). Reports folded by the rebuild and
+        not decided on yet are taken by the decision round that follows it, and the offers of subtasks
+        DISPATCHED within the duplicate window are sent again (the stream drops the copy of one stored; one
+        the previous holder could not store before it stopped reaches an agent now).
+        """
+        new = set(partitions) - self.held
+        if not new:
+            return
+        async with self._lock:
+            last = await self._rebuild(new)
+            await asyncio.gather(*(ensure_partition_commands(self.bus, p) for p in new))
+            self.held |= new
+            self._rebuilt_to.update(dict.fromkeys(new, last))
+            if self._running:
+                for partition in new:
+                    self._read_commands(partition)
+            now = _now()
+            mine = [x for x in self.engine.runs if partition_of(x, self.partitions) in new]
+            await self._carry_out(self.engine.reoffers(now, mine) + self.engine.tick_all(now, mine), "decide on start")
+        log.info("partitions taken", extra={"partitions": sorted(new), "held": len(self.held), "executions": len(mine)})
+
+    async def drop(self, partitions: set[int]) -> None:
+        """Stop deciding ``partitions``: forget their executions; their commands wait for the next holder."""
+        async with self._lock:
+            gone = set(partitions) & self.held
+            self.held -= gone
+            self._lost -= set(partitions)
+            for partition in gone:
+                self._rebuilt_to.pop(partition, None)
+                loop = self._command_loops.pop(partition, None)
+                if loop is not None:
+                    loop.cancel()  # unacked, a command it was reading goes to the next holder
+            for execution_id in [x for x in self.engine.runs if partition_of(x, self.partitions) in gone]:
+                self.engine.forget(execution_id)
+                self.audit.drop(execution_id)
+                timer = self._timers.pop(execution_id, None)
+                if timer is not None:
+                    timer[1].cancel()
+        if gone:
+            log.info("partitions dropped", extra={"partitions": sorted(gone), "held": len(self.held)})
+
+    def _read_commands(self, partition: int) -> None:
+        stream, durable = self.bus.subjects.commands_stream, Subjects.coordinator_commands(partition)
+        loop = PullLoop(self.bus, stream, durable, self._on_commands, idle_timeout_s=COMMANDS_IDLE_S)
+        self._command_loops[partition] = asyncio.create_task(loop.run(self._stop))
+
+    async def _rebuild(self, partitions: set[int]) -> int:
+        """Fold every stored event of the executions of ``partitions``; return the sequence of the last event read."""
         last = 0
+        count, execution_of = self.partitions, self.bus.subjects.execution_of
         async for stored in replay_present(self.bus):
-            await self._refold(stored)
             last = stored.seq
+            if partition_of(execution_of(stored.subject), count) in partitions:
+                await self._refold(stored)
         self.audit.rebuilt()
         if self.rebuild_skipped:
             log.warning("rebuild skipped events it cannot apply", extra={"skipped": self.rebuild_skipped})
@@ -146,17 +229,25 @@ class Coordinator:
         self.rebuilt_events += 1
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume events and commands until ``stop`` is set."""
+        """Consume events and the held partitions' commands until ``stop`` is set."""
         self._stop = stop
         subjects = self.bus.subjects
-        events = PullLoop(self.bus, subjects.events_stream, Subjects.COORDINATOR_EVENTS, self._on_events, batch=64)
-        commands = PullLoop(self.bus, subjects.commands_stream, Subjects.COORDINATOR_COMMANDS, self._on_commands)
+        durable = Subjects.coordinator_events(self.holder)
+        events = PullLoop(self.bus, subjects.events_stream, durable, self._on_events, batch=64)
+        self._running = True
+        for partition in self.held:
+            self._read_commands(partition)
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(events.run(stop))
-                group.create_task(commands.run(stop))
                 group.create_task(self.directory.run(stop))
         finally:
+            self._running = False
+            loops = list(self._command_loops.values())
+            self._command_loops.clear()
+            for loop in loops:
+                loop.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
             for _, timer in self._timers.values():
                 timer.cancel()
 
@@ -174,6 +265,10 @@ class Coordinator:
         async with self._lock:
             for msg in msgs:
                 msg_id = (msg.headers or {}).get(MSG_ID, "")
+                if not self._mine(msg):
+                    self._own.pop(msg_id, None)
+                    taken.append(msg)  # another coordinator's partition, or read by this one's rebuild
+                    continue
                 if self._own.pop(msg_id, None):
                     self.audit.read_own(msg.metadata.sequence.stream, msg_id)
                     taken.append(msg)  # a decision of ours coming back: applied when it was taken
@@ -183,6 +278,12 @@ class Coordinator:
             await self._carry_out(effects, "decide on events", carried)
         for msg in taken:
             await msg.ack()
+
+    def _mine(self, msg: Msg) -> bool:
+        """Whether the event in ``msg`` is this coordinator's to fold: of a held partition, after its rebuild."""
+        partition = partition_of(self.bus.subjects.execution_of(msg.subject), self.partitions)
+        rebuilt_to = self._rebuilt_to.get(partition)
+        return rebuilt_to is not None and msg.metadata.sequence.stream > rebuilt_to
 
     async def _fold(self, msg: Msg, touched: dict[str, list[Msg]], taken: list[Msg]) -> None:
         """Fold the event in ``msg`` into its execution; note what it touched (its decision span is per batch)."""
@@ -271,6 +372,9 @@ class Coordinator:
                 await self._give_up(msg, f"invalid command: {exc}")
                 continue
             annotate(command)
+            if not self.holds(command.execution_id):  # its partition was dropped while this was read
+                await msg.nak()
+                continue
             try:
                 command = await self._start_with_plan(command)
             except PlanUnavailable as exc:
@@ -279,6 +383,9 @@ class Coordinator:
                 await msg.ack()
                 continue
             async with self._lock:
+                if not self.holds(command.execution_id):
+                    await msg.nak()
+                    continue
                 try:
                     effects = self.engine.on_command(command, _now())
                 except Exception as exc:  # a command the core cannot carry out must not block those after it
@@ -339,11 +446,31 @@ class Coordinator:
                 return
             if self._stop.is_set():
                 raise failed[0][1]  # unacked, the batch comes back after a restart and is decided again
+            self._check_not_lost(failed)
             # A lost connection or a timeout: the same ids are safe to send again.
             error = repr(failed[0][1])
             log.warning("publishing decisions failed; trying again", extra={"n": len(failed), "error": error})
             publishes = [effect for effect, _ in failed]
             await backoff.wait(self._stop)
+
+    def _check_not_lost(self, failed: list[tuple[Offer | Emit, Exception]]) -> None:
+        """Give up a decision round whose partition's lease ran out while it could not be published (cut off).
+
+        The round's decisions are applied in memory and no longer owed by this coordinator: its whole state
+        is suspect, so it ends as a deposed one does (and begins again fresh); the next holder decides again.
+        """
+        for effect, _ in failed:
+            message = effect.offer if isinstance(effect, Offer) else effect.event
+            if partition_of(message.execution_id, self.partitions) in self._lost:
+                why = f"the lease of execution {message.execution_id}'s partition ran out with decisions unpublished"
+                raise Deposed(why)
+
+    def lost(self, partitions: set[int]) -> None:
+        """The leases of ``partitions`` ran out: decisions about them that cannot be published are given up.
+
+        Called at once (no lock), before :meth:`drop`, which waits for the decision round under way.
+        """
+        self._lost |= partitions
 
     async def _publish_round(
         self, publishes: list[Offer | Emit], carried: dict[int, str]

@@ -3,7 +3,7 @@
 * :func:`replay_present` every event stored now, once, in order: the coordinator's rebuild.
 * :func:`resume_after`: a durable consumer whose owner keeps its own position.
 * :class:`ExecutionEvents` one execution's events from a sequence on (or from now on), in order.
-* :func:`last_event` the latest event of one kind of one execution; :func:`events_last_seq` the stream's end.
+* :func:`last_event` the latest event of one kind of one execution; :func:`events_last_seq` the last event's.
 * :func:`listen` live (core NATS) delivery of a few subjects, for what only matters while it happens.
 """
 
@@ -45,9 +45,16 @@ def _stored(msg: Msg) -> StoredEvent:
 
 
 async def events_last_seq(bus: Bus) -> int:
-    """The sequence of the last event stored in AX_EVENTS (0 when there is none)."""
-    info = await bus.js.stream_info(bus.subjects.events_stream)
-    return int(info.state.last_seq)
+    """The sequence of the last event stored in AX_EVENTS (0 when there is none).
+
+    The last event, not the stream's last message: a coordinator's fence marker (``ax.fence.>``) may come
+    after it, and no reader of events ever reaches that.
+    """
+    try:
+        raw = await bus.js.get_last_msg(bus.subjects.events_stream, bus.subjects.all_events)
+    except NotFoundError:
+        return 0
+    return int(raw.seq or 0)
 
 
 async def resume_after(bus: Bus, durable: str, after_seq: int) -> None:

@@ -484,6 +484,8 @@ class Measurement:
         parts.append(f"events={self.events}")
         if self.fault == "projector":
             parts.append(f"in_flight_at_kill={self.in_flight_at_kill}")
+        if self.partition_moved is not None:
+            parts.append(f"partition_moved={self.partition_moved}")
         parts.append(f"phases={self.phases}")
         return " ".join(parts)
 

@@ -76,11 +76,11 @@ async def one_config(folder: Path, coordinators: int, nodes: int, args: argparse
     serve = [sys.executable, "-m", "planexe_ax", "serve"]
     try:
         projector = Child([*serve, "projector"], env, folder / "projector.log")
-        projector.wait_for("running on nats://")
+        projector.wait_for("running on")
         started = []
         for i in range(coordinators):
             started.append(Child([*serve, "coordinator"], env, folder / f"coordinator-{i}.log"))
-            started[-1].wait_for("running on nats://")
+            started[-1].wait_for("running on")
         noop = [sys.executable, str(HERE / "noop_agent.py")]
         agents = [Child(noop, env, folder / f"agent{i}.log") for i in range(args.agents)]
         with children(projector, *started, *agents):

@@ -6,9 +6,9 @@ import pytest
 from nats.js.errors import NoStreamResponseError
 
 from planexe_ax.bus import Bus, Deposed, ExecutionState, ExecutionStatus, PubAck, Publication, connect
-from planexe_ax.bus.leader import LeaderLease
+from planexe_ax.bus.leader import EXPECTED_LAST_SEQ, LeaderLease
 from planexe_ax.bus.partitions import partition_of
-from planexe_ax.bus.pipeline import Outgoing, Pipeline
+from planexe_ax.bus.pipeline import FENCE_SUBJECT, Outgoing, Pipeline
 from planexe_ax.bus.subjects import Subjects
 from planexe_ax.config import Settings
 from planexe_ax.errors import MessageTooLarge
@@ -57,22 +57,28 @@ async def test_a_message_no_stream_takes_fails_alone(bus: Bus) -> None:
 
 
 async def test_fenced_messages_after_one_that_failed_are_not_sent(bus: Bus) -> None:
-    """One at a time on a replicated stream: once a fenced message fails, the fenced ones after it are not sent
-    (sent again in order, none is stored before it); the unfenced ones still go."""
+    """One at a time per fence on a replicated stream: once a fenced message fails, the ones after it checking the
+    same fence are not sent (sent again in order, none is stored before it); unfenced ones and those of another
+    partition's fence still go."""
     pipeline = Pipeline(bus.nc, window=8, timeout_s=5.0, serial_fence=True)
     subject = bus.subjects.event("e1", "execution_state")
+    # fences no marker was published on yet (expected last sequence 0): every message checking them passes
+    one = {EXPECTED_LAST_SEQ: "0", FENCE_SUBJECT: bus.subjects.partition_fence(1)}
+    other = {EXPECTED_LAST_SEQ: "0", FENCE_SUBJECT: bus.subjects.partition_fence(2)}
     outgoing = [
-        Outgoing(subject, b"{}", {"Nats-Msg-Id": "before"}, fenced=True),
-        Outgoing("nowhere.at.all", b"{}", {}, fenced=True),  # no stream answers: the election's 503
-        Outgoing(subject, b"{}", {"Nats-Msg-Id": "after"}, fenced=True),
+        Outgoing(subject, b"{}", {"Nats-Msg-Id": "before", **one}, fenced=True),
+        Outgoing("nowhere.at.all", b"{}", one, fenced=True),  # no stream answers: the election's 503
+        Outgoing(subject, b"{}", {"Nats-Msg-Id": "after", **one}, fenced=True),
         Outgoing(subject, b"{}", {"Nats-Msg-Id": "unfenced"}),
+        Outgoing(subject, b"{}", {"Nats-Msg-Id": "other partition", **other}, fenced=True),
     ]
-    before, failed, after, unfenced = await pipeline.send(outgoing)
+    before, failed, after, unfenced, another = await pipeline.send(outgoing)
     assert isinstance(before, PubAck)
     assert isinstance(failed, NoStreamResponseError)
     assert after is failed, "the fenced message after the failure fails with it"
     assert isinstance(unfenced, PubAck)
     assert unfenced.seq == before.seq + 1, "the fenced message after the failure was never stored"
+    assert isinstance(another, PubAck), "another partition's fenced message is not held back by this failure"
 
 
 async def fence(bus: Bus, holder: str, *execution_ids: str) -> int:

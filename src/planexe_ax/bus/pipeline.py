@@ -11,10 +11,11 @@ Messages leave in the order given, on one connection; a single server stores the
 stream checks each message's headers (``Nats-Msg-Id``, the fence's expected last subject sequence) as it
 stores it, so a pipelined fenced message is checked as a lone one is. A replicated stream, however, refuses
 a message that checks a subject's last sequence while another one checking the same subject is being
-replicated ("temporarily unavailable"); with ``serial_fence`` such messages go one at a time, each after
-the previous one's ack, while the others keep flowing. Once one of them fails (the stream electing a
-leader), the fenced messages after it are not sent and fail with it: sent again in order by the caller,
-none of them is stored before the one that failed.
+replicated ("temporarily unavailable"); with ``serial_fence`` the messages checking one fence subject (one
+partition's) go one at a time, each after the previous one's ack, while the others (unfenced, or checking
+another partition's fence) keep flowing. Once one of them fails (the stream electing a leader), the messages
+after it checking the same fence are not sent and fail with it: sent again in order by the caller, none of
+them is stored before the one that failed.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from nats.js.api import PubAck
 from nats.js.errors import APIError, NoStreamResponseError
 
 NO_RESPONDERS = "503"
+FENCE_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
+"""The header naming the subject a fenced message checks (bus/leader.py): one partition's fence."""
 YIELD_EVERY = 128
 """Messages encoded between two chances for the connection's flusher to send what is buffered."""
 
@@ -107,17 +110,20 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         outcomes: list[Outcome | None] = [None] * len(items)
         flight: deque[tuple[int, float, asyncio.Future[PubAck]]] = deque()
-        last_fenced: tuple[int, float, asyncio.Future[PubAck]] | None = None
-        broken: Exception | None = None
+        last_fenced: dict[str, tuple[int, float, asyncio.Future[PubAck]]] = {}
+        broken: dict[str, Exception] = {}
         try:
             for index, item in enumerate(items):
                 while len(flight) >= self.window:
                     await self._settle(flight.popleft(), outcomes)
-                if item.fenced and self.serial_fence and last_fenced is not None:
-                    await self._wait(last_fenced)
-                    broken = broken or _failure(last_fenced[2])
-                if item.fenced and broken is not None:
-                    outcomes[index] = broken  # not sent: stored after the one that failed, it would overtake it
+                fence = item.headers.get(FENCE_SUBJECT, "") if item.fenced else ""
+                if item.fenced and self.serial_fence and fence in last_fenced:
+                    await self._wait(last_fenced[fence])
+                    failure = _failure(last_fenced[fence][2])
+                    if failure is not None:
+                        broken.setdefault(fence, failure)
+                if item.fenced and fence in broken:
+                    outcomes[index] = broken[fence]  # not sent: stored after the one that failed, it would overtake it
                     continue
                 token = str(next(self._tokens))
                 future: asyncio.Future[PubAck] = loop.create_future()
@@ -131,7 +137,7 @@ class Pipeline:
                 sent = (index, loop.time() + self.timeout_s, future)
                 flight.append(sent)
                 if item.fenced:
-                    last_fenced = sent
+                    last_fenced[fence] = sent
                 if index % YIELD_EVERY == YIELD_EVERY - 1:
                     await asyncio.sleep(0)  # let the flusher send what is buffered while the rest is encoded
             while flight:

@@ -8,8 +8,9 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from planexe_ax.bus import Bus, connect
+from planexe_ax.bus import Bus, Subjects, connect
 from planexe_ax.bus.client import start_execution
+from planexe_ax.bus.leader import LeaderLease
 from planexe_ax.bus.partitions import partition_of
 from planexe_ax.config import Settings
 from planexe_ax.coordinator import PartitionedCoordinator
@@ -103,3 +104,27 @@ async def share_and_hand_over(shared: Settings, nats_url: str, bus: Bus, every: 
             return a.held == every and all(x in a.current.engine.runs for x in of_b)
 
         await eventually(all_back, timeout=5.0)  # sooner than the lease TTL (6 s)
+
+
+async def test_a_coordinator_whose_decision_the_stream_refuses_begins_again_with_a_fresh_state(
+    nats_url: str, settings: Settings
+) -> None:
+    shared = settings.model_copy(update={"partitions": 4, "leader_ttl_s": 6.0})
+    bus = await connect(shared, nats_url, "operator", role="admin")
+    try:
+        async with running(shared, nats_url, "a") as a:
+            first = a.current
+            # Each partition gets a newer term behind a's back (as when a holder paused past its lease is replaced).
+            for partition in range(4):
+                fence = bus.subjects.partition_fence(partition)
+                await LeaderLease(bus, Subjects.partition_lease(partition), "newer", fence).fence()
+            execution_id = await start_execution(bus, make_plan({"t1": 1}))  # a's decisions on it are refused
+
+            async def fresh_and_deciding() -> bool:
+                return a.current is not first and a.held == {0, 1, 2, 3} and execution_id in a.current.engine.runs
+
+            await eventually(fresh_and_deciding, timeout=60)  # the start comes back to it after ack_wait
+            assert a.terms == 2
+            assert execution_id not in first.engine.runs or first.held == set(), "the refused state was dropped"
+    finally:
+        await bus.close()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from pydantic import ValidationError
@@ -102,6 +104,8 @@ class Coordinator:
         self._command_loops: dict[int, asyncio.Task[None]] = {}
         self._lost: set[int] = set()
         """Partitions whose leases ran out and that are not dropped yet."""
+        self._deposed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        """Set (as an exception) when a timer or a commands loop had a decision refused: it ends :meth:`run`."""
         self._running = False
         self.engine = CoordinatorCore(config or core_config(bus.settings))
         self.directory = AgentDirectory(bus, self._on_agents)
@@ -192,7 +196,11 @@ class Coordinator:
     def _read_commands(self, partition: int) -> None:
         stream, durable = self.bus.subjects.commands_stream, Subjects.coordinator_commands(partition)
         loop = PullLoop(self.bus, stream, durable, self._on_commands, idle_timeout_s=COMMANDS_IDLE_S)
-        self._command_loops[partition] = asyncio.create_task(loop.run(self._stop))
+        self._command_loops[partition] = asyncio.create_task(self._commands(loop))
+
+    async def _commands(self, loop: PullLoop) -> None:
+        with self._ends_run_when_deposed():
+            await loop.run(self._stop)
 
     async def _rebuild(self, partitions: set[int]) -> int:
         """Fold every stored event of the executions of ``partitions``; return the sequence of the last event read."""
@@ -241,6 +249,12 @@ class Coordinator:
             async with asyncio.TaskGroup() as group:
                 group.create_task(events.run(stop))
                 group.create_task(self.directory.run(stop))
+                ended = group.create_task(self._until_deposed())
+                stopped = asyncio.create_task(stop.wait())
+                await asyncio.wait({ended, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                stopped.cancel()
+                if not ended.done():
+                    ended.cancel()
         finally:
             self._running = False
             loops = list(self._command_loops.values())
@@ -538,5 +552,17 @@ class Coordinator:
         await asyncio.sleep(max(0.0, (wake.at - _now()).total_seconds()))
         async with self._lock:
             self._timers.pop(wake.execution_id, None)
-            with internal_span("decide on time", wake):
+            with internal_span("decide on time", wake), self._ends_run_when_deposed():
                 await self._carry_out(self.engine.tick(wake.execution_id, _now()), "decide on time")
+
+    @contextlib.contextmanager
+    def _ends_run_when_deposed(self) -> Iterator[None]:
+        """In a task of its own (a timer, a partition's commands): a refused decision ends :meth:`run`."""
+        try:
+            yield
+        except Deposed as refused:
+            if not self._deposed.done():
+                self._deposed.set_exception(refused)
+
+    async def _until_deposed(self) -> None:
+        await self._deposed  # raises the Deposed a timer or a commands loop met

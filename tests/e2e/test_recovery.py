@@ -139,7 +139,8 @@ async def test_coordinator_restarted_mid_run_rebuilds_and_completes_once(
     assert_completed(report.model_dump())
     audited = await verify(bus, projector.sessions, execution_id)
     assert audited.problems == [], "the chain the restarted coordinator went on with holds, and its checkpoints"
-    assert audited.checkpoints >= len(events) // 25
+    # one checkpoint after each 25 events, and the checkpoints are among the events: at least one per 26
+    assert audited.checkpoints >= len(events) // 26
     await projector.close()
 
 

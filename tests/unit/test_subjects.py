@@ -83,6 +83,7 @@ def test_production_names_match_design() -> None:
         "coordinator.partition.7",
         "coordinator.member.h1",
     )
+    assert s.template("ax.cmd.7.e1") == "ax.cmd.{execution}"
     assert s.command_partitioning(32) == ("ax.cmd.*", "ax.cmd.{{partition(32,1)}}.{{wildcard(1)}}")
     assert (s.execution_of("ax.evt.e1.task_state"), s.execution_of("ax.evt.e1.subtask_result.a1")) == ("e1", "e1")
     assert s.execution_of("ax.fence.coordinator.7") == ""

@@ -74,7 +74,8 @@ class Subjects:
 
         ``ax.evt.<id>.task_state`` -> ``ax.evt.{execution}.task_state``, a report
         ``ax.evt.<id>.subtask_result.<agent>`` -> ``ax.evt.{execution}.subtask_result.{agent_id}``,
-        ``ax.cmd.<id>`` -> ``ax.cmd.{execution}``, ``ax.direct.<agent>`` -> ``ax.direct.{agent_id}``;
+        ``ax.cmd.<id>`` -> ``ax.cmd.{execution}`` (also as AX_COMMANDS stores it, ``ax.cmd.<partition>.<id>``:
+        the command is published and processed under one name), ``ax.direct.<agent>`` -> ``ax.direct.{agent_id}``;
         capabilities, event kinds and DLQ sources stay.
         """
         prefix = f"{self.namespace}." if self.namespace else ""
@@ -82,6 +83,8 @@ class Subjects:
         if len(tokens) >= 3 and tokens[0] == "ax":
             if tokens[1] in ("evt", "cmd"):
                 tokens[2] = "{execution}"
+            if tokens[1] == "cmd" and len(tokens) >= 4:
+                tokens[2:4] = ["{execution}"]
             if tokens[1] == "evt" and len(tokens) >= 5:
                 tokens[4] = "{agent_id}"
             elif tokens[1] == "direct":

@@ -4,8 +4,9 @@ One pull loop per consumer (one per capability, shared by every agent of that ca
 agent's own direct consumer). The loops share a semaphore of ``concurrency`` permits. Each keeps pull
 credits outstanding on its consumer (:class:`~planexe_ax.bus.work.StandingPull`): an offer is delivered
 the moment it is stored, and a burst arrives in a few messages rather than one pull request per offer.
-The credits of all the loops together stay within the free permits, except that each loop may always be
-owed one offer: an agent holds at most one offer per consumer that it cannot start at once.
+Each consumer is owed at most its share of the free permits (at least one), so the loops together are
+owed no more offers than the agent can start, but for that one each: an agent holds at most one offer
+per consumer that it cannot start at once.
 
 Per offer the runtime waits on one round trip of its own: the outcome's PubAck. ``subtask_started`` is
 sent as the capability starts and the outcome right behind it on the same connection (so the stream
@@ -132,7 +133,7 @@ class AgentRuntime:
         try:
             async with asyncio.TaskGroup() as tg:
                 for durable in durables:
-                    tg.create_task(self._pull_loop(durable, stop, until_idle), name=f"pull {durable}")
+                    tg.create_task(self._pull_loop(durable, len(durables), stop, until_idle), name=f"pull {durable}")
             await self._drain()
         finally:
             await self._cancel_inflight()
@@ -169,16 +170,20 @@ class AgentRuntime:
             self._log_once("card delete failed", exc)
 
     # -- pulling ------------------------------------------------------------------------------------------
-    async def _pull_loop(self, durable: str, stop: asyncio.Event, until_idle: bool) -> None:
+    async def _pull_loop(self, durable: str, shares: int, stop: asyncio.Event, until_idle: bool) -> None:
         backoff = Backoff()
         timeout = self.idle_timeout_s if until_idle else self.fetch_timeout_s
+
+        def credits() -> int:
+            """This consumer's share of the free permits: the consumers together are owed no more than that."""
+            return max(1, (self.concurrency - len(self._inflight)) // shares)
 
         async def pull(stop: asyncio.Event) -> None:
             while await self._acquire(stop):
                 # There is room. Wait for offers without holding the permit: a loop idling on one consumer
                 # must not keep the permits that another consumer's offers need now.
                 self._sem.release()
-                offers = await self._offers.take(durable, self._room, timeout)
+                offers = await self._offers.take(durable, credits, timeout)
                 if not offers:
                     if until_idle and not self._inflight:
                         return
@@ -192,10 +197,6 @@ class AgentRuntime:
 
         on_error = self._log_once.about("pull loop error", durable=durable)
         await supervise(stop, pull, durable, on_error=on_error, backoff=backoff)
-
-    def _room(self) -> int:
-        """How many more offers could start now."""
-        return self.concurrency - len(self._inflight)
 
     async def _acquire(self, stop: asyncio.Event) -> bool:
         """Take a permit, or return False once ``stop`` is set (so a stop is not held up by busy permits)."""

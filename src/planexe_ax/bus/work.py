@@ -174,11 +174,6 @@ class StandingPull:
             return
         self._arrived.set()
 
-    @property
-    def held(self) -> int:
-        """Messages received and not taken yet, plus those the live requests may still bring."""
-        return len(self._ready) + self.outstanding
-
     async def take(self, credits: Callable[[], int], timeout_s: float) -> list[Msg]:
         """Every message here, else those that arrive first within ``timeout_s`` (none came: []).
 
@@ -213,7 +208,7 @@ class StandingPull:
 
 
 class OfferSource:
-    """The durable consumers agents take offers from, with one subscription (and one fetch at a time) each.
+    """The durable consumers agents take offers from: one subscription (one fetch at a time) or standing pull each.
 
     One source may serve many agents (the gateway's HTTP agents share it): each capability consumer is
     shared by every agent of that capability anyway; an agent's direct consumer carries the work pinned to it.
@@ -256,25 +251,19 @@ class OfferSource:
                 return leased
         return None
 
-    async def take(self, durable: str, room: Callable[[], int], timeout_s: float) -> list[LeasedOffer]:
+    async def take(self, durable: str, credits: Callable[[], int], timeout_s: float) -> list[LeasedOffer]:
         """Lease the next offers of ``durable`` from its :class:`StandingPull`; [] when none came in time.
 
         Unlike :meth:`fetch`, pull credits stay outstanding between calls, so an offer is delivered as soon
-        as it is stored, and a burst comes in a few messages. The credits of all of this source's
-        consumers together stay within ``room()`` (the offers the agent can start now), but each consumer
-        may always be owed one: an agent holds at most one offer per consumer that it cannot start at
-        once, as with one fetch at a time. An error drops the standing pull (made again next time) and is
-        raised.
+        as it is stored, and a burst comes in a few messages. ``credits()`` says how many offers this
+        consumer may be owed now (at least one is asked for); the caller shares its free room among its
+        consumers with it. An error drops the standing pull (made again next time) and is raised.
         """
         pull = self._pulls.get(durable)
         if pull is None:
             pull = StandingPull(self.bus, durable)
             await pull.start()
             self._pulls[durable] = pull
-
-        def credits() -> int:
-            return room() - sum(other.held for name, other in self._pulls.items() if name != durable)
-
         while True:
             try:
                 msgs = await pull.take(credits, timeout_s)

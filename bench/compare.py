@@ -3,7 +3,8 @@
     python bench/compare.py [--runs 3] [--subtasks 1000] [--chain 100] [--sizes 100,5000] [--agents 2] [--json]
 
 Each run starts a nats-server in operator mode (every service with its own identity) and, as separate
-processes, the projector (SQLite read model), the coordinator and ``--agents`` no-op agent processes; the
+processes, the projector (SQLite read model), the coordinator and ``--agents`` no-op agent processes (the CPU
+of the coordinator and of the agents per subtask of the wide job is read from /proc); the
 floor's worker (bench/floor.py) on a nats-server without auth; and, when the optional ``bench`` extra is
 installed, Temporal's dev server with a worker (bench/temporal_job.py). Every run does the wide job
 (``--subtasks`` independent no-op subtasks), the chain job (``--chain`` finish-to-start tasks), and the
@@ -118,9 +119,11 @@ async def project_run(url: str, folder: Path, args: argparse.Namespace) -> Figur
         try:
             await _agents_online(bus, args.agents)
             figures: Figures = {}
-            cpu0 = cpu_s(coordinator.proc.pid)
+            cpu0, agents_cpu0 = cpu_s(coordinator.proc.pid), sum(cpu_s(a.proc.pid) for a in agents)
             wide_s, wide = await _execute(bus, plan(args.subtasks, chain=False))
             figures["coordinator_cpu_ms_per_subtask"] = (cpu_s(coordinator.proc.pid) - cpu0) / args.subtasks * 1000
+            agents_cpu = sum(cpu_s(a.proc.pid) for a in agents) - agents_cpu0
+            figures["agent_cpu_ms_per_subtask"] = agents_cpu / args.subtasks * 1000
             figures["wide_per_s"] = args.subtasks / wide_s
             figures["dispatch_p50_ms"], figures["dispatch_p99_ms"] = _dispatch(wide)
             figures["readmodel_behind_s"] = await _readmodel_lag(db, int(wide["end"]["seq"]))
@@ -268,6 +271,7 @@ LABELS = [
     ("chain_hop_p50_ms", "chain of {c}, per hop p50 (ms)", False),
     ("chain_hop_p99_ms", "chain of {c}, per hop p99 (ms)", False),
     ("coordinator_cpu_ms_per_subtask", "coordinator CPU per subtask at {n} (ms)", False),
+    ("agent_cpu_ms_per_subtask", "agents' CPU per subtask at {n} (ms, all agent processes)", False),
     ("readmodel_behind_s", "read model behind the stream at the end of {n} (s)", False),
 ]
 

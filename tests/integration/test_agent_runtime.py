@@ -281,3 +281,43 @@ async def test_stop_hands_back_work_that_outlives_the_grace_period(bus: Bus) -> 
     [result] = await results(bus)
     assert result.ok
     assert result.output == {"delivered": 2}
+
+
+async def test_a_busy_agent_holds_at_most_one_offer_it_cannot_start_and_leaves_the_rest(bus: Bus) -> None:
+    gate = asyncio.Event()
+    ran: dict[str, list[str]] = {}
+
+    @capability("hold")
+    async def hold(params: WaitParams, ctx: TaskContext) -> dict[str, Any]:
+        ran.setdefault(ctx.agent_id, []).append(ctx.subtask_id)
+        await asyncio.wait_for(gate.wait(), 20)
+        return {}
+
+    for n in range(8):
+        await bus.publish_offer(offer("hold", n=n))
+    stop = asyncio.Event()
+    first = AgentRuntime(bus, agent(hold, agent_id="holder-a"), concurrency=2)
+    second = AgentRuntime(bus, agent(hold, agent_id="holder-b"), concurrency=2)
+    running = [asyncio.create_task(first.run(stop))]
+
+    async def busy(runtime: AgentRuntime) -> bool:
+        return len(runtime.current) == 2
+
+    await eventually(lambda: busy(first))
+    durable = bus.subjects.capability_consumer("hold")
+    delivered = (await bus.js.consumer_info(bus.subjects.tasks_stream, durable)).num_ack_pending
+    assert delivered <= 3, "two running and at most one waiting for a permit; the others stay on the stream"
+    running.append(asyncio.create_task(second.run(stop)))
+    await eventually(lambda: busy(second))
+    gate.set()
+
+    async def all_handled() -> bool:
+        return first.handled + second.handled == 8
+
+    await eventually(all_handled)
+    stop.set()
+    await asyncio.wait_for(asyncio.gather(*running), 15)
+    handled = [s for subtasks in ran.values() for s in subtasks]
+    assert sorted(handled) == sorted(f"s{n}" for n in range(8)), "each offer handled exactly once"
+    assert len(await results(bus)) == 8
+    await eventually(lambda: _none_pending(bus))

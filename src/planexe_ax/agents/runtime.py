@@ -1,14 +1,18 @@
 """The agent runtime: pull offers, run capabilities, report, heartbeat the agent card.
 
 One pull loop per consumer (one per capability, shared by every agent of that capability, plus the
-agent's own direct consumer). The loops share a semaphore of ``concurrency`` permits and take a
-permit *before* they fetch, so an agent never holds an offer it has no capacity to start. (Taking the
-offers waiting after the first in a second pull request cost the chain a millisecond a hop and did not
-raise the wide rate: the coordinator, not the agents' pulls, bounds it.)
+agent's own direct consumer). The loops share a semaphore of ``concurrency`` permits. Each keeps pull
+credits outstanding on its consumer (:class:`~planexe_ax.bus.work.StandingPull`): an offer is delivered
+the moment it is stored, and a burst arrives in a few messages rather than one pull request per offer.
+Each consumer is owed at most its share of the free permits (at least one), so the loops together are
+owed no more offers than the agent can start, but for that one each: an agent holds at most one offer
+per consumer that it cannot start at once.
 
-Per offer the runtime waits on one round trip of its own: the result's PubAck. ``subtask_started`` is
-published while the capability runs (its ack is awaited before the result is published, so the two stay
-in order), and the offer is acked after the result is stored without waiting for the ack's confirmation.
+Per offer the runtime waits on one round trip of its own: the outcome's PubAck. ``subtask_started`` is
+sent as the capability starts and the outcome right behind it on the same connection (so the stream
+stores them in that order) without waiting for the started's ack first; a capability that returns at
+once has both leave in one write, and both acks are awaited together. The offer is acked after the
+outcome is stored, without waiting for the ack's confirmation.
 
 While it works on an execution the runtime follows that execution's decisions (see
 :mod:`planexe_ax.agents.control`): a pause or resume reaches the capability through its context, and
@@ -23,7 +27,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
 from pydantic import BaseModel
@@ -129,7 +133,7 @@ class AgentRuntime:
         try:
             async with asyncio.TaskGroup() as tg:
                 for durable in durables:
-                    tg.create_task(self._pull_loop(durable, stop, until_idle), name=f"pull {durable}")
+                    tg.create_task(self._pull_loop(durable, len(durables), stop, until_idle), name=f"pull {durable}")
             await self._drain()
         finally:
             await self._cancel_inflight()
@@ -166,24 +170,30 @@ class AgentRuntime:
             self._log_once("card delete failed", exc)
 
     # -- pulling ------------------------------------------------------------------------------------------
-    async def _pull_loop(self, durable: str, stop: asyncio.Event, until_idle: bool) -> None:
+    async def _pull_loop(self, durable: str, shares: int, stop: asyncio.Event, until_idle: bool) -> None:
         backoff = Backoff()
         timeout = self.idle_timeout_s if until_idle else self.fetch_timeout_s
 
+        def credits() -> int:
+            """This consumer's share of the free permits: the consumers together are owed no more than that."""
+            return max(1, (self.concurrency - len(self._inflight)) // shares)
+
         async def pull(stop: asyncio.Event) -> None:
             while await self._acquire(stop):
-                # There is room. Fetch without holding the permit: a loop idling in a fetch on one consumer
+                # There is room. Wait for offers without holding the permit: a loop idling on one consumer
                 # must not keep the permits that another consumer's offers need now.
                 self._sem.release()
-                work = await self._offers.fetch(durable, timeout)
-                if work is None:
+                offers = await self._offers.take(durable, credits, timeout)
+                if not offers:
                     if until_idle and not self._inflight:
                         return
                     continue
                 backoff.reset()
-                # Loops that race for the last permit wait for it here, holding at most one offer each.
-                await self._sem.acquire()
-                self._spawn(work)
+                for work in offers:
+                    # Loops that race for the last permits wait for them here, holding at most the offers
+                    # there was room for when they asked, and at most one more each.
+                    await self._sem.acquire()
+                    self._spawn(work)
 
         on_error = self._log_once.about("pull loop error", durable=durable)
         await supervise(stop, pull, durable, on_error=on_error, backoff=backoff)
@@ -192,6 +202,9 @@ class AgentRuntime:
         """Take a permit, or return False once ``stop`` is set (so a stop is not held up by busy permits)."""
         if stop.is_set():
             return False
+        if not self._sem.locked():  # a permit is free: taken without waiting (and without two futures)
+            await self._sem.acquire()
+            return True
         acquire = asyncio.ensure_future(self._sem.acquire())
         stopped = asyncio.ensure_future(stop.wait())
         await asyncio.wait({acquire, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -230,20 +243,11 @@ class AgentRuntime:
     async def _handle(self, work: LeasedOffer) -> None:
         offer = work.offer
         self._current.add(offer.subtask_id)
-        finished = asyncio.Event()
-        lease = asyncio.create_task(
-            every(
-                self.bus.settings.ack_wait_s / 2,
-                work.extend,
-                finished,
-                self._log_once.about("lease extension failed"),
-            )
-        )
+        lease = _Lease(work, self.bus.settings.ack_wait_s / 2, self._log_once.about("lease extension failed"))
         try:
             await self._work(offer, work.delivered)
         finally:
-            finished.set()
-            await lease
+            await lease.stop()
             self._current.discard(offer.subtask_id)
         await work.finish(confirmed=False)
 
@@ -284,7 +288,8 @@ class AgentRuntime:
             if ctx.cancelled:
                 ctx.logger.info("offer no longer wanted; not started", extra={"reason": ctx.stop_reason})
                 return None
-            # Published while the capability runs; stored before the outcome (which waits for its ack).
+            # Sent as the capability starts: this task's first step puts it on the connection before the
+            # capability's task runs, and so before the outcome, which that task publishes (see _report).
             started = asyncio.create_task(reporter.started(), name=f"started {offer.subtask_id}")
             started.add_done_callback(_retrieve)
             try:
@@ -292,20 +297,40 @@ class AgentRuntime:
             finally:
                 if not started.done():
                     await asyncio.wait({started})
-            started.result()  # a started that did not reach the stream fails the attempt: the offer comes back
-            if outcome is not None:
-                await reporter.publish(outcome)
+            error = asyncio.CancelledError() if started.cancelled() else started.exception()
+            if error is not None:
+                if outcome is None:
+                    raise error  # not reported at all: the offer comes back
+                # The outcome is stored and counts (the coordinator settles an attempt on it alone): the
+                # offer is acked rather than worked on again.
+                self._log_once("subtask_started not stored; the outcome is", error, subtask_id=offer.subtask_id)
             return outcome
+
+    async def _report(
+        self, cap: Capability, params: BaseModel, ctx: TaskContext, reporter: Reporter
+    ) -> SubtaskResult | SubtaskRejected | None:
+        """Run the capability and publish its outcome, in the capability's own task; None when cancelled.
+
+        The outcome is published without waiting for the ``subtask_started``'s ack: both go out on one
+        connection, the started first, so the stream stores them in that order, and a capability that
+        returns at once has both leave in one write; the two acks are awaited together. Only a started
+        whose first send failed and is sent again can land after the outcome; the coordinator ignores a
+        started that comes after the attempt's outcome.
+        """
+        outcome = await execute(cap, params, ctx, reporter)
+        if ctx.cancelled:  # the coordinator has decided: no result
+            return None
+        return await reporter.publish(outcome)
 
     async def _run_capability(
         self, cap: Capability, params: BaseModel, ctx: TaskContext, reporter: Reporter
     ) -> SubtaskResult | SubtaskRejected | None:
-        """The capability's outcome, or None when the attempt was cancelled (the coordinator has decided)."""
-        work = asyncio.create_task(execute(cap, params, ctx, reporter), name=f"{cap.action} {ctx.subtask_id}")
+        """The published outcome, or None when the attempt was cancelled (the coordinator has decided)."""
+        work = asyncio.create_task(self._report(cap, params, ctx, reporter), name=f"{cap.action} {ctx.subtask_id}")
         work.add_done_callback(_retrieve)
-        told = asyncio.create_task(ctx.wait_cancelled(), name=f"cancel watch {ctx.subtask_id}")
+        told = ctx.cancelled_future()
         try:
-            await asyncio.wait({work, told}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((work, told), return_when=asyncio.FIRST_COMPLETED)
             if not work.done():
                 await asyncio.wait({work}, timeout=self.cancel_grace_s)
             if not work.done():
@@ -317,6 +342,8 @@ class AgentRuntime:
         finally:
             told.cancel()
             work.cancel()  # a no-op when it is done; when this runtime is stopped, the work stops with it
+        if work.done() and not work.cancelled() and not work.exception() and (published := work.result()):
+            return published
         if ctx.cancelled:
             ctx.logger.info("attempt cancelled; no result published", extra={"reason": ctx.stop_reason})
             return None
@@ -363,6 +390,37 @@ class AgentRuntime:
                 del self._watches[execution_id], self._idle[execution_id]
                 self._watched_since.pop(execution_id, None)
                 await watch.stop()
+
+
+class _Lease:
+    """Extends an offer's lease every ``period_s`` from a loop timer (no task per offer while nothing is due)."""
+
+    def __init__(self, work: LeasedOffer, period_s: float, on_error: Callable[[Exception], None]) -> None:
+        self.work, self.period_s, self.on_error = work, period_s, on_error
+        self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = self._loop.call_later(period_s, self._due)
+        self._extending: asyncio.Task[None] | None = None
+
+    def _due(self) -> None:
+        self._timer = None
+        self._extending = self._loop.create_task(self._extend(), name=f"extend {self.work.subject}")
+
+    async def _extend(self) -> None:
+        try:
+            await self.work.extend()
+        except Exception as exc:  # the next period tries again
+            self.on_error(exc)
+        if self._extending is not None:  # not stopped meanwhile
+            self._timer = self._loop.call_later(self.period_s, self._due)
+
+    async def stop(self) -> None:
+        """Extend no more; an extension under way is let finish (never cancelled mid-request)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        extending, self._extending = self._extending, None
+        if extending is not None and not extending.done():
+            await asyncio.wait({extending})
 
 
 def _retrieve(task: asyncio.Task[object]) -> None:

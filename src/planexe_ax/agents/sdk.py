@@ -129,6 +129,7 @@ class TaskContext:
     _resumed: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
     _cancelled: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
     _stop_reason: str = field(default="", init=False, repr=False)
+    _cancel_waiters: list[asyncio.Future[None]] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
         ids = {
@@ -209,6 +210,18 @@ class TaskContext:
         """Return once the attempt is cancelled; to race against an outside wait with ``asyncio.wait``."""
         await self._cancelled.wait()
 
+    def cancelled_future(self) -> asyncio.Future[None]:
+        """A future done once the attempt is cancelled (like :meth:`wait_cancelled`, without a task).
+
+        Cancel the future when it is no longer needed.
+        """
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._cancelled.is_set():
+            future.set_result(None)
+        else:
+            self._cancel_waiters.append(future)
+        return future
+
     def set_paused(self, paused: bool, reason: str = "") -> None:
         """Pause or resume; called by the runtime when the coordinator pauses or resumes the work."""
         if self._cancelled.is_set():
@@ -226,6 +239,10 @@ class TaskContext:
         self._stop_reason = reason
         self._cancelled.set()
         self._resumed.set()  # wake a checkpoint that waits in a pause, so that it raises
+        waiters, self._cancel_waiters = self._cancel_waiters, []
+        for future in waiters:
+            if not future.done():
+                future.set_result(None)
 
 
 @dataclass(frozen=True)

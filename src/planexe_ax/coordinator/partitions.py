@@ -23,7 +23,9 @@ import hashlib
 import logging
 
 from planexe_ax.bus import Bus, Deposed, Subjects
+from planexe_ax.bus.consumer import ErrorsOnce
 from planexe_ax.bus.leader import PASSING, LeaderLease, announce, coordinator_keys, default_holder, leave
+from planexe_ax.bus.work import every
 from planexe_ax.coordinator.service import Coordinator
 
 log = logging.getLogger(__name__)
@@ -137,26 +139,24 @@ class PartitionedCoordinator:
 
     async def _renew_loop(self, stop: asyncio.Event) -> None:
         """Every third of the TTL: keep the member key and every partition's key; drop a partition whose key is lost."""
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.ttl_s / 3)
-            if stop.is_set():
-                return
-            with contextlib.suppress(*PASSING):
-                await self._announce()
-            held = list(self.leases.items())
-            kept = await asyncio.gather(*(lease.renew() for _, lease in held))
-            lost = {partition for (partition, _), ok in zip(held, kept, strict=True) if not ok}
-            if lost:
-                log.warning("partition leases lost", extra={"partitions": sorted(lost), "holder": self.holder})
-                for partition in lost:
-                    self.leases.pop(partition, None)
-                self.current.lost(lost)
-                # Not awaited here: the drop waits for a decision round (or a rebuild) to end, and the other
-                # keys must be renewed meanwhile. Until then, the stream refuses what the new holder fenced off.
-                dropping = asyncio.create_task(self._drop_lost(lost))
-                self._dropping.add(dropping)
-                dropping.add_done_callback(self._dropping.discard)
+        await every(self.ttl_s / 3, self._renew, stop, ErrorsOnce(log, logging.WARNING).about("renewal failed"))
+
+    async def _renew(self) -> None:
+        with contextlib.suppress(*PASSING):
+            await self._announce()
+        held = list(self.leases.items())
+        kept = await asyncio.gather(*(lease.renew() for _, lease in held))
+        lost = {partition for (partition, _), ok in zip(held, kept, strict=True) if not ok}
+        if lost:
+            log.warning("partition leases lost", extra={"partitions": sorted(lost), "holder": self.holder})
+            for partition in lost:
+                self.leases.pop(partition, None)
+            self.current.lost(lost)
+            # Not awaited here: the drop waits for a decision round (or a rebuild) to end, and the other
+            # keys must be renewed meanwhile. Until then, the stream refuses what the new holder fenced off.
+            dropping = asyncio.create_task(self._drop_lost(lost))
+            self._dropping.add(dropping)
+            dropping.add_done_callback(self._dropping.discard)
 
     async def _drop_lost(self, lost: set[int]) -> None:
         async with self._balancing:  # not between a balance's take of a partition and its rebuild
@@ -167,15 +167,7 @@ class PartitionedCoordinator:
                 fences.pop(partition, None)
 
     async def _balance_loop(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.ttl_s / 3)
-            if stop.is_set():
-                return
-            try:
-                await self.balance()
-            except PASSING as exc:
-                log.warning("balance failed; trying again", extra={"error": repr(exc)})
+        await every(self.ttl_s / 3, self.balance, stop, ErrorsOnce(log, logging.WARNING).about("balance failed"))
 
     async def _keys(self) -> tuple[int, set[int]]:
         """The running coordinators (at least this one) and the partitions held by anyone."""

@@ -81,6 +81,24 @@ async def test_a_released_lease_is_taken_at_once(two: tuple[Bus, Bus]) -> None:
     assert a.headers == {}, "a released term forgets its fence"
 
 
+async def test_a_lapsed_lease_is_taken_back_unless_a_newer_term_fenced(two: tuple[Bus, Bus]) -> None:
+    bus_a, bus_b = two
+    (_, a), (_, b) = lease_of(bus_a, "a"), lease_of(bus_b, "b")
+    assert await a.try_acquire()
+    await a.fence()
+    kv = await bus_a.js.key_value(bus_a.subjects.leases_bucket)
+    await kv.delete(a.role)  # as if a was too busy to renew within the TTL, and nobody took it
+    assert await a.renew(), "a lapsed lease that nobody took or fenced was not taken back"
+    assert not await b.try_acquire(), "the lease taken back was free for another"
+
+    await kv.delete(a.role)
+    assert await b.try_acquire()
+    await b.fence()  # a newer term began (and ended) while a's lease had lapsed
+    await b.release()
+    assert not await a.renew(), "a holder took back a lease after a newer term fenced it off"
+    assert await b.try_acquire(), "the key a created to check the fence was not given back"
+
+
 async def test_a_fenced_decision_about_a_partition_not_held_is_refused_before_it_is_sent(
     two: tuple[Bus, Bus],
 ) -> None:

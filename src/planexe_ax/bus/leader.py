@@ -43,6 +43,8 @@ EXPECTED_LAST_SEQ = "Nats-Expected-Last-Subject-Sequence"
 EXPECTED_LAST_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
 PASSING: tuple[type[Exception], ...] = (BusError, *TIMEOUTS)
 """What a server away or slow raises: worth another try."""
+_TAKEN_OR_PASSING: tuple[type[Exception], ...] = (KeyWrongLastSequenceError, *PASSING)
+_ABSENT_OR_PASSING: tuple[type[Exception], ...] = (NotFoundError, *PASSING)
 
 
 class LeaderLease:
@@ -95,16 +97,48 @@ class LeaderLease:
         return ack.seq
 
     async def renew(self) -> bool:
-        """Renew the lease; False once it is lost (taken by another, or not renewed within the TTL)."""
+        """Renew the lease; False once it is lost (taken by another, or lapsed and fenced off since).
+
+        A fenced lease whose key lapsed (this process was too busy to renew it within the TTL: a large plan's
+        start, a long rebuild) is taken back when nobody took the key and no newer term published a fence
+        marker meanwhile (:meth:`_reclaim`): nobody else decided, so nothing this holder knows is stale.
+        """
         kv = await self._bucket()
         try:
             self.revision = await kv.update(self.role, self.holder.encode(), last=self.revision)
         except (KeyWrongLastSequenceError, KeyNotFoundError):
-            return False
+            return await self._reclaim(kv)
         except PASSING as exc:  # the server is away: still ours until the TTL runs out
             log.warning("lease renewal failed", extra={"role": self.role, "error": repr(exc)})
             return time.monotonic() - self._renewed_at < self.ttl_s
         self._renewed_at = time.monotonic()
+        return True
+
+    async def _reclaim(self, kv: KeyValue) -> bool:
+        """Take the lapsed key back if this term's fence marker is still the latest; True when it is ours again.
+
+        Safe against a new holder at every step: one that took the key first makes ``create`` fail; one that
+        fenced (and let go) since makes the marker check fail; one that fences after this check makes the
+        stream refuse this holder's next decision (:class:`~planexe_ax.bus.errors.Deposed`).
+        """
+        subject = self.headers.get(EXPECTED_LAST_SUBJECT)
+        if subject is None:
+            return False  # not fenced: nothing tells whether another holder worked meanwhile
+        try:
+            revision = await kv.create(self.role, self.holder.encode())
+        except _TAKEN_OR_PASSING:
+            return False  # another holder has it, or the server is away past the TTL
+        try:
+            marker = await self.bus.js.get_last_msg(self.bus.subjects.events_stream, subject)
+        except _ABSENT_OR_PASSING:
+            marker = None
+        if marker is None or marker.seq != self.epoch:
+            with contextlib.suppress(*PASSING):
+                await kv.delete(self.role, last=revision)
+            return False
+        self.revision = revision
+        self._renewed_at = time.monotonic()
+        log.warning("lease lapsed and taken back", extra={"role": self.role, "holder": self.holder})
         return True
 
     async def keep(self, stop: asyncio.Event, lost: asyncio.Event) -> None:

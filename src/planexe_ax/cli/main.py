@@ -17,6 +17,7 @@ from planexe_ax.cli.exit_codes import EXIT_USAGE
 from planexe_ax.cli.plan import add_plan_parsers, load_checked, load_plan, run_plan_command, warn
 from planexe_ax.cli.services import SERVICES
 from planexe_ax.common.logs import setup_logging
+from planexe_ax.common.process import loop_factory, tune_gc
 from planexe_ax.common.telemetry import Telemetry, service_name, setup_tracing
 from planexe_ax.config import Settings
 from planexe_ax.errors import ConfigError, PlanValidationError
@@ -151,7 +152,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     telemetry = Telemetry()
     try:
         telemetry = setup_tracing(service_name(args.command, getattr(args, "service", None)))
-        return asyncio.run(_dispatch(args, settings))
+        tune_gc()
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            return runner.run(_dispatch(args, settings))
     except (PlanValidationError, ConfigError) as exc:
         sys.stderr.write("".join(f"planexe-ax: {line}\n" for line in str(exc).splitlines()))
         return EXIT_USAGE

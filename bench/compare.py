@@ -136,6 +136,9 @@ async def project_run(url: str, folder: Path, args: argparse.Namespace) -> Figur
                 figures[f"per_s_at_{size}"] = size / took
                 cpu = cpu_s(coordinator.proc.pid) - cpu0
                 figures[f"coordinator_cpu_ms_per_subtask_at_{size}"] = cpu / size * 1000
+            log = coordinator.log.read_text(errors="replace")  # a coordinator too busy to renew its leases
+            figures["leases_lost"] = log.count("partition leases lost")
+            figures["leases_taken_back"] = log.count("lease lapsed and taken back")
             return figures
         finally:
             await bus.close()
@@ -273,6 +276,8 @@ LABELS = [
     ("coordinator_cpu_ms_per_subtask", "coordinator CPU per subtask at {n} (ms)", False),
     ("agent_cpu_ms_per_subtask", "agents' CPU per subtask at {n} (ms, all agent processes)", False),
     ("readmodel_behind_s", "read model behind the stream at the end of {n} (s)", False),
+    ("leases_lost", "coordinator: partition leases lost (log lines)", False),
+    ("leases_taken_back", "coordinator: lapsed leases taken back (log lines)", False),
 ]
 
 
@@ -288,7 +293,7 @@ def report(result: dict[str, Figures], args: argparse.Namespace) -> None:
         )
     ]
     for key, label, higher_better in rows:
-        mine = project[key]
+        mine = project.get(key, float("nan"))
         cells = [f"{mine:10.1f}"]
         ratios = []
         for other in (floor, temporal):

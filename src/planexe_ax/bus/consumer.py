@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import json
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js.errors import Error as JetStreamError
 from opentelemetry.trace import Span
 
 from planexe_ax.bus.connection import Bus
@@ -112,12 +117,123 @@ def _num_pending(msg: Msg) -> int:
         return 1
 
 
+STATUS, PENDING_MESSAGES = "Status", "Nats-Pending-Messages"
+REQUEST_ENDED = frozenset({"408", "409"})
+"""Statuses that end a pull request: it expired (408), or the server ended it (409: max waiting, a leader change)."""
+CONSUMER_GONE = ("Consumer Deleted", "Consumer is push based")
+"""409 descriptions after which no pull request on the consumer can succeed until it is bound again."""
+
+
+class StandingPull:
+    """Pull credits kept outstanding on one durable consumer: messages come as soon as they are stored.
+
+    A pull request asks for up to ``batch`` messages and lives ``expires`` seconds; the messages it brings
+    wait here until :meth:`take` hands them out. A request is owed its batch less the messages that came for
+    it (the server serves requests first in, first out), until the server ends it with a status on the
+    request's own reply subject (408 expired, 409) or its ``expires`` has passed here (the server may have
+    dropped it in a restart). One pull request per half of the credits, instead of one (or two) fetch round
+    trips per batch: agents take offers this way, and :class:`PullLoop` with ``standing``.
+
+    Args:
+        bus: The connection.
+        stream: The consumer's stream.
+        durable: The consumer.
+    """
+
+    def __init__(self, bus: Bus, stream: str, durable: str) -> None:
+        self.bus = bus
+        self.durable = durable
+        self._next = f"{bus.js._prefix}.CONSUMER.MSG.NEXT.{stream}.{durable}"
+        self._inbox = bus.nc.new_inbox()
+        self._sub: Subscription | None = None
+        self._tokens = itertools.count()
+        self._owed: dict[str, list[float]] = {}
+        """Live pull requests by reply token: [until (loop time), messages still owed]."""
+        self._ready: deque[Msg] = deque()
+        self._arrived = asyncio.Event()
+        self._broken: Exception | None = None
+
+    async def start(self) -> None:
+        """Subscribe to the inboxes the consumer delivers to."""
+        self._sub = await self.bus.nc.subscribe(f"{self._inbox}.*", cb=self._on_msg)
+
+    async def close(self) -> None:
+        """Unsubscribe, and give back the messages received and not taken (nak: another consumer gets them now)."""
+        sub, self._sub = self._sub, None
+        ready, self._ready = list(self._ready), deque()
+        for msg in ready:
+            with contextlib.suppress(Exception):  # not given back: redelivered after the consumer's ack wait
+                await msg.nak()
+        if sub is not None:
+            await sub.unsubscribe()
+
+    @property
+    def outstanding(self) -> int:
+        """Messages the live requests may still bring."""
+        now = asyncio.get_running_loop().time()
+        for token in [token for token, (until, _) in self._owed.items() if until <= now]:
+            del self._owed[token]
+        return int(sum(owed for _, owed in self._owed.values()))
+
+    async def _on_msg(self, msg: Msg) -> None:
+        status = msg.headers.get(STATUS) if msg.headers else None
+        if status is None:  # delivered on its own subject: counted against the oldest request, served first
+            if self._owed:
+                token, request = next(iter(self._owed.items()))
+                request[1] -= 1
+                if request[1] <= 0:
+                    del self._owed[token]
+            self._ready.append(msg)
+        elif status in REQUEST_ENDED:  # a status comes on the reply subject of the request it ends
+            self._owed.pop(msg.subject[len(self._inbox) + 1 :], None)
+            description = msg.headers.get("Description", "") if msg.headers else ""
+            if status == "409" and description.startswith(CONSUMER_GONE):
+                self._broken = JetStreamError(f"{self.durable}: {description}")
+        else:  # 100 (heartbeat), 404 (no messages: only with no_wait): nothing owed changes
+            return
+        self._arrived.set()
+
+    async def take(self, credits: Callable[[], int], timeout_s: float) -> list[Msg]:
+        """Every message here, else those that arrive first within ``timeout_s`` (none came: []).
+
+        Args:
+            credits: How many messages this pull may be owed now (at least 1 is asked for when none is
+                owed); asked again before each request.
+            timeout_s: How long to wait, and how long a new request lives.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            if self._broken is not None:
+                raise self._broken
+            if self._ready:
+                ready, self._ready = list(self._ready), deque()
+                return ready
+            owed, most = self.outstanding, max(1, credits())
+            if owed == 0 or most - owed >= max(1, most // 2):  # top up in halves, not one request per offer
+                await self._request(most - owed, timeout_s)
+            left = deadline - loop.time()
+            if left <= 0:
+                return []
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), left)
+
+    async def _request(self, batch: int, expires_s: float) -> None:
+        token = str(next(self._tokens))
+        self._owed[token] = [asyncio.get_running_loop().time() + expires_s, batch]
+        request = json.dumps({"batch": batch, "expires": int(expires_s * 1e9)}).encode()
+        await self.bus.nc.publish(self._next, request, reply=f"{self._inbox}.{token}")
+
+
 class PullLoop:
     """Consume one durable pull consumer until ``stop`` is set.
 
     The first fetch of a round asks for one message (it returns as soon as one arrives); when
     ``batch`` > 1 and that message says more are waiting, a second fetch takes them (up to ``batch``),
     so a busy stream is handled in batches and an idle one costs one pull per message, with no wait.
+    With ``standing``, a :class:`StandingPull` keeps that many credits outstanding instead: messages come as
+    soon as they are stored, with no round trip per batch, and whatever came meanwhile is one batch.
 
     Args:
         bus: The connection.
@@ -128,6 +244,8 @@ class PullLoop:
         idle_timeout_s: How long one fetch waits; bounds how fast ``stop`` is noticed.
         batch_wait_s: How long the second fetch waits for the messages the first said are waiting (it returns
             as soon as they are in); a busy process parses them slower, and would hand on smaller batches.
+        standing: Pull credits kept outstanding (0: fetch each round). Messages received and not handled
+            when the loop ends are given back (nak).
     """
 
     def __init__(
@@ -140,6 +258,7 @@ class PullLoop:
         batch: int = 1,
         idle_timeout_s: float = 0.5,
         batch_wait_s: float = 0.05,
+        standing: int = 0,
     ) -> None:
         self.bus = bus
         self.stream = stream
@@ -148,6 +267,7 @@ class PullLoop:
         self.batch = batch
         self.idle_timeout_s = idle_timeout_s
         self.batch_wait_s = batch_wait_s
+        self.standing = standing
         self.handled = 0
         self._errors = ErrorsOnce(durable=durable).about("consume loop error")
 
@@ -156,6 +276,9 @@ class PullLoop:
         backoff = Backoff()
 
         async def consume(stop: asyncio.Event) -> None:
+            if self.standing:
+                await self._consume_standing(stop, until_idle, backoff)
+                return
             sub = await self.bus.js.pull_subscribe_bind(self.durable, self.stream)
             try:
                 while not stop.is_set():
@@ -171,6 +294,23 @@ class PullLoop:
                     await sub.unsubscribe()
 
         await supervise(stop, consume, self.durable, on_error=self._errors, backoff=backoff)
+
+    async def _consume_standing(self, stop: asyncio.Event, until_idle: bool, backoff: Backoff) -> None:
+        pull = StandingPull(self.bus, self.stream, self.durable)
+        await pull.start()
+        try:
+            while not stop.is_set():
+                msgs = await pull.take(lambda: self.standing, self.idle_timeout_s)
+                if not msgs:
+                    if until_idle:
+                        return
+                    continue
+                for first in range(0, len(msgs), self.batch):
+                    await self._handle(msgs[first : first + self.batch])
+                backoff.reset()
+        finally:
+            with contextlib.suppress(Exception):  # the connection may already be closed
+                await pull.close()
 
     async def _fetch(self, sub: object) -> list[Msg]:
         fetch = sub.fetch  # type: ignore[attr-defined]  # nats-py's PullSubscription

@@ -18,22 +18,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-import json
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
-from nats.js.errors import Error as JetStreamError
 from nats.js.errors import KeyNotFoundError
 from opentelemetry.trace import Span
 from pydantic import ValidationError
 
 from planexe_ax.bus.connection import Bus
+from planexe_ax.bus.consumer import StandingPull
 from planexe_ax.bus.errors import TIMEOUTS, brief_validation_error
 from planexe_ax.bus.messages import AgentCard, TaskOffer
 from planexe_ax.bus.subjects import Subjects
@@ -100,113 +96,6 @@ class LeasedOffer:
         await self._msg.nak()
 
 
-STATUS, PENDING_MESSAGES = "Status", "Nats-Pending-Messages"
-REQUEST_ENDED = frozenset({"408", "409"})
-"""Statuses that end a pull request: it expired (408), or the server ended it (409: max waiting, a leader change)."""
-CONSUMER_GONE = ("Consumer Deleted", "Consumer is push based")
-"""409 descriptions after which no pull request on the consumer can succeed until it is bound again."""
-
-
-class StandingPull:
-    """Pull credits kept outstanding on one durable consumer: offers come as soon as they are stored.
-
-    A pull request asks for up to ``batch`` messages and lives ``expires`` seconds; the offers it brings
-    wait here until :meth:`take` hands them out. A request is owed its batch less the offers that came for
-    it (the server serves requests first in, first out), until the server ends it with a status on the
-    request's own reply subject (408 expired, 409) or its ``expires`` has passed here (the server may have
-    dropped it in a restart).
-
-    Args:
-        bus: The connection.
-        durable: The consumer, on the tasks stream.
-    """
-
-    def __init__(self, bus: Bus, durable: str) -> None:
-        self.bus = bus
-        self.durable = durable
-        self._next = f"{bus.js._prefix}.CONSUMER.MSG.NEXT.{bus.subjects.tasks_stream}.{durable}"
-        self._inbox = bus.nc.new_inbox()
-        self._sub: Subscription | None = None
-        self._tokens = itertools.count()
-        self._owed: dict[str, list[float]] = {}
-        """Live pull requests by reply token: [until (loop time), messages still owed]."""
-        self._ready: deque[Msg] = deque()
-        self._arrived = asyncio.Event()
-        self._broken: Exception | None = None
-
-    async def start(self) -> None:
-        """Subscribe to the inboxes the consumer delivers to."""
-        self._sub = await self.bus.nc.subscribe(f"{self._inbox}.*", cb=self._on_msg)
-
-    async def close(self) -> None:
-        """Unsubscribe, and give back the offers received and not taken (nak: another agent gets them now)."""
-        sub, self._sub = self._sub, None
-        ready, self._ready = list(self._ready), deque()
-        for msg in ready:
-            with contextlib.suppress(Exception):  # not given back: redelivered when its lease runs out
-                await msg.nak()
-        if sub is not None:
-            await sub.unsubscribe()
-
-    @property
-    def outstanding(self) -> int:
-        """Messages the live requests may still bring."""
-        now = asyncio.get_running_loop().time()
-        for token in [token for token, (until, _) in self._owed.items() if until <= now]:
-            del self._owed[token]
-        return int(sum(owed for _, owed in self._owed.values()))
-
-    async def _on_msg(self, msg: Msg) -> None:
-        status = msg.headers.get(STATUS) if msg.headers else None
-        if status is None:  # delivered on its own subject: counted against the oldest request, served first
-            if self._owed:
-                token, request = next(iter(self._owed.items()))
-                request[1] -= 1
-                if request[1] <= 0:
-                    del self._owed[token]
-            self._ready.append(msg)
-        elif status in REQUEST_ENDED:  # a status comes on the reply subject of the request it ends
-            self._owed.pop(msg.subject[len(self._inbox) + 1 :], None)
-            description = msg.headers.get("Description", "") if msg.headers else ""
-            if status == "409" and description.startswith(CONSUMER_GONE):
-                self._broken = JetStreamError(f"{self.durable}: {description}")
-        else:  # 100 (heartbeat), 404 (no messages: only with no_wait): nothing owed changes
-            return
-        self._arrived.set()
-
-    async def take(self, credits: Callable[[], int], timeout_s: float) -> list[Msg]:
-        """Every message here, else those that arrive first within ``timeout_s`` (none came: []).
-
-        Args:
-            credits: How many messages this pull may be owed now (at least 1 is asked for when none is
-                owed); asked again before each request.
-            timeout_s: How long to wait, and how long a new request lives.
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while True:
-            if self._broken is not None:
-                raise self._broken
-            if self._ready:
-                ready, self._ready = list(self._ready), deque()
-                return ready
-            owed, most = self.outstanding, max(1, credits())
-            if owed == 0 or most - owed >= max(1, most // 2):  # top up in halves, not one request per offer
-                await self._request(most - owed, timeout_s)
-            left = deadline - loop.time()
-            if left <= 0:
-                return []
-            self._arrived.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), left)
-
-    async def _request(self, batch: int, expires_s: float) -> None:
-        token = str(next(self._tokens))
-        self._owed[token] = [asyncio.get_running_loop().time() + expires_s, batch]
-        request = json.dumps({"batch": batch, "expires": int(expires_s * 1e9)}).encode()
-        await self.bus.nc.publish(self._next, request, reply=f"{self._inbox}.{token}")
-
-
 class OfferSource:
     """The durable consumers agents take offers from: one subscription (one fetch at a time) or standing pull each.
 
@@ -261,7 +150,7 @@ class OfferSource:
         """
         pull = self._pulls.get(durable)
         if pull is None:
-            pull = StandingPull(self.bus, durable)
+            pull = StandingPull(self.bus, self.bus.subjects.tasks_stream, durable)
             await pull.start()
             self._pulls[durable] = pull
         while True:

@@ -51,6 +51,8 @@ from planexe_ax.errors import PlanUnavailable
 
 log = logging.getLogger(__name__)
 DLQ_SOURCE = "coordinator"
+EVENTS_BATCH = 256
+"""Most events decided on in one round, and the pull credits kept outstanding on the events consumer."""
 COMMANDS_IDLE_S = 5.0
 """How long one pull of a partition's commands waits: a coordinator holding 32 partitions makes about 6 pulls a
 second while no command comes (a stop cancels the pulls, so it does not wait for them)."""
@@ -241,7 +243,9 @@ class Coordinator:
         self._stop = stop
         subjects = self.bus.subjects
         durable = Subjects.coordinator_events(self.holder)
-        events = PullLoop(self.bus, subjects.events_stream, durable, self._on_events, batch=64)
+        events = PullLoop(
+            self.bus, subjects.events_stream, durable, self._on_events, batch=EVENTS_BATCH, standing=EVENTS_BATCH
+        )
         self._running = True
         for partition in self.held:
             self._read_commands(partition)

@@ -161,18 +161,28 @@ def _advance(d: Decider) -> None:
             task = run.tasks[task_id]
             if task.status in TERMINAL_TASK:
                 continue
+            starts = dispatching and not task.paused
+            ready = task.status == TaskStatus.READY
             if task.status == TaskStatus.PENDING and d.allows(task_id, gates_start=True):
-                d.set_task(task, TaskStatus.READY)
-            if task.status == TaskStatus.READY and dispatching and not task.paused:
+                ready = True
+                if not starts or _needs_approval(d, task):
+                    d.set_task(task, TaskStatus.READY)  # it waits; one that starts now goes straight to RUNNING
+            if ready and starts:
                 _start_task(d, task)
             if task.status == TaskStatus.RUNNING:
                 _run_task(d, task, dispatching and not task.paused)
 
 
-def _start_task(d: Decider, task: TaskRun) -> None:
+def _needs_approval(d: Decider, task: TaskRun) -> bool:
+    """Whether a person must approve the task before it starts (and nobody has yet)."""
     spec = d.run.graph.tasks[task.task_id]
     gated = spec.approval_required or any(s.action in d.config.approval_actions for s in spec.subtasks)
-    if gated and not task.approved:
+    return gated and not task.approved
+
+
+def _start_task(d: Decider, task: TaskRun) -> None:
+    if _needs_approval(d, task):
+        spec = d.run.graph.tasks[task.task_id]
         reason = "approval required" if spec.approval_required else "high-impact action needs approval"
         d.set_task(task, TaskStatus.AWAITING_APPROVAL, reason)
         d.open_inbox(task, "approval", reason)

@@ -8,6 +8,7 @@ gateway, which writes every event to every WebSocket watching it: on 2 shared co
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -27,3 +28,16 @@ def run(main: Coroutine[Any, Any, T], *, factory: Callable[[], asyncio.AbstractE
     """Run ``main`` to the end on a new loop from ``factory`` (default :func:`loop_factory`), as ``asyncio.run``."""
     with asyncio.Runner(loop_factory=factory or loop_factory()) as runner:
         return runner.run(main)
+
+
+def freeze_startup_objects() -> None:
+    """Collect garbage once, then leave every object alive now out of later garbage collections.
+
+    Call it when a long-running process has started its services. A full collection walks every tracked object:
+    a gateway's process holds about 160,000 after startup (FastAPI, SQLAlchemy, pydantic, the app) and one walk
+    stops its loop for 0.1-0.2 s on 2 shared cores, which every WebSocket client of every execution waits out.
+    Those objects live as long as the process; frozen, they are not walked (``gc.freeze``), and a full
+    collection costs what was allocated since. Reference counting still frees them.
+    """
+    gc.collect()
+    gc.freeze()

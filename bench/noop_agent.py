@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from planexe_ax.agents import Agent, AgentRuntime, TaskContext, capability
 from planexe_ax.bus import connect
-from planexe_ax.common.process import loop_factory
+from planexe_ax.common.eventloop import run
 from planexe_ax.config import Settings
 
 
@@ -50,5 +50,4 @@ async def main(concurrency: int) -> None:
 
 
 if __name__ == "__main__":
-    with asyncio.Runner(loop_factory=loop_factory()) as runner:  # as `planexe-ax serve agents` runs: on uvloop
-        runner.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 64))
+    run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 64))  # as `planexe-ax serve agents` runs: on uvloop

@@ -182,7 +182,7 @@ async def test_an_event_handed_out_during_the_backfill_is_neither_lost_nor_repea
 
     async with hub.listen(execution_id) as listener:
         covered = await listener.feed.catch_up(listener, 0, send)
-        queued = [listener.queue.get_nowait()[0] for _ in range(listener.queue.qsize())]
+        queued = [seq for seq, _ in listener.frames]
 
     assert during[0] > covered  # it came after the point the backfill stops at
     seqs = backfilled + [seq for seq in queued if seq > covered]

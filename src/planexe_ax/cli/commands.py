@@ -19,6 +19,7 @@ from planexe_ax.cli.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_U
 from planexe_ax.cli.people import AutoPeople, InboxNotices
 from planexe_ax.cli.reports import print_summary, read_report
 from planexe_ax.cli.services import BACKGROUND, SERVICES, nats_server, start_services
+from planexe_ax.common import eventloop
 from planexe_ax.config import Settings
 from planexe_ax.errors import ConfigError
 from planexe_ax.readmodel import execution_report
@@ -159,6 +160,7 @@ async def serve(settings: Settings, names: tuple[str, ...], stop: asyncio.Event)
         if services.gateway:
             _print_links(settings, services.gateway.url, login=names == SERVICES)
         Console(stderr=True).print(f"planexe-ax: {', '.join(names)} running on {url}; Ctrl-C to stop")
+        eventloop.freeze_startup_objects()
         await services.run(stop)
     return EXIT_OK
 

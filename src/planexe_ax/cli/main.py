@@ -16,8 +16,8 @@ from planexe_ax.cli.auth_nats import add_nats_auth_parsers
 from planexe_ax.cli.exit_codes import EXIT_USAGE
 from planexe_ax.cli.plan import add_plan_parsers, load_checked, load_plan, run_plan_command, warn
 from planexe_ax.cli.services import SERVICES
+from planexe_ax.common import eventloop
 from planexe_ax.common.logs import setup_logging
-from planexe_ax.common.process import loop_factory, tune_gc
 from planexe_ax.common.telemetry import Telemetry, service_name, setup_tracing
 from planexe_ax.config import Settings
 from planexe_ax.errors import ConfigError, PlanValidationError
@@ -152,16 +152,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     telemetry = Telemetry()
     try:
         telemetry = setup_tracing(service_name(args.command, getattr(args, "service", None)))
-        tune_gc()
-        with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            return runner.run(_dispatch(args, settings))
+        eventloop.tune_gc()
+        return eventloop.run(_dispatch(args, settings))
     except (PlanValidationError, ConfigError) as exc:
         sys.stderr.write("".join(f"planexe-ax: {line}\n" for line in str(exc).splitlines()))
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
     finally:
-        telemetry.shutdown()  # after the services stopped (SIGTERM ends asyncio.run): every span is sent
+        telemetry.shutdown()  # after the services stopped (SIGTERM ends the loop): every span is sent
 
 
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:

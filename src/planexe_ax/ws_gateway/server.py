@@ -77,6 +77,7 @@ class GatewayServer:
             access_log=False,
             lifespan="on",
             ws="websockets-sansio",
+            # No loop= here: serve() runs on the caller's loop, uvloop for planexe-ax (common/eventloop.py).
             ws_per_message_deflate=False,  # measured: deflate costs ~60 % gateway CPU and 1.6x latency
             ws_max_size=WS_MAX_MESSAGE,
             timeout_graceful_shutdown=5,

@@ -45,8 +45,8 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -95,29 +95,56 @@ def event_frame(seq: int, data: bytes) -> str | None:
     return json.dumps({"kind": "event", **item.model_dump(mode="json")})
 
 
-@dataclass(eq=False)
 class Listener:
-    """One WebSocket's seat on a feed: a bounded queue of frames; ``live`` while the feed fills it."""
+    """One WebSocket's seat on a feed: a bounded mailbox of frames; ``live`` while the feed fills it.
 
-    feed: Feed
-    queue: asyncio.Queue[Frame]
-    live: bool = False
+    A deque and one waiter rather than an ``asyncio.Queue``: every event is offered to every client of the
+    execution, and the queue's bookkeeping (unfinished-task count, its ``finished`` event, putters) cost more
+    than the offer itself.
+
+    Args:
+        feed: The feed it sits on.
+        size: Frames it may hold; one more and it is marked for resync.
+    """
+
+    def __init__(self, feed: Feed, size: int) -> None:
+        self.feed = feed
+        self.size = size
+        self.frames: deque[Frame] = deque()
+        self.live = False
+        self._waiter: asyncio.Future[None] | None = None
 
     def offer(self, frame: Frame) -> bool:
         """Queue ``frame`` without waiting; on overflow drop the queue, leave a resync marker, return False."""
-        try:
-            self.queue.put_nowait(frame)
-            return True
-        except asyncio.QueueFull:
+        if len(self.frames) >= self.size:
             self.live = False
             self.interrupt(RESYNC)
             return False
+        self.frames.append(frame)
+        if self._waiter is not None:
+            self._wake()
+        return True
 
     def interrupt(self, marker: Frame) -> None:
         """Replace whatever is queued by ``marker``."""
-        while not self.queue.empty():
-            self.queue.get_nowait()
-        self.queue.put_nowait(marker)
+        self.frames.clear()
+        self.frames.append(marker)
+        self._wake()
+
+    async def next(self) -> Frame:
+        """The oldest frame queued, waiting for one if there is none."""
+        while not self.frames:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self.frames.popleft()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
 
 class Feed:
@@ -275,7 +302,7 @@ class StreamHub:
         feed = self.feeds.get(execution_id)
         if feed is None:
             feed = self.feeds[execution_id] = Feed(self.bus, execution_id, self._overflowed, self._skipped)
-        listener = Listener(feed, asyncio.Queue(self.queue_size))
+        listener = Listener(feed, self.queue_size)
         feed.listeners.add(listener)
         try:
             await asyncio.shield(feed.ready)
@@ -424,12 +451,12 @@ async def _write(
         await send(json.dumps({"kind": "snapshot", **jsonable_encoder(snapshot)}))
     sent = await feed.catch_up(listener, snapshot["last_seq"] if snapshot else after or 0, send)
     while True:
-        seq, text = await listener.queue.get()
+        seq, text = await listener.next()
         if seq > sent:
             await send(text)
             sent = seq
         elif (seq, text) == RESYNC:
-            reason = f"more than {listener.queue.maxsize} events behind; reload from the snapshot that follows"
+            reason = f"more than {listener.size} events behind; reload from the snapshot that follows"
             await send(json.dumps({"kind": "resync", "reason": reason}))
             snapshot = await _snapshot(gw, feed.execution_id)
             await send(json.dumps({"kind": "snapshot", **jsonable_encoder(snapshot)}))

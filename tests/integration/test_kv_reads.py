@@ -6,8 +6,8 @@ from collections.abc import AsyncGenerator
 import pytest
 
 from planexe_ax.bus import Bus
-from planexe_ax.bus.kv_reads import DirectBatches, DirectGetRefused, kv_changes, read_since
-from planexe_ax.bus.leader import coordinator_keys
+from planexe_ax.bus.kv_reads import DirectBatches, DirectGetRefused, agent_changes, kv_changes, read_since
+from planexe_ax.bus.leader import _coordinator_keys_watched, coordinator_keys
 
 pytestmark = pytest.mark.nats
 
@@ -73,3 +73,24 @@ async def test_coordinator_keys_leave_out_released_keys(bus: Bus) -> None:
     await kv.put("coordinator.partition.5", b"c-1")
     members, taken = await asyncio.wait_for(coordinator_keys(bus), 5)
     assert (members, taken) == ({"c-1"}, {3, 5})
+    watched = await asyncio.wait_for(_coordinator_keys_watched(bus), 5)  # a server before 2.11
+    assert watched == {"coordinator.member.c-1", "coordinator.partition.3", "coordinator.partition.5"}
+
+
+@pytest.mark.parametrize("batched", [True, False])
+async def test_agent_changes_begin_with_every_card_in_one_batch(bus: Bus, batched: bool) -> None:
+    kv, stop = await bus.agents_kv(), asyncio.Event()
+    for key in ("a-1", "a-2", "a-3"):
+        await kv.put(key, key.encode())
+    changes = agent_changes(bus, stop, poll_s=0.05, batched=batched)
+    assert isinstance(changes, AsyncGenerator)
+    first = await asyncio.wait_for(anext(changes), 5)
+    assert sorted(e.key for e in first) == ["a-1", "a-2", "a-3"]
+    await kv.put("a-2", b"changed")
+    async with asyncio.timeout(5):
+        async for batch in changes:
+            if batch:
+                assert [(e.key, e.value) for e in batch] == [("a-2", b"changed")]
+                break
+    stop.set()
+    await changes.aclose()

@@ -29,6 +29,8 @@ from planexe_ax.bus.errors import PASSING, BusError
 
 log = logging.getLogger(__name__)
 
+BATCHED_SINCE = (2, 11)
+"""The nats-server version that answers a direct get with a batch."""
 BATCH = 512
 """Most messages one direct get answers with; a read asks again while more are pending."""
 READ_TIMEOUT_S = 5.0
@@ -197,7 +199,35 @@ async def kv_changes(
         await reader.close()
 
 
-async def agent_changes(bus: Bus, stop: asyncio.Event, poll_s: float) -> AsyncIterator[list[KvEntry]]:
-    """The cards of ``ax-agents`` in batches (see :func:`kv_changes`): all of them first, then what changed."""
-    async for entries in kv_changes(bus, bus.subjects.agents_bucket, stop, poll_s):
-        yield entries
+def batched_reads(bus: Bus) -> bool:
+    """Whether the server answers batched direct gets (nats-server 2.11 or later)."""
+    version = bus.nc.connected_server_version
+    return (version.major, version.minor) >= BATCHED_SINCE
+
+
+async def agent_changes(
+    bus: Bus, stop: asyncio.Event, poll_s: float, batched: bool | None = None
+) -> AsyncIterator[list[KvEntry]]:
+    """The cards of ``ax-agents`` in batches (see :func:`kv_changes`): all of them first, then what changed.
+
+    Args:
+        bus: The connection.
+        stop: Ends the reading.
+        poll_s: How often the bucket is read.
+        batched: Read in batched direct gets; default when the server answers them (:func:`batched_reads`).
+            Otherwise a watch hands on every put as it comes (one wake-up each): every card first, in one
+            batch, then each put in a batch of its own, and an empty batch when none came for ``poll_s``.
+    """
+    if batched if batched is not None else batched_reads(bus):
+        async for entries in kv_changes(bus, bus.subjects.agents_bucket, stop, poll_s):
+            yield entries
+        return
+    initial: list[KvEntry] | None = []
+    async for entry in bus.agent_updates(stop, poll_s):
+        if initial is None:
+            yield [] if entry is None else [entry]
+        elif entry is not None:
+            initial.append(entry)
+        else:  # the watch's initial values are in
+            yield initial
+            initial = None

@@ -30,7 +30,7 @@ from nats.js.kv import KeyValue
 
 from planexe_ax.bus.connection import Bus
 from planexe_ax.bus.errors import PASSING as PASSING  # named here by its users since before errors.py had it
-from planexe_ax.bus.kv_reads import DirectBatches, read_since
+from planexe_ax.bus.kv_reads import DirectBatches, batched_reads, read_since
 from planexe_ax.bus.subjects import COORDINATOR_MEMBERS, PARTITION_LEASES, Subjects
 from planexe_ax.bus.topology import (
     coordinator_events_consumer,
@@ -263,9 +263,23 @@ async def leave(bus: Bus, holder: str) -> None:
 async def coordinator_keys(bus: Bus, reader: DirectBatches | None = None) -> tuple[set[str], set[int]]:
     """The running coordinators and the partitions held by any of them, read from the leases bucket.
 
-    One batched direct get (``reader``, made for the call when None) rather than a watch: a watch is a
-    consumer that the server keeps for minutes after it is stopped, one more every balance.
+    One batched direct get (``reader``, made for the call when None) rather than a watch, which is a
+    consumer that the server keeps for minutes after it is stopped: one more every balance (still so on a
+    server before 2.11, which does not answer batched direct gets).
     """
+    keys = await _coordinator_keys(bus, reader) if batched_reads(bus) else await _coordinator_keys_watched(bus)
+    members: set[str] = set()
+    taken: set[int] = set()
+    for key in keys:
+        kind, _, name = key.rpartition(".")
+        if kind == COORDINATOR_MEMBERS:
+            members.add(name)
+        elif kind == PARTITION_LEASES and name.isdigit():
+            taken.add(int(name))
+    return members, taken
+
+
+async def _coordinator_keys(bus: Bus, reader: DirectBatches | None) -> set[str]:
     own = reader is None
     reader = reader or lease_reader(bus)
     try:
@@ -274,17 +288,23 @@ async def coordinator_keys(bus: Bus, reader: DirectBatches | None = None) -> tup
         if own:
             await reader.close()
     last = {entry.key: entry for entry in entries}  # in stream order: a key's later entry replaces its earlier
-    members: set[str] = set()
-    taken: set[int] = set()
-    for key, entry in last.items():
-        if entry.removed:
-            continue
-        kind, _, name = key.rpartition(".")
-        if kind == COORDINATOR_MEMBERS:
-            members.add(name)
-        elif kind == PARTITION_LEASES and name.isdigit():
-            taken.add(int(name))
-    return members, taken
+    return {key for key, entry in last.items() if not entry.removed}
+
+
+async def _coordinator_keys_watched(bus: Bus) -> set[str]:
+    """The keys by a watch, on a server that does not answer batched direct gets (before 2.11)."""
+    kv = await bus.leases_kv()
+    watcher = await kv.watch("coordinator.>", ignore_deletes=True, meta_only=True)
+    keys: set[str] = set()
+    try:
+        async for entry in watcher:
+            if entry is None:
+                break
+            keys.add(entry.key)
+    finally:
+        with contextlib.suppress(Exception):
+            await watcher.stop()  # type: ignore[no-untyped-call]
+    return keys
 
 
 def lease_reader(bus: Bus) -> DirectBatches:

@@ -4,10 +4,12 @@ import asyncio
 from collections.abc import AsyncGenerator
 
 import pytest
+from nats.js.api import KeyValueConfig
 
-from planexe_ax.bus import Bus
+from planexe_ax.bus import Bus, connect, ensure_topology
 from planexe_ax.bus.kv_reads import DirectBatches, DirectGetRefused, agent_changes, kv_changes, read_since
 from planexe_ax.bus.leader import _coordinator_keys_watched, coordinator_keys
+from planexe_ax.config import Settings
 
 pytestmark = pytest.mark.nats
 
@@ -94,3 +96,21 @@ async def test_agent_changes_begin_with_every_card_in_one_batch(bus: Bus, batche
                 break
     stop.set()
     await changes.aclose()
+
+
+async def test_provisioning_lets_an_old_agents_bucket_answer_direct_gets(nats_url: str, settings: Settings) -> None:
+    """A bucket made by an earlier version did not allow direct gets: provisioning updates it."""
+    admin = await connect(settings, nats_url, "test", provision=False, role="admin")
+    try:
+        bucket = admin.subjects.agents_bucket
+        await admin.js.create_key_value(KeyValueConfig(bucket=bucket, history=1, ttl=settings.agent_ttl_s))
+        assert not (await admin.js.stream_info(f"KV_{bucket}")).config.allow_direct
+        await ensure_topology(admin.js, admin.subjects, settings)
+        assert (await admin.js.stream_info(f"KV_{bucket}")).config.allow_direct
+        await (await admin.agents_kv()).put("a-1", b"one")
+        changes = agent_changes(admin, asyncio.Event(), poll_s=0.05, batched=True)
+        assert isinstance(changes, AsyncGenerator)
+        assert [e.key for e in await asyncio.wait_for(anext(changes), 5)] == ["a-1"]
+        await changes.aclose()
+    finally:
+        await admin.close()

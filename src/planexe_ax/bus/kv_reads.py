@@ -180,12 +180,18 @@ async def kv_changes(
     reader = DirectBatches(bus, f"KV_{bucket}")
     errors, backoff = ErrorsOnce(log, logging.WARNING, bucket=bucket).about("reading the bucket failed"), Backoff()
     after, since = 0, bus.reconnected_at
+    stopping = asyncio.ensure_future(stop.wait())  # a read in flight (up to READ_TIMEOUT_S) does not hold up a stop
     try:
         while not stop.is_set():
             if bus.reconnected_at != since:
                 after, since = 0, bus.reconnected_at
+            reading = asyncio.ensure_future(read_since(reader, prefix, after, batch))
+            await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not reading.done():
+                reading.cancel()
+                return
             try:
-                entries, after = await read_since(reader, prefix, after, batch)
+                entries, after = reading.result()
             except PASSING as exc:
                 errors(exc)
                 await backoff.wait(stop)
@@ -193,9 +199,9 @@ async def kv_changes(
                 continue
             backoff.reset()
             yield entries
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), poll_s)
+            await asyncio.wait({stopping}, timeout=poll_s)
     finally:
+        stopping.cancel()
         await reader.close()
 
 

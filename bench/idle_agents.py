@@ -31,6 +31,7 @@ from planexe_ax.bus.work import put_card
 from planexe_ax.config import Settings
 
 GOAL_PERCENT = 5.0
+SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 def cards(n: int) -> list[AgentCard]:
@@ -64,7 +65,9 @@ async def measure(args: argparse.Namespace) -> None:
         async with EmbeddedNats(folder / "nats") as server:
             env = {"PLANEXE_NATS_URL": server.url, "PLANEXE_NAMESPACE": "idle", "PLANEXE_DATA_DIR": str(folder),
                    "PLANEXE_NATS_AUTH_DIR": str(server.auth_dir), "PLANEXE_LOG_LEVEL": "INFO",
-                   "PLANEXE_HEARTBEAT_S": str(args.period), "PLANEXE_AGENT_TTL_S": str(args.period * 3)}  # fmt: skip
+                   "PLANEXE_HEARTBEAT_S": str(args.period), "PLANEXE_AGENT_TTL_S": str(args.period * 3),
+                   # the coordinator runs the code of this tree, not whatever planexe_ax is installed
+                   "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}  # fmt: skip
             coordinator = Child([sys.executable, "-m", "planexe_ax", "serve", "coordinator"], env, folder / "c.log")
             with children(coordinator):
                 coordinator.wait_for("running on nats://")

@@ -272,12 +272,12 @@ BUCKET_ROLES: dict[str, tuple[str, str]] = {
         "`put` of `coordinator.member.<holder>` to be counted in the share; projectors "
         "likewise key `projector.<durable>` (one writer per read model), webhook delivery services key "
         "`webhooks.<durable>` (one sender per durable)",
-        "coordinators (which partitions are free, how many coordinators run), projectors and webhook delivery "
-        "services standing by (they try `create` until the holder's entry expires)",
+        "coordinators (which partitions are free, how many coordinators run: one batched direct get per balance), "
+        "projectors and webhook delivery services standing by (they try `create` until the holder's entry expires)",
     ),
     "ax-agents": (
         "agents (SDK): their `AgentCard`, rewritten every heartbeat; ws_gateway for HTTP agents",
-        "coordinator (online agents), projector (the agents view)",
+        "coordinator (online agents: batched direct gets every 0.25 s), projector (the agents view: a watch)",
     ),
     "ax-plans": (
         "ws_gateway: `POST /api/plans`, `POST /api/plans/import`, `DELETE /api/plans/{id}` (a delete marker)",

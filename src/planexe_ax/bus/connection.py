@@ -109,6 +109,7 @@ class Bus:
     settings: Settings
     _kv: KeyValue | None = field(default=None, repr=False)
     _plans: KeyValue | None = field(default=None, repr=False)
+    _leases: KeyValue | None = field(default=None, repr=False)
     closing: bool = False
     fences: dict[int, dict[str, str]] | None = None
     """Set while this process decides partitions (:mod:`planexe_ax.coordinator.partitions`): by partition, the
@@ -344,6 +345,12 @@ class Bus:
         if self._kv is None:
             self._kv = await self.js.key_value(self.subjects.agents_bucket)
         return self._kv
+
+    async def leases_kv(self) -> KeyValue:
+        """The ``ax-leases`` bucket (leadership leases and the running coordinators)."""
+        if self._leases is None:
+            self._leases = await self.js.key_value(self.subjects.leases_bucket)
+        return self._leases
 
     async def plans_kv(self) -> KeyValue:
         """The ``ax-plans`` bucket (uploaded plans by plan id)."""

@@ -14,6 +14,8 @@ BusClosed = ConnectionClosedError
 """The connection was closed (by us, on shutdown, or for good)."""
 TIMEOUTS: tuple[type[Exception], ...] = (TimeoutError, NatsTimeoutError, FetchTimeoutError)
 """What a fetch or a wait raises when nothing came in time: not an error, just nothing new."""
+PASSING: tuple[type[Exception], ...] = (BusError, *TIMEOUTS)
+"""What a server away or slow raises: worth another try."""
 
 
 def brief_validation_error(exc: ValidationError, limit: int = 5) -> str:

@@ -29,7 +29,8 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFound
 from nats.js.kv import KeyValue
 
 from planexe_ax.bus.connection import Bus
-from planexe_ax.bus.errors import TIMEOUTS, BusError
+from planexe_ax.bus.errors import PASSING as PASSING  # named here by its users since before errors.py had it
+from planexe_ax.bus.kv_reads import DirectBatches, batched_reads, read_since
 from planexe_ax.bus.subjects import COORDINATOR_MEMBERS, PARTITION_LEASES, Subjects
 from planexe_ax.bus.topology import (
     coordinator_events_consumer,
@@ -41,8 +42,6 @@ from planexe_ax.bus.topology import (
 log = logging.getLogger(__name__)
 EXPECTED_LAST_SEQ = "Nats-Expected-Last-Subject-Sequence"
 EXPECTED_LAST_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
-PASSING: tuple[type[Exception], ...] = (BusError, *TIMEOUTS)
-"""What a server away or slow raises: worth another try."""
 _TAKEN_OR_PASSING: tuple[type[Exception], ...] = (KeyWrongLastSequenceError, *PASSING)
 _ABSENT_OR_PASSING: tuple[type[Exception], ...] = (NotFoundError, *PASSING)
 
@@ -72,7 +71,7 @@ class LeaderLease:
 
     async def _bucket(self) -> KeyValue:
         if self._kv is None:
-            self._kv = await self.bus.js.key_value(self.bus.subjects.leases_bucket)
+            self._kv = await self.bus.leases_kv()
         return self._kv
 
     async def try_acquire(self) -> bool:
@@ -284,36 +283,67 @@ class Terms:
 # -- the coordinators' partitions (coordinator/partitions.py) ------------------------------------------
 async def announce(bus: Bus, holder: str) -> None:
     """Say that coordinator ``holder`` runs (its member key, kept alive by writing it again within the TTL)."""
-    kv = await bus.js.key_value(bus.subjects.leases_bucket)
+    kv = await bus.leases_kv()
     await kv.put(Subjects.coordinator_member(holder), holder.encode())
 
 
 async def leave(bus: Bus, holder: str) -> None:
     """Delete coordinator ``holder``'s member key, so the others count one coordinator fewer at once."""
     with contextlib.suppress(Exception):  # the connection may be gone: the key expires by itself
-        kv = await bus.js.key_value(bus.subjects.leases_bucket)
+        kv = await bus.leases_kv()
         await kv.delete(Subjects.coordinator_member(holder))
 
 
-async def coordinator_keys(bus: Bus) -> tuple[set[str], set[int]]:
-    """The running coordinators and the partitions held by any of them, read from the leases bucket."""
-    kv = await bus.js.key_value(bus.subjects.leases_bucket)
-    watcher = await kv.watch("coordinator.>", ignore_deletes=True, meta_only=True)
+async def coordinator_keys(bus: Bus, reader: DirectBatches | None = None) -> tuple[set[str], set[int]]:
+    """The running coordinators and the partitions held by any of them, read from the leases bucket.
+
+    One batched direct get (``reader``, made for the call when None) rather than a watch, which is a
+    consumer that the server keeps for minutes after it is stopped: one more every balance (still so on a
+    server before 2.11, which does not answer batched direct gets).
+    """
+    keys = await _coordinator_keys(bus, reader) if batched_reads(bus) else await _coordinator_keys_watched(bus)
     members: set[str] = set()
     taken: set[int] = set()
+    for key in keys:
+        kind, _, name = key.rpartition(".")
+        if kind == COORDINATOR_MEMBERS:
+            members.add(name)
+        elif kind == PARTITION_LEASES and name.isdigit():
+            taken.add(int(name))
+    return members, taken
+
+
+async def _coordinator_keys(bus: Bus, reader: DirectBatches | None) -> set[str]:
+    own = reader is None
+    reader = reader or lease_reader(bus)
+    try:
+        entries, _ = await read_since(reader, f"$KV.{bus.subjects.leases_bucket}.", 0, keys="coordinator.>")
+    finally:
+        if own:
+            await reader.close()
+    last = {entry.key: entry for entry in entries}  # in stream order: a key's later entry replaces its earlier
+    return {key for key, entry in last.items() if not entry.removed}
+
+
+async def _coordinator_keys_watched(bus: Bus) -> set[str]:
+    """The keys by a watch, on a server that does not answer batched direct gets (before 2.11)."""
+    kv = await bus.leases_kv()
+    watcher = await kv.watch("coordinator.>", ignore_deletes=True, meta_only=True)
+    keys: set[str] = set()
     try:
         async for entry in watcher:
             if entry is None:
                 break
-            kind, _, name = entry.key.rpartition(".")
-            if kind == COORDINATOR_MEMBERS:
-                members.add(name)
-            elif kind == PARTITION_LEASES and name.isdigit():
-                taken.add(int(name))
+            keys.add(entry.key)
     finally:
         with contextlib.suppress(Exception):
             await watcher.stop()  # type: ignore[no-untyped-call]
-    return members, taken
+    return keys
+
+
+def lease_reader(bus: Bus) -> DirectBatches:
+    """Batched direct gets on the leases bucket, for :func:`coordinator_keys` (close it when done)."""
+    return DirectBatches(bus, f"KV_{bus.subjects.leases_bucket}")
 
 
 async def open_coordinator_events(bus: Bus, holder: str) -> None:

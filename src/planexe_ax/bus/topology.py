@@ -123,6 +123,7 @@ def topology(subjects: Subjects, settings: Settings) -> Topology:
         storage=StorageType.FILE,
         replicas=replicas,
         max_value_size=settings.max_message_bytes,
+        direct=True,  # the coordinator reads the heartbeats in batches (bus/kv_reads.py)
     )
     plans = KeyValueConfig(
         bucket=subjects.plans_bucket,
@@ -139,6 +140,7 @@ def topology(subjects: Subjects, settings: Settings) -> Topology:
         ttl=settings.leader_ttl_s,
         storage=StorageType.FILE,
         replicas=replicas,
+        direct=True,  # coordinators list the running coordinators and the partitions held (bus/leader.py)
     )
     http_leases = KeyValueConfig(
         bucket=subjects.http_leases_bucket,
@@ -286,6 +288,15 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
             raise
 
 
+async def _allow_direct(js: JetStreamContext, bucket: str) -> None:
+    """Let an existing bucket answer direct gets (a bucket made by an earlier version did not)."""
+    info = await js.stream_info(f"KV_{bucket}")
+    if not info.config.allow_direct:
+        log.warning("bucket does not allow direct gets, updating", extra={"bucket": bucket})
+        info.config.allow_direct = True
+        await js.update_stream(config=info.config)
+
+
 async def ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerConfig, tries: int = 4) -> None:
     """Create a durable consumer, or update it when its settings changed.
 
@@ -344,6 +355,9 @@ async def _provision(js: JetStreamContext, subjects: Subjects, settings: Setting
             await js.key_value(bucket.bucket)
         except (NotFoundError, BadRequestError):
             await js.create_key_value(config=bucket)
+            continue
+        if bucket.direct:
+            await _allow_direct(js, bucket.bucket)
     try:
         await js.object_store(topo.plan_objects.bucket or "")
     except (NotFoundError, BadRequestError):

@@ -24,7 +24,15 @@ import logging
 
 from planexe_ax.bus import Bus, Deposed, Subjects
 from planexe_ax.bus.consumer import ErrorsOnce
-from planexe_ax.bus.leader import PASSING, LeaderLease, announce, coordinator_keys, default_holder, leave
+from planexe_ax.bus.leader import (
+    PASSING,
+    LeaderLease,
+    announce,
+    coordinator_keys,
+    default_holder,
+    lease_reader,
+    leave,
+)
 from planexe_ax.bus.work import every
 from planexe_ax.coordinator.service import Coordinator
 
@@ -53,6 +61,7 @@ class PartitionedCoordinator:
         self._closing = asyncio.Event()
         self._renewer: asyncio.Task[None] | None = None
         self._order = sorted(range(self.count), key=self._preference)
+        self._listing = lease_reader(bus)
         bus.fences = {}
 
     def _preference(self, partition: int) -> bytes:
@@ -118,6 +127,7 @@ class PartitionedCoordinator:
             await self._give_back(set(self.leases))
             await self.current.close()
             await leave(self.bus, self.holder)
+            await self._listing.close()
 
     async def _restart(self, stop: asyncio.Event) -> None:
         """Give every partition back and begin again with a fresh state (the old one holds refused decisions)."""
@@ -171,7 +181,7 @@ class PartitionedCoordinator:
 
     async def _keys(self) -> tuple[int, set[int]]:
         """The running coordinators (at least this one) and the partitions held by anyone."""
-        members, taken = await coordinator_keys(self.bus)
+        members, taken = await coordinator_keys(self.bus, self._listing)
         return len(members | {self.holder}), taken
 
     async def balance(self) -> None:

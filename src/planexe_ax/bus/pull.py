@@ -27,8 +27,22 @@ STATUS, DESCRIPTION = "Status", "Description"
 DONE = frozenset({"404", "408"})
 """Statuses that end a request without an error: nothing to deliver, or the request expired."""
 HEARTBEAT = "100"
+V1_TOKENS = 9
 GRACE_S = 1.0
 """How much longer than the request's expiry the client waits for the server's ``408``."""
+
+
+def stream_seq(msg: Msg) -> int:
+    """The stream sequence of a JetStream message, read from its ack subject.
+
+    ``msg.metadata`` parses every field of it (times, counts) into objects; a bulk consumer needs only this.
+    Ack subjects are ``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>...`` (9 tokens) or, with a
+    domain and an account hash, ``$JS.ACK.<domain>.<hash>.<stream>.<consumer>.<delivered>.<stream seq>...``.
+    """
+    tokens = (msg.reply or "").split(".")
+    if len(tokens) == V1_TOKENS:
+        return int(tokens[5])
+    return msg.metadata.sequence.stream  # the other forms, or an error that says why
 
 
 class Puller:

@@ -14,7 +14,17 @@ from opentelemetry.trace import Span
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from planexe_ax.bus import Bus, Event, ExecutionCreated, Msg, PullLoop, Subjects, decode_event_on, with_plan
+from planexe_ax.bus import (
+    Bus,
+    Event,
+    ExecutionCreated,
+    Msg,
+    PullLoop,
+    Subjects,
+    decode_event_on,
+    stream_seq,
+    with_plan,
+)
 from planexe_ax.bus.leader import HoldsLease, LeaderLease, Terms, default_holder
 from planexe_ax.bus.replay import resume_after
 from planexe_ax.bus.tracing import enabled as tracing_enabled
@@ -195,7 +205,7 @@ class Projector(HoldsLease):
             self._caught_up.notify_all()
 
     def _decode(self, msg: Msg) -> _Item:
-        item = _Item(msg=msg, seq=msg.metadata.sequence.stream)
+        item = _Item(msg=msg, seq=stream_seq(msg))
         try:
             item.event = decode_event_on(self.bus.subjects, msg.subject, msg.data)
         except ValueError as exc:  # pydantic's ValidationError and json's JSONDecodeError are ValueErrors

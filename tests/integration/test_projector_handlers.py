@@ -166,7 +166,7 @@ async def test_one_batch_gives_what_event_by_event_gives(sessions: Sessions, tmp
 
 
 async def test_one_batch_on_postgresql_gives_what_sqlite_gives(postgres_url: str, sessions: Sessions) -> None:
-    """PostgreSQL's batch writes (events by COPY, upserts by ``unnest`` arrays, stored ids by ``= ANY``) store what SQLite's do."""
+    """PostgreSQL's batch writes (events by COPY, upserts by ``unnest``, stored ids by ``= ANY``) store SQLite's."""
     events = [*people_scenario("e1"), *people_scenario("e2")[:14]]
     repeated = [*events, events[3], events[0]]
     feed = Feed(sessions)

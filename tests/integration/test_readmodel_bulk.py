@@ -6,10 +6,19 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import Table, func, select, text
+from sqlalchemy.dialects import sqlite
 
 from planexe_ax.readmodel import read_model, upgrade
-from planexe_ax.readmodel.bulk import insert_events, upsert_rows
-from planexe_ax.readmodel.models import Base, Execution, ExecutionEvent, ExecutionSubtask, ExecutionTask, PlanRow
+from planexe_ax.readmodel.bulk import insert_events, sqlite_utc_text, upsert_rows
+from planexe_ax.readmodel.models import (
+    Base,
+    Execution,
+    ExecutionEvent,
+    ExecutionSubtask,
+    ExecutionTask,
+    PlanRow,
+    UTCDateTime,
+)
 
 
 def table(model: type[Base]) -> Table:
@@ -96,3 +105,24 @@ async def test_upserts_store_what_the_orm_reads_back(database_url: str) -> None:
     assert (row.started_at, row.finished_at, row.not_before) == (T0, T0 + timedelta(minutes=1), None)
     assert stored_plan.plan == {"phases": [], "n": 1.5}
     assert null_outputs == 0
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime(2025, 3, 1, 9, 0, tzinfo=UTC),
+        datetime(2025, 3, 1, 9, 0, 5, 123456, tzinfo=UTC),
+        datetime(2025, 12, 31, 23, 30, 0, 1, tzinfo=timezone(timedelta(hours=-5))),
+        datetime(999, 1, 2, 3, 4, 5, tzinfo=UTC),
+    ],
+)
+def test_sqlite_times_are_bound_as_sqlalchemy_binds_them(value: datetime) -> None:
+    dialect = sqlite.dialect()
+    process = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert process is not None
+    assert sqlite_utc_text(value) == process(value)
+
+
+def test_a_naive_time_is_refused_as_the_orm_refuses_it() -> None:
+    with pytest.raises(ValueError, match="naive"):
+        sqlite_utc_text(datetime(2025, 3, 1, 9, 0))  # noqa: DTZ001 - the naive time is the point

@@ -26,6 +26,7 @@ from planexe_ax.bus import Event, ExecutionCreated, Plan
 from planexe_ax.readmodel import fold
 from planexe_ax.readmodel.bulk import insert_events, upsert_rows
 from planexe_ax.readmodel.fold import EVENT_ONLY, HANDLERS, HELD, Rows
+from planexe_ax.readmodel.known import Known, copy_into
 from planexe_ax.readmodel.models import (
     Base,
     Execution,
@@ -82,36 +83,41 @@ class Batch:
 
     Args:
         events: ``(stream_seq, event)`` pairs in stream order (what :meth:`load` reads rows for).
+        known: Rows the last committed batches left (:mod:`planexe_ax.readmodel.known`): :meth:`load` copies
+            them instead of reading them; whoever commits the batch then keeps its rows there.
     """
 
-    def __init__(self, events: Sequence[tuple[int, Event]] = ()) -> None:
+    def __init__(self, events: Sequence[tuple[int, Event]] = (), known: Known | None = None) -> None:
         self.events = events
         self.rows = Rows()
+        self.known = known or Known(most=0)
 
     async def load(self, session: AsyncSession, plan_ids: Iterable[str] = ()) -> None:
         """Read every stored row the events (and plans ``plan_ids``) may change, one query per table."""
-        rows, events = self.rows, [event for _, event in self.events]
+        rows, known, events = self.rows, self.known, [event for _, event in self.events]
         found = await _column(session, EVENTS.c.event_id, {e.event_id for e in events})
         rows.seen.update(found)
         fresh = [e for e in events if e.event_id not in rows.seen]
         execution_ids = {e.execution_id for e in fresh}
         rows.executions.update(dict.fromkeys(execution_ids))
+        execution_ids = copy_into(known.executions, rows.executions, execution_ids)
         for row in await _rows(session, EXECUTIONS, ("execution_id",), execution_ids):
             rows.executions[row["execution_id"]] = row
         created = {e.plan.plan_id for e in fresh if isinstance(e, ExecutionCreated) and e.plan is not None}
         await self._load_plans(session, created | set(plan_ids))
         subtask_ids = {(e.execution_id, e.subtask_id) for e in fresh if e.type in SUBTASK_EVENTS and e.subtask_id}
+        subtask_ids = known.subtasks_into(rows, subtask_ids)
         for row in await _rows(session, SUBTASKS, ("execution_id", "subtask_id"), subtask_ids):
             rows.add_subtask(row)
         task_ids = {
             (e.execution_id, e.task_id) for e in fresh if e.type in ("task_state", "subtask_state") and e.task_id
         }
-        task_ids |= {(e, t) for e, t, _ in rows.subtasks}
+        task_ids = copy_into(known.tasks, rows.tasks, task_ids | {(e, t) for e, t, _ in rows.subtasks})
         for row in await _rows(session, TASKS, ("execution_id", "task_id"), task_ids):
             rows.tasks[(row["execution_id"], row["task_id"])] = row
         item_ids = {getattr(e, "item_id") for e in fresh if e.type in INBOX_EVENTS}  # noqa: B009 - inbox events only
         rows.inbox.update(dict.fromkeys(item_ids))
-        for row in await _rows(session, INBOX, ("item_id",), item_ids):
+        for row in await _rows(session, INBOX, ("item_id",), copy_into(known.inbox, rows.inbox, item_ids)):
             rows.inbox[row["item_id"]] = row
 
     async def _load_plans(self, session: AsyncSession, plan_ids: set[str]) -> None:

@@ -1,6 +1,7 @@
 """The projector replaying AX_EVENTS into an empty read model: events per second, against raw executemany.
 
-    python bench/projector.py [--executions 7] [--subtasks 1000] [--batch 1000] [--json]
+    python bench/projector.py [--executions 7] [--subtasks 1000] [--batch 1000] [--lag-subtasks 5000]
+                              [--lag-rate 3000] [--json]
 
 Starts its own nats-server (temporary store, no auth) and publishes the events of ``--executions`` wide runs
 of ``--subtasks`` one-subtask tasks each, as the coordinator and the agents write them (8 events a subtask:
@@ -14,6 +15,11 @@ of its own, it measures:
   migrated before the clock starts); the tables are checked against the stream afterwards. Also the events per
   CPU second of this process over the replay (with SQLite the database works in this process too): a figure
   that other load on the machine disturbs less than wall-clock time.
+
+- lag: a projector running live (in a namespace of its own) while another process publishes the events of
+  one wide run of ``--lag-subtasks`` subtasks at ``--lag-rate`` events/s (a coordinator with agents writes
+  about 2,700/s on this machine, bench/scaling.py); how long after the last event was acked the read model
+  has it (the goal: at most 1 s). ``--lag-subtasks 0`` skips it.
 
 Prints events/s and the ratio to raw for each database; ``--json`` prints one JSON object instead.
 """
@@ -56,6 +62,7 @@ from planexe_ax.bus import (
     new_id,
 )
 from planexe_ax.bus.messages import EventBase
+from planexe_ax.bus.plan_store import store_plan
 from planexe_ax.config import Settings
 from planexe_ax.projector import Projector
 from planexe_ax.projector.service import BATCH
@@ -63,7 +70,9 @@ from planexe_ax.readmodel import make_engine
 from planexe_ax.readmodel.models import ExecutionEvent, ExecutionSubtask
 
 NAMESPACE = "projbench"
+LAG_NAMESPACE = "projlag"
 PUBLISH_WINDOW = 1000
+PACE_TICK_S = 0.05
 ROWS_TABLE = "bench_raw_rows"
 
 
@@ -113,6 +122,60 @@ async def publish(bus: Bus, events: list[EventBase]) -> int:
         acks = await asyncio.gather(*(bus.publish_event(e) for e in events[start : start + PUBLISH_WINDOW]))
         last = max(last, *(ack.seq for ack in acks))
     return last
+
+
+async def publish_paced(bus: Bus, events: list[EventBase], rate: float) -> int:
+    """Publish ``events`` at about ``rate`` per second, a tick's worth at a time; return the last stream sequence."""
+    window, last = max(1, int(rate * PACE_TICK_S)), 0
+    started = time.perf_counter()
+    for tick, start in enumerate(range(0, len(events), window)):
+        await asyncio.sleep(max(0.0, started + tick * PACE_TICK_S - time.perf_counter()))  # pacing, not waiting
+        acks = await asyncio.gather(*(bus.publish_event(e) for e in events[start : start + window]))
+        last = max(last, *(ack.seq for ack in acks))
+    return last
+
+
+async def publish_run(url: str, namespace: str, folder: str, name: str, subtasks: int, rate: float) -> None:
+    """The publisher process of :func:`lag`: one wide run paced at ``rate``; prints its last sequence and end time."""
+    bus = await connect(Settings(namespace=namespace, data_dir=Path(folder)), url, "bench-publisher", role=None)
+    try:
+        plan = wide_plan(f"lag-{name}", subtasks)
+        events = wide_run(f"lag-{name}", plan)
+        # As the coordinator sends a plan this large: by reference to the plan object store.
+        events[0] = events[0].model_copy(update={"plan": None, "plan_ref": await store_plan(bus, plan)})
+        started = time.monotonic()
+        last = await publish_paced(bus, events, rate)
+        done = time.monotonic()
+    finally:
+        await bus.close()
+    print(json.dumps({"last": last, "events": len(events), "published_per_s": len(events) / (done - started),
+                      "done": done}))  # fmt: skip
+
+
+async def lag(url: str, folder: Path, name: str, database_url: str, args: Any) -> dict[str, Any]:
+    """A projector running live while another process publishes a run as a coordinator would: seconds behind."""
+    namespace = f"{LAG_NAMESPACE}{name}"
+    bus = await connect(Settings(namespace=namespace, data_dir=folder / f"lag-{name}"), url, "bench-lag", role=None)
+    stop = asyncio.Event()
+    try:
+        async with Projector(bus, database_url) as projector:
+            runner = asyncio.create_task(projector.run(stop))
+            try:
+                publisher = await asyncio.create_subprocess_exec(
+                    sys.executable, __file__, "--publish", url, namespace, str(folder / f"pub-{name}"), name,
+                    str(args.lag_subtasks), str(args.lag_rate), stdout=asyncio.subprocess.PIPE,
+                )  # fmt: skip
+                out, _ = await publisher.communicate()
+                published = json.loads(out.decode().strip().splitlines()[-1])
+                await projector.wait_for_seq(published["last"], timeout=600)
+                behind = time.monotonic() - published["done"]
+            finally:
+                stop.set()
+                await runner
+    finally:
+        await bus.close()
+    return {"database": name, "lag_events": published["events"], "published_per_s": published["published_per_s"],
+            "seconds_behind": behind, "lag_batches": projector.batches}  # fmt: skip
 
 
 async def raw_rows_per_s(database_url: str, events: list[EventBase]) -> float:
@@ -180,7 +243,8 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     settings = Settings(namespace=NAMESPACE, data_dir=folder / "data")
     bus = await connect(settings, url, "bench-projector", role=None)
     admin_url = os.environ.get(ENV)
-    results = []
+    results: list[dict[str, Any]] = []
+    lags: list[dict[str, Any]] = []
     try:
         events: list[EventBase] = []
         for i in range(args.executions):
@@ -196,12 +260,28 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             finally:
                 with contextlib.suppress(Exception):  # a leftover bench database is not worth a traceback
                     await drop_database(admin_url, database_url)
+        if args.lag_subtasks:
+            lags = await lag_on_each(url, folder, admin_url, args)
     finally:
         await bus.close()
         await server.stop()
     load = os.getloadavg()
     return {"events": len(events), "published_per_s": len(events) / published_s, "batch": args.batch,
-            "load_average": [round(x, 2) for x in load], "results": results}  # fmt: skip
+            "load_average": [round(x, 2) for x in load], "results": results, "lag": lags}  # fmt: skip
+
+
+async def lag_on_each(url: str, folder: Path, admin_url: str | None, args: Any) -> list[dict[str, Any]]:
+    """:func:`measure_lag` on a fresh SQLite file and, with PLANEXE_TEST_DATABASE_URL, a fresh PostgreSQL database."""
+    databases = [("sqlite", f"sqlite+aiosqlite:///{folder}/lag.db")]
+    database_url = await create_database(admin_url) if admin_url else None
+    if database_url:
+        databases.append(("postgresql", database_url))
+    try:
+        return [await lag(url, folder, name, database_url, args) for name, database_url in databases]
+    finally:
+        if admin_url and database_url:
+            with contextlib.suppress(Exception):  # a leftover bench database is not worth a traceback
+                await drop_database(admin_url, database_url)
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -216,12 +296,21 @@ async def main(args: argparse.Namespace) -> None:
         print(f"{r['database']:>10}: replay {r['events_per_s']:8.0f} events/s ({r['seconds']:.2f} s); "
               f"raw executemany {r['raw_rows_per_s']:8.0f} rows/s; ratio {r['ratio_to_raw']:.3f}; "
               f"{r['events_per_cpu_s']:.0f} events per CPU second of this process; {r['batches']} batches")  # fmt: skip
+    for r in report["lag"]:
+        print(f"{r['database']:>10}: live, {r['lag_events']} events published at {r['published_per_s']:.0f}/s; "
+              f"the last projected {r['seconds_behind']:.2f} s after its ack; {r['lag_batches']} batches")  # fmt: skip
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--publish"]:  # the publisher process of lag()
+        url, namespace, folder, name, subtasks, rate = sys.argv[2:8]
+        asyncio.run(publish_run(url, namespace, folder, name, int(subtasks), float(rate)))
+        sys.exit(0)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--executions", type=int, default=7, help="wide runs in the stream")
     parser.add_argument("--subtasks", type=int, default=1000, help="one-subtask tasks per run (8 events each)")
     parser.add_argument("--batch", type=int, default=BATCH, help="largest batch the projector takes")
+    parser.add_argument("--lag-subtasks", type=int, default=5000, help="subtasks of the live run (0: no lag figure)")
+    parser.add_argument("--lag-rate", type=float, default=3000, help="events/s the live run is published at")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     asyncio.run(main(parser.parse_args()))

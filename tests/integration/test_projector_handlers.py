@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,8 +18,9 @@ from planexe_ax.bus import (
     TaskStatus,
 )
 from planexe_ax.readmodel import make_engine, make_session_factory, read_model, table_dump, upgrade
+from planexe_ax.readmodel.known import Known
 from planexe_ax.readmodel.models import Execution, ExecutionSubtask, ExecutionTask
-from planexe_ax.readmodel.projection import apply_events
+from planexe_ax.readmodel.projection import Batch, apply_events
 from tests.helpers.projector_factories import Feed, Sessions, at, created, people_scenario
 
 
@@ -165,8 +167,41 @@ async def test_one_batch_gives_what_event_by_event_gives(sessions: Sessions, tmp
     assert {row["status"] for row in expected["inbox_items"]} == {"open", "closed"}
 
 
+async def test_batches_starting_from_known_rows_give_what_event_by_event_gives(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Batches of every size that take the rows the earlier ones committed (readmodel.known), not read them."""
+    events = [*people_scenario("e1"), *people_scenario("e2")]
+    stream = [*events[:20], events[3], *events[20:], events[0]]  # two ids seen in earlier batches
+    url = f"sqlite+aiosqlite:///{tmp_path / 'one_by_one.sqlite3'}"
+    await upgrade(url)
+    async with read_model(url) as one_by_one:
+        feed = Feed(one_by_one)
+        for event in stream:
+            await feed(event)
+        expected = await table_dump(one_by_one)
+    await upgrade(database_url)
+    known, applied, seq = Known(), [], 0
+    async with read_model(database_url) as batched:
+        for size in itertools.cycle([1, 2, 3, 5, 8]):
+            chunk = list(enumerate(stream[seq : seq + size], seq + 1))
+            if not chunk:
+                break
+            seq += len(chunk)
+            async with batched.begin() as session:
+                batch = Batch(chunk, known)
+                await batch.load(session)
+                applied += [batch.apply(event, at_seq) for at_seq, event in chunk]
+                await batch.write(session)
+            known.keep(batch.rows)
+        dump = await table_dump(batched)
+    assert applied == [True] * 20 + [False] + [True] * (len(events) - 20) + [False]
+    assert known.tasks  # the rows were taken from what earlier batches kept
+    assert dump == expected
+
+
 async def test_one_batch_on_postgresql_gives_what_sqlite_gives(postgres_url: str, sessions: Sessions) -> None:
-    """PostgreSQL's batch writes (events by ``unnest`` arrays, stored ids by ``= ANY``) store what SQLite's do."""
+    """PostgreSQL's batch writes (events by COPY, upserts by ``unnest``, stored ids by ``= ANY``) store SQLite's."""
     events = [*people_scenario("e1"), *people_scenario("e2")[:14]]
     repeated = [*events, events[3], events[0]]
     feed = Feed(sessions)

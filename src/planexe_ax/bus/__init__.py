@@ -55,6 +55,7 @@ from planexe_ax.bus.messages import (
 from planexe_ax.bus.permissions import ROLES, SERVICE_ROLES, agent_permissions, role_permissions
 from planexe_ax.bus.plan import Dependency, DependencyType, Phase, Plan, RetryPolicy, Risk, Subtask, Task
 from planexe_ax.bus.plan_store import PLAN_ENVELOPE_BYTES, load_plan, needs_plan, store_plan, with_plan
+from planexe_ax.bus.pull import stream_seq
 from planexe_ax.bus.subjects import Subjects, check_id, check_token
 from planexe_ax.bus.topology import ensure_topology, topology
 
@@ -138,6 +139,7 @@ __all__ = [
     "permanent_publish_error",
     "role_permissions",
     "store_plan",
+    "stream_seq",
     "supervise",
     "topology",
     "utcnow",

@@ -17,7 +17,8 @@ from nats.js.errors import Error as JetStreamError
 from opentelemetry.trace import Span
 
 from planexe_ax.bus.connection import Bus
-from planexe_ax.bus.errors import TIMEOUTS, BusClosed
+from planexe_ax.bus.errors import BusClosed
+from planexe_ax.bus.pull import Puller
 from planexe_ax.bus.tracing import process_span
 
 log = logging.getLogger(__name__)
@@ -279,19 +280,15 @@ class PullLoop:
             if self.standing:
                 await self._consume_standing(stop, until_idle, backoff)
                 return
-            sub = await self.bus.js.pull_subscribe_bind(self.durable, self.stream)
-            try:
+            async with Puller(self.bus, self.stream, self.durable) as puller:
                 while not stop.is_set():
-                    msgs = await self._fetch(sub)
+                    msgs = await self._fetch(puller)
                     if not msgs:
                         if until_idle:
                             return
                         continue
                     await self._handle(msgs)
                     backoff.reset()
-            finally:
-                with contextlib.suppress(Exception):  # the connection may already be closed
-                    await sub.unsubscribe()
 
         await supervise(stop, consume, self.durable, on_error=self._errors, backoff=backoff)
 
@@ -312,18 +309,11 @@ class PullLoop:
             with contextlib.suppress(Exception):  # the connection may already be closed
                 await pull.close()
 
-    async def _fetch(self, sub: object) -> list[Msg]:
-        fetch = sub.fetch  # type: ignore[attr-defined]  # nats-py's PullSubscription
-        try:
-            first: list[Msg] = await fetch(1, timeout=self.idle_timeout_s)
-        except TIMEOUTS:
-            return []
+    async def _fetch(self, puller: Puller) -> list[Msg]:
+        first = await puller.fetch(1, self.idle_timeout_s)
         waiting = _num_pending(first[-1]) if first else 0
-        if (
-            self.batch > 1 and waiting
-        ):  # more are waiting: take them (a fetch on an empty consumer waits out its timeout)
-            with contextlib.suppress(*TIMEOUTS):
-                first.extend(await fetch(min(self.batch - 1, waiting), timeout=self.batch_wait_s))
+        if self.batch > 1 and waiting:  # more are waiting: take them (a pull on an empty consumer waits out its expiry)
+            first.extend(await puller.fetch(min(self.batch - 1, waiting), self.batch_wait_s))
         return first
 
     async def _handle(self, msgs: list[Msg]) -> None:

@@ -14,7 +14,17 @@ from opentelemetry.trace import Span
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from planexe_ax.bus import Bus, Event, ExecutionCreated, Msg, PullLoop, Subjects, decode_event_on, with_plan
+from planexe_ax.bus import (
+    Bus,
+    Event,
+    ExecutionCreated,
+    Msg,
+    PullLoop,
+    Subjects,
+    decode_event_on,
+    stream_seq,
+    with_plan,
+)
 from planexe_ax.bus.leader import HoldsLease, LeaderLease, Terms, default_holder
 from planexe_ax.bus.replay import resume_after
 from planexe_ax.bus.tracing import enabled as tracing_enabled
@@ -23,6 +33,7 @@ from planexe_ax.errors import PlanUnavailable
 from planexe_ax.projector.agent_cards import AgentWatcher
 from planexe_ax.projector.plan_catalog import PlanWatcher
 from planexe_ax.readmodel.db import make_engine, make_session_factory
+from planexe_ax.readmodel.known import Known
 from planexe_ax.readmodel.migrate import upgrade
 from planexe_ax.readmodel.projection import Batch, apply_event, load_checkpoint, save_checkpoint
 
@@ -91,6 +102,7 @@ class Projector(HoldsLease):
         self.projected = 0
         self.dead_lettered = 0
         self.batches = 0
+        self.known = Known()  # the rows the last batches committed: the next one need not read them
         self.agents = AgentWatcher(bus, self.sessions)
         self.plans = PlanWatcher(bus, self.sessions)
         self._caught_up = asyncio.Condition()
@@ -152,6 +164,7 @@ class Projector(HoldsLease):
 
     async def _begin(self) -> None:
         """A term begins from the checkpoint in the database."""
+        self.known.clear()  # another writer may have written since
         async with self.sessions() as session:
             checkpoint = await load_checkpoint(session, self.durable)
         async with self._caught_up:
@@ -180,6 +193,7 @@ class Projector(HoldsLease):
         try:
             await self._project(items, outcome, isolate=False)
         except Exception as exc:
+            self.known.clear()  # the batch rolled back (or its commit is in doubt): what was kept may be ahead
             if _is_transient(exc):
                 # Go back to the checkpoint before the loop fetches again: newer events must not pass these.
                 with contextlib.suppress(Exception):
@@ -195,7 +209,7 @@ class Projector(HoldsLease):
             self._caught_up.notify_all()
 
     def _decode(self, msg: Msg) -> _Item:
-        item = _Item(msg=msg, seq=msg.metadata.sequence.stream)
+        item = _Item(msg=msg, seq=stream_seq(msg))
         try:
             item.event = decode_event_on(self.bus.subjects, msg.subject, msg.data)
         except ValueError as exc:  # pydantic's ValidationError and json's JSONDecodeError are ValueErrors
@@ -217,24 +231,28 @@ class Projector(HoldsLease):
         self.dead_lettered += 1
 
     async def _project(self, items: list[_Item], outcome: _Outcome, *, isolate: bool) -> None:
+        batch = None
         async with self.sessions.begin() as session:
             done = await load_checkpoint(session, self.durable, lock=True)
             if done > self.last_seq:
                 log.warning("checkpoint moved by another writer", extra={"durable": self.durable, "checkpoint": done})
+                self.known.clear()
             todo = [item for item in items if item.seq > done and item.event is not None]
             if isolate:
                 applied = sum([await self._apply_isolated(session, item, outcome) for item in todo])
             else:
-                applied = await self._apply_batch(session, todo)
+                batch = Batch([(item.seq, item.event) for item in todo if item.event is not None], self.known)
+                applied = await self._apply_batch(session, batch, todo)
             outcome.top = max(done, *(item.seq for item in items))
             await save_checkpoint(session, self.durable, outcome.top)
+        if batch is not None:  # committed: its rows are the stored rows
+            self.known.keep(batch.rows)
         self.projected += applied
         log.debug("batch projected", extra={"durable": self.durable, "events": applied, "stream_seq": outcome.top})
 
-    async def _apply_batch(self, session: AsyncSession, todo: list[_Item]) -> int:
+    async def _apply_batch(self, session: AsyncSession, batch: Batch, todo: list[_Item]) -> int:
         """Fold the batch's events together: one read per table, each event in memory, one bulk write per table."""
-        events = [(item.seq, item.event) for item in todo if item.event is not None]
-        batch = Batch(events)
+        events = batch.events
         await batch.load(session)
         if tracing_enabled():
             applied = 0

@@ -120,7 +120,7 @@ def event_row(event: Event, stream_seq: int) -> Row:
         "agent_id": event.agent_id,
         "attempt": event.attempt,
         "ts": event.ts,
-        "data": event.model_dump_json(by_alias=True),  # JSON text: see projection._insert_events
+        "data": event.model_dump_json(by_alias=True),  # JSON text: see bulk.insert_events
     }
 
 

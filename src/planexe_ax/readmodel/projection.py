@@ -3,9 +3,9 @@
 The projector applies its batches live, with its checkpoints; :mod:`planexe_ax.readmodel.replay` applies an
 execution's history to show it as it was at one event. A :class:`Batch` reads the rows its events touch with
 one query per table, applies every event in stream order to those rows in memory
-(:mod:`planexe_ax.readmodel.fold`), then writes the changed rows with one bulk upsert per table
-(``INSERT ... ON CONFLICT DO UPDATE``, executemany) and the events with one bulk insert (on PostgreSQL one
-``INSERT ... SELECT FROM unnest`` of an array per column).
+(:mod:`planexe_ax.readmodel.fold`), then writes the changed rows with one upsert statement per table
+(``INSERT ... ON CONFLICT DO UPDATE``) and the events with one insert (on PostgreSQL a ``COPY``); see
+:mod:`planexe_ax.readmodel.bulk`.
 
 Everything runs inside the caller's transaction and never commits. An event whose ``event_id`` is already
 stored (or seen earlier in the batch) is skipped entirely, so applying a stream twice changes nothing.
@@ -13,20 +13,20 @@ stored (or seen earlier in the batch) is skipped entirely, so applying a stream 
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Dialect, Result, Table, Text, and_, any_, bindparam, cast, delete, insert, or_, select, text
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import Result, Table, and_, any_, bindparam, delete, insert, or_, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from planexe_ax.bus import Event, ExecutionCreated, Plan
 from planexe_ax.readmodel import fold
+from planexe_ax.readmodel.bulk import insert_events, upsert_rows
 from planexe_ax.readmodel.fold import EVENT_ONLY, HANDLERS, HELD, Rows
+from planexe_ax.readmodel.known import Known, copy_into
 from planexe_ax.readmodel.models import (
     Base,
     Execution,
@@ -83,36 +83,41 @@ class Batch:
 
     Args:
         events: ``(stream_seq, event)`` pairs in stream order (what :meth:`load` reads rows for).
+        known: Rows the last committed batches left (:mod:`planexe_ax.readmodel.known`): :meth:`load` copies
+            them instead of reading them; whoever commits the batch then keeps its rows there.
     """
 
-    def __init__(self, events: Sequence[tuple[int, Event]] = ()) -> None:
+    def __init__(self, events: Sequence[tuple[int, Event]] = (), known: Known | None = None) -> None:
         self.events = events
         self.rows = Rows()
+        self.known = known or Known(most=0)
 
     async def load(self, session: AsyncSession, plan_ids: Iterable[str] = ()) -> None:
         """Read every stored row the events (and plans ``plan_ids``) may change, one query per table."""
-        rows, events = self.rows, [event for _, event in self.events]
+        rows, known, events = self.rows, self.known, [event for _, event in self.events]
         found = await _column(session, EVENTS.c.event_id, {e.event_id for e in events})
         rows.seen.update(found)
         fresh = [e for e in events if e.event_id not in rows.seen]
         execution_ids = {e.execution_id for e in fresh}
         rows.executions.update(dict.fromkeys(execution_ids))
+        execution_ids = copy_into(known.executions, rows.executions, execution_ids)
         for row in await _rows(session, EXECUTIONS, ("execution_id",), execution_ids):
             rows.executions[row["execution_id"]] = row
         created = {e.plan.plan_id for e in fresh if isinstance(e, ExecutionCreated) and e.plan is not None}
         await self._load_plans(session, created | set(plan_ids))
         subtask_ids = {(e.execution_id, e.subtask_id) for e in fresh if e.type in SUBTASK_EVENTS and e.subtask_id}
+        subtask_ids = known.subtasks_into(rows, subtask_ids)
         for row in await _rows(session, SUBTASKS, ("execution_id", "subtask_id"), subtask_ids):
             rows.add_subtask(row)
         task_ids = {
             (e.execution_id, e.task_id) for e in fresh if e.type in ("task_state", "subtask_state") and e.task_id
         }
-        task_ids |= {(e, t) for e, t, _ in rows.subtasks}
+        task_ids = copy_into(known.tasks, rows.tasks, task_ids | {(e, t) for e, t, _ in rows.subtasks})
         for row in await _rows(session, TASKS, ("execution_id", "task_id"), task_ids):
             rows.tasks[(row["execution_id"], row["task_id"])] = row
         item_ids = {getattr(e, "item_id") for e in fresh if e.type in INBOX_EVENTS}  # noqa: B009 - inbox events only
         rows.inbox.update(dict.fromkeys(item_ids))
-        for row in await _rows(session, INBOX, ("item_id",), item_ids):
+        for row in await _rows(session, INBOX, ("item_id",), copy_into(known.inbox, rows.inbox, item_ids)):
             rows.inbox[row["item_id"]] = row
 
     async def _load_plans(self, session: AsyncSession, plan_ids: set[str]) -> None:
@@ -128,13 +133,12 @@ class Batch:
 
     async def write(self, session: AsyncSession) -> None:
         """Write what changed: replaced plans' rows deleted, then upserts in foreign-key order, then the events."""
-        rows, engine_dialect = self.rows, session.get_bind().dialect
-        dialect = engine_dialect.name
+        rows = self.rows
         if rows.plans_replaced:
             replaced = sorted(rows.plans_replaced)
             await session.execute(delete(PlanSubtask).where(PlanSubtask.plan_id.in_(replaced)))
             await session.execute(delete(PlanTask).where(PlanTask.plan_id.in_(replaced)))
-        await _upsert(session, dialect, PLANS, [_get(rows.plans, k) for k in _changed(rows, "plans")])
+        await upsert_rows(session, PLANS, [_get(rows.plans, k) for k in _changed(rows, "plans")])
         tasks = [row for children in rows.plan_children.values() for row in children[0]]
         subtasks = [row for children in rows.plan_children.values() for row in children[1]]
         if tasks:
@@ -148,11 +152,8 @@ class Batch:
             "inbox_items": rows.inbox,
         }
         for name, table in UPSERTED:
-            await _upsert(session, dialect, table, [_get(tables[name], k) for k in _changed(rows, name)])
-        if rows.events and dialect == "postgresql":
-            await session.execute(INSERT_EVENTS_UNNEST, _columns_of(rows.events, engine_dialect))
-        elif rows.events:
-            await session.execute(_insert_events(dialect), rows.events)
+            await upsert_rows(session, table, [_get(tables[name], k) for k in _changed(rows, name)])
+        await insert_events(session, EVENTS, rows.events)
 
 
 async def apply_events(session: AsyncSession, events: Sequence[tuple[int, Event]]) -> list[bool]:
@@ -206,8 +207,7 @@ async def load_checkpoint(session: AsyncSession, consumer: str, *, lock: bool = 
 
 async def save_checkpoint(session: AsyncSession, consumer: str, stream_seq: int) -> None:
     """Set ``consumer``'s checkpoint to ``stream_seq`` (in the caller's transaction, with the rows it covers)."""
-    dialect = session.get_bind().dialect.name
-    await _upsert(session, dialect, CHECKPOINTS, [{"consumer": consumer, "stream_seq": stream_seq}])
+    await upsert_rows(session, CHECKPOINTS, [{"consumer": consumer, "stream_seq": stream_seq}])
 
 
 def _changed(rows: Rows, table: str) -> list[Any]:
@@ -269,48 +269,3 @@ async def _column(session: AsyncSession, column: Any, keys: set[str]) -> set[str
     for chunk in _chunks(keys):
         found.update(await session.scalars(select(column).where(column.in_(chunk)).distinct()))
     return found
-
-
-async def _upsert(session: AsyncSession, dialect: str, table: Table, rows: list[fold.Row]) -> None:
-    """Insert ``rows`` or, where the primary key is taken, overwrite every other column (one executemany)."""
-    if rows:
-        await session.execute(_upsert_statement(dialect, table), rows)
-
-
-EVENT_COLUMNS = ("stream_seq", "event_id", "execution_id", "type", "task_id", "subtask_id", "agent_id", "attempt",
-                 "ts", "data")  # fmt: skip
-INSERT_EVENTS_UNNEST = text(
-    f"INSERT INTO {EVENTS.name} ({', '.join(EVENT_COLUMNS)}) "
-    "SELECT stream_seq, event_id, execution_id, type, task_id, subtask_id, agent_id, attempt, ts, CAST(data AS jsonb) "
-    "FROM unnest(CAST(:stream_seq AS bigint[]), CAST(:event_id AS varchar[]), CAST(:execution_id AS varchar[]), "
-    "CAST(:type AS varchar[]), CAST(:task_id AS varchar[]), CAST(:subtask_id AS varchar[]), "
-    "CAST(:agent_id AS varchar[]), CAST(:attempt AS integer[]), CAST(:ts AS timestamptz[]), CAST(:data AS text[])) "
-    f"AS u({', '.join(EVENT_COLUMNS)})"
-)
-"""PostgreSQL: a batch's events in one statement of one array per column (an executemany runs one INSERT a row)."""
-
-
-def _columns_of(events: list[fold.Row], dialect: Dialect) -> dict[str, list[Any]]:
-    """Rows of ``execution_events`` as one list per column; times in UTC, as :class:`UTCDateTime` binds them."""
-    columns: dict[str, list[Any]] = {name: [row[name] for row in events] for name in EVENT_COLUMNS}
-    columns["ts"] = [_UTC.process_bind_param(ts, dialect) for ts in columns["ts"]]
-    return columns
-
-
-@functools.cache
-def _insert_events(dialect: str) -> Any:
-    """Events come with ``data`` already JSON text (pydantic writes it faster than ``json.dumps``)."""
-    data = bindparam("data", type_=Text())
-    return insert(EVENTS).values(data=cast(data, JSONB) if dialect == "postgresql" else data)
-
-
-@functools.cache
-def _upsert_statement(dialect: str, table: Table) -> Any:
-    if dialect == "postgresql":
-        stmt: Any = postgresql.insert(table)
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(table)
-    else:
-        raise ValueError(f"the read model runs on PostgreSQL or SQLite, not {dialect}")
-    others = {column.name: stmt.excluded[column.name] for column in table.columns if not column.primary_key}
-    return stmt.on_conflict_do_update(index_elements=list(table.primary_key), set_=others)

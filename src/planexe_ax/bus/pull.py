@@ -1,0 +1,110 @@
+"""Pull requests on a durable consumer whose messages are gathered in one go.
+
+nats-py's ``PullSubscription.fetch`` awaits each message of a batch with its own timeout (a task per
+message), which costs more than handling the message does in a bulk consumer such as the projector. A
+:class:`Puller` sends the same pull request (``$JS.API.CONSUMER.MSG.NEXT.<stream>.<durable>``) and collects
+what the server sends back with one subscription callback, waiting once per request.
+
+Every request has its own reply subject under one inbox, so a status message (``404`` no messages, ``408``
+request expired) ends only the request it answers. Messages are kept in the order they arrive, whichever
+request they answer: one that comes after its request gave up is handed on with the next batch, never dropped
+(a dropped message would only come back after ``ack_wait``, behind newer ones).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js.errors import APIError
+
+from planexe_ax.bus.connection import Bus
+
+STATUS, DESCRIPTION = "Status", "Description"
+DONE = frozenset({"404", "408"})
+"""Statuses that end a request without an error: nothing to deliver, or the request expired."""
+HEARTBEAT = "100"
+V1_TOKENS = 9
+GRACE_S = 1.0
+"""How much longer than the request's expiry the client waits for the server's ``408``."""
+
+
+def stream_seq(msg: Msg) -> int:
+    """The stream sequence of a JetStream message, read from its ack subject.
+
+    ``msg.metadata`` parses every field of it (times, counts) into objects; a bulk consumer needs only this.
+    Ack subjects are ``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>...`` (9 tokens) or, with a
+    domain and an account hash, ``$JS.ACK.<domain>.<hash>.<stream>.<consumer>.<delivered>.<stream seq>...``.
+    """
+    tokens = (msg.reply or "").split(".")
+    if len(tokens) == V1_TOKENS:
+        return int(tokens[5])
+    return msg.metadata.sequence.stream  # the other forms, or an error that says why
+
+
+class Puller:
+    """Pull batches from one durable consumer.
+
+    Args:
+        bus: A connected bus.
+        stream: Stream name.
+        durable: Durable pull consumer (it must exist).
+    """
+
+    def __init__(self, bus: Bus, stream: str, durable: str) -> None:
+        self.bus = bus
+        self.api_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
+        self._inbox = ""
+        self._sub: Subscription | None = None
+        self._requests = 0
+        self._reply = ""
+        self._want = 0
+        self._got: list[Msg] = []
+        self._done = asyncio.Event()
+        self._error: APIError | None = None
+
+    async def __aenter__(self) -> Puller:
+        self._inbox = self.bus.nc.new_inbox()
+        self._sub = await self.bus.nc.subscribe(f"{self._inbox}.*", cb=self._on_msg)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._sub is not None:
+            with contextlib.suppress(Exception):  # the connection may already be closed
+                await self._sub.unsubscribe()
+            self._sub = None
+
+    async def fetch(self, batch: int, wait_s: float) -> list[Msg]:
+        """Up to ``batch`` messages: those that come within ``wait_s`` (it returns once ``batch`` are in).
+
+        Raises:
+            APIError: The server refused the request (e.g. the consumer is gone).
+        """
+        self._requests += 1
+        self._reply = f"{self._inbox}.{self._requests}"
+        self._want, self._error = batch, None
+        self._done.clear()
+        if len(self._got) < batch:
+            request = {"batch": batch - len(self._got), "expires": int(wait_s * 1e9)}
+            await self.bus.nc.publish(self.api_subject, json.dumps(request).encode(), reply=self._reply)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._done.wait(), wait_s + GRACE_S)
+        got, self._got = self._got[:batch], self._got[batch:]
+        if self._error is not None and not got:
+            raise self._error
+        return got
+
+    async def _on_msg(self, msg: Msg) -> None:
+        headers = msg.headers or {}
+        status = headers.get(STATUS) if not msg.data else None
+        if status is None:
+            self._got.append(msg)
+            if len(self._got) >= self._want:
+                self._done.set()
+        elif status != HEARTBEAT and msg.subject == self._reply:
+            if status not in DONE:
+                self._error = APIError(code=int(status), description=headers.get(DESCRIPTION, ""))
+            self._done.set()

@@ -1,0 +1,158 @@
+"""How a batch's rows reach the database: one statement per table, values bound once per column.
+
+A batch writes up to a thousand rows a table. SQLAlchemy's executemany binds every value of every row
+through the column's type (a Python call each) and asyncpg then runs the statement once per row; here:
+
+- PostgreSQL: the events by binary ``COPY`` (asyncpg's ``copy_records_to_table``, in the session's
+  transaction), the other tables by one ``INSERT ... SELECT FROM unnest(<one array per column>) ... ON
+  CONFLICT DO UPDATE``. JSON goes as text and is cast to ``jsonb`` by the statement.
+- SQLite: the driver's executemany of ``INSERT ... ON CONFLICT DO UPDATE`` with rows as tuples.
+
+Values are converted by the columns' own bind processors (:class:`UTCDateTime`, JSON), only for the
+columns that have one, so every database stores exactly what the ORM would have stored (on SQLite times by
+:func:`sqlite_utc_text`, the same text faster).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from sqlalchemy import JSON, Dialect, Table
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from planexe_ax.readmodel.models import UTCDateTime
+
+EVENTS_TABLE = "execution_events"
+Row = dict[str, Any]
+Convert = Callable[[Any], Any]
+
+__all__ = ["insert_events", "sqlite_utc_text", "upsert_rows"]
+
+
+async def upsert_rows(session: AsyncSession, table: Table, rows: Sequence[Row]) -> None:
+    """Insert ``rows`` or, where the primary key is taken, overwrite every other column (one statement)."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect
+    connection = await session.connection()
+    if dialect.name == "postgresql":
+        await connection.exec_driver_sql(_unnest_sql(table, dialect, upsert=True), _arrays(table, dialect, rows))
+    else:
+        await connection.exec_driver_sql(_values_sql(table, dialect, upsert=True), _tuples(table, dialect, rows))
+
+
+async def insert_events(session: AsyncSession, table: Table, rows: Sequence[Row]) -> None:
+    """Insert new rows of ``execution_events``, their ``data`` JSON text already (on PostgreSQL by ``COPY``)."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect
+    connection = await session.connection()
+    if dialect.name != "postgresql":
+        await connection.exec_driver_sql(_values_sql(table, dialect, upsert=False), _tuples(table, dialect, rows))
+        return
+    driver = (await connection.get_raw_connection()).driver_connection
+    if not isinstance(driver, asyncpg.Connection) or not driver.is_in_transaction():
+        # COPY outside a transaction would commit on its own: the statement is in the one SQLAlchemy begins.
+        await connection.exec_driver_sql(_unnest_sql(table, dialect, upsert=False), _arrays(table, dialect, rows))
+        return
+    names = [column.name for column in table.columns]
+    records = _tuples(table, dialect, rows)
+    try:
+        await driver.copy_records_to_table(table.name, records=records, columns=names)
+    except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError) as exc:
+        # As SQLAlchemy reports a lost connection: the projector retries the batch, it does not dead-letter it.
+        raise OperationalError(f"COPY {table.name}", None, exc) from exc
+
+
+def _tuples(table: Table, dialect: Dialect, rows: Sequence[Row]) -> list[tuple[Any, ...]]:
+    """The rows as tuples in column order, bound (converted a column at a time, as :func:`_arrays`)."""
+    return list(zip(*_arrays(table, dialect, rows), strict=True))
+
+
+def _arrays(table: Table, dialect: Dialect, rows: Sequence[Row]) -> tuple[list[Any], ...]:
+    """One list of bound values per column, in column order."""
+    converts = _converters(table, dialect)
+    arrays = []
+    for column in table.columns:
+        values = [row[column.name] for row in rows]
+        convert = converts.get(column.name)
+        if convert is not None:
+            values = [None if value is None else convert(value) for value in values]
+        arrays.append(values)
+    return tuple(arrays)
+
+
+@functools.cache
+def _converters(table: Table, dialect: Dialect) -> dict[str, Convert]:
+    """Column name to the function that binds a (non-null) value, for the columns that need one.
+
+    The events' ``data`` is JSON text already (:func:`planexe_ax.readmodel.fold.event_row`). Other JSON
+    columns are dumped as the dialect dumps them; on PostgreSQL to text, which the statement casts.
+    """
+    converts: dict[str, Convert] = {}
+    for column in table.columns:
+        if isinstance(column.type, JSON) and table.name == EVENTS_TABLE:
+            continue
+        if isinstance(column.type, JSON) and dialect.name == "postgresql":
+            converts[column.name] = json.dumps
+            continue
+        if isinstance(column.type, UTCDateTime) and dialect.name == "sqlite":
+            converts[column.name] = sqlite_utc_text
+            continue
+        process = column.type.dialect_impl(dialect).bind_processor(dialect)
+        if process is not None:
+            converts[column.name] = process
+    return converts
+
+
+def sqlite_utc_text(value: datetime) -> str:
+    """A time as :class:`UTCDateTime` and SQLite's ``DATETIME`` bind it (naive UTC, ``YYYY-MM-DD HH:MM:SS.ffffff``).
+
+    The same text as SQLAlchemy's two processors give, in a fifth of the time (a test holds them equal).
+
+    Raises:
+        ValueError: for a naive datetime, as :class:`UTCDateTime` does.
+    """
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to a UTC column; pass a timezone-aware datetime")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+@functools.cache
+def _values_sql(table: Table, dialect: Dialect, *, upsert: bool) -> str:
+    names = [column.name for column in table.columns]
+    quote = dialect.identifier_preparer.quote
+    sql = f"INSERT INTO {table.name} ({', '.join(map(quote, names))}) VALUES ({', '.join('?' for _ in names)})"
+    return sql + _on_conflict(table, quote) if upsert else sql
+
+
+@functools.cache
+def _unnest_sql(table: Table, dialect: Dialect, *, upsert: bool) -> str:
+    """``INSERT INTO t (a, b) SELECT a, CAST(b AS jsonb) FROM unnest($1::varchar[], $2::text[]) AS u(a, b)``."""
+    quote = dialect.identifier_preparer.quote
+    names = [quote(column.name) for column in table.columns]
+    arrays, selected = [], []
+    for number, (column, name) in enumerate(zip(table.columns, names, strict=True), 1):
+        json_column = isinstance(column.type, JSON)
+        array_type = "text" if json_column else column.type.compile(dialect=dialect)
+        arrays.append(f"${number}::{array_type}[]")
+        selected.append(f"CAST({name} AS jsonb)" if json_column else name)
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(names)}) SELECT {', '.join(selected)} "
+        f"FROM unnest({', '.join(arrays)}) AS u({', '.join(names)})"
+    )
+    return sql + _on_conflict(table, quote) if upsert else sql
+
+
+def _on_conflict(table: Table, quote: Callable[[str], str]) -> str:
+    keys = [quote(column.name) for column in table.primary_key]
+    others = [quote(column.name) for column in table.columns if not column.primary_key]
+    return f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET " + ", ".join(
+        f"{name} = excluded.{name}" for name in others
+    )

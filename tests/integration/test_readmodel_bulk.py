@@ -1,0 +1,128 @@
+"""The batch writes of planexe_ax.readmodel.bulk store what the ORM stores, inside the caller's transaction."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import Table, func, select, text
+from sqlalchemy.dialects import sqlite
+
+from planexe_ax.readmodel import read_model, upgrade
+from planexe_ax.readmodel.bulk import insert_events, sqlite_utc_text, upsert_rows
+from planexe_ax.readmodel.models import (
+    Base,
+    Execution,
+    ExecutionEvent,
+    ExecutionSubtask,
+    ExecutionTask,
+    PlanRow,
+    UTCDateTime,
+)
+
+
+def table(model: type[Base]) -> Table:
+    return Base.metadata.tables[model.__tablename__]
+
+
+EVENTS = table(ExecutionEvent)
+T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+
+
+def event_rows(first: int, count: int) -> list[dict[str, object]]:
+    return [
+        {
+            "stream_seq": seq,
+            "event_id": f"ev{seq}",
+            "execution_id": "x1",
+            "type": "task_state",
+            "task_id": "t1",
+            "subtask_id": None,
+            "agent_id": None,
+            "attempt": None,
+            "ts": T0 + timedelta(seconds=seq),
+            "data": f'{{"event_id": "ev{seq}", "n": {seq}}}',
+        }
+        for seq in range(first, first + count)
+    ]
+
+
+@pytest.mark.parametrize("first_statement", [True, False], ids=["first-statement", "after-a-query"])
+async def test_events_are_written_in_the_callers_transaction(database_url: str, first_statement: bool) -> None:
+    """On PostgreSQL after a query by COPY, as the first statement by INSERT: both roll back with the rest."""
+    await upgrade(database_url)
+    async with read_model(database_url) as sessions:
+        async with sessions() as session:
+            await session.begin()
+            if not first_statement:
+                await session.execute(text("SELECT 1"))
+            await insert_events(session, EVENTS, event_rows(1, 3))
+            assert await session.scalar(select(func.count()).select_from(ExecutionEvent)) == 3
+            await session.rollback()
+        async with sessions.begin() as session:
+            await insert_events(session, EVENTS, event_rows(4, 2))
+        async with sessions() as session:
+            stored = list(await session.scalars(select(ExecutionEvent).order_by(ExecutionEvent.stream_seq)))
+    assert [(row.stream_seq, row.ts, row.data) for row in stored] == [
+        (4, T0 + timedelta(seconds=4), {"event_id": "ev4", "n": 4}),
+        (5, T0 + timedelta(seconds=5), {"event_id": "ev5", "n": 5}),
+    ]
+
+
+async def test_upserts_store_what_the_orm_reads_back(database_url: str) -> None:
+    await upgrade(database_url)
+    plus_two = timezone(timedelta(hours=2))
+    subtask = {
+        "execution_id": "x1", "task_id": "t1", "subtask_id": "s1", "action": "noop", "status": "RUNNING",
+        "attempt": 1, "agent_id": "agent-1", "progress": 12.5, "output": None, "confidence": None, "error": None,
+        "reason": "", "not_before": None, "deadline": datetime(2025, 3, 1, 12, 0, tzinfo=plus_two),
+        "started_at": T0, "finished_at": None, "updated_at": T0,
+    }  # fmt: skip
+    async with read_model(database_url) as sessions:
+        async with sessions.begin() as session:
+            plan = {"plan_id": "p1", "title": "t", "goal": "g", "plan": {"phases": [], "n": 1.5}, "created_at": T0,
+                    "deleted_at": None}  # fmt: skip
+            await upsert_rows(session, table(PlanRow), [plan])
+            execution = {"execution_id": "x1", "plan_id": "p1", "status": "RUNNING", "reason": "", "created_at": T0,
+                         "started_at": T0, "finished_at": None, "updated_at": T0}  # fmt: skip
+            await upsert_rows(session, table(Execution), [execution])
+            task = {"execution_id": "x1", "task_id": "t1", "status": "RUNNING", "attempts": 1, "reason": "",
+                    "started_at": T0, "finished_at": None}  # fmt: skip
+            await upsert_rows(session, table(ExecutionTask), [task])
+            await upsert_rows(session, table(ExecutionSubtask), [subtask])
+        done = {**subtask, "status": "COMPLETED", "output": {"echo": {"i": 1}, "none": None}, "progress": 100.0,
+                "finished_at": T0 + timedelta(minutes=1)}  # fmt: skip
+        async with sessions.begin() as session:  # the same key again: every other column overwritten
+            await upsert_rows(session, table(ExecutionSubtask), [done])
+        async with sessions() as session:
+            row = (await session.scalars(select(ExecutionSubtask))).one()
+            stored_plan = (await session.scalars(select(PlanRow))).one()
+            null_outputs = await session.scalar(
+                select(func.count()).select_from(ExecutionSubtask).where(ExecutionSubtask.output.is_(None))
+            )
+    assert (row.status, row.progress, row.output) == ("COMPLETED", 100.0, {"echo": {"i": 1}, "none": None})
+    assert row.deadline == datetime(2025, 3, 1, 10, 0, tzinfo=UTC)
+    assert (row.started_at, row.finished_at, row.not_before) == (T0, T0 + timedelta(minutes=1), None)
+    assert stored_plan.plan == {"phases": [], "n": 1.5}
+    assert null_outputs == 0
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime(2025, 3, 1, 9, 0, tzinfo=UTC),
+        datetime(2025, 3, 1, 9, 0, 5, 123456, tzinfo=UTC),
+        datetime(2025, 12, 31, 23, 30, 0, 1, tzinfo=timezone(timedelta(hours=-5))),
+        datetime(999, 1, 2, 3, 4, 5, tzinfo=UTC),
+    ],
+)
+def test_sqlite_times_are_bound_as_sqlalchemy_binds_them(value: datetime) -> None:
+    dialect = sqlite.dialect()
+    process = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert process is not None
+    assert sqlite_utc_text(value) == process(value)
+
+
+def test_a_naive_time_is_refused_as_the_orm_refuses_it() -> None:
+    with pytest.raises(ValueError, match="naive"):
+        sqlite_utc_text(datetime(2025, 3, 1, 9, 0))  # noqa: DTZ001 - the naive time is the point

@@ -381,6 +381,32 @@ async def test_agent_cards_are_mirrored_and_go_offline(bus: Bus, sqlite_url: str
             await asyncio.wait_for(runner, WAIT_S)
 
 
+async def test_a_card_that_does_not_validate_does_not_keep_the_others_of_its_batch_out(
+    bus: Bus, sqlite_url: str
+) -> None:
+    kv = await bus.agents_kv()
+    now = datetime.now(UTC)
+    await kv.put("a2", b'{"agent_id": "a2", "capabilities": "not a list"}')
+    for agent_id in ("a3", "a4"):
+        card = AgentCard(agent_id=agent_id, name=agent_id, capabilities=[], started_at=now, heartbeat_at=now)
+        await kv.put(agent_id, card.model_dump_json().encode())
+    stop = asyncio.Event()
+    async with Projector(bus, sqlite_url) as projector:
+        runner = asyncio.create_task(projector.run(stop))
+
+        async def online() -> list[str] | None:
+            async with projector.sessions() as session:
+                rows = [await session.get(AgentRow, a) for a in ("a2", "a3", "a4")]
+            names = [row.agent_id for row in rows if row is not None and row.status == "online"]
+            return names if len(names) == 2 else None
+
+        try:
+            assert await eventually(online, timeout=WAIT_S) == ["a3", "a4"]
+        finally:
+            stop.set()
+            await asyncio.wait_for(runner, WAIT_S)
+
+
 async def test_an_event_that_cannot_be_projected_is_dead_lettered_alone(bus: Bus, database_url: str) -> None:
     task = Task(task_id="t1", title="twice", subtasks=[Subtask(subtask_id="s1", action="a")])
     broken = Plan(plan_id="p9", goal="g", phases=[Phase(phase_id="x", name="x", tasks=[task, task])])

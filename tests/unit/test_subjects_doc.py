@@ -277,7 +277,8 @@ BUCKET_ROLES: dict[str, tuple[str, str]] = {
     ),
     "ax-agents": (
         "agents (SDK): their `AgentCard`, rewritten every heartbeat; ws_gateway for HTTP agents",
-        "coordinator (online agents: batched direct gets every 0.25 s), projector (the agents view: a watch)",
+        "coordinator (online agents: batched direct gets every 0.25 s), "
+        "projector (the agents view: the same reads, one transaction each)",
     ),
     "ax-plans": (
         "ws_gateway: `POST /api/plans`, `POST /api/plans/import`, `DELETE /api/plans/{id}` (a delete marker)",

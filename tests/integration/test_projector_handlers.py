@@ -5,11 +5,13 @@ from __future__ import annotations
 import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from planexe_ax.bus import (
     CommandRejected,
+    Event,
     ExecutionState,
     ExecutionStatus,
     SubtaskProgress,
@@ -149,16 +151,21 @@ async def test_execution_and_task_times(sessions: Sessions) -> None:
     assert (task.status, task.reason, task.started_at, task.finished_at) == ("CANCELLED", "stop", at(4), at(6))
 
 
+async def one_by_one(events: list[Event], tmp_path: Path) -> dict[str, list[dict[str, Any]]]:
+    """The tables of ``events`` projected one at a time into a fresh SQLite read model: the reference."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'one_by_one.sqlite3'}"
+    await upgrade(url)
+    async with read_model(url) as sessions:
+        feed = Feed(sessions)
+        for event in events:
+            await feed(event)
+        return await table_dump(sessions)
+
+
 async def test_one_batch_gives_what_event_by_event_gives(sessions: Sessions, tmp_path: Path) -> None:
     events = [*people_scenario("e1"), *people_scenario("e2")[:14]]
     repeated = [*events, events[3], events[0]]  # ids seen earlier in the same batch
-    url = f"sqlite+aiosqlite:///{tmp_path / 'one_by_one.sqlite3'}"
-    await upgrade(url)
-    async with read_model(url) as one_by_one:
-        feed = Feed(one_by_one)
-        for event in repeated:
-            await feed(event)
-        expected = await table_dump(one_by_one)
+    expected = await one_by_one(repeated, tmp_path)
     async with sessions.begin() as session:
         applied = await apply_events(session, list(enumerate(repeated, 1)))
     assert applied == [True] * len(events) + [False, False]
@@ -173,13 +180,7 @@ async def test_batches_starting_from_known_rows_give_what_event_by_event_gives(
     """Batches of every size that take the rows the earlier ones committed (readmodel.known), not read them."""
     events = [*people_scenario("e1"), *people_scenario("e2")]
     stream = [*events[:20], events[3], *events[20:], events[0]]  # two ids seen in earlier batches
-    url = f"sqlite+aiosqlite:///{tmp_path / 'one_by_one.sqlite3'}"
-    await upgrade(url)
-    async with read_model(url) as one_by_one:
-        feed = Feed(one_by_one)
-        for event in stream:
-            await feed(event)
-        expected = await table_dump(one_by_one)
+    expected = await one_by_one(stream, tmp_path)
     await upgrade(database_url)
     known, applied, seq = Known(), [], 0
     async with read_model(database_url) as batched:

@@ -106,6 +106,18 @@ async def test_an_agent_is_refused_beyond_its_rights(
     assert await nothing_stored(bus, subject)
 
 
+async def test_an_agent_may_not_read_the_buckets_that_allow_direct_gets(
+    bus: Bus, nats_url: str, nats_auth: Path, tmp_path: Path
+) -> None:
+    """ax-agents and ax-leases answer batched direct gets (the coordinator's and projector's reads): not to agents."""
+    creds = agent_creds(nats_auth, bus.subjects, "agent-a", ["echo"], tmp_path)
+    async with client(nats_url, creds) as agent:
+        for bucket in (bus.subjects.agents_bucket, bus.subjects.leases_bucket):
+            subject = f"$JS.API.DIRECT.GET.KV_{bucket}"
+            await agent.nc.publish(subject, b'{"seq": 1, "batch": 10}', reply=agent.nc.new_inbox())
+            await agent.refused(subject)
+
+
 async def test_an_agent_may_report_as_itself_and_keep_its_own_card(
     bus: Bus, nats_url: str, nats_auth: Path, tmp_path: Path
 ) -> None:

@@ -26,6 +26,28 @@ def example_document() -> dict[str, Any]:
     return document
 
 
+def waiting_plan(plan_id: str = "waiting") -> dict[str, Any]:
+    """A plan that stays open until a person completes its human task."""
+    return {
+        "plan_id": plan_id,
+        "goal": "wait on a person",
+        "phases": [
+            {
+                "phase_id": "p",
+                "name": "People",
+                "tasks": [
+                    {
+                        "task_id": "call",
+                        "title": "Call Carol",
+                        "human_required": True,
+                        "subtasks": [{"subtask_id": "call_carol", "action": "human_task"}],
+                    }
+                ],
+            }
+        ],
+    }
+
+
 @dataclass
 class Stack:
     """Running services and the gateway; ``url`` is its base URL, ``client`` an httpx client on it with the admin

@@ -15,7 +15,7 @@ from planexe_ax.errors import PlanValidationError
 from planexe_ax.plans.importers import import_planexe_run
 from planexe_ax.plans.validation import parse_plan_text
 from tests.helpers.eventually import eventually
-from tests.helpers.gateway import Stack, example_document
+from tests.helpers.gateway import Stack, example_document, waiting_plan
 from tests.helpers.planexe_runs import FIXTURE, runs_param, sample
 
 pytestmark = [pytest.mark.nats, pytest.mark.postgres]
@@ -42,28 +42,6 @@ def small_plan(plan_id: str, title: str = "") -> dict[str, Any]:
                         "task_id": "t1",
                         "title": "Write",
                         "subtasks": [{"subtask_id": "s1", "action": "draft_document", "params": doc}],
-                    }
-                ],
-            }
-        ],
-    }
-
-
-def waiting_plan(plan_id: str = "waiting") -> dict[str, Any]:
-    """A plan that stays open until a person completes its human task."""
-    return {
-        "plan_id": plan_id,
-        "goal": "wait on a person",
-        "phases": [
-            {
-                "phase_id": "p",
-                "name": "People",
-                "tasks": [
-                    {
-                        "task_id": "call",
-                        "title": "Call Carol",
-                        "human_required": True,
-                        "subtasks": [{"subtask_id": "call_carol", "action": "human_task"}],
                     }
                 ],
             }

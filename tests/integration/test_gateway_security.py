@@ -14,7 +14,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from planexe_ax.config import Settings
 from planexe_ax.ws_gateway.security import COOKIE, token_store
 from planexe_ax.ws_gateway.tokens import Role
-from tests.helpers.gateway import Stack, example_document, running_stack
+from tests.helpers.gateway import Stack, example_document, running_stack, waiting_plan
 
 pytestmark = [pytest.mark.nats, pytest.mark.postgres]
 
@@ -78,9 +78,9 @@ async def test_each_role_gets_its_rights_and_403_names_the_role_needed(stack: St
         assert refused.json()["detail"].startswith("this call needs the viewer role (or operator, approver, admin)")
         assert (await viewer.get("/api/agents/larry-1/work")).status_code == 403
 
-        uploaded = await operator.post("/api/plans", json=example_document())
+        uploaded = await operator.post("/api/plans", json=waiting_plan())  # open until a person answers
         assert uploaded.status_code in (200, 201), uploaded.text
-        started = await operator.post("/api/executions", json={"plan_id": example_document()["plan_id"]})
+        started = await operator.post("/api/executions", json={"plan_id": "waiting"})
         assert started.status_code == 201, started.text
         execution_id = started.json()["execution_id"]
         assert (await viewer.patch(f"/api/executions/{execution_id}", json={"status": "CANCELLED"})).status_code == 403

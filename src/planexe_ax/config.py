@@ -124,6 +124,13 @@ class Settings(BaseSettings):
     lag_scale_s: float = Field(
         default=3600.0, ge=0, description="Wall-clock seconds per plan hour of dependency lag (0 ignores lag)."
     )
+    dispatch_slice: int = Field(
+        default=256,
+        ge=1,
+        description="Most subtasks the coordinator dispatches in one decision round: a start with more ready work "
+        "is decided and offered in slices of this many, with the agents' reports on the first slices decided "
+        "between them.",
+    )
     http_host: str = Field(default="127.0.0.1", description="Address the HTTP gateway listens on.")
     http_port: int = Field(default=8000, ge=0, le=65535, description="Port the HTTP gateway listens on.")
     http_agent_ttl_s: float = Field(

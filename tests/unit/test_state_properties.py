@@ -19,7 +19,7 @@ from planexe_ax.bus import (
 )
 from planexe_ax.bus.messages import InboxAction
 from planexe_ax.coordinator.core import CoordinatorCore
-from planexe_ax.coordinator.state import CoreConfig, Effect, Emit, Offer, WakeAt
+from planexe_ax.coordinator.state import CoreConfig, Effect, Emit, GoOn, Offer, WakeAt
 from tests.helpers.factories import at, make_plan, result, started
 
 TYPES = [t.value for t in DependencyType]
@@ -42,15 +42,19 @@ ANSWERS: list[InboxAction] = ["retry", "complete", "skip", "fail"]
 DONE = (TaskStatus.COMPLETED, TaskStatus.SKIPPED)
 
 
-def drive(plan: Plan, choices: st.DataObject, fail_every: int) -> tuple[CoordinatorCore, list[Event]]:
+def drive(
+    plan: Plan, choices: st.DataObject, fail_every: int, slice_: int | None = None
+) -> tuple[CoordinatorCore, list[Event]]:
     """Run a plan through the engine, completing outstanding offers in the order ``choices`` picks.
 
-    A subtask that keeps failing is escalated; a person answers it as ``choices`` picks."""
-    engine = CoordinatorCore(CoreConfig(lag_scale_s=2.0, default_max_attempts=3))
+    A subtask that keeps failing is escalated; a person answers it as ``choices`` picks. With ``slice_``, a
+    round dispatches at most that many subtasks and the backlog's rounds are taken as they are asked for."""
+    engine = CoordinatorCore(CoreConfig(lag_scale_s=2.0, default_max_attempts=3, dispatch_slice=slice_))
     log: list[Event] = []
     clock = 0.0
     pending: list[TaskOffer] = []
     wakes: list[datetime] = []
+    going_on: list[str] = []
 
     def take(effects: list[Effect]) -> None:
         for effect in effects:
@@ -60,12 +64,18 @@ def drive(plan: Plan, choices: st.DataObject, fail_every: int) -> tuple[Coordina
                 pending.append(effect.offer)
             elif isinstance(effect, WakeAt):
                 wakes.append(effect.at)
+            elif isinstance(effect, GoOn):
+                going_on.append(effect.execution_id)
 
     take(engine.on_command(StartExecution(execution_id="x", plan=plan), at(clock)))
     step = 0
     while engine.runs["x"].status not in (ExecutionStatus.COMPLETED, ExecutionStatus.FAILED) and step < 500:
         step += 1
         clock += 1.0
+        if going_on:
+            going_on.clear()
+            take(engine.go_on("x", at(clock)))
+            continue
         escalations = [item for item in engine.runs["x"].inbox.values() if item.kind == "escalation"]
         if escalations:
             answer = choices.draw(st.sampled_from(ANSWERS))
@@ -87,11 +97,11 @@ def drive(plan: Plan, choices: st.DataObject, fail_every: int) -> tuple[Coordina
 
 
 @settings(max_examples=150, deadline=None)
-@given(plans(), st.data(), st.sampled_from([10_000, 4]))
+@given(plans(), st.data(), st.sampled_from([10_000, 4]), st.sampled_from([None, 1, 2]))
 def test_no_task_starts_or_finishes_before_its_dependencies_allow(
-    plan: Plan, data: st.DataObject, fail_every: int
+    plan: Plan, data: st.DataObject, fail_every: int, slice_: int | None
 ) -> None:
-    engine, _ = drive(plan, data, fail_every)
+    engine, _ = drive(plan, data, fail_every, slice_)
     run = engine.runs["x"]
     assert run.status in (ExecutionStatus.COMPLETED, ExecutionStatus.FAILED)
     for task_id, task in run.tasks.items():
@@ -138,9 +148,9 @@ def test_failures_go_to_a_person_and_every_answer_leads_to_an_end(plan: Plan, da
 
 
 @settings(max_examples=100, deadline=None)
-@given(plans(), st.data())
-def test_replaying_the_same_events_gives_the_same_state(plan: Plan, data: st.DataObject) -> None:
-    engine, log = drive(plan, data, 3)  # often enough that escalations and answers are replayed too
+@given(plans(), st.data(), st.sampled_from([None, 1]))
+def test_replaying_the_same_events_gives_the_same_state(plan: Plan, data: st.DataObject, slice_: int | None) -> None:
+    engine, log = drive(plan, data, 3, slice_)  # often enough that escalations and answers are replayed too
     replayed = CoordinatorCore(CoreConfig(lag_scale_s=2.0, default_max_attempts=3))
     for event in log:
         replayed.fold(event)

@@ -4,7 +4,7 @@ from planexe_ax.coordinator.core import CoordinatorCore
 from planexe_ax.coordinator.decide import decide
 from planexe_ax.coordinator.partitions import PartitionedCoordinator
 from planexe_ax.coordinator.service import Coordinator
-from planexe_ax.coordinator.state import CoreConfig, Effect, Emit, ExecutionRun, Offer, WakeAt, apply
+from planexe_ax.coordinator.state import CoreConfig, Effect, Emit, ExecutionRun, GoOn, Offer, WakeAt, apply
 
 __all__ = [
     "Coordinator",
@@ -13,6 +13,7 @@ __all__ = [
     "Effect",
     "Emit",
     "ExecutionRun",
+    "GoOn",
     "Offer",
     "PartitionedCoordinator",
     "WakeAt",

@@ -131,6 +131,13 @@ class CoordinatorCore:
         run = self.runs.get(execution_id)
         return decide(run, now, self.config, self.agents) if run is not None else []
 
+    def go_on(self, execution_id: str, now: datetime) -> list[Effect]:
+        """Decide on the ready work a round left in the execution's backlog (it asked with a ``GoOn``)."""
+        run = self.runs.get(execution_id)
+        if run is None or not run.backlog:
+            return []
+        return decide(run, now, self.config, self.agents, full=False)
+
     def tick_all(self, now: datetime, only: Collection[str] | None = None) -> list[Effect]:
         """Re-decide every open execution (or those of ``only``)."""
         runs = self.runs.items() if only is None else ((x, self.runs[x]) for x in only if x in self.runs)
@@ -257,7 +264,7 @@ class CoordinatorCore:
         created = ExecutionCreated(event_id=event_id, execution_id=command.execution_id, ts=now, plan=command.plan,
                                    plan_ref=command.plan_ref, pins=command.pins,
                                    causation_id=command.command_id)  # fmt: skip
-        self.fold(created)
+        self.runs[command.execution_id] = ExecutionRun.create(command.execution_id, command.plan, command.pins)
         # A plan that came by reference goes on by reference: the event carries what the start carried.
         wire = created.model_copy(update={"plan": None}) if command.plan_ref else created
         return [Emit(wire), *decide(self.runs[command.execution_id], now, self.config, self.agents)]

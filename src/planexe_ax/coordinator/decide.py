@@ -2,7 +2,9 @@
 
 Every decision is an event applied to the state as it is taken, so one call sees its own decisions.
 The order of one call: take the agents' reports, time out what ran out of time, then move tasks and
-subtasks forward until nothing more can move, then settle the execution's own status.
+subtasks forward until nothing more can move (or until the round made ``CoreConfig.dispatch_slice`` offers:
+the tasks not looked at wait in ``ExecutionRun.backlog`` for the next round, asked for with a ``GoOn``), then
+settle the execution's own status.
 """
 
 from __future__ import annotations
@@ -19,7 +21,16 @@ from planexe_ax.coordinator.decider import (
     escalate,
     fail_attempt,
 )
-from planexe_ax.coordinator.state import Agents, CoreConfig, Effect, ExecutionRun, SubtaskRun, TaskRun, WakeAt
+from planexe_ax.coordinator.state import (
+    Agents,
+    CoreConfig,
+    Effect,
+    ExecutionRun,
+    GoOn,
+    SubtaskRun,
+    TaskRun,
+    WakeAt,
+)
 
 
 # ------------------------------------------------------------------------------------------------ rounds
@@ -39,6 +50,7 @@ def decide(
     d = Decider(run, now, config, agents)
     if run.status in TERMINAL_EXECUTION:
         run.reported.clear()
+        run.backlog.clear()
         return d.effects
     if run.status == ExecutionStatus.CREATED:
         d.set_execution(ExecutionStatus.QUEUED)
@@ -48,6 +60,7 @@ def decide(
         for sub in run.subtasks.values():
             if sub.status not in TERMINAL_TASK and run.status not in TERMINAL_EXECUTION:
                 _check_time(d, sub)
+        run.backlog.clear()  # every open task is looked at, in plan order
         d.dirty.update(t for t, task in run.tasks.items() if task.status not in TERMINAL_TASK)
     if run.status in TERMINAL_EXECUTION:
         return d.effects
@@ -151,26 +164,42 @@ def _check_time(d: Decider, sub: SubtaskRun) -> None:
 
 
 def _advance(d: Decider) -> None:
-    """Move the dirty tasks, in plan order, until no decision makes another task dirty."""
+    """Move the backlog's tasks, then the dirty ones in plan order, until no decision makes another task dirty.
+
+    A round that reaches its dispatch slice stops there: what it did not look at joins the backlog, and a
+    :class:`GoOn` asks for the next round.
+    """
     run = d.run
     dispatching = run.status in DISPATCHING
-    while d.dirty:
-        batch = sorted(d.dirty, key=run.graph.position.__getitem__)
-        d.dirty = set()
-        for task_id in batch:
-            task = run.tasks[task_id]
-            if task.status in TERMINAL_TASK:
-                continue
-            starts = dispatching and not task.paused
-            ready = task.status == TaskStatus.READY
-            if task.status == TaskStatus.PENDING and d.allows(task_id, gates_start=True):
-                ready = True
-                if not starts or _needs_approval(d, task):
-                    d.set_task(task, TaskStatus.READY)  # it waits; one that starts now goes straight to RUNNING
-            if ready and starts:
-                _start_task(d, task)
-            if task.status == TaskStatus.RUNNING:
-                _run_task(d, task, dispatching and not task.paused)
+    queue = run.backlog
+    while True:
+        if d.sliced and (queue or d.dirty):
+            queue.extend(sorted(d.dirty, key=run.graph.position.__getitem__))  # one looked at twice moves once
+            d.dirty = set()
+            d.effects.append(GoOn(run.execution_id))
+            return
+        if not queue:
+            if not d.dirty:
+                return
+            queue.extend(sorted(d.dirty, key=run.graph.position.__getitem__))
+            d.dirty = set()
+        _move(d, run.tasks[queue.popleft()], dispatching)
+
+
+def _move(d: Decider, task: TaskRun, dispatching: bool) -> None:
+    """Start, run or finish one task, as far as its dependencies and subtasks allow now."""
+    if task.status in TERMINAL_TASK:
+        return
+    starts = dispatching and not task.paused
+    ready = task.status == TaskStatus.READY
+    if task.status == TaskStatus.PENDING and d.allows(task.task_id, gates_start=True):
+        ready = True
+        if not starts or _needs_approval(d, task):
+            d.set_task(task, TaskStatus.READY)  # it waits; one that starts now goes straight to RUNNING
+    if ready and starts:
+        _start_task(d, task)
+    if task.status == TaskStatus.RUNNING:
+        _run_task(d, task, starts)
 
 
 def _needs_approval(d: Decider, task: TaskRun) -> bool:

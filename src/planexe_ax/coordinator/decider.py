@@ -54,6 +54,14 @@ class Decider:
         """Tasks whose state may move: their subtasks or predecessors changed in this round."""
         self.changed: set[str] = set()
         """Subtasks changed in this round (their timers need arming)."""
+        self.dispatched = 0
+        """Offers made in this round."""
+
+    @property
+    def sliced(self) -> bool:
+        """Whether this round made as many offers as one round may (``CoreConfig.dispatch_slice``)."""
+        limit = self.config.dispatch_slice
+        return limit is not None and self.dispatched >= limit
 
     # -- emitting decisions --------------------------------------------------------------------------
     def emit(self, event: Any) -> None:
@@ -77,7 +85,7 @@ class Decider:
         """Move a task to ``status`` and mark it and its successors to be looked at again."""
         self.dirty.add(task.task_id)
         self.dirty.update(self.run.graph.outgoing[task.task_id])
-        seen = task.seen[status]
+        seen = task.seen.get(status, 0)
         self.emit(TaskState(event_id=event_ids.task_state(self.run.execution_id, task.task_id, status.value, seen),
                             execution_id=self.run.execution_id, ts=self.now, task_id=task.task_id,
                             status=status, reason=reason))  # fmt: skip
@@ -88,7 +96,7 @@ class Decider:
         self.changed.add(sub.subtask_id)
         extra.setdefault("attempt", sub.attempt)
         attempt = extra["attempt"]
-        seen = sub.seen[(attempt, status)]
+        seen = sub.seen.get((attempt, status), 0)
         event_id = event_ids.subtask_state(self.run.execution_id, sub.subtask_id, attempt, status.value, seen)
         self.emit(SubtaskState(event_id=event_id,
                                execution_id=self.run.execution_id, ts=self.now, task_id=sub.task_id,
@@ -236,4 +244,5 @@ def dispatch(d: Decider, sub: SubtaskRun, agent_id: str | None = None, reason: s
     pinned = agent_id or run.tasks[sub.task_id].pin or run.pins.get(sub.task_id) or run.pins.get(sub.action)
     offer = offer_of(run, sub, sub.attempt + 1, d.now)
     d.effects.append(Offer(offer, pinned))
+    d.dispatched += 1
     d.set_subtask(sub, TaskStatus.DISPATCHED, attempt=offer.attempt, agent_id=pinned, reason=reason)

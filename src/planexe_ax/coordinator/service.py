@@ -46,7 +46,7 @@ from planexe_ax.config import Settings
 from planexe_ax.coordinator.audit import ChainKeeper
 from planexe_ax.coordinator.core import CoordinatorCore
 from planexe_ax.coordinator.directory import AgentDirectory
-from planexe_ax.coordinator.state import CoreConfig, Effect, Emit, Offer, WakeAt
+from planexe_ax.coordinator.state import CoreConfig, Effect, Emit, GoOn, Offer, WakeAt
 from planexe_ax.errors import PlanUnavailable
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ def core_config(settings: Settings) -> CoreConfig:
         blocked_max_wait_s=settings.blocked_max_wait_s,
         review_threshold=settings.review_threshold,
         approval_actions=frozenset(settings.approval_actions),
+        dispatch_slice=settings.dispatch_slice,
     )
 
 
@@ -116,6 +117,8 @@ class Coordinator:
         self.audit = ChainKeeper(key, settings.audit_checkpoint_every)
         self._lock = asyncio.Lock()
         self._timers: dict[str, tuple[datetime, asyncio.Task[None]]] = {}
+        self._going_on: dict[str, asyncio.Task[None]] = {}
+        """Executions with a round of their backlog asked for (``GoOn``) and not taken yet."""
         self._stop = asyncio.Event()
         self._own: dict[str, bool] = {}
         """Ids of decisions this process published and has not read back yet: reading them is no work."""
@@ -268,6 +271,8 @@ class Coordinator:
             await asyncio.gather(*loops, return_exceptions=True)
             for _, timer in self._timers.values():
                 timer.cancel()
+            for going_on in self._going_on.values():
+                going_on.cancel()
 
     # -- handlers ----------------------------------------------------------------------------------
     async def _on_events(self, msgs: list[Msg]) -> None:
@@ -437,6 +442,8 @@ class Coordinator:
         for effect in effects:
             if isinstance(effect, WakeAt):
                 self._arm(effect)
+            elif isinstance(effect, GoOn):
+                self._go_on(effect)
         publishes = [e for e in effects if isinstance(e, Offer | Emit)]
         if not publishes:
             return
@@ -558,6 +565,23 @@ class Coordinator:
             self._timers.pop(wake.execution_id, None)
             with internal_span("decide on time", wake), self._ends_run_when_deposed():
                 await self._carry_out(self.engine.tick(wake.execution_id, _now()), "decide on time")
+
+    def _go_on(self, go_on: GoOn) -> None:
+        """Take the execution's next slice of ready work once what is decided now is published.
+
+        The round waits for the lock behind the rounds already waiting (events, commands): a large start
+        goes out slice by slice, and the reports on the first slices are decided between them.
+        """
+        if go_on.execution_id not in self._going_on:
+            self._going_on[go_on.execution_id] = asyncio.create_task(self._next_slice(go_on))
+
+    async def _next_slice(self, go_on: GoOn) -> None:
+        async with self._lock:
+            self._going_on.pop(go_on.execution_id, None)
+            if not self.holds(go_on.execution_id):
+                return
+            with internal_span("decide on backlog", go_on), self._ends_run_when_deposed():
+                await self._carry_out(self.engine.go_on(go_on.execution_id, _now()), "decide on backlog")
 
     @contextlib.contextmanager
     def _ends_run_when_deposed(self) -> Iterator[None]:

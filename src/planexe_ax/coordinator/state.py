@@ -10,7 +10,7 @@ arrive in after a restart.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -60,6 +60,10 @@ class CoreConfig:
     blocked_max_wait_s: float = 86400.0
     review_threshold: float = 0.7
     approval_actions: frozenset[str] = frozenset()
+    dispatch_slice: int | None = None
+    """Most subtasks one decision round dispatches (None: no limit). A round that reaches it leaves the rest of
+    the ready work to the rounds after it (:class:`GoOn`), so a large start is decided, and its offers are sent,
+    in slices rather than in one stretch that keeps the coordinator from everything else."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,17 @@ class WakeAt:
     at: datetime
 
 
-Effect = Emit | Offer | WakeAt
+@dataclass(frozen=True)
+class GoOn:
+    """Decide on this execution again once the effects before this one are out.
+
+    A round stopped at its dispatch slice with ready work left (``ExecutionRun.backlog``).
+    """
+
+    execution_id: str
+
+
+Effect = Emit | Offer | WakeAt | GoOn
 Report = SubtaskStarted | SubtaskProgress | SubtaskResult | SubtaskRejected | SubtaskBlocked
 EARLY_MAX = 16
 """Reports on not yet dispatched attempts kept per subtask (more can only come from a confused agent)."""
@@ -113,7 +127,8 @@ class SubtaskRun:
     params: dict[str, Any] | None = None
     """Params a person gave with a retry; they replace the plan's from then on."""
     rejected_by: set[str] = field(default_factory=set)
-    seen: Counter[tuple[int, TaskStatus]] = field(default_factory=Counter)
+    seen: dict[tuple[int, TaskStatus], int] = field(default_factory=dict)
+    """How many times each attempt entered each state (a plain dict: a run makes one per subtask)."""
     opened: int = 0
     reported_running: bool = False
     result: SubtaskResult | None = None
@@ -135,7 +150,8 @@ class TaskRun:
     pin: str | None = None
     inbox: str | None = None
     approved: bool = False
-    seen: Counter[TaskStatus] = field(default_factory=Counter)
+    seen: dict[TaskStatus, int] = field(default_factory=dict)
+    """How many times the task entered each state."""
     opened: int = 0
 
 
@@ -159,6 +175,9 @@ class ExecutionRun:
     """How many tasks are in each status, kept by ``apply`` so settling never scans the plan."""
     subtask_counts: Counter[TaskStatus] = field(default_factory=Counter)
     """How many subtasks are in each status, kept by ``apply``."""
+    backlog: deque[str] = field(default_factory=deque)
+    """Tasks a round left unlooked at when it reached its dispatch slice, in plan order: the next round starts
+    with them."""
 
     @classmethod
     def create(cls, execution_id: str, plan: Plan, pins: dict[str, str] | None = None) -> ExecutionRun:
@@ -218,7 +237,7 @@ def _apply_task_state(run: ExecutionRun, event: TaskState) -> bool:
     run.task_counts[task.status] -= 1
     run.task_counts[event.status] += 1
     task.status = event.status
-    task.seen[event.status] += 1
+    task.seen[event.status] = task.seen.get(event.status, 0) + 1
     if event.status == TaskStatus.RUNNING and task.started_at is None:
         task.started_at = event.ts
     if event.status in TERMINAL_TASK:
@@ -234,7 +253,7 @@ def _apply_subtask_state(run: ExecutionRun, event: SubtaskState) -> bool:
     run.subtask_counts[event.status] += 1
     sub.status = event.status
     sub.attempt = event.attempt or sub.attempt
-    sub.seen[(sub.attempt, event.status)] += 1
+    sub.seen[(sub.attempt, event.status)] = sub.seen.get((sub.attempt, event.status), 0) + 1
     if event.status == TaskStatus.DISPATCHED:
         sub.agent_id = event.agent_id
         sub.dispatched_at, sub.started_at, sub.deadline = event.ts, None, None

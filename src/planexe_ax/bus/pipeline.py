@@ -37,6 +37,8 @@ from nats.js.errors import APIError, NoStreamResponseError
 NO_RESPONDERS = "503"
 FENCE_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
 """The header naming the subject a fenced message checks (bus/leader.py): one partition's fence."""
+PLAIN_ACK = frozenset({"stream", "seq", "domain", "duplicate"})
+"""The fields of a usual publish ack (no batch, no counter)."""
 YIELD_EVERY = 128
 """Messages encoded between two chances for the connection's flusher to send what is buffered."""
 
@@ -97,7 +99,8 @@ class Pipeline:
             future.set_exception(exc)
             return
         if "error" not in answer:
-            future.set_result(PubAck.from_response(answer))
+            # The usual answer's fields are PubAck's own: built directly (from_response looks up every field).
+            future.set_result(PubAck(**answer) if answer.keys() <= PLAIN_ACK else PubAck.from_response(answer))
             return
         try:
             APIError.from_error(answer["error"])  # raises the error's class (bad request, not found, ...)

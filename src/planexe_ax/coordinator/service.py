@@ -28,6 +28,7 @@ from planexe_ax.bus import (
     event_ids,
     needs_plan,
     permanent_publish_error,
+    stream_seq,
     with_plan,
 )
 from planexe_ax.bus.audit_chain import signing_key
@@ -288,29 +289,30 @@ class Coordinator:
         async with self._lock:
             for msg in msgs:
                 msg_id = (msg.headers or {}).get(MSG_ID, "")
-                if not self._mine(msg):
+                seq = stream_seq(msg)
+                if not self._mine(msg, seq):
                     self._own.pop(msg_id, None)
                     taken.append(msg)  # another coordinator's partition, or read by this one's rebuild
                     continue
                 if self._own.pop(msg_id, None):
-                    self.audit.read_own(msg.metadata.sequence.stream, msg_id)
+                    self.audit.read_own(seq, msg_id)
                     taken.append(msg)  # a decision of ours coming back: applied when it was taken
                     continue
-                await self._fold(msg, touched, taken)
+                await self._fold(msg, seq, touched, taken)
             effects, carried = await self._decide_touched(touched, taken)
             await self._carry_out(effects, "decide on events", carried)
         for msg in taken:
             await msg.ack()
 
-    def _mine(self, msg: Msg) -> bool:
-        """Whether the event in ``msg`` is this coordinator's to fold: of a held partition, after its rebuild."""
+    def _mine(self, msg: Msg, seq: int) -> bool:
+        """Whether the event stored at ``seq`` is this coordinator's to fold: of a held partition, after its rebuild."""
         partition = partition_of(self.bus.subjects.execution_of(msg.subject), self.partitions)
         rebuilt_to = self._rebuilt_to.get(partition)
-        return rebuilt_to is not None and msg.metadata.sequence.stream > rebuilt_to
+        return rebuilt_to is not None and seq > rebuilt_to
 
-    async def _fold(self, msg: Msg, touched: dict[str, list[Msg]], taken: list[Msg]) -> None:
+    async def _fold(self, msg: Msg, seq: int, touched: dict[str, list[Msg]], taken: list[Msg]) -> None:
         """Fold the event in ``msg`` into its execution; note what it touched (its decision span is per batch)."""
-        event = await self._decode_known(msg)
+        event = await self._decode_known(msg, seq)
         if event is None:
             return
         try:
@@ -349,14 +351,14 @@ class Coordinator:
             effects += decided
         return effects, carried
 
-    async def _decode_known(self, msg: Msg) -> Event | None:
+    async def _decode_known(self, msg: Msg, seq: int) -> Event | None:
         """The event in ``msg``, or None after dead-lettering it (undecodable, or naming nothing we know)."""
         try:
             event = decode_event_on(self.bus.subjects, msg.subject, msg.data)
         except (ValidationError, ValueError) as exc:
             await self._give_up(msg, f"invalid event: {exc}")
             return None
-        self.audit.read(msg.metadata.sequence.stream, event)
+        self.audit.read(seq, event)
         if not self.engine.knows(event):
             what = f"{event.execution_id}/{event.task_id or '-'}/{event.subtask_id or '-'}"
             await self._give_up(msg, f"event for an unknown execution, task or subtask: {what}")

@@ -33,6 +33,7 @@ from planexe_ax.bus import (
     topology,
 )
 from planexe_ax.bus.messages import Event, EventBase
+from planexe_ax.bus.replay import first_missing, next_event_seq
 from planexe_ax.bus.topology import ensure_consumer
 from planexe_ax.bus.tracing import trace_id_of
 from planexe_ax.projector import Projector
@@ -345,6 +346,34 @@ async def test_a_restarted_projector_does_not_reapply(bus: Bus, database_url: st
     assert after["execution_subtasks"] == before["execution_subtasks"]
     assert before["executions"][0]["status"] == "RUNNING"
     assert after["executions"][0]["status"] == "COMPLETED"
+
+
+async def test_an_event_delivered_but_lost_in_flight_is_read_again_before_the_checkpoint_passes_it(
+    bus: Bus, sqlite_url: str
+) -> None:
+    """A delivery that never reaches the projector (its node went down) comes back only after ack_wait, behind
+    newer events: the projector must not move its checkpoint past it meanwhile."""
+    events = scenario()[:4]
+    last = await publish_all(bus, events)
+    async with Projector(bus, sqlite_url) as projector:  # positioned at its checkpoint: delivers from seq 1 on
+        stolen = await bus.js.pull_subscribe_bind(Subjects.PROJECTOR_EVENTS, stream=bus.subjects.events_stream)
+        [lost] = await stolen.fetch(1, timeout=WAIT_S)  # delivered to someone else and never acked: lost in flight
+        assert lost.metadata.sequence.stream == 1
+        await drain(projector)
+        assert projector.last_seq == last
+        stored = [e["event_id"] for e in (await table_dump(projector.sessions))["execution_events"]]
+    assert stored == [e.event_id for e in events], "the lost event is projected, in its place"
+
+
+async def test_a_jump_over_messages_that_are_not_events_is_no_loss(bus: Bus) -> None:
+    first = await publish_all(bus, scenario()[:1])
+    await asyncio.wait_for(bus.js.publish(bus.subjects.partition_fence(0), b"epoch"), WAIT_S)  # a fence marker
+    second = await publish_all(bus, scenario()[1:2])
+    assert second == first + 2
+    assert await first_missing(bus, 0, [first, second]) is None
+    assert await first_missing(bus, 0, [second]) == first, "an event before the batch was not in it"
+    assert await first_missing(bus, first, [second]) is None
+    assert await next_event_seq(bus, second + 1) is None
 
 
 async def test_agent_cards_are_mirrored_and_go_offline(bus: Bus, sqlite_url: str) -> None:

@@ -1,7 +1,8 @@
 """Reading AX_EVENTS from a position: what the coordinator, the projector, the gateway and agents read back.
 
 * :func:`replay_present` every event stored now, once, in order: the coordinator's rebuild.
-* :func:`resume_after`: a durable consumer whose owner keeps its own position.
+* :func:`resume_after`: a durable consumer whose owner keeps its own position; :func:`first_missing` what such
+  an owner must check before it moves its position past a batch.
 * :class:`ExecutionEvents` one execution's events from a sequence on (or from now on), in order.
 * :func:`last_event` the latest event of one kind of one execution; :func:`events_last_seq` the last event's.
 * :func:`listen` live (core NATS) delivery of a few subjects, for what only matters while it happens.
@@ -10,7 +11,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -61,6 +62,34 @@ async def resume_after(bus: Bus, durable: str, after_seq: int) -> None:
     """Recreate the durable events consumer ``durable`` so that it delivers from ``after_seq + 1`` on, in order."""
     config = events_consumer(bus.subjects, durable, bus.settings)
     await position_consumer(bus.js, bus.subjects.events_stream, config, after_seq)
+
+
+async def first_missing(bus: Bus, after_seq: int, seqs: Iterable[int]) -> int | None:
+    """The first event stored after ``after_seq`` and before the last of ``seqs`` that ``seqs`` lacks (None: none).
+
+    A durable consumer delivers events in stream order, but one it delivered that never arrived (its node went
+    down with it in flight, a pull was given up with messages on their way) comes back only after ack_wait,
+    behind newer ones: an owner that keeps its position as the highest sequence it stored would skip it for
+    good. Only jumps are looked up, one read of the stream each: the stream holds other messages between
+    events (fence markers), so a jump alone proves nothing.
+    """
+    previous = after_seq
+    for seq in sorted(s for s in seqs if s > after_seq):
+        if seq > previous + 1:
+            found = await next_event_seq(bus, previous + 1)
+            if found is not None and found < seq:
+                return found
+        previous = seq
+    return None
+
+
+async def next_event_seq(bus: Bus, from_seq: int) -> int | None:
+    """The sequence of the first event stored at or after ``from_seq`` (None: there is none)."""
+    try:
+        raw = await bus.js.get_msg(bus.subjects.events_stream, seq=from_seq, subject=bus.subjects.all_events, next=True)
+    except NotFoundError:
+        return None
+    return int(raw.seq or 0) or None
 
 
 async def replay_present(bus: Bus, batch: int = REBUILD_BATCH) -> AsyncIterator[StoredEvent]:

@@ -26,7 +26,7 @@ from planexe_ax.bus import (
     with_plan,
 )
 from planexe_ax.bus.leader import HoldsLease, LeaderLease, Terms, default_holder
-from planexe_ax.bus.replay import resume_after
+from planexe_ax.bus.replay import first_missing, resume_after
 from planexe_ax.bus.tracing import enabled as tracing_enabled
 from planexe_ax.bus.tracing import process_span
 from planexe_ax.errors import PlanUnavailable
@@ -65,7 +65,9 @@ class Projector(HoldsLease):
 
     Each batch is projected in one transaction that also writes the checkpoint ``(durable, stream_seq)``;
     messages are acked only after that commit, and sequences at or below the checkpoint are skipped, so
-    redelivery and restarts never apply an event twice.
+    redelivery and restarts never apply an event twice. An event delivered and never received (lost in flight
+    when a node goes down) would come back behind newer ones and be skipped: a batch that jumps over an event it
+    lacks is not projected, and the consumer is put back at the checkpoint instead.
 
     Any number of projectors may run on one read model: the one holding the durable's key in the leases
     bucket writes (``create``, then ``update`` with the last revision, as the coordinator's lease), the others
@@ -184,6 +186,14 @@ class Projector(HoldsLease):
     async def _handle_batch(self, msgs: list[Msg]) -> None:
         self.batches += 1
         items = [self._decode(msg) for msg in msgs]
+        missing = await first_missing(self.bus, self.last_seq, [item.seq for item in items])
+        if missing is not None:  # projecting this batch would move the checkpoint past an event never stored
+            log.warning(
+                "an event delivered before this batch never arrived; reading again from the checkpoint",
+                extra={"durable": self.durable, "stream_seq": missing, "checkpoint": self.last_seq},
+            )
+            await self._position()
+            return
         for item in items:
             await self._read_plan(item)
         outcome = _Outcome()

@@ -22,9 +22,9 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from planexe_ax.bus import Bus, Msg, PullLoop, Subjects, WebhookDisabled, decode_event, event_ids
+from planexe_ax.bus import Bus, Msg, PullLoop, Subjects, WebhookDisabled, decode_event, event_ids, stream_seq
 from planexe_ax.bus.leader import HoldsLease, LeaderLease, Terms, default_holder
-from planexe_ax.bus.replay import resume_after
+from planexe_ax.bus.replay import first_missing, resume_after
 from planexe_ax.config import Settings
 from planexe_ax.readmodel import webhook_queue as queue
 from planexe_ax.readmodel.db import make_engine, make_session_factory
@@ -78,6 +78,8 @@ class WebhookService(HoldsLease):
         key = LeaderLease(bus, Subjects.webhooks_lease(durable), holder or default_holder()) if lease else None
         self._lead = Terms(key, self._position, f"webhooks {durable}")
         self._started = False
+        self._after = 0
+        """The checkpoint: every event up to it is stored as owed (or owed to nobody)."""
 
     async def start(self) -> None:
         """Migrate the read model; then deliver at once when no other service does, else stand by."""
@@ -88,7 +90,8 @@ class WebhookService(HoldsLease):
 
     async def _position(self) -> None:
         """Put the consumer just after the last event stored as owed: the read model's checkpoint is the position."""
-        await resume_after(self.bus, self.durable, await queue.checkpoint(self.sessions, self.durable))
+        self._after = await queue.checkpoint(self.sessions, self.durable)
+        await resume_after(self.bus, self.durable, self._after)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume and deliver while holding the lease, standing by otherwise, until ``stop`` is set."""
@@ -107,8 +110,16 @@ class WebhookService(HoldsLease):
 
     # -- consumer ------------------------------------------------------------------------------------------
     async def _handle_batch(self, msgs: list[Msg]) -> None:
+        events = [(stream_seq(m), _event(m.data)) for m in msgs]
+        missing = await first_missing(self.bus, self._after, [seq for seq, _ in events])
+        if missing is not None:  # storing this batch would move the checkpoint past an event never read
+            log.warning(
+                "an event delivered before this batch never arrived; reading again from the checkpoint",
+                extra={"durable": self.durable, "stream_seq": missing, "checkpoint": self._after},
+            )
+            await self._position()
+            return
         subs = await queue.subscriptions(self.sessions)
-        events = [(int(m.metadata.sequence.stream), _event(m.data)) for m in msgs]
         for _, event in events:
             if event and event.get("type") == "execution_created":
                 self.plans[str(event["execution_id"])] = str((event.get("plan") or {}).get("plan_id", ""))
@@ -124,8 +135,10 @@ class WebhookService(HoldsLease):
                 payload = event_item(seq, event).model_dump_json()
                 item = queue.Owed(seq, str(event["event_id"]), kind, ex, payload)
                 owed += [(webhook_id, item) for webhook_id in wanting]
-        if await queue.enqueue(self.sessions, self.durable, max(seq for seq, _ in events), owed):
+        top = max(seq for seq, _ in events)
+        if await queue.enqueue(self.sessions, self.durable, top, owed):
             self._wake.set()
+        self._after = max(self._after, top)
         for msg in msgs:
             await msg.ack()
 

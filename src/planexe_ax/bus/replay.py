@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Self
@@ -24,6 +25,7 @@ from planexe_ax.bus.errors import TIMEOUTS
 from planexe_ax.bus.topology import events_consumer, ordered_consumer, position_consumer, rebuild_consumer
 from planexe_ax.bus.tracing import process_span
 
+log = logging.getLogger(__name__)
 REBUILD_BATCH = 256
 RELAY = "relay"
 """The consumer name of the spans of events handed on as they arrive (the gateway's relay to browsers)."""
@@ -81,6 +83,23 @@ async def first_missing(bus: Bus, after_seq: int, seqs: Iterable[int]) -> int | 
                 return found
         previous = seq
     return None
+
+
+async def rewound_over_a_loss(bus: Bus, durable: str, after_seq: int, seqs: Iterable[int]) -> bool:
+    """Put ``durable`` back after ``after_seq`` when a batch of ``seqs`` lacks an event before its last.
+
+    See :func:`first_missing`. True when it did: the batch is to be set aside, unacked (the consumer delivers
+    it again, in order, with what it lacked).
+    """
+    missing = await first_missing(bus, after_seq, seqs)
+    if missing is None:
+        return False
+    log.warning(
+        "an event delivered before this batch never arrived; reading again from the checkpoint",
+        extra={"durable": durable, "stream_seq": missing, "checkpoint": after_seq},
+    )
+    await resume_after(bus, durable, after_seq)
+    return True
 
 
 async def next_event_seq(bus: Bus, from_seq: int) -> int | None:

@@ -24,7 +24,7 @@ from typing import Any
 
 from planexe_ax.bus import Bus, Msg, PullLoop, Subjects, WebhookDisabled, decode_event, event_ids, stream_seq
 from planexe_ax.bus.leader import HoldsLease, LeaderLease, Terms, default_holder
-from planexe_ax.bus.replay import first_missing, resume_after
+from planexe_ax.bus.replay import resume_after, rewound_over_a_loss
 from planexe_ax.config import Settings
 from planexe_ax.readmodel import webhook_queue as queue
 from planexe_ax.readmodel.db import make_engine, make_session_factory
@@ -111,14 +111,8 @@ class WebhookService(HoldsLease):
     # -- consumer ------------------------------------------------------------------------------------------
     async def _handle_batch(self, msgs: list[Msg]) -> None:
         events = [(stream_seq(m), _event(m.data)) for m in msgs]
-        missing = await first_missing(self.bus, self._after, [seq for seq, _ in events])
-        if missing is not None:  # storing this batch would move the checkpoint past an event never read
-            log.warning(
-                "an event delivered before this batch never arrived; reading again from the checkpoint",
-                extra={"durable": self.durable, "stream_seq": missing, "checkpoint": self._after},
-            )
-            await self._position()
-            return
+        if await rewound_over_a_loss(self.bus, self.durable, self._after, [seq for seq, _ in events]):
+            return  # storing it would move the checkpoint past an event never received
         subs = await queue.subscriptions(self.sessions)
         for _, event in events:
             if event and event.get("type") == "execution_created":

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 
 import pytest
+from nats.js.errors import NotFoundError
 
-from planexe_ax.bus import Bus, Event, ExecutionStatus, StartExecution, TaskStatus, connect, utcnow
+from planexe_ax.bus import Bus, Event, ExecutionStatus, StartExecution, Subjects, TaskStatus, connect, utcnow
+from planexe_ax.bus.audit_chain import link
+from planexe_ax.bus.messages import AuditCheckpoint
 from planexe_ax.config import Settings
 from planexe_ax.coordinator.core import CoordinatorCore
 from planexe_ax.coordinator.service import Coordinator
 from planexe_ax.coordinator.state import CoreConfig, Emit
+from tests.helpers.eventually import eventually
 from tests.helpers.factories import make_plan, result, started
 
 pytestmark = pytest.mark.nats
@@ -54,4 +60,47 @@ async def test_the_events_after_the_predecessors_ack_floor_are_state_before_anyt
         # nothing decided: at most the signed checkpoint of the ended execution's audit chain
         assert [json.loads(m.data or b"{}")["type"] for m in added] in ([], ["audit_checkpoint"])
     finally:
+        await coordinator_bus.close()
+
+
+async def test_an_event_lost_in_flight_is_read_again_in_its_place_and_the_audit_chain_holds_it(
+    nats_url: str, settings: Settings, bus: Bus
+) -> None:
+    """A delivery that never reaches the coordinator (its node went down) comes back only after ack_wait, behind
+    newer events: the coordinator reads again from the last event it handled instead of linking past it."""
+    events = history()
+    created = next(i for i, e in enumerate(events) if e.type == "subtask_started")
+    for event in events[:created]:
+        await bus.publish_event(event)
+    coordinator_bus = await connect(settings, nats_url, "coordinator", role="coordinator")
+    stop = asyncio.Event()
+    runner: asyncio.Task[None] | None = None
+
+    async def checkpoint() -> AuditCheckpoint | None:
+        try:
+            stored = await bus.js.get_last_msg(bus.subjects.events_stream, bus.subjects.event(X, "audit_checkpoint"))
+        except NotFoundError:
+            return None
+        return AuditCheckpoint.model_validate_json(stored.data or b"")
+
+    try:
+        coordinator = Coordinator(coordinator_bus)
+        await coordinator.start()  # rebuilt from what is stored; its consumer delivers what comes after
+        for event in events[created:]:
+            await bus.publish_event(event)
+        durable = Subjects.coordinator_events(coordinator.holder)
+        stolen = await bus.js.pull_subscribe_bind(durable, stream=bus.subjects.events_stream)
+        [lost] = await stolen.fetch(1, timeout=10)  # delivered elsewhere and never acked: lost in flight
+        assert json.loads(lost.data)["type"] == "subtask_started"
+        runner = asyncio.create_task(coordinator.run(stop))
+        signed = await eventually(checkpoint, timeout=20)
+        head = ""
+        for event in events:
+            head = link(head, event)
+        assert (signed.count, signed.head_hash) == (len(events), head), "every event linked, in order"
+    finally:
+        stop.set()
+        if runner is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(runner, 20)
         await coordinator_bus.close()

@@ -346,11 +346,16 @@ def lease_reader(bus: Bus) -> DirectBatches:
     return DirectBatches(bus, f"KV_{bus.subjects.leases_bucket}")
 
 
-async def open_coordinator_events(bus: Bus, holder: str) -> None:
-    """Make coordinator ``holder``'s own consumer of every event, delivering every event stored from now on."""
+async def open_coordinator_events(bus: Bus, holder: str) -> int:
+    """Make coordinator ``holder``'s own consumer of every event, delivering every event stored from now on.
+
+    Returns the stream sequence it delivers after.
+    """
     config = coordinator_events_consumer(bus.subjects, holder, bus.settings)
     info = await bus.js.stream_info(bus.subjects.events_stream)
-    await position_consumer(bus.js, bus.subjects.events_stream, config, int(info.state.last_seq))
+    after = int(info.state.last_seq)
+    await position_consumer(bus.js, bus.subjects.events_stream, config, after)
+    return after
 
 
 async def close_coordinator_events(bus: Bus, holder: str) -> None:

@@ -1,8 +1,8 @@
 """Reading AX_EVENTS from a position: what the coordinator, the projector, the gateway and agents read back.
 
 * :func:`replay_present` every event stored now, once, in order: the coordinator's rebuild.
-* :func:`resume_after`: a durable consumer whose owner keeps its own position; :func:`first_missing` what such
-  an owner must check before it moves its position past a batch.
+* :func:`resume_after`: a durable consumer whose owner keeps its own position; :func:`rewind_if_lost` what such
+  an owner checks before it moves its position past a batch.
 * :class:`ExecutionEvents` one execution's events from a sequence on (or from now on), in order.
 * :func:`last_event` the latest event of one kind of one execution; :func:`events_last_seq` the last event's.
 * :func:`listen` live (core NATS) delivery of a few subjects, for what only matters while it happens.
@@ -18,6 +18,7 @@ from typing import Any, Self
 
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.js.api import ConsumerConfig
 from nats.js.errors import NotFoundError
 
 from planexe_ax.bus.connection import Bus
@@ -85,21 +86,31 @@ async def first_missing(bus: Bus, after_seq: int, seqs: Iterable[int]) -> int | 
     return None
 
 
-async def rewound_over_a_loss(bus: Bus, durable: str, after_seq: int, seqs: Iterable[int]) -> bool:
+class Rewound(Exception):
+    """A batch was set aside and its consumer put back before it: an event before the batch never arrived."""
+
+
+async def rewind_if_lost(
+    bus: Bus, durable: str, after_seq: int, seqs: Iterable[int], config: ConsumerConfig | None = None
+) -> None:
     """Put ``durable`` back after ``after_seq`` when a batch of ``seqs`` lacks an event before its last.
 
-    See :func:`first_missing`. True when it did: the batch is to be set aside, unacked (the consumer delivers
-    it again, in order, with what it lacked).
+    See :func:`first_missing`. ``config`` is the consumer's (default: an events consumer named ``durable``).
+
+    Raises:
+        Rewound: It did: the batch is to be set aside unacked, and the pulls on the consumer begun again (the
+            new consumer delivers the batch again, in order, with what it lacked).
     """
     missing = await first_missing(bus, after_seq, seqs)
     if missing is None:
-        return False
+        return
     log.warning(
-        "an event delivered before this batch never arrived; reading again from the checkpoint",
-        extra={"durable": durable, "stream_seq": missing, "checkpoint": after_seq},
+        "an event delivered before this batch never arrived; reading again from the last one handled",
+        extra={"durable": durable, "stream_seq": missing, "after_seq": after_seq},
     )
-    await resume_after(bus, durable, after_seq)
-    return True
+    config = config or events_consumer(bus.subjects, durable, bus.settings)
+    await position_consumer(bus.js, bus.subjects.events_stream, config, after_seq)
+    raise Rewound(f"{durable}: event {missing} never arrived; the consumer delivers again after {after_seq}")
 
 
 async def next_event_seq(bus: Bus, from_seq: int) -> int | None:

@@ -40,7 +40,8 @@ from planexe_ax.bus.leader import (
     open_coordinator_events,
 )
 from planexe_ax.bus.partitions import partition_of
-from planexe_ax.bus.replay import StoredEvent, replay_present
+from planexe_ax.bus.replay import StoredEvent, replay_present, rewind_if_lost
+from planexe_ax.bus.topology import coordinator_events_consumer
 from planexe_ax.bus.tracing import TRACEPARENT, annotate, decision_span, fail_current, internal_span
 from planexe_ax.bus.tracing import enabled as tracing_enabled
 from planexe_ax.config import Settings
@@ -127,6 +128,9 @@ class Coordinator:
         self.rebuild_skipped = 0
         """Events the rebuild could not apply (dead-lettered when they were first read): skipped, never fatal."""
         self.dead_lettered = 0
+        self._events = coordinator_events_consumer(bus.subjects, self.holder, bus.settings)
+        self._read_to = 0
+        """The last event of the events consumer handled: a batch that jumps over an event it lacks rewinds here."""
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -142,7 +146,7 @@ class Coordinator:
         Whatever was stored before is read by the rebuild of each partition taken (which reads to the
         stream's end, so it overlaps the consumer: the consumer's copies of what a rebuild read are skipped).
         """
-        await open_coordinator_events(self.bus, self.holder)
+        self._read_to = await open_coordinator_events(self.bus, self.holder)
 
     async def close(self) -> None:
         """Remove this process's events consumer (a crashed process's goes a day after its last use)."""
@@ -284,12 +288,13 @@ class Coordinator:
         busy coordinator fast. A crash before the acks redelivers the batch: its decisions are taken
         again with the same ids, and the stream's de-duplication drops the copies.
         """
+        seqs = [stream_seq(msg) for msg in msgs]
+        await rewind_if_lost(self.bus, self._events.durable_name or "", self._read_to, seqs, self._events)  # or raises
         taken: list[Msg] = []
         touched: dict[str, list[Msg]] = {}
         async with self._lock:
-            for msg in msgs:
+            for msg, seq in zip(msgs, seqs, strict=True):
                 msg_id = (msg.headers or {}).get(MSG_ID, "")
-                seq = stream_seq(msg)
                 if not self._mine(msg, seq):
                     self._own.pop(msg_id, None)
                     taken.append(msg)  # another coordinator's partition, or read by this one's rebuild
@@ -303,6 +308,7 @@ class Coordinator:
             await self._carry_out(effects, "decide on events", carried)
         for msg in taken:
             await msg.ack()
+        self._read_to = max(self._read_to, *seqs)
 
     def _mine(self, msg: Msg, seq: int) -> bool:
         """Whether the event stored at ``seq`` is this coordinator's to fold: of a held partition, after its rebuild."""

@@ -26,7 +26,7 @@ from planexe_ax.bus import (
     with_plan,
 )
 from planexe_ax.bus.leader import HoldsLease, LeaderLease, Terms, default_holder
-from planexe_ax.bus.replay import resume_after, rewound_over_a_loss
+from planexe_ax.bus.replay import resume_after, rewind_if_lost
 from planexe_ax.bus.tracing import enabled as tracing_enabled
 from planexe_ax.bus.tracing import process_span
 from planexe_ax.errors import PlanUnavailable
@@ -186,8 +186,7 @@ class Projector(HoldsLease):
     async def _handle_batch(self, msgs: list[Msg]) -> None:
         self.batches += 1
         items = [self._decode(msg) for msg in msgs]
-        if await rewound_over_a_loss(self.bus, self.durable, self.last_seq, [item.seq for item in items]):
-            return  # projecting it would move the checkpoint past an event never received
+        await rewind_if_lost(self.bus, self.durable, self.last_seq, [item.seq for item in items])  # raises Rewound
         for item in items:
             await self._read_plan(item)
         outcome = _Outcome()

@@ -24,7 +24,7 @@ from typing import Any
 
 from planexe_ax.bus import Bus, Msg, PullLoop, Subjects, WebhookDisabled, decode_event, event_ids, stream_seq
 from planexe_ax.bus.leader import HoldsLease, LeaderLease, Terms, default_holder
-from planexe_ax.bus.replay import resume_after, rewound_over_a_loss
+from planexe_ax.bus.replay import resume_after, rewind_if_lost
 from planexe_ax.config import Settings
 from planexe_ax.readmodel import webhook_queue as queue
 from planexe_ax.readmodel.db import make_engine, make_session_factory
@@ -111,8 +111,7 @@ class WebhookService(HoldsLease):
     # -- consumer ------------------------------------------------------------------------------------------
     async def _handle_batch(self, msgs: list[Msg]) -> None:
         events = [(stream_seq(m), _event(m.data)) for m in msgs]
-        if await rewound_over_a_loss(self.bus, self.durable, self._after, [seq for seq, _ in events]):
-            return  # storing it would move the checkpoint past an event never received
+        await rewind_if_lost(self.bus, self.durable, self._after, [seq for seq, _ in events])  # raises Rewound
         subs = await queue.subscriptions(self.sessions)
         for _, event in events:
             if event and event.get("type") == "execution_created":

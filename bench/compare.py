@@ -4,7 +4,8 @@
 
 Each run starts a nats-server in operator mode (every service with its own identity) and, as separate
 processes, the projector (SQLite read model), the coordinator and ``--agents`` no-op agent processes (the CPU
-of the coordinator and of the agents per subtask of the wide job is read from /proc); the
+per subtask of the wide job of each of them, of the nats-server and of this bench's own client is read from
+/proc: together, the budget of the two cores); the
 floor's worker (bench/floor.py) on a nats-server without auth; and, when the optional ``bench`` extra is
 installed, Temporal's dev server with a worker (bench/temporal_job.py). Every run does the wide job
 (``--subtasks`` independent no-op subtasks), the chain job (``--chain`` finish-to-start tasks), and the
@@ -99,8 +100,8 @@ def children(*spawned: Child) -> Iterator[list[Child]]:
             child.stop()
 
 
-async def project_run(url: str, folder: Path, args: argparse.Namespace) -> Figures:
-    """The project's figures: every service its own process on the server at ``url``."""
+async def project_run(url: str, folder: Path, args: argparse.Namespace, server_pid: int | None = None) -> Figures:
+    """The project's figures: every service its own process on the server at ``url`` (process ``server_pid``)."""
     db = f"sqlite+aiosqlite:///{folder}/readmodel.db"
     env = {"PLANEXE_NATS_URL": url, "PLANEXE_NAMESPACE": "bench", "PLANEXE_DATA_DIR": str(folder),
            "PLANEXE_DATABASE_URL": db, "PLANEXE_LAG_SCALE_S": "0", "PLANEXE_LOG_LEVEL": "WARNING"}  # fmt: skip
@@ -119,11 +120,16 @@ async def project_run(url: str, folder: Path, args: argparse.Namespace) -> Figur
         try:
             await _agents_online(bus, args.agents)
             figures: Figures = {}
-            cpu0, agents_cpu0 = cpu_s(coordinator.proc.pid), sum(cpu_s(a.proc.pid) for a in agents)
+            pids = {"coordinator": [coordinator.proc.pid], "agent": [a.proc.pid for a in agents],
+                    "projector": [projector.proc.pid], "server": [server_pid] if server_pid else []}  # fmt: skip
+            before = {name: sum(cpu_s(pid) for pid in group) for name, group in pids.items()}
+            client0 = time.process_time()
             wide_s, wide = await _execute(bus, plan(args.subtasks, chain=False))
-            figures["coordinator_cpu_ms_per_subtask"] = (cpu_s(coordinator.proc.pid) - cpu0) / args.subtasks * 1000
-            agents_cpu = sum(cpu_s(a.proc.pid) for a in agents) - agents_cpu0
-            figures["agent_cpu_ms_per_subtask"] = agents_cpu / args.subtasks * 1000
+            for name, group in pids.items():
+                if group:
+                    used = sum(cpu_s(pid) for pid in group) - before[name]
+                    figures[f"{name}_cpu_ms_per_subtask"] = used / args.subtasks * 1000
+            figures["client_cpu_ms_per_subtask"] = (time.process_time() - client0) / args.subtasks * 1000
             figures["wide_per_s"] = args.subtasks / wide_s
             figures["dispatch_p50_ms"], figures["dispatch_p99_ms"] = _dispatch(wide)
             figures["readmodel_behind_s"] = await _readmodel_lag(db, int(wide["end"]["seq"]))
@@ -253,7 +259,7 @@ async def one_run(args: argparse.Namespace, with_temporal: bool) -> dict[str, Fi
         async with EmbeddedNats(folder / "floor-nats", auth=False) as server:
             out = {"floor": await floor_run(server.url, folder, args)}
         async with EmbeddedNats(folder / "nats") as server:  # operator mode: services use their identities
-            out["project"] = await project_run(server.url, folder, args)
+            out["project"] = await project_run(server.url, folder, args, server.proc.pid if server.proc else None)
         if with_temporal:
             out["temporal"] = await temporal_run(folder, args)
         return out
@@ -275,6 +281,9 @@ LABELS = [
     ("chain_hop_p99_ms", "chain of {c}, per hop p99 (ms)", False),
     ("coordinator_cpu_ms_per_subtask", "coordinator CPU per subtask at {n} (ms)", False),
     ("agent_cpu_ms_per_subtask", "agents' CPU per subtask at {n} (ms, all agent processes)", False),
+    ("projector_cpu_ms_per_subtask", "projector CPU per subtask at {n} (ms)", False),
+    ("server_cpu_ms_per_subtask", "nats-server CPU per subtask at {n} (ms)", False),
+    ("client_cpu_ms_per_subtask", "this bench's client (start, follow) CPU per subtask at {n} (ms)", False),
     ("readmodel_behind_s", "read model behind the stream at the end of {n} (s)", False),
     ("leases_lost", "coordinator: partition leases lost (log lines)", False),
     ("leases_taken_back", "coordinator: lapsed leases taken back (log lines)", False),

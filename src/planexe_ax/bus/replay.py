@@ -10,8 +10,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Self
@@ -22,7 +24,7 @@ from nats.js.api import ConsumerConfig
 from nats.js.errors import NotFoundError
 
 from planexe_ax.bus.connection import Bus
-from planexe_ax.bus.errors import TIMEOUTS
+from planexe_ax.bus.pull import stream_seq
 from planexe_ax.bus.topology import events_consumer, ordered_consumer, position_consumer, rebuild_consumer
 from planexe_ax.bus.tracing import process_span
 
@@ -45,7 +47,7 @@ OnEvent = Callable[[StoredEvent], Awaitable[None]]
 
 
 def _stored(msg: Msg) -> StoredEvent:
-    return StoredEvent(int(msg.metadata.sequence.stream), msg.subject, msg.data)
+    return StoredEvent(stream_seq(msg), msg.subject, msg.data)
 
 
 async def events_last_seq(bus: Bus) -> int:
@@ -153,8 +155,10 @@ async def last_event(bus: Bus, execution_id: str, kind: str) -> bytes | None:
 class ExecutionEvents:
     """An ordered consumer of one execution's events (see :meth:`open`); close it with :meth:`close`."""
 
-    def __init__(self, sub: Any) -> None:
-        self._sub = sub
+    def __init__(self) -> None:
+        self._sub: Any = None
+        self._ready: deque[Msg] = deque()
+        self._arrived = asyncio.Event()
 
     @classmethod
     async def open(cls, bus: Bus, execution_id: str, after_seq: int | None, on_event: OnEvent | None = None) -> Self:
@@ -163,6 +167,7 @@ class ExecutionEvents:
         With ``on_event`` each event is handed to it as it arrives; without, read them with :meth:`next`.
         An ordered consumer does not outlive a server restart: open another after ``bus.reconnected_at`` moves.
         """
+        events = cls()
 
         async def deliver(msg: Msg) -> None:
             assert on_event is not None
@@ -171,16 +176,24 @@ class ExecutionEvents:
 
         subject = bus.subjects.events_of(execution_id)
         config = ordered_consumer(None if after_seq is None else after_seq + 1)
-        callback = deliver if on_event is not None else None
-        return cls(await bus.js.subscribe(subject, cb=callback, ordered_consumer=True, config=config))
+        callback = deliver if on_event is not None else events._keep
+        events._sub = await bus.js.subscribe(subject, cb=callback, ordered_consumer=True, config=config)
+        return events
+
+    async def _keep(self, msg: Msg) -> None:
+        """Hold a delivered event for :meth:`next` (a callback: no task and no timer per event while they flow)."""
+        self._ready.append(msg)
+        self._arrived.set()
 
     async def next(self, timeout_s: float) -> StoredEvent | None:
         """The next event; None when none came within ``timeout_s``."""
-        try:
-            msg = await self._sub.next_msg(timeout=timeout_s)
-        except TIMEOUTS:
-            return None
-        return _stored(msg)
+        if not self._ready:
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), timeout_s)
+            if not self._ready:
+                return None
+        return _stored(self._ready.popleft())
 
     async def stored(self) -> int:
         """How many of the execution's events were stored when the consumer started (delivered or not yet)."""

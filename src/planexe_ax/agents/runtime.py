@@ -29,11 +29,12 @@ import os
 import socket
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
+from typing import Any, TypeAlias
 
 from pydantic import BaseModel
 
 from planexe_ax.agents.control import ExecutionWatch
-from planexe_ax.agents.reporting import Reporter, execute, validate_params
+from planexe_ax.agents.reporting import Report, Reporter, execute, validate_params
 from planexe_ax.agents.sdk import Agent, Capability, RejectOffer, TaskContext
 from planexe_ax.bus import Bus, SubtaskRejected, SubtaskResult, TaskOffer, utcnow
 from planexe_ax.bus.consumer import Backoff, ErrorsOnce, supervise
@@ -46,6 +47,12 @@ CANCEL_WAIT_S = 5.0
 CANCEL_GRACE_S = 0.5
 WATCH_LINGER_S = 30.0
 """How long an execution's watch outlives its last attempt here: the next offer of a chain finds it ready."""
+
+SWEEP_EVERY_S = 1.0
+"""How often the watches that have lingered long enough are looked for, at most."""
+
+Sent: TypeAlias = tuple[Report, "asyncio.Future[Any]"]
+"""A report put on the connection, and the future of its ack."""
 
 
 class AgentRuntime:
@@ -96,6 +103,8 @@ class AgentRuntime:
         self._idle: dict[str, float] = {}
         """Executions whose watch has no work now, since when (loop time)."""
         self._watched_since: dict[str, datetime | None] = {}
+        self._next_sweep = 0.0
+        """Loop time after which the next attempt to end looks for watches to stop (an ended execution's: at once)."""
 
     @property
     def current(self) -> list[str]:
@@ -288,45 +297,53 @@ class AgentRuntime:
             if ctx.cancelled:
                 ctx.logger.info("offer no longer wanted; not started", extra={"reason": ctx.stop_reason})
                 return None
-            # Sent as the capability starts: this task's first step puts it on the connection before the
-            # capability's task runs, and so before the outcome, which that task publishes (see _report).
-            started = asyncio.create_task(reporter.started(), name=f"started {offer.subtask_id}")
-            started.add_done_callback(_retrieve)
+            sent: list[Sent] = []
             try:
-                outcome = await self._run_capability(cap, params, ctx, reporter)
+                outcome = await self._run_capability(cap, params, ctx, reporter, sent)
             finally:
-                if not started.done():
-                    await asyncio.wait({started})
-            error = asyncio.CancelledError() if started.cancelled() else started.exception()
-            if error is not None:
-                if outcome is None:
-                    raise error  # not reported at all: the offer comes back
+                errors = [await _stored(reporter, event, ack) for event, ack in sent]  # in the order sent
+            started_error = errors[0] if errors else None
+            if outcome is None:
+                if started_error is not None:
+                    raise started_error  # not reported at all: the offer comes back
+                return None
+            if errors[-1] is not None:
+                raise errors[-1]  # the outcome is not stored: the offer comes back
+            if started_error is not None:
                 # The outcome is stored and counts (the coordinator settles an attempt on it alone): the
                 # offer is acked rather than worked on again.
-                self._log_once("subtask_started not stored; the outcome is", error, subtask_id=offer.subtask_id)
+                self._log_once("subtask_started not stored; the outcome is", started_error, subtask_id=offer.subtask_id)
             return outcome
 
     async def _report(
-        self, cap: Capability, params: BaseModel, ctx: TaskContext, reporter: Reporter
+        self, cap: Capability, params: BaseModel, ctx: TaskContext, reporter: Reporter, sent: list[Sent]
     ) -> SubtaskResult | SubtaskRejected | None:
-        """Run the capability and publish its outcome, in the capability's own task; None when cancelled.
+        """Send ``subtask_started``, run the capability and send its outcome, in the capability's own task.
 
-        The outcome is published without waiting for the ``subtask_started``'s ack: both go out on one
-        connection, the started first, so the stream stores them in that order, and a capability that
-        returns at once has both leave in one write; the two acks are awaited together. Only a started
-        whose first send failed and is sent again can land after the outcome; the coordinator ignores a
-        started that comes after the attempt's outcome.
+        Returns the outcome sent, None when cancelled; each report sent (with the future of its ack) is
+        added to ``sent`` as it goes out, for the caller to wait for the acks after (see _attempt). The
+        outcome is sent without waiting for the started's ack: both go out on one connection, the started
+        first, so the stream stores them in that order, and a capability that returns at once has both
+        written in one step of this task (in one write with those of the other offers that came with it).
+        Only a started whose first send failed and is sent again can land after the outcome; the
+        coordinator ignores a started that comes after the attempt's outcome.
         """
+        started = reporter.started_event()
+        sent.append((started, await reporter.send(started)))
         outcome = await execute(cap, params, ctx, reporter)
         if ctx.cancelled:  # the coordinator has decided: no result
             return None
-        return await reporter.publish(outcome)
+        outcome = reporter.sendable(outcome)
+        sent.append((outcome, await reporter.send(outcome)))
+        return outcome
 
     async def _run_capability(
-        self, cap: Capability, params: BaseModel, ctx: TaskContext, reporter: Reporter
+        self, cap: Capability, params: BaseModel, ctx: TaskContext, reporter: Reporter, sent: list[Sent]
     ) -> SubtaskResult | SubtaskRejected | None:
-        """The published outcome, or None when the attempt was cancelled (the coordinator has decided)."""
-        work = asyncio.create_task(self._report(cap, params, ctx, reporter), name=f"{cap.action} {ctx.subtask_id}")
+        """The outcome sent, or None when the attempt was cancelled (the coordinator has decided); see _report."""
+        work = asyncio.create_task(
+            self._report(cap, params, ctx, reporter, sent), name=f"{cap.action} {ctx.subtask_id}"
+        )
         work.add_done_callback(_retrieve)
         told = ctx.cancelled_future()
         try:
@@ -360,9 +377,12 @@ class AgentRuntime:
         finally:
             async with self._watch_lock:
                 watch.remove(ctx)
+                now = asyncio.get_running_loop().time()
                 if not watch.contexts:
-                    self._idle[ctx.execution_id] = asyncio.get_running_loop().time()
-                await self._stop_idle_watches()
+                    self._idle[ctx.execution_id] = now
+                if now >= self._next_sweep or watch.cancelled:
+                    self._next_sweep = now + SWEEP_EVERY_S
+                    await self._stop_idle_watches()
 
     async def _watch(self, execution_id: str) -> ExecutionWatch:
         """The execution's watch: kept between offers (a chain's next offer finds it), new after a reconnect."""
@@ -421,6 +441,15 @@ class _Lease:
         extending, self._extending = self._extending, None
         if extending is not None and not extending.done():
             await asyncio.wait({extending})
+
+
+async def _stored(reporter: Reporter, event: Report, ack: asyncio.Future[Any]) -> BaseException | None:
+    """None once ``event`` (put on the connection with ``ack``) is stored, else what kept it out."""
+    try:
+        await reporter.confirm(event, ack)
+    except Exception as exc:  # told to the caller, who decides whether the attempt still counts
+        return exc
+    return None
 
 
 def _retrieve(task: asyncio.Task[object]) -> None:

@@ -2,7 +2,8 @@
 
     PLANEXE_NATS_URL=... PLANEXE_NAMESPACE=... python bench/noop_agent.py [CONCURRENCY]
 
-Prints ``noop agent ready`` once registered; SIGTERM drains and exits 0.
+Prints ``noop agent ready`` once registered; SIGTERM drains and exits 0. With ``PLANEXE_BENCH_PROFILE=<file>``
+it runs under cProfile and writes the stats there on exit (calls per subtask, where the CPU goes).
 """
 
 from __future__ import annotations
@@ -50,4 +51,12 @@ async def main(concurrency: int) -> None:
 
 
 if __name__ == "__main__":
-    run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 64))  # as `planexe-ax serve agents` runs: on uvloop
+    concurrency = int(sys.argv[1]) if len(sys.argv) > 1 else 64
+    if profile := os.environ.get("PLANEXE_BENCH_PROFILE"):
+        import cProfile
+
+        with cProfile.Profile() as profiler:
+            run(main(concurrency))
+        profiler.dump_stats(f"{profile}.{os.getpid()}")
+    else:
+        run(main(concurrency))  # as `planexe-ax serve agents` runs: on uvloop

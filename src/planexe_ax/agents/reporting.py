@@ -25,11 +25,10 @@ from planexe_ax.bus import (
     SubtaskStarted,
     TaskOffer,
     event_ids,
-    tracing,
 )
-from planexe_ax.bus.codec import event_subject
 from planexe_ax.bus.consumer import Backoff
 from planexe_ax.bus.errors import brief_validation_error, transient_publish_error
+from planexe_ax.bus.work import publish_soon
 from planexe_ax.errors import PermanentError
 
 log = logging.getLogger(__name__)
@@ -126,19 +125,15 @@ class Reporter:
         Reports sent one after the other this way leave in that order, on one connection, so the stream
         stores them in that order. The message is the one :meth:`Bus.publish_event` sends (subject, bytes,
         headers, trace context); :meth:`confirm` waits for its ack and sends it again when it was not stored.
-        Where that message would be fenced or get a publish span of its own, the future is that of
-        :meth:`_send` running in a task.
+        Where that message would be fenced or get a publish span of its own, it is published with
+        :meth:`_send`, which returns once it is stored, and the future is done.
         """
-        bus = self.bus
-        subject = event_subject(bus.subjects, event)
-        data, headers, _ = bus._encode(event, event.event_id)
-        if bus.fences is None and not tracing.enabled():
-            tracing.carry(headers, event)
-        elif bus.fences is not None or not tracing.noted_in_current(
-            bus.subjects.template(subject), subject, event.event_id, headers, event
-        ):
-            return asyncio.ensure_future(self._send(event))
-        return await bus.js.publish_async(subject, data, headers=headers)
+        ack: asyncio.Future[Any] | None = await publish_soon(self.bus, event)
+        if ack is None:
+            await self._send(event)
+            ack = asyncio.get_running_loop().create_future()
+            ack.set_result(None)
+        return ack
 
     async def confirm(self, event: Report, ack: asyncio.Future[Any]) -> None:
         """Wait until the stream has stored ``event``, put on the connection by :meth:`send` with ``ack``.
@@ -149,9 +144,6 @@ class Reporter:
         Raises:
             Exception: What kept the report out of the stream for good.
         """
-        if isinstance(ack, asyncio.Task):  # _send: it sends again itself
-            await ack
-            return
         try:
             if not ack.done():
                 await asyncio.wait((ack,), timeout=ACK_WAIT_S)

@@ -93,6 +93,8 @@ class AgentRuntime:
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self._sem = asyncio.Semaphore(concurrency)
+        self._room: list[asyncio.Future[None]] = []
+        """The pull loops waiting for a permit (see :meth:`_acquire`)."""
         self._inflight: dict[asyncio.Task[None], LeasedOffer] = {}
         self._offers = OfferSource(bus)
         self._current: set[str] = set()
@@ -140,12 +142,14 @@ class AgentRuntime:
             name=f"heartbeat {self.agent.agent_id}",
         )
         log.info("agent started", extra={"agent_id": self.agent.agent_id, "actions": self.agent.actions})
+        stop_seen = asyncio.create_task(self._wake_on(stop), name=f"stop {self.agent.agent_id}")
         try:
             async with asyncio.TaskGroup() as tg:
                 for durable in durables:
                     tg.create_task(self._pull_loop(durable, len(durables), stop, until_idle), name=f"pull {durable}")
             await self._drain()
         finally:
+            stop_seen.cancel()
             await self._cancel_inflight()
             async with self._watch_lock:
                 await self._stop_idle_watches(everything=True)
@@ -209,24 +213,35 @@ class AgentRuntime:
         await supervise(stop, pull, durable, on_error=on_error, backoff=backoff)
 
     async def _acquire(self, stop: asyncio.Event) -> bool:
-        """Take a permit, or return False once ``stop`` is set (so a stop is not held up by busy permits)."""
-        if stop.is_set():
-            return False
-        if not self._sem.locked():  # a permit is free: taken without waiting (and without two futures)
-            await self._sem.acquire()
-            return True
-        acquire = asyncio.ensure_future(self._sem.acquire())
-        stopped = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({acquire, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        stopped.cancel()
-        if acquire.cancel():
-            with contextlib.suppress(asyncio.CancelledError):
-                await acquire
-            return False
-        if stop.is_set():
-            self._sem.release()
-            return False
-        return True
+        """Take a permit, or return False once ``stop`` is set (so a stop is not held up by busy permits).
+
+        While every permit is taken it waits on a future that the next permit given back (or the stop)
+        wakes, rather than on the semaphore and the stop in two tasks.
+        """
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            if not self._sem.locked():  # a permit is free: taken without waiting
+                await self._sem.acquire()
+                return True
+            room: asyncio.Future[None] = loop.create_future()
+            self._room.append(room)
+            try:
+                await room
+            finally:
+                if room in self._room:
+                    self._room.remove(room)
+        return False
+
+    def _wake_room(self) -> None:
+        """Wake the loops waiting in :meth:`_acquire`: a permit was given back, or the runtime stops."""
+        room, self._room = self._room, []
+        for waiter in room:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _wake_on(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self._wake_room()
 
     def _spawn(self, work: LeasedOffer) -> None:
         task = asyncio.create_task(self._handle_safely(work), name=f"offer {work.subject}")
@@ -236,6 +251,8 @@ class AgentRuntime:
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.pop(task, None)
         self._sem.release()
+        if self._room:
+            self._wake_room()
 
     # -- one offer ----------------------------------------------------------------------------------------
     async def _handle_safely(self, work: LeasedOffer) -> None:

@@ -8,11 +8,13 @@ Each consumer is owed at most its share of the free permits (at least one), so t
 owed no more offers than the agent can start, but for that one each: an agent holds at most one offer
 per consumer that it cannot start at once.
 
-Per offer the runtime waits on one round trip of its own: the outcome's PubAck. ``subtask_started`` is
-sent as the capability starts and the outcome right behind it on the same connection (so the stream
-stores them in that order) without waiting for the started's ack first; a capability that returns at
-once has both leave in one write, and both acks are awaited together. The offer is acked after the
-outcome is stored, without waiting for the ack's confirmation.
+Per offer the runtime waits on one round trip of its own: the outcome's PubAck. The capability's task
+puts ``subtask_started`` on the connection, runs the capability and puts the outcome right behind it (so
+the stream stores them in that order), without waiting for any ack meanwhile; a capability that returns
+at once has both leave in one write, with those of the other offers that came with it, and the acks
+are awaited after (``Reporter.send`` and ``Reporter.confirm``: JetStream's asynchronous publish, no
+request inbox or task per report). The offer is acked after the outcome is stored, without waiting for
+the ack's confirmation.
 
 While it works on an execution the runtime follows that execution's decisions (see
 :mod:`planexe_ax.agents.control`): a pause or resume reaches the capability through its context, and

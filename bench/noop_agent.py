@@ -2,7 +2,9 @@
 
     PLANEXE_NATS_URL=... PLANEXE_NAMESPACE=... python bench/noop_agent.py [CONCURRENCY]
 
-Prints ``noop agent ready`` once registered; SIGTERM drains and exits 0.
+Prints ``noop agent ready`` once registered; SIGTERM drains and exits 0. With ``PLANEXE_BENCH_PROFILE=<file>``
+it runs under cProfile (timed by the process's CPU clock) and writes the stats there on exit: calls per
+subtask, and where the CPU goes whatever else runs on the machine.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,4 +53,12 @@ async def main(concurrency: int) -> None:
 
 
 if __name__ == "__main__":
-    run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 64))  # as `planexe-ax serve agents` runs: on uvloop
+    concurrency = int(sys.argv[1]) if len(sys.argv) > 1 else 64
+    if profile := os.environ.get("PLANEXE_BENCH_PROFILE"):
+        import cProfile
+
+        with cProfile.Profile(time.process_time) as profiler:  # CPU time: a process waiting for a core costs nothing
+            run(main(concurrency))
+        profiler.dump_stats(f"{profile}.{os.getpid()}")
+    else:
+        run(main(concurrency))  # as `planexe-ax serve agents` runs: on uvloop

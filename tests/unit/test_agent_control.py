@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 
 from planexe_ax.agents import Agent, RejectOffer, TaskContext, WorkCancelled
-from planexe_ax.agents.control import ExecutionWatch, takes_attempt_away
+from planexe_ax.agents.control import ExecutionWatch, about_other_subtask, takes_attempt_away
 from planexe_ax.bus import Bus, ExecutionState, ExecutionStatus, SubtaskState, TaskOffer, TaskPaused, TaskStatus
 from planexe_ax.config import Settings
 from tests.helpers.agents import echo
@@ -200,3 +200,21 @@ def test_subtask_state_cancels_only_its_attempt(tmp_path: Path) -> None:
     assert ctx.cancelled
     assert ctx.stop_reason == "subtask dispatched (attempt 3): reassigned"
     assert not sibling.cancelled
+
+
+def test_subtask_states_of_other_subtasks_are_told_apart_by_their_bytes() -> None:
+    def data(subtask_id: str | None, **extra: Any) -> bytes:
+        event = SubtaskState(execution_id="e1", subtask_id=subtask_id, attempt=1, status=TaskStatus.RUNNING, **extra)
+        return event.model_dump_json(by_alias=True).encode()
+
+    mine = {"s1", "s-2"}
+    assert about_other_subtask(data("s9"), mine)
+    assert about_other_subtask(data("s1x"), mine), "an id that only starts like one of mine"
+    assert not about_other_subtask(data("s1"), mine)
+    assert not about_other_subtask(data("s-2"), mine)
+    assert not about_other_subtask(data(None), mine), "no subtask id: decoded, as it cannot be told apart"
+    # The key once more, in an output: which one is the event's own is not told from the bytes.
+    assert not about_other_subtask(data("s9", output={"subtask_id": "s1"}), mine)
+    assert not about_other_subtask(data("s9", output={"subtask_id": "s7"}), mine)
+    assert not about_other_subtask(b'{"subtask_id": "s9"}', mine), "not written compactly: decoded"
+    assert not about_other_subtask(b"not json", mine)

@@ -10,12 +10,17 @@ and updates the :class:`~planexe_ax.agents.sdk.TaskContext` of each attempt it r
 * ``subtask_state`` cancels an attempt when the coordinator has taken it away: a later attempt of the
   same subtask was decided (re-dispatched, reassigned), or the attempt's subtask left the states in
   which an agent holds it (cancelled, failed, timed out into RETRY_WAIT, handed to a person).
+
+The watch receives every ``subtask_state`` of the execution (three per subtask as it runs), nearly all
+about subtasks other agents hold: those are told apart by the bytes of their ``subtask_id`` and not
+decoded (:func:`about_other_subtask`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Container
 
 from planexe_ax.agents.sdk import TaskContext
 from planexe_ax.bus import (
@@ -39,6 +44,24 @@ HELD = frozenset({TaskStatus.DISPATCHED, TaskStatus.RUNNING, TaskStatus.BLOCKED}
 KINDS = ("execution_state", "task_paused", "subtask_state")
 
 ErrorFn = Callable[[str, BaseException], None]
+SUBTASK_KEY = b'"subtask_id":"'
+
+
+def about_other_subtask(data: bytes, subtask_ids: Container[str]) -> bool:
+    """True when the event in ``data`` is certainly about none of ``subtask_ids`` (it need not be decoded).
+
+    That is when the JSON has one ``"subtask_id":"<id>"`` key, written compactly (as the coordinator writes
+    events), with an id not among ``subtask_ids``. Ids are letters, digits, ``_`` and ``-``, which JSON writes
+    as they are. Anything else (no such key, the key twice, e.g. once more in an output) is False: decode it.
+    """
+    at = data.find(SUBTASK_KEY)
+    if at < 0:
+        return False
+    start = at + len(SUBTASK_KEY)
+    end = data.find(b'"', start)
+    if end < 0 or data.find(SUBTASK_KEY, end) >= 0:
+        return False
+    return data[start:end].decode("ascii", "replace") not in subtask_ids
 
 
 def takes_attempt_away(event: SubtaskState, attempt: int) -> bool:
@@ -69,6 +92,9 @@ class ExecutionWatch:
         self.execution_id = execution_id
         self.on_error = on_error
         self.contexts: list[TaskContext] = []
+        self._subtasks: Counter[str] = Counter()
+        """The subtask ids of :attr:`contexts` (how many contexts of each)."""
+        self._subtask_subject = ""
         self.cancelled = ""
         self._execution_paused: str | None = None
         self._paused_tasks: dict[str, str] = {}
@@ -83,6 +109,7 @@ class ExecutionWatch:
         the offer was picked up is seen and no later change falls between the two.
         """
         subjects = [self.bus.subjects.event(self.execution_id, kind) for kind in KINDS]
+        self._subtask_subject = subjects[KINDS.index("subtask_state")]
         try:
             self._listening = await listen(self.bus, subjects, self._on_msg)
             await self._catch_up()
@@ -111,14 +138,21 @@ class ExecutionWatch:
     def add(self, ctx: TaskContext) -> None:
         """Follow ``ctx``; it is paused or cancelled at once when the execution already is."""
         self.contexts.append(ctx)
+        self._subtasks[ctx.subtask_id] += 1
         self._update(ctx)
 
     def remove(self, ctx: TaskContext) -> None:
         """Stop following ``ctx``."""
-        self.contexts = [c for c in self.contexts if c is not ctx]
+        if any(c is ctx for c in self.contexts):
+            self.contexts = [c for c in self.contexts if c is not ctx]
+            self._subtasks[ctx.subtask_id] -= 1
+            if self._subtasks[ctx.subtask_id] <= 0:
+                del self._subtasks[ctx.subtask_id]
 
     # -- events -------------------------------------------------------------------------------------------
     async def _on_msg(self, subject: str, data: bytes) -> None:
+        if subject == self._subtask_subject and (not self._subtasks or about_other_subtask(data, self._subtasks)):
+            return  # news of subtasks no attempt here runs: it changes nothing here
         try:
             event = decode_event(data)
         except ValueError as exc:  # the coordinator and the projector dead-letter it; here it is skipped

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, TypeAlias
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
@@ -28,12 +28,18 @@ from planexe_ax.bus import (
 )
 from planexe_ax.bus.consumer import Backoff
 from planexe_ax.bus.errors import brief_validation_error, transient_publish_error
+from planexe_ax.bus.work import publish_soon
 from planexe_ax.errors import PermanentError
 
 log = logging.getLogger(__name__)
 
 REPORT_RETRY_S = 60.0
 """How long a report is sent again while the server is away or its stream elects a leader."""
+ACK_WAIT_S = 5.0
+"""How long a report put on the connection by :meth:`Reporter.send` waits for its ack before it is sent again
+(nats-py's JetStream publish timeout)."""
+
+Report: TypeAlias = SubtaskStarted | SubtaskProgress | SubtaskBlocked | SubtaskResult | SubtaskRejected
 
 
 class Reporter:
@@ -79,30 +85,80 @@ class Reporter:
             "causation_id": o.msg_id,
         }
 
-    async def _send(
-        self, event: SubtaskStarted | SubtaskProgress | SubtaskBlocked | SubtaskResult | SubtaskRejected
-    ) -> None:
+    async def _send(self, event: Report) -> None:
         """Publish one report until the stream stores it, for up to :data:`REPORT_RETRY_S`.
 
         The report keeps its event id, so a copy that did reach the stream before an ack was lost is stored
         once. Without this, an agent whose server died mid-attempt left its result unpublished and the offer
         unacked: redelivered to another agent, whose reports on that attempt do not count.
         """
+        try:
+            await self.bus.publish_event(event)
+        except Exception as exc:
+            if not transient_publish_error(exc):
+                raise
+            await self._send_again(event, exc, asyncio.get_running_loop().time() + REPORT_RETRY_S)
+
+    async def _send_again(self, event: Report, exc: BaseException, deadline: float) -> None:
+        """After ``exc`` kept ``event`` out of the stream: publish it again until it is stored or ``deadline``."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + REPORT_RETRY_S
         backoff, never = Backoff(0.1, 2.0), asyncio.Event()
         while True:
+            if loop.time() >= deadline:
+                raise exc
+            log.warning(
+                "report not stored yet; sending it again",
+                extra={"event_type": event.type, "subtask_id": event.subtask_id, "error": repr(exc)},
+            )
+            await backoff.wait(never)
             try:
                 await self.bus.publish_event(event)
                 return
-            except Exception as exc:
-                if not transient_publish_error(exc) or loop.time() >= deadline:
+            except Exception as again:
+                if not transient_publish_error(again):
                     raise
-                log.warning(
-                    "report not stored yet; sending it again",
-                    extra={"event_type": event.type, "subtask_id": event.subtask_id, "error": repr(exc)},
-                )
-            await backoff.wait(never)
+                exc = again
+
+    async def send(self, event: Report) -> asyncio.Future[Any]:
+        """Put ``event`` on the connection now, without waiting for the stream; its ack comes to the future.
+
+        Reports sent one after the other this way leave in that order, on one connection, so the stream
+        stores them in that order. The message is the one :meth:`Bus.publish_event` sends (subject, bytes,
+        headers, trace context); :meth:`confirm` waits for its ack and sends it again when it was not stored.
+        Where that message would be fenced or get a publish span of its own, it is published with
+        :meth:`_send`, which returns once it is stored, and the future is done.
+        """
+        ack: asyncio.Future[Any] | None = await publish_soon(self.bus, event)
+        if ack is None:
+            await self._send(event)
+            ack = asyncio.get_running_loop().create_future()
+            ack.set_result(None)
+        return ack
+
+    async def confirm(self, event: Report, ack: asyncio.Future[Any]) -> None:
+        """Wait until the stream has stored ``event``, put on the connection by :meth:`send` with ``ack``.
+
+        An ack that does not come within :data:`ACK_WAIT_S`, or a transient error, has the report sent again
+        as :meth:`_send` does (same event id: stored once) for up to :data:`REPORT_RETRY_S`.
+
+        Raises:
+            Exception: What kept the report out of the stream for good.
+        """
+        try:
+            if not ack.done():
+                await asyncio.wait((ack,), timeout=ACK_WAIT_S)
+        finally:
+            if not ack.done():  # given up on (or this wait cancelled): the connection stops waiting for it too
+                ack.cancel()
+        if ack.cancelled():
+            error: BaseException = TimeoutError(f"no ack for {event.type} within {ACK_WAIT_S} s")
+        elif (failure := ack.exception()) is not None:
+            error = failure
+        else:
+            return
+        if not transient_publish_error(error):
+            raise error
+        await self._send_again(event, error, asyncio.get_running_loop().time() + REPORT_RETRY_S)
 
     async def started(self) -> None:
         """Publish ``subtask_started``."""
@@ -169,11 +225,18 @@ class Reporter:
         An output too large to travel on the bus (the coordinator's decision repeats it, so the room for an
         envelope is kept) is reported as a failure that names the sizes, instead of being tried for ever.
         """
-        room = self.bus.max_message_bytes - PLAN_ENVELOPE_BYTES
-        if isinstance(outcome, SubtaskResult) and outcome.ok and (size := len(outcome.model_dump_json())) > room:
-            why = f"the output is {size} bytes of JSON; the bus carries at most {room} (PLANEXE_MAX_MESSAGE_BYTES)"
-            outcome = self.result(ok=False, error=why, retryable=False)
+        outcome = self.sendable(outcome)
         await self._send(outcome)
+        return outcome
+
+    def sendable(self, outcome: SubtaskResult | SubtaskRejected) -> SubtaskResult | SubtaskRejected:
+        """``outcome``, or the failure naming the sizes when its output is too large for the bus (:meth:`publish`)."""
+        if not isinstance(outcome, SubtaskResult) or not outcome.ok or not outcome.output:
+            return outcome  # without an output, a result is ids and a few fields: far below any limit
+        room = self.bus.max_message_bytes - PLAN_ENVELOPE_BYTES
+        if (size := len(outcome.model_dump_json())) > room:
+            why = f"the output is {size} bytes of JSON; the bus carries at most {room} (PLANEXE_MAX_MESSAGE_BYTES)"
+            return self.result(ok=False, error=why, retryable=False)
         return outcome
 
 

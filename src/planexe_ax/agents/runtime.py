@@ -8,11 +8,13 @@ Each consumer is owed at most its share of the free permits (at least one), so t
 owed no more offers than the agent can start, but for that one each: an agent holds at most one offer
 per consumer that it cannot start at once.
 
-Per offer the runtime waits on one round trip of its own: the outcome's PubAck. ``subtask_started`` is
-sent as the capability starts and the outcome right behind it on the same connection (so the stream
-stores them in that order) without waiting for the started's ack first; a capability that returns at
-once has both leave in one write, and both acks are awaited together. The offer is acked after the
-outcome is stored, without waiting for the ack's confirmation.
+Per offer the runtime waits on one round trip of its own: the outcome's PubAck. The capability's task
+puts ``subtask_started`` on the connection, runs the capability and puts the outcome right behind it (so
+the stream stores them in that order), without waiting for any ack meanwhile; a capability that returns
+at once has both leave in one write, with those of the other offers that came with it, and the acks
+are awaited after (``Reporter.send`` and ``Reporter.confirm``: JetStream's asynchronous publish, no
+request inbox or task per report). The offer is acked after the outcome is stored, without waiting for
+the ack's confirmation.
 
 While it works on an execution the runtime follows that execution's decisions (see
 :mod:`planexe_ax.agents.control`): a pause or resume reaches the capability through its context, and
@@ -29,16 +31,17 @@ import os
 import socket
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
+from typing import Any, TypeAlias
 
 from pydantic import BaseModel
 
 from planexe_ax.agents.control import ExecutionWatch
-from planexe_ax.agents.reporting import Reporter, execute, validate_params
+from planexe_ax.agents.reporting import Report, Reporter, execute, validate_params
 from planexe_ax.agents.sdk import Agent, Capability, RejectOffer, TaskContext
 from planexe_ax.bus import Bus, SubtaskRejected, SubtaskResult, TaskOffer, utcnow
 from planexe_ax.bus.consumer import Backoff, ErrorsOnce, supervise
 from planexe_ax.bus.tracing import fail_current
-from planexe_ax.bus.work import LeasedOffer, OfferSource, delete_card, every, put_card
+from planexe_ax.bus.work import LeasedOffer, OfferSource, delete_card, every, put_card, use_fast_headers
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,12 @@ CANCEL_WAIT_S = 5.0
 CANCEL_GRACE_S = 0.5
 WATCH_LINGER_S = 30.0
 """How long an execution's watch outlives its last attempt here: the next offer of a chain finds it ready."""
+
+SWEEP_EVERY_S = 1.0
+"""How often the watches that have lingered long enough are looked for, at most."""
+
+Sent: TypeAlias = tuple[Report, "asyncio.Future[Any]"]
+"""A report put on the connection, and the future of its ack."""
 
 
 class AgentRuntime:
@@ -86,6 +95,8 @@ class AgentRuntime:
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self._sem = asyncio.Semaphore(concurrency)
+        self._room: list[asyncio.Future[None]] = []
+        """The pull loops waiting for a permit (see :meth:`_acquire`)."""
         self._inflight: dict[asyncio.Task[None], LeasedOffer] = {}
         self._offers = OfferSource(bus)
         self._current: set[str] = set()
@@ -96,6 +107,8 @@ class AgentRuntime:
         self._idle: dict[str, float] = {}
         """Executions whose watch has no work now, since when (loop time)."""
         self._watched_since: dict[str, datetime | None] = {}
+        self._next_sweep = 0.0
+        """Loop time after which the next attempt to end looks for watches to stop (an ended execution's: at once)."""
 
     @property
     def current(self) -> list[str]:
@@ -122,6 +135,7 @@ class AgentRuntime:
     # -- lifecycle ----------------------------------------------------------------------------------------
     async def _run(self, stop: asyncio.Event, *, until_idle: bool) -> None:
         self._started_at = utcnow()
+        use_fast_headers(self.bus)
         durables = await self._offers.ensure(self.agent.agent_id, self.agent.actions)
         await self._put_card()
         stopped = asyncio.Event()
@@ -130,12 +144,14 @@ class AgentRuntime:
             name=f"heartbeat {self.agent.agent_id}",
         )
         log.info("agent started", extra={"agent_id": self.agent.agent_id, "actions": self.agent.actions})
+        stop_seen = asyncio.create_task(self._wake_on(stop), name=f"stop {self.agent.agent_id}")
         try:
             async with asyncio.TaskGroup() as tg:
                 for durable in durables:
                     tg.create_task(self._pull_loop(durable, len(durables), stop, until_idle), name=f"pull {durable}")
             await self._drain()
         finally:
+            stop_seen.cancel()
             await self._cancel_inflight()
             async with self._watch_lock:
                 await self._stop_idle_watches(everything=True)
@@ -199,24 +215,35 @@ class AgentRuntime:
         await supervise(stop, pull, durable, on_error=on_error, backoff=backoff)
 
     async def _acquire(self, stop: asyncio.Event) -> bool:
-        """Take a permit, or return False once ``stop`` is set (so a stop is not held up by busy permits)."""
-        if stop.is_set():
-            return False
-        if not self._sem.locked():  # a permit is free: taken without waiting (and without two futures)
-            await self._sem.acquire()
-            return True
-        acquire = asyncio.ensure_future(self._sem.acquire())
-        stopped = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({acquire, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        stopped.cancel()
-        if acquire.cancel():
-            with contextlib.suppress(asyncio.CancelledError):
-                await acquire
-            return False
-        if stop.is_set():
-            self._sem.release()
-            return False
-        return True
+        """Take a permit, or return False once ``stop`` is set (so a stop is not held up by busy permits).
+
+        While every permit is taken it waits on a future that the next permit given back (or the stop)
+        wakes, rather than on the semaphore and the stop in two tasks.
+        """
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            if not self._sem.locked():  # a permit is free: taken without waiting
+                await self._sem.acquire()
+                return True
+            room: asyncio.Future[None] = loop.create_future()
+            self._room.append(room)
+            try:
+                await room
+            finally:
+                if room in self._room:
+                    self._room.remove(room)
+        return False
+
+    def _wake_room(self) -> None:
+        """Wake the loops waiting in :meth:`_acquire`: a permit was given back, or the runtime stops."""
+        room, self._room = self._room, []
+        for waiter in room:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _wake_on(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self._wake_room()
 
     def _spawn(self, work: LeasedOffer) -> None:
         task = asyncio.create_task(self._handle_safely(work), name=f"offer {work.subject}")
@@ -226,6 +253,8 @@ class AgentRuntime:
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.pop(task, None)
         self._sem.release()
+        if self._room:
+            self._wake_room()
 
     # -- one offer ----------------------------------------------------------------------------------------
     async def _handle_safely(self, work: LeasedOffer) -> None:
@@ -288,45 +317,53 @@ class AgentRuntime:
             if ctx.cancelled:
                 ctx.logger.info("offer no longer wanted; not started", extra={"reason": ctx.stop_reason})
                 return None
-            # Sent as the capability starts: this task's first step puts it on the connection before the
-            # capability's task runs, and so before the outcome, which that task publishes (see _report).
-            started = asyncio.create_task(reporter.started(), name=f"started {offer.subtask_id}")
-            started.add_done_callback(_retrieve)
+            sent: list[Sent] = []
             try:
-                outcome = await self._run_capability(cap, params, ctx, reporter)
+                outcome = await self._run_capability(cap, params, ctx, reporter, sent)
             finally:
-                if not started.done():
-                    await asyncio.wait({started})
-            error = asyncio.CancelledError() if started.cancelled() else started.exception()
-            if error is not None:
-                if outcome is None:
-                    raise error  # not reported at all: the offer comes back
+                errors = [await _stored(reporter, event, ack) for event, ack in sent]  # in the order sent
+            started_error = errors[0] if errors else None
+            if outcome is None:
+                if started_error is not None:
+                    raise started_error  # not reported at all: the offer comes back
+                return None
+            if errors[-1] is not None:
+                raise errors[-1]  # the outcome is not stored: the offer comes back
+            if started_error is not None:
                 # The outcome is stored and counts (the coordinator settles an attempt on it alone): the
                 # offer is acked rather than worked on again.
-                self._log_once("subtask_started not stored; the outcome is", error, subtask_id=offer.subtask_id)
+                self._log_once("subtask_started not stored; the outcome is", started_error, subtask_id=offer.subtask_id)
             return outcome
 
     async def _report(
-        self, cap: Capability, params: BaseModel, ctx: TaskContext, reporter: Reporter
+        self, cap: Capability, params: BaseModel, ctx: TaskContext, reporter: Reporter, sent: list[Sent]
     ) -> SubtaskResult | SubtaskRejected | None:
-        """Run the capability and publish its outcome, in the capability's own task; None when cancelled.
+        """Send ``subtask_started``, run the capability and send its outcome, in the capability's own task.
 
-        The outcome is published without waiting for the ``subtask_started``'s ack: both go out on one
-        connection, the started first, so the stream stores them in that order, and a capability that
-        returns at once has both leave in one write; the two acks are awaited together. Only a started
-        whose first send failed and is sent again can land after the outcome; the coordinator ignores a
-        started that comes after the attempt's outcome.
+        Returns the outcome sent, None when cancelled; each report sent (with the future of its ack) is
+        added to ``sent`` as it goes out, for the caller to wait for the acks after (see _attempt). The
+        outcome is sent without waiting for the started's ack: both go out on one connection, the started
+        first, so the stream stores them in that order, and a capability that returns at once has both
+        written in one step of this task (in one write with those of the other offers that came with it).
+        Only a started whose first send failed and is sent again can land after the outcome; the
+        coordinator ignores a started that comes after the attempt's outcome.
         """
+        started = reporter.started_event()
+        sent.append((started, await reporter.send(started)))
         outcome = await execute(cap, params, ctx, reporter)
         if ctx.cancelled:  # the coordinator has decided: no result
             return None
-        return await reporter.publish(outcome)
+        outcome = reporter.sendable(outcome)
+        sent.append((outcome, await reporter.send(outcome)))
+        return outcome
 
     async def _run_capability(
-        self, cap: Capability, params: BaseModel, ctx: TaskContext, reporter: Reporter
+        self, cap: Capability, params: BaseModel, ctx: TaskContext, reporter: Reporter, sent: list[Sent]
     ) -> SubtaskResult | SubtaskRejected | None:
-        """The published outcome, or None when the attempt was cancelled (the coordinator has decided)."""
-        work = asyncio.create_task(self._report(cap, params, ctx, reporter), name=f"{cap.action} {ctx.subtask_id}")
+        """The outcome sent, or None when the attempt was cancelled (the coordinator has decided); see _report."""
+        work = asyncio.create_task(
+            self._report(cap, params, ctx, reporter, sent), name=f"{cap.action} {ctx.subtask_id}"
+        )
         work.add_done_callback(_retrieve)
         told = ctx.cancelled_future()
         try:
@@ -360,9 +397,12 @@ class AgentRuntime:
         finally:
             async with self._watch_lock:
                 watch.remove(ctx)
+                now = asyncio.get_running_loop().time()
                 if not watch.contexts:
-                    self._idle[ctx.execution_id] = asyncio.get_running_loop().time()
-                await self._stop_idle_watches()
+                    self._idle[ctx.execution_id] = now
+                if now >= self._next_sweep or watch.cancelled:
+                    self._next_sweep = now + SWEEP_EVERY_S
+                    await self._stop_idle_watches()
 
     async def _watch(self, execution_id: str) -> ExecutionWatch:
         """The execution's watch: kept between offers (a chain's next offer finds it), new after a reconnect."""
@@ -421,6 +461,15 @@ class _Lease:
         extending, self._extending = self._extending, None
         if extending is not None and not extending.done():
             await asyncio.wait({extending})
+
+
+async def _stored(reporter: Reporter, event: Report, ack: asyncio.Future[Any]) -> BaseException | None:
+    """None once ``event`` (put on the connection with ``ack``) is stored, else what kept it out."""
+    try:
+        await reporter.confirm(event, ack)
+    except Exception as exc:  # told to the caller, who decides whether the attempt still counts
+        return exc
+    return None
 
 
 def _retrieve(task: asyncio.Task[object]) -> None:

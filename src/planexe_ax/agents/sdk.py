@@ -25,6 +25,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any, get_args, get_type_hints
 
@@ -260,9 +261,12 @@ class Capability:
 
     def card(self) -> CapabilityCard:
         """The capability as published in the agent card, with the JSON schema of its params."""
-        return CapabilityCard(
-            action=self.action, description=self.description, params_schema=self.params_model.model_json_schema()
-        )
+        return CapabilityCard(action=self.action, description=self.description, params_schema=self._params_schema)
+
+    @cached_property
+    def _params_schema(self) -> dict[str, Any]:
+        """The JSON schema of the params, made once (pydantic takes milliseconds; the card goes out every heartbeat)."""
+        return self.params_model.model_json_schema()
 
 
 def _params_model(fn: Callable[..., Any]) -> type[BaseModel]:

@@ -151,7 +151,8 @@ class StandingPull:
         self._owed: dict[str, list[float]] = {}
         """Live pull requests by reply token: [until (loop time), messages still owed]."""
         self._ready: deque[Msg] = deque()
-        self._arrived = asyncio.Event()
+        self._waiting: list[asyncio.Future[None]] = []
+        """The :meth:`take` calls waiting for a message or a status, woken by the next one."""
         self._broken: Exception | None = None
 
     async def start(self) -> None:
@@ -192,7 +193,9 @@ class StandingPull:
                 self._broken = JetStreamError(f"{self.durable}: {description}")
         else:  # 100 (heartbeat), 404 (no messages: only with no_wait): nothing owed changes
             return
-        self._arrived.set()
+        waiting, self._waiting = self._waiting, []
+        for waiter in waiting:
+            _wake(waiter)
 
     async def take(self, credits: Callable[[], int], timeout_s: float) -> list[Msg]:
         """Every message here, else those that arrive first within ``timeout_s`` (none came: []).
@@ -216,15 +219,27 @@ class StandingPull:
             left = deadline - loop.time()
             if left <= 0:
                 return []
-            self._arrived.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), left)
+            # A future woken by the next arrival or by a timer: no task per wait (asyncio.wait_for makes one).
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiting.append(waiter)
+            timer = loop.call_later(left, _wake, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                if waiter in self._waiting:
+                    self._waiting.remove(waiter)
 
     async def _request(self, batch: int, expires_s: float) -> None:
         token = str(next(self._tokens))
         self._owed[token] = [asyncio.get_running_loop().time() + expires_s, batch]
         request = json.dumps({"batch": batch, "expires": int(expires_s * 1e9)}).encode()
         await self.bus.nc.publish(self._next, request, reply=f"{self._inbox}.{token}")
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class PullLoop:

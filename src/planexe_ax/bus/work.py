@@ -12,6 +12,10 @@ bus agent with it, the gateway's :class:`~planexe_ax.ws_gateway.agent_bridge.Age
   :meth:`~LeasedOffer.give_back` naks it for another agent.
 * :func:`every` runs the periodic heartbeat; :func:`put_card` and friends the card in
   KV ``ax-agents``.
+* :func:`publish_soon` puts a report on the connection and hands back the future of its ack.
+* :func:`parse_header_lines` reads a message's headers as nats-py does, in a fifth of the time;
+  :func:`use_fast_headers` has a connection use it (an agent reads the headers of every offer and of every
+  decision event of the executions it works in: about seven messages per subtask).
 """
 
 from __future__ import annotations
@@ -19,19 +23,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from nats.js.api import PubAck
 from nats.js.errors import KeyNotFoundError
 from opentelemetry.trace import Span
 from pydantic import ValidationError
 
+from planexe_ax.bus import tracing
+from planexe_ax.bus.codec import event_subject
 from planexe_ax.bus.connection import Bus
 from planexe_ax.bus.consumer import StandingPull
 from planexe_ax.bus.errors import TIMEOUTS, brief_validation_error
-from planexe_ax.bus.messages import AgentCard, TaskOffer
+from planexe_ax.bus.messages import AgentCard, EventBase, TaskOffer
 from planexe_ax.bus.subjects import Subjects
 from planexe_ax.bus.topology import capability_consumer, direct_consumer, ensure_consumer
 from planexe_ax.bus.tracing import attempt_span
@@ -40,6 +49,61 @@ log = logging.getLogger(__name__)
 
 DLQ_SOURCE = "agents"
 """Offers that are not offers go to ``ax.dlq.agents``."""
+_SPACE = re.compile(r"\s")
+"""What ``str.isspace`` is true of."""
+
+
+def parse_header_lines(raw: bytes) -> dict[str, str]:
+    """The ``Name: Value`` lines of a NATS header block, as nats-py's ``Client._parse_header_lines`` reads them.
+
+    The same dict for every input (tests/unit/test_agent_work.py compares the two): a line without ``:`` is
+    skipped, a name that is not ASCII or holds whitespace is skipped, names and values are stripped and values
+    decoded as UTF-8 with replacement. nats-py checks the name for whitespace one character at a time in a
+    generator; a regular expression does it at once (about 24 against 5 microseconds for six headers).
+    """
+    out: dict[str, str] = {}
+    for line in raw.split(b"\r\n"):
+        name, sep, value = line.partition(b":")
+        if not sep:
+            continue
+        try:
+            key = name.strip().decode("ascii")
+        except UnicodeDecodeError:
+            continue
+        if _SPACE.search(key) is None:
+            out[key] = value.strip().decode("utf-8", "replace")
+    return out
+
+
+def use_fast_headers(bus: Bus) -> None:
+    """Have the bus's connection read message headers with :func:`parse_header_lines`.
+
+    A nats-py that no longer has the method (or reads headers with ``fast_mail_parser``) does not call it:
+    the connection then reads them its own way.
+    """
+    nc: NATS = bus.nc
+    if callable(getattr(nc, "_parse_header_lines", None)):
+        nc._parse_header_lines = parse_header_lines  # type: ignore[method-assign]
+
+
+async def publish_soon(bus: Bus, event: EventBase) -> asyncio.Future[PubAck] | None:
+    """Put ``event`` on the connection now, as :meth:`Bus.publish_event` sends it, without waiting for the stream.
+
+    Returns the future of its ack (JetStream's asynchronous publish: one subscription for every ack, no
+    request inbox and no timer per message); the caller bounds the wait and cancels the future when it gives
+    up. Messages put on the connection one after the other leave in that order and the stream stores them in
+    that order. None, with nothing sent, where :meth:`Bus.publish_event` would fence the event (a process
+    that decides partitions) or make a publish span for it: publish it that way instead.
+    """
+    subject = event_subject(bus.subjects, event)
+    data, headers, _ = bus._encode(event, event.event_id)
+    if bus.fences is not None:
+        return None
+    if not tracing.enabled():
+        tracing.carry(headers, event)
+    elif not tracing.noted_in_current(bus.subjects.template(subject), subject, event.event_id, headers, event):
+        return None
+    return await bus.js.publish_async(subject, data, headers=headers)
 
 
 @dataclass(eq=False)

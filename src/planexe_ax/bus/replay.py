@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Self
@@ -57,9 +58,14 @@ async def events_last_seq(bus: Bus) -> int:
     return int(raw.seq or 0)
 
 
-async def resume_after(bus: Bus, durable: str, after_seq: int) -> None:
-    """Recreate the durable events consumer ``durable`` so that it delivers from ``after_seq + 1`` on, in order."""
+async def resume_after(bus: Bus, durable: str, after_seq: int, *, max_ack_pending: int | None = None) -> None:
+    """Recreate the durable events consumer ``durable`` so that it delivers from ``after_seq + 1`` on, in order.
+
+    ``max_ack_pending``: how many messages it delivers unacked (None: as :func:`events_consumer` says).
+    """
     config = events_consumer(bus.subjects, durable, bus.settings)
+    if max_ack_pending is not None:
+        config = dataclasses.replace(config, max_ack_pending=max_ack_pending)
     await position_consumer(bus.js, bus.subjects.events_stream, config, after_seq)
 
 

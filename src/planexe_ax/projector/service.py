@@ -19,12 +19,12 @@ from planexe_ax.bus import (
     Event,
     ExecutionCreated,
     Msg,
-    PullLoop,
     Subjects,
     decode_event_on,
     stream_seq,
     with_plan,
 )
+from planexe_ax.bus.consumer import Backoff, ErrorsOnce, StandingPull, supervise
 from planexe_ax.bus.leader import HoldsLease, LeaderLease, Terms, default_holder
 from planexe_ax.bus.replay import resume_after
 from planexe_ax.bus.tracing import enabled as tracing_enabled
@@ -41,12 +41,18 @@ log = logging.getLogger(__name__)
 
 DLQ_SOURCE = "projector"
 BATCH = 1000
-"""Events per transaction at most: the consumer's max_ack_pending (bus/topology.py), so one fetch can fill it."""
-BATCH_WAIT_S = 0.5
-"""How long a batch waits for the events the stream says are waiting: a bulk write pays per batch, not per event."""
+"""Events per transaction at most."""
+STANDING = 2
+"""Batches' worth of pull credits kept outstanding: the next events arrive while a batch is written."""
+ACK_PENDING = 4
+"""Batches' worth of events the projector's consumer delivers unacked (its max_ack_pending): room for the credits."""
+IDLE_S = 0.5
+"""How long the loop waits for events before it looks at ``stop`` again (and :meth:`run_until_idle` returns)."""
+DECODE_SLICE = 100
+"""Events decoded between two turns of the event loop, in which the batch before them goes on being written."""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Item:
     msg: Msg
     seq: int
@@ -106,9 +112,8 @@ class Projector(HoldsLease):
         self.agents = AgentWatcher(bus, self.sessions)
         self.plans = PlanWatcher(bus, self.sessions)
         self._caught_up = asyncio.Condition()
-        self._loop = PullLoop(
-            bus, bus.subjects.events_stream, durable, self._handle_batch, batch=batch, batch_wait_s=BATCH_WAIT_S
-        )
+        self.batch = batch
+        self._errors = ErrorsOnce(durable=durable).about("consume loop error")
         self._started = False
         self.lease = LeaderLease(bus, Subjects.projector_lease(durable), holder or default_holder()) if lease else None
         self._lead = Terms(self.lease, self._begin, f"projector {durable}")
@@ -134,7 +139,7 @@ class Projector(HoldsLease):
         """Project events and mirror agent cards and uploaded plans while leading, until ``stop`` is set."""
         if not self._started:
             await self.start()
-        await self._lead.run(stop, lambda ended: [self._loop.run(ended), self.agents.run(ended), self.plans.run(ended)])
+        await self._lead.run(stop, lambda ended: [self._consume(ended), self.agents.run(ended), self.plans.run(ended)])
 
     async def run_until_idle(self) -> None:
         """Project every event available now, then return (burst mode, for tests and catch-up)."""
@@ -142,7 +147,7 @@ class Projector(HoldsLease):
             await self.start()
         if not self.leading:
             await self._lead.campaign(asyncio.Event())
-        await self._loop.run(asyncio.Event(), until_idle=True)
+        await self._consume(asyncio.Event(), until_idle=True)
 
     async def wait_for_seq(self, seq: int, timeout: float) -> None:  # noqa: ASYNC109 - callers pass one number, not a context
         """Wait until every event up to stream sequence ``seq`` is projected and committed.
@@ -179,11 +184,56 @@ class Projector(HoldsLease):
         Events a dead projector held unacked would otherwise come back after ack_wait, behind newer
         ones, and be skipped as old.
         """
-        await resume_after(self.bus, self.durable, self.last_seq)
+        await resume_after(self.bus, self.durable, self.last_seq, max_ack_pending=ACK_PENDING * self.batch)
 
-    async def _handle_batch(self, msgs: list[Msg]) -> None:
+    async def _consume(self, stop: asyncio.Event, until_idle: bool = False) -> None:
+        """Project batches until ``stop`` is set (or, with ``until_idle``, until no event comes for ``IDLE_S``).
+
+        Pull credits stay outstanding (:class:`StandingPull`), so events arrive while a batch is written; and a
+        batch is decoded while the one before it is written (in a task of its own), then waits for that write
+        to end before its own begins. Batches are thus still written one at a time and in stream order, and
+        a write's error ends the round as a handler's would (the loop starts again from the checkpoint).
+        """
+        backoff = Backoff()
+
+        async def consume(stop: asyncio.Event) -> None:
+            pull = StandingPull(self.bus, self.bus.subjects.events_stream, self.durable)
+            await pull.start()
+            writing: asyncio.Task[None] | None = None
+            try:
+                while not stop.is_set():
+                    msgs = await pull.take(lambda: STANDING * self.batch, IDLE_S)
+                    if not msgs and until_idle:
+                        break
+                    for first in range(0, len(msgs), self.batch):
+                        items = await self._decode_all(msgs[first : first + self.batch])
+                        if writing is not None:
+                            await writing  # its error ends the round: these events come again
+                        writing = asyncio.create_task(self._handle_batch(items))
+                    if msgs:
+                        backoff.reset()
+                if writing is not None:
+                    await writing
+            finally:
+                if writing is not None and not writing.done():  # the round ends on another error: let it finish
+                    with contextlib.suppress(Exception, asyncio.CancelledError):
+                        await writing
+                with contextlib.suppress(Exception):  # the connection may already be closed
+                    await pull.close()
+
+        await supervise(stop, consume, self.durable, on_error=self._errors, backoff=backoff)
+
+    async def _decode_all(self, msgs: list[Msg]) -> list[_Item]:
+        """Decode ``msgs``, a slice at a time, giving the event loop a turn after each (see :meth:`_consume`)."""
+        items: list[_Item] = []
+        for first in range(0, len(msgs), DECODE_SLICE):
+            items.extend(self._decode(msg) for msg in msgs[first : first + DECODE_SLICE])
+            await asyncio.sleep(0)
+        return items
+
+    async def _handle_batch(self, items: list[_Item]) -> None:
+        """Write one decoded batch: plans read, undecodable events dead-lettered, one transaction, then acks."""
         self.batches += 1
-        items = [self._decode(msg) for msg in msgs]
         for item in items:
             await self._read_plan(item)
         outcome = _Outcome()

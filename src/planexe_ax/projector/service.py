@@ -50,6 +50,8 @@ IDLE_S = 0.5
 """How long the loop waits for events before it looks at ``stop`` again (and :meth:`run_until_idle` returns)."""
 DECODE_SLICE = 100
 """Events decoded between two turns of the event loop, in which the batch before them goes on being written."""
+GATHER_S = 0.01
+"""How long the loop waits for more events, with a batch not yet full, before it looks whether the write has ended."""
 
 
 @dataclass(slots=True)
@@ -189,10 +191,11 @@ class Projector(HoldsLease):
     async def _consume(self, stop: asyncio.Event, until_idle: bool = False) -> None:
         """Project batches until ``stop`` is set (or, with ``until_idle``, until no event comes for ``IDLE_S``).
 
-        Pull credits stay outstanding (:class:`StandingPull`), so events arrive while a batch is written; and a
-        batch is decoded while the one before it is written (in a task of its own), then waits for that write
-        to end before its own begins. Batches are thus still written one at a time and in stream order, and
-        a write's error ends the round as a handler's would (the loop starts again from the checkpoint).
+        Pull credits stay outstanding (:class:`StandingPull`), so events arrive while a batch is written; and
+        they are decoded while the batch before them is written (in a task of its own): a batch is handed on
+        when it is full, or when that write has ended (events that come before then join it). Batches are
+        thus still written one at a time and in stream order, and a write's error ends the round as a
+        handler's would (the loop starts again from the checkpoint).
         """
         backoff = Backoff()
 
@@ -200,18 +203,26 @@ class Projector(HoldsLease):
             pull = StandingPull(self.bus, self.bus.subjects.events_stream, self.durable)
             await pull.start()
             writing: asyncio.Task[None] | None = None
+            items: list[_Item] = []  # decoded, not yet handed on
             try:
                 while not stop.is_set():
-                    msgs = await pull.take(lambda: STANDING * self.batch, IDLE_S)
-                    if not msgs and until_idle:
+                    gathering = bool(items) and writing is not None and not writing.done()
+                    msgs = await pull.take(lambda: STANDING * self.batch, GATHER_S if gathering else IDLE_S)
+                    if not msgs and not items and until_idle:
                         break
-                    for first in range(0, len(msgs), self.batch):
-                        items = await self._decode_all(msgs[first : first + self.batch])
-                        if writing is not None:
-                            await writing  # its error ends the round: these events come again
-                        writing = asyncio.create_task(self._handle_batch(items))
+                    for first in range(0, len(msgs), DECODE_SLICE):
+                        items.extend(self._decode(msg) for msg in msgs[first : first + DECODE_SLICE])
+                        await asyncio.sleep(0)  # a turn for the write in progress
+                        while len(items) >= self.batch:
+                            writing = await self._write_after(writing, items[: self.batch])
+                            items = items[self.batch :]
+                    if items and (writing is None or writing.done()):
+                        writing = await self._write_after(writing, items)
+                        items = []
                     if msgs:
                         backoff.reset()
+                if items:  # decoded before stop was set: written as they would have been
+                    writing = await self._write_after(writing, items)
                 if writing is not None:
                     await writing
             finally:
@@ -223,13 +234,11 @@ class Projector(HoldsLease):
 
         await supervise(stop, consume, self.durable, on_error=self._errors, backoff=backoff)
 
-    async def _decode_all(self, msgs: list[Msg]) -> list[_Item]:
-        """Decode ``msgs``, a slice at a time, giving the event loop a turn after each (see :meth:`_consume`)."""
-        items: list[_Item] = []
-        for first in range(0, len(msgs), DECODE_SLICE):
-            items.extend(self._decode(msg) for msg in msgs[first : first + DECODE_SLICE])
-            await asyncio.sleep(0)
-        return items
+    async def _write_after(self, writing: asyncio.Task[None] | None, items: list[_Item]) -> asyncio.Task[None]:
+        """Wait for the write in progress (its error ends the round: these events come again), then start ``items``'."""
+        if writing is not None:
+            await writing
+        return asyncio.create_task(self._handle_batch(items))
 
     async def _handle_batch(self, items: list[_Item]) -> None:
         """Write one decoded batch: plans read, undecodable events dead-lettered, one transaction, then acks."""

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from planexe_ax.bus import (
     AgentCard,
@@ -37,6 +38,7 @@ from planexe_ax.bus.replay import first_missing, next_event_seq
 from planexe_ax.bus.topology import ensure_consumer
 from planexe_ax.bus.tracing import trace_id_of
 from planexe_ax.projector import Projector
+from planexe_ax.projector.service import ACK_PENDING, STANDING
 from planexe_ax.readmodel import execution_report, execution_status, inbox_items, table_dump
 from planexe_ax.readmodel.models import AgentRow, ExecutionEvent, ProjectorCheckpoint
 from tests.helpers.eventually import eventually
@@ -475,3 +477,40 @@ async def test_an_agent_silent_for_longer_than_the_ttl_goes_offline(bus: Bus, sq
         finally:
             stop.set()
             await asyncio.wait_for(runner, WAIT_S)
+
+
+class LosesOneBatch(Projector):
+    """A projector whose third batch fails once as a lost database connection fails it."""
+
+    failed = 0
+
+    async def _project(self, items: Any, outcome: Any, *, isolate: bool) -> None:
+        if self.batches == 3 and not self.failed:
+            self.failed += 1
+            raise OperationalError("COMMIT", None, OSError("connection lost"))
+        await super()._project(items, outcome, isolate=isolate)
+
+
+async def test_a_batch_lost_with_its_connection_comes_again(bus: Bus, database_url: str, tmp_path: Any) -> None:
+    """Batches are decoded while the one before is written: a write that fails still loses and repeats nothing."""
+    events = scenario("e1") + scenario("e2")
+    last = await publish_all(bus, events)
+    async with LosesOneBatch(bus, database_url, batch=3) as projector:
+        await drain(projector)
+        assert projector.failed == 1
+        assert projector.last_seq == last
+        dump = await table_dump(projector.sessions)
+    async with Projector(bus, f"sqlite+aiosqlite:///{tmp_path / 'reference.sqlite3'}", durable="reference") as one:
+        await drain(one)
+        assert dump == await table_dump(one.sessions)
+    stored = [row["stream_seq"] for row in dump["execution_events"]]
+    assert stored == list(range(last - len(events) + 1, last + 1))
+
+
+async def test_the_consumer_lets_the_projector_hold_its_credits_and_a_batch_unacked(bus: Bus, sqlite_url: str) -> None:
+    await publish_all(bus, scenario()[:2])
+    async with Projector(bus, sqlite_url, batch=50) as projector:
+        await drain(projector)
+        info = await bus.js.consumer_info(bus.subjects.events_stream, projector.durable)
+    assert info.config.max_ack_pending == ACK_PENDING * 50
+    assert ACK_PENDING > STANDING  # the credits outstanding and the batch being written

@@ -54,3 +54,15 @@ def test_a_decision_on_an_agents_report_subject_is_refused() -> None:
     forged = ExecutionState(execution_id="x1", status=ExecutionStatus.COMPLETED, agent_id="agent-a")
     with pytest.raises(ValueError, match="cannot be on"):
         decode_event_on(S, "ns.ax.evt.x1.execution_state.agent-a", forged.model_dump_json().encode())
+
+
+def test_a_forged_subject_is_refused_after_the_event_decoded_on_its_own() -> None:
+    """The subjects an event may come on are kept between calls: the refusals must not change for it."""
+    event = result()
+    data = event.model_dump_json().encode()
+    assert decode_event_on(S, event_subject(S, event), data) == event
+    with pytest.raises(ValueError, match="cannot be on"):
+        decode_event_on(S, "ns.ax.evt.x1.subtask_result.agent-b", data)
+    with pytest.raises(ValueError, match="cannot be on"):
+        decode_event_on(Subjects("other"), event_subject(S, event), data)
+    assert decode_event_on(Subjects("other"), event_subject(Subjects("other"), event), data) == event

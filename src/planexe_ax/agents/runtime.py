@@ -41,7 +41,7 @@ from planexe_ax.agents.sdk import Agent, Capability, RejectOffer, TaskContext
 from planexe_ax.bus import Bus, SubtaskRejected, SubtaskResult, TaskOffer, utcnow
 from planexe_ax.bus.consumer import Backoff, ErrorsOnce, supervise
 from planexe_ax.bus.tracing import fail_current
-from planexe_ax.bus.work import LeasedOffer, OfferSource, delete_card, every, put_card, use_fast_headers
+from planexe_ax.bus.work import LeasedOffer, OfferSource, delete_card, every, put_card
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,6 @@ class AgentRuntime:
     # -- lifecycle ----------------------------------------------------------------------------------------
     async def _run(self, stop: asyncio.Event, *, until_idle: bool) -> None:
         self._started_at = utcnow()
-        use_fast_headers(self.bus)
         durables = await self._offers.ensure(self.agent.agent_id, self.agent.actions)
         await self._put_card()
         stopped = asyncio.Event()

@@ -8,6 +8,7 @@ the upcasters, ``validate_python``): that path alone gives the decoded model and
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -98,9 +99,18 @@ def decode_event_on(subjects: Subjects, subject: str, data: bytes) -> Event:
         ValueError: when the body does not decode, or names another execution, type or agent than the subject.
     """
     event = decode_event(data)
-    if subject == event_subject(subjects, event):
-        return event
     kind = str(getattr(event, "type"))  # noqa: B009 - every concrete event has a Literal type
-    if subject != subjects.event(event.execution_id, kind):
+    agent_id = event.agent_id if kind in AGENT_REPORTS else None
+    if subject not in _subjects_of(subjects, event.execution_id, kind, agent_id):
         raise ValueError(f"a {kind} event of execution {event.execution_id} by {event.agent_id} cannot be on {subject}")
     return event
+
+
+@functools.lru_cache(maxsize=4096)
+def _subjects_of(subjects: Subjects, execution_id: str, kind: str, agent_id: str | None) -> tuple[str, ...]:
+    """The subjects an event may be read from: its decision subject and, for a report by an agent, the report's.
+
+    Cached: a bulk consumer reads many events of one execution, kind and agent, and the subjects check every id.
+    """
+    decision = subjects.event(execution_id, kind)
+    return (decision, subjects.report(execution_id, kind, agent_id)) if agent_id else (decision,)

@@ -1,7 +1,7 @@
 """Pull requests on a durable consumer whose messages are gathered in one go.
 
 nats-py's ``PullSubscription.fetch`` awaits each message of a batch with its own timeout (a task per
-message), which costs more than handling the message does in a bulk consumer such as the projector. A
+message), which costs more than handling the message does in a bulk consumer (the webhook delivery service). A
 :class:`Puller` sends the same pull request (``$JS.API.CONSUMER.MSG.NEXT.<stream>.<durable>``) and collects
 what the server sends back with one subscription callback, waiting once per request.
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -63,9 +64,14 @@ async def events_last_seq(bus: Bus) -> int:
     return int(raw.seq or 0)
 
 
-async def resume_after(bus: Bus, durable: str, after_seq: int) -> None:
-    """Recreate the durable events consumer ``durable`` so that it delivers from ``after_seq + 1`` on, in order."""
+async def resume_after(bus: Bus, durable: str, after_seq: int, *, max_ack_pending: int | None = None) -> None:
+    """Recreate the durable events consumer ``durable`` so that it delivers from ``after_seq + 1`` on, in order.
+
+    ``max_ack_pending``: how many messages it delivers unacked (None: as :func:`events_consumer` says).
+    """
     config = events_consumer(bus.subjects, durable, bus.settings)
+    if max_ack_pending is not None:
+        config = dataclasses.replace(config, max_ack_pending=max_ack_pending)
     await position_consumer(bus.js, bus.subjects.events_stream, config, after_seq)
 
 
@@ -93,11 +99,18 @@ class Rewound(Exception):
 
 
 async def rewind_if_lost(
-    bus: Bus, durable: str, after_seq: int, seqs: Iterable[int], config: ConsumerConfig | None = None
+    bus: Bus,
+    durable: str,
+    after_seq: int,
+    seqs: Iterable[int],
+    config: ConsumerConfig | None = None,
+    *,
+    max_ack_pending: int | None = None,
 ) -> None:
     """Put ``durable`` back after ``after_seq`` when a batch of ``seqs`` lacks an event before its last.
 
-    See :func:`first_missing`. ``config`` is the consumer's (default: an events consumer named ``durable``).
+    See :func:`first_missing`. ``config`` is the consumer's (default: an events consumer named ``durable``, as
+    :func:`resume_after` makes it with ``max_ack_pending``).
 
     Raises:
         Rewound: It did: the batch is to be set aside unacked, and the pulls on the consumer begun again (the
@@ -110,8 +123,10 @@ async def rewind_if_lost(
         "an event delivered before this batch never arrived; reading again from the last one handled",
         extra={"durable": durable, "stream_seq": missing, "after_seq": after_seq},
     )
-    config = config or events_consumer(bus.subjects, durable, bus.settings)
-    await position_consumer(bus.js, bus.subjects.events_stream, config, after_seq)
+    if config is None:
+        await resume_after(bus, durable, after_seq, max_ack_pending=max_ack_pending)
+    else:
+        await position_consumer(bus.js, bus.subjects.events_stream, config, after_seq)
     raise Rewound(f"{durable}: event {missing} never arrived; the consumer delivers again after {after_seq}")
 
 

@@ -13,9 +13,6 @@ bus agent with it, the gateway's :class:`~planexe_ax.ws_gateway.agent_bridge.Age
 * :func:`every` runs the periodic heartbeat; :func:`put_card` and friends the card in
   KV ``ax-agents``.
 * :func:`publish_soon` puts a report on the connection and hands back the future of its ack.
-* :func:`parse_header_lines` reads a message's headers as nats-py does, in a fifth of the time;
-  :func:`use_fast_headers` has a connection use it (an agent reads the headers of every offer and of every
-  decision event of the executions it works in: about seven messages per subtask).
 """
 
 from __future__ import annotations
@@ -23,11 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
-from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
@@ -49,41 +44,6 @@ log = logging.getLogger(__name__)
 
 DLQ_SOURCE = "agents"
 """Offers that are not offers go to ``ax.dlq.agents``."""
-_SPACE = re.compile(r"\s")
-"""What ``str.isspace`` is true of."""
-
-
-def parse_header_lines(raw: bytes) -> dict[str, str]:
-    """The ``Name: Value`` lines of a NATS header block, as nats-py's ``Client._parse_header_lines`` reads them.
-
-    The same dict for every input (tests/unit/test_agent_work.py compares the two): a line without ``:`` is
-    skipped, a name that is not ASCII or holds whitespace is skipped, names and values are stripped and values
-    decoded as UTF-8 with replacement. nats-py checks the name for whitespace one character at a time in a
-    generator; a regular expression does it at once (about 24 against 5 microseconds for six headers).
-    """
-    out: dict[str, str] = {}
-    for line in raw.split(b"\r\n"):
-        name, sep, value = line.partition(b":")
-        if not sep:
-            continue
-        try:
-            key = name.strip().decode("ascii")
-        except UnicodeDecodeError:
-            continue
-        if _SPACE.search(key) is None:
-            out[key] = value.strip().decode("utf-8", "replace")
-    return out
-
-
-def use_fast_headers(bus: Bus) -> None:
-    """Have the bus's connection read message headers with :func:`parse_header_lines`.
-
-    A nats-py that no longer has the method (or reads headers with ``fast_mail_parser``) does not call it:
-    the connection then reads them its own way.
-    """
-    nc: NATS = bus.nc
-    if callable(getattr(nc, "_parse_header_lines", None)):
-        nc._parse_header_lines = parse_header_lines  # type: ignore[method-assign]
 
 
 async def publish_soon(bus: Bus, event: EventBase) -> asyncio.Future[PubAck] | None:

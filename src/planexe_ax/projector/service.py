@@ -19,12 +19,12 @@ from planexe_ax.bus import (
     Event,
     ExecutionCreated,
     Msg,
-    PullLoop,
     Subjects,
     decode_event_on,
     stream_seq,
     with_plan,
 )
+from planexe_ax.bus.consumer import Backoff, ErrorsOnce, StandingPull, supervise
 from planexe_ax.bus.leader import HoldsLease, LeaderLease, Terms, default_holder
 from planexe_ax.bus.replay import resume_after, rewind_if_lost
 from planexe_ax.bus.tracing import enabled as tracing_enabled
@@ -41,12 +41,20 @@ log = logging.getLogger(__name__)
 
 DLQ_SOURCE = "projector"
 BATCH = 1000
-"""Events per transaction at most: the consumer's max_ack_pending (bus/topology.py), so one fetch can fill it."""
-BATCH_WAIT_S = 0.5
-"""How long a batch waits for the events the stream says are waiting: a bulk write pays per batch, not per event."""
+"""Events per transaction at most."""
+STANDING = 2
+"""Batches' worth of pull credits kept outstanding: the next events arrive while a batch is written."""
+ACK_PENDING = 4
+"""Batches' worth of events the projector's consumer delivers unacked (its max_ack_pending): room for the credits."""
+IDLE_S = 0.5
+"""How long the loop waits for events before it looks at ``stop`` again (and :meth:`run_until_idle` returns)."""
+DECODE_SLICE = 100
+"""Events decoded between two turns of the event loop, in which the batch before them goes on being written."""
+GATHER_S = 0.01
+"""How long the loop waits for more events, with a batch not yet full, before it looks whether the write has ended."""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Item:
     msg: Msg
     seq: int
@@ -108,9 +116,9 @@ class Projector(HoldsLease):
         self.agents = AgentWatcher(bus, self.sessions)
         self.plans = PlanWatcher(bus, self.sessions)
         self._caught_up = asyncio.Condition()
-        self._loop = PullLoop(
-            bus, bus.subjects.events_stream, durable, self._handle_batch, batch=batch, batch_wait_s=BATCH_WAIT_S
-        )
+        self.batch = batch
+        self._ack_pending = ACK_PENDING * batch
+        self._errors = ErrorsOnce(durable=durable).about("consume loop error")
         self._started = False
         self.lease = LeaderLease(bus, Subjects.projector_lease(durable), holder or default_holder()) if lease else None
         self._lead = Terms(self.lease, self._begin, f"projector {durable}")
@@ -136,7 +144,7 @@ class Projector(HoldsLease):
         """Project events and mirror agent cards and uploaded plans while leading, until ``stop`` is set."""
         if not self._started:
             await self.start()
-        await self._lead.run(stop, lambda ended: [self._loop.run(ended), self.agents.run(ended), self.plans.run(ended)])
+        await self._lead.run(stop, lambda ended: [self._consume(ended), self.agents.run(ended), self.plans.run(ended)])
 
     async def run_until_idle(self) -> None:
         """Project every event available now, then return (burst mode, for tests and catch-up)."""
@@ -144,7 +152,7 @@ class Projector(HoldsLease):
             await self.start()
         if not self.leading:
             await self._lead.campaign(asyncio.Event())
-        await self._loop.run(asyncio.Event(), until_idle=True)
+        await self._consume(asyncio.Event(), until_idle=True)
 
     async def wait_for_seq(self, seq: int, timeout: float) -> None:  # noqa: ASYNC109 - callers pass one number, not a context
         """Wait until every event up to stream sequence ``seq`` is projected and committed.
@@ -181,12 +189,65 @@ class Projector(HoldsLease):
         Events a dead projector held unacked would otherwise come back after ack_wait, behind newer
         ones, and be skipped as old.
         """
-        await resume_after(self.bus, self.durable, self.last_seq)
+        await resume_after(self.bus, self.durable, self.last_seq, max_ack_pending=self._ack_pending)
 
-    async def _handle_batch(self, msgs: list[Msg]) -> None:
+    async def _consume(self, stop: asyncio.Event, until_idle: bool = False) -> None:
+        """Project batches until ``stop`` is set (or, with ``until_idle``, until no event comes for ``IDLE_S``).
+
+        Pull credits stay outstanding (:class:`StandingPull`), so events arrive while a batch is written; and
+        they are decoded while the batch before them is written (in a task of its own): a batch is handed on
+        when it is full, or when that write has ended (events that come before then join it). Batches are
+        thus still written one at a time and in stream order, and a write's error ends the round as a
+        handler's would (the loop starts again from the checkpoint).
+        """
+        backoff = Backoff()
+
+        async def consume(stop: asyncio.Event) -> None:
+            pull = StandingPull(self.bus, self.bus.subjects.events_stream, self.durable)
+            await pull.start()
+            writing: asyncio.Task[None] | None = None
+            items: list[_Item] = []  # decoded, not yet handed on
+            try:
+                while not stop.is_set():
+                    gathering = bool(items) and writing is not None and not writing.done()
+                    msgs = await pull.take(lambda: STANDING * self.batch, GATHER_S if gathering else IDLE_S)
+                    if not msgs and not items and until_idle:
+                        break
+                    for first in range(0, len(msgs), DECODE_SLICE):
+                        items.extend(self._decode(msg) for msg in msgs[first : first + DECODE_SLICE])
+                        await asyncio.sleep(0)  # a turn for the write in progress
+                        while len(items) >= self.batch:
+                            writing = await self._write_after(writing, items[: self.batch])
+                            items = items[self.batch :]
+                    if items and (writing is None or writing.done()):
+                        writing = await self._write_after(writing, items)
+                        items = []
+                    if msgs:
+                        backoff.reset()
+                if items:  # decoded before stop was set: written as they would have been
+                    writing = await self._write_after(writing, items)
+                if writing is not None:
+                    await writing
+            finally:
+                if writing is not None and not writing.done():  # the round ends on another error: let it finish
+                    with contextlib.suppress(Exception, asyncio.CancelledError):
+                        await writing
+                with contextlib.suppress(Exception):  # the connection may already be closed
+                    await pull.close()
+
+        await supervise(stop, consume, self.durable, on_error=self._errors, backoff=backoff)
+
+    async def _write_after(self, writing: asyncio.Task[None] | None, items: list[_Item]) -> asyncio.Task[None]:
+        """Wait for the write in progress (its error ends the round: these events come again), then start ``items``'."""
+        if writing is not None:
+            await writing
+        return asyncio.create_task(self._handle_batch(items))
+
+    async def _handle_batch(self, items: list[_Item]) -> None:
+        """Write one decoded batch: plans read, undecodable events dead-lettered, one transaction, then acks."""
         self.batches += 1
-        items = [self._decode(msg) for msg in msgs]
-        await rewind_if_lost(self.bus, self.durable, self.last_seq, [item.seq for item in items])  # raises Rewound
+        seqs = [item.seq for item in items]
+        await rewind_if_lost(self.bus, self.durable, self.last_seq, seqs, max_ack_pending=self._ack_pending)
         for item in items:
             await self._read_plan(item)
         outcome = _Outcome()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +32,8 @@ from planexe_ax.readmodel.models import UTCDateTime
 EVENTS_TABLE = "execution_events"
 Row = dict[str, Any]
 Convert = Callable[[Any], Any]
+TIMES_KEPT = 1 << 16
+"""Times whose bound value is kept (equal times bind alike, whatever their time zone object)."""
 
 __all__ = ["insert_events", "sqlite_utc_text", "upsert_rows"]
 
@@ -72,20 +75,28 @@ async def insert_events(session: AsyncSession, table: Table, rows: Sequence[Row]
 
 def _tuples(table: Table, dialect: Dialect, rows: Sequence[Row]) -> list[tuple[Any, ...]]:
     """The rows as tuples in column order, bound (converted a column at a time, as :func:`_arrays`)."""
+    get, converts = _layout(table, dialect)
+    if not converts:
+        return list(map(get, rows))
     return list(zip(*_arrays(table, dialect, rows), strict=True))
 
 
 def _arrays(table: Table, dialect: Dialect, rows: Sequence[Row]) -> tuple[list[Any], ...]:
-    """One list of bound values per column, in column order."""
-    converts = _converters(table, dialect)
-    arrays = []
-    for column in table.columns:
-        values = [row[column.name] for row in rows]
-        convert = converts.get(column.name)
-        if convert is not None:
-            values = [None if value is None else convert(value) for value in values]
-        arrays.append(values)
+    """One list of bound values per column, in column order (a tuple: one set of parameters, not many)."""
+    get, converts = _layout(table, dialect)
+    arrays = [list(values) for values in zip(*map(get, rows), strict=True)]
+    for index, convert in converts:
+        arrays[index] = [None if value is None else convert(value) for value in arrays[index]]
     return tuple(arrays)
+
+
+@functools.cache
+def _layout(table: Table, dialect: Dialect) -> tuple[Callable[[Row], tuple[Any, ...]], tuple[tuple[int, Convert], ...]]:
+    """A row's values as a tuple in column order (one C call), and the converter of each column that has one."""
+    names = [column.name for column in table.columns]
+    assert len(names) > 1  # itemgetter of one name gives the value, not a tuple
+    converts = _converters(table, dialect)
+    return operator.itemgetter(*names), tuple((i, converts[name]) for i, name in enumerate(names) if name in converts)
 
 
 @functools.cache
@@ -102,13 +113,21 @@ def _converters(table: Table, dialect: Dialect) -> dict[str, Convert]:
         if isinstance(column.type, JSON) and dialect.name == "postgresql":
             converts[column.name] = json.dumps
             continue
-        if isinstance(column.type, UTCDateTime) and dialect.name == "sqlite":
-            converts[column.name] = sqlite_utc_text
+        if isinstance(column.type, UTCDateTime):
+            converts[column.name] = _sqlite_times if dialect.name == "sqlite" else _utc_times(dialect)
             continue
         process = column.type.dialect_impl(dialect).bind_processor(dialect)
         if process is not None:
             converts[column.name] = process
     return converts
+
+
+@functools.cache
+def _utc_times(dialect: Dialect) -> Convert:
+    """:class:`UTCDateTime`'s bind processor on ``dialect``, its results kept as :data:`_sqlite_times` keeps them."""
+    process = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert process is not None  # a TypeDecorator binds through process_bind_param
+    return functools.lru_cache(maxsize=TIMES_KEPT)(process)
 
 
 def sqlite_utc_text(value: datetime) -> str:
@@ -156,3 +175,7 @@ def _on_conflict(table: Table, quote: Callable[[str], str]) -> str:
     return f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET " + ", ".join(
         f"{name} = excluded.{name}" for name in others
     )
+
+
+_sqlite_times = functools.lru_cache(maxsize=TIMES_KEPT)(sqlite_utc_text)
+"""Each time's text, kept: a time is bound more than once (an event's ``ts`` is also its subtask's ``updated_at``)."""

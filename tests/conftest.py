@@ -49,11 +49,15 @@ def nats_auth_for_every_process(nats_auth: Path) -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def nats_url(nats_store: Path) -> Iterator[str]:
-    """One nats-server for the session, in operator mode; tests keep apart by namespace."""
+    """One nats-server for the session, in operator mode; tests keep apart by namespace.
+
+    Killed at the end: its store is thrown away, and a graceful stop of a server holding every test's streams
+    can take the whole 10 s grace of ``stop_sync``.
+    """
     server = EmbeddedNats(nats_store)
     server.start_sync()
     yield server.url
-    server.stop_sync()
+    server.kill()
 
 
 @pytest.fixture

@@ -124,22 +124,26 @@ async def test_each_answer_to_an_escalation_from_the_command_line_survives_resta
         await services.projector.wait_for_seq(max(inbox.seqs.values()), timeout=30)
         assert "missing_retry.json is not in the output folder" in items["t_retry"].reason
         assert items["t_retry"].actions == ["retry", "complete", "skip", "fail"]
-        report = await status_of(env, execution_id)
+        report, listed = await asyncio.gather(
+            status_of(env, execution_id), acli(["inbox", "list", "--json", "--execution", execution_id], env)
+        )
         assert report["status"] == "BLOCKED"
         assert {statuses(report)[t][1] for t in ANSWERED} == {"AWAITING_HUMAN"}
-        listed = await acli(["inbox", "list", "--json", "--execution", execution_id], env)
         assert sorted(i["kind"] for i in json.loads(listed.stdout)) == ["escalation"] * 4
 
         restarted = await coordinator.restart()
         assert execution_id in restarted.engine.runs
         assert len(restarted.engine.runs[execution_id].inbox) == 4, "the escalations survive a restart"
 
-        refused = await acli(["inbox", "skip", items["t_retry"].item_id, "--params", "{}"], env)
+        # three answers the command refuses before it sends anything: side by side
+        refused, bad, misfit = await asyncio.gather(
+            acli(["inbox", "skip", items["t_retry"].item_id, "--params", "{}"], env),
+            acli(["inbox", "retry", items["t_retry"].item_id, "--params", "[1]"], env),
+            acli(["inbox", "retry", items["t_retry"].item_id, "--params", '{"operation": "explode"}'], env),
+        )
         assert refused.returncode == 2
         assert "unrecognized arguments: --params" in refused.stderr
-        bad = await acli(["inbox", "retry", items["t_retry"].item_id, "--params", "[1]"], env)
         assert (bad.returncode, bad.stderr.strip()) == (2, "planexe-ax: --params must be a JSON object")
-        misfit = await acli(["inbox", "retry", items["t_retry"].item_id, "--params", '{"operation": "explode"}'], env)
         assert misfit.returncode == 2
         assert "params do not fit: subtask s_retry: action manage_csv: params.operation:" in misfit.stderr
 
@@ -147,10 +151,11 @@ async def test_each_answer_to_an_escalation_from_the_command_line_survives_resta
                               "--by", "ann", "--comment", "write it instead"], env)  # fmt: skip
         assert retried.returncode == 0, retried.stderr
         await coordinator.restart()
-        done = await acli(["inbox", "complete", items["t_complete"].item_id, "--output", '{"rows": 12}',
-                           "--by", "bob"], env)  # fmt: skip
+        done, skipped = await asyncio.gather(  # answers to two items: in either order
+            acli(["inbox", "complete", items["t_complete"].item_id, "--output", '{"rows": 12}', "--by", "bob"], env),
+            acli(["inbox", "skip", items["t_skip"].item_id, "--by", "ann"], env),
+        )
         assert done.returncode == 0, done.stderr
-        skipped = await acli(["inbox", "skip", items["t_skip"].item_id, "--by", "ann"], env)
         assert skipped.returncode == 0, skipped.stderr
         await asyncio.wait_for(after_done.wait(), 30)  # what waited for the skipped task goes on
         await coordinator.restart()
@@ -161,7 +166,9 @@ async def test_each_answer_to_an_escalation_from_the_command_line_survives_resta
     assert end.status == ExecutionStatus.FAILED
     assert "s_fail failed by ann: no data" in end.reason
     await services.projector.wait_for_seq(end.stream_seq, timeout=30)
-    report = await status_of(env, execution_id)
+    report, history = await asyncio.gather(
+        status_of(env, execution_id), acli(["inbox", "list", "--all", "--json", "--execution", execution_id], env)
+    )
     assert statuses(report) == {
         "t_retry": ("COMPLETED", "COMPLETED"),
         "t_complete": ("COMPLETED", "COMPLETED"),
@@ -173,7 +180,6 @@ async def test_each_answer_to_an_escalation_from_the_command_line_survives_resta
     assert subs["t_complete"]["output"] == {"rows": 12}
     assert subs["t_complete"]["agent_id"] == "person-bob"
     assert (configured.outputs_dir / execution_id / "RETRIED.csv").read_text().startswith("name")
-    history = await acli(["inbox", "list", "--all", "--json", "--execution", execution_id], env)
     closed = {i["task_id"]: i for i in json.loads(history.stdout)}
     assert {t: (i["resolution"], i["resolved_by"]) for t, i in closed.items()} == {
         "t_retry": ("retried", "ann"),

@@ -3,6 +3,7 @@ it, and the API docs are served."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from pathlib import Path
@@ -51,12 +52,15 @@ async def test_a_fresh_up_has_the_examples_and_takes_saved_plans(tmp_path: Path)
 
             await eventually(lambda: catalog_has(examples))
 
-            saved = cli(["plan", "import", str(small_plan(tmp_path)), "--save"], env)
+            mine = str(small_plan(tmp_path))
+            saved, refused = await asyncio.gather(  # the second has no data folder, so no server: side by side
+                asyncio.to_thread(cli, ["plan", "import", mine, "--save"], env),
+                asyncio.to_thread(cli, ["plan", "import", mine, "--save"], {**env, "PLANEXE_DATA_DIR": "/nx"}),
+            )
             assert saved.returncode == 0, saved.stderr
             assert "saved: mine is in the catalog of nats://" in saved.stderr
             await eventually(lambda: catalog_has({*examples, "mine"}))
 
-            refused = cli(["plan", "import", str(small_plan(tmp_path)), "--save"], {**env, "PLANEXE_DATA_DIR": "/nx"})
             assert refused.returncode == 2
             assert "start `planexe-ax up`" in refused.stderr
 

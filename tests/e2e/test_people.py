@@ -3,6 +3,7 @@
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -119,11 +120,13 @@ async def test_approval_and_human_task_answered_from_the_command_line(
     feeder.cancel()
     await sub.unsubscribe()
 
-    status = await acli(["exec", "status", execution_id, "--json"], env)
+    status, history = await asyncio.gather(
+        acli(["exec", "status", execution_id, "--json"], env),
+        acli(["inbox", "list", "--all", "--json", "--execution", execution_id], env),
+    )
     report = json.loads(status.stdout)
     call = report["tasks"][1]["subtasks"][0]
     assert (call["agent_id"], call["output"]) == ("person-bob", {"reached": True})
-    history = await acli(["inbox", "list", "--all", "--json", "--execution", execution_id], env)
     closed = {i["item_id"]: i for i in json.loads(history.stdout)}
     assert closed[approval.item_id]["resolved_by"] == "ann"
     assert closed[approval.item_id]["comment"] == "fits"
@@ -132,26 +135,27 @@ async def test_approval_and_human_task_answered_from_the_command_line(
 
 async def test_cancel_stops_dispatch_at_once(bus: Bus, services: Services) -> None:
     doc = {"template": "# {n}\n", "variables": {"n": 1}}
-    plan = Plan.model_validate(
+    chain: list[dict[str, Any]] = [
         {
-            "plan_id": "chain",
-            "goal": "a long chain",
-            "phases": [
-                {
-                    "phase_id": "p",
-                    "name": "Chain",
-                    "tasks": [
-                        {
-                            "task_id": f"t{i}",
-                            "title": f"T{i}",
-                            "prerequisites": [f"t{i - 1}"] if i else [],
-                            "subtasks": [{"subtask_id": f"s{i}", "action": "draft_document", "params": doc}],
-                        }
-                        for i in range(60)
-                    ],
-                }
-            ],
+            "task_id": f"t{i}",
+            "title": f"T{i}",
+            "prerequisites": [f"t{i - 1}"] if i else [],
+            "subtasks": [{"subtask_id": f"s{i}", "action": "draft_document", "params": doc}],
         }
+        for i in range(60)
+    ]
+    # a person's task at the end: however fast the chain runs, the execution is still open when the cancel lands
+    chain.append(
+        {
+            "task_id": "call",
+            "title": "Call Carol",
+            "human_required": True,
+            "prerequisites": ["t59"],
+            "subtasks": [{"subtask_id": "call_carol", "action": "human_task"}],
+        }
+    )
+    plan = Plan.model_validate(
+        {"plan_id": "chain", "goal": "a long chain", "phases": [{"phase_id": "p", "name": "Chain", "tasks": chain}]}
     )
     execution_id = await start_execution(bus, plan)
     events: list[Event] = []

@@ -9,7 +9,7 @@ import pytest
 from planexe_ax.cli import example_plan_path
 from planexe_ax.config import Settings
 from tests.helpers.checks import assert_completed
-from tests.helpers.processes import Service, cli, serving
+from tests.helpers.processes import Service, cli, serving, terminate_all
 
 pytestmark = [pytest.mark.slow, pytest.mark.nats]
 
@@ -33,6 +33,7 @@ def services(env: dict[str, str], tmp_path: Path) -> Iterator[list[Service]]:
 
 
 def test_exec_start_wait_status_against_separate_processes(env: dict[str, str], services: list[Service]) -> None:
+    """The whole round trip; and, against the same processes, `exec status` of an unknown execution is exit 2."""
     started = cli(["exec", "start", str(example_plan_path())], env)
     assert started.returncode == 0, started.stderr
     execution_id = started.stdout.strip()
@@ -49,8 +50,12 @@ def test_exec_start_wait_status_against_separate_processes(env: dict[str, str], 
     agents = {s["agent_id"] for t in report["tasks"] for s in t["subtasks"]}
     assert {agent.split("-")[0] for agent in agents} == {"researcher", "outreach", "writer"}
 
-    for service in services:
-        assert service.terminate() == 0, service.log.read_text()[-2000:]
+    unknown = cli(["exec", "status", "nope"], env)
+    assert unknown.returncode == 2
+    assert "no execution nope" in unknown.stderr
+
+    for service, code in terminate_all(services).items():
+        assert code == 0, service.log.read_text()[-2000:]
 
 
 def test_exec_wait_times_out_with_exit_3(env: dict[str, str]) -> None:
@@ -67,12 +72,6 @@ def test_exec_wait_on_an_unknown_execution_exits_2(env: dict[str, str]) -> None:
     assert (
         waited.stderr == "planexe-ax: no execution no_such_execution on the bus (check the id, or PLANEXE_NAMESPACE)\n"
     )
-
-
-def test_exec_status_of_an_unknown_execution_exits_2(env: dict[str, str], services: list[Service]) -> None:
-    status = cli(["exec", "status", "nope"], env)
-    assert status.returncode == 2
-    assert "no execution nope" in status.stderr
 
 
 def test_exec_without_nats_says_how_to_get_one(tmp_path: Path) -> None:

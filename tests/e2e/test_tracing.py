@@ -23,7 +23,7 @@ from tests.helpers.acli import acli
 from tests.helpers.escalation import FIXED_PARAMS, broken
 from tests.helpers.eventually import eventually
 from tests.helpers.otlp import ReceivedSpan, Receiver, otlp_receiver
-from tests.helpers.processes import Service, serving
+from tests.helpers.processes import Service, serving, terminate_all
 
 pytestmark = [pytest.mark.slow, pytest.mark.nats]
 SERVICES = ["coordinator", "projector", "agents", "gateway"]
@@ -127,8 +127,8 @@ async def test_an_execution_is_one_trace_across_the_services(
     status = await acli(["exec", "status", execution_id, "--json"], env)
     assert json.loads(status.stdout)["trace_id"] == trace_id
 
-    for service in services:  # SIGTERM: each flushes its spans before it exits
-        assert service.terminate() == 0, service.log.read_text()[-2000:]
+    for service, code in terminate_all(services).items():  # SIGTERM: each flushes its spans before it exits
+        assert code == 0, service.log.read_text()[-2000:]
     spans = receiver.spans
     ours = [s for s in spans if s.trace_id == trace_id]
     shown = tree(ours)

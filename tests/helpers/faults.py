@@ -207,16 +207,16 @@ class Cluster:
             self.env["PLANEXE_PARTITIONS"] = str(self.partitions)
         if isinstance(self.nats, NatsCluster) and self.isolated:
             self.env["PLANEXE_NATS_URL"] = ",".join(n.url for n in self.nats.nodes if n.name != self.isolated)
-        # the projector and the coordinator first: both provision the topology and the projector migrates
+        # the projector and the coordinator first: both provision the topology and the projector migrates; then
+        # the other coordinators (the first holds every partition by then) and the agents, side by side
         self.services["projector"] = [self._spawn("projector")]
         self.services["coordinator"] = [self._spawn("coordinator", self._isolated_url())]
         await _ready(self.services["projector"][0], self.services["coordinator"][0])
         standby = [self._spawn("coordinator") for _ in range(self.coordinators - 1)]
         self.services["coordinator"].extend(standby)
-        await _ready(*standby)
         self.services["agents"] = [self._spawn("agents") for _ in range(self.agents)]
         self.services["slow"] = [self._spawn("slow") for _ in range(self.slow_agents)]
-        await _ready(*self.services["agents"], *self.services["slow"])
+        await _ready(*standby, *self.services["agents"], *self.services["slow"])
 
     def _isolated_url(self) -> str | None:
         if isinstance(self.nats, NatsCluster) and self.isolated:
@@ -273,19 +273,17 @@ class Cluster:
         return "\n".join(tails)
 
     async def close(self) -> None:
+        """SIGKILL every process and server: the scenario has checked all it checks, and the folder is thrown away."""
         alive = [s for group in self.services.values() for s in group if s.proc.poll() is None]
         for service in alive:
-            service.proc.terminate()
+            service.proc.kill()
         for service in alive:
-            try:
-                await asyncio.to_thread(service.proc.wait, 15)
-            except Exception:
-                service.proc.kill()
-                service.proc.wait()
+            await asyncio.to_thread(service.proc.wait)
         for group in self.services.values():
             for service in group:
                 service.sink.close()
-        await self.nats.stop()
+        self.nats.kill()
+        await self.nats.stop()  # what is left: the route relays of a cluster that can be cut
 
 
 # -- reading the truth ------------------------------------------------------------------------------------
@@ -700,13 +698,12 @@ async def run_scenario(
                     f"{await stall_report(bus, execution_id)}"
                 )
             lap("exec_wait")
-            await check_invariants(cluster, bus, execution_id, plan, measured, replay_url)
+            events = await check_invariants(cluster, bus, execution_id, plan, measured, replay_url)
             lap("checks")
-            events = [e for _, e in await stream_events(bus, execution_id)]
         finally:
             await bus.close()
 
-        _measure(measured, events, fault_at, killed)
+        _measure(measured, [e for _, e in events], fault_at, killed)
         return measured
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n\nprocess logs:\n{cluster.logs()}") from exc
@@ -721,13 +718,31 @@ async def check_invariants(
     plan: dict[str, Any],
     measured: Measurement,
     replay_url: str | None,
-) -> None:
-    """Completed; each subtask completed exactly once (read model and stream); no event lost or doubled."""
+) -> list[tuple[int, Event]]:
+    """Completed; each subtask completed exactly once (read model and stream); no event lost or doubled.
+
+    Returns the execution's events in the stream. The fresh replay into ``replay_url`` (when given) runs while
+    the rest is checked; its verdict comes last.
+    """
     expected = subtask_ids(plan)
     # the read model once the projector has caught up with the stream (exec wait follows the stream)
     head = await events_last_seq(bus)  # the last event: a fence marker of a partition taken late may follow it
     await wait_projected(cluster.database_url, head, timeout=120)
+    replay = asyncio.create_task(replay_equals_live(bus, cluster.database_url, replay_url)) if replay_url else None
+    try:
+        events = await _check_run(cluster, bus, execution_id, expected, measured)
+        if replay is not None:
+            measured.tables_compared = await replay
+    finally:
+        if replay is not None:
+            replay.cancel()  # nothing when it is done; either way its outcome is collected
+            await asyncio.gather(replay, return_exceptions=True)
+    return events
 
+
+async def _check_run(
+    cluster: Cluster, bus: Bus, execution_id: str, expected: set[str], measured: Measurement
+) -> list[tuple[int, Event]]:
     # the read model, through the CLI
     status = await cluster.cli("exec", "status", execution_id, "--json", timeout=60)
     assert status.returncode == 0, status.stderr
@@ -766,9 +781,7 @@ async def check_invariants(
     assert len(ends) == 1, f"{len(ends)} execution COMPLETED events"
     event_ids = Counter(e.event_id for _, e in events)
     assert max(event_ids.values()) == 1, f"an event id stored twice: {event_ids.most_common(2)}"
-
-    if replay_url is not None:
-        measured.tables_compared = await replay_equals_live(bus, cluster.database_url, replay_url)
+    return events
 
 
 def _measure(measured: Measurement, events: list[Event], fault_at: datetime | None, killed: SlowAgent | None) -> None:

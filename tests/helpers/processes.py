@@ -36,6 +36,10 @@ class Service:
     def terminate(self, timeout: float = 30.0) -> int:
         """SIGTERM and return the exit code."""
         self.proc.terminate()
+        return self.stopped(timeout)
+
+    def stopped(self, timeout: float = 30.0) -> int:
+        """Wait for the exit after a SIGTERM sent to several (see :func:`terminate_all`); return its code."""
         try:
             return self.proc.wait(timeout)
         finally:
@@ -46,6 +50,13 @@ class Service:
         self.proc.kill()
         self.proc.wait()
         self.sink.close()
+
+
+def terminate_all(services: list[Service]) -> dict[Service, int]:
+    """SIGTERM every service at once, so that they shut down side by side; return each exit code."""
+    for service in services:
+        service.proc.terminate()
+    return {service: service.stopped() for service in services}
 
 
 def cli(args: list[str], env: dict[str, str], timeout: float = 120.0) -> subprocess.CompletedProcess[str]:

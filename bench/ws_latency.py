@@ -54,8 +54,7 @@ from planexe_ax.bus import EmbeddedNats, ExecutionCreated, Plan, Subjects, Subta
 from planexe_ax.cli.services import start_services
 from planexe_ax.common import eventloop
 from planexe_ax.config import Settings
-from planexe_ax.ws_gateway.security import token_store
-from planexe_ax.ws_gateway.tokens import Role
+from planexe_ax.ws_gateway.tokens import Role, token_store
 
 NAMESPACE = "wsbench"
 PLAN = {

@@ -17,8 +17,7 @@ from websockets.asyncio.client import connect
 
 from planexe_ax.bus.tracing import trace_id_of
 from planexe_ax.config import Settings
-from planexe_ax.ws_gateway.security import token_store
-from planexe_ax.ws_gateway.tokens import Role
+from planexe_ax.ws_gateway.tokens import Role, token_store
 from tests.helpers.acli import acli
 from tests.helpers.escalation import FIXED_PARAMS, broken
 from tests.helpers.eventually import eventually

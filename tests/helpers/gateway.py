@@ -15,9 +15,8 @@ from planexe_ax.cli import example_plan_path
 from planexe_ax.cli.services import BACKGROUND, Services, start_services
 from planexe_ax.config import Settings
 from planexe_ax.ws_gateway.context import Gateway
-from planexe_ax.ws_gateway.security import token_store
 from planexe_ax.ws_gateway.server import GatewayServer
-from planexe_ax.ws_gateway.tokens import Role
+from planexe_ax.ws_gateway.tokens import Role, token_store
 
 
 def example_document() -> dict[str, Any]:

@@ -12,8 +12,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from planexe_ax.config import Settings
-from planexe_ax.ws_gateway.security import COOKIE, token_store
-from planexe_ax.ws_gateway.tokens import Role
+from planexe_ax.ws_gateway.security import COOKIE
+from planexe_ax.ws_gateway.tokens import Role, token_store
 from tests.helpers.gateway import Stack, example_document, running_stack, waiting_plan
 
 pytestmark = [pytest.mark.nats, pytest.mark.postgres]

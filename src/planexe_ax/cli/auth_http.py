@@ -16,8 +16,7 @@ import sys
 
 from planexe_ax.cli.exit_codes import EXIT_OK, EXIT_USAGE
 from planexe_ax.config import Settings
-from planexe_ax.ws_gateway.security import token_store
-from planexe_ax.ws_gateway.tokens import Role, TokenError
+from planexe_ax.ws_gateway.tokens import Role, TokenError, token_store
 
 LOCAL_TOKEN_FILE = "http-admin.token"
 

@@ -12,16 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from planexe_ax.agents import AgentRuntime, builtin_agents
 from planexe_ax.bus import Bus, EmbeddedNats, connect
 from planexe_ax.config import Settings
-from planexe_ax.coordinator import PartitionedCoordinator
 from planexe_ax.errors import ConfigError
-from planexe_ax.notifier import Notifier
-from planexe_ax.projector import Projector
-from planexe_ax.webhooks import WebhookService
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported where a service starts: a command that starts none loads none of them
+    from planexe_ax.agents import AgentRuntime
+    from planexe_ax.coordinator import PartitionedCoordinator
+    from planexe_ax.notifier import Notifier
+    from planexe_ax.projector import Projector
+    from planexe_ax.webhooks import WebhookService
     from planexe_ax.ws_gateway.server import GatewayServer
 
 log = logging.getLogger(__name__)
@@ -156,25 +156,35 @@ async def start_services(
     services = Services()
     try:
         if "projector" in names:
+            from planexe_ax.projector import Projector
+
             bus = await connect(settings, url, "planexe-ax-projector", role=ROLE_OF["projector"])
             services.buses.append(bus)
             services.projector = Projector(bus, settings.effective_database_url)
             await services.projector.start()
         if "coordinator" in names:
+            from planexe_ax.coordinator import PartitionedCoordinator
+
             bus = await connect(settings, url, "planexe-ax-coordinator", role=ROLE_OF["coordinator"])
             services.buses.append(bus)
             services.coordinator = PartitionedCoordinator(bus)
             await services.coordinator.start()
         if "agents" in names:
+            from planexe_ax.agents import AgentRuntime, builtin_agents
+
             bus = await connect(settings, url, "planexe-ax-agents", role=ROLE_OF["agents"])
             services.buses.append(bus)
             services.agents = [AgentRuntime(bus, agent) for agent in builtin_agents(settings, agent_suffix())]
         if "webhooks" in names:
+            from planexe_ax.webhooks import WebhookService
+
             bus = await connect(settings, url, "planexe-ax-webhooks", role=ROLE_OF["webhooks"])
             services.buses.append(bus)
             services.webhooks = WebhookService(bus, settings)
             await services.webhooks.start()
         if "notifier" in names:
+            from planexe_ax.notifier import Notifier
+
             bus = await connect(settings, url, "planexe-ax-notifier", role=ROLE_OF["notifier"])
             services.buses.append(bus)
             services.notifier = Notifier(bus, settings)

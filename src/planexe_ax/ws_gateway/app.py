@@ -33,7 +33,8 @@ from planexe_ax.ws_gateway import (
 )
 from planexe_ax.ws_gateway.context import Gateway
 from planexe_ax.ws_gateway.middleware import BodyLimit, SecurityHeaders
-from planexe_ax.ws_gateway.security import describe_roles, token_store
+from planexe_ax.ws_gateway.security import describe_roles
+from planexe_ax.ws_gateway.tokens import token_store
 
 log = logging.getLogger(__name__)
 

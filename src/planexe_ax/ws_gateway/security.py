@@ -77,11 +77,6 @@ def who_may(right: Right) -> str:
     return f"the {NEEDED[right].value} role (or {', '.join(others)})"
 
 
-def token_store(settings: Settings) -> TokenStore:
-    """The token file of ``settings`` (``PLANEXE_HTTP_TOKENS_FILE`` or the data folder's)."""
-    return TokenStore(settings.tokens_path)
-
-
 def _store(request: Request) -> TokenStore:
     store: TokenStore = request.app.state.tokens
     return store

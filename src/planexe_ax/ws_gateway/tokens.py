@@ -20,6 +20,7 @@ from pathlib import Path
 
 from planexe_ax.bus import check_id, utcnow
 from planexe_ax.common.secretfile import locked, write_private
+from planexe_ax.config import Settings
 
 PREFIX = "pxa_"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
@@ -182,3 +183,8 @@ class TokenStore:
 
     def _locked(self) -> contextlib.AbstractContextManager[None]:
         return locked(self.path)
+
+
+def token_store(settings: Settings) -> TokenStore:
+    """The token file of ``settings`` (``PLANEXE_HTTP_TOKENS_FILE`` or the data folder's)."""
+    return TokenStore(settings.tokens_path)

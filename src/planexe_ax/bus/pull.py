@@ -56,7 +56,7 @@ class Puller:
 
     def __init__(self, bus: Bus, stream: str, durable: str) -> None:
         self.bus = bus
-        self.api_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
+        self.api_subject = f"{bus.js._prefix}.CONSUMER.MSG.NEXT.{stream}.{durable}"  # as StandingPull: the domain's
         self._inbox = ""
         self._sub: Subscription | None = None
         self._requests = 0

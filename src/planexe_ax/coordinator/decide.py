@@ -74,6 +74,8 @@ def decide(
         if run.subtasks[sid].status in (TaskStatus.DISPATCHED, TaskStatus.RUNNING, TaskStatus.BLOCKED):
             _check_time(d, run.subtasks[sid])
     _settle(d)
+    if run.backlog and run.status not in TERMINAL_EXECUTION:
+        d.effects.append(GoOn(run.execution_id))  # once, however many times the round stopped at its slice
     return d.effects
 
 
@@ -166,8 +168,8 @@ def _check_time(d: Decider, sub: SubtaskRun) -> None:
 def _advance(d: Decider) -> None:
     """Move the backlog's tasks, then the dirty ones in plan order, until no decision makes another task dirty.
 
-    A round that reaches its dispatch slice stops there: what it did not look at joins the backlog, and a
-    :class:`GoOn` asks for the next round.
+    A round that reaches its dispatch slice stops there: what it did not look at joins the backlog (and
+    :func:`decide` asks for the next round with a :class:`GoOn`).
     """
     run = d.run
     dispatching = run.status in DISPATCHING
@@ -176,7 +178,6 @@ def _advance(d: Decider) -> None:
         if d.sliced and (queue or d.dirty):
             queue.extend(sorted(d.dirty, key=run.graph.position.__getitem__))  # one looked at twice moves once
             d.dirty = set()
-            d.effects.append(GoOn(run.execution_id))
             return
         if not queue:
             if not d.dirty:

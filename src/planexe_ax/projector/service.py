@@ -26,7 +26,7 @@ from planexe_ax.bus import (
 )
 from planexe_ax.bus.consumer import Backoff, ErrorsOnce, StandingPull, supervise
 from planexe_ax.bus.leader import HoldsLease, LeaderLease, Terms, default_holder
-from planexe_ax.bus.replay import resume_after, rewind_if_lost
+from planexe_ax.bus.replay import events_last_seq, resume_after, rewind_if_lost
 from planexe_ax.bus.tracing import enabled as tracing_enabled
 from planexe_ax.bus.tracing import process_span
 from planexe_ax.errors import PlanUnavailable
@@ -152,7 +152,8 @@ class Projector(HoldsLease):
             await self.start()
         if not self.leading:
             await self._lead.campaign(asyncio.Event())
-        await self._consume(asyncio.Event(), until_idle=True)
+        # Every event stored now, however slowly a consumer just made on a healing cluster starts to deliver.
+        await self._consume(asyncio.Event(), until_seq=await events_last_seq(self.bus))
 
     async def wait_for_seq(self, seq: int, timeout: float) -> None:  # noqa: ASYNC109 - callers pass one number, not a context
         """Wait until every event up to stream sequence ``seq`` is projected and committed.
@@ -191,8 +192,11 @@ class Projector(HoldsLease):
         """
         await resume_after(self.bus, self.durable, self.last_seq, max_ack_pending=self._ack_pending)
 
-    async def _consume(self, stop: asyncio.Event, until_idle: bool = False) -> None:
-        """Project batches until ``stop`` is set (or, with ``until_idle``, until no event comes for ``IDLE_S``).
+    async def _consume(self, stop: asyncio.Event, until_seq: int | None = None) -> None:
+        """Project batches until ``stop`` is set, or with ``until_seq`` until it is projected and nothing comes.
+
+        With ``until_seq``, the loop ends at the first wait of ``IDLE_S`` without events once every event up to
+        that stream sequence is projected.
 
         Pull credits stay outstanding (:class:`StandingPull`), so events arrive while a batch is written; and
         they are decoded while the batch before them is written (in a task of its own): a batch is handed on
@@ -211,7 +215,7 @@ class Projector(HoldsLease):
                 while not stop.is_set():
                     gathering = bool(items) and writing is not None and not writing.done()
                     msgs = await pull.take(lambda: STANDING * self.batch, GATHER_S if gathering else IDLE_S)
-                    if not msgs and not items and until_idle:
+                    if not msgs and not items and until_seq is not None and self.last_seq >= until_seq:
                         break
                     for first in range(0, len(msgs), DECODE_SLICE):
                         items.extend(self._decode(msg) for msg in msgs[first : first + DECODE_SLICE])

@@ -290,6 +290,11 @@ LABELS = [
 ]
 
 
+def _cell(value: float) -> str:
+    """A figure in a 10-wide cell: two decimals below 10 (CPU per subtask is a fraction of a millisecond)."""
+    return f"{value:10.2f}" if abs(value) < 10 else f"{value:10.1f}"
+
+
 def report(result: dict[str, Figures], args: argparse.Namespace) -> None:
     project, floor, temporal = result["project"], result["floor"], result.get("temporal")
     print(f"{'figure':54} {'project':>10} {'floor':>10} {'temporal':>10} {'vs floor':>9} {'vs temporal':>11}")
@@ -303,15 +308,16 @@ def report(result: dict[str, Figures], args: argparse.Namespace) -> None:
     ]
     for key, label, higher_better in rows:
         mine = project.get(key, float("nan"))
-        cells = [f"{mine:10.1f}"]
+        cells = [_cell(mine)]
         ratios = []
         for other in (floor, temporal):
             value = other.get(key) if other else None
-            cells.append(f"{value:10.1f}" if value is not None else f"{'-':>10}")
+            cells.append(_cell(value) if value is not None else f"{'-':>10}")
             ratios.append(f"{(mine / value if higher_better else value / mine):.2f}x" if value else "-")
         print(f"{label.format(n=args.subtasks, c=args.chain):54} {' '.join(cells)} {ratios[0]:>9} {ratios[1]:>11}")
     if temporal is None:
-        print("temporal: not installed (pip install '.[bench]')")
+        why = "skipped (--no-temporal)" if args.no_temporal else "not installed (pip install '.[bench]')"
+        print(f"temporal: {why}")
     print("ratios: project's speed as a fraction of the other's (above 1: the project is faster)")
 
 

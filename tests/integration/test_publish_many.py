@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from nats.js.errors import NoStreamResponseError
 
 from planexe_ax.bus import Bus, Deposed, ExecutionState, ExecutionStatus, PubAck, Publication, connect
 from planexe_ax.bus.leader import EXPECTED_LAST_SEQ, LeaderLease
 from planexe_ax.bus.partitions import partition_of
-from planexe_ax.bus.pipeline import FENCE_SUBJECT, Outgoing, Pipeline
+from planexe_ax.bus.pipeline import FENCE_SUBJECT, Outgoing, Pipeline, hpub_command, parse_ack, publish_fast
 from planexe_ax.bus.subjects import Subjects
 from planexe_ax.config import Settings
 from planexe_ax.errors import MessageTooLarge
@@ -114,3 +116,64 @@ async def test_pipelined_decisions_of_a_deposed_leader_are_all_refused(nats_url:
     finally:
         await old.close()
         await new.close()
+
+
+async def test_a_fast_publish_arrives_as_nats_py_sends_it(bus: Bus) -> None:
+    """``publish_fast`` writes the protocol command itself: a reader sees what ``nc.publish`` would have sent, also
+    for headers nats-py must clean (blanks, line breaks), which go through nats-py."""
+    subject = bus.subjects.event("e1", "fast_check")
+    sub = await bus.nc.subscribe(subject)
+    cases: list[dict[str, str]] = [
+        {
+            "Content-Type": "application/json",
+            "Nats-Msg-Id": "a:b:1",
+            "traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01",
+        },
+        {"Ax-Type": " padded "},
+        {"Ax-Type": "two\r\nlines"},
+        {},
+    ]
+    for headers in cases:
+        await bus.nc.publish(subject, b'{"n":1}', reply="_INBOX.r.1", headers=dict(headers))
+        await publish_fast(bus.nc, subject, "_INBOX.r.1", dict(headers), b'{"n":1}')
+    for headers in cases:
+        plain, fast = await sub.next_msg(timeout=5), await sub.next_msg(timeout=5)
+        assert (fast.data, fast.reply, fast.headers) == (plain.data, plain.reply, plain.headers), headers
+    await sub.unsubscribe()
+
+
+def test_an_hpub_command_is_built_only_for_plainly_safe_messages() -> None:
+    command = hpub_command("ax.evt.e1.x", "_INBOX.a.1", {"Ax-Type": "x"}, b"{}")
+    head = b"NATS/1.0\r\nAx-Type: x\r\n\r\n"
+    assert command == b"HPUB ax.evt.e1.x _INBOX.a.1 %d %d\r\n%b{}\r\n" % (len(head), len(head) + 2, head)
+    assert hpub_command("ax.evt.e1.x", "r", {"Ax-Type": "x "}, b"") is None, "nats-py strips blanks"
+    assert hpub_command("ax.evt.e1.x", "r", {"Ax-Type": "x\ny"}, b"") is None, "nats-py replaces line breaks"
+    assert hpub_command("ax.evt.e1.x", "r", {"Bad Key": "x"}, b"") is None, "nats-py refuses such a name"
+    assert hpub_command("ax evt", "r", {}, b"") is None, "nats-py refuses such a subject"
+    assert hpub_command("", "r", {}, b"") is None
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b'{"stream":"AX_EVENTS","seq":12}',
+        b'{"stream":"AX_EVENTS", "seq":12,"duplicate": true}',
+        b'{"stream":"AX_EVENTS", "domain":"hub", "seq":7}',
+    ],
+)
+def test_a_usual_ack_is_read_as_json_reads_it(answer: bytes) -> None:
+    assert parse_ack(answer) == PubAck.from_response(json.loads(answer))
+
+
+async def test_the_servers_own_acks_take_the_quick_reading(bus: Bus) -> None:
+    """A stored message and its duplicate: both answers have the usual form (else every ack would go through json)."""
+    subject = bus.subjects.event("e1", "ack_check")
+    answers = [await bus.nc.request(subject, b"{}", headers={"Nats-Msg-Id": "same"}, timeout=5) for _ in range(2)]
+    acks = [parse_ack(answer.data) for answer in answers]
+    assert acks == [PubAck.from_response(json.loads(answer.data)) for answer in answers], answers
+    assert [ack.duplicate for ack in acks if ack is not None] == [None, True]
+
+
+def test_an_unusual_ack_is_left_to_json() -> None:
+    assert parse_ack(b'{"stream":"S","seq":1,"batch":"b","count":2}') is None
+    assert parse_ack(b'{"error":{"code":503}}') is None

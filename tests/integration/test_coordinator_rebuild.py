@@ -9,9 +9,20 @@ import json
 import pytest
 from nats.js.errors import NotFoundError
 
-from planexe_ax.bus import Bus, Event, ExecutionStatus, StartExecution, Subjects, TaskStatus, connect, utcnow
+from planexe_ax.bus import (
+    Bus,
+    Event,
+    ExecutionStatus,
+    StartExecution,
+    Subjects,
+    TaskStatus,
+    connect,
+    decode_event_on,
+    utcnow,
+)
 from planexe_ax.bus.audit_chain import link
 from planexe_ax.bus.messages import AuditCheckpoint
+from planexe_ax.bus.replay import replay_present
 from planexe_ax.config import Settings
 from planexe_ax.coordinator.core import CoordinatorCore
 from planexe_ax.coordinator.service import Coordinator
@@ -67,7 +78,7 @@ async def test_an_event_lost_in_flight_is_read_again_in_its_place_and_the_audit_
     nats_url: str, settings: Settings, bus: Bus
 ) -> None:
     """A delivery that never reaches the coordinator (its node went down) comes back only after ack_wait, behind
-    newer events: the coordinator reads again from the last event it handled instead of linking past it."""
+    newer reports: the coordinator reads again from the last report it handled instead of linking past it."""
     events = history()
     created = next(i for i, e in enumerate(events) if e.type == "subtask_started")
     for event in events[:created]:
@@ -81,12 +92,14 @@ async def test_an_event_lost_in_flight_is_read_again_in_its_place_and_the_audit_
             stored = await bus.js.get_last_msg(bus.subjects.events_stream, bus.subjects.event(X, "audit_checkpoint"))
         except NotFoundError:
             return None
-        return AuditCheckpoint.model_validate_json(stored.data or b"")
+        signed = AuditCheckpoint.model_validate_json(stored.data or b"")
+        return signed if signed.count > created else None  # the end's, not the rebuild's
 
     try:
         coordinator = Coordinator(coordinator_bus)
         await coordinator.start()  # rebuilt from what is stored; its consumer delivers what comes after
-        for event in events[created:]:
+        reports = [e for e in events[created:] if e.type in ("subtask_started", "subtask_result")]
+        for event in reports:
             await bus.publish_event(event)
         durable = Subjects.coordinator_events(coordinator.holder)
         stolen = await bus.js.pull_subscribe_bind(durable, stream=bus.subjects.events_stream)
@@ -94,10 +107,13 @@ async def test_an_event_lost_in_flight_is_read_again_in_its_place_and_the_audit_
         assert json.loads(lost.data)["type"] == "subtask_started"
         runner = asyncio.create_task(coordinator.run(stop))
         signed = await eventually(checkpoint, timeout=20)
-        head = ""
-        for event in events:
-            head = link(head, event)
-        assert (signed.count, signed.head_hash) == (len(events), head), "every event linked, in order"
+        assert coordinator.engine.runs[X].status == ExecutionStatus.COMPLETED
+        head, count = "", 0
+        async for stored in replay_present(bus):
+            if stored.seq <= signed.up_to_seq and bus.subjects.execution_of(stored.subject) == X:
+                head, count = link(head, decode_event_on(bus.subjects, stored.subject, stored.data)), count + 1
+        assert (signed.count, signed.head_hash) == (count, head), "every event linked, in stream order"
+        assert count == len(events), "the run's events, the lost report among them, up to its end"
     finally:
         stop.set()
         if runner is not None:

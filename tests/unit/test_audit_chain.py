@@ -49,14 +49,16 @@ def decision(n: int) -> TaskState:
 
 
 def run(keeper: ChainKeeper, reports: int = 6) -> History:
-    """A run as the coordinator sees it: its decisions stamped and read back, agents' reports in between."""
+    """A run as the coordinator sees it: its decisions stamped and stored, agents' reports read in between."""
     stream: History = []
 
     def publish(*events: EventBase) -> None:
         for effect in keeper.stamp([Emit(e) for e in events], {}):  # type: ignore[arg-type]  # Emit wants an Event
             assert isinstance(effect, Emit)
             stream.append((len(stream) + 1, effect.event))
-            keeper.read_own(len(stream), effect.event.event_id)
+            keeper.stored(len(stream), effect.event)  # the stream's ack
+        for execution_id, _ in keeper.unsettled():  # as the service does: no report was stored after them
+            keeper.settle(execution_id, None)
 
     publish(ExecutionCreated(execution_id=EXECUTION, plan=make_plan(["t1"]), event_id="e1:created"))
     publish(state(ExecutionStatus.RUNNING, 1))
@@ -78,7 +80,9 @@ def test_a_run_holds_to_its_chain_with_prev_hash_and_signed_checkpoints() -> Non
     assert checkpoints[-1].up_to_seq == stream[-2][0], "the last one covers the end"
     assert [c.prev_checkpoint for c in checkpoints] == ["", *(c.event_id for c in checkpoints[:-1])]
     assert checkpoints[0].event_id == event_ids.audit_checkpoint(EXECUTION, checkpoints[0].up_to_seq)
-    assert all(e.prev_hash for _, e in stream[1:] if isinstance(e, ExecutionState))
+    # decided before any report was read, the start's decisions precede anything linked: no anchor
+    assert [getattr(e, "prev_hash", "") for _, e in stream[:2]] == [None, None]
+    assert all(e.prev_hash for _, e in stream[2:] if isinstance(e, ExecutionState | TaskState))
     verdict = check_chain("stream", stream, TRUSTED)
     assert verdict.problems == []
     assert (verdict.checkpoints, verdict.signed_up_to) == (4, checkpoints[-1].up_to_seq)
@@ -92,6 +96,7 @@ def test_a_rebuild_reaches_the_heads_the_live_coordinator_had() -> None:
         assert event is not None
         again.rebuild(seq, event)  # type: ignore[arg-type]  # every event here is an Event
     again.rebuilt()
+    live.settle(EXECUTION, None)  # the last checkpoint, linked once a later report (or the stream) shows it is last
     (chain,) = again.chains.values()
     (before,) = live.chains.values()
     assert (chain.seq, chain.head, chain.count) == (before.seq, before.head, before.count)
@@ -146,3 +151,39 @@ def test_the_signing_key_is_made_once_with_its_public_key_beside_it(tmp_path: Pa
     (tmp_path / "bad.nk").write_text("not a seed")
     with pytest.raises(ConfigError, match="PLANEXE_AUDIT_KEY_FILE"):
         signing_key(tmp_path / "bad.nk")
+
+
+def test_decisions_are_linked_in_stream_order_with_reports_read_after_them() -> None:
+    """The coordinator learns where its decisions went from acks and reads reports later: a report stored between
+    two decisions is linked between them, and a decision waits while a report before it is still on its way."""
+    keeper = ChainKeeper(KEY, every=100)
+    created = ExecutionCreated(execution_id=EXECUTION, plan=make_plan(["t1"]), event_id="e1:created")
+    d1, d2, d3, r1, r2 = decision(1), decision(2), decision(3), progress(1), progress(2)
+    stream: History = [(1, created), (2, d1), (3, r1), (4, d2), (5, r2), (6, d3)]
+    keeper.stored(1, created)
+    keeper.stored(2, d1)
+    keeper.stored(4, d2)  # acked before report 3 is read
+    keeper.read(3, r1)
+    (chain,) = keeper.chains.values()
+    assert chain.seq == 3, "decision 2 waits: a report may still come before it"
+    keeper.stored(6, d3)
+    keeper.settle(EXECUTION, 5)  # the stream holds report 5, not read yet
+    assert chain.seq == 4
+    keeper.read(5, r2)
+    keeper.settle(EXECUTION, None)
+    verdict = check_chain("stream", stream, TRUSTED)
+    assert verdict.problems == []
+    again = ChainKeeper(KEY, every=100)
+    for seq, event in stream:
+        again.read(seq, event)  # type: ignore[arg-type]  # every event here is an Event
+    assert (chain.seq, chain.head, chain.count) == (6, again.chains[EXECUTION].head, 6)
+
+
+def test_a_decision_stored_before_the_linked_part_is_not_linked_twice() -> None:
+    keeper = ChainKeeper(KEY, every=100)
+    keeper.read(1, ExecutionCreated(execution_id=EXECUTION, plan=make_plan(["t1"]), event_id="e1:created"))
+    keeper.read(2, progress(1))
+    head = keeper.chains[EXECUTION].head
+    keeper.stored(1, decision(1))  # a duplicate whose copy the rebuild read
+    keeper.settle(EXECUTION, None)
+    assert (keeper.chains[EXECUTION].head, keeper.chains[EXECUTION].count) == (head, 2)

@@ -52,7 +52,8 @@ ROLES: dict[str, tuple[str, str]] = {
     "DIRECT": ("coordinator (a subtask pinned to one agent)", "that agent, durable `agent-<agent_id>`"),
     "EVENT": (
         "coordinator (decisions: no one else may publish here)",
-        "coordinator (`coordinator-events-<holder>`), projector (`projector-events`)",
+        "projector (`projector-events`); the coordinator knows its own from the stream's acks and reads them "
+        "only when it rebuilds",
     ),
     "REPORT": (
         "agents (reports; each identity only with its own `<agent_id>`), ws_gateway (for HTTP agents)",

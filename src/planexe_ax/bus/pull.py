@@ -45,6 +45,18 @@ def stream_seq(msg: Msg) -> int:
     return msg.metadata.sequence.stream  # the other forms, or an error that says why
 
 
+def delivery_seq(msg: Msg) -> int:
+    """The consumer's sequence of this delivery, read from its ack subject (see :func:`stream_seq`).
+
+    Every delivery of a consumer, a redelivery too, takes the next one: a jump means a delivery that never
+    arrived (its node went down with it in flight, a pull was given up with messages on their way).
+    """
+    tokens = (msg.reply or "").split(".")
+    if len(tokens) == V1_TOKENS:
+        return int(tokens[6])
+    return msg.metadata.sequence.consumer
+
+
 class Puller:
     """Pull batches from one durable consumer.
 

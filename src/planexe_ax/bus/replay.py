@@ -130,6 +130,28 @@ async def rewind_if_lost(
     raise Rewound(f"{durable}: event {missing} never arrived; the consumer delivers again after {after_seq}")
 
 
+async def reposition(bus: Bus, config: ConsumerConfig, after_seq: int) -> None:
+    """Recreate the events consumer ``config`` so that it delivers from ``after_seq + 1`` on, in order."""
+    await position_consumer(bus.js, bus.subjects.events_stream, config, after_seq)
+
+
+async def next_report_seq(bus: Bus, execution_id: str, from_seq: int) -> int | None:
+    """The sequence of the execution's first agent report stored at or after ``from_seq`` (None: there is none)."""
+    try:
+        raw = await bus.js.get_msg(
+            bus.subjects.events_stream, seq=from_seq, subject=bus.subjects.reports_of(execution_id), next=True
+        )
+    except NotFoundError:
+        return None
+    return int(raw.seq or 0) or None
+
+
+async def stored_at(bus: Bus, seq: int) -> StoredEvent:
+    """The message AX_EVENTS holds at ``seq`` (decode it with :func:`~planexe_ax.bus.decode_event_on`)."""
+    raw = await bus.js.get_msg(bus.subjects.events_stream, seq)
+    return StoredEvent(seq, raw.subject or "", raw.data or b"")
+
+
 async def next_event_seq(bus: Bus, from_seq: int) -> int | None:
     """The sequence of the first event stored at or after ``from_seq`` (None: there is none)."""
     try:

@@ -121,6 +121,10 @@ class Subjects:
         """Filter that follows one execution."""
         return self._s(f"ax.evt.{check_id(execution_id, 'execution id')}.>")
 
+    def reports_of(self, execution_id: str) -> str:
+        """Filter matching every agent's reports about one execution (its decisions never match)."""
+        return self._s(f"ax.evt.{check_id(execution_id, 'execution id')}.*.*")
+
     def command(self, execution_id: str) -> str:
         """Control commands of one execution."""
         return self._s(COMMAND.format(execution_id=check_id(execution_id, "execution id")))

@@ -193,8 +193,12 @@ def events_consumer(subjects: Subjects, durable: str, settings: Settings) -> Con
 
 
 def coordinator_events_consumer(subjects: Subjects, holder: str, settings: Settings) -> ConsumerConfig:
-    """One coordinator process's consumer of every event; removed by the server a day after it was last used."""
-    config = events_consumer(subjects, Subjects.coordinator_events(holder), settings)
+    """One coordinator process's consumer of every agent report; removed by the server a day after it was last used.
+
+    Reports only: the coordinator's decisions are its own (it knows where each was stored from the stream's ack),
+    and no other process may publish decisions.
+    """
+    config = _durable(Subjects.coordinator_events(holder), subjects.all_reports, settings)
     return dataclasses.replace(config, inactive_threshold=COORDINATOR_CONSUMER_IDLE_S)
 
 

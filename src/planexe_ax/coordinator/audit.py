@@ -1,12 +1,16 @@
 """The coordinator's side of the audit chain (bus/audit_chain.py): heads in stream order, prev_hash, checkpoints.
 
-The coordinator reads every event of an execution in stream order, so it alone can follow the chain's head:
-:meth:`ChainKeeper.read` links each event it decoded, :meth:`ChainKeeper.read_own` each of its own decisions
-coming back (linked from the event it published, not decoded again; when the stream answers that it kept an
-earlier copy, a former leader's with another ``ts`` and ``prev_hash``, :meth:`ChainKeeper.forget` drops ours and
-the stored copy is decoded and linked). :meth:`ChainKeeper.stamp` puts the head
-as ``prev_hash`` on the decisions about to be published, and adds a signed ``audit_checkpoint`` for each
-execution that read ``every`` events since its last one, or whose end it just read (and after any late event).
+The chain runs over an execution's events in stream order. The coordinator reads the agents' reports in that
+order (its consumer delivers reports only) and learns where each of its own decisions was stored from the
+stream's ack (:meth:`ChainKeeper.stored`; when the stream answers that it kept an earlier copy, the service
+reads that copy and gives it instead). A decision is linked once no report can come before it: when a later
+report is read (:meth:`ChainKeeper.read` links the decisions stored before it, then the report), or when the
+stream shows that the execution's first report after the linked part comes after it (:meth:`ChainKeeper.settle`,
+which the service asks for where linking would make a checkpoint due: :meth:`ChainKeeper.unsettled`).
+:meth:`ChainKeeper.stamp` puts the head of the linked part as ``prev_hash`` on the decisions about to be
+published (the head of an earlier prefix of the chain, as the check allows), and adds a signed
+``audit_checkpoint`` for each execution that linked ``every`` events since its last one, or whose end it just
+linked (and after any late event).
 
 A rebuild links nothing until it knows what no checkpoint covers: it keeps each execution's events since its
 latest checkpoint signed by this coordinator's key, takes the head from that checkpoint, and links the rest.
@@ -14,7 +18,9 @@ latest checkpoint signed by this coordinator's key, takes the head from that che
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import TypeVar
 
 from planexe_ax.bus import event_ids
@@ -44,6 +50,8 @@ class _Chain:
     ended: bool = False
     unlinked: list[tuple[int, Event]] = field(default_factory=list)
     """Rebuild only: events after the latest checkpoint read, linked when the rebuild ends."""
+    pending: list[tuple[int, EventBase]] = field(default_factory=list)
+    """This coordinator's decisions stored after the linked part, by sequence: linked once no report precedes them."""
 
 
 class ChainKeeper:
@@ -60,32 +68,79 @@ class ChainKeeper:
         self.every = every
         self.chains: dict[str, _Chain] = {}
         self._due: set[str] = set()
-        self._sent: dict[str, EventBase] = {}
-        """Decisions published and not read back yet, by event id."""
+        self._unsettled: set[str] = set()
+        """Executions whose decisions not linked yet would make a checkpoint due once linked."""
+
+    def _chain(self, event: EventBase) -> _Chain | None:
+        chain = self.chains.get(event.execution_id)
+        if chain is None and isinstance(event, ExecutionCreated):  # an execution starts with its execution_created
+            chain = self.chains[event.execution_id] = _Chain()
+        return chain
 
     def read(self, seq: int, event: EventBase) -> None:
-        """Link an event read from the stream at ``seq`` (an execution starts with its ``execution_created``)."""
-        chain = self.chains.get(event.execution_id)
+        """Link an event read from the stream at ``seq`` (a report), after the decisions stored before it."""
+        chain = self._chain(event)
         if chain is None:
-            if not isinstance(event, ExecutionCreated):
-                return
-            chain = self.chains[event.execution_id] = _Chain()
+            return
+        self._link_pending(chain, seq)
         self._link(chain, seq, event)
 
-    def read_own(self, seq: int, event_id: str) -> None:
-        """Link one of this coordinator's decisions read back at ``seq``."""
-        event = self._sent.pop(event_id, None)
-        if event is not None:
-            self.read(seq, event)
+    def stored(self, seq: int, event: EventBase) -> None:
+        """One of this coordinator's decisions was stored at ``seq``: link it once no report can come before it."""
+        chain = self._chain(event)
+        if chain is None or seq <= chain.seq:
+            return  # stored before the linked part: linked already (a former leader's copy the rebuild read)
+        bisect.insort(chain.pending, (seq, event), key=itemgetter(0))
+        if isinstance(event, AuditCheckpoint):
+            return
+        ends = isinstance(event, ExecutionState) and event.status in TERMINAL_EXECUTION
+        if ends or chain.ended or chain.since + len(chain.pending) >= self.every:
+            self._unsettled.add(event.execution_id)
+
+    def unsettled(self) -> list[tuple[str, int]]:
+        """Executions whose decisions not linked yet owe a checkpoint, each with the last sequence linked.
+
+        The caller finds each one's first report stored after that sequence and calls :meth:`settle`.
+        """
+        out = []
+        for execution_id in sorted(self._unsettled):
+            chain = self.chains.get(execution_id)
+            if chain is None or not chain.pending:
+                self._unsettled.discard(execution_id)
+            else:
+                out.append((execution_id, chain.seq))
+        return out
+
+    def settle(self, execution_id: str, next_report: int | None) -> None:
+        """Link the decisions stored before ``next_report``.
+
+        ``next_report`` is the execution's first report stored after the linked part (None: there is none, and
+        every decision stored is linked).
+        """
+        chain = self.chains.get(execution_id)
+        if chain is None:
+            self._unsettled.discard(execution_id)
+            return
+        self._link_pending(chain, next_report)
+        if not chain.pending:
+            self._unsettled.discard(execution_id)
+
+    def _link_pending(self, chain: _Chain, before: int | None) -> None:
+        pending = chain.pending
+        while pending and (before is None or pending[0][0] < before):
+            seq, event = pending.pop(0)
+            self._link(chain, seq, event)
 
     def drop(self, execution_id: str) -> None:
         """Forget an execution's chain (its partition moved to another coordinator, which rebuilds it)."""
         self.chains.pop(execution_id, None)
         self._due.discard(execution_id)
+        self._unsettled.discard(execution_id)
 
-    def forget(self, event_id: str) -> None:
-        """The stream kept another copy of this decision: the copy read back is decoded and linked instead."""
-        self._sent.pop(event_id, None)
+    def linked_to(self, execution_id: str) -> int:
+        """The last sequence linked into the execution's chain (0: none, or no chain)."""
+        chain = self.chains.get(execution_id)
+        return chain.seq if chain is not None else 0
 
     def _link(self, chain: _Chain, seq: int, event: EventBase) -> None:
         if seq <= chain.seq:
@@ -113,7 +168,6 @@ class ChainKeeper:
                     if id(effect) in keyed:
                         keyed[id(copy)] = keyed.pop(id(effect))
                     effect = copy
-                self._sent[effect.event.event_id] = effect.event
             stamped.append(effect)
         stamped += [Emit(self._checkpoint(x, self.chains[x])) for x in sorted(self._due)]
         self._due.clear()
@@ -133,7 +187,6 @@ class ChainKeeper:
             key_id=self.key_id,
         )
         chain.checkpoint = checkpoint.event_id
-        self._sent[checkpoint.event_id] = checkpoint
         return checkpoint
 
     # -- rebuild -----------------------------------------------------------------------------------------

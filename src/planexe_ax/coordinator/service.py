@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from pydantic import ValidationError
 
 from planexe_ax.bus import (
-    MSG_ID,
     Bus,
     Command,
     Deposed,
@@ -40,7 +39,8 @@ from planexe_ax.bus.leader import (
     open_coordinator_events,
 )
 from planexe_ax.bus.partitions import partition_of
-from planexe_ax.bus.replay import StoredEvent, replay_present, rewind_if_lost
+from planexe_ax.bus.pull import delivery_seq
+from planexe_ax.bus.replay import Rewound, StoredEvent, next_report_seq, replay_present, reposition, stored_at
 from planexe_ax.bus.topology import coordinator_events_consumer
 from planexe_ax.bus.tracing import TRACEPARENT, annotate, decision_span, fail_current, internal_span
 from planexe_ax.bus.tracing import enabled as tracing_enabled
@@ -122,15 +122,15 @@ class Coordinator:
         self._going_on: dict[str, asyncio.Task[None]] = {}
         """Executions with a round of their backlog asked for (``GoOn``) and not taken yet."""
         self._stop = asyncio.Event()
-        self._own: dict[str, bool] = {}
-        """Ids of decisions this process published and has not read back yet: reading them is no work."""
         self.rebuilt_events = 0
         self.rebuild_skipped = 0
         """Events the rebuild could not apply (dead-lettered when they were first read): skipped, never fatal."""
         self.dead_lettered = 0
         self._events = coordinator_events_consumer(bus.subjects, self.holder, bus.settings)
         self._read_to = 0
-        """The last event of the events consumer handled: a batch that jumps over an event it lacks rewinds here."""
+        """The last report of the events consumer handled: a batch after a delivery that never came rewinds here."""
+        self._delivered = 0
+        """The events consumer's sequence of the last delivery handled (0: the consumer was just made)."""
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -147,6 +147,7 @@ class Coordinator:
         stream's end, so it overlaps the consumer: the consumer's copies of what a rebuild read are skipped).
         """
         self._read_to = await open_coordinator_events(self.bus, self.holder)
+        self._delivered = 0
 
     async def close(self) -> None:
         """Remove this process's events consumer (a crashed process's goes a day after its last use)."""
@@ -281,7 +282,7 @@ class Coordinator:
 
     # -- handlers ----------------------------------------------------------------------------------
     async def _on_events(self, msgs: list[Msg]) -> None:
-        """Decide on a batch of events, publish every effect of the batch at once, then ack the batch.
+        """Decide on a batch of agents' reports, publish every effect of the batch at once, then ack the batch.
 
         Decisions are applied in memory as they are taken, so the batch decides as one event at a time
         would; waiting for the stream's acks once per batch instead of once per event is what makes a
@@ -289,19 +290,13 @@ class Coordinator:
         again with the same ids, and the stream's de-duplication drops the copies.
         """
         seqs = [stream_seq(msg) for msg in msgs]
-        await rewind_if_lost(self.bus, self._events.durable_name or "", self._read_to, seqs, self._events)  # or raises
+        await self._rewind_if_skipped(msgs)  # or raises
         taken: list[Msg] = []
         touched: dict[str, list[Msg]] = {}
         async with self._lock:
             for msg, seq in zip(msgs, seqs, strict=True):
-                msg_id = (msg.headers or {}).get(MSG_ID, "")
                 if not self._mine(msg, seq):
-                    self._own.pop(msg_id, None)
                     taken.append(msg)  # another coordinator's partition, or read by this one's rebuild
-                    continue
-                if self._own.pop(msg_id, None):
-                    self.audit.read_own(seq, msg_id)
-                    taken.append(msg)  # a decision of ours coming back: applied when it was taken
                     continue
                 await self._fold(msg, seq, touched, taken)
             effects, carried = await self._decide_touched(touched, taken)
@@ -309,6 +304,30 @@ class Coordinator:
         for msg in taken:
             await msg.ack()
         self._read_to = max(self._read_to, *seqs)
+
+    async def _rewind_if_skipped(self, msgs: list[Msg]) -> None:
+        """Put the events consumer back after the last report handled when a delivery before ``msgs`` never came.
+
+        Every delivery takes the consumer's next sequence, so a jump is a delivery lost in flight (its node went
+        down with it, a pull was given up with messages on their way): it would come back only after ack_wait,
+        behind newer reports, and the audit chain would have linked past it.
+
+        Raises:
+            Rewound: the batch is set aside unacked; the new consumer delivers it again, with what it lacked.
+        """
+        expected = self._delivered + 1
+        for msg in msgs:
+            delivered = delivery_seq(msg)
+            if delivered != expected:
+                log.warning(
+                    "a report delivered before this batch never arrived; reading again from the last one handled",
+                    extra={"delivery": expected, "got": delivered, "after_seq": self._read_to},
+                )
+                await reposition(self.bus, self._events, self._read_to)
+                self._delivered = 0
+                raise Rewound(f"{self._events.durable_name}: delivery {expected} never arrived; reading again")
+            expected += 1
+        self._delivered = expected - 1
 
     def _mine(self, msg: Msg, seq: int) -> bool:
         """Whether the event stored at ``seq`` is this coordinator's to fold: of a held partition, after its rebuild."""
@@ -458,6 +477,7 @@ class Coordinator:
         if tracing_enabled():
             self._trace_rest(publishes, why, carried)
         await self._publish_all(publishes, carried, Backoff(most_s=2.0))
+        await self._settle_chains()
 
     @staticmethod
     def _trace_rest(publishes: list[Offer | Emit], why: str, carried: dict[int, str]) -> None:
@@ -518,9 +538,6 @@ class Coordinator:
                 sent.append(effect)
             except Exception as exc:  # a subject that cannot be built: dead-lettered below
                 outcomes.append((effect, exc))
-        for effect in sent:  # marked before they are sent: one may be read back before its ack is
-            if isinstance(effect, Emit):
-                self._own[effect.event.event_id] = True
         try:
             acks = await self.bus.publish_many(publications)
         except Exception as exc:  # the connection is gone: every one of them is tried again
@@ -529,17 +546,51 @@ class Coordinator:
         failed: list[tuple[Offer | Emit, Exception]] = []
         for effect, outcome in outcomes:
             if isinstance(outcome, PubAck):
-                if outcome.duplicate and isinstance(effect, Emit):  # the stream kept an earlier copy (a former
-                    self._own.pop(effect.event.event_id, None)  # leader's, other ts and prev_hash): read that one
-                    self.audit.forget(effect.event.event_id)
+                if isinstance(effect, Emit):
+                    await self._stored(outcome, effect.event)
                 continue
             if permanent_publish_error(outcome):
-                if isinstance(effect, Emit):
-                    self._own.pop(effect.event.event_id, None)  # never stored: nothing comes back
                 await self._dead_letter_effect(effect, outcome)
             else:
                 failed.append((effect, outcome))
         return failed
+
+    async def _stored(self, ack: PubAck, event: Event) -> None:
+        """Give the audit chain a decision the stream stored; when it kept an earlier copy, that copy."""
+        if ack.duplicate and ack.seq > self.audit.linked_to(event.execution_id):
+            event = await self._stored_copy(ack.seq, event)  # a former leader's: other ts and prev_hash
+        self.audit.stored(ack.seq, event)
+
+    async def _stored_copy(self, seq: int, ours: Event) -> Event:
+        """The event the stream holds at ``seq``, read until it can be (the chain must hash what is stored)."""
+        backoff = Backoff(most_s=2.0)
+        while True:
+            try:
+                stored = await stored_at(self.bus, seq)
+                return decode_event_on(self.bus.subjects, stored.subject, stored.data)
+            except (ValidationError, ValueError) as exc:  # not an event: nothing to hash in its place
+                log.error("a stored copy of a decision does not decode", extra={"seq": seq, "error": str(exc)})
+                return ours
+            except Exception as exc:
+                if self._stop.is_set():
+                    raise
+                log.warning("reading a stored decision failed; trying again", extra={"seq": seq, "error": repr(exc)})
+                await backoff.wait(self._stop)
+
+    async def _settle_chains(self) -> None:
+        """Link the decisions that owe a checkpoint once no report can come before them; publish the checkpoints.
+
+        One read of the stream per execution that owes one (every ``audit_checkpoint_every`` events, and at its
+        end): its first report stored after the linked part of its chain.
+        """
+        for execution_id, after in self.audit.unsettled():
+            try:
+                self.audit.settle(execution_id, await next_report_seq(self.bus, execution_id, after + 1))
+            except Exception as exc:  # the stream is unreachable now: the next round settles it
+                log.warning("settling an audit chain failed", extra={"execution_id": execution_id, "error": repr(exc)})
+        checkpoints = [e for e in self.audit.stamp([], {}) if isinstance(e, Emit)]
+        if checkpoints:
+            await self._publish_all(list[Offer | Emit](checkpoints), {}, Backoff(most_s=2.0))
 
     def _publication(self, effect: Offer | Emit, traceparent: str | None) -> Publication:
         if isinstance(effect, Offer):

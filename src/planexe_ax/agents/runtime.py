@@ -14,7 +14,8 @@ the stream stores them in that order), without waiting for any ack meanwhile; a 
 at once has both leave in one write, with those of the other offers that came with it, and the acks
 are awaited after (``Reporter.send`` and ``Reporter.confirm``: JetStream's asynchronous publish, no
 request inbox or task per report). The offer is acked after the outcome is stored, without waiting for
-the ack's confirmation.
+the ack's confirmation, and the ack is held a moment (:class:`~planexe_ax.bus.work.HeldAcks`) to leave in
+the same socket write as the next offer's reports: one write, and one wake-up of the server, instead of two.
 
 While it works on an execution the runtime follows that execution's decisions (see
 :mod:`planexe_ax.agents.control`): a pause or resume reaches the capability through its context, and
@@ -41,7 +42,7 @@ from planexe_ax.agents.sdk import Agent, Capability, RejectOffer, TaskContext
 from planexe_ax.bus import Bus, SubtaskRejected, SubtaskResult, TaskOffer, utcnow
 from planexe_ax.bus.consumer import Backoff, ErrorsOnce, supervise
 from planexe_ax.bus.tracing import fail_current
-from planexe_ax.bus.work import LeasedOffer, OfferSource, delete_card, every, put_card
+from planexe_ax.bus.work import ACK_HOLD_S, HeldAcks, LeasedOffer, OfferSource, delete_card, every, put_card
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,8 @@ class AgentRuntime:
         idle_timeout_s: In :meth:`run_until_idle`, a fetch that waits this long with nothing in flight ends the run.
         cancel_grace_s: When the coordinator cancels an attempt, how long the capability may take to return
             on its own (at a :meth:`TaskContext.checkpoint`) before its asyncio task is cancelled.
+        ack_hold_s: How long an offer's ack may wait to leave in one write with the next reports (a stop
+            sends the acks held at once).
     """
 
     def __init__(
@@ -81,6 +84,7 @@ class AgentRuntime:
         fetch_timeout_s: float = 1.0,
         idle_timeout_s: float = 0.5,
         cancel_grace_s: float = CANCEL_GRACE_S,
+        ack_hold_s: float = ACK_HOLD_S,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -99,6 +103,8 @@ class AgentRuntime:
         """The pull loops waiting for a permit (see :meth:`_acquire`)."""
         self._inflight: dict[asyncio.Task[None], LeasedOffer] = {}
         self._offers = OfferSource(bus)
+        self._acks = HeldAcks(ack_hold_s)
+        """Acks of offers whose outcome is stored, sent with the next reports (see :meth:`_report`)."""
         self._current: set[str] = set()
         self._log_once = ErrorsOnce(log, agent_id=agent.agent_id)
         self._started_at = utcnow()
@@ -152,6 +158,7 @@ class AgentRuntime:
         finally:
             stop_seen.cancel()
             await self._cancel_inflight()
+            await self._acks.close()
             async with self._watch_lock:
                 await self._stop_idle_watches(everything=True)
             await self._offers.close()
@@ -277,7 +284,7 @@ class AgentRuntime:
         finally:
             await lease.stop()
             self._current.discard(offer.subtask_id)
-        await work.finish(confirmed=False)
+        await work.finish(confirmed=False, held=self._acks)
 
     async def _work(self, offer: TaskOffer, delivered: int) -> None:
         """Work on one attempt (inside its span: the capability's own spans nest in it)."""
@@ -348,6 +355,7 @@ class AgentRuntime:
         coordinator ignores a started that comes after the attempt's outcome.
         """
         started = reporter.started_event()
+        await self._acks.release()  # the acks held leave in the same write as this report
         sent.append((started, await reporter.send(started)))
         outcome = await execute(cap, params, ctx, reporter)
         if ctx.cancelled:  # the coordinator has decided: no result

@@ -13,6 +13,7 @@ bus agent with it, the gateway's :class:`~planexe_ax.ws_gateway.agent_bridge.Age
 * :func:`every` runs the periodic heartbeat; :func:`put_card` and friends the card in
   KV ``ax-agents``.
 * :func:`publish_soon` puts a report on the connection and hands back the future of its ack.
+* :class:`HeldAcks` holds offer acks a moment, so that they leave in one socket write with the next messages.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ log = logging.getLogger(__name__)
 
 DLQ_SOURCE = "agents"
 """Offers that are not offers go to ``ax.dlq.agents``."""
+ACK_HOLD_S = 0.005
+"""How long an offer's ack waits, at most, for other messages to leave with (see :class:`HeldAcks`)."""
 
 
 async def publish_soon(bus: Bus, event: EventBase) -> asyncio.Future[PubAck] | None:
@@ -101,7 +104,7 @@ class LeasedOffer:
         """Keep the lease for another ack wait (``in_progress``)."""
         await self._msg.in_progress()
 
-    async def finish(self, *, confirmed: bool = True) -> None:
+    async def finish(self, *, confirmed: bool = True, held: HeldAcks | None = None) -> None:
         """Ack the offer: its outcome is published (its PubAck received), or nobody should do it any more.
 
         Args:
@@ -109,15 +112,75 @@ class LeasedOffer:
                 the caller goes on: an ack lost with the connection lets the offer be delivered again, which
                 at-least-once delivery allows (the outcome is on the stream already; the coordinator ignores
                 a second outcome of a settled attempt).
+            held: Without ``confirmed``: put the ack there, to leave with the next messages of the
+                connection (at most :data:`ACK_HOLD_S` later), instead of sending it now.
         """
         if confirmed:
             await self._msg.ack_sync()
+        elif held is not None:
+            held.add(self._msg)
         else:
             await self._msg.ack()
 
     async def give_back(self) -> None:
         """Nak the offer, so another agent (or this one) gets it at once."""
         await self._msg.nak()
+
+
+class HeldAcks:
+    """Offer acks held for a moment, so that they leave in one socket write with the connection's next messages.
+
+    Every write to the socket costs the agent a system call and wakes the server. An agent acks an offer once
+    its outcome is stored, which is when it asks for more offers and, soon after, reports on them: the acks
+    added here are sent by the next :meth:`release` (called before those publishes), or ``hold_s`` after the
+    first of them was added when no publish comes. An ack is never sent before its offer's outcome is stored
+    (it is added only then); one held when the process dies is lost as an ack lost with the connection is:
+    the offer is delivered again when its lease runs out, and its outcome, on the stream already, is not
+    counted twice.
+
+    Args:
+        hold_s: The longest an ack is held.
+    """
+
+    def __init__(self, hold_s: float = ACK_HOLD_S) -> None:
+        self.hold_s = hold_s
+        self._msgs: list[Msg] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._sending: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        return len(self._msgs)
+
+    def add(self, msg: Msg) -> None:
+        """Hold the ack of ``msg`` (a delivery whose outcome is stored) until the next :meth:`release`."""
+        self._msgs.append(msg)
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.hold_s, self._due)
+
+    def _due(self) -> None:
+        self._timer = None
+        if self._msgs:
+            task = asyncio.get_running_loop().create_task(self.release(), name="offer acks")
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def release(self) -> None:
+        """Send every ack held now (they are put on the connection; it writes them with what follows)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        msgs, self._msgs = self._msgs, []
+        for msg in msgs:
+            try:
+                await msg.ack()
+            except Exception as exc:  # at least once: the offer comes back when its lease runs out
+                log.warning("offer ack not sent", extra={"subject": msg.subject, "error": repr(exc)})
+
+    async def close(self) -> None:
+        """Send what is held and wait for the sends under way."""
+        await self.release()
+        if self._sending:
+            await asyncio.wait(set(self._sending))
 
 
 class OfferSource:

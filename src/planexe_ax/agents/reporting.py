@@ -8,7 +8,10 @@ duplicate window, and nobody else can publish first under the id of a report the
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
+from collections.abc import Callable
 from typing import Any, TypeAlias
 
 from pydantic import BaseModel, ValidationError
@@ -24,7 +27,6 @@ from planexe_ax.bus import (
     SubtaskResult,
     SubtaskStarted,
     TaskOffer,
-    event_ids,
 )
 from planexe_ax.bus.consumer import Backoff
 from planexe_ax.bus.errors import brief_validation_error, transient_publish_error
@@ -40,6 +42,31 @@ ACK_WAIT_S = 5.0
 (nats-py's JetStream publish timeout)."""
 
 Report: TypeAlias = SubtaskStarted | SubtaskProgress | SubtaskBlocked | SubtaskResult | SubtaskRejected
+
+_keyed: dict[bytes, hmac.HMAC] = {}
+"""The HMAC keyed with the last report key used, to copy (keying one costs more than copying one)."""
+
+
+def report_ids(key: bytes, offer_id: str, agent_id: str) -> Callable[[str], str]:
+    """``kind -> event_ids.report(key, offer_id, agent_id, kind)``, computed from one HMAC state per offer.
+
+    The tag is an HMAC of ``<offer_id>:<agent_id>:<kind>``: the offer's part is hashed once and copied for each
+    report, and the keyed state is kept for the next offer under the same key (a process has one).
+    """
+    base = _keyed.get(key)
+    if base is None:
+        base = hmac.new(key, digestmod=hashlib.sha256)
+        _keyed.clear()  # one key kept: a process has one (a gateway's per-lease keys are not kept)
+        _keyed[key] = base
+    prefix = base.copy()
+    prefix.update(f"{offer_id}:{agent_id}:".encode())
+
+    def event_id(kind: str) -> str:
+        mac = prefix.copy()
+        mac.update(kind.encode())
+        return f"{offer_id}:{kind}:{mac.hexdigest()[:16]}"
+
+    return event_id
 
 
 class Reporter:
@@ -65,14 +92,12 @@ class Reporter:
         self.agent_id = agent_id
         self.key = bus.report_key if key is None else key
         self._progress_n, self._blocked_n = counts
+        self._event_id = report_ids(self.key, offer.msg_id, agent_id)
 
     @property
     def counts(self) -> tuple[int, int]:
         """How many progress and blocked reports were built so far."""
         return self._progress_n, self._blocked_n
-
-    def _event_id(self, kind: str) -> str:
-        return event_ids.report(self.key, self.offer.msg_id, self.agent_id, kind)
 
     def _ids(self) -> dict[str, Any]:
         o = self.offer

@@ -372,9 +372,10 @@ class AgentRuntime:
             self._report(cap, params, ctx, reporter, sent), name=f"{cap.action} {ctx.subtask_id}"
         )
         work.add_done_callback(_retrieve)
-        told = ctx.cancelled_future()
+        told = ctx.cancelled_future()  # done once the attempt is cancelled, or (below) once the work is done
+        work.add_done_callback(lambda _: _wake(told))
         try:
-            await asyncio.wait((work, told), return_when=asyncio.FIRST_COMPLETED)
+            await told
             if not work.done():
                 await asyncio.wait({work}, timeout=self.cancel_grace_s)
             if not work.done():
@@ -477,6 +478,11 @@ async def _stored(reporter: Reporter, event: Report, ack: asyncio.Future[Any]) -
     except Exception as exc:  # told to the caller, who decides whether the attempt still counts
         return exc
     return None
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _retrieve(task: asyncio.Task[object]) -> None:

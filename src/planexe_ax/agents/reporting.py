@@ -30,7 +30,7 @@ from planexe_ax.bus import (
 )
 from planexe_ax.bus.consumer import Backoff
 from planexe_ax.bus.errors import brief_validation_error, transient_publish_error
-from planexe_ax.bus.work import publish_soon
+from planexe_ax.bus.work import SoonPublisher, publish_soon
 from planexe_ax.errors import PermanentError
 
 log = logging.getLogger(__name__)
@@ -82,12 +82,21 @@ class Reporter:
         key: The secret of the report ids (default: the process's ``bus.report_key``); the gateways share one
             per lease, so a report retried through another gateway keeps its id.
         counts: How many progress and blocked reports were built already (by another gateway).
+        publisher: What :meth:`send` puts reports on the connection with (the agent runtime's, one for all its
+            offers); without, :func:`~planexe_ax.bus.work.publish_soon`.
     """
 
     def __init__(
-        self, bus: Bus, offer: TaskOffer, agent_id: str, key: bytes | None = None, counts: tuple[int, int] = (0, 0)
+        self,
+        bus: Bus,
+        offer: TaskOffer,
+        agent_id: str,
+        key: bytes | None = None,
+        counts: tuple[int, int] = (0, 0),
+        publisher: SoonPublisher | None = None,
     ) -> None:
         self.bus = bus
+        self.publisher = publisher
         self.offer = offer
         self.agent_id = agent_id
         self.key = bus.report_key if key is None else key
@@ -153,7 +162,8 @@ class Reporter:
         Where that message would be fenced or get a publish span of its own, it is published with
         :meth:`_send`, which returns once it is stored, and the future is done.
         """
-        ack: asyncio.Future[Any] | None = await publish_soon(self.bus, event)
+        soon = self.publisher.soon(event) if self.publisher is not None else publish_soon(self.bus, event)
+        ack: asyncio.Future[Any] | None = await soon
         if ack is None:
             await self._send(event)
             ack = asyncio.get_running_loop().create_future()

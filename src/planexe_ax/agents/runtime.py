@@ -42,7 +42,16 @@ from planexe_ax.agents.sdk import Agent, Capability, RejectOffer, TaskContext
 from planexe_ax.bus import Bus, SubtaskRejected, SubtaskResult, TaskOffer, utcnow
 from planexe_ax.bus.consumer import Backoff, ErrorsOnce, supervise
 from planexe_ax.bus.tracing import fail_current
-from planexe_ax.bus.work import ACK_HOLD_S, HeldAcks, LeasedOffer, OfferSource, delete_card, every, put_card
+from planexe_ax.bus.work import (
+    ACK_HOLD_S,
+    HeldAcks,
+    LeasedOffer,
+    OfferSource,
+    SoonPublisher,
+    delete_card,
+    every,
+    put_card,
+)
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +113,7 @@ class AgentRuntime:
         self._inflight: dict[asyncio.Task[None], LeasedOffer] = {}
         self._offers = OfferSource(bus)
         self._acks = HeldAcks(ack_hold_s)
+        self._publisher = SoonPublisher(bus)
         """Acks of offers whose outcome is stored, sent with the next reports (see :meth:`_report`)."""
         self._current: set[str] = set()
         self._log_once = ErrorsOnce(log, agent_id=agent.agent_id)
@@ -159,6 +169,7 @@ class AgentRuntime:
             stop_seen.cancel()
             await self._cancel_inflight()
             await self._acks.close()
+            await self._publisher.close()
             async with self._watch_lock:
                 await self._stop_idle_watches(everything=True)
             await self._offers.close()
@@ -293,7 +304,7 @@ class AgentRuntime:
             fail_current(outcome.error or "failed")
 
     async def _attempt(self, offer: TaskOffer, delivered: int) -> SubtaskResult | SubtaskRejected | None:
-        reporter = Reporter(self.bus, offer, self.agent.agent_id)
+        reporter = Reporter(self.bus, offer, self.agent.agent_id, publisher=self._publisher)
         cap = self.agent.capability(offer.action)
         if cap is None:  # e.g. reassigned here by mistake: another agent of the action may take it
             why = f"agent {self.agent.agent_id} does not offer {offer.action}"

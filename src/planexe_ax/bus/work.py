@@ -12,7 +12,8 @@ bus agent with it, the gateway's :class:`~planexe_ax.ws_gateway.agent_bridge.Age
   :meth:`~LeasedOffer.give_back` naks it for another agent.
 * :func:`every` runs the periodic heartbeat; :func:`put_card` and friends the card in
   KV ``ax-agents``.
-* :func:`publish_soon` puts a report on the connection and hands back the future of its ack.
+* :func:`publish_soon` puts a report on the connection and hands back the future of its ack;
+  :class:`SoonPublisher` does the same for one agent's many reports, with one ack inbox.
 * :class:`HeldAcks` holds offer acks a moment, so that they leave in one socket write with the next messages.
 """
 
@@ -20,14 +21,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
-from nats.js.errors import KeyNotFoundError
+from nats.js.errors import APIError, KeyNotFoundError, NoStreamResponseError
 from opentelemetry.trace import Span
 from pydantic import ValidationError
 
@@ -45,6 +49,11 @@ log = logging.getLogger(__name__)
 
 DLQ_SOURCE = "agents"
 """Offers that are not offers go to ``ax.dlq.agents``."""
+NO_RESPONDERS = "503"
+PLAIN_ACK = frozenset({"stream", "seq", "domain", "duplicate"})
+"""The fields of a usual publish ack (no batch, no counter): a PubAck is built from them directly."""
+PRUNE_AT = 1024
+"""Acks waited for at once above which those given up on are dropped (see :class:`SoonPublisher`)."""
 ACK_HOLD_S = 0.005
 """How long an offer's ack waits, at most, for other messages to leave with (see :class:`HeldAcks`)."""
 
@@ -67,6 +76,83 @@ async def publish_soon(bus: Bus, event: EventBase) -> asyncio.Future[PubAck] | N
     elif not tracing.noted_in_current(bus.subjects.template(subject), subject, event.event_id, headers, event):
         return None
     return await bus.js.publish_async(subject, data, headers=headers)
+
+
+class SoonPublisher:
+    """:func:`publish_soon` for the many reports of one agent: every ack comes to one inbox of the connection.
+
+    Each message's reply subject is that inbox and a counter: nats-py's asynchronous publish makes a random
+    token, waits on a semaphore and sets a callback for each message instead. The caller bounds its wait for
+    an ack and cancels the future when it gives up (as with :func:`publish_soon`); such futures are dropped
+    once more than :data:`PRUNE_AT` are waited for.
+
+    Args:
+        bus: The connection.
+    """
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self._prefix = ""
+        self._sub: Subscription | None = None
+        self._tokens = itertools.count()
+        self._waiting: dict[str, asyncio.Future[PubAck]] = {}
+
+    async def soon(self, event: EventBase) -> asyncio.Future[PubAck] | None:
+        """Put ``event`` on the connection now; the future of its ack, or None as :func:`publish_soon` says."""
+        bus = self.bus
+        subject = event_subject(bus.subjects, event)
+        data, headers, _ = bus._encode(event, event.event_id)
+        if bus.fences is not None:
+            return None
+        if not tracing.enabled():
+            tracing.carry(headers, event)
+        elif not tracing.noted_in_current(bus.subjects.template(subject), subject, event.event_id, headers, event):
+            return None
+        if self._sub is None:
+            prefix = f"{bus.nc.new_inbox()}."
+            self._sub = await bus.nc.subscribe(f"{prefix}*", cb=self._on_ack)
+            self._prefix = prefix
+        if len(self._waiting) > PRUNE_AT:
+            self._waiting = {token: f for token, f in self._waiting.items() if not f.done()}
+        token = str(next(self._tokens))
+        future: asyncio.Future[PubAck] = asyncio.get_running_loop().create_future()
+        self._waiting[token] = future
+        try:
+            await bus.nc.publish(subject, data, reply=self._prefix + token, headers=headers)
+        except BaseException:
+            self._waiting.pop(token, None)
+            raise
+        return future
+
+    async def _on_ack(self, msg: Msg) -> None:
+        future = self._waiting.pop(msg.subject[len(self._prefix) :], None)
+        if future is None or future.done():
+            return  # given up on (timed out) or cancelled
+        if msg.headers and msg.headers.get("Status") == NO_RESPONDERS:
+            future.set_exception(NoStreamResponseError())
+            return
+        try:
+            answer = json.loads(msg.data)
+        except ValueError as exc:
+            future.set_exception(exc)
+            return
+        if "error" not in answer:
+            future.set_result(PubAck(**answer) if answer.keys() <= PLAIN_ACK else PubAck.from_response(answer))
+            return
+        try:
+            APIError.from_error(answer["error"])  # raises the error's class (bad request, not found, ...)
+        except Exception as refused:  # an APIError by its code; anything else is a malformed answer
+            future.set_exception(refused)
+
+    async def close(self) -> None:
+        """Stop listening for acks; the futures still waited for are cancelled."""
+        sub, self._sub = self._sub, None
+        waiting, self._waiting = self._waiting, {}
+        for future in waiting.values():
+            future.cancel()
+        if sub is not None:
+            with contextlib.suppress(Exception):  # the connection may be gone already
+                await sub.unsubscribe()
 
 
 @dataclass(eq=False)

@@ -29,7 +29,7 @@ def started(n: int) -> SubtaskStarted:
 
 
 async def test_reports_are_stored_in_the_order_put_each_ack_to_its_future(bus: Bus) -> None:
-    publisher = SoonPublisher(bus)
+    publisher = SoonPublisher(bus, 5.0)
     futures = [await publisher.soon(started(n)) for n in range(5)]
     again = await publisher.soon(started(2))  # the same report sent again: stored once
     acks = [await asyncio.wait_for(f, 5) for f in futures if f is not None]
@@ -43,7 +43,7 @@ async def test_reports_are_stored_in_the_order_put_each_ack_to_its_future(bus: B
 
 
 async def test_a_report_given_up_on_does_not_hold_up_the_others(bus: Bus) -> None:
-    publisher = SoonPublisher(bus)
+    publisher = SoonPublisher(bus, 5.0)
     first = await publisher.soon(started(1))
     assert first is not None
     first.cancel()  # as Reporter.confirm does when it stops waiting
@@ -57,12 +57,28 @@ async def test_a_report_given_up_on_does_not_hold_up_the_others(bus: Bus) -> Non
 async def test_a_report_no_stream_takes_fails_with_no_responders(nats_url: str, settings: Settings) -> None:
     bare = await connect(settings, nats_url, "test", provision=False, role="admin")  # no AX_EVENTS here
     try:
-        publisher = SoonPublisher(bare)
+        publisher = SoonPublisher(bare, 5.0)
         future = await publisher.soon(started(1))
         assert future is not None
         with pytest.raises(NoStreamResponseError):
             await asyncio.wait_for(future, 5)
         await publisher.close()
+    finally:
+        await bare.close()
+
+
+async def test_an_ack_that_does_not_come_ends_in_a_timeout(nats_url: str, settings: Settings) -> None:
+    bare = await connect(settings, nats_url, "test", provision=False, role="admin")  # no AX_EVENTS here
+    try:
+        silent = await bare.nc.subscribe(bare.subjects.report("e1", "subtask_started", "tester-1"))  # never answers
+        publisher = SoonPublisher(bare, 0.2)
+        for n in (1, 2):  # the second after the first timed out: the timer is set again
+            future = await publisher.soon(started(n))
+            assert future is not None
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(future, 5)
+        await publisher.close()
+        await silent.unsubscribe()
     finally:
         await bare.close()
 

@@ -30,7 +30,7 @@ from planexe_ax.bus import (
 )
 from planexe_ax.bus.consumer import Backoff
 from planexe_ax.bus.errors import brief_validation_error, transient_publish_error
-from planexe_ax.bus.work import SoonPublisher, publish_soon
+from planexe_ax.bus.work import SoonPublisher
 from planexe_ax.errors import PermanentError
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ REPORT_RETRY_S = 60.0
 """How long a report is sent again while the server is away or its stream elects a leader."""
 ACK_WAIT_S = 5.0
 """How long a report put on the connection by :meth:`Reporter.send` waits for its ack before it is sent again
-(nats-py's JetStream publish timeout)."""
+(nats-py's JetStream publish timeout): the agent runtime's :class:`~planexe_ax.bus.work.SoonPublisher` wait."""
 
 Report: TypeAlias = SubtaskStarted | SubtaskProgress | SubtaskBlocked | SubtaskResult | SubtaskRejected
 
@@ -83,7 +83,7 @@ class Reporter:
             per lease, so a report retried through another gateway keeps its id.
         counts: How many progress and blocked reports were built already (by another gateway).
         publisher: What :meth:`send` puts reports on the connection with (the agent runtime's, one for all its
-            offers); without, :func:`~planexe_ax.bus.work.publish_soon`.
+            offers; made with an ack wait of :data:`ACK_WAIT_S`); :meth:`send` needs one.
     """
 
     def __init__(
@@ -158,12 +158,16 @@ class Reporter:
 
         Reports sent one after the other this way leave in that order, on one connection, so the stream
         stores them in that order. The message is the one :meth:`Bus.publish_event` sends (subject, bytes,
-        headers, trace context); :meth:`confirm` waits for its ack and sends it again when it was not stored.
-        Where that message would be fenced or get a publish span of its own, it is published with
-        :meth:`_send`, which returns once it is stored, and the future is done.
+        headers, trace context), put by the reporter's ``publisher``; :meth:`confirm` waits for its ack and
+        sends it again when it was not stored. Where that message would be fenced or get a publish span of
+        its own, it is published with :meth:`_send`, which returns once it is stored, and the future is done.
+
+        Raises:
+            ValueError: The reporter was made without a publisher.
         """
-        soon = self.publisher.soon(event) if self.publisher is not None else publish_soon(self.bus, event)
-        ack: asyncio.Future[Any] | None = await soon
+        if self.publisher is None:
+            raise ValueError("Reporter.send needs the publisher the reporter was made with")
+        ack: asyncio.Future[Any] | None = await self.publisher.soon(event)
         if ack is None:
             await self._send(event)
             ack = asyncio.get_running_loop().create_future()
@@ -173,24 +177,18 @@ class Reporter:
     async def confirm(self, event: Report, ack: asyncio.Future[Any]) -> None:
         """Wait until the stream has stored ``event``, put on the connection by :meth:`send` with ``ack``.
 
-        An ack that does not come within :data:`ACK_WAIT_S`, or a transient error, has the report sent again
-        as :meth:`_send` does (same event id: stored once) for up to :data:`REPORT_RETRY_S`.
+        The publisher ends ``ack`` within its ack wait (:data:`ACK_WAIT_S`); an ack that did not come, or a
+        transient error, has the report sent again as :meth:`_send` does (same event id: stored once) for up
+        to :data:`REPORT_RETRY_S`. When this wait is cancelled, ``ack`` is cancelled with it.
 
         Raises:
             Exception: What kept the report out of the stream for good.
         """
         try:
-            if not ack.done():
-                await asyncio.wait((ack,), timeout=ACK_WAIT_S)
-        finally:
-            if not ack.done():  # given up on (or this wait cancelled): the connection stops waiting for it too
-                ack.cancel()
-        if ack.cancelled():
-            error: BaseException = TimeoutError(f"no ack for {event.type} within {ACK_WAIT_S} s")
-        elif (failure := ack.exception()) is not None:
-            error = failure
-        else:
+            await ack
             return
+        except Exception as failure:
+            error: BaseException = failure
         if not transient_publish_error(error):
             raise error
         await self._send_again(event, error, asyncio.get_running_loop().time() + REPORT_RETRY_S)

@@ -12,8 +12,9 @@ Per offer the runtime waits on one round trip of its own: the outcome's PubAck. 
 puts ``subtask_started`` on the connection, runs the capability and puts the outcome right behind it (so
 the stream stores them in that order), without waiting for any ack meanwhile; a capability that returns
 at once has both leave in one write, with those of the other offers that came with it, and the acks
-are awaited after (``Reporter.send`` and ``Reporter.confirm``: JetStream's asynchronous publish, no
-request inbox or task per report). The offer is acked after the outcome is stored, without waiting for
+are awaited after (``Reporter.send`` and ``Reporter.confirm``: JetStream's asynchronous publish through
+the runtime's :class:`~planexe_ax.bus.work.SoonPublisher`, one ack inbox and one timeout timer for every
+report, no request inbox, task or timer per report). The offer is acked after the outcome is stored, without waiting for
 the ack's confirmation, and the ack is held a moment (:class:`~planexe_ax.bus.work.HeldAcks`) to leave in
 the same socket write as the next offer's reports: one write, and one wake-up of the server, instead of two.
 
@@ -37,7 +38,7 @@ from typing import Any, TypeAlias
 from pydantic import BaseModel
 
 from planexe_ax.agents.control import ExecutionWatch
-from planexe_ax.agents.reporting import Report, Reporter, execute, validate_params
+from planexe_ax.agents.reporting import ACK_WAIT_S, Report, Reporter, execute, validate_params
 from planexe_ax.agents.sdk import Agent, Capability, RejectOffer, TaskContext
 from planexe_ax.bus import Bus, SubtaskRejected, SubtaskResult, TaskOffer, utcnow
 from planexe_ax.bus.consumer import Backoff, ErrorsOnce, supervise
@@ -113,7 +114,7 @@ class AgentRuntime:
         self._inflight: dict[asyncio.Task[None], LeasedOffer] = {}
         self._offers = OfferSource(bus)
         self._acks = HeldAcks(ack_hold_s)
-        self._publisher = SoonPublisher(bus)
+        self._publisher = SoonPublisher(bus, ACK_WAIT_S)
         """Acks of offers whose outcome is stored, sent with the next reports (see :meth:`_report`)."""
         self._current: set[str] = set()
         self._log_once = ErrorsOnce(log, agent_id=agent.agent_id)

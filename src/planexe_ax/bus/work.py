@@ -12,8 +12,7 @@ bus agent with it, the gateway's :class:`~planexe_ax.ws_gateway.agent_bridge.Age
   :meth:`~LeasedOffer.give_back` naks it for another agent.
 * :func:`every` runs the periodic heartbeat; :func:`put_card` and friends the card in
   KV ``ax-agents``.
-* :func:`publish_soon` puts a report on the connection and hands back the future of its ack;
-  :class:`SoonPublisher` does the same for one agent's many reports, with one ack inbox.
+* :class:`SoonPublisher` puts reports on the connection and hands back the futures of their acks.
 * :class:`HeldAcks` holds offer acks a moment, so that they leave in one socket write with the next messages.
 """
 
@@ -52,53 +51,41 @@ DLQ_SOURCE = "agents"
 NO_RESPONDERS = "503"
 PLAIN_ACK = frozenset({"stream", "seq", "domain", "duplicate"})
 """The fields of a usual publish ack (no batch, no counter): a PubAck is built from them directly."""
-PRUNE_AT = 1024
-"""Acks waited for at once above which those given up on are dropped (see :class:`SoonPublisher`)."""
 ACK_HOLD_S = 0.005
 """How long an offer's ack waits, at most, for other messages to leave with (see :class:`HeldAcks`)."""
 
 
-async def publish_soon(bus: Bus, event: EventBase) -> asyncio.Future[PubAck] | None:
-    """Put ``event`` on the connection now, as :meth:`Bus.publish_event` sends it, without waiting for the stream.
-
-    Returns the future of its ack (JetStream's asynchronous publish: one subscription for every ack, no
-    request inbox and no timer per message); the caller bounds the wait and cancels the future when it gives
-    up. Messages put on the connection one after the other leave in that order and the stream stores them in
-    that order. None, with nothing sent, where :meth:`Bus.publish_event` would fence the event (a process
-    that decides partitions) or make a publish span for it: publish it that way instead.
-    """
-    subject = event_subject(bus.subjects, event)
-    data, headers, _ = bus._encode(event, event.event_id)
-    if bus.fences is not None:
-        return None
-    if not tracing.enabled():
-        tracing.carry(headers, event)
-    elif not tracing.noted_in_current(bus.subjects.template(subject), subject, event.event_id, headers, event):
-        return None
-    return await bus.js.publish_async(subject, data, headers=headers)
-
-
 class SoonPublisher:
-    """:func:`publish_soon` for the many reports of one agent: every ack comes to one inbox of the connection.
+    """Puts events on the connection as :meth:`Bus.publish_event` sends them, without waiting for the stream.
 
-    Each message's reply subject is that inbox and a counter: nats-py's asynchronous publish makes a random
-    token, waits on a semaphore and sets a callback for each message instead. The caller bounds its wait for
-    an ack and cancels the future when it gives up (as with :func:`publish_soon`); such futures are dropped
-    once more than :data:`PRUNE_AT` are waited for.
+    :meth:`soon` hands back the future of the event's ack (JetStream's asynchronous publish). Every ack comes to
+    one inbox of the connection, each message's reply subject being that inbox and a counter (nats-py's own
+    asynchronous publish makes a random token, waits on a semaphore and sets a callback for each message), and
+    a future that no ack answers within ``ack_wait_s`` ends in ``TimeoutError``: one timer for them all, not
+    one per message. Messages put on the connection one after the other leave in that order, and the stream
+    stores them in that order.
 
     Args:
         bus: The connection.
+        ack_wait_s: How long an ack is waited for.
     """
 
-    def __init__(self, bus: Bus) -> None:
+    def __init__(self, bus: Bus, ack_wait_s: float) -> None:
         self.bus = bus
+        self.ack_wait_s = ack_wait_s
         self._prefix = ""
         self._sub: Subscription | None = None
         self._tokens = itertools.count()
-        self._waiting: dict[str, asyncio.Future[PubAck]] = {}
+        self._waiting: dict[str, tuple[float, asyncio.Future[PubAck]]] = {}
+        """The acks waited for, by reply token, in the order sent: until when, and the future."""
+        self._timer: asyncio.TimerHandle | None = None
 
     async def soon(self, event: EventBase) -> asyncio.Future[PubAck] | None:
-        """Put ``event`` on the connection now; the future of its ack, or None as :func:`publish_soon` says."""
+        """Put ``event`` on the connection now; the future of its ack, done within ``ack_wait_s``.
+
+        None, with nothing sent, where :meth:`Bus.publish_event` would fence the event (a process that decides
+        partitions) or make a publish span for it: publish it that way instead.
+        """
         bus = self.bus
         subject = event_subject(bus.subjects, event)
         data, headers, _ = bus._encode(event, event.event_id)
@@ -112,22 +99,36 @@ class SoonPublisher:
             prefix = f"{bus.nc.new_inbox()}."
             self._sub = await bus.nc.subscribe(f"{prefix}*", cb=self._on_ack)
             self._prefix = prefix
-        if len(self._waiting) > PRUNE_AT:
-            self._waiting = {token: f for token, f in self._waiting.items() if not f.done()}
+        loop = asyncio.get_running_loop()
         token = str(next(self._tokens))
-        future: asyncio.Future[PubAck] = asyncio.get_running_loop().create_future()
-        self._waiting[token] = future
+        future: asyncio.Future[PubAck] = loop.create_future()
+        self._waiting[token] = (loop.time() + self.ack_wait_s, future)  # before its ack can come
         try:
             await bus.nc.publish(subject, data, reply=self._prefix + token, headers=headers)
         except BaseException:
-            self._waiting.pop(token, None)
+            del self._waiting[token]
             raise
+        if self._timer is None:
+            self._timer = loop.call_later(self.ack_wait_s, self._expire)
         return future
 
+    def _expire(self) -> None:
+        """End the futures whose time is up in ``TimeoutError``; look again when the next one's is."""
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for token, (until, future) in list(self._waiting.items()):
+            if until > now:
+                self._timer = loop.call_at(until, self._expire)
+                return
+            del self._waiting[token]
+            if not future.done():
+                future.set_exception(TimeoutError(f"no ack within {self.ack_wait_s} s"))
+
     async def _on_ack(self, msg: Msg) -> None:
-        future = self._waiting.pop(msg.subject[len(self._prefix) :], None)
+        _, future = self._waiting.pop(msg.subject[len(self._prefix) :], (0.0, None))
         if future is None or future.done():
-            return  # given up on (timed out) or cancelled
+            return  # timed out, or cancelled by its waiter
         if msg.headers and msg.headers.get("Status") == NO_RESPONDERS:
             future.set_exception(NoStreamResponseError())
             return
@@ -145,11 +146,15 @@ class SoonPublisher:
             future.set_exception(refused)
 
     async def close(self) -> None:
-        """Stop listening for acks; the futures still waited for are cancelled."""
+        """Stop listening for acks; the futures still waited for end in ``TimeoutError``."""
         sub, self._sub = self._sub, None
         waiting, self._waiting = self._waiting, {}
-        for future in waiting.values():
-            future.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for _, future in waiting.values():
+            if not future.done():
+                future.set_exception(TimeoutError("no ack before the publisher was closed"))
         if sub is not None:
             with contextlib.suppress(Exception):  # the connection may be gone already
                 await sub.unsubscribe()

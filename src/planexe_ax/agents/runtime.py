@@ -409,20 +409,40 @@ class AgentRuntime:
     @contextlib.asynccontextmanager
     async def _watching(self, ctx: TaskContext) -> AsyncIterator[None]:
         """Follow the decisions about ``ctx``'s execution while the block runs."""
-        async with self._watch_lock:
-            watch = await self._watch(ctx.execution_id)
+        execution_id = ctx.execution_id
+        watch = self._watches.get(execution_id)
+        if (
+            self._watch_lock.locked()
+            or watch is None
+            or self._watched_since.get(execution_id) != self.bus.reconnected_at
+        ):
+            async with self._watch_lock:
+                watch = await self._watch(execution_id)
+                watch.add(ctx)
+        else:  # the watch is there and nothing awaits under the lock: taken without the lock (no await here)
+            self._idle.pop(execution_id, None)
             watch.add(ctx)
         try:
             yield
         finally:
-            async with self._watch_lock:
-                watch.remove(ctx)
-                now = asyncio.get_running_loop().time()
-                if not watch.contexts:
-                    self._idle[ctx.execution_id] = now
-                if now >= self._next_sweep or watch.cancelled:
-                    self._next_sweep = now + SWEEP_EVERY_S
+            if self._watch_lock.locked():  # watches are being started or stopped: wait for that first
+                async with self._watch_lock:
+                    if self._leave(watch, ctx):
+                        await self._stop_idle_watches()
+            elif self._leave(watch, ctx):  # the bookkeeping does not await: no lock needed for it
+                async with self._watch_lock:
                     await self._stop_idle_watches()
+
+    def _leave(self, watch: ExecutionWatch, ctx: TaskContext) -> bool:
+        """Stop following ``ctx``; True when the watches left idle should be looked at now (or its execution ended)."""
+        watch.remove(ctx)
+        now = asyncio.get_running_loop().time()
+        if not watch.contexts:
+            self._idle[ctx.execution_id] = now
+        if now >= self._next_sweep or watch.cancelled:
+            self._next_sweep = now + SWEEP_EVERY_S
+            return True
+        return False
 
     async def _watch(self, execution_id: str) -> ExecutionWatch:
         """The execution's watch: kept between offers (a chain's next offer finds it), new after a reconnect."""

@@ -117,7 +117,8 @@ class SoonPublisher:
         self._timer = None
         loop = asyncio.get_running_loop()
         now = loop.time()
-        for token, (until, future) in list(self._waiting.items()):
+        while self._waiting:  # in the order sent: the first whose time is not up ends the look
+            token, (until, future) = next(iter(self._waiting.items()))
             if until > now:
                 self._timer = loop.call_at(until, self._expire)
                 return

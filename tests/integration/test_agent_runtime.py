@@ -198,6 +198,41 @@ async def _none_pending(bus: Bus) -> bool:
     return await pending_offers(bus) == 0
 
 
+async def test_an_ack_held_for_the_next_reports_leaves_alone_when_none_come(bus: Bus) -> None:
+    stop = asyncio.Event()
+    runtime = AgentRuntime(bus, agent(echo), ack_hold_s=0.05)
+    running = asyncio.create_task(runtime.run(stop))
+    await bus.publish_offer(offer("echo", {"text": "a"}))
+    await eventually(lambda: _none_pending(bus))  # acked while the runtime runs on, nothing else sent
+    assert [r.subtask_id for r in await results(bus)] == ["s1"]
+    stop.set()
+    await asyncio.wait_for(running, 15)
+
+
+async def test_held_acks_leave_with_the_next_reports_and_at_stop(bus: Bus) -> None:
+    stop = asyncio.Event()
+    runtime = AgentRuntime(bus, agent(echo), ack_hold_s=600)
+    running = asyncio.create_task(runtime.run(stop))
+    await bus.publish_offer(offer("echo", {"text": "a"}, n=1))
+    await eventually(lambda: _results_of(bus, 1))
+    assert await pending_offers(bus) == 1, "the ack waits for the next reports"
+    await bus.publish_offer(offer("echo", {"text": "b"}, n=2))
+    await eventually(lambda: _results_of(bus, 2))
+    await eventually(lambda: _pending_is(bus, 1))  # the first offer's ack left with the second's reports
+    stop.set()
+    await asyncio.wait_for(running, 15)
+    assert await pending_offers(bus) == 0, "a stop sends the acks held"
+    assert runtime.handled == 2
+
+
+async def _results_of(bus: Bus, n: int) -> bool:
+    return len(await results(bus)) == n
+
+
+async def _pending_is(bus: Bus, n: int) -> bool:
+    return await pending_offers(bus) == n
+
+
 # ------------------------------------------------------------------------------------------ card and shutdown
 async def test_card_heartbeat_and_graceful_stop(bus: Bus) -> None:
     gate = asyncio.Event()

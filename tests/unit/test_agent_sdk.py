@@ -9,7 +9,8 @@ import pytest
 from pydantic import BaseModel, Field
 
 from planexe_ax.agents import Agent, CapabilityOutput, TaskContext, builtin_agents, capability
-from planexe_ax.bus import check_id
+from planexe_ax.agents.reporting import report_ids
+from planexe_ax.bus import check_id, event_ids
 from planexe_ax.config import Settings
 
 SEED_ACTIONS = {
@@ -117,3 +118,11 @@ def test_builtin_agents_cover_every_seed_action_with_safe_ids() -> None:
         for cap in agent.card().capabilities:
             assert cap.params_schema["type"] == "object"
             assert cap.description
+
+
+def test_report_ids_are_event_ids_report_under_any_key() -> None:
+    first, second = event_ids.report_key(), event_ids.report_key()
+    kinds = ["started", "progress:1", "progress:2", "blocked:1", "rejected", "result"]
+    for key, offer_id, agent_id in [(first, "e1:s1:1", "a1"), (second, "e1:s1:1", "a1"), (first, "e2:s9:3", "a-2")]:
+        made = report_ids(key, offer_id, agent_id)
+        assert [made(k) for k in kinds] == [event_ids.report(key, offer_id, agent_id, k) for k in kinds]

@@ -8,7 +8,10 @@ duplicate window, and nobody else can publish first under the id of a report the
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
+from collections.abc import Callable
 from typing import Any, TypeAlias
 
 from pydantic import BaseModel, ValidationError
@@ -24,11 +27,10 @@ from planexe_ax.bus import (
     SubtaskResult,
     SubtaskStarted,
     TaskOffer,
-    event_ids,
 )
 from planexe_ax.bus.consumer import Backoff
 from planexe_ax.bus.errors import brief_validation_error, transient_publish_error
-from planexe_ax.bus.work import publish_soon
+from planexe_ax.bus.work import SoonPublisher
 from planexe_ax.errors import PermanentError
 
 log = logging.getLogger(__name__)
@@ -37,9 +39,34 @@ REPORT_RETRY_S = 60.0
 """How long a report is sent again while the server is away or its stream elects a leader."""
 ACK_WAIT_S = 5.0
 """How long a report put on the connection by :meth:`Reporter.send` waits for its ack before it is sent again
-(nats-py's JetStream publish timeout)."""
+(nats-py's JetStream publish timeout): the agent runtime's :class:`~planexe_ax.bus.work.SoonPublisher` wait."""
 
 Report: TypeAlias = SubtaskStarted | SubtaskProgress | SubtaskBlocked | SubtaskResult | SubtaskRejected
+
+_keyed: dict[bytes, hmac.HMAC] = {}
+"""The HMAC keyed with the last report key used, to copy (keying one costs more than copying one)."""
+
+
+def report_ids(key: bytes, offer_id: str, agent_id: str) -> Callable[[str], str]:
+    """``kind -> event_ids.report(key, offer_id, agent_id, kind)``, computed from one HMAC state per offer.
+
+    The tag is an HMAC of ``<offer_id>:<agent_id>:<kind>``: the offer's part is hashed once and copied for each
+    report, and the keyed state is kept for the next offer under the same key (a process has one).
+    """
+    base = _keyed.get(key)
+    if base is None:
+        base = hmac.new(key, digestmod=hashlib.sha256)
+        _keyed.clear()  # one key kept: a process has one (a gateway's per-lease keys are not kept)
+        _keyed[key] = base
+    prefix = base.copy()
+    prefix.update(f"{offer_id}:{agent_id}:".encode())
+
+    def event_id(kind: str) -> str:
+        mac = prefix.copy()
+        mac.update(kind.encode())
+        return f"{offer_id}:{kind}:{mac.hexdigest()[:16]}"
+
+    return event_id
 
 
 class Reporter:
@@ -55,24 +82,31 @@ class Reporter:
         key: The secret of the report ids (default: the process's ``bus.report_key``); the gateways share one
             per lease, so a report retried through another gateway keeps its id.
         counts: How many progress and blocked reports were built already (by another gateway).
+        publisher: What :meth:`send` puts reports on the connection with (the agent runtime's, one for all its
+            offers; made with an ack wait of :data:`ACK_WAIT_S`); :meth:`send` needs one.
     """
 
     def __init__(
-        self, bus: Bus, offer: TaskOffer, agent_id: str, key: bytes | None = None, counts: tuple[int, int] = (0, 0)
+        self,
+        bus: Bus,
+        offer: TaskOffer,
+        agent_id: str,
+        key: bytes | None = None,
+        counts: tuple[int, int] = (0, 0),
+        publisher: SoonPublisher | None = None,
     ) -> None:
         self.bus = bus
+        self.publisher = publisher
         self.offer = offer
         self.agent_id = agent_id
         self.key = bus.report_key if key is None else key
         self._progress_n, self._blocked_n = counts
+        self._event_id = report_ids(self.key, offer.msg_id, agent_id)
 
     @property
     def counts(self) -> tuple[int, int]:
         """How many progress and blocked reports were built so far."""
         return self._progress_n, self._blocked_n
-
-    def _event_id(self, kind: str) -> str:
-        return event_ids.report(self.key, self.offer.msg_id, self.agent_id, kind)
 
     def _ids(self) -> dict[str, Any]:
         o = self.offer
@@ -124,11 +158,16 @@ class Reporter:
 
         Reports sent one after the other this way leave in that order, on one connection, so the stream
         stores them in that order. The message is the one :meth:`Bus.publish_event` sends (subject, bytes,
-        headers, trace context); :meth:`confirm` waits for its ack and sends it again when it was not stored.
-        Where that message would be fenced or get a publish span of its own, it is published with
-        :meth:`_send`, which returns once it is stored, and the future is done.
+        headers, trace context), put by the reporter's ``publisher``; :meth:`confirm` waits for its ack and
+        sends it again when it was not stored. Where that message would be fenced or get a publish span of
+        its own, it is published with :meth:`_send`, which returns once it is stored, and the future is done.
+
+        Raises:
+            ValueError: The reporter was made without a publisher.
         """
-        ack: asyncio.Future[Any] | None = await publish_soon(self.bus, event)
+        if self.publisher is None:
+            raise ValueError("Reporter.send needs the publisher the reporter was made with")
+        ack: asyncio.Future[Any] | None = await self.publisher.soon(event)
         if ack is None:
             await self._send(event)
             ack = asyncio.get_running_loop().create_future()
@@ -138,24 +177,18 @@ class Reporter:
     async def confirm(self, event: Report, ack: asyncio.Future[Any]) -> None:
         """Wait until the stream has stored ``event``, put on the connection by :meth:`send` with ``ack``.
 
-        An ack that does not come within :data:`ACK_WAIT_S`, or a transient error, has the report sent again
-        as :meth:`_send` does (same event id: stored once) for up to :data:`REPORT_RETRY_S`.
+        The publisher ends ``ack`` within its ack wait (:data:`ACK_WAIT_S`); an ack that did not come, or a
+        transient error, has the report sent again as :meth:`_send` does (same event id: stored once) for up
+        to :data:`REPORT_RETRY_S`. When this wait is cancelled, ``ack`` is cancelled with it.
 
         Raises:
             Exception: What kept the report out of the stream for good.
         """
         try:
-            if not ack.done():
-                await asyncio.wait((ack,), timeout=ACK_WAIT_S)
-        finally:
-            if not ack.done():  # given up on (or this wait cancelled): the connection stops waiting for it too
-                ack.cancel()
-        if ack.cancelled():
-            error: BaseException = TimeoutError(f"no ack for {event.type} within {ACK_WAIT_S} s")
-        elif (failure := ack.exception()) is not None:
-            error = failure
-        else:
+            await ack
             return
+        except Exception as failure:
+            error: BaseException = failure
         if not transient_publish_error(error):
             raise error
         await self._send_again(event, error, asyncio.get_running_loop().time() + REPORT_RETRY_S)

@@ -12,9 +12,11 @@ Per offer the runtime waits on one round trip of its own: the outcome's PubAck. 
 puts ``subtask_started`` on the connection, runs the capability and puts the outcome right behind it (so
 the stream stores them in that order), without waiting for any ack meanwhile; a capability that returns
 at once has both leave in one write, with those of the other offers that came with it, and the acks
-are awaited after (``Reporter.send`` and ``Reporter.confirm``: JetStream's asynchronous publish, no
-request inbox or task per report). The offer is acked after the outcome is stored, without waiting for
-the ack's confirmation.
+are awaited after (``Reporter.send`` and ``Reporter.confirm``: JetStream's asynchronous publish through
+the runtime's :class:`~planexe_ax.bus.work.SoonPublisher`, one ack inbox and one timeout timer for every
+report, no request inbox, task or timer per report). The offer is acked after the outcome is stored, without waiting for
+the ack's confirmation, and the ack is held a moment (:class:`~planexe_ax.bus.work.HeldAcks`) to leave in
+the same socket write as the next offer's reports: one write, and one wake-up of the server, instead of two.
 
 While it works on an execution the runtime follows that execution's decisions (see
 :mod:`planexe_ax.agents.control`): a pause or resume reaches the capability through its context, and
@@ -36,12 +38,21 @@ from typing import Any, TypeAlias
 from pydantic import BaseModel
 
 from planexe_ax.agents.control import ExecutionWatch
-from planexe_ax.agents.reporting import Report, Reporter, execute, validate_params
+from planexe_ax.agents.reporting import ACK_WAIT_S, Report, Reporter, execute, validate_params
 from planexe_ax.agents.sdk import Agent, Capability, RejectOffer, TaskContext
 from planexe_ax.bus import Bus, SubtaskRejected, SubtaskResult, TaskOffer, utcnow
 from planexe_ax.bus.consumer import Backoff, ErrorsOnce, supervise
 from planexe_ax.bus.tracing import fail_current
-from planexe_ax.bus.work import LeasedOffer, OfferSource, delete_card, every, put_card
+from planexe_ax.bus.work import (
+    ACK_HOLD_S,
+    HeldAcks,
+    LeasedOffer,
+    OfferSource,
+    SoonPublisher,
+    delete_card,
+    every,
+    put_card,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +80,8 @@ class AgentRuntime:
         idle_timeout_s: In :meth:`run_until_idle`, a fetch that waits this long with nothing in flight ends the run.
         cancel_grace_s: When the coordinator cancels an attempt, how long the capability may take to return
             on its own (at a :meth:`TaskContext.checkpoint`) before its asyncio task is cancelled.
+        ack_hold_s: How long an offer's ack may wait to leave in one write with the next reports (a stop
+            sends the acks held at once).
     """
 
     def __init__(
@@ -81,6 +94,7 @@ class AgentRuntime:
         fetch_timeout_s: float = 1.0,
         idle_timeout_s: float = 0.5,
         cancel_grace_s: float = CANCEL_GRACE_S,
+        ack_hold_s: float = ACK_HOLD_S,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -99,6 +113,9 @@ class AgentRuntime:
         """The pull loops waiting for a permit (see :meth:`_acquire`)."""
         self._inflight: dict[asyncio.Task[None], LeasedOffer] = {}
         self._offers = OfferSource(bus)
+        self._acks = HeldAcks(ack_hold_s)
+        self._publisher = SoonPublisher(bus, ACK_WAIT_S)
+        """Acks of offers whose outcome is stored, sent with the next reports (see :meth:`_report`)."""
         self._current: set[str] = set()
         self._log_once = ErrorsOnce(log, agent_id=agent.agent_id)
         self._started_at = utcnow()
@@ -152,6 +169,8 @@ class AgentRuntime:
         finally:
             stop_seen.cancel()
             await self._cancel_inflight()
+            await self._acks.close()
+            await self._publisher.close()
             async with self._watch_lock:
                 await self._stop_idle_watches(everything=True)
             await self._offers.close()
@@ -277,7 +296,7 @@ class AgentRuntime:
         finally:
             await lease.stop()
             self._current.discard(offer.subtask_id)
-        await work.finish(confirmed=False)
+        await work.finish(confirmed=False, held=self._acks)
 
     async def _work(self, offer: TaskOffer, delivered: int) -> None:
         """Work on one attempt (inside its span: the capability's own spans nest in it)."""
@@ -286,7 +305,7 @@ class AgentRuntime:
             fail_current(outcome.error or "failed")
 
     async def _attempt(self, offer: TaskOffer, delivered: int) -> SubtaskResult | SubtaskRejected | None:
-        reporter = Reporter(self.bus, offer, self.agent.agent_id)
+        reporter = Reporter(self.bus, offer, self.agent.agent_id, publisher=self._publisher)
         cap = self.agent.capability(offer.action)
         if cap is None:  # e.g. reassigned here by mistake: another agent of the action may take it
             why = f"agent {self.agent.agent_id} does not offer {offer.action}"
@@ -348,6 +367,7 @@ class AgentRuntime:
         coordinator ignores a started that comes after the attempt's outcome.
         """
         started = reporter.started_event()
+        await self._acks.release()  # the acks held leave in the same write as this report
         sent.append((started, await reporter.send(started)))
         outcome = await execute(cap, params, ctx, reporter)
         if ctx.cancelled:  # the coordinator has decided: no result
@@ -364,9 +384,10 @@ class AgentRuntime:
             self._report(cap, params, ctx, reporter, sent), name=f"{cap.action} {ctx.subtask_id}"
         )
         work.add_done_callback(_retrieve)
-        told = ctx.cancelled_future()
+        told = ctx.cancelled_future()  # done once the attempt is cancelled, or (below) once the work is done
+        work.add_done_callback(lambda _: _wake(told))
         try:
-            await asyncio.wait((work, told), return_when=asyncio.FIRST_COMPLETED)
+            await told
             if not work.done():
                 await asyncio.wait({work}, timeout=self.cancel_grace_s)
             if not work.done():
@@ -388,20 +409,40 @@ class AgentRuntime:
     @contextlib.asynccontextmanager
     async def _watching(self, ctx: TaskContext) -> AsyncIterator[None]:
         """Follow the decisions about ``ctx``'s execution while the block runs."""
-        async with self._watch_lock:
-            watch = await self._watch(ctx.execution_id)
+        execution_id = ctx.execution_id
+        watch = self._watches.get(execution_id)
+        if (
+            self._watch_lock.locked()
+            or watch is None
+            or self._watched_since.get(execution_id) != self.bus.reconnected_at
+        ):
+            async with self._watch_lock:
+                watch = await self._watch(execution_id)
+                watch.add(ctx)
+        else:  # the watch is there and nothing awaits under the lock: taken without the lock (no await here)
+            self._idle.pop(execution_id, None)
             watch.add(ctx)
         try:
             yield
         finally:
-            async with self._watch_lock:
-                watch.remove(ctx)
-                now = asyncio.get_running_loop().time()
-                if not watch.contexts:
-                    self._idle[ctx.execution_id] = now
-                if now >= self._next_sweep or watch.cancelled:
-                    self._next_sweep = now + SWEEP_EVERY_S
+            if self._watch_lock.locked():  # watches are being started or stopped: wait for that first
+                async with self._watch_lock:
+                    if self._leave(watch, ctx):
+                        await self._stop_idle_watches()
+            elif self._leave(watch, ctx):  # the bookkeeping does not await: no lock needed for it
+                async with self._watch_lock:
                     await self._stop_idle_watches()
+
+    def _leave(self, watch: ExecutionWatch, ctx: TaskContext) -> bool:
+        """Stop following ``ctx``; True when the watches left idle should be looked at now (or its execution ended)."""
+        watch.remove(ctx)
+        now = asyncio.get_running_loop().time()
+        if not watch.contexts:
+            self._idle[ctx.execution_id] = now
+        if now >= self._next_sweep or watch.cancelled:
+            self._next_sweep = now + SWEEP_EVERY_S
+            return True
+        return False
 
     async def _watch(self, execution_id: str) -> ExecutionWatch:
         """The execution's watch: kept between offers (a chain's next offer finds it), new after a reconnect."""
@@ -469,6 +510,11 @@ async def _stored(reporter: Reporter, event: Report, ack: asyncio.Future[Any]) -
     except Exception as exc:  # told to the caller, who decides whether the attempt still counts
         return exc
     return None
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _retrieve(task: asyncio.Task[object]) -> None:

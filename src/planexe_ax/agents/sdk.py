@@ -37,6 +37,8 @@ from planexe_ax.config import Settings
 from planexe_ax.errors import PlanExeAXError
 
 log = logging.getLogger(__name__)
+TASK_LOG = logging.getLogger("planexe_ax.agents.task")
+"""The logger of :attr:`TaskContext.logger`."""
 
 ProgressFn = Callable[[float, str], Awaitable[None]]
 BlockedFn = Callable[[str, float | None], Awaitable[None]]
@@ -125,23 +127,28 @@ class TaskContext:
     delivered: int = 1
     _progress: ProgressFn | None = field(default=None, repr=False)
     _blocked: BlockedFn | None = field(default=None, repr=False)
-    logger: logging.LoggerAdapter[logging.Logger] = field(init=False, repr=False)
     _paused: bool = field(default=False, init=False, repr=False)
-    _resumed: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
-    _cancelled: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
+    _cancelled: bool = field(default=False, init=False, repr=False)
     _stop_reason: str = field(default="", init=False, repr=False)
-    _cancel_waiters: list[asyncio.Future[None]] = field(default_factory=list, init=False, repr=False)
+    # Made when first waited on: most attempts are never paused, cancelled, or waited on (see _waiters).
+    _resumed: asyncio.Event | None = field(default=None, init=False, repr=False)
+    _cancel_event: asyncio.Event | None = field(default=None, init=False, repr=False)
+    _cancel_waiters: list[asyncio.Future[None]] | None = field(default=None, init=False, repr=False)
+    _logger: logging.LoggerAdapter[logging.Logger] | None = field(default=None, init=False, repr=False)
 
-    def __post_init__(self) -> None:
-        ids = {
-            "execution_id": self.execution_id,
-            "task_id": self.task_id,
-            "subtask_id": self.subtask_id,
-            "attempt": self.attempt,
-            "agent_id": self.agent_id,
-        }
-        self.logger = _ContextLogger(logging.getLogger("planexe_ax.agents.task"), ids)
-        self._resumed.set()
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger whose records carry the attempt's ids (execution, task, subtask, attempt, agent)."""
+        if self._logger is None:
+            ids = {
+                "execution_id": self.execution_id,
+                "task_id": self.task_id,
+                "subtask_id": self.subtask_id,
+                "attempt": self.attempt,
+                "agent_id": self.agent_id,
+            }
+            self._logger = _ContextLogger(TASK_LOG, ids)
+        return self._logger
 
     @property
     def output_dir(self) -> Path:
@@ -187,7 +194,7 @@ class TaskContext:
     @property
     def cancelled(self) -> bool:
         """True once the attempt is cancelled or taken away; its result would be ignored."""
-        return self._cancelled.is_set()
+        return self._cancelled
 
     @property
     def stop_reason(self) -> str:
@@ -201,15 +208,21 @@ class TaskContext:
             WorkCancelled: When the attempt is cancelled, also while waiting in a pause.
         """
         while True:
-            if self._cancelled.is_set():
+            if self._cancelled:
                 raise WorkCancelled(self._stop_reason or "the work was cancelled")
             if not self._paused:
                 return
+            if self._resumed is None:
+                self._resumed = asyncio.Event()
             await self._resumed.wait()
 
     async def wait_cancelled(self) -> None:
         """Return once the attempt is cancelled; to race against an outside wait with ``asyncio.wait``."""
-        await self._cancelled.wait()
+        if self._cancelled:
+            return
+        if self._cancel_event is None:
+            self._cancel_event = asyncio.Event()
+        await self._cancel_event.wait()
 
     def cancelled_future(self) -> asyncio.Future[None]:
         """A future done once the attempt is cancelled (like :meth:`wait_cancelled`, without a task).
@@ -217,30 +230,38 @@ class TaskContext:
         Cancel the future when it is no longer needed.
         """
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self._cancelled.is_set():
+        if self._cancelled:
             future.set_result(None)
+        elif self._cancel_waiters is None:
+            self._cancel_waiters = [future]
         else:
             self._cancel_waiters.append(future)
         return future
 
     def set_paused(self, paused: bool, reason: str = "") -> None:
         """Pause or resume; called by the runtime when the coordinator pauses or resumes the work."""
-        if self._cancelled.is_set():
+        if self._cancelled:
             return
         self._paused, self._stop_reason = paused, reason if paused else ""
-        if paused:
-            self._resumed.clear()
-        else:
-            self._resumed.set()
+        if self._resumed is not None:
+            if paused:
+                self._resumed.clear()
+            else:
+                self._resumed.set()
+        elif paused:
+            self._resumed = asyncio.Event()  # not set: a checkpoint waits on it until the resume
 
     def cancel(self, reason: str) -> None:
         """Cancel the attempt; called by the runtime when the coordinator ends it. Only the first call counts."""
-        if self._cancelled.is_set():
+        if self._cancelled:
             return
         self._stop_reason = reason
-        self._cancelled.set()
-        self._resumed.set()  # wake a checkpoint that waits in a pause, so that it raises
-        waiters, self._cancel_waiters = self._cancel_waiters, []
+        self._cancelled = True
+        if self._cancel_event is not None:
+            self._cancel_event.set()
+        if self._resumed is not None:
+            self._resumed.set()  # wake a checkpoint that waits in a pause, so that it raises
+        waiters, self._cancel_waiters = self._cancel_waiters or [], None
         for future in waiters:
             if not future.done():
                 future.set_result(None)

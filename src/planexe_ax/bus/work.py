@@ -12,21 +12,25 @@ bus agent with it, the gateway's :class:`~planexe_ax.ws_gateway.agent_bridge.Age
   :meth:`~LeasedOffer.give_back` naks it for another agent.
 * :func:`every` runs the periodic heartbeat; :func:`put_card` and friends the card in
   KV ``ax-agents``.
-* :func:`publish_soon` puts a report on the connection and hands back the future of its ack.
+* :class:`SoonPublisher` puts reports on the connection and hands back the futures of their acks.
+* :class:`HeldAcks` holds offer acks a moment, so that they leave in one socket write with the next messages.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
-from nats.js.errors import KeyNotFoundError
+from nats.js.errors import APIError, KeyNotFoundError, NoStreamResponseError
 from opentelemetry.trace import Span
 from pydantic import ValidationError
 
@@ -44,26 +48,117 @@ log = logging.getLogger(__name__)
 
 DLQ_SOURCE = "agents"
 """Offers that are not offers go to ``ax.dlq.agents``."""
+NO_RESPONDERS = "503"
+PLAIN_ACK = frozenset({"stream", "seq", "domain", "duplicate"})
+"""The fields of a usual publish ack (no batch, no counter): a PubAck is built from them directly."""
+ACK_HOLD_S = 0.005
+"""How long an offer's ack waits, at most, for other messages to leave with (see :class:`HeldAcks`)."""
 
 
-async def publish_soon(bus: Bus, event: EventBase) -> asyncio.Future[PubAck] | None:
-    """Put ``event`` on the connection now, as :meth:`Bus.publish_event` sends it, without waiting for the stream.
+class SoonPublisher:
+    """Puts events on the connection as :meth:`Bus.publish_event` sends them, without waiting for the stream.
 
-    Returns the future of its ack (JetStream's asynchronous publish: one subscription for every ack, no
-    request inbox and no timer per message); the caller bounds the wait and cancels the future when it gives
-    up. Messages put on the connection one after the other leave in that order and the stream stores them in
-    that order. None, with nothing sent, where :meth:`Bus.publish_event` would fence the event (a process
-    that decides partitions) or make a publish span for it: publish it that way instead.
+    :meth:`soon` hands back the future of the event's ack (JetStream's asynchronous publish). Every ack comes to
+    one inbox of the connection, each message's reply subject being that inbox and a counter (nats-py's own
+    asynchronous publish makes a random token, waits on a semaphore and sets a callback for each message), and
+    a future that no ack answers within ``ack_wait_s`` ends in ``TimeoutError``: one timer for them all, not
+    one per message. Messages put on the connection one after the other leave in that order, and the stream
+    stores them in that order.
+
+    Args:
+        bus: The connection.
+        ack_wait_s: How long an ack is waited for.
     """
-    subject = event_subject(bus.subjects, event)
-    data, headers, _ = bus._encode(event, event.event_id)
-    if bus.fences is not None:
-        return None
-    if not tracing.enabled():
-        tracing.carry(headers, event)
-    elif not tracing.noted_in_current(bus.subjects.template(subject), subject, event.event_id, headers, event):
-        return None
-    return await bus.js.publish_async(subject, data, headers=headers)
+
+    def __init__(self, bus: Bus, ack_wait_s: float) -> None:
+        self.bus = bus
+        self.ack_wait_s = ack_wait_s
+        self._prefix = ""
+        self._sub: Subscription | None = None
+        self._tokens = itertools.count()
+        self._waiting: dict[str, tuple[float, asyncio.Future[PubAck]]] = {}
+        """The acks waited for, by reply token, in the order sent: until when, and the future."""
+        self._timer: asyncio.TimerHandle | None = None
+
+    async def soon(self, event: EventBase) -> asyncio.Future[PubAck] | None:
+        """Put ``event`` on the connection now; the future of its ack, done within ``ack_wait_s``.
+
+        None, with nothing sent, where :meth:`Bus.publish_event` would fence the event (a process that decides
+        partitions) or make a publish span for it: publish it that way instead.
+        """
+        bus = self.bus
+        subject = event_subject(bus.subjects, event)
+        data, headers, _ = bus._encode(event, event.event_id)
+        if bus.fences is not None:
+            return None
+        if not tracing.enabled():
+            tracing.carry(headers, event)
+        elif not tracing.noted_in_current(bus.subjects.template(subject), subject, event.event_id, headers, event):
+            return None
+        if self._sub is None:
+            prefix = f"{bus.nc.new_inbox()}."
+            self._sub = await bus.nc.subscribe(f"{prefix}*", cb=self._on_ack)
+            self._prefix = prefix
+        loop = asyncio.get_running_loop()
+        token = str(next(self._tokens))
+        future: asyncio.Future[PubAck] = loop.create_future()
+        self._waiting[token] = (loop.time() + self.ack_wait_s, future)  # before its ack can come
+        try:
+            await bus.nc.publish(subject, data, reply=self._prefix + token, headers=headers)
+        except BaseException:
+            del self._waiting[token]
+            raise
+        if self._timer is None:
+            self._timer = loop.call_later(self.ack_wait_s, self._expire)
+        return future
+
+    def _expire(self) -> None:
+        """End the futures whose time is up in ``TimeoutError``; look again when the next one's is."""
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        while self._waiting:  # in the order sent: the first whose time is not up ends the look
+            token, (until, future) = next(iter(self._waiting.items()))
+            if until > now:
+                self._timer = loop.call_at(until, self._expire)
+                return
+            del self._waiting[token]
+            if not future.done():
+                future.set_exception(TimeoutError(f"no ack within {self.ack_wait_s} s"))
+
+    async def _on_ack(self, msg: Msg) -> None:
+        _, future = self._waiting.pop(msg.subject[len(self._prefix) :], (0.0, None))
+        if future is None or future.done():
+            return  # timed out, or cancelled by its waiter
+        if msg.headers and msg.headers.get("Status") == NO_RESPONDERS:
+            future.set_exception(NoStreamResponseError())
+            return
+        try:
+            answer = json.loads(msg.data)
+        except ValueError as exc:
+            future.set_exception(exc)
+            return
+        if "error" not in answer:
+            future.set_result(PubAck(**answer) if answer.keys() <= PLAIN_ACK else PubAck.from_response(answer))
+            return
+        try:
+            APIError.from_error(answer["error"])  # raises the error's class (bad request, not found, ...)
+        except Exception as refused:  # an APIError by its code; anything else is a malformed answer
+            future.set_exception(refused)
+
+    async def close(self) -> None:
+        """Stop listening for acks; the futures still waited for end in ``TimeoutError``."""
+        sub, self._sub = self._sub, None
+        waiting, self._waiting = self._waiting, {}
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for _, future in waiting.values():
+            if not future.done():
+                future.set_exception(TimeoutError("no ack before the publisher was closed"))
+        if sub is not None:
+            with contextlib.suppress(Exception):  # the connection may be gone already
+                await sub.unsubscribe()
 
 
 @dataclass(eq=False)
@@ -101,7 +196,7 @@ class LeasedOffer:
         """Keep the lease for another ack wait (``in_progress``)."""
         await self._msg.in_progress()
 
-    async def finish(self, *, confirmed: bool = True) -> None:
+    async def finish(self, *, confirmed: bool = True, held: HeldAcks | None = None) -> None:
         """Ack the offer: its outcome is published (its PubAck received), or nobody should do it any more.
 
         Args:
@@ -109,15 +204,75 @@ class LeasedOffer:
                 the caller goes on: an ack lost with the connection lets the offer be delivered again, which
                 at-least-once delivery allows (the outcome is on the stream already; the coordinator ignores
                 a second outcome of a settled attempt).
+            held: Without ``confirmed``: put the ack there, to leave with the next messages of the
+                connection (at most :data:`ACK_HOLD_S` later), instead of sending it now.
         """
         if confirmed:
             await self._msg.ack_sync()
+        elif held is not None:
+            held.add(self._msg)
         else:
             await self._msg.ack()
 
     async def give_back(self) -> None:
         """Nak the offer, so another agent (or this one) gets it at once."""
         await self._msg.nak()
+
+
+class HeldAcks:
+    """Offer acks held for a moment, so that they leave in one socket write with the connection's next messages.
+
+    Every write to the socket costs the agent a system call and wakes the server. An agent acks an offer once
+    its outcome is stored, which is when it asks for more offers and, soon after, reports on them: the acks
+    added here are sent by the next :meth:`release` (called before those publishes), or ``hold_s`` after the
+    first of them was added when no publish comes. An ack is never sent before its offer's outcome is stored
+    (it is added only then); one held when the process dies is lost as an ack lost with the connection is:
+    the offer is delivered again when its lease runs out, and its outcome, on the stream already, is not
+    counted twice.
+
+    Args:
+        hold_s: The longest an ack is held.
+    """
+
+    def __init__(self, hold_s: float = ACK_HOLD_S) -> None:
+        self.hold_s = hold_s
+        self._msgs: list[Msg] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._sending: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        return len(self._msgs)
+
+    def add(self, msg: Msg) -> None:
+        """Hold the ack of ``msg`` (a delivery whose outcome is stored) until the next :meth:`release`."""
+        self._msgs.append(msg)
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.hold_s, self._due)
+
+    def _due(self) -> None:
+        self._timer = None
+        if self._msgs:
+            task = asyncio.get_running_loop().create_task(self.release(), name="offer acks")
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def release(self) -> None:
+        """Send every ack held now (they are put on the connection; it writes them with what follows)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        msgs, self._msgs = self._msgs, []
+        for msg in msgs:
+            try:
+                await msg.ack()
+            except Exception as exc:  # at least once: the offer comes back when its lease runs out
+                log.warning("offer ack not sent", extra={"subject": msg.subject, "error": repr(exc)})
+
+    async def close(self) -> None:
+        """Send what is held and wait for the sends under way."""
+        await self.release()
+        if self._sending:
+            await asyncio.wait(set(self._sending))
 
 
 class OfferSource:

@@ -109,6 +109,36 @@ async def publish_fast(nc: NATS, subject: str, reply: str, headers: dict[str, st
         await nc._flush_pending()
 
 
+def answer_ack(future: asyncio.Future[PubAck], msg: Msg) -> None:
+    """Resolve ``future`` with the stream's answer in ``msg``: its ack, or the error it names.
+
+    The errors: no responders, a refusal, a malformed answer. A future already done (given up on, cancelled) is
+    left as it is.
+    """
+    if future.done():
+        return
+    if msg.headers and msg.headers.get("Status") == NO_RESPONDERS:
+        future.set_exception(NoStreamResponseError())
+        return
+    ack = parse_ack(msg.data)
+    if ack is not None:
+        future.set_result(ack)
+        return
+    try:
+        answer = json.loads(msg.data)
+    except ValueError as exc:
+        future.set_exception(exc)
+        return
+    if "error" not in answer:
+        # The usual answer's fields are PubAck's own: built directly (from_response looks up every field).
+        future.set_result(PubAck(**answer) if answer.keys() <= PLAIN_ACK else PubAck.from_response(answer))
+        return
+    try:
+        APIError.from_error(answer["error"])  # raises the error's class (bad request, not found, ...)
+    except Exception as refused:  # an APIError by its code; anything else is a malformed answer
+        future.set_exception(refused)
+
+
 def parse_ack(data: bytes) -> PubAck | None:
     """The publish ack in ``data`` when it has the usual form (stream, optional domain, seq, duplicate)."""
     match = _PLAIN_ACK.fullmatch(data)
@@ -154,28 +184,8 @@ class Pipeline:
 
     async def _on_ack(self, msg: Msg) -> None:
         future = self._waiting.pop(msg.subject[len(self._prefix) :], None)
-        if future is None or future.done():
-            return  # given up on (timed out) or cancelled
-        if msg.headers and msg.headers.get("Status") == NO_RESPONDERS:
-            future.set_exception(NoStreamResponseError())
-            return
-        ack = parse_ack(msg.data)
-        if ack is not None:
-            future.set_result(ack)
-            return
-        try:
-            answer = json.loads(msg.data)
-        except ValueError as exc:
-            future.set_exception(exc)
-            return
-        if "error" not in answer:
-            # The usual answer's fields are PubAck's own: built directly (from_response looks up every field).
-            future.set_result(PubAck(**answer) if answer.keys() <= PLAIN_ACK else PubAck.from_response(answer))
-            return
-        try:
-            APIError.from_error(answer["error"])  # raises the error's class (bad request, not found, ...)
-        except Exception as refused:  # an APIError by its code; anything else is a malformed answer
-            future.set_exception(refused)
+        if future is not None:
+            answer_ack(future, msg)
 
     async def send(self, items: Sequence[Outgoing]) -> list[Outcome]:
         """Publish ``items`` in order; the outcome of each, in the same order."""

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
-from nats.js.errors import APIError, KeyNotFoundError, NoStreamResponseError
+from nats.js.errors import KeyNotFoundError
 from opentelemetry.trace import Span
 from pydantic import ValidationError
 
@@ -40,6 +39,7 @@ from planexe_ax.bus.connection import Bus
 from planexe_ax.bus.consumer import StandingPull
 from planexe_ax.bus.errors import TIMEOUTS, brief_validation_error
 from planexe_ax.bus.messages import AgentCard, EventBase, TaskOffer
+from planexe_ax.bus.pipeline import answer_ack, publish_fast
 from planexe_ax.bus.subjects import Subjects
 from planexe_ax.bus.topology import capability_consumer, direct_consumer, ensure_consumer
 from planexe_ax.bus.tracing import attempt_span
@@ -48,9 +48,6 @@ log = logging.getLogger(__name__)
 
 DLQ_SOURCE = "agents"
 """Offers that are not offers go to ``ax.dlq.agents``."""
-NO_RESPONDERS = "503"
-PLAIN_ACK = frozenset({"stream", "seq", "domain", "duplicate"})
-"""The fields of a usual publish ack (no batch, no counter): a PubAck is built from them directly."""
 ACK_HOLD_S = 0.005
 """How long an offer's ack waits, at most, for other messages to leave with (see :class:`HeldAcks`)."""
 
@@ -104,7 +101,7 @@ class SoonPublisher:
         future: asyncio.Future[PubAck] = loop.create_future()
         self._waiting[token] = (loop.time() + self.ack_wait_s, future)  # before its ack can come
         try:
-            await bus.nc.publish(subject, data, reply=self._prefix + token, headers=headers)
+            await publish_fast(bus.nc, subject, self._prefix + token, headers, data)
         except BaseException:
             del self._waiting[token]
             raise
@@ -128,23 +125,8 @@ class SoonPublisher:
 
     async def _on_ack(self, msg: Msg) -> None:
         _, future = self._waiting.pop(msg.subject[len(self._prefix) :], (0.0, None))
-        if future is None or future.done():
-            return  # timed out, or cancelled by its waiter
-        if msg.headers and msg.headers.get("Status") == NO_RESPONDERS:
-            future.set_exception(NoStreamResponseError())
-            return
-        try:
-            answer = json.loads(msg.data)
-        except ValueError as exc:
-            future.set_exception(exc)
-            return
-        if "error" not in answer:
-            future.set_result(PubAck(**answer) if answer.keys() <= PLAIN_ACK else PubAck.from_response(answer))
-            return
-        try:
-            APIError.from_error(answer["error"])  # raises the error's class (bad request, not found, ...)
-        except Exception as refused:  # an APIError by its code; anything else is a malformed answer
-            future.set_exception(refused)
+        if future is not None:  # else timed out
+            answer_ack(future, msg)
 
     async def close(self) -> None:
         """Stop listening for acks; the futures still waited for end in ``TimeoutError``."""

@@ -40,8 +40,14 @@ from planexe_ax.readmodel.projection import Batch, apply_event, load_checkpoint,
 log = logging.getLogger(__name__)
 
 DLQ_SOURCE = "projector"
-BATCH = 1000
-"""Events per transaction at most."""
+BATCH = 4000
+"""Events per transaction at most.
+
+Live, batches stay far smaller (a batch is handed on as soon as the write before it ends); the bound matters
+when the projector catches up or replays. There, a larger batch writes a row that several of its events change
+once instead of once per batch, and commits less often: replaying ``bench/projector.py``'s stream on
+PostgreSQL, 4,000 against 1,000 took about a quarter less time and a tenth less CPU per event.
+"""
 STANDING = 2
 """Batches' worth of pull credits kept outstanding: the next events arrive while a batch is written."""
 ACK_PENDING = 4

@@ -507,6 +507,37 @@ async def test_a_batch_lost_with_its_connection_comes_again(bus: Bus, database_u
     assert stored == list(range(last - len(events) + 1, last + 1))
 
 
+class NotesBatches(Projector):
+    """A projector that notes the stream sequences of every batch it writes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.written: list[list[int]] = []
+
+    async def _handle_batch(self, items: Any) -> None:
+        self.written.append([item.seq for item in items])
+        await super()._handle_batch(items)
+
+
+async def test_batches_near_the_end_of_the_stream_are_small(bus: Bus, sqlite_url: str) -> None:
+    """Up to ``batch`` events a transaction while as many more are stored after them, ``live_batch`` near the end."""
+    events = scenario("e1") + scenario("e2") + scenario("e3")
+    last = await publish_all(bus, events)
+    async with NotesBatches(bus, sqlite_url, batch=12, live_batch=2) as projector:
+        await drain(projector)
+        assert projector.last_seq == last
+    written = [seq for batch in projector.written for seq in batch]
+    assert written == sorted(written)
+    assert set(written) == set(range(last - len(events) + 1, last + 1))
+    assert all(len(batch) <= 12 for batch in projector.written)
+    # An event with fewer than 12 stored after it is written in a batch of 2 at most; the others in batches of 12.
+    tail = [batch for batch in projector.written if batch[-1] > last - 12]
+    assert tail
+    assert all(len(batch) <= 2 for batch in tail)
+    # How many a batch takes (how many come before one is handed on depends on the delivery's pace).
+    assert [projector.batch_size(first, 57) for first in (1, 34, 35, 46, 57)] == [12, 12, 2, 2, 2]
+
+
 async def test_the_consumer_lets_the_projector_hold_its_credits_and_a_batch_unacked(bus: Bus, sqlite_url: str) -> None:
     await publish_all(bus, scenario()[:2])
     async with Projector(bus, sqlite_url, batch=50) as projector:

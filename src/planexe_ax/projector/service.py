@@ -40,8 +40,16 @@ from planexe_ax.readmodel.projection import Batch, apply_event, load_checkpoint,
 log = logging.getLogger(__name__)
 
 DLQ_SOURCE = "projector"
-BATCH = 1000
-"""Events per transaction at most."""
+BATCH = 4000
+"""Events per transaction at most while the stream holds at least as many more (catching up, replaying).
+
+A larger batch writes a row that several of its events change once instead of once per batch, and commits less
+often: replaying ``bench/projector.py``'s stream into PostgreSQL, 4,000 against 1,000 took about a quarter less
+time.
+"""
+LIVE_BATCH = 1000
+"""Events per transaction at most once fewer than a batch are left in the stream: the events near the end (live,
+the newest) wait for smaller writes, so the read model is less far behind them."""
 STANDING = 2
 """Batches' worth of pull credits kept outstanding: the next events arrive while a batch is written."""
 ACK_PENDING = 4
@@ -88,7 +96,8 @@ class Projector(HoldsLease):
         database_url: Async SQLAlchemy URL of the read model.
         durable: Durable consumer on AX_EVENTS; a name other than the default is created on :meth:`start`
             (a fresh one replays the whole stream, e.g. into an empty database).
-        batch: Largest number of events per transaction.
+        batch: Largest number of events per transaction, while the stream holds at least as many more.
+        live_batch: Largest number of events per transaction otherwise (at most ``batch``).
         lease: Write only while holding the lease (False: write as if alone, e.g. a one-off replay).
         holder: The name stored in the lease; default host, process id and a random suffix.
     """
@@ -100,6 +109,7 @@ class Projector(HoldsLease):
         durable: str = Subjects.PROJECTOR_EVENTS,
         *,
         batch: int = BATCH,
+        live_batch: int = LIVE_BATCH,
         lease: bool = True,
         holder: str | None = None,
     ) -> None:
@@ -117,6 +127,7 @@ class Projector(HoldsLease):
         self.plans = PlanWatcher(bus, self.sessions)
         self._caught_up = asyncio.Condition()
         self.batch = batch
+        self.live_batch = min(batch, live_batch)
         self._ack_pending = ACK_PENDING * batch
         self._errors = ErrorsOnce(durable=durable).about("consume loop error")
         self._started = False
@@ -211,18 +222,21 @@ class Projector(HoldsLease):
             await pull.start()
             writing: asyncio.Task[None] | None = None
             items: list[_Item] = []  # decoded, not yet handed on
+            end = 0  # the stream's last sequence, as the last message received said
             try:
                 while not stop.is_set():
                     gathering = bool(items) and writing is not None and not writing.done()
                     msgs = await pull.take(lambda: STANDING * self.batch, GATHER_S if gathering else IDLE_S)
                     if not msgs and not items and until_seq is not None and self.last_seq >= until_seq:
                         break
+                    if msgs:
+                        end = max(end, stream_seq(msgs[-1]) + msgs[-1].metadata.num_pending)
                     for first in range(0, len(msgs), DECODE_SLICE):
                         items.extend(self._decode(msg) for msg in msgs[first : first + DECODE_SLICE])
                         await asyncio.sleep(0)  # a turn for the write in progress
-                        while len(items) >= self.batch:
-                            writing = await self._write_after(writing, items[: self.batch])
-                            items = items[self.batch :]
+                        while items and len(items) >= (size := self.batch_size(items[0].seq, end)):
+                            writing = await self._write_after(writing, items[:size])
+                            items = items[size:]
                     if items and (writing is None or writing.done()):
                         writing = await self._write_after(writing, items)
                         items = []
@@ -240,6 +254,14 @@ class Projector(HoldsLease):
                     await pull.close()
 
         await supervise(stop, consume, self.durable, on_error=self._errors, backoff=backoff)
+
+    def batch_size(self, first: int, end: int) -> int:
+        """How many events the batch from stream sequence ``first`` on takes at most, the stream ending at ``end``.
+
+        ``batch`` when a batch that full leaves at least as many events after it (catching up, replaying), else
+        ``live_batch``: an event with fewer than ``batch`` stored after it is written in a small batch.
+        """
+        return self.batch if end - (first + self.batch - 1) >= self.batch else self.live_batch
 
     async def _write_after(self, writing: asyncio.Task[None] | None, items: list[_Item]) -> asyncio.Task[None]:
         """Wait for the write in progress (its error ends the round: these events come again), then start ``items``'."""

@@ -13,12 +13,13 @@ stored (or seen earlier in the batch) is skipped entirely, so applying a stream 
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Result, Table, and_, any_, bindparam, delete, insert, or_, select
+from sqlalchemy import Result, Select, Table, and_, any_, bindparam, delete, insert, or_, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -70,6 +71,8 @@ EXECUTIONS, TASKS, SUBTASKS, INBOX = (
 PLANS, PLAN_TASKS, PLAN_SUBTASKS = _table(PlanRow), _table(PlanTask), _table(PlanSubtask)
 EVENTS, CHECKPOINTS = _table(ExecutionEvent), _table(ProjectorCheckpoint)
 _UTC = UTCDateTime()
+_CHECKPOINT = select(CHECKPOINTS.c.stream_seq).where(CHECKPOINTS.c.consumer == bindparam("consumer"))
+_CHECKPOINT_LOCKED = _CHECKPOINT.with_for_update()
 UPSERTED = (
     ("executions", EXECUTIONS),
     ("execution_tasks", TASKS),
@@ -200,8 +203,8 @@ async def load_checkpoint(session: AsyncSession, consumer: str, *, lock: bool = 
         lock: Lock the row until the transaction ends (PostgreSQL; SQLite's writer lock already serialises):
             a second writer of the same checkpoint waits, then sees how far the first one got.
     """
-    query = select(ProjectorCheckpoint.stream_seq).where(ProjectorCheckpoint.consumer == consumer)
-    found = await session.scalar(query.with_for_update() if lock else query)
+    connection = await session.connection()  # Core, not the ORM: this runs once a batch, however small
+    found = await connection.scalar(_CHECKPOINT_LOCKED if lock else _CHECKPOINT, {"consumer": consumer})
     return int(found or 0)
 
 
@@ -262,10 +265,25 @@ async def _column(session: AsyncSession, column: Any, keys: set[str]) -> set[str
     ``IN`` list is prepared again for each length.
     """
     found: set[str] = set()
-    if keys and session.get_bind().dialect.name == "postgresql":
-        keys_param = bindparam("keys", sorted(keys), type_=postgresql.ARRAY(column.type))
-        found.update(await session.scalars(select(column).where(column == any_(keys_param)).distinct()))
+    if not keys:
+        return found
+    connection = await session.connection()
+    if connection.dialect.name == "postgresql":
+        found.update(await connection.scalars(_stored_any(column), {"keys": sorted(keys)}))
         return found
     for chunk in _chunks(keys):
-        found.update(await session.scalars(select(column).where(column.in_(chunk)).distinct()))
+        found.update(await connection.scalars(_stored_in(column), {"keys": chunk}))
     return found
+
+
+@functools.cache
+def _stored_any(column: Any) -> Select[Any]:
+    """``SELECT DISTINCT column FROM t WHERE column = ANY(:keys)``, built once per column."""
+    keys = bindparam("keys", type_=postgresql.ARRAY(column.type))
+    return select(column).where(column == any_(keys)).distinct()
+
+
+@functools.cache
+def _stored_in(column: Any) -> Select[Any]:
+    """``SELECT DISTINCT column FROM t WHERE column IN (:keys)`` (expanded at execution), built once per column."""
+    return select(column).where(column.in_(bindparam("keys", expanding=True))).distinct()

@@ -538,6 +538,24 @@ async def test_batches_near_the_end_of_the_stream_are_small(bus: Bus, sqlite_url
     assert [projector.batch_size(first, 57) for first in (1, 34, 35, 46, 57)] == [12, 12, 2, 2, 2]
 
 
+async def test_events_that_come_one_at_a_time_wait_a_little_for_each_other(bus: Bus, sqlite_url: str) -> None:
+    """A slow stream is not written once per event: a batch not full waits ``linger_s`` after its first event."""
+    async with NotesBatches(bus, sqlite_url, linger_s=3.0) as projector:
+        stop = asyncio.Event()
+        running = asyncio.create_task(projector.run(stop))
+        try:
+            last = await publish_all(bus, scenario())  # one publish after the other's ack: they come one at a time
+
+            async def projected() -> bool:
+                return projector.last_seq >= last
+
+            await eventually(projected, timeout=WAIT_S)
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, WAIT_S)
+    assert [len(batch) for batch in projector.written] == [len(scenario())], "one write for all of them"
+
+
 async def test_the_consumer_lets_the_projector_hold_its_credits_and_a_batch_unacked(bus: Bus, sqlite_url: str) -> None:
     await publish_all(bus, scenario()[:2])
     async with Projector(bus, sqlite_url, batch=50) as projector:

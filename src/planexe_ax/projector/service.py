@@ -60,6 +60,14 @@ DECODE_SLICE = 100
 """Events decoded between two turns of the event loop, in which the batch before them goes on being written."""
 GATHER_S = 0.01
 """How long the loop waits for more events, with a batch not yet full, before it looks whether the write has ended."""
+LINGER_S = 0.02
+"""How long the first event of a batch not yet full waits for others when no write is in progress.
+
+A slow stream (a chain of tasks, one event at a time) is then written a few dozen times a second instead of once
+per event: each write costs the same whatever it holds, and on a machine whose cores the coordinator and the agents
+share with the projector, a write at each event takes a core from the services deciding and doing the next step
+(a chain's hop: 4.4 against 7.3 ms with the projector paused). The read model is at most this much later.
+"""
 
 
 @dataclass(slots=True)
@@ -98,6 +106,7 @@ class Projector(HoldsLease):
             (a fresh one replays the whole stream, e.g. into an empty database).
         batch: Largest number of events per transaction, while the stream holds at least as many more.
         live_batch: Largest number of events per transaction otherwise (at most ``batch``).
+        linger_s: How long the first event of a batch not yet full waits for others (:data:`LINGER_S`).
         lease: Write only while holding the lease (False: write as if alone, e.g. a one-off replay).
         holder: The name stored in the lease; default host, process id and a random suffix.
     """
@@ -110,6 +119,7 @@ class Projector(HoldsLease):
         *,
         batch: int = BATCH,
         live_batch: int = LIVE_BATCH,
+        linger_s: float = LINGER_S,
         lease: bool = True,
         holder: str | None = None,
     ) -> None:
@@ -128,6 +138,7 @@ class Projector(HoldsLease):
         self._caught_up = asyncio.Condition()
         self.batch = batch
         self.live_batch = min(batch, live_batch)
+        self.linger_s = linger_s
         self._ack_pending = ACK_PENDING * batch
         self._errors = ErrorsOnce(durable=durable).about("consume loop error")
         self._started = False
@@ -211,7 +222,8 @@ class Projector(HoldsLease):
 
         Pull credits stay outstanding (:class:`StandingPull`), so events arrive while a batch is written; and
         they are decoded while the batch before them is written (in a task of its own): a batch is handed on
-        when it is full, or when that write has ended (events that come before then join it). Batches are
+        when it is full, or when that write has ended and its first event has waited ``linger_s`` (events that
+        come before then join it). Batches are
         thus still written one at a time and in stream order, and a write's error ends the round as a
         handler's would (the loop starts again from the checkpoint).
         """
@@ -223,21 +235,30 @@ class Projector(HoldsLease):
             writing: asyncio.Task[None] | None = None
             items: list[_Item] = []  # decoded, not yet handed on
             end = 0  # the stream's last sequence, as the last message received said
+            loop = asyncio.get_running_loop()
+            due = 0.0  # when the items not handed on are written, the write before them done (loop time)
             try:
                 while not stop.is_set():
-                    gathering = bool(items) and writing is not None and not writing.done()
-                    msgs = await pull.take(lambda: STANDING * self.batch, GATHER_S if gathering else IDLE_S)
+                    if not items:
+                        wait = IDLE_S
+                    elif writing is not None and not writing.done():
+                        wait = GATHER_S
+                    else:
+                        wait = max(0.0, due - loop.time())
+                    msgs = await pull.take(lambda: STANDING * self.batch, wait)
                     if not msgs and not items and until_seq is not None and self.last_seq >= until_seq:
                         break
                     if msgs:
                         end = max(end, stream_seq(msgs[-1]) + msgs[-1].metadata.num_pending)
+                        if not items:
+                            due = loop.time() + self.linger_s
                     for first in range(0, len(msgs), DECODE_SLICE):
                         items.extend(self._decode(msg) for msg in msgs[first : first + DECODE_SLICE])
                         await asyncio.sleep(0)  # a turn for the write in progress
                         while items and len(items) >= (size := self.batch_size(items[0].seq, end)):
                             writing = await self._write_after(writing, items[:size])
                             items = items[size:]
-                    if items and (writing is None or writing.done()):
+                    if items and (writing is None or writing.done()) and loop.time() >= due:
                         writing = await self._write_after(writing, items)
                         items = []
                     if msgs:

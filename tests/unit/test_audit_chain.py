@@ -187,3 +187,26 @@ def test_a_decision_stored_before_the_linked_part_is_not_linked_twice() -> None:
     keeper.stored(1, decision(1))  # a duplicate whose copy the rebuild read
     keeper.settle(EXECUTION, None)
     assert (keeper.chains[EXECUTION].head, keeper.chains[EXECUTION].count) == (head, 2)
+
+
+def test_the_stream_is_asked_once_while_the_report_it_named_is_on_its_way() -> None:
+    """A checkpoint is owed (``every`` events) but a report comes before the decisions: they wait for its read, and
+    once the checkpoint is made nothing is owed until ``every`` more events."""
+    keeper = ChainKeeper(KEY, every=3)
+    keeper.stored(1, ExecutionCreated(execution_id=EXECUTION, plan=make_plan(["t1"]), event_id="e1:created"))
+    keeper.stored(2, decision(1))
+    assert keeper.unsettled() == []
+    keeper.stored(4, decision(2))  # three not linked: a checkpoint is owed once they are
+    assert keeper.unsettled() == [(EXECUTION, 0)]
+    keeper.settle(EXECUTION, 3)  # report 3 is stored and not read yet
+    assert keeper.unsettled() == [], "asking again would find the same report"
+    keeper.read(3, progress(1))  # links 1, 2 and the report: four events, a checkpoint is due
+    assert keeper.unsettled() == [(EXECUTION, 3)], "decision 4 still owes its place"
+    keeper.settle(EXECUTION, None)
+    (checkpoint,) = keeper.stamp([], {})
+    assert isinstance(checkpoint, Emit)
+    assert isinstance(checkpoint.event, AuditCheckpoint)
+    assert checkpoint.event.count == 4
+    keeper.stored(6, checkpoint.event)
+    keeper.stored(7, decision(3))
+    assert keeper.unsettled() == [], "two since the checkpoint: nothing owed"

@@ -84,6 +84,8 @@ class ChainKeeper:
             return
         self._link_pending(chain, seq)
         self._link(chain, seq, event)
+        if self._owes(chain):
+            self._unsettled.add(event.execution_id)
 
     def stored(self, seq: int, event: EventBase) -> None:
         """One of this coordinator's decisions was stored at ``seq``: link it once no report can come before it."""
@@ -91,11 +93,16 @@ class ChainKeeper:
         if chain is None or seq <= chain.seq:
             return  # stored before the linked part: linked already (a former leader's copy the rebuild read)
         bisect.insort(chain.pending, (seq, event), key=itemgetter(0))
-        if isinstance(event, AuditCheckpoint):
-            return
-        ends = isinstance(event, ExecutionState) and event.status in TERMINAL_EXECUTION
-        if ends or chain.ended or chain.since + len(chain.pending) >= self.every:
+        if not isinstance(event, AuditCheckpoint) and self._owes(chain):
             self._unsettled.add(event.execution_id)
+
+    def _owes(self, chain: _Chain) -> bool:
+        """Whether linking the chain's pending decisions would make a checkpoint due (its end, ``every`` events)."""
+        if not chain.pending:
+            return False
+        if chain.ended or chain.since + len(chain.pending) >= self.every:
+            return True
+        return any(isinstance(e, ExecutionState) and e.status in TERMINAL_EXECUTION for _, e in chain.pending)
 
     def unsettled(self) -> list[tuple[str, int]]:
         """Executions whose decisions not linked yet owe a checkpoint, each with the last sequence linked.
@@ -105,7 +112,7 @@ class ChainKeeper:
         out = []
         for execution_id in sorted(self._unsettled):
             chain = self.chains.get(execution_id)
-            if chain is None or not chain.pending:
+            if chain is None or not self._owes(chain):
                 self._unsettled.discard(execution_id)
             else:
                 out.append((execution_id, chain.seq))
@@ -115,15 +122,13 @@ class ChainKeeper:
         """Link the decisions stored before ``next_report``.
 
         ``next_report`` is the execution's first report stored after the linked part (None: there is none, and
-        every decision stored is linked).
+        every decision stored is linked). Decisions after it wait for it to be read (:meth:`read` asks again
+        then, where they still owe a checkpoint): asking the stream before would find the same report.
         """
+        self._unsettled.discard(execution_id)
         chain = self.chains.get(execution_id)
-        if chain is None:
-            self._unsettled.discard(execution_id)
-            return
-        self._link_pending(chain, next_report)
-        if not chain.pending:
-            self._unsettled.discard(execution_id)
+        if chain is not None:
+            self._link_pending(chain, next_report)
 
     def _link_pending(self, chain: _Chain, before: int | None) -> None:
         pending = chain.pending

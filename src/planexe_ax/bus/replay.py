@@ -2,7 +2,9 @@
 
 * :func:`replay_present` every event stored now, once, in order: the coordinator's rebuild.
 * :func:`resume_after`: a durable consumer whose owner keeps its own position; :func:`rewind_if_lost` what such
-  an owner checks before it moves its position past a batch.
+  an owner checks before it moves its position past a batch (the coordinator, whose consumer takes reports only,
+  looks for a jump in the delivery sequence instead and puts its consumer back with :func:`reposition`).
+* :func:`next_report_seq` where an execution's next agent report is stored; :func:`stored_at` one stored message.
 * :class:`ExecutionEvents` one execution's events from a sequence on (or from now on), in order.
 * :func:`last_event` the latest event of one kind of one execution; :func:`events_last_seq` the last event's.
 * :func:`listen` live (core NATS) delivery of a few subjects, for what only matters while it happens.
@@ -103,14 +105,12 @@ async def rewind_if_lost(
     durable: str,
     after_seq: int,
     seqs: Iterable[int],
-    config: ConsumerConfig | None = None,
     *,
     max_ack_pending: int | None = None,
 ) -> None:
     """Put ``durable`` back after ``after_seq`` when a batch of ``seqs`` lacks an event before its last.
 
-    See :func:`first_missing`. ``config`` is the consumer's (default: an events consumer named ``durable``, as
-    :func:`resume_after` makes it with ``max_ack_pending``).
+    See :func:`first_missing`. The consumer is made again as :func:`resume_after` makes it, with ``max_ack_pending``.
 
     Raises:
         Rewound: It did: the batch is to be set aside unacked, and the pulls on the consumer begun again (the
@@ -123,10 +123,7 @@ async def rewind_if_lost(
         "an event delivered before this batch never arrived; reading again from the last one handled",
         extra={"durable": durable, "stream_seq": missing, "after_seq": after_seq},
     )
-    if config is None:
-        await resume_after(bus, durable, after_seq, max_ack_pending=max_ack_pending)
-    else:
-        await position_consumer(bus.js, bus.subjects.events_stream, config, after_seq)
+    await resume_after(bus, durable, after_seq, max_ack_pending=max_ack_pending)
     raise Rewound(f"{durable}: event {missing} never arrived; the consumer delivers again after {after_seq}")
 
 

@@ -21,6 +21,7 @@ them is stored before the one that failed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import re
@@ -153,6 +154,66 @@ def parse_ack(data: bytes) -> PubAck | None:
     )
 
 
+class AckInbox:
+    """One inbox of a connection for the acks of asynchronous publishes (JetStream's, without nats-py's extras).
+
+    Each message is put on the connection with a reply subject of this inbox (its prefix and a counter) and gets
+    the future of its ack; one subscription answers them all (:func:`answer_ack`). nats-py's own asynchronous
+    publish makes a random token, waits on a semaphore and sets a callback for each message. A future the
+    caller gives up on (cancels, or ends in a timeout of its own) is let go by :meth:`prune`.
+
+    Args:
+        nc: The connection.
+    """
+
+    def __init__(self, nc: NATS) -> None:
+        self.nc = nc
+        self._prefix = ""
+        self._sub: Subscription | None = None
+        self._tokens = itertools.count()
+        self._waiting: dict[str, asyncio.Future[PubAck]] = {}
+
+    async def publish(self, subject: str, headers: dict[str, str], data: bytes) -> asyncio.Future[PubAck]:
+        """Put the message on the connection now (:func:`publish_fast`); the future of its ack.
+
+        Raises:
+            Exception: what the connection raised (closed, draining, a bad subject): nothing was sent.
+        """
+        if self._sub is None:
+            prefix = f"{self.nc.new_inbox()}."
+            self._sub = await self.nc.subscribe(f"{prefix}*", cb=self._on_ack)
+            self._prefix = prefix
+        token = str(next(self._tokens))
+        future: asyncio.Future[PubAck] = asyncio.get_running_loop().create_future()
+        self._waiting[token] = future  # before its ack can come
+        try:
+            await publish_fast(self.nc, subject, self._prefix + token, headers, data)
+        except BaseException:
+            del self._waiting[token]
+            raise
+        return future
+
+    async def _on_ack(self, msg: Msg) -> None:
+        future = self._waiting.pop(msg.subject[len(self._prefix) :], None)
+        if future is not None:
+            answer_ack(future, msg)
+
+    def prune(self) -> None:
+        """Let go of the futures already done (given up on): their acks, if they come, find nobody."""
+        self._waiting = {token: future for token, future in self._waiting.items() if not future.done()}
+
+    async def close(self) -> None:
+        """Stop listening; the futures still waited for end in ``TimeoutError``."""
+        sub, self._sub = self._sub, None
+        waiting, self._waiting = self._waiting, {}
+        for future in waiting.values():
+            if not future.done():
+                future.set_exception(TimeoutError("no ack before the inbox was closed"))
+        if sub is not None:
+            with contextlib.suppress(Exception):  # the connection may be gone already
+                await sub.unsubscribe()
+
+
 class Pipeline:
     """Asynchronous publishes on one connection, with a bounded window of outstanding acks.
 
@@ -170,26 +231,10 @@ class Pipeline:
         self.window = window
         self.timeout_s = timeout_s
         self.serial_fence = serial_fence
-        self._prefix = ""
-        self._sub: Subscription | None = None
-        self._tokens = itertools.count()
-        self._waiting: dict[str, asyncio.Future[PubAck]] = {}
-
-    async def _inbox(self) -> str:
-        if self._sub is None:
-            prefix = f"{self.nc.new_inbox()}."
-            self._sub = await self.nc.subscribe(f"{prefix}*", cb=self._on_ack)
-            self._prefix = prefix
-        return self._prefix
-
-    async def _on_ack(self, msg: Msg) -> None:
-        future = self._waiting.pop(msg.subject[len(self._prefix) :], None)
-        if future is not None:
-            answer_ack(future, msg)
+        self._acks = AckInbox(nc)
 
     async def send(self, items: Sequence[Outgoing]) -> list[Outcome]:
         """Publish ``items`` in order; the outcome of each, in the same order."""
-        prefix = await self._inbox()
         loop = asyncio.get_running_loop()
         outcomes: list[Outcome | None] = [None] * len(items)
         flight: deque[tuple[int, float, asyncio.Future[PubAck]]] = deque()
@@ -208,13 +253,9 @@ class Pipeline:
                 if item.fenced and fence in broken:
                     outcomes[index] = broken[fence]  # not sent: stored after the one that failed, it would overtake it
                     continue
-                token = str(next(self._tokens))
-                future: asyncio.Future[PubAck] = loop.create_future()
-                self._waiting[token] = future
                 try:
-                    await publish_fast(self.nc, item.subject, prefix + token, item.headers, item.data)
+                    future = await self._acks.publish(item.subject, item.headers, item.data)
                 except Exception as exc:  # closed, draining, a bad subject: this message's outcome
-                    self._waiting.pop(token, None)
                     outcomes[index] = exc
                     continue
                 sent = (index, loop.time() + self.timeout_s, future)
@@ -228,7 +269,7 @@ class Pipeline:
         finally:
             for _, _, future in flight:  # cancelled meanwhile: nobody waits for these acks any more
                 future.cancel()
-            self._waiting = {token: f for token, f in self._waiting.items() if not f.done()}
+            self._acks.prune()
         return [outcome if outcome is not None else NatsTimeoutError() for outcome in outcomes]
 
     async def _wait(self, sent: tuple[int, float, asyncio.Future[PubAck]]) -> None:

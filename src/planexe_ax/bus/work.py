@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from nats.js.errors import KeyNotFoundError
@@ -39,7 +38,7 @@ from planexe_ax.bus.connection import Bus
 from planexe_ax.bus.consumer import StandingPull
 from planexe_ax.bus.errors import TIMEOUTS, brief_validation_error
 from planexe_ax.bus.messages import AgentCard, EventBase, TaskOffer
-from planexe_ax.bus.pipeline import answer_ack, publish_fast
+from planexe_ax.bus.pipeline import AckInbox
 from planexe_ax.bus.subjects import Subjects
 from planexe_ax.bus.topology import capability_consumer, direct_consumer, ensure_consumer
 from planexe_ax.bus.tracing import attempt_span
@@ -70,11 +69,9 @@ class SoonPublisher:
     def __init__(self, bus: Bus, ack_wait_s: float) -> None:
         self.bus = bus
         self.ack_wait_s = ack_wait_s
-        self._prefix = ""
-        self._sub: Subscription | None = None
-        self._tokens = itertools.count()
-        self._waiting: dict[str, tuple[float, asyncio.Future[PubAck]]] = {}
-        """The acks waited for, by reply token, in the order sent: until when, and the future."""
+        self._acks = AckInbox(bus.nc)
+        self._waiting: deque[tuple[float, asyncio.Future[PubAck]]] = deque()
+        """The acks waited for, in the order sent: until when, and the future."""
         self._timer: asyncio.TimerHandle | None = None
 
     async def soon(self, event: EventBase) -> asyncio.Future[PubAck] | None:
@@ -92,19 +89,9 @@ class SoonPublisher:
             tracing.carry(headers, event)
         elif not tracing.noted_in_current(bus.subjects.template(subject), subject, event.event_id, headers, event):
             return None
-        if self._sub is None:
-            prefix = f"{bus.nc.new_inbox()}."
-            self._sub = await bus.nc.subscribe(f"{prefix}*", cb=self._on_ack)
-            self._prefix = prefix
+        future = await self._acks.publish(subject, headers, data)
         loop = asyncio.get_running_loop()
-        token = str(next(self._tokens))
-        future: asyncio.Future[PubAck] = loop.create_future()
-        self._waiting[token] = (loop.time() + self.ack_wait_s, future)  # before its ack can come
-        try:
-            await publish_fast(bus.nc, subject, self._prefix + token, headers, data)
-        except BaseException:
-            del self._waiting[token]
-            raise
+        self._waiting.append((loop.time() + self.ack_wait_s, future))
         if self._timer is None:
             self._timer = loop.call_later(self.ack_wait_s, self._expire)
         return future
@@ -115,32 +102,22 @@ class SoonPublisher:
         loop = asyncio.get_running_loop()
         now = loop.time()
         while self._waiting:  # in the order sent: the first whose time is not up ends the look
-            token, (until, future) = next(iter(self._waiting.items()))
-            if until > now:
+            until, future = self._waiting[0]
+            if until > now and not future.done():
                 self._timer = loop.call_at(until, self._expire)
-                return
-            del self._waiting[token]
+                break
+            self._waiting.popleft()
             if not future.done():
                 future.set_exception(TimeoutError(f"no ack within {self.ack_wait_s} s"))
-
-    async def _on_ack(self, msg: Msg) -> None:
-        _, future = self._waiting.pop(msg.subject[len(self._prefix) :], (0.0, None))
-        if future is not None:  # else timed out
-            answer_ack(future, msg)
+        self._acks.prune()
 
     async def close(self) -> None:
         """Stop listening for acks; the futures still waited for end in ``TimeoutError``."""
-        sub, self._sub = self._sub, None
-        waiting, self._waiting = self._waiting, {}
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        for _, future in waiting.values():
-            if not future.done():
-                future.set_exception(TimeoutError("no ack before the publisher was closed"))
-        if sub is not None:
-            with contextlib.suppress(Exception):  # the connection may be gone already
-                await sub.unsubscribe()
+        self._waiting.clear()
+        await self._acks.close()
 
 
 @dataclass(eq=False)

@@ -2,8 +2,9 @@
 
 * :func:`replay_present` every event stored now, once, in order: the coordinator's rebuild.
 * :func:`resume_after`: a durable consumer whose owner keeps its own position; :func:`rewind_if_lost` what such
-  an owner checks before it moves its position past a batch (the coordinator, whose consumer takes reports only,
-  looks for a jump in the delivery sequence instead and puts its consumer back with :func:`reposition`).
+  an owner checks before it moves its position past a batch; :func:`rewind_if_skipped` the same check by the
+  consumer's delivery sequence (:class:`DeliveryGaps`), with no read of the stream: the coordinator's, whose
+  consumer takes reports only.
 * :func:`next_report_seq` where an execution's next agent report is stored; :func:`stored_at` one stored message.
 * :class:`ExecutionEvents` one execution's events from a sequence on (or from now on), in order.
 * :func:`last_event` the latest event of one kind of one execution; :func:`events_last_seq` the last event's.
@@ -27,7 +28,7 @@ from nats.js.api import ConsumerConfig
 from nats.js.errors import NotFoundError
 
 from planexe_ax.bus.connection import Bus
-from planexe_ax.bus.pull import stream_seq
+from planexe_ax.bus.pull import delivery_seq, stream_seq
 from planexe_ax.bus.topology import events_consumer, ordered_consumer, position_consumer, rebuild_consumer
 from planexe_ax.bus.tracing import process_span
 
@@ -74,7 +75,7 @@ async def resume_after(bus: Bus, durable: str, after_seq: int, *, max_ack_pendin
     config = events_consumer(bus.subjects, durable, bus.settings)
     if max_ack_pending is not None:
         config = dataclasses.replace(config, max_ack_pending=max_ack_pending)
-    await position_consumer(bus.js, bus.subjects.events_stream, config, after_seq)
+    await reposition(bus, config, after_seq)
 
 
 async def first_missing(bus: Bus, after_seq: int, seqs: Iterable[int]) -> int | None:
@@ -132,15 +133,60 @@ async def reposition(bus: Bus, config: ConsumerConfig, after_seq: int) -> None:
     await position_consumer(bus.js, bus.subjects.events_stream, config, after_seq)
 
 
+class DeliveryGaps:
+    """Where a consumer's deliveries jump: every delivery, a redelivery too, takes the consumer's next sequence.
+
+    A jump is a delivery that never arrived (its node went down with it in flight, a pull was given up with
+    messages on their way). Unlike :func:`first_missing` it needs no read of the stream, so it suits a consumer
+    whose filter leaves gaps in the stream sequence in nearly every batch. Start again (:meth:`reset`) whenever
+    the consumer is made again: its deliveries count from 1.
+    """
+
+    def __init__(self) -> None:
+        self.last = 0
+        """The consumer's sequence of the last delivery handled (0: the consumer was just made)."""
+
+    def reset(self) -> None:
+        """The consumer was made again."""
+        self.last = 0
+
+    def first_lost(self, msgs: Iterable[Msg]) -> int | None:
+        """The first delivery before or among ``msgs`` that never arrived (None: none; they are counted as handled)."""
+        expected = self.last + 1
+        for msg in msgs:
+            if delivery_seq(msg) != expected:
+                return expected
+            expected += 1
+        self.last = expected - 1
+        return None
+
+
+async def rewind_if_skipped(
+    bus: Bus, config: ConsumerConfig, after_seq: int, msgs: list[Msg], gaps: DeliveryGaps
+) -> None:
+    """Put the events consumer ``config`` back after ``after_seq`` when a delivery before or among ``msgs`` is lost.
+
+    Raises:
+        Rewound: It did: the batch is to be set aside unacked, and the pulls on the consumer begun again (the
+            new consumer delivers it again, in order, with what it lacked).
+    """
+    lost = gaps.first_lost(msgs)
+    if lost is None:
+        return
+    log.warning(
+        "a message delivered before this batch never arrived; reading again from the last one handled",
+        extra={"durable": config.durable_name, "delivery": lost, "after_seq": after_seq},
+    )
+    await reposition(bus, config, after_seq)
+    gaps.reset()
+    raise Rewound(
+        f"{config.durable_name}: delivery {lost} never arrived; the consumer delivers again after {after_seq}"
+    )
+
+
 async def next_report_seq(bus: Bus, execution_id: str, from_seq: int) -> int | None:
     """The sequence of the execution's first agent report stored at or after ``from_seq`` (None: there is none)."""
-    try:
-        raw = await bus.js.get_msg(
-            bus.subjects.events_stream, seq=from_seq, subject=bus.subjects.reports_of(execution_id), next=True
-        )
-    except NotFoundError:
-        return None
-    return int(raw.seq or 0) or None
+    return await next_event_seq(bus, from_seq, bus.subjects.reports_of(execution_id))
 
 
 async def stored_at(bus: Bus, seq: int) -> StoredEvent:
@@ -149,10 +195,12 @@ async def stored_at(bus: Bus, seq: int) -> StoredEvent:
     return StoredEvent(seq, raw.subject or "", raw.data or b"")
 
 
-async def next_event_seq(bus: Bus, from_seq: int) -> int | None:
-    """The sequence of the first event stored at or after ``from_seq`` (None: there is none)."""
+async def next_event_seq(bus: Bus, from_seq: int, subject: str | None = None) -> int | None:
+    """The sequence of the first event stored at or after ``from_seq``, on ``subject`` (default any; None: none)."""
     try:
-        raw = await bus.js.get_msg(bus.subjects.events_stream, seq=from_seq, subject=bus.subjects.all_events, next=True)
+        raw = await bus.js.get_msg(
+            bus.subjects.events_stream, seq=from_seq, subject=subject or bus.subjects.all_events, next=True
+        )
     except NotFoundError:
         return None
     return int(raw.seq or 0) or None

@@ -39,8 +39,14 @@ from planexe_ax.bus.leader import (
     open_coordinator_events,
 )
 from planexe_ax.bus.partitions import partition_of
-from planexe_ax.bus.pull import delivery_seq
-from planexe_ax.bus.replay import Rewound, StoredEvent, next_report_seq, replay_present, reposition, stored_at
+from planexe_ax.bus.replay import (
+    DeliveryGaps,
+    StoredEvent,
+    next_report_seq,
+    replay_present,
+    rewind_if_skipped,
+    stored_at,
+)
 from planexe_ax.bus.topology import coordinator_events_consumer
 from planexe_ax.bus.tracing import TRACEPARENT, annotate, decision_span, fail_current, internal_span
 from planexe_ax.bus.tracing import enabled as tracing_enabled
@@ -129,8 +135,8 @@ class Coordinator:
         self._events = coordinator_events_consumer(bus.subjects, self.holder, bus.settings)
         self._read_to = 0
         """The last report of the events consumer handled: a batch after a delivery that never came rewinds here."""
-        self._delivered = 0
-        """The events consumer's sequence of the last delivery handled (0: the consumer was just made)."""
+        self._gaps = DeliveryGaps()
+        """Where the events consumer's deliveries jump (a report lost in flight)."""
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -147,7 +153,7 @@ class Coordinator:
         stream's end, so it overlaps the consumer: the consumer's copies of what a rebuild read are skipped).
         """
         self._read_to = await open_coordinator_events(self.bus, self.holder)
-        self._delivered = 0
+        self._gaps.reset()
 
     async def close(self) -> None:
         """Remove this process's events consumer (a crashed process's goes a day after its last use)."""
@@ -290,7 +296,9 @@ class Coordinator:
         again with the same ids, and the stream's de-duplication drops the copies.
         """
         seqs = [stream_seq(msg) for msg in msgs]
-        await self._rewind_if_skipped(msgs)  # or raises
+        # Lost in flight, a report would come back only after ack_wait, behind newer ones, and the audit chain
+        # would link past it: put the consumer back after the last report handled (raises Rewound).
+        await rewind_if_skipped(self.bus, self._events, self._read_to, msgs, self._gaps)
         taken: list[Msg] = []
         touched: dict[str, list[Msg]] = {}
         async with self._lock:
@@ -304,30 +312,6 @@ class Coordinator:
         for msg in taken:
             await msg.ack()
         self._read_to = max(self._read_to, *seqs)
-
-    async def _rewind_if_skipped(self, msgs: list[Msg]) -> None:
-        """Put the events consumer back after the last report handled when a delivery before ``msgs`` never came.
-
-        Every delivery takes the consumer's next sequence, so a jump is a delivery lost in flight (its node went
-        down with it, a pull was given up with messages on their way): it would come back only after ack_wait,
-        behind newer reports, and the audit chain would have linked past it.
-
-        Raises:
-            Rewound: the batch is set aside unacked; the new consumer delivers it again, with what it lacked.
-        """
-        expected = self._delivered + 1
-        for msg in msgs:
-            delivered = delivery_seq(msg)
-            if delivered != expected:
-                log.warning(
-                    "a report delivered before this batch never arrived; reading again from the last one handled",
-                    extra={"delivery": expected, "got": delivered, "after_seq": self._read_to},
-                )
-                await reposition(self.bus, self._events, self._read_to)
-                self._delivered = 0
-                raise Rewound(f"{self._events.durable_name}: delivery {expected} never arrived; reading again")
-            expected += 1
-        self._delivered = expected - 1
 
     def _mine(self, msg: Msg, seq: int) -> bool:
         """Whether the event stored at ``seq`` is this coordinator's to fold: of a held partition, after its rebuild."""
@@ -583,14 +567,14 @@ class Coordinator:
         One read of the stream per execution that owes one (every ``audit_checkpoint_every`` events, and at its
         end): its first report stored after the linked part of its chain.
         """
-        for execution_id, after in self.audit.unsettled():
+        unsettled = self.audit.unsettled()
+        for execution_id, after in unsettled:
             try:
                 self.audit.settle(execution_id, await next_report_seq(self.bus, execution_id, after + 1))
             except Exception as exc:  # the stream is unreachable now: the next round settles it
                 log.warning("settling an audit chain failed", extra={"execution_id": execution_id, "error": repr(exc)})
-        checkpoints = [e for e in self.audit.stamp([], {}) if isinstance(e, Emit)]
-        if checkpoints:
-            await self._publish_all(list[Offer | Emit](checkpoints), {}, Backoff(most_s=2.0))
+        if unsettled:
+            await self._carry_out([], "sign the audit chain")  # the checkpoints linking made due
 
     def _publication(self, effect: Offer | Emit, traceparent: str | None) -> Publication:
         if isinstance(effect, Offer):

@@ -41,7 +41,7 @@ from planexe_ax.agents.control import ExecutionWatch
 from planexe_ax.agents.reporting import ACK_WAIT_S, Report, Reporter, execute, validate_params
 from planexe_ax.agents.sdk import Agent, Capability, RejectOffer, TaskContext
 from planexe_ax.bus import Bus, SubtaskRejected, SubtaskResult, TaskOffer, utcnow
-from planexe_ax.bus.consumer import Backoff, ErrorsOnce, supervise
+from planexe_ax.bus.consumer import Backoff, ErrorsOnce, supervise, wake
 from planexe_ax.bus.tracing import fail_current
 from planexe_ax.bus.work import (
     ACK_HOLD_S,
@@ -256,8 +256,7 @@ class AgentRuntime:
         """Wake the loops waiting in :meth:`_acquire`: a permit was given back, or the runtime stops."""
         room, self._room = self._room, []
         for waiter in room:
-            if not waiter.done():
-                waiter.set_result(None)
+            wake(waiter)
 
     async def _wake_on(self, stop: asyncio.Event) -> None:
         await stop.wait()
@@ -385,7 +384,7 @@ class AgentRuntime:
         )
         work.add_done_callback(_retrieve)
         told = ctx.cancelled_future()  # done once the attempt is cancelled, or (below) once the work is done
-        work.add_done_callback(lambda _: _wake(told))
+        work.add_done_callback(lambda _: wake(told))
         try:
             await told
             if not work.done():
@@ -510,11 +509,6 @@ async def _stored(reporter: Reporter, event: Report, ack: asyncio.Future[Any]) -
     except Exception as exc:  # told to the caller, who decides whether the attempt still counts
         return exc
     return None
-
-
-def _wake(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 def _retrieve(task: asyncio.Task[object]) -> None:

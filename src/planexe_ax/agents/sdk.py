@@ -32,6 +32,7 @@ from typing import Any, get_args, get_type_hints
 from pydantic import BaseModel
 
 from planexe_ax.bus import AgentCard, CapabilityCard, TaskOffer, check_id, check_token, utcnow
+from planexe_ax.bus.consumer import wake
 from planexe_ax.bus.messages import RejectReason
 from planexe_ax.config import Settings
 from planexe_ax.errors import PlanExeAXError
@@ -263,8 +264,7 @@ class TaskContext:
             self._resumed.set()  # wake a checkpoint that waits in a pause, so that it raises
         waiters, self._cancel_waiters = self._cancel_waiters or [], None
         for future in waiters:
-            if not future.done():
-                future.set_result(None)
+            wake(future)
 
 
 @dataclass(frozen=True)

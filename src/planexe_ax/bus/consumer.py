@@ -195,7 +195,7 @@ class StandingPull:
             return
         waiting, self._waiting = self._waiting, []
         for waiter in waiting:
-            _wake(waiter)
+            wake(waiter)
 
     async def take(self, credits: Callable[[], int], timeout_s: float) -> list[Msg]:
         """Every message here, else those that arrive first within ``timeout_s`` (none came: []).
@@ -222,7 +222,7 @@ class StandingPull:
             # A future woken by the next arrival or by a timer: no task per wait (asyncio.wait_for makes one).
             waiter: asyncio.Future[None] = loop.create_future()
             self._waiting.append(waiter)
-            timer = loop.call_later(left, _wake, waiter)
+            timer = loop.call_later(left, wake, waiter)
             try:
                 await waiter
             finally:
@@ -237,9 +237,13 @@ class StandingPull:
         await self.bus.nc.publish(self._next, request, reply=f"{self._inbox}.{token}")
 
 
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
+def wake(future: asyncio.Future[None]) -> None:
+    """Set ``future``'s result unless it is done already (answered, or cancelled by the one waiting on it).
+
+    A waiter made with ``loop.create_future()`` and woken this way costs no task, unlike ``asyncio.wait_for``.
+    """
+    if not future.done():
+        future.set_result(None)
 
 
 class PullLoop:

@@ -223,9 +223,8 @@ class Projector(HoldsLease):
         Pull credits stay outstanding (:class:`StandingPull`), so events arrive while a batch is written; and
         they are decoded while the batch before them is written (in a task of its own): a batch is handed on
         when it is full, or when that write has ended and its first event has waited ``linger_s`` (events that
-        come before then join it). Batches are
-        thus still written one at a time and in stream order, and a write's error ends the round as a
-        handler's would (the loop starts again from the checkpoint).
+        come before then join it). Batches are thus still written one at a time and in stream order, and a
+        write's error ends the round as a handler's would (the loop starts again from the checkpoint).
         """
         backoff = Backoff()
 
@@ -249,7 +248,8 @@ class Projector(HoldsLease):
                     if not msgs and not items and until_seq is not None and self.last_seq >= until_seq:
                         break
                     if msgs:
-                        end = max(end, stream_seq(msgs[-1]) + msgs[-1].metadata.num_pending)
+                        last = msgs[-1].metadata
+                        end = max(end, last.sequence.stream + last.num_pending)
                         if not items:
                             due = loop.time() + self.linger_s
                     for first in range(0, len(msgs), DECODE_SLICE):

@@ -574,7 +574,7 @@ class Coordinator:
             except Exception as exc:  # the stream is unreachable now: the next round settles it
                 log.warning("settling an audit chain failed", extra={"execution_id": execution_id, "error": repr(exc)})
         if unsettled:
-            await self._carry_out([], "sign the audit chain")  # the checkpoints linking made due
+            await self._carry_out([], "decide on checkpoints")  # the checkpoints linking made due
 
     def _publication(self, effect: Offer | Emit, traceparent: str | None) -> Publication:
         if isinstance(effect, Offer):

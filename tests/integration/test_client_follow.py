@@ -7,6 +7,7 @@ import pytest
 
 from planexe_ax.bus import Bus, EmbeddedNats, Event, ExecutionState, ExecutionStatus, TaskState, TaskStatus, connect
 from planexe_ax.bus.client import follow
+from planexe_ax.bus.messages import SubtaskProgress, SubtaskStarted
 from planexe_ax.config import Settings
 from tests.helpers.acli import acli
 from tests.helpers.eventually import eventually
@@ -75,3 +76,22 @@ async def publish_junk(bus: Bus, execution_id: str) -> None:
     subject = bus.subjects.event(execution_id, "junk")
     await bus.js.publish(subject, b'{"execution_id": "' + execution_id.encode() + b'"}')
     await bus.js.publish(subject, b"\xff not json")
+
+
+async def test_follow_reads_only_the_kinds_asked_for_and_the_end(bus: Bus) -> None:
+    """With ``kinds`` the server filters: other decisions and reports are never delivered; the end always is."""
+    await bus.publish_event(TaskState(execution_id="x4", task_id="a", status=TaskStatus.RUNNING, event_id="e11"))
+    started = SubtaskStarted(execution_id="x4", task_id="a", subtask_id="a1", attempt=1, agent_id="ag", event_id="e12")
+    await bus.publish_event(started)
+    await bus.publish_event(SubtaskProgress(execution_id="x4", task_id="a", subtask_id="a1", attempt=1,
+                                            agent_id="ag", percent=50, event_id="e13"))  # fmt: skip
+    await bus.publish_event(ExecutionState(execution_id="x4", status=ExecutionStatus.COMPLETED, event_id="e14"))
+    seen: list[str] = []
+    outcome = await follow(
+        bus, "x4", lambda event: seen.append(event.event_id), timeout_s=10, kinds=["subtask_started"]
+    )
+    assert outcome.status == ExecutionStatus.COMPLETED
+    assert seen == ["e12", "e14"]
+    seen.clear()
+    await follow(bus, "x4", lambda event: seen.append(event.event_id), timeout_s=10, kinds=["task_state"])
+    assert seen == ["e11", "e14"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,6 +95,7 @@ async def follow(
     execution_id: str,
     on_event: Callable[[Event], None] | None = None,
     timeout_s: float | None = None,
+    kinds: Iterable[str] | None = None,
 ) -> Outcome:
     """Read the execution's events from its first until it ends.
 
@@ -106,17 +107,20 @@ async def follow(
         execution_id: The execution to follow.
         on_event: Called with every event in stream order.
         timeout_s: Give up after this long.
+        kinds: Read only events of these types (None: every event). The execution's ``execution_state`` and
+            ``command_rejected`` are always read: they say when it ends.
 
     Raises:
         TimeoutError: when the execution has not ended within ``timeout_s``.
     """
     last_seq = skipped = 0
     retry, never = Backoff(0.1, 2.0), asyncio.Event()
+    kinds = None if kinds is None else {*kinds, "execution_state", "command_rejected"}
     async with asyncio.timeout(timeout_s):
         while True:
             since = bus.reconnected_at
             try:
-                async with execution_events(bus, execution_id, last_seq) as events:
+                async with execution_events(bus, execution_id, last_seq, kinds) as events:
                     quiet_s = 0.0
                     while bus.reconnected_at == since:  # a server restart loses the consumer: start again after it
                         stored = await events.next(timeout_s=1.0)

@@ -28,6 +28,7 @@ from nats.js.api import ConsumerConfig
 from nats.js.errors import NotFoundError
 
 from planexe_ax.bus.connection import Bus
+from planexe_ax.bus.messages import AGENT_REPORTS
 from planexe_ax.bus.pull import delivery_seq, stream_seq
 from planexe_ax.bus.topology import events_consumer, ordered_consumer, position_consumer, rebuild_consumer
 from planexe_ax.bus.tracing import process_span
@@ -243,11 +244,20 @@ class ExecutionEvents:
         self._arrived = asyncio.Event()
 
     @classmethod
-    async def open(cls, bus: Bus, execution_id: str, after_seq: int | None, on_event: OnEvent | None = None) -> Self:
+    async def open(
+        cls,
+        bus: Bus,
+        execution_id: str,
+        after_seq: int | None,
+        on_event: OnEvent | None = None,
+        kinds: Iterable[str] | None = None,
+    ) -> Self:
         """Follow the execution's events after stream sequence ``after_seq``, or (None) those stored from now on.
 
         With ``on_event`` each event is handed to it as it arrives; without, read them with :meth:`next`.
-        An ordered consumer does not outlive a server restart: open another after ``bus.reconnected_at`` moves.
+        With ``kinds`` only events of those types are delivered (the server filters them: the others cost
+        neither a delivery nor a decode). An ordered consumer does not outlive a server restart: open another
+        after ``bus.reconnected_at`` moves.
         """
         events = cls()
 
@@ -258,6 +268,11 @@ class ExecutionEvents:
 
         subject = bus.subjects.events_of(execution_id)
         config = ordered_consumer(None if after_seq is None else after_seq + 1)
+        if kinds is not None:
+            kinds = set(kinds)
+            config.filter_subjects = bus.subjects.events_of_kinds(
+                execution_id, kinds - AGENT_REPORTS, kinds & AGENT_REPORTS
+            )
         callback = deliver if on_event is not None else events._keep
         events._sub = await bus.js.subscribe(subject, cb=callback, ordered_consumer=True, config=config)
         return events
@@ -289,9 +304,11 @@ class ExecutionEvents:
 
 
 @contextlib.asynccontextmanager
-async def execution_events(bus: Bus, execution_id: str, after_seq: int | None = None) -> AsyncIterator[ExecutionEvents]:
+async def execution_events(
+    bus: Bus, execution_id: str, after_seq: int | None = None, kinds: Iterable[str] | None = None
+) -> AsyncIterator[ExecutionEvents]:
     """:meth:`ExecutionEvents.open` for the block, closed on exit."""
-    events = await ExecutionEvents.open(bus, execution_id, after_seq)
+    events = await ExecutionEvents.open(bus, execution_id, after_seq, kinds=kinds)
     try:
         yield events
     finally:

@@ -7,6 +7,7 @@ share one nats-server without seeing each other's messages.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from planexe_ax.bus.partitions import partition_of
@@ -120,6 +121,11 @@ class Subjects:
     def events_of(self, execution_id: str) -> str:
         """Filter that follows one execution."""
         return self._s(f"ax.evt.{check_id(execution_id, 'execution id')}.>")
+
+    def events_of_kinds(self, execution_id: str, decisions: Iterable[str], reports: Iterable[str] = ()) -> list[str]:
+        """Filters that follow one execution's ``decisions`` kinds and its ``reports`` kinds (of every agent)."""
+        decided = [self.event(execution_id, kind) for kind in sorted(set(decisions))]
+        return decided + [f"{self.event(execution_id, kind)}.*" for kind in sorted(set(reports))]
 
     def reports_of(self, execution_id: str) -> str:
         """Filter matching every agent's reports about one execution (its decisions never match)."""

@@ -11,6 +11,9 @@ and updates the :class:`~planexe_ax.agents.sdk.TaskContext` of each attempt it r
   same subtask was decided (re-dispatched, reassigned), or the attempt's subtask left the states in
   which an agent holds it (cancelled, failed, timed out into RETRY_WAIT, handed to a person).
 
+The runtime keeps one watch per execution it works on (:class:`ExecutionWatches`): kept between offers, so
+the next offer of a chain finds it ready, and stopped once idle for a while or once its execution ended.
+
 The watch receives every ``subtask_state`` of the execution (three per subtask as it runs), nearly all
 about subtasks other agents hold: those are told apart by the bytes of their ``subtask_id`` and not
 decoded (:func:`about_other_subtask`).
@@ -18,9 +21,12 @@ decoded (:func:`about_other_subtask`).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections import Counter
-from collections.abc import Callable, Container
+from collections.abc import AsyncIterator, Callable, Container
+from datetime import datetime
 
 from planexe_ax.agents.sdk import TaskContext
 from planexe_ax.bus import (
@@ -35,6 +41,7 @@ from planexe_ax.bus import (
     TaskStatus,
     decode_event,
 )
+from planexe_ax.bus.consumer import ErrorsOnce
 from planexe_ax.bus.replay import Listening, last_event, listen
 
 log = logging.getLogger(__name__)
@@ -43,7 +50,14 @@ HELD = frozenset({TaskStatus.DISPATCHED, TaskStatus.RUNNING, TaskStatus.BLOCKED}
 """Subtask states in which the agent that took the attempt still holds it."""
 KINDS = ("execution_state", "task_paused", "subtask_state")
 
+WATCH_LINGER_S = 30.0
+"""How long an execution's watch outlives its last attempt here: the next offer of a chain finds it ready."""
+SWEEP_EVERY_S = 1.0
+"""How often the watches that have lingered long enough are looked for, at most."""
+
+
 ErrorFn = Callable[[str, BaseException], None]
+"""Told of an error: what failed, and the exception."""
 SUBTASK_KEY = b'"subtask_id":"'
 
 
@@ -199,3 +213,99 @@ class ExecutionWatch:
             ctx.set_paused(True, reason)
         elif ctx.paused:
             ctx.set_paused(False)
+
+
+class ExecutionWatches:
+    """The runtime's watches, one per execution it works on, kept between offers and stopped when idle.
+
+    A watch outlives its execution's last attempt here by ``WATCH_LINGER_S`` (the next offer of a chain finds
+    it ready) and is made afresh after a reconnect (events published while the connection was down were
+    missed). Taking a watch that exists costs no lock and no await; starting and stopping watches does.
+
+    Args:
+        bus: The connection.
+        on_error: Told when an execution cannot be followed or an event cannot be read.
+    """
+
+    def __init__(self, bus: Bus, on_error: ErrorsOnce) -> None:
+        self.bus = bus
+        self.on_error = on_error
+        self._watches: dict[str, ExecutionWatch] = {}
+        self._lock = asyncio.Lock()
+        self._idle: dict[str, float] = {}
+        """Executions whose watch has no work now, since when (loop time)."""
+        self._since: dict[str, datetime | None] = {}
+        """By execution, the reconnect its watch was made after (``Bus.reconnected_at``)."""
+        self._next_sweep = 0.0
+        """Loop time after which the next attempt to end looks for watches to stop (an ended execution's: at once)."""
+
+    @property
+    def watching(self) -> list[str]:
+        """Ids of the executions followed for work in them now."""
+        return sorted(execution_id for execution_id, watch in self._watches.items() if watch.contexts)
+
+    @contextlib.asynccontextmanager
+    async def following(self, ctx: TaskContext) -> AsyncIterator[None]:
+        """Follow the decisions about ``ctx``'s execution while the block runs."""
+        execution_id = ctx.execution_id
+        watch = self._watches.get(execution_id)
+        if self._lock.locked() or watch is None or self._since.get(execution_id) != self.bus.reconnected_at:
+            async with self._lock:
+                watch = await self._watch(execution_id)
+                watch.add(ctx)
+        else:  # the watch is there and nothing awaits under the lock: taken without the lock (no await here)
+            self._idle.pop(execution_id, None)
+            watch.add(ctx)
+        try:
+            yield
+        finally:
+            if self._lock.locked():  # watches are being started or stopped: wait for that first
+                async with self._lock:
+                    if self._leave(watch, ctx):
+                        await self._stop_idle()
+            elif self._leave(watch, ctx):  # the bookkeeping does not await: no lock needed for it
+                async with self._lock:
+                    await self._stop_idle()
+
+    async def close(self) -> None:
+        """Stop every watch without work (the runtime is stopping: none has work any more)."""
+        async with self._lock:
+            await self._stop_idle(everything=True)
+
+    def _leave(self, watch: ExecutionWatch, ctx: TaskContext) -> bool:
+        """Stop following ``ctx``; True when the watches left idle should be looked at now (or its execution ended)."""
+        watch.remove(ctx)
+        now = asyncio.get_running_loop().time()
+        if not watch.contexts:
+            self._idle[ctx.execution_id] = now
+        if now >= self._next_sweep or watch.cancelled:
+            self._next_sweep = now + SWEEP_EVERY_S
+            return True
+        return False
+
+    async def _watch(self, execution_id: str) -> ExecutionWatch:
+        """The execution's watch: kept between offers (a chain's next offer finds it), new after a reconnect."""
+        watch = self._watches.get(execution_id)
+        self._idle.pop(execution_id, None)
+        if watch is not None and self._since.get(execution_id) == self.bus.reconnected_at:
+            return watch
+        if watch is not None:  # events published while the connection was down were missed: follow afresh
+            await watch.stop()
+        watch = ExecutionWatch(self.bus, execution_id, self.on_error)
+        try:
+            await watch.start()
+        except Exception as exc:  # the work can still be done, only pause and cancel would not reach it
+            self.on_error("cannot follow the execution", exc, execution_id=execution_id)
+        self._watches[execution_id] = watch
+        self._since[execution_id] = self.bus.reconnected_at
+        return watch
+
+    async def _stop_idle(self, everything: bool = False) -> None:
+        """Stop the watches without work that ended (cancelled, completed) or have been idle for a while."""
+        now = asyncio.get_running_loop().time()
+        for execution_id, since in list(self._idle.items()):
+            watch = self._watches[execution_id]
+            if everything or watch.cancelled or now - since > WATCH_LINGER_S:
+                del self._watches[execution_id], self._idle[execution_id]
+                self._since.pop(execution_id, None)
+                await watch.stop()

@@ -31,13 +31,12 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Callable
-from datetime import datetime
+from collections.abc import Callable
 from typing import Any, TypeAlias
 
 from pydantic import BaseModel
 
-from planexe_ax.agents.control import ExecutionWatch
+from planexe_ax.agents.control import ExecutionWatches
 from planexe_ax.agents.reporting import ACK_WAIT_S, Report, Reporter, execute, validate_params
 from planexe_ax.agents.sdk import Agent, Capability, RejectOffer, TaskContext
 from planexe_ax.bus import Bus, SubtaskRejected, SubtaskResult, TaskOffer, utcnow
@@ -58,12 +57,6 @@ log = logging.getLogger(__name__)
 
 CANCEL_WAIT_S = 5.0
 CANCEL_GRACE_S = 0.5
-WATCH_LINGER_S = 30.0
-"""How long an execution's watch outlives its last attempt here: the next offer of a chain finds it ready."""
-
-SWEEP_EVERY_S = 1.0
-"""How often the watches that have lingered long enough are looked for, at most."""
-
 Sent: TypeAlias = tuple[Report, "asyncio.Future[Any]"]
 """A report put on the connection, and the future of its ack."""
 
@@ -119,13 +112,7 @@ class AgentRuntime:
         self._current: set[str] = set()
         self._log_once = ErrorsOnce(log, agent_id=agent.agent_id)
         self._started_at = utcnow()
-        self._watches: dict[str, ExecutionWatch] = {}
-        self._watch_lock = asyncio.Lock()
-        self._idle: dict[str, float] = {}
-        """Executions whose watch has no work now, since when (loop time)."""
-        self._watched_since: dict[str, datetime | None] = {}
-        self._next_sweep = 0.0
-        """Loop time after which the next attempt to end looks for watches to stop (an ended execution's: at once)."""
+        self._watches = ExecutionWatches(bus, self._log_once)
 
     @property
     def current(self) -> list[str]:
@@ -135,7 +122,7 @@ class AgentRuntime:
     @property
     def watching(self) -> list[str]:
         """Ids of the executions whose decisions the runtime follows for work in them now."""
-        return sorted(execution_id for execution_id, watch in self._watches.items() if watch.contexts)
+        return self._watches.watching
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set, then finish in-flight work (up to ``grace_s``) and return.
@@ -171,8 +158,7 @@ class AgentRuntime:
             await self._cancel_inflight()
             await self._acks.close()
             await self._publisher.close()
-            async with self._watch_lock:
-                await self._stop_idle_watches(everything=True)
+            await self._watches.close()
             await self._offers.close()
             stopped.set()
             await heartbeat
@@ -330,7 +316,7 @@ class AgentRuntime:
             _progress=reporter.progress,
             _blocked=reporter.blocked,
         )
-        async with self._watching(ctx):
+        async with self._watches.following(ctx):
             if ctx.cancelled:
                 ctx.logger.info("offer no longer wanted; not started", extra={"reason": ctx.stop_reason})
                 return None
@@ -404,71 +390,6 @@ class AgentRuntime:
             ctx.logger.info("attempt cancelled; no result published", extra={"reason": ctx.stop_reason})
             return None
         return work.result()
-
-    @contextlib.asynccontextmanager
-    async def _watching(self, ctx: TaskContext) -> AsyncIterator[None]:
-        """Follow the decisions about ``ctx``'s execution while the block runs."""
-        execution_id = ctx.execution_id
-        watch = self._watches.get(execution_id)
-        if (
-            self._watch_lock.locked()
-            or watch is None
-            or self._watched_since.get(execution_id) != self.bus.reconnected_at
-        ):
-            async with self._watch_lock:
-                watch = await self._watch(execution_id)
-                watch.add(ctx)
-        else:  # the watch is there and nothing awaits under the lock: taken without the lock (no await here)
-            self._idle.pop(execution_id, None)
-            watch.add(ctx)
-        try:
-            yield
-        finally:
-            if self._watch_lock.locked():  # watches are being started or stopped: wait for that first
-                async with self._watch_lock:
-                    if self._leave(watch, ctx):
-                        await self._stop_idle_watches()
-            elif self._leave(watch, ctx):  # the bookkeeping does not await: no lock needed for it
-                async with self._watch_lock:
-                    await self._stop_idle_watches()
-
-    def _leave(self, watch: ExecutionWatch, ctx: TaskContext) -> bool:
-        """Stop following ``ctx``; True when the watches left idle should be looked at now (or its execution ended)."""
-        watch.remove(ctx)
-        now = asyncio.get_running_loop().time()
-        if not watch.contexts:
-            self._idle[ctx.execution_id] = now
-        if now >= self._next_sweep or watch.cancelled:
-            self._next_sweep = now + SWEEP_EVERY_S
-            return True
-        return False
-
-    async def _watch(self, execution_id: str) -> ExecutionWatch:
-        """The execution's watch: kept between offers (a chain's next offer finds it), new after a reconnect."""
-        watch = self._watches.get(execution_id)
-        self._idle.pop(execution_id, None)
-        if watch is not None and self._watched_since.get(execution_id) == self.bus.reconnected_at:
-            return watch
-        if watch is not None:  # events published while the connection was down were missed: follow afresh
-            await watch.stop()
-        watch = ExecutionWatch(self.bus, execution_id, self._log_once)
-        try:
-            await watch.start()
-        except Exception as exc:  # the work can still be done, only pause and cancel would not reach it
-            self._log_once("cannot follow the execution", exc, execution_id=execution_id)
-        self._watches[execution_id] = watch
-        self._watched_since[execution_id] = self.bus.reconnected_at
-        return watch
-
-    async def _stop_idle_watches(self, everything: bool = False) -> None:
-        """Stop the watches without work that ended (cancelled, completed) or have been idle for a while."""
-        now = asyncio.get_running_loop().time()
-        for execution_id, since in list(self._idle.items()):
-            watch = self._watches[execution_id]
-            if everything or watch.cancelled or now - since > WATCH_LINGER_S:
-                del self._watches[execution_id], self._idle[execution_id]
-                self._watched_since.pop(execution_id, None)
-                await watch.stop()
 
 
 class _Lease:

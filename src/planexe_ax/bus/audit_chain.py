@@ -34,6 +34,8 @@ KEY_FILE = "audit.nk"
 PUBLIC_FILE = "audit.pub"
 PAYLOAD_TAG = "planexe-ax audit checkpoint v1"
 log = logging.getLogger(__name__)
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+"""The canonical form's encoder, made once (``json.dumps`` with these arguments makes one per call)."""
 
 
 def canonical(event: EventBase) -> bytes:
@@ -41,7 +43,7 @@ def canonical(event: EventBase) -> bytes:
     dumped = {k: v for k, v in event.model_dump(mode="json", by_alias=True).items() if v is not None}
     if "plan_ref" in dumped:  # a plan sent by reference is hashed as its reference (which holds its SHA-256)
         dumped.pop("plan", None)
-    return json.dumps(dumped, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _CANONICAL.encode(dumped).encode()
 
 
 def link(head: str, event: EventBase) -> str:

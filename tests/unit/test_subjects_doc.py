@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nats.js.api import ConsumerConfig, StreamConfig
+from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
@@ -258,7 +258,7 @@ def render_consumers(topo: Topology, settings: Settings) -> list[str]:
                 f"`{placeholders(c.filter_subject or '')}`",
                 enum_value(c.ack_policy),
                 enum_value(c.deliver_policy),
-                duration(c.ack_wait),
+                "(no acks)" if c.ack_policy == AckPolicy.NONE else duration(c.ack_wait),
                 "unlimited" if c.max_deliver in (None, -1) else str(c.max_deliver),
                 USED_BY[name],
             ]

@@ -446,7 +446,7 @@ class Measurement:
     lost_work_s: float | None = None  # agent: fault -> the killed agent's in-flight subtasks COMPLETED
     catch_up_s: float | None = None  # projector: restarted -> read model at the stream's head
     lost_subtasks: list[str] = field(default_factory=list)
-    in_flight_at_kill: int = 0  # projector: events delivered to it and not acked when it was killed
+    in_flight_at_kill: int = 0  # projector: stream sequences delivered to it past its checkpoint when it was killed
     killed_node: str = ""  # nats-node: the cluster node killed (the leader of AX_EVENTS)
     partition_moved: bool | None = None  # second: the run's partition went to the coordinator started mid-run
     takeover_s: float | None = None  # leader: kill -9 of the leading coordinator -> a standby holds the lease
@@ -536,24 +536,39 @@ async def _kill_agent_mid_task(cluster: Cluster, timeout: float = 20.0) -> tuple
     raise AssertionError(f"no slow step in flight within {timeout} s")
 
 
-async def _kill_projector_mid_batch(cluster: Cluster, bus: Bus, timeout: float = 20.0) -> int:  # noqa: ASYNC109 - a plain number, as in eventually()
-    """Kill -9 the projector while it holds delivered, unacked events (a batch not yet committed).
+async def _projector_checkpoint(database_url: str) -> int:
+    """The live projector's checkpoint in the read model (0: none yet)."""
+    engine = make_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            got = await conn.scalar(
+                text("SELECT stream_seq FROM projector_checkpoints WHERE consumer = :c"), {"c": PROJECTOR_DURABLE}
+            )
+    finally:
+        await engine.dispose()
+    return int(got or 0)
 
-    The process is frozen (SIGSTOP) while ``projector-events`` is inspected, so what the check sees is
-    what the kill interrupts; when it holds nothing the process is thawed and the check repeated.
-    Returns how many events were in flight.
+
+async def _kill_projector_mid_batch(cluster: Cluster, bus: Bus, timeout: float = 20.0) -> int:  # noqa: ASYNC109 - a plain number, as in eventually()
+    """Kill -9 the projector while it holds delivered events it has not committed (past its checkpoint).
+
+    The process is frozen (SIGSTOP) while ``projector-events`` and the checkpoint are inspected, so what the
+    check sees is what the kill interrupts; when it holds nothing the process is thawed and the check repeated.
+    The durable takes no acks: what it delivered beyond the checkpoint is what the kill loses in flight.
+    Returns the stream sequences delivered past the checkpoint.
     """
     service = cluster.services["projector"][0]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         os.kill(service.proc.pid, signal.SIGSTOP)
         info = await bus.js.consumer_info(bus.subjects.events_stream, PROJECTOR_DURABLE)
-        if info.num_ack_pending:
+        ahead = (_stream_seq(info.delivered) or 0) - await _projector_checkpoint(cluster.database_url)
+        if ahead > 0:
             service.kill()
-            return int(info.num_ack_pending)
+            return ahead
         os.kill(service.proc.pid, signal.SIGCONT)
         await asyncio.sleep(0.005)
-    raise AssertionError(f"the projector never held unacked events within {timeout} s")
+    raise AssertionError(f"the projector never held uncommitted events within {timeout} s")
 
 
 Fault = Callable[[Cluster, Measurement], Awaitable[datetime]]

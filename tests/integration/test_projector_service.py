@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import pytest
+from nats.js.api import AckPolicy
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
@@ -35,10 +36,10 @@ from planexe_ax.bus import (
 )
 from planexe_ax.bus.messages import Event, EventBase
 from planexe_ax.bus.replay import first_missing, next_event_seq
-from planexe_ax.bus.topology import ensure_consumer
+from planexe_ax.bus.topology import ensure_consumer, events_consumer
 from planexe_ax.bus.tracing import trace_id_of
 from planexe_ax.projector import Projector
-from planexe_ax.projector.service import ACK_PENDING, STANDING
+from planexe_ax.projector.service import STANDING
 from planexe_ax.readmodel import execution_report, execution_status, inbox_items, table_dump
 from planexe_ax.readmodel.models import AgentRow, ExecutionEvent, ProjectorCheckpoint
 from tests.helpers.eventually import eventually
@@ -556,10 +557,45 @@ async def test_events_that_come_one_at_a_time_wait_a_little_for_each_other(bus: 
     assert [len(batch) for batch in projector.written] == [len(scenario())], "one write for all of them"
 
 
-async def test_the_consumer_lets_the_projector_hold_its_credits_and_a_batch_unacked(bus: Bus, sqlite_url: str) -> None:
-    await publish_all(bus, scenario()[:2])
-    async with Projector(bus, sqlite_url, batch=50) as projector:
+async def test_an_explicitly_acked_durable_of_an_earlier_version_is_replaced_by_one_without_acks(
+    bus: Bus, sqlite_url: str
+) -> None:
+    """A deployment's durable made with explicit acks, some deliveries unacked: the projector takes no acks now."""
+    events = scenario()
+    last = await publish_all(bus, events)
+    old = events_consumer(bus.subjects, Subjects.PROJECTOR_EVENTS, bus.settings)
+    assert old.ack_policy == AckPolicy.EXPLICIT
+    await bus.js.delete_consumer(bus.subjects.events_stream, Subjects.PROJECTOR_EVENTS)  # as provisioned now
+    await ensure_consumer(bus.js, bus.subjects.events_stream, old)
+    held = await bus.js.pull_subscribe_bind(Subjects.PROJECTOR_EVENTS, stream=bus.subjects.events_stream)
+    assert len(await held.fetch(3, timeout=WAIT_S)) == 3  # delivered, never acked: a projector of that version died
+    async with Projector(bus, sqlite_url) as projector:
         await drain(projector)
         info = await bus.js.consumer_info(bus.subjects.events_stream, projector.durable)
-    assert info.config.max_ack_pending == ACK_PENDING * 50
-    assert ACK_PENDING > STANDING  # the credits outstanding and the batch being written
+        assert projector.last_seq == last
+        stored = [e["event_id"] for e in (await table_dump(projector.sessions))["execution_events"]]
+    assert info.config.ack_policy == AckPolicy.NONE
+    assert info.config.filter_subject == bus.subjects.all_events
+    assert info.num_ack_pending == 0
+    assert stored == [e.event_id for e in events], "every event once, in stream order"
+    assert STANDING >= 1  # the pull credits are what bounds the events in flight
+
+
+async def test_the_last_event_delivered_and_lost_is_read_again(bus: Bus, sqlite_url: str) -> None:
+    """No later event shows the jump, and the durable never delivers it again: the idle looks find it."""
+    events = scenario()[:3]
+    await publish_all(bus, events[:2])
+    async with Projector(bus, sqlite_url) as projector:
+        await drain(projector)
+        assert projector.last_seq == 2
+        last = await publish_all(bus, events[2:])
+        # Positioned at the checkpoint (as a term begins), and the next delivery goes to someone else: lost.
+        await projector._position()
+        projector._fresh = True
+        stolen = await bus.js.pull_subscribe_bind(Subjects.PROJECTOR_EVENTS, stream=bus.subjects.events_stream)
+        [lost] = await stolen.fetch(1, timeout=WAIT_S)
+        assert lost.metadata.sequence.stream == last
+        await drain(projector)
+        assert projector.last_seq == last
+        stored = [e["event_id"] for e in (await table_dump(projector.sessions))["execution_events"]]
+    assert stored == [e.event_id for e in events]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import string
 from collections.abc import Callable
@@ -11,7 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from planexe_ax.bus.subjects import Subjects, check_id, check_token
+from planexe_ax.bus.codec import decode_event
+from planexe_ax.bus.messages import PlanRef, StartExecution, TaskState, TaskStatus
+from planexe_ax.bus.subjects import ID_RULE, Subjects, check_id, check_token
 from planexe_ax.config import Settings
 
 ID_CHARS = string.ascii_letters + string.digits + "_-"
@@ -233,3 +236,37 @@ def test_subject_length_with_longest_ids() -> None:
     subject = s.event("i" * 128, "k" * 64)
     assert len(subject) < 256
     assert_grammar(subject)
+
+
+# ------------------------------------------------------------------------------------------ ids in messages
+@pytest.mark.parametrize("bad", [*UNSAFE, "abc\n"])
+def test_a_message_refuses_an_unsafe_id_naming_the_field(bad: str) -> None:
+    body = {"type": "task_state", "execution_id": "e1", "task_id": bad, "status": "READY"}
+    with pytest.raises(ValidationError) as refused:
+        decode_event(json.dumps(body).encode())
+    [error] = refused.value.errors()
+    assert error["loc"] == ("task_state", "task_id")
+    assert error["msg"] == ID_RULE
+    with pytest.raises(ValidationError, match=r"(?s)task_id\n.*must be 1-128 characters"):
+        TaskState(execution_id="e1", task_id=bad, status=TaskStatus.READY)
+
+
+def test_a_pinned_agent_id_is_checked_under_its_key() -> None:
+    with pytest.raises(ValidationError) as refused:
+        StartExecution(execution_id="e1", plan_ref=PlanRef(plan_id="p", sha256="0" * 64, size=1), pins={"t1": "a b"})
+    [error] = refused.value.errors()
+    assert (error["loc"], error["msg"]) == (("pins", "t1"), ID_RULE)
+
+
+@given(ANY_TEXT)
+def test_messages_accept_exactly_the_ids_check_id_accepts(value: str) -> None:
+    try:
+        expected: str | None = check_id(value)
+    except ValueError:
+        expected = None
+    body = {"type": "subtask_started", "execution_id": value, "task_id": "t", "subtask_id": "s", "agent_id": "a"}
+    try:
+        got: str | None = decode_event(json.dumps(body).encode()).execution_id
+    except ValidationError:
+        got = None
+    assert got == expected

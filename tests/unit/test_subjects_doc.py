@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import difflib
 import enum
+import functools
 import json
+import operator
 import os
 import re
+import types
 import typing
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -20,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nats.js.api import ConsumerConfig, StreamConfig
+from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
@@ -130,7 +133,21 @@ def table(header: Iterable[str], rows: Iterable[Iterable[str]]) -> list[str]:
     return [*lines, ""]
 
 
+def without_metadata(annotation: Any) -> Any:
+    """``annotation`` with every ``Annotated[T, ...]`` in it replaced by ``T`` (an id checked by pattern is a str)."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        return without_metadata(typing.get_args(annotation)[0])
+    args = typing.get_args(annotation)
+    plain = tuple(without_metadata(arg) for arg in args)
+    if plain == args:
+        return annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return functools.reduce(operator.or_, plain)
+    return typing.get_origin(annotation)[plain]
+
+
 def type_name(annotation: Any) -> str:
+    annotation = without_metadata(annotation)
     if isinstance(annotation, type):
         return annotation.__name__
     text = str(annotation).replace("typing.", "")
@@ -258,7 +275,7 @@ def render_consumers(topo: Topology, settings: Settings) -> list[str]:
                 f"`{placeholders(c.filter_subject or '')}`",
                 enum_value(c.ack_policy),
                 enum_value(c.deliver_policy),
-                duration(c.ack_wait),
+                "(no acks)" if c.ack_policy == AckPolicy.NONE else duration(c.ack_wait),
                 "unlimited" if c.max_deliver in (None, -1) else str(c.max_deliver),
                 USED_BY[name],
             ]

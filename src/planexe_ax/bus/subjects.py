@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from planexe_ax.bus.partitions import partition_of
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+ID_RULE = "must be 1-128 characters of letters, digits, '_' or '-'"
+"""What :data:`SAFE_ID` asks of an id, as errors say it."""
 SAFE_TOKEN = re.compile(r"^[a-z0-9_-]{1,64}$")
 
 # Templates, as documented in subjects.md; the builders below fill them.
@@ -42,7 +44,7 @@ def check_id(value: str, what: str = "id") -> str:
         ValueError: naming ``what`` when the value has dots, spaces, wildcards or is too long.
     """
     if not SAFE_ID.fullmatch(value):
-        raise ValueError(f"{what} {value!r} must be 1-128 characters of letters, digits, '_' or '-'")
+        raise ValueError(f"{what} {value!r} {ID_RULE}")
     return value
 
 

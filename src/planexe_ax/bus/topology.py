@@ -111,7 +111,7 @@ def topology(subjects: Subjects, settings: Settings) -> Topology:
         ),
     )
     consumers = (
-        (subjects.events_stream, events_consumer(subjects, Subjects.PROJECTOR_EVENTS, settings)),
+        (subjects.events_stream, projector_consumer(subjects, Subjects.PROJECTOR_EVENTS)),
         (subjects.events_stream, events_consumer(subjects, Subjects.WEBHOOK_EVENTS, settings)),
         (subjects.events_stream, notifier_consumer(subjects, settings)),
     )
@@ -188,8 +188,28 @@ def _durable(
 
 
 def events_consumer(subjects: Subjects, durable: str, settings: Settings) -> ConsumerConfig:
-    """A durable pull consumer of every event (the coordinator's, the projector's, a replay's)."""
+    """A durable pull consumer of every event, acked explicitly (the webhook delivery service's, ``resume_after``'s)."""
     return _durable(durable, subjects.all_events, settings)
+
+
+def projector_consumer(subjects: Subjects, durable: str) -> ConsumerConfig:
+    """A projector's durable pull consumer of every event: no acks, its checkpoint in the read model is its position.
+
+    The projector commits each batch with its checkpoint and recreates this durable from the event after the
+    checkpoint whenever it starts writing, or starts pulling again after an error (:func:`position_consumer`),
+    so an ack would record nothing it reads back: with ``AckPolicy.NONE`` the server takes a delivery as done,
+    keeps no pending set and never redelivers, and the projector's pull credits alone bound what is in flight.
+    An event lost in flight (a pull given up, a node gone with it) is found by the projector instead: a later
+    batch that jumps over it, or, at the end of the stream, an event after the checkpoint that does not come
+    while the projector waits; either way the durable is recreated after the checkpoint. An event dead-lettered
+    is passed by the checkpoint like any other, so nothing needs to be terminated either.
+    """
+    return ConsumerConfig(
+        durable_name=durable,
+        filter_subject=subjects.all_events,
+        ack_policy=AckPolicy.NONE,
+        deliver_policy=DeliverPolicy.ALL,
+    )
 
 
 def coordinator_events_consumer(subjects: Subjects, holder: str, settings: Settings) -> ConsumerConfig:

@@ -1,4 +1,4 @@
-"""The projector process: consume AX_EVENTS into the read model, one transaction per batch, ack after commit."""
+"""The projector process: consume AX_EVENTS into the read model, one transaction per batch with its checkpoint."""
 
 from __future__ import annotations
 
@@ -21,12 +21,14 @@ from planexe_ax.bus import (
     Msg,
     Subjects,
     decode_event_on,
+    event_ids,
     stream_seq,
     with_plan,
 )
 from planexe_ax.bus.consumer import Backoff, ErrorsOnce, StandingPull, supervise
 from planexe_ax.bus.leader import HoldsLease, LeaderLease, Terms, default_holder
-from planexe_ax.bus.replay import events_last_seq, resume_after, rewind_if_lost
+from planexe_ax.bus.replay import Rewound, events_last_seq, first_missing, next_event_seq, reposition
+from planexe_ax.bus.topology import projector_consumer
 from planexe_ax.bus.tracing import enabled as tracing_enabled
 from planexe_ax.bus.tracing import process_span
 from planexe_ax.errors import PlanUnavailable
@@ -51,11 +53,16 @@ LIVE_BATCH = 1000
 """Events per transaction at most once fewer than a batch are left in the stream: the events near the end (live,
 the newest) wait for smaller writes, so the read model is less far behind them."""
 STANDING = 2
-"""Batches' worth of pull credits kept outstanding: the next events arrive while a batch is written."""
-ACK_PENDING = 4
-"""Batches' worth of events the projector's consumer delivers unacked (its max_ack_pending): room for the credits."""
+"""Batches' worth of pull credits kept outstanding: the next events arrive while a batch is written.
+
+The consumer acks nothing (:func:`~planexe_ax.bus.topology.projector_consumer`): these credits are all that
+bounds the events delivered and not yet committed.
+"""
 IDLE_S = 0.5
-"""How long the loop waits for events before it looks at ``stop`` again (and :meth:`run_until_idle` returns)."""
+"""How long the loop waits for events before it looks at ``stop`` again (and :meth:`run_until_idle` returns).
+
+After each such wait with nothing to write the loop also looks for the first event stored after the checkpoint;
+one found by two looks in a row was delivered and lost (see :meth:`Projector._lost_at_the_end`)."""
 DECODE_SLICE = 100
 """Events decoded between two turns of the event loop, in which the batch before them goes on being written."""
 GATHER_S = 0.01
@@ -81,17 +88,20 @@ class _Item:
 @dataclass
 class _Outcome:
     top: int = 0
-    settled: set[int] = field(default_factory=set)  # seqs already termed (dead-lettered): never ack them
+    settled: set[int] = field(default_factory=set)  # seqs already dead-lettered: never a second letter
 
 
 class Projector(HoldsLease):
     """Keep the read model in step with AX_EVENTS, idempotently.
 
-    Each batch is projected in one transaction that also writes the checkpoint ``(durable, stream_seq)``;
-    messages are acked only after that commit, and sequences at or below the checkpoint are skipped, so
-    redelivery and restarts never apply an event twice. An event delivered and never received (lost in flight
-    when a node goes down) would come back behind newer ones and be skipped: a batch that jumps over an event it
-    lacks is not projected, and the consumer is put back at the checkpoint instead.
+    Each batch is projected in one transaction that also writes the checkpoint ``(durable, stream_seq)``, and
+    sequences at or below the checkpoint are skipped, so restarts never apply an event twice. The checkpoint is
+    the only position: the durable acks nothing (:func:`~planexe_ax.bus.topology.projector_consumer`) and is
+    recreated to deliver from the event after it whenever a term begins, and whenever pulling starts again after
+    an error. An event delivered and never received (lost in flight when a node goes down, or with a pull given
+    up) is never delivered again by that durable: a batch that jumps over an event it lacks is not projected,
+    and an event after the checkpoint that does not come while the loop waits (:data:`IDLE_S`, twice) is
+    looked for; either way the consumer is put back at the checkpoint.
 
     Any number of projectors may run on one read model: the one holding the durable's key in the leases
     bucket writes (``create``, then ``update`` with the last revision, as the coordinator's lease), the others
@@ -139,7 +149,8 @@ class Projector(HoldsLease):
         self.batch = batch
         self.live_batch = min(batch, live_batch)
         self.linger_s = linger_s
-        self._ack_pending = ACK_PENDING * batch
+        self._fresh = False  # True from a term's start until its first round: the durable is at the checkpoint
+        self._suspect: int | None = None  # the first event after the checkpoint the last idle look found
         self._errors = ErrorsOnce(durable=durable).about("consume loop error")
         self._started = False
         self.lease = LeaderLease(bus, Subjects.projector_lease(durable), holder or default_holder()) if lease else None
@@ -204,15 +215,43 @@ class Projector(HoldsLease):
             self.last_seq = max(self.last_seq, checkpoint)
             self._caught_up.notify_all()
         await self._position()
+        self._fresh = True
         log.info("projector writes", extra={"durable": self.durable, "checkpoint": self.last_seq})
 
     async def _position(self) -> None:
         """Deliver from the event after the checkpoint on: the checkpoint in the database is the only position.
 
-        Events a dead projector held unacked would otherwise come back after ack_wait, behind newer
-        ones, and be skipped as old.
+        Recreating the durable also replaces one an earlier version made with explicit acks (a consumer's ack
+        policy cannot be changed in place), and drops what a dead projector's pulls had delivered.
         """
-        await resume_after(self.bus, self.durable, self.last_seq, max_ack_pending=self._ack_pending)
+        await reposition(self.bus, projector_consumer(self.bus.subjects, self.durable), self.last_seq)
+        self._suspect = None
+
+    def _rewind(self, missing: int) -> Rewound:
+        """The error that ends a round because ``missing``, an event after the checkpoint, was delivered and lost.
+
+        The round's events are set aside, and the next round recreates the durable at the checkpoint: it
+        delivers ``missing`` and what follows it again, in order.
+        """
+        log.warning(
+            "an event delivered to the projector never arrived; reading again from the checkpoint",
+            extra={"durable": self.durable, "stream_seq": missing, "after_seq": self.last_seq},
+        )
+        return Rewound(
+            f"{self.durable}: event {missing} never arrived; the consumer delivers again after {self.last_seq}"
+        )
+
+    async def _lost_at_the_end(self) -> int | None:
+        """The first event after the checkpoint when two idle looks in a row found it (None: nothing lost).
+
+        The loop looks after a wait of :data:`IDLE_S` that brought nothing, with nothing left to write. An event
+        stored just before a look may still be on its way; one that the next look, a whole wait later, finds
+        again (the checkpoint has not passed it) was delivered and lost: no later event shows the jump, and the
+        durable never delivers it again.
+        """
+        found = await next_event_seq(self.bus, self.last_seq + 1)
+        suspect, self._suspect = self._suspect, found
+        return found if found is not None and found == suspect else None
 
     async def _consume(self, stop: asyncio.Event, until_seq: int | None = None) -> None:
         """Project batches until ``stop`` is set, or with ``until_seq`` until it is projected and nothing comes.
@@ -229,6 +268,11 @@ class Projector(HoldsLease):
         backoff = Backoff()
 
         async def consume(stop: asyncio.Event) -> None:
+            # Every round pulls from the event after the checkpoint: what the durable delivered to a round that
+            # ended (on an error, or a run that returned) is gone with that round's subscription.
+            if not self._fresh:
+                await self._position()
+            self._fresh = False
             pull = StandingPull(self.bus, self.bus.subjects.events_stream, self.durable)
             await pull.start()
             writing: asyncio.Task[None] | None = None
@@ -238,6 +282,7 @@ class Projector(HoldsLease):
             due = 0.0  # when the items not handed on are written, the write before them done (loop time)
             try:
                 while not stop.is_set():
+                    idle = not items and (writing is None or writing.done())
                     if not items:
                         wait = IDLE_S
                     elif writing is not None and not writing.done():
@@ -247,7 +292,10 @@ class Projector(HoldsLease):
                     msgs = await pull.take(lambda: STANDING * self.batch, wait)
                     if not msgs and not items and until_seq is not None and self.last_seq >= until_seq:
                         break
+                    if not msgs and idle and (lost := await self._lost_at_the_end()) is not None:
+                        raise self._rewind(lost)
                     if msgs:
+                        self._suspect = None
                         last = msgs[-1].metadata
                         end = max(end, last.sequence.stream + last.num_pending)
                         if not items:
@@ -291,10 +339,15 @@ class Projector(HoldsLease):
         return asyncio.create_task(self._handle_batch(items))
 
     async def _handle_batch(self, items: list[_Item]) -> None:
-        """Write one decoded batch: plans read, undecodable events dead-lettered, one transaction, then acks."""
+        """Write one decoded batch: plans read, undecodable events dead-lettered, one transaction with the checkpoint.
+
+        Nothing is acked (:func:`~planexe_ax.bus.topology.projector_consumer`): the committed checkpoint is the
+        position. A batch that jumps over an event it lacks is not written (:meth:`_rewind`).
+        """
         self.batches += 1
-        seqs = [item.seq for item in items]
-        await rewind_if_lost(self.bus, self.durable, self.last_seq, seqs, max_ack_pending=self._ack_pending)
+        missing = await first_missing(self.bus, self.last_seq, (item.seq for item in items))
+        if missing is not None:
+            raise self._rewind(missing)
         for item in items:
             await self._read_plan(item)
         outcome = _Outcome()
@@ -305,16 +358,10 @@ class Projector(HoldsLease):
             await self._project(items, outcome, isolate=False)
         except Exception as exc:
             self.known.clear()  # the batch rolled back (or its commit is in doubt): what was kept may be ahead
-            if _is_transient(exc):
-                # Go back to the checkpoint before the loop fetches again: newer events must not pass these.
-                with contextlib.suppress(Exception):
-                    await self._position()
+            if _is_transient(exc):  # the round ends; the next one pulls again from the checkpoint
                 raise
             log.warning("batch failed; projecting event by event", extra={"durable": self.durable, "error": repr(exc)})
             await self._project(items, outcome, isolate=True)
-        for item in items:
-            if item.seq not in outcome.settled:
-                await item.msg.ack()
         async with self._caught_up:
             self.last_seq = max(self.last_seq, outcome.top)
             self._caught_up.notify_all()
@@ -337,7 +384,13 @@ class Projector(HoldsLease):
             item.event, item.error = None, str(exc)
 
     async def _dead_letter(self, item: _Item, outcome: _Outcome) -> None:
-        await self.bus.dead_letter(DLQ_SOURCE, item.msg, item.error)
+        """Publish the event to ``ax.dlq.projector`` with the reason (once: its id is the stream sequence's).
+
+        Not terminated: the consumer takes no acks, and the checkpoint passes the event like the others.
+        """
+        msg = item.msg
+        msg_id = event_ids.dead_letter(DLQ_SOURCE, msg.subject, item.seq)
+        await self.bus.dead_letter_data(DLQ_SOURCE, msg.subject, msg.data, item.error, msg_id, msg.headers, item.seq)
         outcome.settled.add(item.seq)
         self.dead_lettered += 1
 

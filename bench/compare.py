@@ -250,6 +250,7 @@ async def temporal_run(folder: Path, args: argparse.Namespace) -> Figures:
     )
     address = f"127.0.0.1:{port}"
     with children(server):
+        _wait_listening(port, server)  # a worker that connects before the server listens exits at once
         worker = Child([sys.executable, str(HERE / "temporal_job.py"), "worker", address], {}, folder / "tworker.log")
         with children(worker):
             worker.wait_for("temporal worker ready")
@@ -261,6 +262,17 @@ async def temporal_run(folder: Path, args: argparse.Namespace) -> Figures:
     return {"wide_per_s": args.subtasks / took, "dispatch_p50_ms": pct(waits, 0.5) * 1000,
             "dispatch_p99_ms": pct(waits, 0.99) * 1000, "chain_hop_p50_ms": pct(hops, 0.5) * 1000,
             "chain_hop_p99_ms": pct(hops, 0.99) * 1000}  # fmt: skip
+
+
+def _wait_listening(port: int, server: Child, timeout_s: float = 120.0) -> None:
+    """Return once something accepts connections on ``port`` (the server's first start makes its database)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1.0):
+            return
+        if server.proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{server.proc.args!r} is not listening on {port}: {server.log.read_text()[-1500:]}")
+        time.sleep(0.1)
 
 
 async def one_run(args: argparse.Namespace, with_temporal: bool) -> dict[str, Figures]:

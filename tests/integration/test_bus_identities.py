@@ -258,3 +258,13 @@ async def test_an_sdk_agent_works_with_nothing_but_its_own_creds(
     result = SubtaskResult.model_validate_json(stored.data or b"")
     assert (result.ok, result.output["text"]) == (True, "ab")
     assert await pending_offers(bus) == 0
+
+
+async def test_a_projector_acks_nothing_and_may_not(bus: Bus, nats_url: str, nats_auth: Path) -> None:
+    """Its durable takes no acks (the checkpoint is its position): an ack, on it or on another consumer, is refused."""
+    events, tasks = bus.subjects.events_stream, bus.subjects.tasks_stream
+    acks = [f"$JS.ACK.{events}.{Subjects.PROJECTOR_EVENTS}.1.1.1.0.0", f"$JS.ACK.{tasks}.agents-echo.1.1.1.0.0"]
+    async with client(nats_url, Identities.load(nats_auth).role_creds("projector", bus.subjects)) as projector:
+        for subject in acks:
+            await projector.nc.publish(subject, b"+ACK")
+            await projector.refused(subject)

@@ -139,11 +139,13 @@ class StandingPull:
         bus: The connection.
         stream: The consumer's stream.
         durable: The consumer.
+        acks: Whether the consumer takes acks: :meth:`close` gives back (naks) what it holds only then.
     """
 
-    def __init__(self, bus: Bus, stream: str, durable: str) -> None:
+    def __init__(self, bus: Bus, stream: str, durable: str, *, acks: bool = True) -> None:
         self.bus = bus
         self.durable = durable
+        self.acks = acks
         self._next = f"{bus.js._prefix}.CONSUMER.MSG.NEXT.{stream}.{durable}"
         self._inbox = bus.nc.new_inbox()
         self._sub: Subscription | None = None
@@ -160,10 +162,13 @@ class StandingPull:
         self._sub = await self.bus.nc.subscribe(f"{self._inbox}.*", cb=self._on_msg)
 
     async def close(self) -> None:
-        """Unsubscribe, and give back the messages received and not taken (nak: another consumer gets them now)."""
+        """Unsubscribe, and give back the messages received and not taken (nak: another consumer gets them now).
+
+        A consumer without acks has nothing to give back: what it delivered is done for the server.
+        """
         sub, self._sub = self._sub, None
         ready, self._ready = list(self._ready), deque()
-        for msg in ready:
+        for msg in ready if self.acks else []:
             with contextlib.suppress(Exception):  # not given back: redelivered after the consumer's ack wait
                 await msg.nak()
         if sub is not None:

@@ -43,8 +43,9 @@ def role_permissions(role: str, subjects: Subjects) -> Permissions:
     http_leases = f"$KV.{s.http_leases_bucket}.>"
     table: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         "coordinator": ((s.all_decisions, s.all_tasks, s.all_direct, leader, fence, *services), (inbox,)),
-        # Projectors take turns writing one read model: the holder of its lease writes, the others stand by.
-        "projector": ((projector_lease, *services), (inbox,)),
+        # Projectors take turns writing one read model: the holder of its lease writes, the others stand by. They
+        # ack nothing (their durable's position is the checkpoint in the read model), so they may not ack either.
+        "projector": ((projector_lease, JS_API, JS_FLOW, s.all_dlq), (inbox,)),
         # The webhook delivery service reads events through its durable, as the projector does, one service at a
         # time (the holder of its lease), and tells a person of a webhook it disabled by a command to the
         # coordinator (webhook_disabled), on the execution whose event it gave up on.

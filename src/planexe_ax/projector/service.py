@@ -273,7 +273,7 @@ class Projector(HoldsLease):
             if not self._fresh:
                 await self._position()
             self._fresh = False
-            pull = StandingPull(self.bus, self.bus.subjects.events_stream, self.durable)
+            pull = StandingPull(self.bus, self.bus.subjects.events_stream, self.durable, acks=False)
             await pull.start()
             writing: asyncio.Task[None] | None = None
             items: list[_Item] = []  # decoded, not yet handed on

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -68,15 +67,9 @@ async def events_last_seq(bus: Bus) -> int:
     return int(raw.seq or 0)
 
 
-async def resume_after(bus: Bus, durable: str, after_seq: int, *, max_ack_pending: int | None = None) -> None:
-    """Recreate the durable events consumer ``durable`` so that it delivers from ``after_seq + 1`` on, in order.
-
-    ``max_ack_pending``: how many messages it delivers unacked (None: as :func:`events_consumer` says).
-    """
-    config = events_consumer(bus.subjects, durable, bus.settings)
-    if max_ack_pending is not None:
-        config = dataclasses.replace(config, max_ack_pending=max_ack_pending)
-    await reposition(bus, config, after_seq)
+async def resume_after(bus: Bus, durable: str, after_seq: int) -> None:
+    """Recreate the durable events consumer ``durable`` so that it delivers from ``after_seq + 1`` on, in order."""
+    await reposition(bus, events_consumer(bus.subjects, durable, bus.settings), after_seq)
 
 
 async def first_missing(bus: Bus, after_seq: int, seqs: Iterable[int]) -> int | None:
@@ -102,17 +95,10 @@ class Rewound(Exception):
     """A batch was set aside and its consumer put back before it: an event before the batch never arrived."""
 
 
-async def rewind_if_lost(
-    bus: Bus,
-    durable: str,
-    after_seq: int,
-    seqs: Iterable[int],
-    *,
-    max_ack_pending: int | None = None,
-) -> None:
+async def rewind_if_lost(bus: Bus, durable: str, after_seq: int, seqs: Iterable[int]) -> None:
     """Put ``durable`` back after ``after_seq`` when a batch of ``seqs`` lacks an event before its last.
 
-    See :func:`first_missing`. The consumer is made again as :func:`resume_after` makes it, with ``max_ack_pending``.
+    See :func:`first_missing`. The consumer is made again as :func:`resume_after` makes it.
 
     Raises:
         Rewound: It did: the batch is to be set aside unacked, and the pulls on the consumer begun again (the
@@ -125,7 +111,7 @@ async def rewind_if_lost(
         "an event delivered before this batch never arrived; reading again from the last one handled",
         extra={"durable": durable, "stream_seq": missing, "after_seq": after_seq},
     )
-    await resume_after(bus, durable, after_seq, max_ack_pending=max_ack_pending)
+    await resume_after(bus, durable, after_seq)
     raise Rewound(f"{durable}: event {missing} never arrived; the consumer delivers again after {after_seq}")
 
 

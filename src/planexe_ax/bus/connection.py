@@ -296,12 +296,15 @@ class Bus:
             command = await offload(self, command)
         return await self.publish(self.subjects.command(command.execution_id), command, msg_id=command.command_id)
 
-    async def dead_letter(self, source: str, msg: Msg, reason: str) -> None:
-        """Move ``msg`` to ``ax.dlq.<source>`` with ``reason`` and stop its redelivery."""
+    async def dead_letter(self, source: str, msg: Msg, reason: str, *, term: bool = True) -> None:
+        """Move ``msg`` to ``ax.dlq.<source>`` with ``reason`` and stop its redelivery.
+
+        ``term``: False for a consumer that takes no acks (the projector's): nothing is redelivered to stop.
+        """
         seq = msg.metadata.sequence.stream if msg.reply else None
         msg_id = event_ids.dead_letter(source, msg.subject, seq) if seq else None
         await self.dead_letter_data(source, msg.subject, msg.data, reason, msg_id, dict(msg.headers or {}), seq)
-        if msg.reply:
+        if msg.reply and term:
             try:
                 await msg.term()
             except Exception:  # already acked or terminated: the letter is kept all the same

@@ -21,7 +21,6 @@ from planexe_ax.bus import (
     Msg,
     Subjects,
     decode_event_on,
-    event_ids,
     stream_seq,
     with_plan,
 )
@@ -388,9 +387,7 @@ class Projector(HoldsLease):
 
         Not terminated: the consumer takes no acks, and the checkpoint passes the event like the others.
         """
-        msg = item.msg
-        msg_id = event_ids.dead_letter(DLQ_SOURCE, msg.subject, item.seq)
-        await self.bus.dead_letter_data(DLQ_SOURCE, msg.subject, msg.data, item.error, msg_id, msg.headers, item.seq)
+        await self.bus.dead_letter(DLQ_SOURCE, item.msg, item.error, term=False)
         outcome.settled.add(item.seq)
         self.dead_lettered += 1
 

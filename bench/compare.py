@@ -176,10 +176,12 @@ async def _execute(bus: Any, the_plan: Plan) -> tuple[float, dict[str, dict[str,
     seen: dict[str, dict[str, float]] = {"dispatched": {}, "started": {}}
     seen["end"] = {"seq": outcome.stream_seq, "client_cpu_s": client_cpu_s}
     async with execution_events(bus, execution_id, 0, kinds=("subtask_state", "subtask_started")) as events:
-        for _ in range(await events.stored()):
+        end, last = await events.last_stored(), 0
+        while last < end:
             stored = await events.next(timeout_s=10)
             if stored is None:
                 raise RuntimeError("the bench execution's events could not be read back")
+            last = stored.seq
             event = decode_event(stored.data)
             if isinstance(event, SubtaskState) and event.status == TaskStatus.DISPATCHED:
                 seen["dispatched"].setdefault(event.subtask_id or "", event.ts.timestamp())

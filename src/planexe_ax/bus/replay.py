@@ -196,17 +196,30 @@ async def next_event_seq(bus: Bus, from_seq: int, subject: str | None = None) ->
 async def replay_present(bus: Bus, batch: int = REBUILD_BATCH) -> AsyncIterator[StoredEvent]:
     """Every event stored when it is called, once, in order, without acks (a rebuild to the stream's end).
 
-    How many to read is the consumer's count of matching messages when it is made, so a stream whose last
-    messages are not events (a leader's fence marker) ends the read all the same.
+    It reads up to the last event the stream's leader holds when it is called (:func:`events_last_seq`), not
+    to the consumer's count of what is pending: on a cluster the server makes a one-replica consumer on any
+    replica of the stream, and a replica catching up (a node back from a partition) holds only a part of it.
+    Such a consumer's deliveries catch up with its replica; its count when made does not, and a rebuild that
+    trusted it would end early, missing reports that other readers already took as read.
     """
     subjects = bus.subjects
+    end = await events_last_seq(bus)
+    if end == 0:
+        return
     sub = await bus.js.pull_subscribe(subjects.all_events, stream=subjects.events_stream, config=rebuild_consumer())
     try:
-        left = (await sub.consumer_info()).num_pending or 0
-        while left > 0:
-            for msg in await sub.fetch(min(batch, left), timeout=10):
-                left -= 1
-                yield _stored(msg)
+        seq = 0
+        while seq < end:
+            try:
+                msgs = await sub.fetch(batch, timeout=10)
+            except TimeoutError:
+                if await next_event_seq(bus, seq + 1) is None:
+                    return  # what is left of the stream was removed meanwhile (its limits)
+                continue  # the consumer's replica is still catching up
+            for msg in msgs:
+                stored = _stored(msg)
+                seq = stored.seq
+                yield stored
     finally:
         await sub.unsubscribe()
 
@@ -224,7 +237,9 @@ async def last_event(bus: Bus, execution_id: str, kind: str) -> bytes | None:
 class ExecutionEvents:
     """An ordered consumer of one execution's events (see :meth:`open`); close it with :meth:`close`."""
 
-    def __init__(self) -> None:
+    def __init__(self, bus: Bus, subjects: list[str]) -> None:
+        self._bus = bus
+        self._subjects = subjects
         self._sub: Any = None
         self._ready: deque[Msg] = deque()
         self._arrived = asyncio.Event()
@@ -245,13 +260,6 @@ class ExecutionEvents:
         neither a delivery nor a decode). An ordered consumer does not outlive a server restart: open another
         after ``bus.reconnected_at`` moves.
         """
-        events = cls()
-
-        async def deliver(msg: Msg) -> None:
-            assert on_event is not None
-            with process_span(bus.subjects.template(msg.subject), msg, RELAY, execution_id):
-                await on_event(_stored(msg))
-
         subject = bus.subjects.events_of(execution_id)
         config = ordered_consumer(None if after_seq is None else after_seq + 1)
         if kinds is not None:
@@ -259,6 +267,13 @@ class ExecutionEvents:
             config.filter_subjects = bus.subjects.events_of_kinds(
                 execution_id, kinds - AGENT_REPORTS, kinds & AGENT_REPORTS
             )
+        events = cls(bus, config.filter_subjects or [subject])
+
+        async def deliver(msg: Msg) -> None:
+            assert on_event is not None
+            with process_span(bus.subjects.template(msg.subject), msg, RELAY, execution_id):
+                await on_event(_stored(msg))
+
         callback = deliver if on_event is not None else events._keep
         events._sub = await bus.js.subscribe(subject, cb=callback, ordered_consumer=True, config=config)
         return events
@@ -278,10 +293,21 @@ class ExecutionEvents:
                 return None
         return _stored(self._ready.popleft())
 
-    async def stored(self) -> int:
-        """How many of the execution's events were stored when the consumer started (delivered or not yet)."""
-        info = await self._sub.consumer_info()
-        return int((info.num_pending or 0) + (info.delivered.consumer_seq if info.delivered else 0))
+    async def last_stored(self) -> int:
+        """The sequence of the last stored event this consumer delivers (0: none), asked of the stream's leader.
+
+        Read the consumer until it delivers that one to have every event stored when this was called. The
+        consumer's own count of what is pending will not do on a cluster: the server makes an ordered consumer
+        on any replica of the stream, and one catching up holds only a part of it.
+        """
+        last = 0
+        for subject in self._subjects:
+            try:
+                raw = await self._bus.js.get_last_msg(self._bus.subjects.events_stream, subject)
+            except NotFoundError:
+                continue
+            last = max(last, int(raw.seq or 0))
+        return last
 
     async def close(self) -> None:
         """Stop following; safe when the connection is gone (the consumer went with it)."""

@@ -216,10 +216,10 @@ class Feed:
         Why nothing is lost or repeated: making the listener live and reading ``until = last_seq`` happen
         with no ``await`` between them, so no delivery falls in between: every event after ``until`` goes to
         the queue, and every event up to ``until`` was handed out before, so it is already in the stream. The
-        backfill reads ``(position, until]`` with a consumer of its own and stops at ``until``, or once it has
-        read every matching event stored when it began (``until`` may be the stream's end rather than an
-        event of this execution). The caller then sends queued events above the returned sequence, which
-        also skips what a client already has when its position is ahead of the feed.
+        backfill reads ``(position, until]`` with a consumer of its own and stops at ``until``, or at the
+        execution's last event stored when it began, as the stream's leader tells it (``until`` may be the
+        stream's end rather than an event of this execution). The caller then sends queued events above the
+        returned sequence, which also skips what a client already has when its position is ahead of the feed.
         """
         listener.live = True
         until = self.last_seq
@@ -230,15 +230,15 @@ class Feed:
     async def _backfill(self, after: int, until: int, send: Callable[[str], Awaitable[None]]) -> None:
         events = await ExecutionEvents.open(self.bus, self.execution_id, after)
         try:
-            left = await events.stored()
+            end = min(until, await events.last_stored())
             last = after
-            while left > 0 and last < until:
+            while last < end:
                 stored = await events.next(timeout_s=BACKFILL_WAIT_S)
                 if stored is None:
                     raise TimeoutError(f"no stored event after {last} within {BACKFILL_WAIT_S:g} s")
                 if stored.seq <= last:  # the ordered consumer was recreated and replays
                     continue
-                left, last = left - 1, stored.seq
+                last = stored.seq
                 if stored.seq > until:
                     continue
                 if (text := event_frame(stored.seq, stored.data)) is None:

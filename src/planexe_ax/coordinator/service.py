@@ -188,7 +188,8 @@ class Coordinator:
             now = _now()
             mine = [x for x in self.engine.runs if partition_of(x, self.partitions) in new]
             await self._carry_out(self.engine.reoffers(now, mine) + self.engine.tick_all(now, mine), "decide on start")
-        log.info("partitions taken", extra={"partitions": sorted(new), "held": len(self.held), "executions": len(mine)})
+        extra = {"partitions": sorted(new), "held": len(self.held), "executions": len(mine), "rebuilt_to": last}
+        log.info("partitions taken", extra=extra)
 
     async def drop(self, partitions: set[int]) -> None:
         """Stop deciding ``partitions``: forget their executions; their commands wait for the next holder."""

@@ -210,3 +210,22 @@ def test_the_stream_is_asked_once_while_the_report_it_named_is_on_its_way() -> N
     keeper.stored(6, checkpoint.event)
     keeper.stored(7, decision(3))
     assert keeper.unsettled() == [], "two since the checkpoint: nothing owed"
+
+
+def test_a_long_backlog_is_linked_in_slices_to_the_same_head() -> None:
+    """A large plan's decisions stored ahead of its reports are linked a slice at a time, to the same chain."""
+    whole, sliced = ChainKeeper(KEY, every=1000), ChainKeeper(KEY, every=1000)
+    created = ExecutionCreated(execution_id=EXECUTION, plan=make_plan(["t1"]), event_id="e1:created")
+    stored = [(1, created), *((n + 2, decision(n)) for n in range(25))]
+    for keeper in (whole, sliced):
+        keeper.read(*stored[0])
+        for seq, event in reversed(stored[1:]) if keeper is sliced else stored[1:]:  # acks out of order too
+            keeper.stored(seq, event)
+    assert whole.settle(EXECUTION, None)
+    steps = 1
+    while not sliced.settle(EXECUTION, None, most=10):
+        steps += 1
+    assert steps == 3, "25 decisions, 10 at a time"
+    (a,), (b,) = whole.chains.values(), sliced.chains.values()
+    assert (b.seq, b.count, b.head) == (a.seq, a.count, a.head) == (26, 26, a.head)
+    assert not b.pending

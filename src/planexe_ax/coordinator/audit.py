@@ -19,6 +19,7 @@ latest checkpoint signed by this coordinator's key, takes the head from that che
 from __future__ import annotations
 
 import bisect
+from collections import deque
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import TypeVar
@@ -50,8 +51,11 @@ class _Chain:
     ended: bool = False
     unlinked: list[tuple[int, Event]] = field(default_factory=list)
     """Rebuild only: events after the latest checkpoint read, linked when the rebuild ends."""
-    pending: list[tuple[int, EventBase]] = field(default_factory=list)
-    """This coordinator's decisions stored after the linked part, by sequence: linked once no report precedes them."""
+    pending: deque[tuple[int, EventBase]] = field(default_factory=deque)
+    """This coordinator's decisions stored after the linked part, by sequence: linked once no report precedes them.
+
+    A deque: while the coordinator reads reports behind the decisions it stored (a large plan's backlog sent
+    ahead of its reports) it holds a hundred thousand and more, taken from the front one by one."""
 
 
 class ChainKeeper:
@@ -92,7 +96,12 @@ class ChainKeeper:
         chain = self._chain(event)
         if chain is None or seq <= chain.seq:
             return  # stored before the linked part: linked already (a former leader's copy the rebuild read)
-        bisect.insort(chain.pending, (seq, event), key=itemgetter(0))
+        if chain.pending and seq < chain.pending[-1][0]:  # stored out of order (an earlier copy kept): rare
+            ordered = list(chain.pending)
+            bisect.insort(ordered, (seq, event), key=itemgetter(0))
+            chain.pending = deque(ordered)
+        else:
+            chain.pending.append((seq, event))
         if not isinstance(event, AuditCheckpoint) and self._owes(chain):
             self._unsettled.add(event.execution_id)
 
@@ -118,23 +127,30 @@ class ChainKeeper:
                 out.append((execution_id, chain.seq))
         return out
 
-    def settle(self, execution_id: str, next_report: int | None) -> None:
-        """Link the decisions stored before ``next_report``.
+    def settle(self, execution_id: str, next_report: int | None, most: int | None = None) -> bool:
+        """Link the decisions stored before ``next_report``, at most ``most`` of them; True once none is left.
 
         ``next_report`` is the execution's first report stored after the linked part (None: there is none, and
         every decision stored is linked). Decisions after it wait for it to be read (:meth:`read` asks again
-        then, where they still owe a checkpoint): asking the stream before would find the same report.
+        then, where they still owe a checkpoint): asking the stream before would find the same report. With
+        ``most`` the caller links a long backlog in slices (calling again until True), so that hashing a
+        large plan's decisions does not hold its event loop for seconds.
         """
         self._unsettled.discard(execution_id)
         chain = self.chains.get(execution_id)
-        if chain is not None:
-            self._link_pending(chain, next_report)
+        return chain is None or self._link_pending(chain, next_report, most)
 
-    def _link_pending(self, chain: _Chain, before: int | None) -> None:
+    def _link_pending(self, chain: _Chain, before: int | None, most: int | None = None) -> bool:
+        """Link the pending decisions stored before ``before`` (at most ``most``); True once none is left."""
         pending = chain.pending
+        left = len(pending) if most is None else most
         while pending and (before is None or pending[0][0] < before):
-            seq, event = pending.pop(0)
+            if left == 0:
+                return False
+            seq, event = pending.popleft()
             self._link(chain, seq, event)
+            left -= 1
+        return True
 
     def drop(self, execution_id: str) -> None:
         """Forget an execution's chain (its partition moved to another coordinator, which rebuilds it)."""

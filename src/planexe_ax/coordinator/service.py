@@ -61,6 +61,9 @@ log = logging.getLogger(__name__)
 DLQ_SOURCE = "coordinator"
 EVENTS_BATCH = 256
 """Most events decided on in one round, and the pull credits kept outstanding on the events consumer."""
+LINK_SLICE = 2000
+"""Most decisions linked into an audit chain in one step: the end of a 50,000-subtask plan read behind its
+backlog links over 100,000 at once (about 15 µs each), which would hold the event loop past a lease's TTL."""
 COMMANDS_IDLE_S = 5.0
 """How long one pull of a partition's commands waits: a coordinator holding 32 partitions makes about 6 pulls a
 second while no command comes (a stop cancels the pulls, so it does not wait for them)."""
@@ -571,9 +574,15 @@ class Coordinator:
         unsettled = self.audit.unsettled()
         for execution_id, after in unsettled:
             try:
-                self.audit.settle(execution_id, await next_report_seq(self.bus, execution_id, after + 1))
+                next_report = await next_report_seq(self.bus, execution_id, after + 1)
             except Exception as exc:  # the stream is unreachable now: the next round settles it
                 log.warning("settling an audit chain failed", extra={"execution_id": execution_id, "error": repr(exc)})
+                continue
+            # A long backlog in slices: the lease keeper and the heartbeats run between them (the lock is held).
+            settled = self.audit.settle(execution_id, next_report, most=LINK_SLICE)
+            while not settled:
+                await asyncio.sleep(0)
+                settled = self.audit.settle(execution_id, next_report, most=LINK_SLICE)
         if unsettled:
             await self._carry_out([], "decide on checkpoints")  # the checkpoints linking made due
 

@@ -10,8 +10,9 @@ reads the subtasks' dispatch and start times from the stream afterwards); the
 floor's worker (bench/floor.py) on a nats-server without auth; and, when the optional ``bench`` extra is
 installed, Temporal's dev server with a worker (bench/temporal_job.py). Every run does the wide job
 (``--subtasks`` independent no-op subtasks), the chain job (``--chain`` finish-to-start tasks), and the
-project alone at each of ``--sizes`` (throughput and coordinator CPU per subtask; a 5,000-subtask plan is
-over 1 MB of JSON, so it travels by reference to the plan object store). Figures are
+project alone at each of ``--sizes`` (throughput, coordinator CPU per subtask, and how long after the end the
+read model caught up; a 5,000-subtask plan is over 1 MB of JSON, so it travels by reference to the plan
+object store). Figures are
 medians over the runs; ratios are to the floor and to Temporal of the same runs.
 """
 
@@ -134,16 +135,17 @@ async def project_run(url: str, folder: Path, args: argparse.Namespace, server_p
             figures["client_cpu_ms_per_subtask"] = wide["end"]["client_cpu_s"] / args.subtasks * 1000
             figures["wide_per_s"] = args.subtasks / wide_s
             figures["dispatch_p50_ms"], figures["dispatch_p99_ms"] = _dispatch(wide)
-            figures["readmodel_behind_s"] = await _readmodel_lag(db, int(wide["end"]["seq"]))
+            figures["readmodel_behind_s"] = await _readmodel_lag(db, wide["end"])
             _, chain = await _execute(bus, plan(args.chain, chain=True))
             hops = _hops(chain)
             figures["chain_hop_p50_ms"], figures["chain_hop_p99_ms"] = pct(hops, 0.5) * 1000, pct(hops, 0.99) * 1000
             for size in args.sizes:
                 cpu0 = cpu_s(coordinator.proc.pid)
-                took, _ = await _execute(bus, plan(size, chain=False))
+                took, seen = await _execute(bus, plan(size, chain=False), times=False)
                 figures[f"per_s_at_{size}"] = size / took
                 cpu = cpu_s(coordinator.proc.pid) - cpu0
                 figures[f"coordinator_cpu_ms_per_subtask_at_{size}"] = cpu / size * 1000
+                figures[f"readmodel_behind_s_at_{size}"] = await _readmodel_lag(db, seen["end"])
             log = coordinator.log.read_text(errors="replace")  # a coordinator too busy to renew its leases
             figures["leases_lost"] = log.count("partition leases lost")
             figures["leases_taken_back"] = log.count("lease lapsed and taken back")
@@ -160,21 +162,25 @@ async def _agents_online(bus: Any, count: int) -> None:
         await asyncio.sleep(0.1)
 
 
-async def _execute(bus: Any, the_plan: Plan) -> tuple[float, dict[str, dict[str, float]]]:
-    """Run ``the_plan``; its time, and when each subtask was dispatched and started (read from the stream after).
+async def _execute(bus: Any, the_plan: Plan, times: bool = True) -> tuple[float, dict[str, dict[str, float]]]:
+    """Run ``the_plan``; its time, and (``times``) when each subtask was dispatched and started, read after.
 
     While it runs this client follows only the execution's end, as a caller waiting for it would; the times of
     its subtasks are read afterwards, so this client's decoding does not take CPU from the services measured.
+    ``seen["end"]["at"]`` is when the end was seen (``time.perf_counter``): the read model's lag counts from it.
     """
     began, cpu0 = time.perf_counter(), time.process_time()
     execution_id = await start_execution(bus, the_plan)
     outcome = await follow(bus, execution_id, timeout_s=600, kinds=())
-    took = time.perf_counter() - began
+    ended = time.perf_counter()
+    took = ended - began
     client_cpu_s = time.process_time() - cpu0
     if outcome.status != ExecutionStatus.COMPLETED:
         raise RuntimeError(f"the bench execution ended {outcome}")
     seen: dict[str, dict[str, float]] = {"dispatched": {}, "started": {}}
-    seen["end"] = {"seq": outcome.stream_seq, "client_cpu_s": client_cpu_s}
+    seen["end"] = {"seq": outcome.stream_seq, "client_cpu_s": client_cpu_s, "at": ended}
+    if not times:
+        return took, seen
     async with execution_events(bus, execution_id, 0, kinds=("subtask_state", "subtask_started")) as events:
         end, last = await events.last_stored(), 0
         while last < end:
@@ -200,15 +206,14 @@ def _hops(seen: dict[str, Any]) -> list[float]:
     return [at[f"s{i}"] - at[f"s{i - 1}"] for i in range(1, len(at)) if f"s{i}" in at and f"s{i - 1}" in at]
 
 
-async def _readmodel_lag(db: str, seq: int) -> float:
-    """Seconds after the execution ended until the projector's checkpoint passes its last event."""
-    began = time.perf_counter()
+async def _readmodel_lag(db: str, end: dict[str, float]) -> float:
+    """Seconds from when the execution's end was seen (``end["at"]``) until the projector's checkpoint passes it."""
     async with read_model(db) as sessions:
-        while await checkpoint(sessions) < seq:
-            if time.perf_counter() - began > 300:
+        while await checkpoint(sessions) < int(end["seq"]):
+            if time.perf_counter() - end["at"] > 300:
                 return float("inf")
             await asyncio.sleep(0.02)
-    return time.perf_counter() - began
+    return time.perf_counter() - end["at"]
 
 
 async def floor_run(url: str, folder: Path, args: argparse.Namespace) -> Figures:
@@ -328,6 +333,7 @@ def report(result: dict[str, Figures], args: argparse.Namespace) -> None:
         for prefix, label, up in (
             ("per_s_at_", "throughput at {s} (subtasks/s)", True),
             ("coordinator_cpu_ms_per_subtask_at_", "coordinator CPU per subtask at {s} (ms)", False),
+            ("readmodel_behind_s_at_", "read model behind the stream at the end of {s} (s)", False),
         )
     ]
     for key, label, higher_better in rows:

@@ -63,7 +63,7 @@ EVENTS_BATCH = 256
 """Most events decided on in one round, and the pull credits kept outstanding on the events consumer."""
 LINK_SLICE = 2000
 """Most decisions linked into an audit chain in one step: the end of a 50,000-subtask plan read behind its
-backlog links over 100,000 at once (about 15 µs each), which would hold the event loop past a lease's TTL."""
+backlog links over 100,000 at once (about 8 µs each), which would hold the event loop for a second and more."""
 COMMANDS_IDLE_S = 5.0
 """How long one pull of a partition's commands waits: a coordinator holding 32 partitions makes about 6 pulls a
 second while no command comes (a stop cancels the pulls, so it does not wait for them)."""

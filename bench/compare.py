@@ -183,16 +183,15 @@ async def _execute(bus: Any, the_plan: Plan, times: bool = True) -> tuple[float,
         return took, seen
     async with execution_events(bus, execution_id, 0, kinds=("subtask_state", "subtask_started")) as events:
         end, last = await events.last_stored(), 0
-        while last < end:
-            stored = await events.next(timeout_s=10)
-            if stored is None:
-                raise RuntimeError("the bench execution's events could not be read back")
+        async for stored in events.through(end, timeout_s=10):
             last = stored.seq
             event = decode_event(stored.data)
             if isinstance(event, SubtaskState) and event.status == TaskStatus.DISPATCHED:
                 seen["dispatched"].setdefault(event.subtask_id or "", event.ts.timestamp())
             elif isinstance(event, SubtaskStarted):
                 seen["started"].setdefault(event.subtask_id or "", event.ts.timestamp())
+    if last < end:
+        raise RuntimeError("the bench execution's events could not be read back")
     return took, seen
 
 

@@ -168,9 +168,10 @@ class StandingPull:
         """
         sub, self._sub = self._sub, None
         ready, self._ready = list(self._ready), deque()
-        for msg in ready if self.acks else []:
-            with contextlib.suppress(Exception):  # not given back: redelivered after the consumer's ack wait
-                await msg.nak()
+        if self.acks:
+            for msg in ready:
+                with contextlib.suppress(Exception):  # not given back: redelivered after the consumer's ack wait
+                    await msg.nak()
         if sub is not None:
             await sub.unsubscribe()
 

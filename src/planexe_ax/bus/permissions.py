@@ -35,6 +35,7 @@ def role_permissions(role: str, subjects: Subjects) -> Permissions:
     plans, agents = f"$KV.{s.plans_bucket}.>", f"$KV.{s.agents_bucket}.>"
     objects = s.plan_objects  # a start too large for a message puts its plan here first
     services = (JS_API, JS_ACK, JS_FLOW, s.all_dlq)
+    services_without_acks = tuple(subject for subject in services if subject != JS_ACK)
     # Each role touches only its own keys of the leases bucket: the coordinator's, the projectors', the webhooks'.
     leases = f"$KV.{s.leases_bucket}"
     leader, fence = f"{leases}.coordinator.>", s.partition_fences
@@ -45,7 +46,7 @@ def role_permissions(role: str, subjects: Subjects) -> Permissions:
         "coordinator": ((s.all_decisions, s.all_tasks, s.all_direct, leader, fence, *services), (inbox,)),
         # Projectors take turns writing one read model: the holder of its lease writes, the others stand by. They
         # ack nothing (their durable's position is the checkpoint in the read model), so they may not ack either.
-        "projector": ((projector_lease, JS_API, JS_FLOW, s.all_dlq), (inbox,)),
+        "projector": ((projector_lease, *services_without_acks), (inbox,)),
         # The webhook delivery service reads events through its durable, as the projector does, one service at a
         # time (the holder of its lease), and tells a person of a webhook it disabled by a command to the
         # coordinator (webhook_disabled), on the execution whose event it gave up on.

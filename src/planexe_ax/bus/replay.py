@@ -54,14 +54,14 @@ def _stored(msg: Msg) -> StoredEvent:
     return StoredEvent(stream_seq(msg), msg.subject, msg.data)
 
 
-async def events_last_seq(bus: Bus) -> int:
-    """The sequence of the last event stored in AX_EVENTS (0 when there is none).
+async def events_last_seq(bus: Bus, subject: str | None = None) -> int:
+    """The sequence of the last event stored in AX_EVENTS on ``subject`` (default any; 0 when there is none).
 
     The last event, not the stream's last message: a coordinator's fence marker (``ax.fence.>``) may come
-    after it, and no reader of events ever reaches that.
+    after it, and no reader of events ever reaches that. The stream's leader answers (not a direct get).
     """
     try:
-        raw = await bus.js.get_last_msg(bus.subjects.events_stream, bus.subjects.all_events)
+        raw = await bus.js.get_last_msg(bus.subjects.events_stream, subject or bus.subjects.all_events)
     except NotFoundError:
         return 0
     return int(raw.seq or 0)
@@ -293,6 +293,22 @@ class ExecutionEvents:
                 return None
         return _stored(self._ready.popleft())
 
+    async def through(self, end: int, timeout_s: float) -> AsyncIterator[StoredEvent]:
+        """The events up to stream sequence ``end`` (e.g. :meth:`last_stored`), each once, in order.
+
+        A consumer made again (it does not outlive a reconnect) replays from its start: what was read already
+        is skipped. Ends early when no event comes within ``timeout_s``: the caller compares the last sequence
+        it got with ``end``.
+        """
+        last = 0
+        while last < end:
+            got = await self.next(timeout_s)
+            if got is None:
+                return
+            if got.seq > last:
+                last = got.seq
+                yield got
+
     async def last_stored(self) -> int:
         """The sequence of the last stored event this consumer delivers (0: none), asked of the stream's leader.
 
@@ -300,14 +316,7 @@ class ExecutionEvents:
         consumer's own count of what is pending will not do on a cluster: the server makes an ordered consumer
         on any replica of the stream, and one catching up holds only a part of it.
         """
-        last = 0
-        for subject in self._subjects:
-            try:
-                raw = await self._bus.js.get_last_msg(self._bus.subjects.events_stream, subject)
-            except NotFoundError:
-                continue
-            last = max(last, int(raw.seq or 0))
-        return last
+        return max([await events_last_seq(self._bus, subject) for subject in self._subjects], default=0)
 
     async def close(self) -> None:
         """Stop following; safe when the connection is gone (the consumer went with it)."""

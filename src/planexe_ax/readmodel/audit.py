@@ -145,14 +145,7 @@ async def stream_history(bus: Bus, execution_id: str) -> Events:
     """Every stored event of the execution in stream order, decoded as the read model keeps them."""
     found: Events = []
     async with execution_events(bus, execution_id, after_seq=0) as events:
-        end, last = await events.last_stored(), 0
-        while last < end:
-            got = await events.next(READ_TIMEOUT_S)
-            if got is None:
-                break
-            if got.seq <= last:  # the ordered consumer was made again and replays
-                continue
-            last = got.seq
+        async for got in events.through(await events.last_stored(), READ_TIMEOUT_S):
             try:
                 event = decode_event_on(bus.subjects, got.subject, got.data)
                 if isinstance(event, ExecutionCreated):  # the read model keeps a plan sent by reference with it

@@ -230,14 +230,8 @@ class Feed:
     async def _backfill(self, after: int, until: int, send: Callable[[str], Awaitable[None]]) -> None:
         events = await ExecutionEvents.open(self.bus, self.execution_id, after)
         try:
-            end = min(until, await events.last_stored())
-            last = after
-            while last < end:
-                stored = await events.next(timeout_s=BACKFILL_WAIT_S)
-                if stored is None:
-                    raise TimeoutError(f"no stored event after {last} within {BACKFILL_WAIT_S:g} s")
-                if stored.seq <= last:  # the ordered consumer was recreated and replays
-                    continue
+            end, last = min(until, await events.last_stored()), after
+            async for stored in events.through(end, BACKFILL_WAIT_S):
                 last = stored.seq
                 if stored.seq > until:
                     continue
@@ -245,6 +239,8 @@ class Feed:
                     self.on_skip()
                 else:
                     await send(text)
+            if last < end:
+                raise TimeoutError(f"no stored event after {last} within {BACKFILL_WAIT_S:g} s")
         finally:
             await events.close()
 

@@ -126,17 +126,16 @@ async def project_run(url: str, folder: Path, args: argparse.Namespace, server_p
             figures: Figures = {}
             pids = {"coordinator": [coordinator.proc.pid], "agent": [a.proc.pid for a in agents],
                     "projector": [projector.proc.pid], "server": [server_pid] if server_pid else []}  # fmt: skip
-            before = {name: sum(cpu_s(pid) for pid in group) for name, group in pids.items()}
-            wide_s, wide = await _execute(bus, plan(args.subtasks, chain=False))
-            for name, group in pids.items():
-                if group:
-                    used = sum(cpu_s(pid) for pid in group) - before[name]
-                    figures[f"{name}_cpu_ms_per_subtask"] = used / args.subtasks * 1000
+            wide_s, wide = await _execute(bus, plan(args.subtasks, chain=False), pids=pids)
+            for name, used in wide["cpu"].items():
+                figures[f"{name}_cpu_ms_per_subtask"] = used / args.subtasks * 1000
             figures["client_cpu_ms_per_subtask"] = wide["end"]["client_cpu_s"] / args.subtasks * 1000
             figures["wide_per_s"] = args.subtasks / wide_s
             figures["dispatch_p50_ms"], figures["dispatch_p99_ms"] = _dispatch(wide)
             figures["readmodel_behind_s"] = await _readmodel_lag(db, wide["end"])
-            _, chain = await _execute(bus, plan(args.chain, chain=True))
+            _, chain = await _execute(bus, plan(args.chain, chain=True), pids=pids)
+            for name, used in chain["cpu"].items():
+                figures[f"{name}_cpu_ms_per_hop"] = used / args.chain * 1000
             hops = _hops(chain)
             figures["chain_hop_p50_ms"], figures["chain_hop_p99_ms"] = pct(hops, 0.5) * 1000, pct(hops, 0.99) * 1000
             for size in args.sizes:
@@ -162,23 +161,32 @@ async def _agents_online(bus: Any, count: int) -> None:
         await asyncio.sleep(0.1)
 
 
-async def _execute(bus: Any, the_plan: Plan, times: bool = True) -> tuple[float, dict[str, dict[str, float]]]:
+async def _execute(
+    bus: Any, the_plan: Plan, times: bool = True, pids: dict[str, list[int]] | None = None
+) -> tuple[float, dict[str, dict[str, float]]]:
     """Run ``the_plan``; its time, and (``times``) when each subtask was dispatched and started, read after.
+
+    With ``pids`` (processes by name), ``seen["cpu"]`` holds the CPU seconds each group of processes used until
+    the end was seen (not the reading after).
 
     While it runs this client follows only the execution's end, as a caller waiting for it would; the times of
     its subtasks are read afterwards, so this client's decoding does not take CPU from the services measured.
     ``seen["end"]["at"]`` is when the end was seen (``time.perf_counter``): the read model's lag counts from it.
     """
+    groups = {name: group for name, group in (pids or {}).items() if group}
+    before = {name: sum(cpu_s(pid) for pid in group) for name, group in groups.items()}
     began, cpu0 = time.perf_counter(), time.process_time()
     execution_id = await start_execution(bus, the_plan)
     outcome = await follow(bus, execution_id, timeout_s=600, kinds=())
     ended = time.perf_counter()
+    used = {name: sum(cpu_s(pid) for pid in group) - before[name] for name, group in groups.items()}
     took = ended - began
     client_cpu_s = time.process_time() - cpu0
     if outcome.status != ExecutionStatus.COMPLETED:
         raise RuntimeError(f"the bench execution ended {outcome}")
     seen: dict[str, dict[str, float]] = {"dispatched": {}, "started": {}}
     seen["end"] = {"seq": outcome.stream_seq, "client_cpu_s": client_cpu_s, "at": ended}
+    seen["cpu"] = used
     if not times:
         return took, seen
     async with execution_events(bus, execution_id, 0, kinds=("subtask_state", "subtask_started")) as events:
@@ -312,6 +320,10 @@ LABELS = [
     ("projector_cpu_ms_per_subtask", "projector CPU per subtask at {n} (ms)", False),
     ("server_cpu_ms_per_subtask", "nats-server CPU per subtask at {n} (ms)", False),
     ("client_cpu_ms_per_subtask", "this bench's client (start, follow) CPU per subtask at {n} (ms)", False),
+    ("coordinator_cpu_ms_per_hop", "coordinator CPU per hop of the chain (ms)", False),
+    ("agent_cpu_ms_per_hop", "agents' CPU per hop of the chain (ms)", False),
+    ("projector_cpu_ms_per_hop", "projector CPU per hop of the chain (ms)", False),
+    ("server_cpu_ms_per_hop", "nats-server CPU per hop of the chain (ms)", False),
     ("readmodel_behind_s", "read model behind the stream at the end of {n} (s)", False),
     ("leases_lost", "coordinator: partition leases lost (log lines)", False),
     ("leases_taken_back", "coordinator: lapsed leases taken back (log lines)", False),

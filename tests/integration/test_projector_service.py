@@ -253,6 +253,37 @@ async def test_duplicate_event_ids_change_nothing(bus: Bus, database_url: str) -
         assert await table_dump(again.sessions) == before
 
 
+async def test_an_event_that_comes_again_among_new_ones_is_skipped_and_the_new_ones_are_written(
+    bus: Bus, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Batches do not look their ids up while no event comes twice; a batch with a copy is written again with it."""
+    first, second = scenario("e1"), scenario("e2")
+    await publish_all(bus, first)
+    async with Projector(bus, database_url) as projector:
+        await drain(projector)
+        assert projector.projected == len(first)
+        # Past JetStream's de-duplication: copies of two events, published without Nats-Msg-Id, before new ones.
+        for event in first[2:4]:
+            subject = bus.subjects.event(event.execution_id, event.type)
+            await asyncio.wait_for(bus.js.publish(subject, event.model_dump_json().encode()), WAIT_S)
+        await publish_all(bus, second)
+        await drain(projector)
+        assert projector.projected == len(first) + len(second), "each event once"
+        assert projector.dead_lettered == 0
+        assert "projecting event by event" not in caplog.text, "written again as a batch, not event by event"
+        assert projector.last_seq == len(first) + 2 + len(second)
+        async with projector.sessions() as session:
+            stored = list(await session.scalars(select(ExecutionEvent.event_id).order_by(ExecutionEvent.stream_seq)))
+        assert stored == [event.event_id for event in first + second]
+        assert await report_json(projector.sessions, EXECUTION) == EXPECTED_REPORT, "the copies applied nothing"
+        assert await execution_status(projector.sessions, "e2") == "COMPLETED"
+        # The batch that found the copies looked its ids up; one that finds none goes back to not looking.
+        await publish_all(bus, scenario("e3"))
+        await drain(projector)
+        assert projector.projected == len(first) + 2 * len(second)
+        assert not projector._look_up_ids
+
+
 async def test_replay_into_an_empty_database_gives_the_same_tables(bus: Bus, database_url: str, tmp_path: Any) -> None:
     await publish_all(bus, scenario("e1"))
     await publish_all(bus, scenario("e2")[:8])  # a second execution of the same plan, still running
@@ -485,11 +516,11 @@ class LosesOneBatch(Projector):
 
     failed = 0
 
-    async def _project(self, items: Any, outcome: Any, *, isolate: bool) -> None:
+    async def _project(self, items: Any, outcome: Any, *, isolate: bool, look_up_ids: bool = True) -> None:
         if self.batches == 3 and not self.failed:
             self.failed += 1
             raise OperationalError("COMMIT", None, OSError("connection lost"))
-        await super()._project(items, outcome, isolate=isolate)
+        await super()._project(items, outcome, isolate=isolate, look_up_ids=look_up_ids)
 
 
 async def test_a_batch_lost_with_its_connection_comes_again(bus: Bus, database_url: str, tmp_path: Any) -> None:

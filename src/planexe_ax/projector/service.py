@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
 
 from opentelemetry.trace import Span
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from planexe_ax.bus import (
@@ -73,7 +74,21 @@ A slow stream (a chain of tasks, one event at a time) is then written a few doze
 per event: each write costs the same whatever it holds, and on a machine whose cores the coordinator and the agents
 share with the projector, a write at each event takes a core from the services deciding and doing the next step
 (a chain's hop: 4.4 against 7.3 ms with the projector paused). The read model is at most this much later.
+
+The least wait: after a slow write the next waits longer (:data:`LINGER_PER_WRITE`).
 """
+LINGER_PER_WRITE = 4.0
+"""After a write that took ``w`` seconds, the first event of the next batch not yet full waits ``4 w`` (between
+``linger_s`` and :data:`LINGER_MAX_S`): writing then takes at most about a fifth of the time while events trickle.
+
+A write costs about 4.5 ms of CPU whatever it holds (``bench/projector.py --batch 50`` against ``--batch 4000``):
+in a chain of tasks, where a few events come at each hop, writes every 20 ms made the projector the busiest
+process of the four on two cores, slowing the hops it does not take part in. A write takes longer on a busy
+machine, and the projector then waits longer, giving the cores to the services on the hop's path.
+"""
+LINGER_MAX_S = 0.1
+"""The longest a batch not yet full waits for others (unless ``linger_s`` is longer): the read model's delay on a
+slow stream."""
 
 
 @dataclass(slots=True)
@@ -115,7 +130,8 @@ class Projector(HoldsLease):
             (a fresh one replays the whole stream, e.g. into an empty database).
         batch: Largest number of events per transaction, while the stream holds at least as many more.
         live_batch: Largest number of events per transaction otherwise (at most ``batch``).
-        linger_s: How long the first event of a batch not yet full waits for others (:data:`LINGER_S`).
+        linger_s: How long the first event of a batch not yet full waits for others at least (:data:`LINGER_S`;
+            longer after a slow write, see :meth:`linger`).
         lease: Write only while holding the lease (False: write as if alone, e.g. a one-off replay).
         holder: The name stored in the lease; default host, process id and a random suffix.
     """
@@ -148,6 +164,11 @@ class Projector(HoldsLease):
         self.batch = batch
         self.live_batch = min(batch, live_batch)
         self.linger_s = linger_s
+        self.last_write_s = 0.0
+        self._look_up_ids = False
+        """Whether a batch looks its event ids up before it is written: only after one held an event stored already
+        (see :meth:`_project_batch`), until a batch finds none."""
+        """How long the last batch took to write (wall time): the next batch not yet full waits in proportion."""
         self._fresh = False  # True from a term's start until its first round: the durable is at the checkpoint
         self._suspect: int | None = None  # the first event after the checkpoint the last idle look found
         self._errors = ErrorsOnce(durable=durable).about("consume loop error")
@@ -260,7 +281,7 @@ class Projector(HoldsLease):
 
         Pull credits stay outstanding (:class:`StandingPull`), so events arrive while a batch is written; and
         they are decoded while the batch before them is written (in a task of its own): a batch is handed on
-        when it is full, or when that write has ended and its first event has waited ``linger_s`` (events that
+        when it is full, or when that write has ended and its first event has waited :meth:`linger` (events that
         come before then join it). Batches are thus still written one at a time and in stream order, and a
         write's error ends the round as a handler's would (the loop starts again from the checkpoint).
         """
@@ -298,7 +319,7 @@ class Projector(HoldsLease):
                         last = msgs[-1].metadata
                         end = max(end, last.sequence.stream + last.num_pending)
                         if not items:
-                            due = loop.time() + self.linger_s
+                            due = loop.time() + self.linger()
                     for first in range(0, len(msgs), DECODE_SLICE):
                         items.extend(self._decode(msg) for msg in msgs[first : first + DECODE_SLICE])
                         await asyncio.sleep(0)  # a turn for the write in progress
@@ -323,6 +344,14 @@ class Projector(HoldsLease):
 
         await supervise(stop, consume, self.durable, on_error=self._errors, backoff=backoff)
 
+    def linger(self) -> float:
+        """How long the first event of a batch not yet full waits for others.
+
+        ``linger_s``, or longer after a slow write: :data:`LINGER_PER_WRITE` times its duration, at most
+        :data:`LINGER_MAX_S`.
+        """
+        return max(self.linger_s, min(LINGER_MAX_S, LINGER_PER_WRITE * self.last_write_s))
+
     def batch_size(self, first: int, end: int) -> int:
         """How many events the batch from stream sequence ``first`` on takes at most, the stream ending at ``end``.
 
@@ -344,6 +373,7 @@ class Projector(HoldsLease):
         position. A batch that jumps over an event it lacks is not written (:meth:`_rewind`).
         """
         self.batches += 1
+        began = time.perf_counter()
         missing = await first_missing(self.bus, self.last_seq, (item.seq for item in items))
         if missing is not None:
             raise self._rewind(missing)
@@ -354,16 +384,33 @@ class Projector(HoldsLease):
             if item.event is None and item.seq > self.last_seq:
                 await self._dead_letter(item, outcome)
         try:
-            await self._project(items, outcome, isolate=False)
+            await self._project_batch(items, outcome)
         except Exception as exc:
             self.known.clear()  # the batch rolled back (or its commit is in doubt): what was kept may be ahead
             if _is_transient(exc):  # the round ends; the next one pulls again from the checkpoint
                 raise
             log.warning("batch failed; projecting event by event", extra={"durable": self.durable, "error": repr(exc)})
             await self._project(items, outcome, isolate=True)
+        self.last_write_s = time.perf_counter() - began
         async with self._caught_up:
             self.last_seq = max(self.last_seq, outcome.top)
             self._caught_up.notify_all()
+
+    async def _project_batch(self, items: list[_Item], outcome: _Outcome) -> None:
+        """Project the batch in one transaction, its event ids not looked up first while no event comes twice.
+
+        Each batch would otherwise read which of its events are stored already: one query more per batch, for
+        events that seldom come twice (a decision published again after the stream's de-duplication window, a
+        read model another durable wrote). An event stored already fails the batch on the unique index instead;
+        the batch is then written again with the look-up, and so are the next ones until one finds none.
+        """
+        if not self._look_up_ids:
+            try:
+                await self._project(items, outcome, isolate=False, look_up_ids=False)
+                return
+            except IntegrityError:  # rolled back; any other failure shows again below
+                self._look_up_ids = True
+        await self._project(items, outcome, isolate=False, look_up_ids=True)
 
     def _decode(self, msg: Msg) -> _Item:
         item = _Item(msg=msg, seq=stream_seq(msg))
@@ -391,7 +438,7 @@ class Projector(HoldsLease):
         outcome.settled.add(item.seq)
         self.dead_lettered += 1
 
-    async def _project(self, items: list[_Item], outcome: _Outcome, *, isolate: bool) -> None:
+    async def _project(self, items: list[_Item], outcome: _Outcome, *, isolate: bool, look_up_ids: bool = True) -> None:
         batch = None
         async with self.sessions.begin() as session:
             done = await load_checkpoint(session, self.durable, lock=True)
@@ -402,12 +449,15 @@ class Projector(HoldsLease):
             if isolate:
                 applied = sum([await self._apply_isolated(session, item, outcome) for item in todo])
             else:
-                batch = Batch([(item.seq, item.event) for item in todo if item.event is not None], self.known)
+                pairs = [(item.seq, item.event) for item in todo if item.event is not None]
+                batch = Batch(pairs, self.known, look_up_ids=look_up_ids)
                 applied = await self._apply_batch(session, batch, todo)
             outcome.top = max(done, *(item.seq for item in items))
             await save_checkpoint(session, self.durable, outcome.top)
         if batch is not None:  # committed: its rows are the stored rows
             self.known.keep(batch.rows)
+            if look_up_ids and not batch.stored_ids:
+                self._look_up_ids = False
         self.projected += applied
         log.debug("batch projected", extra={"durable": self.durable, "events": applied, "stream_seq": outcome.top})
 

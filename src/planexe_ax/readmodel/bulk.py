@@ -24,7 +24,7 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import JSON, Dialect, Table
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from planexe_ax.readmodel.models import UTCDateTime
@@ -71,6 +71,8 @@ async def insert_events(session: AsyncSession, table: Table, rows: Sequence[Row]
     except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError) as exc:
         # As SQLAlchemy reports a lost connection: the projector retries the batch, it does not dead-letter it.
         raise OperationalError(f"COPY {table.name}", None, exc) from exc
+    except asyncpg.IntegrityConstraintViolationError as exc:  # an event id stored already: as an INSERT reports it
+        raise IntegrityError(f"COPY {table.name}", None, exc) from exc
 
 
 def _tuples(table: Table, dialect: Dialect, rows: Sequence[Row]) -> list[tuple[Any, ...]]:

@@ -88,18 +88,28 @@ class Batch:
         events: ``(stream_seq, event)`` pairs in stream order (what :meth:`load` reads rows for).
         known: Rows the last committed batches left (:mod:`planexe_ax.readmodel.known`): :meth:`load` copies
             them instead of reading them; whoever commits the batch then keeps its rows there.
+        look_up_ids: Whether :meth:`load` looks up which of the events' ids are stored already (those events are
+            skipped). Without the look-up, an event stored already makes :meth:`write` fail on the unique index
+            of ``execution_events.event_id`` (:class:`~sqlalchemy.exc.IntegrityError`), and the caller writes the
+            batch again with it: the projector's way, where an event seldom comes twice.
     """
 
-    def __init__(self, events: Sequence[tuple[int, Event]] = (), known: Known | None = None) -> None:
+    def __init__(
+        self, events: Sequence[tuple[int, Event]] = (), known: Known | None = None, *, look_up_ids: bool = True
+    ) -> None:
         self.events = events
         self.rows = Rows()
         self.known = known or Known(most=0)
+        self.look_up_ids = look_up_ids
+        self.stored_ids: set[str] = set()
+        """The events' ids that :meth:`load` found stored (none looked up: empty)."""
 
     async def load(self, session: AsyncSession, plan_ids: Iterable[str] = ()) -> None:
         """Read every stored row the events (and plans ``plan_ids``) may change, one query per table."""
         rows, known, events = self.rows, self.known, [event for _, event in self.events]
-        found = await _column(session, EVENTS.c.event_id, {e.event_id for e in events})
-        rows.seen.update(found)
+        if self.look_up_ids:
+            self.stored_ids = await _column(session, EVENTS.c.event_id, {e.event_id for e in events})
+            rows.seen.update(self.stored_ids)
         fresh = [e for e in events if e.event_id not in rows.seen]
         execution_ids = {e.execution_id for e in fresh}
         rows.executions.update(dict.fromkeys(execution_ids))

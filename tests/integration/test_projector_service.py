@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import pytest
 from nats.js.api import AckPolicy
-from sqlalchemy import func, select
+from sqlalchemy import Text, cast, func, select
 from sqlalchemy.exc import OperationalError
 
 from planexe_ax.bus import (
@@ -34,6 +34,7 @@ from planexe_ax.bus import (
     TaskStatus,
     topology,
 )
+from planexe_ax.bus.codec import decode_event, event_subject
 from planexe_ax.bus.messages import Event, EventBase
 from planexe_ax.bus.replay import first_missing, next_event_seq
 from planexe_ax.bus.topology import ensure_consumer, events_consumer
@@ -282,6 +283,32 @@ async def test_an_event_that_comes_again_among_new_ones_is_skipped_and_the_new_o
         await drain(projector)
         assert projector.projected == len(first) + 2 * len(second)
         assert not projector._look_up_ids
+
+
+async def test_a_decision_is_stored_as_published_and_a_report_as_the_model_writes_it(
+    bus: Bus, database_url: str
+) -> None:
+    """The coordinator's bytes are kept (not dumped again); an agent's report is written again from its model."""
+    events = scenario()
+    decision, report = events[1], next(e for e in events if e.type == "subtask_result")
+    spaced = {
+        e.event_id: json.dumps(json.loads(e.model_dump_json(by_alias=True)), indent=1) for e in (decision, report)
+    }
+    await publish_all(bus, events[:1])
+    for event in (decision, report):
+        subject = event_subject(bus.subjects, event)
+        await asyncio.wait_for(bus.js.publish(subject, spaced[event.event_id].encode()), WAIT_S)
+    async with Projector(bus, database_url) as projector:
+        await drain(projector)
+        async with projector.sessions() as session:
+            query = select(ExecutionEvent.event_id, cast(ExecutionEvent.data, Text))
+            texts: dict[str, str] = dict((await session.execute(query)).all())
+    assert projector.projected == 3
+    assert decode_event(texts[decision.event_id].encode()) == decision
+    assert decode_event(texts[report.event_id].encode()) == report
+    if database_url.startswith("sqlite"):  # PostgreSQL's json type keeps the text too; SQLite's column is the text
+        assert texts[decision.event_id] == spaced[decision.event_id], "the decision as published"
+        assert texts[report.event_id] == report.model_dump_json(by_alias=True), "the report written again"
 
 
 async def test_replay_into_an_empty_database_gives_the_same_tables(bus: Bus, database_url: str, tmp_path: Any) -> None:

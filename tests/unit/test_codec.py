@@ -10,7 +10,8 @@ import pytest
 
 from planexe_ax.bus import codec
 from planexe_ax.bus.codec import decode_command, decode_event
-from planexe_ax.bus.messages import ExecutionCreated, StartExecution
+from planexe_ax.bus.messages import ExecutionCreated, StartExecution, SubtaskResult, SubtaskState, TaskStatus
+from planexe_ax.bus.subjects import Subjects
 
 CONTRACTS = Path(__file__).resolve().parents[1] / "contracts"
 PLAN_REF = {"plan_id": "plan-prospecting-1", "sha256": "0" * 64, "size": 10}
@@ -112,3 +113,21 @@ def test_unknown_fields_are_ignored_as_before() -> None:
     event = decode_event(encode(raw))
     assert event == decode_event(encode(fixture("subtask_result", 1)))
     assert not hasattr(event, "added_later")
+
+
+def test_a_decision_on_its_subject_is_stored_as_sent_and_anything_else_is_dumped_again() -> None:
+    subjects = Subjects("ns")
+    decision = SubtaskState(execution_id="e1", task_id="t1", subtask_id="s1", status=TaskStatus.RUNNING, attempt=1)
+    report = SubtaskResult(execution_id="e1", task_id="t1", subtask_id="s1", agent_id="a1", ok=True, attempt=1)
+    on_decision_subject = subjects.event("e1", "subtask_state")
+    # What the bus writes is what the model dumps again: keeping the bytes changes nothing stored.
+    data = decision.model_dump_json(by_alias=True).encode()
+    assert decode_event(data).model_dump_json(by_alias=True).encode() == data
+    assert codec.stored_as_sent(subjects, on_decision_subject, decode_event(data))
+    # A report, which an agent may write its own way; a decision read from another execution's subject.
+    assert not codec.stored_as_sent(subjects, subjects.report("e1", "subtask_result", "a1"), report)
+    assert not codec.stored_as_sent(subjects, subjects.event("e2", "subtask_state"), decision)
+    # A type an upcaster changes: the bytes may be of an older version.
+    assert {"start", "execution_created"} == codec.UPCAST_TYPES
+    created = decode_event(encode(fixture("execution_created", 1)))
+    assert not codec.stored_as_sent(subjects, subjects.event(created.execution_id, "execution_created"), created)

@@ -29,6 +29,8 @@ def _plan_inline(raw: dict[str, Any]) -> dict[str, Any]:
 
 # (type, from_version) -> pure function returning the message at from_version + 1.
 UPCASTERS: dict[tuple[str, int], Upcaster] = {("start", 1): _plan_inline, ("execution_created", 1): _plan_inline}
+UPCAST_TYPES = frozenset(kind for kind, _ in UPCASTERS)
+"""The message types some version of which an upcaster changes."""
 CURRENT_VERSION: dict[str, int] = {}
 
 
@@ -104,6 +106,17 @@ def decode_event_on(subjects: Subjects, subject: str, data: bytes) -> Event:
     if subject not in _subjects_of(subjects, event.execution_id, kind, agent_id):
         raise ValueError(f"a {kind} event of execution {event.execution_id} by {event.agent_id} cannot be on {subject}")
     return event
+
+
+def stored_as_sent(subjects: Subjects, subject: str, event: Event) -> bool:
+    """Whether the bytes ``event`` was read from (on ``subject``) are its JSON as the bus writes it: kept as they are.
+
+    True for a decision read from its decision subject, where only the coordinator publishes, and which it writes as
+    every service does (``model_dump_json(by_alias=True)``), of a type no upcaster changes. Anything else (a report,
+    which an agent may write its own way; a type an upcaster changes) is written again from the model.
+    """
+    kind = str(getattr(event, "type"))  # noqa: B009 - every concrete event has a Literal type
+    return kind not in UPCAST_TYPES and subject == _subjects_of(subjects, event.execution_id, kind, None)[0]
 
 
 @functools.lru_cache(maxsize=4096)

@@ -25,6 +25,7 @@ from planexe_ax.bus import (
     stream_seq,
     with_plan,
 )
+from planexe_ax.bus.codec import stored_as_sent
 from planexe_ax.bus.consumer import Backoff, ErrorsOnce, StandingPull, supervise
 from planexe_ax.bus.leader import HoldsLease, LeaderLease, Terms, default_holder
 from planexe_ax.bus.replay import Rewound, events_last_seq, first_missing, next_event_seq, reposition
@@ -97,6 +98,8 @@ class _Item:
     seq: int
     event: Event | None = None
     error: str = ""
+    data: str | None = None
+    """The event's JSON as received, when it is what the bus writes (:func:`~planexe_ax.bus.codec.stored_as_sent`)."""
 
 
 @dataclass
@@ -416,6 +419,8 @@ class Projector(HoldsLease):
         item = _Item(msg=msg, seq=stream_seq(msg))
         try:
             item.event = decode_event_on(self.bus.subjects, msg.subject, msg.data)
+            if stored_as_sent(self.bus.subjects, msg.subject, item.event):
+                item.data = msg.data.decode()
         except ValueError as exc:  # pydantic's ValidationError and json's JSONDecodeError are ValueErrors
             item.error = str(exc)
         return item
@@ -463,16 +468,15 @@ class Projector(HoldsLease):
 
     async def _apply_batch(self, session: AsyncSession, batch: Batch, todo: list[_Item]) -> int:
         """Fold the batch's events together: one read per table, each event in memory, one bulk write per table."""
-        events = batch.events
         await batch.load(session)
         if tracing_enabled():
             applied = 0
             for item in todo:
                 assert item.event is not None
                 with self._span(item):
-                    applied += batch.apply(item.event, item.seq)
+                    applied += batch.apply(item.event, item.seq, item.data)
         else:  # no span to make: skip a context manager per event
-            applied = sum(batch.apply(event, seq) for seq, event in events)
+            applied = sum(batch.apply(item.event, item.seq, item.data) for item in todo if item.event is not None)
         await batch.write(session)
         return applied
 

@@ -84,8 +84,10 @@ class Rows:
 Handler = Callable[[Rows, Any], None]
 
 
-def apply(rows: Rows, event: Event, stream_seq: int) -> bool:
+def apply(rows: Rows, event: Event, stream_seq: int, data: str | None = None) -> bool:
     """Store ``event`` and apply it to ``rows``, unless its ``event_id`` is already stored.
+
+    ``data``: the event's JSON to store, when the caller has it as the bus writes it (default: dumped from ``event``).
 
     Returns:
         False when the event was already stored (nothing changed), else True.
@@ -94,7 +96,7 @@ def apply(rows: Rows, event: Event, stream_seq: int) -> bool:
         log.debug("event already projected", extra={"event_id": event.event_id, "stream_seq": stream_seq})
         return False
     rows.seen.add(event.event_id)
-    rows.events.append(event_row(event, stream_seq))
+    rows.events.append(event_row(event, stream_seq, data))
     handler = HANDLERS.get(event.type)
     if handler is None:
         return True
@@ -108,8 +110,8 @@ def apply(rows: Rows, event: Event, stream_seq: int) -> bool:
     return True
 
 
-def event_row(event: Event, stream_seq: int) -> Row:
-    """The ``execution_events`` row of ``event``, its ``data`` as JSON text."""
+def event_row(event: Event, stream_seq: int, data: str | None = None) -> Row:
+    """The ``execution_events`` row of ``event``, its ``data`` as JSON text (``data`` when given)."""
     return {
         "stream_seq": stream_seq,
         "event_id": event.event_id,
@@ -120,7 +122,7 @@ def event_row(event: Event, stream_seq: int) -> Row:
         "agent_id": event.agent_id,
         "attempt": event.attempt,
         "ts": event.ts,
-        "data": event.model_dump_json(by_alias=True),  # JSON text: see bulk.insert_events
+        "data": event.model_dump_json(by_alias=True) if data is None else data,  # JSON text: see bulk.insert_events
     }
 
 

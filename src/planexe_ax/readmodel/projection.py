@@ -140,9 +140,9 @@ class Batch:
             rows.plans[row["plan_id"]] = row
         rows.plans_with_tasks |= await _column(session, PLAN_TASKS.c.plan_id, plan_ids)
 
-    def apply(self, event: Event, stream_seq: int) -> bool:
-        """Fold one event into the loaded rows; False when it was already stored."""
-        return fold.apply(self.rows, event, stream_seq)
+    def apply(self, event: Event, stream_seq: int, data: str | None = None) -> bool:
+        """Fold one event into the loaded rows (its JSON ``data`` when given); False when it was already stored."""
+        return fold.apply(self.rows, event, stream_seq, data)
 
     async def write(self, session: AsyncSession) -> None:
         """Write what changed: replaced plans' rows deleted, then upserts in foreign-key order, then the events."""

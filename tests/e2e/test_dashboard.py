@@ -356,6 +356,45 @@ async def test_escalations_are_answered_from_the_page(stack: Stack, page: Page) 
     assert retried["subtasks"][0]["output"]["rows"] == 1, "the retry ran with the params edited on the page"
 
 
+async def test_an_earlier_read_of_the_inbox_answered_late_is_not_drawn(stack: Stack, page: Page) -> None:
+    """Reads of the inbox overlap; one answered after a later one must not undo it (nor what a person typed)."""
+    plan = escalating_plan("late_read").model_dump(mode="json", by_alias=True)
+    assert (await stack.client.post("/api/plans", json=plan)).status_code in (200, 201)
+    response = await stack.client.post("/api/executions", json={"plan_id": plan["plan_id"]})
+    assert response.status_code == 201, response.text
+    execution_id = response.json()["execution_id"]
+    await page.goto(f"{stack.url}/#/executions/{execution_id}")
+    items = page.locator('#inbox [data-testid="inbox-item"]')
+    await expect(items).to_have_count(4, timeout=WAIT_MS)
+    before = (await stack.client.get("/api/inbox", params={"execution_id": execution_id})).json()
+    ids = {t["task_id"]: t["item_id"] for t in before["items"]}
+    stale = {**before, "items": [i for i in before["items"] if i["task_id"] != "t_complete"]}
+    output = page.locator(f'#inbox [data-item-id="{ids["t_complete"]}"] textarea.inbox-output')
+    held: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    release = asyncio.Event()
+
+    async def answer_the_first_late(route: Any) -> None:
+        if held.done():
+            await route.continue_()
+            return
+        held.set_result(None)
+        await release.wait()  # then answered as read long before: t_skip still open, t_complete not yet
+        await route.fulfill(status=200, content_type="application/json", body=json.dumps(stale))
+
+    await page.route(re.compile(r"/api/inbox\?execution_id="), answer_the_first_late)
+    skip = f'#inbox [data-item-id="{ids["t_skip"]}"] [data-testid="inbox-answer"][data-action="skip"]'
+    await page.locator(skip).click()
+    await asyncio.wait_for(held, WAIT_MS / 1000)
+    await expect(items).to_have_count(3, timeout=WAIT_MS)  # later reads show the skip
+    await output.fill('{"rows": 12}')
+    release.set()
+    every_read_answered = "() => { const d = document.querySelector('#inbox').dataset; return d.asked === d.answered; }"
+    await page.wait_for_function(every_read_answered, timeout=WAIT_MS)
+    await expect(items).to_have_count(3)
+    await expect(page.locator(f'#inbox [data-item-id="{ids["t_skip"]}"]')).to_have_count(0)
+    await expect(output).to_have_value('{"rows": 12}')
+
+
 async def test_a_browser_without_the_link_is_asked_to_sign_in(stack: Stack, page: Page) -> None:
     await page.context.clear_cookies()
     await page.goto(f"{stack.url}/")

@@ -25,6 +25,9 @@ export class Inbox {
     this.onCount = () => {};
     this.past = null; // the items shown as at an earlier event, while replaying
     this.shown = new Map(); // item id -> its element: an open item is drawn once, so what a person types stays
+    this.asked = 0; // reads of the inbox begun
+    this.drawn = 0; // the latest read drawn: an answer that comes after a later read's is not drawn
+    this.answered = 0; // reads answered (drawn or not) or failed
   }
 
   /** Read the open items of an execution; resolves to them (null when the read failed). */
@@ -32,13 +35,23 @@ export class Inbox {
     if (executionId !== this.executionId) this.shown = new Map();
     this.executionId = executionId;
     const asked = executionId;
+    const ticket = ++this.asked;
+    this.root.dataset.asked = String(ticket);
     try {
       const data = await api(`api/inbox?execution_id=${encodeURIComponent(executionId)}`);
-      if (asked === this.executionId) this.render(data.items);
+      // Reads overlap (each inbox frame reads until the API shows it) and their answers can come out of order:
+      // an earlier read's answer, drawn after a later one's, would drop items opened since (and what was typed
+      // into them) and bring back items closed since.
+      if (asked === this.executionId && ticket > this.drawn) {
+        this.drawn = ticket;
+        this.render(data.items);
+      }
       return data.items;
     } catch (err) {
       if (asked === this.executionId) fill(this.root, h("li", { class: "error" }, `Inbox unavailable: ${err.message}`));
       return null;
+    } finally {
+      this.root.dataset.answered = String(++this.answered); // with data-asked: no read of the inbox under way
     }
   }
 

@@ -297,8 +297,9 @@ async def test_reconnects_after_a_drop_and_misses_nothing(stack: Stack, gate: Ga
     assert shown == expected, "every event once, none missing"
 
 
-async def test_escalations_are_answered_from_the_page(stack: Stack, page: Page) -> None:
-    plan = escalating_plan("escalations_page").model_dump(mode="json", by_alias=True)
+async def open_escalations(stack: Stack, page: Page, plan_id: str) -> tuple[str, Any]:
+    """Run the escalating plan and show it until its four escalations are open: the execution id, the inbox items."""
+    plan = escalating_plan(plan_id).model_dump(mode="json", by_alias=True)
     assert (await stack.client.post("/api/plans", json=plan)).status_code in (200, 201)
     response = await stack.client.post("/api/executions", json={"plan_id": plan["plan_id"]})
     assert response.status_code == 201, response.text
@@ -307,6 +308,11 @@ async def test_escalations_are_answered_from_the_page(stack: Stack, page: Page) 
     await expect(page.locator("#execution-status")).to_have_text("BLOCKED", timeout=WAIT_MS)
     items = page.locator('#inbox [data-testid="inbox-item"]')
     await expect(items).to_have_count(4, timeout=WAIT_MS)
+    return execution_id, items
+
+
+async def test_escalations_are_answered_from_the_page(stack: Stack, page: Page) -> None:
+    execution_id, items = await open_escalations(stack, page, "escalations_page")
     ids = {t["task_id"]: t["item_id"] for t in (await stack.client.get("/api/inbox")).json()["items"]}
 
     def item(task_id: str) -> Any:
@@ -358,14 +364,7 @@ async def test_escalations_are_answered_from_the_page(stack: Stack, page: Page) 
 
 async def test_an_earlier_read_of_the_inbox_answered_late_is_not_drawn(stack: Stack, page: Page) -> None:
     """Reads of the inbox overlap; one answered after a later one must not undo it (nor what a person typed)."""
-    plan = escalating_plan("late_read").model_dump(mode="json", by_alias=True)
-    assert (await stack.client.post("/api/plans", json=plan)).status_code in (200, 201)
-    response = await stack.client.post("/api/executions", json={"plan_id": plan["plan_id"]})
-    assert response.status_code == 201, response.text
-    execution_id = response.json()["execution_id"]
-    await page.goto(f"{stack.url}/#/executions/{execution_id}")
-    items = page.locator('#inbox [data-testid="inbox-item"]')
-    await expect(items).to_have_count(4, timeout=WAIT_MS)
+    execution_id, items = await open_escalations(stack, page, "late_read")
     before = (await stack.client.get("/api/inbox", params={"execution_id": execution_id})).json()
     ids = {t["task_id"]: t["item_id"] for t in before["items"]}
     stale = {**before, "items": [i for i in before["items"] if i["task_id"] != "t_complete"]}

@@ -43,7 +43,7 @@ from throughput import plan
 
 from planexe_ax.bus import EmbeddedNats, ExecutionStatus, Plan, connect, decode_event
 from planexe_ax.bus.client import agent_cards, follow, start_execution
-from planexe_ax.bus.messages import SubtaskStarted, SubtaskState, TaskStatus
+from planexe_ax.bus.messages import SubtaskResult, SubtaskStarted, SubtaskState, TaskStatus
 from planexe_ax.bus.replay import execution_events
 from planexe_ax.config import Settings
 from planexe_ax.readmodel.db import read_model
@@ -133,7 +133,8 @@ async def project_run(url: str, folder: Path, args: argparse.Namespace, server_p
             figures["wide_per_s"] = args.subtasks / wide_s
             figures["dispatch_p50_ms"], figures["dispatch_p99_ms"] = _dispatch(wide)
             figures["readmodel_behind_s"] = await _readmodel_lag(db, wide["end"])
-            _, chain = await _execute(bus, plan(args.chain, chain=True), pids=pids)
+            _, chain = await _execute(bus, plan(args.chain, chain=True), pids=pids, legs=True)
+            figures.update(_legs(chain))
             for name, used in chain["cpu"].items():
                 figures[f"{name}_cpu_ms_per_hop"] = used / args.chain * 1000
             hops = _hops(chain)
@@ -162,9 +163,12 @@ async def _agents_online(bus: Any, count: int) -> None:
 
 
 async def _execute(
-    bus: Any, the_plan: Plan, times: bool = True, pids: dict[str, list[int]] | None = None
+    bus: Any, the_plan: Plan, times: bool = True, pids: dict[str, list[int]] | None = None, legs: bool = False
 ) -> tuple[float, dict[str, dict[str, float]]]:
     """Run ``the_plan``; its time, and (``times``) when each subtask was dispatched and started, read after.
+
+    With ``legs``, also when each subtask's result was sent, and when the server stored its DISPATCHED, its
+    start and its result (the stream's own time of each message): what :func:`_legs` splits a hop into.
 
     With ``pids`` (processes by name), ``seen["cpu"]`` holds the CPU seconds each group of processes used until
     the end was seen (not the reading after).
@@ -189,23 +193,62 @@ async def _execute(
     seen["cpu"] = used
     if not times:
         return took, seen
-    async with execution_events(bus, execution_id, 0, kinds=("subtask_state", "subtask_started")) as events:
+    kinds = ("subtask_state", "subtask_started", "subtask_result") if legs else ("subtask_state", "subtask_started")
+    seqs: dict[str, dict[str, int]] = {"dispatched": {}, "started": {}, "result": {}}
+    seen["result"] = {}
+    async with execution_events(bus, execution_id, 0, kinds=kinds) as events:
         end, last = await events.last_stored(), 0
         async for stored in events.through(end, timeout_s=10):
             last = stored.seq
             event = decode_event(stored.data)
             if isinstance(event, SubtaskState) and event.status == TaskStatus.DISPATCHED:
-                seen["dispatched"].setdefault(event.subtask_id or "", event.ts.timestamp())
+                kind = "dispatched"
             elif isinstance(event, SubtaskStarted):
-                seen["started"].setdefault(event.subtask_id or "", event.ts.timestamp())
+                kind = "started"
+            elif isinstance(event, SubtaskResult):
+                kind = "result"
+            else:
+                continue
+            seen[kind].setdefault(event.subtask_id or "", event.ts.timestamp())
+            seqs[kind].setdefault(event.subtask_id or "", stored.seq)
     if last < end:
         raise RuntimeError("the bench execution's events could not be read back")
+    if legs:
+        for kind, by_subtask in seqs.items():
+            seen[f"{kind}_stored"] = {
+                subtask: (await bus.js.get_msg(bus.subjects.events_stream, seq)).time.timestamp()
+                for subtask, seq in by_subtask.items()
+            }
     return took, seen
 
 
 def _dispatch(seen: dict[str, Any]) -> tuple[float, float]:
     waits = [seen["started"][s] - t for s, t in seen["dispatched"].items() if s in seen["started"]]
     return pct(waits, 0.5) * 1000, pct(waits, 0.99) * 1000
+
+
+LEGS = (
+    ("chain_leg_decided_stored_ms", "dispatched", "dispatched_stored", False),
+    ("chain_leg_stored_started_ms", "dispatched_stored", "started", False),
+    ("chain_leg_started_result_stored_ms", "started", "result_stored", False),
+    ("chain_leg_result_stored_decided_ms", "result_stored", "dispatched", True),
+)
+"""A hop cut in four (they add up to it): the DISPATCHED decided (its ``ts``) -> stored by the server -> the
+agent's start (its ``ts``) -> the result stored -> the next subtask's DISPATCHED decided."""
+
+
+def _legs(seen: dict[str, Any]) -> dict[str, float]:
+    """The p50 of each leg of :data:`LEGS`, in ms, over the chain's hops."""
+    out: dict[str, float] = {}
+    hops = [(f"s{i - 1}", f"s{i}") for i in range(1, len(seen["dispatched"]))]
+    for name, since, until, to_next in LEGS:
+        values = [
+            seen[until][b if to_next else a] - seen[since][a]
+            for a, b in hops
+            if a in seen[since] and (b if to_next else a) in seen[until]
+        ]
+        out[name] = pct(values, 0.5) * 1000
+    return out
 
 
 def _hops(seen: dict[str, Any]) -> list[float]:
@@ -320,6 +363,10 @@ LABELS = [
     ("projector_cpu_ms_per_subtask", "projector CPU per subtask at {n} (ms)", False),
     ("server_cpu_ms_per_subtask", "nats-server CPU per subtask at {n} (ms)", False),
     ("client_cpu_ms_per_subtask", "this bench's client (start, follow) CPU per subtask at {n} (ms)", False),
+    ("chain_leg_decided_stored_ms", "chain hop, p50 of: DISPATCHED decided -> stored (ms)", False),
+    ("chain_leg_stored_started_ms", "  ... DISPATCHED stored -> the agent starts (ms)", False),
+    ("chain_leg_started_result_stored_ms", "  ... started -> the result stored (ms)", False),
+    ("chain_leg_result_stored_decided_ms", "  ... result stored -> next DISPATCHED decided (ms)", False),
     ("coordinator_cpu_ms_per_hop", "coordinator CPU per hop of the chain (ms)", False),
     ("agent_cpu_ms_per_hop", "agents' CPU per hop of the chain (ms)", False),
     ("projector_cpu_ms_per_hop", "projector CPU per hop of the chain (ms)", False),

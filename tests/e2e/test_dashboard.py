@@ -387,8 +387,8 @@ async def test_an_earlier_read_of_the_inbox_answered_late_is_not_drawn(stack: St
     await expect(items).to_have_count(3, timeout=WAIT_MS)  # later reads show the skip
     await output.fill('{"rows": 12}')
     release.set()
-    every_read_answered = "() => { const d = document.querySelector('#inbox').dataset; return d.asked === d.answered; }"
-    await page.wait_for_function(every_read_answered, timeout=WAIT_MS)
+    every_read_done = "() => { const d = document.querySelector('#inbox').dataset; return d.reads === d.readsDone; }"
+    await page.wait_for_function(every_read_done, timeout=WAIT_MS)
     await expect(items).to_have_count(3)
     await expect(page.locator(f'#inbox [data-item-id="{ids["t_skip"]}"]')).to_have_count(0)
     await expect(output).to_have_value('{"rows": 12}')

@@ -119,15 +119,18 @@ def test_a_decision_on_its_subject_is_stored_as_sent_and_anything_else_is_dumped
     subjects = Subjects("ns")
     decision = SubtaskState(execution_id="e1", task_id="t1", subtask_id="s1", status=TaskStatus.RUNNING, attempt=1)
     report = SubtaskResult(execution_id="e1", task_id="t1", subtask_id="s1", agent_id="a1", ok=True, attempt=1)
-    on_decision_subject = subjects.event("e1", "subtask_state")
     # What the bus writes is what the model dumps again: keeping the bytes changes nothing stored.
     data = decision.model_dump_json(by_alias=True).encode()
     assert decode_event(data).model_dump_json(by_alias=True).encode() == data
-    assert codec.stored_as_sent(subjects, on_decision_subject, decode_event(data))
-    # A report, which an agent may write its own way; a decision read from another execution's subject.
-    assert not codec.stored_as_sent(subjects, subjects.report("e1", "subtask_result", "a1"), report)
-    assert not codec.stored_as_sent(subjects, subjects.event("e2", "subtask_state"), decision)
+    assert codec.stored_as_sent(codec.decode_event_on(subjects, subjects.event("e1", "subtask_state"), data))
+    # A report, which an agent may write its own way.
+    on_report_subject = subjects.report("e1", "subtask_result", "a1")
+    report_data = report.model_dump_json(by_alias=True).encode()
+    assert not codec.stored_as_sent(codec.decode_event_on(subjects, on_report_subject, report_data))
+    # A decision is read only from its own execution's decision subject (where only the coordinator publishes).
+    with pytest.raises(ValueError, match="cannot be on"):
+        codec.decode_event_on(subjects, subjects.event("e2", "subtask_state"), data)
     # A type an upcaster changes: the bytes may be of an older version.
     assert {"start", "execution_created"} == codec.UPCAST_TYPES
     created = decode_event(encode(fixture("execution_created", 1)))
-    assert not codec.stored_as_sent(subjects, subjects.event(created.execution_id, "execution_created"), created)
+    assert not codec.stored_as_sent(created)

@@ -108,15 +108,18 @@ def decode_event_on(subjects: Subjects, subject: str, data: bytes) -> Event:
     return event
 
 
-def stored_as_sent(subjects: Subjects, subject: str, event: Event) -> bool:
-    """Whether the bytes ``event`` was read from (on ``subject``) are its JSON as the bus writes it: kept as they are.
+def stored_as_sent(event: Event) -> bool:
+    """Whether the bytes ``event`` was decoded from by :func:`decode_event_on` are its JSON as the bus writes it.
 
-    True for a decision read from its decision subject, where only the coordinator publishes, and which it writes as
-    every service does (``model_dump_json(by_alias=True)``), of a type no upcaster changes. Anything else (a report,
-    which an agent may write its own way; a type an upcaster changes) is written again from the model.
+    True for a decision (which :func:`decode_event_on` reads only from its decision subject, where only the
+    coordinator publishes, writing ``model_dump_json(by_alias=True)`` as every service does) of a type no upcaster
+    changes: those bytes can be kept as they are. A report, which an agent may write its own way, or a type an
+    upcaster changes, is written again from the model.
     """
-    kind = str(getattr(event, "type"))  # noqa: B009 - every concrete event has a Literal type
-    return kind not in UPCAST_TYPES and subject == _subjects_of(subjects, event.execution_id, kind, None)[0]
+    return event.type not in _WRITTEN_AGAIN
+
+
+_WRITTEN_AGAIN = AGENT_REPORTS | UPCAST_TYPES
 
 
 @functools.lru_cache(maxsize=4096)

@@ -167,11 +167,11 @@ class Projector(HoldsLease):
         self.batch = batch
         self.live_batch = min(batch, live_batch)
         self.linger_s = linger_s
-        self.last_write_s = 0.0
+        self._last_write_s = 0.0
+        """How long the last batch took to write (wall time): the next batch not yet full waits in proportion."""
         self._look_up_ids = False
         """Whether a batch looks its event ids up before it is written: only after one held an event stored already
         (see :meth:`_project_batch`), until a batch finds none."""
-        """How long the last batch took to write (wall time): the next batch not yet full waits in proportion."""
         self._fresh = False  # True from a term's start until its first round: the durable is at the checkpoint
         self._suspect: int | None = None  # the first event after the checkpoint the last idle look found
         self._errors = ErrorsOnce(durable=durable).about("consume loop error")
@@ -353,7 +353,7 @@ class Projector(HoldsLease):
         ``linger_s``, or longer after a slow write: :data:`LINGER_PER_WRITE` times its duration, at most
         :data:`LINGER_MAX_S`.
         """
-        return max(self.linger_s, min(LINGER_MAX_S, LINGER_PER_WRITE * self.last_write_s))
+        return max(self.linger_s, min(LINGER_MAX_S, LINGER_PER_WRITE * self._last_write_s))
 
     def batch_size(self, first: int, end: int) -> int:
         """How many events the batch from stream sequence ``first`` on takes at most, the stream ending at ``end``.
@@ -394,7 +394,7 @@ class Projector(HoldsLease):
                 raise
             log.warning("batch failed; projecting event by event", extra={"durable": self.durable, "error": repr(exc)})
             await self._project(items, outcome, isolate=True)
-        self.last_write_s = time.perf_counter() - began
+        self._last_write_s = time.perf_counter() - began
         async with self._caught_up:
             self.last_seq = max(self.last_seq, outcome.top)
             self._caught_up.notify_all()
@@ -419,7 +419,7 @@ class Projector(HoldsLease):
         item = _Item(msg=msg, seq=stream_seq(msg))
         try:
             item.event = decode_event_on(self.bus.subjects, msg.subject, msg.data)
-            if stored_as_sent(self.bus.subjects, msg.subject, item.event):
+            if stored_as_sent(item.event):
                 item.data = msg.data.decode()
         except ValueError as exc:  # pydantic's ValidationError and json's JSONDecodeError are ValueErrors
             item.error = str(exc)

@@ -25,9 +25,9 @@ export class Inbox {
     this.onCount = () => {};
     this.past = null; // the items shown as at an earlier event, while replaying
     this.shown = new Map(); // item id -> its element: an open item is drawn once, so what a person types stays
-    this.asked = 0; // reads of the inbox begun
+    this.reads = 0; // reads of the inbox begun (data-reads)
+    this.readsDone = 0; // reads answered, drawn or not, or failed (data-reads-done)
     this.drawn = 0; // the latest read drawn: an answer that comes after a later read's is not drawn
-    this.answered = 0; // reads answered (drawn or not) or failed
   }
 
   /** Read the open items of an execution; resolves to them (null when the read failed). */
@@ -35,8 +35,8 @@ export class Inbox {
     if (executionId !== this.executionId) this.shown = new Map();
     this.executionId = executionId;
     const asked = executionId;
-    const ticket = ++this.asked;
-    this.root.dataset.asked = String(ticket);
+    const ticket = ++this.reads;
+    this.root.dataset.reads = String(ticket);
     try {
       const data = await api(`api/inbox?execution_id=${encodeURIComponent(executionId)}`);
       // Reads overlap (each inbox frame reads until the API shows it) and their answers can come out of order:
@@ -51,7 +51,7 @@ export class Inbox {
       if (asked === this.executionId) fill(this.root, h("li", { class: "error" }, `Inbox unavailable: ${err.message}`));
       return null;
     } finally {
-      this.root.dataset.answered = String(++this.answered); // with data-asked: no read of the inbox under way
+      this.root.dataset.readsDone = String(++this.readsDone); // equal to data-reads: no read under way
     }
   }
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import Table, func, select, text
 from sqlalchemy.dialects import sqlite
 
-from planexe_ax.readmodel import read_model, upgrade
+from planexe_ax.readmodel import db, read_model, upgrade
 from planexe_ax.readmodel.bulk import insert_events, sqlite_utc_text, upsert_rows
 from planexe_ax.readmodel.models import (
     Base,
@@ -126,3 +127,13 @@ def test_sqlite_times_are_bound_as_sqlalchemy_binds_them(value: datetime) -> Non
 def test_a_naive_time_is_refused_as_the_orm_refuses_it() -> None:
     with pytest.raises(ValueError, match="naive"):
         sqlite_utc_text(datetime(2025, 3, 1, 9, 0))  # noqa: DTZ001 - the naive time is the point
+
+
+def test_a_null_binds_as_null_on_sqlite() -> None:
+    """None is adapted to itself (planexe_ax.readmodel.db registers it): bound, it is SQL NULL, not text."""
+    assert db.__name__  # imported: the adapter is registered
+    connection = sqlite3.connect(":memory:")
+    try:
+        assert connection.execute("SELECT ? IS NULL, typeof(?)", (None, None)).fetchone() == (1, "null")
+    finally:
+        connection.close()

@@ -1,13 +1,14 @@
-"""The header-line parser the bus installs on its connections gives exactly what nats-py's own gives."""
+"""The header-line parser the bus installs on its connections gives exactly what nats-py's own gives, when read."""
 
 from __future__ import annotations
 
 import random
+from typing import Any, cast
 
 import pytest
 from nats.aio.client import Client
 
-from planexe_ax.bus.headers import install, parse_header_lines
+from planexe_ax.bus.headers import Headers, install, parse_header_lines
 
 EVENT_HEADERS = (
     b"Content-Type: application/json\r\nAx-Type: subtask_state\r\n"
@@ -53,9 +54,35 @@ def test_the_same_dict_as_nats_py_for_random_blocks() -> None:
         assert parse_header_lines(raw) == Client._parse_header_lines(raw), raw
 
 
+def test_headers_read_as_the_dict_nats_py_gives() -> None:
+    """Every way a reader looks at a message's headers answers as nats-py's dict, whether parsed yet or not."""
+    rnd = random.Random(17)
+    names: list[Any] = ["Status", "Ax-Type", "a", "B", "Caf\u00e9", "", "Nats-Msg-Id", "a:b", 7]
+    for _ in range(5_000):
+        raw = b"".join(rnd.choice([*PIECES, b"Status: 408", b"Ax-Type: x"]) for _ in range(rnd.randint(3, 16)))
+        expected = Client._parse_header_lines(raw)
+        for name in names:
+            assert Headers(raw).get(name) == expected.get(name), (raw, name)
+            assert (name in Headers(raw)) == (name in expected), (raw, name)
+            assert Headers(raw).get(name, "none") == expected.get(name, "none"), (raw, name)
+        headers = Headers(raw)
+        assert dict(headers) == expected == headers
+        assert (len(headers), sorted(headers)) == (len(expected), sorted(expected))
+        assert all(headers[name] == value for name, value in expected.items())
+        assert {**(headers or {})} == expected
+
+
+def test_a_header_read_before_the_block_is_parsed_raises_as_a_dict_does() -> None:
+    headers = Headers(EVENT_HEADERS)
+    with pytest.raises(KeyError):
+        headers["Status"]
+    assert headers["Ax-Type"] == "subtask_state"
+    assert bool(headers)
+
+
 def test_install_makes_a_client_use_it() -> None:
     nc = Client()
     install(nc)
-    assert nc._parse_header_lines is parse_header_lines
+    assert cast(object, nc._parse_header_lines) is Headers
     assert nc._parse_header_lines(EVENT_HEADERS)["Ax-Type"] == "subtask_state"
-    assert Client._parse_header_lines is not parse_header_lines, "other connections keep nats-py's own"
+    assert cast(object, Client._parse_header_lines) is not Headers, "other connections keep nats-py's own"

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from nats.aio.msg import Msg
@@ -138,7 +138,7 @@ class LeasedOffer:
         return self._msg.reply
 
     @property
-    def headers(self) -> dict[str, str] | None:
+    def headers(self) -> Mapping[str, str] | None:
         """The offer message's headers (trace context)."""
         return self._msg.headers
 

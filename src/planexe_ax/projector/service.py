@@ -9,7 +9,7 @@ import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from opentelemetry.trace import Span
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
@@ -102,6 +102,27 @@ class _Item:
     """The event's JSON as received, when it is what the bus writes (:func:`~planexe_ax.bus.codec.stored_as_sent`)."""
 
 
+@dataclass(slots=True)
+class _Folded:
+    """A batch folded in its transaction, before it is written: the rows the next batch may be folded on."""
+
+    batch: Batch
+    top: int
+    """The checkpoint its transaction writes."""
+
+
+@dataclass(slots=True)
+class _Ahead:
+    """A batch folded while the one before it was written (:meth:`Projector._fold_ahead`)."""
+
+    batch: Batch
+    base: Batch
+    """The batch it was folded on: it holds only if that one is the last committed, as it was folded."""
+    after: int
+    """The checkpoint ``base`` writes: the batch's events are those after it."""
+    applied: int
+
+
 @dataclass
 class _Outcome:
     top: int = 0
@@ -160,6 +181,7 @@ class Projector(HoldsLease):
         self.projected = 0
         self.dead_lettered = 0
         self.batches = 0
+        self.folded_ahead = 0  # batches written as folded while the one before them was written (PostgreSQL)
         self.known = Known()  # the rows the last batches committed: the next one need not read them
         self.agents = AgentWatcher(bus, self.sessions)
         self.plans = PlanWatcher(bus, self.sessions)
@@ -172,7 +194,13 @@ class Projector(HoldsLease):
         self._look_up_ids = False
         """Whether a batch looks its event ids up before it is written: only after one held an event stored already
         (see :meth:`_project_batch`), until a batch finds none."""
+        self._folded: asyncio.Future[_Folded | None] | None = None
+        """The batch being written, once folded (None: it was not folded, e.g. it failed first)."""
+        self._committed: Batch | None = None
+        """The batch the last transaction committed (None: it was not a folded batch, or it failed)."""
         self._fresh = False  # True from a term's start until its first round: the durable is at the checkpoint
+        self._before: asyncio.Task[None] | None = None  # the write the last batch handed on waits for
+        self._folds_ahead = self.engine.dialect.name == "postgresql"  # see _write_then
         self._suspect: int | None = None  # the first event after the checkpoint the last idle look found
         self._errors = ErrorsOnce(durable=durable).about("consume loop error")
         self._started = False
@@ -232,6 +260,7 @@ class Projector(HoldsLease):
     async def _begin(self) -> None:
         """A term begins from the checkpoint in the database."""
         self.known.clear()  # another writer may have written since
+        self._committed = None
         async with self.sessions() as session:
             checkpoint = await load_checkpoint(session, self.durable)
         async with self._caught_up:
@@ -298,7 +327,8 @@ class Projector(HoldsLease):
             self._fresh = False
             pull = StandingPull(self.bus, self.bus.subjects.events_stream, self.durable, acks=False)
             await pull.start()
-            writing: asyncio.Task[None] | None = None
+            writing: asyncio.Task[None] | None = None  # the last batch handed on (see _write_after)
+            self._before, self._folded = None, None
             items: list[_Item] = []  # decoded, not yet handed on
             end = 0  # the stream's last sequence, as the last message received said
             loop = asyncio.get_running_loop()
@@ -339,7 +369,7 @@ class Projector(HoldsLease):
                 if writing is not None:
                     await writing
             finally:
-                if writing is not None and not writing.done():  # the round ends on another error: let it finish
+                if writing is not None:  # the round ends on another error: let the writes finish (or fail)
                     with contextlib.suppress(Exception, asyncio.CancelledError):
                         await writing
                 with contextlib.suppress(Exception):  # the connection may already be closed
@@ -364,16 +394,84 @@ class Projector(HoldsLease):
         return self.batch if end - (first + self.batch - 1) >= self.batch else self.live_batch
 
     async def _write_after(self, writing: asyncio.Task[None] | None, items: list[_Item]) -> asyncio.Task[None]:
-        """Wait for the write in progress (its error ends the round: these events come again), then start ``items``'."""
-        if writing is not None:
-            await writing
-        return asyncio.create_task(self._handle_batch(items))
+        """Hand ``items`` on, to be written when ``writing`` (the last batch handed on) has been.
 
-    async def _handle_batch(self, items: list[_Item]) -> None:
+        Returns at once unless a batch is already waiting for the write in progress: it then waits for that write
+        (whose error ends the round: these events come again). So the loop goes on decoding the next events
+        while the database writes a batch and the one after it waits (and, on PostgreSQL, is folded meanwhile:
+        :meth:`_write_then`).
+        """
+        if self._before is not None:
+            await self._before
+        self._before = writing
+        folded: asyncio.Future[_Folded | None] = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(self._write_then(writing, self._folded, folded, items))
+        self._folded = folded
+        return task
+
+    async def _write_then(
+        self,
+        before: asyncio.Task[None] | None,
+        before_folded: asyncio.Future[_Folded | None] | None,
+        folded: asyncio.Future[_Folded | None],
+        items: list[_Item],
+    ) -> None:
+        """Write ``items`` once ``before`` is written; its error is this batch's too (nothing after it is written).
+
+        On PostgreSQL, which writes in a process of its own, ``items`` are folded while ``before`` is written,
+        once it is folded (:meth:`_fold_ahead`): this process has its next batch to fold while the database
+        works, where it waited about a quarter of a replay. On SQLite the database works in this process (a
+        thread of it, which binds every value under the interpreter's lock): folding ahead only shared that
+        lock, and cost more than it saved.
+        """
+        ahead = None
+        try:
+            if before is not None and before_folded is not None and self._folds_ahead and not before.done():
+                either: set[asyncio.Future[Any]] = {before_folded, before}
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                if before_folded.done() and (base := before_folded.result()) is not None:
+                    ahead = await self._fold_ahead(items, base)
+            if before is not None:
+                await before
+            await self._handle_batch(items, ahead, folded)
+        finally:
+            if not folded.done():
+                folded.set_result(None)
+
+    async def _fold_ahead(self, items: list[_Item], base: _Folded) -> _Ahead | None:
+        """Fold ``items`` on the rows ``base`` leaves, without the database (None: they need the database).
+
+        ``base`` is still being written: the rows it read and changed are in :attr:`known` already, and every
+        other row is taken to be absent; the batch's transaction confirms that (:meth:`Batch.confirm`) and
+        checks that ``base`` committed as it was folded, else folds the batch again from the database. The fold
+        yields to the loop every :data:`DECODE_SLICE` events, so that ``base``'s write goes on meanwhile.
+        """
+        todo = [item for item in items if item.seq > base.top and item.event is not None]
+        if self._look_up_ids or any(
+            isinstance(item.event, ExecutionCreated) and item.event.plan is None for item in todo
+        ):
+            return None  # ids to look up in the database, or a plan to read from the bus first
+        batch = Batch(
+            [(item.seq, item.event) for item in todo if item.event is not None], self.known, look_up_ids=False
+        )
+        if not batch.load_known():
+            return None
+        applied = 0
+        for first in range(0, len(todo), DECODE_SLICE):
+            applied += self._apply(batch, todo[first : first + DECODE_SLICE])
+            await asyncio.sleep(0)  # a turn for the write in progress
+        return _Ahead(batch, base.batch, base.top, applied)
+
+    async def _handle_batch(
+        self, items: list[_Item], ahead: _Ahead | None = None, folded: asyncio.Future[_Folded | None] | None = None
+    ) -> None:
         """Write one decoded batch: plans read, undecodable events dead-lettered, one transaction with the checkpoint.
 
         Nothing is acked (:func:`~planexe_ax.bus.topology.projector_consumer`): the committed checkpoint is the
         position. A batch that jumps over an event it lacks is not written (:meth:`_rewind`).
+
+        ``ahead``: the batch folded already (:meth:`_fold_ahead`), used if it holds. ``folded``: set to the batch
+        once folded in its transaction, for the next batch to be folded on while this one is written.
         """
         self.batches += 1
         began = time.perf_counter()
@@ -387,9 +485,8 @@ class Projector(HoldsLease):
             if item.event is None and item.seq > self.last_seq:
                 await self._dead_letter(item, outcome)
         try:
-            await self._project_batch(items, outcome)
+            await self._project_batch(items, outcome, ahead, folded)
         except Exception as exc:
-            self.known.clear()  # the batch rolled back (or its commit is in doubt): what was kept may be ahead
             if _is_transient(exc):  # the round ends; the next one pulls again from the checkpoint
                 raise
             log.warning("batch failed; projecting event by event", extra={"durable": self.durable, "error": repr(exc)})
@@ -399,7 +496,13 @@ class Projector(HoldsLease):
             self.last_seq = max(self.last_seq, outcome.top)
             self._caught_up.notify_all()
 
-    async def _project_batch(self, items: list[_Item], outcome: _Outcome) -> None:
+    async def _project_batch(
+        self,
+        items: list[_Item],
+        outcome: _Outcome,
+        ahead: _Ahead | None = None,
+        folded: asyncio.Future[_Folded | None] | None = None,
+    ) -> None:
         """Project the batch in one transaction, its event ids not looked up first while no event comes twice.
 
         Each batch would otherwise read which of its events are stored already: one query more per batch, for
@@ -409,11 +512,11 @@ class Projector(HoldsLease):
         """
         if not self._look_up_ids:
             try:
-                await self._project(items, outcome, isolate=False, look_up_ids=False)
+                await self._project(items, outcome, isolate=False, look_up_ids=False, ahead=ahead, folded=folded)
                 return
             except IntegrityError:  # rolled back; any other failure shows again below
                 self._look_up_ids = True
-        await self._project(items, outcome, isolate=False, look_up_ids=True)
+        await self._project(items, outcome, isolate=False, look_up_ids=True, folded=folded)
 
     def _decode(self, msg: Msg) -> _Item:
         item = _Item(msg=msg, seq=stream_seq(msg))
@@ -443,41 +546,79 @@ class Projector(HoldsLease):
         outcome.settled.add(item.seq)
         self.dead_lettered += 1
 
-    async def _project(self, items: list[_Item], outcome: _Outcome, *, isolate: bool, look_up_ids: bool = True) -> None:
+    async def _project(
+        self,
+        items: list[_Item],
+        outcome: _Outcome,
+        *,
+        isolate: bool,
+        look_up_ids: bool = True,
+        ahead: _Ahead | None = None,
+        folded: asyncio.Future[_Folded | None] | None = None,
+    ) -> None:
+        """Project ``items`` in one transaction with the checkpoint; on any failure forget the rows kept.
+
+        The batch's rows are kept (:attr:`known`) as soon as it is folded, before it is written, so that the
+        next batch can be folded meanwhile; a batch that fails takes them back (``known`` cleared).
+        """
         batch = None
-        async with self.sessions.begin() as session:
-            done = await load_checkpoint(session, self.durable, lock=True)
-            if done > self.last_seq:
-                log.warning("checkpoint moved by another writer", extra={"durable": self.durable, "checkpoint": done})
-                self.known.clear()
-            todo = [item for item in items if item.seq > done and item.event is not None]
-            if isolate:
-                applied = sum([await self._apply_isolated(session, item, outcome) for item in todo])
-            else:
-                pairs = [(item.seq, item.event) for item in todo if item.event is not None]
-                batch = Batch(pairs, self.known, look_up_ids=look_up_ids)
-                applied = await self._apply_batch(session, batch, todo)
-            outcome.top = max(done, *(item.seq for item in items))
-            await save_checkpoint(session, self.durable, outcome.top)
-        if batch is not None:  # committed: its rows are the stored rows
-            self.known.keep(batch.rows)
-            if look_up_ids and not batch.stored_ids:
-                self._look_up_ids = False
+        try:
+            async with self.sessions.begin() as session:
+                done = await load_checkpoint(session, self.durable, lock=True)
+                if done > self.last_seq:
+                    log.warning(
+                        "checkpoint moved by another writer", extra={"durable": self.durable, "checkpoint": done}
+                    )
+                    self.known.clear()
+                todo = [item for item in items if item.seq > done and item.event is not None]
+                outcome.top = max(done, *(item.seq for item in items))
+                if isolate:
+                    applied = sum([await self._apply_isolated(session, item, outcome) for item in todo])
+                else:
+                    batch, applied = await self._fold(session, todo, look_up_ids, ahead, done)
+                    self.known.keep(batch.rows)
+                    if folded is not None and not folded.done():
+                        folded.set_result(_Folded(batch, outcome.top))
+                    await batch.write(session)
+                await save_checkpoint(session, self.durable, outcome.top)
+        except BaseException:
+            self.known.clear()  # the batch rolled back (or its commit is in doubt): what was kept may be ahead
+            self._committed = None
+            raise
+        self._committed = batch
+        if batch is not None and look_up_ids and not batch.stored_ids:
+            self._look_up_ids = False
         self.projected += applied
         log.debug("batch projected", extra={"durable": self.durable, "events": applied, "stream_seq": outcome.top})
 
-    async def _apply_batch(self, session: AsyncSession, batch: Batch, todo: list[_Item]) -> int:
-        """Fold the batch's events together: one read per table, each event in memory, one bulk write per table."""
+    async def _fold(
+        self, session: AsyncSession, todo: list[_Item], look_up_ids: bool, ahead: _Ahead | None, done: int
+    ) -> tuple[Batch, int]:
+        """The batch folded: ``ahead`` when it holds, else one read per table and each event in memory."""
+        if (
+            ahead is not None
+            and not look_up_ids
+            and ahead.after == done
+            and ahead.base is self._committed
+            and await ahead.batch.confirm(session)
+        ):
+            self.folded_ahead += 1
+            return ahead.batch, ahead.applied
+        batch = Batch(
+            [(item.seq, item.event) for item in todo if item.event is not None], self.known, look_up_ids=look_up_ids
+        )
         await batch.load(session)
-        if tracing_enabled():
-            applied = 0
-            for item in todo:
-                assert item.event is not None
-                with self._span(item):
-                    applied += batch.apply(item.event, item.seq, item.data)
-        else:  # no span to make: skip a context manager per event
-            applied = sum(batch.apply(item.event, item.seq, item.data) for item in todo if item.event is not None)
-        await batch.write(session)
+        return batch, self._apply(batch, todo)
+
+    def _apply(self, batch: Batch, todo: list[_Item]) -> int:
+        """Fold ``todo``'s events into ``batch``'s rows, each in its process span when tracing."""
+        if not tracing_enabled():  # no span to make: skip a context manager per event
+            return sum(batch.apply(item.event, item.seq, item.data) for item in todo if item.event is not None)
+        applied = 0
+        for item in todo:
+            assert item.event is not None
+            with self._span(item):
+                applied += batch.apply(item.event, item.seq, item.data)
         return applied
 
     def _span(self, item: _Item) -> AbstractContextManager[Span]:

@@ -3,8 +3,10 @@
 Only the projector writes executions, tasks, subtasks and inbox items (plans come from the plan catalog too, and
 are not kept here). While it commits batch after batch, the rows it last wrote or read are the stored rows: a
 :class:`~planexe_ax.readmodel.projection.Batch` copies them from a :class:`Known` and reads only the others.
-Whatever might make them differ (a batch that failed, another writer's checkpoint, a new term) must call
-:meth:`Known.clear`. Event ids are never kept here: every batch asks the database which of its events are stored.
+The projector keeps a batch's rows as soon as the batch is folded, before it is written, so that the next batch
+can be folded meanwhile (it then checks, in its own transaction, that the batch before it committed as folded).
+Whatever might make them differ from the stored rows (a batch that failed, another writer's checkpoint, a new
+term) must call :meth:`Known.clear`. Event ids are never kept here.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ class Known:
         self.executions, self.tasks, self.subtasks, self.inbox = {}, {}, {}, {}
 
     def keep(self, rows: Rows) -> None:
-        """Remember the rows of a batch that has committed (read or written: they are stored as they are)."""
+        """Remember the rows of a batch folded to be committed (read or written: they are stored as they are then)."""
         self.executions.update((key, row) for key, row in rows.executions.items() if row is not None)
         self.tasks.update(rows.tasks)
         by_id: dict[TaskKey, list[Row]] = {}

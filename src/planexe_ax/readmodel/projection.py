@@ -103,6 +103,8 @@ class Batch:
         self.look_up_ids = look_up_ids
         self.stored_ids: set[str] = set()
         """The events' ids that :meth:`load` found stored (none looked up: empty)."""
+        self.assumed: tuple[set[str], set[str], set[str]] = (set(), set(), set())
+        """The executions, inbox items and plans :meth:`load_known` took to be absent (:meth:`confirm` checks)."""
 
     async def load(self, session: AsyncSession, plan_ids: Iterable[str] = ()) -> None:
         """Read every stored row the events (and plans ``plan_ids``) may change, one query per table."""
@@ -132,6 +134,47 @@ class Batch:
         rows.inbox.update(dict.fromkeys(item_ids))
         for row in await _rows(session, INBOX, ("item_id",), copy_into(known.inbox, rows.inbox, item_ids)):
             rows.inbox[row["item_id"]] = row
+
+    def load_known(self) -> bool:
+        """Load the rows from ``known`` alone, without the database, taking every other row to be absent.
+
+        For a batch folded while the one before it is written (the rows that one leaves are in ``known``). What
+        is taken to be absent: the executions ``known`` lacks, with their tasks and subtasks (a task's row
+        cannot outlive its execution's), the inbox items it lacks and the plans the batch's executions run
+        (:attr:`assumed`); :meth:`confirm` then reads them, in the transaction that writes the batch.
+
+        Returns:
+            False, with nothing loaded that counts, when a task or subtask the events touch belongs to an
+            execution ``known`` holds but is not there itself: it may be stored, and must be read (:meth:`load`).
+        """
+        rows, known, events = self.rows, self.known, [event for _, event in self.events]
+        assert not self.look_up_ids  # the ids are looked up in the database, or not at all
+        execution_ids = {e.execution_id for e in events}
+        rows.executions.update(dict.fromkeys(execution_ids))
+        absent = copy_into(known.executions, rows.executions, execution_ids)
+        subtask_ids = {(e.execution_id, e.subtask_id) for e in events if e.type in SUBTASK_EVENTS and e.subtask_id}
+        if any(e not in absent for e, _ in known.subtasks_into(rows, subtask_ids)):
+            return False
+        task_ids = {(e.execution_id, e.task_id) for e in events if e.type in TASK_EVENTS and e.task_id}
+        task_ids |= {(e, t) for e, t, _ in rows.subtasks}
+        if any(e not in absent for e, _ in copy_into(known.tasks, rows.tasks, task_ids)):
+            return False
+        item_ids = {getattr(e, "item_id") for e in events if e.type in INBOX_EVENTS}  # noqa: B009 - inbox events only
+        rows.inbox.update(dict.fromkeys(item_ids))
+        items_absent = copy_into(known.inbox, rows.inbox, item_ids)
+        plan_ids = {e.plan.plan_id for e in events if isinstance(e, ExecutionCreated) and e.plan is not None}
+        rows.plans.update(dict.fromkeys(plan_ids))
+        self.assumed = (absent, items_absent, plan_ids)
+        return True
+
+    async def confirm(self, session: AsyncSession) -> bool:
+        """Whether what :meth:`load_known` took to be absent is absent in the database (one read per table)."""
+        executions, items, plans = self.assumed
+        return not (
+            await _rows(session, EXECUTIONS, ("execution_id",), executions)
+            or await _rows(session, INBOX, ("item_id",), items)
+            or await _rows(session, PLANS, ("plan_id",), plans)  # a plan's tasks cannot outlive its row
+        )
 
     async def _load_plans(self, session: AsyncSession, plan_ids: set[str]) -> None:
         rows = self.rows

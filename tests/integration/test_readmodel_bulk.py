@@ -131,7 +131,8 @@ def test_a_naive_time_is_refused_as_the_orm_refuses_it() -> None:
 
 def test_a_null_binds_as_null_on_sqlite() -> None:
     """None is adapted to itself (planexe_ax.readmodel.db registers it): bound, it is SQL NULL, not text."""
-    assert db.__name__  # imported: the adapter is registered
+    assert db.SQLITE_BUSY_TIMEOUT_MS  # imported: the adapter is registered
+    assert sqlite3.adapters[(type(None), sqlite3.PrepareProtocol)](None) is None
     connection = sqlite3.connect(":memory:")
     try:
         assert connection.execute("SELECT ? IS NULL, typeof(?)", (None, None)).fetchone() == (1, "null")

@@ -451,9 +451,7 @@ class Projector(HoldsLease):
             isinstance(item.event, ExecutionCreated) and item.event.plan is None for item in todo
         ):
             return None  # ids to look up in the database, or a plan to read from the bus first
-        batch = Batch(
-            [(item.seq, item.event) for item in todo if item.event is not None], self.known, look_up_ids=False
-        )
+        batch = Batch(_pairs(todo), self.known, look_up_ids=False)
         if not batch.load_known():
             return None
         applied = 0
@@ -604,9 +602,7 @@ class Projector(HoldsLease):
         ):
             self.folded_ahead += 1
             return ahead.batch, ahead.applied
-        batch = Batch(
-            [(item.seq, item.event) for item in todo if item.event is not None], self.known, look_up_ids=look_up_ids
-        )
+        batch = Batch(_pairs(todo), self.known, look_up_ids=look_up_ids)
         await batch.load(session)
         return batch, self._apply(batch, todo)
 
@@ -641,6 +637,11 @@ class Projector(HoldsLease):
                 await self._dead_letter(item, outcome)
             return 0
         return int(applied)
+
+
+def _pairs(items: list[_Item]) -> list[tuple[int, Event]]:
+    """``(stream_seq, event)`` of the items that decoded, as :class:`Batch` takes them."""
+    return [(item.seq, item.event) for item in items if item.event is not None]
 
 
 def _is_transient(exc: BaseException) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from planexe_ax.bus import Event, ExecutionCreated, Plan
 from planexe_ax.readmodel import fold
 from planexe_ax.readmodel.bulk import insert_events, upsert_rows
-from planexe_ax.readmodel.fold import EVENT_ONLY, HANDLERS, HELD, Rows
+from planexe_ax.readmodel.fold import EVENT_ONLY, HANDLERS, HELD, Rows, TaskKey
 from planexe_ax.readmodel.known import Known, copy_into
 from planexe_ax.readmodel.models import (
     Base,
@@ -81,6 +82,29 @@ UPSERTED = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class _Keys:
+    """The primary keys a batch's events touch, by table (tasks also through their subtasks, once those are had)."""
+
+    executions: set[str]
+    subtasks: set[TaskKey]
+    """(execution, subtask id): every task's row of that subtask id."""
+    tasks: set[TaskKey]
+    inbox: set[str]
+    plans: set[str]
+    """The plans of the executions the events create."""
+
+    @classmethod
+    def of(cls, events: Sequence[Event]) -> _Keys:
+        return cls(
+            executions={e.execution_id for e in events},
+            subtasks={(e.execution_id, e.subtask_id) for e in events if e.type in SUBTASK_EVENTS and e.subtask_id},
+            tasks={(e.execution_id, e.task_id) for e in events if e.type in TASK_EVENTS and e.task_id},
+            inbox={getattr(e, "item_id") for e in events if e.type in INBOX_EVENTS},  # noqa: B009 - inbox events only
+            plans={e.plan.plan_id for e in events if isinstance(e, ExecutionCreated) and e.plan is not None},
+        )
+
+
 class Batch:
     """Events folded together: :meth:`load` once, :meth:`apply` each in stream order, :meth:`write` once.
 
@@ -112,27 +136,20 @@ class Batch:
         if self.look_up_ids:
             self.stored_ids = await _column(session, EVENTS.c.event_id, {e.event_id for e in events})
             rows.seen.update(self.stored_ids)
-        fresh = [e for e in events if e.event_id not in rows.seen]
-        execution_ids = {e.execution_id for e in fresh}
-        rows.executions.update(dict.fromkeys(execution_ids))
-        execution_ids = copy_into(known.executions, rows.executions, execution_ids)
+        keys = _Keys.of([e for e in events if e.event_id not in rows.seen])
+        rows.executions.update(dict.fromkeys(keys.executions))
+        execution_ids = copy_into(known.executions, rows.executions, keys.executions)
         for row in await _rows(session, EXECUTIONS, ("execution_id",), execution_ids):
             rows.executions[row["execution_id"]] = row
-        created = {e.plan.plan_id for e in fresh if isinstance(e, ExecutionCreated) and e.plan is not None}
-        await self._load_plans(session, created | set(plan_ids))
-        subtask_ids = {(e.execution_id, e.subtask_id) for e in fresh if e.type in SUBTASK_EVENTS and e.subtask_id}
-        subtask_ids = known.subtasks_into(rows, subtask_ids)
+        await self._load_plans(session, keys.plans | set(plan_ids))
+        subtask_ids = known.subtasks_into(rows, keys.subtasks)
         for row in await _rows(session, SUBTASKS, ("execution_id", "subtask_id"), subtask_ids):
             rows.add_subtask(row)
-        task_ids = {
-            (e.execution_id, e.task_id) for e in fresh if e.type in ("task_state", "subtask_state") and e.task_id
-        }
-        task_ids = copy_into(known.tasks, rows.tasks, task_ids | {(e, t) for e, t, _ in rows.subtasks})
+        task_ids = copy_into(known.tasks, rows.tasks, keys.tasks | {(e, t) for e, t, _ in rows.subtasks})
         for row in await _rows(session, TASKS, ("execution_id", "task_id"), task_ids):
             rows.tasks[(row["execution_id"], row["task_id"])] = row
-        item_ids = {getattr(e, "item_id") for e in fresh if e.type in INBOX_EVENTS}  # noqa: B009 - inbox events only
-        rows.inbox.update(dict.fromkeys(item_ids))
-        for row in await _rows(session, INBOX, ("item_id",), copy_into(known.inbox, rows.inbox, item_ids)):
+        rows.inbox.update(dict.fromkeys(keys.inbox))
+        for row in await _rows(session, INBOX, ("item_id",), copy_into(known.inbox, rows.inbox, keys.inbox)):
             rows.inbox[row["item_id"]] = row
 
     def load_known(self) -> bool:
@@ -147,24 +164,20 @@ class Batch:
             False, with nothing loaded that counts, when a task or subtask the events touch belongs to an
             execution ``known`` holds but is not there itself: it may be stored, and must be read (:meth:`load`).
         """
-        rows, known, events = self.rows, self.known, [event for _, event in self.events]
+        rows, known = self.rows, self.known
         assert not self.look_up_ids  # the ids are looked up in the database, or not at all
-        execution_ids = {e.execution_id for e in events}
-        rows.executions.update(dict.fromkeys(execution_ids))
-        absent = copy_into(known.executions, rows.executions, execution_ids)
-        subtask_ids = {(e.execution_id, e.subtask_id) for e in events if e.type in SUBTASK_EVENTS and e.subtask_id}
-        if any(e not in absent for e, _ in known.subtasks_into(rows, subtask_ids)):
+        keys = _Keys.of([event for _, event in self.events])
+        rows.executions.update(dict.fromkeys(keys.executions))
+        absent = copy_into(known.executions, rows.executions, keys.executions)
+        if any(e not in absent for e, _ in known.subtasks_into(rows, keys.subtasks)):
             return False
-        task_ids = {(e.execution_id, e.task_id) for e in events if e.type in TASK_EVENTS and e.task_id}
-        task_ids |= {(e, t) for e, t, _ in rows.subtasks}
+        task_ids = keys.tasks | {(e, t) for e, t, _ in rows.subtasks}
         if any(e not in absent for e, _ in copy_into(known.tasks, rows.tasks, task_ids)):
             return False
-        item_ids = {getattr(e, "item_id") for e in events if e.type in INBOX_EVENTS}  # noqa: B009 - inbox events only
-        rows.inbox.update(dict.fromkeys(item_ids))
-        items_absent = copy_into(known.inbox, rows.inbox, item_ids)
-        plan_ids = {e.plan.plan_id for e in events if isinstance(e, ExecutionCreated) and e.plan is not None}
-        rows.plans.update(dict.fromkeys(plan_ids))
-        self.assumed = (absent, items_absent, plan_ids)
+        rows.inbox.update(dict.fromkeys(keys.inbox))
+        items_absent = copy_into(known.inbox, rows.inbox, keys.inbox)
+        rows.plans.update(dict.fromkeys(keys.plans))
+        self.assumed = (absent, items_absent, keys.plans)
         return True
 
     async def confirm(self, session: AsyncSession) -> bool:

@@ -9,17 +9,22 @@ import pytest
 from sqlalchemy import Table, func, select, text
 from sqlalchemy.dialects import sqlite
 
-from planexe_ax.readmodel import db, read_model, upgrade
-from planexe_ax.readmodel.bulk import insert_events, sqlite_utc_text, upsert_rows
+from planexe_ax.bus import Phase, Plan, Subtask, Task
+from planexe_ax.readmodel import db, fold, read_model, upgrade
+from planexe_ax.readmodel.bulk import insert_events, insert_rows, sqlite_utc_text, upsert_rows
 from planexe_ax.readmodel.models import (
     Base,
     Execution,
     ExecutionEvent,
     ExecutionSubtask,
     ExecutionTask,
+    JsonText,
     PlanRow,
+    PlanSubtask,
+    PlanTask,
     UTCDateTime,
 )
+from planexe_ax.readmodel.projection import Batch
 
 
 def table(model: type[Base]) -> Table:
@@ -106,6 +111,58 @@ async def test_upserts_store_what_the_orm_reads_back(database_url: str) -> None:
     assert (row.started_at, row.finished_at, row.not_before) == (T0, T0 + timedelta(minutes=1), None)
     assert stored_plan.plan == {"phases": [], "n": 1.5}
     assert null_outputs == 0
+
+
+async def test_json_text_is_stored_as_the_json_it_is(database_url: str) -> None:
+    """A JsonText value binds as it is (not as a JSON string); other values of the same columns are dumped."""
+    await upgrade(database_url)
+    document = '{"phases":[{"phase_id":"ph"}],"title":"caf\u00e9 \\"quoted\\"","n":1.5}'
+    async with read_model(database_url) as sessions:
+        async with sessions.begin() as session:
+            plans = [{"plan_id": p, "title": "t", "goal": "g", "plan": plan, "created_at": T0, "deleted_at": None}
+                     for p, plan in (("p1", JsonText(document)), ("p2", {"as": "dict"}))]  # fmt: skip
+            await upsert_rows(session, table(PlanRow), plans)
+            task = {"plan_id": "p1", "task_id": "t1", "phase_id": "ph", "phase_name": "all", "title": "t",
+                    "description": "", "assignee_role": None, "estimated_hours": 1.5, "position": 0}  # fmt: skip
+            await insert_rows(session, table(PlanTask), [task])
+            subtasks = [{"plan_id": "p1", "task_id": "t1", "subtask_id": f"s{i}", "action": "noop", "description": "",
+                         "params": params, "position": i}
+                        for i, params in enumerate([JsonText('{"i":0}'), {"i": 1}])]  # fmt: skip
+            await insert_rows(session, table(PlanSubtask), subtasks)
+        async with sessions() as session:
+            stored = {row.plan_id: row.plan for row in await session.scalars(select(PlanRow))}
+            params = [row.params for row in await session.scalars(select(PlanSubtask).order_by(PlanSubtask.position))]
+            hours = await session.scalar(select(PlanTask.estimated_hours))
+    assert stored == {
+        "p1": {"phases": [{"phase_id": "ph"}], "title": 'caf\u00e9 "quoted"', "n": 1.5},
+        "p2": {"as": "dict"},
+    }
+    assert params == [{"i": 0}, {"i": 1}]
+    assert hours == 1.5
+
+
+async def test_a_plan_folded_again_is_replaced_only_when_it_changed(database_url: str) -> None:
+    """The stored document (read back as a dict) against the one folded (JSON text): equal leaves the rows be."""
+
+    def plan(subtask_ids: list[str]) -> Plan:
+        tasks = [Task(task_id="t1", title="one", subtasks=[Subtask(subtask_id=s, action="noop") for s in subtask_ids])]
+        return Plan(plan_id="p1", goal="g", title="t", phases=[Phase(phase_id="ph", name="all", tasks=tasks)])
+
+    await upgrade(database_url)
+    async with read_model(database_url) as sessions:
+        for subtask_ids, written, replaced in ((["s1", "s2"], True, False), (["s1", "s2"], False, False),
+                                               (["s3"], True, True)):  # fmt: skip
+            async with sessions.begin() as session:
+                batch = Batch()
+                await batch.load(session, plan_ids=["p1"])
+                fold.fold_plan(batch.rows, plan(subtask_ids), T0)
+                assert ("plans" in batch.rows.changed, "p1" in batch.rows.plans_replaced) == (written, replaced)
+                await batch.write(session)
+            async with sessions() as session:
+                stored = (await session.scalars(select(PlanRow))).one()
+                ids = list(await session.scalars(select(PlanSubtask.subtask_id).order_by(PlanSubtask.position)))
+            assert stored.plan == plan(subtask_ids).model_dump(mode="json", by_alias=True)
+            assert ids == subtask_ids
 
 
 @pytest.mark.parametrize(

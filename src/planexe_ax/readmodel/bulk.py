@@ -27,7 +27,7 @@ from sqlalchemy import JSON, Dialect, Table
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from planexe_ax.readmodel.models import UTCDateTime
+from planexe_ax.readmodel.models import JsonText, UTCDateTime
 
 EVENTS_TABLE = "execution_events"
 Row = dict[str, Any]
@@ -35,7 +35,7 @@ Convert = Callable[[Any], Any]
 TIMES_KEPT = 1 << 16
 """Times whose bound value is kept (equal times bind alike, whatever their time zone object)."""
 
-__all__ = ["insert_events", "sqlite_utc_text", "upsert_rows"]
+__all__ = ["insert_events", "insert_rows", "sqlite_utc_text", "upsert_rows"]
 
 
 async def upsert_rows(session: AsyncSession, table: Table, rows: Sequence[Row]) -> None:
@@ -50,19 +50,28 @@ async def upsert_rows(session: AsyncSession, table: Table, rows: Sequence[Row]) 
         await connection.exec_driver_sql(_values_sql(table, dialect, upsert=True), _tuples(table, dialect, rows))
 
 
+async def insert_rows(session: AsyncSession, table: Table, rows: Sequence[Row]) -> None:
+    """Insert ``rows``, new to ``table`` (one statement; a key stored already fails it, as any INSERT)."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect
+    connection = await session.connection()
+    if dialect.name == "postgresql":
+        await connection.exec_driver_sql(_unnest_sql(table, dialect, upsert=False), _arrays(table, dialect, rows))
+    else:
+        await connection.exec_driver_sql(_values_sql(table, dialect, upsert=False), _tuples(table, dialect, rows))
+
+
 async def insert_events(session: AsyncSession, table: Table, rows: Sequence[Row]) -> None:
     """Insert new rows of ``execution_events``, their ``data`` JSON text already (on PostgreSQL by ``COPY``)."""
     if not rows:
         return
     dialect = session.get_bind().dialect
     connection = await session.connection()
-    if dialect.name != "postgresql":
-        await connection.exec_driver_sql(_values_sql(table, dialect, upsert=False), _tuples(table, dialect, rows))
-        return
-    driver = (await connection.get_raw_connection()).driver_connection
+    driver = (await connection.get_raw_connection()).driver_connection if dialect.name == "postgresql" else None
     if not isinstance(driver, asyncpg.Connection) or not driver.is_in_transaction():
         # COPY outside a transaction would commit on its own: the statement is in the one SQLAlchemy begins.
-        await connection.exec_driver_sql(_unnest_sql(table, dialect, upsert=False), _arrays(table, dialect, rows))
+        await insert_rows(session, table, rows)
         return
     names = [column.name for column in table.columns]
     records = _tuples(table, dialect, rows)
@@ -106,14 +115,18 @@ def _converters(table: Table, dialect: Dialect) -> dict[str, Convert]:
     """Column name to the function that binds a (non-null) value, for the columns that need one.
 
     The events' ``data`` is JSON text already (:func:`planexe_ax.readmodel.fold.event_row`). Other JSON
-    columns are dumped as the dialect dumps them; on PostgreSQL to text, which the statement casts.
+    columns are dumped as the dialect dumps them (on PostgreSQL to text, which the statement casts), but for a
+    :class:`JsonText`, bound as it is.
     """
     converts: dict[str, Convert] = {}
     for column in table.columns:
         if isinstance(column.type, JSON) and table.name == EVENTS_TABLE:
             continue
-        if isinstance(column.type, JSON) and dialect.name == "postgresql":
-            converts[column.name] = json.dumps
+        if isinstance(column.type, JSON):
+            pg = dialect.name == "postgresql"
+            dump = json.dumps if pg else column.type.dialect_impl(dialect).bind_processor(dialect)
+            assert dump is not None  # SQLAlchemy's JSON types serialize on every dialect
+            converts[column.name] = functools.partial(_json_text, dump)
             continue
         if isinstance(column.type, UTCDateTime):
             converts[column.name] = _sqlite_times if dialect.name == "sqlite" else _utc_times(dialect)
@@ -122,6 +135,11 @@ def _converters(table: Table, dialect: Dialect) -> dict[str, Convert]:
         if process is not None:
             converts[column.name] = process
     return converts
+
+
+def _json_text(dump: Convert, value: Any) -> Any:
+    """``value`` dumped to JSON text by ``dump``, unless it is :class:`JsonText` already."""
+    return value if type(value) is JsonText else dump(value)
 
 
 @functools.cache

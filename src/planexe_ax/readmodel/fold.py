@@ -7,6 +7,7 @@ dict of column name to value, as the tables have them.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from planexe_ax.bus import (
     TaskStatus,
 )
 from planexe_ax.errors import PlanUnavailable
-from planexe_ax.readmodel.models import INBOX_CLOSED, INBOX_OPEN
+from planexe_ax.readmodel.models import INBOX_CLOSED, INBOX_OPEN, JsonText
 
 log = logging.getLogger(__name__)
 
@@ -188,11 +189,11 @@ def fold_plan(rows: Rows, plan: Plan, ts: datetime) -> None:
     """
     plan_id = plan.plan_id
     row = rows.plans.get(plan_id)
-    document = plan.model_dump(mode="json", by_alias=True)
+    document = JsonText(plan.model_dump_json(by_alias=True))
     if row is None:
         row = {"plan_id": plan_id, "created_at": ts, "title": "", "goal": "", "plan": {}, "deleted_at": None}
         rows.plans[plan_id] = row
-    elif row["plan"] != document:
+    elif not _same_document(row["plan"], document):
         rows.plans_replaced.add(plan_id)
         rows.plans_with_tasks.discard(plan_id)
     elif (row["title"], row["goal"], row["deleted_at"]) == (plan.title, plan.goal, None):
@@ -203,6 +204,11 @@ def fold_plan(rows: Rows, plan: Plan, ts: datetime) -> None:
         return
     rows.plans_with_tasks.add(plan_id)
     rows.plan_children[plan_id] = (_plan_tasks(plan), _plan_subtasks(plan))
+
+
+def _same_document(stored: Any, document: JsonText) -> bool:
+    """Whether a plan row's document (as read: a dict; as folded in this batch: text) is ``document``."""
+    return stored == document if isinstance(stored, JsonText) else stored == json.loads(document)
 
 
 def _plan_tasks(plan: Plan) -> list[Row]:

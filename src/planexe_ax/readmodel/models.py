@@ -37,6 +37,16 @@ INBOX_OPEN, INBOX_CLOSED = "open", "closed"
 JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 
+class JsonText(str):
+    """A JSON column's value written as JSON text already (by pydantic's serializer, in one Rust call).
+
+    :mod:`planexe_ax.readmodel.bulk` binds it as it is where any other value is dumped first; SQLAlchemy's own
+    statements would dump it again, as a JSON string: only the bulk writes take it.
+    """
+
+    __slots__ = ()
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """A timezone-aware UTC datetime on every backend.
 

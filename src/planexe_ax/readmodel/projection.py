@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Result, Select, Table, and_, any_, bindparam, delete, insert, or_, select
+from sqlalchemy import Result, Select, Table, and_, any_, bindparam, delete, or_, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from planexe_ax.bus import Event, ExecutionCreated, Plan
 from planexe_ax.readmodel import fold
-from planexe_ax.readmodel.bulk import insert_events, upsert_rows
+from planexe_ax.readmodel.bulk import insert_events, insert_rows, upsert_rows
 from planexe_ax.readmodel.fold import EVENT_ONLY, HANDLERS, HELD, Rows, TaskKey
 from planexe_ax.readmodel.known import Known, copy_into
 from planexe_ax.readmodel.models import (
@@ -208,12 +208,9 @@ class Batch:
             await session.execute(delete(PlanSubtask).where(PlanSubtask.plan_id.in_(replaced)))
             await session.execute(delete(PlanTask).where(PlanTask.plan_id.in_(replaced)))
         await upsert_rows(session, PLANS, [_get(rows.plans, k) for k in _changed(rows, "plans")])
-        tasks = [row for children in rows.plan_children.values() for row in children[0]]
-        subtasks = [row for children in rows.plan_children.values() for row in children[1]]
-        if tasks:
-            await session.execute(insert(PLAN_TASKS), tasks)
-        if subtasks:
-            await session.execute(insert(PLAN_SUBTASKS), subtasks)
+        children = rows.plan_children.values()
+        await insert_rows(session, PLAN_TASKS, [row for tasks, _ in children for row in tasks])
+        await insert_rows(session, PLAN_SUBTASKS, [row for _, subtasks in children for row in subtasks])
         tables: dict[str, dict[Any, Any]] = {
             "executions": rows.executions,
             "execution_tasks": rows.tasks,

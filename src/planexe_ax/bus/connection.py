@@ -23,7 +23,7 @@ from nats.js.api import PubAck
 from nats.js.errors import APIError
 from nats.js.kv import KeyValue
 
-from planexe_ax.bus import event_ids, headers, tracing
+from planexe_ax.bus import event_ids, headers, parser, tracing
 from planexe_ax.bus.codec import event_subject
 from planexe_ax.bus.errors import WRONG_LAST_SEQUENCE, Deposed
 from planexe_ax.bus.identities import Identities, creds_inbox_prefix
@@ -544,6 +544,7 @@ async def connect(settings: Settings, url: str, name: str, provision: bool = Tru
 
     nc = await _open(url, name, creds, error_cb=on_error, disconnected_cb=on_disconnect, reconnected_cb=on_reconnect)
     headers.install(nc)
+    parser.install(nc)
     js = nc.jetstream()
     subjects = Subjects(settings.namespace)
     if provision:

@@ -1,0 +1,152 @@
+"""The protocol parser the bus installs reads the same bytes into the same calls as nats-py's own, however cut."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import random
+from typing import Any
+
+import pytest
+from nats.aio.client import Client
+from nats.errors import ProtocolError
+from nats.protocol import parser as nats_parser
+
+from planexe_ax.bus import Bus
+from planexe_ax.bus.parser import Parser, install
+
+STATUS = b"NATS/1.0 404 No Messages\r\n\r\n"
+HEADERS = b"NATS/1.0\r\nAx-Type: subtask_state\r\nNats-Msg-Id: abc\r\n\r\n"
+STREAM = b"".join(
+    [
+        b"INFO " + json.dumps({"server_id": "x", "max_payload": 1048576}).encode() + b"\r\n",
+        b"+OK\r\n",
+        b"MSG ax.events.x.task_state 1 5\r\nhello\r\n",
+        b"MSG ax.events.x.task_state 12 $JS.ACK.AX_EVENTS.c.1.7.7.1700000000000000000.0 3\r\nabc\r\n",
+        b'HMSG ax.events.x.subtask_state 3 _INBOX.r.1 %d %d\r\n%s{"a": 1}\r\n'
+        % (len(HEADERS), len(HEADERS) + 8, HEADERS),
+        b"HMSG _INBOX.x.y 4 %d %d\r\n%s\r\n" % (len(STATUS), len(STATUS), STATUS),
+        b"PING\r\n",
+        b"MSG empty 2 0\r\n\r\n",
+        b"MSG\tspaced\t\t7  2\r\nok\r\n",
+        b"MSG crlf.inside 7 13\r\nMSG x 1 2\r\nab\r\n",
+        b"PONG\r\n",
+        b"MSG big 9 70000\r\n" + bytes(range(256)) * 273 + b"\x00" * 112 + b"\r\n",
+        b"HMSG bin 5 reply.to %d %d\r\n%s\xff\x00\r\n\r\n" % (len(HEADERS), len(HEADERS) + 4, HEADERS),
+        b"+OK\r\n",
+        b"-ERR 'Permissions Violation for Subscription to \"x\"'\r\n",
+        b"MSG last 1 1\r\nz\r\n",
+    ]
+)
+
+
+class Recorder:
+    """Where a parser hands what it read: every call, in order (a client's methods, as the parser calls them)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
+        self.calls.append(("msg", sid, bytes(subject), bytes(reply), bytes(data), headers, type(data)))
+
+    async def _process_ping(self) -> None:
+        self.calls.append(("ping",))
+
+    async def _process_pong(self) -> None:
+        self.calls.append(("pong",))
+
+    async def _process_info(self, info: dict[str, Any]) -> None:
+        self.calls.append(("info", info))
+
+    async def _process_err(self, message: str) -> None:
+        self.calls.append(("err", message))
+
+
+async def _read(parser_type: type[nats_parser.Parser], pieces: list[bytes]) -> tuple[list[Any], str]:
+    """What a parser makes of ``pieces`` read one after another: its calls, and the error that stopped it."""
+    recorder = Recorder()
+    parser = parser_type(recorder)
+    try:
+        for piece in pieces:
+            await parser.parse(piece)
+    except ProtocolError as exc:
+        return recorder.calls, str(exc)
+    return recorder.calls, f"left {bytes(parser.buf)!r} state {parser.state}"
+
+
+def _cut(data: bytes, at: list[int]) -> list[bytes]:
+    bounds = [0, *sorted(at), len(data)]
+    return [data[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+async def test_the_same_calls_as_nats_py_read_at_once() -> None:
+    ours, theirs = await _read(Parser, [STREAM]), await _read(nats_parser.Parser, [STREAM])
+    assert ours == theirs
+    assert sum(call[0] == "msg" for call in ours[0]) == 10
+    assert ("ping",) in ours[0]
+    assert ("pong",) in ours[0]
+
+
+async def test_the_same_calls_as_nats_py_cut_anywhere() -> None:
+    small = STREAM.replace(STREAM[STREAM.index(b"MSG big") : STREAM.index(b"HMSG bin")], b"")
+    for at in range(len(small) + 1):
+        assert await _read(Parser, _cut(small, [at])) == await _read(nats_parser.Parser, _cut(small, [at])), at
+    rnd = random.Random(5)
+    for _ in range(300):
+        cuts = [rnd.randrange(len(STREAM)) for _ in range(rnd.randint(1, 40))]
+        assert await _read(Parser, _cut(STREAM, cuts)) == await _read(nats_parser.Parser, _cut(STREAM, cuts)), cuts
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"MSG subject 1\r\n",
+        b"MSG subject x 5\r\nhello\r\n",
+        b"MSG subject 1 reply more 5\r\nhello\r\n",
+        b"MSG subject 1 5 \r\nhello\r\n",
+        b"MSGX subject 1 5\r\nhello\r\n",
+        b"HMSG subject 1 5\r\nhello\r\n",
+        b"HMSG subject 1 9 5\r\nNATS/1.0\r\n",
+        b"HMSG subject 1 r 2 x\r\nhello\r\n",
+        b"MSG a\r\n1 5\r\nhello\r\n",
+        b"NOPE\r\n",
+    ],
+)
+async def test_a_line_it_does_not_take_is_read_as_nats_py_reads_it(line: bytes) -> None:
+    """Malformed lines (the server sends none of them) end as nats-py's parser ends them, after what came before."""
+    stream = b"MSG before 1 2\r\nok\r\n" + line + b"MSG after 1 2\r\nok\r\n"
+    ours = await _read(Parser, [stream])
+    assert ours == await _read(nats_parser.Parser, [stream])
+    assert ours[0][0][2] == b"before"
+
+
+def test_install_changes_the_parser_of_that_client_only() -> None:
+    nc, other = Client(), Client()
+    nc._ps.buf.extend(b"MSG partial")
+    install(nc)
+    assert type(nc._ps) is Parser
+    assert bytes(nc._ps.buf) == b"MSG partial", "its buffer carried over"
+    assert type(other._ps) is nats_parser.Parser
+
+
+async def test_a_connection_reads_large_and_many_messages_with_it(bus: Bus) -> None:
+    """On a real server: the bus's connection reads with it, payloads of every size arrive whole, in order."""
+    assert type(bus.nc._ps) is Parser
+    sizes = [0, 1, 100, 40_000, 300_000, 7, 65_536]
+    got: list[tuple[bytes, dict[str, str] | None]] = []
+    done = asyncio.Event()
+
+    async def on_msg(msg: Any) -> None:
+        got.append((msg.data, dict(msg.headers) if msg.headers else None))
+        if len(got) == len(sizes) * 20:
+            done.set()
+
+    sub = await bus.nc.subscribe("parser.test", cb=on_msg)
+    payloads = [bytes([n % 251]) * size for n in range(20) for size in sizes]
+    for n, payload in enumerate(payloads):
+        await bus.nc.publish("parser.test", payload, headers={"N": str(n)} if n % 2 else None)
+    await asyncio.wait_for(done.wait(), timeout=10)
+    await sub.unsubscribe()
+    assert [data for data, _ in got] == payloads
+    assert [headers for _, headers in got] == [{"N": str(n)} if n % 2 else None for n in range(len(payloads))]

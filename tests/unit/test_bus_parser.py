@@ -14,7 +14,7 @@ from nats.errors import ProtocolError
 from nats.protocol import parser as nats_parser
 
 from planexe_ax.bus import Bus
-from planexe_ax.bus.parser import Parser, install
+from planexe_ax.bus.parser import Parser, deliver_directly, install, stop_delivering
 
 STATUS = b"NATS/1.0 404 No Messages\r\n\r\n"
 HEADERS = b"NATS/1.0\r\nAx-Type: subtask_state\r\nNats-Msg-Id: abc\r\n\r\n"
@@ -150,3 +150,42 @@ async def test_a_connection_reads_large_and_many_messages_with_it(bus: Bus) -> N
     await sub.unsubscribe()
     assert [data for data, _ in got] == payloads
     assert [headers for _, headers in got] == [{"N": str(n)} if n % 2 else None for n in range(len(payloads))]
+
+
+async def test_a_subscription_delivered_directly_gets_every_message_in_order(bus: Bus) -> None:
+    """Handed to a plain function as read, none to the callback; a failing handler does not stop the connection."""
+    direct: list[Any] = []
+    called: list[Any] = []
+    everything = asyncio.Event()
+
+    def take(msg: Any) -> None:
+        if msg.data == b"fail":
+            raise RuntimeError("a handler that fails")
+        direct.append((msg.subject, msg.reply, msg.data, dict(msg.headers) if msg.headers else None))
+        if msg.data == b"last":
+            everything.set()
+
+    async def callback(msg: Any) -> None:
+        called.append(msg.data)
+        everything.set()
+
+    sub = await bus.nc.subscribe("parser.direct.*", cb=callback)
+    assert deliver_directly(bus.nc, sub, take)
+    sent = [(f"parser.direct.{n}", f"reply.{n}" if n % 3 else "", str(n).encode() * n, {"N": str(n)} if n % 2 else None)
+            for n in range(50)]  # fmt: skip
+    for subject, reply, data, headers in sent[:25]:
+        await bus.nc.publish(subject, data, reply=reply, headers=headers)
+    await bus.nc.publish("parser.direct.x", b"fail")
+    for subject, reply, data, headers in sent[25:]:
+        await bus.nc.publish(subject, data, reply=reply, headers=headers)
+    await bus.nc.publish("parser.direct.x", b"last")
+    await asyncio.wait_for(everything.wait(), timeout=10)
+    assert direct == [*sent, ("parser.direct.x", "", b"last", None)]
+    assert called == []
+
+    stop_delivering(bus.nc, sub)
+    everything.clear()
+    await bus.nc.publish("parser.direct.y", b"to the callback")
+    await asyncio.wait_for(everything.wait(), timeout=10)
+    assert called == [b"to the callback"]
+    await sub.unsubscribe()

@@ -16,6 +16,7 @@ from nats.aio.subscription import Subscription
 from nats.js.errors import Error as JetStreamError
 from opentelemetry.trace import Span
 
+from planexe_ax.bus import parser
 from planexe_ax.bus.connection import Bus
 from planexe_ax.bus.errors import BusClosed
 from planexe_ax.bus.pull import Puller
@@ -158,8 +159,9 @@ class StandingPull:
         self._broken: Exception | None = None
 
     async def start(self) -> None:
-        """Subscribe to the inboxes the consumer delivers to."""
+        """Subscribe to the inboxes the consumer delivers to (the messages handed over as they are read)."""
         self._sub = await self.bus.nc.subscribe(f"{self._inbox}.*", cb=self._on_msg)
+        parser.deliver_directly(self.bus.nc, self._sub, self._arrived)
 
     async def close(self) -> None:
         """Unsubscribe, and give back the messages received and not taken (nak: another consumer gets them now).
@@ -173,6 +175,7 @@ class StandingPull:
                 with contextlib.suppress(Exception):  # not given back: redelivered after the consumer's ack wait
                     await msg.nak()
         if sub is not None:
+            parser.stop_delivering(self.bus.nc, sub)
             await sub.unsubscribe()
 
     @property
@@ -184,6 +187,10 @@ class StandingPull:
         return int(sum(owed for _, owed in self._owed.values()))
 
     async def _on_msg(self, msg: Msg) -> None:
+        """A message by way of the subscription's callback (a connection that does not hand them over)."""
+        self._arrived(msg)
+
+    def _arrived(self, msg: Msg) -> None:
         status = msg.headers.get(STATUS) if msg.headers else None
         if status is None:  # delivered on its own subject: counted against the oldest request, served first
             if self._owed:

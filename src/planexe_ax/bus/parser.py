@@ -8,24 +8,73 @@ whitespace and slices every message of a read from one copy of the buffer, which
 (``PING``, ``PONG``, ``+OK``, ``-ERR``, ``INFO``, a malformed line) it leaves to nats-py's own parser, which then
 reads it, and what follows it, exactly as before. A test holds the two equal on the same bytes, cut anywhere.
 
+A subscription can also take its messages straight from the parser (:func:`deliver_directly`): each message
+is handed, in order, to a plain function as soon as it is read, instead of nats-py queueing it for a task that
+awaits the subscription's callback (a queue, a task switch and a coroutine per message). The standing pulls of
+:mod:`planexe_ax.bus.consumer` take their messages this way.
+
 :func:`install` makes a connected client read with it.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from typing import cast
+
+from nats.aio import client as nats_client
 from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.protocol import parser as nats_parser
 
+log = logging.getLogger(__name__)
+
 CRLF = b"\r\n"
+STATUS_AT = len(b"NATS/1.0")
+"""Where a header block's status follows a space (``NATS/1.0 404``); a block without one has CR LF there."""
+LINES_AT = STATUS_AT + len(CRLF)
 MESSAGE_LINES = (b"MSG", b"HMSG")
 """How the control lines this parser reads itself begin."""
 WITH_HEADERS = b"HMSG"
 
-__all__ = ["Parser", "install"]
+Deliver = Callable[[Msg], None]
+"""A function a subscription's messages are handed to as they are read (it must not block)."""
+
+__all__ = ["Deliver", "Parser", "deliver_directly", "install", "stop_delivering"]
 
 
 class Parser(nats_parser.Parser):
-    """nats-py's parser, reading the ``MSG`` and ``HMSG`` lines and their payloads itself (same state, same calls)."""
+    """nats-py's parser, reading the ``MSG`` and ``HMSG`` lines and their payloads itself (same state, same calls).
+
+    ``direct`` maps a subscription's sid to the function its messages are handed to (:func:`deliver_directly`).
+    """
+
+    def __init__(self, nc: Client | None = None) -> None:
+        self.direct: dict[int, Deliver] = {}
+        super().__init__(nc)
+
+    async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
+        """A message to its subscription: the client's way, or straight to the function taking that sid's messages."""
+        deliver = self.direct.get(sid)
+        if deliver is None:
+            await self.nc._process_msg(sid, subject, reply, data, headers)
+            return
+        nc = self.nc
+        nc.stats["in_msgs"] += 1
+        nc.stats["in_bytes"] += len(data)
+        if not headers:
+            hdr = None
+        elif headers[STATUS_AT : STATUS_AT + 1] == b" " or nats_client.parse_email is not None:
+            # A status line (or headers read by another library): as nats-py reads them, awaited here, not queued.
+            hdr = await nc._process_headers(headers)
+        else:  # NATS/1.0 CR LF, then the lines: what nats-py's _process_headers gives for them, in one step
+            hdr = nc._parse_header_lines(headers[LINES_AT:]) or None if len(headers) > LINES_AT else None
+        try:
+            deliver(nc._build_message(sid, subject, reply, data, hdr))
+        except Exception as exc:  # as nats-py treats a callback's error: reported, and the connection reads on
+            log.exception("a message's handler failed", extra={"sid": sid})
+            await nc._error_cb(exc)
 
     async def parse(self, data: bytes = b"") -> None:
         """Hand each complete message in the buffer to the client; leave any other line to nats-py's parser."""
@@ -35,7 +84,7 @@ class Parser(nats_parser.Parser):
             return  # a large payload arriving a read at a time: copied once, when it is all here
         chunk, pos, other = bytes(buf), 0, False
         size = len(chunk)
-        process = self.nc._process_msg
+        process = self._process_msg if self.direct else self.nc._process_msg
         try:
             while pos < size:
                 if self.state == nats_parser.AWAITING_MSG_PAYLOAD:
@@ -86,18 +135,20 @@ def _message_line(line: bytes) -> tuple[bytes, int, bytes, int, int] | None:
     other line, which nats-py's parser then reads (and reports) itself.
     """
     fields = line.split()
-    if fields[0] not in MESSAGE_LINES or not line[-1:].isdigit():
+    count = len(fields)
+    if fields[0] == WITH_HEADERS:
+        if count not in (5, 6) or not fields[-2].isdigit():
+            return None
+        header_size = int(fields[-2])
+        named = count - 2
+    elif fields[0] == b"MSG" and count in (4, 5):
+        header_size, named = 0, count - 1
+    else:
         return None
-    headers = fields[0] == WITH_HEADERS
-    numbers = fields[-2:] if headers else fields[-1:]
-    named = len(fields) - len(numbers)
-    if named not in (3, 4) or not all(field.isdigit() for field in numbers) or not fields[2].isdigit():
+    sid, size = fields[2], fields[-1]
+    if not (sid.isdigit() and size.isdigit() and line[-1:].isdigit()) or header_size > int(size):
         return None
-    header_size = int(numbers[0]) if headers else 0
-    total = int(numbers[-1])
-    if header_size > total:
-        return None
-    return fields[1], int(fields[2]), fields[3] if named == 4 else b"", header_size, total
+    return fields[1], int(sid), fields[3] if named == 4 else b"", header_size, int(size)
 
 
 def install(nc: Client) -> None:
@@ -108,3 +159,25 @@ def install(nc: Client) -> None:
     ps = getattr(nc, "_ps", None)
     if type(ps) is nats_parser.Parser:
         ps.__class__ = Parser
+        cast(Parser, ps).direct = {}
+
+
+def deliver_directly(nc: Client, sub: Subscription, deliver: Deliver) -> bool:
+    """Hand ``sub``'s messages to ``deliver`` as the parser reads them, until :func:`stop_delivering`.
+
+    Call it as soon as ``sub`` is made, before anything can be sent to it (a message the client queued for the
+    subscription's callback before this would reach the callback). False when ``nc`` does not read with
+    :class:`Parser`: the callback then takes every message.
+    """
+    ps = getattr(nc, "_ps", None)
+    if not isinstance(ps, Parser):
+        return False
+    ps.direct[sub._id] = deliver
+    return True
+
+
+def stop_delivering(nc: Client, sub: Subscription) -> None:
+    """Give ``sub``'s messages back to the client's own way (its callback)."""
+    ps = getattr(nc, "_ps", None)
+    if isinstance(ps, Parser):
+        ps.direct.pop(sub._id, None)

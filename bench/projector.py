@@ -21,11 +21,12 @@ of its own, it measures:
   about 2,700/s on this machine, bench/scaling.py); how long after the last event was acked the read model
   has it (the goal: at most 1 s). ``--lag-subtasks 0`` skips it.
 
-It runs as a ``planexe-ax`` process does (:mod:`planexe_ax.common.eventloop`): on uvloop, the young generation
-collected every ``YOUNG_THRESHOLD`` allocations, and what was allocated before the measurements (the published
-events, which a projector's process does not hold) frozen out of the collector's passes, as ``serve`` freezes
-its startup objects. ``--plain`` runs on asyncio's loop with Python's default collector instead (the figures
-before: the collector walking the bench's 56,000 events took about a fifth of the replay's time).
+It runs as a ``planexe-ax serve projector`` process does (:mod:`planexe_ax.common.eventloop`): on uvloop, the
+young generation collected every ``PROJECTOR_YOUNG_THRESHOLD`` allocations, and what was allocated before the
+measurements (the published events, which a projector's process does not hold) frozen out of the collector's
+passes, as ``serve`` freezes its startup objects. ``--plain`` runs on asyncio's loop with Python's default
+collector instead (the figures before: the collector walking the bench's 56,000 events took about a fifth of the
+replay's time).
 
 Prints events/s and the ratio to raw for each database; ``--json`` prints one JSON object instead.
 """
@@ -327,5 +328,5 @@ if __name__ == "__main__":
     if options.plain:
         asyncio.run(main(options))
     else:
-        eventloop.tune_gc()
+        eventloop.tune_gc(eventloop.young_threshold(["projector"]))
         eventloop.run(main(options))

@@ -47,3 +47,20 @@ def test_the_collector_runs_its_young_pass_less_often_and_keeps_the_older_thresh
         assert gc.get_threshold() == (eventloop.YOUNG_THRESHOLD, before[1], before[2])
     finally:
         gc.set_threshold(*before)
+
+
+@pytest.mark.parametrize(
+    ("services", "young"),
+    [
+        (["projector"], eventloop.PROJECTOR_YOUNG_THRESHOLD),
+        (("projector", "projector"), eventloop.PROJECTOR_YOUNG_THRESHOLD),
+        (["projector", "gateway"], eventloop.YOUNG_THRESHOLD),
+        (["coordinator"], eventloop.YOUNG_THRESHOLD),
+        ([], eventloop.YOUNG_THRESHOLD),
+    ],
+)
+def test_a_process_running_only_the_projector_collects_its_young_generation_less_often(
+    services: list[str], young: int
+) -> None:
+    assert eventloop.young_threshold(services) == young
+    assert eventloop.PROJECTOR_YOUNG_THRESHOLD > eventloop.YOUNG_THRESHOLD

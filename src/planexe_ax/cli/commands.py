@@ -161,6 +161,7 @@ async def serve(settings: Settings, names: tuple[str, ...], stop: asyncio.Event)
             _print_links(settings, services.gateway.url, login=names == SERVICES)
         Console(stderr=True).print(f"planexe-ax: {', '.join(names)} running on {url}; Ctrl-C to stop")
         eventloop.freeze_startup_objects()
+        eventloop.tune_gc(eventloop.young_threshold(names))
         await services.run(stop)
     return EXIT_OK
 

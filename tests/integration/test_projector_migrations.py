@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -30,7 +31,7 @@ TABLES = {
 TABLES_0002 = {*TABLES, "inbox_items"}
 TABLES_HEAD = {*TABLES_0002, "webhooks", "webhook_deliveries", "webhook_attempts"}
 SUBTASK_COLUMNS_0002 = {"reason", "confidence", "not_before", "deadline"}
-HEAD = "0005"
+HEAD = "0006"
 WAIT_S = 60.0
 
 
@@ -49,6 +50,28 @@ def table_names(conn: Connection) -> set[str]:
 
 def schema_diff(conn: Connection) -> list[Any]:
     return list(compare_metadata(MigrationContext.configure(conn), Base.metadata))
+
+
+def retyped_columns(conn: Connection) -> list[tuple[str, str, str]]:
+    """What differs from the models: only columns whose type a later revision changes, (table, column, type)."""
+    diff = schema_diff(conn)
+    changes = [change for group in diff for change in (group if isinstance(group, list) else [group])]
+    assert all(change[0] == "modify_type" for change in changes), diff
+    return [(change[2], change[3], type(change[5]).__name__) for change in changes]
+
+
+EVENTS_RETYPED_BY_0006 = {
+    "sqlite+aiosqlite": [],
+    "postgresql+asyncpg": [("execution_events", "data", "JSONB"), ("plans", "plan", "JSONB")],
+}
+PLAN_0005 = (
+    "INSERT INTO plans (plan_id, title, goal, plan, created_at) VALUES "
+    "('p1', 't', 'g', '{{\"plan_id\": \"p1\", \"phases\": [{{\"tasks\": []}}]}}', {ts})"
+)
+EVENT_0005 = (
+    "INSERT INTO execution_events (stream_seq, event_id, execution_id, type, ts, data) VALUES "
+    "(7, 'ev7', 'e1', 'task_state', {ts}, '{{\"b\": [1, 2.5, null], \"a\": \"caf\u00e9\"}}')"
+)
 
 
 async def test_upgrade_downgrade_upgrade(database_url: str) -> None:
@@ -204,6 +227,32 @@ async def test_0005_adds_the_webhook_tables_and_takes_them_away(database_url: st
     await asyncio.wait_for(upgrade(database_url, "0004"), WAIT_S)
     await asyncio.wait_for(upgrade(database_url, "0005"), WAIT_S)
     assert await inspect_db(database_url, table_names) == {*TABLES_HEAD, "alembic_version"}
-    assert await inspect_db(database_url, schema_diff) == []
+    assert await inspect_db(database_url, retyped_columns) == EVENTS_RETYPED_BY_0006[database_url.split(":")[0]]
     await asyncio.wait_for(downgrade(database_url, "0004"), WAIT_S)
     assert await inspect_db(database_url, table_names) == {*TABLES_0002, "alembic_version"}
+
+
+def event_documents(conn: Connection) -> list[tuple[Any, Any, str]]:
+    """Each stored event's and plan's document, read back, with its column's type."""
+    found = []
+    for table, key, column in (("execution_events", "stream_seq", "data"), ("plans", "plan_id", "plan")):
+        kind = next(c["type"] for c in inspect(conn).get_columns(table) if c["name"] == column)
+        for name, data in conn.execute(text(f"SELECT {key}, {column} FROM {table}")).all():
+            found.append((name, data if isinstance(data, dict) else json.loads(data), type(kind).__name__))
+    return found
+
+
+async def test_0006_keeps_each_event_document_as_json_and_back(database_url: str) -> None:
+    """On PostgreSQL jsonb to json and back, the stored documents unchanged; on SQLite nothing to do."""
+    pg = database_url.startswith("postgresql")
+    await asyncio.wait_for(upgrade(database_url, "0005"), WAIT_S)
+    await run_sql(database_url, [EVENT_0005.format(ts=TS), PLAN_0005.format(ts=TS)])
+    document = {"b": [1, 2.5, None], "a": "caf\u00e9"}
+    plan = {"plan_id": "p1", "phases": [{"tasks": []}]}
+
+    await asyncio.wait_for(upgrade(database_url, "0006"), WAIT_S)
+    assert await inspect_db(database_url, event_documents) == [(7, document, "JSON"), ("p1", plan, "JSON")]
+    assert await inspect_db(database_url, schema_diff) == []
+    await asyncio.wait_for(downgrade(database_url, "0005"), WAIT_S)
+    before = "JSONB" if pg else "JSON"
+    assert await inspect_db(database_url, event_documents) == [(7, document, before), ("p1", plan, before)]

@@ -5,7 +5,7 @@ through the column's type (a Python call each) and asyncpg then runs the stateme
 
 - PostgreSQL: the events by binary ``COPY`` (asyncpg's ``copy_records_to_table``, in the session's
   transaction), the other tables by one ``INSERT ... SELECT FROM unnest(<one array per column>) ... ON
-  CONFLICT DO UPDATE``. JSON goes as text and is cast to ``jsonb`` by the statement.
+  CONFLICT DO UPDATE``. JSON goes as text and is cast to the column's type by the statement.
 - SQLite: the driver's executemany of ``INSERT ... ON CONFLICT DO UPDATE`` with rows as tuples.
 
 Values are converted by the columns' own bind processors (:class:`UTCDateTime`, JSON), only for the
@@ -173,15 +173,19 @@ def _values_sql(table: Table, dialect: Dialect, *, upsert: bool) -> str:
 
 @functools.cache
 def _unnest_sql(table: Table, dialect: Dialect, *, upsert: bool) -> str:
-    """``INSERT INTO t (a, b) SELECT a, CAST(b AS jsonb) FROM unnest($1::varchar[], $2::text[]) AS u(a, b)``."""
+    """``INSERT INTO t (a, b) SELECT a, CAST(b AS jsonb) FROM unnest($1::varchar[], $2::text[]) AS u(a, b)``.
+
+    A JSON column's values go as text, cast to the column's type: ``jsonb``, or ``json`` for
+    :data:`~planexe_ax.readmodel.models.DocumentJSON`.
+    """
     quote = dialect.identifier_preparer.quote
     names = [quote(column.name) for column in table.columns]
     arrays, selected = [], []
     for number, (column, name) in enumerate(zip(table.columns, names, strict=True), 1):
+        column_type = column.type.compile(dialect=dialect)
         json_column = isinstance(column.type, JSON)
-        array_type = "text" if json_column else column.type.compile(dialect=dialect)
-        arrays.append(f"${number}::{array_type}[]")
-        selected.append(f"CAST({name} AS jsonb)" if json_column else name)
+        arrays.append(f"${number}::{'text' if json_column else column_type}[]")
+        selected.append(f"CAST({name} AS {column_type})" if json_column else name)
     sql = (
         f"INSERT INTO {table.name} ({', '.join(names)}) SELECT {', '.join(selected)} "
         f"FROM unnest({', '.join(arrays)}) AS u({', '.join(names)})"

@@ -35,6 +35,8 @@ STATUS = String(32)
 INBOX_OPEN, INBOX_CLOSED = "open", "closed"
 # none_as_null: a Python None is SQL NULL, not the JSON value null.
 JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+DocumentJSON = JSON(none_as_null=True)
+"""JSON kept as written (``json`` on PostgreSQL, not ``jsonb``): a document read back whole, never queried inside."""
 
 
 class JsonText(str):
@@ -105,7 +107,7 @@ class PlanRow(Base):
     plan_id: Mapped[str] = mapped_column(ID, primary_key=True)
     title: Mapped[str] = mapped_column(Text)
     goal: Mapped[str] = mapped_column(Text)
-    plan: Mapped[dict[str, Any]]
+    plan: Mapped[dict[str, Any]] = mapped_column(DocumentJSON)
     created_at: Mapped[datetime]
     deleted_at: Mapped[datetime | None] = mapped_column(default=None)
 
@@ -250,7 +252,7 @@ class ExecutionEvent(Base):
     agent_id: Mapped[str | None] = mapped_column(ID)
     attempt: Mapped[int | None] = mapped_column(Integer)
     ts: Mapped[datetime]
-    data: Mapped[dict[str, Any]]
+    data: Mapped[dict[str, Any]] = mapped_column(DocumentJSON)
 
 
 class ProjectorCheckpoint(Base):

@@ -186,6 +186,18 @@ def test_a_naive_time_is_refused_as_the_orm_refuses_it() -> None:
         sqlite_utc_text(datetime(2025, 3, 1, 9, 0))  # noqa: DTZ001 - the naive time is the point
 
 
+def test_sqlite_binds_a_time_as_the_bulk_writes_store_it() -> None:
+    """bulk registers sqlite_utc_text as sqlite3's adapter of datetime: aware times bound as UTC text, naive refused."""
+    connection = sqlite3.connect(":memory:")
+    try:
+        value = datetime(2025, 3, 1, 11, 0, 5, 7, tzinfo=timezone(timedelta(hours=2)))
+        assert connection.execute("SELECT ?", (value,)).fetchone() == ("2025-03-01 09:00:05.000007",)
+        with pytest.raises(ValueError, match="naive"):
+            connection.execute("SELECT ?", (datetime(2025, 3, 1, 9, 0),))  # noqa: DTZ001 - the naive time is the point
+    finally:
+        connection.close()
+
+
 def test_a_null_binds_as_null_on_sqlite() -> None:
     """None is adapted to itself (planexe_ax.readmodel.db registers it): bound, it is SQL NULL, not text."""
     assert db.SQLITE_BUSY_TIMEOUT_MS  # imported: the adapter is registered

@@ -39,9 +39,9 @@ def stream_seq(msg: Msg) -> int:
     Ack subjects are ``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>...`` (9 tokens) or, with a
     domain and an account hash, ``$JS.ACK.<domain>.<hash>.<stream>.<consumer>.<delivered>.<stream seq>...``.
     """
-    tokens = (msg.reply or "").split(".")
-    if len(tokens) == V1_TOKENS:
-        return int(tokens[5])
+    reply = msg.reply or ""
+    if reply.count(".") == V1_TOKENS - 1:  # the last four tokens split off: the stream sequence is the first
+        return int(reply.rsplit(".", 4)[1])
     return msg.metadata.sequence.stream  # the other forms, or an error that says why
 
 

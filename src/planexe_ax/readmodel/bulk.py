@@ -10,7 +10,7 @@ through the column's type (a Python call each) and asyncpg then runs the stateme
 
 Values are converted by the columns' own bind processors (:class:`UTCDateTime`, JSON), only for the
 columns that have one, so every database stores exactly what the ORM would have stored (on SQLite times by
-:func:`sqlite_utc_text`, the same text faster).
+:func:`sqlite_utc_text`, the same text faster, which sqlite3 calls itself as the adapter of ``datetime``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import operator
+import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -129,7 +130,8 @@ def _converters(table: Table, dialect: Dialect) -> dict[str, Convert]:
             converts[column.name] = functools.partial(_json_text, dump)
             continue
         if isinstance(column.type, UTCDateTime):
-            converts[column.name] = _sqlite_times if dialect.name == "sqlite" else _utc_times(dialect)
+            if dialect.name != "sqlite":  # on SQLite, sqlite3 binds a time through the adapter registered below
+                converts[column.name] = _utc_times(dialect)
             continue
         process = column.type.dialect_impl(dialect).bind_processor(dialect)
         if process is not None:
@@ -203,3 +205,8 @@ def _on_conflict(table: Table, quote: Callable[[str], str]) -> str:
 
 _sqlite_times = functools.lru_cache(maxsize=TIMES_KEPT)(sqlite_utc_text)
 """Each time's text, kept: a time is bound more than once (an event's ``ts`` is also its subtask's ``updated_at``)."""
+
+# sqlite3 binds a datetime by this adapter (a naive one raises the ValueError of sqlite_utc_text): the time
+# columns of the bulk writes need no conversion of their own, and rows without a JSON column go to executemany as
+# they are (no transposing). SQLAlchemy's own statements bind times as text already and never reach it.
+sqlite3.register_adapter(datetime, _sqlite_times)

@@ -96,13 +96,19 @@ class _Keys:
 
     @classmethod
     def of(cls, events: Sequence[Event]) -> _Keys:
-        return cls(
-            executions={e.execution_id for e in events},
-            subtasks={(e.execution_id, e.subtask_id) for e in events if e.type in SUBTASK_EVENTS and e.subtask_id},
-            tasks={(e.execution_id, e.task_id) for e in events if e.type in TASK_EVENTS and e.task_id},
-            inbox={getattr(e, "item_id") for e in events if e.type in INBOX_EVENTS},  # noqa: B009 - inbox events only
-            plans={e.plan.plan_id for e in events if isinstance(e, ExecutionCreated) and e.plan is not None},
-        )
+        keys = cls(executions=set(), subtasks=set(), tasks=set(), inbox=set(), plans=set())
+        for e in events:  # one pass: a batch holds thousands of events
+            kind = e.type
+            keys.executions.add(e.execution_id)
+            if kind in SUBTASK_EVENTS and e.subtask_id:
+                keys.subtasks.add((e.execution_id, e.subtask_id))
+            if kind in TASK_EVENTS and e.task_id:
+                keys.tasks.add((e.execution_id, e.task_id))
+            if kind in INBOX_EVENTS:
+                keys.inbox.add(getattr(e, "item_id"))  # noqa: B009 - inbox events only
+            if isinstance(e, ExecutionCreated) and e.plan is not None:
+                keys.plans.add(e.plan.plan_id)
+        return keys
 
 
 class Batch:

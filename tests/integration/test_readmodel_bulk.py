@@ -6,6 +6,7 @@ import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from pydantic import AwareDatetime, TypeAdapter
 from sqlalchemy import Table, func, select, text
 from sqlalchemy.dialects import sqlite
 
@@ -172,6 +173,9 @@ async def test_a_plan_folded_again_is_replaced_only_when_it_changed(database_url
         datetime(2025, 3, 1, 9, 0, 5, 123456, tzinfo=UTC),
         datetime(2025, 12, 31, 23, 30, 0, 1, tzinfo=timezone(timedelta(hours=-5))),
         datetime(999, 1, 2, 3, 4, 5, tzinfo=UTC),
+        datetime(2025, 1, 1, 2, 0, 0, 999999, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+        TypeAdapter(AwareDatetime).validate_json('"2026-12-04T12:26:41.257098Z"'),  # pydantic's own TzInfo
+        TypeAdapter(AwareDatetime).validate_json('"2026-02-28T23:59:59.5-01:00"'),
     ],
 )
 def test_sqlite_times_are_bound_as_sqlalchemy_binds_them(value: datetime) -> None:

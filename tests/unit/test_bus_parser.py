@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import random
@@ -189,3 +190,64 @@ async def test_a_subscription_delivered_directly_gets_every_message_in_order(bus
     await asyncio.wait_for(everything.wait(), timeout=10)
     assert called == [b"to the callback"]
     await sub.unsubscribe()
+
+
+class Sink(Client):
+    """A client that is never connected: what its parser hands it, recorded (no server answers a PING here)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[Any, ...]] = []
+
+    async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: Any) -> None:
+        self.calls.append(("queued", sid, data))
+
+    async def _process_ping(self) -> None:
+        self.calls.append(("ping",))
+
+    async def _process_pong(self) -> None:
+        self.calls.append(("pong",))
+
+
+def _append_data(into: list[bytes], msg: Any) -> None:
+    into.append(msg.data)
+
+
+async def test_messages_handed_over_directly_keep_their_order_around_other_lines() -> None:
+    """A PONG (a flush's answer) or a PING amid a subscription's messages: every message still handed over, in order.
+
+    Were the messages after such a line left to nats-py's parser, they would be queued for the callback while the
+    next read's were handed over at once: out of order.
+    """
+    stream = b"".join(
+        b"MSG ax.x 7 $JS.ACK.S.C.1.%d.%d.0.0 %d\r\n%s\r\n" % (n, n, len(b"%d" % n), b"%d" % n)
+        + (b"PONG\r\n" if n % 3 == 0 else b"")
+        + (b"PING\r\n+OK\r\n" if n % 7 == 0 else b"")
+        + (b"HMSG ax.y 8 %d %d\r\n%sother\r\n" % (len(HEADERS), len(HEADERS) + 5, HEADERS) if n % 5 == 0 else b"")
+        for n in range(60)
+    )
+    rnd = random.Random(3)
+    for _ in range(200):
+        nc = Sink()
+        nc._ps = Parser(nc)
+        handed: list[bytes] = []
+        nc._ps.direct[7] = functools.partial(_append_data, handed)
+        for piece in _cut(stream, [rnd.randrange(len(stream)) for _ in range(rnd.randint(1, 30))]):
+            await nc._ps.parse(piece)
+        assert handed == [b"%d" % n for n in range(60)]
+        assert [call for call in nc.calls if call[0] == "queued"] == [("queued", 8, b"other")] * 12
+        assert nc.calls.count(("pong",)) == 20
+        assert nc.calls.count(("ping",)) == 9
+        assert not nc._ps.buf
+
+
+async def test_many_other_lines_in_one_read_are_read_one_after_another() -> None:
+    nc = Sink()
+    nc._ps = Parser(nc)
+    handed: list[bytes] = []
+    nc._ps.direct[7] = functools.partial(_append_data, handed)
+    read = b"PONG\r\n" * 5000 + b"MSG ax.x 7 2\r\nok\r\n" + b"PING\r\n" * 5000 + b"MSG ax.x 7 4\r\nlast\r\n"
+    await nc._ps.parse(read)
+    assert handed == [b"ok", b"last"]
+    assert (nc.calls.count(("pong",)), nc.calls.count(("ping",))) == (5000, 5000)
+    assert not nc._ps.buf

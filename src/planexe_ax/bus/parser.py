@@ -4,9 +4,10 @@ nats-py's ``Parser`` matches every control line against one pattern per kind of 
 ...), and deletes each line and each payload from the front of its buffer on its own. A bulk consumer, such as the
 projector replaying a stream, receives tens of thousands of messages a second: the patterns' backtracking alone
 was a tenth of the client's work. :class:`Parser` reads ``MSG`` and ``HMSG`` lines by splitting them at
-whitespace and slices every message of a read from one copy of the buffer, which it trims once; anything else
-(``PING``, ``PONG``, ``+OK``, ``-ERR``, ``INFO``, a malformed line) it leaves to nats-py's own parser, which then
-reads it, and what follows it, exactly as before. A test holds the two equal on the same bytes, cut anywhere.
+whitespace and slices every message of a read from one copy of the buffer, which it trims once. Any other line
+(``PING``, ``PONG``, ``+OK``, ``-ERR``, ``INFO``) it hands to nats-py's own parser alone, then reads on; a message
+line it does not take (malformed: the server sends none) it leaves to nats-py's parser with all that follows, to
+be read, or refused, as before. A test holds the two equal on the same bytes, cut anywhere.
 
 A subscription can also take its messages straight from the parser (:func:`deliver_directly`): each message
 is handed, in order, to a plain function as soon as it is read, instead of nats-py queueing it for a task that
@@ -37,6 +38,7 @@ LINES_AT = STATUS_AT + len(CRLF)
 MESSAGE_LINES = (b"MSG", b"HMSG")
 """How the control lines this parser reads itself begin."""
 WITH_HEADERS = b"HMSG"
+ALL_THAT_FOLLOWS = -1
 
 Deliver = Callable[[Msg], None]
 """A function a subscription's messages are handed to as they are read (it must not block)."""
@@ -77,12 +79,38 @@ class Parser(nats_parser.Parser):
             await nc._error_cb(exc)
 
     async def parse(self, data: bytes = b"") -> None:
-        """Hand each complete message in the buffer to the client; leave any other line to nats-py's parser."""
-        buf = self.buf
-        buf.extend(data)
+        """Hand each complete message in the buffer to the client; any other line to nats-py's parser."""
+        self.buf.extend(data)
+        while True:
+            buf = self.buf
+            other = await self._read_messages(buf)
+            if other == ALL_THAT_FOLLOWS:
+                await super().parse()
+                return
+            if not other or self.buf is not buf:
+                return  # all read (or waiting for the next read), or reset for a new connection meanwhile
+            # The line alone, so that every message after it is still read here (a subscription's messages, handed
+            # over directly, keep their order): the rest is put back after it.
+            rest = bytes(buf[other:])
+            del buf[other:]
+            await super().parse()
+            if self.buf is not buf:
+                return
+            read = not buf  # else nats-py's parser left the line, waiting on it as it always has
+            buf.extend(rest)
+            if not read:
+                return
+
+    async def _read_messages(self, buf: bytearray) -> int:
+        """Hand on the messages at the front of ``buf`` and trim them off; what stops the reading.
+
+        Returns:
+            0 when the rest (if any) needs the next read; else the length of the line at the front that is not a
+            message, or :data:`ALL_THAT_FOLLOWS` for a message line this parser does not take.
+        """
         if self.state == nats_parser.AWAITING_MSG_PAYLOAD and len(buf) < self.needed + len(CRLF):
-            return  # a large payload arriving a read at a time: copied once, when it is all here
-        chunk, pos, other = bytes(buf), 0, False
+            return 0  # a large payload arriving a read at a time: copied once, when it is all here
+        chunk, pos, other = bytes(buf), 0, 0
         size = len(chunk)
         process = self._process_msg if self.direct else self.nc._process_msg
         try:
@@ -98,17 +126,17 @@ class Parser(nats_parser.Parser):
                     pos = end + len(CRLF)
                     await process(arg["sid"], arg["subject"], arg["reply"], chunk[split:end], headers)
                     if self.buf is not buf:
-                        return  # reset for a new connection while the message was handled: the rest is gone
+                        break  # reset for a new connection while the message was handled: the rest is gone
                     continue
                 line_end = chunk.find(CRLF, pos)
-                if not chunk.startswith(MESSAGE_LINES, pos):
-                    other = True  # another kind of line, or the start of one
-                    break
                 if line_end < 0:
                     break  # the rest of the line is in the next read
+                if not chunk.startswith(MESSAGE_LINES, pos):
+                    other = line_end + len(CRLF) - pos  # another kind of line: nats-py's parser reads it alone
+                    break
                 line = _message_line(chunk[pos:line_end])
                 if line is None:
-                    other = True  # nats-py's parser reports it as it always has
+                    other = ALL_THAT_FOLLOWS  # nats-py's parser reads it, or reports it, as it always has
                     break
                 subject, sid, reply, header_size, total = line
                 start = line_end + len(CRLF)
@@ -121,11 +149,10 @@ class Parser(nats_parser.Parser):
                 pos = end + len(CRLF)
                 await process(sid, subject, reply, chunk[split:end], chunk[start:split] if header_size else None)
                 if self.buf is not buf:
-                    return
+                    break
         finally:
             del buf[:pos]
-        if other:
-            await super().parse()
+        return other
 
 
 def _message_line(line: bytes) -> tuple[bytes, int, bytes, int, int] | None:

@@ -5,11 +5,11 @@ gateway, which writes every event to every WebSocket watching it: on 2 shared co
 (``bench/ws_latency.py``), the gateway's process spends about a quarter less CPU per event on it.
 
 The garbage collector is tuned for processes that hold large states: the young generation is collected every
-``YOUNG_THRESHOLD`` new container objects instead of 700 (:func:`tune_gc`; a process running only the projector,
-every ``PROJECTOR_YOUNG_THRESHOLD``), and a serving process freezes what
-it allocated to start (:func:`freeze_startup_objects`). A coordinator starting a 50,000-subtask plan creates
-hundreds of thousands of objects in one decision, and the collector's passes doubled its time (10.9 s against
-5.1 s with the collector off, in the core alone; 5.7 s with ``tune_gc``).
+``YOUNG_THRESHOLD`` new container objects instead of 700 (:func:`tune_gc`; in a process running only the
+projector, every ``PROJECTOR_YOUNG_THRESHOLD``), and a serving process freezes what it allocated to start
+(:func:`freeze_startup_objects`). A coordinator starting a 50,000-subtask plan creates hundreds of thousands of
+objects in one decision, and the collector's passes doubled its time (10.9 s against 5.1 s with the collector
+off, in the core alone; 5.7 s with ``tune_gc``).
 """
 
 from __future__ import annotations

@@ -116,10 +116,8 @@ class _Ahead:
     """A batch folded while the one before it was written (:meth:`Projector._fold_ahead`)."""
 
     batch: Batch
-    base: Batch
-    """The batch it was folded on: it holds only if that one is the last committed, as it was folded."""
-    after: int
-    """The checkpoint ``base`` writes: the batch's events are those after it."""
+    base: _Folded
+    """The batch it was folded on: it holds only if that one is the last committed, with its checkpoint."""
     applied: int
 
 
@@ -458,7 +456,7 @@ class Projector(HoldsLease):
         for first in range(0, len(todo), DECODE_SLICE):
             applied += self._apply(batch, todo[first : first + DECODE_SLICE])
             await asyncio.sleep(0)  # a turn for the write in progress
-        return _Ahead(batch, base.batch, base.top, applied)
+        return _Ahead(batch, base, applied)
 
     async def _handle_batch(
         self, items: list[_Item], ahead: _Ahead | None = None, folded: asyncio.Future[_Folded | None] | None = None
@@ -596,8 +594,8 @@ class Projector(HoldsLease):
         if (
             ahead is not None
             and not look_up_ids
-            and ahead.after == done
-            and ahead.base is self._committed
+            and ahead.base.top == done
+            and ahead.base.batch is self._committed
             and await ahead.batch.confirm(session)
         ):
             self.folded_ahead += 1

@@ -16,6 +16,7 @@ from nats.protocol import parser as nats_parser
 
 from planexe_ax.bus import Bus
 from planexe_ax.bus.parser import Parser, deliver_directly, install, stop_delivering
+from planexe_ax.bus.replay import listen
 
 STATUS = b"NATS/1.0 404 No Messages\r\n\r\n"
 HEADERS = b"NATS/1.0\r\nAx-Type: subtask_state\r\nNats-Msg-Id: abc\r\n\r\n"
@@ -251,3 +252,35 @@ async def test_many_other_lines_in_one_read_are_read_one_after_another() -> None
     assert handed == [b"ok", b"last"]
     assert (nc.calls.count(("pong",)), nc.calls.count(("ping",))) == (5000, 5000)
     assert not nc._ps.buf
+
+
+async def test_listen_hands_messages_to_a_plain_function_directly_until_closed(bus: Bus) -> None:
+    """The execution watches' subscriptions: every message in order, none queued for a callback, none after close."""
+    got: list[tuple[str, bytes]] = []
+    last = asyncio.Event()
+
+    def take(subject: str, data: bytes) -> None:
+        got.append((subject, data))
+        if data == b"last":
+            last.set()
+
+    listening = await listen(bus, ["listen.a", "listen.b"], take)
+    parser = bus.nc._ps
+    assert isinstance(parser, Parser)
+    sids = set(parser.direct)
+    assert len(sids) >= 2, "each subscription of listen() is delivered directly"
+    sent = [("listen.a" if n % 2 else "listen.b", str(n).encode()) for n in range(40)]
+    for subject, data in [*sent, ("listen.a", b"last")]:
+        await bus.nc.publish(subject, data)
+    await asyncio.wait_for(last.wait(), timeout=10)
+    assert got == [*sent, ("listen.a", b"last")]
+
+    assert await listening.close() == []
+    assert len(parser.direct) == len(sids) - 2, "closing gives the parser's entries back"
+    await bus.nc.publish("listen.a", b"after")
+    await bus.nc.flush()
+    marker = await bus.nc.subscribe("listen.marker")
+    await bus.nc.publish("listen.marker", b"m")
+    await marker.next_msg(timeout=10)  # the server answered everything published before it
+    await marker.unsubscribe()
+    assert got[-1] == ("listen.a", b"last")

@@ -164,7 +164,7 @@ class ExecutionWatch:
                 del self._subtasks[ctx.subtask_id]
 
     # -- events -------------------------------------------------------------------------------------------
-    async def _on_msg(self, subject: str, data: bytes) -> None:
+    def _on_msg(self, subject: str, data: bytes) -> None:
         if subject == self._subtask_subject and (not self._subtasks or about_other_subtask(data, self._subtasks)):
             return  # news of subtasks no attempt here runs: it changes nothing here
         try:

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Self
 
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.api import ConsumerConfig
@@ -28,6 +29,7 @@ from nats.js.errors import NotFoundError
 
 from planexe_ax.bus.connection import Bus
 from planexe_ax.bus.messages import AGENT_REPORTS
+from planexe_ax.bus.parser import deliver_directly, stop_delivering
 from planexe_ax.bus.pull import delivery_seq, stream_seq
 from planexe_ax.bus.topology import events_consumer, ordered_consumer, position_consumer, rebuild_consumer
 from planexe_ax.bus.tracing import process_span
@@ -339,7 +341,8 @@ async def execution_events(
 class Listening:
     """Core NATS subscriptions made by :func:`listen`; :meth:`close` drops them."""
 
-    def __init__(self, subs: list[Subscription]) -> None:
+    def __init__(self, nc: Client, subs: list[Subscription]) -> None:
+        self._nc = nc
         self._subs = subs
 
     async def close(self) -> list[Exception]:
@@ -347,6 +350,7 @@ class Listening:
         subs, self._subs = self._subs, []
         errors = []
         for sub in subs:
+            stop_delivering(self._nc, sub)
             try:
                 await sub.unsubscribe()
             except Exception as exc:  # go on with the others
@@ -354,21 +358,29 @@ class Listening:
         return errors
 
 
-async def listen(bus: Bus, subjects: list[str], on_message: Callable[[str, bytes], Awaitable[None]]) -> Listening:
+async def listen(bus: Bus, subjects: list[str], on_message: Callable[[str, bytes], None]) -> Listening:
     """Hand every message published on ``subjects`` from now on to ``on_message(subject, data)``.
 
-    Returns once the server has the interest (flushed), so nothing published after the call is missed.
+    ``on_message`` is a plain function, called as the client reads each message (it must not block): no queue,
+    task or coroutine per message (:func:`~planexe_ax.bus.parser.deliver_directly`). Returns once the server has
+    the interest (flushed), so nothing published after the call is missed.
     """
+    nc = bus.nc
     subs: list[Subscription] = []
 
-    async def deliver(msg: Msg) -> None:
-        await on_message(msg.subject, msg.data)
+    def deliver(msg: Msg) -> None:
+        on_message(msg.subject, msg.data)
+
+    async def queued(msg: Msg) -> None:  # a connection whose parser is not ours hands messages to callbacks
+        deliver(msg)
 
     try:
         for subject in subjects:
-            subs.append(await bus.nc.subscribe(subject, cb=deliver))  # noqa: PERF401 - keeps those made before a failure
-        await bus.nc.flush()
+            sub = await nc.subscribe(subject, cb=queued)
+            subs.append(sub)
+            deliver_directly(nc, sub, deliver)  # before the server can send it anything (the next flush)
+        await nc.flush()
     except BaseException:
-        await Listening(subs).close()
+        await Listening(nc, subs).close()
         raise
-    return Listening(subs)
+    return Listening(nc, subs)

@@ -155,7 +155,10 @@ class StandingPull:
         """Live pull requests by reply token: [until (loop time), messages still owed]."""
         self._ready: deque[Msg] = deque()
         self._waiting: list[asyncio.Future[None]] = []
-        """The :meth:`take` calls waiting for a message or a status, woken by the next one."""
+        """The :meth:`take` calls waiting for messages or a status, woken by the next status or by the message
+        that makes :attr:`_wanted` ready."""
+        self._wanted = 1
+        """How many ready messages wake the :meth:`take` waiting (its ``at_least``)."""
         self._broken: Exception | None = None
 
     async def start(self) -> None:
@@ -199,6 +202,8 @@ class StandingPull:
                 if request[1] <= 0:
                     del self._owed[token]
             self._ready.append(msg)
+            if len(self._ready) < self._wanted:
+                return  # the take waiting sleeps on until it has as many as it asked for, or its time is up
         elif status in REQUEST_ENDED:  # a status comes on the reply subject of the request it ends
             self._owed.pop(msg.subject[len(self._inbox) + 1 :], None)
             description = msg.headers.get("Description", "") if msg.headers else ""
@@ -210,20 +215,24 @@ class StandingPull:
         for waiter in waiting:
             wake(waiter)
 
-    async def take(self, credits: Callable[[], int], timeout_s: float) -> list[Msg]:
-        """Every message here, else those that arrive first within ``timeout_s`` (none came: []).
+    async def take(self, credits: Callable[[], int], timeout_s: float, at_least: int = 1) -> list[Msg]:
+        """Every message here once ``at_least`` are, else every one that came within ``timeout_s`` (none: []).
 
         Args:
             credits: How many messages this pull may be owed now (at least 1 is asked for when none is
                 owed); asked again before each request.
             timeout_s: How long to wait, and how long a new request lives.
+            at_least: How many messages end the wait before ``timeout_s``: a caller that lets messages gather
+                (the projector filling a batch) is not woken for each one that comes meanwhile.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
+        at_least = max(1, at_least)
         while True:
             if self._broken is not None:
                 raise self._broken
-            if self._ready:
+            left = deadline - loop.time()
+            if len(self._ready) >= at_least or (self._ready and left <= 0):
                 ready, self._ready = list(self._ready), deque()
                 return ready
             owed, most = self.outstanding, max(1, credits())
@@ -231,15 +240,19 @@ class StandingPull:
                 await self._request(most - owed, timeout_s)
             left = deadline - loop.time()
             if left <= 0:
+                if self._ready:
+                    continue
                 return []
-            # A future woken by the next arrival or by a timer: no task per wait (asyncio.wait_for makes one).
+            # A future woken by an arrival or by a timer: no task per wait (asyncio.wait_for makes one).
             waiter: asyncio.Future[None] = loop.create_future()
             self._waiting.append(waiter)
+            self._wanted = at_least
             timer = loop.call_later(left, wake, waiter)
             try:
                 await waiter
             finally:
                 timer.cancel()
+                self._wanted = 1
                 if waiter in self._waiting:
                     self._waiting.remove(waiter)
 

@@ -334,13 +334,15 @@ class Projector(HoldsLease):
             try:
                 while not stop.is_set():
                     idle = not items and (writing is None or writing.done())
+                    gather = 1  # events that end the wait before its time: the first, while idle or writing
                     if not items:
                         wait = IDLE_S
                     elif writing is not None and not writing.done():
                         wait = GATHER_S
-                    else:
+                    else:  # lingering: woken when its time is up or the batch would be full, not at each event
                         wait = max(0.0, due - loop.time())
-                    msgs = await pull.take(lambda: STANDING * self.batch, wait)
+                        gather = self.batch_size(items[0].seq, end) - len(items)
+                    msgs = await pull.take(lambda: STANDING * self.batch, wait, gather)
                     if not msgs and not items and until_seq is not None and self.last_seq >= until_seq:
                         break
                     if not msgs and idle and (lost := await self._lost_at_the_end()) is not None:

@@ -9,6 +9,7 @@ from nats.js.errors import NoStreamResponseError
 
 from planexe_ax.bus import Bus, Deposed, ExecutionState, ExecutionStatus, PubAck, Publication, connect
 from planexe_ax.bus.leader import EXPECTED_LAST_SEQ, LeaderLease
+from planexe_ax.bus.parser import Parser
 from planexe_ax.bus.partitions import partition_of
 from planexe_ax.bus.pipeline import FENCE_SUBJECT, Outgoing, Pipeline, hpub_command, parse_ack, publish_fast
 from planexe_ax.bus.subjects import Subjects
@@ -56,6 +57,11 @@ async def test_a_message_no_stream_takes_fails_alone(bus: Bus) -> None:
     assert isinstance(last, PubAck)
     assert last.seq == first.seq + 1
     assert isinstance(nowhere, NoStreamResponseError)
+    inbox = pipeline._acks._sub
+    assert inbox is not None
+    parser = bus.nc._ps
+    assert isinstance(parser, Parser)
+    assert inbox._id in parser.direct, "acks, statuses too, are handed over as they are read"
 
 
 async def test_fenced_messages_after_one_that_failed_are_not_sent(bus: Bus) -> None:

@@ -12,8 +12,8 @@ be read, or refused, as before. A test holds the two equal on the same bytes, cu
 A subscription can also take its messages straight from the parser (:func:`deliver_directly`): each message
 is handed, in order, to a plain function as soon as it is read, instead of nats-py queueing it for a task that
 awaits the subscription's callback (a queue, a task switch and a coroutine per message). The standing pulls of
-:mod:`planexe_ax.bus.consumer` and the subscriptions of :func:`planexe_ax.bus.replay.listen` (an agent's
-execution watches) take their messages this way.
+:mod:`planexe_ax.bus.consumer`, the publish acks of :class:`planexe_ax.bus.pipeline.AckInbox` and the
+subscriptions of :func:`planexe_ax.bus.replay.listen` (an agent's execution watches) take their messages this way.
 
 :func:`install` makes a connected client read with it.
 """

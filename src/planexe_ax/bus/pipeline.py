@@ -36,6 +36,8 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import PubAck
 from nats.js.errors import APIError, NoStreamResponseError
 
+from planexe_ax.bus import parser
+
 NO_RESPONDERS = "503"
 FENCE_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
 """The header naming the subject a fenced message checks (bus/leader.py): one partition's fence."""
@@ -183,6 +185,7 @@ class AckInbox:
             prefix = f"{self.nc.new_inbox()}."
             self._sub = await self.nc.subscribe(f"{prefix}*", cb=self._on_ack)
             self._prefix = prefix
+            parser.deliver_directly(self.nc, self._sub, self._answer)  # acks as they are read: no task per ack
         token = str(next(self._tokens))
         future: asyncio.Future[PubAck] = asyncio.get_running_loop().create_future()
         self._waiting[token] = future  # before its ack can come
@@ -194,6 +197,10 @@ class AckInbox:
         return future
 
     async def _on_ack(self, msg: Msg) -> None:
+        """An ack by way of the subscription's callback (a connection that does not hand them over)."""
+        self._answer(msg)
+
+    def _answer(self, msg: Msg) -> None:
         future = self._waiting.pop(msg.subject[len(self._prefix) :], None)
         if future is not None:
             answer_ack(future, msg)
@@ -210,6 +217,7 @@ class AckInbox:
             if not future.done():
                 future.set_exception(TimeoutError("no ack before the inbox was closed"))
         if sub is not None:
+            parser.stop_delivering(self.nc, sub)
             with contextlib.suppress(Exception):  # the connection may be gone already
                 await sub.unsubscribe()
 

@@ -5,7 +5,7 @@ from nats.js.errors import APIError
 
 from planexe_ax.bus import Bus, ExecutionState, ExecutionStatus, decode_event
 from planexe_ax.bus.consumer import StandingPull
-from planexe_ax.bus.pull import Puller, stream_seq
+from planexe_ax.bus.pull import Puller, delivered_count, stream_seq
 from planexe_ax.bus.topology import ensure_consumer, events_consumer
 from tests.helpers.eventually import eventually
 
@@ -70,3 +70,17 @@ async def test_a_standing_pull_asked_for_at_least_n_sleeps_until_it_has_them_or_
 
 async def _ready_at_least(pull: StandingPull, n: int) -> bool:
     return len(pull._ready) >= n
+
+
+async def test_the_delivery_count_read_from_the_ack_subject_is_the_servers(bus: Bus) -> None:
+    """An agent's offer: how many times it was delivered, without parsing the whole ack subject."""
+    stream = bus.subjects.events_stream
+    await ensure_consumer(bus.js, stream, events_consumer(bus.subjects, "count-test", bus.settings))
+    await bus.publish_event(ExecutionState(execution_id="e3", status=ExecutionStatus.RUNNING))
+    async with Puller(bus, stream, "count-test") as puller:
+        (first,) = await puller.fetch(1, 5.0)
+        await first.nak()
+        (again,) = await puller.fetch(1, 5.0)
+        await again.ack()
+    assert [delivered_count(first), delivered_count(again)] == [1, 2]
+    assert [delivered_count(m) for m in (first, again)] == [m.metadata.num_delivered for m in (first, again)]

@@ -57,6 +57,14 @@ def delivery_seq(msg: Msg) -> int:
     return msg.metadata.sequence.consumer
 
 
+def delivered_count(msg: Msg) -> int:
+    """How many times this message has been delivered (1 the first time), read from its ack subject."""
+    tokens = (msg.reply or "").split(".")
+    if len(tokens) == V1_TOKENS:
+        return int(tokens[4])
+    return msg.metadata.num_delivered
+
+
 class Puller:
     """Pull batches from one durable consumer.
 

@@ -39,6 +39,7 @@ from planexe_ax.bus.consumer import StandingPull
 from planexe_ax.bus.errors import TIMEOUTS, brief_validation_error
 from planexe_ax.bus.messages import AgentCard, EventBase, TaskOffer
 from planexe_ax.bus.pipeline import AckInbox
+from planexe_ax.bus.pull import delivered_count
 from planexe_ax.bus.subjects import Subjects
 from planexe_ax.bus.topology import capability_consumer, direct_consumer, ensure_consumer
 from planexe_ax.bus.tracing import attempt_span
@@ -144,12 +145,14 @@ class LeasedOffer:
 
     def attempt_span(self, agent_id: str) -> contextlib.AbstractContextManager[Span]:
         """The attempt's span, which is also the offer's process span (continuing the context it carries)."""
-        return attempt_span(self.offer, agent_id, self._msg, self._msg.metadata.consumer or "agents")
+        # The consumer's name is read from the ack subject only for a span that is made (metadata parses it all).
+        group = (self._msg.metadata.consumer or "agents") if tracing.enabled() else "agents"
+        return attempt_span(self.offer, agent_id, self._msg, group)
 
     @property
     def delivered(self) -> int:
         """How many times the offer has been delivered (1 the first time)."""
-        return self._msg.metadata.num_delivered or 1
+        return delivered_count(self._msg) or 1
 
     async def extend(self) -> None:
         """Keep the lease for another ack wait (``in_progress``)."""

@@ -15,7 +15,7 @@ from nats.errors import ProtocolError
 from nats.protocol import parser as nats_parser
 
 from planexe_ax.bus import Bus
-from planexe_ax.bus.parser import Parser, deliver_directly, install, stop_delivering
+from planexe_ax.bus.parser import Parser, deliver_directly, install, stop_delivering, subscribe, unsubscribe
 from planexe_ax.bus.replay import listen
 
 STATUS = b"NATS/1.0 404 No Messages\r\n\r\n"
@@ -284,3 +284,30 @@ async def test_listen_hands_messages_to_a_plain_function_directly_until_closed(b
     await marker.next_msg(timeout=10)  # the server answered everything published before it
     await marker.unsubscribe()
     assert got[-1] == ("listen.a", b"last")
+
+
+async def test_subscribe_hands_messages_to_deliver_directly_or_by_its_callback(bus: Bus) -> None:
+    """parser.subscribe: straight from the parser; when the parser does not take them, the callback hands them on."""
+    got: list[bytes] = []
+    arrived = asyncio.Event()
+
+    def take(msg: Any) -> None:
+        got.append(msg.data)
+        arrived.set()
+
+    sub = await subscribe(bus.nc, "subscribe.helper", take)
+    parser = bus.nc._ps
+    assert isinstance(parser, Parser)
+    assert parser.direct[sub._id] is take
+    await bus.nc.publish("subscribe.helper", b"direct")
+    await asyncio.wait_for(arrived.wait(), timeout=10)
+
+    stop_delivering(bus.nc, sub)  # as on a connection whose parser is not ours: the subscription's callback
+    arrived.clear()
+    await bus.nc.publish("subscribe.helper", b"by the callback")
+    await asyncio.wait_for(arrived.wait(), timeout=10)
+    assert got == [b"direct", b"by the callback"]
+
+    deliver_directly(bus.nc, sub, take)
+    await unsubscribe(bus.nc, sub)
+    assert sub._id not in parser.direct

@@ -163,8 +163,7 @@ class StandingPull:
 
     async def start(self) -> None:
         """Subscribe to the inboxes the consumer delivers to (the messages handed over as they are read)."""
-        self._sub = await self.bus.nc.subscribe(f"{self._inbox}.*", cb=self._on_msg)
-        parser.deliver_directly(self.bus.nc, self._sub, self._arrived)
+        self._sub = await parser.subscribe(self.bus.nc, f"{self._inbox}.*", self._arrived)
 
     async def close(self) -> None:
         """Unsubscribe, and give back the messages received and not taken (nak: another consumer gets them now).
@@ -172,14 +171,13 @@ class StandingPull:
         A consumer without acks has nothing to give back: what it delivered is done for the server.
         """
         sub, self._sub = self._sub, None
-        ready, self._ready = list(self._ready), deque()
+        ready = self._hand_out()
         if self.acks:
             for msg in ready:
                 with contextlib.suppress(Exception):  # not given back: redelivered after the consumer's ack wait
                     await msg.nak()
         if sub is not None:
-            parser.stop_delivering(self.bus.nc, sub)
-            await sub.unsubscribe()
+            await parser.unsubscribe(self.bus.nc, sub)
 
     @property
     def outstanding(self) -> int:
@@ -188,10 +186,6 @@ class StandingPull:
         for token in [token for token, (until, _) in self._owed.items() if until <= now]:
             del self._owed[token]
         return int(sum(owed for _, owed in self._owed.values()))
-
-    async def _on_msg(self, msg: Msg) -> None:
-        """A message by way of the subscription's callback (a connection that does not hand them over)."""
-        self._arrived(msg)
 
     def _arrived(self, msg: Msg) -> None:
         status = msg.headers.get(STATUS) if msg.headers else None
@@ -231,18 +225,14 @@ class StandingPull:
         while True:
             if self._broken is not None:
                 raise self._broken
-            left = deadline - loop.time()
-            if len(self._ready) >= at_least or (self._ready and left <= 0):
-                ready, self._ready = list(self._ready), deque()
-                return ready
+            if len(self._ready) >= at_least:
+                return self._hand_out()
             owed, most = self.outstanding, max(1, credits())
             if owed == 0 or most - owed >= max(1, most // 2):  # top up in halves, not one request per offer
                 await self._request(most - owed, timeout_s)
             left = deadline - loop.time()
             if left <= 0:
-                if self._ready:
-                    continue
-                return []
+                return self._hand_out()  # what came in time, if anything
             # A future woken by an arrival or by a timer: no task per wait (asyncio.wait_for makes one).
             waiter: asyncio.Future[None] = loop.create_future()
             self._waiting.append(waiter)
@@ -255,6 +245,10 @@ class StandingPull:
                 self._wanted = 1
                 if waiter in self._waiting:
                     self._waiting.remove(waiter)
+
+    def _hand_out(self) -> list[Msg]:
+        ready, self._ready = list(self._ready), deque()
+        return ready
 
     async def _request(self, batch: int, expires_s: float) -> None:
         token = str(next(self._tokens))

@@ -9,7 +9,8 @@ whitespace and slices every message of a read from one copy of the buffer, which
 line it does not take (malformed: the server sends none) it leaves to nats-py's parser with all that follows, to
 be read, or refused, as before. A test holds the two equal on the same bytes, cut anywhere.
 
-A subscription can also take its messages straight from the parser (:func:`deliver_directly`): each message
+A subscription can also take its messages straight from the parser (:func:`subscribe` makes one,
+:func:`unsubscribe` ends it; :func:`deliver_directly` turns it on for a subscription made otherwise): each message
 is handed, in order, to a plain function as soon as it is read, instead of nats-py queueing it for a task that
 awaits the subscription's callback (a queue, a task switch and a coroutine per message). The standing pulls of
 :mod:`planexe_ax.bus.consumer`, the publish acks of :class:`planexe_ax.bus.pipeline.AckInbox` and the
@@ -44,7 +45,7 @@ ALL_THAT_FOLLOWS = -1
 Deliver = Callable[[Msg], None]
 """A function a subscription's messages are handed to as they are read (it must not block)."""
 
-__all__ = ["Deliver", "Parser", "deliver_directly", "install", "stop_delivering"]
+__all__ = ["Deliver", "Parser", "deliver_directly", "install", "stop_delivering", "subscribe", "unsubscribe"]
 
 
 class Parser(nats_parser.Parser):
@@ -209,3 +210,24 @@ def stop_delivering(nc: Client, sub: Subscription) -> None:
     ps = getattr(nc, "_ps", None)
     if isinstance(ps, Parser):
         ps.direct.pop(sub._id, None)
+
+
+async def subscribe(nc: Client, subject: str, deliver: Deliver) -> Subscription:
+    """Subscribe to ``subject``, each message handed to ``deliver`` as it is read (:func:`deliver_directly`).
+
+    On a connection that does not read with :class:`Parser` the messages reach ``deliver`` by way of the
+    subscription's callback instead. End it with :func:`unsubscribe`.
+    """
+
+    async def queued(msg: Msg) -> None:
+        deliver(msg)
+
+    sub = await nc.subscribe(subject, cb=queued)
+    deliver_directly(nc, sub, deliver)  # before the server can send it anything (the client's next flush)
+    return sub
+
+
+async def unsubscribe(nc: Client, sub: Subscription) -> None:
+    """End a subscription made by :func:`subscribe` (the parser lets go of it first)."""
+    stop_delivering(nc, sub)
+    await sub.unsubscribe()

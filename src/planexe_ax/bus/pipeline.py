@@ -183,9 +183,8 @@ class AckInbox:
         """
         if self._sub is None:
             prefix = f"{self.nc.new_inbox()}."
-            self._sub = await self.nc.subscribe(f"{prefix}*", cb=self._on_ack)
+            self._sub = await parser.subscribe(self.nc, f"{prefix}*", self._answer)  # acks answered as read
             self._prefix = prefix
-            parser.deliver_directly(self.nc, self._sub, self._answer)  # acks as they are read: no task per ack
         token = str(next(self._tokens))
         future: asyncio.Future[PubAck] = asyncio.get_running_loop().create_future()
         self._waiting[token] = future  # before its ack can come
@@ -195,10 +194,6 @@ class AckInbox:
             del self._waiting[token]
             raise
         return future
-
-    async def _on_ack(self, msg: Msg) -> None:
-        """An ack by way of the subscription's callback (a connection that does not hand them over)."""
-        self._answer(msg)
 
     def _answer(self, msg: Msg) -> None:
         future = self._waiting.pop(msg.subject[len(self._prefix) :], None)
@@ -217,9 +212,8 @@ class AckInbox:
             if not future.done():
                 future.set_exception(TimeoutError("no ack before the inbox was closed"))
         if sub is not None:
-            parser.stop_delivering(self.nc, sub)
             with contextlib.suppress(Exception):  # the connection may be gone already
-                await sub.unsubscribe()
+                await parser.unsubscribe(self.nc, sub)
 
 
 class Pipeline:

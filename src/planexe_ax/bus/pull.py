@@ -51,18 +51,20 @@ def delivery_seq(msg: Msg) -> int:
     Every delivery of a consumer, a redelivery too, takes the next one: a jump means a delivery that never
     arrived (its node went down with it in flight, a pull was given up with messages on their way).
     """
-    tokens = (msg.reply or "").split(".")
-    if len(tokens) == V1_TOKENS:
-        return int(tokens[6])
-    return msg.metadata.sequence.consumer
+    seq = _v1_token(msg, 6)
+    return msg.metadata.sequence.consumer if seq is None else seq
 
 
 def delivered_count(msg: Msg) -> int:
     """How many times this message has been delivered (1 the first time), read from its ack subject."""
+    count = _v1_token(msg, 4)
+    return msg.metadata.num_delivered if count is None else count
+
+
+def _v1_token(msg: Msg, index: int) -> int | None:
+    """The number at ``index`` of a 9-token ack subject (see :func:`stream_seq`); None for the other forms."""
     tokens = (msg.reply or "").split(".")
-    if len(tokens) == V1_TOKENS:
-        return int(tokens[4])
-    return msg.metadata.num_delivered
+    return int(tokens[index]) if len(tokens) == V1_TOKENS else None
 
 
 class Puller:

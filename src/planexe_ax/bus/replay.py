@@ -29,7 +29,7 @@ from nats.js.errors import NotFoundError
 
 from planexe_ax.bus.connection import Bus
 from planexe_ax.bus.messages import AGENT_REPORTS
-from planexe_ax.bus.parser import deliver_directly, stop_delivering
+from planexe_ax.bus.parser import subscribe, unsubscribe
 from planexe_ax.bus.pull import delivery_seq, stream_seq
 from planexe_ax.bus.topology import events_consumer, ordered_consumer, position_consumer, rebuild_consumer
 from planexe_ax.bus.tracing import process_span
@@ -350,9 +350,8 @@ class Listening:
         subs, self._subs = self._subs, []
         errors = []
         for sub in subs:
-            stop_delivering(self._nc, sub)
             try:
-                await sub.unsubscribe()
+                await unsubscribe(self._nc, sub)
             except Exception as exc:  # go on with the others
                 errors.append(exc)
         return errors
@@ -371,14 +370,9 @@ async def listen(bus: Bus, subjects: list[str], on_message: Callable[[str, bytes
     def deliver(msg: Msg) -> None:
         on_message(msg.subject, msg.data)
 
-    async def queued(msg: Msg) -> None:  # a connection whose parser is not ours hands messages to callbacks
-        deliver(msg)
-
     try:
         for subject in subjects:
-            sub = await nc.subscribe(subject, cb=queued)
-            subs.append(sub)
-            deliver_directly(nc, sub, deliver)  # before the server can send it anything (the next flush)
+            subs.append(await subscribe(nc, subject, deliver))  # noqa: PERF401 - keeps those made before a failure
         await nc.flush()
     except BaseException:
         await Listening(nc, subs).close()

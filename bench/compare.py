@@ -167,6 +167,8 @@ async def _execute(
 ) -> tuple[float, dict[str, dict[str, float]]]:
     """Run ``the_plan``; its time, and (``times``) when each subtask was dispatched and started, read after.
 
+    A subtask's start is its ``subtask_started``, or the ``started_at`` of a result sent without one.
+
     With ``legs``, also when each subtask's result was sent, and when the server stored its DISPATCHED, its
     start and its result (the stream's own time of each message): what :func:`_legs` splits a hop into.
 
@@ -193,7 +195,7 @@ async def _execute(
     seen["cpu"] = used
     if not times:
         return took, seen
-    kinds = ("subtask_state", "subtask_started", "subtask_result") if legs else ("subtask_state", "subtask_started")
+    kinds = ("subtask_state", "subtask_started", "subtask_result")  # a quick attempt's result says when it began
     seqs: dict[str, dict[str, int]] = {"dispatched": {}, "started": {}, "result": {}}
     seen["result"] = {}
     async with execution_events(bus, execution_id, 0, kinds=kinds) as events:
@@ -207,6 +209,8 @@ async def _execute(
                 kind = "started"
             elif isinstance(event, SubtaskResult):
                 kind = "result"
+                if event.started_at is not None:  # no subtask_started was sent: the result says when it began
+                    seen["started"].setdefault(event.subtask_id or "", event.started_at.timestamp())
             else:
                 continue
             seen[kind].setdefault(event.subtask_id or "", event.ts.timestamp())

@@ -669,12 +669,13 @@ async def run_scenario(
         bus = await cluster.bus()
         fault_at: datetime | None = None
         killed: SlowAgent | None = None
+        doing: set[str] = set()
         try:
             await _until_completed(bus, execution_id, fault_after, timeout=90)
             lap("until_fault")
             if fault == "agent":
                 fault_at = datetime.now(UTC)
-                killed, _ = await _kill_agent_mid_task(cluster)
+                killed, doing = await _kill_agent_mid_task(cluster)
             elif fault in ("coordinator", "projector"):
                 fault_at = datetime.now(UTC)
                 if fault == "projector":
@@ -718,7 +719,7 @@ async def run_scenario(
         finally:
             await bus.close()
 
-        _measure(measured, [e for _, e in events], fault_at, killed)
+        _measure(measured, [e for _, e in events], fault_at, killed, doing)
         return measured
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n\nprocess logs:\n{cluster.logs()}") from exc
@@ -807,7 +808,14 @@ async def _check_run(
     return events
 
 
-def _measure(measured: Measurement, events: list[Event], fault_at: datetime | None, killed: SlowAgent | None) -> None:
+def _measure(
+    measured: Measurement,
+    events: list[Event],
+    fault_at: datetime | None,
+    killed: SlowAgent | None,
+    doing: set[str] | None = None,
+) -> None:
+    """Fill ``measured`` from the run's events; ``doing``: the subtasks the killed agent was working on (its log)."""
     created = next(e for e in events if isinstance(e, ExecutionCreated))
     end = next(e for e in events if isinstance(e, ExecutionState) and e.status == ExecutionStatus.COMPLETED)
     measured.total_s = _after(end.ts, created.ts)
@@ -821,8 +829,10 @@ def _measure(measured: Measurement, events: list[Event], fault_at: datetime | No
     measured.first_completion_s = _after(min(after), fault_at)
     measured.end_s = _after(end.ts, fault_at)
     if killed is not None:
-        # what the killed agent started and never reported a result for: its lost work
+        # what the killed agent began (a start announced, or a step begun in its log: a step killed within
+        # started_after_s of its start has announced nothing) and never reported a result for: its lost work
         started = {e.subtask_id for e in events if isinstance(e, SubtaskStarted) and e.agent_id == killed.agent_id}
+        started |= doing or set()
         reported = {e.subtask_id for e in events if isinstance(e, SubtaskResult) and e.agent_id == killed.agent_id}
         lost = sorted(s for s in started - reported if s is not None)
         assert lost, f"agent {killed.agent_id} was killed with no subtask in flight"

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from planexe_ax.agents import AgentRuntime, TaskContext, builtin_agents, capability
-from planexe_ax.bus import AgentCard, Bus, DeadLetter, SubtaskRejected, SubtaskResult, event_ids
+from planexe_ax.bus import AgentCard, Bus, DeadLetter, SubtaskRejected, SubtaskResult, event_ids, utcnow
 from tests.helpers.agents import (
     WaitParams,
     agent,
@@ -31,9 +31,10 @@ pytestmark = pytest.mark.nats
 async def test_offer_is_worked_reported_and_acked(bus: Bus) -> None:
     work = offer("echo", {"text": "ab", "times": 2})
     await bus.publish_offer(work)
-    runtime = AgentRuntime(bus, agent())
+    runtime = AgentRuntime(bus, agent(), started_after_s=60)
     await runtime.run_until_idle()
     got = await events(bus)
+    # its progress report announced the start first, long before started_after_s
     assert [e.type for e in got] == ["subtask_started", "subtask_progress", "subtask_result"]
     kinds = ["started", "progress:1", "result"]
     assert [e.event_id for e in got] == [event_ids.report(bus.report_key, work.msg_id, "tester-1", k) for k in kinds]
@@ -46,8 +47,55 @@ async def test_offer_is_worked_reported_and_acked(bus: Bus) -> None:
     assert result.ok
     assert result.output == {"text": "abab", "delivered": 1}
     assert result.confidence == 0.9
+    assert result.started_at is None, "the start was announced"
     assert await pending_offers(bus) == 0
     assert runtime.handled == 1
+
+
+@capability("quick")
+async def quick(params: WaitParams, ctx: TaskContext) -> dict[str, Any]:
+    return {"done": True}
+
+
+async def test_a_quick_capability_is_reported_by_its_result_alone_which_says_when_it_began(bus: Bus) -> None:
+    await bus.publish_offer(offer("quick"))
+    before = utcnow()
+    await AgentRuntime(bus, agent(quick)).run_until_idle()
+    [result] = await events(bus)
+    assert isinstance(result, SubtaskResult)
+    assert (result.ok, result.output) == (True, {"done": True})
+    assert result.started_at is not None
+    assert before <= result.started_at <= result.ts
+    assert await pending_offers(bus) == 0
+
+
+async def test_a_capability_that_lasts_has_its_start_announced_then_its_result(bus: Bus) -> None:
+    go = asyncio.Event()
+
+    @capability("lasting")
+    async def lasting(params: WaitParams, ctx: TaskContext) -> dict[str, Any]:
+        await go.wait()
+        return {}
+
+    await bus.publish_offer(offer("lasting"))
+    runtime = AgentRuntime(bus, agent(lasting), started_after_s=0.05)
+    running = asyncio.create_task(runtime.run_until_idle())
+    await eventually(lambda: _has(bus, ["subtask_started"]))  # while the capability still waits
+    go.set()
+    await asyncio.wait_for(running, 20)
+    got = await events(bus)
+    assert [e.type for e in got] == ["subtask_started", "subtask_result"]
+    assert isinstance(got[-1], SubtaskResult)
+    assert got[-1].started_at is None, "the started said when it began"
+
+
+async def _has(bus: Bus, types: list[str]) -> bool:
+    return [e.type for e in await events(bus)] == types
+
+
+async def test_started_after_s_is_not_negative(bus: Bus) -> None:
+    with pytest.raises(ValueError, match="started_after_s"):
+        AgentRuntime(bus, agent(), started_after_s=-1)
 
 
 async def test_a_redone_attempt_reports_once(bus: Bus) -> None:
@@ -173,6 +221,7 @@ async def test_an_agent_takes_as_many_offers_as_it_has_room_for_and_reports_each
     @capability("batch")
     async def batch(params: WaitParams, ctx: TaskContext) -> dict[str, Any]:
         nonlocal most
+        await asyncio.sleep(0)  # it waits on something: with started_after_s=0 its start is announced
         running.add(ctx.subtask_id)
         most = max(most, len(running))
         if most == 6:
@@ -183,7 +232,7 @@ async def test_an_agent_takes_as_many_offers_as_it_has_room_for_and_reports_each
 
     for n in range(12):
         await bus.publish_offer(offer("batch", n=n))
-    runtime = AgentRuntime(bus, agent(batch, agent_id="batcher"), concurrency=6)
+    runtime = AgentRuntime(bus, agent(batch, agent_id="batcher"), concurrency=6, started_after_s=0)
     await runtime.run_until_idle()
     assert most == 6, "never more offers at once than its concurrency, and as many as that"
     assert runtime.handled == 12

@@ -71,8 +71,8 @@ async def test_the_authors_span_nests_in_the_attempt_and_a_retry_links_back(
     assert not [s.name for s in found if s.name.startswith("publish ax.evt.")], "a report is no span of its own"
     reported = [event.name for event in attempt.events]
     assert "publish ax.evt.{execution}.subtask_result.{agent_id}" in reported, "a report is an event of its attempt"
-    started = await bus.js.get_last_msg(bus.subjects.events_stream, f"{bus.subjects.event('e1', 'subtask_started')}.>")
-    carried = tracing.parse_traceparent((started.headers or {}).get("traceparent"))
+    result = await bus.js.get_last_msg(bus.subjects.events_stream, f"{bus.subjects.event('e1', 'subtask_result')}.>")
+    carried = tracing.parse_traceparent((result.headers or {}).get("traceparent"))
     assert carried is not None
     assert carried.span_id in {attempt.context.span_id, failed.context.span_id}, "a report carries its attempt"
 

@@ -78,8 +78,21 @@ def scenario(execution_id: str = EXECUTION) -> list[Event]:
         sub(SubtaskState, 9, "t1", "s2", status=TaskStatus.COMPLETED, attempt=1, output={"text": "ok"}),
         TaskState(execution_id=e, ts=at(10), task_id="t1", status=TaskStatus.COMPLETED),
         TaskState(execution_id=e, ts=at(11), task_id="t2", status=TaskStatus.RUNNING),
-        sub(SubtaskState, 12, "t2", "s3", status=TaskStatus.RUNNING, attempt=1, agent_id="a3"),
-        sub(SubtaskState, 13, "t2", "s3", status=TaskStatus.COMPLETED, attempt=1, output={"sent": True}),
+        # s3 ends before its start is announced: never RUNNING, its result and COMPLETED say when it began
+        sub(
+            SubtaskResult, 12, "t2", "s3", ok=True, output={"sent": True}, attempt=1, agent_id="a3", started_at=at(11.5)
+        ),
+        sub(
+            SubtaskState,
+            13,
+            "t2",
+            "s3",
+            status=TaskStatus.COMPLETED,
+            attempt=1,
+            agent_id="a3",
+            output={"sent": True},
+            started_at=at(11.5),
+        ),
         TaskState(execution_id=e, ts=at(14), task_id="t2", status=TaskStatus.COMPLETED),
         ExecutionState(execution_id=e, ts=at(15), status=ExecutionStatus.COMPLETED, reason="all done"),
     ]
@@ -200,6 +213,8 @@ async def test_projects_a_whole_run(bus: Bus, database_url: str) -> None:
         "confidence": None, "error": None, "reason": "", "not_before": None, "deadline": None,
         "started_at": at(5), "finished_at": at(7), "updated_at": at(7),
     }  # fmt: skip
+    s3 = next(row for row in dump["execution_subtasks"] if row["subtask_id"] == "s3")
+    assert (s3["status"], s3["agent_id"], s3["started_at"], s3["finished_at"]) == ("COMPLETED", "a3", at(11.5), at(13))
     assert [(r["task_id"], r["phase_id"], r["phase_name"], r["position"]) for r in dump["plan_tasks"]] == [
         ("t1", "ph1", "Research", 0),
         ("t2", "ph2", "Outreach", 1),

@@ -155,6 +155,24 @@ def test_started_report_moves_the_subtask_to_running_once() -> None:
     assert emitted(engine.on_event(started(X, "a_s0"), at(2))) == []
 
 
+def test_a_result_that_says_when_it_began_completes_a_dispatched_subtask_without_running() -> None:
+    engine, _ = start({"a": 1})
+    effects = engine.on_event(result(X, "a_s0", started_at=at(0.5)), at(1))
+    assert emitted(effects)[:2] == [("subtask_state", "a_s0", "COMPLETED"), ("task_state", "a", "COMPLETED")]
+    [completed] = [e.event for e in effects if isinstance(e, Emit) and isinstance(e.event, SubtaskState)]
+    assert completed.started_at == at(0.5)
+    assert engine.runs[X].subtasks["a_s0"].started_at == at(0.5)
+
+
+def test_a_result_after_running_keeps_the_start_of_running() -> None:
+    engine, _ = start({"a": 1})
+    engine.on_event(started(X, "a_s0"), at(1))
+    effects = engine.on_event(result(X, "a_s0", started_at=at(0.5)), at(2))  # a started resent after a result
+    [completed] = [e.event for e in effects if isinstance(e, Emit) and isinstance(e.event, SubtaskState)]
+    assert completed.started_at is None, "RUNNING said when it began"
+    assert engine.runs[X].subtasks["a_s0"].started_at == at(1)
+
+
 def test_pause_stops_dispatch_but_takes_results_and_resume_goes_on() -> None:
     engine, _ = start({"a": 2})
     assert emitted(engine.on_command(PauseExecution(execution_id=X), at(1))) == [("execution_state", None, "PAUSED")]
@@ -218,7 +236,12 @@ def test_pinned_work_goes_to_the_named_agent() -> None:
 
 def test_rebuilding_from_the_events_gives_the_same_state() -> None:
     engine, log = start({"a": 2, "b": 1}, [("a", "b", "finish_to_start", 0)])
-    reports: list[Event] = [result(X, "a_s0"), started(X, "a_s1"), result(X, "a_s1"), result(X, "b_s0")]
+    reports: list[Event] = [
+        result(X, "a_s0", started_at=at(0.5)),
+        started(X, "a_s1"),
+        result(X, "a_s1"),
+        result(X, "b_s0", started_at=at(3.5)),
+    ]
     for i, report in enumerate(reports):
         log += [Emit(report), *engine.on_event(report, at(i + 1))]
     rebuilt = CoordinatorCore(CoreConfig(lag_scale_s=0))

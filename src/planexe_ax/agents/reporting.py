@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeAlias
 
 from pydantic import BaseModel, ValidationError
@@ -27,6 +28,7 @@ from planexe_ax.bus import (
     SubtaskResult,
     SubtaskStarted,
     TaskOffer,
+    utcnow,
 )
 from planexe_ax.bus.consumer import Backoff
 from planexe_ax.bus.errors import brief_validation_error, transient_publish_error
@@ -102,6 +104,10 @@ class Reporter:
         self.key = bus.report_key if key is None else key
         self._progress_n, self._blocked_n = counts
         self._event_id = report_ids(self.key, offer.msg_id, agent_id)
+        self.sent: list[tuple[Report, asyncio.Future[Any]]] = []
+        """The reports :meth:`begin`'s attempt put on the connection (with their acks' futures), in order."""
+        self._began: datetime | None = None
+        self._announcing: asyncio.Future[None] | None = None
 
     @property
     def counts(self) -> tuple[int, int]:
@@ -197,12 +203,38 @@ class Reporter:
         """Publish ``subtask_started``."""
         await self._send(self.started_event())
 
+    def begin(self) -> None:
+        """The capability starts now; its ``subtask_started`` goes out by :meth:`announce` (the runtime's timer).
+
+        Until then nothing is sent: an attempt that ends first is reported by its result alone, which carries
+        ``started_at`` (one message instead of two, and the coordinator has one decision fewer to make). A
+        progress or blocked report announces the start first, so the stream never holds one before it.
+        """
+        self._began = utcnow()
+
+    def announce(self) -> None:
+        """Put the attempt's ``subtask_started`` on its way (once; after :meth:`begin`; needs a publisher)."""
+        if self._announcing is None and self._began is not None:
+            self._announcing = asyncio.ensure_future(self._put(self.started_event()))
+
+    async def announced(self) -> None:
+        """Return once the ``subtask_started`` announced, if it was, is on the connection (reports follow it)."""
+        if self._announcing is not None:
+            await self._announcing
+
+    async def _put(self, event: Report) -> None:
+        self.sent.append((event, await self.send(event)))
+
     async def progress(self, percent: float, message: str) -> None:
-        """Publish the next ``subtask_progress``."""
+        """Publish the next ``subtask_progress`` (announcing the start of a begun attempt first)."""
+        self.announce()
+        await self.announced()
         await self._send(self.progress_event(percent, message))
 
     async def blocked(self, reason: str, max_wait_s: float | None) -> None:
-        """Publish the next ``subtask_blocked``."""
+        """Publish the next ``subtask_blocked`` (announcing the start of a begun attempt first)."""
+        self.announce()
+        await self.announced()
         await self._send(self.blocked_event(reason, max_wait_s))
 
     def started_event(self) -> SubtaskStarted:
@@ -239,7 +271,10 @@ class Reporter:
         retryable: bool = True,
         confidence: float | None = None,
     ) -> SubtaskResult:
-        """Build the ``subtask_result`` (id ``<msg_id>:result:<tag>``); publish it with :meth:`publish`."""
+        """Build the ``subtask_result`` (id ``<msg_id>:result:<tag>``); publish it with :meth:`publish`.
+
+        Of an attempt begun and not announced (:meth:`begin`), it carries ``started_at``.
+        """
         if confidence is not None:
             confidence = min(1.0, max(0.0, confidence))
         return SubtaskResult(
@@ -249,6 +284,7 @@ class Reporter:
             error=error,
             retryable=retryable,
             confidence=confidence,
+            started_at=self._began if self._announcing is None else None,
             **self._ids(),
         )
 

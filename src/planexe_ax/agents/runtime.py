@@ -9,10 +9,12 @@ owed no more offers than the agent can start, but for that one each: an agent ho
 per consumer that it cannot start at once.
 
 Per offer the runtime waits on one round trip of its own: the outcome's PubAck. The capability's task
-puts ``subtask_started`` on the connection, runs the capability and puts the outcome right behind it (so
-the stream stores them in that order), without waiting for any ack meanwhile; a capability that returns
-at once has both leave in one write, with those of the other offers that came with it, and the acks
-are awaited after (``Reporter.send`` and ``Reporter.confirm``: JetStream's asynchronous publish through
+runs the capability and puts the outcome on the connection. A capability that ends within
+``started_after_s`` is reported by its outcome alone, a result that says when it began; one that lasts
+longer has ``subtask_started`` put on the connection then (or before its first progress or blocked
+report), ahead of its outcome, so the stream stores them in that order. No ack is waited for meanwhile: an
+outcome leaves in one write with those of the other offers that came with it, and the acks are awaited
+after (``Reporter.send`` and ``Reporter.confirm``: JetStream's asynchronous publish through
 the runtime's :class:`~planexe_ax.bus.work.SoonPublisher`, one ack inbox and one timeout timer for every
 report, no request inbox, task or timer per report). The offer is acked after the outcome is stored, without waiting for
 the ack's confirmation, and the ack is held a moment (:class:`~planexe_ax.bus.work.HeldAcks`) to leave in
@@ -32,14 +34,14 @@ import logging
 import os
 import socket
 from collections.abc import Callable
-from typing import Any, TypeAlias
+from typing import Any
 
 from pydantic import BaseModel
 
 from planexe_ax.agents.control import ExecutionWatches
 from planexe_ax.agents.reporting import ACK_WAIT_S, Report, Reporter, execute, validate_params
 from planexe_ax.agents.sdk import Agent, Capability, RejectOffer, TaskContext
-from planexe_ax.bus import Bus, SubtaskRejected, SubtaskResult, TaskOffer, utcnow
+from planexe_ax.bus import Bus, SubtaskRejected, SubtaskResult, SubtaskStarted, TaskOffer, utcnow
 from planexe_ax.bus.consumer import Backoff, ErrorsOnce, supervise, wake
 from planexe_ax.bus.tracing import fail_current
 from planexe_ax.bus.work import (
@@ -57,8 +59,8 @@ log = logging.getLogger(__name__)
 
 CANCEL_WAIT_S = 5.0
 CANCEL_GRACE_S = 0.5
-Sent: TypeAlias = tuple[Report, "asyncio.Future[Any]"]
-"""A report put on the connection, and the future of its ack."""
+STARTED_AFTER_S = 0.1
+"""How long a capability runs before its ``subtask_started`` is sent (a quick one is reported by its result alone)."""
 
 
 class AgentRuntime:
@@ -75,6 +77,8 @@ class AgentRuntime:
             on its own (at a :meth:`TaskContext.checkpoint`) before its asyncio task is cancelled.
         ack_hold_s: How long an offer's ack may wait to leave in one write with the next reports (a stop
             sends the acks held at once).
+        started_after_s: How long a capability runs before its ``subtask_started`` is sent; one that ends
+            sooner is reported by its result alone (with ``started_at``). 0: as soon as it waits on anything.
     """
 
     def __init__(
@@ -88,9 +92,13 @@ class AgentRuntime:
         idle_timeout_s: float = 0.5,
         cancel_grace_s: float = CANCEL_GRACE_S,
         ack_hold_s: float = ACK_HOLD_S,
+        started_after_s: float = STARTED_AFTER_S,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if started_after_s < 0:
+            raise ValueError("started_after_s must not be negative")
+        self.started_after_s = started_after_s
         self.bus = bus
         self.agent = agent
         self.concurrency = concurrency
@@ -320,12 +328,13 @@ class AgentRuntime:
             if ctx.cancelled:
                 ctx.logger.info("offer no longer wanted; not started", extra={"reason": ctx.stop_reason})
                 return None
-            sent: list[Sent] = []
             try:
-                outcome = await self._run_capability(cap, params, ctx, reporter, sent)
+                outcome = await self._run_capability(cap, params, ctx, reporter)
             finally:
+                sent = list(reporter.sent)
                 errors = [await _stored(reporter, event, ack) for event, ack in sent]  # in the order sent
-            started_error = errors[0] if errors else None
+            starts = (err for (report, _), err in zip(sent, errors, strict=True) if isinstance(report, SubtaskStarted))
+            started_error = next(starts, None)
             if outcome is None:
                 if started_error is not None:
                     raise started_error  # not reported at all: the offer comes back
@@ -339,35 +348,38 @@ class AgentRuntime:
             return outcome
 
     async def _report(
-        self, cap: Capability, params: BaseModel, ctx: TaskContext, reporter: Reporter, sent: list[Sent]
+        self, cap: Capability, params: BaseModel, ctx: TaskContext, reporter: Reporter
     ) -> SubtaskResult | SubtaskRejected | None:
-        """Send ``subtask_started``, run the capability and send its outcome, in the capability's own task.
+        """Run the capability and send its outcome, in the capability's own task; announce its start when it lasts.
 
         Returns the outcome sent, None when cancelled; each report sent (with the future of its ack) is
-        added to ``sent`` as it goes out, for the caller to wait for the acks after (see _attempt). The
-        outcome is sent without waiting for the started's ack: both go out on one connection, the started
-        first, so the stream stores them in that order, and a capability that returns at once has both
-        written in one step of this task (in one write with those of the other offers that came with it).
-        Only a started whose first send failed and is sent again can land after the outcome; the
-        coordinator ignores a started that comes after the attempt's outcome.
+        added to ``reporter.sent`` as it goes out, for the caller to wait for the acks after (see _attempt).
+        ``subtask_started`` is sent once the capability has run for ``started_after_s``, or before its first
+        progress or blocked report; one that ends sooner is reported by its outcome alone, a result carrying
+        ``started_at`` (:meth:`Reporter.begin`). The outcome is sent without waiting for the started's ack:
+        both go out on one connection, the started first, so the stream stores them in that order. Only a
+        started whose first send failed and is sent again can land after the outcome; the coordinator ignores
+        a started that comes after the attempt's outcome.
         """
-        started = reporter.started_event()
-        await self._acks.release()  # the acks held leave in the same write as this report
-        sent.append((started, await reporter.send(started)))
-        outcome = await execute(cap, params, ctx, reporter)
+        await self._acks.release()  # the acks held leave in the same write as this attempt's first report
+        reporter.begin()
+        timer = asyncio.get_running_loop().call_later(self.started_after_s, reporter.announce)
+        try:
+            outcome = await execute(cap, params, ctx, reporter)
+        finally:
+            timer.cancel()
         if ctx.cancelled:  # the coordinator has decided: no result
             return None
         outcome = reporter.sendable(outcome)
-        sent.append((outcome, await reporter.send(outcome)))
+        await reporter.announced()  # a started on its way leaves first
+        reporter.sent.append((outcome, await reporter.send(outcome)))
         return outcome
 
     async def _run_capability(
-        self, cap: Capability, params: BaseModel, ctx: TaskContext, reporter: Reporter, sent: list[Sent]
+        self, cap: Capability, params: BaseModel, ctx: TaskContext, reporter: Reporter
     ) -> SubtaskResult | SubtaskRejected | None:
         """The outcome sent, or None when the attempt was cancelled (the coordinator has decided); see _report."""
-        work = asyncio.create_task(
-            self._report(cap, params, ctx, reporter, sent), name=f"{cap.action} {ctx.subtask_id}"
-        )
+        work = asyncio.create_task(self._report(cap, params, ctx, reporter), name=f"{cap.action} {ctx.subtask_id}")
         work.add_done_callback(_retrieve)
         told = ctx.cancelled_future()  # done once the attempt is cancelled, or (below) once the work is done
         work.add_done_callback(lambda _: wake(told))

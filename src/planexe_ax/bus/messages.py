@@ -176,6 +176,10 @@ class SubtaskState(EventBase):
     not_before: AwareDatetime | None = Field(default=None, description="RETRY_WAIT: the next attempt is due then")
     deadline: AwareDatetime | None = Field(default=None, description="BLOCKED: escalate to a person after this")
     confidence: float | None = Field(default=None, ge=0, le=1)
+    started_at: AwareDatetime | None = Field(
+        default=None,
+        description="An attempt that ends without having been RUNNING (its result said when the agent began): then",
+    )
 
 
 class TaskPaused(EventBase):
@@ -295,6 +299,10 @@ class SubtaskResult(EventBase):
     error: str | None = None
     retryable: bool = True
     confidence: float | None = Field(default=None, ge=0, le=1)
+    started_at: AwareDatetime | None = Field(
+        default=None,
+        description="When the agent began, on an attempt it sent no subtask_started for (it ended quickly)",
+    )
 
 
 Event = Annotated[

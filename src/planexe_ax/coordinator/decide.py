@@ -112,16 +112,18 @@ def _take_reports(d: Decider, sub: SubtaskRun) -> None:
     if not result.ok:
         fail_attempt(d, sub, result.error or "failed", result.retryable)
         return
+    # An attempt that ended before its start was announced was never RUNNING: its result says when it began.
+    started_at = result.started_at if sub.status == TaskStatus.DISPATCHED else None
     threshold = d.run.plan.review_threshold
     threshold = d.config.review_threshold if threshold is None else threshold
     if result.confidence is not None and result.confidence < threshold:
         reason = f"confidence {result.confidence:.2f} is below {threshold:.2f}"
         d.set_subtask(sub, TaskStatus.AWAITING_HUMAN, agent_id=result.agent_id, reason=reason,
-                      output=result.output, confidence=result.confidence)  # fmt: skip
+                      output=result.output, confidence=result.confidence, started_at=started_at)  # fmt: skip
         d.open_inbox(sub, "review", reason, output=result.output, confidence=result.confidence)
         return
     d.set_subtask(sub, TaskStatus.COMPLETED, agent_id=result.agent_id, output=result.output,
-                  confidence=result.confidence)  # fmt: skip
+                  confidence=result.confidence, started_at=started_at)  # fmt: skip
 
 
 def _check_time(d: Decider, sub: SubtaskRun) -> None:

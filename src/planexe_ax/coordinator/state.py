@@ -199,7 +199,8 @@ class ExecutionRun:
             "status": self.status.value,
             "tasks": {k: (v.status.value, v.started_at, v.finished_at, v.paused, v.pin) for k, v in self.tasks.items()},
             "subtasks": {
-                k: (v.status.value, v.attempt, v.agent_id, v.failures, v.params) for k, v in self.subtasks.items()
+                k: (v.status.value, v.attempt, v.agent_id, v.failures, v.params, v.started_at)
+                for k, v in self.subtasks.items()
             },
             "inbox": sorted(self.inbox),
         }
@@ -274,6 +275,7 @@ def _apply_subtask_state(run: ExecutionRun, event: SubtaskState) -> bool:
         sub.result = sub.rejection = sub.blocked = None
     if event.status != TaskStatus.DISPATCHED:
         sub.agent_id = event.agent_id or sub.agent_id
+        sub.started_at = event.started_at or sub.started_at
     return True
 
 

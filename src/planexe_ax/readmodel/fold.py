@@ -295,6 +295,8 @@ def on_subtask_state(rows: Rows, event: SubtaskState) -> None:
     if event.status == TaskStatus.RUNNING:
         # A new attempt: what the previous attempt ended with no longer describes the subtask.
         row.update(started_at=event.ts, finished_at=None, error=None)
+    elif event.started_at is not None:  # an attempt that ended before its start was announced (never RUNNING)
+        row.update(started_at=event.started_at, finished_at=None, error=None)
     if event.status == TaskStatus.FAILED:
         row["error"] = event.reason
     if event.status in TERMINAL_TASK:

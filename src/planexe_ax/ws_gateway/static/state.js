@@ -136,6 +136,10 @@ function applySubtaskState(state, frame, event, ts) {
     sub.started_at = ts; // a new attempt: the previous attempt's end no longer describes the subtask
     sub.finished_at = null;
     sub.error = null;
+  } else if (event.started_at) {
+    sub.started_at = event.started_at; // an attempt that ended before its start was announced (never RUNNING)
+    sub.finished_at = null;
+    sub.error = null;
   }
   if (event.status === "FAILED") sub.error = event.reason || "";
   if (TERMINAL_TASK.has(event.status)) sub.finished_at = ts;

@@ -182,9 +182,10 @@ class LeasedOffer:
 
 
 class HeldAcks:
-    """Offer acks held for a moment, so that they leave in one socket write with the connection's next messages.
+    """Acks held for a moment, so that they leave in one socket write with the connection's next messages.
 
-    Every write to the socket costs the agent a system call and wakes the server. An agent acks an offer once
+    Every write to the socket costs the process a system call and wakes the server. (The coordinator holds the
+    acks of the reports it decided on the same way, until its next publishes.) An agent acks an offer once
     its outcome is stored, which is when it asks for more offers and, soon after, reports on them: the acks
     added here are sent by the next :meth:`release` (called before those publishes), or ``hold_s`` after the
     first of them was added when no publish comes. An ack is never sent before its offer's outcome is stored
@@ -228,7 +229,7 @@ class HeldAcks:
             try:
                 await msg.ack()
             except Exception as exc:  # at least once: the offer comes back when its lease runs out
-                log.warning("offer ack not sent", extra={"subject": msg.subject, "error": repr(exc)})
+                log.warning("ack not sent", extra={"subject": msg.subject, "error": repr(exc)})
 
     async def close(self) -> None:
         """Send what is held and wait for the sends under way."""

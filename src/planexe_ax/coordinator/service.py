@@ -50,6 +50,7 @@ from planexe_ax.bus.replay import (
 from planexe_ax.bus.topology import coordinator_events_consumer
 from planexe_ax.bus.tracing import TRACEPARENT, annotate, decision_span, fail_current, internal_span
 from planexe_ax.bus.tracing import enabled as tracing_enabled
+from planexe_ax.bus.work import HeldAcks
 from planexe_ax.config import Settings
 from planexe_ax.coordinator.audit import ChainKeeper
 from planexe_ax.coordinator.core import CoordinatorCore
@@ -138,6 +139,8 @@ class Coordinator:
         self._events = coordinator_events_consumer(bus.subjects, self.holder, bus.settings)
         self._read_to = 0
         """The last report of the events consumer handled: a batch after a delivery that never came rewinds here."""
+        self._acks = HeldAcks()
+        """Acks of reports whose decisions are stored: they leave in the same write as the next round's publishes."""
         self._gaps = DeliveryGaps()
         """Where the events consumer's deliveries jump (a report lost in flight)."""
 
@@ -280,6 +283,7 @@ class Coordinator:
                     ended.cancel()
         finally:
             self._running = False
+            await self._acks.close()
             loops = list(self._command_loops.values())
             self._command_loops.clear()
             for loop in loops:
@@ -313,8 +317,8 @@ class Coordinator:
                 await self._fold(msg, seq, touched, taken)
             effects, carried = await self._decide_touched(touched, taken)
             await self._carry_out(effects, "decide on events", carried)
-        for msg in taken:
-            await msg.ack()
+        for msg in taken:  # acked once their decisions are stored: with the next round's publishes, or soon
+            self._acks.add(msg)
         self._read_to = max(self._read_to, *seqs)
 
     def _mine(self, msg: Msg, seq: int) -> bool:
@@ -464,6 +468,7 @@ class Coordinator:
             return
         if tracing_enabled():
             self._trace_rest(publishes, why, carried)
+        await self._acks.release()  # the reports' acks held leave in the same write as these decisions
         await self._publish_all(publishes, carried, Backoff(most_s=2.0))
         await self._settle_chains()
 

@@ -8,7 +8,8 @@ coordinator would but with nothing else in the loop:
 - chain: one offer at a time, the next published when the previous one's ``subtask_result`` arrives: the
   time from an offer's publish to its result arriving here (p50 / p99), against one raw publish+ack;
 - wide: ``--offers`` offers at once (pipelined publishes): offers per second until every result has
-  arrived, offer -> ``subtask_started`` (p50 / p99), and the agent processes' CPU per offer.
+  arrived, offer -> the agent's start (p50 / p99: its ``subtask_started`` arriving here, or, for a quick attempt
+  reported by its result alone, the result's ``started_at``), and the agent processes' CPU per offer.
 
 What it measures is what the agent runtime adds to a hop and how many offers it can take, the part of
 bench/compare.py's figures the coordinator does not decide. Figures are medians over ``--runs``.
@@ -24,6 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,9 @@ class Reports:
         if seen is None or body["subtask_id"] in seen:
             return
         seen[body["subtask_id"]] = now
+        if body["type"] == "subtask_result" and body.get("started_at"):  # no subtask_started was sent
+            began = datetime.fromisoformat(body["started_at"]).timestamp()
+            self.arrived["subtask_started"].setdefault(body["subtask_id"], began)
         if body["type"] == "subtask_result":
             self.results += 1
             future = self.waiting.pop(body["subtask_id"], None)

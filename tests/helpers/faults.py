@@ -669,13 +669,14 @@ async def run_scenario(
         bus = await cluster.bus()
         fault_at: datetime | None = None
         killed: SlowAgent | None = None
-        doing: set[str] = set()
+        doing: frozenset[str] = frozenset()
         try:
             await _until_completed(bus, execution_id, fault_after, timeout=90)
             lap("until_fault")
             if fault == "agent":
                 fault_at = datetime.now(UTC)
-                killed, doing = await _kill_agent_mid_task(cluster)
+                killed, in_flight = await _kill_agent_mid_task(cluster)
+                doing = frozenset(in_flight)
             elif fault in ("coordinator", "projector"):
                 fault_at = datetime.now(UTC)
                 if fault == "projector":
@@ -813,7 +814,7 @@ def _measure(
     events: list[Event],
     fault_at: datetime | None,
     killed: SlowAgent | None,
-    doing: set[str] | None = None,
+    doing: frozenset[str] = frozenset(),
 ) -> None:
     """Fill ``measured`` from the run's events; ``doing``: the subtasks the killed agent was working on (its log)."""
     created = next(e for e in events if isinstance(e, ExecutionCreated))
@@ -832,7 +833,7 @@ def _measure(
         # what the killed agent began (a start announced, or a step begun in its log: a step killed within
         # started_after_s of its start has announced nothing) and never reported a result for: its lost work
         started = {e.subtask_id for e in events if isinstance(e, SubtaskStarted) and e.agent_id == killed.agent_id}
-        started |= doing or set()
+        started |= doing
         reported = {e.subtask_id for e in events if isinstance(e, SubtaskResult) and e.agent_id == killed.agent_id}
         lost = sorted(s for s in started - reported if s is not None)
         assert lost, f"agent {killed.agent_id} was killed with no subtask in flight"

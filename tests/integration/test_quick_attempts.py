@@ -10,14 +10,14 @@ import pytest
 from sqlalchemy import select
 
 from planexe_ax.agents import TaskContext, capability
-from planexe_ax.bus import ExecutionStatus, SubtaskResult, SubtaskState, TaskStatus, connect, decode_event
+from planexe_ax.bus import ExecutionStatus, SubtaskResult, SubtaskState, TaskStatus, connect
 from planexe_ax.bus.client import follow, start_execution
-from planexe_ax.bus.replay import execution_events, last_event
+from planexe_ax.bus.replay import last_event
 from planexe_ax.config import Settings
 from planexe_ax.projector import Projector
 from planexe_ax.readmodel.audit import verify
 from planexe_ax.readmodel.models import ExecutionSubtask
-from tests.helpers.agents import WaitParams, agent
+from tests.helpers.agents import WaitParams, agent, events
 from tests.helpers.eventually import eventually
 from tests.helpers.factories import make_plan
 from tests.helpers.inprocess import agent_running, coordinator
@@ -45,13 +45,11 @@ async def test_a_run_of_quick_attempts_keeps_each_start_and_its_audit_chain_veri
 
             await eventually(end_signed)
         assert outcome.status == ExecutionStatus.COMPLETED, outcome
-        async with execution_events(operator, execution_id, 0) as stream:
-            end = await stream.last_stored()
-            events = [decode_event(m.data) async for m in stream.through(end, timeout_s=10)]
-        assert "subtask_started" not in {e.type for e in events}, "every attempt ended before its start was announced"
-        states = [e for e in events if isinstance(e, SubtaskState)]
+        stored = [e for e in await events(operator) if e.execution_id == execution_id]
+        assert "subtask_started" not in {e.type for e in stored}, "every attempt ended before its start was announced"
+        states = [e for e in stored if isinstance(e, SubtaskState)]
         assert TaskStatus.RUNNING not in {e.status for e in states}
-        began = {e.subtask_id: e.started_at for e in events if isinstance(e, SubtaskResult)}
+        began = {e.subtask_id: e.started_at for e in stored if isinstance(e, SubtaskResult)}
         assert set(began) == {"a_s0", "a_s1", "b_s0"}
         assert None not in began.values()
         completed = {e.subtask_id: e.started_at for e in states if e.status == TaskStatus.COMPLETED}

@@ -215,14 +215,15 @@ class Reporter:
     def announce(self) -> None:
         """Put the attempt's ``subtask_started`` on its way (once; after :meth:`begin`; needs a publisher)."""
         if self._announcing is None and self._began is not None:
-            self._announcing = asyncio.ensure_future(self._put(self.started_event()))
+            self._announcing = asyncio.ensure_future(self.put(self.started_event()))
 
     async def announced(self) -> None:
         """Return once the ``subtask_started`` announced, if it was, is on the connection (reports follow it)."""
         if self._announcing is not None:
             await self._announcing
 
-    async def _put(self, event: Report) -> None:
+    async def put(self, event: Report) -> None:
+        """:meth:`send` ``event`` and keep it, with its ack's future, in :attr:`sent`."""
         self.sent.append((event, await self.send(event)))
 
     async def progress(self, percent: float, message: str) -> None:

@@ -98,7 +98,6 @@ class AgentRuntime:
             raise ValueError("concurrency must be at least 1")
         if started_after_s < 0:
             raise ValueError("started_after_s must not be negative")
-        self.started_after_s = started_after_s
         self.bus = bus
         self.agent = agent
         self.concurrency = concurrency
@@ -106,6 +105,7 @@ class AgentRuntime:
         self.fetch_timeout_s = fetch_timeout_s
         self.idle_timeout_s = idle_timeout_s
         self.cancel_grace_s = cancel_grace_s
+        self.started_after_s = started_after_s
         self.handled = 0
         self.host = socket.gethostname()
         self.pid = os.getpid()
@@ -372,7 +372,7 @@ class AgentRuntime:
             return None
         outcome = reporter.sendable(outcome)
         await reporter.announced()  # a started on its way leaves first
-        reporter.sent.append((outcome, await reporter.send(outcome)))
+        await reporter.put(outcome)
         return outcome
 
     async def _run_capability(

@@ -292,11 +292,11 @@ def on_subtask_state(rows: Rows, event: SubtaskState) -> None:
         value = getattr(event, name)
         if value is not None:
             row[name] = value
-    if event.status == TaskStatus.RUNNING:
-        # A new attempt: what the previous attempt ended with no longer describes the subtask.
-        row.update(started_at=event.ts, finished_at=None, error=None)
-    elif event.started_at is not None:  # an attempt that ended before its start was announced (never RUNNING)
-        row.update(started_at=event.started_at, finished_at=None, error=None)
+    # An attempt began: RUNNING, or an end that says when (it ended before its start was announced). What the
+    # previous attempt ended with no longer describes the subtask.
+    began = event.ts if event.status == TaskStatus.RUNNING else event.started_at
+    if began is not None:
+        row.update(started_at=began, finished_at=None, error=None)
     if event.status == TaskStatus.FAILED:
         row["error"] = event.reason
     if event.status in TERMINAL_TASK:

@@ -132,12 +132,11 @@ function applySubtaskState(state, frame, event, ts) {
   if (frame.agent_id) sub.agent_id = frame.agent_id;
   if (event.output !== null && event.output !== undefined) sub.output = event.output;
   if (event.confidence !== null && event.confidence !== undefined) sub.confidence = event.confidence;
-  if (event.status === "RUNNING") {
-    sub.started_at = ts; // a new attempt: the previous attempt's end no longer describes the subtask
-    sub.finished_at = null;
-    sub.error = null;
-  } else if (event.started_at) {
-    sub.started_at = event.started_at; // an attempt that ended before its start was announced (never RUNNING)
+  // An attempt began: RUNNING, or an end that says when (it ended before its start was announced). What the
+  // previous attempt ended with no longer describes the subtask.
+  const began = event.status === "RUNNING" ? ts : event.started_at;
+  if (began) {
+    sub.started_at = began;
     sub.finished_at = null;
     sub.error = null;
   }

@@ -39,11 +39,7 @@ async def test_a_pull_on_a_consumer_that_is_not_there_raises(bus: Bus) -> None:
 
 async def test_a_standing_pull_asked_for_at_least_n_sleeps_until_it_has_them_or_its_time_is_up(bus: Bus) -> None:
     """The projector lingering on a batch: not woken at each event, woken by the one that fills it or by time."""
-    stream = bus.subjects.events_stream
-    await ensure_consumer(bus.js, stream, events_consumer(bus.subjects, "standing-test", bus.settings))
-    sent = [ExecutionState(execution_id="e2", status=ExecutionStatus.RUNNING, reason=str(i)) for i in range(5)]
-    pull = StandingPull(bus, stream, "standing-test")
-    await pull.start()
+    pull, sent = await _standing_pull(bus, "standing-test", "e2", 5)
     try:
         taking = asyncio.create_task(pull.take(lambda: 10, 30.0, at_least=3))
         for event in sent[:2]:
@@ -66,6 +62,48 @@ async def test_a_standing_pull_asked_for_at_least_n_sleeps_until_it_has_them_or_
             await msg.ack()
     finally:
         await pull.close()
+
+
+async def test_a_standing_pull_asked_for_no_credits_lets_events_gather_until_one_drain_takes_them(bus: Bus) -> None:
+    """The projector while events trickle: the first event wakes it, the rest wait at the server for one drain."""
+    pull, sent = await _standing_pull(bus, "drain-test", "e3", 6)
+    try:
+        taking = asyncio.create_task(pull.take(lambda: 1, 30.0))
+        await bus.publish_event(sent[0])
+        first = await asyncio.wait_for(taking, timeout=10)
+        assert [decode_event(msg.data) for msg in first] == sent[:1]
+        assert pull.outstanding == 0, "the one credit asked for is spent"
+        await first[0].ack_sync()  # not delivered again after the consumer's ack wait
+
+        for event in sent[1:5]:
+            await bus.publish_event(event)
+        assert await pull.take(lambda: 0, 0.2, at_least=10) == [], "no credits: nothing is delivered"
+        assert pull.outstanding == 0, "and nothing was asked for"
+
+        drained = await asyncio.wait_for(pull.drain(100, 30.0), timeout=10)  # ends on the server's 404, not its time
+        assert [decode_event(msg.data) for msg in drained] == sent[1:5]
+        assert pull.outstanding == 0, "the drain's request ended with what the server had"
+        for msg in drained:
+            await msg.ack_sync()
+        assert await asyncio.wait_for(pull.drain(100, 30.0), timeout=10) == []
+
+        await bus.publish_event(sent[5])
+        await bus.publish_event(sent[0])
+        assert [decode_event(msg.data) for msg in await pull.drain(1, 30.0)] == sent[5:6], "at most as many as asked"
+    finally:
+        await pull.close()
+
+
+async def _standing_pull(
+    bus: Bus, durable: str, execution_id: str, n: int
+) -> tuple[StandingPull, list[ExecutionState]]:
+    """A started standing pull on a new durable of every event, and ``n`` events to publish (not yet published)."""
+    stream = bus.subjects.events_stream
+    await ensure_consumer(bus.js, stream, events_consumer(bus.subjects, durable, bus.settings))
+    sent = [ExecutionState(execution_id=execution_id, status=ExecutionStatus.RUNNING, reason=str(i)) for i in range(n)]
+    pull = StandingPull(bus, stream, durable)
+    await pull.start()
+    return pull, sent
 
 
 async def _ready_at_least(pull: StandingPull, n: int) -> bool:

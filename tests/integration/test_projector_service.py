@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -641,20 +642,61 @@ async def test_batches_near_the_end_of_the_stream_are_small(bus: Bus, sqlite_url
 
 async def test_events_that_come_one_at_a_time_wait_a_little_for_each_other(bus: Bus, sqlite_url: str) -> None:
     """A slow stream is not written once per event: a batch not full waits ``linger_s`` after its first event."""
-    async with NotesBatches(bus, sqlite_url, linger_s=3.0) as projector:
-        stop = asyncio.Event()
-        running = asyncio.create_task(projector.run(stop))
-        try:
-            last = await publish_all(bus, scenario())  # one publish after the other's ack: they come one at a time
-
-            async def projected() -> bool:
-                return projector.last_seq >= last
-
-            await eventually(projected, timeout=WAIT_S)
-        finally:
-            stop.set()
-            await asyncio.wait_for(running, WAIT_S)
+    async with NotesBatches(bus, sqlite_url, linger_s=3.0) as projector, running(projector):
+        last = await publish_all(bus, scenario())  # one publish after the other's ack: they come one at a time
+        await projected(projector, last)
     assert [len(batch) for batch in projector.written] == [len(scenario())], "one write for all of them"
+
+
+async def test_while_events_trickle_they_wait_at_the_server_until_the_batch_has_lingered(
+    bus: Bus, sqlite_url: str
+) -> None:
+    """Quiet: the first event starts the linger; those stored meanwhile are not delivered, one drain takes them."""
+    events = scenario()
+    async with NotesBatches(bus, sqlite_url, linger_s=0.05) as projector, running(projector):
+        first = await publish_all(bus, events[:1])
+
+        async def quiet_with_one_credit() -> bool:  # a batch did not fill; older credits have expired
+            pull = projector._pull
+            return projector.last_seq >= first and projector.quiet and pull is not None and pull.outstanding <= 1
+
+        await eventually(quiet_with_one_credit, timeout=WAIT_S)
+        projector.linger_s = 2.0  # the next batch lingers long enough to look at the server meanwhile
+        second = await publish_all(bus, events[1:2])
+
+        async def delivered(seq: int) -> bool:
+            info = await bus.js.consumer_info(bus.subjects.events_stream, projector.durable)
+            return bool(info.delivered.stream_seq >= seq)
+
+        await eventually(lambda: delivered(second), timeout=WAIT_S)
+        last = await publish_all(bus, events[2:5])
+        info = await bus.js.consumer_info(bus.subjects.events_stream, projector.durable)
+        assert info.delivered.stream_seq == second, "stored while the batch lingers: not delivered"
+        assert info.num_pending == 3
+        assert projector.last_seq < second, "the batch is still lingering"
+        await projected(projector, last)
+    assert projector.written == [[first], list(range(second, last + 1))], "one write for what gathered"
+
+
+@contextlib.asynccontextmanager
+async def running(projector: Projector) -> AsyncIterator[None]:
+    """``projector.run`` in a task while the block runs, stopped after it."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(projector.run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, WAIT_S)
+
+
+async def projected(projector: Projector, seq: int) -> None:
+    """Wait until ``projector`` has written up to stream sequence ``seq``."""
+
+    async def there() -> bool:
+        return projector.last_seq >= seq
+
+    await eventually(there, timeout=WAIT_S)
 
 
 async def test_an_explicitly_acked_durable_of_an_earlier_version_is_replaced_by_one_without_acks(

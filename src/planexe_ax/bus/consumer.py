@@ -10,6 +10,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
+from typing import Any
 
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -122,6 +123,8 @@ def _num_pending(msg: Msg) -> int:
 STATUS, PENDING_MESSAGES = "Status", "Nats-Pending-Messages"
 REQUEST_ENDED = frozenset({"408", "409"})
 """Statuses that end a pull request: it expired (408), or the server ended it (409: max waiting, a leader change)."""
+NO_MESSAGES = "404"
+"""The status that ends a ``no_wait`` request (:meth:`StandingPull.drain`) once it has brought what was stored."""
 CONSUMER_GONE = ("Consumer Deleted", "Consumer is push based")
 """409 descriptions after which no pull request on the consumer can succeed until it is bound again."""
 
@@ -198,12 +201,12 @@ class StandingPull:
             self._ready.append(msg)
             if len(self._ready) < self._wanted:
                 return  # the take waiting sleeps on until it has as many as it asked for, or its time is up
-        elif status in REQUEST_ENDED:  # a status comes on the reply subject of the request it ends
+        elif status in REQUEST_ENDED or status == NO_MESSAGES:  # on the reply subject of the request it ends
             self._owed.pop(msg.subject[len(self._inbox) + 1 :], None)
             description = msg.headers.get("Description", "") if msg.headers else ""
             if status == "409" and description.startswith(CONSUMER_GONE):
                 self._broken = JetStreamError(f"{self.durable}: {description}")
-        else:  # 100 (heartbeat), 404 (no messages: only with no_wait): nothing owed changes
+        else:  # 100 (heartbeat): nothing owed changes
             return
         waiting, self._waiting = self._waiting, []
         for waiter in waiting:
@@ -213,8 +216,9 @@ class StandingPull:
         """Every message here once ``at_least`` are, else every one that came within ``timeout_s`` (none: []).
 
         Args:
-            credits: How many messages this pull may be owed now (at least 1 is asked for when none is
-                owed); asked again before each request.
+            credits: How many messages this pull may be owed now; asked again before each request. With 0 no
+                request is made: only what the live requests bring comes (a caller that lets events gather at
+                the server, to take them in one :meth:`drain`, is not woken by each).
             timeout_s: How long to wait, and how long a new request lives.
             at_least: How many messages end the wait before ``timeout_s``: a caller that lets messages gather
                 (the projector filling a batch) is not woken for each one that comes meanwhile.
@@ -227,34 +231,63 @@ class StandingPull:
                 raise self._broken
             if len(self._ready) >= at_least:
                 return self._hand_out()
-            owed, most = self.outstanding, max(1, credits())
-            if owed == 0 or most - owed >= max(1, most // 2):  # top up in halves, not one request per offer
+            owed, most = self.outstanding, credits()
+            if most > 0 and (owed == 0 or most - owed >= max(1, most // 2)):  # top up in halves, not one per offer
                 await self._request(most - owed, timeout_s)
             left = deadline - loop.time()
             if left <= 0:
                 return self._hand_out()  # what came in time, if anything
-            # A future woken by an arrival or by a timer: no task per wait (asyncio.wait_for makes one).
-            waiter: asyncio.Future[None] = loop.create_future()
-            self._waiting.append(waiter)
-            self._wanted = at_least
-            timer = loop.call_later(left, wake, waiter)
-            try:
-                await waiter
-            finally:
-                timer.cancel()
-                self._wanted = 1
-                if waiter in self._waiting:
-                    self._waiting.remove(waiter)
+            await self._sleep(left, at_least)
+
+    async def drain(self, most: int, timeout_s: float) -> list[Msg]:
+        """Every message here, and up to ``most`` more the consumer has ready now, in one request (``no_wait``).
+
+        The server delivers what it has at once and ends the request (404, or 408 after some); the wait ends then,
+        or after ``timeout_s``. One round trip and one burst instead of a wake-up per message as they are stored.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        token = await self._request(most, timeout_s, no_wait=True)
+        while token in self._owed and len(self._ready) < most:
+            if self._broken is not None:
+                raise self._broken
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            await self._sleep(left, most)
+        return self._hand_out()
+
+    async def _sleep(self, seconds: float, wanted: int) -> None:
+        """Wait until ``wanted`` messages are ready, a status comes, or ``seconds`` have passed.
+
+        A future woken by an arrival or by a timer: no task per wait (``asyncio.wait_for`` makes one).
+        """
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiting.append(waiter)
+        self._wanted = wanted
+        timer = loop.call_later(seconds, wake, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._wanted = 1
+            if waiter in self._waiting:
+                self._waiting.remove(waiter)
 
     def _hand_out(self) -> list[Msg]:
         ready, self._ready = list(self._ready), deque()
         return ready
 
-    async def _request(self, batch: int, expires_s: float) -> None:
+    async def _request(self, batch: int, expires_s: float, no_wait: bool = False) -> str:
         token = str(next(self._tokens))
         self._owed[token] = [asyncio.get_running_loop().time() + expires_s, batch]
-        request = json.dumps({"batch": batch, "expires": int(expires_s * 1e9)}).encode()
-        await self.bus.nc.publish(self._next, request, reply=f"{self._inbox}.{token}")
+        # A no_wait request that also has an expiry waits for it when nothing is stored: without one it ends at once.
+        asked: dict[str, Any] = {"batch": batch, "no_wait": True} if no_wait else {"batch": batch}
+        if not no_wait:
+            asked["expires"] = int(expires_s * 1e9)
+        await self.bus.nc.publish(self._next, json.dumps(asked).encode(), reply=f"{self._inbox}.{token}")
+        return token
 
 
 def wake(future: asyncio.Future[None]) -> None:

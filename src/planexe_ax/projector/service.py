@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from contextlib import AbstractContextManager
@@ -179,6 +180,10 @@ class Projector(HoldsLease):
         self.projected = 0
         self.dead_lettered = 0
         self.batches = 0
+        self.quiet = False
+        """Events trickle: they wait at the server while a batch lingers, one drain takes them (:meth:`_consume`)."""
+        self._pull: StandingPull | None = None
+        """The pull of the round in progress."""
         self.folded_ahead = 0  # batches written as folded while the one before them was written (PostgreSQL)
         self.known = Known()  # the rows the last batches committed: the next one need not read them
         self.agents = AgentWatcher(bus, self.sessions)
@@ -309,7 +314,13 @@ class Projector(HoldsLease):
         With ``until_seq``, the loop ends at the first wait of ``IDLE_S`` without events once every event up to
         that stream sequence is projected.
 
-        Pull credits stay outstanding (:class:`StandingPull`), so events arrive while a batch is written; and
+        While events trickle (the last batch did not fill within its linger), the loop is *quiet*: one pull
+        credit stays outstanding, the event it brings starts the batch's linger, the events stored meanwhile wait at
+        the server, and one ``no_wait`` pull (:meth:`StandingPull.drain`) takes them when the linger is over. A
+        chain of tasks (a few events a hop, a hop a millisecond or two) then wakes the projector once a batch, not
+        at every delivery. A drain that brings as many as it asked for, or a batch that fills, ends the quiet.
+
+        Otherwise pull credits stay outstanding (:class:`StandingPull`), so events arrive while a batch is written; and
         they are decoded while the batch before them is written (in a task of its own): a batch is handed on
         when it is full, or when that write has ended and its first event has waited :meth:`linger` (events that
         come before then join it). Batches are thus still written one at a time and in stream order, and a
@@ -331,37 +342,58 @@ class Projector(HoldsLease):
             end = 0  # the stream's last sequence, as the last message received said
             loop = asyncio.get_running_loop()
             due = 0.0  # when the items not handed on are written, the write before them done (loop time)
+            self.quiet = False
+            self._pull = pull
+
+            async def absorb(msgs: list[Msg]) -> None:
+                """Decode ``msgs`` into the batch; hand on every batch that is full."""
+                nonlocal items, writing, end, due
+                self._suspect = None
+                last = msgs[-1].metadata
+                end = max(end, last.sequence.stream + last.num_pending)
+                if not items:
+                    due = loop.time() + self.linger()
+                for first in range(0, len(msgs), DECODE_SLICE):
+                    items.extend(self._decode(msg) for msg in msgs[first : first + DECODE_SLICE])
+                    await asyncio.sleep(0)  # a turn for the write in progress
+                    while items and len(items) >= (size := self.batch_size(items[0].seq, end)):
+                        writing = await self._write_after(writing, items[:size])
+                        items = items[size:]
+                        self.quiet = False  # events come faster than batches fill: credits stay outstanding
+
             try:
                 while not stop.is_set():
                     idle = not items and (writing is None or writing.done())
                     gather = 1  # events that end the wait before its time: the first, while idle or writing
+                    credits = STANDING * self.batch
                     if not items:
                         wait = IDLE_S
+                        credits = 1 if self.quiet else credits  # quiet: the first event wakes the loop, no other
                     elif writing is not None and not writing.done():
                         wait = GATHER_S
+                        credits = 0 if self.quiet else credits
                     else:  # lingering: woken when its time is up or the batch would be full, not at each event
                         wait = max(0.0, due - loop.time())
                         gather = self.batch_size(items[0].seq, end) - len(items)
-                    msgs = await pull.take(lambda: STANDING * self.batch, wait, gather)
+                        credits = 0 if self.quiet else credits
+                    msgs = await pull.take(functools.partial(int, credits), wait, gather)
                     if not msgs and not items and until_seq is not None and self.last_seq >= until_seq:
                         break
                     if not msgs and idle and (lost := await self._lost_at_the_end()) is not None:
                         raise self._rewind(lost)
                     if msgs:
-                        self._suspect = None
-                        last = msgs[-1].metadata
-                        end = max(end, last.sequence.stream + last.num_pending)
-                        if not items:
-                            due = loop.time() + self.linger()
-                    for first in range(0, len(msgs), DECODE_SLICE):
-                        items.extend(self._decode(msg) for msg in msgs[first : first + DECODE_SLICE])
-                        await asyncio.sleep(0)  # a turn for the write in progress
-                        while items and len(items) >= (size := self.batch_size(items[0].seq, end)):
-                            writing = await self._write_after(writing, items[:size])
-                            items = items[size:]
+                        await absorb(msgs)
                     if items and (writing is None or writing.done()) and loop.time() >= due:
-                        writing = await self._write_after(writing, items)
-                        items = []
+                        if self.quiet:  # what gathered at the server while the batch lingered, in one burst
+                            asked = self.batch_size(items[0].seq, end) - len(items)
+                            if drained := await pull.drain(asked, IDLE_S):
+                                await absorb(drained)
+                            self.quiet = len(drained) < asked
+                        else:
+                            self.quiet = True  # the batch did not fill within its linger: events trickle
+                        if items:
+                            writing = await self._write_after(writing, items)
+                            items = []
                     if msgs:
                         backoff.reset()
                 if items:  # decoded before stop was set: written as they would have been

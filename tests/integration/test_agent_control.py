@@ -215,6 +215,59 @@ async def test_cancel_stops_a_stuck_capability_within_a_second(bus: Bus, start: 
     await eventually(lambda: _true(agent.runtime.watching == []))
 
 
+async def test_an_attempt_taken_away_before_the_agent_took_its_offer_is_cancelled_once_it_lasts(
+    bus: Bus, start: Any
+) -> None:
+    """A subtask's decisions are followed from its announced start, and read back from the offer's issue on."""
+    began, stopped = asyncio.Event(), asyncio.Event()
+    seen: list[TaskContext] = []
+
+    @capability("slow")
+    async def slow(params: Empty, ctx: TaskContext) -> dict[str, Any]:
+        seen.append(ctx)
+        began.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            stopped.set()
+            raise
+        return {}
+
+    work = offer("slow")
+    await bus.publish_offer(work)
+    await bus.publish_event(state(work, TaskStatus.DISPATCHED, attempt=work.attempt + 1))  # before it is taken
+    running = start(Agent("slow-1", "Slow", capabilities=[slow]), started_after_s=1.0)
+    await asyncio.wait_for(began.wait(), 10)
+    watch = running.runtime._watches._watches["e1"]
+    assert watch._subtask_listening is None, "the attempt has not lasted yet: its subtask is not followed"
+    await asyncio.wait_for(stopped.wait(), 10)
+    assert seen[0].stop_reason == f"subtask dispatched (attempt {work.attempt + 1})"
+    await eventually(lambda: _acked(bus))
+    assert [e.type for e in await reports(bus)] == ["subtask_started"], "no result for an attempt taken away"
+
+
+async def test_quick_attempts_leave_the_subtasks_of_their_execution_unfollowed(bus: Bus, start: Any) -> None:
+    """Attempts that end within ``started_after_s`` never need the decisions about subtasks."""
+
+    @capability("quick")
+    async def quick(params: Empty, ctx: TaskContext) -> dict[str, Any]:
+        return {"done": ctx.subtask_id}
+
+    works = [offer("quick", n=i) for i in range(3)]
+    for work in works:
+        await bus.publish_offer(work)
+    running = start(Agent("quick-1", "Quick", capabilities=[quick]), started_after_s=30)
+    await eventually(lambda: _results_at_least(bus, len(works)))
+    watch = running.runtime._watches._watches["e1"]
+    assert watch._listening is not None, "the execution's pause and cancel are followed"
+    assert watch._subtask_listening is None
+    assert [e.type for e in await reports(bus)] == ["subtask_result"] * len(works)
+
+
+async def _results_at_least(bus: Bus, n: int) -> bool:
+    return len(await results(bus)) >= n
+
+
 async def test_checkpoint_loop_stops_cleanly_on_cancel(bus: Bus, start: Any) -> None:
     loop = asyncio.get_running_loop()
     running, stopped = asyncio.Event(), asyncio.Event()

@@ -1,11 +1,13 @@
 import asyncio
+from datetime import UTC, datetime
 
 import pytest
 from nats.js.errors import APIError
 
-from planexe_ax.bus import Bus, ExecutionState, ExecutionStatus, decode_event
+from planexe_ax.bus import Bus, ExecutionState, ExecutionStatus, decode_event, utcnow
 from planexe_ax.bus.consumer import StandingPull
 from planexe_ax.bus.pull import Puller, delivered_count, stream_seq
+from planexe_ax.bus.replay import stored_since
 from planexe_ax.bus.topology import ensure_consumer, events_consumer
 from tests.helpers.eventually import eventually
 
@@ -92,6 +94,30 @@ async def test_a_standing_pull_asked_for_no_credits_lets_events_gather_until_one
         assert [decode_event(msg.data) for msg in await pull.drain(1, 30.0)] == sent[5:6], "at most as many as asked"
     finally:
         await pull.close()
+
+
+async def test_the_events_stored_on_a_subject_since_a_time_are_read_back_in_order_up_to_the_last(bus: Bus) -> None:
+    """What an agent reads back when it starts following an execution's subtask decisions."""
+    subject = bus.subjects.event("e4", "execution_state")
+    before = [ExecutionState(execution_id="e4", status=ExecutionStatus.RUNNING, reason=f"b{i}") for i in range(2)]
+    after = [ExecutionState(execution_id="e4", status=ExecutionStatus.RUNNING, reason=f"a{i}") for i in range(4)]
+    other = ExecutionState(execution_id="e5", status=ExecutionStatus.RUNNING, reason="another execution")
+    assert [s async for s in stored_since(bus, subject, utcnow(), 10)] == [], "nothing stored there yet"
+    for event in before:
+        await bus.publish_event(event)
+    since = datetime.now(UTC)
+    for event in after[:2]:
+        await bus.publish_event(event)
+    await bus.publish_event(other)
+    for event in after[2:]:
+        await bus.publish_event(event)
+
+    read = [s async for s in stored_since(bus, subject, since, 10)]
+    assert [decode_event(s.data) for s in read] == after
+    assert [s.subject for s in read] == [subject] * len(after)
+    assert [s.seq for s in read] == sorted(s.seq for s in read)
+    first_two = [decode_event(s.data) async for s in stored_since(bus, subject, since, 2)]
+    assert first_two == after[:2], "at most as many as asked, the oldest first"
 
 
 async def _standing_pull(

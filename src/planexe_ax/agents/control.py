@@ -1,8 +1,9 @@
 """Follow the coordinator's decisions about one execution and pass pause and cancel on to running work.
 
 While an agent works on subtasks of an execution, an :class:`ExecutionWatch` holds core NATS
-subscriptions on that execution's ``execution_state``, ``subtask_state`` and ``task_paused`` events
-and updates the :class:`~planexe_ax.agents.sdk.TaskContext` of each attempt it runs:
+subscriptions on that execution's ``execution_state`` and ``task_paused`` events, and, once an attempt
+there lasts, on its ``subtask_state`` events, and updates the :class:`~planexe_ax.agents.sdk.TaskContext`
+of each attempt it runs:
 
 * ``execution_state`` PAUSED pauses every attempt of the execution, RUNNING resumes them, and a final
   state (CANCELLED, FAILED, COMPLETED) cancels them;
@@ -14,9 +15,14 @@ and updates the :class:`~planexe_ax.agents.sdk.TaskContext` of each attempt it r
 The runtime keeps one watch per execution it works on (:class:`ExecutionWatches`): kept between offers, so
 the next offer of a chain finds it ready, and stopped once idle for a while or once its execution ended.
 
-The watch receives every ``subtask_state`` of the execution (three per subtask as it runs), nearly all
-about subtasks other agents hold: those are told apart by the bytes of their ``subtask_id`` and not
-decoded (:func:`about_other_subtask`).
+``subtask_state`` is followed only once an attempt of the execution lasts: when its ``subtask_started`` is
+announced (:meth:`ExecutionWatch.follow_subtasks`, called by the runtime just before), and from then on for the
+watch's life. The subscription gets every ``subtask_state`` of the execution (two or three per subtask), nearly
+all about subtasks other agents hold; an attempt that ends within ``started_after_s`` (most of a plan of quick
+steps) never needs them, and an agent process is not woken by them. What was decided before the subscription
+is read back from the stream, from the offer's ``issued_at`` on, so a decision that took the attempt away
+meanwhile (a reassignment right after the dispatch) still cancels it. Events about other subtasks are told
+apart by the bytes of their ``subtask_id`` and not decoded (:func:`about_other_subtask`).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Container
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from planexe_ax.agents.sdk import TaskContext
 from planexe_ax.bus import (
@@ -42,13 +48,19 @@ from planexe_ax.bus import (
     decode_event,
 )
 from planexe_ax.bus.consumer import ErrorsOnce
-from planexe_ax.bus.replay import Listening, last_event, listen
+from planexe_ax.bus.replay import Listening, last_event, listen, stored_since
 
 log = logging.getLogger(__name__)
 
 HELD = frozenset({TaskStatus.DISPATCHED, TaskStatus.RUNNING, TaskStatus.BLOCKED})
 """Subtask states in which the agent that took the attempt still holds it."""
-KINDS = ("execution_state", "task_paused", "subtask_state")
+KINDS = ("execution_state", "task_paused")
+"""What a watch follows from its start; ``subtask_state`` too once an attempt lasts (see ``follow_subtasks``)."""
+LOOK_BACK_S = 1.0
+"""How far before an offer's ``issued_at`` (the coordinator's clock) the stream is read back for decisions about
+it: room for the clocks of the coordinator and the server that stored the decisions to differ."""
+LOOK_BACK_MOST = 5000
+"""The most ``subtask_state`` events read back when an execution's subtasks are first followed (one get each)."""
 
 WATCH_LINGER_S = 30.0
 """How long an execution's watch outlives its last attempt here: the next offer of a chain finds it ready."""
@@ -114,6 +126,9 @@ class ExecutionWatch:
         self._paused_tasks: dict[str, str] = {}
         self._seen_execution_state = False
         self._listening: Listening | None = None
+        self._subtask_listening: Listening | None = None
+        self._subtask_lock = asyncio.Lock()
+        self._stopped = False
 
     # -- lifecycle ----------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -123,7 +138,7 @@ class ExecutionWatch:
         the offer was picked up is seen and no later change falls between the two.
         """
         subjects = [self.bus.subjects.event(self.execution_id, kind) for kind in KINDS]
-        self._subtask_subject = subjects[KINDS.index("subtask_state")]
+        self._subtask_subject = self.bus.subjects.event(self.execution_id, "subtask_state")
         try:
             self._listening = await listen(self.bus, subjects, self._on_msg)
             await self._catch_up()
@@ -133,9 +148,47 @@ class ExecutionWatch:
 
     async def stop(self) -> None:
         """Drop the subscriptions."""
-        listening, self._listening = self._listening, None
-        for exc in await listening.close() if listening else []:  # a closed connection has dropped them anyway
-            self.on_error("unsubscribe failed", exc)
+        self._stopped = True
+        for listening in (self._listening, self._subtask_listening):
+            for exc in await listening.close() if listening else []:  # a closed connection has dropped them anyway
+                self.on_error("unsubscribe failed", exc)
+        self._listening = self._subtask_listening = None
+
+    async def follow_subtasks(self, since: datetime) -> None:
+        """Follow the execution's ``subtask_state`` from now on, and read back those stored from ``since``.
+
+        Called before an attempt's ``subtask_started`` is sent (the attempt lasts); once per watch, later calls
+        return at once. The subscription comes first, then the stream is read back (:func:`stored_since`) from
+        ``since`` less :data:`LOOK_BACK_S`: no decision falls between the two. An error is told to ``on_error``;
+        the attempt goes on (only a decision taking it away would not reach it).
+        """
+        if self._follows_subtasks():
+            return
+        async with self._subtask_lock:
+            if self._follows_subtasks():  # another attempt's call did it meanwhile
+                return
+            try:
+                listening = await listen(self.bus, [self._subtask_subject], self._on_msg)
+                if self._stopped:  # stopped while subscribing: nothing to follow any more
+                    await listening.close()
+                    return
+                self._subtask_listening = listening
+                read = 0
+                since = since - timedelta(seconds=LOOK_BACK_S)
+                async for stored in stored_since(self.bus, self._subtask_subject, since, LOOK_BACK_MOST):
+                    self._on_msg(stored.subject, stored.data)
+                    read += 1
+                if read >= LOOK_BACK_MOST:
+                    log.warning(
+                        "read back the first decisions only: one after them that took an attempt away is missed",
+                        extra={"execution_id": self.execution_id, "events": read},
+                    )
+            except Exception as exc:
+                self.on_error("cannot follow the execution's subtasks", exc)
+
+    def _follows_subtasks(self) -> bool:
+        """Whether ``subtask_state`` is followed already (or never will be: the watch is stopped)."""
+        return self._subtask_listening is not None or self._stopped
 
     async def _catch_up(self) -> None:
         data = await last_event(self.bus, self.execution_id, "execution_state")
@@ -245,8 +298,8 @@ class ExecutionWatches:
         return sorted(execution_id for execution_id, watch in self._watches.items() if watch.contexts)
 
     @contextlib.asynccontextmanager
-    async def following(self, ctx: TaskContext) -> AsyncIterator[None]:
-        """Follow the decisions about ``ctx``'s execution while the block runs."""
+    async def following(self, ctx: TaskContext) -> AsyncIterator[ExecutionWatch]:
+        """Follow the decisions about ``ctx``'s execution while the block runs; the block gets the watch."""
         execution_id = ctx.execution_id
         watch = self._watches.get(execution_id)
         if self._lock.locked() or watch is None or self._since.get(execution_id) != self.bus.reconnected_at:
@@ -257,7 +310,7 @@ class ExecutionWatches:
             self._idle.pop(execution_id, None)
             watch.add(ctx)
         try:
-            yield
+            yield watch
         finally:
             if self._lock.locked():  # watches are being started or stopped: wait for that first
                 async with self._lock:

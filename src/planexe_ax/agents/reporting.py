@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import hmac
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeAlias
 
@@ -108,6 +108,8 @@ class Reporter:
         """The reports :meth:`begin`'s attempt put on the connection (with their acks' futures), in order."""
         self._began: datetime | None = None
         self._announcing: asyncio.Future[None] | None = None
+        self.before_start: Callable[[], Awaitable[None]] | None = None
+        """Awaited before the announced ``subtask_started`` is sent (:meth:`announce`)."""
 
     @property
     def counts(self) -> tuple[int, int]:
@@ -213,9 +215,17 @@ class Reporter:
         self._began = utcnow()
 
     def announce(self) -> None:
-        """Put the attempt's ``subtask_started`` on its way (once; after :meth:`begin`; needs a publisher)."""
+        """Put the attempt's ``subtask_started`` on its way (once; after :meth:`begin`; needs a publisher).
+
+        :attr:`before_start` is awaited first (the runtime follows the subtask's decisions from then on).
+        """
         if self._announcing is None and self._began is not None:
-            self._announcing = asyncio.ensure_future(self.put(self.started_event()))
+            self._announcing = asyncio.ensure_future(self._announce())
+
+    async def _announce(self) -> None:
+        if self.before_start is not None:
+            await self.before_start()
+        await self.put(self.started_event())
 
     async def announced(self) -> None:
         """Return once the ``subtask_started`` announced, if it was, is on the connection (reports follow it)."""

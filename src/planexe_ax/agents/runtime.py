@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -324,7 +325,8 @@ class AgentRuntime:
             _progress=reporter.progress,
             _blocked=reporter.blocked,
         )
-        async with self._watches.following(ctx):
+        async with self._watches.following(ctx) as watch:
+            reporter.before_start = functools.partial(watch.follow_subtasks, offer.issued_at)
             if ctx.cancelled:
                 ctx.logger.info("offer no longer wanted; not started", extra={"reason": ctx.stop_reason})
                 return None

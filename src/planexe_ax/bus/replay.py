@@ -14,11 +14,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Self
 
 from nats.aio.client import Client
@@ -193,6 +196,34 @@ async def next_event_seq(bus: Bus, from_seq: int, subject: str | None = None) ->
     except NotFoundError:
         return None
     return int(raw.seq or 0) or None
+
+
+async def stored_since(bus: Bus, subject: str, since: datetime, most: int) -> AsyncIterator[StoredEvent]:
+    """The events on ``subject`` stored from ``since`` to the last one there when it is called, in order.
+
+    At most ``most`` of them: one ``STREAM.MSG.GET`` each (the first by ``start_time``, then by sequence), so this
+    suits a short look back, not a replay. A caller that subscribed to ``subject`` before calling it has every
+    event from ``since`` on: these, then the live ones (an event may come both ways).
+    """
+    stream = bus.subjects.events_stream
+    try:
+        last = int((await bus.js.get_last_msg(stream, subject)).seq or 0)
+    except NotFoundError:
+        return
+    asked: dict[str, Any] = {"next_by_subj": subject, "start_time": since.isoformat()}
+    api = f"{bus.js._prefix}.STREAM.MSG.GET.{stream}"
+    for _ in range(most):
+        try:
+            found = (await bus.js._api_request(api, json.dumps(asked).encode(), timeout=bus.js._timeout))["message"]
+        except NotFoundError:
+            return
+        seq = int(found["seq"])
+        if seq > last:
+            return
+        yield StoredEvent(seq, found.get("subject", subject), base64.b64decode(found.get("data") or ""))
+        if seq == last:
+            return
+        asked = {"seq": seq + 1, "next_by_subj": subject}
 
 
 async def replay_present(bus: Bus, batch: int = REBUILD_BATCH) -> AsyncIterator[StoredEvent]:

@@ -20,6 +20,7 @@ from planexe_ax.bus import (
     connect,
     load_plan,
     new_id,
+    plan_store,
     store_plan,
 )
 from planexe_ax.bus.client import command_verdict, follow, start_execution
@@ -76,6 +77,26 @@ async def test_a_stored_plan_reads_back_and_a_missing_or_rewritten_one_is_a_clea
     await (await bus.js.object_store(bus.subjects.plan_objects_bucket)).put(ref.sha256, other)  # an admin's rewrite
     with pytest.raises(PlanUnavailable, match="was tampered with"):
         await load_plan(bus, ref)
+
+
+async def test_a_plan_of_many_chunks_is_pulled_back_whole_and_one_missing_a_chunk_is_a_clear_error(
+    bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks are pulled by a consumer of the read's own, which is gone after it."""
+    plan = wide_plan(40, pad=20_000)  # about 800 KB of JSON: seven chunks of 128 KiB
+    ref = await store_plan(bus, plan)
+    stream = bus.subjects.plan_objects_stream
+    assert (await bus.js.stream_info(stream)).state.messages > 5
+    assert await load_plan(bus, ref) == plan
+    assert await bus.js.consumers_info(stream) == [], "the read leaves no consumer behind"
+
+    info = await (await bus.js.object_store(bus.subjects.plan_objects_bucket)).get_info(ref.sha256)
+    chunk = await bus.js.get_msg(stream, seq=1, subject=bus.subjects.plan_object_chunks(info.nuid or ""), next=True)
+    await bus.js.delete_msg(stream, int(chunk.seq or 0) + 2)  # a chunk in the middle is lost
+    monkeypatch.setattr(plan_store, "CHUNKS_WAIT_S", 0.5)
+    with pytest.raises(PlanUnavailable, match=r"is incomplete: its chunks did not all come within 0\.5 s"):
+        await load_plan(bus, ref)
+    assert await bus.js.consumers_info(stream) == []
 
 
 async def test_a_start_whose_plan_object_is_missing_is_rejected_with_the_reason(

@@ -9,11 +9,15 @@ rewritten object is an error that says so, never another plan.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import secrets
 from typing import TYPE_CHECKING, TypeVar
 
-from nats.js.errors import DigestMismatchError, ObjectNotFoundError
+from nats.errors import TimeoutError as FetchTimeoutError
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import ObjectNotFoundError
 from nats.js.object_store import ObjectStore
 from pydantic import ValidationError
 
@@ -26,6 +30,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+CHUNKS_PER_PULL = 64
+"""Chunks of an object asked for in one pull (128 KiB each: 8 MiB)."""
+CHUNKS_WAIT_S = 10.0
+"""How long one pull of an object's chunks waits for them (they are stored: they come at once)."""
+INACTIVE_S = 30.0
+"""How long the server keeps an object's reader left behind (its process died while reading)."""
 PLAN_ENVELOPE_BYTES = 16 * 1024
 """Room left beside a plan in the messages that carry it (``start``, ``execution_created``): ids, pins, headers."""
 
@@ -61,6 +71,44 @@ async def store_plan(bus: Bus, plan: Plan, document: bytes | None = None) -> Pla
     return ref
 
 
+async def read_object(bus: Bus, name: str) -> bytes | None:
+    """The bytes of object ``name`` of the plan bucket (None: its chunks did not all come in time).
+
+    The chunks are pulled in batches through an ephemeral pull consumer of the object's chunk subject. nats-py's
+    ``ObjectStore.get`` reads them through an ordered push consumer, which the server paces with flow control: a
+    10 MB plan (20,000 subtasks) took 0.55 s that way, against 0.02 s pulled. What the bytes are is checked by
+    the caller, against the SHA-256 the message carries.
+
+    Raises:
+        ObjectNotFoundError: there is no such object (or it was deleted).
+    """
+    store = await _objects(bus)
+    info = await store.get_info(name)
+    if not info.size or not info.chunks:
+        return b""
+    stream, reader = bus.subjects.plan_objects_stream, f"plan-read-{secrets.token_hex(8)}"
+    config = ConsumerConfig(
+        name=reader, ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL, inactive_threshold=INACTIVE_S
+    )
+    config.filter_subject = bus.subjects.plan_object_chunks(info.nuid)
+    await bus.js.add_consumer(stream, config)  # named here (pull_subscribe would name it), so it is deleted after
+    chunks = await bus.js.pull_subscribe_bind(consumer=reader, stream=stream)
+    parts: list[bytes] = []
+    try:
+        while len(parts) < info.chunks:
+            try:
+                msgs = await chunks.fetch(min(CHUNKS_PER_PULL, info.chunks - len(parts)), timeout=CHUNKS_WAIT_S)
+            except FetchTimeoutError:
+                return None
+            parts.extend(msg.data for msg in msgs)
+    finally:
+        with contextlib.suppress(Exception):  # the server drops the consumer after INACTIVE_S anyway
+            await chunks.unsubscribe()
+        with contextlib.suppress(Exception):
+            await bus.js.delete_consumer(stream, reader)
+    return b"".join(parts)
+
+
 async def load_plan(bus: Bus, ref: PlanRef) -> Plan:
     """The plan ``ref`` names, read from the plan object store and checked against its digest.
 
@@ -69,11 +117,11 @@ async def load_plan(bus: Bus, ref: PlanRef) -> Plan:
     """
     where = f"plan {ref.plan_id} (sha256 {ref.sha256[:12]}…) in bucket {bus.subjects.plan_objects_bucket}"
     try:
-        data = (await (await _objects(bus)).get(ref.sha256)).data or b""
+        data = await read_object(bus, ref.sha256)
     except ObjectNotFoundError as exc:
         raise PlanUnavailable(f"{where} is not there: it expired or was deleted") from exc
-    except DigestMismatchError as exc:
-        raise PlanUnavailable(f"{where} is corrupt: its chunks do not match the object's digest") from exc
+    if data is None:
+        raise PlanUnavailable(f"{where} is incomplete: its chunks did not all come within {CHUNKS_WAIT_S:g} s")
     if len(data) != ref.size or digest(data) != ref.sha256:
         raise PlanUnavailable(
             f"{where} was tampered with: {len(data)} bytes with sha256 {digest(data)[:12]}…, not the "

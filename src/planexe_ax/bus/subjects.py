@@ -304,6 +304,15 @@ class Subjects:
         """Filter (and permission) of every subject of the plan object store: its chunks and its metadata."""
         return f"$O.{self.plan_objects_bucket}.>"
 
+    @property
+    def plan_objects_stream(self) -> str:
+        """The stream that holds the plan object store (JetStream names it after the bucket)."""
+        return f"OBJ_{self.plan_objects_bucket}"
+
+    def plan_object_chunks(self, nuid: str) -> str:
+        """The subject of the chunks of one object of the plan object store (``nuid``: from its metadata)."""
+        return f"$O.{self.plan_objects_bucket}.C.{check_id(nuid, 'object nuid')}"
+
     @staticmethod
     def capability_consumer(capability: str) -> str:
         """Durable pull consumer shared by every agent of one capability."""

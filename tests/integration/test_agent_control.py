@@ -179,37 +179,45 @@ CANCELLING: dict[str, Callable[[TaskOffer], SubtaskState | ExecutionState]] = {
 }
 
 
+class Stuck:
+    """A capability that never checks in: only a hard cancel ends it. Notes each context, its start and its end."""
+
+    def __init__(self, action: str) -> None:
+        self.began, self.stopped = asyncio.Event(), asyncio.Event()
+        self.seen: list[TaskContext] = []
+        self.stopped_at: list[float] = []
+
+        @capability(action)
+        async def stuck(params: Empty, ctx: TaskContext) -> dict[str, Any]:
+            self.seen.append(ctx)
+            self.began.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                self.stopped_at.append(asyncio.get_running_loop().time())
+                self.stopped.set()
+                raise
+            return {}
+
+        self.capability = stuck
+
+
 @pytest.mark.parametrize("decision", list(CANCELLING))
 async def test_cancel_stops_a_stuck_capability_within_a_second(bus: Bus, start: Any, decision: str) -> None:
     loop = asyncio.get_running_loop()
-    running, stopped = asyncio.Event(), asyncio.Event()
-    seen: list[TaskContext] = []
-    stopped_at: list[float] = []
-
-    @capability("stuck")
-    async def stuck(params: Empty, ctx: TaskContext) -> dict[str, Any]:
-        seen.append(ctx)
-        running.set()
-        try:
-            await asyncio.Event().wait()  # never checks in: only a hard cancel ends it
-        except asyncio.CancelledError:
-            stopped_at.append(loop.time())
-            stopped.set()
-            raise
-        return {}
-
+    stuck = Stuck("stuck")
     work = offer("stuck")
     await bus.publish_offer(work)
-    agent = start(Agent("stuck-1", "Stuck", capabilities=[stuck]))
-    await asyncio.wait_for(running.wait(), 10)
+    agent = start(Agent("stuck-1", "Stuck", capabilities=[stuck.capability]))
+    await asyncio.wait_for(stuck.began.wait(), 10)
     assert agent.runtime.watching == ["e1"]
     published_at = loop.time()
     await bus.publish_event(CANCELLING[decision](work))
-    await asyncio.wait_for(stopped.wait(), 10)
-    elapsed = stopped_at[0] - published_at
+    await asyncio.wait_for(stuck.stopped.wait(), 10)
+    elapsed = stuck.stopped_at[0] - published_at
     log.info("cancel latency (%s): %.3f s", decision, elapsed)
     assert elapsed < CANCEL_BOUND_S
-    assert seen[0].cancelled
+    assert stuck.seen[0].cancelled
     await eventually(lambda: _acked(bus))
     assert [e.type for e in await reports(bus)] == ["subtask_started"], "no result after a cancel"
     await eventually(lambda: _true(agent.runtime.watching == []))
@@ -219,29 +227,16 @@ async def test_an_attempt_taken_away_before_the_agent_took_its_offer_is_cancelle
     bus: Bus, start: Any
 ) -> None:
     """A subtask's decisions are followed from its announced start, and read back from the offer's issue on."""
-    began, stopped = asyncio.Event(), asyncio.Event()
-    seen: list[TaskContext] = []
-
-    @capability("slow")
-    async def slow(params: Empty, ctx: TaskContext) -> dict[str, Any]:
-        seen.append(ctx)
-        began.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            stopped.set()
-            raise
-        return {}
-
+    slow = Stuck("slow")
     work = offer("slow")
     await bus.publish_offer(work)
     await bus.publish_event(state(work, TaskStatus.DISPATCHED, attempt=work.attempt + 1))  # before it is taken
-    running = start(Agent("slow-1", "Slow", capabilities=[slow]), started_after_s=1.0)
-    await asyncio.wait_for(began.wait(), 10)
+    running = start(Agent("slow-1", "Slow", capabilities=[slow.capability]), started_after_s=1.0)
+    await asyncio.wait_for(slow.began.wait(), 10)
     watch = running.runtime._watches._watches["e1"]
     assert watch._subtask_listening is None, "the attempt has not lasted yet: its subtask is not followed"
-    await asyncio.wait_for(stopped.wait(), 10)
-    assert seen[0].stop_reason == f"subtask dispatched (attempt {work.attempt + 1})"
+    await asyncio.wait_for(slow.stopped.wait(), 10)
+    assert slow.seen[0].stop_reason == f"subtask dispatched (attempt {work.attempt + 1})"
     await eventually(lambda: _acked(bus))
     assert [e.type for e in await reports(bus)] == ["subtask_started"], "no result for an attempt taken away"
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import nats.errors
 import pytest
+from nats.js.api import AckPolicy, ConsumerConfig
 from nats.js.errors import KeyNotFoundError, NotFoundError
 from pydantic import BaseModel
 
@@ -26,6 +27,7 @@ from planexe_ax.bus import (
     connect,
     utcnow,
 )
+from planexe_ax.bus.plan_store import store_plan
 from planexe_ax.config import Settings
 from planexe_ax.errors import ConfigError
 from tests.helpers.agents import agent, offer, pending_offers
@@ -70,7 +72,7 @@ async def nothing_stored(bus: Bus, subject: str) -> bool:
     s = bus.subjects
     stream = s.commands_stream if subject == s.command(EXECUTION) else s.events_stream
     if subject.startswith("$O."):
-        stream = f"OBJ_{s.plan_objects_bucket}"
+        stream = s.plan_objects_stream
     if subject.startswith("$KV."):
         bucket = await (bus.plans_kv() if s.plans_bucket in subject else bus.agents_kv())
         with pytest.raises(KeyNotFoundError):
@@ -116,6 +118,25 @@ async def test_an_agent_may_not_read_the_buckets_that_allow_direct_gets(
             subject = f"$JS.API.DIRECT.GET.KV_{bucket}"
             await agent.nc.publish(subject, b'{"seq": 1, "batch": 10}', reply=agent.nc.new_inbox())
             await agent.refused(subject)
+
+
+async def test_an_agent_may_not_read_a_stored_plan(bus: Bus, nats_url: str, nats_auth: Path, tmp_path: Path) -> None:
+    """Plans are read back through a consumer of the read's own on the object store's stream: not by agents."""
+    ref = await store_plan(bus, make_plan(["t1"]))
+    info = await (await bus.js.object_store(bus.subjects.plan_objects_bucket)).get_info(ref.sha256)
+    stream, chunks = bus.subjects.plan_objects_stream, bus.subjects.plan_object_chunks(info.nuid or "")
+    creds = agent_creds(nats_auth, bus.subjects, "agent-a", ["echo"], tmp_path)
+    async with client(nats_url, creds) as agent:
+        subject = f"$JS.API.CONSUMER.CREATE.{stream}.plan-read-forged.{chunks}"
+        await agent.nc.publish(subject, b"{}", reply=agent.nc.new_inbox())
+        await agent.refused(subject)
+    assert await bus.js.consumers_info(stream) == []
+    for role in ("coordinator", "projector"):  # the services that load plans may
+        async with client(nats_url, Identities.load(nats_auth).role_creds(role, bus.subjects)) as service:
+            config = ConsumerConfig(name=f"plan-read-{role}", filter_subject=chunks, ack_policy=AckPolicy.NONE)
+            made = await service.nc.jetstream().add_consumer(stream, config)
+            assert made.name == f"plan-read-{role}"
+            await service.nc.jetstream().delete_consumer(stream, made.name)
 
 
 async def test_an_agent_may_report_as_itself_and_keep_its_own_card(

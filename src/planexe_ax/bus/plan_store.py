@@ -88,9 +88,12 @@ async def read_object(bus: Bus, name: str) -> bytes | None:
         return b""
     stream, reader = bus.subjects.plan_objects_stream, f"plan-read-{secrets.token_hex(8)}"
     config = ConsumerConfig(
-        name=reader, ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL, inactive_threshold=INACTIVE_S
+        name=reader,
+        filter_subject=bus.subjects.plan_object_chunks(info.nuid),
+        ack_policy=AckPolicy.NONE,
+        deliver_policy=DeliverPolicy.ALL,
+        inactive_threshold=INACTIVE_S,
     )
-    config.filter_subject = bus.subjects.plan_object_chunks(info.nuid)
     await bus.js.add_consumer(stream, config)  # named here (pull_subscribe would name it), so it is deleted after
     chunks = await bus.js.pull_subscribe_bind(consumer=reader, stream=stream)
     parts: list[bytes] = []

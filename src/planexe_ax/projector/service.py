@@ -365,18 +365,16 @@ class Projector(HoldsLease):
                 while not stop.is_set():
                     idle = not items and (writing is None or writing.done())
                     gather = 1  # events that end the wait before its time: the first, while idle or writing
-                    credits = STANDING * self.batch
+                    quiet_credits = 0  # quiet: events stored while a batch gathers wait at the server
                     if not items:
-                        wait = IDLE_S
-                        credits = 1 if self.quiet else credits  # quiet: the first event wakes the loop, no other
+                        wait, quiet_credits = IDLE_S, 1  # quiet: the first event wakes the loop, no other
                     elif writing is not None and not writing.done():
                         wait = GATHER_S
-                        credits = 0 if self.quiet else credits
                     else:  # lingering: woken when its time is up or the batch would be full, not at each event
                         wait = max(0.0, due - loop.time())
                         gather = self.batch_size(items[0].seq, end) - len(items)
-                        credits = 0 if self.quiet else credits
-                    msgs = await pull.take(functools.partial(int, credits), wait, gather)
+                    credits = quiet_credits if self.quiet else STANDING * self.batch
+                    msgs = await pull.take(functools.partial(int, credits), wait, gather)  # credits as asked now
                     if not msgs and not items and until_seq is not None and self.last_seq >= until_seq:
                         break
                     if not msgs and idle and (lost := await self._lost_at_the_end()) is not None:

@@ -1,6 +1,9 @@
+import os
+from pathlib import Path
+
 import pytest
 
-from planexe_ax.bus import Bus, ExecutionState, ExecutionStatus, decode_event, ensure_topology
+from planexe_ax.bus import Bus, EmbeddedNats, ExecutionState, ExecutionStatus, decode_event, ensure_topology
 
 pytestmark = pytest.mark.nats
 
@@ -28,3 +31,28 @@ async def test_postgres_fixture_gives_an_empty_database(postgres_url: str) -> No
         assert await conn.fetchval("select count(*) from pg_tables where schemaname='public'") == 0
     finally:
         await conn.close()
+
+
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="reads the server's environment from /proc")
+async def test_the_embedded_server_gets_half_the_cores_and_a_lazier_collector_unless_told(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GOMAXPROCS", raising=False)
+    monkeypatch.delenv("GOGC", raising=False)
+    async with EmbeddedNats(tmp_path / "tuned", auth=False) as server:
+        assert server.proc is not None
+        tuned = _environ(server.proc.pid)
+    assert tuned["GOMAXPROCS"] == str(max(1, len(os.sched_getaffinity(0)) // 2))
+    assert tuned["GOGC"] == "400"
+
+    monkeypatch.setenv("GOMAXPROCS", "3")
+    monkeypatch.setenv("GOGC", "off")
+    async with EmbeddedNats(tmp_path / "told", auth=False) as server:
+        assert server.proc is not None
+        told = _environ(server.proc.pid)
+    assert (told["GOMAXPROCS"], told["GOGC"]) == ("3", "off")

@@ -1,0 +1,155 @@
+"""The nats-server's CPU per stored message: with Go's defaults against the embedded server's runtime settings.
+
+    python bench/server_runtime.py [--rounds 6] [--messages 60000] [--json]
+
+Starts a nats-server (no auth, a temporary JetStream store) once per arm and round, the arms alternating and the
+order flipped each round. One Python client publishes ``--messages`` messages of 400 bytes with an id and a trace
+header (as an event carries) to a stream, 200 acks outstanding at most, while a pull consumer of the same
+connection fetches and acks them. The figure is the server process's CPU (``/proc``) over that, per message,
+with its peak memory; the arms:
+
+- ``go defaults``: every core the process may use, the collector at ``GOGC=100`` (a server started by hand);
+- ``embedded``: the environment :func:`planexe_ax.bus.embedded.server_env` gives the embedded server.
+
+Prints the medians and the ratio of embedded to defaults; ``--json`` prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nats
+from nats.js.api import StreamConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from planexe_ax.bus.embedded import nats_server_binary, server_env
+
+TRACEPARENT = "00-c64ed83455600479645fcd8db281cac3-9579369e05398c0c-01"
+WINDOW = 200
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def _ready(url: str, timeout_s: float = 20.0) -> nats.NATS:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return await nats.connect(url, allow_reconnect=False)
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+
+
+async def one(env: dict[str, str], messages: int) -> dict[str, float]:
+    """One server with ``env``: its CPU µs per message, peak memory, and the messages per second."""
+    with tempfile.TemporaryDirectory(prefix="planexe-bench-") as tmp:
+        server, port = start_server(env, Path(tmp))
+        try:
+            nc = await _ready(f"nats://127.0.0.1:{port}")
+            js = nc.jetstream()
+            await js.add_stream(StreamConfig(name="BENCH", subjects=["bench.>"]))
+            pull = await js.pull_subscribe("bench.>", durable="bench")
+            got = 0
+
+            async def consume() -> None:
+                nonlocal got
+                while got < messages:
+                    try:
+                        batch = await pull.fetch(500, timeout=1)
+                    except nats.errors.TimeoutError:
+                        continue
+                    for msg in batch:
+                        await msg.ack()
+                    got += len(batch)
+
+            cpu0, began = cpu_s(server.pid), time.perf_counter()
+            consumer = asyncio.create_task(consume())
+            window: list[asyncio.Future[object]] = []
+            body = b"x" * 400
+            for i in range(messages):
+                headers = {"Nats-Msg-Id": str(i), "traceparent": TRACEPARENT}
+                window.append(asyncio.ensure_future(js.publish(f"bench.{i % 50}", body, headers=headers)))
+                if len(window) >= WINDOW:
+                    await asyncio.gather(*window)
+                    window = []
+            await asyncio.gather(*window)
+            await consumer
+            took, used = time.perf_counter() - began, cpu_s(server.pid) - cpu0
+            figures = {"cpu_us_per_msg": used / messages * 1e6, "msgs_per_s": messages / took}
+            figures["peak_rss_mb"] = peak_rss_mb(server.pid)
+            await nc.close()
+            return figures
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+
+
+def start_server(env: dict[str, str], folder: Path, timeout_s: float = 20.0) -> tuple[subprocess.Popen[bytes], int]:
+    """A nats-server with JetStream in ``folder`` on a free port, run with ``env``; it and its port once it listens."""
+    log = folder / "server.log"
+    server = subprocess.Popen(
+        [str(nats_server_binary()), "-a", "127.0.0.1", "-p", "-1", "-js", "-sd", str(folder), "-l", str(log)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and server.poll() is None:
+        text = log.read_text(errors="replace") if log.exists() else ""
+        for line in text.splitlines():
+            if "Listening for client connections on" in line:
+                return server, int(line.rsplit(":", 1)[1])
+        time.sleep(0.05)
+    server.kill()
+    raise RuntimeError(f"nats-server did not start: {log.read_text(errors='replace')[-800:] if log.exists() else ''}")
+
+
+async def main(args: argparse.Namespace) -> None:
+    plain = {k: v for k, v in os.environ.items() if k not in ("GOMAXPROCS", "GOGC")}
+    arms = {"go defaults": plain, "embedded": server_env(plain)}
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in arms}
+    for round_ in range(args.rounds):
+        for name in list(arms) if round_ % 2 == 0 else list(reversed(arms)):
+            runs[name].append(await one(arms[name], args.messages))
+    medians = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for name, rs in runs.items()}
+    settings = {k: arms["embedded"][k] for k in ("GOMAXPROCS", "GOGC")}
+    if args.json:
+        print(json.dumps({"medians": medians, "runs": runs, "embedded": settings}, indent=2))
+        return
+    print(f"{args.messages} messages of 400 bytes, medians of {args.rounds} rounds; embedded: {settings}")
+    for name, figures in medians.items():
+        print(
+            f"{name:12s} server CPU {figures['cpu_us_per_msg']:5.1f} µs/message, peak {figures['peak_rss_mb']:5.0f} MB,"
+            f" {figures['msgs_per_s']:7.0f} messages/s"
+        )
+    ratio = medians["embedded"]["cpu_us_per_msg"] / medians["go defaults"]["cpu_us_per_msg"]
+    print(f"server CPU per message, embedded / go defaults: {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--messages", type=int, default=60_000)
+    parser.add_argument("--json", action="store_true")
+    asyncio.run(main(parser.parse_args()))

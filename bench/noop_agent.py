@@ -2,7 +2,8 @@
 
     PLANEXE_NATS_URL=... PLANEXE_NAMESPACE=... python bench/noop_agent.py [CONCURRENCY]
 
-Prints ``noop agent ready`` once registered; SIGTERM drains and exits 0. With ``PLANEXE_BENCH_PROFILE=<file>``
+It runs as ``planexe-ax serve agents`` does: on uvloop, with the tuned collector and what it allocated to start
+frozen (:mod:`planexe_ax.common.eventloop`). Prints ``noop agent ready`` once registered; SIGTERM drains and exits 0. With ``PLANEXE_BENCH_PROFILE=<file>``
 it runs under cProfile (timed by the process's CPU clock) and writes the stats there on exit: calls per
 subtask, and where the CPU goes whatever else runs on the machine.
 """
@@ -23,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from planexe_ax.agents import Agent, AgentRuntime, TaskContext, capability
 from planexe_ax.bus import connect
-from planexe_ax.common.eventloop import run
+from planexe_ax.common import eventloop
 from planexe_ax.config import Settings
 
 
@@ -45,6 +46,8 @@ async def main(concurrency: int) -> None:
         loop.add_signal_handler(sig, stop.set)
     bus = await connect(settings, settings.nats_url, "bench-noop", role="builtin-agents")
     runtime = AgentRuntime(bus, Agent(f"noop-{os.getpid()}", "No-op", capabilities=[noop]), concurrency=concurrency)
+    eventloop.freeze_startup_objects()  # as `planexe-ax serve agents` does once its services started
+    eventloop.tune_gc()
     loop.call_later(0.5, lambda: print("noop agent ready", flush=True))
     try:
         await runtime.run(stop)
@@ -58,7 +61,7 @@ if __name__ == "__main__":
         import cProfile
 
         with cProfile.Profile(time.process_time) as profiler:  # CPU time: a process waiting for a core costs nothing
-            run(main(concurrency))
+            eventloop.run(main(concurrency))
         profiler.dump_stats(f"{profile}.{os.getpid()}")
     else:
-        run(main(concurrency))  # as `planexe-ax serve agents` runs: on uvloop
+        eventloop.run(main(concurrency))  # as `planexe-ax serve agents` runs: on uvloop

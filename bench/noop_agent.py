@@ -3,9 +3,9 @@
     PLANEXE_NATS_URL=... PLANEXE_NAMESPACE=... python bench/noop_agent.py [CONCURRENCY]
 
 It runs as ``planexe-ax serve agents`` does: on uvloop, with the tuned collector and what it allocated to start
-frozen (:mod:`planexe_ax.common.eventloop`). Prints ``noop agent ready`` once registered; SIGTERM drains and exits 0. With ``PLANEXE_BENCH_PROFILE=<file>``
-it runs under cProfile (timed by the process's CPU clock) and writes the stats there on exit: calls per
-subtask, and where the CPU goes whatever else runs on the machine.
+frozen (:mod:`planexe_ax.common.eventloop`). Prints ``noop agent ready`` once registered; SIGTERM drains and
+exits 0. With ``PLANEXE_BENCH_PROFILE=<file>`` it runs under cProfile (timed by the process's CPU clock) and
+writes the stats there on exit: calls per subtask, and where the CPU goes whatever else runs on the machine.
 """
 
 from __future__ import annotations

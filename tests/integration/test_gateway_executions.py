@@ -311,11 +311,18 @@ async def test_events_come_newest_first_filtered_and_in_pages_of_five(stack: Sta
     execution_id = (await start(stack, PROSPECTING))["execution_id"]
     await until_status(stack, execution_id, "COMPLETED")
 
-    events = await all_events(stack, execution_id)
+    async def signed_to_the_end() -> list[dict[str, Any]] | None:
+        """Every event once the end's checkpoint, stored after the end, is in the read model too."""
+        events = await all_events(stack, execution_id)
+        end = next(e["seq"] for e in events if e["type"] == "execution_state")
+        newest = events[0]
+        return events if newest["type"] == "audit_checkpoint" and newest["data"]["up_to_seq"] >= end else None
+
+    events = await eventually(signed_to_the_end)
 
     assert len(events) > 20
     assert seqs(events) == sorted(set(seqs(events)), reverse=True)
-    last = next(e for e in events if e["type"] != "audit_checkpoint")  # the end's checkpoint may follow it
+    last = next(e for e in events if e["type"] != "audit_checkpoint")
     assert last["type"] == "execution_state"
     assert last["data"]["status"] == "COMPLETED"
     assert events[-1]["type"] == "execution_created"

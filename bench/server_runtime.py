@@ -2,14 +2,15 @@
 
     python bench/server_runtime.py [--rounds 6] [--messages 60000] [--json]
 
-Starts a nats-server (no auth, a temporary JetStream store) once per arm and round, the arms alternating and the
-order flipped each round. One Python client publishes ``--messages`` messages of 400 bytes with an id and a trace
-header (as an event carries) to a stream, 200 acks outstanding at most, while a pull consumer of the same
-connection fetches and acks them. The figure is the server process's CPU (``/proc``) over that, per message,
-with its peak memory; the arms:
+Starts the embedded nats-server (no auth, a temporary JetStream store) once per arm and round, the arms
+alternating and the order flipped each round. One Python client publishes ``--messages`` messages of 400 bytes
+with an id and a trace header (as an event carries) to a stream, 200 acks outstanding at most, while a pull
+consumer of the same connection fetches and acks them. The figure is the server process's CPU (``/proc``) over
+that, per message, with its peak memory; the arms:
 
-- ``go defaults``: every core the process may use, the collector at ``GOGC=100`` (a server started by hand);
-- ``embedded``: the environment :func:`planexe_ax.bus.embedded.server_env` gives the embedded server.
+- ``go defaults``: ``GOMAXPROCS`` every core the process may use and ``GOGC=100``, as Go runs a server started
+  by hand;
+- ``embedded``: what :func:`planexe_ax.bus.embedded.server_env` gives the embedded server.
 
 Prints the medians and the ratio of embedded to defaults; ``--json`` prints one JSON object.
 """
@@ -21,26 +22,22 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import nats
+from compare import cpu_s  # bench/ is not a package: its folder is on the path
 from nats.js.api import StreamConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from planexe_ax.bus.embedded import nats_server_binary, server_env
+from planexe_ax.bus import EmbeddedNats
+from planexe_ax.bus.embedded import server_env
 
 TRACEPARENT = "00-c64ed83455600479645fcd8db281cac3-9579369e05398c0c-01"
 WINDOW = 200
-
-
-def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -50,23 +47,13 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-async def _ready(url: str, timeout_s: float = 20.0) -> nats.NATS:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            return await nats.connect(url, allow_reconnect=False)
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.05)
-
-
-async def one(env: dict[str, str], messages: int) -> dict[str, float]:
-    """One server with ``env``: its CPU µs per message, peak memory, and the messages per second."""
+async def one(environ: dict[str, str], messages: int) -> dict[str, float]:
+    """One server started from ``environ``: its CPU µs per message, peak memory, and the messages per second."""
     with tempfile.TemporaryDirectory(prefix="planexe-bench-") as tmp:
-        server, port = start_server(env, Path(tmp))
-        try:
-            nc = await _ready(f"nats://127.0.0.1:{port}")
+        async with EmbeddedNats(Path(tmp) / "nats", auth=False, environ=environ) as server:
+            assert server.proc is not None
+            pid = server.proc.pid
+            nc = await nats.connect(server.url)
             js = nc.jetstream()
             await js.add_stream(StreamConfig(name="BENCH", subjects=["bench.>"]))
             pull = await js.pull_subscribe("bench.>", durable="bench")
@@ -83,7 +70,7 @@ async def one(env: dict[str, str], messages: int) -> dict[str, float]:
                         await msg.ack()
                     got += len(batch)
 
-            cpu0, began = cpu_s(server.pid), time.perf_counter()
+            cpu0, began = cpu_s(pid), time.perf_counter()
             consumer = asyncio.create_task(consume())
             window: list[asyncio.Future[object]] = []
             body = b"x" * 400
@@ -95,45 +82,24 @@ async def one(env: dict[str, str], messages: int) -> dict[str, float]:
                     window = []
             await asyncio.gather(*window)
             await consumer
-            took, used = time.perf_counter() - began, cpu_s(server.pid) - cpu0
+            took, used = time.perf_counter() - began, cpu_s(pid) - cpu0
             figures = {"cpu_us_per_msg": used / messages * 1e6, "msgs_per_s": messages / took}
-            figures["peak_rss_mb"] = peak_rss_mb(server.pid)
+            figures["peak_rss_mb"] = peak_rss_mb(pid)
             await nc.close()
             return figures
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
-
-
-def start_server(env: dict[str, str], folder: Path, timeout_s: float = 20.0) -> tuple[subprocess.Popen[bytes], int]:
-    """A nats-server with JetStream in ``folder`` on a free port, run with ``env``; it and its port once it listens."""
-    log = folder / "server.log"
-    server = subprocess.Popen(
-        [str(nats_server_binary()), "-a", "127.0.0.1", "-p", "-1", "-js", "-sd", str(folder), "-l", str(log)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and server.poll() is None:
-        text = log.read_text(errors="replace") if log.exists() else ""
-        for line in text.splitlines():
-            if "Listening for client connections on" in line:
-                return server, int(line.rsplit(":", 1)[1])
-        time.sleep(0.05)
-    server.kill()
-    raise RuntimeError(f"nats-server did not start: {log.read_text(errors='replace')[-800:] if log.exists() else ''}")
 
 
 async def main(args: argparse.Namespace) -> None:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    defaults = {**os.environ, "GOMAXPROCS": str(cores), "GOGC": "100"}
     plain = {k: v for k, v in os.environ.items() if k not in ("GOMAXPROCS", "GOGC")}
-    arms = {"go defaults": plain, "embedded": server_env(plain)}
+    arms = {"go defaults": defaults, "embedded": plain}
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in arms}
     for round_ in range(args.rounds):
         for name in list(arms) if round_ % 2 == 0 else list(reversed(arms)):
             runs[name].append(await one(arms[name], args.messages))
     medians = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for name, rs in runs.items()}
-    settings = {k: arms["embedded"][k] for k in ("GOMAXPROCS", "GOGC")}
+    settings = {k: server_env(plain)[k] for k in ("GOMAXPROCS", "GOGC")}
     if args.json:
         print(json.dumps({"medians": medians, "runs": runs, "embedded": settings}, indent=2))
         return

@@ -56,3 +56,9 @@ async def test_the_embedded_server_gets_half_the_cores_and_a_lazier_collector_un
         assert server.proc is not None
         told = _environ(server.proc.pid)
     assert (told["GOMAXPROCS"], told["GOGC"]) == ("3", "off")
+
+    async with EmbeddedNats(tmp_path / "given", auth=False, environ={"GOGC": "200"}) as server:
+        assert server.proc is not None
+        given = _environ(server.proc.pid)
+    assert given["GOGC"] == "200", "an environment given to the server replaces this process's"
+    assert given["GOMAXPROCS"] == tuned["GOMAXPROCS"]

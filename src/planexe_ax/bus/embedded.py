@@ -85,6 +85,7 @@ class EmbeddedNats:
         auth: Operator mode with the identities of ``auth_dir`` (made on first start); False: no auth at all.
         auth_dir: The identities' folder; default ``<store_dir>-auth``.
         jetstream_bytes: File storage the account may use when its identities are made (-1: no limit).
+        environ: The environment the server starts from (default this process's), tuned by :func:`server_env`.
     """
 
     def __init__(
@@ -96,6 +97,7 @@ class EmbeddedNats:
         auth: bool = True,
         auth_dir: Path | None = None,
         jetstream_bytes: int = -1,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self.store_dir = store_dir
         self.port = port
@@ -103,6 +105,7 @@ class EmbeddedNats:
         self.log_file = store_dir.with_name(store_dir.name + ".log")
         self.auth_dir = (auth_dir or store_dir.with_name(store_dir.name + "-auth")) if auth else None
         self.jetstream_bytes = jetstream_bytes
+        self.environ = environ
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -129,7 +132,7 @@ class EmbeddedNats:
                 stdout=subprocess.DEVNULL,
                 stderr=sink,
                 start_new_session=True,
-                env=server_env(),
+                env=server_env(self.environ),
             )
         return offset
 

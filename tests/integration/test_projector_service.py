@@ -233,22 +233,16 @@ async def test_projects_a_whole_run(bus: Bus, database_url: str) -> None:
 
 
 async def test_wait_for_seq_follows_a_running_projector(bus: Bus, sqlite_url: str) -> None:
-    stop = asyncio.Event()
-    async with Projector(bus, sqlite_url) as projector:
-        runner = asyncio.create_task(projector.run(stop))
-        try:
-            events = scenario()
-            seq = await publish_all(bus, events[:2])
-            await projector.wait_for_seq(seq, WAIT_S)
-            assert await execution_status(projector.sessions, EXECUTION) == "RUNNING"
-            seq = await publish_all(bus, events[2:])
-            await projector.wait_for_seq(seq, WAIT_S)
-            assert await report_json(projector.sessions, EXECUTION) == EXPECTED_REPORT
-            with pytest.raises(TimeoutError):
-                await projector.wait_for_seq(seq + 1, 0.05)
-        finally:
-            stop.set()
-            await asyncio.wait_for(runner, WAIT_S)
+    async with Projector(bus, sqlite_url) as projector, running(projector):
+        events = scenario()
+        seq = await publish_all(bus, events[:2])
+        await projector.wait_for_seq(seq, WAIT_S)
+        assert await execution_status(projector.sessions, EXECUTION) == "RUNNING"
+        seq = await publish_all(bus, events[2:])
+        await projector.wait_for_seq(seq, WAIT_S)
+        assert await report_json(projector.sessions, EXECUTION) == EXPECTED_REPORT
+        with pytest.raises(TimeoutError):
+            await projector.wait_for_seq(seq + 1, 0.05)
 
 
 async def test_duplicate_event_ids_change_nothing(bus: Bus, database_url: str) -> None:
@@ -491,9 +485,7 @@ async def test_agent_cards_are_mirrored_and_go_offline(bus: Bus, sqlite_url: str
     )
     kv = await bus.agents_kv()
     await kv.put("a1", card.model_dump_json().encode())
-    stop = asyncio.Event()
-    async with Projector(bus, sqlite_url) as projector:
-        runner = asyncio.create_task(projector.run(stop))
+    async with Projector(bus, sqlite_url) as projector, running(projector):
 
         async def agent() -> AgentRow | None:
             async with projector.sessions() as session:
@@ -503,15 +495,11 @@ async def test_agent_cards_are_mirrored_and_go_offline(bus: Bus, sqlite_url: str
             row = await agent()
             return row if row is not None and row.status == wanted else None
 
-        try:
-            row = await eventually(lambda: status_is("online"), timeout=WAIT_S)
-            assert (row.name, row.role, row.started_at) == ("searcher", "researcher", at(0))
-            assert row.capabilities == [{"action": "web_search", "description": "", "params_schema": {}}]
-            await kv.delete("a1")
-            await eventually(lambda: status_is("offline"), timeout=WAIT_S)
-        finally:
-            stop.set()
-            await asyncio.wait_for(runner, WAIT_S)
+        row = await eventually(lambda: status_is("online"), timeout=WAIT_S)
+        assert (row.name, row.role, row.started_at) == ("searcher", "researcher", at(0))
+        assert row.capabilities == [{"action": "web_search", "description": "", "params_schema": {}}]
+        await kv.delete("a1")
+        await eventually(lambda: status_is("offline"), timeout=WAIT_S)
 
 
 async def test_a_card_that_does_not_validate_does_not_keep_the_others_of_its_batch_out(
@@ -523,9 +511,7 @@ async def test_a_card_that_does_not_validate_does_not_keep_the_others_of_its_bat
     for agent_id in ("a3", "a4"):
         card = AgentCard(agent_id=agent_id, name=agent_id, capabilities=[], started_at=now, heartbeat_at=now)
         await kv.put(agent_id, card.model_dump_json().encode())
-    stop = asyncio.Event()
-    async with Projector(bus, sqlite_url) as projector:
-        runner = asyncio.create_task(projector.run(stop))
+    async with Projector(bus, sqlite_url) as projector, running(projector):
 
         async def online() -> list[str] | None:
             async with projector.sessions() as session:
@@ -533,11 +519,7 @@ async def test_a_card_that_does_not_validate_does_not_keep_the_others_of_its_bat
             names = [row.agent_id for row in rows if row is not None and row.status == "online"]
             return names if len(names) == 2 else None
 
-        try:
-            assert await eventually(online, timeout=WAIT_S) == ["a3", "a4"]
-        finally:
-            stop.set()
-            await asyncio.wait_for(runner, WAIT_S)
+        assert await eventually(online, timeout=WAIT_S) == ["a3", "a4"]
 
 
 async def test_an_event_that_cannot_be_projected_is_dead_lettered_alone(bus: Bus, database_url: str) -> None:
@@ -565,20 +547,14 @@ async def test_an_agent_silent_for_longer_than_the_ttl_goes_offline(bus: Bus, sq
     stale = datetime.now(UTC) - timedelta(seconds=bus.settings.agent_ttl_s * 10)
     card = AgentCard(agent_id="a9", name="old", capabilities=[], started_at=stale, heartbeat_at=stale)
     await (await bus.agents_kv()).put("a9", card.model_dump_json().encode())
-    stop = asyncio.Event()
-    async with Projector(bus, sqlite_url) as projector:
-        runner = asyncio.create_task(projector.run(stop))
+    async with Projector(bus, sqlite_url) as projector, running(projector):
 
         async def offline() -> bool:
             async with projector.sessions() as session:
                 row = await session.get(AgentRow, "a9")
             return row is not None and row.status == "offline" and row.last_heartbeat == stale
 
-        try:
-            await eventually(offline, timeout=WAIT_S)
-        finally:
-            stop.set()
-            await asyncio.wait_for(runner, WAIT_S)
+        await eventually(offline, timeout=WAIT_S)
 
 
 class LosesOneBatch(Projector):

@@ -102,6 +102,16 @@ async def close_code(ws: ClientConnection) -> int | None:
     return ws.close_code
 
 
+async def texts_until(ws: ClientConnection, seq: int) -> list[str]:
+    """The text frames a client is sent up to and including the event of sequence ``seq``."""
+    texts: list[str] = []
+    while not texts or json.loads(texts[-1]).get("seq", 0) < seq:
+        text = await asyncio.wait_for(ws.recv(), WAIT_S)
+        assert isinstance(text, str)
+        texts.append(text)
+    return texts
+
+
 def seqs_of(events: list[dict[str, Any]]) -> list[int]:
     return [event["seq"] for event in events]
 
@@ -188,6 +198,27 @@ async def test_an_event_handed_out_during_the_backfill_is_neither_lost_nor_repea
     seqs = backfilled + [seq for seq in queued if seq > covered]
     assert during[0] in seqs
     assert seqs == await stored_seqs(stack, execution_id, seqs[-1])
+
+
+async def test_frames_written_straight_to_a_socket_are_those_a_queued_client_is_sent(stack: Stack) -> None:
+    execution_id = await gated_execution(stack)
+    hub: StreamHub = stack.gateway.extras["hub"]
+    async with connect(stream_url(stack, execution_id)) as queued, connect(stream_url(stack, execution_id)) as direct:
+        after = max((await receive(queued))["last_seq"], (await receive(direct))["last_seq"])
+        listeners = hub.feeds[execution_id].listeners
+        assert {listener.direct is not None for listener in listeners} == {True}, "no socket can be written to"
+        next(iter(listeners)).direct = None  # that one gets every frame through its writer, as without frames.py
+        messages = ["short", "é" * 100, "x" * 70_000]  # lengths of one, two and eight bytes in the frame header
+        seqs = [(await stack.gateway.bus.publish_event(progress(execution_id, message=m))).seq for m in messages]
+        texts = await asyncio.gather(*(texts_until(ws, seqs[-1]) for ws in (queued, direct)))
+
+    got = [[text for text in texts_of_one if json.loads(text)["seq"] > after] for texts_of_one in texts]
+    assert got[0] == got[1], "the two clients were sent different frames"
+    assert [json.loads(text)["data"]["message"] for text in got[0][-3:]] == messages
+    assert hub.frames_direct >= 1
+    assert hub.frames_queued >= len(messages)
+    metrics = (await stack.client.get("/metrics")).text
+    assert f"planexe_websocket_frames_direct {float(hub.frames_direct)}" in metrics
 
 
 async def test_a_client_that_does_not_read_is_resynced_and_the_others_get_everything(stack: Stack) -> None:

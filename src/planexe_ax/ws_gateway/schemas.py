@@ -32,6 +32,8 @@ class Metrics(ReadFigures):
     websocket_feeds: int = 0
     websocket_resyncs: int = 0
     websocket_undecodable: int = 0
+    websocket_frames_direct: int = 0
+    websocket_frames_queued: int = 0
     http_agents_live: int = 0
     http_leases_held: int = 0
     uptime_s: float

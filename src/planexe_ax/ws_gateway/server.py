@@ -12,6 +12,7 @@ import uvicorn
 
 from planexe_ax.config import Settings
 from planexe_ax.ws_gateway.app import create_app
+from planexe_ax.ws_gateway.frames import tap
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class GatewayServer:
         self.app = create_app(settings, nats_url)
         self.host = host if host is not None else settings.http_host
         config = uvicorn.Config(
-            self.app,
+            tap(self.app),  # lets the stream write its event frames straight to the sockets (frames.py)
             host=self.host,
             port=port if port is not None else settings.http_port,
             log_config=None,

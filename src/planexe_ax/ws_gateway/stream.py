@@ -34,8 +34,10 @@ exactly the events after it (no gap, no duplicate), then the live tail. A gatewa
 1001 or 1012.
 
 Inside: one :class:`StreamHub` per gateway keeps one :class:`Feed` per watched execution, a shared ordered
-consumer whose events are decoded and serialised once, then put (never awaited) on each client's bounded
-queue. A client that lets its queue fill is marked for resync; the others are not slowed. A message on the
+consumer whose events are decoded and serialised once, then, for each client, written straight to its socket as
+one prebuilt frame when its writer is idle and the socket keeps up (:mod:`planexe_ax.ws_gateway.frames`), else
+put (never awaited) on the client's bounded queue, which its writer empties in order. A client that lets its
+queue fill is marked for resync; the others are not slowed. A message on the
 execution's subjects that does not decode as an event is skipped and counted (``websocket_undecodable``).
 """
 
@@ -61,6 +63,7 @@ from planexe_ax.readmodel.events import event_item
 from planexe_ax.readmodel.executions import execution_status
 from planexe_ax.readmodel.executions import snapshot as read_snapshot
 from planexe_ax.ws_gateway.context import Gateway, ws_gateway
+from planexe_ax.ws_gateway.frames import DirectWriter, direct_writer, text_frame
 from planexe_ax.ws_gateway.security import admitted
 
 log = logging.getLogger(__name__)
@@ -112,7 +115,15 @@ class Listener:
         self.size = size
         self.frames: deque[Frame] = deque()
         self.live = False
+        self.direct: DirectWriter | None = None
+        """Writes a frame straight to the client's socket (None: every frame goes through the writer)."""
         self._waiter: asyncio.Future[None] | None = None
+
+    @property
+    def idle(self) -> bool:
+        """Its writer waits on an empty mailbox: a frame written to the socket now goes out in order."""
+        waiter = self._waiter
+        return not self.frames and waiter is not None and not waiter.done()
 
     def offer(self, frame: Frame) -> bool:
         """Queue ``frame`` without waiting; on overflow drop the queue, leave a resync marker, return False."""
@@ -157,15 +168,24 @@ class Feed:
         bus: The gateway's connection.
         execution_id: The execution followed.
         on_overflow: Called when a listener's queue overflows.
+        on_skip: Called for a message that does not decode as an event.
+        on_fanout: Called once per event handed out, with how many clients had its frame written straight to
+            their socket and how many had it queued for their writer.
     """
 
     def __init__(
-        self, bus: Bus, execution_id: str, on_overflow: Callable[[], None], on_skip: Callable[[], None] = lambda: None
+        self,
+        bus: Bus,
+        execution_id: str,
+        on_overflow: Callable[[], None],
+        on_skip: Callable[[], None] = lambda: None,
+        on_fanout: Callable[[int, int], None] = lambda direct, queued: None,
     ) -> None:
         self.bus = bus
         self.execution_id = execution_id
         self.on_overflow = on_overflow
         self.on_skip = on_skip
+        self.on_fanout = on_fanout
         self.listeners: set[Listener] = set()
         self.last_seq = 0
         self.since: datetime | None = None
@@ -205,10 +225,22 @@ class Feed:
         if text is None:
             self.on_skip()
             return
+        wire: bytes | None = None
+        direct = queued = 0
         for listener in self.listeners:
-            if listener.live and not listener.offer((seq, text)):
+            if not listener.live:
+                continue
+            if listener.direct is not None and listener.idle:
+                if wire is None:
+                    wire = text_frame(text)
+                if listener.direct(wire):
+                    direct += 1
+                    continue
+            queued += 1
+            if not listener.offer((seq, text)):
                 self.on_overflow()
                 log.info("websocket client fell behind", extra={"execution_id": self.execution_id, "seq": seq})
+        self.on_fanout(direct, queued)
 
     async def catch_up(self, listener: Listener, position: int, send: Callable[[str], Awaitable[None]]) -> int:
         """Make ``listener`` live and send it the stored events after ``position``; return the last seq covered.
@@ -265,6 +297,10 @@ class StreamHub:
         """Clients told to resync since start."""
         self.undecodable = 0
         """Messages on watched executions' subjects that did not decode as events: skipped, not streamed."""
+        self.frames_direct = 0
+        """Event frames written straight to a client's socket since start (frames.py)."""
+        self.frames_queued = 0
+        """Event frames queued for a client's writer since start (it was busy, or its socket pushed back)."""
         self._watcher: asyncio.Task[None] | None = None
 
     @property
@@ -297,7 +333,8 @@ class StreamHub:
         """A seat on the execution's feed (started if it is the first), given up on exit."""
         feed = self.feeds.get(execution_id)
         if feed is None:
-            feed = self.feeds[execution_id] = Feed(self.bus, execution_id, self._overflowed, self._skipped)
+            feed = Feed(self.bus, execution_id, self._overflowed, self._skipped, self._fanned_out)
+            self.feeds[execution_id] = feed
         listener = Listener(feed, self.queue_size)
         feed.listeners.add(listener)
         try:
@@ -315,6 +352,10 @@ class StreamHub:
     def _skipped(self) -> None:
         self.undecodable += 1
 
+    def _fanned_out(self, direct: int, queued: int) -> None:
+        self.frames_direct += direct
+        self.frames_queued += queued
+
     async def _watch_reconnects(self) -> None:
         while True:
             await asyncio.sleep(self.reconnect_check_s)
@@ -329,7 +370,7 @@ class StreamHub:
 
 
 async def startup(gw: Gateway) -> None:
-    """Create the hub (``gw.extras["hub"]``) and its gauge ``websockets_open``."""
+    """Create the hub (``gw.extras["hub"]``) and its gauges (``websockets_open`` and the stream's counters)."""
     hub = StreamHub(gw.bus)
     hub.start()
     gw.extras["hub"] = hub
@@ -337,6 +378,8 @@ async def startup(gw: Gateway) -> None:
     gw.gauges["websocket_feeds"] = lambda: len(gw.extras["hub"].feeds)
     gw.gauges["websocket_resyncs"] = lambda: gw.extras["hub"].resyncs
     gw.gauges["websocket_undecodable"] = lambda: gw.extras["hub"].undecodable
+    gw.gauges["websocket_frames_direct"] = lambda: gw.extras["hub"].frames_direct
+    gw.gauges["websocket_frames_queued"] = lambda: gw.extras["hub"].frames_queued
 
 
 async def shutdown(gw: Gateway) -> None:
@@ -368,6 +411,7 @@ async def stream(websocket: WebSocket, execution_id: str) -> None:
                 )
                 return
         async with hub.listen(execution_id) as listener:
+            listener.direct = direct_writer(websocket)
             closing = await _serve(websocket, gw, listener, after, snapshot)
         if closing:
             await _close(websocket, 1001, "the gateway is shutting down")

@@ -14,8 +14,6 @@ hands each WebSocket's scope a ``send`` that is a method of that protocol.
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -53,7 +51,7 @@ class DirectWriter:
 
     __slots__ = ("_protocol",)
 
-    def __init__(self, protocol: Any) -> None:
+    def __init__(self, protocol: WebSocketsSansIOProtocol) -> None:
         self._protocol = protocol
 
     def __call__(self, frame: bytes) -> bool:
@@ -71,6 +69,10 @@ class DirectWriter:
 def direct_writer(websocket: WebSocket) -> DirectWriter | None:
     """A writer for ``websocket``'s socket, or None when its frames must go through the ASGI send."""
     protocol = websocket.scope.get(SCOPE_KEY)
-    if protocol is None or not protocol.handshake_complete or protocol.conn.extensions:
+    if (
+        not isinstance(protocol, WebSocketsSansIOProtocol)
+        or not protocol.handshake_complete
+        or protocol.conn.extensions
+    ):
         return None
     return DirectWriter(protocol)

@@ -221,6 +221,23 @@ async def test_frames_written_straight_to_a_socket_are_those_a_queued_client_is_
     assert f"planexe_websocket_frames_direct {float(hub.frames_direct)}" in metrics
 
 
+async def test_a_client_whose_connection_drops_leaves_and_the_others_get_everything(stack: Stack) -> None:
+    execution_id = await gated_execution(stack)
+    hub: StreamHub = stack.gateway.extras["hub"]
+    async with connect(stream_url(stack, execution_id)) as stays:
+        start = (await receive(stays))["last_seq"]
+        gone = await connect(stream_url(stack, execution_id))
+        assert (await receive(gone))["kind"] == "snapshot"
+        await eventually(lambda: _true(hub.clients_of() == {execution_id: 2}))
+        gone.transport.abort()  # a tab killed: the gateway learns of it only when it reads or writes the socket
+        seqs = [(await stack.gateway.bus.publish_event(progress(execution_id))).seq for _ in range(20)]
+        texts = await texts_until(stays, seqs[-1])
+        await eventually(lambda: _true(hub.clients_of() == {execution_id: 1}))
+
+    got = [json.loads(text)["seq"] for text in texts]
+    assert got == [seq for seq in await stored_seqs(stack, execution_id, seqs[-1]) if seq > start]
+
+
 async def test_a_client_that_does_not_read_is_resynced_and_the_others_get_everything(stack: Stack) -> None:
     hub = await small_queues(stack, size=8)
     execution_id = await gated_execution(stack)

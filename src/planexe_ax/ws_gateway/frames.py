@@ -55,14 +55,17 @@ class DirectWriter:
         self._protocol = protocol
 
     def __call__(self, frame: bytes) -> bool:
-        """Write ``frame`` now; False, writing nothing, when the socket is closing or pushing back."""
+        """Write ``frame`` now; False, writing nothing, when the socket is closing, pushing back or failing."""
         p = self._protocol
         if p.disconnected or p.close_sent or not p.writable.is_set() or p.conn.state is not State.OPEN:
             return False
         transport = p.transport
         if transport.is_closing():
             return False
-        transport.write(frame)
+        try:
+            transport.write(frame)
+        except Exception:  # the socket failed under us: the queued path meets it too and ends this client alone
+            return False
         return True
 
 

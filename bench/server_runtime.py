@@ -34,7 +34,7 @@ from nats.js.api import StreamConfig
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from planexe_ax.bus import EmbeddedNats
-from planexe_ax.bus.embedded import server_env
+from planexe_ax.bus.embedded import server_env, usable_cores
 
 TRACEPARENT = "00-c64ed83455600479645fcd8db281cac3-9579369e05398c0c-01"
 WINDOW = 200
@@ -90,8 +90,7 @@ async def one(environ: dict[str, str], messages: int) -> dict[str, float]:
 
 
 async def main(args: argparse.Namespace) -> None:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    defaults = {**os.environ, "GOMAXPROCS": str(cores), "GOGC": "100"}
+    defaults = {**os.environ, "GOMAXPROCS": str(usable_cores()), "GOGC": "100"}
     plain = {k: v for k, v in os.environ.items() if k not in ("GOMAXPROCS", "GOGC")}
     arms = {"go defaults": defaults, "embedded": plain}
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in arms}

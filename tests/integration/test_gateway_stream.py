@@ -215,10 +215,10 @@ async def test_frames_written_straight_to_a_socket_are_those_a_queued_client_is_
     got = [[text for text in texts_of_one if json.loads(text)["seq"] > after] for texts_of_one in texts]
     assert got[0] == got[1], "the two clients were sent different frames"
     assert [json.loads(text)["data"]["message"] for text in got[0][-3:]] == messages
-    assert hub.frames_direct >= 1
-    assert hub.frames_queued >= len(messages)
+    assert hub.counts.frames_direct >= 1
+    assert hub.counts.frames_queued >= len(messages)
     metrics = (await stack.client.get("/metrics")).text
-    assert f"planexe_websocket_frames_direct {float(hub.frames_direct)}" in metrics
+    assert f"planexe_websocket_frames_direct {float(hub.counts.frames_direct)}" in metrics
 
 
 async def test_a_client_whose_connection_drops_leaves_and_the_others_get_everything(stack: Stack) -> None:
@@ -287,7 +287,7 @@ async def test_messages_that_are_not_events_are_skipped_and_counted(stack: Stack
         after = await events_until(ws, "completed")
     both = seqs_of(before) + seqs_of(after)
     assert both == await stored_seqs(stack, execution_id, both[-1])
-    assert stack.gateway.extras["hub"].undecodable == 2
+    assert stack.gateway.extras["hub"].counts.undecodable == 2
     assert "planexe_websocket_undecodable 2.0" in (await stack.client.get("/metrics")).text
 
 
@@ -389,7 +389,7 @@ async def publish_until_resync(stack: Stack, hub: StreamHub, execution_id: str) 
     """
     published: set[str] = set()
     feed = hub.feeds[execution_id]
-    while hub.resyncs == 0:
+    while hub.counts.resyncs == 0:
         assert len(published) < 1000, "no client was resynced"
         last = 0
         for _ in range(10):

@@ -49,6 +49,7 @@ import json
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -98,6 +99,20 @@ def event_frame(seq: int, data: bytes) -> str | None:
     return json.dumps({"kind": "event", **item.model_dump(mode="json")})
 
 
+@dataclass
+class StreamCounts:
+    """What a hub's feeds have counted since start (the ``websocket_*`` gauges of /metrics)."""
+
+    resyncs: int = 0
+    """Clients told to resync."""
+    undecodable: int = 0
+    """Messages on watched executions' subjects that did not decode as events: skipped, not streamed."""
+    frames_direct: int = 0
+    """Event frames written straight to a client's socket (frames.py)."""
+    frames_queued: int = 0
+    """Event frames queued for a client's writer (it was busy, or its socket pushed back)."""
+
+
 class Listener:
     """One WebSocket's seat on a feed: a bounded mailbox of frames; ``live`` while the feed fills it.
 
@@ -108,15 +123,15 @@ class Listener:
     Args:
         feed: The feed it sits on.
         size: Frames it may hold; one more and it is marked for resync.
+        direct: Writes a frame straight to the client's socket (None: every frame goes through the writer).
     """
 
-    def __init__(self, feed: Feed, size: int) -> None:
+    def __init__(self, feed: Feed, size: int, direct: DirectWriter | None = None) -> None:
         self.feed = feed
         self.size = size
+        self.direct = direct
         self.frames: deque[Frame] = deque()
         self.live = False
-        self.direct: DirectWriter | None = None
-        """Writes a frame straight to the client's socket (None: every frame goes through the writer)."""
         self._waiter: asyncio.Future[None] | None = None
 
     @property
@@ -167,25 +182,13 @@ class Feed:
     Args:
         bus: The gateway's connection.
         execution_id: The execution followed.
-        on_overflow: Called when a listener's queue overflows.
-        on_skip: Called for a message that does not decode as an event.
-        on_fanout: Called once per event handed out, with how many clients had its frame written straight to
-            their socket and how many had it queued for their writer.
+        counts: Where it counts resyncs, undecodable messages and the frames it hands out (its hub's).
     """
 
-    def __init__(
-        self,
-        bus: Bus,
-        execution_id: str,
-        on_overflow: Callable[[], None],
-        on_skip: Callable[[], None] = lambda: None,
-        on_fanout: Callable[[int, int], None] = lambda direct, queued: None,
-    ) -> None:
+    def __init__(self, bus: Bus, execution_id: str, counts: StreamCounts) -> None:
         self.bus = bus
         self.execution_id = execution_id
-        self.on_overflow = on_overflow
-        self.on_skip = on_skip
-        self.on_fanout = on_fanout
+        self.counts = counts
         self.listeners: set[Listener] = set()
         self.last_seq = 0
         self.since: datetime | None = None
@@ -221,12 +224,12 @@ class Feed:
         if seq <= self.last_seq:  # delivered again by a new consumer after a reconnect
             return
         self.last_seq = seq
+        counts = self.counts
         text = event_frame(seq, stored.data)
         if text is None:
-            self.on_skip()
+            counts.undecodable += 1
             return
         wire: bytes | None = None
-        direct = queued = 0
         for listener in self.listeners:
             if not listener.live:
                 continue
@@ -234,13 +237,12 @@ class Feed:
                 if wire is None:
                     wire = text_frame(text)
                 if listener.direct(wire):
-                    direct += 1
+                    counts.frames_direct += 1
                     continue
-            queued += 1
+            counts.frames_queued += 1
             if not listener.offer((seq, text)):
-                self.on_overflow()
+                counts.resyncs += 1
                 log.info("websocket client fell behind", extra={"execution_id": self.execution_id, "seq": seq})
-        self.on_fanout(direct, queued)
 
     async def catch_up(self, listener: Listener, position: int, send: Callable[[str], Awaitable[None]]) -> int:
         """Make ``listener`` live and send it the stored events after ``position``; return the last seq covered.
@@ -268,7 +270,7 @@ class Feed:
                 if stored.seq > until:
                     continue
                 if (text := event_frame(stored.seq, stored.data)) is None:
-                    self.on_skip()
+                    self.counts.undecodable += 1
                 else:
                     await send(text)
             if last < end:
@@ -293,14 +295,7 @@ class StreamHub:
         self.queue_size = queue_size
         self.reconnect_check_s = reconnect_check_s
         self.feeds: dict[str, Feed] = {}
-        self.resyncs = 0
-        """Clients told to resync since start."""
-        self.undecodable = 0
-        """Messages on watched executions' subjects that did not decode as events: skipped, not streamed."""
-        self.frames_direct = 0
-        """Event frames written straight to a client's socket since start (frames.py)."""
-        self.frames_queued = 0
-        """Event frames queued for a client's writer since start (it was busy, or its socket pushed back)."""
+        self.counts = StreamCounts()
         self._watcher: asyncio.Task[None] | None = None
 
     @property
@@ -329,13 +324,15 @@ class StreamHub:
             await feed.stop()
 
     @contextlib.asynccontextmanager
-    async def listen(self, execution_id: str) -> AsyncIterator[Listener]:
-        """A seat on the execution's feed (started if it is the first), given up on exit."""
+    async def listen(self, execution_id: str, direct: DirectWriter | None = None) -> AsyncIterator[Listener]:
+        """A seat on the execution's feed (started if it is the first), given up on exit.
+
+        ``direct`` writes to the client's socket itself (:class:`Listener`).
+        """
         feed = self.feeds.get(execution_id)
         if feed is None:
-            feed = Feed(self.bus, execution_id, self._overflowed, self._skipped, self._fanned_out)
-            self.feeds[execution_id] = feed
-        listener = Listener(feed, self.queue_size)
+            feed = self.feeds[execution_id] = Feed(self.bus, execution_id, self.counts)
+        listener = Listener(feed, self.queue_size, direct)
         feed.listeners.add(listener)
         try:
             await asyncio.shield(feed.ready)
@@ -345,16 +342,6 @@ class StreamHub:
             if (not feed.listeners or feed.failed) and self.feeds.get(execution_id) is feed:
                 del self.feeds[execution_id]
                 await feed.stop()
-
-    def _overflowed(self) -> None:
-        self.resyncs += 1
-
-    def _skipped(self) -> None:
-        self.undecodable += 1
-
-    def _fanned_out(self, direct: int, queued: int) -> None:
-        self.frames_direct += direct
-        self.frames_queued += queued
 
     async def _watch_reconnects(self) -> None:
         while True:
@@ -376,10 +363,10 @@ async def startup(gw: Gateway) -> None:
     gw.extras["hub"] = hub
     gw.gauges["websockets_open"] = lambda: gw.extras["hub"].open_clients
     gw.gauges["websocket_feeds"] = lambda: len(gw.extras["hub"].feeds)
-    gw.gauges["websocket_resyncs"] = lambda: gw.extras["hub"].resyncs
-    gw.gauges["websocket_undecodable"] = lambda: gw.extras["hub"].undecodable
-    gw.gauges["websocket_frames_direct"] = lambda: gw.extras["hub"].frames_direct
-    gw.gauges["websocket_frames_queued"] = lambda: gw.extras["hub"].frames_queued
+    gw.gauges["websocket_resyncs"] = lambda: gw.extras["hub"].counts.resyncs
+    gw.gauges["websocket_undecodable"] = lambda: gw.extras["hub"].counts.undecodable
+    gw.gauges["websocket_frames_direct"] = lambda: gw.extras["hub"].counts.frames_direct
+    gw.gauges["websocket_frames_queued"] = lambda: gw.extras["hub"].counts.frames_queued
 
 
 async def shutdown(gw: Gateway) -> None:
@@ -410,8 +397,7 @@ async def stream(websocket: WebSocket, execution_id: str) -> None:
                     websocket, 400, f"after_seq {after} is beyond the event stream's last sequence {last}", 4400
                 )
                 return
-        async with hub.listen(execution_id) as listener:
-            listener.direct = direct_writer(websocket)
+        async with hub.listen(execution_id, direct_writer(websocket)) as listener:
             closing = await _serve(websocket, gw, listener, after, snapshot)
         if closing:
             await _close(websocket, 1001, "the gateway is shutting down")

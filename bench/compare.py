@@ -1,6 +1,7 @@
 """The project against the raw NATS floor and Temporal, same jobs, one command, ratios measured in one run.
 
     python bench/compare.py [--runs 3] [--subtasks 1000] [--chain 100] [--sizes 100,5000] [--agents 2] [--json]
+                            [--tracing]
 
 Each run starts a nats-server in operator mode (every service with its own identity) and, as separate
 processes, the projector (SQLite read model), the coordinator and ``--agents`` no-op agent processes (the CPU
@@ -14,6 +15,10 @@ project alone at each of ``--sizes`` (throughput, coordinator CPU per subtask, a
 read model caught up; a 5,000-subtask plan is over 1 MB of JSON, so it travels by reference to the plan
 object store). Figures are
 medians over the runs; ratios are to the floor and to Temporal of the same runs.
+
+With ``--tracing`` every process of the project (the no-op agents too, as ``serve agents`` would) exports
+every span over OTLP/HTTP to a receiver in another process (tests/helpers/otlp.py, which decodes each request
+as a collector would); the count of spans it received is printed after the table.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from floor import FloorCoordinator, provision  # bench/ is not a package: its folder is on the path
-from throughput import plan
+from throughput import plan, start_receiver
 
 from planexe_ax.bus import EmbeddedNats, ExecutionStatus, Plan, connect, decode_event
 from planexe_ax.bus.client import agent_cards, follow, start_execution
@@ -418,12 +423,32 @@ async def main(args: argparse.Namespace) -> None:
         report(json.loads(args.show.read_text())["median"], args)
         return
     with_temporal = temporal_available() and not args.no_temporal
-    runs = [await one_run(args, with_temporal) for _ in range(args.runs)]
+    receiver = None
+    if args.tracing:  # the services (child processes) read these; so no queue fills and drops spans
+        receiver, os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = start_receiver()
+        os.environ.setdefault("OTEL_BSP_MAX_QUEUE_SIZE", "200000")
+    try:
+        runs = [await one_run(args, with_temporal) for _ in range(args.runs)]
+    finally:
+        spans = _stop_receiver(receiver) if receiver else None
     result = medians(runs)
     if args.json:
-        print(json.dumps({"runs": runs, "median": result, "temporal_installed": with_temporal}, indent=2))
+        out = {"runs": runs, "median": result, "temporal_installed": with_temporal, "spans_received": spans}
+        print(json.dumps(out, indent=2))
     else:
         report(result, args)
+        if spans is not None:
+            print(f"spans received by the OTLP receiver over {args.runs} run(s): {spans}")
+
+
+def _stop_receiver(receiver: subprocess.Popen[str]) -> int | None:
+    """Close the receiver's input; the number of spans it received (None when it did not say)."""
+    assert receiver.stdin is not None
+    assert receiver.stdout is not None
+    receiver.stdin.close()
+    said = receiver.stdout.readline().strip()
+    receiver.wait(30)
+    return int(said) if said.isdigit() else None
 
 
 if __name__ == "__main__":
@@ -436,4 +461,5 @@ if __name__ == "__main__":
     parser.add_argument("--no-temporal", action="store_true", help="skip Temporal even when installed")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--show", type=Path, help="print the table of a saved --json output instead of running")
+    parser.add_argument("--tracing", action="store_true", help="every service exports every span over OTLP")
     asyncio.run(main(parser.parse_args()))

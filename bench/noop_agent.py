@@ -3,9 +3,10 @@
     PLANEXE_NATS_URL=... PLANEXE_NAMESPACE=... python bench/noop_agent.py [CONCURRENCY]
 
 It runs as ``planexe-ax serve agents`` does: on uvloop, with the tuned collector and what it allocated to start
-frozen (:mod:`planexe_ax.common.eventloop`). Prints ``noop agent ready`` once registered; SIGTERM drains and
-exits 0. With ``PLANEXE_BENCH_PROFILE=<file>`` it runs under cProfile (timed by the process's CPU clock) and
-writes the stats there on exit: calls per subtask, and where the CPU goes whatever else runs on the machine.
+frozen (:mod:`planexe_ax.common.eventloop`), exporting its spans when the ``OTEL_*`` variables ask for it.
+Prints ``noop agent ready`` once registered; SIGTERM drains and exits 0. With ``PLANEXE_BENCH_PROFILE=<file>``
+it runs under cProfile (timed by the process's CPU clock) and writes the stats there on exit: calls per subtask,
+and where the CPU goes whatever else runs on the machine.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from planexe_ax.agents import Agent, AgentRuntime, TaskContext, capability
 from planexe_ax.bus import connect
 from planexe_ax.common import eventloop
+from planexe_ax.common.telemetry import setup_tracing
 from planexe_ax.config import Settings
 
 
@@ -44,6 +46,7 @@ async def main(concurrency: int) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    telemetry = setup_tracing("planexe-ax-agents")
     bus = await connect(settings, settings.nats_url, "bench-noop", role="builtin-agents")
     runtime = AgentRuntime(bus, Agent(f"noop-{os.getpid()}", "No-op", capabilities=[noop]), concurrency=concurrency)
     eventloop.freeze_startup_objects()  # as `planexe-ax serve agents` does once its services started
@@ -53,6 +56,7 @@ async def main(concurrency: int) -> None:
         await runtime.run(stop)
     finally:
         await bus.close()
+        telemetry.shutdown()
 
 
 if __name__ == "__main__":

@@ -7,11 +7,13 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from planexe_ax.bus import Bus, EmbeddedNats, connect
+from planexe_ax.bus import Bus, EmbeddedNats, connect, tracing
 from planexe_ax.config import Settings
 from tests.helpers.gateway import Stack, running_stack
 from tests.helpers.postgres import create_database, drop_database, postgres_server
+from tests.helpers.spans import EXPORTED, PROVIDER
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -118,3 +120,14 @@ async def stack(nats_url: str, settings: Settings, postgres_url: str) -> AsyncIt
     """Coordinator, projector, built-in agents and the gateway on a free port, on PostgreSQL."""
     async with running_stack(settings, nats_url, postgres_url) as started:
         yield started
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Spans made in this process during the test, every one sampled and kept (tests/helpers/spans.py)."""
+    EXPORTED.clear()
+    tracing.enable(PROVIDER)
+    try:
+        yield EXPORTED
+    finally:
+        tracing.disable()

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
@@ -15,21 +13,9 @@ from planexe_ax.agents import AgentRuntime, TaskContext, capability
 from planexe_ax.bus import Bus, tracing
 from planexe_ax.bus.tracing import attempt_span_id, execution_root
 from tests.helpers.agents import WaitParams, agent, fail_transiently, offer
+from tests.helpers.spans import PROVIDER
 
 pytestmark = pytest.mark.nats
-PROVIDER = TracerProvider(id_generator=tracing.ExecutionIds())
-EXPORTED = InMemorySpanExporter()
-PROVIDER.add_span_processor(SimpleSpanProcessor(EXPORTED))
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    EXPORTED.clear()
-    tracing.enable(PROVIDER)
-    try:
-        yield EXPORTED
-    finally:
-        tracing.disable()
 
 
 @capability("call_llm")

@@ -9,12 +9,11 @@ from datetime import UTC, datetime
 
 import pytest
 from aiosmtpd.controller import Controller
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from planexe_ax.bus import Bus, InboxOpened, tracing
+from planexe_ax.bus import Bus, InboxOpened
 from planexe_ax.bus.tracing import execution_root
 from planexe_ax.common.smtp import SmtpUnavailable
 from planexe_ax.config import Settings
@@ -23,20 +22,6 @@ from planexe_ax.readmodel.webhook_queue import Due
 from planexe_ax.webhooks.send import Sender
 from tests.helpers.webhook_receiver import Receiver
 from tests.integration.test_notifier import Sink, _free_port
-
-PROVIDER = TracerProvider(id_generator=tracing.ExecutionIds())
-EXPORTED = InMemorySpanExporter()
-PROVIDER.add_span_processor(SimpleSpanProcessor(EXPORTED))
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    EXPORTED.clear()
-    tracing.enable(PROVIDER)
-    try:
-        yield EXPORTED
-    finally:
-        tracing.disable()
 
 
 @pytest.fixture

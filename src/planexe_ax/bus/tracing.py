@@ -324,6 +324,36 @@ def process_span(template: str, msg: Any, group: str, execution_id: str | None =
 
 
 @contextmanager
+def batch_process_span(template: str, msgs: Sequence[Any], group: str, execution_id: str) -> Iterator[Span]:
+    """One CONSUMER span for several messages of one execution processed together (a batch written at once).
+
+    Named ``process <template>`` (the template of the subjects' wildcard); its parent is the context the last
+    message carries (else the execution's root), the other contexts carried are links (each once, at most
+    :data:`MAX_LINKS`), as a decision span's are. One message gets :func:`process_span` instead: its own
+    subject and stream position.
+    """
+    if not _enabled:
+        yield INVALID_SPAN
+        return
+    root = execution_root(execution_id)
+    carried = [parse_traceparent((msg.headers or {}).get(TRACEPARENT)) for msg in msgs]
+    # Each context once (many messages carry the same one: a decision round's, the root), the parent's last.
+    contexts = list({c.span_id: c for c in carried if c and c.trace_id == root.trace_id}.values())
+    last = next((c for c in reversed(carried) if c and c.trace_id == root.trace_id), root)
+    parent = trace.set_span_in_context(trace.NonRecordingSpan(last))
+    links = [Link(context) for context in contexts if context.span_id != last.span_id][-MAX_LINKS:]
+    attributes: dict[str, Any] = {
+        "messaging.system": "nats",
+        "messaging.operation.type": "process",
+        "messaging.consumer.group.name": group,
+        "messaging.batch.message_count": len(msgs),
+        "planexe.execution_id": execution_id,
+    }
+    with _span(f"process {template}", SpanKind.CONSUMER, attributes, parent, links or None) as span:
+        yield span
+
+
+@contextmanager
 def continued(headers: Mapping[str, str] | None) -> Iterator[None]:
     """Make the context carried in ``headers`` current for the block (an HTTP request's ``traceparent``)."""
     if not _enabled or not headers or TRACEPARENT not in headers:

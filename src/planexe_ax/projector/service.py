@@ -31,8 +31,8 @@ from planexe_ax.bus.consumer import Backoff, ErrorsOnce, StandingPull, supervise
 from planexe_ax.bus.leader import HoldsLease, LeaderLease, Terms, default_holder
 from planexe_ax.bus.replay import Rewound, events_last_seq, first_missing, next_event_seq, reposition
 from planexe_ax.bus.topology import projector_consumer
+from planexe_ax.bus.tracing import batch_process_span, process_span
 from planexe_ax.bus.tracing import enabled as tracing_enabled
-from planexe_ax.bus.tracing import process_span
 from planexe_ax.errors import PlanUnavailable
 from planexe_ax.projector.agent_cards import AgentWatcher
 from planexe_ax.projector.plan_catalog import PlanWatcher
@@ -637,21 +637,25 @@ class Projector(HoldsLease):
         return batch, self._apply(batch, todo)
 
     def _apply(self, batch: Batch, todo: list[_Item]) -> int:
-        """Fold ``todo``'s events into ``batch``'s rows, each in its process span when tracing."""
-        if not tracing_enabled():  # no span to make: skip a context manager per event
+        """Fold ``todo``'s events into ``batch``'s rows, in stream order, inside their process spans when tracing."""
+        if not tracing_enabled():  # no span to make
             return sum(batch.apply(item.event, item.seq, item.data) for item in todo if item.event is not None)
-        applied = 0
-        for item in todo:
-            assert item.event is not None
-            with self._span(item):
-                applied += batch.apply(item.event, item.seq, item.data)
-        return applied
+        with contextlib.ExitStack() as spans:
+            for execution_id, items in _by_execution(todo).items():
+                spans.enter_context(self._span(execution_id, items))
+            return sum(batch.apply(item.event, item.seq, item.data) for item in todo if item.event is not None)
 
-    def _span(self, item: _Item) -> AbstractContextManager[Span]:
-        """The process span of one event's write (in the batch's transaction)."""
-        execution_id = item.event.execution_id if item.event else None
-        template = self.bus.subjects.template(item.msg.subject)
-        return process_span(template, item.msg, self.durable, execution_id)
+    def _span(self, execution_id: str, items: list[_Item]) -> AbstractContextManager[Span]:
+        """The process span of an execution's events in one batch: the event's own when it is alone.
+
+        A span per event would cost a busy projector more than the write itself (about 40 µs to make and
+        95 µs to export each): a batch's events of one execution share one span, linked to what they carry.
+        """
+        if len(items) == 1:
+            template = self.bus.subjects.template(items[0].msg.subject)
+            return process_span(template, items[0].msg, self.durable, execution_id)
+        template = self.bus.subjects.template(self.bus.subjects.events_of(execution_id))
+        return batch_process_span(template, [item.msg for item in items], self.durable, execution_id)
 
     async def _apply_isolated(self, session: AsyncSession, item: _Item, outcome: _Outcome) -> int:
         assert item.event is not None
@@ -667,6 +671,15 @@ class Projector(HoldsLease):
                 await self._dead_letter(item, outcome)
             return 0
         return int(applied)
+
+
+def _by_execution(items: list[_Item]) -> dict[str, list[_Item]]:
+    """The items that decoded, by execution, in stream order."""
+    grouped: dict[str, list[_Item]] = {}
+    for item in items:
+        if item.event is not None:
+            grouped.setdefault(item.event.execution_id, []).append(item)
+    return grouped
 
 
 def _pairs(items: list[_Item]) -> list[tuple[int, Event]]:

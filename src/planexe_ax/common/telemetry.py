@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
 from planexe_ax.bus import tracing
+from planexe_ax.common import otlp
 from planexe_ax.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ def _otlp(env: Mapping[str, str]) -> SpanExporter:
     if protocol in ("", "http/protobuf"):
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
+        otlp.install()  # its requests encoded by common/otlp.py: the same bytes, a quarter of the CPU
         return OTLPSpanExporter()
     if protocol == "grpc":
         try:

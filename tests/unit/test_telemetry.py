@@ -8,6 +8,7 @@ import logging
 import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from planexe_ax.bus import Subjects
 from planexe_ax.bus.tracing import attempt_span_id, execution_root, trace_id_of
@@ -104,3 +105,25 @@ def test_a_ratio_sampler_keeps_or_drops_whole_executions() -> None:
         tracing.disable()
     assert 60 < sum(kept.values()) < 140
     assert all(execution_root(e).trace_flags.sampled for e in kept), "without export the context says sampled"
+
+
+def test_a_message_continues_the_context_it_carries_and_a_malformed_one_joins_its_execution(
+    spans: InMemorySpanExporter,
+) -> None:
+    from types import SimpleNamespace
+
+    from planexe_ax.bus import tracing
+
+    carried = "00-0000000000000000000000000000abcd-00000000000000ef-01"
+    for header, trace_id, parent_id in (
+        (carried, 0xABCD, 0xEF),
+        ("00-not-a-context", execution_root("e1").trace_id, execution_root("e1").span_id),
+    ):
+        msg = SimpleNamespace(subject="ax.evt.e1.task_state", headers={"traceparent": header}, reply=None)
+        with tracing.process_span("ax.evt.{execution}.task_state", msg, "projector", "e1"):
+            pass
+        [span] = spans.get_finished_spans()
+        spans.clear()
+        assert span.context is not None
+        assert span.parent is not None
+        assert (span.context.trace_id, span.parent.span_id) == (trace_id, parent_id), header

@@ -119,6 +119,17 @@ def _parent(execution_id: str | None) -> otel_context.Context | None:
     return trace.set_span_in_context(trace.NonRecordingSpan(root))
 
 
+def _carried(msg: Any, execution_id: str | None) -> otel_context.Context | None:
+    """The context a bus message's ``traceparent`` carries; without a valid one, the execution's (:func:`_parent`).
+
+    A bus message has no other trace header (:func:`carry`): no propagator is asked for it.
+    """
+    carried = parse_traceparent((msg.headers or {}).get(TRACEPARENT))
+    if carried is None:
+        return _parent(execution_id)
+    return trace.set_span_in_context(trace.NonRecordingSpan(carried))
+
+
 def planexe_attributes(message: object) -> dict[str, Any]:
     """``planexe.*`` attributes of a message: execution, task, subtask, attempt, agent, capability."""
     out: dict[str, Any] = {}
@@ -317,8 +328,7 @@ def process_span(template: str, msg: Any, group: str, execution_id: str | None =
     if not _enabled:
         yield INVALID_SPAN
         return
-    headers = msg.headers or {}
-    parent = propagate.extract(dict(headers)) if TRACEPARENT in headers else _parent(execution_id)
+    parent = _carried(msg, execution_id)
     with _span(f"process {template}", SpanKind.CONSUMER, message_attributes(msg, group), parent) as span:
         yield span
 
@@ -415,8 +425,7 @@ def attempt_span(offer: Any, agent_id: str, msg: Any = None, group: str = "agent
     if msg is not None:
         attributes.update(message_attributes(msg, group))
         kind = SpanKind.CONSUMER
-        if TRACEPARENT in (msg.headers or {}):
-            parent = propagate.extract(dict(msg.headers))
+        parent = _carried(msg, execution_id)
     ids = (0, attempt_span_id(execution_id, subtask_id, attempt))
     with _span(f"attempt {offer.action}", kind, attributes, parent, links, ids) as span:
         yield span

@@ -69,15 +69,17 @@ DECODE_SLICE = 100
 """Events decoded between two turns of the event loop, in which the batch before them goes on being written."""
 GATHER_S = 0.01
 """How long the loop waits for more events, with a batch not yet full, before it looks whether the write has ended."""
-LINGER_S = 0.02
+LINGER_S = 0.1
 """How long the first event of a batch not yet full waits for others when no write is in progress.
 
-A slow stream (a chain of tasks, one event at a time) is then written a few dozen times a second instead of once
-per event: each write costs the same whatever it holds, and on a machine whose cores the coordinator and the agents
+A slow stream (a chain of tasks, one event at a time) is then written ten times a second instead of once per
+event: each write costs the same whatever it holds, and on a machine whose cores the coordinator and the agents
 share with the projector, a write at each event takes a core from the services deciding and doing the next step
-(a chain's hop: 4.4 against 7.3 ms with the projector paused). The read model is at most this much later.
+(a chain's hop: 4.4 against 7.3 ms with the projector paused). 0.1 s against 0.02 (``bench/compare.py``, two
+cores): the projector's CPU per hop of a chain 0.35-0.40 against 0.45-0.51 ms, the hop 10 % shorter. The read
+model is at most this much later on a slow stream; a busy one fills its batches without waiting.
 
-The least wait: after a slow write the next waits longer (:data:`LINGER_PER_WRITE`).
+A shorter ``linger_s`` waits longer after a slow write (:data:`LINGER_PER_WRITE`, up to :data:`LINGER_MAX_S`).
 """
 LINGER_PER_WRITE = 4.0
 """After a write that took ``w`` seconds, the first event of the next batch not yet full waits ``4 w`` (between

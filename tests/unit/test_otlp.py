@@ -124,3 +124,17 @@ def test_the_http_exporter_sends_the_encoders_request_to_a_collector() -> None:
     assert failed.status_code == 2
     assert failed.attributes["unicode"] == "Zürich ✓"
     assert failed.links == ((f"{0xABC:032x}", f"{0xDEF:016x}"), (f"{0x123:032x}", f"{0x456:016x}"))
+
+
+def test_many_scopes_and_attribute_values_encode_alike_past_what_the_encoder_keeps() -> None:
+    kept = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(kept))
+    for i in range(otlp.KEPT + 50):  # a tracer per call, and ids in every attribute: more than the caches hold
+        attributes = {f"a{j}": f"x{i}.{j}" for j in range(16)}
+        provider.get_tracer(f"scope-{i}").start_span("s", attributes=attributes).end()
+    spans = kept.get_finished_spans()
+    assert len(spans) * 16 > otlp.PAIRS_KEPT
+    encoder = otlp.Encoder()
+    for _ in range(2):
+        assert encoder.encode_spans(spans) == encode_spans(spans).SerializeToString()

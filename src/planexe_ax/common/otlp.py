@@ -36,6 +36,8 @@ _KIND = {
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 PAIRS_KEPT = 4096
 """Most encoded attributes :class:`Encoder` keeps for reuse."""
+KEPT = 256
+"""Most encoded resources, and scopes, :class:`Encoder` keeps for reuse (a process has one or two of each)."""
 _pack_double = struct.Struct("<d").pack
 _pack_fixed64 = struct.Struct("<Q").pack
 _pack_fixed32 = struct.Struct("<I").pack
@@ -153,12 +155,13 @@ class Encoder:
             out += _delimited(_SPAN_LINK, bytes(body))
         if span.dropped_links:
             out += _SPAN_DROPPED_LINKS + _varint(span.dropped_links)
-        status = bytearray()
-        if span.status.description:
-            status += _delimited(_F2, span.status.description.encode())
-        if span.status.status_code.value:
-            status += _STATUS_CODE + _varint(span.status.status_code.value)
-        out += _delimited(_SPAN_STATUS, bytes(status))
+        if span.status is not None:
+            status = bytearray()
+            if span.status.description:
+                status += _delimited(_F2, span.status.description.encode())
+            if span.status.status_code.value:
+                status += _STATUS_CODE + _varint(span.status.status_code.value)
+            out += _delimited(_SPAN_STATUS, bytes(status))
         out += _SPAN_FLAGS + _pack_fixed32(_flags(span.parent))
         return bytes(out)
 
@@ -193,12 +196,16 @@ class Encoder:
     def _resource(self, resource: Resource) -> bytes:
         kept = self._resources.get(id(resource))
         if kept is None or kept[0] is not resource:
+            if len(self._resources) >= KEPT:
+                self._resources.clear()
             kept = self._resources[id(resource)] = (resource, self._attributes(_F1, resource.attributes))
         return kept[1]
 
     def _scope(self, scope: InstrumentationScope | None) -> bytes:
         kept = self._scopes.get(id(scope))
         if kept is None or kept[0] is not scope:
+            if len(self._scopes) >= KEPT:  # a tracer per call somewhere: start again rather than grow
+                self._scopes.clear()
             body = b""
             if scope is not None:
                 body = (_delimited(_F1, scope.name.encode()) if scope.name else b"") + (

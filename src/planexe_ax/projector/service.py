@@ -650,8 +650,8 @@ class Projector(HoldsLease):
     def _span(self, execution_id: str, items: list[_Item]) -> AbstractContextManager[Span]:
         """The process span of an execution's events in one batch: the event's own when it is alone.
 
-        A span per event would cost a busy projector more than the write itself (about 40 µs to make and
-        95 µs to export each): a batch's events of one execution share one span, linked to what they carry.
+        A span per event would cost a busy projector about as much as the write itself (some 40 µs to make and
+        15 to export each): a batch's events of one execution share one span, linked to what they carry.
         """
         if len(items) == 1:
             template = self.bus.subjects.template(items[0].msg.subject)

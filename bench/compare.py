@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from floor import FloorCoordinator, provision  # bench/ is not a package: its folder is on the path
-from throughput import plan, start_receiver
+from throughput import plan, start_receiver, stop_receiver
 
 from planexe_ax.bus import EmbeddedNats, ExecutionStatus, Plan, connect, decode_event
 from planexe_ax.bus.client import agent_cards, follow, start_execution
@@ -430,7 +430,7 @@ async def main(args: argparse.Namespace) -> None:
     try:
         runs = [await one_run(args, with_temporal) for _ in range(args.runs)]
     finally:
-        spans = _stop_receiver(receiver) if receiver else None
+        spans = stop_receiver(receiver) if receiver else None
     result = medians(runs)
     if args.json:
         out = {"runs": runs, "median": result, "temporal_installed": with_temporal, "spans_received": spans}
@@ -439,16 +439,6 @@ async def main(args: argparse.Namespace) -> None:
         report(result, args)
         if spans is not None:
             print(f"spans received by the OTLP receiver over {args.runs} run(s): {spans}")
-
-
-def _stop_receiver(receiver: subprocess.Popen[str]) -> int | None:
-    """Close the receiver's input; the number of spans it received (None when it did not say)."""
-    assert receiver.stdin is not None
-    assert receiver.stdout is not None
-    receiver.stdin.close()
-    said = receiver.stdout.readline().strip()
-    receiver.wait(30)
-    return int(said) if said.isdigit() else None
 
 
 if __name__ == "__main__":

@@ -209,6 +209,16 @@ def start_receiver() -> tuple[subprocess.Popen[str], str]:
     return receiver, receiver.stdout.readline().strip()
 
 
+def stop_receiver(receiver: subprocess.Popen[str]) -> int | None:
+    """Close the receiver's input; the number of spans it received (None when it did not say)."""
+    assert receiver.stdin is not None
+    assert receiver.stdout is not None
+    receiver.stdin.close()
+    said = receiver.stdout.readline().strip()
+    receiver.wait(30)
+    return int(said) if said.isdigit() else None
+
+
 def export_on(url: str) -> Telemetry:
     """Export every span to ``url``, with a queue large enough that the batch processor drops none."""
     os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = url
@@ -240,11 +250,7 @@ async def tracing(subtasks: int, agents: int, chain: int, runs: int) -> None:
                 measured[on].append(figures)
     finally:
         telemetry.shutdown()
-        assert receiver.stdin is not None
-        assert receiver.stdout is not None
-        receiver.stdin.close()
-        spans = receiver.stdout.readline().strip()
-        receiver.wait(30)
+        spans = stop_receiver(receiver)
 
     def median(on: bool, figure: str) -> float:
         return float(statistics.median(getattr(f, figure) for f in measured[on]))

@@ -127,3 +127,21 @@ def test_a_message_continues_the_context_it_carries_and_a_malformed_one_joins_it
         assert span.context is not None
         assert span.parent is not None
         assert (span.context.trace_id, span.parent.span_id) == (trace_id, parent_id), header
+
+
+def test_a_decision_span_is_a_child_of_the_last_context_and_links_each_other_one_once(
+    spans: InMemorySpanExporter,
+) -> None:
+    from planexe_ax.bus import tracing
+
+    trace_id = execution_root("e1").trace_id
+    a, b, c = (f"00-{trace_id:032x}-{n:016x}-01" for n in (0xA, 0xB, 0xC))
+    stranger = "00-0000000000000000000000000000abcd-00000000000000ef-01"  # another trace: neither parent nor link
+    with tracing.decision_span("decide on events", "e1", [a, b, a, stranger, b, c, "malformed"]):
+        pass
+    [span] = spans.get_finished_spans()
+    assert span.parent is not None
+    assert span.parent.span_id == 0xC
+    assert [link.context.span_id for link in span.links] == [0xA, 0xB]
+    assert span.attributes is not None
+    assert span.attributes["messaging.batch.message_count"] == 7

@@ -226,13 +226,31 @@ def noted_in_current(template: str, subject: str, msg_id: str | None, headers: d
     return True
 
 
+def _joined(root: SpanContext, carried: Sequence[str | None]) -> tuple[SpanContext | None, list[Link]]:
+    """Of the ``traceparent`` values ``carried``, those in ``root``'s trace: the last, and links to the others.
+
+    Each context is linked once (the messages of one decision round all carry that round's), the last's not
+    at all (it is the parent), and at most the latest :data:`MAX_LINKS`. The last is None when none is in the trace.
+    """
+    contexts: dict[int, SpanContext] = {}
+    last: SpanContext | None = None
+    for value in carried:
+        context = parse_traceparent(value)
+        if context is not None and context.trace_id == root.trace_id:
+            contexts.pop(context.span_id, None)  # kept at its latest place
+            contexts[context.span_id] = last = context
+    if last is not None:
+        del contexts[last.span_id]
+    return last, [Link(context) for context in list(contexts.values())[-MAX_LINKS:]]
+
+
 @contextmanager
 def decision_span(name: str, execution_id: str, carried: Sequence[str | None] = ()) -> Iterator[str | None]:
     """A short span of the coordinator's decisions on one execution; yields the ``traceparent`` they carry.
 
     One span per decision round and execution, however many messages led to it and however many it
     publishes: its parent is the context the last of ``carried`` (the ``traceparent`` headers of the
-    messages decided on) came in, in the execution's trace; the others are links. Without any, it is a
+    messages decided on) came in, in the execution's trace; the others are links (:func:`_joined`). Without any, it is a
     child of the current span when that is in the execution's trace, else of the execution's root. When
     the current span is already in the execution's trace and nothing is carried (a command's process
     span, a timer's span), no new span is made: the decisions carry the current one.
@@ -241,13 +259,12 @@ def decision_span(name: str, execution_id: str, carried: Sequence[str | None] = 
         yield None
         return
     root = execution_root(execution_id)
-    contexts = [c for c in (parse_traceparent(value) for value in carried) if c and c.trace_id == root.trace_id]
+    last, links = _joined(root, carried)
     current = trace.get_current_span()
-    if not contexts and current.is_recording() and current.get_span_context().trace_id == root.trace_id:
+    if last is None and current.is_recording() and current.get_span_context().trace_id == root.trace_id:
         yield _header(current.get_span_context())
         return
-    parent = trace.set_span_in_context(trace.NonRecordingSpan(contexts[-1] if contexts else root))
-    links = [Link(context) for context in contexts[-MAX_LINKS - 1 : -1]]
+    parent = trace.set_span_in_context(trace.NonRecordingSpan(last or root))
     attributes: dict[str, Any] = {"planexe.execution_id": execution_id}
     if carried:
         attributes["messaging.batch.message_count"] = len(carried)
@@ -346,12 +363,8 @@ def batch_process_span(template: str, msgs: Sequence[Any], group: str, execution
         yield INVALID_SPAN
         return
     root = execution_root(execution_id)
-    carried = [parse_traceparent((msg.headers or {}).get(TRACEPARENT)) for msg in msgs]
-    # Each context once (many messages carry the same one: a decision round's, the root), the parent's last.
-    contexts = list({c.span_id: c for c in carried if c and c.trace_id == root.trace_id}.values())
-    last = next((c for c in reversed(carried) if c and c.trace_id == root.trace_id), root)
-    parent = trace.set_span_in_context(trace.NonRecordingSpan(last))
-    links = [Link(context) for context in contexts if context.span_id != last.span_id][-MAX_LINKS:]
+    last, links = _joined(root, [(msg.headers or {}).get(TRACEPARENT) for msg in msgs])
+    parent = trace.set_span_in_context(trace.NonRecordingSpan(last or root))
     attributes: dict[str, Any] = {
         "messaging.system": "nats",
         "messaging.operation.type": "process",

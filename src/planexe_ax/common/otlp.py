@@ -35,7 +35,7 @@ _KIND = {
 }
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 PAIRS_KEPT = 4096
-"""Most encoded attributes :class:`Encoder` keeps for reuse."""
+"""Most encoded attributes, and attribute keys, :class:`Encoder` keeps for reuse."""
 KEPT = 256
 """Most encoded resources, and scopes, :class:`Encoder` keeps for reuse (a process has one or two of each)."""
 _pack_double = struct.Struct("<d").pack
@@ -124,11 +124,9 @@ class Encoder:
             out += _SPAN_START + _pack_fixed64(span.start_time)
         if span.end_time:
             out += _SPAN_END + _pack_fixed64(span.end_time)
-        attributes = getattr(span, "_attributes", None)  # the span's own mapping: .attributes wraps it in a proxy
+        attributes = getattr(span, "_attributes", None) or span.attributes  # its own mapping: not the proxy
         if attributes:
             out += self._attributes(_SPAN_ATTRIBUTE, attributes)
-        elif attributes is None and span.attributes:
-            out += self._attributes(_SPAN_ATTRIBUTE, span.attributes)
         if span.dropped_attributes:
             out += _SPAN_DROPPED_ATTRIBUTES + _varint(span.dropped_attributes)
         for event in span.events:
@@ -189,7 +187,7 @@ class Encoder:
         encoded = self._keys.get(key)
         if encoded is None:
             encoded = _key_field(key)
-            if len(self._keys) < 4096:  # keys are names in code; a key made of data is encoded every time
+            if len(self._keys) < PAIRS_KEPT:  # keys are names in code; a key made of data is encoded every time
                 self._keys[key] = encoded
         return encoded
 

@@ -640,11 +640,10 @@ class Projector(HoldsLease):
 
     def _apply(self, batch: Batch, todo: list[_Item]) -> int:
         """Fold ``todo``'s events into ``batch``'s rows, in stream order, inside their process spans when tracing."""
-        if not tracing_enabled():  # no span to make
-            return sum(batch.apply(item.event, item.seq, item.data) for item in todo if item.event is not None)
         with contextlib.ExitStack() as spans:
-            for execution_id, items in _by_execution(todo).items():
-                spans.enter_context(self._span(execution_id, items))
+            if tracing_enabled():
+                for execution_id, items in _by_execution(todo).items():
+                    spans.enter_context(self._span(execution_id, items))
             return sum(batch.apply(item.event, item.seq, item.data) for item in todo if item.event is not None)
 
     def _span(self, execution_id: str, items: list[_Item]) -> AbstractContextManager[Span]:

@@ -7,14 +7,14 @@ Each run starts a nats-server in operator mode (every service with its own ident
 processes, the projector (SQLite read model), the coordinator and ``--agents`` no-op agent processes (the CPU
 per subtask of the wide job of each of them, of the nats-server and of this bench's own client is read from
 /proc: together, the budget of the two cores; while a job runs the client follows only the execution's end, and
-reads the subtasks' dispatch and start times from the stream afterwards); the
-floor's worker (bench/floor.py) on a nats-server without auth; and, when the optional ``bench`` extra is
-installed, Temporal's dev server with a worker (bench/temporal_job.py). Every run does the wide job
-(``--subtasks`` independent no-op subtasks), the chain job (``--chain`` finish-to-start tasks), and the
-project alone at each of ``--sizes`` (throughput, coordinator CPU per subtask, and how long after the end the
-read model caught up; a 5,000-subtask plan is over 1 MB of JSON, so it travels by reference to the plan
-object store). Figures are
-medians over the runs; ratios are to the floor and to Temporal of the same runs.
+reads the subtasks' dispatch and start times, and how many events the execution stored, from the stream
+afterwards: each event is a message every service on its path pays for); the floor's worker (bench/floor.py) on
+a nats-server without auth; and, when the optional ``bench`` extra is installed, Temporal's dev server with a
+worker (bench/temporal_job.py). Every run does the wide job (``--subtasks`` independent no-op subtasks), the
+chain job (``--chain`` finish-to-start tasks), and the project alone at each of ``--sizes`` (throughput,
+coordinator CPU per subtask, and how long after the end the read model caught up; a 5,000-subtask plan is over
+1 MB of JSON, so it travels by reference to the plan object store). Figures are medians over the runs; ratios
+are to the floor and to Temporal of the same runs.
 
 With ``--tracing`` every process of the project (the no-op agents too, as ``serve agents`` would) exports
 every span over OTLP/HTTP to a receiver in another process (tests/helpers/otlp.py, which decodes each request
@@ -135,6 +135,7 @@ async def project_run(url: str, folder: Path, args: argparse.Namespace, server_p
             for name, used in wide["cpu"].items():
                 figures[f"{name}_cpu_ms_per_subtask"] = used / args.subtasks * 1000
             figures["client_cpu_ms_per_subtask"] = wide["end"]["client_cpu_s"] / args.subtasks * 1000
+            figures["events_per_subtask"] = wide["end"]["events"] / args.subtasks
             figures["wide_per_s"] = args.subtasks / wide_s
             figures["dispatch_p50_ms"], figures["dispatch_p99_ms"] = _dispatch(wide)
             figures["readmodel_behind_s"] = await _readmodel_lag(db, wide["end"])
@@ -197,6 +198,8 @@ async def _execute(
         raise RuntimeError(f"the bench execution ended {outcome}")
     seen: dict[str, dict[str, float]] = {"dispatched": {}, "started": {}}
     seen["end"] = {"seq": outcome.stream_seq, "client_cpu_s": client_cpu_s, "at": ended}
+    stored = await bus.js.stream_info(bus.subjects.events_stream, subjects_filter=bus.subjects.events_of(execution_id))
+    seen["end"]["events"] = sum((stored.state.subjects or {}).values())
     seen["cpu"] = used
     if not times:
         return took, seen
@@ -372,6 +375,7 @@ LABELS = [
     ("projector_cpu_ms_per_subtask", "projector CPU per subtask at {n} (ms)", False),
     ("server_cpu_ms_per_subtask", "nats-server CPU per subtask at {n} (ms)", False),
     ("client_cpu_ms_per_subtask", "this bench's client (start, follow) CPU per subtask at {n} (ms)", False),
+    ("events_per_subtask", "events stored per subtask at {n} (and one offer each)", False),
     ("chain_leg_decided_stored_ms", "chain hop, p50 of: DISPATCHED decided -> stored (ms)", False),
     ("chain_leg_stored_started_ms", "  ... DISPATCHED stored -> the agent starts (ms)", False),
     ("chain_leg_started_result_stored_ms", "  ... started -> the result stored (ms)", False),

@@ -410,7 +410,8 @@ async def test_the_scrubber_shows_the_execution_as_it_was_at_an_earlier_event(st
     human = await until_item(stack, execution_id, "human_task")
     assert (await stack.client.post(f"/api/inbox/{human['item_id']}", json={"action": "complete"})).is_success
     await until_status(stack, execution_id, "COMPLETED")
-    events = sorted(await all_events(stack, execution_id), key=lambda e: e["seq"])
+    # One place on the scrubber per stored event: a task's move that rode in its subtask's decision shares its seq.
+    events = sorted({e["seq"]: e for e in await all_events(stack, execution_id)}.values(), key=lambda e: e["seq"])
     running = next(
         i
         for i, e in enumerate(events)

@@ -71,8 +71,8 @@ async def test_audit_passes_on_a_run_and_names_an_edited_row_and_a_deleted_messa
     assert all(line["who"].startswith("agent:") for line in lines if line["type"] == "subtask_result")
 
     events = (await stack.client.get(f"/api/executions/{execution_id}/events", params={"limit": 1000})).json()
-    states = [e for e in events["items"] if e["type"] == "task_state"]
-    edited, deleted = states[-2], states[1]  # two events with a reason, one early, one late (newest first)
+    states = [e for e in events["items"] if e["type"] == "subtask_state"]
+    edited, deleted = states[-2], states[1]  # two decisions, one early, one late (newest first)
     await edit_row(stack, edited["seq"])
     await bus.js.delete_msg(bus.subjects.events_stream, deleted["seq"])
 

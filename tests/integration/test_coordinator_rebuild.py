@@ -24,6 +24,7 @@ from planexe_ax.bus.audit_chain import link
 from planexe_ax.bus.messages import AuditCheckpoint
 from planexe_ax.bus.replay import replay_present
 from planexe_ax.config import Settings
+from planexe_ax.coordinator.carry import carry_task_moves
 from planexe_ax.coordinator.core import CoordinatorCore
 from planexe_ax.coordinator.service import Coordinator
 from planexe_ax.coordinator.state import CoreConfig, Emit
@@ -39,10 +40,10 @@ def history() -> list[Event]:
     core = CoordinatorCore(CoreConfig(lag_scale_s=0))
     events: list[Event] = []
     effects = core.on_command(StartExecution(execution_id=X, plan=make_plan({"a": 1})), utcnow())
-    events += [e.event for e in effects if isinstance(e, Emit)]
+    events += [e.event for e in carry_task_moves(effects, {}) if isinstance(e, Emit)]  # as the coordinator sends them
     for report in (started(X, "a_s0"), result(X, "a_s0")):
         events.append(report)
-        events += [e.event for e in core.on_event(report, utcnow()) if isinstance(e, Emit)]
+        events += [e.event for e in carry_task_moves(core.on_event(report, utcnow()), {}) if isinstance(e, Emit)]
     assert core.runs[X].status == ExecutionStatus.COMPLETED
     return events
 

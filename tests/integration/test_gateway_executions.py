@@ -321,7 +321,10 @@ async def test_events_come_newest_first_filtered_and_in_pages_of_five(stack: Sta
     events = await eventually(signed_to_the_end)
 
     assert len(events) > 20
-    assert seqs(events) == sorted(set(seqs(events)), reverse=True)
+    assert seqs(events) == sorted(seqs(events), reverse=True)
+    shared = [e for e in events if seqs(events).count(e["seq"]) > 1]  # a task's move and the decision it rode in
+    assert shared
+    assert {e["type"] for e in shared} == {"task_state", "subtask_state"}
     last = next(e for e in events if e["type"] != "audit_checkpoint")
     assert last["type"] == "execution_state"
     assert last["data"]["status"] == "COMPLETED"
@@ -330,6 +333,7 @@ async def test_events_come_newest_first_filtered_and_in_pages_of_five(stack: Sta
         assert event["data"]["execution_id"] == execution_id
         assert (event["type"], event["event_id"]) == (event["data"]["type"], event["data"]["event_id"])
     assert await walk(stack, execution_id, None) == events
+    assert await walk(stack, execution_id, None, limit=1) == events, "a page may end inside a stored event"
 
     states = await all_events(stack, execution_id, type="subtask_state")
     assert states == [e for e in events if e["type"] == "subtask_state"]
@@ -337,6 +341,13 @@ async def test_events_come_newest_first_filtered_and_in_pages_of_five(stack: Sta
     of_task = await all_events(stack, execution_id, task_id="task_1_1")
     assert of_task == [e for e in events if e["task_id"] == "task_1_1"]
     assert {e["type"] for e in of_task} >= {"task_state", "subtask_state"}
+    for moved in (e for e in of_task if e["type"] == "task_state"):  # each rode in its subtask's decision
+        carrier = next(e for e in of_task if e["seq"] == moved["seq"] and e["type"] == "subtask_state")
+        assert carrier["data"]["task_state"] == moved["data"]
+        assert of_task.index(moved) == of_task.index(carrier) - 1, "listed on its own just before it (newest first)"
+    task_moves = await all_events(stack, execution_id, type="task_state")
+    assert task_moves == [e for e in events if e["type"] == "task_state"]
+    assert {e["data"]["status"] for e in task_moves} >= {"RUNNING", "COMPLETED"}
     agent_id = next(e["agent_id"] for e in events if e["agent_id"])
     by_agent = await all_events(stack, execution_id, agent_id=agent_id)
     assert by_agent == [e for e in events if e["agent_id"] == agent_id]
@@ -379,7 +390,8 @@ async def test_event_pages_neither_repeat_nor_skip_while_new_events_arrive(stack
     final = await all_events(stack, execution_id)
     assert final[0]["seq"] > newest_then, "events arrived between the pages"
     paged = first["items"] + rest
-    assert seqs(paged) == sorted(set(seqs(paged)), reverse=True)
+    assert seqs(paged) == sorted(seqs(paged), reverse=True)
+    assert [e["event_id"] for e in paged] == list(dict.fromkeys(e["event_id"] for e in paged)), "none repeated"
     assert paged == [e for e in final if e["seq"] <= newest_then]
 
 

@@ -151,6 +151,33 @@ async def test_execution_and_task_times(sessions: Sessions) -> None:
     assert (task.status, task.reason, task.started_at, task.finished_at) == ("CANCELLED", "stop", at(4), at(6))
 
 
+async def test_a_task_move_riding_in_a_subtask_decision_gives_what_two_events_give(
+    sessions: Sessions, tmp_path: Path
+) -> None:
+    running = TaskState(execution_id="e1", ts=at(1), task_id="t2", status=TaskStatus.RUNNING)
+    done = TaskState(execution_id="e1", ts=at(3), task_id="t2", status=TaskStatus.COMPLETED, reason="ok")
+    sub = {"execution_id": "e1", "task_id": "t2", "subtask_id": "s3", "attempt": 1, "agent_id": "a1"}
+    dispatched = SubtaskState(ts=at(1), status=TaskStatus.DISPATCHED, **sub)
+    completed = SubtaskState(ts=at(3), status=TaskStatus.COMPLETED, output={"sent": 1}, **sub)
+    expected = await one_by_one([created(), running, dispatched, completed, done], tmp_path)
+
+    feed = Feed(sessions)
+    await feed(created())
+    await feed(dispatched.model_copy(update={"task_state": running}))
+    await feed(completed.model_copy(update={"task_state": done}))
+
+    tables = await table_dump(sessions)
+    assert tables.pop("execution_events") != expected.pop("execution_events")
+    assert tables == expected
+    task = next(row for row in tables["execution_tasks"] if row["task_id"] == "t2")
+    assert (task["status"], task["reason"], task["started_at"], task["finished_at"]) == (
+        "COMPLETED",
+        "ok",
+        at(1),
+        at(3),
+    )
+
+
 async def one_by_one(events: list[Event], tmp_path: Path) -> dict[str, list[dict[str, Any]]]:
     """The tables of ``events`` projected one at a time into a fresh SQLite read model: the reference."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'one_by_one.sqlite3'}"

@@ -49,6 +49,7 @@ from planexe_ax.bus.messages import (
     TaskState,
     TaskStatus,
     WebhookDisabled,
+    facts,
     new_id,
     utcnow,
 )
@@ -132,6 +133,7 @@ __all__ = [
     "ensure_topology",
     "event_ids",
     "event_subject",
+    "facts",
     "load_plan",
     "nats_server_binary",
     "needs_plan",

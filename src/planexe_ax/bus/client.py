@@ -34,7 +34,7 @@ from planexe_ax.bus import (
 )
 from planexe_ax.bus.errors import BusClosed
 from planexe_ax.bus.leader import PASSING
-from planexe_ax.bus.messages import CommandBase
+from planexe_ax.bus.messages import CommandBase, facts
 from planexe_ax.bus.replay import ExecutionEvents, StoredEvent, execution_events
 from planexe_ax.bus.tracing import start_span
 
@@ -105,7 +105,8 @@ async def follow(
     Args:
         bus: The connection.
         execution_id: The execution to follow.
-        on_event: Called with every event in stream order.
+        on_event: Called with every event in stream order (a ``task_state`` that rides in a ``subtask_state``
+            after it, on its own).
         timeout_s: Give up after this long.
         kinds: Read only events of these types (None: every event). The execution's ``execution_state`` and
             ``command_rejected`` are always read: they say when it ends.
@@ -116,11 +117,12 @@ async def follow(
     last_seq = skipped = 0
     retry, never = Backoff(0.1, 2.0), asyncio.Event()
     kinds = None if kinds is None else {*kinds, "execution_state", "command_rejected"}
+    subjects = None if kinds is None or "task_state" not in kinds else {*kinds, "subtask_state"}  # where it may ride
     async with asyncio.timeout(timeout_s):
         while True:
             since = bus.reconnected_at
             try:
-                async with execution_events(bus, execution_id, last_seq, kinds) as events:
+                async with execution_events(bus, execution_id, last_seq, subjects or kinds) as events:
                     quiet_s = 0.0
                     while bus.reconnected_at == since:  # a server restart loses the consumer: start again after it
                         stored = await events.next(timeout_s=1.0)
@@ -139,7 +141,9 @@ async def follow(
                             skipped += 1
                             continue
                         if on_event:
-                            on_event(event)
+                            for fact in facts(event):  # a task's move that rides in its subtask's: on its own
+                                if kinds is None or fact.type in kinds:
+                                    on_event(fact)
                         if isinstance(event, ExecutionState) and event.status in TERMINAL_EXECUTION:
                             return Outcome(event.status, stored.seq, event.reason, skipped)
                         if isinstance(event, CommandRejected) and event.command == "start":
@@ -154,7 +158,10 @@ async def follow(
 async def first_event(
     events: ExecutionEvents, match: Callable[[Event], bool], timeout_s: float
 ) -> tuple[Event, int] | None:
-    """The first event of ``events`` that ``match`` accepts, with its stream sequence; None after ``timeout_s``."""
+    """The first event of ``events`` that ``match`` accepts, with its stream sequence; None after ``timeout_s``.
+
+    A ``task_state`` that rides in a ``subtask_state`` is looked at on its own, after it.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while (left := deadline - loop.time()) > 0:
@@ -162,8 +169,9 @@ async def first_event(
         if stored is None:
             return None
         event = decoded(stored)
-        if event is not None and match(event):
-            return event, stored.seq
+        for fact in facts(event) if event is not None else ():
+            if match(fact):
+                return fact, stored.seq
     return None
 
 

@@ -3,7 +3,8 @@
 Events are immutable facts on ``ax.evt.<execution_id>.<type>``: a discriminated union on ``type``.
 Agents publish reports (``subtask_started``, ``subtask_progress``, ``subtask_result``); the coordinator,
 the only writer of state, publishes decisions (``execution_created``, ``execution_state``,
-``task_state``, ``subtask_state``, ``command_rejected``).
+``task_state``, ``subtask_state``, ``command_rejected``). A task's move decided with one of its subtask's rides in
+that ``subtask_state`` (its ``task_state``): one message instead of two; :func:`facts` gives both.
 """
 
 from __future__ import annotations
@@ -180,6 +181,12 @@ class SubtaskState(EventBase):
         default=None,
         description="An attempt that ends without having been RUNNING (its result said when the agent began): then",
     )
+    task_state: TaskState | None = Field(
+        default=None,
+        description="The move of this subtask's task decided with this one (a task starts as its first subtask is "
+        "dispatched, and ends with its last one): a task_state event of its own, with its own event_id, stored in "
+        "this message and taking effect with it",
+    )
 
 
 class TaskPaused(EventBase):
@@ -324,6 +331,14 @@ Event = Annotated[
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+def facts(event: Event) -> tuple[Event, ...]:
+    """The events one stored event stands for: itself, then the ``task_state`` a ``subtask_state`` carries."""
+    carried = event.task_state if isinstance(event, SubtaskState) else None
+    return (event,) if carried is None else (event, carried)
+
+
 AGENT_REPORTS = frozenset(
     {"subtask_started", "subtask_progress", "subtask_rejected", "subtask_blocked", "subtask_result"}
 )

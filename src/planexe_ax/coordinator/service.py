@@ -53,6 +53,7 @@ from planexe_ax.bus.tracing import enabled as tracing_enabled
 from planexe_ax.bus.work import HeldAcks
 from planexe_ax.config import Settings
 from planexe_ax.coordinator.audit import ChainKeeper
+from planexe_ax.coordinator.carry import carry_task_moves
 from planexe_ax.coordinator.core import CoordinatorCore
 from planexe_ax.coordinator.directory import AgentDirectory
 from planexe_ax.coordinator.state import CoreConfig, Effect, Emit, GoOn, Offer, WakeAt
@@ -454,10 +455,11 @@ class Coordinator:
         is sent again, all of them, until the stream has them; its de-duplication drops the copies. A
         publish that no retry can cure (a subject that cannot be built, a message too large) goes to the
         DLQ instead, and the others go on. Nothing else is decided meanwhile (the caller holds the lock),
-        which keeps the order.
+        which keeps the order. A task's move decided with one of its subtask's goes out inside that subtask's
+        decision (:func:`~planexe_ax.coordinator.carry.carry_task_moves`).
         """
         carried = dict(carried or {})
-        effects = self.audit.stamp(effects, carried)
+        effects = self.audit.stamp(carry_task_moves(effects, carried), carried)
         for effect in effects:
             if isinstance(effect, WakeAt):
                 self._arm(effect)

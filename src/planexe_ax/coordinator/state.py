@@ -221,7 +221,10 @@ def apply(run: ExecutionRun, event: Event) -> bool:
     if isinstance(event, TaskState):
         return _apply_task_state(run, event)
     if isinstance(event, SubtaskState):
-        return _apply_subtask_state(run, event)
+        changed = _apply_subtask_state(run, event)
+        if event.task_state is not None:  # its task's move, decided with it (an event of its own)
+            changed = apply(run, event.task_state) or changed
+        return changed
     if isinstance(event, TaskPaused | TaskReassigned):
         return _apply_task_control(run, event)
     if isinstance(event, InboxOpened | InboxClosed):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from planexe_ax.readmodel.db import Sessions
 from planexe_ax.readmodel.models import ExecutionEvent
@@ -31,28 +31,74 @@ async def events_page(
 ) -> EventPage:
     """An execution's events, newest first, keyset-paginated by stream sequence.
 
+    A page holds up to ``limit`` stored events; a ``task_state`` that rides in a ``subtask_state`` is listed on its
+    own as well, just before it, at the same sequence (:func:`stored_items`), and ``type``, ``task_id`` and
+    ``agent_id`` select among them both.
+
     Raises:
         BadCursor: when ``cursor`` is not one a page handed out.
     """
     query = select(ExecutionEvent).where(ExecutionEvent.execution_id == execution_id)
-    if type_:
+    if type_ == "task_state":  # a task's move may ride in its subtask's decision
+        carries = ExecutionEvent.data["task_state"]["status"].as_string().is_not(None)
+        query = query.where(or_(ExecutionEvent.type == type_, and_(ExecutionEvent.type == "subtask_state", carries)))
+    elif type_:
         query = query.where(ExecutionEvent.type == type_)
     if task_id:
         query = query.where(ExecutionEvent.task_id == task_id)
     if agent_id:
         query = query.where(ExecutionEvent.agent_id == agent_id)
-    if cursor:
-        (before,) = decode_cursor(cursor, 1)
-        if type(before) is not int or not 0 < before < 2**63:
-            raise BadCursor(f"cursor {cursor!r} is not one this API handed out")
-        query = query.where(ExecutionEvent.stream_seq < before)
+    before, taken = _position(cursor) if cursor else (None, None)
+    if before is not None:  # past the stored event the last page ended with, or within it
+        query = query.where(
+            ExecutionEvent.stream_seq < before if taken is None else ExecutionEvent.stream_seq <= before
+        )
     query = query.order_by(ExecutionEvent.stream_seq.desc()).limit(limit + 1)
     async with sessions() as session:
-        page, more = split_page(list(await session.scalars(query)), limit)
-    return EventPage(
-        items=[event_item(row.stream_seq, row.data) for row in page],
-        next_cursor=encode_cursor(page[-1].stream_seq) if more and page else None,
-    )
+        rows = list(await session.scalars(query))
+    wanted = {"type": type_, "task_id": task_id, "agent_id": agent_id}
+    found: list[tuple[int, int, int, EventItem]] = []
+    """(sequence, place among the items of its stored event (newest first), how many it has, item)."""
+    for row in rows:  # each row gives at least one item: a page of ``limit`` needs at most ``limit + 1`` rows
+        items = stored_items(row.stream_seq, row.data)[::-1]
+        for place, item in enumerate(items):
+            if row.stream_seq == before and taken is not None and place < taken:
+                continue  # handed out on the page before
+            if all(value is None or getattr(item, name) == value for name, value in wanted.items()):
+                found.append((row.stream_seq, place, len(items), item))
+    page, more = split_page(found, limit)
+    next_cursor = None
+    if more and page:
+        seq, place, count, _ = page[-1]
+        next_cursor = encode_cursor(seq) if place + 1 == count else encode_cursor(seq, place + 1)
+    return EventPage(items=[item for *_, item in page], next_cursor=next_cursor)
+
+
+def _position(cursor: str) -> tuple[int, int | None]:
+    """(sequence, items of it handed out already) a cursor names; None for all of them.
+
+    Raises:
+        BadCursor: when ``cursor`` is not one a page handed out.
+    """
+    try:
+        before, taken = decode_cursor(cursor, 2)
+    except BadCursor:
+        (before,), taken = decode_cursor(cursor, 1), None
+    if type(before) is not int or not 0 < before < 2**63 or not (taken is None or (type(taken) is int and taken > 0)):
+        raise BadCursor(f"cursor {cursor!r} is not one this API handed out")
+    return before, taken
+
+
+def stored_items(seq: int, event: dict[str, Any]) -> list[EventItem]:
+    """The events one stored event stands for (:func:`planexe_ax.bus.facts`), oldest first, at its sequence.
+
+    A ``subtask_state`` that carries its task's ``task_state`` is that event, then the ``task_state`` on its own.
+    """
+    carried = event.get("task_state") if event.get("type") == "subtask_state" else None
+    items = [event_item(seq, event)]
+    if isinstance(carried, dict):
+        items.append(event_item(seq, carried))
+    return items
 
 
 async def stored_events(sessions: Sessions, execution_id: str) -> list[tuple[int, dict[str, Any]]]:

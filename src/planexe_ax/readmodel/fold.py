@@ -279,9 +279,17 @@ def on_task_state(rows: Rows, event: TaskState) -> None:
 def on_subtask_state(rows: Rows, event: SubtaskState) -> None:
     """Set a subtask's status, reason, attempt, agent, output and error, and raise its task's attempt count.
 
+    Then the ``task_state`` it carries (its task's move, decided with it), as that event would be.
+
     ``not_before`` (RETRY_WAIT) and ``deadline`` (BLOCKED) describe the state they come with, so every state
     sets them, to None when absent. The agent is stored as given: ``person-...`` when a person did the work.
     """
+    _on_subtask(rows, event)
+    if event.task_state is not None:
+        on_task_state(rows, event.task_state)
+
+
+def _on_subtask(rows: Rows, event: SubtaskState) -> None:
     row = rows.subtask(event.execution_id, event.task_id, event.subtask_id)
     if row is None:
         _log_unknown(event)

@@ -22,7 +22,17 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from planexe_ax.bus import Bus, Msg, PullLoop, Subjects, WebhookDisabled, decode_event, event_ids, stream_seq
+from planexe_ax.bus import (
+    Bus,
+    Msg,
+    PullLoop,
+    Subjects,
+    WebhookDisabled,
+    decode_event,
+    event_ids,
+    facts,
+    stream_seq,
+)
 from planexe_ax.bus.leader import HoldsLease, LeaderLease, Terms, default_holder
 from planexe_ax.bus.replay import resume_after, rewind_if_lost
 from planexe_ax.config import Settings
@@ -110,8 +120,8 @@ class WebhookService(HoldsLease):
 
     # -- consumer ------------------------------------------------------------------------------------------
     async def _handle_batch(self, msgs: list[Msg]) -> None:
-        events = [(stream_seq(m), _event(m.data)) for m in msgs]
-        await rewind_if_lost(self.bus, self.durable, self._after, [seq for seq, _ in events])  # raises Rewound
+        events = [(stream_seq(m), event) for m in msgs for event in _events(m.data)]
+        await rewind_if_lost(self.bus, self.durable, self._after, [stream_seq(m) for m in msgs])  # raises Rewound
         subs = await queue.subscriptions(self.sessions)
         for _, event in events:
             if event and event.get("type") == "execution_created":
@@ -128,7 +138,7 @@ class WebhookService(HoldsLease):
                 payload = event_item(seq, event).model_dump_json()
                 item = queue.Owed(seq, str(event["event_id"]), kind, ex, payload)
                 owed += [(webhook_id, item) for webhook_id in wanting]
-        top = max(seq for seq, _ in events)
+        top = max(stream_seq(m) for m in msgs)
         if await queue.enqueue(self.sessions, self.durable, top, owed):
             self._wake.set()
         self._after = max(self._after, top)
@@ -212,9 +222,13 @@ class WebhookService(HoldsLease):
         return queue.Outcome(**{**outcome.__dict__, "retry_at": retry_at})
 
 
-def _event(data: bytes) -> dict[str, Any] | None:
-    """The event as the read model stores it (upcast, validated), or None when it does not decode."""
+def _events(data: bytes) -> list[dict[str, Any] | None]:
+    """The events a message stands for, as the read model stores them (upcast, validated); [None]: undecodable.
+
+    A ``subtask_state`` that carries its task's ``task_state`` is two events (:func:`~planexe_ax.bus.facts`), each
+    delivered on its own to the webhooks that want its type, with the message's stream position.
+    """
     try:
-        return decode_event(data).model_dump(mode="json", by_alias=True)
+        return [fact.model_dump(mode="json", by_alias=True) for fact in facts(decode_event(data))]
     except ValueError:  # pydantic's ValidationError and json's JSONDecodeError are ValueErrors
-        return None
+        return [None]

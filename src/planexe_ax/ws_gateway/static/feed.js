@@ -33,6 +33,7 @@ export function describe(item) {
     case "execution_state":
       return `execution → ${e.status}${why}`;
     case "task_state":
+      return `→ ${e.status}${why}`;
     case "subtask_state":
       return `→ ${e.status}${why}`;
     case "subtask_started":
@@ -60,6 +61,19 @@ export function describe(item) {
   }
 }
 
+/** An event and, when it is a `subtask_state` carrying its task's `task_state`, that one on its own (same seq). */
+function withCarried(item) {
+  const carried = item.type === "subtask_state" && item.data && item.data.task_state;
+  if (!carried) return [item];
+  const { event_id, type, task_id, subtask_id, agent_id, attempt, ts } = carried;
+  return [item, { seq: item.seq, event_id, type, task_id, subtask_id, agent_id, attempt, ts, data: carried }];
+}
+
+/** By sequence, newest first; at one sequence the carried `task_state` before the decision it rode in, as the API. */
+function newestFirst(a, b) {
+  return b.seq - a.seq || (b.type === "task_state") - (a.type === "task_state");
+}
+
 export class Feed {
   constructor(root, filters) {
     this.root = root;
@@ -80,18 +94,21 @@ export class Feed {
     this.render();
   }
 
-  /** Add events (any order); duplicates by sequence are ignored. Returns true when something was added. */
+  /**
+   * Add events (any order); duplicates (by event id) are ignored. A stream frame's `subtask_state` that carries its
+   * task's `task_state` is two events, as the API lists them. Returns true when something was added.
+   */
   add(items) {
     let added = false;
-    for (const item of items) {
-      if (this.seen.has(item.seq)) continue;
-      this.seen.add(item.seq);
+    for (const item of items.flatMap(withCarried)) {
+      if (this.seen.has(item.event_id)) continue;
+      this.seen.add(item.event_id);
       this.items.push(item);
       added = true;
     }
     if (!added) return false;
-    this.items.sort((a, b) => b.seq - a.seq);
-    for (const dropped of this.items.splice(KEEP)) this.seen.delete(dropped.seq);
+    this.items.sort(newestFirst);
+    for (const dropped of this.items.splice(KEEP)) this.seen.delete(dropped.event_id);
     this.refreshAgents();
     return true;
   }

@@ -66,20 +66,14 @@ export function applyEvent(state, frame) {
       applyExecutionState(state.execution, event, ts);
       changed.parts.add("execution");
       break;
-    case "task_state": {
-      const task = state.tasks.get(frame.task_id);
-      if (!task) break;
-      task.status = event.status;
-      task.reason = event.reason || "";
-      task.updated_at = ts;
-      if (event.status === "RUNNING" && !task.started_at) task.started_at = ts;
-      if (TERMINAL_TASK.has(event.status)) task.finished_at = ts;
-      changed.task = task;
-      changed.parts.add("task");
+    case "task_state":
+      changed.task = applyTaskState(state, frame.task_id, event, ts);
+      if (changed.task) changed.parts.add("task");
       break;
-    }
     case "subtask_state":
       changed.subtask = applySubtaskState(state, frame, event, ts);
+      // Its task's move, decided with it, rides in it (a task_state event of its own).
+      if (event.task_state) applyTaskState(state, event.task_state.task_id, event.task_state, event.task_state.ts || ts);
       break;
     case "subtask_progress": {
       const sub = findSubtask(state, frame.task_id, frame.subtask_id);
@@ -112,6 +106,17 @@ export function applyEvent(state, frame) {
     changed.parts.add("task");
   }
   return changed;
+}
+
+function applyTaskState(state, taskId, event, ts) {
+  const task = state.tasks.get(taskId);
+  if (!task) return null;
+  task.status = event.status;
+  task.reason = event.reason || "";
+  task.updated_at = ts;
+  if (event.status === "RUNNING" && !task.started_at) task.started_at = ts;
+  if (TERMINAL_TASK.has(event.status)) task.finished_at = ts;
+  return task;
 }
 
 function applyExecutionState(execution, event, ts) {

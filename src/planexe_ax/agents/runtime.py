@@ -43,8 +43,9 @@ from planexe_ax.agents.control import ExecutionWatches
 from planexe_ax.agents.reporting import ACK_WAIT_S, Report, Reporter, execute, validate_params
 from planexe_ax.agents.sdk import Agent, Capability, RejectOffer, TaskContext
 from planexe_ax.bus import Bus, SubtaskRejected, SubtaskResult, SubtaskStarted, TaskOffer, utcnow
-from planexe_ax.bus.consumer import Backoff, ErrorsOnce, supervise, wake
+from planexe_ax.bus.consumer import Backoff, ErrorsOnce, supervise
 from planexe_ax.bus.tracing import fail_current
+from planexe_ax.bus.wakes import wake
 from planexe_ax.bus.work import (
     ACK_HOLD_S,
     HeldAcks,
@@ -72,7 +73,7 @@ class AgentRuntime:
         agent: The agent to run.
         concurrency: Offers worked on at the same time, across all of the agent's consumers.
         grace_s: On stop, how long in-flight work may take to finish before it is cancelled (and nak'ed).
-        fetch_timeout_s: How long one fetch waits; bounds how fast a stop is noticed.
+        fetch_timeout_s: How long one wait for offers lasts (a stop ends it at once), and a pull request lives.
         idle_timeout_s: In :meth:`run_until_idle`, a fetch that waits this long with nothing in flight ends the run.
         cancel_grace_s: When the coordinator cancels an attempt, how long the capability may take to return
             on its own (at a :meth:`TaskContext.checkpoint`) before its asyncio task is cancelled.
@@ -254,7 +255,9 @@ class AgentRuntime:
             wake(waiter)
 
     async def _wake_on(self, stop: asyncio.Event) -> None:
+        """Once ``stop`` is set, end the pull loops' waits: for offers (given back on close) and for a permit."""
         await stop.wait()
+        self._offers.interrupt()
         self._wake_room()
 
     def _spawn(self, work: LeasedOffer) -> None:

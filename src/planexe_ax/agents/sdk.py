@@ -32,8 +32,8 @@ from typing import Any, get_args, get_type_hints
 from pydantic import BaseModel
 
 from planexe_ax.bus import AgentCard, CapabilityCard, TaskOffer, check_id, check_token, utcnow
-from planexe_ax.bus.consumer import wake
 from planexe_ax.bus.messages import RejectReason
+from planexe_ax.bus.wakes import wake
 from planexe_ax.config import Settings
 from planexe_ax.errors import PlanExeAXError
 

@@ -33,6 +33,7 @@ from planexe_ax.bus.pipeline import Outgoing, Pipeline
 from planexe_ax.bus.plan_store import PLAN_ENVELOPE_BYTES, offload
 from planexe_ax.bus.subjects import Subjects
 from planexe_ax.bus.topology import ensure_topology
+from planexe_ax.bus.wakes import on_set
 from planexe_ax.config import Settings
 from planexe_ax.errors import ConfigError, MessageTooLarge, PlanTooLarge
 
@@ -395,29 +396,38 @@ class Bus:
 
         Yields each change as a :class:`KvEntry`, and None when the initial
         values are done or nothing changed within ``poll_s`` (a tick for time-based checks). A watch does
-        not survive a server restart, so after a reconnect the bucket is read afresh.
+        not survive a server restart, so after a reconnect the bucket is read afresh. ``stop`` ends the wait
+        for an update in progress (with a tick), not its ``poll_s``.
         """
         watcher: Any = None
         since, wait_s = self.reconnected_at, 0.1
+
+        def tick() -> None:
+            """Stopped: the wait in progress returns a tick now (the watcher's queue, as its end of initial values)."""
+            if watcher is not None:
+                with contextlib.suppress(asyncio.QueueFull):  # full: the wait returns at once anyway
+                    watcher._updates.put_nowait(None)
+
         try:
-            while not stop.is_set():
-                if watcher is None or self.reconnected_at != since:
-                    await _stop_watch(watcher)
-                    watcher, since = None, self.reconnected_at
+            with on_set(stop, tick):
+                while not stop.is_set():
+                    if watcher is None or self.reconnected_at != since:
+                        await _stop_watch(watcher)
+                        watcher, since = None, self.reconnected_at
+                        try:
+                            watcher = await kv.watchall()
+                        except (nats.errors.Error, TimeoutError) as exc:  # the bucket's stream electing a leader: again
+                            log.warning("watch failed; trying again", extra={"error": repr(exc)})
+                            with contextlib.suppress(TimeoutError):
+                                await asyncio.wait_for(stop.wait(), wait_s)
+                            wait_s = min(wait_s * 2, 5.0)
+                            continue
+                        wait_s = 0.1
                     try:
-                        watcher = await kv.watchall()
-                    except (nats.errors.Error, TimeoutError) as exc:  # the bucket's stream electing a leader: again
-                        log.warning("watch failed; trying again", extra={"error": repr(exc)})
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(stop.wait(), wait_s)
-                        wait_s = min(wait_s * 2, 5.0)
-                        continue
-                    wait_s = 0.1
-                try:
-                    entry = await watcher.updates(timeout=poll_s)
-                except TimeoutError:  # nats' TimeoutError subclasses it: nothing new in poll_s
-                    entry = None
-                yield None if entry is None else KvEntry.of(entry)
+                        entry = await watcher.updates(timeout=poll_s)
+                    except TimeoutError:  # nats' TimeoutError subclasses it: nothing new in poll_s
+                        entry = None
+                    yield None if entry is None else KvEntry.of(entry)
         finally:
             await _stop_watch(watcher)
 

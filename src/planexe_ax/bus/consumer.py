@@ -20,8 +20,9 @@ from opentelemetry.trace import Span
 from planexe_ax.bus import parser
 from planexe_ax.bus.connection import Bus
 from planexe_ax.bus.errors import BusClosed
-from planexe_ax.bus.pull import Puller
+from planexe_ax.bus.pull import Puller, give_back
 from planexe_ax.bus.tracing import process_span
+from planexe_ax.bus.wakes import on_set, wake
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,8 @@ class StandingPull:
     it (the server serves requests first in, first out), until the server ends it with a status on the
     request's own reply subject (408 expired, 409) or its ``expires`` has passed here (the server may have
     dropped it in a restart). One pull request per half of the credits, instead of one (or two) fetch round
-    trips per batch: agents take offers this way, and :class:`PullLoop` with ``standing``.
+    trips per batch: agents take offers this way, and :class:`PullLoop` with ``standing``. A loop that stops
+    calls :meth:`interrupt` (armed once, :func:`~planexe_ax.bus.wakes.on_set`): the wait in progress ends then.
 
     Args:
         bus: The connection.
@@ -163,6 +165,7 @@ class StandingPull:
         self._wanted = 1
         """How many ready messages wake the :meth:`take` waiting (its ``at_least``)."""
         self._broken: Exception | None = None
+        self._interrupted = False
 
     async def start(self) -> None:
         """Subscribe to the inboxes the consumer delivers to (the messages handed over as they are read)."""
@@ -176,11 +179,20 @@ class StandingPull:
         sub, self._sub = self._sub, None
         ready = self._hand_out()
         if self.acks:
-            for msg in ready:
-                with contextlib.suppress(Exception):  # not given back: redelivered after the consumer's ack wait
-                    await msg.nak()
+            await give_back(ready)
         if sub is not None:
             await parser.unsubscribe(self.bus.nc, sub)
+
+    def interrupt(self) -> None:
+        """End the :meth:`take` or :meth:`drain` in progress, and make every later one return at once: a stop.
+
+        An interrupted pull hands out nothing and asks for nothing more: what came is given back by :meth:`close`,
+        not handled after the stop.
+        """
+        self._interrupted = True
+        waiting, self._waiting = self._waiting, []
+        for waiter in waiting:
+            wake(waiter)
 
     @property
     def outstanding(self) -> int:
@@ -222,11 +234,15 @@ class StandingPull:
             timeout_s: How long to wait, and how long a new request lives.
             at_least: How many messages end the wait before ``timeout_s``: a caller that lets messages gather
                 (the projector filling a batch) is not woken for each one that comes meanwhile.
+
+        Once :meth:`interrupt` was called: [] at once.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         at_least = max(1, at_least)
         while True:
+            if self._interrupted:
+                return []
             if self._broken is not None:
                 raise self._broken
             if len(self._ready) >= at_least:
@@ -244,7 +260,10 @@ class StandingPull:
 
         The server delivers what it has at once and ends the request (404, or 408 after some); the wait ends then,
         or after ``timeout_s``. One round trip and one burst instead of a wake-up per message as they are stored.
+        Once :meth:`interrupt` was called: [] at once.
         """
+        if self._interrupted:
+            return []
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         token = await self._request(most, timeout_s, no_wait=True)
@@ -254,14 +273,17 @@ class StandingPull:
             left = deadline - loop.time()
             if left <= 0:
                 break
-            await self._sleep(left, most)
+            if not await self._sleep(left, most):
+                return []
         return self._hand_out()
 
-    async def _sleep(self, seconds: float, wanted: int) -> None:
-        """Wait until ``wanted`` messages are ready, a status comes, or ``seconds`` have passed.
+    async def _sleep(self, seconds: float, wanted: int) -> bool:
+        """Wait until ``wanted`` messages are ready, a status comes, or ``seconds`` have passed; False: interrupted.
 
-        A future woken by an arrival or by a timer: no task per wait (``asyncio.wait_for`` makes one).
+        A future woken by an arrival, a timer or :meth:`interrupt`: no task per wait (``asyncio.wait_for`` makes one).
         """
+        if self._interrupted:
+            return False
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         self._waiting.append(waiter)
@@ -274,6 +296,7 @@ class StandingPull:
             self._wanted = 1
             if waiter in self._waiting:
                 self._waiting.remove(waiter)
+        return not self._interrupted
 
     def _hand_out(self) -> list[Msg]:
         ready, self._ready = list(self._ready), deque()
@@ -290,15 +313,6 @@ class StandingPull:
         return token
 
 
-def wake(future: asyncio.Future[None]) -> None:
-    """Set ``future``'s result unless it is done already (answered, or cancelled by the one waiting on it).
-
-    A waiter made with ``loop.create_future()`` and woken this way costs no task, unlike ``asyncio.wait_for``.
-    """
-    if not future.done():
-        future.set_result(None)
-
-
 class PullLoop:
     """Consume one durable pull consumer until ``stop`` is set.
 
@@ -308,17 +322,19 @@ class PullLoop:
     With ``standing``, a :class:`StandingPull` keeps that many credits outstanding instead: messages come as
     soon as they are stored, with no round trip per batch, and whatever came meanwhile is one batch.
 
+    ``stop`` ends the wait in progress (the fetch or the standing pull is interrupted): the loop ends as soon as the
+    batch being handled, if any, is done. Messages received and not handed to ``handler`` are given back (nak).
+
     Args:
         bus: The connection.
         stream: Stream name.
         durable: Durable consumer name (it must exist).
         handler: Takes a batch; acks, naks or dead-letters each message itself.
         batch: Largest batch handed to ``handler``.
-        idle_timeout_s: How long one fetch waits; bounds how fast ``stop`` is noticed.
+        idle_timeout_s: How long one fetch waits (and, with ``standing``, how long a pull request lives).
         batch_wait_s: How long the second fetch waits for the messages the first said are waiting (it returns
             as soon as they are in); a busy process parses them slower, and would hand on smaller batches.
-        standing: Pull credits kept outstanding (0: fetch each round). Messages received and not handled
-            when the loop ends are given back (nak).
+        standing: Pull credits kept outstanding (0: fetch each round).
     """
 
     def __init__(
@@ -343,6 +359,8 @@ class PullLoop:
         self.standing = standing
         self.handled = 0
         self._errors = ErrorsOnce(durable=durable).about("consume loop error")
+        self._pull: StandingPull | Puller | None = None
+        """The pull of the round in progress: the one a stop interrupts."""
 
     async def run(self, stop: asyncio.Event, until_idle: bool = False) -> None:
         """Fetch and handle until ``stop`` is set (or, with ``until_idle``, until a fetch finds nothing)."""
@@ -353,6 +371,7 @@ class PullLoop:
                 await self._consume_standing(stop, until_idle, backoff)
                 return
             async with Puller(self.bus, self.stream, self.durable) as puller:
+                self._pull = puller
                 while not stop.is_set():
                     msgs = await self._fetch(puller)
                     if not msgs:
@@ -362,10 +381,16 @@ class PullLoop:
                     await self._handle(msgs)
                     backoff.reset()
 
-        await supervise(stop, consume, self.durable, on_error=self._errors, backoff=backoff)
+        with on_set(stop, self._interrupt):
+            await supervise(stop, consume, self.durable, on_error=self._errors, backoff=backoff)
+
+    def _interrupt(self) -> None:
+        if self._pull is not None:
+            self._pull.interrupt()
 
     async def _consume_standing(self, stop: asyncio.Event, until_idle: bool, backoff: Backoff) -> None:
         pull = StandingPull(self.bus, self.stream, self.durable)
+        self._pull = pull
         await pull.start()
         try:
             while not stop.is_set():
@@ -375,6 +400,9 @@ class PullLoop:
                         return
                     continue
                 for first in range(0, len(msgs), self.batch):
+                    if stop.is_set():  # not handed on after the stop: given back, as close gives back the rest
+                        await give_back(msgs[first:])
+                        break
                     await self._handle(msgs[first : first + self.batch])
                 backoff.reset()
         finally:

@@ -8,7 +8,8 @@ what the server sends back with one subscription callback, waiting once per requ
 Every request has its own reply subject under one inbox, so a status message (``404`` no messages, ``408``
 request expired) ends only the request it answers. Messages are kept in the order they arrive, whichever
 request they answer: one that comes after its request gave up is handed on with the next batch, never dropped
-(a dropped message would only come back after ``ack_wait``, behind newer ones).
+(a dropped message would only come back after ``ack_wait``, behind newer ones); one still here when the puller
+closes is given back (nak).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from nats.aio.subscription import Subscription
 from nats.js.errors import APIError
 
 from planexe_ax.bus.connection import Bus
+from planexe_ax.bus.wakes import wake
 
 STATUS, DESCRIPTION = "Status", "Description"
 DONE = frozenset({"404", "408"})
@@ -30,6 +32,13 @@ HEARTBEAT = "100"
 V1_TOKENS = 9
 GRACE_S = 1.0
 """How much longer than the request's expiry the client waits for the server's ``408``."""
+
+
+async def give_back(msgs: list[Msg]) -> None:
+    """Nak ``msgs`` (received, not handled): the consumer delivers them again now, not after its ack wait."""
+    for msg in msgs:
+        with contextlib.suppress(Exception):  # not given back: redelivered after the consumer's ack wait
+            await msg.nak()
 
 
 def stream_seq(msg: Msg) -> int:
@@ -85,7 +94,9 @@ class Puller:
         self._reply = ""
         self._want = 0
         self._got: list[Msg] = []
-        self._done = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
+        """The :meth:`fetch` waiting: woken once it has its batch, by its request's status, or by :meth:`interrupt`."""
+        self._interrupted = False
         self._error: APIError | None = None
 
     async def __aenter__(self) -> Puller:
@@ -94,30 +105,59 @@ class Puller:
         return self
 
     async def __aexit__(self, *_: object) -> None:
-        if self._sub is not None:
+        """Unsubscribe, and give back (nak) the messages received and not handed out: another pull gets them now."""
+        sub, self._sub = self._sub, None
+        got, self._got = self._got, []
+        await give_back(got)
+        if sub is not None:
             with contextlib.suppress(Exception):  # the connection may already be closed
-                await self._sub.unsubscribe()
-            self._sub = None
+                await sub.unsubscribe()
+
+    def interrupt(self) -> None:
+        """End the :meth:`fetch` in progress, and make every later one return at once: the loop is stopping.
+
+        An interrupted fetch hands out nothing; what came for it is given back when the puller closes.
+        """
+        self._interrupted = True
+        if self._waiter is not None:
+            wake(self._waiter)
 
     async def fetch(self, batch: int, wait_s: float) -> list[Msg]:
         """Up to ``batch`` messages: those that come within ``wait_s`` (it returns once ``batch`` are in).
 
+        Once :meth:`interrupt` was called: none, at once.
+
         Raises:
             APIError: The server refused the request (e.g. the consumer is gone).
         """
+        if self._interrupted:
+            return []
         self._requests += 1
         self._reply = f"{self._inbox}.{self._requests}"
         self._want, self._error = batch, None
-        self._done.clear()
         if len(self._got) < batch:
             request = {"batch": batch - len(self._got), "expires": int(wait_s * 1e9)}
-            await self.bus.nc.publish(self.api_subject, json.dumps(request).encode(), reply=self._reply)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._done.wait(), wait_s + GRACE_S)
+            # A future woken by the batch, the status or a stop, and a timer: no task per wait (wait_for makes one).
+            # Made before the request is sent, so that an answer that comes while it is sent wakes it too.
+            loop = asyncio.get_running_loop()
+            self._waiter = waiter = loop.create_future()
+            timer = loop.call_later(wait_s + GRACE_S, wake, waiter)
+            try:
+                await self.bus.nc.publish(self.api_subject, json.dumps(request).encode(), reply=self._reply)
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+            if self._interrupted:
+                return []
         got, self._got = self._got[:batch], self._got[batch:]
         if self._error is not None and not got:
             raise self._error
         return got
+
+    def _wake(self) -> None:
+        if self._waiter is not None:
+            wake(self._waiter)
 
     async def _on_msg(self, msg: Msg) -> None:
         headers = msg.headers or {}
@@ -125,8 +165,8 @@ class Puller:
         if status is None:
             self._got.append(msg)
             if len(self._got) >= self._want:
-                self._done.set()
+                self._wake()
         elif status != HEARTBEAT and msg.subject == self._reply:
             if status not in DONE:
                 self._error = APIError(code=int(status), description=headers.get(DESCRIPTION, ""))
-            self._done.set()
+            self._wake()

@@ -253,6 +253,7 @@ class OfferSource:
         self._ensured: set[str] = set()
         self._subs: dict[str, tuple[JetStreamContext.PullSubscription, asyncio.Lock]] = {}
         self._pulls: dict[str, StandingPull] = {}
+        self._interrupted = False
 
     @staticmethod
     def durables(agent_id: str, actions: Iterable[str]) -> list[str]:
@@ -288,8 +289,11 @@ class OfferSource:
         Unlike :meth:`fetch`, pull credits stay outstanding between calls, so an offer is delivered as soon
         as it is stored, and a burst comes in a few messages. ``credits()`` says how many offers this
         consumer may be owed now (at least one is asked for); the caller shares its free room among its
-        consumers with it. An error drops the standing pull (made again next time) and is raised.
+        consumers with it. An error drops the standing pull (made again next time) and is raised. After
+        :meth:`interrupt`: [] at once.
         """
+        if self._interrupted:
+            return []
         pull = self._pulls.get(durable)
         if pull is None:
             pull = StandingPull(self.bus, self.bus.subjects.tasks_stream, durable)
@@ -333,10 +337,21 @@ class OfferSource:
                 raise
         return list(msgs)
 
+    def interrupt(self) -> None:
+        """End the :meth:`take` calls waiting, and make every later one return [] at once, until :meth:`close`.
+
+        For a runtime that stops: it starts no work after its stop, and the offers the standing pulls received
+        meanwhile are given back (nak) when it closes the source.
+        """
+        self._interrupted = True
+        for pull in self._pulls.values():
+            pull.interrupt()
+
     async def close(self) -> None:
-        """Drop every subscription (the durable consumers stay)."""
+        """Drop every subscription (the durable consumers stay); give back the offers received and not taken."""
         subs, self._subs = list(self._subs.values()), {}
         pulls, self._pulls = list(self._pulls.values()), {}
+        self._interrupted = False
         self._ensured.clear()
         for pull in pulls:
             with contextlib.suppress(Exception):  # the connection may be gone already

@@ -33,6 +33,7 @@ from planexe_ax.bus.replay import Rewound, events_last_seq, first_missing, next_
 from planexe_ax.bus.topology import projector_consumer
 from planexe_ax.bus.tracing import batch_process_span, process_span
 from planexe_ax.bus.tracing import enabled as tracing_enabled
+from planexe_ax.bus.wakes import on_set
 from planexe_ax.errors import PlanUnavailable
 from planexe_ax.projector.agent_cards import AgentWatcher
 from planexe_ax.projector.plan_catalog import PlanWatcher
@@ -377,6 +378,8 @@ class Projector(HoldsLease):
                         gather = self.batch_size(items[0].seq, end) - len(items)
                     credits = quiet_credits if self.quiet else STANDING * self.batch
                     msgs = await pull.take(functools.partial(int, credits), wait, gather)  # credits as asked now
+                    if stop.is_set():  # the take was interrupted (or ended as the stop came): what it brought is not
+                        break  # decoded, and the next term reads it again from the checkpoint
                     if not msgs and not items and until_seq is not None and self.last_seq >= until_seq:
                         break
                     if not msgs and idle and (lost := await self._lost_at_the_end()) is not None:
@@ -407,7 +410,12 @@ class Projector(HoldsLease):
                 with contextlib.suppress(Exception):  # the connection may already be closed
                     await pull.close()
 
-        await supervise(stop, consume, self.durable, on_error=self._errors, backoff=backoff)
+        with on_set(stop, self._interrupt):  # a stop ends the wait in progress, not its IDLE_S
+            await supervise(stop, consume, self.durable, on_error=self._errors, backoff=backoff)
+
+    def _interrupt(self) -> None:
+        if self._pull is not None:
+            self._pull.interrupt()
 
     def linger(self) -> float:
         """How long the first event of a batch not yet full waits for others.

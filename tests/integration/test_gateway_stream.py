@@ -80,7 +80,10 @@ async def events_until(ws: ClientConnection, last: str) -> list[dict[str, Any]]:
 
 
 async def stored_seqs(stack: Stack, execution_id: str, up_to: int) -> list[int]:
-    """The stream sequences of the execution's events up to ``up_to``, read from the REST API once projected."""
+    """The stream sequences of the execution's stored events up to ``up_to``, read from the REST API once projected.
+
+    Each once: the API lists a task's move that rode in a subtask's decision on its own, at the same sequence.
+    """
     await stack.gateway.wait_projected(up_to)
     seqs: list[int] = []
     cursor: str | None = None
@@ -90,7 +93,7 @@ async def stored_seqs(stack: Stack, execution_id: str, up_to: int) -> list[int]:
         seqs.extend(item["seq"] for item in page["items"])
         cursor = page["next_cursor"]
         if not cursor:
-            return sorted(seq for seq in seqs if seq <= up_to)
+            return sorted({seq for seq in seqs if seq <= up_to})
 
 
 async def close_code(ws: ClientConnection) -> int | None:

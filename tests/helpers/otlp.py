@@ -104,6 +104,8 @@ def otlp_receiver(keep: bool = True) -> Iterator[Receiver]:
     holder: list[Receiver] = []
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keeps the exporter's connection open between requests, as a collector does
+
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             if self.headers.get("Content-Encoding") == "gzip":

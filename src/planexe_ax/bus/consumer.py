@@ -22,7 +22,7 @@ from planexe_ax.bus.connection import Bus
 from planexe_ax.bus.errors import BusClosed
 from planexe_ax.bus.pull import Puller, give_back
 from planexe_ax.bus.tracing import process_span
-from planexe_ax.bus.wakes import on_set, wake
+from planexe_ax.bus.wakes import on_set, wake, woken
 
 log = logging.getLogger(__name__)
 
@@ -284,15 +284,12 @@ class StandingPull:
         """
         if self._interrupted:
             return False
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.append(waiter)
         self._wanted = wanted
-        timer = loop.call_later(seconds, wake, waiter)
         try:
-            await waiter
+            await woken(waiter, seconds)
         finally:
-            timer.cancel()
             self._wanted = 1
             if waiter in self._waiting:
                 self._waiting.remove(waiter)

@@ -23,7 +23,7 @@ from nats.aio.subscription import Subscription
 from nats.js.errors import APIError
 
 from planexe_ax.bus.connection import Bus
-from planexe_ax.bus.wakes import wake
+from planexe_ax.bus.wakes import wake, woken
 
 STATUS, DESCRIPTION = "Status", "Description"
 DONE = frozenset({"404", "408"})
@@ -119,8 +119,7 @@ class Puller:
         An interrupted fetch hands out nothing; what came for it is given back when the puller closes.
         """
         self._interrupted = True
-        if self._waiter is not None:
-            wake(self._waiter)
+        self._wake()
 
     async def fetch(self, batch: int, wait_s: float) -> list[Msg]:
         """Up to ``batch`` messages: those that come within ``wait_s`` (it returns once ``batch`` are in).
@@ -137,16 +136,13 @@ class Puller:
         self._want, self._error = batch, None
         if len(self._got) < batch:
             request = {"batch": batch - len(self._got), "expires": int(wait_s * 1e9)}
-            # A future woken by the batch, the status or a stop, and a timer: no task per wait (wait_for makes one).
-            # Made before the request is sent, so that an answer that comes while it is sent wakes it too.
-            loop = asyncio.get_running_loop()
-            self._waiter = waiter = loop.create_future()
-            timer = loop.call_later(wait_s + GRACE_S, wake, waiter)
+            # A future woken by the batch, the status or a stop, or by its timer: no task per wait (wait_for makes
+            # one). Made before the request is sent, so that an answer that comes while it is sent wakes it too.
+            self._waiter = waiter = asyncio.get_running_loop().create_future()
             try:
                 await self.bus.nc.publish(self.api_subject, json.dumps(request).encode(), reply=self._reply)
-                await waiter
+                await woken(waiter, wait_s + GRACE_S)
             finally:
-                timer.cancel()
                 self._waiter = None
             if self._interrupted:
                 return []

@@ -21,6 +21,15 @@ def wake(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+async def woken(future: asyncio.Future[None], seconds: float) -> None:
+    """Wait until ``future`` is woken (:func:`wake`) or ``seconds`` have passed: a timer, not a task."""
+    timer = asyncio.get_running_loop().call_later(seconds, wake, future)
+    try:
+        await future
+    finally:
+        timer.cancel()
+
+
 @contextlib.contextmanager
 def on_set(event: asyncio.Event, action: Callable[[], object]) -> Iterator[None]:
     """While the block runs, call ``action`` as soon as ``event`` is set (set already: on the loop's next turn).

@@ -80,10 +80,8 @@ def _position(cursor: str) -> tuple[int, int | None]:
     Raises:
         BadCursor: when ``cursor`` is not one a page handed out.
     """
-    try:
-        before, taken = decode_cursor(cursor, 2)
-    except BadCursor:
-        (before,), taken = decode_cursor(cursor, 1), None
+    before, *rest = decode_cursor(cursor, 1, 2)
+    taken = rest[0] if rest else None
     if type(before) is not int or not 0 < before < 2**63 or not (taken is None or (type(taken) is int and taken > 0)):
         raise BadCursor(f"cursor {cursor!r} is not one this API handed out")
     return before, taken

@@ -20,8 +20,8 @@ def encode_cursor(*parts: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(parts).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, arity: int) -> list[Any]:
-    """The parts of a cursor made by :func:`encode_cursor`.
+def decode_cursor(cursor: str, arity: int, *other_arities: int) -> list[Any]:
+    """The parts of a cursor made by :func:`encode_cursor`: ``arity`` of them (or one of ``other_arities``).
 
     Raises:
         BadCursor: when the text is not such a cursor.
@@ -30,7 +30,7 @@ def decode_cursor(cursor: str, arity: int) -> list[Any]:
         parts = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (ValueError, binascii.Error) as exc:
         raise BadCursor(f"cursor {cursor!r} is not one this API handed out") from exc
-    if not isinstance(parts, list) or len(parts) != arity:
+    if not isinstance(parts, list) or len(parts) not in (arity, *other_arities):
         raise BadCursor(f"cursor {cursor!r} is not one this API handed out")
     return parts
 
